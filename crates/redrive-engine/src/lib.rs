@@ -1,1 +1,218 @@
+//! The queue engine: SQS semantics over in-memory scheduling indices, written through a
+//! [`Store`].
+//!
+//! # Layout
+//! - [`Engine`]: the registry of queues and one `handle_*`-style method per SQS action
+//!   (`queues.rs` for queue-level actions, `messages.rs` for message-level ones).
+//! - [`queue`]: one queue's messages and timer indices.
+//! - [`store`]: the persistence boundary ([`Store`], [`Mutation`], [`MemoryStore`]).
+//! - [`clock`]: injectable time.
+//! - [`receipt`]: receipt-handle codec.
+//!
+//! Long polling: each queue has a [`tokio::sync::Notify`]; a receive that finds nothing waits
+//! for a send or for the queue's next timer, whichever comes first (no background sweeper).
 
+pub mod clock;
+mod messages;
+pub mod queue;
+mod queues;
+pub mod receipt;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+use redrive_core::arn::{QueueArn, parse_queue_url};
+use redrive_core::{SqsError, SqsResult};
+use tokio::sync::Notify;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use queue::QueueState;
+pub use store::{Durable, MemoryStore, Mutation, Store};
+
+/// Server-wide identity settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub account_id: String,
+    pub default_region: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { account_id: "000000000000".into(), default_region: "us-east-1".into() }
+    }
+}
+
+/// Per-request facts the engine needs: the caller's Region (from the SigV4 scope) and the base
+/// URL queue URLs are built on (`{scheme}://{Host}`).
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub region: String,
+    pub base_url: String,
+}
+
+/// A live queue: its state behind a lock and a wakeup for long pollers.
+#[derive(Debug)]
+pub struct Queue {
+    pub uid: u64,
+    pub region: String,
+    pub name: String,
+    pub arn: String,
+    pub state: Mutex<QueueState>,
+    pub notify: Notify,
+}
+
+type QueueKey = (String, String);
+
+#[derive(Debug, Default)]
+struct Registry {
+    queues: HashMap<QueueKey, Arc<Queue>>,
+    /// When a name was last deleted (for `QueueDeletedRecently`).
+    deleted_at_ms: HashMap<QueueKey, u64>,
+}
+
+pub struct Engine {
+    config: EngineConfig,
+    clock: Arc<dyn Clock>,
+    store: Arc<dyn Store>,
+    registry: RwLock<Registry>,
+    next_queue_uid: AtomicU64,
+    /// FIFO sequence numbers: one counter for the whole server, seeded from the clock so it
+    /// keeps growing across restarts.
+    sequence: Mutex<u128>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens an engine over `store`, rebuilding every index from what it holds.
+    pub fn open(config: EngineConfig, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        let snapshot = store.load();
+        let now = clock.now_ms();
+        let mut registry = Registry::default();
+        let mut by_uid: HashMap<u64, Arc<Queue>> = HashMap::new();
+        let mut max_uid = snapshot.max_queue_uid;
+        for rec in snapshot.queues {
+            max_uid = max_uid.max(rec.uid);
+            let q = Arc::new(Queue {
+                uid: rec.uid,
+                region: rec.region.clone(),
+                name: rec.name.clone(),
+                arn: QueueArn::new(&rec.region, &rec.account, &rec.name).to_string(),
+                state: Mutex::new(QueueState::new(rec.clone())),
+                notify: Notify::new(),
+            });
+            by_uid.insert(rec.uid, q.clone());
+            registry.queues.insert((rec.region, rec.name), q);
+        }
+        let mut max_sequence: u128 = 0;
+        for m in snapshot.messages {
+            if let Some(sn) = m.sequence_number.as_deref().and_then(|s| s.parse::<u128>().ok()) {
+                max_sequence = max_sequence.max(sn);
+            }
+            if let Some(q) = by_uid.get(&m.queue_uid) {
+                q.state.lock().insert(m, now);
+            }
+        }
+        let seeded = u128::from(now / 1000) << 33;
+        Engine {
+            config,
+            clock,
+            store,
+            registry: RwLock::new(registry),
+            next_queue_uid: AtomicU64::new(max_uid + 1),
+            sequence: Mutex::new(seeded.max(max_sequence)),
+        }
+    }
+
+    /// An engine with the in-memory store and the system clock.
+    pub fn in_memory(config: EngineConfig) -> Self {
+        Self::open(config, Arc::new(MemoryStore::new()), Arc::new(SystemClock))
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    fn next_sequence_number(&self) -> String {
+        let mut s = self.sequence.lock();
+        *s += 1;
+        format!("{:020}", *s)
+    }
+
+    pub fn queue_url(&self, ctx: &RequestContext, name: &str) -> String {
+        format!("{}/{}/{}", ctx.base_url.trim_end_matches('/'), self.config.account_id, name)
+    }
+
+    /// Resolves a queue URL in the caller's Region.
+    pub fn resolve(&self, ctx: &RequestContext, url: &str) -> SqsResult<Arc<Queue>> {
+        if url.is_empty() {
+            return Err(SqsError::missing_parameter("QueueUrl"));
+        }
+        let (account, name) = parse_queue_url(url).ok_or_else(|| {
+            SqsError::new(
+                redrive_core::ErrorCode::InvalidAddress,
+                format!("The address {url} is not valid for this endpoint."),
+            )
+        })?;
+        if account != self.config.account_id {
+            return Err(SqsError::queue_does_not_exist());
+        }
+        self.lookup(&ctx.region, &name).ok_or_else(SqsError::queue_does_not_exist)
+    }
+
+    fn lookup(&self, region: &str, name: &str) -> Option<Arc<Queue>> {
+        self.registry.read().queues.get(&(region.to_string(), name.to_string())).cloned()
+    }
+
+    /// Resolves a queue ARN (same account; the ARN's Region).
+    pub fn resolve_arn(&self, arn: &str) -> Option<Arc<Queue>> {
+        let arn = QueueArn::parse(arn)?;
+        if arn.account != self.config.account_id {
+            return None;
+        }
+        self.lookup(&arn.region, &arn.name)
+    }
+
+    fn alloc_queue_uid(&self) -> u64 {
+        self.next_queue_uid.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Every queue in a Region, sorted by name.
+    fn queues_in(&self, region: &str) -> Vec<Arc<Queue>> {
+        let reg = self.registry.read();
+        let mut v: Vec<_> = reg.queues.values().filter(|q| q.region == region).cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Drops every queue and message (dev-only reset, as moto's `/moto-api/reset`).
+    pub fn reset(&self) {
+        let queues: Vec<Arc<Queue>> = {
+            let mut reg = self.registry.write();
+            reg.deleted_at_ms.clear();
+            reg.queues.drain().map(|(_, q)| q).collect()
+        };
+        for q in queues {
+            let mut st = q.state.lock();
+            st.deleted = true;
+            let _ = self.store.submit(vec![Mutation::DeleteQueue { uid: q.uid }]);
+            drop(st);
+            q.notify.notify_waiters();
+        }
+    }
+}
+
+async fn durable(d: Durable) -> SqsResult<()> {
+    d.wait().await.map_err(|e| SqsError::internal(format!("storage failure: {e}")))
+}

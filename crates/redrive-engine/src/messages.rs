@@ -1,0 +1,674 @@
+//! Message-level actions: send, receive (with long polling and the lazy DLQ move), delete,
+//! change visibility.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redrive_core::api::*;
+use redrive_core::digest::{md5_hex, md5_of_attributes, sha256_hex};
+use redrive_core::{ErrorCode, SqsError, SqsResult, limits, validate};
+
+use crate::queue::{DedupEntry, QueueState};
+use crate::queues::RedrivePolicy;
+use crate::receipt::ReceiptHandle;
+use crate::store::{MessageRecord, Mutation};
+use crate::{Engine, Queue, RequestContext, durable};
+
+/// The fields of a send, shared by SendMessage and each SendMessageBatch entry.
+struct SendFields {
+    body: Option<String>,
+    delay_seconds: Option<i64>,
+    attributes: MessageAttributes,
+    system_attributes: MessageAttributes,
+    dedup_id: Option<String>,
+    group_id: Option<String>,
+}
+
+impl From<SendMessageInput> for SendFields {
+    fn from(i: SendMessageInput) -> Self {
+        SendFields {
+            body: i.message_body,
+            delay_seconds: i.delay_seconds,
+            attributes: i.message_attributes,
+            system_attributes: i.message_system_attributes,
+            dedup_id: i.message_deduplication_id,
+            group_id: i.message_group_id,
+        }
+    }
+}
+
+impl From<SendMessageBatchRequestEntry> for SendFields {
+    fn from(i: SendMessageBatchRequestEntry) -> Self {
+        SendFields {
+            body: i.message_body,
+            delay_seconds: i.delay_seconds,
+            attributes: i.message_attributes,
+            system_attributes: i.message_system_attributes,
+            dedup_id: i.message_deduplication_id,
+            group_id: i.message_group_id,
+        }
+    }
+}
+
+fn not_for_queue_type(param: &str, value: impl std::fmt::Display) -> SqsError {
+    SqsError::invalid_value(
+        param,
+        value,
+        "The request include parameter that is not valid for this queue type.",
+    )
+}
+
+/// A message attribute filter entry matches `All`, `.*`, an exact name or a `prefix.*`.
+fn attribute_selected(filters: &[String], name: &str) -> bool {
+    filters.iter().any(|f| {
+        f == "All"
+            || f == ".*"
+            || f == name
+            || f.strip_suffix(".*").is_some_and(|p| name.starts_with(p) && name[p.len()..].starts_with('.'))
+    })
+}
+
+const VALID_SYSTEM_NAMES: &[&str] = &[
+    "All",
+    "SenderId",
+    "SentTimestamp",
+    "ApproximateReceiveCount",
+    "ApproximateFirstReceiveTimestamp",
+    "SequenceNumber",
+    "MessageDeduplicationId",
+    "MessageGroupId",
+    "AWSTraceHeader",
+    "DeadLetterQueueSourceArn",
+];
+
+impl Engine {
+    /// Validates one send against the queue and enqueues it (or answers a FIFO duplicate).
+    fn enqueue(
+        &self,
+        queue: &Queue,
+        st: &mut QueueState,
+        fields: SendFields,
+        now: u64,
+        muts: &mut Vec<Mutation>,
+    ) -> SqsResult<SendMessageOutput> {
+        let body = validate::message_body(fields.body.as_deref())?.to_string();
+        validate::message_attributes(&fields.attributes)?;
+        validate::message_system_attributes(&fields.system_attributes)?;
+        let size = validate::message_size(&body, &fields.attributes);
+        if size as i64 > st.settings.max_message_size {
+            return Err(SqsError::invalid_parameter(format!(
+                "One or more parameters are invalid. Reason: Message must be shorter than {} bytes.",
+                st.settings.max_message_size
+            )));
+        }
+        if let Some(d) = fields.delay_seconds {
+            if !(0..=limits::MAX_DELAY_SECONDS).contains(&d) {
+                return Err(SqsError::invalid_value(
+                    "DelaySeconds",
+                    d,
+                    "DelaySeconds must be >= 0 and <= 900.",
+                ));
+            }
+        }
+        if let Some(g) = &fields.group_id {
+            validate::group_style_id("MessageGroupId", g)?;
+        }
+        let mut sequence_number = None;
+        let mut dedup_id = None;
+        if st.settings.fifo {
+            let Some(group) = &fields.group_id else {
+                return Err(SqsError::missing_parameter("MessageGroupId"));
+            };
+            if let Some(d) = fields.delay_seconds {
+                return Err(not_for_queue_type("DelaySeconds", d));
+            }
+            let id = match &fields.dedup_id {
+                Some(id) => {
+                    validate::group_style_id("MessageDeduplicationId", id)?;
+                    id.clone()
+                }
+                None if st.settings.content_based_dedup => sha256_hex(body.as_bytes()),
+                None => {
+                    return Err(SqsError::invalid_parameter(
+                        "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
+                    ));
+                }
+            };
+            let key =
+                if st.settings.dedup_per_group { format!("{group}\u{0}{id}") } else { id.clone() };
+            if let Some(e) = st.dedup.get(&key) {
+                if e.expires_ms > now {
+                    return Ok(SendMessageOutput {
+                        message_id: e.message_id.clone(),
+                        md5_of_message_body: md5_hex(body.as_bytes()),
+                        md5_of_message_attributes: md5_of_attributes(&fields.attributes),
+                        md5_of_message_system_attributes: md5_of_attributes(&fields.system_attributes),
+                        sequence_number: Some(e.sequence_number.clone()),
+                    });
+                }
+            }
+            let sn = self.next_sequence_number();
+            sequence_number = Some(sn);
+            dedup_id = Some((key, id));
+        } else if let Some(id) = &fields.dedup_id {
+            return Err(not_for_queue_type("MessageDeduplicationId", id));
+        }
+
+        let message_id = uuid::Uuid::new_v4().to_string();
+        if let (Some((key, _)), Some(sn)) = (&dedup_id, &sequence_number) {
+            let expires = now + limits::DEDUP_INTERVAL_MS;
+            st.dedup.insert(
+                key.clone(),
+                DedupEntry { expires_ms: expires, message_id: message_id.clone(), sequence_number: sn.clone() },
+            );
+            st.dedup_expiry.insert((expires, key.clone()));
+        }
+        let delay = fields.delay_seconds.unwrap_or(st.settings.delay_secs).max(0) as u64;
+        let out = SendMessageOutput {
+            message_id: message_id.clone(),
+            md5_of_message_body: md5_hex(body.as_bytes()),
+            md5_of_message_attributes: md5_of_attributes(&fields.attributes),
+            md5_of_message_system_attributes: md5_of_attributes(&fields.system_attributes),
+            sequence_number: sequence_number.clone(),
+        };
+        let seq = st.alloc_seq();
+        let rec = MessageRecord {
+            queue_uid: queue.uid,
+            seq,
+            message_id,
+            body: Arc::from(body),
+            attributes: fields.attributes,
+            system_attributes: fields.system_attributes,
+            sender_id: self.config.account_id.clone(),
+            sent_ms: now,
+            enqueued_ms: now,
+            visible_at_ms: now + delay * 1000,
+            receive_count: 0,
+            first_receive_ms: None,
+            last_receive_ms: None,
+            group_id: fields.group_id,
+            dedup_id: dedup_id.map(|(_, id)| id),
+            sequence_number,
+            dead_letter_source_arn: None,
+            dead_lettered_ms: None,
+        };
+        muts.push(Mutation::PutMessage(rec.clone()));
+        st.insert(rec, now);
+        Ok(out)
+    }
+
+    pub async fn send_message(
+        &self,
+        ctx: &RequestContext,
+        input: SendMessageInput,
+    ) -> SqsResult<SendMessageOutput> {
+        let queue = self.resolve(ctx, &input.queue_url)?;
+        let now = self.now_ms();
+        let mut muts = Vec::new();
+        let (out, ticket) = {
+            let mut st = queue.state.lock();
+            st.tick(now, &mut muts);
+            let out = self.enqueue(&queue, &mut st, input.into(), now, &mut muts);
+            (out, self.store.submit(muts))
+        };
+        let out = out?;
+        queue.notify.notify_waiters();
+        durable(ticket).await?;
+        Ok(out)
+    }
+
+    pub async fn send_message_batch(
+        &self,
+        ctx: &RequestContext,
+        input: SendMessageBatchInput,
+    ) -> SqsResult<SendMessageBatchOutput> {
+        let queue = self.resolve(ctx, &input.queue_url)?;
+        validate::batch_ids(
+            "SendMessageBatchRequestEntry",
+            input.entries.iter().map(|e| e.id.as_str()).collect::<Vec<_>>().into_iter(),
+        )?;
+        let total: usize = input
+            .entries
+            .iter()
+            .map(|e| {
+                validate::message_size(e.message_body.as_deref().unwrap_or(""), &e.message_attributes)
+            })
+            .sum();
+        if total > limits::MAX_MESSAGE_SIZE {
+            return Err(SqsError::new(
+                ErrorCode::BatchRequestTooLong,
+                format!(
+                    "Batch requests cannot be longer than {} bytes. You have sent {total} bytes.",
+                    limits::MAX_MESSAGE_SIZE
+                ),
+            ));
+        }
+        let now = self.now_ms();
+        let mut muts = Vec::new();
+        let mut output = SendMessageBatchOutput::default();
+        let ticket = {
+            let mut st = queue.state.lock();
+            st.tick(now, &mut muts);
+            for entry in input.entries {
+                let id = entry.id.clone();
+                match self.enqueue(&queue, &mut st, entry.into(), now, &mut muts) {
+                    Ok(result) => output.successful.push(SendMessageBatchResultEntry { id, result }),
+                    Err(e) => output.failed.push(batch_error(id, &e)),
+                }
+            }
+            self.store.submit(muts)
+        };
+        if !output.successful.is_empty() {
+            queue.notify.notify_waiters();
+        }
+        durable(ticket).await?;
+        Ok(output)
+    }
+
+    pub async fn receive_message(
+        &self,
+        ctx: &RequestContext,
+        input: ReceiveMessageInput,
+    ) -> SqsResult<ReceiveMessageOutput> {
+        let queue = self.resolve(ctx, &input.queue_url)?;
+        let max = match input.max_number_of_messages {
+            None => 1,
+            Some(n) if (1..=limits::MAX_RECEIVE_MESSAGES).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(SqsError::invalid_value(
+                    "MaxNumberOfMessages",
+                    n,
+                    "Must be between 1 and 10, if provided.",
+                ));
+            }
+        };
+        if let Some(v) = input.visibility_timeout {
+            if !(0..=limits::MAX_VISIBILITY_TIMEOUT).contains(&v) {
+                return Err(SqsError::invalid_value(
+                    "VisibilityTimeout",
+                    v,
+                    "Must be between 0 and 43200, if provided.",
+                ));
+            }
+        }
+        if let Some(w) = input.wait_time_seconds {
+            if !(0..=limits::MAX_WAIT_TIME_SECONDS).contains(&w) {
+                return Err(SqsError::invalid_value(
+                    "WaitTimeSeconds",
+                    w,
+                    "Must be >= 0 and <= 20, if provided.",
+                ));
+            }
+        }
+        let system_names: Vec<String> = input
+            .attribute_names
+            .iter()
+            .chain(&input.message_system_attribute_names)
+            .cloned()
+            .collect();
+        for n in &system_names {
+            if !VALID_SYSTEM_NAMES.contains(&n.as_str()) && !redrive_core::attributes::is_known(n) {
+                return Err(SqsError::invalid_attribute_name(n));
+            }
+        }
+        if let Some(id) = &input.receive_request_attempt_id {
+            validate::group_style_id("ReceiveRequestAttemptId", id)?;
+        }
+        let wait_secs = {
+            let st = queue.state.lock();
+            input.wait_time_seconds.unwrap_or(st.settings.wait_secs)
+        };
+        let deadline = self.now_ms() + (wait_secs.max(0) as u64) * 1000;
+        loop {
+            let notified = queue.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+
+            let (messages, next_wake, moved_to, ticket) =
+                self.receive_once(&queue, &input, &system_names, max)?;
+            durable(ticket).await?;
+            for dlq in moved_to {
+                dlq.notify.notify_waiters();
+            }
+            let now = self.now_ms();
+            if !messages.is_empty() || now >= deadline || queue.state.lock().deleted {
+                return Ok(ReceiveMessageOutput { messages });
+            }
+            let wake_at = next_wake.map_or(deadline, |t| t.min(deadline));
+            let sleep = Duration::from_millis(wake_at.saturating_sub(now).max(1));
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    /// One non-blocking receive attempt. Returns the messages, the queue's next timer, the
+    /// DLQs that got messages, and the durability ticket of the changes.
+    fn receive_once(
+        &self,
+        queue: &Arc<Queue>,
+        input: &ReceiveMessageInput,
+        system_names: &[String],
+        max: usize,
+    ) -> SqsResult<(Vec<ReceivedMessage>, Option<u64>, Vec<Arc<Queue>>, crate::store::Durable)> {
+        // Resolve the DLQ before taking the queue lock (registry before queue, never after).
+        let policy = {
+            let st = queue.state.lock();
+            st.record.attributes.get("RedrivePolicy").and_then(|p| RedrivePolicy::parse_stored(p))
+        };
+        let dlq = policy
+            .as_ref()
+            .and_then(|p| self.resolve_arn(&p.dead_letter_target_arn))
+            .filter(|d| !Arc::ptr_eq(d, queue));
+        let now = self.now_ms();
+        let mut muts = Vec::new();
+        let mut out = Vec::new();
+        let mut moved_to = Vec::new();
+        let (next_wake, ticket) = {
+            let mut st = queue.state.lock();
+            if st.deleted {
+                return Err(SqsError::queue_does_not_exist());
+            }
+            st.tick(now, &mut muts);
+            let visibility = input.visibility_timeout.unwrap_or(st.settings.visibility_secs);
+            let mut skipped = std::collections::HashSet::new();
+            while out.len() < max {
+                let picked: Vec<u64> = st
+                    .pick_ready(max - out.len() + skipped.len())
+                    .into_iter()
+                    .filter(|s| !skipped.contains(s))
+                    .collect();
+                if picked.is_empty() {
+                    break;
+                }
+                for seq in picked {
+                    if out.len() >= max {
+                        break;
+                    }
+                    let count = st.messages.get(&seq).map_or(0, |m| m.rec.receive_count);
+                    if let (Some(p), Some(dlq)) = (&policy, &dlq) {
+                        if count >= p.max_receive_count {
+                            if self.move_to_dlq(queue, &mut st, dlq, seq, now, &mut muts) {
+                                if !moved_to.iter().any(|q: &Arc<Queue>| Arc::ptr_eq(q, dlq)) {
+                                    moved_to.push(dlq.clone());
+                                }
+                            } else {
+                                skipped.insert(seq);
+                            }
+                            continue;
+                        }
+                    }
+                    let Some(m) = st.mark_received(seq, now, visibility) else {
+                        skipped.insert(seq);
+                        continue;
+                    };
+                    muts.push(m);
+                    out.push(self.render(queue, &st, seq, input, system_names));
+                }
+            }
+            (st.next_wakeup_ms(), self.store.submit(muts))
+        };
+        Ok((out, next_wake, moved_to, ticket))
+    }
+
+    /// The lazy DLQ move: source and DLQ change in one store batch, so the message is always
+    /// in exactly one queue. Uses `try_lock` on the DLQ to avoid lock-order deadlocks; on
+    /// contention the message stays and moves on a later receive.
+    fn move_to_dlq(
+        &self,
+        source: &Queue,
+        st: &mut QueueState,
+        dlq: &Arc<Queue>,
+        seq: u64,
+        now: u64,
+        muts: &mut Vec<Mutation>,
+    ) -> bool {
+        let Some(mut dst) = dlq.state.try_lock() else { return false };
+        if dst.deleted {
+            return false;
+        }
+        let Some(m) = st.remove(seq) else { return false };
+        let mut rec = m.rec;
+        muts.push(Mutation::DeleteMessage { queue_uid: source.uid, seq });
+        rec.queue_uid = dlq.uid;
+        rec.seq = dst.alloc_seq();
+        rec.visible_at_ms = now;
+        rec.dead_letter_source_arn = Some(source.arn.clone());
+        rec.dead_lettered_ms = Some(now);
+        if dst.settings.fifo {
+            rec.enqueued_ms = now;
+            rec.dedup_id = Some(rec.message_id.clone());
+        }
+        muts.push(Mutation::PutMessage(rec.clone()));
+        dst.insert(rec, now);
+        tracing::debug!(source = %source.name, dlq = %dlq.name, "message moved to dead-letter queue");
+        true
+    }
+
+    fn render(
+        &self,
+        queue: &Queue,
+        st: &QueueState,
+        seq: u64,
+        input: &ReceiveMessageInput,
+        system_names: &[String],
+    ) -> ReceivedMessage {
+        let m = &st.messages[&seq].rec;
+        let want = |n: &str| system_names.iter().any(|x| x == "All" || x == n);
+        let mut attrs = BTreeMap::new();
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                if want(k) {
+                    attrs.insert(k.to_string(), v);
+                }
+            }
+        };
+        put("SenderId", Some(m.sender_id.clone()));
+        put("SentTimestamp", Some(m.sent_ms.to_string()));
+        put("ApproximateReceiveCount", Some(m.receive_count.to_string()));
+        put("ApproximateFirstReceiveTimestamp", m.first_receive_ms.map(|t| t.to_string()));
+        put("MessageGroupId", m.group_id.clone());
+        put("MessageDeduplicationId", m.dedup_id.clone());
+        put("SequenceNumber", m.sequence_number.clone());
+        put(
+            "AWSTraceHeader",
+            m.system_attributes.get("AWSTraceHeader").and_then(|v| v.string_value.clone()),
+        );
+        put("DeadLetterQueueSourceArn", m.dead_letter_source_arn.clone());
+        let message_attributes: MessageAttributes = m
+            .attributes
+            .iter()
+            .filter(|(k, _)| attribute_selected(&input.message_attribute_names, k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        ReceivedMessage {
+            message_id: m.message_id.clone(),
+            receipt_handle: ReceiptHandle {
+                queue_uid: queue.uid,
+                seq,
+                receive_count: m.receive_count,
+            }
+            .encode(),
+            md5_of_body: md5_hex(m.body.as_bytes()),
+            body: m.body.to_string(),
+            attributes: attrs,
+            md5_of_message_attributes: md5_of_attributes(&message_attributes),
+            message_attributes,
+        }
+    }
+
+    fn decode_handle(queue: &Queue, handle: &str) -> SqsResult<ReceiptHandle> {
+        match ReceiptHandle::decode(handle) {
+            Some(h) if h.queue_uid == queue.uid && h.receive_count > 0 => Ok(h),
+            _ => Err(SqsError::receipt_handle_invalid(handle)),
+        }
+    }
+
+    /// Deletes by receipt handle under an already-held lock. An unknown (already deleted)
+    /// message is a success, as in SQS.
+    fn delete_locked(
+        queue: &Queue,
+        st: &mut QueueState,
+        handle: &str,
+        muts: &mut Vec<Mutation>,
+    ) -> SqsResult<()> {
+        let h = Self::decode_handle(queue, handle)?;
+        if let Some(m) = st.messages.get(&h.seq) {
+            if h.receive_count > m.rec.receive_count {
+                return Err(SqsError::receipt_handle_invalid(handle));
+            }
+            st.remove(h.seq);
+            muts.push(Mutation::DeleteMessage { queue_uid: queue.uid, seq: h.seq });
+        }
+        Ok(())
+    }
+
+    pub async fn delete_message(&self, ctx: &RequestContext, input: DeleteMessageInput) -> SqsResult<()> {
+        let queue = self.resolve(ctx, &input.queue_url)?;
+        let handle = input.receipt_handle.ok_or_else(|| SqsError::missing_parameter("ReceiptHandle"))?;
+        let mut muts = Vec::new();
+        let (result, ticket) = {
+            let mut st = queue.state.lock();
+            let r = Self::delete_locked(&queue, &mut st, &handle, &mut muts);
+            (r, self.store.submit(muts))
+        };
+        result?;
+        durable(ticket).await
+    }
+
+    pub async fn delete_message_batch(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteMessageBatchInput,
+    ) -> SqsResult<BatchOutput> {
+        let queue = self.resolve(ctx, &input.queue_url)?;
+        validate::batch_ids(
+            "DeleteMessageBatchRequestEntry",
+            input.entries.iter().map(|e| e.id.as_str()).collect::<Vec<_>>().into_iter(),
+        )?;
+        let mut out = BatchOutput::default();
+        let mut muts = Vec::new();
+        let ticket = {
+            let mut st = queue.state.lock();
+            for e in input.entries {
+                match Self::delete_locked(&queue, &mut st, &e.receipt_handle, &mut muts) {
+                    Ok(()) => out.successful.push(BatchSuccessEntry { id: e.id }),
+                    Err(err) => out.failed.push(batch_error(e.id, &err)),
+                }
+            }
+            self.store.submit(muts)
+        };
+        durable(ticket).await?;
+        Ok(out)
+    }
+
+    fn change_visibility_locked(
+        queue: &Queue,
+        st: &mut QueueState,
+        handle: &str,
+        timeout: Option<i64>,
+        now: u64,
+        muts: &mut Vec<Mutation>,
+    ) -> SqsResult<()> {
+        let timeout = timeout.ok_or_else(|| SqsError::missing_parameter("VisibilityTimeout"))?;
+        if !(0..=limits::MAX_VISIBILITY_TIMEOUT).contains(&timeout) {
+            return Err(SqsError::invalid_value(
+                "VisibilityTimeout",
+                timeout,
+                "Must be between 0 and 43200, if provided.",
+            ));
+        }
+        let h = Self::decode_handle(queue, handle)?;
+        let unavailable = || {
+            SqsError::invalid_value(
+                "ReceiptHandle",
+                handle,
+                "Message does not exist or is not available for visibility timeout change.",
+            )
+        };
+        let m = st.messages.get(&h.seq).ok_or_else(unavailable)?;
+        if h.receive_count > m.rec.receive_count {
+            return Err(SqsError::receipt_handle_invalid(handle));
+        }
+        if m.state != crate::queue::MessageState::InFlight {
+            return Err(SqsError::new(
+                ErrorCode::MessageNotInflight,
+                format!("Message with receipt handle {handle} is not in flight."),
+            ));
+        }
+        let received = m.rec.last_receive_ms.unwrap_or(now);
+        let new_deadline = now + (timeout as u64) * 1000;
+        if new_deadline > received + (limits::MAX_VISIBILITY_TIMEOUT as u64) * 1000 {
+            return Err(SqsError::invalid_value(
+                "VisibilityTimeout",
+                timeout,
+                "Total VisibilityTimeout for the message is beyond the limit [43200 seconds]",
+            ));
+        }
+        if let Some(mutation) = st.change_visibility(h.seq, new_deadline) {
+            muts.push(mutation);
+        }
+        Ok(())
+    }
+
+    pub async fn change_message_visibility(
+        &self,
+        ctx: &RequestContext,
+        input: ChangeMessageVisibilityInput,
+    ) -> SqsResult<()> {
+        let queue = self.resolve(ctx, &input.queue_url)?;
+        let handle = input.receipt_handle.ok_or_else(|| SqsError::missing_parameter("ReceiptHandle"))?;
+        let now = self.now_ms();
+        let mut muts = Vec::new();
+        let (result, ticket) = {
+            let mut st = queue.state.lock();
+            st.tick(now, &mut muts);
+            let r = Self::change_visibility_locked(&queue, &mut st, &handle, input.visibility_timeout, now, &mut muts);
+            (r, self.store.submit(muts))
+        };
+        result?;
+        queue.notify.notify_waiters();
+        durable(ticket).await
+    }
+
+    pub async fn change_message_visibility_batch(
+        &self,
+        ctx: &RequestContext,
+        input: ChangeMessageVisibilityBatchInput,
+    ) -> SqsResult<BatchOutput> {
+        let queue = self.resolve(ctx, &input.queue_url)?;
+        validate::batch_ids(
+            "ChangeMessageVisibilityBatchRequestEntry",
+            input.entries.iter().map(|e| e.id.as_str()).collect::<Vec<_>>().into_iter(),
+        )?;
+        let now = self.now_ms();
+        let mut out = BatchOutput::default();
+        let mut muts = Vec::new();
+        let ticket = {
+            let mut st = queue.state.lock();
+            st.tick(now, &mut muts);
+            for e in input.entries {
+                match Self::change_visibility_locked(&queue, &mut st, &e.receipt_handle, e.visibility_timeout, now, &mut muts) {
+                    Ok(()) => out.successful.push(BatchSuccessEntry { id: e.id }),
+                    Err(err) => out.failed.push(batch_error(e.id, &err)),
+                }
+            }
+            self.store.submit(muts)
+        };
+        queue.notify.notify_waiters();
+        durable(ticket).await?;
+        Ok(out)
+    }
+}
+
+fn batch_error(id: String, e: &SqsError) -> BatchResultErrorEntry {
+    BatchResultErrorEntry {
+        id,
+        sender_fault: e.code.fault() == redrive_core::Fault::Sender,
+        code: e.code.query_code().to_string(),
+        message: Some(e.message.clone()),
+    }
+}
+

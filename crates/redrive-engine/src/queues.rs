@@ -1,0 +1,677 @@
+//! Queue-level actions: create, look up, list, delete, attributes, purge, tags, permissions,
+//! dead-letter sources.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use redrive_core::api::*;
+use redrive_core::arn::QueueArn;
+use redrive_core::{ErrorCode, SqsError, SqsResult, attributes, limits, validate};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::queue::QueueState;
+use crate::store::{Mutation, QueueRecord};
+use crate::{Engine, Queue, RequestContext, durable};
+
+/// A validated `RedrivePolicy`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedrivePolicy {
+    pub dead_letter_target_arn: String,
+    pub max_receive_count: u32,
+}
+
+impl RedrivePolicy {
+    pub fn parse_stored(s: &str) -> Option<RedrivePolicy> {
+        let v: Value = serde_json::from_str(s).ok()?;
+        Some(RedrivePolicy {
+            dead_letter_target_arn: v.get("deadLetterTargetArn")?.as_str()?.to_string(),
+            max_receive_count: v.get("maxReceiveCount")?.as_u64()? as u32,
+        })
+    }
+}
+
+fn redrive_error(policy: &str, reason: &str) -> SqsError {
+    SqsError::invalid_parameter(format!(
+        "Value {policy} for parameter RedrivePolicy is invalid. Reason: {reason}"
+    ))
+}
+
+impl Engine {
+    /// Validates a `RedrivePolicy` for queue `source` (name, fifo) and returns its canonical JSON.
+    fn normalize_redrive_policy(&self, region: &str, fifo: bool, raw: &str) -> SqsResult<String> {
+        let v: Value = serde_json::from_str(raw)
+            .map_err(|_| redrive_error(raw, "Redrive policy is not a valid JSON map."))?;
+        let obj = v.as_object().ok_or_else(|| redrive_error(raw, "Redrive policy is not a valid JSON map."))?;
+        let count = match obj.get("maxReceiveCount") {
+            None => return Err(redrive_error(raw, "The required parameter 'maxReceiveCount' is missing")),
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
+            Some(_) => None,
+        };
+        let shown = obj.get("maxReceiveCount").map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        let count = match count {
+            Some(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                return Err(redrive_error(
+                    raw,
+                    &format!(
+                        "Invalid value for maxReceiveCount: {}, valid values are from 1 to 1000 both inclusive.",
+                        shown.unwrap_or_default()
+                    ),
+                ));
+            }
+        };
+        let arn = match obj.get("deadLetterTargetArn") {
+            Some(Value::String(s)) => s.clone(),
+            _ => {
+                return Err(redrive_error(raw, "The required parameter 'deadLetterTargetArn' is missing"));
+            }
+        };
+        let parsed = QueueArn::parse(&arn)
+            .ok_or_else(|| redrive_error(raw, "Invalid value for deadLetterTargetArn."))?;
+        if parsed.region != region || parsed.account != self.config.account_id {
+            return Err(redrive_error(raw, "Dead letter target does not exist."));
+        }
+        let dlq = self
+            .resolve_arn(&arn)
+            .ok_or_else(|| redrive_error(raw, "Dead letter target does not exist."))?;
+        if dlq.state.lock().settings.fifo != fifo {
+            let reason = if fifo {
+                "Dead-letter target must be a FIFO queue."
+            } else {
+                "Dead-letter target must be a standard queue."
+            };
+            return Err(redrive_error(raw, reason));
+        }
+        Ok(json!({"deadLetterTargetArn": arn, "maxReceiveCount": count}).to_string())
+    }
+
+    /// Validates and canonicalises a map of settable attributes for a queue of the given type.
+    fn normalize_attributes(
+        &self,
+        region: &str,
+        fifo: bool,
+        creating: bool,
+        input: &BTreeMap<String, String>,
+    ) -> SqsResult<BTreeMap<String, String>> {
+        let mut out = BTreeMap::new();
+        for (name, value) in input {
+            if !attributes::SETTABLE.contains(&name.as_str())
+                || (!fifo && attributes::FIFO_ONLY.contains(&name.as_str()))
+            {
+                return Err(SqsError::invalid_attribute_name(name));
+            }
+            if name == "FifoQueue" {
+                if !creating {
+                    return Err(SqsError::invalid_attribute_name(name));
+                }
+                continue;
+            }
+            let v = match name.as_str() {
+                "RedrivePolicy" if value.is_empty() => String::new(),
+                "RedrivePolicy" => self.normalize_redrive_policy(region, fifo, value)?,
+                "RedriveAllowPolicy" if value.is_empty() => String::new(),
+                "RedriveAllowPolicy" => normalize_redrive_allow_policy(value)?,
+                _ => attributes::normalize(name, value)?,
+            };
+            out.insert(name.clone(), v);
+        }
+        if fifo
+            && out.get("FifoThroughputLimit").is_some_and(|v| v == "perMessageGroupId")
+            && out.get("DeduplicationScope").is_some_and(|v| v == "queue")
+        {
+            return Err(SqsError::invalid_parameter(
+                "The perMessageGroupId value is allowed only when the value for DeduplicationScope is messageGroup",
+            ));
+        }
+        Ok(out)
+    }
+
+    pub async fn create_queue(
+        &self,
+        ctx: &RequestContext,
+        input: CreateQueueInput,
+    ) -> SqsResult<QueueUrlOutput> {
+        let name = input.queue_name;
+        if name.is_empty() {
+            return Err(SqsError::missing_parameter("QueueName"));
+        }
+        let fifo_attr = match input.attributes.get("FifoQueue") {
+            Some(v) => attributes::normalize("FifoQueue", v)? == "true",
+            None => false,
+        };
+        validate::queue_name(&name, fifo_attr)?;
+        let fifo = fifo_attr;
+        let given = self.normalize_attributes(&ctx.region, fifo, true, &input.attributes)?;
+        for (k, v) in &input.tags {
+            validate_tag(k, v)?;
+        }
+        let now_ms = self.now_ms();
+        let key = (ctx.region.clone(), name.clone());
+        // Hold the registry write lock across check-and-insert so concurrent creates agree.
+        let mut reg = self.registry.write();
+        if let Some(existing) = reg.queues.get(&key) {
+            let st = existing.state.lock();
+            let differs = given.iter().any(|(k, v)| {
+                let current = st.record.attributes.get(k).map(String::as_str).unwrap_or("");
+                current != v
+            }) || (fifo != st.settings.fifo);
+            if differs {
+                return Err(SqsError::new(
+                    ErrorCode::QueueNameExists,
+                    format!(
+                        "A queue already exists with the same name and a different value for attribute(s) {}",
+                        given
+                            .iter()
+                            .filter(|(k, v)| st.record.attributes.get(*k) != Some(*v))
+                            .map(|(k, _)| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+            return Ok(QueueUrlOutput { queue_url: self.queue_url(ctx, &name) });
+        }
+        if let Some(&deleted) = reg.deleted_at_ms.get(&key) {
+            if now_ms < deleted + 60_000 {
+                return Err(SqsError::new(
+                    ErrorCode::QueueDeletedRecently,
+                    "You must wait 60 seconds after deleting a queue before you can create another with the same name.",
+                ));
+            }
+            reg.deleted_at_ms.remove(&key);
+        }
+        let mut attrs = attributes::defaults(fifo);
+        for (k, v) in given {
+            if v.is_empty() && matches!(k.as_str(), "RedrivePolicy" | "RedriveAllowPolicy" | "Policy") {
+                attrs.remove(&k);
+            } else {
+                attrs.insert(k, v);
+            }
+        }
+        let uid = self.alloc_queue_uid();
+        let secs = now_ms / 1000;
+        let record = QueueRecord {
+            uid,
+            region: ctx.region.clone(),
+            account: self.config.account_id.clone(),
+            name: name.clone(),
+            attributes: attrs,
+            tags: input.tags,
+            created_secs: secs,
+            last_modified_secs: secs,
+            last_purge_ms: None,
+        };
+        let queue = Arc::new(Queue {
+            uid,
+            region: ctx.region.clone(),
+            name: name.clone(),
+            arn: QueueArn::new(&ctx.region, &self.config.account_id, &name).to_string(),
+            state: parking_lot::Mutex::new(QueueState::new(record.clone())),
+            notify: Notify::new(),
+        });
+        let ticket = {
+            let _st = queue.state.lock();
+            self.store.submit(vec![Mutation::PutQueue(record)])
+        };
+        reg.queues.insert(key, queue);
+        drop(reg);
+        durable(ticket).await?;
+        tracing::debug!(queue = %name, region = %ctx.region, "queue created");
+        Ok(QueueUrlOutput { queue_url: self.queue_url(ctx, &name) })
+    }
+
+    pub fn get_queue_url(
+        &self,
+        ctx: &RequestContext,
+        input: GetQueueUrlInput,
+    ) -> SqsResult<QueueUrlOutput> {
+        if input.queue_name.is_empty() {
+            return Err(SqsError::missing_parameter("QueueName"));
+        }
+        if let Some(owner) = &input.queue_owner_aws_account_id {
+            if owner != &self.config.account_id {
+                return Err(SqsError::queue_does_not_exist());
+            }
+        }
+        self.lookup(&ctx.region, &input.queue_name)
+            .map(|q| QueueUrlOutput { queue_url: self.queue_url(ctx, &q.name) })
+            .ok_or_else(SqsError::queue_does_not_exist)
+    }
+
+    pub fn list_queues(
+        &self,
+        ctx: &RequestContext,
+        input: ListQueuesInput,
+    ) -> SqsResult<ListQueuesOutput> {
+        let max = match input.max_results {
+            None => None,
+            Some(n) if (1..=limits::MAX_LIST_RESULTS).contains(&n) => Some(n as usize),
+            Some(n) => {
+                return Err(SqsError::invalid_value(
+                    "MaxResults",
+                    n,
+                    "MaxResults must be an integer between 1 and 1000.",
+                ));
+            }
+        };
+        let prefix = input.queue_name_prefix.unwrap_or_default();
+        let after = match &input.next_token {
+            Some(t) if !t.is_empty() => Some(decode_token(t)?),
+            _ => None,
+        };
+        let names: Vec<String> = self
+            .queues_in(&ctx.region)
+            .into_iter()
+            .map(|q| q.name.clone())
+            .filter(|n| n.starts_with(&prefix))
+            .filter(|n| after.as_ref().is_none_or(|a| n > a))
+            .collect();
+        let limit = max.unwrap_or(limits::MAX_LIST_RESULTS as usize);
+        let next_token = match max {
+            Some(m) if names.len() > m => Some(encode_token(&names[m - 1])),
+            _ => None,
+        };
+        Ok(ListQueuesOutput {
+            queue_urls: names.iter().take(limit).map(|n| self.queue_url(ctx, n)).collect(),
+            next_token,
+        })
+    }
+
+    pub async fn delete_queue(&self, ctx: &RequestContext, input: QueueUrlInput) -> SqsResult<()> {
+        let queue = self.resolve(ctx, &input.queue_url)?;
+        let ticket = {
+            let mut reg = self.registry.write();
+            let key = (queue.region.clone(), queue.name.clone());
+            match reg.queues.get(&key) {
+                Some(q) if Arc::ptr_eq(q, &queue) => {
+                    reg.queues.remove(&key);
+                    reg.deleted_at_ms.insert(key, self.now_ms());
+                }
+                _ => return Err(SqsError::queue_does_not_exist()),
+            }
+            let mut st = queue.state.lock();
+            st.deleted = true;
+            self.store.submit(vec![Mutation::DeleteQueue { uid: queue.uid }])
+        };
+        queue.notify.notify_waiters();
+        durable(ticket).await
+    }
+
+    pub fn get_queue_attributes(
+        &self,
+        ctx: &RequestContext,
+        input: GetQueueAttributesInput,
+    ) -> SqsResult<GetQueueAttributesOutput> {
+        let queue = self.resolve(ctx, &input.queue_url)?;
+        for n in &input.attribute_names {
+            if !attributes::is_known(n) && n != "ApproximateAgeOfOldestMessage" {
+                return Err(SqsError::invalid_attribute_name(n));
+            }
+        }
+        let all = input.attribute_names.iter().any(|n| n == "All");
+        let wants = |n: &str| all || input.attribute_names.iter().any(|x| x == n);
+        let now = self.now_ms();
+        let mut out = BTreeMap::new();
+        let mut muts = Vec::new();
+        let mut st = queue.state.lock();
+        st.tick(now, &mut muts);
+        let (visible, in_flight, delayed) = st.counts();
+        let mut put = |k: &str, v: String| {
+            if wants(k) {
+                out.insert(k.to_string(), v);
+            }
+        };
+        put("ApproximateNumberOfMessages", visible.to_string());
+        put("ApproximateNumberOfMessagesNotVisible", in_flight.to_string());
+        put("ApproximateNumberOfMessagesDelayed", delayed.to_string());
+        put("CreatedTimestamp", st.record.created_secs.to_string());
+        put("LastModifiedTimestamp", st.record.last_modified_secs.to_string());
+        put("QueueArn", queue.arn.clone());
+        for (k, v) in &st.record.attributes {
+            put(k, v.clone());
+        }
+        // Extension: not an SQS attribute (AWS has it as a CloudWatch metric); only returned
+        // when asked for by name.
+        if input.attribute_names.iter().any(|n| n == "ApproximateAgeOfOldestMessage") {
+            let age = st.retention.first().map_or(0, |(t, _)| now.saturating_sub(*t) / 1000);
+            out.insert("ApproximateAgeOfOldestMessage".into(), age.to_string());
+        }
+        if !muts.is_empty() {
+            let _ = self.store.submit(muts);
+        }
+        Ok(GetQueueAttributesOutput { attributes: out })
+    }
+
+    pub async fn set_queue_attributes(
+        &self,
+        ctx: &RequestContext,
+        input: SetQueueAttributesInput,
+    ) -> SqsResult<()> {
+        let queue = self.resolve(ctx, &input.queue_url)?;
+        let fifo = queue.state.lock().settings.fifo;
+        let given = self.normalize_attributes(&ctx.region, fifo, false, &input.attributes)?;
+        let ticket = {
+            let mut st = queue.state.lock();
+            let mut merged = st.record.attributes.clone();
+            for (k, v) in given {
+                if v.is_empty() && matches!(k.as_str(), "RedrivePolicy" | "RedriveAllowPolicy" | "Policy") {
+                    merged.remove(&k);
+                } else {
+                    merged.insert(k, v);
+                }
+            }
+            if merged.get("FifoThroughputLimit").is_some_and(|v| v == "perMessageGroupId")
+                && merged.get("DeduplicationScope").is_some_and(|v| v == "queue")
+            {
+                return Err(SqsError::invalid_parameter(
+                    "The perMessageGroupId value is allowed only when the value for DeduplicationScope is messageGroup",
+                ));
+            }
+            st.record.attributes = merged;
+            st.record.last_modified_secs = self.now_ms() / 1000;
+            st.refresh_settings();
+            let mut muts = vec![Mutation::PutQueue(st.record.clone())];
+            // A shorter retention may expire messages now.
+            st.tick(self.now_ms(), &mut muts);
+            self.store.submit(muts)
+        };
+        queue.notify.notify_waiters();
+        durable(ticket).await
+    }
+
+    pub async fn purge_queue(&self, ctx: &RequestContext, input: QueueUrlInput) -> SqsResult<()> {
+        let queue = self.resolve(ctx, &input.queue_url)?;
+        let now = self.now_ms();
+        let ticket = {
+            let mut st = queue.state.lock();
+            if let Some(last) = st.record.last_purge_ms {
+                if now < last + limits::PURGE_INTERVAL_MS {
+                    return Err(SqsError::new(
+                        ErrorCode::PurgeQueueInProgress,
+                        format!(
+                            "Only one PurgeQueue operation on {} is allowed every 60 seconds.",
+                            queue.name
+                        ),
+                    ));
+                }
+            }
+            let seqs: Vec<u64> = st.messages.keys().copied().collect();
+            for seq in seqs {
+                st.remove(seq);
+            }
+            st.record.last_purge_ms = Some(now);
+            let up_to_seq = st.next_seq.saturating_sub(1);
+            self.store.submit(vec![
+                Mutation::Purge { queue_uid: queue.uid, up_to_seq },
+                Mutation::PutQueue(st.record.clone()),
+            ])
+        };
+        durable(ticket).await
+    }
+
+    pub async fn tag_queue(&self, ctx: &RequestContext, input: TagQueueInput) -> SqsResult<()> {
+        let queue = self.resolve(ctx, &input.queue_url)?;
+        if input.tags.is_empty() {
+            return Err(SqsError::missing_parameter("Tags"));
+        }
+        for (k, v) in &input.tags {
+            validate_tag(k, v)?;
+        }
+        let ticket = {
+            let mut st = queue.state.lock();
+            for (k, v) in input.tags {
+                st.record.tags.insert(k, v);
+            }
+            if st.record.tags.len() > limits::MAX_TAGS {
+                return Err(SqsError::invalid_parameter("Too many tags added for queue."));
+            }
+            self.store.submit(vec![Mutation::PutQueue(st.record.clone())])
+        };
+        durable(ticket).await
+    }
+
+    pub async fn untag_queue(&self, ctx: &RequestContext, input: UntagQueueInput) -> SqsResult<()> {
+        let queue = self.resolve(ctx, &input.queue_url)?;
+        if input.tag_keys.is_empty() {
+            return Err(SqsError::missing_parameter("TagKeys"));
+        }
+        let ticket = {
+            let mut st = queue.state.lock();
+            for k in &input.tag_keys {
+                st.record.tags.remove(k);
+            }
+            self.store.submit(vec![Mutation::PutQueue(st.record.clone())])
+        };
+        durable(ticket).await
+    }
+
+    pub fn list_queue_tags(
+        &self,
+        ctx: &RequestContext,
+        input: QueueUrlInput,
+    ) -> SqsResult<ListQueueTagsOutput> {
+        let queue = self.resolve(ctx, &input.queue_url)?;
+        let st = queue.state.lock();
+        Ok(ListQueueTagsOutput { tags: st.record.tags.clone() })
+    }
+
+    pub async fn add_permission(
+        &self,
+        ctx: &RequestContext,
+        input: AddPermissionInput,
+    ) -> SqsResult<()> {
+        let queue = self.resolve(ctx, &input.queue_url)?;
+        let label = input.label.filter(|l| !l.is_empty()).ok_or_else(|| SqsError::missing_parameter("Label"))?;
+        if input.aws_account_ids.is_empty() {
+            return Err(SqsError::missing_parameter("AWSAccountIds"));
+        }
+        if input.actions.is_empty() {
+            return Err(SqsError::missing_parameter("Actions"));
+        }
+        if input.actions.len() > 7 {
+            return Err(SqsError::new(
+                ErrorCode::OverLimit,
+                format!("{} Actions were found, maximum allowed is 7.", input.actions.len()),
+            ));
+        }
+        const ALLOWED: &[&str] = &[
+            "*", "ChangeMessageVisibility", "DeleteMessage", "GetQueueAttributes", "GetQueueUrl",
+            "ListDeadLetterSourceQueues", "PurgeQueue", "ReceiveMessage", "SendMessage",
+            "ListQueueTags", "ListMessageMoveTasks", "StartMessageMoveTask", "CancelMessageMoveTask",
+        ];
+        for a in &input.actions {
+            if !ALLOWED.contains(&a.as_str()) {
+                return Err(SqsError::invalid_parameter(format!(
+                    "Value SQS:{a} for parameter ActionName is invalid. Reason: Only the queue owner is allowed to invoke this action."
+                )));
+            }
+        }
+        let ticket = {
+            let mut st = queue.state.lock();
+            let mut policy: Value = st
+                .record
+                .attributes
+                .get("Policy")
+                .and_then(|p| serde_json::from_str(p).ok())
+                .unwrap_or_else(|| {
+                    json!({"Version": "2012-10-17", "Id": format!("{}/SQSDefaultPolicy", queue.arn), "Statement": []})
+                });
+            let statements = policy
+                .get_mut("Statement")
+                .and_then(Value::as_array_mut)
+                .ok_or_else(|| SqsError::internal("stored policy has no Statement list"))?;
+            if statements.iter().any(|s| s.get("Sid").and_then(Value::as_str) == Some(&label)) {
+                return Err(SqsError::invalid_parameter(format!(
+                    "Value {label} for parameter Label is invalid. Reason: Already exists."
+                )));
+            }
+            let one_or_many = |v: Vec<String>| {
+                if v.len() == 1 { Value::String(v[0].clone()) } else { json!(v) }
+            };
+            let principals: Vec<String> =
+                input.aws_account_ids.iter().map(|a| format!("arn:aws:iam::{a}:root")).collect();
+            let actions: Vec<String> = input.actions.iter().map(|a| format!("SQS:{a}")).collect();
+            statements.push(json!({
+                "Sid": label,
+                "Effect": "Allow",
+                "Principal": {"AWS": one_or_many(principals)},
+                "Action": one_or_many(actions),
+                "Resource": queue.arn,
+            }));
+            st.record.attributes.insert("Policy".into(), policy.to_string());
+            self.store.submit(vec![Mutation::PutQueue(st.record.clone())])
+        };
+        durable(ticket).await
+    }
+
+    pub async fn remove_permission(
+        &self,
+        ctx: &RequestContext,
+        input: RemovePermissionInput,
+    ) -> SqsResult<()> {
+        let queue = self.resolve(ctx, &input.queue_url)?;
+        let label = input.label.filter(|l| !l.is_empty()).ok_or_else(|| SqsError::missing_parameter("Label"))?;
+        let not_found = || {
+            SqsError::invalid_parameter(format!(
+                "Value {label} for parameter Label is invalid. Reason: can't find label on existing policy."
+            ))
+        };
+        let ticket = {
+            let mut st = queue.state.lock();
+            let mut policy: Value = st
+                .record
+                .attributes
+                .get("Policy")
+                .and_then(|p| serde_json::from_str(p).ok())
+                .ok_or_else(not_found)?;
+            let statements = policy.get_mut("Statement").and_then(Value::as_array_mut).ok_or_else(not_found)?;
+            let before = statements.len();
+            statements.retain(|s| s.get("Sid").and_then(Value::as_str) != Some(&label));
+            if statements.len() == before {
+                return Err(not_found());
+            }
+            if statements.is_empty() {
+                st.record.attributes.remove("Policy");
+            } else {
+                st.record.attributes.insert("Policy".into(), policy.to_string());
+            }
+            self.store.submit(vec![Mutation::PutQueue(st.record.clone())])
+        };
+        durable(ticket).await
+    }
+
+    pub fn list_dead_letter_source_queues(
+        &self,
+        ctx: &RequestContext,
+        input: ListDeadLetterSourceQueuesInput,
+    ) -> SqsResult<ListDeadLetterSourceQueuesOutput> {
+        let dlq = self.resolve(ctx, &input.queue_url)?;
+        let max = match input.max_results {
+            None => None,
+            Some(n) if (1..=limits::MAX_LIST_RESULTS).contains(&n) => Some(n as usize),
+            Some(n) => {
+                return Err(SqsError::invalid_value(
+                    "MaxResults",
+                    n,
+                    "MaxResults must be an integer between 1 and 1000.",
+                ));
+            }
+        };
+        let after = match &input.next_token {
+            Some(t) if !t.is_empty() => Some(decode_token(t)?),
+            _ => None,
+        };
+        let names: Vec<String> = self
+            .queues_in(&ctx.region)
+            .into_iter()
+            .filter(|q| {
+                let st = q.state.lock();
+                st.record
+                    .attributes
+                    .get("RedrivePolicy")
+                    .and_then(|p| RedrivePolicy::parse_stored(p))
+                    .is_some_and(|p| p.dead_letter_target_arn == dlq.arn)
+            })
+            .map(|q| q.name.clone())
+            .filter(|n| after.as_ref().is_none_or(|a| n > a))
+            .collect();
+        let limit = max.unwrap_or(limits::MAX_LIST_RESULTS as usize);
+        let next_token = match max {
+            Some(m) if names.len() > m => Some(encode_token(&names[m - 1])),
+            _ => None,
+        };
+        Ok(ListDeadLetterSourceQueuesOutput {
+            queue_urls: names.iter().take(limit).map(|n| self.queue_url(ctx, n)).collect(),
+            next_token,
+        })
+    }
+}
+
+fn normalize_redrive_allow_policy(raw: &str) -> SqsResult<String> {
+    let bad = |reason: &str| {
+        SqsError::invalid_parameter(format!(
+            "Value {raw} for parameter RedriveAllowPolicy is invalid. Reason: {reason}"
+        ))
+    };
+    let v: Value = serde_json::from_str(raw).map_err(|_| bad("Redrive allow policy is not a valid JSON map."))?;
+    let obj = v.as_object().ok_or_else(|| bad("Redrive allow policy is not a valid JSON map."))?;
+    let permission = obj
+        .get("redrivePermission")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("The required parameter 'redrivePermission' is missing"))?;
+    let sources: Vec<String> = match obj.get("sourceQueueArns") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| x.as_str().map(str::to_string).ok_or_else(|| bad("Invalid value for sourceQueueArns.")))
+            .collect::<SqsResult<_>>()?,
+        Some(_) => return Err(bad("Invalid value for sourceQueueArns.")),
+    };
+    match permission {
+        "allowAll" | "denyAll" => {
+            if !sources.is_empty() {
+                return Err(bad("Only when permission is set to byQueue, sourceQueueArns can be specified."));
+            }
+            Ok(json!({"redrivePermission": permission}).to_string())
+        }
+        "byQueue" => {
+            if sources.is_empty() {
+                return Err(bad("sourceQueueArns is required when redrivePermission is byQueue."));
+            }
+            if sources.len() > 10 {
+                return Err(bad("Up to 10 sourceQueueArns can be specified."));
+            }
+            Ok(json!({"redrivePermission": permission, "sourceQueueArns": sources}).to_string())
+        }
+        _ => Err(bad("Invalid value for redrivePermission.")),
+    }
+}
+
+fn validate_tag(key: &str, value: &str) -> SqsResult<()> {
+    if key.is_empty() || key.len() > 128 {
+        return Err(SqsError::invalid_parameter(format!("Tag key must be between 1 and 128 characters: {key}")));
+    }
+    if value.len() > 256 {
+        return Err(SqsError::invalid_parameter(format!("Tag value must be at most 256 characters: {key}")));
+    }
+    Ok(())
+}
+
+fn encode_token(last: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.as_bytes())
+}
+
+fn decode_token(token: &str) -> SqsResult<String> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.as_bytes())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| SqsError::invalid_parameter("Invalid NextToken value."))
+}

@@ -1,0 +1,196 @@
+//! The storage boundary. The engine keeps every scheduling index in memory and writes each
+//! change through a [`Store`] as a [`Mutation`]; on startup it rebuilds the indices from
+//! [`Store::load`]. A durable store acknowledges a batch only once it is on disk.
+//!
+//! **Invariant:** mutations are submitted while the queue's lock is held, so a store sees them
+//! in the order the engine applied them; the caller waits for durability after releasing it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use redrive_core::api::MessageAttributes;
+
+/// Queue metadata as persisted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueRecord {
+    pub uid: u64,
+    pub region: String,
+    pub account: String,
+    pub name: String,
+    pub attributes: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+    pub created_secs: u64,
+    pub last_modified_secs: u64,
+    pub last_purge_ms: Option<u64>,
+}
+
+/// One message as persisted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRecord {
+    pub queue_uid: u64,
+    pub seq: u64,
+    pub message_id: String,
+    pub body: Arc<str>,
+    pub attributes: MessageAttributes,
+    pub system_attributes: MessageAttributes,
+    pub sender_id: String,
+    pub sent_ms: u64,
+    /// Start of the retention clock (kept across a standard DLQ move).
+    pub enqueued_ms: u64,
+    pub visible_at_ms: u64,
+    pub receive_count: u32,
+    pub first_receive_ms: Option<u64>,
+    pub last_receive_ms: Option<u64>,
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
+    pub sequence_number: Option<String>,
+    pub dead_letter_source_arn: Option<String>,
+    pub dead_lettered_ms: Option<u64>,
+}
+
+/// A change to persist.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mutation {
+    PutQueue(QueueRecord),
+    DeleteQueue { uid: u64 },
+    PutMessage(MessageRecord),
+    /// Receive, visibility change or visibility expiry bookkeeping.
+    UpdateMessage {
+        queue_uid: u64,
+        seq: u64,
+        visible_at_ms: u64,
+        receive_count: u32,
+        first_receive_ms: Option<u64>,
+        last_receive_ms: Option<u64>,
+    },
+    DeleteMessage { queue_uid: u64, seq: u64 },
+    /// Remove every message of the queue with `seq <= up_to_seq`.
+    Purge { queue_uid: u64, up_to_seq: u64 },
+}
+
+/// Everything needed to rebuild the engine's state.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub queues: Vec<QueueRecord>,
+    pub messages: Vec<MessageRecord>,
+    /// Highest queue uid ever handed out (uids never repeat).
+    pub max_queue_uid: u64,
+}
+
+/// Resolves once a submitted batch is durable. The engine replies to a client only after it.
+#[derive(Debug)]
+pub struct Durable(Option<tokio::sync::oneshot::Receiver<Result<(), String>>>);
+
+impl Durable {
+    /// Already durable (or nothing to make durable).
+    pub fn done() -> Self {
+        Durable(None)
+    }
+
+    /// Durable when the sender side reports success.
+    pub fn pending(rx: tokio::sync::oneshot::Receiver<Result<(), String>>) -> Self {
+        Durable(Some(rx))
+    }
+
+    pub async fn wait(self) -> Result<(), String> {
+        match self.0 {
+            None => Ok(()),
+            Some(rx) => rx.await.unwrap_or_else(|_| Err("store writer stopped".to_string())),
+        }
+    }
+}
+
+pub trait Store: Send + Sync + 'static {
+    fn load(&self) -> Snapshot;
+    /// Queues mutations in order; called with the owning queue locked. Await the returned
+    /// [`Durable`] after releasing the lock.
+    fn submit(&self, batch: Vec<Mutation>) -> Durable;
+}
+
+/// Keeps the records in memory: no durability, but the same recovery path as a durable store,
+/// so a restart within the process can be tested.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<MemoryState>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryState {
+    queues: BTreeMap<u64, QueueRecord>,
+    messages: BTreeMap<(u64, u64), MessageRecord>,
+    max_queue_uid: u64,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn message_count(&self) -> usize {
+        self.inner.lock().messages.len()
+    }
+}
+
+impl Store for MemoryStore {
+    fn load(&self) -> Snapshot {
+        let s = self.inner.lock();
+        Snapshot {
+            queues: s.queues.values().cloned().collect(),
+            messages: s.messages.values().cloned().collect(),
+            max_queue_uid: s.max_queue_uid,
+        }
+    }
+
+    fn submit(&self, batch: Vec<Mutation>) -> Durable {
+        let mut s = self.inner.lock();
+        for m in batch {
+            match m {
+                Mutation::PutQueue(q) => {
+                    s.max_queue_uid = s.max_queue_uid.max(q.uid);
+                    s.queues.insert(q.uid, q);
+                }
+                Mutation::DeleteQueue { uid } => {
+                    s.queues.remove(&uid);
+                    let keys: Vec<_> =
+                        s.messages.range((uid, 0)..=(uid, u64::MAX)).map(|(k, _)| *k).collect();
+                    for k in keys {
+                        s.messages.remove(&k);
+                    }
+                }
+                Mutation::PutMessage(r) => {
+                    s.messages.insert((r.queue_uid, r.seq), r);
+                }
+                Mutation::UpdateMessage {
+                    queue_uid,
+                    seq,
+                    visible_at_ms,
+                    receive_count,
+                    first_receive_ms,
+                    last_receive_ms,
+                } => {
+                    if let Some(r) = s.messages.get_mut(&(queue_uid, seq)) {
+                        r.visible_at_ms = visible_at_ms;
+                        r.receive_count = receive_count;
+                        r.first_receive_ms = first_receive_ms;
+                        r.last_receive_ms = last_receive_ms;
+                    }
+                }
+                Mutation::DeleteMessage { queue_uid, seq } => {
+                    s.messages.remove(&(queue_uid, seq));
+                }
+                Mutation::Purge { queue_uid, up_to_seq } => {
+                    let keys: Vec<_> = s
+                        .messages
+                        .range((queue_uid, 0)..=(queue_uid, up_to_seq))
+                        .map(|(k, _)| *k)
+                        .collect();
+                    for k in keys {
+                        s.messages.remove(&k);
+                    }
+                }
+            }
+        }
+        Durable::done()
+    }
+}
