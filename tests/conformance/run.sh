@@ -256,8 +256,14 @@ run_protocol() {  # $1 = json | query
     return 0
   fi
 
+  # PYTEST_ARGS is split like a shell command line (quotes allowed), without evaluating it.
+  local extra=()
+  if [[ -n "$PYTEST_ARGS" ]]; then
+    mapfile -t extra < <(PYTEST_ARGS="$PYTEST_ARGS" "$PYTHON" -c \
+      'import os, shlex; print("\n".join(shlex.split(os.environ["PYTEST_ARGS"])))')
+  fi
+
   local rc=0
-  # shellcheck disable=SC2086
   ( cd "$W/suite"
     export TEST_SERVER_MODE=true TEST_SERVER_MODE_ENDPOINT="http://127.0.0.1:$port" \
            MOTO_CALL_RESET_API=false TESTS_SKIP_REQUIRES_DOCKER=true \
@@ -269,7 +275,7 @@ run_protocol() {  # $1 = json | query
       --deselect tests/test_sqs/test_sqs.py::test_is_empty_redrive_policy_returns_true_for_empty_and_falsy_values \
       --deselect tests/test_sqs/test_sqs.py::test_is_empty_redrive_policy_returns_false_for_valid_policy_format \
       -p no:cacheprovider -q -rfEs --color=no --timeout 120 \
-      --junitxml="$junit" $PYTEST_ARGS ) || rc=$?
+      --junitxml="$junit" ${extra[@]+"${extra[@]}"} ) || rc=$?
 
   local server_died=0
   if ! kill -0 "$SERVER_PID" 2>/dev/null; then server_died=1; fi
@@ -303,10 +309,10 @@ run_protocol() {  # $1 = json | query
   if [[ "$infra" == 1 || "$server_died" == 1 ]]; then u=$((u + 1)); fi
   total_passed=$((total_passed + p))
   total_unexpected=$((total_unexpected + u))
-  local extra=""
-  if [[ "$k" -gt 0 ]]; then extra=" ($k known failures in expected.txt)"; fi
-  if [[ "$server_died" == 1 ]]; then extra="$extra (server crashed)"; fi
-  summaries+=("moto-sqs $proto: $p passed, $u failed, $s skipped$extra")
+  local note=""
+  if [[ "$k" -gt 0 ]]; then note=" ($k known failures in expected.txt)"; fi
+  if [[ "$server_died" == 1 ]]; then note="$note (server crashed)"; fi
+  summaries+=("moto-sqs $proto: $p passed, $u failed, $s skipped$note")
 }
 
 for proto in $PROTOCOLS; do

@@ -233,7 +233,6 @@ pub mod blob {
     }
 }
 
-
 /// A message attribute value (`MessageAttributeValue` and `MessageSystemAttributeValue`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -567,9 +566,15 @@ pub struct SendMessageOutput {
     pub message_id: String,
     #[serde(rename = "MD5OfMessageBody")]
     pub md5_of_message_body: String,
-    #[serde(rename = "MD5OfMessageAttributes", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "MD5OfMessageAttributes",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub md5_of_message_attributes: Option<String>,
-    #[serde(rename = "MD5OfMessageSystemAttributes", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "MD5OfMessageSystemAttributes",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub md5_of_message_system_attributes: Option<String>,
     #[serde(rename = "SequenceNumber", skip_serializing_if = "Option::is_none")]
     pub sequence_number: Option<String>,
@@ -627,9 +632,15 @@ pub struct ReceivedMessage {
     pub body: String,
     #[serde(rename = "Attributes", skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,
-    #[serde(rename = "MD5OfMessageAttributes", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "MD5OfMessageAttributes",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub md5_of_message_attributes: Option<String>,
-    #[serde(rename = "MessageAttributes", skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        rename = "MessageAttributes",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub message_attributes: MessageAttributes,
 }
 
@@ -692,4 +703,3 @@ pub struct ListMessageMoveTasksResultEntry {
 pub struct ListMessageMoveTasksOutput {
     pub results: Vec<ListMessageMoveTasksResultEntry>,
 }
-

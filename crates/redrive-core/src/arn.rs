@@ -10,7 +10,11 @@ pub struct QueueArn {
 
 impl QueueArn {
     pub fn new(region: &str, account: &str, name: &str) -> Self {
-        QueueArn { region: region.into(), account: account.into(), name: name.into() }
+        QueueArn {
+            region: region.into(),
+            account: account.into(),
+            name: name.into(),
+        }
     }
 
     /// Parses `arn:<partition>:sqs:<region>:<account>:<name>`.
@@ -36,7 +40,11 @@ impl QueueArn {
 
 impl std::fmt::Display for QueueArn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "arn:aws:sqs:{}:{}:{}", self.region, self.account, self.name)
+        write!(
+            f,
+            "arn:aws:sqs:{}:{}:{}",
+            self.region, self.account, self.name
+        )
     }
 }
 

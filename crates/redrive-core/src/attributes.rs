@@ -51,8 +51,11 @@ pub const SETTABLE: &[&str] = &[
 ];
 
 /// FIFO-only attributes.
-pub const FIFO_ONLY: &[&str] =
-    &["ContentBasedDeduplication", "DeduplicationScope", "FifoThroughputLimit"];
+pub const FIFO_ONLY: &[&str] = &[
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
+];
 
 pub fn is_known(name: &str) -> bool {
     ALL_QUEUE_ATTRIBUTES.contains(&name)
@@ -149,10 +152,19 @@ pub fn normalize(name: &str, value: &str) -> SqsResult<String> {
 pub fn defaults(fifo: bool) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     m.insert("DelaySeconds".into(), "0".into());
-    m.insert("MaximumMessageSize".into(), limits::MAX_MESSAGE_SIZE.to_string());
-    m.insert("MessageRetentionPeriod".into(), limits::DEFAULT_RETENTION_SECONDS.to_string());
+    m.insert(
+        "MaximumMessageSize".into(),
+        limits::MAX_MESSAGE_SIZE.to_string(),
+    );
+    m.insert(
+        "MessageRetentionPeriod".into(),
+        limits::DEFAULT_RETENTION_SECONDS.to_string(),
+    );
     m.insert("ReceiveMessageWaitTimeSeconds".into(), "0".into());
-    m.insert("VisibilityTimeout".into(), limits::DEFAULT_VISIBILITY_TIMEOUT.to_string());
+    m.insert(
+        "VisibilityTimeout".into(),
+        limits::DEFAULT_VISIBILITY_TIMEOUT.to_string(),
+    );
     m.insert("SqsManagedSseEnabled".into(), "false".into());
     if fifo {
         m.insert("FifoQueue".into(), "true".into());

@@ -70,7 +70,10 @@ mod tests {
     #[test]
     fn body_md5() {
         // Plain MD5 of the UTF-8 body.
-        assert_eq!(md5_hex(b"this is a test message"), "905ed04ee04ac9a8b461f9f3b10eec6d");
+        assert_eq!(
+            md5_hex(b"this is a test message"),
+            "905ed04ee04ac9a8b461f9f3b10eec6d"
+        );
     }
 
     #[test]
@@ -79,7 +82,10 @@ mod tests {
         // against AWS: {"timestamp": String "1493147359900"}.
         let mut attrs = MessageAttributes::new();
         attrs.insert("timestamp".into(), string_attr("Number", "1493147359900"));
-        assert_eq!(md5_of_attributes(&attrs).unwrap(), "235c5c510d26fb653d073faed50ae77c");
+        assert_eq!(
+            md5_of_attributes(&attrs).unwrap(),
+            "235c5c510d26fb653d073faed50ae77c"
+        );
     }
 
     #[test]

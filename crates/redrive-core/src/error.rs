@@ -97,11 +97,17 @@ pub type SqsResult<T> = Result<T, SqsError>;
 
 impl SqsError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        SqsError { code, message: message.into() }
+        SqsError {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn queue_does_not_exist() -> Self {
-        Self::new(ErrorCode::QueueDoesNotExist, "The specified queue does not exist.")
+        Self::new(
+            ErrorCode::QueueDoesNotExist,
+            "The specified queue does not exist.",
+        )
     }
 
     pub fn invalid_parameter(message: impl Into<String>) -> Self {
@@ -123,7 +129,10 @@ impl SqsError {
     }
 
     pub fn invalid_attribute_name(name: &str) -> Self {
-        Self::new(ErrorCode::InvalidAttributeName, format!("Unknown Attribute {name}."))
+        Self::new(
+            ErrorCode::InvalidAttributeName,
+            format!("Unknown Attribute {name}."),
+        )
     }
 
     pub fn receipt_handle_invalid(handle: &str) -> Self {
@@ -156,12 +165,18 @@ mod tests {
     fn table_matches_reference() {
         let e = SqsError::queue_does_not_exist();
         assert_eq!(e.json_type(), "com.amazonaws.sqs#QueueDoesNotExist");
-        assert_eq!(e.query_error_header(), "AWS.SimpleQueueService.NonExistentQueue;Sender");
+        assert_eq!(
+            e.query_error_header(),
+            "AWS.SimpleQueueService.NonExistentQueue;Sender"
+        );
         assert_eq!(e.code.status(), 400);
         assert_eq!(ErrorCode::ResourceNotFoundException.status(), 404);
         assert_eq!(ErrorCode::PurgeQueueInProgress.status(), 403);
         assert_eq!(ErrorCode::InternalError.fault(), Fault::Receiver);
-        assert_eq!(ErrorCode::QueueNameExists.query_code(), "QueueAlreadyExists");
+        assert_eq!(
+            ErrorCode::QueueNameExists.query_code(),
+            "QueueAlreadyExists"
+        );
     }
 
     #[test]

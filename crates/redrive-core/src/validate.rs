@@ -6,12 +6,18 @@ use crate::limits;
 
 /// Queue names: 1..=80 of `[A-Za-z0-9_-]`, FIFO names end in `.fifo`.
 pub fn queue_name(name: &str, fifo: bool) -> SqsResult<()> {
-    let base = if fifo { name.strip_suffix(".fifo") } else { Some(name) };
+    let base = if fifo {
+        name.strip_suffix(".fifo")
+    } else {
+        Some(name)
+    };
     let ok = match base {
         Some(base) => {
             !base.is_empty()
                 && name.len() <= limits::MAX_QUEUE_NAME_LEN
-                && base.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && base
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         }
         None => false,
     };
@@ -71,7 +77,9 @@ fn attribute_name(name: &str) -> SqsResult<()> {
     let lower = name.to_ascii_lowercase();
     let valid = !name.is_empty()
         && name.len() <= limits::MAX_ATTRIBUTE_NAME_LEN
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
         && !name.starts_with('.')
         && !name.ends_with('.')
         && !name.contains("..")
@@ -149,7 +157,9 @@ fn attribute_value(name: &str, v: &MessageAttributeValue) -> SqsResult<()> {
 /// SQS Numbers: up to 38 significant digits, optional sign, decimal point and exponent.
 fn is_sqs_number(s: &str) -> bool {
     let t = s.trim();
-    !t.is_empty() && t.parse::<f64>().is_ok_and(f64::is_finite) && !t.contains(['x', 'X'])
+    !t.is_empty()
+        && t.parse::<f64>().is_ok_and(f64::is_finite)
+        && !t.contains(['x', 'X'])
         && !t.eq_ignore_ascii_case("nan")
         && !t.to_ascii_lowercase().contains("inf")
 }
@@ -192,7 +202,9 @@ pub fn message_system_attributes(attrs: &MessageAttributes) -> SqsResult<()> {
 pub fn group_style_id(param: &str, value: &str) -> SqsResult<()> {
     let ok = !value.is_empty()
         && value.len() <= limits::MAX_GROUP_ID_LEN
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b.is_ascii_punctuation());
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b.is_ascii_punctuation());
     if ok {
         Ok(())
     } else {
@@ -226,7 +238,9 @@ pub fn batch_ids<'a>(
     for id in ids {
         let valid = !id.is_empty()
             && id.len() <= limits::MAX_BATCH_ENTRY_ID_LEN
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !valid {
             return Err(SqsError::new(
                 ErrorCode::InvalidBatchEntryId,
@@ -267,30 +281,47 @@ mod tests {
             message_body(Some("a\u{1}b")).unwrap_err().code,
             ErrorCode::InvalidMessageContents
         );
-        assert_eq!(message_body(None).unwrap_err().code, ErrorCode::MissingParameter);
+        assert_eq!(
+            message_body(None).unwrap_err().code,
+            ErrorCode::MissingParameter
+        );
     }
 
     #[test]
     fn batch() {
         assert_eq!(
-            batch_ids("Entry", std::iter::empty::<&str>().collect::<Vec<_>>().into_iter())
-                .unwrap_err()
-                .code,
+            batch_ids(
+                "Entry",
+                std::iter::empty::<&str>().collect::<Vec<_>>().into_iter()
+            )
+            .unwrap_err()
+            .code,
             ErrorCode::EmptyBatchRequest
         );
         assert_eq!(
-            batch_ids("Entry", vec!["a", "a"].into_iter()).unwrap_err().code,
+            batch_ids("Entry", vec!["a", "a"].into_iter())
+                .unwrap_err()
+                .code,
             ErrorCode::BatchEntryIdsNotDistinct
         );
         assert_eq!(
-            batch_ids("Entry", vec!["a b"].into_iter()).unwrap_err().code,
+            batch_ids("Entry", vec!["a b"].into_iter())
+                .unwrap_err()
+                .code,
             ErrorCode::InvalidBatchEntryId
         );
         let eleven: Vec<String> = (0..11).map(|i| i.to_string()).collect();
         assert_eq!(
-            batch_ids("Entry", eleven.iter().map(String::as_str).collect::<Vec<_>>().into_iter())
-                .unwrap_err()
-                .code,
+            batch_ids(
+                "Entry",
+                eleven
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+            )
+            .unwrap_err()
+            .code,
             ErrorCode::TooManyEntriesInBatchRequest
         );
     }

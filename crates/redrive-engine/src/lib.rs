@@ -41,7 +41,10 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { account_id: "000000000000".into(), default_region: "us-east-1".into() }
+        EngineConfig {
+            account_id: "000000000000".into(),
+            default_region: "us-east-1".into(),
+        }
     }
 }
 
@@ -86,7 +89,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,7 +118,11 @@ impl Engine {
         }
         let mut max_sequence: u128 = 0;
         for m in snapshot.messages {
-            if let Some(sn) = m.sequence_number.as_deref().and_then(|s| s.parse::<u128>().ok()) {
+            if let Some(sn) = m
+                .sequence_number
+                .as_deref()
+                .and_then(|s| s.parse::<u128>().ok())
+            {
                 max_sequence = max_sequence.max(sn);
             }
             if let Some(q) = by_uid.get(&m.queue_uid) {
@@ -151,7 +160,12 @@ impl Engine {
     }
 
     pub fn queue_url(&self, ctx: &RequestContext, name: &str) -> String {
-        format!("{}/{}/{}", ctx.base_url.trim_end_matches('/'), self.config.account_id, name)
+        format!(
+            "{}/{}/{}",
+            ctx.base_url.trim_end_matches('/'),
+            self.config.account_id,
+            name
+        )
     }
 
     /// Resolves a queue URL in the caller's Region.
@@ -168,11 +182,16 @@ impl Engine {
         if account != self.config.account_id {
             return Err(SqsError::queue_does_not_exist());
         }
-        self.lookup(&ctx.region, &name).ok_or_else(SqsError::queue_does_not_exist)
+        self.lookup(&ctx.region, &name)
+            .ok_or_else(SqsError::queue_does_not_exist)
     }
 
     fn lookup(&self, region: &str, name: &str) -> Option<Arc<Queue>> {
-        self.registry.read().queues.get(&(region.to_string(), name.to_string())).cloned()
+        self.registry
+            .read()
+            .queues
+            .get(&(region.to_string(), name.to_string()))
+            .cloned()
     }
 
     /// Resolves a queue ARN (same account; the ARN's Region).
@@ -191,7 +210,12 @@ impl Engine {
     /// Every queue in a Region, sorted by name.
     fn queues_in(&self, region: &str) -> Vec<Arc<Queue>> {
         let reg = self.registry.read();
-        let mut v: Vec<_> = reg.queues.values().filter(|q| q.region == region).cloned().collect();
+        let mut v: Vec<_> = reg
+            .queues
+            .values()
+            .filter(|q| q.region == region)
+            .cloned()
+            .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
@@ -206,7 +230,9 @@ impl Engine {
         for q in queues {
             let mut st = q.state.lock();
             st.deleted = true;
-            let _ = self.store.submit(vec![Mutation::DeleteQueue { uid: q.uid }]);
+            let _ = self
+                .store
+                .submit(vec![Mutation::DeleteQueue { uid: q.uid }]);
             drop(st);
             q.notify.notify_waiters();
         }
@@ -214,5 +240,7 @@ impl Engine {
 }
 
 async fn durable(d: Durable) -> SqsResult<()> {
-    d.wait().await.map_err(|e| SqsError::internal(format!("storage failure: {e}")))
+    d.wait()
+        .await
+        .map_err(|e| SqsError::internal(format!("storage failure: {e}")))
 }

@@ -65,7 +65,8 @@ fn attribute_selected(filters: &[String], name: &str) -> bool {
         f == "All"
             || f == ".*"
             || f == name
-            || f.strip_suffix(".*").is_some_and(|p| name.starts_with(p) && name[p.len()..].starts_with('.'))
+            || f.strip_suffix(".*")
+                .is_some_and(|p| name.starts_with(p) && name[p.len()..].starts_with('.'))
     })
 }
 
@@ -135,15 +136,20 @@ impl Engine {
                     ));
                 }
             };
-            let key =
-                if st.settings.dedup_per_group { format!("{group}\u{0}{id}") } else { id.clone() };
+            let key = if st.settings.dedup_per_group {
+                format!("{group}\u{0}{id}")
+            } else {
+                id.clone()
+            };
             if let Some(e) = st.dedup.get(&key) {
                 if e.expires_ms > now {
                     return Ok(SendMessageOutput {
                         message_id: e.message_id.clone(),
                         md5_of_message_body: md5_hex(body.as_bytes()),
                         md5_of_message_attributes: md5_of_attributes(&fields.attributes),
-                        md5_of_message_system_attributes: md5_of_attributes(&fields.system_attributes),
+                        md5_of_message_system_attributes: md5_of_attributes(
+                            &fields.system_attributes,
+                        ),
                         sequence_number: Some(e.sequence_number.clone()),
                     });
                 }
@@ -160,11 +166,18 @@ impl Engine {
             let expires = now + limits::DEDUP_INTERVAL_MS;
             st.dedup.insert(
                 key.clone(),
-                DedupEntry { expires_ms: expires, message_id: message_id.clone(), sequence_number: sn.clone() },
+                DedupEntry {
+                    expires_ms: expires,
+                    message_id: message_id.clone(),
+                    sequence_number: sn.clone(),
+                },
             );
             st.dedup_expiry.insert((expires, key.clone()));
         }
-        let delay = fields.delay_seconds.unwrap_or(st.settings.delay_secs).max(0) as u64;
+        let delay = fields
+            .delay_seconds
+            .unwrap_or(st.settings.delay_secs)
+            .max(0) as u64;
         let out = SendMessageOutput {
             message_id: message_id.clone(),
             md5_of_message_body: md5_hex(body.as_bytes()),
@@ -226,13 +239,21 @@ impl Engine {
         let queue = self.resolve(ctx, &input.queue_url)?;
         validate::batch_ids(
             "SendMessageBatchRequestEntry",
-            input.entries.iter().map(|e| e.id.as_str()).collect::<Vec<_>>().into_iter(),
+            input
+                .entries
+                .iter()
+                .map(|e| e.id.as_str())
+                .collect::<Vec<_>>()
+                .into_iter(),
         )?;
         let total: usize = input
             .entries
             .iter()
             .map(|e| {
-                validate::message_size(e.message_body.as_deref().unwrap_or(""), &e.message_attributes)
+                validate::message_size(
+                    e.message_body.as_deref().unwrap_or(""),
+                    &e.message_attributes,
+                )
             })
             .sum();
         if total > limits::MAX_MESSAGE_SIZE {
@@ -253,7 +274,9 @@ impl Engine {
             for entry in input.entries {
                 let id = entry.id.clone();
                 match self.enqueue(&queue, &mut st, entry.into(), now, &mut muts) {
-                    Ok(result) => output.successful.push(SendMessageBatchResultEntry { id, result }),
+                    Ok(result) => output
+                        .successful
+                        .push(SendMessageBatchResultEntry { id, result }),
                     Err(e) => output.failed.push(batch_error(id, &e)),
                 }
             }
@@ -352,11 +375,19 @@ impl Engine {
         input: &ReceiveMessageInput,
         system_names: &[String],
         max: usize,
-    ) -> SqsResult<(Vec<ReceivedMessage>, Option<u64>, Vec<Arc<Queue>>, crate::store::Durable)> {
+    ) -> SqsResult<(
+        Vec<ReceivedMessage>,
+        Option<u64>,
+        Vec<Arc<Queue>>,
+        crate::store::Durable,
+    )> {
         // Resolve the DLQ before taking the queue lock (registry before queue, never after).
         let policy = {
             let st = queue.state.lock();
-            st.record.attributes.get("RedrivePolicy").and_then(|p| RedrivePolicy::parse_stored(p))
+            st.record
+                .attributes
+                .get("RedrivePolicy")
+                .and_then(|p| RedrivePolicy::parse_stored(p))
         };
         let dlq = policy
             .as_ref()
@@ -372,7 +403,9 @@ impl Engine {
                 return Err(SqsError::queue_does_not_exist());
             }
             st.tick(now, &mut muts);
-            let visibility = input.visibility_timeout.unwrap_or(st.settings.visibility_secs);
+            let visibility = input
+                .visibility_timeout
+                .unwrap_or(st.settings.visibility_secs);
             let mut skipped = std::collections::HashSet::new();
             while out.len() < max {
                 let picked: Vec<u64> = st
@@ -425,13 +458,20 @@ impl Engine {
         now: u64,
         muts: &mut Vec<Mutation>,
     ) -> bool {
-        let Some(mut dst) = dlq.state.try_lock() else { return false };
+        let Some(mut dst) = dlq.state.try_lock() else {
+            return false;
+        };
         if dst.deleted {
             return false;
         }
-        let Some(m) = st.remove(seq) else { return false };
+        let Some(m) = st.remove(seq) else {
+            return false;
+        };
         let mut rec = m.rec;
-        muts.push(Mutation::DeleteMessage { queue_uid: source.uid, seq });
+        muts.push(Mutation::DeleteMessage {
+            queue_uid: source.uid,
+            seq,
+        });
         rec.queue_uid = dlq.uid;
         rec.seq = dst.alloc_seq();
         rec.visible_at_ms = now;
@@ -468,13 +508,18 @@ impl Engine {
         put("SenderId", Some(m.sender_id.clone()));
         put("SentTimestamp", Some(m.sent_ms.to_string()));
         put("ApproximateReceiveCount", Some(m.receive_count.to_string()));
-        put("ApproximateFirstReceiveTimestamp", m.first_receive_ms.map(|t| t.to_string()));
+        put(
+            "ApproximateFirstReceiveTimestamp",
+            m.first_receive_ms.map(|t| t.to_string()),
+        );
         put("MessageGroupId", m.group_id.clone());
         put("MessageDeduplicationId", m.dedup_id.clone());
         put("SequenceNumber", m.sequence_number.clone());
         put(
             "AWSTraceHeader",
-            m.system_attributes.get("AWSTraceHeader").and_then(|v| v.string_value.clone()),
+            m.system_attributes
+                .get("AWSTraceHeader")
+                .and_then(|v| v.string_value.clone()),
         );
         put("DeadLetterQueueSourceArn", m.dead_letter_source_arn.clone());
         let message_attributes: MessageAttributes = m
@@ -520,14 +565,23 @@ impl Engine {
                 return Err(SqsError::receipt_handle_invalid(handle));
             }
             st.remove(h.seq);
-            muts.push(Mutation::DeleteMessage { queue_uid: queue.uid, seq: h.seq });
+            muts.push(Mutation::DeleteMessage {
+                queue_uid: queue.uid,
+                seq: h.seq,
+            });
         }
         Ok(())
     }
 
-    pub async fn delete_message(&self, ctx: &RequestContext, input: DeleteMessageInput) -> SqsResult<()> {
+    pub async fn delete_message(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteMessageInput,
+    ) -> SqsResult<()> {
         let queue = self.resolve(ctx, &input.queue_url)?;
-        let handle = input.receipt_handle.ok_or_else(|| SqsError::missing_parameter("ReceiptHandle"))?;
+        let handle = input
+            .receipt_handle
+            .ok_or_else(|| SqsError::missing_parameter("ReceiptHandle"))?;
         let mut muts = Vec::new();
         let (result, ticket) = {
             let mut st = queue.state.lock();
@@ -546,7 +600,12 @@ impl Engine {
         let queue = self.resolve(ctx, &input.queue_url)?;
         validate::batch_ids(
             "DeleteMessageBatchRequestEntry",
-            input.entries.iter().map(|e| e.id.as_str()).collect::<Vec<_>>().into_iter(),
+            input
+                .entries
+                .iter()
+                .map(|e| e.id.as_str())
+                .collect::<Vec<_>>()
+                .into_iter(),
         )?;
         let mut out = BatchOutput::default();
         let mut muts = Vec::new();
@@ -619,13 +678,22 @@ impl Engine {
         input: ChangeMessageVisibilityInput,
     ) -> SqsResult<()> {
         let queue = self.resolve(ctx, &input.queue_url)?;
-        let handle = input.receipt_handle.ok_or_else(|| SqsError::missing_parameter("ReceiptHandle"))?;
+        let handle = input
+            .receipt_handle
+            .ok_or_else(|| SqsError::missing_parameter("ReceiptHandle"))?;
         let now = self.now_ms();
         let mut muts = Vec::new();
         let (result, ticket) = {
             let mut st = queue.state.lock();
             st.tick(now, &mut muts);
-            let r = Self::change_visibility_locked(&queue, &mut st, &handle, input.visibility_timeout, now, &mut muts);
+            let r = Self::change_visibility_locked(
+                &queue,
+                &mut st,
+                &handle,
+                input.visibility_timeout,
+                now,
+                &mut muts,
+            );
             (r, self.store.submit(muts))
         };
         result?;
@@ -641,7 +709,12 @@ impl Engine {
         let queue = self.resolve(ctx, &input.queue_url)?;
         validate::batch_ids(
             "ChangeMessageVisibilityBatchRequestEntry",
-            input.entries.iter().map(|e| e.id.as_str()).collect::<Vec<_>>().into_iter(),
+            input
+                .entries
+                .iter()
+                .map(|e| e.id.as_str())
+                .collect::<Vec<_>>()
+                .into_iter(),
         )?;
         let now = self.now_ms();
         let mut out = BatchOutput::default();
@@ -650,7 +723,14 @@ impl Engine {
             let mut st = queue.state.lock();
             st.tick(now, &mut muts);
             for e in input.entries {
-                match Self::change_visibility_locked(&queue, &mut st, &e.receipt_handle, e.visibility_timeout, now, &mut muts) {
+                match Self::change_visibility_locked(
+                    &queue,
+                    &mut st,
+                    &e.receipt_handle,
+                    e.visibility_timeout,
+                    now,
+                    &mut muts,
+                ) {
                     Ok(()) => out.successful.push(BatchSuccessEntry { id: e.id }),
                     Err(err) => out.failed.push(batch_error(e.id, &err)),
                 }
@@ -671,4 +751,3 @@ fn batch_error(id: String, e: &SqsError) -> BatchResultErrorEntry {
         message: Some(e.message.clone()),
     }
 }
-

@@ -50,7 +50,9 @@ impl QueueSettings {
             visibility_secs: int("VisibilityTimeout", limits::DEFAULT_VISIBILITY_TIMEOUT),
             fifo: flag("FifoQueue"),
             content_based_dedup: flag("ContentBasedDeduplication"),
-            dedup_per_group: attrs.get("DeduplicationScope").is_some_and(|v| v == "messageGroup"),
+            dedup_per_group: attrs
+                .get("DeduplicationScope")
+                .is_some_and(|v| v == "messageGroup"),
         }
     }
 }
@@ -109,7 +111,11 @@ impl QueueState {
         let seq = rec.seq;
         self.next_seq = self.next_seq.max(seq + 1);
         let state = if rec.visible_at_ms > now_ms {
-            if rec.receive_count == 0 { MessageState::Delayed } else { MessageState::InFlight }
+            if rec.receive_count == 0 {
+                MessageState::Delayed
+            } else {
+                MessageState::InFlight
+            }
         } else {
             MessageState::Ready
         };
@@ -200,14 +206,21 @@ impl QueueState {
                 break;
             }
             self.remove(seq);
-            out.push(Mutation::DeleteMessage { queue_uid: self.record.uid, seq });
+            out.push(Mutation::DeleteMessage {
+                queue_uid: self.record.uid,
+                seq,
+            });
         }
         while let Some((expires, _)) = self.dedup_expiry.first() {
             if *expires > now_ms {
                 break;
             }
             if let Some((expires, key)) = self.dedup_expiry.pop_first() {
-                if self.dedup.get(&key).is_some_and(|e| e.expires_ms == expires) {
+                if self
+                    .dedup
+                    .get(&key)
+                    .is_some_and(|e| e.expires_ms == expires)
+                {
                     self.dedup.remove(&key);
                 }
             }
@@ -236,7 +249,9 @@ impl QueueState {
             if picked.len() >= max {
                 break;
             }
-            let Some(m) = self.messages.get(&seq) else { continue };
+            let Some(m) = self.messages.get(&seq) else {
+                continue;
+            };
             let group = m.rec.group_id.as_deref().unwrap_or("");
             if !self.locked_groups.contains_key(group) {
                 picked.push(seq);
@@ -246,7 +261,12 @@ impl QueueState {
     }
 
     /// Marks a ready message received: in flight until `now + visibility`.
-    pub fn mark_received(&mut self, seq: u64, now_ms: u64, visibility_secs: i64) -> Option<Mutation> {
+    pub fn mark_received(
+        &mut self,
+        seq: u64,
+        now_ms: u64,
+        visibility_secs: i64,
+    ) -> Option<Mutation> {
         let uid = self.record.uid;
         let fifo = self.settings.fifo;
         let m = self.messages.get_mut(&seq)?;

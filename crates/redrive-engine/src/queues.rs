@@ -42,9 +42,16 @@ impl Engine {
     fn normalize_redrive_policy(&self, region: &str, fifo: bool, raw: &str) -> SqsResult<String> {
         let v: Value = serde_json::from_str(raw)
             .map_err(|_| redrive_error(raw, "Redrive policy is not a valid JSON map."))?;
-        let obj = v.as_object().ok_or_else(|| redrive_error(raw, "Redrive policy is not a valid JSON map."))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| redrive_error(raw, "Redrive policy is not a valid JSON map."))?;
         let count = match obj.get("maxReceiveCount") {
-            None => return Err(redrive_error(raw, "The required parameter 'maxReceiveCount' is missing")),
+            None => {
+                return Err(redrive_error(
+                    raw,
+                    "The required parameter 'maxReceiveCount' is missing",
+                ));
+            }
             Some(Value::Number(n)) => n.as_i64(),
             Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
             Some(_) => None,
@@ -68,7 +75,10 @@ impl Engine {
         let arn = match obj.get("deadLetterTargetArn") {
             Some(Value::String(s)) => s.clone(),
             _ => {
-                return Err(redrive_error(raw, "The required parameter 'deadLetterTargetArn' is missing"));
+                return Err(redrive_error(
+                    raw,
+                    "The required parameter 'deadLetterTargetArn' is missing",
+                ));
             }
         };
         let parsed = QueueArn::parse(&arn)
@@ -121,7 +131,9 @@ impl Engine {
             out.insert(name.clone(), v);
         }
         if fifo
-            && out.get("FifoThroughputLimit").is_some_and(|v| v == "perMessageGroupId")
+            && out
+                .get("FifoThroughputLimit")
+                .is_some_and(|v| v == "perMessageGroupId")
             && out.get("DeduplicationScope").is_some_and(|v| v == "queue")
         {
             return Err(SqsError::invalid_parameter(
@@ -150,14 +162,38 @@ impl Engine {
         for (k, v) in &input.tags {
             validate_tag(k, v)?;
         }
+        if let Some(ticket) = self.create_queue_registered(ctx, &name, fifo, given, input.tags)? {
+            durable(ticket).await?;
+            tracing::debug!(queue = %name, region = %ctx.region, "queue created");
+        }
+        Ok(QueueUrlOutput {
+            queue_url: self.queue_url(ctx, &name),
+        })
+    }
+
+    /// Check-and-insert under the registry write lock, so concurrent creates agree. `None`
+    /// when an identical queue already exists.
+    fn create_queue_registered(
+        &self,
+        ctx: &RequestContext,
+        name: &str,
+        fifo: bool,
+        given: BTreeMap<String, String>,
+        tags: BTreeMap<String, String>,
+    ) -> SqsResult<Option<crate::store::Durable>> {
+        let name = name.to_string();
         let now_ms = self.now_ms();
         let key = (ctx.region.clone(), name.clone());
-        // Hold the registry write lock across check-and-insert so concurrent creates agree.
         let mut reg = self.registry.write();
         if let Some(existing) = reg.queues.get(&key) {
             let st = existing.state.lock();
             let differs = given.iter().any(|(k, v)| {
-                let current = st.record.attributes.get(k).map(String::as_str).unwrap_or("");
+                let current = st
+                    .record
+                    .attributes
+                    .get(k)
+                    .map(String::as_str)
+                    .unwrap_or("");
                 current != v
             }) || (fifo != st.settings.fifo);
             if differs {
@@ -174,7 +210,7 @@ impl Engine {
                     ),
                 ));
             }
-            return Ok(QueueUrlOutput { queue_url: self.queue_url(ctx, &name) });
+            return Ok(None);
         }
         if let Some(&deleted) = reg.deleted_at_ms.get(&key) {
             if now_ms < deleted + 60_000 {
@@ -187,7 +223,12 @@ impl Engine {
         }
         let mut attrs = attributes::defaults(fifo);
         for (k, v) in given {
-            if v.is_empty() && matches!(k.as_str(), "RedrivePolicy" | "RedriveAllowPolicy" | "Policy") {
+            if v.is_empty()
+                && matches!(
+                    k.as_str(),
+                    "RedrivePolicy" | "RedriveAllowPolicy" | "Policy"
+                )
+            {
                 attrs.remove(&k);
             } else {
                 attrs.insert(k, v);
@@ -201,7 +242,7 @@ impl Engine {
             account: self.config.account_id.clone(),
             name: name.clone(),
             attributes: attrs,
-            tags: input.tags,
+            tags,
             created_secs: secs,
             last_modified_secs: secs,
             last_purge_ms: None,
@@ -219,10 +260,7 @@ impl Engine {
             self.store.submit(vec![Mutation::PutQueue(record)])
         };
         reg.queues.insert(key, queue);
-        drop(reg);
-        durable(ticket).await?;
-        tracing::debug!(queue = %name, region = %ctx.region, "queue created");
-        Ok(QueueUrlOutput { queue_url: self.queue_url(ctx, &name) })
+        Ok(Some(ticket))
     }
 
     pub fn get_queue_url(
@@ -239,7 +277,9 @@ impl Engine {
             }
         }
         self.lookup(&ctx.region, &input.queue_name)
-            .map(|q| QueueUrlOutput { queue_url: self.queue_url(ctx, &q.name) })
+            .map(|q| QueueUrlOutput {
+                queue_url: self.queue_url(ctx, &q.name),
+            })
             .ok_or_else(SqsError::queue_does_not_exist)
     }
 
@@ -277,7 +317,11 @@ impl Engine {
             _ => None,
         };
         Ok(ListQueuesOutput {
-            queue_urls: names.iter().take(limit).map(|n| self.queue_url(ctx, n)).collect(),
+            queue_urls: names
+                .iter()
+                .take(limit)
+                .map(|n| self.queue_url(ctx, n))
+                .collect(),
             next_token,
         })
     }
@@ -296,7 +340,8 @@ impl Engine {
             }
             let mut st = queue.state.lock();
             st.deleted = true;
-            self.store.submit(vec![Mutation::DeleteQueue { uid: queue.uid }])
+            self.store
+                .submit(vec![Mutation::DeleteQueue { uid: queue.uid }])
         };
         queue.notify.notify_waiters();
         durable(ticket).await
@@ -327,18 +372,31 @@ impl Engine {
             }
         };
         put("ApproximateNumberOfMessages", visible.to_string());
-        put("ApproximateNumberOfMessagesNotVisible", in_flight.to_string());
+        put(
+            "ApproximateNumberOfMessagesNotVisible",
+            in_flight.to_string(),
+        );
         put("ApproximateNumberOfMessagesDelayed", delayed.to_string());
         put("CreatedTimestamp", st.record.created_secs.to_string());
-        put("LastModifiedTimestamp", st.record.last_modified_secs.to_string());
+        put(
+            "LastModifiedTimestamp",
+            st.record.last_modified_secs.to_string(),
+        );
         put("QueueArn", queue.arn.clone());
         for (k, v) in &st.record.attributes {
             put(k, v.clone());
         }
         // Extension: not an SQS attribute (AWS has it as a CloudWatch metric); only returned
         // when asked for by name.
-        if input.attribute_names.iter().any(|n| n == "ApproximateAgeOfOldestMessage") {
-            let age = st.retention.first().map_or(0, |(t, _)| now.saturating_sub(*t) / 1000);
+        if input
+            .attribute_names
+            .iter()
+            .any(|n| n == "ApproximateAgeOfOldestMessage")
+        {
+            let age = st
+                .retention
+                .first()
+                .map_or(0, |(t, _)| now.saturating_sub(*t) / 1000);
             out.insert("ApproximateAgeOfOldestMessage".into(), age.to_string());
         }
         if !muts.is_empty() {
@@ -359,14 +417,23 @@ impl Engine {
             let mut st = queue.state.lock();
             let mut merged = st.record.attributes.clone();
             for (k, v) in given {
-                if v.is_empty() && matches!(k.as_str(), "RedrivePolicy" | "RedriveAllowPolicy" | "Policy") {
+                if v.is_empty()
+                    && matches!(
+                        k.as_str(),
+                        "RedrivePolicy" | "RedriveAllowPolicy" | "Policy"
+                    )
+                {
                     merged.remove(&k);
                 } else {
                     merged.insert(k, v);
                 }
             }
-            if merged.get("FifoThroughputLimit").is_some_and(|v| v == "perMessageGroupId")
-                && merged.get("DeduplicationScope").is_some_and(|v| v == "queue")
+            if merged
+                .get("FifoThroughputLimit")
+                .is_some_and(|v| v == "perMessageGroupId")
+                && merged
+                    .get("DeduplicationScope")
+                    .is_some_and(|v| v == "queue")
             {
                 return Err(SqsError::invalid_parameter(
                     "The perMessageGroupId value is allowed only when the value for DeduplicationScope is messageGroup",
@@ -407,7 +474,10 @@ impl Engine {
             st.record.last_purge_ms = Some(now);
             let up_to_seq = st.next_seq.saturating_sub(1);
             self.store.submit(vec![
-                Mutation::Purge { queue_uid: queue.uid, up_to_seq },
+                Mutation::Purge {
+                    queue_uid: queue.uid,
+                    up_to_seq,
+                },
                 Mutation::PutQueue(st.record.clone()),
             ])
         };
@@ -428,9 +498,12 @@ impl Engine {
                 st.record.tags.insert(k, v);
             }
             if st.record.tags.len() > limits::MAX_TAGS {
-                return Err(SqsError::invalid_parameter("Too many tags added for queue."));
+                return Err(SqsError::invalid_parameter(
+                    "Too many tags added for queue.",
+                ));
             }
-            self.store.submit(vec![Mutation::PutQueue(st.record.clone())])
+            self.store
+                .submit(vec![Mutation::PutQueue(st.record.clone())])
         };
         durable(ticket).await
     }
@@ -445,7 +518,8 @@ impl Engine {
             for k in &input.tag_keys {
                 st.record.tags.remove(k);
             }
-            self.store.submit(vec![Mutation::PutQueue(st.record.clone())])
+            self.store
+                .submit(vec![Mutation::PutQueue(st.record.clone())])
         };
         durable(ticket).await
     }
@@ -457,7 +531,9 @@ impl Engine {
     ) -> SqsResult<ListQueueTagsOutput> {
         let queue = self.resolve(ctx, &input.queue_url)?;
         let st = queue.state.lock();
-        Ok(ListQueueTagsOutput { tags: st.record.tags.clone() })
+        Ok(ListQueueTagsOutput {
+            tags: st.record.tags.clone(),
+        })
     }
 
     pub async fn add_permission(
@@ -466,7 +542,10 @@ impl Engine {
         input: AddPermissionInput,
     ) -> SqsResult<()> {
         let queue = self.resolve(ctx, &input.queue_url)?;
-        let label = input.label.filter(|l| !l.is_empty()).ok_or_else(|| SqsError::missing_parameter("Label"))?;
+        let label = input
+            .label
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| SqsError::missing_parameter("Label"))?;
         if input.aws_account_ids.is_empty() {
             return Err(SqsError::missing_parameter("AWSAccountIds"));
         }
@@ -476,13 +555,26 @@ impl Engine {
         if input.actions.len() > 7 {
             return Err(SqsError::new(
                 ErrorCode::OverLimit,
-                format!("{} Actions were found, maximum allowed is 7.", input.actions.len()),
+                format!(
+                    "{} Actions were found, maximum allowed is 7.",
+                    input.actions.len()
+                ),
             ));
         }
         const ALLOWED: &[&str] = &[
-            "*", "ChangeMessageVisibility", "DeleteMessage", "GetQueueAttributes", "GetQueueUrl",
-            "ListDeadLetterSourceQueues", "PurgeQueue", "ReceiveMessage", "SendMessage",
-            "ListQueueTags", "ListMessageMoveTasks", "StartMessageMoveTask", "CancelMessageMoveTask",
+            "*",
+            "ChangeMessageVisibility",
+            "DeleteMessage",
+            "GetQueueAttributes",
+            "GetQueueUrl",
+            "ListDeadLetterSourceQueues",
+            "PurgeQueue",
+            "ReceiveMessage",
+            "SendMessage",
+            "ListQueueTags",
+            "ListMessageMoveTasks",
+            "StartMessageMoveTask",
+            "CancelMessageMoveTask",
         ];
         for a in &input.actions {
             if !ALLOWED.contains(&a.as_str()) {
@@ -505,16 +597,26 @@ impl Engine {
                 .get_mut("Statement")
                 .and_then(Value::as_array_mut)
                 .ok_or_else(|| SqsError::internal("stored policy has no Statement list"))?;
-            if statements.iter().any(|s| s.get("Sid").and_then(Value::as_str) == Some(&label)) {
+            if statements
+                .iter()
+                .any(|s| s.get("Sid").and_then(Value::as_str) == Some(&label))
+            {
                 return Err(SqsError::invalid_parameter(format!(
                     "Value {label} for parameter Label is invalid. Reason: Already exists."
                 )));
             }
             let one_or_many = |v: Vec<String>| {
-                if v.len() == 1 { Value::String(v[0].clone()) } else { json!(v) }
+                if v.len() == 1 {
+                    Value::String(v[0].clone())
+                } else {
+                    json!(v)
+                }
             };
-            let principals: Vec<String> =
-                input.aws_account_ids.iter().map(|a| format!("arn:aws:iam::{a}:root")).collect();
+            let principals: Vec<String> = input
+                .aws_account_ids
+                .iter()
+                .map(|a| format!("arn:aws:iam::{a}:root"))
+                .collect();
             let actions: Vec<String> = input.actions.iter().map(|a| format!("SQS:{a}")).collect();
             statements.push(json!({
                 "Sid": label,
@@ -523,8 +625,11 @@ impl Engine {
                 "Action": one_or_many(actions),
                 "Resource": queue.arn,
             }));
-            st.record.attributes.insert("Policy".into(), policy.to_string());
-            self.store.submit(vec![Mutation::PutQueue(st.record.clone())])
+            st.record
+                .attributes
+                .insert("Policy".into(), policy.to_string());
+            self.store
+                .submit(vec![Mutation::PutQueue(st.record.clone())])
         };
         durable(ticket).await
     }
@@ -535,7 +640,10 @@ impl Engine {
         input: RemovePermissionInput,
     ) -> SqsResult<()> {
         let queue = self.resolve(ctx, &input.queue_url)?;
-        let label = input.label.filter(|l| !l.is_empty()).ok_or_else(|| SqsError::missing_parameter("Label"))?;
+        let label = input
+            .label
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| SqsError::missing_parameter("Label"))?;
         let not_found = || {
             SqsError::invalid_parameter(format!(
                 "Value {label} for parameter Label is invalid. Reason: can't find label on existing policy."
@@ -549,7 +657,10 @@ impl Engine {
                 .get("Policy")
                 .and_then(|p| serde_json::from_str(p).ok())
                 .ok_or_else(not_found)?;
-            let statements = policy.get_mut("Statement").and_then(Value::as_array_mut).ok_or_else(not_found)?;
+            let statements = policy
+                .get_mut("Statement")
+                .and_then(Value::as_array_mut)
+                .ok_or_else(not_found)?;
             let before = statements.len();
             statements.retain(|s| s.get("Sid").and_then(Value::as_str) != Some(&label));
             if statements.len() == before {
@@ -558,9 +669,12 @@ impl Engine {
             if statements.is_empty() {
                 st.record.attributes.remove("Policy");
             } else {
-                st.record.attributes.insert("Policy".into(), policy.to_string());
+                st.record
+                    .attributes
+                    .insert("Policy".into(), policy.to_string());
             }
-            self.store.submit(vec![Mutation::PutQueue(st.record.clone())])
+            self.store
+                .submit(vec![Mutation::PutQueue(st.record.clone())])
         };
         durable(ticket).await
     }
@@ -606,7 +720,11 @@ impl Engine {
             _ => None,
         };
         Ok(ListDeadLetterSourceQueuesOutput {
-            queue_urls: names.iter().take(limit).map(|n| self.queue_url(ctx, n)).collect(),
+            queue_urls: names
+                .iter()
+                .take(limit)
+                .map(|n| self.queue_url(ctx, n))
+                .collect(),
             next_token,
         })
     }
@@ -618,8 +736,11 @@ fn normalize_redrive_allow_policy(raw: &str) -> SqsResult<String> {
             "Value {raw} for parameter RedriveAllowPolicy is invalid. Reason: {reason}"
         ))
     };
-    let v: Value = serde_json::from_str(raw).map_err(|_| bad("Redrive allow policy is not a valid JSON map."))?;
-    let obj = v.as_object().ok_or_else(|| bad("Redrive allow policy is not a valid JSON map."))?;
+    let v: Value = serde_json::from_str(raw)
+        .map_err(|_| bad("Redrive allow policy is not a valid JSON map."))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("Redrive allow policy is not a valid JSON map."))?;
     let permission = obj
         .get("redrivePermission")
         .and_then(Value::as_str)
@@ -628,20 +749,28 @@ fn normalize_redrive_allow_policy(raw: &str) -> SqsResult<String> {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a
             .iter()
-            .map(|x| x.as_str().map(str::to_string).ok_or_else(|| bad("Invalid value for sourceQueueArns.")))
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| bad("Invalid value for sourceQueueArns."))
+            })
             .collect::<SqsResult<_>>()?,
         Some(_) => return Err(bad("Invalid value for sourceQueueArns.")),
     };
     match permission {
         "allowAll" | "denyAll" => {
             if !sources.is_empty() {
-                return Err(bad("Only when permission is set to byQueue, sourceQueueArns can be specified."));
+                return Err(bad(
+                    "Only when permission is set to byQueue, sourceQueueArns can be specified.",
+                ));
             }
             Ok(json!({"redrivePermission": permission}).to_string())
         }
         "byQueue" => {
             if sources.is_empty() {
-                return Err(bad("sourceQueueArns is required when redrivePermission is byQueue."));
+                return Err(bad(
+                    "sourceQueueArns is required when redrivePermission is byQueue.",
+                ));
             }
             if sources.len() > 10 {
                 return Err(bad("Up to 10 sourceQueueArns can be specified."));
@@ -654,10 +783,14 @@ fn normalize_redrive_allow_policy(raw: &str) -> SqsResult<String> {
 
 fn validate_tag(key: &str, value: &str) -> SqsResult<()> {
     if key.is_empty() || key.len() > 128 {
-        return Err(SqsError::invalid_parameter(format!("Tag key must be between 1 and 128 characters: {key}")));
+        return Err(SqsError::invalid_parameter(format!(
+            "Tag key must be between 1 and 128 characters: {key}"
+        )));
     }
     if value.len() > 256 {
-        return Err(SqsError::invalid_parameter(format!("Tag value must be at most 256 characters: {key}")));
+        return Err(SqsError::invalid_parameter(format!(
+            "Tag value must be at most 256 characters: {key}"
+        )));
     }
     Ok(())
 }

@@ -38,10 +38,17 @@ mod tests {
 
     #[test]
     fn roundtrip_and_garbage() {
-        let h = ReceiptHandle { queue_uid: 7, seq: 42, receive_count: 3 };
+        let h = ReceiptHandle {
+            queue_uid: 7,
+            seq: 42,
+            receive_count: 3,
+        };
         assert_eq!(ReceiptHandle::decode(&h.encode()), Some(h));
         assert_eq!(ReceiptHandle::decode("not a handle"), None);
         assert_eq!(ReceiptHandle::decode(""), None);
-        assert_eq!(ReceiptHandle::decode(&URL_SAFE_NO_PAD.encode("1:2:3:4")), None);
+        assert_eq!(
+            ReceiptHandle::decode(&URL_SAFE_NO_PAD.encode("1:2:3:4")),
+            None
+        );
     }
 }

@@ -53,7 +53,9 @@ pub struct MessageRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
     PutQueue(QueueRecord),
-    DeleteQueue { uid: u64 },
+    DeleteQueue {
+        uid: u64,
+    },
     PutMessage(MessageRecord),
     /// Receive, visibility change or visibility expiry bookkeeping.
     UpdateMessage {
@@ -64,9 +66,15 @@ pub enum Mutation {
         first_receive_ms: Option<u64>,
         last_receive_ms: Option<u64>,
     },
-    DeleteMessage { queue_uid: u64, seq: u64 },
+    DeleteMessage {
+        queue_uid: u64,
+        seq: u64,
+    },
     /// Remove every message of the queue with `seq <= up_to_seq`.
-    Purge { queue_uid: u64, up_to_seq: u64 },
+    Purge {
+        queue_uid: u64,
+        up_to_seq: u64,
+    },
 }
 
 /// Everything needed to rebuild the engine's state.
@@ -96,7 +104,9 @@ impl Durable {
     pub async fn wait(self) -> Result<(), String> {
         match self.0 {
             None => Ok(()),
-            Some(rx) => rx.await.unwrap_or_else(|_| Err("store writer stopped".to_string())),
+            Some(rx) => rx
+                .await
+                .unwrap_or_else(|_| Err("store writer stopped".to_string())),
         }
     }
 }
@@ -152,8 +162,11 @@ impl Store for MemoryStore {
                 }
                 Mutation::DeleteQueue { uid } => {
                     s.queues.remove(&uid);
-                    let keys: Vec<_> =
-                        s.messages.range((uid, 0)..=(uid, u64::MAX)).map(|(k, _)| *k).collect();
+                    let keys: Vec<_> = s
+                        .messages
+                        .range((uid, 0)..=(uid, u64::MAX))
+                        .map(|(k, _)| *k)
+                        .collect();
                     for k in keys {
                         s.messages.remove(&k);
                     }
@@ -179,7 +192,10 @@ impl Store for MemoryStore {
                 Mutation::DeleteMessage { queue_uid, seq } => {
                     s.messages.remove(&(queue_uid, seq));
                 }
-                Mutation::Purge { queue_uid, up_to_seq } => {
+                Mutation::Purge {
+                    queue_uid,
+                    up_to_seq,
+                } => {
                     let keys: Vec<_> = s
                         .messages
                         .range((queue_uid, 0)..=(queue_uid, up_to_seq))

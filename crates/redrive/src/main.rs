@@ -1,1 +1,131 @@
-fn main() {}
+//! `redrive`: the SQS-compatible server (`redrive serve`) and, in later versions, the DLQ
+//! investigation and redrive commands.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use redrive_server::{Server, ServerConfig};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "redrive",
+    version,
+    about = "SQS-compatible server and DLQ toolkit"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the SQS-compatible server.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "REDRIVE_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on.
+    #[arg(long, env = "REDRIVE_PORT", default_value_t = 9324)]
+    port: u16,
+    /// Region used when a request is not SigV4-signed.
+    #[arg(long, env = "REDRIVE_REGION", default_value = "us-east-1")]
+    region: String,
+    /// Account id in queue URLs and ARNs.
+    #[arg(long, env = "REDRIVE_ACCOUNT_ID", default_value = "000000000000")]
+    account_id: String,
+    /// Directory for durable storage.
+    #[arg(long, env = "REDRIVE_DATA_DIR")]
+    data_dir: Option<std::path::PathBuf>,
+    /// Keep everything in memory (nothing survives a restart).
+    #[arg(long, env = "REDRIVE_IN_MEMORY")]
+    in_memory: bool,
+    /// Serve `POST /moto-api/reset`, which drops all state (for test-suites only).
+    #[arg(long, env = "REDRIVE_ENABLE_RESET_API")]
+    enable_reset_api: bool,
+    /// Log format.
+    #[arg(long, env = "REDRIVE_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
+}
+
+fn init_tracing(format: &str) {
+    let filter = EnvFilter::try_from_env("REDRIVE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    init_tracing(&args.log_format);
+    if let Some(dir) = &args.data_dir {
+        if !args.in_memory {
+            bail!(
+                "durable storage is not available in this version; {} was not opened. \
+                 Run with --in-memory (nothing survives a restart).",
+                dir.display()
+            );
+        }
+    }
+    if !args.in_memory {
+        tracing::warn!("durable storage is not available in this version: running in memory");
+    }
+    let config = ServerConfig {
+        host: args.host,
+        port: args.port,
+        region: args.region,
+        account_id: args.account_id,
+        enable_reset_api: args.enable_reset_api,
+        ..ServerConfig::default()
+    };
+    let server = Server::bind(config.clone())
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+    let addr = server.local_addr()?;
+    tracing::info!(%addr, account = %config.account_id, region = %config.region, "redrive listening");
+    server
+        .serve(shutdown_signal())
+        .await
+        .context("server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+    }
+}

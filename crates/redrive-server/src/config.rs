@@ -1,0 +1,29 @@
+//! Server configuration.
+
+/// How the server listens and whom it claims to be.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// Region used when a request carries no SigV4 credential scope.
+    pub region: String,
+    pub account_id: String,
+    /// Largest HTTP body accepted, in bytes. A 1 MiB message percent-encoded in a Query form
+    /// can take up to three times its size.
+    pub max_body_bytes: usize,
+    /// Serve `POST /moto-api/reset` (drops all state; for test-suites only).
+    pub enable_reset_api: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 9324,
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            max_body_bytes: 4 * 1024 * 1024,
+            enable_reset_api: false,
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The axum router: every SQS request goes through [`handle_sqs`], which decodes with the
+//! caller's protocol and answers in it. Framework rejections never reach a client: bodies are
+//! read by hand and every failure is an SQS-shaped error.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request as HttpRequest, State};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::{any, post};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use redrive_core::api::{Request, Response};
+use redrive_core::{ErrorCode, SqsError};
+use redrive_engine::RequestContext;
+use redrive_protocol::{Protocol, json, query};
+
+use crate::AppState;
+use crate::context::{base_url, region_from_credential, region_from_headers};
+use crate::dispatch::dispatch;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let mut router = Router::new()
+        .route("/", any(handle_sqs))
+        .route("/{account}/{queue}", any(handle_sqs))
+        .route("/_redrive/health", any(|| async { "ok" }));
+    if state.config.enable_reset_api {
+        router = router.route("/moto-api/reset", post(handle_reset));
+    }
+    router
+        .fallback(any(handle_sqs))
+        .layer(DefaultBodyLimit::disable())
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            let err = SqsError::internal("The server encountered an internal error.");
+            error_response(Protocol::Json, &err, &new_request_id())
+        }))
+        .with_state(state)
+}
+
+async fn handle_reset(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    state.engine.reset();
+    tracing::info!("state reset through /moto-api/reset");
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        "{\"status\":\"ok\"}",
+    )
+}
+
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn handle_sqs(State(state): State<Arc<AppState>>, req: HttpRequest) -> HttpResponse {
+    let started = Instant::now();
+    let request_id = new_request_id();
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    let protocol = redrive_protocol::detect(
+        header_str(headers, "content-type"),
+        header_str(headers, "x-amz-target"),
+    );
+
+    let body = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            let err = SqsError::new(
+                ErrorCode::RequestEntityTooLarge,
+                format!(
+                    "Request body is larger than {} bytes.",
+                    state.config.max_body_bytes
+                ),
+            );
+            return error_response(protocol, &err, &request_id);
+        }
+    };
+
+    let path = parts.uri.path().to_string();
+    let query_string = parts.uri.query();
+    let mut region = region_from_headers(headers);
+    let base = base_url(
+        headers,
+        &format!("{}:{}", state.config.host, state.config.port),
+    );
+
+    let decoded: Result<Request, SqsError> = match protocol {
+        Protocol::Json => {
+            if parts.method != Method::POST {
+                Err(SqsError::new(
+                    ErrorCode::InvalidAction,
+                    "The JSON protocol requires POST.",
+                ))
+            } else {
+                json::decode(header_str(headers, "x-amz-target"), &body)
+            }
+        }
+        Protocol::Query => {
+            let form_body: &[u8] = if parts.method == Method::POST {
+                &body
+            } else {
+                &[]
+            };
+            query::parse_params(query_string, form_body).and_then(|params| {
+                if region.is_none() {
+                    region = params
+                        .str("X-Amz-Credential")
+                        .and_then(region_from_credential)
+                        .map(str::to_string);
+                }
+                let path_url = queue_path(&path).map(|p| format!("{base}{p}"));
+                query::decode(&params, path_url.as_deref())
+            })
+        }
+    };
+    let ctx = RequestContext {
+        region: region.unwrap_or_else(|| state.config.region.clone()),
+        base_url: base,
+    };
+
+    let (action, result) = match decoded {
+        Ok(request) => {
+            let action = request.action().name();
+            (action, dispatch(&state.engine, &ctx, request).await)
+        }
+        Err(e) => ("-", Err(e)),
+    };
+    let response = match &result {
+        Ok(resp) => success_response(protocol, resp, &request_id),
+        Err(e) => error_response(protocol, e, &request_id),
+    };
+    let status = response.status().as_u16();
+    match &result {
+        Err(e) if e.code.status() >= 500 => {
+            tracing::error!(%action, status, code = e.code.query_code(), message = %e.message, "request failed");
+        }
+        Err(e) => tracing::info!(
+            %action, status, code = e.code.query_code(), elapsed_ms = started.elapsed().as_millis() as u64,
+            "request rejected"
+        ),
+        Ok(_) => {
+            tracing::info!(%action, status, elapsed_ms = started.elapsed().as_millis() as u64, "request")
+        }
+    }
+    response
+}
+
+/// `/{account}/{queue}` → that path (queue-URL path requests of the Query protocol).
+fn queue_path(path: &str) -> Option<&str> {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    (segs.len() == 2).then_some(path)
+}
+
+fn with_common_headers(
+    mut resp: HttpResponse,
+    content_type: &'static str,
+    request_id: &str,
+) -> HttpResponse {
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+fn success_response(protocol: Protocol, resp: &Response, request_id: &str) -> HttpResponse {
+    match protocol {
+        Protocol::Json => with_common_headers(
+            (StatusCode::OK, Body::from(json::encode_response(resp))).into_response(),
+            json::CONTENT_TYPE,
+            request_id,
+        ),
+        Protocol::Query => with_common_headers(
+            (
+                StatusCode::OK,
+                Body::from(query::encode_response(resp, request_id)),
+            )
+                .into_response(),
+            query::CONTENT_TYPE,
+            request_id,
+        ),
+    }
+}
+
+fn error_response(protocol: Protocol, err: &SqsError, request_id: &str) -> HttpResponse {
+    let status = StatusCode::from_u16(err.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut resp = match protocol {
+        Protocol::Json => with_common_headers(
+            (status, Body::from(json::encode_error(err))).into_response(),
+            json::CONTENT_TYPE,
+            request_id,
+        ),
+        Protocol::Query => with_common_headers(
+            (status, Body::from(query::encode_error(err, request_id))).into_response(),
+            query::CONTENT_TYPE,
+            request_id,
+        ),
+    };
+    if let Ok(v) = HeaderValue::from_str(&err.query_error_header()) {
+        resp.headers_mut().insert("x-amzn-query-error", v);
+    }
+    resp
+}
