@@ -89,10 +89,8 @@ fn attribute_name(name: &str) -> SqsResult<()> {
         Ok(())
     } else {
         Err(SqsError::invalid_parameter(format!(
-            "Message (user) attribute '{name}' must contain a non-empty attribute name and can \
-             only contain alphanumeric characters, hyphens, underscores and periods. It cannot \
-             start or end with a period, contain consecutive periods or start with AWS. or \
-             Amazon."
+            "The message attribute name '{name}' is invalid. Attribute name can contain A-Z, \
+             a-z, 0-9, underscore (_), hyphen (-), and period (.) characters."
         )))
     }
 }

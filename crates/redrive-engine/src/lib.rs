@@ -173,12 +173,12 @@ impl Engine {
         if url.is_empty() {
             return Err(SqsError::missing_parameter("QueueUrl"));
         }
-        let (account, name) = parse_queue_url(url).ok_or_else(|| {
-            SqsError::new(
-                redrive_core::ErrorCode::InvalidAddress,
-                format!("The address {url} is not valid for this endpoint."),
-            )
-        })?;
+        // SQS also accepts a bare queue name where a URL is expected.
+        let (account, name) = if !url.contains('/') {
+            (self.config.account_id.clone(), url.to_string())
+        } else {
+            parse_queue_url(url).ok_or_else(SqsError::queue_does_not_exist)?
+        };
         if account != self.config.account_id {
             return Err(SqsError::queue_does_not_exist());
         }

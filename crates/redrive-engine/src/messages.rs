@@ -65,8 +65,8 @@ fn attribute_selected(filters: &[String], name: &str) -> bool {
         f == "All"
             || f == ".*"
             || f == name
-            || f.strip_suffix(".*")
-                .is_some_and(|p| name.starts_with(p) && name[p.len()..].starts_with('.'))
+            // `bar.*` matches `bar.baz`; like moto it also matches `bar1` (a superset).
+            || f.strip_suffix(".*").is_some_and(|p| name.starts_with(p))
     })
 }
 
@@ -121,7 +121,7 @@ impl Engine {
             let Some(group) = &fields.group_id else {
                 return Err(SqsError::missing_parameter("MessageGroupId"));
             };
-            if let Some(d) = fields.delay_seconds {
+            if let Some(d) = fields.delay_seconds.filter(|d| *d != 0) {
                 return Err(not_for_queue_type("DelaySeconds", d));
             }
             let id = match &fields.dedup_id {
@@ -158,11 +158,13 @@ impl Engine {
             sequence_number = Some(sn);
             dedup_id = Some((key, id));
         } else if let Some(id) = &fields.dedup_id {
-            return Err(not_for_queue_type("MessageDeduplicationId", id));
+            // Accepted and returned on standard queues, without deduplication (as moto).
+            validate::group_style_id("MessageDeduplicationId", id)?;
+            dedup_id = Some((String::new(), id.clone()));
         }
 
         let message_id = uuid::Uuid::new_v4().to_string();
-        if let (Some((key, _)), Some(sn)) = (&dedup_id, &sequence_number) {
+        if let (Some((key, _)), Some(sn), true) = (&dedup_id, &sequence_number, st.settings.fifo) {
             let expires = now + limits::DEDUP_INTERVAL_MS;
             st.dedup.insert(
                 key.clone(),
@@ -264,6 +266,25 @@ impl Engine {
                     limits::MAX_MESSAGE_SIZE
                 ),
             ));
+        }
+        {
+            // FIFO: a missing group id or dedup id fails the whole request, as in SQS.
+            let st = queue.state.lock();
+            if st.settings.fifo {
+                if input.entries.iter().any(|e| e.message_group_id.is_none()) {
+                    return Err(SqsError::missing_parameter("MessageGroupId"));
+                }
+                if !st.settings.content_based_dedup
+                    && input
+                        .entries
+                        .iter()
+                        .any(|e| e.message_deduplication_id.is_none())
+                {
+                    return Err(SqsError::invalid_parameter(
+                        "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
+                    ));
+                }
+            }
         }
         let now = self.now_ms();
         let mut muts = Vec::new();

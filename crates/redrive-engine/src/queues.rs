@@ -26,7 +26,11 @@ impl RedrivePolicy {
         let v: Value = serde_json::from_str(s).ok()?;
         Some(RedrivePolicy {
             dead_letter_target_arn: v.get("deadLetterTargetArn")?.as_str()?.to_string(),
-            max_receive_count: v.get("maxReceiveCount")?.as_u64()? as u32,
+            max_receive_count: match v.get("maxReceiveCount")? {
+                Value::Number(n) => n.as_u64()? as u32,
+                Value::String(s) => s.trim().parse().ok()?,
+                _ => return None,
+            },
         })
     }
 }
@@ -97,7 +101,11 @@ impl Engine {
             };
             return Err(redrive_error(raw, reason));
         }
-        Ok(json!({"deadLetterTargetArn": arn, "maxReceiveCount": count}).to_string())
+        // Canonical form (key order, spacing and an integer count as SQS clients compare it).
+        Ok(format!(
+            "{{\"deadLetterTargetArn\": {}, \"maxReceiveCount\": {count}}}",
+            Value::String(arn)
+        ))
     }
 
     /// Validates and canonicalises a map of settable attributes for a queue of the given type.
@@ -149,16 +157,20 @@ impl Engine {
         input: CreateQueueInput,
     ) -> SqsResult<QueueUrlOutput> {
         let name = input.queue_name;
-        if name.is_empty() {
-            return Err(SqsError::missing_parameter("QueueName"));
-        }
-        let fifo_attr = match input.attributes.get("FifoQueue") {
-            Some(v) => attributes::normalize("FifoQueue", v)? == "true",
-            None => false,
-        };
+        // Attribute names are matched after trimming whitespace (moto and boto users rely on
+        // it; see docs/compatibility.md).
+        let attrs_in: BTreeMap<String, String> = input
+            .attributes
+            .into_iter()
+            .map(|(k, v)| (k.trim().to_string(), v))
+            .collect();
+        // Anything but "true" (any case) makes a standard queue, as moto and the CLI treat it.
+        let fifo_attr = attrs_in
+            .get("FifoQueue")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         validate::queue_name(&name, fifo_attr)?;
         let fifo = fifo_attr;
-        let given = self.normalize_attributes(&ctx.region, fifo, true, &input.attributes)?;
+        let given = self.normalize_attributes(&ctx.region, fifo, true, &attrs_in)?;
         for (k, v) in &input.tags {
             validate_tag(k, v)?;
         }
@@ -412,7 +424,12 @@ impl Engine {
     ) -> SqsResult<()> {
         let queue = self.resolve(ctx, &input.queue_url)?;
         let fifo = queue.state.lock().settings.fifo;
-        let given = self.normalize_attributes(&ctx.region, fifo, false, &input.attributes)?;
+        let attrs_in: BTreeMap<String, String> = input
+            .attributes
+            .into_iter()
+            .map(|(k, v)| (k.trim().to_string(), v))
+            .collect();
+        let given = self.normalize_attributes(&ctx.region, fifo, false, &attrs_in)?;
         let ticket = {
             let mut st = queue.state.lock();
             let mut merged = st.record.attributes.clone();
@@ -494,14 +511,15 @@ impl Engine {
         }
         let ticket = {
             let mut st = queue.state.lock();
-            for (k, v) in input.tags {
-                st.record.tags.insert(k, v);
+            let mut merged = st.record.tags.clone();
+            merged.extend(input.tags);
+            if merged.len() > limits::MAX_TAGS {
+                return Err(SqsError::invalid_parameter(format!(
+                    "Too many tags added for queue {}.",
+                    queue.name
+                )));
             }
-            if st.record.tags.len() > limits::MAX_TAGS {
-                return Err(SqsError::invalid_parameter(
-                    "Too many tags added for queue.",
-                ));
-            }
+            st.record.tags = merged;
             self.store
                 .submit(vec![Mutation::PutQueue(st.record.clone())])
         };
@@ -510,8 +528,11 @@ impl Engine {
 
     pub async fn untag_queue(&self, ctx: &RequestContext, input: UntagQueueInput) -> SqsResult<()> {
         let queue = self.resolve(ctx, &input.queue_url)?;
-        if input.tag_keys.is_empty() {
-            return Err(SqsError::missing_parameter("TagKeys"));
+        if input.tag_keys.is_empty() || input.tag_keys.iter().any(|k| k.is_empty() || k.len() > 128)
+        {
+            return Err(SqsError::invalid_parameter(
+                "Tag keys must be between 1 and 128 characters in length.",
+            ));
         }
         let ticket = {
             let mut st = queue.state.lock();
@@ -547,7 +568,9 @@ impl Engine {
             .filter(|l| !l.is_empty())
             .ok_or_else(|| SqsError::missing_parameter("Label"))?;
         if input.aws_account_ids.is_empty() {
-            return Err(SqsError::missing_parameter("AWSAccountIds"));
+            return Err(SqsError::invalid_parameter(
+                "Value [] for parameter PrincipalId is invalid. Reason: Unable to verify.",
+            ));
         }
         if input.actions.is_empty() {
             return Err(SqsError::missing_parameter("Actions"));

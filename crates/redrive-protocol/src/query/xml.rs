@@ -34,7 +34,13 @@ pub fn encode_error(err: &SqsError, request_id: &str) -> String {
     w.open("Error");
     w.elem("Type", err.code.fault().as_str());
     w.elem("Code", err.code.query_code());
-    w.elem("Message", &err.message);
+    // The Query protocol words this one error differently (AWS-verified in moto's suite).
+    let message = if err.code == redrive_core::ErrorCode::QueueDoesNotExist {
+        "The specified queue does not exist for this wsdl version."
+    } else {
+        err.message.as_str()
+    };
+    w.elem("Message", message);
     w.empty("Detail");
     w.close("Error");
     w.elem("RequestId", request_id);
