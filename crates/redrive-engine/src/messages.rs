@@ -15,6 +15,15 @@ use crate::receipt::ReceiptHandle;
 use crate::store::{MessageRecord, Mutation};
 use crate::{Engine, Queue, RequestContext, durable};
 
+/// What one receive attempt produced: messages, the queue's next timer, the DLQs that got
+/// messages, and the durability ticket of the changes.
+type ReceiveAttempt = (
+    Vec<ReceivedMessage>,
+    Option<u64>,
+    Vec<Arc<Queue>>,
+    crate::store::Durable,
+);
+
 /// The fields of a send, shared by SendMessage and each SendMessageBatch entry.
 struct SendFields {
     body: Option<String>,
@@ -103,14 +112,14 @@ impl Engine {
                 st.settings.max_message_size
             )));
         }
-        if let Some(d) = fields.delay_seconds {
-            if !(0..=limits::MAX_DELAY_SECONDS).contains(&d) {
-                return Err(SqsError::invalid_value(
-                    "DelaySeconds",
-                    d,
-                    "DelaySeconds must be >= 0 and <= 900.",
-                ));
-            }
+        if let Some(d) = fields.delay_seconds
+            && !(0..=limits::MAX_DELAY_SECONDS).contains(&d)
+        {
+            return Err(SqsError::invalid_value(
+                "DelaySeconds",
+                d,
+                "DelaySeconds must be >= 0 and <= 900.",
+            ));
         }
         if let Some(g) = &fields.group_id {
             validate::group_style_id("MessageGroupId", g)?;
@@ -141,18 +150,16 @@ impl Engine {
             } else {
                 id.clone()
             };
-            if let Some(e) = st.dedup.get(&key) {
-                if e.expires_ms > now {
-                    return Ok(SendMessageOutput {
-                        message_id: e.message_id.clone(),
-                        md5_of_message_body: md5_hex(body.as_bytes()),
-                        md5_of_message_attributes: md5_of_attributes(&fields.attributes),
-                        md5_of_message_system_attributes: md5_of_attributes(
-                            &fields.system_attributes,
-                        ),
-                        sequence_number: Some(e.sequence_number.clone()),
-                    });
-                }
+            if let Some(e) = st.dedup.get(&key)
+                && e.expires_ms > now
+            {
+                return Ok(SendMessageOutput {
+                    message_id: e.message_id.clone(),
+                    md5_of_message_body: md5_hex(body.as_bytes()),
+                    md5_of_message_attributes: md5_of_attributes(&fields.attributes),
+                    md5_of_message_system_attributes: md5_of_attributes(&fields.system_attributes),
+                    sequence_number: Some(e.sequence_number.clone()),
+                });
             }
             let sn = self.next_sequence_number();
             sequence_number = Some(sn);
@@ -327,23 +334,23 @@ impl Engine {
                 ));
             }
         };
-        if let Some(v) = input.visibility_timeout {
-            if !(0..=limits::MAX_VISIBILITY_TIMEOUT).contains(&v) {
-                return Err(SqsError::invalid_value(
-                    "VisibilityTimeout",
-                    v,
-                    "Must be between 0 and 43200, if provided.",
-                ));
-            }
+        if let Some(v) = input.visibility_timeout
+            && !(0..=limits::MAX_VISIBILITY_TIMEOUT).contains(&v)
+        {
+            return Err(SqsError::invalid_value(
+                "VisibilityTimeout",
+                v,
+                "Must be between 0 and 43200, if provided.",
+            ));
         }
-        if let Some(w) = input.wait_time_seconds {
-            if !(0..=limits::MAX_WAIT_TIME_SECONDS).contains(&w) {
-                return Err(SqsError::invalid_value(
-                    "WaitTimeSeconds",
-                    w,
-                    "Must be >= 0 and <= 20, if provided.",
-                ));
-            }
+        if let Some(w) = input.wait_time_seconds
+            && !(0..=limits::MAX_WAIT_TIME_SECONDS).contains(&w)
+        {
+            return Err(SqsError::invalid_value(
+                "WaitTimeSeconds",
+                w,
+                "Must be >= 0 and <= 20, if provided.",
+            ));
         }
         let system_names: Vec<String> = input
             .attribute_names
@@ -396,12 +403,7 @@ impl Engine {
         input: &ReceiveMessageInput,
         system_names: &[String],
         max: usize,
-    ) -> SqsResult<(
-        Vec<ReceivedMessage>,
-        Option<u64>,
-        Vec<Arc<Queue>>,
-        crate::store::Durable,
-    )> {
+    ) -> SqsResult<ReceiveAttempt> {
         // Resolve the DLQ before taking the queue lock (registry before queue, never after).
         let policy = {
             let st = queue.state.lock();
@@ -442,17 +444,17 @@ impl Engine {
                         break;
                     }
                     let count = st.messages.get(&seq).map_or(0, |m| m.rec.receive_count);
-                    if let (Some(p), Some(dlq)) = (&policy, &dlq) {
-                        if count >= p.max_receive_count {
-                            if self.move_to_dlq(queue, &mut st, dlq, seq, now, &mut muts) {
-                                if !moved_to.iter().any(|q: &Arc<Queue>| Arc::ptr_eq(q, dlq)) {
-                                    moved_to.push(dlq.clone());
-                                }
-                            } else {
-                                skipped.insert(seq);
+                    if let (Some(p), Some(dlq)) = (&policy, &dlq)
+                        && count >= p.max_receive_count
+                    {
+                        if self.move_to_dlq(queue, &mut st, dlq, seq, now, &mut muts) {
+                            if !moved_to.iter().any(|q: &Arc<Queue>| Arc::ptr_eq(q, dlq)) {
+                                moved_to.push(dlq.clone());
                             }
-                            continue;
+                        } else {
+                            skipped.insert(seq);
                         }
+                        continue;
                     }
                     let Some(m) = st.mark_received(seq, now, visibility) else {
                         skipped.insert(seq);
@@ -520,10 +522,10 @@ impl Engine {
         let want = |n: &str| system_names.iter().any(|x| x == "All" || x == n);
         let mut attrs = BTreeMap::new();
         let mut put = |k: &str, v: Option<String>| {
-            if let Some(v) = v {
-                if want(k) {
-                    attrs.insert(k.to_string(), v);
-                }
+            if let Some(v) = v
+                && want(k)
+            {
+                attrs.insert(k.to_string(), v);
             }
         };
         put("SenderId", Some(m.sender_id.clone()));

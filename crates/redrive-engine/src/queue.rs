@@ -128,10 +128,10 @@ impl QueueState {
             }
             MessageState::InFlight => {
                 self.in_flight.insert((rec.visible_at_ms, seq));
-                if let Some(g) = &rec.group_id {
-                    if self.settings.fifo {
-                        *self.locked_groups.entry(g.clone()).or_default() += 1;
-                    }
+                if let Some(g) = &rec.group_id
+                    && self.settings.fifo
+                {
+                    *self.locked_groups.entry(g.clone()).or_default() += 1;
                 }
             }
         }
@@ -143,12 +143,12 @@ impl QueueState {
         if !self.settings.fifo {
             return;
         }
-        if let Some(g) = group {
-            if let Some(n) = self.locked_groups.get_mut(g) {
-                *n -= 1;
-                if *n == 0 {
-                    self.locked_groups.remove(g);
-                }
+        if let Some(g) = group
+            && let Some(n) = self.locked_groups.get_mut(g)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.locked_groups.remove(g);
             }
         }
     }
@@ -215,14 +215,13 @@ impl QueueState {
             if *expires > now_ms {
                 break;
             }
-            if let Some((expires, key)) = self.dedup_expiry.pop_first() {
-                if self
+            if let Some((expires, key)) = self.dedup_expiry.pop_first()
+                && self
                     .dedup
                     .get(&key)
                     .is_some_and(|e| e.expires_ms == expires)
-                {
-                    self.dedup.remove(&key);
-                }
+            {
+                self.dedup.remove(&key);
             }
         }
     }
@@ -280,10 +279,8 @@ impl QueueState {
         m.rec.visible_at_ms = now_ms + (visibility_secs.max(0) as u64) * 1000;
         m.state = MessageState::InFlight;
         self.in_flight.insert((m.rec.visible_at_ms, seq));
-        if fifo {
-            if let Some(g) = &m.rec.group_id {
-                *self.locked_groups.entry(g.clone()).or_default() += 1;
-            }
+        if fifo && let Some(g) = &m.rec.group_id {
+            *self.locked_groups.entry(g.clone()).or_default() += 1;
         }
         Some(update_mutation(uid, &m.rec))
     }

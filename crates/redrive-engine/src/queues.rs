@@ -283,10 +283,10 @@ impl Engine {
         if input.queue_name.is_empty() {
             return Err(SqsError::missing_parameter("QueueName"));
         }
-        if let Some(owner) = &input.queue_owner_aws_account_id {
-            if owner != &self.config.account_id {
-                return Err(SqsError::queue_does_not_exist());
-            }
+        if let Some(owner) = &input.queue_owner_aws_account_id
+            && owner != &self.config.account_id
+        {
+            return Err(SqsError::queue_does_not_exist());
         }
         self.lookup(&ctx.region, &input.queue_name)
             .map(|q| QueueUrlOutput {
@@ -473,16 +473,16 @@ impl Engine {
         let now = self.now_ms();
         let ticket = {
             let mut st = queue.state.lock();
-            if let Some(last) = st.record.last_purge_ms {
-                if now < last + limits::PURGE_INTERVAL_MS {
-                    return Err(SqsError::new(
-                        ErrorCode::PurgeQueueInProgress,
-                        format!(
-                            "Only one PurgeQueue operation on {} is allowed every 60 seconds.",
-                            queue.name
-                        ),
-                    ));
-                }
+            if let Some(last) = st.record.last_purge_ms
+                && now < last + limits::PURGE_INTERVAL_MS
+            {
+                return Err(SqsError::new(
+                    ErrorCode::PurgeQueueInProgress,
+                    format!(
+                        "Only one PurgeQueue operation on {} is allowed every 60 seconds.",
+                        queue.name
+                    ),
+                ));
             }
             let seqs: Vec<u64> = st.messages.keys().copied().collect();
             for seq in seqs {

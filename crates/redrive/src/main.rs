@@ -87,14 +87,14 @@ async fn shutdown_signal() {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     init_tracing(&args.log_format);
-    if let Some(dir) = &args.data_dir {
-        if !args.in_memory {
-            bail!(
-                "durable storage is not available in this version; {} was not opened. \
+    if let Some(dir) = &args.data_dir
+        && !args.in_memory
+    {
+        bail!(
+            "durable storage is not available in this version; {} was not opened. \
                  Run with --in-memory (nothing survives a restart).",
-                dir.display()
-            );
-        }
+            dir.display()
+        );
     }
     if !args.in_memory {
         tracing::warn!("durable storage is not available in this version: running in memory");

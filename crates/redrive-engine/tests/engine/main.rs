@@ -1,0 +1,16 @@
+//! Integration tests for the queue engine, driven directly (no HTTP).
+//!
+//! - `timers`: visibility, delays, retention, purge/delete cool-downs, FIFO dedup window
+//!   (manual clock).
+//! - `dlq`: the lazy move to the dead-letter queue (manual clock).
+//! - `recovery`: reopening an engine over the same store.
+//! - `model`: a proptest over random operation sequences checking the "exactly one place"
+//!   invariant and that the store agrees with the in-memory state.
+//! - `long_poll`: `WaitTimeSeconds` with the real runtime and the system clock.
+
+mod common;
+mod dlq;
+mod long_poll;
+mod model;
+mod recovery;
+mod timers;
