@@ -429,6 +429,11 @@ impl Engine {
             let visibility = input
                 .visibility_timeout
                 .unwrap_or(st.settings.visibility_secs);
+            // In-flight cap: standard queues refuse with OverLimit, FIFO queues return nothing
+            // more (sqs-semantics.md §3).
+            let room = limits::MAX_INFLIGHT_STANDARD.saturating_sub(st.in_flight.len());
+            let over_limit = room == 0 && !st.settings.fifo && !st.ready.is_empty();
+            let max = max.min(room);
             let mut skipped = std::collections::HashSet::new();
             while out.len() < max {
                 let picked: Vec<u64> = st
@@ -464,7 +469,19 @@ impl Engine {
                     out.push(self.render(queue, &st, seq, input, system_names));
                 }
             }
-            (st.next_wakeup_ms(), self.store.submit(muts))
+            let next = st.next_wakeup_ms();
+            let ticket = self.store.submit(muts);
+            if over_limit {
+                drop(ticket);
+                return Err(SqsError::new(
+                    ErrorCode::OverLimit,
+                    format!(
+                        "Too many messages in flight: the limit of {} in-flight messages per queue is reached.",
+                        limits::MAX_INFLIGHT_STANDARD
+                    ),
+                ));
+            }
+            (next, ticket)
         };
         Ok((out, next_wake, moved_to, ticket))
     }
