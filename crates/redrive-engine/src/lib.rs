@@ -18,6 +18,7 @@ pub mod queue;
 mod queues;
 pub mod receipt;
 pub mod store;
+mod tasks;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,7 +31,8 @@ use tokio::sync::Notify;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use queue::QueueState;
-pub use store::{Durable, MemoryStore, Mutation, Store};
+pub use store::{Durable, MemoryStore, MoveTaskRecord, MoveTaskStatus, Mutation, Store};
+pub use tasks::{decode_task_handle, encode_task_handle};
 
 /// Server-wide identity settings.
 #[derive(Debug, Clone)]
@@ -85,6 +87,8 @@ pub struct Engine {
     /// FIFO sequence numbers: one counter for the whole server, seeded from the clock so it
     /// keeps growing across restarts.
     sequence: Mutex<u128>,
+    /// Message move tasks, oldest first (a leaf lock: never held while taking another).
+    move_tasks: Mutex<Vec<store::MoveTaskRecord>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -137,6 +141,11 @@ impl Engine {
             registry: RwLock::new(registry),
             next_queue_uid: AtomicU64::new(max_uid + 1),
             sequence: Mutex::new(seeded.max(max_sequence)),
+            move_tasks: Mutex::new({
+                let mut t = snapshot.move_tasks;
+                t.sort_by_key(|t| t.started_ms);
+                t
+            }),
         }
     }
 

@@ -75,6 +75,10 @@ pub enum Mutation {
         queue_uid: u64,
         up_to_seq: u64,
     },
+    PutMoveTask(MoveTaskRecord),
+    DeleteMoveTask {
+        task_id: String,
+    },
 }
 
 /// Everything needed to rebuild the engine's state.
@@ -82,8 +86,50 @@ pub enum Mutation {
 pub struct Snapshot {
     pub queues: Vec<QueueRecord>,
     pub messages: Vec<MessageRecord>,
+    pub move_tasks: Vec<MoveTaskRecord>,
     /// Highest queue uid ever handed out (uids never repeat).
     pub max_queue_uid: u64,
+}
+
+/// Status of a message move task, as `ListMessageMoveTasks` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveTaskStatus {
+    Running,
+    Completed,
+    Cancelling,
+    Cancelled,
+    Failed,
+}
+
+impl MoveTaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MoveTaskStatus::Running => "RUNNING",
+            MoveTaskStatus::Completed => "COMPLETED",
+            MoveTaskStatus::Cancelling => "CANCELLING",
+            MoveTaskStatus::Cancelled => "CANCELLED",
+            MoveTaskStatus::Failed => "FAILED",
+        }
+    }
+
+    pub fn is_active(self) -> bool {
+        matches!(self, MoveTaskStatus::Running | MoveTaskStatus::Cancelling)
+    }
+}
+
+/// A message move task (redrive) as persisted. Progress is written in the same store batch as
+/// each message it moves, so after a crash `moved` is exact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoveTaskRecord {
+    pub task_id: String,
+    pub source_arn: String,
+    pub destination_arn: Option<String>,
+    pub max_per_second: Option<i64>,
+    pub status: MoveTaskStatus,
+    pub moved: u64,
+    pub to_move: u64,
+    pub started_ms: u64,
+    pub failure_reason: Option<String>,
 }
 
 /// Resolves once a submitted batch is durable. The engine replies to a client only after it.
@@ -129,6 +175,7 @@ pub struct MemoryStore {
 struct MemoryState {
     queues: BTreeMap<u64, QueueRecord>,
     messages: BTreeMap<(u64, u64), MessageRecord>,
+    move_tasks: BTreeMap<String, MoveTaskRecord>,
     max_queue_uid: u64,
 }
 
@@ -148,6 +195,7 @@ impl Store for MemoryStore {
         Snapshot {
             queues: s.queues.values().cloned().collect(),
             messages: s.messages.values().cloned().collect(),
+            move_tasks: s.move_tasks.values().cloned().collect(),
             max_queue_uid: s.max_queue_uid,
         }
     }
@@ -156,6 +204,9 @@ impl Store for MemoryStore {
         let mut s = self.inner.lock();
         for m in batch {
             match m {
+                m @ (Mutation::PutMoveTask(_) | Mutation::DeleteMoveTask { .. }) => {
+                    s.apply_task(m);
+                }
                 Mutation::PutQueue(q) => {
                     s.max_queue_uid = s.max_queue_uid.max(q.uid);
                     s.queues.insert(q.uid, q);
@@ -208,5 +259,19 @@ impl Store for MemoryStore {
             }
         }
         Durable::done()
+    }
+}
+
+impl MemoryState {
+    fn apply_task(&mut self, m: Mutation) {
+        match m {
+            Mutation::PutMoveTask(t) => {
+                self.move_tasks.insert(t.task_id.clone(), t);
+            }
+            Mutation::DeleteMoveTask { task_id } => {
+                self.move_tasks.remove(&task_id);
+            }
+            _ => {}
+        }
     }
 }

@@ -1,11 +1,13 @@
 //! One `match` from a typed request to the engine.
 
 use redrive_core::api::{Action, Request, Response};
-use redrive_core::{ErrorCode, SqsError, SqsResult};
+use std::sync::Arc;
+
+use redrive_core::SqsResult;
 use redrive_engine::{Engine, RequestContext};
 
 pub async fn dispatch(
-    engine: &Engine,
+    engine: &Arc<Engine>,
     ctx: &RequestContext,
     request: Request,
 ) -> SqsResult<Response> {
@@ -69,18 +71,14 @@ pub async fn dispatch(
         Request::ListDeadLetterSourceQueues(i) => {
             Response::ListDeadLetterSourceQueues(engine.list_dead_letter_source_queues(ctx, i)?)
         }
-        Request::StartMessageMoveTask(_)
-        | Request::CancelMessageMoveTask(_)
-        | Request::ListMessageMoveTasks(_) => {
-            return Err(SqsError::new(
-                ErrorCode::UnsupportedOperation,
-                "Message move tasks are not supported by this server yet.",
-            ));
+        Request::StartMessageMoveTask(i) => {
+            Response::StartMessageMoveTask(engine.start_message_move_task(i).await?)
+        }
+        Request::CancelMessageMoveTask(i) => {
+            Response::CancelMessageMoveTask(engine.cancel_message_move_task(i).await?)
+        }
+        Request::ListMessageMoveTasks(i) => {
+            Response::ListMessageMoveTasks(engine.list_message_move_tasks(i)?)
         }
     })
-}
-#[allow(dead_code)]
-fn assert_send(engine: &'static Engine, ctx: &'static RequestContext, r: Request) {
-    fn is_send<T: Send>(_: T) {}
-    is_send(dispatch(engine, ctx, r));
 }

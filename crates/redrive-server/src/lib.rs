@@ -49,6 +49,7 @@ impl Server {
         engine: Arc<Engine>,
     ) -> std::io::Result<Server> {
         let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
+        engine.resume_move_tasks();
         Ok(Server {
             listener,
             state: Arc::new(AppState { engine, config }),

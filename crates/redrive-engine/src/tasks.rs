@@ -1,0 +1,555 @@
+//! Message move tasks (`StartMessageMoveTask`, `ListMessageMoveTasks`,
+//! `CancelMessageMoveTask`): redrive from a DLQ back to each message's own source queue, or to
+//! a given destination.
+//!
+//! **Invariants:**
+//! - A message is moved in one store batch (delete from the DLQ, put into the destination,
+//!   task progress), with both queue locks held: it is never in two queues, never in none.
+//! - The destination is resolved before the DLQ copy is touched; a missing destination fails
+//!   the task with `AWS.SimpleQueueService.NonExistentQueue` and leaves the message in place.
+//! - Only visible DLQ messages move (in-flight and delayed ones stay), oldest first.
+//! - A redriven message is new: new MessageId, new enqueue time, receive count 0; body, message
+//!   attributes, `AWSTraceHeader` and `MessageGroupId` are kept.
+//!
+//! Rate: a token schedule at `MaxNumberOfMessagesPerSecond` when given. Without it the rate is
+//! adaptive: it starts at [`ADAPTIVE_START`] msg/s, doubles every second up to
+//! [`ADAPTIVE_MAX`] while the destination's visible backlog stays under
+//! [`ADAPTIVE_BACKLOG`], and halves (down to [`ADAPTIVE_MIN`]) whenever it is above, so a
+//! redrive never piles up more than a bounded backlog in front of slow consumers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use redrive_core::api::*;
+use redrive_core::{ErrorCode, SqsError, SqsResult};
+use serde_json::Value;
+
+use crate::queues::RedrivePolicy;
+use crate::store::{MessageRecord, MoveTaskRecord, MoveTaskStatus, Mutation};
+use crate::{Engine, Queue, durable};
+
+pub const ADAPTIVE_START: f64 = 50.0;
+pub const ADAPTIVE_MAX: f64 = 500.0;
+pub const ADAPTIVE_MIN: f64 = 10.0;
+pub const ADAPTIVE_BACKLOG: usize = 1000;
+/// Tasks kept per source for `ListMessageMoveTasks` (the newest; active ones are never pruned).
+const TASKS_KEPT_PER_SOURCE: usize = 10;
+const MAX_ACTIVE_TASKS: usize = 100;
+const MAX_TASK_MS: u64 = 36 * 3600 * 1000;
+const NON_EXISTENT_QUEUE: &str = "AWS.SimpleQueueService.NonExistentQueue";
+
+fn not_found(param: &str) -> SqsError {
+    SqsError::new(
+        ErrorCode::ResourceNotFoundException,
+        format!("The resource that you specified for the {param} parameter doesn't exist."),
+    )
+}
+
+pub fn encode_task_handle(task_id: &str, source_arn: &str) -> String {
+    // Key order as AWS writes it.
+    let raw = format!(
+        "{{\"taskId\":{},\"sourceArn\":{}}}",
+        Value::String(task_id.to_string()),
+        Value::String(source_arn.to_string())
+    );
+    STANDARD.encode(raw)
+}
+
+pub fn decode_task_handle(handle: &str) -> Option<(String, String)> {
+    let raw = STANDARD.decode(handle.as_bytes()).ok()?;
+    let v: Value = serde_json::from_slice(&raw).ok()?;
+    Some((
+        v.get("taskId")?.as_str()?.to_string(),
+        v.get("sourceArn")?.as_str()?.to_string(),
+    ))
+}
+
+/// What one step of a task did.
+enum Step {
+    Moved,
+    Done,
+    Failed(String),
+    /// Lock contention or a racing consumer: try again shortly.
+    Retry,
+}
+
+impl Engine {
+    fn is_dead_letter_queue(&self, queue: &Queue) -> bool {
+        self.queues_in(&queue.region).iter().any(|q| {
+            q.state
+                .lock()
+                .record
+                .attributes
+                .get("RedrivePolicy")
+                .and_then(|p| RedrivePolicy::parse_stored(p))
+                .is_some_and(|p| p.dead_letter_target_arn == queue.arn)
+        })
+    }
+
+    pub async fn start_message_move_task(
+        self: &Arc<Self>,
+        input: StartMessageMoveTaskInput,
+    ) -> SqsResult<StartMessageMoveTaskOutput> {
+        if input.source_arn.is_empty() {
+            return Err(SqsError::missing_parameter("SourceArn"));
+        }
+        let source = self
+            .resolve_arn(&input.source_arn)
+            .ok_or_else(|| not_found("SourceArn"))?;
+        if !self.is_dead_letter_queue(&source) {
+            return Err(SqsError::invalid_parameter(
+                "Source queue must be configured as a Dead Letter Queue.",
+            ));
+        }
+        let source_fifo = source.state.lock().settings.fifo;
+        if let Some(dest_arn) = &input.destination_arn {
+            let dest = self
+                .resolve_arn(dest_arn)
+                .ok_or_else(|| not_found("DestinationArn"))?;
+            if dest.state.lock().settings.fifo != source_fifo {
+                return Err(SqsError::invalid_parameter(
+                    "The source queue and destination queue must be of the same queue type.",
+                ));
+            }
+        }
+        if let Some(rate) = input.max_number_of_messages_per_second {
+            if !(1..=500).contains(&rate) {
+                return Err(SqsError::invalid_value(
+                    "MaxNumberOfMessagesPerSecond",
+                    rate,
+                    "Must be between 1 and 500.",
+                ));
+            }
+        }
+        let now = self.now_ms();
+        let to_move = {
+            let mut muts = Vec::new();
+            let mut st = source.state.lock();
+            st.tick(now, &mut muts);
+            if !muts.is_empty() {
+                let _ = self.store.submit(muts);
+            }
+            st.ready.len() as u64
+        };
+        let record = MoveTaskRecord {
+            task_id: uuid::Uuid::new_v4().to_string(),
+            source_arn: source.arn.clone(),
+            destination_arn: input.destination_arn.clone(),
+            max_per_second: input.max_number_of_messages_per_second,
+            status: MoveTaskStatus::Running,
+            moved: 0,
+            to_move,
+            started_ms: now,
+            failure_reason: None,
+        };
+        let ticket = {
+            let mut tasks = self.move_tasks.lock();
+            if tasks
+                .iter()
+                .any(|t| t.source_arn == source.arn && t.status.is_active())
+            {
+                return Err(SqsError::invalid_parameter(
+                    "There is already a task running. Only one active task is allowed for a source queue arn at a given time.",
+                ));
+            }
+            if tasks.iter().filter(|t| t.status.is_active()).count() >= MAX_ACTIVE_TASKS {
+                return Err(SqsError::invalid_parameter(format!(
+                    "There are already {MAX_ACTIVE_TASKS} active message move tasks in this account."
+                )));
+            }
+            tasks.push(record.clone());
+            let mut muts = vec![Mutation::PutMoveTask(record.clone())];
+            muts.extend(prune(&mut tasks, &source.arn));
+            self.store.submit(muts)
+        };
+        durable(ticket).await?;
+        self.spawn_move_task(record.task_id.clone());
+        tracing::info!(source = %source.name, task = %record.task_id, "message move task started");
+        Ok(StartMessageMoveTaskOutput {
+            task_handle: encode_task_handle(&record.task_id, &record.source_arn),
+        })
+    }
+
+    pub async fn cancel_message_move_task(
+        &self,
+        input: CancelMessageMoveTaskInput,
+    ) -> SqsResult<CancelMessageMoveTaskOutput> {
+        let (task_id, source_arn) = decode_task_handle(&input.task_handle).ok_or_else(|| {
+            SqsError::invalid_parameter("Value for parameter TaskHandle is invalid.")
+        })?;
+        if self.resolve_arn(&source_arn).is_none() {
+            return Err(not_found("SourceArn"));
+        }
+        let (moved, ticket) = {
+            let mut tasks = self.move_tasks.lock();
+            let task = tasks
+                .iter_mut()
+                .find(|t| t.task_id == task_id && t.source_arn == source_arn)
+                .ok_or_else(|| {
+                    SqsError::new(ErrorCode::ResourceNotFoundException, "Task does not exist.")
+                })?;
+            if task.status != MoveTaskStatus::Running {
+                return Err(SqsError::invalid_parameter(format!(
+                    "Only a task with status RUNNING can be cancelled; this task is {}.",
+                    task.status.as_str()
+                )));
+            }
+            task.status = MoveTaskStatus::Cancelling;
+            (
+                task.moved,
+                self.store.submit(vec![Mutation::PutMoveTask(task.clone())]),
+            )
+        };
+        durable(ticket).await?;
+        Ok(CancelMessageMoveTaskOutput {
+            approximate_number_of_messages_moved: moved as i64,
+        })
+    }
+
+    pub fn list_message_move_tasks(
+        &self,
+        input: ListMessageMoveTasksInput,
+    ) -> SqsResult<ListMessageMoveTasksOutput> {
+        if input.source_arn.is_empty() {
+            return Err(SqsError::missing_parameter("SourceArn"));
+        }
+        let max = match input.max_results {
+            None => 1,
+            Some(n) if (1..=10).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(SqsError::invalid_value(
+                    "MaxResults",
+                    n,
+                    "You must enter a number that's between 1 and 10.",
+                ));
+            }
+        };
+        let source = self
+            .resolve_arn(&input.source_arn)
+            .ok_or_else(|| not_found("SourceArn"))?;
+        let tasks = self.move_tasks.lock();
+        let results = tasks
+            .iter()
+            .rev()
+            .filter(|t| t.source_arn == source.arn)
+            .take(max)
+            .map(|t| ListMessageMoveTasksResultEntry {
+                task_handle: (t.status == MoveTaskStatus::Running)
+                    .then(|| encode_task_handle(&t.task_id, &t.source_arn)),
+                status: t.status.as_str().to_string(),
+                source_arn: t.source_arn.clone(),
+                destination_arn: t.destination_arn.clone(),
+                max_number_of_messages_per_second: t.max_per_second,
+                approximate_number_of_messages_moved: t.moved as i64,
+                approximate_number_of_messages_to_move: Some(t.to_move as i64),
+                failure_reason: t.failure_reason.clone(),
+                started_timestamp: t.started_ms as i64,
+            })
+            .collect();
+        Ok(ListMessageMoveTasksOutput { results })
+    }
+
+    /// Restarts the runners of tasks that were active when the store was last written.
+    /// A task that was being cancelled is finished as CANCELLED.
+    pub fn resume_move_tasks(self: &Arc<Self>) {
+        let to_run: Vec<String> = {
+            let mut tasks = self.move_tasks.lock();
+            let mut muts = Vec::new();
+            let mut run = Vec::new();
+            for t in tasks.iter_mut() {
+                match t.status {
+                    MoveTaskStatus::Running => run.push(t.task_id.clone()),
+                    MoveTaskStatus::Cancelling => {
+                        t.status = MoveTaskStatus::Cancelled;
+                        muts.push(Mutation::PutMoveTask(t.clone()));
+                    }
+                    _ => {}
+                }
+            }
+            if !muts.is_empty() {
+                let _ = self.store.submit(muts);
+            }
+            run
+        };
+        for id in to_run {
+            tracing::info!(task = %id, "resuming message move task");
+            self.spawn_move_task(id);
+        }
+    }
+
+    fn spawn_move_task(self: &Arc<Self>, task_id: String) {
+        let engine = Arc::clone(self);
+        tokio::spawn(async move { engine.run_move_task(task_id).await });
+    }
+
+    fn task(&self, task_id: &str) -> Option<MoveTaskRecord> {
+        self.move_tasks
+            .lock()
+            .iter()
+            .find(|t| t.task_id == task_id)
+            .cloned()
+    }
+
+    async fn finish_task(&self, task_id: &str, status: MoveTaskStatus, reason: Option<String>) {
+        let ticket = {
+            let mut tasks = self.move_tasks.lock();
+            let Some(t) = tasks.iter_mut().find(|t| t.task_id == task_id) else {
+                return;
+            };
+            t.status = status;
+            t.failure_reason = reason;
+            self.store.submit(vec![Mutation::PutMoveTask(t.clone())])
+        };
+        if let Err(e) = durable(ticket).await {
+            tracing::error!(task = %task_id, error = %e, "could not persist move task status");
+        }
+        tracing::info!(task = %task_id, status = status.as_str(), "message move task ended");
+    }
+
+    async fn run_move_task(self: Arc<Self>, task_id: String) {
+        let Some(task) = self.task(&task_id) else {
+            return;
+        };
+        let mut rate = task.max_per_second.map_or(ADAPTIVE_START, |r| r as f64);
+        let mut next_slot = tokio::time::Instant::now();
+        let mut window_start = tokio::time::Instant::now();
+        loop {
+            let Some(task) = self.task(&task_id) else {
+                return;
+            };
+            match task.status {
+                MoveTaskStatus::Running => {}
+                MoveTaskStatus::Cancelling => {
+                    self.finish_task(&task_id, MoveTaskStatus::Cancelled, None)
+                        .await;
+                    return;
+                }
+                _ => return,
+            }
+            if self.now_ms() >= task.started_ms + MAX_TASK_MS {
+                self.finish_task(
+                    &task_id,
+                    MoveTaskStatus::Failed,
+                    Some("The task exceeded its 36 hour limit.".to_string()),
+                )
+                .await;
+                return;
+            }
+            if task.moved >= task.to_move {
+                self.finish_task(&task_id, MoveTaskStatus::Completed, None)
+                    .await;
+                return;
+            }
+            tokio::time::sleep_until(next_slot).await;
+            match self.move_one(&task).await {
+                Step::Moved => {
+                    next_slot = next_slot.max(tokio::time::Instant::now())
+                        + Duration::from_secs_f64(1.0 / rate);
+                }
+                Step::Done => {
+                    self.finish_task(&task_id, MoveTaskStatus::Completed, None)
+                        .await;
+                    return;
+                }
+                Step::Failed(reason) => {
+                    self.finish_task(&task_id, MoveTaskStatus::Failed, Some(reason))
+                        .await;
+                    return;
+                }
+                Step::Retry => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+            if task.max_per_second.is_none() && window_start.elapsed() >= Duration::from_secs(1) {
+                window_start = tokio::time::Instant::now();
+                let backlog = self.destination_backlog(&task);
+                rate = if backlog > ADAPTIVE_BACKLOG {
+                    (rate / 2.0).max(ADAPTIVE_MIN)
+                } else {
+                    (rate * 2.0).min(ADAPTIVE_MAX)
+                };
+            }
+        }
+    }
+
+    /// Visible messages waiting in the destination (the fixed one, or the busiest source).
+    fn destination_backlog(&self, task: &MoveTaskRecord) -> usize {
+        let dests: Vec<Arc<Queue>> = match &task.destination_arn {
+            Some(arn) => self.resolve_arn(arn).into_iter().collect(),
+            None => {
+                let Some(source) = self.resolve_arn(&task.source_arn) else {
+                    return 0;
+                };
+                self.queues_in(&source.region)
+                    .into_iter()
+                    .filter(|q| {
+                        q.state
+                            .lock()
+                            .record
+                            .attributes
+                            .get("RedrivePolicy")
+                            .and_then(|p| RedrivePolicy::parse_stored(p))
+                            .is_some_and(|p| p.dead_letter_target_arn == source.arn)
+                    })
+                    .collect()
+            }
+        };
+        dests
+            .iter()
+            .map(|q| q.state.lock().ready.len())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Moves the oldest visible message of the task's source.
+    async fn move_one(&self, task: &MoveTaskRecord) -> Step {
+        let Some(source) = self.resolve_arn(&task.source_arn) else {
+            return Step::Failed(NON_EXISTENT_QUEUE.to_string());
+        };
+        let now = self.now_ms();
+        // Peek at the head and its destination without holding the lock across the registry.
+        let (seq, dest_arn) = {
+            let mut muts = Vec::new();
+            let mut st = source.state.lock();
+            if st.deleted {
+                return Step::Failed(NON_EXISTENT_QUEUE.to_string());
+            }
+            st.tick(now, &mut muts);
+            if !muts.is_empty() {
+                let _ = self.store.submit(muts);
+            }
+            let Some(&seq) = st.ready.first() else {
+                return Step::Done;
+            };
+            let m = &st.messages[&seq].rec;
+            let dest = task
+                .destination_arn
+                .clone()
+                .or_else(|| m.dead_letter_source_arn.clone());
+            (seq, dest)
+        };
+        let Some(dest_arn) = dest_arn else {
+            return Step::Failed(NON_EXISTENT_QUEUE.to_string());
+        };
+        let Some(dest) = self.resolve_arn(&dest_arn) else {
+            return Step::Failed(NON_EXISTENT_QUEUE.to_string());
+        };
+        if Arc::ptr_eq(&dest, &source) {
+            return Step::Failed(NON_EXISTENT_QUEUE.to_string());
+        }
+        let ticket = {
+            let mut st = source.state.lock();
+            if st.deleted {
+                return Step::Failed(NON_EXISTENT_QUEUE.to_string());
+            }
+            if st.ready.first() != Some(&seq) {
+                return Step::Retry;
+            }
+            let Some(mut dst) = dest.state.try_lock() else {
+                return Step::Retry;
+            };
+            if dst.deleted {
+                return Step::Failed(NON_EXISTENT_QUEUE.to_string());
+            }
+            let Some(old) = st.remove(seq) else {
+                return Step::Retry;
+            };
+            let rec = redriven(old.rec, &dest, &mut dst, now, self);
+            let mut muts = vec![
+                Mutation::DeleteMessage {
+                    queue_uid: source.uid,
+                    seq,
+                },
+                Mutation::PutMessage(rec.clone()),
+            ];
+            dst.insert(rec, now);
+            drop(dst);
+            let mut tasks = self.move_tasks.lock();
+            if let Some(t) = tasks.iter_mut().find(|t| t.task_id == task.task_id) {
+                t.moved += 1;
+                muts.push(Mutation::PutMoveTask(t.clone()));
+            }
+            self.store.submit(muts)
+        };
+        dest.notify.notify_waiters();
+        match durable(ticket).await {
+            Ok(()) => Step::Moved,
+            Err(e) => Step::Failed(e.message),
+        }
+    }
+}
+
+/// The new message a redrive sends: new id, time and sequence; body and attributes kept.
+fn redriven(
+    old: MessageRecord,
+    dest: &Queue,
+    dst: &mut crate::queue::QueueState,
+    now: u64,
+    engine: &Engine,
+) -> MessageRecord {
+    let message_id = uuid::Uuid::new_v4().to_string();
+    let fifo = dst.settings.fifo;
+    let delay = if fifo {
+        dst.settings.delay_secs
+    } else {
+        dst.settings.delay_secs
+    };
+    MessageRecord {
+        queue_uid: dest.uid,
+        seq: dst.alloc_seq(),
+        dedup_id: fifo.then(|| message_id.clone()),
+        sequence_number: fifo.then(|| engine.next_sequence_number()),
+        message_id,
+        body: old.body,
+        attributes: old.attributes,
+        system_attributes: old.system_attributes,
+        sender_id: old.sender_id,
+        sent_ms: now,
+        enqueued_ms: now,
+        visible_at_ms: now + (delay.max(0) as u64) * 1000,
+        receive_count: 0,
+        first_receive_ms: None,
+        last_receive_ms: None,
+        group_id: old.group_id,
+        dead_letter_source_arn: None,
+        dead_lettered_ms: None,
+    }
+}
+
+/// Keeps the newest [`TASKS_KEPT_PER_SOURCE`] tasks of a source (never dropping active ones).
+fn prune(tasks: &mut Vec<MoveTaskRecord>, source_arn: &str) -> Vec<Mutation> {
+    let of_source = tasks.iter().filter(|t| t.source_arn == source_arn).count();
+    let mut excess = of_source.saturating_sub(TASKS_KEPT_PER_SOURCE);
+    let mut removed = Vec::new();
+    tasks.retain(|t| {
+        if excess > 0 && t.source_arn == source_arn && !t.status.is_active() {
+            excess -= 1;
+            removed.push(Mutation::DeleteMoveTask {
+                task_id: t.task_id.clone(),
+            });
+            false
+        } else {
+            true
+        }
+    });
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_handle_roundtrip() {
+        let h = encode_task_handle("abc", "arn:aws:sqs:us-east-1:000000000000:dlq");
+        assert_eq!(
+            decode_task_handle(&h),
+            Some((
+                "abc".to_string(),
+                "arn:aws:sqs:us-east-1:000000000000:dlq".to_string()
+            ))
+        );
+        assert_eq!(decode_task_handle("not base64!"), None);
+        assert_eq!(decode_task_handle(&STANDARD.encode("{}")), None);
+    }
+}
