@@ -12,6 +12,7 @@
 //! Long polling: each queue has a [`tokio::sync::Notify`]; a receive that finds nothing waits
 //! for a send or for the queue's next timer, whichever comes first (no background sweeper).
 
+pub mod browse;
 pub mod clock;
 mod messages;
 pub mod queue;
@@ -29,8 +30,9 @@ use redrive_core::arn::{QueueArn, parse_queue_url};
 use redrive_core::{SqsError, SqsResult};
 use tokio::sync::Notify;
 
+pub use browse::{BrowseCursor, BrowsePage, BrowseQuery, BrowsedMessage, QueueSummary};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use queue::QueueState;
+pub use queue::{MessageState, QueueState};
 pub use store::{Durable, MemoryStore, MoveTaskRecord, MoveTaskStatus, Mutation, Store};
 pub use tasks::{decode_task_handle, encode_task_handle};
 

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request as HttpRequest, State};
 use axum::response::{IntoResponse, Response as HttpResponse};
-use axum::routing::{any, post};
+use axum::routing::{any, get, post};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use redrive_core::api::{Request, Response};
 use redrive_core::{ErrorCode, SqsError};
@@ -24,7 +24,15 @@ pub fn router(state: Arc<AppState>) -> Router {
     let mut router = Router::new()
         .route("/", any(handle_sqs))
         .route("/{account}/{queue}", any(handle_sqs))
-        .route("/_redrive/health", any(|| async { "ok" }));
+        .route("/_redrive/health", any(|| async { "ok" }))
+        .route(
+            "/_redrive/v1/queues/{name}",
+            get(crate::inspect::queue_summary),
+        )
+        .route(
+            "/_redrive/v1/queues/{name}/messages",
+            get(crate::inspect::queue_messages),
+        );
     if state.config.enable_reset_api {
         router = router.route("/moto-api/reset", post(handle_reset));
     }

@@ -6,6 +6,7 @@
 //!   `redrive-protocol`, calls [`dispatch`], and encodes the answer in the caller's protocol.
 //! - [`dispatch`]: one `match` from [`Request`] to the engine's action methods.
 //! - [`context`]: Region (from SigV4) and base URL (from `Host`) of a request.
+//! - [`inspect`]: the `/_redrive/v1/` inspection extension (non-destructive browsing).
 //!
 //! [`Request`]: redrive_core::api::Request
 
@@ -13,6 +14,7 @@ pub mod config;
 pub mod context;
 pub mod dispatch;
 pub mod http;
+pub mod inspect;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,233 @@
+//! Non-destructive inspection (a Redrive extension, outside the SQS API): list a queue's
+//! messages with their state and metadata without receiving them, so receive counts and
+//! visibility never change.
+
+use std::collections::BTreeMap;
+
+use redrive_core::api::MessageAttributes;
+use redrive_core::{SqsError, SqsResult};
+
+use crate::queue::MessageState;
+use crate::queues::RedrivePolicy;
+use crate::{Engine, RequestContext};
+
+/// Which messages to list.
+#[derive(Debug, Clone, Default)]
+pub struct BrowseQuery {
+    /// Only messages in this state; all when `None`.
+    pub state: Option<MessageState>,
+    /// At most this many (1..=1000).
+    pub limit: usize,
+    /// Continue after this position (from a previous page's `next`).
+    pub after: Option<BrowseCursor>,
+}
+
+/// A position in a queue: `(enqueue time, sequence)`, the order messages are listed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrowseCursor(pub u64, pub u64);
+
+impl BrowseCursor {
+    pub fn encode(&self) -> String {
+        format!("{}-{}", self.0, self.1)
+    }
+
+    pub fn decode(s: &str) -> Option<BrowseCursor> {
+        let (a, b) = s.split_once('-')?;
+        Some(BrowseCursor(a.parse().ok()?, b.parse().ok()?))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BrowsedMessage {
+    pub message_id: String,
+    pub body: String,
+    pub state: MessageState,
+    pub sent_ms: u64,
+    pub enqueued_ms: u64,
+    /// When a delayed or in-flight message becomes visible.
+    pub visible_at_ms: Option<u64>,
+    pub receive_count: u32,
+    pub first_receive_ms: Option<u64>,
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
+    pub sequence_number: Option<String>,
+    pub dead_letter_source_arn: Option<String>,
+    pub dead_lettered_ms: Option<u64>,
+    pub message_attributes: MessageAttributes,
+    pub system_attributes: MessageAttributes,
+}
+
+#[derive(Debug, Clone)]
+pub struct BrowsePage {
+    pub messages: Vec<BrowsedMessage>,
+    pub next: Option<BrowseCursor>,
+}
+
+/// Counts and settings of one queue, with what SQS cannot tell you.
+#[derive(Debug, Clone)]
+pub struct QueueSummary {
+    pub name: String,
+    pub arn: String,
+    pub fifo: bool,
+    pub visible: usize,
+    pub in_flight: usize,
+    pub delayed: usize,
+    /// Visible messages whose receive count already exceeds `maxReceiveCount`: the next
+    /// receive on the queue will move them to the DLQ (SQS moves lazily).
+    pub pending_dead_letter: usize,
+    pub oldest_enqueued_ms: Option<u64>,
+    pub attributes: BTreeMap<String, String>,
+    /// Queues whose RedrivePolicy targets this one.
+    pub dead_letter_sources: Vec<String>,
+}
+
+impl MessageState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageState::Ready => "visible",
+            MessageState::Delayed => "delayed",
+            MessageState::InFlight => "inflight",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MessageState> {
+        match s {
+            "visible" => Some(MessageState::Ready),
+            "delayed" => Some(MessageState::Delayed),
+            "inflight" | "in_flight" | "in-flight" => Some(MessageState::InFlight),
+            _ => None,
+        }
+    }
+}
+
+impl Engine {
+    fn lookup_named(
+        &self,
+        ctx: &RequestContext,
+        name: &str,
+    ) -> SqsResult<std::sync::Arc<crate::Queue>> {
+        self.lookup(&ctx.region, name)
+            .ok_or_else(SqsError::queue_does_not_exist)
+    }
+
+    pub fn browse_messages(
+        &self,
+        ctx: &RequestContext,
+        queue_name: &str,
+        query: &BrowseQuery,
+    ) -> SqsResult<BrowsePage> {
+        if !(1..=1000).contains(&query.limit) {
+            return Err(SqsError::invalid_value(
+                "limit",
+                query.limit,
+                "Must be between 1 and 1000.",
+            ));
+        }
+        let queue = self.lookup_named(ctx, queue_name)?;
+        let now = self.now_ms();
+        let mut muts = Vec::new();
+        let mut st = queue.state.lock();
+        st.tick(now, &mut muts);
+        if !muts.is_empty() {
+            let _ = self.store.submit(muts);
+        }
+        let start = match query.after {
+            Some(BrowseCursor(t, s)) => std::ops::Bound::Excluded((t, s)),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut messages = Vec::new();
+        let mut last = None;
+        let mut more = false;
+        for &(enq, seq) in st.retention.range((start, std::ops::Bound::Unbounded)) {
+            let Some(m) = st.messages.get(&seq) else {
+                continue;
+            };
+            if query.state.is_some_and(|s| s != m.state) {
+                continue;
+            }
+            if messages.len() == query.limit {
+                more = true;
+                break;
+            }
+            last = Some(BrowseCursor(enq, seq));
+            let r = &m.rec;
+            messages.push(BrowsedMessage {
+                message_id: r.message_id.clone(),
+                body: r.body.to_string(),
+                state: m.state,
+                sent_ms: r.sent_ms,
+                enqueued_ms: r.enqueued_ms,
+                visible_at_ms: (m.state != MessageState::Ready).then_some(r.visible_at_ms),
+                receive_count: r.receive_count,
+                first_receive_ms: r.first_receive_ms,
+                group_id: r.group_id.clone(),
+                dedup_id: r.dedup_id.clone(),
+                sequence_number: r.sequence_number.clone(),
+                dead_letter_source_arn: r.dead_letter_source_arn.clone(),
+                dead_lettered_ms: r.dead_lettered_ms,
+                message_attributes: r.attributes.clone(),
+                system_attributes: r.system_attributes.clone(),
+            });
+        }
+        Ok(BrowsePage {
+            messages,
+            next: if more { last } else { None },
+        })
+    }
+
+    pub fn queue_summary(&self, ctx: &RequestContext, queue_name: &str) -> SqsResult<QueueSummary> {
+        let queue = self.lookup_named(ctx, queue_name)?;
+        let sources: Vec<String> = self
+            .queues_in(&ctx.region)
+            .into_iter()
+            .filter(|q| {
+                q.state
+                    .lock()
+                    .record
+                    .attributes
+                    .get("RedrivePolicy")
+                    .and_then(|p| RedrivePolicy::parse_stored(p))
+                    .is_some_and(|p| p.dead_letter_target_arn == queue.arn)
+            })
+            .map(|q| q.name.clone())
+            .collect();
+        let now = self.now_ms();
+        let mut muts = Vec::new();
+        let mut st = queue.state.lock();
+        st.tick(now, &mut muts);
+        if !muts.is_empty() {
+            let _ = self.store.submit(muts);
+        }
+        let max_receive = st
+            .record
+            .attributes
+            .get("RedrivePolicy")
+            .and_then(|p| RedrivePolicy::parse_stored(p))
+            .map(|p| p.max_receive_count);
+        let pending_dead_letter = match max_receive {
+            Some(max) => st
+                .ready
+                .iter()
+                .filter(|s| {
+                    st.messages
+                        .get(s)
+                        .is_some_and(|m| m.rec.receive_count >= max)
+                })
+                .count(),
+            None => 0,
+        };
+        let (visible, in_flight, delayed) = st.counts();
+        Ok(QueueSummary {
+            name: queue.name.clone(),
+            arn: queue.arn.clone(),
+            fifo: st.settings.fifo,
+            visible,
+            in_flight,
+            delayed,
+            pending_dead_letter,
+            oldest_enqueued_ms: st.retention.first().map(|(t, _)| *t),
+            attributes: st.record.attributes.clone(),
+            dead_letter_sources: sources,
+        })
+    }
+}
