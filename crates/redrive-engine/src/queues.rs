@@ -43,7 +43,13 @@ fn redrive_error(policy: &str, reason: &str) -> SqsError {
 
 impl Engine {
     /// Validates a `RedrivePolicy` for queue `source` (name, fifo) and returns its canonical JSON.
-    fn normalize_redrive_policy(&self, region: &str, fifo: bool, raw: &str) -> SqsResult<String> {
+    fn normalize_redrive_policy(
+        &self,
+        region: &str,
+        source_name: &str,
+        fifo: bool,
+        raw: &str,
+    ) -> SqsResult<String> {
         let v: Value = serde_json::from_str(raw)
             .map_err(|_| redrive_error(raw, "Redrive policy is not a valid JSON map."))?;
         let obj = v
@@ -101,6 +107,34 @@ impl Engine {
             };
             return Err(redrive_error(raw, reason));
         }
+        // The DLQ's RedriveAllowPolicy decides which sources may use it (checked here, on the
+        // DLQ, when a source sets its policy).
+        let source_arn = QueueArn::new(region, &self.config.account_id, source_name).to_string();
+        let allow = dlq
+            .state
+            .lock()
+            .record
+            .attributes
+            .get("RedriveAllowPolicy")
+            .cloned();
+        if let Some(allow) = allow.and_then(|a| serde_json::from_str::<Value>(&a).ok()) {
+            let permitted = match allow.get("redrivePermission").and_then(Value::as_str) {
+                Some("denyAll") => false,
+                Some("byQueue") => allow
+                    .get("sourceQueueArns")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(&source_arn))),
+                _ => true,
+            };
+            if !permitted {
+                return Err(redrive_error(
+                    raw,
+                    &format!(
+                        "Queue {source_arn} is not allowed to use {arn} as its dead-letter queue: the RedriveAllowPolicy of the dead-letter queue does not permit it."
+                    ),
+                ));
+            }
+        }
         // Canonical form (key order, spacing and an integer count as SQS clients compare it).
         Ok(format!(
             "{{\"deadLetterTargetArn\": {}, \"maxReceiveCount\": {count}}}",
@@ -112,6 +146,7 @@ impl Engine {
     fn normalize_attributes(
         &self,
         region: &str,
+        queue_name: &str,
         fifo: bool,
         creating: bool,
         input: &BTreeMap<String, String>,
@@ -131,7 +166,9 @@ impl Engine {
             }
             let v = match name.as_str() {
                 "RedrivePolicy" if value.is_empty() => String::new(),
-                "RedrivePolicy" => self.normalize_redrive_policy(region, fifo, value)?,
+                "RedrivePolicy" => {
+                    self.normalize_redrive_policy(region, queue_name, fifo, value)?
+                }
                 "RedriveAllowPolicy" if value.is_empty() => String::new(),
                 "RedriveAllowPolicy" => normalize_redrive_allow_policy(value)?,
                 _ => attributes::normalize(name, value)?,
@@ -170,7 +207,7 @@ impl Engine {
             .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         validate::queue_name(&name, fifo_attr)?;
         let fifo = fifo_attr;
-        let given = self.normalize_attributes(&ctx.region, fifo, true, &attrs_in)?;
+        let given = self.normalize_attributes(&ctx.region, &name, fifo, true, &attrs_in)?;
         for (k, v) in &input.tags {
             validate_tag(k, v)?;
         }
@@ -429,7 +466,7 @@ impl Engine {
             .into_iter()
             .map(|(k, v)| (k.trim().to_string(), v))
             .collect();
-        let given = self.normalize_attributes(&ctx.region, fifo, false, &attrs_in)?;
+        let given = self.normalize_attributes(&ctx.region, &queue.name, fifo, false, &attrs_in)?;
         let ticket = {
             let mut st = queue.state.lock();
             let mut merged = st.record.attributes.clone();
