@@ -18,7 +18,6 @@ mod messages;
 pub mod queue;
 mod queues;
 pub mod receipt;
-pub mod store;
 mod tasks;
 
 use std::collections::HashMap;
@@ -33,6 +32,8 @@ use tokio::sync::Notify;
 pub use browse::{BrowseCursor, BrowsePage, BrowseQuery, BrowsedMessage, QueueSummary};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use queue::{MessageState, QueueState};
+/// The storage boundary (re-exported so `redrive_engine::store::…` paths keep working).
+pub use redrive_store as store;
 pub use store::{Durable, MemoryStore, MoveTaskRecord, MoveTaskStatus, Mutation, Store};
 pub use tasks::{decode_task_handle, encode_task_handle};
 
@@ -133,6 +134,14 @@ impl Engine {
             }
             if let Some(q) = by_uid.get(&m.queue_uid) {
                 q.state.lock().insert(m, now);
+            }
+        }
+        for d in snapshot.dedup {
+            if let Some(sn) = d.sequence_number.parse::<u128>().ok() {
+                max_sequence = max_sequence.max(sn);
+            }
+            if let Some(q) = by_uid.get(&d.queue_uid) {
+                q.state.lock().restore_dedup(d, now);
             }
         }
         let seeded = u128::from(now / 1000) << 33;

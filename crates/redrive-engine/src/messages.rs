@@ -182,6 +182,13 @@ impl Engine {
                 },
             );
             st.dedup_expiry.insert((expires, key.clone()));
+            muts.push(Mutation::PutDedup(crate::store::DedupRecord {
+                queue_uid: queue.uid,
+                key: key.clone(),
+                expires_ms: expires,
+                message_id: message_id.clone(),
+                sequence_number: sn.clone(),
+            }));
         }
         let delay = fields
             .delay_seconds

@@ -102,6 +102,22 @@ impl QueueState {
         }
     }
 
+    /// Restores a persisted dedup entry (ignored once expired).
+    pub fn restore_dedup(&mut self, d: crate::store::DedupRecord, now_ms: u64) {
+        if d.expires_ms <= now_ms {
+            return;
+        }
+        self.dedup_expiry.insert((d.expires_ms, d.key.clone()));
+        self.dedup.insert(
+            d.key,
+            DedupEntry {
+                expires_ms: d.expires_ms,
+                message_id: d.message_id,
+                sequence_number: d.sequence_number,
+            },
+        );
+    }
+
     pub fn refresh_settings(&mut self) {
         self.settings = QueueSettings::from_attributes(&self.record.attributes);
     }
@@ -222,6 +238,10 @@ impl QueueState {
                     .is_some_and(|e| e.expires_ms == expires)
             {
                 self.dedup.remove(&key);
+                out.push(Mutation::DeleteDedup {
+                    queue_uid: self.record.uid,
+                    key,
+                });
             }
         }
     }

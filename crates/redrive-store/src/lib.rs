@@ -1,4 +1,4 @@
-//! The storage boundary. The engine keeps every scheduling index in memory and writes each
+//! Redrive's storage boundary. The engine keeps every scheduling index in memory and writes each
 //! change through a [`Store`] as a [`Mutation`]; on startup it rebuilds the indices from
 //! [`Store::load`]. A durable store acknowledges a batch only once it is on disk.
 //!
@@ -79,6 +79,24 @@ pub enum Mutation {
     DeleteMoveTask {
         task_id: String,
     },
+    /// A FIFO deduplication entry (kept 5 minutes, also after the message is deleted).
+    PutDedup(DedupRecord),
+    DeleteDedup {
+        queue_uid: u64,
+        key: String,
+    },
+}
+
+/// A FIFO deduplication entry as persisted: a duplicate send within `expires_ms` is answered
+/// with the original `message_id` and `sequence_number`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DedupRecord {
+    pub queue_uid: u64,
+    /// The scope key: the dedup id, or `group \0 id` with `DeduplicationScope=messageGroup`.
+    pub key: String,
+    pub expires_ms: u64,
+    pub message_id: String,
+    pub sequence_number: String,
 }
 
 /// Everything needed to rebuild the engine's state.
@@ -87,6 +105,7 @@ pub struct Snapshot {
     pub queues: Vec<QueueRecord>,
     pub messages: Vec<MessageRecord>,
     pub move_tasks: Vec<MoveTaskRecord>,
+    pub dedup: Vec<DedupRecord>,
     /// Highest queue uid ever handed out (uids never repeat).
     pub max_queue_uid: u64,
 }
@@ -176,6 +195,7 @@ struct MemoryState {
     queues: BTreeMap<u64, QueueRecord>,
     messages: BTreeMap<(u64, u64), MessageRecord>,
     move_tasks: BTreeMap<String, MoveTaskRecord>,
+    dedup: BTreeMap<(u64, String), DedupRecord>,
     max_queue_uid: u64,
 }
 
@@ -196,6 +216,7 @@ impl Store for MemoryStore {
             queues: s.queues.values().cloned().collect(),
             messages: s.messages.values().cloned().collect(),
             move_tasks: s.move_tasks.values().cloned().collect(),
+            dedup: s.dedup.values().cloned().collect(),
             max_queue_uid: s.max_queue_uid,
         }
     }
@@ -204,7 +225,10 @@ impl Store for MemoryStore {
         let mut s = self.inner.lock();
         for m in batch {
             match m {
-                m @ (Mutation::PutMoveTask(_) | Mutation::DeleteMoveTask { .. }) => {
+                m @ (Mutation::PutMoveTask(_)
+                | Mutation::DeleteMoveTask { .. }
+                | Mutation::PutDedup(_)
+                | Mutation::DeleteDedup { .. }) => {
                     s.apply_task(m);
                 }
                 Mutation::PutQueue(q) => {
@@ -221,6 +245,7 @@ impl Store for MemoryStore {
                     for k in keys {
                         s.messages.remove(&k);
                     }
+                    s.dedup.retain(|(q, _), _| *q != uid);
                 }
                 Mutation::PutMessage(r) => {
                     s.messages.insert((r.queue_uid, r.seq), r);
@@ -270,6 +295,12 @@ impl MemoryState {
             }
             Mutation::DeleteMoveTask { task_id } => {
                 self.move_tasks.remove(&task_id);
+            }
+            Mutation::PutDedup(d) => {
+                self.dedup.insert((d.queue_uid, d.key.clone()), d);
+            }
+            Mutation::DeleteDedup { queue_uid, key } => {
+                self.dedup.remove(&(queue_uid, key));
             }
             _ => {}
         }
