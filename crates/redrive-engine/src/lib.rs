@@ -137,7 +137,7 @@ impl Engine {
             }
         }
         for d in snapshot.dedup {
-            if let Some(sn) = d.sequence_number.parse::<u128>().ok() {
+            if let Ok(sn) = d.sequence_number.parse::<u128>() {
                 max_sequence = max_sequence.max(sn);
             }
             if let Some(q) = by_uid.get(&d.queue_uid) {

@@ -114,14 +114,14 @@ impl Engine {
                 ));
             }
         }
-        if let Some(rate) = input.max_number_of_messages_per_second {
-            if !(1..=500).contains(&rate) {
-                return Err(SqsError::invalid_value(
-                    "MaxNumberOfMessagesPerSecond",
-                    rate,
-                    "Must be between 1 and 500.",
-                ));
-            }
+        if let Some(rate) = input.max_number_of_messages_per_second
+            && !(1..=500).contains(&rate)
+        {
+            return Err(SqsError::invalid_value(
+                "MaxNumberOfMessagesPerSecond",
+                rate,
+                "Must be between 1 and 500.",
+            ));
         }
         let now = self.now_ms();
         let to_move = {
@@ -489,11 +489,7 @@ fn redriven(
 ) -> MessageRecord {
     let message_id = uuid::Uuid::new_v4().to_string();
     let fifo = dst.settings.fifo;
-    let delay = if fifo {
-        dst.settings.delay_secs
-    } else {
-        dst.settings.delay_secs
-    };
+    let delay = dst.settings.delay_secs;
     MessageRecord {
         queue_uid: dest.uid,
         seq: dst.alloc_seq(),
