@@ -21,7 +21,7 @@ type ReceiveAttempt = (
     Vec<ReceivedMessage>,
     Option<u64>,
     Vec<Arc<Queue>>,
-    crate::store::Durable,
+    Vec<crate::store::Durable>,
 );
 
 /// The fields of a send, shared by SendMessage and each SendMessageBatch entry.
@@ -383,9 +383,11 @@ impl Engine {
             tokio::pin!(notified);
             notified.as_mut().enable();
 
-            let (messages, next_wake, moved_to, ticket) =
+            let (messages, next_wake, moved_to, tickets) =
                 self.receive_once(&queue, &input, &system_names, max)?;
-            durable(ticket).await?;
+            for ticket in tickets {
+                durable(ticket).await?;
+            }
             for dlq in moved_to {
                 dlq.notify.notify_waiters();
             }
@@ -427,6 +429,7 @@ impl Engine {
         let mut muts = Vec::new();
         let mut out = Vec::new();
         let mut moved_to = Vec::new();
+        let mut move_tickets = Vec::new();
         let (next_wake, ticket) = {
             let mut st = queue.state.lock();
             if st.deleted {
@@ -441,7 +444,22 @@ impl Engine {
             let room = limits::MAX_INFLIGHT_STANDARD.saturating_sub(st.in_flight.len());
             let over_limit = room == 0 && !st.settings.fifo && !st.ready.is_empty();
             let max = max.min(room);
+            // FIFO: a retried ReceiveRequestAttemptId returns the same messages and handles.
+            if let Some(replay) = self.replay_attempt(
+                queue,
+                &mut st,
+                input,
+                system_names,
+                now,
+                visibility,
+                &mut muts,
+            ) {
+                let next = st.next_wakeup_ms();
+                return Ok((replay, next, Vec::new(), vec![self.store.submit(muts)]));
+            }
             let mut skipped = std::collections::HashSet::new();
+            // FIFO: a group whose head could not be handed out stays blocked for this call.
+            let mut blocked_groups: std::collections::HashSet<String> = Default::default();
             while out.len() < max {
                 let picked: Vec<u64> = st
                     .pick_ready(max - out.len() + skipped.len())
@@ -455,16 +473,27 @@ impl Engine {
                     if out.len() >= max {
                         break;
                     }
+                    let group = st.messages.get(&seq).and_then(|m| m.rec.group_id.clone());
+                    if st.settings.fifo
+                        && group.as_ref().is_some_and(|g| blocked_groups.contains(g))
+                    {
+                        skipped.insert(seq);
+                        continue;
+                    }
                     let count = st.messages.get(&seq).map_or(0, |m| m.rec.receive_count);
                     if let (Some(p), Some(dlq)) = (&policy, &dlq)
                         && count >= p.max_receive_count
                     {
-                        if self.move_to_dlq(queue, &mut st, dlq, seq, now, &mut muts) {
+                        if let Some(t) = self.move_to_dlq(queue, &mut st, dlq, seq, now) {
+                            move_tickets.push(t);
                             if !moved_to.iter().any(|q: &Arc<Queue>| Arc::ptr_eq(q, dlq)) {
                                 moved_to.push(dlq.clone());
                             }
                         } else {
                             skipped.insert(seq);
+                            if let Some(g) = group {
+                                blocked_groups.insert(g);
+                            }
                         }
                         continue;
                     }
@@ -475,6 +504,17 @@ impl Engine {
                     muts.push(m);
                     out.push(self.render(queue, &st, seq, input, system_names));
                 }
+            }
+            if st.settings.fifo
+                && !out.is_empty()
+                && let Some(id) = &input.receive_request_attempt_id
+            {
+                let seqs = out
+                    .iter()
+                    .filter_map(|m| ReceiptHandle::decode(&m.receipt_handle))
+                    .map(|h| (h.seq, h.receive_count))
+                    .collect();
+                st.record_attempt(id.clone(), now + limits::DEDUP_INTERVAL_MS, seqs);
             }
             let next = st.next_wakeup_ms();
             let ticket = self.store.submit(muts);
@@ -490,7 +530,51 @@ impl Engine {
             }
             (next, ticket)
         };
-        Ok((out, next_wake, moved_to, ticket))
+        move_tickets.push(ticket);
+        Ok((out, next_wake, moved_to, move_tickets))
+    }
+
+    /// Replays a FIFO receive attempt: when the same `ReceiveRequestAttemptId` comes back
+    /// within 5 minutes and none of its messages was deleted or changed since, the same
+    /// messages and receipt handles are returned and their visibility timeout restarts.
+    #[allow(clippy::too_many_arguments)]
+    fn replay_attempt(
+        &self,
+        queue: &Queue,
+        st: &mut QueueState,
+        input: &ReceiveMessageInput,
+        system_names: &[String],
+        now: u64,
+        visibility: i64,
+        muts: &mut Vec<Mutation>,
+    ) -> Option<Vec<ReceivedMessage>> {
+        if !st.settings.fifo {
+            return None;
+        }
+        let id = input.receive_request_attempt_id.as_ref()?;
+        let seqs = st.attempt(id, now)?;
+        let unchanged = seqs.iter().all(|(seq, count)| {
+            st.messages.get(seq).is_some_and(|m| {
+                m.state == crate::queue::MessageState::InFlight
+                    && m.rec.receive_count == *count
+                    && m.rec.last_receive_ms.is_some_and(|t| {
+                        // Not moved by ChangeMessageVisibility since that receive.
+                        m.rec.visible_at_ms <= t + (limits::MAX_VISIBILITY_TIMEOUT as u64) * 1000
+                    })
+            })
+        });
+        if !unchanged {
+            return None;
+        }
+        let deadline = now + (visibility.max(0) as u64) * 1000;
+        let mut out = Vec::new();
+        for (seq, _) in seqs {
+            if let Some(m) = st.change_visibility(seq, deadline) {
+                muts.push(m);
+            }
+            out.push(self.render(queue, st, seq, input, system_names));
+        }
+        Some(out)
     }
 
     /// The lazy DLQ move: source and DLQ change in one store batch, so the message is always
@@ -503,22 +587,17 @@ impl Engine {
         dlq: &Arc<Queue>,
         seq: u64,
         now: u64,
-        muts: &mut Vec<Mutation>,
-    ) -> bool {
-        let Some(mut dst) = dlq.state.try_lock() else {
-            return false;
-        };
+    ) -> Option<crate::store::Durable> {
+        let mut dst = dlq.state.try_lock()?;
         if dst.deleted {
-            return false;
+            return None;
         }
-        let Some(m) = st.remove(seq) else {
-            return false;
-        };
+        let m = st.remove(seq)?;
         let mut rec = m.rec;
-        muts.push(Mutation::DeleteMessage {
+        let mut muts = vec![Mutation::DeleteMessage {
             queue_uid: source.uid,
             seq,
-        });
+        }];
         rec.queue_uid = dlq.uid;
         rec.seq = dst.alloc_seq();
         rec.visible_at_ms = now;
@@ -530,8 +609,11 @@ impl Engine {
         }
         muts.push(Mutation::PutMessage(rec.clone()));
         dst.insert(rec, now);
+        // Submitted with both locks held, so no DLQ consumer's change can reach the store
+        // before the message's arrival does.
+        let ticket = self.store.submit(muts);
         tracing::debug!(source = %source.name, dlq = %dlq.name, "message moved to dead-letter queue");
-        true
+        Some(ticket)
     }
 
     fn render(

@@ -65,21 +65,45 @@ pub struct DedupEntry {
     pub sequence_number: String,
 }
 
+/// Scheduling key of a ready message: its `MessageGroupId` (a FIFO group, or a fair-queue
+/// tenant on a standard queue), or, without one, a key of its own (each message without a
+/// group is its own tenant, as in SQS fair queues).
+fn key_of(rec: &MessageRecord) -> String {
+    match &rec.group_id {
+        Some(g) => g.clone(),
+        None => format!("\u{0}{}", rec.seq),
+    }
+}
+
+/// A tenant is noisy (served after the quiet ones) when it holds more than 10 % of the
+/// queue's in-flight messages and at least 30 of its own (AWS's published thresholds).
+pub const NOISY_MIN_IN_FLIGHT: u32 = 30;
+pub const NOISY_SHARE_PERCENT: u32 = 10;
+
 #[derive(Debug)]
 pub struct QueueState {
     pub record: QueueRecord,
     pub settings: QueueSettings,
     pub messages: HashMap<u64, StoredMessage>,
+    /// Every visible message, by sequence (send order).
     pub ready: BTreeSet<u64>,
     pub delayed: BTreeSet<(u64, u64)>,
     pub in_flight: BTreeSet<(u64, u64)>,
     pub retention: BTreeSet<(u64, u64)>,
     pub next_seq: u64,
-    /// FIFO: groups with a message in flight.
-    pub locked_groups: HashMap<String, u32>,
+    /// Visible messages per scheduling key (see [`key_of`]).
+    ready_by_key: HashMap<String, BTreeSet<u64>>,
+    /// `(oldest visible sequence, key)` of every key that may be served now: FIFO groups with
+    /// nothing in flight, every tenant of a standard queue.
+    heads: BTreeSet<(u64, String)>,
+    /// In-flight messages per group id (FIFO: the group is locked while > 0; standard: the
+    /// tenant's share decides whether it is noisy).
+    in_flight_by_key: HashMap<String, u32>,
     /// FIFO: dedup key -> entry, plus an expiry index.
     pub dedup: HashMap<String, DedupEntry>,
     pub dedup_expiry: BTreeSet<(u64, String)>,
+    /// FIFO: `ReceiveRequestAttemptId` -> (expiry, messages and their receive counts).
+    attempts: HashMap<String, (u64, Vec<(u64, u32)>)>,
     pub deleted: bool,
 }
 
@@ -95,9 +119,12 @@ impl QueueState {
             in_flight: BTreeSet::new(),
             retention: BTreeSet::new(),
             next_seq: 1,
-            locked_groups: HashMap::new(),
+            ready_by_key: HashMap::new(),
+            heads: BTreeSet::new(),
+            in_flight_by_key: HashMap::new(),
             dedup: HashMap::new(),
             dedup_expiry: BTreeSet::new(),
+            attempts: HashMap::new(),
             deleted: false,
         }
     }
@@ -118,8 +145,93 @@ impl QueueState {
         );
     }
 
+    /// Remembers what a FIFO receive attempt returned (kept 5 minutes).
+    pub fn record_attempt(&mut self, id: String, expires_ms: u64, seqs: Vec<(u64, u32)>) {
+        if self.attempts.len() >= 1024 {
+            let now = expires_ms.saturating_sub(limits::DEDUP_INTERVAL_MS);
+            self.attempts.retain(|_, (exp, _)| *exp > now);
+        }
+        self.attempts.insert(id, (expires_ms, seqs));
+    }
+
+    /// The messages of an unexpired receive attempt.
+    pub fn attempt(&self, id: &str, now_ms: u64) -> Option<Vec<(u64, u32)>> {
+        self.attempts
+            .get(id)
+            .filter(|(exp, _)| *exp > now_ms)
+            .map(|(_, s)| s.clone())
+    }
+
     pub fn refresh_settings(&mut self) {
         self.settings = QueueSettings::from_attributes(&self.record.attributes);
+    }
+
+    fn key_locked(&self, key: &str) -> bool {
+        self.settings.fifo && self.in_flight_by_key.get(key).is_some_and(|n| *n > 0)
+    }
+
+    /// Adds a visible message to `ready` and the scheduling index.
+    fn ready_insert(&mut self, seq: u64, key: String) {
+        self.ready.insert(seq);
+        let locked = self.key_locked(&key);
+        let set = self.ready_by_key.entry(key.clone()).or_default();
+        let old_head = set.first().copied();
+        set.insert(seq);
+        if !locked && old_head.is_none_or(|h| seq < h) {
+            if let Some(h) = old_head {
+                self.heads.remove(&(h, key.clone()));
+            }
+            self.heads.insert((seq, key));
+        }
+    }
+
+    /// Removes a visible message from `ready` and the scheduling index.
+    fn ready_remove(&mut self, seq: u64, key: &str) {
+        self.ready.remove(&seq);
+        let Some(set) = self.ready_by_key.get_mut(key) else {
+            return;
+        };
+        let was_head = set.first() == Some(&seq);
+        set.remove(&seq);
+        let new_head = set.first().copied();
+        if new_head.is_none() {
+            self.ready_by_key.remove(key);
+        }
+        if was_head
+            && self.heads.remove(&(seq, key.to_string()))
+            && let Some(h) = new_head
+        {
+            self.heads.insert((h, key.to_string()));
+        }
+    }
+
+    fn in_flight_enter(&mut self, rec_group: Option<&String>) {
+        let Some(g) = rec_group else { return };
+        let n = self.in_flight_by_key.entry(g.clone()).or_default();
+        *n += 1;
+        if *n == 1 && self.settings.fifo {
+            // The group locks: it is no longer a candidate.
+            if let Some(h) = self.ready_by_key.get(g).and_then(|s| s.first().copied()) {
+                self.heads.remove(&(h, g.clone()));
+            }
+        }
+    }
+
+    fn in_flight_leave(&mut self, rec_group: Option<&String>) {
+        let Some(g) = rec_group else { return };
+        let Some(n) = self.in_flight_by_key.get_mut(g) else {
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.in_flight_by_key.remove(g);
+            if self.settings.fifo {
+                // The group unlocks: its oldest visible message is a candidate again.
+                if let Some(h) = self.ready_by_key.get(g).and_then(|s| s.first().copied()) {
+                    self.heads.insert((h, g.clone()));
+                }
+            }
+        }
     }
 
     /// Inserts a message record (new, or recovered from the store) into the right index.
@@ -135,36 +247,21 @@ impl QueueState {
         } else {
             MessageState::Ready
         };
+        self.retention.insert((rec.enqueued_ms, seq));
         match state {
             MessageState::Ready => {
-                self.ready.insert(seq);
+                let key = key_of(&rec);
+                self.messages.insert(seq, StoredMessage { rec, state });
+                self.ready_insert(seq, key);
             }
             MessageState::Delayed => {
                 self.delayed.insert((rec.visible_at_ms, seq));
+                self.messages.insert(seq, StoredMessage { rec, state });
             }
             MessageState::InFlight => {
                 self.in_flight.insert((rec.visible_at_ms, seq));
-                if let Some(g) = &rec.group_id
-                    && self.settings.fifo
-                {
-                    *self.locked_groups.entry(g.clone()).or_default() += 1;
-                }
-            }
-        }
-        self.retention.insert((rec.enqueued_ms, seq));
-        self.messages.insert(seq, StoredMessage { rec, state });
-    }
-
-    fn unlock_group(&mut self, group: Option<&String>) {
-        if !self.settings.fifo {
-            return;
-        }
-        if let Some(g) = group
-            && let Some(n) = self.locked_groups.get_mut(g)
-        {
-            *n -= 1;
-            if *n == 0 {
-                self.locked_groups.remove(g);
+                self.in_flight_enter(rec.group_id.as_ref());
+                self.messages.insert(seq, StoredMessage { rec, state });
             }
         }
     }
@@ -173,15 +270,13 @@ impl QueueState {
     pub fn remove(&mut self, seq: u64) -> Option<StoredMessage> {
         let m = self.messages.remove(&seq)?;
         match m.state {
-            MessageState::Ready => {
-                self.ready.remove(&seq);
-            }
+            MessageState::Ready => self.ready_remove(seq, &key_of(&m.rec)),
             MessageState::Delayed => {
                 self.delayed.remove(&(m.rec.visible_at_ms, seq));
             }
             MessageState::InFlight => {
                 self.in_flight.remove(&(m.rec.visible_at_ms, seq));
-                self.unlock_group(m.rec.group_id.as_ref());
+                self.in_flight_leave(m.rec.group_id.as_ref());
             }
         }
         self.retention.remove(&(m.rec.enqueued_ms, seq));
@@ -198,7 +293,8 @@ impl QueueState {
             self.delayed.pop_first();
             if let Some(m) = self.messages.get_mut(&seq) {
                 m.state = MessageState::Ready;
-                self.ready.insert(seq);
+                let key = key_of(&m.rec);
+                self.ready_insert(seq, key);
             }
         }
         while let Some(&(due, seq)) = self.in_flight.first() {
@@ -206,15 +302,14 @@ impl QueueState {
                 break;
             }
             self.in_flight.pop_first();
-            let group = match self.messages.get_mut(&seq) {
-                Some(m) => {
-                    m.state = MessageState::Ready;
-                    self.ready.insert(seq);
-                    m.rec.group_id.clone()
-                }
-                None => None,
-            };
-            self.unlock_group(group.as_ref());
+            if let Some(m) = self.messages.get_mut(&seq) {
+                m.state = MessageState::Ready;
+                let key = key_of(&m.rec);
+                let group = m.rec.group_id.clone();
+                // Make it visible first, then unlock, so the group's head is this message.
+                self.ready_insert(seq, key);
+                self.in_flight_leave(group.as_ref());
+            }
         }
         let retention_ms = (self.settings.retention_secs.max(0) as u64) * 1000;
         while let Some(&(enqueued, seq)) = self.retention.first() {
@@ -256,27 +351,90 @@ impl QueueState {
         }
     }
 
-    /// Picks up to `max` ready messages in order. FIFO: skips groups with a message in flight
-    /// (a group's messages are
-    /// returned in order, several per call when they are next in line).
+    /// Whether a standard-queue tenant is noisy right now.
+    pub fn is_noisy(&self, key: &str) -> bool {
+        let mine = self.in_flight_by_key.get(key).copied().unwrap_or(0);
+        let total = self.in_flight.len() as u64;
+        mine >= NOISY_MIN_IN_FLIGHT
+            && u64::from(mine) * 100 > total * u64::from(NOISY_SHARE_PERCENT)
+    }
+
+    /// Picks up to `max` visible messages to hand out, without changing anything.
+    ///
+    /// FIFO: the oldest unlocked groups, each group's messages in order (several per group
+    /// when they are next in line). Standard: oldest first across tenants, quiet tenants before
+    /// noisy ones. Cost grows with `max` and the number of noisy tenants, never with depth.
     pub fn pick_ready(&self, max: usize) -> Vec<u64> {
-        if !self.settings.fifo {
-            return self.ready.iter().take(max).copied().collect();
+        let mut picked = Vec::with_capacity(max);
+        if max == 0 {
+            return picked;
         }
-        let mut picked = Vec::new();
-        for &seq in &self.ready {
-            if picked.len() >= max {
-                break;
+        if self.settings.fifo {
+            for (_, key) in &self.heads {
+                let Some(set) = self.ready_by_key.get(key) else {
+                    continue;
+                };
+                for &seq in set {
+                    picked.push(seq);
+                    if picked.len() == max {
+                        return picked;
+                    }
+                }
             }
-            let Some(m) = self.messages.get(&seq) else {
-                continue;
-            };
-            let group = m.rec.group_id.as_deref().unwrap_or("");
-            if !self.locked_groups.contains_key(group) {
-                picked.push(seq);
+            return picked;
+        }
+        // Standard: merge the oldest messages of the first tenants in head order. The oldest
+        // `max` messages of the quiet tenants come from at most `max` tenants.
+        let (quiet, noisy): (Vec<&String>, Vec<&String>) = {
+            let mut quiet = Vec::new();
+            let mut noisy = Vec::new();
+            for (_, key) in &self.heads {
+                if self.is_noisy(key) {
+                    noisy.push(key);
+                } else {
+                    quiet.push(key);
+                    if quiet.len() == max {
+                        break;
+                    }
+                }
             }
+            (quiet, noisy)
+        };
+        self.merge_oldest(&quiet, max, &mut picked);
+        if picked.len() < max {
+            self.merge_oldest(&noisy, max, &mut picked);
         }
         picked
+    }
+
+    /// Appends the oldest messages across `keys` (k-way merge) until `picked` holds `max`.
+    fn merge_oldest(&self, keys: &[&String], max: usize, picked: &mut Vec<u64>) {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let mut iters: Vec<_> = keys
+            .iter()
+            .filter_map(|k| {
+                self.ready_by_key
+                    .get(*k)
+                    .map(|s| s.iter().copied().peekable())
+            })
+            .collect();
+        let mut heap = BinaryHeap::new();
+        for (i, it) in iters.iter_mut().enumerate() {
+            if let Some(&seq) = it.peek() {
+                heap.push(Reverse((seq, i)));
+            }
+        }
+        while picked.len() < max {
+            let Some(Reverse((seq, i))) = heap.pop() else {
+                break;
+            };
+            picked.push(seq);
+            iters[i].next();
+            if let Some(&next) = iters[i].peek() {
+                heap.push(Reverse((next, i)));
+            }
+        }
     }
 
     /// Marks a ready message received: in flight until `now + visibility`.
@@ -287,21 +445,21 @@ impl QueueState {
         visibility_secs: i64,
     ) -> Option<Mutation> {
         let uid = self.record.uid;
-        let fifo = self.settings.fifo;
-        let m = self.messages.get_mut(&seq)?;
+        let m = self.messages.get(&seq)?;
         if m.state != MessageState::Ready {
             return None;
         }
-        self.ready.remove(&seq);
+        let key = key_of(&m.rec);
+        let group = m.rec.group_id.clone();
+        self.ready_remove(seq, &key);
+        self.in_flight_enter(group.as_ref());
+        let m = self.messages.get_mut(&seq)?;
         m.rec.receive_count += 1;
         m.rec.first_receive_ms.get_or_insert(now_ms);
         m.rec.last_receive_ms = Some(now_ms);
         m.rec.visible_at_ms = now_ms + (visibility_secs.max(0) as u64) * 1000;
         m.state = MessageState::InFlight;
         self.in_flight.insert((m.rec.visible_at_ms, seq));
-        if fifo && let Some(g) = &m.rec.group_id {
-            *self.locked_groups.entry(g.clone()).or_default() += 1;
-        }
         Some(update_mutation(uid, &m.rec))
     }
 
@@ -334,6 +492,58 @@ impl QueueState {
 
     pub fn attributes_of(&self, seq: u64) -> Option<&MessageAttributes> {
         self.messages.get(&seq).map(|m| &m.rec.attributes)
+    }
+
+    /// Checks the index invariants (tests and debug assertions): every message is in exactly
+    /// one of ready / delayed / in flight, and the scheduling index matches `ready`.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut n_ready = 0;
+        for (seq, m) in &self.messages {
+            let in_ready = self.ready.contains(seq);
+            let in_delayed = self.delayed.contains(&(m.rec.visible_at_ms, *seq));
+            let in_flight = self.in_flight.contains(&(m.rec.visible_at_ms, *seq));
+            let expected = match m.state {
+                MessageState::Ready => (true, false, false),
+                MessageState::Delayed => (false, true, false),
+                MessageState::InFlight => (false, false, true),
+            };
+            if (in_ready, in_delayed, in_flight) != expected {
+                return Err(format!(
+                    "message {seq} in the wrong index for {:?}",
+                    m.state
+                ));
+            }
+            if in_ready {
+                n_ready += 1;
+                if !self
+                    .ready_by_key
+                    .get(&key_of(&m.rec))
+                    .is_some_and(|s| s.contains(seq))
+                {
+                    return Err(format!("ready message {seq} missing from its key"));
+                }
+            }
+        }
+        if n_ready != self.ready.len()
+            || self.delayed.len() + self.in_flight.len() + n_ready != self.messages.len()
+        {
+            return Err("index sizes disagree with the message table".into());
+        }
+        let by_key: usize = self.ready_by_key.values().map(BTreeSet::len).sum();
+        if by_key != self.ready.len() {
+            return Err("ready_by_key disagrees with ready".into());
+        }
+        for (key, set) in &self.ready_by_key {
+            let head = set.first().copied();
+            let listed = head.is_some_and(|h| self.heads.contains(&(h, key.clone())));
+            if listed == self.key_locked(key) {
+                return Err(format!(
+                    "head of key {key:?} listed={listed} but locked={}",
+                    self.key_locked(key)
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

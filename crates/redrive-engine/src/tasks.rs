@@ -463,13 +463,17 @@ impl Engine {
                 Mutation::PutMessage(rec.clone()),
             ];
             dst.insert(rec, now);
-            drop(dst);
+            // Submitted with both queue locks held (the task table is a leaf lock), so no
+            // consumer's change to the new message can reach the store before its arrival.
             let mut tasks = self.move_tasks.lock();
             if let Some(t) = tasks.iter_mut().find(|t| t.task_id == task.task_id) {
                 t.moved += 1;
                 muts.push(Mutation::PutMoveTask(t.clone()));
             }
-            self.store.submit(muts)
+            let ticket = self.store.submit(muts);
+            drop(tasks);
+            drop(dst);
+            ticket
         };
         dest.notify.notify_waiters();
         match durable(ticket).await {

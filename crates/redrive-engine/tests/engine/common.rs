@@ -71,11 +71,13 @@ impl H {
     }
 
     pub async fn send(&self, url: &str, body: &str) -> SendMessageOutput {
-        self.send_input(SendMessageInput {
-            message_body: Some(body.into()),
-            ..Default::default()
-        }
-        .at(url))
+        self.send_input(
+            SendMessageInput {
+                message_body: Some(body.into()),
+                ..Default::default()
+            }
+            .at(url),
+        )
         .await
         .expect("send")
     }
@@ -137,7 +139,11 @@ impl H {
             wait_time_seconds: Some(0),
             ..Default::default()
         };
-        Ok(self.engine.receive_message(&self.ctx, input).await?.messages)
+        Ok(self
+            .engine
+            .receive_message(&self.ctx, input)
+            .await?
+            .messages)
     }
 
     pub async fn delete(&self, url: &str, handle: &str) -> SqsResult<()> {

@@ -9,6 +9,7 @@
 //! - `long_poll`: `WaitTimeSeconds` with the real runtime and the system clock.
 
 mod common;
+mod concurrency;
 mod dlq;
 mod long_poll;
 mod model;

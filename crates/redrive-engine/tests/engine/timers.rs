@@ -95,7 +95,9 @@ async fn queue_delay_applies_and_message_delay_overrides_it() {
 #[tokio::test]
 async fn retention_period_expires_messages() {
     let h = H::new();
-    let q = h.create("retention", &[("MessageRetentionPeriod", "60")]).await;
+    let q = h
+        .create("retention", &[("MessageRetentionPeriod", "60")])
+        .await;
     h.send(&q, "old").await;
     h.advance_ms(30_000);
     h.send(&q, "young").await;
@@ -143,14 +145,18 @@ async fn change_visibility_is_capped_at_12_hours_from_the_receive() {
         h.change_vis(&q, &handle, 43_201).await,
         ErrorCode::InvalidParameterValue,
     );
-    h.change_vis(&q, &handle, 43_200).await.expect("43200 at t=0");
+    h.change_vis(&q, &handle, 43_200)
+        .await
+        .expect("43200 at t=0");
 
     h.advance_ms(100_000);
     assert_code(
         h.change_vis(&q, &handle, 43_200).await,
         ErrorCode::InvalidParameterValue,
     );
-    h.change_vis(&q, &handle, 43_100).await.expect("43100 at t=100s");
+    h.change_vis(&q, &handle, 43_100)
+        .await
+        .expect("43100 at t=100s");
 
     // Deadline is receive + 12 h.
     h.advance_ms(43_200_000 - 100_000 - 1);

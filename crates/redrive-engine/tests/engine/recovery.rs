@@ -1,0 +1,233 @@
+//! Reopening an engine over the same store rebuilds everything (a restart).
+
+use std::collections::BTreeMap;
+
+use redrive_core::ErrorCode;
+use redrive_core::api::{ListQueuesInput, QueueUrlInput, TagQueueInput, UntagQueueInput};
+
+use crate::common::*;
+
+fn sn(s: &Option<String>) -> u128 {
+    s.as_deref()
+        .expect("SequenceNumber")
+        .parse()
+        .expect("decimal")
+}
+
+#[tokio::test]
+async fn queues_messages_and_handles_survive_reopen() {
+    let h1 = H::new();
+    let dlq = h1.create("rec-dlq", &[]).await;
+    let policy = redrive_policy(&h1.arn(&dlq), 5);
+    let src = h1
+        .create(
+            "rec-src",
+            &[
+                ("VisibilityTimeout", "30"),
+                ("MessageRetentionPeriod", "3600"),
+                ("RedrivePolicy", &policy),
+            ],
+        )
+        .await;
+    let url = |u: &str| QueueUrlInput {
+        queue_url: u.into(),
+    };
+    h1.engine
+        .tag_queue(
+            &h1.ctx,
+            TagQueueInput {
+                queue_url: src.clone(),
+                tags: BTreeMap::from([
+                    ("env".into(), "test".into()),
+                    ("team".into(), "queue".into()),
+                    ("tmp".into(), "x".into()),
+                ]),
+            },
+        )
+        .await
+        .unwrap();
+    h1.engine
+        .untag_queue(
+            &h1.ctx,
+            UntagQueueInput {
+                queue_url: src.clone(),
+                tag_keys: vec!["tmp".into()],
+            },
+        )
+        .await
+        .unwrap();
+
+    let mut ids = Vec::new();
+    for i in 1..=5 {
+        ids.push(h1.send(&src, &format!("m{i}")).await.message_id);
+    }
+    h1.send_delayed(&src, "m6", 60).await;
+
+    let r = h1.recv(&src, 3, None).await;
+    assert_eq!(bodies(&r), ["m1", "m2", "m3"]);
+    h1.delete(&src, &r[2].receipt_handle).await.unwrap();
+    h1.change_vis(&src, &r[1].receipt_handle, 0).await.unwrap();
+    let r2 = h1.recv(&src, 1, None).await;
+    assert_eq!(bodies(&r2), ["m2"]);
+    assert_eq!(r2[0].attributes["ApproximateReceiveCount"], "2");
+    // m1 in flight (1 receive), m2 in flight (2), m4 + m5 visible, m6 delayed.
+    assert_eq!(h1.counts(&src), (2, 2, 1));
+
+    // Purge the DLQ so its cool-down is part of the persisted state.
+    h1.purge(&dlq).await.unwrap();
+
+    let before_src = h1.attrs(&src);
+    let before_dlq = h1.attrs(&dlq);
+    let before_tags = h1.engine.list_queue_tags(&h1.ctx, url(&src)).unwrap().tags;
+    let before_list = h1
+        .engine
+        .list_queues(&h1.ctx, ListQueuesInput::default())
+        .unwrap()
+        .queue_urls;
+
+    h1.advance_ms(500);
+    let h2 = h1.reopen();
+    drop(h1);
+
+    // Every attribute, counts and timestamps included, is as before.
+    assert_eq!(h2.attrs(&src), before_src);
+    assert_eq!(h2.attrs(&dlq), before_dlq);
+    assert_eq!(
+        h2.engine.list_queue_tags(&h2.ctx, url(&src)).unwrap().tags,
+        before_tags
+    );
+    assert_eq!(before_tags.len(), 2);
+    assert_eq!(
+        h2.engine
+            .list_queues(&h2.ctx, ListQueuesInput::default())
+            .unwrap()
+            .queue_urls,
+        before_list
+    );
+    assert_eq!(h2.counts(&src), (2, 2, 1));
+    assert_code(h2.purge(&dlq).await, ErrorCode::PurgeQueueInProgress);
+
+    // A receipt handle from before the restart still deletes.
+    h2.delete(&src, &r[0].receipt_handle).await.unwrap();
+    assert_eq!(h2.counts(&src), (2, 1, 1));
+    // The latest handle of m2 still changes its visibility.
+    h2.change_vis(&src, &r2[0].receipt_handle, 5).await.unwrap();
+
+    // Receive counts survive: m2 comes back as its 3rd receive.
+    h2.advance_ms(5_000);
+    let r3 = h2.recv(&src, 10, None).await;
+    assert_eq!(bodies(&r3), ["m2", "m4", "m5"]);
+    assert_eq!(r3[0].attributes["ApproximateReceiveCount"], "3");
+    assert_eq!(
+        r3[0].attributes["ApproximateFirstReceiveTimestamp"],
+        T0.to_string()
+    );
+    assert_eq!(r3[0].message_id, ids[1]);
+    assert_eq!(r3[1].attributes["ApproximateReceiveCount"], "1");
+    for m in &r3 {
+        h2.delete(&src, &m.receipt_handle).await.unwrap();
+    }
+
+    // The delayed message keeps its due time (t0 + 60 s).
+    h2.advance_ms(60_000 - 5_500 - 1);
+    assert_eq!(h2.counts(&src).2, 1);
+    h2.advance_ms(1);
+    assert_eq!(h2.counts(&src).2, 0);
+    assert_eq!(bodies(&h2.recv(&src, 10, None).await), ["m6"]);
+}
+
+#[tokio::test]
+async fn in_flight_fifo_group_stays_locked_after_reopen() {
+    let h1 = H::new();
+    let q = h1
+        .create(
+            "lock.fifo",
+            &[("FifoQueue", "true"), ("VisibilityTimeout", "30")],
+        )
+        .await;
+    h1.send_fifo(&q, "a", "g", "1").await;
+    h1.send_fifo(&q, "b", "g", "2").await;
+    let r = h1.recv(&q, 1, None).await;
+    assert_eq!(bodies(&r), ["a"]);
+
+    let h2 = h1.reopen();
+    drop(h1);
+    assert!(h2.recv(&q, 10, None).await.is_empty(), "group still locked");
+    h2.delete(&q, &r[0].receipt_handle).await.unwrap();
+    assert_eq!(bodies(&h2.recv(&q, 10, None).await), ["b"]);
+}
+
+#[tokio::test]
+async fn fifo_sequence_numbers_grow_across_reopen() {
+    let h1 = H::new();
+    let q = h1.create("seq.fifo", &[("FifoQueue", "true")]).await;
+    let a = h1.send_fifo(&q, "a", "g", "1").await;
+    let b = h1.send_fifo(&q, "b", "g", "2").await;
+    assert!(sn(&b.sequence_number) > sn(&a.sequence_number));
+    assert_eq!(b.sequence_number.as_deref().map(str::len), Some(20));
+
+    let h2 = h1.reopen();
+    drop(h1);
+    let c = h2.send_fifo(&q, "c", "g", "3").await;
+    assert!(
+        sn(&c.sequence_number) > sn(&b.sequence_number),
+        "{:?} after {:?}",
+        c.sequence_number,
+        b.sequence_number
+    );
+}
+
+#[tokio::test]
+async fn fifo_sequence_numbers_grow_across_reopen_after_queue_drained() {
+    let h1 = H::new();
+    let q = h1.create("seq2.fifo", &[("FifoQueue", "true")]).await;
+    h1.send_fifo(&q, "a", "g", "1").await;
+    let b = h1.send_fifo(&q, "b", "g", "2").await;
+    for m in h1.recv(&q, 10, None).await {
+        h1.delete(&q, &m.receipt_handle).await.unwrap();
+    }
+    assert_eq!(h1.store.message_count(), 0);
+
+    // Restarted 500 ms later: same wall-clock second.
+    h1.advance_ms(500);
+    let h2 = h1.reopen();
+    drop(h1);
+    let c = h2.send_fifo(&q, "c", "g", "3").await;
+    assert!(
+        sn(&c.sequence_number) > sn(&b.sequence_number),
+        "{:?} after {:?}",
+        c.sequence_number,
+        b.sequence_number
+    );
+}
+
+#[tokio::test]
+async fn fifo_dedup_survives_reopen() {
+    let h1 = H::new();
+    let q = h1
+        .create("dedup-restart.fifo", &[("FifoQueue", "true")])
+        .await;
+    // d1 is still queued at the restart; d2 was received and deleted before it.
+    let a = h1.send_fifo(&q, "a", "g1", "d1").await;
+    let b = h1.send_fifo(&q, "b", "g2", "d2").await;
+    let r = h1.recv(&q, 10, None).await;
+    let rb = r.iter().find(|m| m.message_id == b.message_id).unwrap();
+    h1.delete(&q, &rb.receipt_handle).await.unwrap();
+    let ra = r.iter().find(|m| m.message_id == a.message_id).unwrap();
+    h1.change_vis(&q, &ra.receipt_handle, 0).await.unwrap();
+
+    h1.advance_ms(10_000);
+    let h2 = h1.reopen();
+    drop(h1);
+    let dup_a = h2.send_fifo(&q, "a", "g1", "d1").await;
+    let dup_b = h2.send_fifo(&q, "b", "g2", "d2").await;
+    assert_eq!(
+        dup_a.message_id, a.message_id,
+        "queued message deduplicated"
+    );
+    assert_eq!(
+        dup_b.message_id, b.message_id,
+        "deleted message deduplicated"
+    );
+    assert_eq!(bodies(&h2.recv(&q, 10, None).await), ["a"]);
+}
