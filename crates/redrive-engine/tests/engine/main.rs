@@ -11,6 +11,7 @@
 mod common;
 mod concurrency;
 mod dlq;
+mod fairness;
 mod long_poll;
 mod model;
 mod recovery;
