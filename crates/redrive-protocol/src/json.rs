@@ -31,6 +31,11 @@ pub fn decode(target: Option<&str>, body: &[u8]) -> Result<Request, SqsError> {
         ));
     }
     strip_nulls(&mut value);
+    if matches!(action, Action::CreateQueue | Action::GetQueueUrl)
+        && value.get("QueueName").is_none()
+    {
+        return Err(SqsError::missing_parameter("QueueName"));
+    }
     Ok(match action {
         Action::AddPermission => Request::AddPermission(input(value)?),
         Action::CancelMessageMoveTask => Request::CancelMessageMoveTask(input(value)?),

@@ -5,11 +5,18 @@
 //! **Invariant:** mutations are submitted while the queue's lock is held, so a store sees them
 //! in the order the engine applied them; the caller waits for durability after releasing it.
 
+pub mod codec;
+mod redb_store;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use redrive_core::api::MessageAttributes;
+
+pub use redb_store::{
+    DurabilityMode, FILE_NAME, FORMAT_VERSION, MAX_GROUP_MUTATIONS, RedbStore, StoreError,
+};
 
 /// Queue metadata as persisted.
 #[derive(Debug, Clone, PartialEq)]

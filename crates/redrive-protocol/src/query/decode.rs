@@ -63,7 +63,7 @@ pub fn decode(params: &Params, path_queue_url: Option<&str>) -> Result<Request, 
             })
         }
         Action::CreateQueue => Request::CreateQueue(CreateQueueInput {
-            queue_name: p.string("QueueName"),
+            queue_name: required(p, "QueueName")?,
             attributes: p.map("Attribute", "Name", "Value"),
             tags: p.map("Tag", "Key", "Value"),
         }),
@@ -90,7 +90,7 @@ pub fn decode(params: &Params, path_queue_url: Option<&str>) -> Result<Request, 
             attribute_names: p.list("AttributeName"),
         }),
         Action::GetQueueUrl => Request::GetQueueUrl(GetQueueUrlInput {
-            queue_name: p.string("QueueName"),
+            queue_name: required(p, "QueueName")?,
             queue_owner_aws_account_id: p.opt_string("QueueOwnerAWSAccountId"),
         }),
         Action::ListDeadLetterSourceQueues => {
@@ -404,9 +404,29 @@ mod tests {
     #[test]
     fn every_action_decodes() {
         for action in Action::ALL {
-            let req = query(&[("Action", action.name())]).unwrap();
+            let (form, body): (&[(&str, &str)], &str) =
+                if matches!(action, Action::CreateQueue | Action::GetQueueUrl) {
+                    (&[("QueueName", "q")], r#"{"QueueName":"q"}"#)
+                } else {
+                    (&[], "{}")
+                };
+            let mut params = vec![("Action", action.name())];
+            params.extend_from_slice(form);
+            let req = query(&params).unwrap();
             assert_eq!(req.action(), action);
-            assert_eq!(req, json(action.name(), "{}"));
+            assert_eq!(req, json(action.name(), body));
+        }
+    }
+
+    #[test]
+    fn queue_name_is_required() {
+        for action in [Action::CreateQueue, Action::GetQueueUrl] {
+            let err = query(&[("Action", action.name())]).unwrap_err();
+            assert_eq!(err.code, ErrorCode::MissingParameter);
+            assert_eq!(
+                err.message,
+                "The request must contain the parameter QueueName."
+            );
         }
     }
 
@@ -575,4 +595,10 @@ mod tests {
             let _ = decode(&params, None);
         }
     }
+}
+
+/// A parameter the model marks as required: absent → `MissingParameter`.
+fn required(p: &Params, name: &str) -> Result<String, SqsError> {
+    p.opt_string(name)
+        .ok_or_else(|| SqsError::missing_parameter(name))
 }

@@ -507,7 +507,7 @@ mod tests {
             format!(
                 "<ErrorResponse xmlns=\"{NAMESPACE}\"><Error><Type>Sender</Type>\
                  <Code>AWS.SimpleQueueService.NonExistentQueue</Code>\
-                 <Message>The specified queue does not exist.</Message><Detail/></Error>\
+                 <Message>The specified queue does not exist for this wsdl version.</Message><Detail/></Error>\
                  <RequestId>rid</RequestId></ErrorResponse>"
             )
         );

@@ -28,7 +28,10 @@ async fn all_returns_defaults_arn_and_timestamps() {
     // Epoch seconds, not milliseconds.
     for k in ["CreatedTimestamp", "LastModifiedTimestamp"] {
         let t: u64 = a[k].parse().unwrap();
-        assert!((before..=after).contains(&t), "{k}={t} not in {before}..={after}");
+        assert!(
+            (before..=after).contains(&t),
+            "{k}={t} not in {before}..={after}"
+        );
     }
 }
 
@@ -101,7 +104,10 @@ async fn unknown_attribute_name_is_invalid_attribute_name() {
         ts.client
             .set_queue_attributes()
             .queue_url(&url)
-            .attributes(QueueAttributeName::QueueArn, "arn:aws:sqs:us-east-1:000000000000:x")
+            .attributes(
+                QueueAttributeName::QueueArn,
+                "arn:aws:sqs:us-east-1:000000000000:x"
+            )
             .send()
     );
     assert_eq!(code, "InvalidAttributeName");
@@ -150,7 +156,10 @@ async fn out_of_range_values_are_invalid_attribute_value() {
         assert_eq!(code, "InvalidAttributeValue", "create {name}={bad}");
     }
     // Nothing changed, and the edges are accepted.
-    assert_eq!(ts.attrs(&url, &["VisibilityTimeout"]).await["VisibilityTimeout"], "30");
+    assert_eq!(
+        ts.attrs(&url, &["VisibilityTimeout"]).await["VisibilityTimeout"],
+        "30"
+    );
     ts.client
         .set_queue_attributes()
         .queue_url(&url)
@@ -313,7 +322,10 @@ async fn redrive_policy_is_stored_and_empty_value_removes_it() {
         .send()
         .await
         .unwrap();
-    let stored = ts.attrs(&src, &["RedrivePolicy"]).await.remove("RedrivePolicy");
+    let stored = ts
+        .attrs(&src, &["RedrivePolicy"])
+        .await
+        .remove("RedrivePolicy");
     let v: serde_json::Value = serde_json::from_str(stored.as_deref().expect("stored")).unwrap();
     assert_eq!(v["deadLetterTargetArn"], dlq_arn.as_str());
     assert_eq!(
@@ -330,10 +342,7 @@ async fn redrive_policy_is_stored_and_empty_value_removes_it() {
         .await
         .unwrap();
     let a = ts.attrs(&src, &["All"]).await;
-    assert!(
-        a.get("RedrivePolicy").is_none_or(String::is_empty),
-        "{a:?}"
-    );
+    assert!(a.get("RedrivePolicy").is_none_or(String::is_empty), "{a:?}");
     let sources = ts
         .client
         .list_dead_letter_source_queues()

@@ -127,7 +127,12 @@ impl TestServer {
                 ],
             )
             .await;
-        let n = |k: &str| -> u64 { a.get(k).unwrap_or_else(|| panic!("{k} missing")).parse().unwrap() };
+        let n = |k: &str| -> u64 {
+            a.get(k)
+                .unwrap_or_else(|| panic!("{k} missing"))
+                .parse()
+                .unwrap()
+        };
         (
             n("ApproximateNumberOfMessages"),
             n("ApproximateNumberOfMessagesNotVisible"),

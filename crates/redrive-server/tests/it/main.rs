@@ -1,2 +1,13 @@
-#[test]
-fn placeholder() {}
+//! Black-box integration tests: each test starts its own in-process Redrive server and talks to
+//! it over HTTP, through the AWS SDK (JSON protocol) or raw requests (Query protocol, malformed
+//! input).
+
+mod attributes;
+mod batches;
+mod common;
+mod dlq;
+mod fifo;
+mod malformed;
+mod messages;
+mod query_protocol;
+mod queues;

@@ -23,10 +23,16 @@ async fn create_queue_returns_url_built_from_host() {
 async fn create_queue_is_idempotent_with_identical_attributes() {
     let ts = TestServer::start().await;
     let a = ts
-        .create_with("idem", &[("VisibilityTimeout", "45"), ("DelaySeconds", "2")])
+        .create_with(
+            "idem",
+            &[("VisibilityTimeout", "45"), ("DelaySeconds", "2")],
+        )
         .await;
     let b = ts
-        .create_with("idem", &[("VisibilityTimeout", "45"), ("DelaySeconds", "2")])
+        .create_with(
+            "idem",
+            &[("VisibilityTimeout", "45"), ("DelaySeconds", "2")],
+        )
         .await;
     assert_eq!(a, b);
     // Leaving attributes out is not a conflict either.
@@ -35,7 +41,7 @@ async fn create_queue_is_idempotent_with_identical_attributes() {
     let attrs = ts.attrs(&a, &["VisibilityTimeout"]).await;
     assert_eq!(attrs["VisibilityTimeout"], "45");
     let listed = ts.client.list_queues().send().await.unwrap();
-    assert_eq!(listed.queue_urls(), [a.clone()]);
+    assert_eq!(listed.queue_urls(), std::slice::from_ref(&a));
 }
 
 #[tokio::test]
@@ -62,14 +68,24 @@ async fn create_queue_with_different_attributes_is_queue_already_exists() {
     );
     // The original attribute is untouched.
     let url = ts.queue_url("dup");
-    assert_eq!(ts.attrs(&url, &["VisibilityTimeout"]).await["VisibilityTimeout"], "45");
+    assert_eq!(
+        ts.attrs(&url, &["VisibilityTimeout"]).await["VisibilityTimeout"],
+        "45"
+    );
 }
 
 #[tokio::test]
 async fn create_queue_rejects_invalid_names() {
     let ts = TestServer::start().await;
     let long = "a".repeat(81);
-    for name in ["bad name", "bad.name", "slash/name", "ünïcode", long.as_str(), "q.fifo"] {
+    for name in [
+        "bad name",
+        "bad.name",
+        "slash/name",
+        "ünïcode",
+        long.as_str(),
+        "q.fifo",
+    ] {
         let (code, status, _) = expect_err!(ts.client.create_queue().queue_name(name).send());
         assert_eq!(code, "InvalidParameterValue", "name {name:?}");
         assert_eq!(status, 400, "name {name:?}");
@@ -219,7 +235,12 @@ async fn deleted_queue_is_gone() {
     let ts = TestServer::start().await;
     let url = ts.create("doomed").await;
     ts.send(&url, "x").await;
-    ts.client.delete_queue().queue_url(&url).send().await.unwrap();
+    ts.client
+        .delete_queue()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap();
 
     let err = ts
         .client
@@ -242,14 +263,27 @@ async fn deleted_queue_is_gone() {
     assert_eq!(status, 400);
     let (code, _, _) = expect_err!(ts.client.delete_queue().queue_url(&url).send());
     assert_eq!(code, "AWS.SimpleQueueService.NonExistentQueue");
-    assert!(ts.client.list_queues().send().await.unwrap().queue_urls().is_empty());
+    assert!(
+        ts.client
+            .list_queues()
+            .send()
+            .await
+            .unwrap()
+            .queue_urls()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn recreating_a_deleted_queue_within_60s_is_queue_deleted_recently() {
     let ts = TestServer::start().await;
     let url = ts.create("phoenix").await;
-    ts.client.delete_queue().queue_url(&url).send().await.unwrap();
+    ts.client
+        .delete_queue()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap();
     let err = ts
         .client
         .create_queue()
@@ -281,7 +315,12 @@ async fn purge_queue_empties_and_rate_limits() {
     // One in flight, too: purge removes in-flight messages as well.
     assert_eq!(ts.receive(&url, 1, Some(30)).await.len(), 1);
     assert_eq!(ts.counts(&url).await, (2, 1, 0));
-    ts.client.purge_queue().queue_url(&url).send().await.unwrap();
+    ts.client
+        .purge_queue()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ts.counts(&url).await, (0, 0, 0));
     assert!(ts.receive(&url, 10, None).await.is_empty());
 
@@ -414,17 +453,18 @@ async fn add_and_remove_permission_edit_the_policy() {
         .send()
         .await
         .unwrap();
-    let policy = ts.attrs(&url, &["Policy"]).await.remove("Policy").expect("Policy");
+    let policy = ts
+        .attrs(&url, &["Policy"])
+        .await
+        .remove("Policy")
+        .expect("Policy");
     assert_eq!(policy_sids(&policy), ["p1", "p2"]);
     let v: serde_json::Value = serde_json::from_str(&policy).unwrap();
     let p1 = &v["Statement"][0];
     assert_eq!(p1["Effect"], "Allow");
     assert_eq!(p1["Resource"], TestServer::arn("perm"));
     assert!(p1["Action"].to_string().contains("SQS:SendMessage"), "{p1}");
-    assert!(
-        p1["Principal"].to_string().contains("111122223333"),
-        "{p1}"
-    );
+    assert!(p1["Principal"].to_string().contains("111122223333"), "{p1}");
 
     // Same label again.
     let (code, status, _) = expect_err!(
@@ -446,7 +486,11 @@ async fn add_and_remove_permission_edit_the_policy() {
         .send()
         .await
         .unwrap();
-    let policy = ts.attrs(&url, &["Policy"]).await.remove("Policy").expect("Policy");
+    let policy = ts
+        .attrs(&url, &["Policy"])
+        .await
+        .remove("Policy")
+        .expect("Policy");
     assert_eq!(policy_sids(&policy), ["p2"]);
 
     let (code, status, _) = expect_err!(
@@ -468,7 +512,9 @@ async fn add_and_remove_permission_edit_the_policy() {
         .unwrap();
     let policy = ts.attrs(&url, &["Policy"]).await.remove("Policy");
     assert!(
-        policy.as_deref().is_none_or(|p| p.is_empty() || policy_sids(p).is_empty()),
+        policy
+            .as_deref()
+            .is_none_or(|p| p.is_empty() || policy_sids(p).is_empty()),
         "{policy:?}"
     );
 }

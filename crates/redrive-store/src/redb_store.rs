@@ -1,0 +1,768 @@
+//! [`RedbStore`]: the durable [`Store`], a redb database written by one group-commit thread.
+//!
+//! `submit` only enqueues the batch on a channel. The writer thread takes the first waiting
+//! batch, drains whatever else is already queued (up to [`MAX_GROUP_MUTATIONS`]), applies all of
+//! it in submission order in one write transaction, commits once and then completes every
+//! batch's [`Durable`]. If anything fails, every batch of that group gets the error and the store
+//! refuses all later writes: the engine's memory is then ahead of the disk, and only a restart
+//! (which reloads from disk) makes them agree again.
+//!
+//! The file layout, record encodings and durability modes are described in
+//! `docs/storage-format.md`.
+
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, StorageBackend, Table, TableDefinition,
+    WriteTransaction,
+};
+use tokio::sync::oneshot;
+
+use crate::codec::{self, CodecError};
+use crate::{Durable, Mutation, Snapshot, Store};
+
+/// Name of the database file inside the store directory.
+pub const FILE_NAME: &str = "redrive.redb";
+
+/// Format version written by this build (the `format_version` entry of the `meta` table).
+pub const FORMAT_VERSION: u64 = 1;
+
+/// A write transaction holds at most about this many mutations (a batch is never split, so
+/// one large batch can exceed it).
+pub const MAX_GROUP_MUTATIONS: usize = 4096;
+
+/// redb's page cache. The engine keeps every record in memory itself, so the cache only needs
+/// the B-tree's upper levels and the pages being written.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const QUEUES: TableDefinition<u64, &[u8]> = TableDefinition::new("queues");
+const MESSAGES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("messages");
+const MOVE_TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("move_tasks");
+const DEDUP: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("dedup");
+
+const META_FORMAT_VERSION: &str = "format_version";
+const META_MAX_QUEUE_UID: &str = "max_queue_uid";
+
+/// When a commit is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DurabilityMode {
+    /// Every commit is fsync'd (`Durability::Immediate`) before any of its batches is
+    /// acknowledged. Nothing acknowledged is lost on a crash or power failure.
+    #[default]
+    Strict,
+    /// Commits skip the fsync (`Durability::None`) and are acknowledged at once; an fsync'd
+    /// commit follows within `interval_ms` of the first unsynced one. A process kill or power
+    /// failure can lose the writes acknowledged during the last interval (never part of a
+    /// commit: the store still reopens in the state of some earlier commit).
+    Relaxed { interval_ms: u64 },
+}
+
+impl DurabilityMode {
+    /// Default interval of [`DurabilityMode::Relaxed`] when parsed from plain `relaxed`.
+    pub const DEFAULT_RELAXED_INTERVAL_MS: u64 = 100;
+}
+
+impl FromStr for DurabilityMode {
+    type Err = String;
+
+    /// `strict`, `relaxed` (100 ms) or `relaxed:<ms>`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "strict" => Ok(DurabilityMode::Strict),
+            "relaxed" => Ok(DurabilityMode::Relaxed {
+                interval_ms: Self::DEFAULT_RELAXED_INTERVAL_MS,
+            }),
+            _ => match s.strip_prefix("relaxed:").map(str::parse::<u64>) {
+                Some(Ok(interval_ms)) if interval_ms > 0 => {
+                    Ok(DurabilityMode::Relaxed { interval_ms })
+                }
+                _ => Err(format!(
+                    "invalid durability mode {s:?}: expected strict, relaxed or relaxed:<ms>"
+                )),
+            },
+        }
+    }
+}
+
+/// Errors of opening, loading or compacting a [`RedbStore`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create store directory {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("storage engine error: {0}")]
+    Redb(#[from] redb::Error),
+    #[error(
+        "store format version {found} is newer than this build supports ({supported}); \
+         run a newer Redrive or restore a backup"
+    )]
+    UnsupportedFormat { found: u64, supported: u64 },
+    #[error("corrupt record in table {table}: {source}")]
+    Corrupt {
+        table: &'static str,
+        source: CodecError,
+    },
+    #[error("store writer has stopped")]
+    WriterStopped,
+    #[error("store refuses writes after an earlier failure: {0}")]
+    Failed(String),
+}
+
+macro_rules! redb_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Redb(redb::Error::from(e))
+            }
+        }
+    )*};
+}
+redb_error_from!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::CompactionError,
+    redb::SetDurabilityError
+);
+
+type Ack = oneshot::Sender<Result<(), String>>;
+type Reply<T> = mpsc::SyncSender<Result<T, StoreError>>;
+
+enum Request {
+    Batch(Vec<Mutation>, Ack),
+    Load(Reply<Snapshot>),
+    Compact(Reply<bool>),
+    Flush(Reply<()>),
+    Shutdown,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    commits: AtomicU64,
+    durable_commits: AtomicU64,
+    failed: AtomicBool,
+    failure: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn fail(&self, reason: String) {
+        let mut failure = self.failure.lock();
+        if failure.is_none() {
+            tracing::error!(%reason, "store failed; refusing further writes");
+            *failure = Some(reason);
+        }
+        self.failed.store(true, Ordering::Release);
+    }
+
+    fn failure(&self) -> Option<String> {
+        if self.failed.load(Ordering::Acquire) {
+            self.failure.lock().clone()
+        } else {
+            None
+        }
+    }
+}
+
+/// The durable [`Store`]: one redb file, written by a group-commit thread.
+///
+/// Dropping it (or calling [`RedbStore::shutdown`]) writes out everything submitted before,
+/// makes it durable and closes the file.
+#[derive(Debug)]
+pub struct RedbStore {
+    tx: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    mode: DurabilityMode,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Request::Batch(..) => "Batch",
+            Request::Load(_) => "Load",
+            Request::Compact(_) => "Compact",
+            Request::Flush(_) => "Flush",
+            Request::Shutdown => "Shutdown",
+        })
+    }
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store in `dir/redrive.redb`, creating `dir` if needed. Fails if
+    /// another process has it open, or if it was written by a newer format version.
+    pub fn open(dir: &Path, mode: DurabilityMode) -> Result<RedbStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(dir.join(FILE_NAME))?;
+        Self::start(db, mode)
+    }
+
+    /// Opens (or initialises) the store over any redb [`StorageBackend`] — used by the
+    /// crash-consistency tests with a fault-injecting backend, and usable with
+    /// `redb::backends::InMemoryBackend` for a fast non-durable store with the real encoding.
+    pub fn with_backend(
+        backend: impl StorageBackend,
+        mode: DurabilityMode,
+    ) -> Result<RedbStore, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create_with_backend(backend)?;
+        Self::start(db, mode)
+    }
+
+    fn start(db: Database, mode: DurabilityMode) -> Result<RedbStore, StoreError> {
+        let max_queue_uid = init_format(&db)?;
+        let shared = Arc::new(Shared::default());
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            db,
+            mode,
+            shared: shared.clone(),
+            max_queue_uid,
+            dirty_since: None,
+            deferred: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name("redrive-store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Redb(redb::Error::Io(e)))?;
+        Ok(RedbStore {
+            tx,
+            shared,
+            writer: Mutex::new(Some(handle)),
+            mode,
+        })
+    }
+
+    pub fn mode(&self) -> DurabilityMode {
+        self.mode
+    }
+
+    /// Reads every record. Unlike [`Store::load`] it reports a corrupt record or an I/O error
+    /// instead of failing the store: call it at startup to refuse to start on a damaged file.
+    /// Sees every batch submitted before the call.
+    pub fn try_load(&self) -> Result<Snapshot, StoreError> {
+        self.call(Request::Load)
+    }
+
+    /// Runs redb's compaction, which moves pages towards the start of the file and truncates
+    /// it. Freed pages are reused without it; compaction only returns space to the file system.
+    /// It runs on the writer thread, so writes wait meanwhile: call it at startup (before the
+    /// engine serves requests) or at a quiet time. Returns whether anything was compacted.
+    pub fn compact(&self) -> Result<bool, StoreError> {
+        self.call(Request::Compact)
+    }
+
+    /// Makes every batch submitted before the call durable now (an fsync'd commit in
+    /// [`DurabilityMode::Relaxed`]; in strict mode the batches are durable once acknowledged).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.call(Request::Flush)
+    }
+
+    /// Write transactions committed so far (group commits plus the periodic fsync'd commits of
+    /// relaxed mode).
+    pub fn commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::Relaxed)
+    }
+
+    /// Commits made with `Durability::Immediate`, i.e. fsyncs paid.
+    pub fn durable_commits(&self) -> u64 {
+        self.shared.durable_commits.load(Ordering::Relaxed)
+    }
+
+    /// Why the store refuses writes, if it does.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure()
+    }
+
+    /// Writes out and fsyncs everything submitted before, closes the database and joins the
+    /// writer thread. Later submits resolve with an error. Idempotent; also done on drop.
+    pub fn shutdown(&self) {
+        let handle = self.writer.lock().take();
+        if let Some(handle) = handle {
+            let _ = self.tx.send(Request::Shutdown);
+            if handle.join().is_err() {
+                tracing::error!("store writer thread panicked");
+            }
+        }
+    }
+
+    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, StoreError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.tx
+            .send(make(reply))
+            .map_err(|_| StoreError::WriterStopped)?;
+        rx.recv().unwrap_or(Err(StoreError::WriterStopped))
+    }
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Store for RedbStore {
+    /// Reads every record. On a corrupt record or I/O error this logs, marks the store failed
+    /// (every later write is refused) and returns an empty snapshot; use
+    /// [`RedbStore::try_load`] to handle the error instead.
+    fn load(&self) -> Snapshot {
+        match self.try_load() {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                self.shared.fail(format!("loading the store failed: {e}"));
+                Snapshot::default()
+            }
+        }
+    }
+
+    fn submit(&self, batch: Vec<Mutation>) -> Durable {
+        if batch.is_empty() {
+            return Durable::done();
+        }
+        let (ack, rx) = oneshot::channel();
+        if let Some(reason) = self.shared.failure() {
+            let _ = ack.send(Err(reason));
+        } else {
+            // If the writer is gone the ack is dropped and `wait` reports "store writer stopped".
+            let _ = self.tx.send(Request::Batch(batch, ack));
+        }
+        Durable::pending(rx)
+    }
+}
+
+/// Checks or writes the format version, creates the tables and returns `max_queue_uid`.
+fn init_format(db: &Database) -> Result<u64, StoreError> {
+    let txn = db.begin_write()?;
+    let max_queue_uid;
+    {
+        let mut meta = txn.open_table(META)?;
+        let found = meta.get(META_FORMAT_VERSION)?.map(|v| v.value());
+        match found {
+            None => {
+                meta.insert(META_FORMAT_VERSION, FORMAT_VERSION)?;
+            }
+            Some(v) if v == FORMAT_VERSION => {}
+            Some(v) if v > FORMAT_VERSION => {
+                return Err(StoreError::UnsupportedFormat {
+                    found: v,
+                    supported: FORMAT_VERSION,
+                });
+            }
+            // Older versions would be migrated here, inside this transaction, before the
+            // version is bumped. Version 1 is the first, so anything else is not ours.
+            Some(v) => {
+                return Err(StoreError::UnsupportedFormat {
+                    found: v,
+                    supported: FORMAT_VERSION,
+                });
+            }
+        }
+        max_queue_uid = meta.get(META_MAX_QUEUE_UID)?.map_or(0, |v| v.value());
+        txn.open_table(QUEUES)?;
+        txn.open_table(MESSAGES)?;
+        txn.open_table(MOVE_TASKS)?;
+        txn.open_table(DEDUP)?;
+    }
+    txn.commit()?;
+    Ok(max_queue_uid)
+}
+
+struct Writer {
+    db: Database,
+    mode: DurabilityMode,
+    shared: Arc<Shared>,
+    /// Highest queue uid committed (mirrors `meta.max_queue_uid`).
+    max_queue_uid: u64,
+    /// Relaxed mode: when the oldest commit not yet fsync'd was made.
+    dirty_since: Option<Instant>,
+    /// A non-batch request met while draining a group, handled after the group's commit.
+    deferred: Option<Request>,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Request>) {
+        while let Some(request) = self.next(&rx) {
+            match request {
+                Request::Batch(batch, ack) => self.group(&rx, batch, ack),
+                Request::Load(reply) => {
+                    let _ = reply.send(self.load());
+                }
+                Request::Compact(reply) => {
+                    let _ = reply.send(self.compact());
+                }
+                Request::Flush(reply) => {
+                    let _ = reply.send(self.sync());
+                }
+                Request::Shutdown => break,
+            }
+        }
+        if let Err(e) = self.sync() {
+            tracing::error!(error = %e, "final store sync failed");
+        }
+        // Dropping the database closes the file and releases its lock.
+    }
+
+    /// The next request; in relaxed mode, makes pending commits durable when their interval
+    /// runs out while waiting.
+    fn next(&mut self, rx: &mpsc::Receiver<Request>) -> Option<Request> {
+        if let Some(request) = self.deferred.take() {
+            return Some(request);
+        }
+        loop {
+            let deadline = match (self.mode, self.dirty_since) {
+                (DurabilityMode::Relaxed { interval_ms }, Some(since)) => {
+                    since + Duration::from_millis(interval_ms)
+                }
+                _ => return rx.recv().ok(),
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                let _ = self.sync();
+                continue;
+            }
+            match rx.recv_timeout(deadline - now) {
+                Ok(request) => return Some(request),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = self.sync();
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Drains the batches already queued behind `first` and commits them together.
+    fn group(&mut self, rx: &mpsc::Receiver<Request>, first: Vec<Mutation>, ack: Ack) {
+        let mut count = first.len();
+        let mut batches = vec![first];
+        let mut acks = vec![ack];
+        while count < MAX_GROUP_MUTATIONS {
+            match rx.try_recv() {
+                Ok(Request::Batch(batch, ack)) => {
+                    count += batch.len();
+                    batches.push(batch);
+                    acks.push(ack);
+                }
+                Ok(other) => {
+                    self.deferred = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+
+        let result = match self.shared.failure() {
+            Some(reason) => Err(reason),
+            None => self.commit_group(batches).map_err(|e| {
+                let reason = format!("store commit failed: {e}");
+                self.shared.fail(reason.clone());
+                reason
+            }),
+        };
+        for ack in acks {
+            let _ = ack.send(result.clone());
+        }
+
+        if let (DurabilityMode::Relaxed { interval_ms }, Some(since)) =
+            (self.mode, self.dirty_since)
+            && since.elapsed() >= Duration::from_millis(interval_ms)
+        {
+            let _ = self.sync();
+        }
+    }
+
+    fn commit_group(&mut self, batches: Vec<Vec<Mutation>>) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        let strict = self.mode == DurabilityMode::Strict;
+        txn.set_durability(if strict {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })?;
+        let mut max_queue_uid = self.max_queue_uid;
+        {
+            let mut tables = Tables::open(&txn)?;
+            for mutation in batches.into_iter().flatten() {
+                tables.apply(mutation, &mut max_queue_uid)?;
+            }
+            if max_queue_uid > self.max_queue_uid {
+                tables.meta.insert(META_MAX_QUEUE_UID, max_queue_uid)?;
+            }
+        }
+        txn.commit()?;
+        self.max_queue_uid = max_queue_uid;
+        self.shared.commits.fetch_add(1, Ordering::Relaxed);
+        if strict {
+            self.shared.durable_commits.fetch_add(1, Ordering::Relaxed);
+        } else if self.dirty_since.is_none() {
+            self.dirty_since = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// An empty fsync'd commit, making every earlier non-durable commit durable.
+    fn sync(&mut self) -> Result<(), StoreError> {
+        if self.dirty_since.is_none() {
+            return Ok(());
+        }
+        if let Some(reason) = self.shared.failure() {
+            return Err(StoreError::Failed(reason));
+        }
+        let result = (|| {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(Durability::Immediate)?;
+            txn.commit()?;
+            Ok::<_, StoreError>(())
+        })();
+        match result {
+            Ok(()) => {
+                self.dirty_since = None;
+                self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                self.shared.durable_commits.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.fail(format!("store sync failed: {e}"));
+                Err(e)
+            }
+        }
+    }
+
+    fn compact(&mut self) -> Result<bool, StoreError> {
+        self.sync()?;
+        Ok(self.db.compact()?)
+    }
+
+    fn load(&self) -> Result<Snapshot, StoreError> {
+        let txn = self.db.begin_read()?;
+        let corrupt = |table| move |source| StoreError::Corrupt { table, source };
+        let mut snapshot = Snapshot {
+            max_queue_uid: txn
+                .open_table(META)?
+                .get(META_MAX_QUEUE_UID)?
+                .map_or(0, |v| v.value()),
+            ..Snapshot::default()
+        };
+        for entry in txn.open_table(QUEUES)?.iter()? {
+            let (k, v) = entry?;
+            let record = codec::decode_queue(k.value(), v.value()).map_err(corrupt("queues"))?;
+            snapshot.queues.push(record);
+        }
+        for entry in txn.open_table(MESSAGES)?.iter()? {
+            let (k, v) = entry?;
+            let (queue_uid, seq) = k.value();
+            let record =
+                codec::decode_message(queue_uid, seq, v.value()).map_err(corrupt("messages"))?;
+            snapshot.messages.push(record);
+        }
+        for entry in txn.open_table(MOVE_TASKS)?.iter()? {
+            let (k, v) = entry?;
+            let record =
+                codec::decode_move_task(k.value(), v.value()).map_err(corrupt("move_tasks"))?;
+            snapshot.move_tasks.push(record);
+        }
+        for entry in txn.open_table(DEDUP)?.iter()? {
+            let (k, v) = entry?;
+            let (queue_uid, key) = k.value();
+            let record =
+                codec::decode_dedup(queue_uid, key, v.value()).map_err(corrupt("dedup"))?;
+            snapshot.dedup.push(record);
+        }
+        Ok(snapshot)
+    }
+}
+
+/// The tables of one write transaction.
+struct Tables<'t> {
+    meta: Table<'t, &'static str, u64>,
+    queues: Table<'t, u64, &'static [u8]>,
+    messages: Table<'t, (u64, u64), &'static [u8]>,
+    move_tasks: Table<'t, &'static str, &'static [u8]>,
+    dedup: Table<'t, (u64, &'static str), &'static [u8]>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Tables {
+            meta: txn.open_table(META)?,
+            queues: txn.open_table(QUEUES)?,
+            messages: txn.open_table(MESSAGES)?,
+            move_tasks: txn.open_table(MOVE_TASKS)?,
+            dedup: txn.open_table(DEDUP)?,
+        })
+    }
+
+    /// Applies one mutation exactly as [`crate::MemoryStore`] does.
+    fn apply(&mut self, mutation: Mutation, max_queue_uid: &mut u64) -> Result<(), StoreError> {
+        match mutation {
+            Mutation::PutQueue(q) => {
+                *max_queue_uid = (*max_queue_uid).max(q.uid);
+                self.queues
+                    .insert(q.uid, codec::encode_queue(&q).as_slice())?;
+            }
+            Mutation::DeleteQueue { uid } => {
+                self.queues.remove(uid)?;
+                self.remove_messages(uid, 0..=u64::MAX)?;
+                if let Some(next) = uid.checked_add(1) {
+                    self.dedup.retain_in((uid, "")..(next, ""), |_, _| false)?;
+                } else {
+                    self.dedup.retain_in((uid, "").., |_, _| false)?;
+                }
+            }
+            Mutation::PutMessage(r) => {
+                self.messages
+                    .insert((r.queue_uid, r.seq), codec::encode_message(&r).as_slice())?;
+            }
+            Mutation::UpdateMessage {
+                queue_uid,
+                seq,
+                visible_at_ms,
+                receive_count,
+                first_receive_ms,
+                last_receive_ms,
+            } => {
+                let current = self
+                    .messages
+                    .get((queue_uid, seq))?
+                    .map(|v| v.value().to_vec());
+                if let Some(mut bytes) = current {
+                    codec::patch_message_state(
+                        &mut bytes,
+                        visible_at_ms,
+                        receive_count,
+                        first_receive_ms,
+                        last_receive_ms,
+                    )
+                    .map_err(|source| StoreError::Corrupt {
+                        table: "messages",
+                        source,
+                    })?;
+                    self.messages.insert((queue_uid, seq), bytes.as_slice())?;
+                }
+            }
+            Mutation::DeleteMessage { queue_uid, seq } => {
+                self.messages.remove((queue_uid, seq))?;
+            }
+            Mutation::Purge {
+                queue_uid,
+                up_to_seq,
+            } => self.remove_messages(queue_uid, 0..=up_to_seq)?,
+            Mutation::PutMoveTask(t) => {
+                self.move_tasks
+                    .insert(t.task_id.as_str(), codec::encode_move_task(&t).as_slice())?;
+            }
+            Mutation::DeleteMoveTask { task_id } => {
+                self.move_tasks.remove(task_id.as_str())?;
+            }
+            Mutation::PutDedup(d) => {
+                self.dedup.insert(
+                    (d.queue_uid, d.key.as_str()),
+                    codec::encode_dedup(&d).as_slice(),
+                )?;
+            }
+            Mutation::DeleteDedup { queue_uid, key } => {
+                self.dedup.remove((queue_uid, key.as_str()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_messages(
+        &mut self,
+        queue_uid: u64,
+        seqs: RangeInclusive<u64>,
+    ) -> Result<(), StoreError> {
+        let (first, last) = seqs.into_inner();
+        self.messages
+            .retain_in((queue_uid, first)..=(queue_uid, last), |_, _| false)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durability_modes() {
+        assert_eq!("strict".parse(), Ok(DurabilityMode::Strict));
+        assert_eq!(
+            "relaxed".parse(),
+            Ok(DurabilityMode::Relaxed { interval_ms: 100 })
+        );
+        assert_eq!(
+            "relaxed:250".parse(),
+            Ok(DurabilityMode::Relaxed { interval_ms: 250 })
+        );
+        for bad in ["", "Strict", "relaxed:", "relaxed:0", "relaxed:x", "fast"] {
+            assert!(bad.parse::<DurabilityMode>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_newer_format() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap());
+        {
+            let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(META_FORMAT_VERSION, FORMAT_VERSION + 1)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let err = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::UnsupportedFormat {
+                    found: 2,
+                    supported: 1
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("newer than this build supports"));
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_directory_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let _store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
+        assert!(RedbStore::open(dir.path(), DurabilityMode::Strict).is_err());
+    }
+
+    #[test]
+    fn submits_after_shutdown_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
+        store.shutdown();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let d = store.submit(vec![Mutation::DeleteMessage {
+            queue_uid: 1,
+            seq: 1,
+        }]);
+        assert!(rt.block_on(d.wait()).is_err());
+        assert!(matches!(store.try_load(), Err(StoreError::WriterStopped)));
+    }
+}
