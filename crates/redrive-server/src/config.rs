@@ -1,5 +1,18 @@
 //! Server configuration.
 
+use std::path::PathBuf;
+
+use redrive_store::DurabilityMode;
+
+/// Where queues and messages live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// Nothing survives a restart.
+    InMemory,
+    /// One redb file in `dir`, written with group commit.
+    Durable { dir: PathBuf, mode: DurabilityMode },
+}
+
 /// How the server listens and whom it claims to be.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -13,6 +26,7 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Serve `POST /moto-api/reset` (drops all state; for test-suites only).
     pub enable_reset_api: bool,
+    pub storage: Storage,
 }
 
 impl Default for ServerConfig {
@@ -24,6 +38,7 @@ impl Default for ServerConfig {
             account_id: "000000000000".into(),
             max_body_bytes: 4 * 1024 * 1024,
             enable_reset_api: false,
+            storage: Storage::InMemory,
         }
     }
 }

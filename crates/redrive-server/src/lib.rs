@@ -19,7 +19,7 @@ pub mod inspect;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use config::ServerConfig;
+pub use config::{ServerConfig, Storage};
 use redrive_engine::{Engine, EngineConfig};
 use tokio::net::TcpListener;
 
@@ -34,18 +34,46 @@ pub struct AppState {
 pub struct Server {
     listener: TcpListener,
     state: Arc<AppState>,
+    /// The durable store, flushed and closed after the last request.
+    durable: Option<Arc<redrive_store::RedbStore>>,
+}
+
+/// Failure to start a server.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open storage: {0}")]
+    Storage(#[from] redrive_store::StoreError),
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
 }
 
 impl Server {
-    /// Binds the listener and opens the engine (in memory for now).
-    pub async fn bind(config: ServerConfig) -> std::io::Result<Server> {
-        let engine = Arc::new(Engine::in_memory(EngineConfig {
+    /// Opens the configured storage, rebuilds the engine from it, and binds the listener.
+    pub async fn bind(config: ServerConfig) -> Result<Server, StartError> {
+        let engine_config = EngineConfig {
             account_id: config.account_id.clone(),
             default_region: config.region.clone(),
-        }));
-        Self::bind_with_engine(config, engine).await
+        };
+        let clock = Arc::new(redrive_engine::SystemClock);
+        let (store, durable): (Arc<dyn redrive_store::Store>, _) = match &config.storage {
+            Storage::InMemory => (Arc::new(redrive_store::MemoryStore::new()), None),
+            Storage::Durable { dir, mode } => {
+                let (dir, mode) = (dir.clone(), *mode);
+                let store =
+                    tokio::task::spawn_blocking(move || redrive_store::RedbStore::open(&dir, mode))
+                        .await
+                        .map_err(|e| std::io::Error::other(e.to_string()))??;
+                let store = Arc::new(store);
+                (store.clone() as Arc<dyn redrive_store::Store>, Some(store))
+            }
+        };
+        let engine = Arc::new(Engine::open(engine_config, store, clock));
+        let mut server = Self::bind_with_engine(config, engine).await?;
+        server.durable = durable;
+        Ok(server)
     }
 
+    /// Binds the listener for an engine built by the caller (tests, embedding).
     pub async fn bind_with_engine(
         config: ServerConfig,
         engine: Arc<Engine>,
@@ -55,6 +83,7 @@ impl Server {
         Ok(Server {
             listener,
             state: Arc::new(AppState { engine, config }),
+            durable: None,
         })
     }
 

@@ -1,9 +1,10 @@
 //! `redrive`: the SQS-compatible server (`redrive serve`) and, in later versions, the DLQ
 //! investigation and redrive commands.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use redrive_server::{Server, ServerConfig};
+use redrive_server::{Server, ServerConfig, Storage};
+use redrive_store::DurabilityMode;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -37,12 +38,17 @@ struct ServeArgs {
     /// Account id in queue URLs and ARNs.
     #[arg(long, env = "REDRIVE_ACCOUNT_ID", default_value = "000000000000")]
     account_id: String,
-    /// Directory for durable storage.
-    #[arg(long, env = "REDRIVE_DATA_DIR")]
-    data_dir: Option<std::path::PathBuf>,
-    /// Keep everything in memory (nothing survives a restart).
-    #[arg(long, env = "REDRIVE_IN_MEMORY")]
+    /// Directory of the durable store (one file, `redrive.redb`).
+    #[arg(long, env = "REDRIVE_DATA_DIR", default_value = "redrive-data")]
+    data_dir: std::path::PathBuf,
+    /// Keep everything in memory instead (nothing survives a restart).
+    #[arg(long, env = "REDRIVE_IN_MEMORY", conflicts_with = "durability")]
     in_memory: bool,
+    /// `strict`: a change is acknowledged once fsync'd (group commit). `relaxed[:MS]`:
+    /// acknowledged at once and fsync'd every MS milliseconds (default 100); a crash can lose
+    /// the last interval.
+    #[arg(long, env = "REDRIVE_DURABILITY")]
+    durability: Option<String>,
     /// Serve `POST /moto-api/reset`, which drops all state (for test-suites only).
     #[arg(long, env = "REDRIVE_ENABLE_RESET_API")]
     enable_reset_api: bool,
@@ -87,29 +93,34 @@ async fn shutdown_signal() {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     init_tracing(&args.log_format);
-    if let Some(dir) = &args.data_dir
-        && !args.in_memory
-    {
-        bail!(
-            "durable storage is not available in this version; {} was not opened. \
-                 Run with --in-memory (nothing survives a restart).",
-            dir.display()
-        );
-    }
-    if !args.in_memory {
-        tracing::warn!("durable storage is not available in this version: running in memory");
-    }
+    let storage = if args.in_memory {
+        tracing::warn!("running in memory: nothing survives a restart");
+        Storage::InMemory
+    } else {
+        let mode: DurabilityMode = args
+            .durability
+            .as_deref()
+            .unwrap_or("strict")
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--durability: {e}"))?;
+        tracing::info!(dir = %args.data_dir.display(), ?mode, "durable storage");
+        Storage::Durable {
+            dir: args.data_dir.clone(),
+            mode,
+        }
+    };
     let config = ServerConfig {
         host: args.host,
         port: args.port,
         region: args.region,
         account_id: args.account_id,
         enable_reset_api: args.enable_reset_api,
+        storage,
         ..ServerConfig::default()
     };
     let server = Server::bind(config.clone())
         .await
-        .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+        .with_context(|| format!("cannot start the server on {}:{}", config.host, config.port))?;
     let addr = server.local_addr()?;
     tracing::info!(%addr, account = %config.account_id, region = %config.region, "redrive listening");
     server

@@ -1,0 +1,180 @@
+//! A `redrive serve` child process and a tiny AWS JSON 1.0 client.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub struct ServerProcess {
+    pub child: Child,
+    pub port: u16,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl ServerProcess {
+    /// Starts `redrive serve` with `args` on a free port and waits until it answers.
+    pub async fn start(args: &[&str], envs: &[(&str, &str)]) -> ServerProcess {
+        let port = free_port();
+        let port_s = port.to_string();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_redrive"));
+        cmd.arg("serve").args(["--port", &port_s]).args(args);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redrive");
+        let server = ServerProcess { child, port };
+        server.wait_ready().await;
+        server
+    }
+
+    pub async fn start_durable(dir: &Path) -> ServerProcess {
+        Self::start(&["--data-dir", dir.to_str().unwrap()], &[]).await
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn client(&self) -> Sqs {
+        Sqs::new(&self.endpoint())
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = self.client();
+        while Instant::now() < deadline {
+            if client.call("ListQueues", json!({})).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server on port {} did not become ready", self.port);
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait for redrive")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Clone)]
+pub struct Sqs {
+    http: reqwest::Client,
+    endpoint: String,
+}
+
+#[derive(Debug)]
+pub struct CallError(pub String);
+
+impl Sqs {
+    pub fn new(endpoint: &str) -> Sqs {
+        Sqs {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            endpoint: endpoint.to_string(),
+        }
+    }
+
+    pub async fn call(&self, action: &str, body: Value) -> Result<Value, CallError> {
+        let resp = self
+            .http
+            .post(&self.endpoint)
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("x-amz-target", format!("AmazonSQS.{action}"))
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| CallError(e.to_string()))?;
+        let ok = resp.status().is_success();
+        let text = resp.text().await.map_err(|e| CallError(e.to_string()))?;
+        if !ok {
+            return Err(CallError(text));
+        }
+        serde_json::from_str(&text).map_err(|e| CallError(e.to_string()))
+    }
+
+    pub async fn create_queue(&self, name: &str, attrs: Value) -> String {
+        self.call(
+            "CreateQueue",
+            json!({"QueueName": name, "Attributes": attrs}),
+        )
+        .await
+        .expect("create queue")["QueueUrl"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub async fn attr(&self, url: &str, name: &str) -> String {
+        self.call(
+            "GetQueueAttributes",
+            json!({"QueueUrl": url, "AttributeNames": [name]}),
+        )
+        .await
+        .expect("attributes")["Attributes"][name]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// (body, receipt handle) pairs.
+    pub async fn receive(
+        &self,
+        url: &str,
+        max: u32,
+        visibility: u32,
+        wait: u32,
+    ) -> Result<Vec<(String, String)>, CallError> {
+        let v = self
+            .call(
+                "ReceiveMessage",
+                json!({"QueueUrl": url, "MaxNumberOfMessages": max,
+                       "VisibilityTimeout": visibility, "WaitTimeSeconds": wait}),
+            )
+            .await?;
+        Ok(v.get("Messages")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|m| {
+                        (
+                            m["Body"].as_str().unwrap().to_string(),
+                            m["ReceiptHandle"].as_str().unwrap().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}

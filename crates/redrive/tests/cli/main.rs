@@ -1,0 +1,10 @@
+//! Tests that run the built `redrive` binary as a child process.
+//!
+//! - `serve`: flags, environment variables, graceful shutdown.
+//! - `crash`: SIGKILL at random points under load; after each restart every acknowledged send
+//!   is there (or was acknowledged as deleted), no acknowledged delete comes back, and a move
+//!   task resumes.
+
+mod crash;
+mod harness;
+mod serve;
