@@ -215,10 +215,7 @@ pub fn group_style_id(param: &str, value: &str) -> SqsResult<()> {
 
 /// Whole-batch checks shared by the three batch actions: non-empty, at most 10 entries, valid
 /// and distinct ids.
-pub fn batch_ids<'a>(
-    entry_name: &str,
-    ids: impl ExactSizeIterator<Item = &'a str> + Clone,
-) -> SqsResult<()> {
+pub fn batch_ids(entry_name: &str, ids: &[&str]) -> SqsResult<()> {
     let n = ids.len();
     if n == 0 {
         return Err(SqsError::new(
@@ -233,7 +230,7 @@ pub fn batch_ids<'a>(
         ));
     }
     let mut seen = std::collections::HashSet::new();
-    for id in ids {
+    for &id in ids {
         let valid = !id.is_empty()
             && id.len() <= limits::MAX_BATCH_ENTRY_ID_LEN
             && id
@@ -288,35 +285,22 @@ mod tests {
     #[test]
     fn batch() {
         assert_eq!(
-            batch_ids(
-                "Entry",
-                std::iter::empty::<&str>().collect::<Vec<_>>().into_iter()
-            )
-            .unwrap_err()
-            .code,
+            batch_ids("Entry", &[]).unwrap_err().code,
             ErrorCode::EmptyBatchRequest
         );
         assert_eq!(
-            batch_ids("Entry", vec!["a", "a"].into_iter())
-                .unwrap_err()
-                .code,
+            batch_ids("Entry", &["a", "a"]).unwrap_err().code,
             ErrorCode::BatchEntryIdsNotDistinct
         );
         assert_eq!(
-            batch_ids("Entry", vec!["a b"].into_iter())
-                .unwrap_err()
-                .code,
+            batch_ids("Entry", &["a b"]).unwrap_err().code,
             ErrorCode::InvalidBatchEntryId
         );
         let eleven: Vec<String> = (0..11).map(|i| i.to_string()).collect();
         assert_eq!(
             batch_ids(
                 "Entry",
-                eleven
-                    .iter()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .into_iter()
+                &eleven.iter().map(String::as_str).collect::<Vec<_>>()
             )
             .unwrap_err()
             .code,

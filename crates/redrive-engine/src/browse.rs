@@ -8,7 +8,6 @@ use redrive_core::api::MessageAttributes;
 use redrive_core::{SqsError, SqsResult};
 
 use crate::queue::MessageState;
-use crate::queues::RedrivePolicy;
 use crate::{Engine, RequestContext};
 
 /// Which messages to list.
@@ -178,17 +177,8 @@ impl Engine {
     pub fn queue_summary(&self, ctx: &RequestContext, queue_name: &str) -> SqsResult<QueueSummary> {
         let queue = self.lookup_named(ctx, queue_name)?;
         let sources: Vec<String> = self
-            .queues_in(&ctx.region)
+            .dead_letter_sources(&queue)
             .into_iter()
-            .filter(|q| {
-                q.state
-                    .lock()
-                    .record
-                    .attributes
-                    .get("RedrivePolicy")
-                    .and_then(|p| RedrivePolicy::parse_stored(p))
-                    .is_some_and(|p| p.dead_letter_target_arn == queue.arn)
-            })
             .map(|q| q.name.clone())
             .collect();
         let now = self.now_ms();
@@ -198,12 +188,7 @@ impl Engine {
         if !muts.is_empty() {
             let _ = self.store.submit(muts);
         }
-        let max_receive = st
-            .record
-            .attributes
-            .get("RedrivePolicy")
-            .and_then(|p| RedrivePolicy::parse_stored(p))
-            .map(|p| p.max_receive_count);
+        let max_receive = st.redrive_policy().map(|p| p.max_receive_count);
         let pending_dead_letter = match max_receive {
             Some(max) => st
                 .ready

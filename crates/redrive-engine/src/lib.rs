@@ -240,6 +240,19 @@ impl Engine {
         v
     }
 
+    /// The queues (in `dlq`'s Region, by name) whose RedrivePolicy targets `dlq`.
+    fn dead_letter_sources(&self, dlq: &Queue) -> Vec<Arc<Queue>> {
+        self.queues_in(&dlq.region)
+            .into_iter()
+            .filter(|q| {
+                q.state
+                    .lock()
+                    .redrive_policy()
+                    .is_some_and(|p| p.dead_letter_target_arn == dlq.arn)
+            })
+            .collect()
+    }
+
     /// Drops every queue and message (dev-only reset, as moto's `/moto-api/reset`).
     pub fn reset(&self) {
         let queues: Vec<Arc<Queue>> = {

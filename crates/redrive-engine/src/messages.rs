@@ -10,7 +10,6 @@ use redrive_core::digest::{md5_hex, md5_of_attributes, sha256_hex};
 use redrive_core::{ErrorCode, SqsError, SqsResult, limits, validate};
 
 use crate::queue::{DedupEntry, QueueState};
-use crate::queues::RedrivePolicy;
 use crate::receipt::ReceiptHandle;
 use crate::store::{MessageRecord, Mutation};
 use crate::{Engine, Queue, RequestContext, durable};
@@ -253,15 +252,8 @@ impl Engine {
         input: SendMessageBatchInput,
     ) -> SqsResult<SendMessageBatchOutput> {
         let queue = self.resolve(ctx, &input.queue_url)?;
-        validate::batch_ids(
-            "SendMessageBatchRequestEntry",
-            input
-                .entries
-                .iter()
-                .map(|e| e.id.as_str())
-                .collect::<Vec<_>>()
-                .into_iter(),
-        )?;
+        let ids: Vec<&str> = input.entries.iter().map(|e| e.id.as_str()).collect();
+        validate::batch_ids("SendMessageBatchRequestEntry", &ids)?;
         let total: usize = input
             .entries
             .iter()
@@ -414,13 +406,7 @@ impl Engine {
         max: usize,
     ) -> SqsResult<ReceiveAttempt> {
         // Resolve the DLQ before taking the queue lock (registry before queue, never after).
-        let policy = {
-            let st = queue.state.lock();
-            st.record
-                .attributes
-                .get("RedrivePolicy")
-                .and_then(|p| RedrivePolicy::parse_stored(p))
-        };
+        let policy = queue.state.lock().redrive_policy();
         let dlq = policy
             .as_ref()
             .and_then(|p| self.resolve_arn(&p.dead_letter_target_arn))
@@ -727,15 +713,8 @@ impl Engine {
         input: DeleteMessageBatchInput,
     ) -> SqsResult<BatchOutput> {
         let queue = self.resolve(ctx, &input.queue_url)?;
-        validate::batch_ids(
-            "DeleteMessageBatchRequestEntry",
-            input
-                .entries
-                .iter()
-                .map(|e| e.id.as_str())
-                .collect::<Vec<_>>()
-                .into_iter(),
-        )?;
+        let ids: Vec<&str> = input.entries.iter().map(|e| e.id.as_str()).collect();
+        validate::batch_ids("DeleteMessageBatchRequestEntry", &ids)?;
         let mut out = BatchOutput::default();
         let mut muts = Vec::new();
         let ticket = {
@@ -836,15 +815,8 @@ impl Engine {
         input: ChangeMessageVisibilityBatchInput,
     ) -> SqsResult<BatchOutput> {
         let queue = self.resolve(ctx, &input.queue_url)?;
-        validate::batch_ids(
-            "ChangeMessageVisibilityBatchRequestEntry",
-            input
-                .entries
-                .iter()
-                .map(|e| e.id.as_str())
-                .collect::<Vec<_>>()
-                .into_iter(),
-        )?;
+        let ids: Vec<&str> = input.entries.iter().map(|e| e.id.as_str()).collect();
+        validate::batch_ids("ChangeMessageVisibilityBatchRequestEntry", &ids)?;
         let now = self.now_ms();
         let mut out = BatchOutput::default();
         let mut muts = Vec::new();

@@ -162,6 +162,14 @@ impl QueueState {
             .map(|(_, s)| s.clone())
     }
 
+    /// The queue's `RedrivePolicy`, if it has one.
+    pub fn redrive_policy(&self) -> Option<crate::queues::RedrivePolicy> {
+        self.record
+            .attributes
+            .get("RedrivePolicy")
+            .and_then(|p| crate::queues::RedrivePolicy::parse_stored(p))
+    }
+
     pub fn refresh_settings(&mut self) {
         self.settings = QueueSettings::from_attributes(&self.record.attributes);
     }

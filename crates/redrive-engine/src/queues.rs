@@ -360,17 +360,9 @@ impl Engine {
             .filter(|n| n.starts_with(&prefix))
             .filter(|n| after.as_ref().is_none_or(|a| n > a))
             .collect();
-        let limit = max.unwrap_or(limits::MAX_LIST_RESULTS as usize);
-        let next_token = match max {
-            Some(m) if names.len() > m => Some(encode_token(&names[m - 1])),
-            _ => None,
-        };
+        let (queue_urls, next_token) = self.page_of_urls(ctx, &names, max);
         Ok(ListQueuesOutput {
-            queue_urls: names
-                .iter()
-                .take(limit)
-                .map(|n| self.queue_url(ctx, n))
-                .collect(),
+            queue_urls,
             next_token,
         })
     }
@@ -761,32 +753,39 @@ impl Engine {
             _ => None,
         };
         let names: Vec<String> = self
-            .queues_in(&ctx.region)
+            .dead_letter_sources(&dlq)
             .into_iter()
-            .filter(|q| {
-                let st = q.state.lock();
-                st.record
-                    .attributes
-                    .get("RedrivePolicy")
-                    .and_then(|p| RedrivePolicy::parse_stored(p))
-                    .is_some_and(|p| p.dead_letter_target_arn == dlq.arn)
-            })
             .map(|q| q.name.clone())
             .filter(|n| after.as_ref().is_none_or(|a| n > a))
             .collect();
+        let (queue_urls, next_token) = self.page_of_urls(ctx, &names, max);
+        Ok(ListDeadLetterSourceQueuesOutput {
+            queue_urls,
+            next_token,
+        })
+    }
+}
+
+impl Engine {
+    /// One page of queue URLs from names sorted ascending: without `max` up to 1,000 and no
+    /// token; with it, `max` and a token naming the last one when more follow.
+    fn page_of_urls(
+        &self,
+        ctx: &RequestContext,
+        names: &[String],
+        max: Option<usize>,
+    ) -> (Vec<String>, Option<String>) {
         let limit = max.unwrap_or(limits::MAX_LIST_RESULTS as usize);
         let next_token = match max {
             Some(m) if names.len() > m => Some(encode_token(&names[m - 1])),
             _ => None,
         };
-        Ok(ListDeadLetterSourceQueuesOutput {
-            queue_urls: names
-                .iter()
-                .take(limit)
-                .map(|n| self.queue_url(ctx, n))
-                .collect(),
-            next_token,
-        })
+        let urls = names
+            .iter()
+            .take(limit)
+            .map(|n| self.queue_url(ctx, n))
+            .collect();
+        (urls, next_token)
     }
 }
 

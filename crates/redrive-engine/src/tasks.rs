@@ -26,7 +26,6 @@ use redrive_core::api::*;
 use redrive_core::{ErrorCode, SqsError, SqsResult};
 use serde_json::Value;
 
-use crate::queues::RedrivePolicy;
 use crate::store::{MessageRecord, MoveTaskRecord, MoveTaskStatus, Mutation};
 use crate::{Engine, Queue, durable};
 
@@ -77,15 +76,7 @@ enum Step {
 
 impl Engine {
     fn is_dead_letter_queue(&self, queue: &Queue) -> bool {
-        self.queues_in(&queue.region).iter().any(|q| {
-            q.state
-                .lock()
-                .record
-                .attributes
-                .get("RedrivePolicy")
-                .and_then(|p| RedrivePolicy::parse_stored(p))
-                .is_some_and(|p| p.dead_letter_target_arn == queue.arn)
-        })
+        !self.dead_letter_sources(queue).is_empty()
     }
 
     pub async fn start_message_move_task(
@@ -376,23 +367,10 @@ impl Engine {
     fn destination_backlog(&self, task: &MoveTaskRecord) -> usize {
         let dests: Vec<Arc<Queue>> = match &task.destination_arn {
             Some(arn) => self.resolve_arn(arn).into_iter().collect(),
-            None => {
-                let Some(source) = self.resolve_arn(&task.source_arn) else {
-                    return 0;
-                };
-                self.queues_in(&source.region)
-                    .into_iter()
-                    .filter(|q| {
-                        q.state
-                            .lock()
-                            .record
-                            .attributes
-                            .get("RedrivePolicy")
-                            .and_then(|p| RedrivePolicy::parse_stored(p))
-                            .is_some_and(|p| p.dead_letter_target_arn == source.arn)
-                    })
-                    .collect()
-            }
+            None => match self.resolve_arn(&task.source_arn) {
+                Some(source) => self.dead_letter_sources(&source),
+                None => return 0,
+            },
         };
         dests
             .iter()
