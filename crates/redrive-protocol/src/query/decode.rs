@@ -197,6 +197,12 @@ fn message_attributes(p: &Params, prefix: &str) -> Result<MessageAttributes, Sqs
     Ok(attributes)
 }
 
+/// A parameter the model marks as required: absent → `MissingParameter`.
+fn required(p: &Params, name: &str) -> Result<String, SqsError> {
+    p.opt_string(name)
+        .ok_or_else(|| SqsError::missing_parameter(name))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -595,10 +601,4 @@ mod tests {
             let _ = decode(&params, None);
         }
     }
-}
-
-/// A parameter the model marks as required: absent → `MissingParameter`.
-fn required(p: &Params, name: &str) -> Result<String, SqsError> {
-    p.opt_string(name)
-        .ok_or_else(|| SqsError::missing_parameter(name))
 }

@@ -95,6 +95,12 @@ pub struct Sqs {
 #[derive(Debug)]
 pub struct CallError(pub String);
 
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl Sqs {
     pub fn new(endpoint: &str) -> Sqs {
         Sqs {
