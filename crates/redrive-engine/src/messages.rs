@@ -498,7 +498,10 @@ impl Engine {
                 let seqs = out
                     .iter()
                     .filter_map(|m| ReceiptHandle::decode(&m.receipt_handle))
-                    .map(|h| (h.seq, h.receive_count))
+                    .filter_map(|h| {
+                        let deadline = st.messages.get(&h.seq)?.rec.visible_at_ms;
+                        Some((h.seq, h.receive_count, deadline))
+                    })
                     .collect();
                 st.record_attempt(id.clone(), now + limits::DEDUP_INTERVAL_MS, seqs);
             }
@@ -539,14 +542,12 @@ impl Engine {
         }
         let id = input.receive_request_attempt_id.as_ref()?;
         let seqs = st.attempt(id, now)?;
-        let unchanged = seqs.iter().all(|(seq, count)| {
+        // Unchanged: still in flight from that receive, deadline not moved since.
+        let unchanged = seqs.iter().all(|(seq, count, deadline)| {
             st.messages.get(seq).is_some_and(|m| {
                 m.state == crate::queue::MessageState::InFlight
                     && m.rec.receive_count == *count
-                    && m.rec.last_receive_ms.is_some_and(|t| {
-                        // Not moved by ChangeMessageVisibility since that receive.
-                        m.rec.visible_at_ms <= t + (limits::MAX_VISIBILITY_TIMEOUT as u64) * 1000
-                    })
+                    && m.rec.visible_at_ms == *deadline
             })
         });
         if !unchanged {
@@ -554,12 +555,15 @@ impl Engine {
         }
         let deadline = now + (visibility.max(0) as u64) * 1000;
         let mut out = Vec::new();
-        for (seq, _) in seqs {
+        let mut replayed = Vec::new();
+        for (seq, count, _) in seqs {
             if let Some(m) = st.change_visibility(seq, deadline) {
                 muts.push(m);
             }
+            replayed.push((seq, count, deadline));
             out.push(self.render(queue, st, seq, input, system_names));
         }
+        st.record_attempt(id.clone(), now + limits::DEDUP_INTERVAL_MS, replayed);
         Some(out)
     }
 

@@ -57,6 +57,10 @@ impl QueueSettings {
     }
 }
 
+/// A message handed out by a FIFO receive attempt: `(seq, receive count, visibility
+/// deadline)`. A replay is allowed only while all three are unchanged.
+pub type AttemptMessage = (u64, u32, u64);
+
 /// A FIFO deduplication entry: the answer a duplicate send gets.
 #[derive(Debug, Clone)]
 pub struct DedupEntry {
@@ -103,7 +107,8 @@ pub struct QueueState {
     pub dedup: HashMap<String, DedupEntry>,
     pub dedup_expiry: BTreeSet<(u64, String)>,
     /// FIFO: `ReceiveRequestAttemptId` -> (expiry, messages and their receive counts).
-    attempts: HashMap<String, (u64, Vec<(u64, u32)>)>,
+    /// Each message is `(seq, receive count, visibility deadline)` as the attempt left it.
+    attempts: HashMap<String, (u64, Vec<AttemptMessage>)>,
     pub deleted: bool,
 }
 
@@ -146,7 +151,7 @@ impl QueueState {
     }
 
     /// Remembers what a FIFO receive attempt returned (kept 5 minutes).
-    pub fn record_attempt(&mut self, id: String, expires_ms: u64, seqs: Vec<(u64, u32)>) {
+    pub fn record_attempt(&mut self, id: String, expires_ms: u64, seqs: Vec<AttemptMessage>) {
         if self.attempts.len() >= 1024 {
             let now = expires_ms.saturating_sub(limits::DEDUP_INTERVAL_MS);
             self.attempts.retain(|_, (exp, _)| *exp > now);
@@ -155,7 +160,7 @@ impl QueueState {
     }
 
     /// The messages of an unexpired receive attempt.
-    pub fn attempt(&self, id: &str, now_ms: u64) -> Option<Vec<(u64, u32)>> {
+    pub fn attempt(&self, id: &str, now_ms: u64) -> Option<Vec<AttemptMessage>> {
         self.attempts
             .get(id)
             .filter(|(exp, _)| *exp > now_ms)
