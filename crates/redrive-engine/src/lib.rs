@@ -106,6 +106,17 @@ impl Engine {
     /// Opens an engine over `store`, rebuilding every index from what it holds.
     pub fn open(config: EngineConfig, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         let snapshot = store.load();
+        Self::from_snapshot(config, store, clock, snapshot)
+    }
+
+    /// Builds the engine from a snapshot already read from `store` (so a caller can check the
+    /// load for errors first).
+    pub fn from_snapshot(
+        config: EngineConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        snapshot: store::Snapshot,
+    ) -> Self {
         let now = clock.now_ms();
         let mut registry = Registry::default();
         let mut by_uid: HashMap<u64, Arc<Queue>> = HashMap::new();

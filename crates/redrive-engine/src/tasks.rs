@@ -289,14 +289,24 @@ impl Engine {
             let Some(t) = tasks.iter_mut().find(|t| t.task_id == task_id) else {
                 return;
             };
-            t.status = status;
-            t.failure_reason = reason;
+            if !t.status.is_active() {
+                return; // already ended
+            }
+            // A cancel that arrived while the runner was finishing wins: CANCELLING always
+            // ends as CANCELLED.
+            if t.status == MoveTaskStatus::Cancelling {
+                t.status = MoveTaskStatus::Cancelled;
+                t.failure_reason = None;
+            } else {
+                t.status = status;
+                t.failure_reason = reason;
+            }
             self.store.submit(vec![Mutation::PutMoveTask(t.clone())])
         };
         if let Err(e) = durable(ticket).await {
             tracing::error!(task = %task_id, error = %e, "could not persist move task status");
         }
-        tracing::info!(task = %task_id, status = status.as_str(), "message move task ended");
+        tracing::info!(task = %task_id, "message move task ended");
     }
 
     async fn run_move_task(self: Arc<Self>, task_id: String) {

@@ -55,19 +55,29 @@ impl Server {
             default_region: config.region.clone(),
         };
         let clock = Arc::new(redrive_engine::SystemClock);
-        let (store, durable): (Arc<dyn redrive_store::Store>, _) = match &config.storage {
-            Storage::InMemory => (Arc::new(redrive_store::MemoryStore::new()), None),
+        let mut durable = None;
+        let engine = match &config.storage {
+            Storage::InMemory => Arc::new(Engine::open(
+                engine_config,
+                Arc::new(redrive_store::MemoryStore::new()),
+                clock,
+            )),
             Storage::Durable { dir, mode } => {
                 let (dir, mode) = (dir.clone(), *mode);
-                let store =
-                    tokio::task::spawn_blocking(move || redrive_store::RedbStore::open(&dir, mode))
-                        .await
-                        .map_err(|e| std::io::Error::other(e.to_string()))??;
+                // Open and read the whole file off the async threads; a damaged file stops
+                // startup here instead of serving an empty server.
+                let (store, snapshot) = tokio::task::spawn_blocking(move || {
+                    let store = redrive_store::RedbStore::open(&dir, mode)?;
+                    let snapshot = store.try_load()?;
+                    Ok::<_, redrive_store::StoreError>((store, snapshot))
+                })
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))??;
                 let store = Arc::new(store);
-                (store.clone() as Arc<dyn redrive_store::Store>, Some(store))
+                durable = Some(store.clone());
+                Arc::new(Engine::from_snapshot(engine_config, store, clock, snapshot))
             }
         };
-        let engine = Arc::new(Engine::open(engine_config, store, clock));
         let mut server = Self::bind_with_engine(config, engine).await?;
         server.durable = durable;
         Ok(server)

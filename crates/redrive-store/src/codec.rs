@@ -77,8 +77,8 @@ impl Writer {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
 
-    /// Lengths and counts above `u32::MAX` cannot occur for SQS data (bodies are at most
-    /// 256 KiB, larger payloads are rejected long before); they saturate rather than panic.
+    /// Lengths and counts above `u32::MAX` cannot occur for SQS data (a message, attributes
+    /// included, is at most 1 MiB and rejected long before); they saturate rather than panic.
     fn len(&mut self, n: usize) {
         self.u32(u32::try_from(n).unwrap_or(u32::MAX));
     }
@@ -757,6 +757,29 @@ mod tests {
         assert_eq!(
             decode_dedup(d.queue_uid, &d.key, &encode_dedup(&d)).unwrap(),
             d
+        );
+    }
+
+    #[test]
+    fn message_layout_matches_the_documented_sizes() {
+        let m = MessageRecord {
+            attributes: MessageAttributes::new(),
+            system_attributes: MessageAttributes::new(),
+            group_id: None,
+            dedup_id: None,
+            sequence_number: None,
+            dead_letter_source_arn: None,
+            dead_lettered_ms: None,
+            ..sample_message()
+        };
+        let bytes = encode_message(&m);
+        let strings = m.message_id.len() + m.sender_id.len() + m.body.len();
+        // docs/storage-format.md: 72 bytes besides message id, sender id and body.
+        assert_eq!(bytes.len(), 72 + strings);
+        assert_eq!(&bytes[31..39], &m.sent_ms.to_le_bytes());
+        assert_eq!(
+            &bytes[47..51],
+            &u32::try_from(m.message_id.len()).unwrap().to_le_bytes()
         );
     }
 

@@ -2,6 +2,10 @@
 //! change through a [`Store`] as a [`Mutation`]; on startup it rebuilds the indices from
 //! [`Store::load`]. A durable store acknowledges a batch only once it is on disk.
 //!
+//! Two implementations: [`MemoryStore`] (no durability; the reference semantics of every
+//! mutation) and [`RedbStore`] (one redb file written by a group-commit thread; layout and
+//! protocol in `docs/storage-format.md`, record encoding in [`codec`]).
+//!
 //! **Invariant:** mutations are submitted while the queue's lock is held, so a store sees them
 //! in the order the engine applied them; the caller waits for durability after releasing it.
 

@@ -201,17 +201,22 @@ impl std::fmt::Debug for Request {
 }
 
 impl RedbStore {
-    /// Opens (or creates) the store in `dir/redrive.redb`, creating `dir` if needed. Fails if
-    /// another process has it open, or if it was written by a newer format version.
+    /// Opens (or creates) the store in `dir/redrive.redb`, creating `dir` if needed, and
+    /// compacts the file (see [`RedbStore::compact`]). Fails if another process has it open, or
+    /// if it was written by a newer format version. After a crash, redb's recovery (a checksum
+    /// walk of the file) runs here. Blocking: call it from a blocking context.
     pub fn open(dir: &Path, mode: DurabilityMode) -> Result<RedbStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
-        let db = Database::builder()
+        let mut db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(dir.join(FILE_NAME))?;
-        Self::start(db, mode)
+        let max_queue_uid = init_format(&db)?;
+        // Nothing else uses the database yet: the cheapest moment to give freed space back.
+        db.compact()?;
+        Self::spawn(db, mode, max_queue_uid)
     }
 
     /// Opens (or initialises) the store over any redb [`StorageBackend`] — used by the
@@ -224,11 +229,15 @@ impl RedbStore {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create_with_backend(backend)?;
-        Self::start(db, mode)
+        let max_queue_uid = init_format(&db)?;
+        Self::spawn(db, mode, max_queue_uid)
     }
 
-    fn start(db: Database, mode: DurabilityMode) -> Result<RedbStore, StoreError> {
-        let max_queue_uid = init_format(&db)?;
+    fn spawn(
+        db: Database,
+        mode: DurabilityMode,
+        max_queue_uid: u64,
+    ) -> Result<RedbStore, StoreError> {
         let shared = Arc::new(Shared::default());
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -523,6 +532,8 @@ impl Writer {
             return Ok(());
         }
         if let Some(reason) = self.shared.failure() {
+            // Nothing can be made durable any more; stop trying (and stop the timer).
+            self.dirty_since = None;
             return Err(StoreError::Failed(reason));
         }
         let result = (|| {
@@ -539,6 +550,7 @@ impl Writer {
                 Ok(())
             }
             Err(e) => {
+                self.dirty_since = None;
                 self.shared.fail(format!("store sync failed: {e}"));
                 Err(e)
             }

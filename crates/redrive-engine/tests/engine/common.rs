@@ -18,7 +18,8 @@ pub fn ctx() -> RequestContext {
 }
 
 pub struct H {
-    pub engine: Engine,
+    /// In an `Arc`: `start_message_move_task` spawns runners that hold the engine.
+    pub engine: Arc<Engine>,
     pub clock: Arc<ManualClock>,
     pub store: Arc<MemoryStore>,
     pub ctx: RequestContext,
@@ -29,7 +30,11 @@ impl H {
         let clock = Arc::new(ManualClock::new(T0));
         let store = Arc::new(MemoryStore::new());
         H {
-            engine: Engine::open(EngineConfig::default(), store.clone(), clock.clone()),
+            engine: Arc::new(Engine::open(
+                EngineConfig::default(),
+                store.clone(),
+                clock.clone(),
+            )),
             clock,
             store,
             ctx: ctx(),
@@ -39,11 +44,11 @@ impl H {
     /// A "restarted" engine: same store, same clock.
     pub fn reopen(&self) -> H {
         H {
-            engine: Engine::open(
+            engine: Arc::new(Engine::open(
                 EngineConfig::default(),
                 self.store.clone(),
                 self.clock.clone(),
-            ),
+            )),
             clock: self.clock.clone(),
             store: self.store.clone(),
             ctx: ctx(),

@@ -6,6 +6,8 @@
 //! - `recovery`: reopening an engine over the same store.
 //! - `model`: a proptest over random operation sequences checking the "exactly one place"
 //!   invariant and that the store agrees with the in-memory state.
+//! - `model_tasks`: the same with message move tasks (start, cancel, progress on tokio's
+//!   paused clock): redrives create new MessageIds, task counters are exact.
 //! - `long_poll`: `WaitTimeSeconds` with the real runtime and the system clock.
 
 mod common;
@@ -14,5 +16,6 @@ mod dlq;
 mod fairness;
 mod long_poll;
 mod model;
+mod model_tasks;
 mod recovery;
 mod timers;

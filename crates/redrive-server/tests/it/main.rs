@@ -9,5 +9,6 @@ mod dlq;
 mod fifo;
 mod malformed;
 mod messages;
+mod move_tasks;
 mod query_protocol;
 mod queues;

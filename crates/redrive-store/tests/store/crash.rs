@@ -1,0 +1,350 @@
+//! Crash consistency, in the style of redb's `tests/crash_consistency.rs`: a `StorageBackend`
+//! that records which bytes a completed `sync_data` made durable, "crashes" at a chosen
+//! operation (keeping the durable image plus a prefix of the writes issued since the last
+//! sync, the last of them possibly torn) and fails everything afterwards. The store is then
+//! reopened over the surviving bytes.
+//!
+//! Checked: the reopened store is exactly the state after some prefix of the submitted batches
+//! (so no batch, and no commit, is half-applied), and in strict mode that prefix includes every
+//! batch acknowledged before the crash.
+
+use std::collections::BTreeMap;
+use std::io::{Error, ErrorKind};
+use std::sync::{Arc, Mutex};
+
+use redb::backends::InMemoryBackend;
+use redb::{Database, StorageBackend};
+use redrive_store::{
+    DurabilityMode, MemoryStore, MessageRecord, Mutation, QueueRecord, RedbStore, Store,
+};
+
+use crate::common::{block_on, sorted};
+
+/// SplitMix64: a tiny deterministic generator, so failures reproduce from the printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[derive(Debug, Default)]
+struct CrashState {
+    /// Current contents: every write lands here immediately.
+    live: Vec<u8>,
+    /// Contents as of the last completed sync.
+    durable: Vec<u8>,
+    /// Writes issued since the last completed sync, in order.
+    unsynced: Vec<(usize, Vec<u8>)>,
+    /// Mutating operations (write, set_len, sync_data) seen while armed.
+    ops: u64,
+    /// Crash when `ops` reaches this.
+    crash_at: Option<u64>,
+    /// Seed deciding how many unsynced writes survive and where the last one tears.
+    seed: u64,
+    /// The post-crash image, once crashed.
+    image: Option<Vec<u8>>,
+}
+
+impl CrashState {
+    /// Counts an operation; returns an error once the crash point is reached.
+    fn tick(&mut self) -> Result<(), Error> {
+        if self.image.is_some() {
+            return Err(Error::other("crashed"));
+        }
+        self.ops += 1;
+        if self.crash_at.is_some_and(|at| self.ops >= at) {
+            self.image = Some(self.crash_image());
+            return Err(Error::other("crashed"));
+        }
+        Ok(())
+    }
+
+    fn crash_image(&self) -> Vec<u8> {
+        let mut rng = Rng(self.seed);
+        let mut image = self.durable.clone();
+        let survive = rng.below(self.unsynced.len() as u64 + 1) as usize;
+        let tear = rng.below(2) == 0;
+        for (i, (offset, data)) in self.unsynced.iter().take(survive).enumerate() {
+            let mut data = &data[..];
+            if tear && i + 1 == survive {
+                data = &data[..rng.below(data.len() as u64 + 1) as usize];
+            }
+            if image.len() < offset + data.len() {
+                image.resize(offset + data.len(), 0);
+            }
+            image[*offset..offset + data.len()].copy_from_slice(data);
+        }
+        image
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct CrashBackend {
+    state: Arc<Mutex<CrashState>>,
+}
+
+impl CrashBackend {
+    fn arm(&self, crash_at: Option<u64>, seed: u64) {
+        let mut s = self.state.lock().unwrap();
+        s.ops = 0;
+        s.crash_at = crash_at;
+        s.seed = seed;
+    }
+
+    fn ops(&self) -> u64 {
+        self.state.lock().unwrap().ops
+    }
+
+    fn crashed(&self) -> bool {
+        self.state.lock().unwrap().image.is_some()
+    }
+
+    /// What a restart finds: the crash image, or the durable bytes if it never crashed.
+    fn surviving_bytes(&self) -> Vec<u8> {
+        let s = self.state.lock().unwrap();
+        s.image.clone().unwrap_or_else(|| s.durable.clone())
+    }
+}
+
+impl StorageBackend for CrashBackend {
+    fn len(&self) -> Result<u64, Error> {
+        Ok(self.state.lock().unwrap().live.len() as u64)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), Error> {
+        let s = self.state.lock().unwrap();
+        if s.image.is_some() {
+            return Err(Error::other("crashed"));
+        }
+        let offset = usize::try_from(offset).unwrap();
+        if offset + out.len() > s.live.len() {
+            return Err(Error::from(ErrorKind::UnexpectedEof));
+        }
+        out.copy_from_slice(&s.live[offset..offset + out.len()]);
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), Error> {
+        let mut s = self.state.lock().unwrap();
+        s.tick()?;
+        s.live.resize(usize::try_from(len).unwrap(), 0);
+        Ok(())
+    }
+
+    fn sync_data(&self) -> Result<(), Error> {
+        let mut s = self.state.lock().unwrap();
+        s.tick()?;
+        s.durable = s.live.clone();
+        s.unsynced.clear();
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), Error> {
+        let mut s = self.state.lock().unwrap();
+        s.tick()?;
+        let offset = usize::try_from(offset).unwrap();
+        if s.live.len() < offset + data.len() {
+            s.live.resize(offset + data.len(), 0);
+        }
+        s.live[offset..offset + data.len()].copy_from_slice(data);
+        s.unsynced.push((offset, data.to_vec()));
+        Ok(())
+    }
+}
+
+const BATCHES: usize = 60;
+
+fn queue(last_batch: usize) -> QueueRecord {
+    QueueRecord {
+        uid: 1,
+        region: "us-east-1".into(),
+        account: "000000000000".into(),
+        name: "crash".into(),
+        attributes: BTreeMap::new(),
+        tags: [("last".to_owned(), last_batch.to_string())].into(),
+        created_secs: 0,
+        last_modified_secs: last_batch as u64,
+        last_purge_ms: None,
+    }
+}
+
+fn message(seq: u64, body_len: usize) -> MessageRecord {
+    MessageRecord {
+        queue_uid: 1,
+        seq,
+        message_id: format!("m{seq}"),
+        body: Arc::from("b".repeat(body_len)),
+        attributes: BTreeMap::new(),
+        system_attributes: BTreeMap::new(),
+        sender_id: "s".into(),
+        sent_ms: seq,
+        enqueued_ms: seq,
+        visible_at_ms: seq,
+        receive_count: 0,
+        first_receive_ms: None,
+        last_receive_ms: None,
+        group_id: None,
+        dedup_id: None,
+        sequence_number: None,
+        dead_letter_source_arn: None,
+        dead_lettered_ms: None,
+    }
+}
+
+/// Batch `i` writes 1–8 messages (some large enough to grow the file), updates the first
+/// message of batch `i - 1`, deletes the last one, and records `i` in the queue's tags.
+fn workload(rng: &mut Rng) -> Vec<Vec<Mutation>> {
+    let sizes: Vec<u64> = (0..BATCHES).map(|_| 1 + rng.below(8)).collect();
+    (0..BATCHES)
+        .map(|i| {
+            let base = i as u64 * 8;
+            let mut batch: Vec<Mutation> = (0..sizes[i])
+                .map(|j| {
+                    let body = if rng.below(4) == 0 { 20_000 } else { 200 };
+                    Mutation::PutMessage(message(base + j, body))
+                })
+                .collect();
+            if i > 0 {
+                let prev = base - 8;
+                batch.push(Mutation::UpdateMessage {
+                    queue_uid: 1,
+                    seq: prev,
+                    visible_at_ms: 1,
+                    receive_count: u32::try_from(i).unwrap(),
+                    first_receive_ms: Some(1),
+                    last_receive_ms: Some(i as u64),
+                });
+                if sizes[i - 1] > 1 {
+                    batch.push(Mutation::DeleteMessage {
+                        queue_uid: 1,
+                        seq: prev + sizes[i - 1] - 1,
+                    });
+                }
+            }
+            batch.push(Mutation::PutQueue(queue(i)));
+            batch
+        })
+        .collect()
+}
+
+/// Submits the batches in waves of 1–10 (each wave shares group commits), waiting for each
+/// wave; returns which batches were acknowledged.
+fn run(store: &RedbStore, batches: &[Vec<Mutation>], rng: &mut Rng) -> Vec<bool> {
+    let mut acked = Vec::with_capacity(batches.len());
+    let mut next = 0;
+    while next < batches.len() {
+        let wave = (1 + rng.below(10) as usize).min(batches.len() - next);
+        let pending: Vec<_> = batches[next..next + wave]
+            .iter()
+            .map(|b| store.submit(b.clone()))
+            .collect();
+        acked.extend(pending.into_iter().map(|d| block_on(d.wait()).is_ok()));
+        next += wave;
+    }
+    acked
+}
+
+fn in_memory(bytes: &[u8]) -> InMemoryBackend {
+    let backend = InMemoryBackend::new();
+    backend.set_len(bytes.len() as u64).unwrap();
+    backend.write(0, bytes).unwrap();
+    backend
+}
+
+/// One crash scenario; returns whether the crash happened.
+fn crash_once(mode: DurabilityMode, seed: u64, crash_at: Option<u64>) -> (bool, u64) {
+    let mut rng = Rng(seed);
+    let batches = workload(&mut rng);
+    let backend = CrashBackend::default();
+    let store = RedbStore::with_backend(backend.clone(), mode).unwrap();
+    backend.arm(crash_at, rng.next());
+    let acked = run(&store, &batches, &mut rng);
+    let crashed = backend.crashed();
+    if crashed {
+        assert!(
+            store.failure().is_some(),
+            "seed {seed}: store must refuse writes after an I/O error"
+        );
+    }
+    drop(store);
+    // The final sync of shutdown may be where it crashes.
+    let crashed = backend.crashed();
+    let ops = backend.ops();
+    let image = backend.surviving_bytes();
+
+    // redb itself must find a consistent file.
+    {
+        let mut db = Database::builder()
+            .create_with_backend(in_memory(&image))
+            .unwrap_or_else(|e| panic!("seed {seed} crash_at {crash_at:?}: redb reopen: {e}"));
+        assert!(db.check_integrity().unwrap(), "seed {seed}: integrity");
+    }
+
+    let reopened = RedbStore::with_backend(in_memory(&image), DurabilityMode::Strict)
+        .unwrap_or_else(|e| panic!("seed {seed} crash_at {crash_at:?}: reopen: {e}"));
+    let recovered = sorted(reopened.try_load().expect("load after crash"));
+    let present = recovered
+        .queues
+        .first()
+        .map_or(0, |q| q.tags["last"].parse::<usize>().unwrap() + 1);
+
+    let expected = MemoryStore::new();
+    for b in &batches[..present] {
+        let _ = expected.submit(b.clone());
+    }
+    assert_eq!(
+        recovered,
+        sorted(expected.load()),
+        "seed {seed} crash_at {crash_at:?}: state is not the prefix of {present} batches"
+    );
+    if mode == DurabilityMode::Strict {
+        let last_acked = acked.iter().rposition(|a| *a).map_or(0, |i| i + 1);
+        assert!(
+            present >= last_acked,
+            "seed {seed} crash_at {crash_at:?}: {last_acked} batches acknowledged, {present} survived"
+        );
+    }
+    if !crashed {
+        assert!(acked.iter().all(|a| *a));
+        assert_eq!(present, BATCHES);
+    }
+    (crashed, ops)
+}
+
+fn crash_at_random_points(mode: DurabilityMode, scenarios: u64) {
+    // A run without a crash tells how many operations the workload takes.
+    let (_, total_ops) = crash_once(mode, 0, None);
+    assert!(total_ops > 10);
+    let mut crashes = 0;
+    let mut pick = Rng(0xC0FFEE ^ total_ops);
+    for seed in 1..=scenarios {
+        let at = 1 + pick.below(total_ops);
+        let (crashed, _) = crash_once(mode, seed, Some(at));
+        crashes += u64::from(crashed);
+    }
+    assert!(
+        crashes * 2 >= scenarios,
+        "only {crashes} of {scenarios} runs crashed"
+    );
+}
+
+#[test]
+fn strict_mode_survives_crashes_at_random_points() {
+    crash_at_random_points(DurabilityMode::Strict, 60);
+}
+
+#[test]
+fn relaxed_mode_recovers_a_prefix_of_commits() {
+    crash_at_random_points(DurabilityMode::Relaxed { interval_ms: 1 }, 30);
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the durable store: equivalence with `MemoryStore`, reopen, group commit
+//! under concurrency, and crash consistency over a fault-injecting redb backend.
+
+mod common;
+mod concurrency;
+mod crash;
+mod equivalence;
+mod reopen;
