@@ -147,6 +147,12 @@ impl Engine {
                 q.state.lock().insert(m, now);
             }
         }
+        // Message sequences never repeat across restarts (receipt handles name them): start
+        // past any sequence an earlier run could have issued.
+        for q in by_uid.values() {
+            let mut st = q.state.lock();
+            st.next_seq = st.next_seq.max(sequence_floor(now));
+        }
         for d in snapshot.dedup {
             if let Ok(sn) = d.sequence_number.parse::<u128>() {
                 max_sequence = max_sequence.max(sn);
@@ -281,6 +287,13 @@ impl Engine {
             q.notify.notify_waiters();
         }
     }
+}
+
+/// First message sequence of a queue created or reopened at `now_ms`: `now_ms × 1024`, which
+/// stays ahead of every sequence issued earlier unless a queue averaged more than 1,024 sends
+/// per millisecond since its creation.
+fn sequence_floor(now_ms: u64) -> u64 {
+    now_ms << 10
 }
 
 async fn durable(d: Durable) -> SqsResult<()> {

@@ -301,7 +301,11 @@ impl Engine {
             region: ctx.region.clone(),
             name: name.clone(),
             arn: QueueArn::new(&ctx.region, &self.config.account_id, &name).to_string(),
-            state: parking_lot::Mutex::new(QueueState::new(record.clone())),
+            state: parking_lot::Mutex::new({
+                let mut st = QueueState::new(record.clone());
+                st.next_seq = crate::sequence_floor(now_ms);
+                st
+            }),
             notify: Notify::new(),
         });
         let ticket = {

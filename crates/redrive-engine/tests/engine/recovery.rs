@@ -231,3 +231,21 @@ async fn fifo_dedup_survives_reopen() {
     );
     assert_eq!(bodies(&h2.recv(&q, 10, None).await), ["a"]);
 }
+
+#[tokio::test]
+async fn a_stale_receipt_handle_never_matches_a_message_sent_after_reopen() {
+    let h = H::new();
+    let url = h.create("stale-handles", &[]).await;
+    h.send(&url, "before").await;
+    let old = h.recv(&url, 1, Some(0)).await.remove(0);
+    h.delete(&url, &old.receipt_handle).await.unwrap();
+    // The queue is empty when the server restarts a moment later.
+    h.advance_ms(1);
+    let h2 = h.reopen();
+    h2.send(&url, "after").await;
+    let new = h2.recv(&url, 1, Some(60)).await.remove(0);
+    assert_ne!(new.receipt_handle, old.receipt_handle);
+    // Deleting with the stale handle must not delete the new message.
+    let _ = h2.delete(&url, &old.receipt_handle).await;
+    assert_eq!(h2.attrs(&url)["ApproximateNumberOfMessagesNotVisible"], "1");
+}
