@@ -55,6 +55,16 @@ struct Args {
     /// Messages pre-filled (untimed) before an interleaved run.
     #[arg(long, default_value_t = 0)]
     depth: u64,
+    /// Stop sending after this many seconds even if `--messages` are not all sent (send and
+    /// interleaved), so slow targets can be measured with the same command.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Keep what the queue holds instead of purging it first (measure at an existing depth).
+    #[arg(long)]
+    no_purge: bool,
+    /// Print one machine-readable summary line (`RESULT pattern=… msgs_per_s=… …`).
+    #[arg(long)]
+    summary: bool,
     /// Queue name (created if missing; purged before the run).
     #[arg(long, default_value = "redrive-bench")]
     queue: String,
@@ -218,12 +228,24 @@ fn check_endpoint(args: &Args) -> Result<()> {
     Ok(())
 }
 
-async fn prefill(c: &Client, url: &str, n: u64, size: usize) -> Result<()> {
-    let mut sent = 0;
-    while sent < n {
-        let b = (n - sent).min(10) as usize;
-        send(c, url, size, b, sent).await?;
-        sent += b as u64;
+async fn prefill(c: &Arc<Client>, url: &str, n: u64, size: usize, workers: usize) -> Result<()> {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..workers.clamp(1, 16) {
+        let (c, url, next) = (c.clone(), url.to_string(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let start = next.fetch_add(10, Ordering::SeqCst);
+                if start >= n {
+                    return anyhow::Ok(());
+                }
+                let b = (n - start).min(10) as usize;
+                send(&c, &url, size, b, start).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
     }
     Ok(())
 }
@@ -248,10 +270,11 @@ async fn main() -> Result<()> {
         .context("CreateQueue returned no QueueUrl")?
         .to_string();
     // Purge may be refused within 60 s of the last one; then the queue is drained by hand.
-    if client
-        .call("PurgeQueue", json!({"QueueUrl": url}))
-        .await
-        .is_err()
+    if !args.no_purge
+        && client
+            .call("PurgeQueue", json!({"QueueUrl": url}))
+            .await
+            .is_err()
     {
         loop {
             let h = receive(&client, &url, 10).await?;
@@ -262,8 +285,12 @@ async fn main() -> Result<()> {
         }
     }
     match args.pattern {
-        Pattern::Drain => prefill(&client, &url, args.messages, args.size).await?,
-        Pattern::Interleaved => prefill(&client, &url, args.depth, args.size).await?,
+        Pattern::Drain => {
+            prefill(&client, &url, args.messages, args.size, args.concurrency).await?
+        }
+        Pattern::Interleaved => {
+            prefill(&client, &url, args.depth, args.size, args.concurrency).await?
+        }
         Pattern::Send => {}
     }
 
@@ -272,6 +299,7 @@ async fn main() -> Result<()> {
     let processed = Arc::new(AtomicU64::new(0));
     let samples = Arc::new(Mutex::new(Samples::default()));
     let started = Instant::now();
+    let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
         let (client, url, remaining, processed, samples) = (
@@ -287,6 +315,9 @@ async fn main() -> Result<()> {
             let mut seq = (w as u64) << 40;
             let mut empty_polls = 0;
             loop {
+                if deadline.is_some_and(|d| Instant::now() >= d) && pattern != Pattern::Drain {
+                    break;
+                }
                 let take = match pattern {
                     Pattern::Drain => per_call,
                     _ => {
@@ -356,5 +387,20 @@ async fn main() -> Result<()> {
     report("send", &mut s.send);
     report("receive", &mut s.receive);
     report("delete", &mut s.delete);
+    if args.summary {
+        let p = |v: &[u64], q: f64| percentile(v, q);
+        println!(
+            "RESULT pattern={:?} batch={} concurrency={} depth={} msgs_per_s={:.0} send_p50_ms={:.3} send_p99_ms={:.3} receive_p50_ms={:.3} receive_p99_ms={:.3}",
+            args.pattern,
+            args.batch,
+            args.concurrency,
+            args.depth,
+            done as f64 / elapsed,
+            p(&s.send, 0.5),
+            p(&s.send, 0.99),
+            p(&s.receive, 0.5),
+            p(&s.receive, 0.99)
+        );
+    }
     Ok(())
 }
