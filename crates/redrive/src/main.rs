@@ -1,5 +1,7 @@
-//! `redrive`: the SQS-compatible server (`redrive serve`) and, in later versions, the DLQ
-//! investigation and redrive commands.
+//! `redrive`: the SQS-compatible server (`redrive serve`) and the DLQ investigation commands
+//! (`status`, `peek`, `stats`, `report`, `export`, `import`; see docs/cli.md).
+
+mod investigate;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -22,6 +24,21 @@ struct Cli {
 enum Command {
     /// Run the SQS-compatible server.
     Serve(ServeArgs),
+    /// A queue and its DLQ (or a DLQ and its sources): counts, age, and whether the DLQ is
+    /// old residue, actively growing, or empty.
+    Status(investigate::StatusArgs),
+    /// Show a few messages with body and all attributes (non-destructive on a Redrive server).
+    Peek(investigate::PeekArgs),
+    /// Read a queue and aggregate: --group-by jq expressions, time buckets, receive counts,
+    /// payload shapes, burst signature.
+    Stats(investigate::StatsArgs),
+    /// The summary of an investigation: composition, timing, retry evidence, residue or
+    /// growth, next steps (Markdown, or --format json).
+    Report(investigate::ReportArgs),
+    /// Write a queue's messages to NDJSON without deleting them.
+    Export(investigate::ExportArgs),
+    /// Send the messages of an NDJSON export to a queue (keeps attributes and group ids).
+    Import(investigate::ImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -131,12 +148,35 @@ async fn serve(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Status(a) => investigate::run_status(a).await,
+            Command::Peek(a) => investigate::run_peek(a).await,
+            Command::Stats(a) => investigate::run_stats(a).await,
+            Command::Report(a) => investigate::run_report(a).await,
+            Command::Export(a) => investigate::run_export(a).await,
+            Command::Import(a) => investigate::run_import(a).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes, joined.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -90,6 +90,9 @@ impl Drop for ServerProcess {
 pub struct Sqs {
     http: reqwest::Client,
     endpoint: String,
+    /// A SigV4-shaped `Authorization` header (unsigned), for servers such as moto that route
+    /// by the credential scope.
+    authorization: Option<String>,
 }
 
 #[derive(Debug)]
@@ -109,15 +112,31 @@ impl Sqs {
                 .build()
                 .unwrap(),
             endpoint: endpoint.to_string(),
+            authorization: None,
+        }
+    }
+
+    /// A client whose requests carry a (not really signed) SigV4 scope for `region`.
+    pub fn with_scope(endpoint: &str, region: &str) -> Sqs {
+        Sqs {
+            authorization: Some(format!(
+                "AWS4-HMAC-SHA256 Credential=test/20260101/{region}/sqs/aws4_request, \
+                 SignedHeaders=host, Signature=0"
+            )),
+            ..Sqs::new(endpoint)
         }
     }
 
     pub async fn call(&self, action: &str, body: Value) -> Result<Value, CallError> {
-        let resp = self
+        let mut req = self
             .http
             .post(&self.endpoint)
             .header("content-type", "application/x-amz-json-1.0")
-            .header("x-amz-target", format!("AmazonSQS.{action}"))
+            .header("x-amz-target", format!("AmazonSQS.{action}"));
+        if let Some(a) = &self.authorization {
+            req = req.header("authorization", a);
+        }
+        let resp = req
             .body(body.to_string())
             .send()
             .await

@@ -4,7 +4,10 @@
 //! - `crash`: SIGKILL at random points under load; after each restart every acknowledged send
 //!   is there (or was acknowledged as deleted), no acknowledged delete comes back, and a move
 //!   task resumes.
+//! - `investigate`: `status`, `peek`, `stats`, `export`, `import` against a synthetic DLQ
+//!   incident.
 
 mod crash;
 mod harness;
+mod investigate;
 mod serve;

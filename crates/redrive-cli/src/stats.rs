@@ -1,0 +1,516 @@
+//! Aggregation of a scanned queue: groups, pairs, time buckets, receive counts, payload
+//! shapes and the burst signature. Pure: fed one [`Message`] at a time.
+
+use std::collections::{BTreeMap, HashMap};
+
+use jaq_json::Val;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::enrich::Mapping;
+use crate::jq::{self, GroupBy};
+use crate::source::{Message, ScanOutcome};
+use crate::util::{format_ts, render_table};
+
+/// Which timestamp a `--bucket` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimeField {
+    Sent,
+    DeadLettered,
+}
+
+/// `--bucket FIELD:UNIT`, e.g. `sent:minute` or `dead-lettered:hour`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    pub field: TimeField,
+    pub unit_ms: i64,
+    pub unit: &'static str,
+}
+
+impl Bucket {
+    pub fn parse(s: &str) -> Result<Bucket, String> {
+        let (field, unit) = s.split_once(':').unwrap_or((s, "minute"));
+        let field = match field {
+            "sent" => TimeField::Sent,
+            "dead-lettered" | "deadlettered" | "dead_lettered" => TimeField::DeadLettered,
+            _ => {
+                return Err(format!(
+                    "invalid --bucket `{s}`: field must be `sent` or `dead-lettered`"
+                ));
+            }
+        };
+        let (unit_ms, unit) = match unit {
+            "minute" => (60_000, "minute"),
+            "hour" => (3_600_000, "hour"),
+            "day" => (86_400_000, "day"),
+            _ => {
+                return Err(format!(
+                    "invalid --bucket `{s}`: unit must be minute, hour or day"
+                ));
+            }
+        };
+        Ok(Bucket {
+            field,
+            unit_ms,
+            unit,
+        })
+    }
+
+    fn time_of(&self, m: &Message) -> Option<i64> {
+        match self.field {
+            TimeField::Sent => m.sent_timestamp,
+            TimeField::DeadLettered => m.dead_lettered_at,
+        }
+    }
+}
+
+/// The dominant minute of the sent times.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Burst {
+    pub minute: String,
+    pub count: usize,
+    /// `count / messages with a sent time`.
+    pub share: f64,
+    pub first: String,
+    pub last: String,
+}
+
+/// Everything `stats` computes.
+pub struct Stats {
+    group_bys: Vec<GroupBy>,
+    bucket: Option<Bucket>,
+    pub total: usize,
+    pub non_json: usize,
+    groups: Vec<HashMap<String, usize>>,
+    pairs: HashMap<Vec<String>, usize>,
+    buckets: BTreeMap<i64, usize>,
+    receive_counts: BTreeMap<u64, usize>,
+    shapes: HashMap<String, usize>,
+    minutes: HashMap<i64, usize>,
+    first_sent: Option<i64>,
+    last_sent: Option<i64>,
+    with_sent: usize,
+    mapping: Option<Mapping>,
+    needs_meta: bool,
+}
+
+impl Stats {
+    pub fn new(group_bys: Vec<GroupBy>, bucket: Option<Bucket>) -> Stats {
+        let n = group_bys.len();
+        let needs_meta = group_bys.iter().any(|g| g.expr.contains("$meta"));
+        Stats {
+            needs_meta,
+            group_bys,
+            bucket,
+            total: 0,
+            non_json: 0,
+            groups: vec![HashMap::new(); n],
+            pairs: HashMap::new(),
+            buckets: BTreeMap::new(),
+            receive_counts: BTreeMap::new(),
+            shapes: HashMap::new(),
+            minutes: HashMap::new(),
+            first_sent: None,
+            last_sent: None,
+            with_sent: 0,
+            mapping: None,
+        }
+    }
+
+    /// Joins the first `--group-by` key with `mapping` in every output.
+    pub fn with_mapping(mut self, mapping: Option<Mapping>) -> Stats {
+        self.mapping = mapping;
+        self
+    }
+
+    /// Messages that had a sent time.
+    pub fn with_sent(&self) -> usize {
+        self.with_sent
+    }
+
+    pub fn group_exprs(&self) -> Vec<String> {
+        self.group_bys.iter().map(|g| g.expr.clone()).collect()
+    }
+
+    pub fn add(&mut self, m: &Message) {
+        self.total += 1;
+        if let Some(rc) = m.receive_count {
+            *self.receive_counts.entry(rc).or_default() += 1;
+        }
+        if let Some(t) = m.sent_timestamp {
+            self.with_sent += 1;
+            *self.minutes.entry(t.div_euclid(60_000)).or_default() += 1;
+            self.first_sent = Some(self.first_sent.map_or(t, |f| f.min(t)));
+            self.last_sent = Some(self.last_sent.map_or(t, |l| l.max(t)));
+        }
+        if let Some(b) = &self.bucket
+            && let Some(t) = b.time_of(m)
+        {
+            *self
+                .buckets
+                .entry(t.div_euclid(b.unit_ms) * b.unit_ms)
+                .or_default() += 1;
+        }
+        let Some(body) = jq::parse(&m.body) else {
+            self.non_json += 1;
+            return;
+        };
+        let shape = match &body {
+            Val::Obj(o) => {
+                let mut keys: Vec<String> = o.keys().map(jq::val_text).collect();
+                keys.sort();
+                format!("{{{}}}", keys.join(","))
+            }
+            Val::Arr(_) => "[array]".to_string(),
+            _ => "(scalar)".to_string(),
+        };
+        *self.shapes.entry(shape).or_default() += 1;
+        if self.group_bys.is_empty() {
+            return;
+        }
+        // Building `$meta` costs a JSON round trip per message: only when an expression uses it.
+        let meta = if self.needs_meta {
+            jq::parse(&m.meta().to_string()).unwrap_or(Val::Null)
+        } else {
+            Val::Null
+        };
+        let keys: Vec<String> = self.group_bys.iter().map(|g| g.key(&body, &meta)).collect();
+        for (i, k) in keys.iter().enumerate() {
+            *self.groups[i].entry(k.clone()).or_default() += 1;
+        }
+        if keys.len() >= 2 {
+            *self.pairs.entry(keys).or_default() += 1;
+        }
+    }
+
+    pub fn burst(&self) -> Option<Burst> {
+        let (&minute, &count) = self
+            .minutes
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))?;
+        Some(Burst {
+            minute: format_ts(minute * 60_000),
+            count,
+            share: count as f64 / self.with_sent.max(1) as f64,
+            first: format_ts(self.first_sent?),
+            last: format_ts(self.last_sent?),
+        })
+    }
+
+    /// Counts sorted by count (desc) then key, at most `top`.
+    fn top<K: Clone + Ord>(map: &HashMap<K, usize>, top: usize) -> Vec<(K, usize)> {
+        let mut v: Vec<(K, usize)> = map.iter().map(|(k, c)| (k.clone(), *c)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v.truncate(top);
+        v
+    }
+
+    pub fn to_json(&self, queue: &str, scan: &ScanOutcome, top: usize) -> Value {
+        let enrich = |i: usize, k: &str, mut v: Value| {
+            if let (0, Some(m)) = (i, &self.mapping) {
+                v["enrich"] = m.get_json(k);
+            }
+            v
+        };
+        let groups: Vec<Value> = self
+            .group_bys
+            .iter()
+            .zip(&self.groups)
+            .enumerate()
+            .map(|(i, (g, counts))| {
+                json!({
+                    "expr": g.expr,
+                    "distinct": counts.len(),
+                    "counts": Self::top(counts, top).into_iter()
+                        .map(|(k, c)| enrich(i, &k, json!({"key": k, "count": c})))
+                        .collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let pairs = (self.group_bys.len() >= 2).then(|| {
+            json!({
+                "exprs": self.group_bys.iter().map(|g| g.expr.clone()).collect::<Vec<_>>(),
+                "distinct": self.pairs.len(),
+                "counts": Self::top(&self.pairs, top).into_iter()
+                    .map(|(k, c)| enrich(0, &k[0].clone(), json!({"keys": k, "count": c})))
+                    .collect::<Vec<_>>(),
+            })
+        });
+        let buckets = self.bucket.map(|b| {
+            json!({
+                "field": b.field,
+                "unit": b.unit,
+                "counts": self.buckets.iter()
+                    .map(|(t, c)| json!({"start": format_ts(*t), "count": c})).collect::<Vec<_>>(),
+            })
+        });
+        json!({
+            "queue": queue,
+            "scanned": scan.read,
+            "complete": scan.complete,
+            "nonDestructive": scan.non_destructive,
+            "total": self.total,
+            "nonJson": self.non_json,
+            "groups": groups,
+            "pairs": pairs,
+            "buckets": buckets,
+            "receiveCounts": self.receive_counts.iter()
+                .map(|(r, c)| json!({"receiveCount": r, "count": c})).collect::<Vec<_>>(),
+            "shapes": Self::top(&self.shapes, top).into_iter()
+                .map(|(k, c)| json!({"keys": k, "count": c})).collect::<Vec<_>>(),
+            "burst": self.burst(),
+            "enrichColumns": self.mapping.as_ref().map(|m| m.columns.clone()),
+        })
+    }
+
+    pub fn to_table(&self, queue: &str, scan: &ScanOutcome, top: usize) -> String {
+        let mut out = String::new();
+        let pct = |c: usize| format!("{:.1}%", 100.0 * c as f64 / self.total.max(1) as f64);
+        out.push_str(&format!(
+            "queue {queue}: {} messages scanned{}{}\n",
+            scan.read,
+            if scan.complete { "" } else { " (INCOMPLETE: limit reached or queue not drained; counts cover only the scanned messages)" },
+            if self.non_json > 0 { format!(", {} non-JSON bodies", self.non_json) } else { String::new() },
+        ));
+        if let Some(b) = self.burst() {
+            out.push_str(&format!(
+                "burst: {} of {} messages ({:.1}%) sent in the minute {}; first {}, last {}\n",
+                b.count,
+                self.with_sent,
+                b.share * 100.0,
+                b.minute,
+                b.first,
+                b.last
+            ));
+        }
+        let extra_cols: Vec<&str> = self
+            .mapping
+            .as_ref()
+            .map(|m| m.columns.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        let extra = |k: &str| self.mapping.as_ref().map(|m| m.get(k)).unwrap_or_default();
+        for (i, (g, counts)) in self.group_bys.iter().zip(&self.groups).enumerate() {
+            out.push_str(&format!("\nby {} ({} distinct)\n", g.expr, counts.len()));
+            let rows: Vec<Vec<String>> = Self::top(counts, top)
+                .into_iter()
+                .map(|(k, c)| {
+                    let mut row = vec![k.clone()];
+                    if i == 0 {
+                        row.extend(extra(&k));
+                    }
+                    row.extend([c.to_string(), pct(c)]);
+                    row
+                })
+                .collect();
+            let mut headers = vec![g.expr.as_str()];
+            if i == 0 {
+                headers.extend(extra_cols.iter().copied());
+            }
+            headers.extend(["count", "share"]);
+            out.push_str(&render_table(&headers, &rows));
+        }
+        if self.group_bys.len() >= 2 {
+            let exprs: Vec<&str> = self.group_bys.iter().map(|g| g.expr.as_str()).collect();
+            out.push_str(&format!(
+                "\nby {} ({} distinct)\n",
+                exprs.join(" × "),
+                self.pairs.len()
+            ));
+            let rows: Vec<Vec<String>> = Self::top(&self.pairs, top)
+                .into_iter()
+                .map(|(k, c)| {
+                    let mut row = vec![k[0].clone()];
+                    row.extend(extra(&k[0]));
+                    row.extend(k[1..].iter().cloned());
+                    row.extend([c.to_string(), pct(c)]);
+                    row
+                })
+                .collect();
+            let mut headers = vec![exprs[0]];
+            headers.extend(extra_cols.iter().copied());
+            headers.extend(exprs[1..].iter().copied());
+            headers.extend(["count", "share"]);
+            out.push_str(&render_table(&headers, &rows));
+        }
+        if let Some(b) = &self.bucket {
+            let field = match b.field {
+                TimeField::Sent => "sent",
+                TimeField::DeadLettered => "dead-lettered",
+            };
+            out.push_str(&format!("\nby {field} {}\n", b.unit));
+            let rows: Vec<Vec<String>> = self
+                .buckets
+                .iter()
+                .map(|(t, c)| vec![format_ts(*t), c.to_string()])
+                .collect();
+            out.push_str(&render_table(&[b.unit, "count"], &rows));
+        }
+        if !self.receive_counts.is_empty() {
+            out.push_str("\nreceive counts\n");
+            let rows: Vec<Vec<String>> = self
+                .receive_counts
+                .iter()
+                .map(|(r, c)| vec![r.to_string(), c.to_string()])
+                .collect();
+            out.push_str(&render_table(&["receives", "count"], &rows));
+        }
+        if !self.shapes.is_empty() {
+            out.push_str("\npayload key shapes\n");
+            let rows: Vec<Vec<String>> = Self::top(&self.shapes, top)
+                .into_iter()
+                .map(|(k, c)| vec![k, c.to_string()])
+                .collect();
+            out.push_str(&render_table(&["keys", "count"], &rows));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(body: &str, sent: i64, rc: u64) -> Message {
+        Message {
+            message_id: format!("{sent}-{body}"),
+            body: body.to_string(),
+            sent_timestamp: Some(sent),
+            receive_count: Some(rc),
+            dead_lettered_at: Some(sent + 3_600_000),
+            ..Message::default()
+        }
+    }
+
+    const T0: i64 = 1_776_716_100_000; // 2026-04-20T20:15:00Z
+
+    fn sample() -> Stats {
+        let gb = vec![
+            GroupBy::compile(".mall_id").unwrap(),
+            GroupBy::compile(".command").unwrap(),
+        ];
+        let mut s = Stats::new(gb, Some(Bucket::parse("sent:minute").unwrap()));
+        for i in 0..8 {
+            s.add(&msg(
+                r#"{"mall_id":"a","command":"points_updated"}"#,
+                T0 + i * 1000,
+                2,
+            ));
+        }
+        s.add(&msg(
+            r#"{"mall_id":"b","command":"order_created"}"#,
+            T0 + 300_000,
+            2,
+        ));
+        s.add(&msg("not json", T0 + 600_000, 3));
+        s
+    }
+
+    #[test]
+    fn groups_pairs_and_non_json() {
+        let s = sample();
+        let j = s.to_json(
+            "q",
+            &ScanOutcome {
+                read: 10,
+                complete: true,
+                non_destructive: true,
+            },
+            10,
+        );
+        assert_eq!(j["total"], 10);
+        assert_eq!(j["nonJson"], 1);
+        assert_eq!(j["groups"][0]["counts"][0], json!({"key": "a", "count": 8}));
+        assert_eq!(j["groups"][0]["counts"][1], json!({"key": "b", "count": 1}));
+        assert_eq!(
+            j["pairs"]["counts"][0],
+            json!({"keys": ["a", "points_updated"], "count": 8})
+        );
+        assert_eq!(
+            j["receiveCounts"],
+            json!([{"receiveCount": 2, "count": 9}, {"receiveCount": 3, "count": 1}])
+        );
+        assert_eq!(
+            j["shapes"][0],
+            json!({"keys": "{command,mall_id}", "count": 9})
+        );
+    }
+
+    #[test]
+    fn minute_buckets_and_burst() {
+        let s = sample();
+        let j = s.to_json(
+            "q",
+            &ScanOutcome {
+                read: 10,
+                complete: true,
+                non_destructive: true,
+            },
+            10,
+        );
+        assert_eq!(
+            j["buckets"]["counts"],
+            json!([
+                {"start": "2026-04-20T20:15:00Z", "count": 8},
+                {"start": "2026-04-20T20:20:00Z", "count": 1},
+                {"start": "2026-04-20T20:25:00Z", "count": 1},
+            ])
+        );
+        let b = s.burst().unwrap();
+        assert_eq!(b.minute, "2026-04-20T20:15:00Z");
+        assert_eq!(b.count, 8);
+        assert!((b.share - 0.8).abs() < 1e-9);
+        assert_eq!(b.first, "2026-04-20T20:15:00Z");
+        assert_eq!(b.last, "2026-04-20T20:25:00Z");
+    }
+
+    #[test]
+    fn bucket_parsing() {
+        assert_eq!(
+            Bucket::parse("dead-lettered:hour").unwrap().unit_ms,
+            3_600_000
+        );
+        assert_eq!(Bucket::parse("sent").unwrap().unit, "minute");
+        assert!(Bucket::parse("received:minute").is_err());
+        assert!(Bucket::parse("sent:week").is_err());
+        let mut s = Stats::new(vec![], Some(Bucket::parse("dead-lettered:day").unwrap()));
+        s.add(&msg("{}", T0, 1));
+        let keys: Vec<String> = s.buckets.keys().map(|k| format_ts(*k)).collect();
+        assert_eq!(keys, vec!["2026-04-20T00:00:00Z".to_string()]);
+    }
+
+    #[test]
+    fn enrichment_joins_the_first_key() {
+        let m = Mapping::from_csv("mall,project\na,p-1\n", "m.csv").unwrap();
+        let s = sample().with_mapping(Some(m));
+        let scan = ScanOutcome {
+            read: 10,
+            complete: true,
+            non_destructive: true,
+        };
+        let j = s.to_json("q", &scan, 10);
+        assert_eq!(
+            j["groups"][0]["counts"][0]["enrich"],
+            json!({"project": "p-1"})
+        );
+        assert_eq!(j["groups"][0]["counts"][1]["enrich"], Value::Null);
+        assert!(j["groups"][1]["counts"][0].get("enrich").is_none());
+        assert_eq!(j["pairs"]["counts"][0]["enrich"], json!({"project": "p-1"}));
+        let t = s.to_table("q", &scan, 10);
+        assert!(
+            t.contains(".mall_id  project  .command        count  share"),
+            "{t}"
+        );
+        assert!(
+            t.contains("a         p-1      points_updated      8  80.0%"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn empty_queue_has_no_burst() {
+        let s = Stats::new(vec![], None);
+        assert!(s.burst().is_none());
+    }
+}

@@ -1,0 +1,353 @@
+//! Flags of the investigation subcommands (`status`, `peek`, `stats`, `report`, `export`,
+//! `import`),
+//! validated into the plans of `redrive_cli`. Nothing here deletes or moves a message.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use redrive_cli::client::{Conn, ConnOpts};
+use redrive_cli::enrich::Mapping;
+use redrive_cli::jq::GroupBy;
+use redrive_cli::report::{ReportPlan, report};
+use redrive_cli::source::{Message, Source};
+use redrive_cli::stats::{Bucket, Stats};
+use redrive_cli::status::{StatusPlan, status};
+use redrive_cli::util::parse_duration;
+use redrive_cli::{Format, Progress, peek_table, transfer};
+
+/// Connection flags, resolved like the AWS CLI (`AWS_PROFILE`, `AWS_REGION`,
+/// `AWS_ENDPOINT_URL`, `~/.aws/config`).
+#[derive(Debug, Args)]
+pub struct ConnArgs {
+    /// SQS endpoint (e.g. a Redrive server: http://127.0.0.1:9324). Without credentials
+    /// configured, dummy ones are used for it.
+    #[arg(long)]
+    endpoint_url: Option<String>,
+    /// AWS Region.
+    #[arg(long)]
+    region: Option<String>,
+    /// Named profile from the AWS config files.
+    #[arg(long)]
+    profile: Option<String>,
+}
+
+impl ConnArgs {
+    async fn connect(&self) -> Result<Conn> {
+        Conn::connect(&ConnOpts {
+            endpoint_url: self.endpoint_url.clone(),
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+        })
+        .await
+    }
+}
+
+/// `redrive status QUEUE`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Queue name or URL (a source queue or its DLQ).
+    queue: String,
+    /// Sample the counts for this long (e.g. 30s, 5m) to tell residue from growth.
+    #[arg(long, value_parser = parse_duration)]
+    watch: Option<std::time::Duration>,
+    /// On a Redrive server, a dead letter newer than this means active growth.
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    recent: std::time::Duration,
+    /// Output format: table or json.
+    #[arg(long, default_value = "table")]
+    format: Format,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+/// `redrive peek QUEUE`
+#[derive(Debug, Args)]
+pub struct PeekArgs {
+    /// Queue name or URL.
+    queue: String,
+    /// How many messages to show.
+    #[arg(short = 'n', long, default_value_t = 3)]
+    count: usize,
+    /// Visibility timeout (seconds) of the receive fallback on servers without the browse API.
+    #[arg(long, default_value_t = 30)]
+    visibility_timeout: i32,
+    /// Output format: table or json.
+    #[arg(long, default_value = "table")]
+    format: Format,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+/// `redrive stats QUEUE`
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Queue name or URL.
+    queue: String,
+    /// Group by a jq expression over the JSON body (`$meta` holds messageId, sentTimestamp,
+    /// deadLetteredAt, receiveCount, groupId, attributes, messageAttributes). Repeatable;
+    /// two or more also give the combined table (e.g. mall × command).
+    #[arg(long = "group-by", value_name = "EXPR")]
+    group_by: Vec<String>,
+    /// Time buckets: `sent` or `dead-lettered`, per `minute`, `hour` or `day` (e.g. sent:minute).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Read at most this many messages.
+    #[arg(long, default_value_t = 100_000)]
+    limit: usize,
+    /// Rows per table.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    /// Mapping file (CSV with a header, first column the key; or JSON {"key": {...}})
+    /// joined on the first --group-by key, e.g. mall_id → project_id, product.
+    #[arg(long, value_name = "FILE")]
+    enrich: Option<PathBuf>,
+    /// Visibility timeout (seconds) of the receive fallback.
+    #[arg(long, default_value_t = 30)]
+    visibility_timeout: i32,
+    /// Output format: table or json.
+    #[arg(long, default_value = "table")]
+    format: Format,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+/// `redrive report QUEUE`
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Queue name or URL (a source queue or its DLQ); the DLQ's messages are summarized.
+    queue: String,
+    /// Group by a jq expression (repeatable), as in `stats`.
+    #[arg(long = "group-by", value_name = "EXPR")]
+    group_by: Vec<String>,
+    /// Time buckets, as in `stats` (e.g. sent:minute).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Mapping file joined on the first --group-by key, as in `stats`.
+    #[arg(long, value_name = "FILE")]
+    enrich: Option<PathBuf>,
+    /// Read at most this many messages.
+    #[arg(long, default_value_t = 100_000)]
+    limit: usize,
+    /// Rows per table.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    /// Sample the counts for this long to tell residue from growth (needed on AWS).
+    #[arg(long, value_parser = parse_duration)]
+    watch: Option<std::time::Duration>,
+    /// On a Redrive server, a dead letter newer than this means active growth.
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    recent: std::time::Duration,
+    /// Visibility timeout (seconds) of the receive fallback.
+    #[arg(long, default_value_t = 30)]
+    visibility_timeout: i32,
+    /// Output format.
+    #[arg(long, value_parser = ["markdown", "json"], default_value = "markdown")]
+    format: String,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+struct Grouping {
+    group_bys: Vec<GroupBy>,
+    bucket: Option<Bucket>,
+    mapping: Option<Mapping>,
+}
+
+/// Validates the grouping flags before anything touches the network.
+fn grouping(
+    group_by: &[String],
+    bucket: Option<&str>,
+    enrich: Option<&PathBuf>,
+    limit: usize,
+) -> Result<Grouping> {
+    let group_bys = group_by
+        .iter()
+        .map(|e| GroupBy::compile(e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bucket = bucket
+        .map(Bucket::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let mapping = enrich.map(|p| Mapping::load(p)).transpose()?;
+    if mapping.is_some() && group_bys.is_empty() {
+        bail!("--enrich joins on the first --group-by key; give one");
+    }
+    if limit == 0 {
+        bail!("--limit must be at least 1");
+    }
+    Ok(Grouping {
+        group_bys,
+        bucket,
+        mapping,
+    })
+}
+
+/// `redrive export QUEUE --to FILE.ndjson`
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Queue name or URL.
+    queue: String,
+    /// NDJSON file to write (`-` for stdout).
+    #[arg(long)]
+    to: PathBuf,
+    /// Read at most this many messages.
+    #[arg(long, default_value_t = 1_000_000)]
+    limit: usize,
+    /// Visibility timeout (seconds) of the receive fallback.
+    #[arg(long, default_value_t = 30)]
+    visibility_timeout: i32,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+/// `redrive import FILE.ndjson --to QUEUE`
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// NDJSON file written by `redrive export`.
+    file: PathBuf,
+    /// Queue name or URL to send to.
+    #[arg(long)]
+    to: String,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+async fn open_source(conn: &Conn, queue: &str, visibility: i32) -> Result<Source> {
+    let q = conn.resolve(queue).await?;
+    let src = Source::open(conn, &q, visibility).await?;
+    if let Some(w) = src.warning() {
+        eprintln!("{w}");
+    }
+    Ok(src)
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+pub async fn run_status(a: StatusArgs) -> Result<()> {
+    let conn = a.conn.connect().await?;
+    let st = status(
+        &conn,
+        &StatusPlan {
+            queue: a.queue,
+            watch: a.watch,
+            recent: a.recent,
+        },
+    )
+    .await?;
+    match a.format {
+        Format::Json => print_json(&st),
+        Format::Table => {
+            print!("{}", st.to_table());
+            Ok(())
+        }
+    }
+}
+
+pub async fn run_peek(a: PeekArgs) -> Result<()> {
+    let conn = a.conn.connect().await?;
+    let src = open_source(&conn, &a.queue, a.visibility_timeout).await?;
+    let mut msgs: Vec<Message> = vec![];
+    src.scan(a.count, |m| msgs.push(m)).await?;
+    match a.format {
+        Format::Json => print_json(&msgs),
+        Format::Table => {
+            print!("{}", peek_table(&msgs));
+            Ok(())
+        }
+    }
+}
+
+pub async fn run_stats(a: StatsArgs) -> Result<()> {
+    let g = grouping(&a.group_by, a.bucket.as_deref(), a.enrich.as_ref(), a.limit)?;
+    let conn = a.conn.connect().await?;
+    let src = open_source(&conn, &a.queue, a.visibility_timeout).await?;
+    let mut stats = Stats::new(g.group_bys, g.bucket).with_mapping(g.mapping);
+    let progress = Progress::new("scanned");
+    let scan = src
+        .scan(a.limit, |m| {
+            stats.add(&m);
+            progress.tick(stats.total);
+        })
+        .await?;
+    progress.finish();
+    if !scan.complete {
+        eprintln!(
+            "note: the scan is incomplete ({} messages read; raise --limit or see the queue's counts)",
+            scan.read
+        );
+    }
+    match a.format {
+        Format::Json => print_json(&stats.to_json(&a.queue, &scan, a.top)),
+        Format::Table => {
+            print!("{}", stats.to_table(&a.queue, &scan, a.top));
+            Ok(())
+        }
+    }
+}
+
+pub async fn run_report(a: ReportArgs) -> Result<()> {
+    let g = grouping(&a.group_by, a.bucket.as_deref(), a.enrich.as_ref(), a.limit)?;
+    let conn = a.conn.connect().await?;
+    let r = report(
+        &conn,
+        ReportPlan {
+            queue: a.queue,
+            group_bys: g.group_bys,
+            bucket: g.bucket,
+            mapping: g.mapping,
+            limit: a.limit,
+            top: a.top,
+            recent: a.recent,
+            watch: a.watch,
+            visibility_timeout: a.visibility_timeout,
+        },
+    )
+    .await?;
+    if let Some(w) = &r.warning {
+        eprintln!("{w}");
+    }
+    if a.format == "json" {
+        print_json(&r)
+    } else {
+        print!("{}", r.to_markdown());
+        Ok(())
+    }
+}
+
+pub async fn run_export(a: ExportArgs) -> Result<()> {
+    let conn = a.conn.connect().await?;
+    let src = open_source(&conn, &a.queue, a.visibility_timeout).await?;
+    let progress = Progress::new("exported");
+    let mut out: Box<dyn Write> = if a.to.as_os_str() == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        let f = std::fs::File::create(&a.to)
+            .with_context(|| format!("cannot create {}", a.to.display()))?;
+        Box::new(std::io::BufWriter::new(f))
+    };
+    let scan = transfer::export(&src, a.limit, &mut out, |n| progress.tick(n)).await?;
+    progress.finish();
+    eprintln!(
+        "exported {} messages from {}{}",
+        scan.read,
+        a.queue,
+        if scan.complete { "" } else { " (incomplete)" }
+    );
+    Ok(())
+}
+
+pub async fn run_import(a: ImportArgs) -> Result<()> {
+    let messages = transfer::read_ndjson(&a.file)?;
+    let conn = a.conn.connect().await?;
+    let q = conn.resolve(&a.to).await?;
+    let n = transfer::import(&conn, &q, &messages).await?;
+    eprintln!("imported {n} messages into {}", q.name);
+    Ok(())
+}

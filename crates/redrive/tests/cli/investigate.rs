@@ -1,0 +1,679 @@
+//! The investigation commands (`status`, `peek`, `stats`, `export`, `import`) run as a child
+//! process against a `redrive serve` child loaded with a synthetic incident like the seed's:
+//! two malls, a burst of `points_updated` for one mall, a few other commands, two non-JSON
+//! bodies, all dead-lettered through a RedrivePolicy with maxReceiveCount 1.
+
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+use crate::harness::{ServerProcess, Sqs};
+
+const BURST: usize = 30;
+
+/// Runs `redrive ARGS --endpoint-url ENDPOINT` with no AWS settings from the environment.
+fn redrive(endpoint: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_redrive"));
+    cmd.args(args).args(["--endpoint-url", endpoint]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_REGION", "us-east-1");
+    cmd.output().expect("run redrive")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "redrive failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_str(&ok(out)).expect("JSON output")
+}
+
+/// A failing run: non-zero exit and exactly one line on stderr.
+fn fails(out: &Output) -> String {
+    assert!(!out.status.success(), "expected failure, got success");
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(err.lines().count(), 1, "one line expected: {err}");
+    err
+}
+
+async fn send(sqs: &Sqs, url: &str, body: &str, mall: &str) {
+    sqs.call(
+        "SendMessage",
+        json!({"QueueUrl": url, "MessageBody": body,
+               "MessageAttributes": {"mall": {"DataType": "String", "StringValue": mall}}}),
+    )
+    .await
+    .expect("send");
+}
+
+/// Loads the incident; returns (source url, dlq url, total messages).
+async fn incident(sqs: &Sqs) -> (String, String, usize) {
+    let dlq = sqs.create_queue("cafe24-worker-queue-dlq", json!({})).await;
+    let dlq_arn = sqs.attr(&dlq, "QueueArn").await;
+    let policy = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1}).to_string();
+    let src = sqs
+        .create_queue("cafe24-worker-queue", json!({"RedrivePolicy": policy}))
+        .await;
+    for i in 0..BURST {
+        let body = json!({"mall_id": "drlabnosh", "command": "points_updated",
+                          "params": {"case_text": "order", "member_id": i}});
+        send(sqs, &src, &body.to_string(), "drlabnosh").await;
+    }
+    for (mall, command) in [
+        ("chosunhnb", "points_updated"),
+        ("chosunhnb", "points_updated"),
+        ("chosunhnb", "order_created"),
+        ("drlabnosh", "customer_updated"),
+    ] {
+        let body = json!({"mall_id": mall, "command": command, "params": {}});
+        send(sqs, &src, &body.to_string(), mall).await;
+    }
+    send(sqs, &src, "upstream timeout: 429", "none").await;
+    send(sqs, &src, "<html>oops</html>", "none").await;
+    let total = BURST + 6;
+    // Receive with no visibility timeout until everything moved: the first receive counts 1,
+    // the next one moves the message to the DLQ.
+    for _ in 0..100 {
+        sqs.receive(&src, 10, 0, 0).await.expect("receive");
+        if sqs.attr(&dlq, "ApproximateNumberOfMessages").await == total.to_string() {
+            return (src, dlq, total);
+        }
+    }
+    panic!("messages were not dead-lettered");
+}
+
+#[tokio::test]
+async fn investigation_of_a_dead_letter_incident() {
+    let server = ServerProcess::start(&["--in-memory"], &[]).await;
+    let sqs = server.client();
+    let e = server.endpoint();
+    let (_src, dlq, total) = incident(&sqs).await;
+
+    // status, from the source queue: finds the DLQ, reads fresh dead letters as growth.
+    let st = json_of(&redrive(
+        &e,
+        &["status", "cafe24-worker-queue", "--format", "json"],
+    ));
+    let queues = st["queues"].as_array().unwrap();
+    assert_eq!(queues.len(), 2);
+    assert_eq!(queues[0]["name"], "cafe24-worker-queue");
+    assert_eq!(queues[0]["role"], "source");
+    assert_eq!(queues[0]["maxReceiveCount"], 1);
+    assert_eq!(queues[0]["visible"], 0);
+    assert_eq!(queues[1]["name"], "cafe24-worker-queue-dlq");
+    assert_eq!(queues[1]["role"], "dlq");
+    assert_eq!(queues[1]["visible"], total);
+    assert_eq!(st["reading"]["verdict"], "active-growth");
+    // The same DLQ with a zero "recent" window reads as old residue; given the DLQ, the
+    // sources are found.
+    let st = json_of(&redrive(
+        &e,
+        &["status", &dlq, "--recent", "0s", "--format", "json"],
+    ));
+    assert_eq!(st["queues"][0]["name"], "cafe24-worker-queue");
+    assert_eq!(st["reading"]["verdict"], "old-residue");
+    let table = ok(&redrive(
+        &e,
+        &["status", "cafe24-worker-queue-dlq", "--recent", "0s"],
+    ));
+    assert!(table.contains("old residue"), "{table}");
+    assert!(table.contains("the source queue is empty"), "{table}");
+    assert!(
+        table.contains("cafe24-worker-queue (maxReceiveCount 1)")
+            || table.contains("dlq / sources"),
+        "{table}"
+    );
+
+    // stats: groups, pairs, receive counts, non-JSON bodies, burst.
+    let stats_args = [
+        "stats",
+        "cafe24-worker-queue-dlq",
+        "--group-by",
+        ".mall_id",
+        "--group-by",
+        ".command",
+        "--bucket",
+        "dead-lettered:hour",
+        "--format",
+        "json",
+    ];
+    let before = json_of(&redrive(&e, &stats_args));
+    assert_eq!(before["scanned"], total);
+    assert_eq!(before["complete"], true);
+    assert_eq!(before["nonDestructive"], true);
+    assert_eq!(before["nonJson"], 2);
+    assert_eq!(
+        before["groups"][0]["counts"],
+        json!([{"key": "drlabnosh", "count": BURST + 1}, {"key": "chosunhnb", "count": 3}])
+    );
+    assert_eq!(
+        before["groups"][1]["counts"],
+        json!([{"key": "points_updated", "count": BURST + 2},
+               {"key": "customer_updated", "count": 1},
+               {"key": "order_created", "count": 1}])
+    );
+    assert_eq!(
+        before["pairs"]["counts"][0],
+        json!({"keys": ["drlabnosh", "points_updated"], "count": BURST})
+    );
+    assert_eq!(
+        before["pairs"]["counts"][1],
+        json!({"keys": ["chosunhnb", "points_updated"], "count": 2})
+    );
+    assert_eq!(before["pairs"]["distinct"], 4);
+    let burst = &before["burst"];
+    let share = burst["share"].as_f64().unwrap();
+    // Everything was sent within seconds: at least half of it in the dominant minute.
+    assert!(share >= 0.5, "{burst}");
+    assert!(
+        (share - burst["count"].as_f64().unwrap() / total as f64).abs() < 1e-9,
+        "{burst}"
+    );
+    assert!(burst["first"].as_str().unwrap() <= burst["last"].as_str().unwrap());
+    let bucket_total: u64 = before["buckets"]["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(bucket_total, total as u64);
+
+    // `$meta` and the table output.
+    let meta = json_of(&redrive(
+        &e,
+        &[
+            "stats",
+            "cafe24-worker-queue-dlq",
+            "--group-by",
+            "$meta.messageAttributes.mall.StringValue",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(
+        meta["groups"][0]["counts"][0],
+        json!({"key": "drlabnosh", "count": BURST + 1})
+    );
+    let table = ok(&redrive(
+        &e,
+        &[
+            "stats",
+            "cafe24-worker-queue-dlq",
+            "--group-by",
+            ".mall_id",
+            "--group-by",
+            ".command",
+        ],
+    ));
+    assert!(
+        table.contains(&format!("{} messages scanned, 2 non-JSON bodies", total)),
+        "{table}"
+    );
+    assert!(
+        table.contains("by .mall_id × .command (4 distinct)"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["drlabnosh", "points_updated", &BURST.to_string(), "83.3%"]),
+        "{table}"
+    );
+    // A bounded scan says it is incomplete.
+    let part = redrive(
+        &e,
+        &[
+            "stats",
+            "cafe24-worker-queue-dlq",
+            "--limit",
+            "5",
+            "--format",
+            "json",
+        ],
+    );
+    let pv = json_of(&part);
+    assert_eq!(pv["scanned"], 5);
+    assert_eq!(pv["complete"], false);
+    assert!(String::from_utf8_lossy(&part.stderr).contains("incomplete"));
+
+    // --enrich joins the mall with its project, and `report` writes the summary.
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("malls.csv");
+    std::fs::write(
+        &mapping,
+        "mall_id,project_id,product\ndrlabnosh,p-101,\"Loyalty, Pro\"\nchosunhnb,p-202,Basic\n",
+    )
+    .unwrap();
+    let mapping_s = mapping.to_str().unwrap();
+    let enriched = json_of(&redrive(
+        &e,
+        &[
+            "stats",
+            "cafe24-worker-queue-dlq",
+            "--group-by",
+            ".mall_id",
+            "--group-by",
+            ".command",
+            "--enrich",
+            mapping_s,
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(
+        enriched["groups"][0]["counts"][0]["enrich"],
+        json!({"project_id": "p-101", "product": "Loyalty, Pro"})
+    );
+    assert_eq!(
+        enriched["pairs"]["counts"][1]["enrich"]["project_id"],
+        "p-202"
+    );
+    let md = ok(&redrive(
+        &e,
+        &[
+            "report",
+            "cafe24-worker-queue",
+            "--group-by",
+            ".mall_id",
+            "--group-by",
+            ".command",
+            "--enrich",
+            mapping_s,
+        ],
+    ));
+    assert!(
+        md.starts_with("# DLQ report: cafe24-worker-queue-dlq\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!(
+            "- **Total:** {total} messages, read without receiving"
+        )),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!(
+            "| drlabnosh | p-101 | Loyalty, Pro | {} | 86.1% |",
+            BURST + 1
+        )),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!(
+            "| drlabnosh × points_updated | p-101 | Loyalty, Pro | {BURST} | 83.3% |"
+        )),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!("- Receive counts: {total} × received 1 times")),
+        "{md}"
+    );
+    assert!(md.contains("retries ran and were exhausted"), "{md}");
+    assert!(md.contains("the DLQ is still growing"), "{md}");
+    assert!(md.contains("2 bodies are not JSON"), "{md}");
+    let rj = json_of(&redrive(
+        &e,
+        &[
+            "report",
+            "cafe24-worker-queue-dlq",
+            "--recent",
+            "0s",
+            "--group-by",
+            ".mall_id",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(rj["queue"], "cafe24-worker-queue-dlq");
+    assert_eq!(rj["status"]["reading"]["verdict"], "old-residue");
+    assert_eq!(rj["stats"]["total"], total);
+    assert!(
+        rj["nextSteps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s.as_str().unwrap().contains("redrive the residue"))
+    );
+
+    // peek: bodies and attributes, and no receive count touched.
+    let peeked = json_of(&redrive(
+        &e,
+        &[
+            "peek",
+            "cafe24-worker-queue-dlq",
+            "-n",
+            "2",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(peeked.as_array().unwrap().len(), 2);
+    assert_eq!(
+        peeked[0]["messageAttributes"]["mall"]["StringValue"],
+        "drlabnosh"
+    );
+    assert!(
+        peeked[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("points_updated")
+    );
+    assert!(peeked[0]["deadLetteredAt"].is_i64());
+    let peek_table = ok(&redrive(&e, &["peek", "cafe24-worker-queue-dlq"]));
+    assert!(peek_table.contains("msgattr mall"), "{peek_table}");
+    let after = json_of(&redrive(&e, &stats_args));
+    assert_eq!(before["receiveCounts"], after["receiveCounts"]);
+    assert_eq!(
+        sqs.attr(&dlq, "ApproximateNumberOfMessages").await,
+        total.to_string()
+    );
+    assert_eq!(
+        sqs.attr(&dlq, "ApproximateNumberOfMessagesNotVisible")
+            .await,
+        "0"
+    );
+
+    // export → import round trip, nothing deleted from the DLQ.
+    let file = dir.path().join("dlq.ndjson");
+    let file_s = file.to_str().unwrap();
+    ok(&redrive(
+        &e,
+        &["export", "cafe24-worker-queue-dlq", "--to", file_s],
+    ));
+    let lines = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(lines.lines().count(), total);
+    assert_eq!(
+        sqs.attr(&dlq, "ApproximateNumberOfMessages").await,
+        total.to_string()
+    );
+    let replay = sqs.create_queue("replay", json!({})).await;
+    ok(&redrive(&e, &["import", file_s, "--to", "replay"]));
+    assert_eq!(
+        sqs.attr(&replay, "ApproximateNumberOfMessages").await,
+        total.to_string()
+    );
+    let replayed = json_of(&redrive(
+        &e,
+        &[
+            "stats",
+            &replay,
+            "--group-by",
+            ".mall_id",
+            "--group-by",
+            "$meta.messageAttributes.mall.StringValue",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(
+        replayed["groups"][0]["counts"],
+        before["groups"][0]["counts"]
+    );
+    assert_eq!(
+        replayed["groups"][1]["counts"][0],
+        json!({"key": "drlabnosh", "count": BURST + 1})
+    );
+    assert_eq!(replayed["nonJson"], 2);
+}
+
+#[tokio::test]
+async fn fifo_export_import_keeps_group_ids() {
+    let server = ServerProcess::start(&["--in-memory"], &[]).await;
+    let sqs = server.client();
+    let e = server.endpoint();
+    let attrs = json!({"FifoQueue": "true", "ContentBasedDeduplication": "true"});
+    let src = sqs.create_queue("orders.fifo", attrs.clone()).await;
+    sqs.create_queue("orders-copy.fifo", attrs).await;
+    for (i, g) in ["mall-a", "mall-a", "mall-b"].iter().enumerate() {
+        sqs.call(
+            "SendMessage",
+            json!({"QueueUrl": src, "MessageBody": format!("{{\"n\":{i}}}"), "MessageGroupId": g}),
+        )
+        .await
+        .expect("send");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("orders.ndjson");
+    let file_s = file.to_str().unwrap();
+    ok(&redrive(&e, &["export", "orders.fifo", "--to", file_s]));
+    ok(&redrive(
+        &e,
+        &["import", file_s, "--to", "orders-copy.fifo"],
+    ));
+    let copy = json_of(&redrive(
+        &e,
+        &[
+            "stats",
+            "orders-copy.fifo",
+            "--group-by",
+            "$meta.groupId",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(
+        copy["groups"][0]["counts"],
+        json!([{"key": "mall-a", "count": 2}, {"key": "mall-b", "count": 1}])
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gives_one_line_and_a_failure_exit() {
+    let server = ServerProcess::start(&["--in-memory"], &[]).await;
+    let sqs = server.client();
+    let e = server.endpoint();
+    sqs.create_queue("q", json!({})).await;
+
+    let err = fails(&redrive(&e, &["status", "no-such-queue"]));
+    assert!(
+        err.contains("queue `no-such-queue` does not exist"),
+        "{err}"
+    );
+    let err = fails(&redrive(&e, &["peek", "no-such-queue"]));
+    assert!(err.contains("does not exist"), "{err}");
+    let err = fails(&redrive(&e, &["stats", "q", "--group-by", ".mall_id |"]));
+    assert!(err.contains("invalid jq expression `.mall_id |`"), "{err}");
+    let err = fails(&redrive(&e, &["stats", "q", "--bucket", "sent:week"]));
+    assert!(err.contains("--bucket"), "{err}");
+    let dead = format!("http://127.0.0.1:{}/", crate::harness::free_port());
+    let err = fails(&redrive(&dead, &["status", "q"]));
+    assert!(err.contains("cannot reach the SQS endpoint"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.ndjson");
+    std::fs::write(&file, "{\"messageId\":\"1\",\"body\":\"ok\"}\nnot json\n").unwrap();
+    let err = fails(&redrive(
+        &e,
+        &["import", file.to_str().unwrap(), "--to", "q"],
+    ));
+    assert!(err.contains("bad.ndjson:2: not a message line"), "{err}");
+    let err = fails(&redrive(
+        &e,
+        &["import", "/nonexistent.ndjson", "--to", "q"],
+    ));
+    assert!(err.contains("cannot open"), "{err}");
+    // Nothing was sent by the failed import.
+    let url = format!("{e}000000000000/q");
+    assert_eq!(sqs.attr(&url, "ApproximateNumberOfMessages").await, "0");
+}
+
+/// `moto_server` as a second SQS implementation without the browse API (skipped, with a
+/// note, when it is not installed: `pip install 'moto[server]'`).
+struct Moto {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl Moto {
+    async fn start() -> Option<Moto> {
+        let port = crate::harness::free_port();
+        let child = Command::new("moto_server")
+            .args(["-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}/"),
+        };
+        let sqs = Sqs::with_scope(&moto.endpoint, "us-east-1");
+        for _ in 0..300 {
+            if sqs.call("ListQueues", json!({})).await.is_ok() {
+                return Some(moto);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("moto_server did not become ready");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn receive_fallback_against_moto() {
+    let Some(moto) = Moto::start().await else {
+        eprintln!("moto_server not installed; skipping the moto run");
+        return;
+    };
+    let e = moto.endpoint.clone();
+    let sqs = Sqs::with_scope(&e, "us-east-1");
+    let dlq = sqs.create_queue("cafe24-worker-queue-dlq", json!({})).await;
+    let dlq_arn = sqs.attr(&dlq, "QueueArn").await;
+    let policy = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1}).to_string();
+    sqs.create_queue("cafe24-worker-queue", json!({"RedrivePolicy": policy}))
+        .await;
+    // Load the DLQ through `redrive import`.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("incident.ndjson");
+    let mut lines = String::new();
+    for i in 0..BURST + 4 {
+        let (mall, command) = match i {
+            i if i < BURST => ("drlabnosh", "points_updated"),
+            i if i < BURST + 3 => ("chosunhnb", "order_created"),
+            _ => ("none", ""),
+        };
+        let body = if mall == "none" {
+            "not json".to_string()
+        } else {
+            json!({"mall_id": mall, "command": command}).to_string()
+        };
+        let line = json!({"messageId": i.to_string(), "body": body, "messageAttributes":
+            {"mall": {"DataType": "String", "StringValue": mall}}});
+        lines.push_str(&format!("{line}\n"));
+    }
+    std::fs::write(&file, lines).unwrap();
+    ok(&redrive(
+        &e,
+        &[
+            "import",
+            file.to_str().unwrap(),
+            "--to",
+            "cafe24-worker-queue-dlq",
+        ],
+    ));
+    let total = BURST + 4;
+
+    // status: no dead-letter times on moto, so only --watch can tell.
+    let st = json_of(&redrive(
+        &e,
+        &["status", "cafe24-worker-queue", "--format", "json"],
+    ));
+    assert_eq!(st["queues"][1]["visible"], total);
+    assert_eq!(st["reading"]["verdict"], "unknown");
+    let st = json_of(&redrive(
+        &e,
+        &[
+            "status",
+            "cafe24-worker-queue-dlq",
+            "--watch",
+            "1s",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(st["queues"][0]["name"], "cafe24-worker-queue");
+    assert_eq!(st["reading"]["verdict"], "old-residue");
+
+    // stats through ReceiveMessage, with the warning; nothing deleted.
+    let out = redrive(
+        &e,
+        &[
+            "stats",
+            "cafe24-worker-queue-dlq",
+            "--group-by",
+            ".mall_id",
+            "--visibility-timeout",
+            "1",
+            "--format",
+            "json",
+        ],
+    );
+    let stats = json_of(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ReceiveMessage"), "{stderr}");
+    assert!(!stderr.contains("not a dead-letter queue"), "{stderr}");
+    assert_eq!(stats["scanned"], total);
+    assert_eq!(stats["complete"], true);
+    assert_eq!(stats["nonDestructive"], false);
+    assert_eq!(stats["nonJson"], 1);
+    assert_eq!(
+        stats["groups"][0]["counts"],
+        json!([{"key": "drlabnosh", "count": BURST}, {"key": "chosunhnb", "count": 3}])
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    // peek of the source queue warns that receives count toward maxReceiveCount.
+    let out = redrive(
+        &e,
+        &["peek", "cafe24-worker-queue", "--visibility-timeout", "1"],
+    );
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a dead-letter queue"));
+    let peeked = json_of(&redrive(
+        &e,
+        &[
+            "peek",
+            "cafe24-worker-queue-dlq",
+            "-n",
+            "1",
+            "--visibility-timeout",
+            "1",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(peeked.as_array().unwrap().len(), 1);
+    assert!(peeked[0]["attributes"]["SentTimestamp"].is_string());
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let visible = sqs.attr(&dlq, "ApproximateNumberOfMessages").await;
+    let hidden = sqs
+        .attr(&dlq, "ApproximateNumberOfMessagesNotVisible")
+        .await;
+    assert_eq!(
+        visible.parse::<usize>().unwrap() + hidden.parse::<usize>().unwrap(),
+        total
+    );
+
+    let err = fails(&redrive(&e, &["status", "no-such-queue"]));
+    assert!(err.contains("does not exist"), "{err}");
+}
