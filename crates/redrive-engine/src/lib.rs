@@ -40,15 +40,14 @@ pub use tasks::{decode_task_handle, encode_task_handle};
 /// Server-wide identity settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
+    /// The account in queue URLs and ARNs. (The Region is per request: `RequestContext`.)
     pub account_id: String,
-    pub default_region: String,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             account_id: "000000000000".into(),
-            default_region: "us-east-1".into(),
         }
     }
 }

@@ -5,9 +5,7 @@
 //! messages whose time has come: no operation scans the queue.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 
-use redrive_core::api::MessageAttributes;
 use redrive_core::limits;
 
 use crate::store::{MessageRecord, Mutation, QueueRecord};
@@ -497,14 +495,6 @@ impl QueueState {
         let s = self.next_seq;
         self.next_seq += 1;
         s
-    }
-
-    pub fn body_of(&self, seq: u64) -> Option<Arc<str>> {
-        self.messages.get(&seq).map(|m| m.rec.body.clone())
-    }
-
-    pub fn attributes_of(&self, seq: u64) -> Option<&MessageAttributes> {
-        self.messages.get(&seq).map(|m| &m.rec.attributes)
     }
 
     /// Checks the index invariants (tests and debug assertions): every message is in exactly

@@ -52,7 +52,6 @@ impl Server {
     pub async fn bind(config: ServerConfig) -> Result<Server, StartError> {
         let engine_config = EngineConfig {
             account_id: config.account_id.clone(),
-            default_region: config.region.clone(),
         };
         let clock = Arc::new(redrive_engine::SystemClock);
         let mut durable = None;
