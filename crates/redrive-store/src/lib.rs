@@ -96,6 +96,27 @@ pub enum Mutation {
         queue_uid: u64,
         key: String,
     },
+    /// A document of a Redrive extension (replay tasks, their move log, schedules, schedule
+    /// runs): JSON the engine owns, kept under `(kind, key)`.
+    PutDocument(DocumentRecord),
+    DeleteDocument {
+        kind: String,
+        key: String,
+    },
+    /// Removes every document of `kind` whose key starts with `prefix`.
+    DeleteDocuments {
+        kind: String,
+        prefix: String,
+    },
+}
+
+/// A stored extension document (see [`Mutation::PutDocument`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentRecord {
+    pub kind: String,
+    pub key: String,
+    /// JSON; its shape is versioned by the engine (a `v` field), not by the store.
+    pub value: Vec<u8>,
 }
 
 /// A FIFO deduplication entry as persisted: a duplicate send within `expires_ms` is answered
@@ -117,6 +138,8 @@ pub struct Snapshot {
     pub messages: Vec<MessageRecord>,
     pub move_tasks: Vec<MoveTaskRecord>,
     pub dedup: Vec<DedupRecord>,
+    /// Extension documents, ordered by `(kind, key)`.
+    pub documents: Vec<DocumentRecord>,
     /// Highest queue uid ever handed out (uids never repeat).
     pub max_queue_uid: u64,
 }
@@ -207,6 +230,7 @@ struct MemoryState {
     messages: BTreeMap<(u64, u64), MessageRecord>,
     move_tasks: BTreeMap<String, MoveTaskRecord>,
     dedup: BTreeMap<(u64, String), DedupRecord>,
+    documents: BTreeMap<(String, String), Vec<u8>>,
     max_queue_uid: u64,
 }
 
@@ -228,6 +252,15 @@ impl Store for MemoryStore {
             messages: s.messages.values().cloned().collect(),
             move_tasks: s.move_tasks.values().cloned().collect(),
             dedup: s.dedup.values().cloned().collect(),
+            documents: s
+                .documents
+                .iter()
+                .map(|((kind, key), value)| DocumentRecord {
+                    kind: kind.clone(),
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
             max_queue_uid: s.max_queue_uid,
         }
     }
@@ -239,7 +272,10 @@ impl Store for MemoryStore {
                 m @ (Mutation::PutMoveTask(_)
                 | Mutation::DeleteMoveTask { .. }
                 | Mutation::PutDedup(_)
-                | Mutation::DeleteDedup { .. }) => {
+                | Mutation::DeleteDedup { .. }
+                | Mutation::PutDocument(_)
+                | Mutation::DeleteDocument { .. }
+                | Mutation::DeleteDocuments { .. }) => {
                     s.apply_task(m);
                 }
                 Mutation::PutQueue(q) => {
@@ -312,6 +348,16 @@ impl MemoryState {
             }
             Mutation::DeleteDedup { queue_uid, key } => {
                 self.dedup.remove(&(queue_uid, key));
+            }
+            Mutation::PutDocument(d) => {
+                self.documents.insert((d.kind, d.key), d.value);
+            }
+            Mutation::DeleteDocument { kind, key } => {
+                self.documents.remove(&(kind, key));
+            }
+            Mutation::DeleteDocuments { kind, prefix } => {
+                self.documents
+                    .retain(|(k, key), _| !(k == &kind && key.starts_with(&prefix)));
             }
             _ => {}
         }

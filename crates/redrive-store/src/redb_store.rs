@@ -48,6 +48,9 @@ const QUEUES: TableDefinition<u64, &[u8]> = TableDefinition::new("queues");
 const MESSAGES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("messages");
 const MOVE_TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("move_tasks");
 const DEDUP: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("dedup");
+/// Extension documents `(kind, key) → JSON` (added within format version 1: a file without the
+/// table simply has none).
+const DOCUMENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("documents");
 
 const META_FORMAT_VERSION: &str = "format_version";
 const META_MAX_QUEUE_UID: &str = "max_queue_uid";
@@ -389,6 +392,7 @@ fn init_format(db: &Database) -> Result<u64, StoreError> {
         txn.open_table(MESSAGES)?;
         txn.open_table(MOVE_TASKS)?;
         txn.open_table(DEDUP)?;
+        txn.open_table(DOCUMENTS)?;
     }
     txn.commit()?;
     Ok(max_queue_uid)
@@ -597,6 +601,15 @@ impl Writer {
                 codec::decode_dedup(queue_uid, key, v.value()).map_err(corrupt("dedup"))?;
             snapshot.dedup.push(record);
         }
+        for entry in txn.open_table(DOCUMENTS)?.iter()? {
+            let (k, v) = entry?;
+            let (kind, key) = k.value();
+            snapshot.documents.push(crate::DocumentRecord {
+                kind: kind.to_string(),
+                key: key.to_string(),
+                value: v.value().to_vec(),
+            });
+        }
         Ok(snapshot)
     }
 }
@@ -608,6 +621,7 @@ struct Tables<'t> {
     messages: Table<'t, (u64, u64), &'static [u8]>,
     move_tasks: Table<'t, &'static str, &'static [u8]>,
     dedup: Table<'t, (u64, &'static str), &'static [u8]>,
+    documents: Table<'t, (&'static str, &'static str), &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -618,6 +632,7 @@ impl<'t> Tables<'t> {
             messages: txn.open_table(MESSAGES)?,
             move_tasks: txn.open_table(MOVE_TASKS)?,
             dedup: txn.open_table(DEDUP)?,
+            documents: txn.open_table(DOCUMENTS)?,
         })
     }
 
@@ -691,6 +706,20 @@ impl<'t> Tables<'t> {
             }
             Mutation::DeleteDedup { queue_uid, key } => {
                 self.dedup.remove((queue_uid, key.as_str()))?;
+            }
+            Mutation::PutDocument(d) => {
+                self.documents
+                    .insert((d.kind.as_str(), d.key.as_str()), d.value.as_slice())?;
+            }
+            Mutation::DeleteDocument { kind, key } => {
+                self.documents.remove((kind.as_str(), key.as_str()))?;
+            }
+            Mutation::DeleteDocuments { kind, prefix } => {
+                let (kind, prefix) = (kind.as_str(), prefix.as_str());
+                self.documents
+                    .retain_in((kind, prefix).., |(k, key), _| {
+                        !(k == kind && key.starts_with(prefix))
+                    })?;
             }
         }
         Ok(())
