@@ -101,6 +101,32 @@ impl RelativeWindow {
     }
 }
 
+/// A point in time given by a user, as ms since the Unix epoch: RFC 3339
+/// (`2026-11-23T06:00:00+09:00`), a date (`2026-11-23`, midnight UTC), epoch milliseconds
+/// (13 digits or more) or seconds, or a duration before `now_ms` (`2h`, `90m`, `3d`).
+pub fn parse_instant(text: &str, now_ms: i64) -> Result<i64, String> {
+    let t = text.trim();
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        return Ok(dt.timestamp_millis());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Ok(Utc
+            .from_utc_datetime(&d.and_time(NaiveTime::MIN))
+            .timestamp_millis());
+    }
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        let n: i64 = t.parse().map_err(|_| format!("invalid time `{text}`"))?;
+        // Epoch seconds have at most 11 digits until the year 5138.
+        return Ok(if t.len() >= 12 { n } else { n * 1000 });
+    }
+    if let Some(secs) = parse_duration_secs(t.strip_suffix(" ago").unwrap_or(t)) {
+        return Ok(now_ms - (secs as i64) * 1000);
+    }
+    Err(format!(
+        "invalid time `{text}` (RFC 3339 such as 2026-11-23T06:00:00Z, a date 2026-11-23, epoch seconds or ms, or an age such as 2h)"
+    ))
+}
+
 fn parse_duration_secs(s: &str) -> Option<u64> {
     let s = s.trim();
     let unit_at = s.find(|c: char| !c.is_ascii_digit())?;
@@ -178,5 +204,27 @@ mod tests {
         );
         assert!(RelativeWindow::parse("last:0h").is_err());
         assert!(RelativeWindow::parse("lastweek").is_err());
+    }
+
+    #[test]
+    fn instants_parse() {
+        let now = ms("2026-11-23T12:00:00Z");
+        assert_eq!(
+            parse_instant("2026-11-23T06:00:00+09:00", now).unwrap(),
+            ms("2026-11-22T21:00:00Z")
+        );
+        assert_eq!(
+            parse_instant("2026-11-23", now).unwrap(),
+            ms("2026-11-23T00:00:00Z")
+        );
+        assert_eq!(parse_instant("1763856000", now).unwrap(), 1_763_856_000_000);
+        assert_eq!(
+            parse_instant("1763856000123", now).unwrap(),
+            1_763_856_000_123
+        );
+        assert_eq!(parse_instant("2h", now).unwrap(), now - 7_200_000);
+        assert_eq!(parse_instant("3d ago", now).unwrap(), now - 3 * 86_400_000);
+        assert!(parse_instant("yesterday-ish", now).is_err());
+        assert!(parse_instant("", now).is_err());
     }
 }
