@@ -9,8 +9,8 @@
 //! - [`stats`] and [`jq`]: aggregation of a scan, `--group-by` jq expressions.
 //! - [`enrich`]: `--enrich` mapping files (CSV or JSON) joined on the first group key.
 //! - [`report`]: the Markdown / JSON summary a person would write.
-//! - [`transfer`]: NDJSON export and import.
-//! - [`util`]: durations, timestamps, aligned tables.
+//! - [`transfer`]: NDJSON / CSV export and import.
+//! - [`util`]: durations, timestamps, aligned tables, CSV.
 //!
 //! The binary parses flags with clap and turns them into the plans here; nothing in this
 //! crate deletes or moves messages.
@@ -26,7 +26,9 @@ pub mod transfer;
 pub mod util;
 
 use std::io::IsTerminal;
+use std::time::Duration;
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
 use crate::source::Message;
@@ -35,8 +37,14 @@ use crate::util::{format_ts, render_table};
 /// Output format of the reading commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// Aligned tables for people.
     Table,
+    /// One pretty-printed JSON document.
     Json,
+    /// One JSON object per line (a message, a queue or a table row).
+    Ndjson,
+    /// RFC 4180 CSV with a header row.
+    Csv,
 }
 
 impl std::str::FromStr for Format {
@@ -45,36 +53,119 @@ impl std::str::FromStr for Format {
         match s {
             "table" => Ok(Format::Table),
             "json" => Ok(Format::Json),
-            _ => Err(format!("unknown format `{s}` (table or json)")),
+            "ndjson" => Ok(Format::Ndjson),
+            "csv" => Ok(Format::Csv),
+            _ => Err(format!("unknown format `{s}` (table, json, ndjson or csv)")),
         }
     }
 }
 
-/// A `\rread N messages` line on stderr, only when stderr is a terminal.
+/// A progress bar on stderr (count read, and the approximate total and rate when known);
+/// drawn only when stderr is a terminal, so pipes and files never see it.
 pub struct Progress {
-    on: bool,
-    label: &'static str,
+    bar: ProgressBar,
 }
 
 impl Progress {
+    /// A bar on stderr when it is a terminal, else a hidden one.
     pub fn new(label: &'static str) -> Progress {
-        Progress {
-            on: std::io::stderr().is_terminal(),
-            label,
-        }
+        let target = if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        Progress::with_target(label, target)
     }
 
+    /// A bar that never draws.
+    pub fn hidden(label: &'static str) -> Progress {
+        Progress::with_target(label, ProgressDrawTarget::hidden())
+    }
+
+    fn with_target(label: &'static str, target: ProgressDrawTarget) -> Progress {
+        let bar = ProgressBar::with_draw_target(None, target)
+            .with_style(
+                ProgressStyle::with_template(
+                    "{spinner} {prefix} {human_pos} messages ({per_sec}, {elapsed})",
+                )
+                .expect("a valid template"),
+            )
+            .with_prefix(label);
+        if !bar.is_hidden() {
+            bar.enable_steady_tick(Duration::from_millis(200));
+        }
+        Progress { bar }
+    }
+
+    /// Whether anything is drawn (callers may skip work that only feeds the bar).
+    pub fn is_visible(&self) -> bool {
+        !self.bar.is_hidden()
+    }
+
+    /// The expected number of messages (e.g. the approximate queue size), when known.
+    pub fn set_total(&self, total: Option<u64>) {
+        let Some(total) = total else {
+            return;
+        };
+        self.bar.set_length(total);
+        self.bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {human_pos}/~{human_len} messages ({per_sec}, eta {eta})",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+    }
+
+    /// `n` messages read so far.
     pub fn tick(&self, n: usize) {
-        if self.on && n.is_multiple_of(500) {
-            eprint!("\r{} {n} messages", self.label);
-        }
+        self.bar.set_position(n as u64);
     }
 
-    pub fn finish(&self) {
-        if self.on {
-            eprint!("\r\x1b[2K");
-        }
+    pub fn position(&self) -> u64 {
+        self.bar.position()
     }
+
+    pub fn total(&self) -> Option<u64> {
+        self.bar.length()
+    }
+
+    /// Removes the bar from the terminal.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Fails with one line when the profile asked for (`--profile`, else `AWS_PROFILE`) is in
+/// neither AWS config file; without this check the SDK would fall back to other credentials
+/// (or dummy ones for a local endpoint) and the typo would go unnoticed.
+pub async fn check_profile(profile: Option<&str>) -> anyhow::Result<()> {
+    let from_env = std::env::var("AWS_PROFILE").ok();
+    let (name, flag) = match (profile, from_env.as_deref()) {
+        (Some(p), _) => (p, "--profile"),
+        (None, Some(p)) if !p.is_empty() && p != "default" => (p, "AWS_PROFILE"),
+        _ => return Ok(()),
+    };
+    let set = aws_config::profile::load(
+        &aws_types::os_shim_internal::Fs::real(),
+        &aws_types::os_shim_internal::Env::real(),
+        &aws_runtime::env_config::file::EnvConfigFiles::default(),
+        None,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot read the AWS config files: {e}"))?;
+    if set.get_profile(name).is_none() {
+        let known: Vec<&str> = set.profiles().collect();
+        anyhow::bail!(
+            "profile `{name}` ({flag}) is not defined in the AWS config files (AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE){}",
+            if known.is_empty() {
+                String::new()
+            } else {
+                format!("; known profiles: {}", known.join(", "))
+            }
+        );
+    }
+    Ok(())
 }
 
 /// `peek` output for people: one block per message.
@@ -116,6 +207,25 @@ pub fn peek_table(messages: &[Message]) -> String {
     }
     if messages.is_empty() {
         out.push_str("(no messages)\n");
+    }
+    out
+}
+
+/// `peek --format ndjson`: one message per line, in the export's shape.
+pub fn peek_ndjson(messages: &[Message]) -> String {
+    let mut out = String::new();
+    for m in messages {
+        out.push_str(&serde_json::to_string(m).expect("a message serializes"));
+        out.push('\n');
+    }
+    out
+}
+
+/// `peek --format csv`: one row per message, the columns of `export --format csv`.
+pub fn peek_csv(messages: &[Message]) -> String {
+    let mut out = util::csv_record(transfer::CSV_COLUMNS);
+    for m in messages {
+        out.push_str(&util::csv_record(&transfer::csv_row(m)));
     }
     out
 }

@@ -204,6 +204,19 @@ impl Source {
         })
     }
 
+    /// The approximate number of messages in the queue (for a progress bar's total), when
+    /// the server answers.
+    pub async fn approximate_size(&self) -> Option<u64> {
+        match self {
+            Source::Browse { conn, queue, .. } => browse_info(conn, queue)
+                .await
+                .ok()
+                .flatten()
+                .map(|(_, i)| i.visible + i.in_flight + i.delayed),
+            Source::Receive { conn, queue, .. } => approximate_count(conn, queue).await.ok(),
+        }
+    }
+
     pub fn non_destructive(&self) -> bool {
         matches!(self, Source::Browse { .. })
     }

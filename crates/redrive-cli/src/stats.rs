@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::enrich::Mapping;
 use crate::jq::{self, GroupBy};
 use crate::source::{Message, ScanOutcome};
-use crate::util::{format_ts, render_table};
+use crate::util::{Record, format_ts, record_json, records_to_csv_with, render_table};
 
 /// Which timestamp a `--bucket` uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -265,6 +265,106 @@ impl Stats {
         })
     }
 
+    /// Every table row as a record with a leading `table` field naming its table
+    /// (`burst`, `group:EXPR`, `pair:EXPR × EXPR`, `bucket:FIELD:UNIT`, `receiveCount`,
+    /// `shape`), then `key` (and `key2`, … for pairs), the mapping's columns for the first
+    /// group key, `count` and `share` (of the messages scanned, a fraction).
+    pub fn to_records(&self, top: usize) -> Vec<Record> {
+        let share = |c: usize| {
+            let f = c as f64 / self.total.max(1) as f64;
+            json!((f * 10_000.0).round() / 10_000.0)
+        };
+        let mut out: Vec<Record> = vec![];
+        let mut push = |table: &str, keys: &[String], enrich: bool, c: usize| {
+            let mut r: Record = vec![
+                ("table".into(), json!(table)),
+                ("key".into(), json!(keys[0])),
+            ];
+            if enrich && let Some(m) = &self.mapping {
+                r.extend(
+                    m.columns
+                        .iter()
+                        .cloned()
+                        .zip(m.get(&keys[0]).into_iter().map(Value::from)),
+                );
+            }
+            for (i, k) in keys.iter().enumerate().skip(1) {
+                r.push((format!("key{}", i + 1), json!(k)));
+            }
+            r.extend([("count".into(), json!(c)), ("share".into(), share(c))]);
+            out.push(r);
+        };
+        for (i, (g, counts)) in self.group_bys.iter().zip(&self.groups).enumerate() {
+            let table = format!("group:{}", g.expr);
+            for (k, c) in Self::top(counts, top) {
+                push(&table, &[k], i == 0, c);
+            }
+        }
+        if self.group_bys.len() >= 2 {
+            let exprs: Vec<&str> = self.group_bys.iter().map(|g| g.expr.as_str()).collect();
+            let table = format!("pair:{}", exprs.join(" × "));
+            for (k, c) in Self::top(&self.pairs, top) {
+                push(&table, &k, true, c);
+            }
+        }
+        if let Some(b) = &self.bucket {
+            let field = match b.field {
+                TimeField::Sent => "sent",
+                TimeField::DeadLettered => "dead-lettered",
+            };
+            let table = format!("bucket:{field}:{}", b.unit);
+            for (t, c) in &self.buckets {
+                push(&table, &[format_ts(*t)], false, *c);
+            }
+        }
+        for (r, c) in &self.receive_counts {
+            push("receiveCount", &[r.to_string()], false, *c);
+        }
+        for (k, c) in Self::top(&self.shapes, top) {
+            push("shape", &[k], false, c);
+        }
+        if let Some(b) = self.burst() {
+            // The share of the burst is of the messages with a sent time, as in the table.
+            out.insert(
+                0,
+                vec![
+                    ("table".into(), json!("burst")),
+                    ("key".into(), json!(b.minute)),
+                    ("count".into(), json!(b.count)),
+                    (
+                        "share".into(),
+                        json!((b.share * 10_000.0).round() / 10_000.0),
+                    ),
+                    ("first".into(), json!(b.first)),
+                    ("last".into(), json!(b.last)),
+                ],
+            );
+        }
+        out
+    }
+
+    /// One JSON object per table row (see [`Stats::to_records`]).
+    pub fn to_ndjson(&self, top: usize) -> String {
+        self.to_records(top)
+            .iter()
+            .map(|r| record_json(r) + "\n")
+            .collect()
+    }
+
+    /// The table rows as CSV with a leading `table` column (see [`Stats::to_records`]).
+    pub fn to_csv(&self, top: usize) -> String {
+        let keys: Vec<String> = (2..=self.group_bys.len())
+            .map(|i| format!("key{i}"))
+            .collect();
+        let mut first = vec!["table", "key"];
+        first.extend(keys.iter().map(String::as_str));
+        if let Some(m) = &self.mapping {
+            first.extend(m.columns.iter().map(String::as_str));
+        }
+        first.extend(["count", "share"]);
+        records_to_csv_with(&first, &self.to_records(top))
+    }
+
     pub fn to_table(&self, queue: &str, scan: &ScanOutcome, top: usize) -> String {
         let mut out = String::new();
         let pct = |c: usize| format!("{:.1}%", 100.0 * c as f64 / self.total.max(1) as f64);
@@ -512,5 +612,78 @@ mod tests {
     fn empty_queue_has_no_burst() {
         let s = Stats::new(vec![], None);
         assert!(s.burst().is_none());
+    }
+
+    #[test]
+    fn records_ndjson_and_csv() {
+        let m = Mapping::from_csv("mall,project\na,\"p-1, main\"\n", "m.csv").unwrap();
+        let s = sample().with_mapping(Some(m));
+        let lines: Vec<Value> = s
+            .to_ndjson(10)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines[0],
+            json!({"table": "burst", "key": "2026-04-20T20:15:00Z", "count": 8, "share": 0.8,
+                   "first": "2026-04-20T20:15:00Z", "last": "2026-04-20T20:25:00Z"})
+        );
+        assert_eq!(
+            lines[1],
+            json!({"table": "group:.mall_id", "key": "a", "project": "p-1, main", "count": 8,
+                   "share": 0.8})
+        );
+        assert_eq!(
+            lines[2],
+            json!({"table": "group:.mall_id", "key": "b", "project": "", "count": 1, "share": 0.1})
+        );
+        assert_eq!(
+            lines[3],
+            json!({"table": "group:.command", "key": "points_updated", "count": 8, "share": 0.8})
+        );
+        let pair = lines
+            .iter()
+            .find(|l| l["table"] == "pair:.mall_id × .command")
+            .unwrap();
+        assert_eq!(
+            *pair,
+            json!({"table": "pair:.mall_id × .command", "key": "a", "project": "p-1, main",
+                   "key2": "points_updated", "count": 8, "share": 0.8})
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| *l
+                    == json!({"table": "receiveCount", "key": "3", "count": 1, "share": 0.1}))
+        );
+        assert!(lines.iter().any(|l| l["table"] == "bucket:sent:minute"));
+        assert!(lines.iter().any(|l| l["table"] == "shape"));
+        // Field order is kept on each line.
+        assert!(
+            s.to_ndjson(10)
+                .lines()
+                .nth(1)
+                .unwrap()
+                .starts_with(r#"{"table":"group:.mall_id","key":"a","project""#)
+        );
+
+        let csv = s.to_csv(10);
+        let mut rows = csv.lines();
+        assert_eq!(
+            rows.next().unwrap(),
+            "table,key,key2,project,count,share,first,last"
+        );
+        assert_eq!(
+            rows.next().unwrap(),
+            "burst,2026-04-20T20:15:00Z,,,8,0.8,2026-04-20T20:15:00Z,2026-04-20T20:25:00Z"
+        );
+        assert_eq!(
+            rows.next().unwrap(),
+            "group:.mall_id,a,,\"p-1, main\",8,0.8,,"
+        );
+        assert!(
+            csv.contains("pair:.mall_id × .command,a,points_updated,\"p-1, main\",8,0.8,,\r\n")
+        );
+        assert_eq!(csv.lines().count(), lines.len() + 1);
     }
 }

@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use crate::client::{Conn, QueueRef, sdk_error};
 use crate::source::{Source, browse_info, dead_letter_sources};
-use crate::util::{format_age, format_ts, now_ms, render_table};
+use crate::util::{
+    Record, format_age, format_ts, now_ms, record_json, records_to_csv, render_table,
+};
 
 /// What one queue looks like right now.
 #[derive(Debug, Clone, Serialize)]
@@ -329,6 +331,50 @@ pub fn read_evidence(
 }
 
 impl Status {
+    /// One record per queue (the rows of the table) with the reading's verdict on each:
+    /// `queue`, `url`, `role`, `visible`, `inFlight`, `delayed`, `oldestAgeSecs`,
+    /// `deadLetterQueue`, `maxReceiveCount`, `deadLetterSources` (comma-separated), `verdict`.
+    pub fn to_records(&self) -> Vec<Record> {
+        let verdict = serde_json::to_value(self.reading.verdict).expect("a verdict serializes");
+        self.queues
+            .iter()
+            .map(|q| {
+                vec![
+                    ("queue".into(), Value::from(q.name.clone())),
+                    ("url".into(), Value::from(q.url.clone())),
+                    ("role".into(), Value::from(q.role)),
+                    ("visible".into(), Value::from(q.visible)),
+                    ("inFlight".into(), Value::from(q.in_flight)),
+                    ("delayed".into(), Value::from(q.delayed)),
+                    ("oldestAgeSecs".into(), Value::from(q.oldest_age_secs)),
+                    (
+                        "deadLetterQueue".into(),
+                        Value::from(q.dead_letter_queue.clone()),
+                    ),
+                    ("maxReceiveCount".into(), Value::from(q.max_receive_count)),
+                    (
+                        "deadLetterSources".into(),
+                        Value::from(q.dead_letter_sources.join(",")),
+                    ),
+                    ("verdict".into(), verdict.clone()),
+                ]
+            })
+            .collect()
+    }
+
+    /// One JSON object per queue.
+    pub fn to_ndjson(&self) -> String {
+        self.to_records()
+            .iter()
+            .map(|r| record_json(r) + "\n")
+            .collect()
+    }
+
+    /// One CSV row per queue, with a header.
+    pub fn to_csv(&self) -> String {
+        records_to_csv(&self.to_records())
+    }
+
     pub fn to_table(&self) -> String {
         let rows: Vec<Vec<String>> = self
             .queues
@@ -440,5 +486,40 @@ mod tests {
             Some(("q-dlq".into(), Some(1)))
         );
         assert_eq!(parse_policy("nope"), None);
+    }
+
+    #[test]
+    fn ndjson_and_csv_rows() {
+        let mut src = q(2);
+        src.name = "src".into();
+        src.role = "source";
+        src.dead_letter_queue = Some("q".into());
+        src.max_receive_count = Some(3);
+        let mut dlq = q(5);
+        dlq.dead_letter_sources = vec!["src".into(), "other, one".into()];
+        dlq.oldest_age_secs = Some(90);
+        let st = Status {
+            queues: vec![src, dlq],
+            reading: read_evidence(&q(5), &[q(2)], None, None, RECENT, 0),
+        };
+        let lines: Vec<Value> = st
+            .to_ndjson()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            lines[0],
+            serde_json::json!({"queue": "src", "url": "u", "role": "source", "visible": 2,
+                "inFlight": 0, "delayed": 0, "oldestAgeSecs": null, "deadLetterQueue": "q",
+                "maxReceiveCount": 3, "deadLetterSources": "", "verdict": "unknown"})
+        );
+        assert_eq!(lines[1]["deadLetterSources"], "src,other, one");
+        assert_eq!(
+            st.to_csv(),
+            "queue,url,role,visible,inFlight,delayed,oldestAgeSecs,deadLetterQueue,maxReceiveCount,deadLetterSources,verdict\r\n\
+             src,u,source,2,0,0,,q,3,,unknown\r\n\
+             q,u,dlq,5,0,0,90,,,\"src,other, one\",unknown\r\n"
+        );
     }
 }

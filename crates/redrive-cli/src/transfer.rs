@@ -1,5 +1,11 @@
-//! `redrive export` (queue → NDJSON, nothing deleted) and `redrive import` (NDJSON → queue).
+//! `redrive export` (queue → NDJSON or CSV, nothing deleted) and `redrive import` (NDJSON or
+//! CSV → queue).
+//!
+//! NDJSON: one [`Message`] per line. CSV (RFC 4180, header row): the columns of
+//! [`CSV_COLUMNS`]; times are epoch milliseconds, `messageAttributes` and `attributes` are
+//! JSON text.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::Path;
 
@@ -11,15 +17,88 @@ use serde_json::Value;
 
 use crate::client::{Conn, QueueRef, sdk_error};
 use crate::source::{Message, ScanOutcome, Source};
+use crate::util::{csv_record, parse_csv};
 
-/// Writes every message read from `source` (up to `limit`) as one JSON line.
+/// The file format of `export` and `import`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Ndjson,
+    Csv,
+}
+
+impl std::str::FromStr for FileFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ndjson" | "jsonl" => Ok(FileFormat::Ndjson),
+            "csv" => Ok(FileFormat::Csv),
+            _ => Err(format!("unknown file format `{s}` (ndjson or csv)")),
+        }
+    }
+}
+
+impl FileFormat {
+    /// `given`, else CSV for a `.csv` file, else NDJSON.
+    pub fn for_path(given: Option<FileFormat>, path: &Path) -> FileFormat {
+        given.unwrap_or_else(|| {
+            if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+            {
+                FileFormat::Csv
+            } else {
+                FileFormat::Ndjson
+            }
+        })
+    }
+}
+
+/// The columns of a CSV export, in order.
+pub const CSV_COLUMNS: &[&str] = &[
+    "messageId",
+    "body",
+    "sentTimestamp",
+    "receiveCount",
+    "deadLetteredAt",
+    "deadLetterQueueSourceArn",
+    "messageGroupId",
+    "messageDeduplicationId",
+    "messageAttributes",
+    "attributes",
+];
+
+/// A message as a CSV row (the cells of [`CSV_COLUMNS`]).
+pub fn csv_row(m: &Message) -> Vec<String> {
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    vec![
+        m.message_id.clone(),
+        m.body.clone(),
+        opt(m.sent_timestamp.map(|t| t.to_string())),
+        opt(m.receive_count.map(|t| t.to_string())),
+        opt(m.dead_lettered_at.map(|t| t.to_string())),
+        opt(m.dead_letter_queue_source_arn.clone()),
+        opt(m.message_group_id.clone()),
+        opt(m.message_deduplication_id.clone()),
+        serde_json::to_string(&m.message_attributes).expect("attributes serialize"),
+        serde_json::to_string(&m.attributes).expect("attributes serialize"),
+    ]
+}
+
+/// Writes every message read from `source` (up to `limit`): one JSON line each, or a CSV
+/// header and one row each.
 pub async fn export(
     source: &Source,
     limit: usize,
+    format: FileFormat,
     out: &mut dyn Write,
     mut progress: impl FnMut(usize),
 ) -> Result<ScanOutcome> {
     let mut err = None;
+    if format == FileFormat::Csv
+        && let Err(e) = out.write_all(csv_record(CSV_COLUMNS).as_bytes())
+    {
+        return Err(e).context("cannot write the export file");
+    }
     let mut n = 0;
     let scan = source
         .scan(limit, |m| {
@@ -28,8 +107,14 @@ pub async fn export(
             }
             n += 1;
             progress(n);
-            let line = serde_json::to_string(&m).expect("a message serializes");
-            if let Err(e) = writeln!(out, "{line}") {
+            let written = match format {
+                FileFormat::Ndjson => {
+                    let line = serde_json::to_string(&m).expect("a message serializes");
+                    writeln!(out, "{line}")
+                }
+                FileFormat::Csv => out.write_all(csv_record(&csv_row(&m)).as_bytes()),
+            };
+            if let Err(e) = written {
                 err = Some(e);
             }
         })
@@ -39,6 +124,90 @@ pub async fn export(
     }
     out.flush().context("cannot write the export file")?;
     Ok(scan)
+}
+
+/// Reads an export file in `format`; a bad line or row is an error naming it.
+pub fn read_messages(path: &Path, format: FileFormat) -> Result<Vec<Message>> {
+    match format {
+        FileFormat::Ndjson => read_ndjson(path),
+        FileFormat::Csv => read_csv(path),
+    }
+}
+
+/// Reads a CSV export: a header naming at least `messageId` and `body` (any order; the other
+/// [`CSV_COLUMNS`] are optional, unknown columns are an error). A bad row is an error naming
+/// its line.
+pub fn read_csv(path: &Path) -> Result<Vec<Message>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let name = path.display();
+    let records = parse_csv(text).map_err(|e| anyhow!("{name}:{}: {}", e.line, e.reason))?;
+    let mut records = records.into_iter();
+    let Some((hl, header)) = records.next() else {
+        bail!("{name}: empty CSV file (a header row is required)");
+    };
+    for h in &header {
+        if !CSV_COLUMNS.contains(&h.as_str()) {
+            bail!(
+                "{name}:{hl}: unknown column `{h}` (expected {})",
+                CSV_COLUMNS.join(", ")
+            );
+        }
+    }
+    let col = |n: &str| header.iter().position(|h| h == n);
+    let (Some(id_col), Some(body_col)) = (col("messageId"), col("body")) else {
+        bail!("{name}:{hl}: the header needs the columns messageId and body");
+    };
+    let mut out = vec![];
+    for (line, cells) in records {
+        let row_err = |reason: String| anyhow!("{name}:{line}: {reason}");
+        if cells.len() != header.len() {
+            return Err(row_err(format!(
+                "expected {} columns, found {}",
+                header.len(),
+                cells.len()
+            )));
+        }
+        let cell = |n: &str| col(n).map(|i| cells[i].as_str()).filter(|c| !c.is_empty());
+        let int = |n: &str| -> Result<Option<i64>> {
+            cell(n)
+                .map(|c| {
+                    c.parse::<i64>()
+                        .map_err(|_| row_err(format!("{n} `{c}` is not an integer")))
+                })
+                .transpose()
+        };
+        let text = |n: &str| cell(n).map(str::to_string);
+        let message_attributes: BTreeMap<String, Value> = match cell("messageAttributes") {
+            None => BTreeMap::new(),
+            Some(c) => serde_json::from_str(c)
+                .map_err(|e| row_err(format!("messageAttributes is not a JSON object: {e}")))?,
+        };
+        let attributes: BTreeMap<String, String> = match cell("attributes") {
+            None => BTreeMap::new(),
+            Some(c) => serde_json::from_str(c)
+                .map_err(|e| row_err(format!("attributes is not a JSON object of strings: {e}")))?,
+        };
+        let receive_count = match int("receiveCount")? {
+            Some(n) if n < 0 => return Err(row_err(format!("receiveCount `{n}` is negative"))),
+            other => other.map(|n| n as u64),
+        };
+        out.push(Message {
+            message_id: cells[id_col].clone(),
+            body: cells[body_col].clone(),
+            sent_timestamp: int("sentTimestamp")?,
+            receive_count,
+            dead_lettered_at: int("deadLetteredAt")?,
+            dead_letter_queue_source_arn: text("deadLetterQueueSourceArn"),
+            message_group_id: text("messageGroupId"),
+            message_deduplication_id: text("messageDeduplicationId"),
+            message_attributes,
+            attributes,
+            ..Message::default()
+        });
+    }
+    Ok(out)
 }
 
 /// Reads an NDJSON export; a bad line is an error naming the line.
@@ -118,4 +287,106 @@ pub async fn import(conn: &Conn, queue: &QueueRef, messages: &[Message]) -> Resu
         sent += out.successful().len();
     }
     Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Vec<Message> {
+        let mut attrs = BTreeMap::new();
+        attrs.insert(
+            "mall".to_string(),
+            json!({"DataType": "String", "StringValue": "a,b \"c\""}),
+        );
+        attrs.insert(
+            "raw".to_string(),
+            json!({"DataType": "Binary", "BinaryValue": "AAE="}),
+        );
+        let mut sys = BTreeMap::new();
+        sys.insert("SentTimestamp".to_string(), "1776716107000".to_string());
+        vec![
+            Message {
+                message_id: "m1".into(),
+                body: "{\"mall_id\": \"x\",\n \"n\": 1}".into(),
+                sent_timestamp: Some(1_776_716_107_000),
+                receive_count: Some(3),
+                dead_lettered_at: Some(1_776_716_108_000),
+                dead_letter_queue_source_arn: Some("arn:aws:sqs:us-east-1:1:src".into()),
+                message_group_id: Some("g-1".into()),
+                message_deduplication_id: Some("d-1".into()),
+                message_attributes: attrs,
+                attributes: sys,
+                ..Message::default()
+            },
+            Message {
+                message_id: "m2".into(),
+                body: "not json, \"quoted\"\r\n".into(),
+                ..Message::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn csv_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.csv");
+        let mut text = csv_record(CSV_COLUMNS);
+        for m in sample() {
+            text.push_str(&csv_record(&csv_row(&m)));
+        }
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(read_csv(&path).unwrap(), sample());
+        assert_eq!(
+            FileFormat::for_path(None, &path),
+            FileFormat::Csv,
+            "by extension"
+        );
+        assert_eq!(
+            FileFormat::for_path(None, Path::new("x.ndjson")),
+            FileFormat::Ndjson
+        );
+        assert_eq!(
+            FileFormat::for_path(Some(FileFormat::Ndjson), &path),
+            FileFormat::Ndjson
+        );
+    }
+
+    #[test]
+    fn bad_csv_rows_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.csv");
+        let check = |text: &str, want: &str| {
+            std::fs::write(&path, text).unwrap();
+            let e = read_csv(&path).unwrap_err().to_string();
+            assert!(e.ends_with(want), "{e}");
+            assert!(e.contains("bad.csv"), "{e}");
+        };
+        check(
+            "messageId,body\nm1,ok\nm2\n",
+            "bad.csv:3: expected 2 columns, found 1",
+        );
+        check(
+            "messageId,body,sentTimestamp\nm1,ok,soon\n",
+            "bad.csv:2: sentTimestamp `soon` is not an integer",
+        );
+        check(
+            "messageId,body,messageAttributes\n\"m1\",\"multi\nline\",{x\n",
+            "bad.csv:2: messageAttributes is not a JSON object: key must be a string at line 1 column 2",
+        );
+        check(
+            "messageId,nope\n",
+            "bad.csv:1: unknown column `nope` (expected messageId, body, sentTimestamp, receiveCount, deadLetteredAt, deadLetterQueueSourceArn, messageGroupId, messageDeduplicationId, messageAttributes, attributes)",
+        );
+        check(
+            "body\nx\n",
+            "bad.csv:1: the header needs the columns messageId and body",
+        );
+        check("", "bad.csv: empty CSV file (a header row is required)");
+        check(
+            "messageId,body\nm1,\"open\n",
+            "bad.csv:2: unterminated quote",
+        );
+    }
 }

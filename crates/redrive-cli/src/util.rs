@@ -1,4 +1,4 @@
-//! Small pure helpers: durations, UTC timestamps, aligned tables.
+//! Small pure helpers: durations, UTC timestamps, aligned tables, CSV (RFC 4180).
 
 use std::time::Duration;
 
@@ -126,6 +126,179 @@ pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// One CSV field (RFC 4180): quoted when it holds `,`, `"`, CR or LF, with `"` doubled.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// One CSV record, CRLF-terminated as RFC 4180 asks.
+pub fn csv_record<S: AsRef<str>>(cells: &[S]) -> String {
+    let mut out = cells
+        .iter()
+        .map(|c| csv_field(c.as_ref()))
+        .collect::<Vec<_>>()
+        .join(",");
+    out.push_str("\r\n");
+    out
+}
+
+/// A header row and the rows, as CSV.
+pub fn render_csv<S: AsRef<str>>(headers: &[S], rows: &[Vec<String>]) -> String {
+    let mut out = csv_record(headers);
+    for r in rows {
+        out.push_str(&csv_record(r));
+    }
+    out
+}
+
+/// A JSON value as a CSV cell: strings bare, `null` empty, anything else as JSON text.
+pub fn csv_cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// A record with named fields in a fixed order (an NDJSON line or a CSV row).
+pub type Record = Vec<(String, serde_json::Value)>;
+
+/// A record as one line of JSON, its fields in order.
+pub fn record_json(r: &Record) -> String {
+    let fields: Vec<String> = r
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k.as_str())))
+        .collect();
+    format!("{{{}}}", fields.join(","))
+}
+
+/// Records as CSV: the columns are every field name in order of first appearance; a record
+/// without a field leaves its cell empty.
+pub fn records_to_csv(records: &[Record]) -> String {
+    records_to_csv_with(&[], records)
+}
+
+/// [`records_to_csv`] with the columns of `first` (those that occur) leading, in that order.
+pub fn records_to_csv_with(first: &[&str], records: &[Record]) -> String {
+    let mut headers: Vec<&str> = first
+        .iter()
+        .copied()
+        .filter(|h| records.iter().any(|r| r.iter().any(|(k, _)| k == h)))
+        .collect();
+    for r in records {
+        for (k, _) in r {
+            if !headers.contains(&k.as_str()) {
+                headers.push(k);
+            }
+        }
+    }
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            headers
+                .iter()
+                .map(|h| {
+                    r.iter()
+                        .find(|(k, _)| k == h)
+                        .map(|(_, v)| csv_cell(v))
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .collect();
+    render_csv(&headers, &rows)
+}
+
+/// A CSV record that cannot be parsed: the line it starts on (1-based) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvError {
+    pub line: usize,
+    pub reason: String,
+}
+
+/// Parses CSV text (RFC 4180: quoted fields may hold `,`, `""` and line breaks; CRLF or LF).
+/// Returns every non-blank record with the line it starts on.
+pub fn parse_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, CsvError> {
+    let mut records = vec![];
+    let mut fields: Vec<String> = vec![];
+    let mut cur = String::new();
+    let mut quoted = false; // inside quotes
+    let mut was_quoted = false; // the current field was quoted and the quote closed
+    let mut line = 1;
+    let mut start = 1;
+    let mut chars = text.chars().peekable();
+    let end_record = |fields: &mut Vec<String>, records: &mut Vec<(usize, Vec<String>)>, start| {
+        let f = std::mem::take(fields);
+        if !(f.len() == 1 && f[0].is_empty()) {
+            records.push((start, f));
+        }
+    };
+    while let Some(c) = chars.next() {
+        if quoted {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    cur.push('"');
+                }
+                '"' => {
+                    quoted = false;
+                    was_quoted = true;
+                }
+                c => {
+                    if c == '\n' {
+                        line += 1;
+                    }
+                    cur.push(c);
+                }
+            }
+            continue;
+        }
+        match c {
+            '"' if cur.is_empty() && !was_quoted => quoted = true,
+            '"' => {
+                return Err(CsvError {
+                    line,
+                    reason: "stray quote in an unquoted field".into(),
+                });
+            }
+            ',' => {
+                fields.push(std::mem::take(&mut cur));
+                was_quoted = false;
+            }
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' => {
+                fields.push(std::mem::take(&mut cur));
+                was_quoted = false;
+                end_record(&mut fields, &mut records, start);
+                line += 1;
+                start = line;
+            }
+            c if was_quoted => {
+                return Err(CsvError {
+                    line,
+                    reason: format!("text after a closing quote: `{c}`"),
+                });
+            }
+            c => cur.push(c),
+        }
+    }
+    if quoted {
+        return Err(CsvError {
+            line: start,
+            reason: "unterminated quote".into(),
+        });
+    }
+    if !cur.is_empty() || was_quoted || !fields.is_empty() {
+        fields.push(cur);
+        end_record(&mut fields, &mut records, start);
+    }
+    Ok(records)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +330,68 @@ mod tests {
             ],
         );
         assert_eq!(t, "mall    count\na           5\nlonger    120\n");
+    }
+
+    #[test]
+    fn csv_quoting() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+        assert_eq!(
+            render_csv(&["k", "v"], &[vec!["a,1".into(), "x".into()]]),
+            "k,v\r\n\"a,1\",x\r\n"
+        );
+    }
+
+    #[test]
+    fn csv_round_trip_and_errors() {
+        let rows = vec![
+            vec!["1".to_string(), "{\"a\": \"x,y\"}".into(), "".into()],
+            vec!["2".into(), "multi\r\nline \"quoted\"".into(), "z".into()],
+        ];
+        let text = render_csv(&["id", "body", "g"], &rows);
+        let parsed = parse_csv(&text).unwrap();
+        assert_eq!(parsed.len(), 3);
+        assert_eq!(parsed[0], (1, vec!["id".into(), "body".into(), "g".into()]));
+        assert_eq!(parsed[1].1, rows[0]);
+        assert_eq!(parsed[2], (3, rows[1].clone()));
+        // LF line ends, blank lines and a last record without a line end.
+        assert_eq!(
+            parse_csv("a,b\n\n1,2").unwrap(),
+            vec![
+                (1, vec!["a".into(), "b".into()]),
+                (3, vec!["1".into(), "2".into()])
+            ]
+        );
+        assert_eq!(parse_csv("a\n\"x").unwrap_err().line, 2);
+        assert_eq!(parse_csv("a\nx\"y\"").unwrap_err().line, 2);
+        assert_eq!(parse_csv("a\n\"x\"y").unwrap_err().line, 2);
+    }
+
+    #[test]
+    fn records_as_csv_and_json() {
+        use serde_json::json;
+        let rec = |fields: &[(&str, serde_json::Value)]| -> Record {
+            fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect()
+        };
+        let a = rec(&[
+            ("table", json!("t")),
+            ("key", json!("a,b")),
+            ("count", json!(2)),
+        ]);
+        let b = rec(&[
+            ("table", json!("u")),
+            ("key", json!("c")),
+            ("extra", json!([1])),
+        ]);
+        assert_eq!(record_json(&a), r#"{"table":"t","key":"a,b","count":2}"#);
+        assert_eq!(
+            records_to_csv(&[a, b]),
+            "table,key,count,extra\r\nt,\"a,b\",2,\r\nu,c,,[1]\r\n"
+        );
     }
 }

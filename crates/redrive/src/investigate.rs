@@ -8,14 +8,15 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use redrive_cli::client::{Conn, ConnOpts};
-use redrive_cli::enrich::Mapping;
+use redrive_cli::enrich::{KeyColumn, Mapping};
 use redrive_cli::jq::GroupBy;
 use redrive_cli::report::{ReportPlan, report};
 use redrive_cli::source::{Message, Source};
 use redrive_cli::stats::{Bucket, Stats};
 use redrive_cli::status::{StatusPlan, status};
+use redrive_cli::transfer::FileFormat;
 use redrive_cli::util::parse_duration;
-use redrive_cli::{Format, Progress, peek_table, transfer};
+use redrive_cli::{Format, Progress, check_profile, peek_csv, peek_ndjson, peek_table, transfer};
 
 /// Connection flags, resolved like the AWS CLI (`AWS_PROFILE`, `AWS_REGION`,
 /// `AWS_ENDPOINT_URL`, `~/.aws/config`).
@@ -35,6 +36,7 @@ pub struct ConnArgs {
 
 impl ConnArgs {
     async fn connect(&self) -> Result<Conn> {
+        check_profile(self.profile.as_deref()).await?;
         Conn::connect(&ConnOpts {
             endpoint_url: self.endpoint_url.clone(),
             region: self.region.clone(),
@@ -55,8 +57,8 @@ pub struct StatusArgs {
     /// On a Redrive server, a dead letter newer than this means active growth.
     #[arg(long, value_parser = parse_duration, default_value = "10m")]
     recent: std::time::Duration,
-    /// Output format: table or json.
-    #[arg(long, default_value = "table")]
+    /// Output format: table, json, ndjson (one line per queue) or csv (one row per queue).
+    #[arg(long, default_value = "table", value_name = "FORMAT")]
     format: Format,
     #[command(flatten)]
     conn: ConnArgs,
@@ -73,8 +75,9 @@ pub struct PeekArgs {
     /// Visibility timeout (seconds) of the receive fallback on servers without the browse API.
     #[arg(long, default_value_t = 30)]
     visibility_timeout: i32,
-    /// Output format: table or json.
-    #[arg(long, default_value = "table")]
+    /// Output format: table, json, ndjson (one message per line) or csv (one row per message,
+    /// the columns of `export --format csv`).
+    #[arg(long, default_value = "table", value_name = "FORMAT")]
     format: Format,
     #[command(flatten)]
     conn: ConnArgs,
@@ -99,15 +102,22 @@ pub struct StatsArgs {
     /// Rows per table.
     #[arg(long, default_value_t = 10)]
     top: usize,
-    /// Mapping file (CSV with a header, first column the key; or JSON {"key": {...}})
-    /// joined on the first --group-by key, e.g. mall_id → project_id, product.
+    /// Mapping file joined on the first --group-by key, e.g. mall_id → project_id, product:
+    /// CSV with a header (first column the key), JSON {"key": {...}}, or a JSON array of
+    /// objects [{"mall_id": "m1", "project_id": ...}, ...].
     #[arg(long, value_name = "FILE")]
     enrich: Option<PathBuf>,
+    /// The key field of an --enrich JSON array (default: the first --group-by key's trailing
+    /// field name, `.mall_id` → `mall_id`, else each row's first field) or CSV column
+    /// (default: the first).
+    #[arg(long, value_name = "NAME")]
+    enrich_key: Option<String>,
     /// Visibility timeout (seconds) of the receive fallback.
     #[arg(long, default_value_t = 30)]
     visibility_timeout: i32,
-    /// Output format: table or json.
-    #[arg(long, default_value = "table")]
+    /// Output format: table, json, ndjson (one line per table row, with a `table` field) or
+    /// csv (the same rows, a leading `table` column).
+    #[arg(long, default_value = "table", value_name = "FORMAT")]
     format: Format,
     #[command(flatten)]
     conn: ConnArgs,
@@ -127,6 +137,9 @@ pub struct ReportArgs {
     /// Mapping file joined on the first --group-by key, as in `stats`.
     #[arg(long, value_name = "FILE")]
     enrich: Option<PathBuf>,
+    /// The key field or column of the --enrich file, as in `stats`.
+    #[arg(long, value_name = "NAME")]
+    enrich_key: Option<String>,
     /// Read at most this many messages.
     #[arg(long, default_value_t = 100_000)]
     limit: usize,
@@ -142,7 +155,7 @@ pub struct ReportArgs {
     /// Visibility timeout (seconds) of the receive fallback.
     #[arg(long, default_value_t = 30)]
     visibility_timeout: i32,
-    /// Output format.
+    /// Output format: markdown or json.
     #[arg(long, value_parser = ["markdown", "json"], default_value = "markdown")]
     format: String,
     #[command(flatten)]
@@ -160,6 +173,7 @@ fn grouping(
     group_by: &[String],
     bucket: Option<&str>,
     enrich: Option<&PathBuf>,
+    enrich_key: Option<&str>,
     limit: usize,
 ) -> Result<Grouping> {
     let group_bys = group_by
@@ -170,7 +184,11 @@ fn grouping(
         .map(Bucket::parse)
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let mapping = enrich.map(|p| Mapping::load(p)).transpose()?;
+    if enrich_key.is_some() && enrich.is_none() {
+        bail!("--enrich-key names the key of an --enrich file; give one");
+    }
+    let key = KeyColumn::choose(enrich_key, group_by.first().map(String::as_str));
+    let mapping = enrich.map(|p| Mapping::load(p, &key)).transpose()?;
     if mapping.is_some() && group_bys.is_empty() {
         bail!("--enrich joins on the first --group-by key; give one");
     }
@@ -184,14 +202,20 @@ fn grouping(
     })
 }
 
-/// `redrive export QUEUE --to FILE.ndjson`
+/// `redrive export QUEUE --to FILE.ndjson|FILE.csv`
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Queue name or URL.
     queue: String,
-    /// NDJSON file to write (`-` for stdout).
+    /// File to write (`-` for stdout).
     #[arg(long)]
     to: PathBuf,
+    /// File format: ndjson (one message per line) or csv (messageId, body, sentTimestamp,
+    /// receiveCount, deadLetteredAt, deadLetterQueueSourceArn, messageGroupId,
+    /// messageDeduplicationId, messageAttributes and attributes as JSON text). Default: csv
+    /// for a `.csv` file, else ndjson.
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<FileFormat>,
     /// Read at most this many messages.
     #[arg(long, default_value_t = 1_000_000)]
     limit: usize,
@@ -202,14 +226,17 @@ pub struct ExportArgs {
     conn: ConnArgs,
 }
 
-/// `redrive import FILE.ndjson --to QUEUE`
+/// `redrive import FILE.ndjson|FILE.csv --to QUEUE`
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// NDJSON file written by `redrive export`.
+    /// NDJSON or CSV file written by `redrive export`.
     file: PathBuf,
     /// Queue name or URL to send to.
     #[arg(long)]
     to: String,
+    /// File format: ndjson or csv. Default: csv for a `.csv` file, else ndjson.
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<FileFormat>,
     #[command(flatten)]
     conn: ConnArgs,
 }
@@ -224,10 +251,30 @@ async fn open_source(conn: &Conn, queue: &str, visibility: i32) -> Result<Source
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(v)?;
+    text.push('\n');
+    emit(&text)
+}
+
+/// Writes `text` to stdout; a closed pipe (`| head`) is not an error.
+fn emit(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, v)?;
-    writeln!(out)?;
-    Ok(())
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write to stdout")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Gives the bar the approximate queue size (capped by `limit`) when it is drawn.
+async fn progress_for(src: &Source, label: &'static str, limit: usize) -> Progress {
+    let progress = Progress::new(label);
+    if progress.is_visible() {
+        let size = src.approximate_size().await;
+        progress.set_total(size.map(|n| n.min(limit as u64)));
+    }
+    progress
 }
 
 pub async fn run_status(a: StatusArgs) -> Result<()> {
@@ -243,10 +290,9 @@ pub async fn run_status(a: StatusArgs) -> Result<()> {
     .await?;
     match a.format {
         Format::Json => print_json(&st),
-        Format::Table => {
-            print!("{}", st.to_table());
-            Ok(())
-        }
+        Format::Ndjson => emit(&st.to_ndjson()),
+        Format::Csv => emit(&st.to_csv()),
+        Format::Table => emit(&st.to_table()),
     }
 }
 
@@ -257,19 +303,24 @@ pub async fn run_peek(a: PeekArgs) -> Result<()> {
     src.scan(a.count, |m| msgs.push(m)).await?;
     match a.format {
         Format::Json => print_json(&msgs),
-        Format::Table => {
-            print!("{}", peek_table(&msgs));
-            Ok(())
-        }
+        Format::Ndjson => emit(&peek_ndjson(&msgs)),
+        Format::Csv => emit(&peek_csv(&msgs)),
+        Format::Table => emit(&peek_table(&msgs)),
     }
 }
 
 pub async fn run_stats(a: StatsArgs) -> Result<()> {
-    let g = grouping(&a.group_by, a.bucket.as_deref(), a.enrich.as_ref(), a.limit)?;
+    let g = grouping(
+        &a.group_by,
+        a.bucket.as_deref(),
+        a.enrich.as_ref(),
+        a.enrich_key.as_deref(),
+        a.limit,
+    )?;
     let conn = a.conn.connect().await?;
     let src = open_source(&conn, &a.queue, a.visibility_timeout).await?;
     let mut stats = Stats::new(g.group_bys, g.bucket).with_mapping(g.mapping);
-    let progress = Progress::new("scanned");
+    let progress = progress_for(&src, "scanned", a.limit).await;
     let scan = src
         .scan(a.limit, |m| {
             stats.add(&m);
@@ -285,15 +336,20 @@ pub async fn run_stats(a: StatsArgs) -> Result<()> {
     }
     match a.format {
         Format::Json => print_json(&stats.to_json(&a.queue, &scan, a.top)),
-        Format::Table => {
-            print!("{}", stats.to_table(&a.queue, &scan, a.top));
-            Ok(())
-        }
+        Format::Ndjson => emit(&stats.to_ndjson(a.top)),
+        Format::Csv => emit(&stats.to_csv(a.top)),
+        Format::Table => emit(&stats.to_table(&a.queue, &scan, a.top)),
     }
 }
 
 pub async fn run_report(a: ReportArgs) -> Result<()> {
-    let g = grouping(&a.group_by, a.bucket.as_deref(), a.enrich.as_ref(), a.limit)?;
+    let g = grouping(
+        &a.group_by,
+        a.bucket.as_deref(),
+        a.enrich.as_ref(),
+        a.enrich_key.as_deref(),
+        a.limit,
+    )?;
     let conn = a.conn.connect().await?;
     let r = report(
         &conn,
@@ -316,15 +372,15 @@ pub async fn run_report(a: ReportArgs) -> Result<()> {
     if a.format == "json" {
         print_json(&r)
     } else {
-        print!("{}", r.to_markdown());
-        Ok(())
+        emit(&r.to_markdown())
     }
 }
 
 pub async fn run_export(a: ExportArgs) -> Result<()> {
     let conn = a.conn.connect().await?;
+    let format = FileFormat::for_path(a.format, &a.to);
     let src = open_source(&conn, &a.queue, a.visibility_timeout).await?;
-    let progress = Progress::new("exported");
+    let progress = progress_for(&src, "exported", a.limit).await;
     let mut out: Box<dyn Write> = if a.to.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
     } else {
@@ -332,7 +388,7 @@ pub async fn run_export(a: ExportArgs) -> Result<()> {
             .with_context(|| format!("cannot create {}", a.to.display()))?;
         Box::new(std::io::BufWriter::new(f))
     };
-    let scan = transfer::export(&src, a.limit, &mut out, |n| progress.tick(n)).await?;
+    let scan = transfer::export(&src, a.limit, format, &mut out, |n| progress.tick(n)).await?;
     progress.finish();
     eprintln!(
         "exported {} messages from {}{}",
@@ -344,7 +400,7 @@ pub async fn run_export(a: ExportArgs) -> Result<()> {
 }
 
 pub async fn run_import(a: ImportArgs) -> Result<()> {
-    let messages = transfer::read_ndjson(&a.file)?;
+    let messages = transfer::read_messages(&a.file, FileFormat::for_path(a.format, &a.file))?;
     let conn = a.conn.connect().await?;
     let q = conn.resolve(&a.to).await?;
     let n = transfer::import(&conn, &q, &messages).await?;
