@@ -18,6 +18,8 @@ mod messages;
 pub mod queue;
 mod queues;
 pub mod receipt;
+pub mod replays;
+pub mod schedules;
 mod tasks;
 
 use std::collections::HashMap;
@@ -91,6 +93,12 @@ pub struct Engine {
     sequence: Mutex<u128>,
     /// Message move tasks, oldest first (a leaf lock: never held while taking another).
     move_tasks: Mutex<Vec<store::MoveTaskRecord>>,
+    /// Selective redrives (a leaf lock, like `move_tasks`).
+    replays: Mutex<replays::Replays>,
+    /// Scheduled redrives (a leaf lock).
+    schedules: Mutex<schedules::Schedules>,
+    /// Wakes the scheduler when a schedule is added.
+    schedule_changed: Notify,
 }
 
 impl std::fmt::Debug for Engine {
@@ -161,7 +169,12 @@ impl Engine {
             }
         }
         let seeded = u128::from(now / 1000) << 33;
+        let replays = replays::Replays::from_documents(&snapshot.documents);
+        let schedules = schedules::Schedules::from_documents(&snapshot.documents);
         Engine {
+            replays: Mutex::new(replays),
+            schedules: Mutex::new(schedules),
+            schedule_changed: Notify::new(),
             config,
             clock,
             store,

@@ -598,6 +598,7 @@ impl Engine {
             rec.dedup_id = Some(rec.message_id.clone());
         }
         muts.push(Mutation::PutMessage(rec.clone()));
+        self.note_dead_letter(&rec, now);
         dst.insert(rec, now);
         // Submitted with both locks held, so no DLQ consumer's change can reach the store
         // before the message's arrival does.

@@ -472,7 +472,7 @@ impl Engine {
 }
 
 /// The new message a redrive sends: new id, time and sequence; body and attributes kept.
-fn redriven(
+pub(crate) fn redriven(
     old: MessageRecord,
     dest: &Queue,
     dst: &mut crate::queue::QueueState,

@@ -19,6 +19,7 @@ use redrive_protocol::{Protocol, json, query};
 use crate::AppState;
 use crate::context::{base_url, region_from_credential, region_from_headers};
 use crate::dispatch::dispatch;
+use crate::replay_api;
 
 pub fn router(state: Arc<AppState>) -> Router {
     let mut router = Router::new()
@@ -32,6 +33,31 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/_redrive/v1/queues/{name}/messages",
             get(crate::inspect::queue_messages),
+        )
+        .route(
+            "/_redrive/v1/replays",
+            post(replay_api::start_replay).get(replay_api::list_replays),
+        )
+        .route("/_redrive/v1/replays/{id}", get(replay_api::get_replay))
+        .route(
+            "/_redrive/v1/replays/{id}/moves",
+            get(replay_api::replay_moves),
+        )
+        .route(
+            "/_redrive/v1/replays/{id}/cancel",
+            post(replay_api::cancel_replay),
+        )
+        .route(
+            "/_redrive/v1/schedules",
+            post(replay_api::add_schedule).get(replay_api::list_schedules),
+        )
+        .route(
+            "/_redrive/v1/schedules/{id}",
+            get(replay_api::get_schedule).delete(replay_api::remove_schedule),
+        )
+        .route(
+            "/_redrive/v1/schedules/{id}/runs",
+            get(replay_api::schedule_runs),
         );
     if state.config.enable_reset_api {
         router = router.route("/moto-api/reset", post(handle_reset));

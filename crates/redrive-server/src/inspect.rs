@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::context::{base_url, region_from_headers};
 
-fn context(
+pub(crate) fn context(
     state: &AppState,
     headers: &HeaderMap,
     params: &HashMap<String, String>,

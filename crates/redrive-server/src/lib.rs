@@ -15,6 +15,7 @@ pub mod context;
 pub mod dispatch;
 pub mod http;
 pub mod inspect;
+pub mod replay_api;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -89,6 +90,8 @@ impl Server {
     ) -> std::io::Result<Server> {
         let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
         engine.resume_move_tasks();
+        engine.resume_replays();
+        engine.spawn_scheduler();
         Ok(Server {
             listener,
             state: Arc::new(AppState { engine, config }),

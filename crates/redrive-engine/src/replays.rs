@@ -1,0 +1,1218 @@
+//! Selective redrive ("replays"), a Redrive extension: move the dead letters a filter selects,
+//! optionally rewriting their bodies, paced globally and per key, stopped by a circuit breaker
+//! when replayed messages keep coming back.
+//!
+//! **Invariants:**
+//! - The selected set is fixed when the replay starts (persisted with it); messages that
+//!   arrive in the DLQ later are never taken, so a replayed message that fails again cannot
+//!   loop within one replay.
+//! - Everything is validated before the first move (destinations resolved, every transform
+//!   applied, room for the provenance attribute): a bad request moves nothing.
+//! - A message moves in one store batch (delete from the DLQ, put into the destination, task
+//!   progress, move-log entry), with both queue locks held, exactly like a native move task.
+//! - Messages that are not selected are only read, never received: their receive counts and
+//!   visibility never change.
+//! - Lock order: queue locks, then `replays` (a leaf lock: never held while taking a queue lock).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redrive_core::api::MessageAttributeValue;
+use redrive_core::{ErrorCode, SqsError, limits};
+use redrive_select::breaker::{Breaker, BreakerSpec};
+use redrive_select::jq::{self, GroupBy, Output};
+use redrive_select::pacing::{Pacer, check_rate};
+use redrive_select::provenance::{self, Provenance};
+use redrive_select::selection::{
+    Candidate, MetaFields, Selection, SelectionSpec, Transform, Verdict, meta,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::store::{DocumentRecord, MessageRecord, Mutation};
+use crate::tasks::{ADAPTIVE_BACKLOG, ADAPTIVE_MAX, ADAPTIVE_MIN, ADAPTIVE_START, redriven};
+use crate::{Engine, Queue, RequestContext, durable};
+
+pub const DOC_REPLAY: &str = "replay";
+pub const DOC_REPLAY_SELECTION: &str = "replay-selection";
+pub const DOC_REPLAY_MOVE: &str = "replay-move";
+/// Finished replays kept per source queue (the newest).
+const REPLAYS_KEPT_PER_SOURCE: usize = 20;
+const MAX_SAMPLE: usize = 100;
+/// How long selected messages that are in flight (someone is reading the DLQ) are waited for
+/// at the end before they are counted as skipped.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(30);
+
+/// A per-key rate: `key` is a jq expression, `rate` messages per second per key value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RatePer {
+    pub key: String,
+    pub rate: f64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /_redrive/v1/replays` (see docs/replay-api.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayRequest {
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub destination: Option<String>,
+    #[serde(default)]
+    pub selection: SelectionSpec,
+    #[serde(default)]
+    pub transform: Option<String>,
+    #[serde(default)]
+    pub rate: Option<f64>,
+    #[serde(default)]
+    pub rate_per: Option<RatePer>,
+    #[serde(default)]
+    pub breaker: Option<BreakerSpec>,
+    #[serde(default = "yes")]
+    pub provenance: bool,
+    #[serde(default = "yes")]
+    pub dry_run: bool,
+    #[serde(default)]
+    pub sample: Option<usize>,
+    #[serde(default)]
+    pub requested_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReplayStatus {
+    Running,
+    Cancelling,
+    Cancelled,
+    Completed,
+    Failed,
+    Tripped,
+}
+
+impl ReplayStatus {
+    pub fn is_active(self) -> bool {
+        matches!(self, ReplayStatus::Running | ReplayStatus::Cancelling)
+    }
+}
+
+/// A replay task as the API shows it and the store keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayTask {
+    pub id: String,
+    pub status: ReplayStatus,
+    /// ARN of the DLQ.
+    pub source: String,
+    /// ARN of the fixed destination, if any.
+    pub destination: Option<String>,
+    pub spec: ReplayRequest,
+    pub selected: u64,
+    pub moved: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub returned: u64,
+    pub remaining: u64,
+    pub started_at: u64,
+    pub ended_at: Option<u64>,
+    pub failure_reason: Option<String>,
+    pub requested_by: Option<String>,
+    pub schedule_id: Option<String>,
+}
+
+impl ReplayTask {
+    fn refresh_remaining(&mut self) {
+        self.remaining = self
+            .selected
+            .saturating_sub(self.moved + self.failed + self.skipped);
+    }
+}
+
+/// One entry of a replay's move log (its audit trail).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayMove {
+    pub n: u64,
+    pub from: String,
+    pub to: String,
+    pub destination: String,
+    pub at: u64,
+}
+
+/// A selected message as persisted with the replay: its place in the DLQ and its rate key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Selected {
+    seq: u64,
+    key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SelectionDoc {
+    v: u32,
+    selected: Vec<Selected>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationCount {
+    pub arn: String,
+    pub name: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SampleMessage {
+    pub message_id: String,
+    pub destination: String,
+    pub body: String,
+    pub sent_timestamp: u64,
+    pub dead_lettered_at: Option<u64>,
+}
+
+/// What a dry run answers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRun {
+    pub dry_run: bool,
+    pub scanned: u64,
+    pub selected: u64,
+    pub filter_errors: u64,
+    pub not_visible: u64,
+    pub destinations: Vec<DestinationCount>,
+    pub sample: Vec<SampleMessage>,
+}
+
+#[derive(Debug)]
+pub enum ReplayStart {
+    DryRun(DryRun),
+    Started(Box<ReplayTask>),
+}
+
+/// Why a replay could not start.
+#[derive(Debug)]
+pub enum ReplayError {
+    Sqs(SqsError),
+    /// A replay is already running on this DLQ.
+    Running {
+        replay_id: String,
+    },
+}
+
+impl From<SqsError> for ReplayError {
+    fn from(e: SqsError) -> Self {
+        ReplayError::Sqs(e)
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> ReplayError {
+    ReplayError::Sqs(SqsError::invalid_parameter(msg))
+}
+
+/// The replays' shared state (behind `Engine::replays`, a leaf lock).
+#[derive(Debug, Default)]
+pub(crate) struct Replays {
+    /// Oldest first.
+    tasks: Vec<ReplayTask>,
+    selections: HashMap<String, Vec<Selected>>,
+    moves: HashMap<String, Vec<ReplayMove>>,
+    /// Times replayed messages of a run came back to the DLQ, not yet seen by its runner.
+    returns: HashMap<String, Vec<u64>>,
+}
+
+impl Replays {
+    pub(crate) fn from_documents(docs: &[DocumentRecord]) -> Replays {
+        let mut r = Replays::default();
+        for d in docs {
+            match d.kind.as_str() {
+                DOC_REPLAY => {
+                    if let Ok(t) = serde_json::from_slice::<ReplayTask>(&d.value) {
+                        r.tasks.push(t);
+                    }
+                }
+                DOC_REPLAY_SELECTION => {
+                    if let Ok(s) = serde_json::from_slice::<SelectionDoc>(&d.value) {
+                        r.selections.insert(d.key.clone(), s.selected);
+                    }
+                }
+                DOC_REPLAY_MOVE => {
+                    if let Ok(m) = serde_json::from_slice::<ReplayMove>(&d.value)
+                        && let Some((id, _)) = d.key.split_once('/')
+                    {
+                        r.moves.entry(id.to_string()).or_default().push(m);
+                    }
+                }
+                _ => {}
+            }
+        }
+        r.tasks.sort_by_key(|t| t.started_at);
+        for m in r.moves.values_mut() {
+            m.sort_by_key(|m| m.n);
+        }
+        r
+    }
+}
+
+fn task_doc(t: &ReplayTask) -> Mutation {
+    Mutation::PutDocument(DocumentRecord {
+        kind: DOC_REPLAY.into(),
+        key: t.id.clone(),
+        value: serde_json::to_vec(t).unwrap_or_default(),
+    })
+}
+
+/// A validated replay, ready to start.
+struct Plan {
+    source: Arc<Queue>,
+    destination: Option<Arc<Queue>>,
+    selected: Vec<Selected>,
+    dry_run: DryRun,
+}
+
+/// Compiled expressions of a request.
+struct Compiled {
+    selection: Selection,
+    transform: Option<Transform>,
+    key: Option<GroupBy>,
+}
+
+impl Compiled {
+    fn new(req: &ReplayRequest) -> Result<Compiled, ReplayError> {
+        let selection = Selection::compile(&req.selection).map_err(|e| invalid(e.to_string()))?;
+        let transform = req
+            .transform
+            .as_deref()
+            .map(Transform::compile)
+            .transpose()
+            .map_err(|e| invalid(e.to_string()))?;
+        let key = req
+            .rate_per
+            .as_ref()
+            .map(|r| GroupBy::compile(&r.key))
+            .transpose()
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(Compiled {
+            selection,
+            transform,
+            key,
+        })
+    }
+}
+
+/// `$meta` of a stored message (the same shape as the CLI's).
+fn message_meta(m: &MessageRecord) -> Value {
+    let mut attributes = serde_json::Map::new();
+    attributes.insert("SentTimestamp".into(), m.sent_ms.to_string().into());
+    attributes.insert(
+        "ApproximateReceiveCount".into(),
+        m.receive_count.to_string().into(),
+    );
+    if let Some(t) = m.first_receive_ms {
+        attributes.insert(
+            "ApproximateFirstReceiveTimestamp".into(),
+            t.to_string().into(),
+        );
+    }
+    if let Some(g) = &m.group_id {
+        attributes.insert("MessageGroupId".into(), g.clone().into());
+    }
+    if let Some(s) = &m.dead_letter_source_arn {
+        attributes.insert("DeadLetterQueueSourceArn".into(), s.clone().into());
+    }
+    if let Some(h) = m
+        .system_attributes
+        .get("AWSTraceHeader")
+        .and_then(|v| v.string_value.clone())
+    {
+        attributes.insert("AWSTraceHeader".into(), h.into());
+    }
+    meta(MetaFields {
+        message_id: &m.message_id,
+        sent_timestamp: Some(m.sent_ms as i64),
+        dead_lettered_at: m.dead_lettered_ms.map(|t| t as i64),
+        receive_count: Some(u64::from(m.receive_count)),
+        group_id: m.group_id.as_deref(),
+        dead_letter_source_arn: m.dead_letter_source_arn.as_deref(),
+        attributes: Value::Object(attributes),
+        message_attributes: serde_json::to_value(&m.attributes).unwrap_or(Value::Null),
+    })
+}
+
+fn candidate<'a>(m: &'a MessageRecord, meta: &'a Value) -> Candidate<'a> {
+    Candidate {
+        body: &m.body,
+        meta,
+        sent_ms: Some(m.sent_ms as i64),
+        dead_lettered_ms: m.dead_lettered_ms.map(|t| t as i64),
+    }
+}
+
+fn rate_key(key: &Option<GroupBy>, m: &MessageRecord, meta: &Value) -> String {
+    match key {
+        None => String::new(),
+        Some(k) => match k.first(&jq::body_value(&m.body), &jq::from_json(meta)) {
+            Output::Value(v) => jq::val_text(&v),
+            Output::Nothing => "(none)".into(),
+            Output::Error(_) => "(error)".into(),
+        },
+    }
+}
+
+/// The body and attributes a selected message is replayed with.
+fn rewrite(
+    compiled: &Compiled,
+    req: &ReplayRequest,
+    m: &MessageRecord,
+    meta: &Value,
+    run: &str,
+    from: &str,
+    now: u64,
+) -> Result<(Arc<str>, redrive_core::api::MessageAttributes), String> {
+    let body: Arc<str> = match &compiled.transform {
+        Some(t) => t
+            .apply(&m.body, meta, limits::MAX_MESSAGE_SIZE)
+            .map_err(|e| e.to_string())?
+            .into(),
+        None => m.body.clone(),
+    };
+    let mut attributes = m.attributes.clone();
+    if req.provenance {
+        provenance::check_room(attributes.keys().map(String::as_str))?;
+        let existing = attributes
+            .get(provenance::ATTRIBUTE)
+            .and_then(|v| v.string_value.as_deref());
+        let p = Provenance::next(existing, &m.message_id, run, from, now as i64);
+        attributes.insert(
+            provenance::ATTRIBUTE.to_string(),
+            MessageAttributeValue {
+                string_value: Some(p.to_value()),
+                data_type: "String".into(),
+                ..Default::default()
+            },
+        );
+    }
+    Ok((body, attributes))
+}
+
+/// What one move of a selected message did.
+enum MoveOutcome {
+    Moved(ReplayMove),
+    /// No longer in the DLQ (deleted, expired, purged).
+    Gone,
+    /// In flight or delayed: try again later.
+    NotVisible,
+    /// Lock contention: try again shortly.
+    Retry,
+    /// This message cannot be replayed (its destination vanished, its transform fails now).
+    Failed(String),
+    /// The DLQ itself is gone.
+    SourceGone,
+}
+
+impl Engine {
+    /// A queue by name, URL or ARN.
+    pub(crate) fn resolve_any(
+        &self,
+        ctx: &RequestContext,
+        q: &str,
+    ) -> Result<Arc<Queue>, SqsError> {
+        if q.starts_with("arn:") {
+            self.resolve_arn(q)
+                .ok_or_else(SqsError::queue_does_not_exist)
+        } else {
+            self.resolve(ctx, q)
+        }
+    }
+
+    /// Validates a replay request and computes its selection.
+    fn plan_replay(
+        &self,
+        ctx: &RequestContext,
+        req: &ReplayRequest,
+        compiled: &Compiled,
+        run: &str,
+    ) -> Result<Plan, ReplayError> {
+        if req.source.is_empty() {
+            return Err(SqsError::missing_parameter("source").into());
+        }
+        if let Some(r) = req.rate {
+            check_rate("rate", r).map_err(invalid)?;
+        }
+        if let Some(r) = &req.rate_per {
+            check_rate("ratePer.rate", r.rate).map_err(invalid)?;
+        }
+        if let Some(b) = &req.breaker {
+            b.check().map_err(invalid)?;
+        }
+        let source = self.resolve_any(ctx, &req.source)?;
+        let source_fifo = source.state.lock().settings.fifo;
+        let destination = match &req.destination {
+            None => None,
+            Some(d) => {
+                let d = self.resolve_any(ctx, d)?;
+                if Arc::ptr_eq(&d, &source) {
+                    return Err(invalid(
+                        "The destination must differ from the source queue.",
+                    ));
+                }
+                if d.state.lock().settings.fifo != source_fifo {
+                    return Err(invalid(
+                        "The source queue and destination queue must be of the same queue type.",
+                    ));
+                }
+                Some(d)
+            }
+        };
+        // Copy what the selection needs under the lock; evaluate without it.
+        let now = self.now_ms();
+        let messages: Vec<(MessageRecord, bool)> = {
+            let mut muts = Vec::new();
+            let mut st = source.state.lock();
+            st.tick(now, &mut muts);
+            if !muts.is_empty() {
+                let _ = self.store.submit(muts);
+            }
+            let mut v: Vec<(MessageRecord, bool)> = st
+                .messages
+                .iter()
+                .map(|(seq, m)| (m.rec.clone(), st.ready.contains(seq)))
+                .collect();
+            v.sort_by_key(|(m, _)| m.seq);
+            v
+        };
+        let sample_n = req.sample.unwrap_or(5).min(MAX_SAMPLE);
+        let mut dry = DryRun {
+            dry_run: true,
+            scanned: messages.len() as u64,
+            selected: 0,
+            filter_errors: 0,
+            not_visible: 0,
+            destinations: Vec::new(),
+            sample: Vec::new(),
+        };
+        let mut selected = Vec::new();
+        let mut by_dest: BTreeMap<String, u64> = BTreeMap::new();
+        let mut problems: Vec<String> = Vec::new();
+        let mut problem_count = 0u64;
+        let limit = req.selection.limit.unwrap_or(u64::MAX);
+        for (m, visible) in &messages {
+            if selected.len() as u64 >= limit {
+                break;
+            }
+            let meta = message_meta(m);
+            match compiled.selection.judge(&candidate(m, &meta)) {
+                Verdict::Selected => {}
+                Verdict::NotSelected => continue,
+                Verdict::FilterError(_) => {
+                    dry.filter_errors += 1;
+                    continue;
+                }
+            }
+            if !visible {
+                dry.not_visible += 1;
+                continue;
+            }
+            let mut problem = |text: String| {
+                problem_count += 1;
+                if problems.len() < 5 {
+                    problems.push(format!("{}: {text}", m.message_id));
+                }
+            };
+            let dest_arn = match &destination {
+                Some(d) => d.arn.clone(),
+                None => match &m.dead_letter_source_arn {
+                    None => {
+                        problem(
+                            "it has no source queue (it was not dead-lettered); use a destination"
+                                .into(),
+                        );
+                        continue;
+                    }
+                    Some(arn) => match self.resolve_arn(arn) {
+                        None => {
+                            problem(format!(
+                                "its source queue {arn} no longer exists; use a destination"
+                            ));
+                            continue;
+                        }
+                        Some(q) if Arc::ptr_eq(&q, &source) => {
+                            problem("its source is this queue itself".into());
+                            continue;
+                        }
+                        Some(q) => {
+                            if q.state.lock().settings.fifo != source_fifo {
+                                problem(format!("its source queue {arn} is of another queue type"));
+                                continue;
+                            }
+                            q.arn.clone()
+                        }
+                    },
+                },
+            };
+            let (body, _) = match rewrite(compiled, req, m, &meta, run, &source.arn, now) {
+                Ok(r) => r,
+                Err(e) => {
+                    problem(e);
+                    continue;
+                }
+            };
+            *by_dest.entry(dest_arn.clone()).or_default() += 1;
+            if dry.sample.len() < sample_n {
+                dry.sample.push(SampleMessage {
+                    message_id: m.message_id.clone(),
+                    destination: dest_arn,
+                    body: body.to_string(),
+                    sent_timestamp: m.sent_ms,
+                    dead_lettered_at: m.dead_lettered_ms,
+                });
+            }
+            selected.push(Selected {
+                seq: m.seq,
+                key: rate_key(&compiled.key, m, &meta),
+            });
+        }
+        if problem_count > 0 {
+            return Err(invalid(format!(
+                "{problem_count} selected message(s) cannot be replayed, nothing was moved: {}{}",
+                problems.join("; "),
+                if problem_count > problems.len() as u64 {
+                    "; …"
+                } else {
+                    ""
+                }
+            )));
+        }
+        dry.selected = selected.len() as u64;
+        dry.destinations = by_dest
+            .into_iter()
+            .map(|(arn, count)| DestinationCount {
+                name: arn.rsplit(':').next().unwrap_or_default().to_string(),
+                arn,
+                count,
+            })
+            .collect();
+        Ok(Plan {
+            source,
+            destination,
+            selected,
+            dry_run: dry,
+        })
+    }
+
+    /// `POST /_redrive/v1/replays`: a dry run, or a started replay task.
+    pub async fn start_replay(
+        self: &Arc<Self>,
+        ctx: &RequestContext,
+        req: ReplayRequest,
+    ) -> Result<ReplayStart, ReplayError> {
+        self.start_replay_for(ctx, req, None).await
+    }
+
+    pub(crate) async fn start_replay_for(
+        self: &Arc<Self>,
+        ctx: &RequestContext,
+        mut req: ReplayRequest,
+        schedule_id: Option<String>,
+    ) -> Result<ReplayStart, ReplayError> {
+        let compiled = Compiled::new(&req)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let plan = self.plan_replay(ctx, &req, &compiled, &id)?;
+        if req.dry_run {
+            return Ok(ReplayStart::DryRun(plan.dry_run));
+        }
+        if let Some(running) = self.running_replay(&plan.source.arn) {
+            return Err(ReplayError::Running { replay_id: running });
+        }
+        req.dry_run = false;
+        let now = self.now_ms();
+        let mut task = ReplayTask {
+            id: id.clone(),
+            status: ReplayStatus::Running,
+            source: plan.source.arn.clone(),
+            destination: plan.destination.as_ref().map(|d| d.arn.clone()),
+            requested_by: req.requested_by.clone(),
+            spec: req,
+            selected: plan.selected.len() as u64,
+            moved: 0,
+            failed: 0,
+            skipped: 0,
+            returned: 0,
+            remaining: 0,
+            started_at: now,
+            ended_at: None,
+            failure_reason: None,
+            schedule_id,
+        };
+        task.refresh_remaining();
+        if task.selected == 0 {
+            task.status = ReplayStatus::Completed;
+            task.ended_at = Some(now);
+        }
+        let ticket = {
+            let mut r = self.replays.lock();
+            // Checked again under the lock: two starts must not both win.
+            if let Some(t) = r
+                .tasks
+                .iter()
+                .find(|t| t.source == task.source && t.status.is_active())
+            {
+                return Err(ReplayError::Running {
+                    replay_id: t.id.clone(),
+                });
+            }
+            let mut muts = vec![
+                task_doc(&task),
+                Mutation::PutDocument(DocumentRecord {
+                    kind: DOC_REPLAY_SELECTION.into(),
+                    key: id.clone(),
+                    value: serde_json::to_vec(&SelectionDoc {
+                        v: 1,
+                        selected: plan.selected.clone(),
+                    })
+                    .unwrap_or_default(),
+                }),
+            ];
+            r.tasks.push(task.clone());
+            r.selections.insert(id.clone(), plan.selected);
+            muts.extend(prune_replays(&mut r, &task.source));
+            self.store.submit(muts)
+        };
+        durable(ticket).await?;
+        if task.status == ReplayStatus::Running {
+            self.spawn_replay(id);
+        }
+        tracing::info!(source = %plan.source.name, replay = %task.id, selected = task.selected, "replay started");
+        Ok(ReplayStart::Started(Box::new(task)))
+    }
+
+    fn running_replay(&self, source_arn: &str) -> Option<String> {
+        self.replays
+            .lock()
+            .tasks
+            .iter()
+            .find(|t| t.source == source_arn && t.status.is_active())
+            .map(|t| t.id.clone())
+    }
+
+    /// Replays, newest first; only those of `source` when given.
+    pub fn list_replays(
+        &self,
+        ctx: &RequestContext,
+        source: Option<&str>,
+    ) -> Result<Vec<ReplayTask>, SqsError> {
+        let arn = source
+            .map(|s| self.resolve_any(ctx, s).map(|q| q.arn.clone()))
+            .transpose()?;
+        Ok(self
+            .replays
+            .lock()
+            .tasks
+            .iter()
+            .rev()
+            .filter(|t| arn.as_ref().is_none_or(|a| &t.source == a))
+            .cloned()
+            .collect())
+    }
+
+    pub fn replay(&self, id: &str) -> Result<ReplayTask, SqsError> {
+        self.replays
+            .lock()
+            .tasks
+            .iter()
+            .find(|t| t.id == id)
+            .cloned()
+            .ok_or_else(replay_not_found)
+    }
+
+    /// A page of a replay's move log: entries with `n > after`.
+    pub fn replay_moves(
+        &self,
+        id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<ReplayMove>, Option<u64>), SqsError> {
+        let r = self.replays.lock();
+        if !r.tasks.iter().any(|t| t.id == id) {
+            return Err(replay_not_found());
+        }
+        let all = r.moves.get(id).map(Vec::as_slice).unwrap_or_default();
+        let start = all.partition_point(|m| m.n <= after);
+        let page: Vec<ReplayMove> = all[start..].iter().take(limit).cloned().collect();
+        let next = (start + page.len() < all.len()).then(|| page.last().map_or(after, |m| m.n));
+        Ok((page, next))
+    }
+
+    pub async fn cancel_replay(&self, id: &str) -> Result<ReplayTask, SqsError> {
+        let (task, ticket) = {
+            let mut r = self.replays.lock();
+            let t = r
+                .tasks
+                .iter_mut()
+                .find(|t| t.id == id)
+                .ok_or_else(replay_not_found)?;
+            if t.status != ReplayStatus::Running {
+                return Err(SqsError::invalid_parameter(format!(
+                    "Only a running replay can be cancelled; this one is {}.",
+                    serde_json::to_value(t.status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                )));
+            }
+            t.status = ReplayStatus::Cancelling;
+            (t.clone(), self.store.submit(vec![task_doc(t)]))
+        };
+        durable(ticket).await?;
+        Ok(task)
+    }
+
+    /// Called by the lazy DLQ move (queue locks held; `replays` is a leaf lock): a message
+    /// a replay sent came back.
+    pub(crate) fn note_dead_letter(&self, rec: &MessageRecord, now: u64) {
+        let Some(p) = rec
+            .attributes
+            .get(provenance::ATTRIBUTE)
+            .and_then(|v| v.string_value.as_deref())
+            .and_then(Provenance::parse)
+        else {
+            return;
+        };
+        let mut r = self.replays.lock();
+        if r.tasks
+            .iter()
+            .any(|t| t.id == p.run && t.status.is_active())
+        {
+            r.returns.entry(p.run).or_default().push(now);
+        }
+    }
+
+    /// Restarts the runners of replays that were running when the store was last written.
+    pub fn resume_replays(self: &Arc<Self>) {
+        let (run, muts): (Vec<String>, Vec<Mutation>) = {
+            let mut r = self.replays.lock();
+            let now = self.now_ms();
+            let mut run = Vec::new();
+            let mut muts = Vec::new();
+            for t in r.tasks.iter_mut() {
+                match t.status {
+                    ReplayStatus::Running => run.push(t.id.clone()),
+                    ReplayStatus::Cancelling => {
+                        t.status = ReplayStatus::Cancelled;
+                        t.ended_at = Some(now);
+                        muts.push(task_doc(t));
+                    }
+                    _ => {}
+                }
+            }
+            (run, muts)
+        };
+        if !muts.is_empty() {
+            let _ = self.store.submit(muts);
+        }
+        for id in run {
+            tracing::info!(replay = %id, "resuming replay");
+            self.spawn_replay(id);
+        }
+    }
+
+    fn spawn_replay(self: &Arc<Self>, id: String) {
+        let engine = Arc::clone(self);
+        tokio::spawn(async move { engine.run_replay(id).await });
+    }
+
+    async fn finish_replay(&self, id: &str, status: ReplayStatus, reason: Option<String>) {
+        let ticket = {
+            let mut r = self.replays.lock();
+            let now = self.now_ms();
+            let Some(t) = r.tasks.iter_mut().find(|t| t.id == id) else {
+                return;
+            };
+            if !t.status.is_active() {
+                return;
+            }
+            if t.status == ReplayStatus::Cancelling {
+                t.status = ReplayStatus::Cancelled;
+            } else {
+                t.status = status;
+                t.failure_reason = reason;
+            }
+            t.ended_at = Some(now);
+            t.refresh_remaining();
+            let doc = task_doc(t);
+            r.returns.remove(id);
+            self.store.submit(vec![doc])
+        };
+        if let Err(e) = durable(ticket).await {
+            tracing::error!(replay = %id, error = %e, "could not persist replay status");
+        }
+        tracing::info!(replay = %id, "replay ended");
+    }
+
+    async fn run_replay(self: Arc<Self>, id: String) {
+        let Ok(task) = self.replay(&id) else { return };
+        let Ok(compiled) = Compiled::new(&task.spec) else {
+            self.finish_replay(
+                &id,
+                ReplayStatus::Failed,
+                Some("the replay's expressions no longer compile".into()),
+            )
+            .await;
+            return;
+        };
+        let Some(source) = self.resolve_arn(&task.source) else {
+            self.finish_replay(
+                &id,
+                ReplayStatus::Failed,
+                Some("the source queue no longer exists".into()),
+            )
+            .await;
+            return;
+        };
+        // What is left: selected messages still in the DLQ (a moved one is gone, atomically).
+        let pending: Vec<Selected> = {
+            let selection = self
+                .replays
+                .lock()
+                .selections
+                .get(&id)
+                .cloned()
+                .unwrap_or_default();
+            let st = source.state.lock();
+            selection
+                .into_iter()
+                .filter(|s| st.messages.contains_key(&s.seq))
+                .collect()
+        };
+        // Selected messages that left the DLQ by other means before a resume count as skipped.
+        {
+            let mut r = self.replays.lock();
+            if let Some(t) = r.tasks.iter_mut().find(|t| t.id == id) {
+                let done = t.moved + t.failed + t.skipped;
+                let gone = t.selected.saturating_sub(done + pending.len() as u64);
+                t.skipped += gone;
+                t.refresh_remaining();
+            }
+        }
+        let mut by_key: HashMap<String, VecDeque<u64>> = HashMap::new();
+        for s in pending {
+            by_key.entry(s.key).or_default().push_back(s.seq);
+        }
+        let start = tokio::time::Instant::now();
+        let now_f = |start: tokio::time::Instant| start.elapsed().as_secs_f64() * 1000.0;
+        let adaptive = task.spec.rate.is_none();
+        let mut rate = task.spec.rate.unwrap_or(ADAPTIVE_START);
+        let mut pacer = Pacer::new(Some(rate), task.spec.rate_per.as_ref().map(|r| r.rate));
+        let mut heap: BinaryHeap<Reverse<(u64, u64, String)>> = by_key
+            .iter()
+            .filter_map(|(k, q)| q.front().map(|&seq| Reverse((0, seq, k.clone()))))
+            .collect();
+        let mut breaker = task.spec.breaker.map(Breaker::new);
+        let mut deferred: Vec<u64> = Vec::new();
+        let mut deferred_since: Option<tokio::time::Instant> = None;
+        let mut window_start = tokio::time::Instant::now();
+        loop {
+            match self.replay(&id).map(|t| t.status) {
+                Ok(ReplayStatus::Running) => {}
+                Ok(ReplayStatus::Cancelling) => {
+                    self.finish_replay(&id, ReplayStatus::Cancelled, None).await;
+                    return;
+                }
+                _ => return,
+            }
+            // Returns seen since the last step feed the breaker.
+            let returns = self.replays.lock().returns.remove(&id).unwrap_or_default();
+            if !returns.is_empty() {
+                let mut r = self.replays.lock();
+                if let Some(t) = r.tasks.iter_mut().find(|t| t.id == id) {
+                    t.returned += returns.len() as u64;
+                }
+            }
+            if let Some(b) = breaker.as_mut() {
+                for at in returns {
+                    b.returned(at);
+                }
+                if let Some(reason) = b.check(self.now_ms()) {
+                    self.finish_replay(&id, ReplayStatus::Tripped, Some(reason))
+                        .await;
+                    return;
+                }
+            }
+            if adaptive && window_start.elapsed() >= Duration::from_secs(1) {
+                window_start = tokio::time::Instant::now();
+                let backlog = self.replay_backlog(&task);
+                rate = if backlog > ADAPTIVE_BACKLOG {
+                    (rate / 2.0).max(ADAPTIVE_MIN)
+                } else {
+                    (rate * 2.0).min(ADAPTIVE_MAX)
+                };
+                pacer.set_global_rate(Some(rate));
+            }
+            let Some(Reverse((_, _, key))) = heap.pop() else {
+                // Everything went once; wait a while for in-flight ones, then give up on them.
+                if deferred.is_empty() {
+                    self.finish_replay(&id, ReplayStatus::Completed, None).await;
+                    return;
+                }
+                let since = *deferred_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= IN_FLIGHT_GRACE {
+                    let n = deferred.len() as u64;
+                    self.bump_replay(&id, |t| t.skipped += n);
+                    self.finish_replay(&id, ReplayStatus::Completed, None).await;
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let queue = by_key.entry(String::new()).or_default();
+                queue.extend(deferred.drain(..));
+                heap.push(Reverse((0, queue[0], String::new())));
+                continue;
+            };
+            let ready = pacer.ready_at(Some(&key));
+            let now = now_f(start);
+            if ready > now {
+                tokio::time::sleep(
+                    Duration::from_secs_f64((ready - now) / 1000.0).min(Duration::from_millis(250)),
+                )
+                .await;
+                if let Some(&seq) = by_key.get(&key).and_then(|q| q.front()) {
+                    heap.push(Reverse((ready as u64, seq, key)));
+                }
+                continue;
+            }
+            let Some(seq) = by_key.get_mut(&key).and_then(VecDeque::pop_front) else {
+                continue;
+            };
+            let outcome = self.replay_one(&task, &compiled, &source, seq).await;
+            let mut requeue = false;
+            match outcome {
+                MoveOutcome::Moved(m) => {
+                    tracing::debug!(replay = %id, from = %m.from, to = %m.to, "replayed");
+                    pacer.record(Some(&key), now_f(start));
+                    if let Some(b) = breaker.as_mut() {
+                        b.replayed(self.now_ms());
+                    }
+                }
+                MoveOutcome::Gone => self.bump_replay(&id, |t| t.skipped += 1),
+                MoveOutcome::NotVisible => deferred.push(seq),
+                MoveOutcome::Retry => requeue = true,
+                MoveOutcome::Failed(reason) => {
+                    tracing::warn!(replay = %id, %reason, "a selected message could not be replayed");
+                    self.bump_replay(&id, |t| t.failed += 1);
+                }
+                MoveOutcome::SourceGone => {
+                    self.finish_replay(
+                        &id,
+                        ReplayStatus::Failed,
+                        Some("the source queue no longer exists".into()),
+                    )
+                    .await;
+                    return;
+                }
+            }
+            let q = by_key.entry(key.clone()).or_default();
+            if requeue {
+                q.push_front(seq);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            if let Some(&next) = q.front() {
+                heap.push(Reverse((pacer.ready_at(Some(&key)) as u64, next, key)));
+            }
+        }
+    }
+
+    fn bump_replay(&self, id: &str, f: impl FnOnce(&mut ReplayTask)) {
+        let mut r = self.replays.lock();
+        if let Some(t) = r.tasks.iter_mut().find(|t| t.id == id) {
+            f(t);
+            t.refresh_remaining();
+            let _ = self.store.submit(vec![task_doc(t)]);
+        }
+    }
+
+    fn replay_backlog(&self, task: &ReplayTask) -> usize {
+        let dests: Vec<Arc<Queue>> = match &task.destination {
+            Some(arn) => self.resolve_arn(arn).into_iter().collect(),
+            None => match self.resolve_arn(&task.source) {
+                Some(source) => self.dead_letter_sources(&source),
+                None => Vec::new(),
+            },
+        };
+        dests
+            .iter()
+            .map(|q| q.state.lock().ready.len())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Moves one selected message (if it is still there and visible).
+    async fn replay_one(
+        &self,
+        task: &ReplayTask,
+        compiled: &Compiled,
+        source: &Arc<Queue>,
+        seq: u64,
+    ) -> MoveOutcome {
+        let now = self.now_ms();
+        let dest_arn = {
+            let mut muts = Vec::new();
+            let mut st = source.state.lock();
+            if st.deleted {
+                return MoveOutcome::SourceGone;
+            }
+            st.tick(now, &mut muts);
+            if !muts.is_empty() {
+                let _ = self.store.submit(muts);
+            }
+            let Some(m) = st.messages.get(&seq) else {
+                return MoveOutcome::Gone;
+            };
+            if !st.ready.contains(&seq) {
+                return MoveOutcome::NotVisible;
+            }
+            match task
+                .destination
+                .clone()
+                .or_else(|| m.rec.dead_letter_source_arn.clone())
+            {
+                Some(a) => a,
+                None => return MoveOutcome::Failed("no destination".into()),
+            }
+        };
+        let Some(dest) = self.resolve_arn(&dest_arn) else {
+            return MoveOutcome::Failed(format!("destination {dest_arn} no longer exists"));
+        };
+        if Arc::ptr_eq(&dest, source) {
+            return MoveOutcome::Failed("destination is the source".into());
+        }
+        let (entry, ticket) = {
+            let mut st = source.state.lock();
+            if st.deleted {
+                return MoveOutcome::SourceGone;
+            }
+            let Some(m) = st.messages.get(&seq) else {
+                return MoveOutcome::Gone;
+            };
+            if !st.ready.contains(&seq) {
+                return MoveOutcome::NotVisible;
+            }
+            let meta = message_meta(&m.rec);
+            let (body, attributes) = match rewrite(
+                compiled,
+                &task.spec,
+                &m.rec,
+                &meta,
+                &task.id,
+                &task.source,
+                now,
+            ) {
+                Ok(r) => r,
+                Err(e) => return MoveOutcome::Failed(e),
+            };
+            let Some(mut dst) = dest.state.try_lock() else {
+                return MoveOutcome::Retry;
+            };
+            if dst.deleted {
+                return MoveOutcome::Failed(format!("destination {dest_arn} no longer exists"));
+            }
+            let Some(old) = st.remove(seq) else {
+                return MoveOutcome::Gone;
+            };
+            let old_id = old.rec.message_id.clone();
+            let mut rec = redriven(old.rec, &dest, &mut dst, now, self);
+            rec.body = body;
+            rec.attributes = attributes;
+            let entry_to = rec.message_id.clone();
+            let mut muts = vec![
+                Mutation::DeleteMessage {
+                    queue_uid: source.uid,
+                    seq,
+                },
+                Mutation::PutMessage(rec.clone()),
+            ];
+            dst.insert(rec, now);
+            let mut r = self.replays.lock();
+            let mut entry = None;
+            if let Some(t) = r.tasks.iter_mut().find(|t| t.id == task.id) {
+                t.moved += 1;
+                t.refresh_remaining();
+                muts.push(task_doc(t));
+                let e = ReplayMove {
+                    n: t.moved,
+                    from: old_id,
+                    to: entry_to,
+                    destination: dest.arn.clone(),
+                    at: now,
+                };
+                muts.push(Mutation::PutDocument(DocumentRecord {
+                    kind: DOC_REPLAY_MOVE.into(),
+                    key: format!("{}/{:012}", task.id, e.n),
+                    value: serde_json::to_vec(&e).unwrap_or_default(),
+                }));
+                entry = Some(e);
+            }
+            if let Some(e) = &entry {
+                r.moves.entry(task.id.clone()).or_default().push(e.clone());
+            }
+            // Submitted with both queue locks held (see the module invariants).
+            let ticket = self.store.submit(muts);
+            drop(r);
+            drop(dst);
+            (entry, ticket)
+        };
+        dest.notify.notify_waiters();
+        match durable(ticket).await {
+            Ok(()) => match entry {
+                Some(e) => MoveOutcome::Moved(e),
+                None => MoveOutcome::Gone,
+            },
+            Err(e) => MoveOutcome::Failed(e.message),
+        }
+    }
+}
+
+fn replay_not_found() -> SqsError {
+    SqsError::new(
+        ErrorCode::ResourceNotFoundException,
+        "Replay does not exist.",
+    )
+}
+
+/// Keeps the newest [`REPLAYS_KEPT_PER_SOURCE`] replays of a source (never active ones), with
+/// their selections and move logs.
+fn prune_replays(r: &mut Replays, source: &str) -> Vec<Mutation> {
+    let of_source = r.tasks.iter().filter(|t| t.source == source).count();
+    let mut excess = of_source.saturating_sub(REPLAYS_KEPT_PER_SOURCE);
+    let mut removed = Vec::new();
+    r.tasks.retain(|t| {
+        if excess > 0 && t.source == source && !t.status.is_active() {
+            excess -= 1;
+            removed.push(t.id.clone());
+            false
+        } else {
+            true
+        }
+    });
+    let mut muts = Vec::new();
+    for id in removed {
+        r.selections.remove(&id);
+        r.moves.remove(&id);
+        muts.push(Mutation::DeleteDocument {
+            kind: DOC_REPLAY.into(),
+            key: id.clone(),
+        });
+        muts.push(Mutation::DeleteDocument {
+            kind: DOC_REPLAY_SELECTION.into(),
+            key: id.clone(),
+        });
+        muts.push(Mutation::DeleteDocuments {
+            kind: DOC_REPLAY_MOVE.into(),
+            prefix: format!("{id}/"),
+        });
+    }
+    muts
+}

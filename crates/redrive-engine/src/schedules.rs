@@ -1,0 +1,435 @@
+//! Scheduled redrives, a Redrive extension: a cron expression in a time zone starts a replay
+//! of a DLQ with a relative window ("dead-lettered yesterday"); every fire is recorded.
+//!
+//! The scheduler reads the engine's clock, so tests drive it with a [`crate::ManualClock`]
+//! and [`Engine::run_due_schedules`]. A fire is attempted at most once per due time; one missed
+//! by more than [`MISSED_AFTER_MS`] (the server was down) is recorded as `MISSED` instead.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redrive_core::{ErrorCode, SqsError};
+use redrive_select::breaker::BreakerSpec;
+use redrive_select::schedule::{CronSchedule, RelativeWindow};
+use redrive_select::selection::SelectionSpec;
+use serde::{Deserialize, Serialize};
+
+use crate::replays::{RatePer, ReplayError, ReplayRequest, ReplayStart};
+use crate::store::{DocumentRecord, Mutation};
+use crate::{Engine, RequestContext, durable};
+
+pub const DOC_SCHEDULE: &str = "schedule";
+pub const DOC_SCHEDULE_RUN: &str = "schedule-run";
+pub const MISSED_AFTER_MS: u64 = 3_600_000;
+/// Runs kept per schedule (the newest).
+const RUNS_KEPT: usize = 100;
+
+fn yes() -> bool {
+    true
+}
+
+fn utc() -> String {
+    "UTC".to_string()
+}
+
+/// Which time a schedule's window applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WindowField {
+    DeadLettered,
+    Sent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowSpec {
+    pub field: WindowField,
+    /// `yesterday`, `today` or `last:DURATION`.
+    pub range: String,
+}
+
+/// `POST /_redrive/v1/schedules` (see docs/replay-api.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleRequest {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub cron: String,
+    #[serde(default = "utc")]
+    pub timezone: String,
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub destination: Option<String>,
+    #[serde(default)]
+    pub window: Option<WindowSpec>,
+    #[serde(default)]
+    pub selection: SelectionSpec,
+    #[serde(default)]
+    pub max_count: Option<u64>,
+    #[serde(default)]
+    pub transform: Option<String>,
+    #[serde(default)]
+    pub rate: Option<f64>,
+    #[serde(default)]
+    pub rate_per: Option<RatePer>,
+    #[serde(default)]
+    pub breaker: Option<BreakerSpec>,
+    #[serde(default = "yes")]
+    pub provenance: bool,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+/// A stored schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Schedule {
+    pub id: String,
+    #[serde(flatten)]
+    pub spec: ScheduleRequest,
+    /// The source queue's ARN, resolved when the schedule was added.
+    pub source_arn: String,
+    pub created_at: u64,
+    pub next_run_at: Option<u64>,
+    pub last_run_at: Option<u64>,
+}
+
+/// One fire of a schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleRun {
+    pub schedule_id: String,
+    /// The due time.
+    pub at: u64,
+    /// When it actually ran.
+    pub ran_at: u64,
+    pub replay_id: Option<String>,
+    /// `STARTED`, `NOTHING_SELECTED`, `SKIPPED_RUNNING`, `MISSED` or `ERROR`.
+    pub outcome: String,
+    pub selected: u64,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Schedules {
+    list: Vec<Schedule>,
+    runs: Vec<ScheduleRun>,
+}
+
+impl Schedules {
+    pub(crate) fn from_documents(docs: &[DocumentRecord]) -> Schedules {
+        let mut s = Schedules::default();
+        for d in docs {
+            match d.kind.as_str() {
+                DOC_SCHEDULE => {
+                    if let Ok(x) = serde_json::from_slice(&d.value) {
+                        s.list.push(x);
+                    }
+                }
+                DOC_SCHEDULE_RUN => {
+                    if let Ok(x) = serde_json::from_slice(&d.value) {
+                        s.runs.push(x);
+                    }
+                }
+                _ => {}
+            }
+        }
+        s.list.sort_by_key(|x| x.created_at);
+        s.runs.sort_by_key(|r| r.ran_at);
+        s
+    }
+}
+
+fn schedule_doc(s: &Schedule) -> Mutation {
+    Mutation::PutDocument(DocumentRecord {
+        kind: DOC_SCHEDULE.into(),
+        key: s.id.clone(),
+        value: serde_json::to_vec(s).unwrap_or_default(),
+    })
+}
+
+fn run_key(r: &ScheduleRun) -> String {
+    format!("{}/{:020}", r.schedule_id, r.ran_at)
+}
+
+fn not_found() -> SqsError {
+    SqsError::new(
+        ErrorCode::ResourceNotFoundException,
+        "Schedule does not exist.",
+    )
+}
+
+fn invalid(msg: impl Into<String>) -> SqsError {
+    SqsError::invalid_parameter(msg)
+}
+
+impl Engine {
+    /// Validates and stores a schedule; answers it with its next run time.
+    pub async fn add_schedule(
+        self: &Arc<Self>,
+        ctx: &RequestContext,
+        mut spec: ScheduleRequest,
+    ) -> Result<Schedule, SqsError> {
+        if spec.name.trim().is_empty() {
+            return Err(SqsError::missing_parameter("name"));
+        }
+        if spec.cron.trim().is_empty() {
+            return Err(SqsError::missing_parameter("cron"));
+        }
+        let cron = CronSchedule::parse(&spec.cron, &spec.timezone).map_err(invalid)?;
+        if let Some(w) = &spec.window {
+            RelativeWindow::parse(&w.range).map_err(invalid)?;
+        }
+        if spec.max_count == Some(0) {
+            return Err(invalid("maxCount must be at least 1"));
+        }
+        // Validate everything a fire would need now (a dry run of the replay it would start).
+        let source = self.resolve_any(ctx, &spec.source)?;
+        // Fires run without a request: keep ARNs, not names.
+        if let Some(d) = &spec.destination {
+            spec.destination = Some(self.resolve_any(ctx, d)?.arn.clone());
+        }
+        let probe = self.schedule_request(&spec, &source.arn, self.now_ms(), &cron, true);
+        match self.start_replay_for(ctx, probe, None).await {
+            Ok(_) => {}
+            Err(ReplayError::Sqs(e)) => return Err(e),
+            Err(ReplayError::Running { .. }) => {}
+        }
+        let now = self.now_ms();
+        let schedule = Schedule {
+            id: uuid::Uuid::new_v4().to_string(),
+            next_run_at: cron.next_after(now as i64).map(|t| t as u64),
+            source_arn: source.arn.clone(),
+            spec,
+            created_at: now,
+            last_run_at: None,
+        };
+        let ticket = {
+            let mut s = self.schedules.lock();
+            if s.list.iter().any(|x| x.spec.name == schedule.spec.name) {
+                return Err(invalid(format!(
+                    "A schedule named `{}` already exists.",
+                    schedule.spec.name
+                )));
+            }
+            s.list.push(schedule.clone());
+            self.store.submit(vec![schedule_doc(&schedule)])
+        };
+        durable(ticket).await?;
+        self.schedule_changed.notify_one();
+        Ok(schedule)
+    }
+
+    pub fn list_schedules(&self) -> Vec<Schedule> {
+        self.schedules.lock().list.clone()
+    }
+
+    /// A schedule by id or name.
+    pub fn schedule(&self, id_or_name: &str) -> Result<Schedule, SqsError> {
+        self.schedules
+            .lock()
+            .list
+            .iter()
+            .find(|s| s.id == id_or_name || s.spec.name == id_or_name)
+            .cloned()
+            .ok_or_else(not_found)
+    }
+
+    pub async fn remove_schedule(&self, id_or_name: &str) -> Result<(), SqsError> {
+        let ticket = {
+            let mut s = self.schedules.lock();
+            let pos = s
+                .list
+                .iter()
+                .position(|x| x.id == id_or_name || x.spec.name == id_or_name)
+                .ok_or_else(not_found)?;
+            let removed = s.list.remove(pos);
+            s.runs.retain(|r| r.schedule_id != removed.id);
+            self.store.submit(vec![
+                Mutation::DeleteDocument {
+                    kind: DOC_SCHEDULE.into(),
+                    key: removed.id.clone(),
+                },
+                Mutation::DeleteDocuments {
+                    kind: DOC_SCHEDULE_RUN.into(),
+                    prefix: format!("{}/", removed.id),
+                },
+            ])
+        };
+        durable(ticket).await
+    }
+
+    /// Runs of a schedule, newest first.
+    pub fn schedule_runs(&self, id_or_name: &str) -> Result<Vec<ScheduleRun>, SqsError> {
+        let id = self.schedule(id_or_name)?.id;
+        Ok(self
+            .schedules
+            .lock()
+            .runs
+            .iter()
+            .rev()
+            .filter(|r| r.schedule_id == id)
+            .cloned()
+            .collect())
+    }
+
+    /// The replay a fire at `at_ms` starts.
+    fn schedule_request(
+        &self,
+        spec: &ScheduleRequest,
+        source_arn: &str,
+        at_ms: u64,
+        cron: &CronSchedule,
+        dry_run: bool,
+    ) -> ReplayRequest {
+        let mut selection = spec.selection.clone();
+        if let Some(w) = &spec.window
+            && let Ok(range) = RelativeWindow::parse(&w.range)
+        {
+            let (after, before) = range.resolve(at_ms as i64, cron.tz);
+            match w.field {
+                WindowField::DeadLettered => {
+                    selection.dead_lettered_after = Some(after);
+                    selection.dead_lettered_before = Some(before);
+                }
+                WindowField::Sent => {
+                    selection.sent_after = Some(after);
+                    selection.sent_before = Some(before);
+                }
+            }
+        }
+        if let Some(m) = spec.max_count {
+            selection.limit = Some(selection.limit.map_or(m, |l| l.min(m)));
+        }
+        ReplayRequest {
+            source: source_arn.to_string(),
+            destination: spec.destination.clone(),
+            selection,
+            transform: spec.transform.clone(),
+            rate: spec.rate,
+            rate_per: spec.rate_per.clone(),
+            breaker: spec.breaker,
+            provenance: spec.provenance,
+            dry_run,
+            sample: Some(0),
+            requested_by: Some(format!("schedule:{}", spec.name)),
+        }
+    }
+
+    /// Fires every enabled schedule that is due; returns how many fired.
+    pub async fn run_due_schedules(self: &Arc<Self>) -> usize {
+        let now = self.now_ms();
+        let due: Vec<Schedule> = self
+            .schedules
+            .lock()
+            .list
+            .iter()
+            .filter(|s| s.spec.enabled && s.next_run_at.is_some_and(|t| t <= now))
+            .cloned()
+            .collect();
+        let mut fired = 0;
+        for s in due {
+            let Ok(cron) = CronSchedule::parse(&s.spec.cron, &s.spec.timezone) else {
+                continue;
+            };
+            let at = s.next_run_at.unwrap_or(now);
+            let mut run = ScheduleRun {
+                schedule_id: s.id.clone(),
+                at,
+                ran_at: now,
+                replay_id: None,
+                outcome: String::new(),
+                selected: 0,
+                message: None,
+            };
+            if now.saturating_sub(at) > MISSED_AFTER_MS {
+                run.outcome = "MISSED".into();
+                run.message = Some("the server was not running at the due time".into());
+            } else {
+                let ctx = RequestContext {
+                    region: String::new(),
+                    base_url: String::new(),
+                };
+                let req = self.schedule_request(&s.spec, &s.source_arn, at, &cron, false);
+                match self.start_replay_for(&ctx, req, Some(s.id.clone())).await {
+                    Ok(ReplayStart::Started(t)) => {
+                        run.selected = t.selected;
+                        if t.selected == 0 {
+                            run.outcome = "NOTHING_SELECTED".into();
+                        } else {
+                            run.outcome = "STARTED".into();
+                            run.replay_id = Some(t.id.clone());
+                        }
+                    }
+                    Ok(ReplayStart::DryRun(_)) => run.outcome = "ERROR".into(),
+                    Err(ReplayError::Running { replay_id }) => {
+                        run.outcome = "SKIPPED_RUNNING".into();
+                        run.message = Some(format!("replay {replay_id} is still running"));
+                    }
+                    Err(ReplayError::Sqs(e)) => {
+                        run.outcome = "ERROR".into();
+                        run.message = Some(e.message);
+                    }
+                }
+            }
+            tracing::info!(schedule = %s.spec.name, outcome = %run.outcome, "scheduled redrive fired");
+            let ticket = {
+                let mut st = self.schedules.lock();
+                let mut muts = Vec::new();
+                if let Some(x) = st.list.iter_mut().find(|x| x.id == s.id) {
+                    x.last_run_at = Some(now);
+                    // Strictly after now: a fire is never repeated, missed ones are not replayed.
+                    x.next_run_at = cron.next_after(now as i64).map(|t| t as u64);
+                    muts.push(schedule_doc(x));
+                }
+                muts.push(Mutation::PutDocument(DocumentRecord {
+                    kind: DOC_SCHEDULE_RUN.into(),
+                    key: run_key(&run),
+                    value: serde_json::to_vec(&run).unwrap_or_default(),
+                }));
+                st.runs.push(run);
+                let of_this: Vec<usize> = st
+                    .runs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.schedule_id == s.id)
+                    .map(|(i, _)| i)
+                    .collect();
+                if of_this.len() > RUNS_KEPT {
+                    let drop_idx = of_this[0];
+                    let old = st.runs.remove(drop_idx);
+                    muts.push(Mutation::DeleteDocument {
+                        kind: DOC_SCHEDULE_RUN.into(),
+                        key: run_key(&old),
+                    });
+                }
+                self.store.submit(muts)
+            };
+            if let Err(e) = durable(ticket).await {
+                tracing::error!(error = %e, "could not persist a schedule run");
+            }
+            fired += 1;
+        }
+        fired
+    }
+
+    /// The scheduler: checks for due schedules every second (and when one is added).
+    pub fn spawn_scheduler(self: &Arc<Self>) {
+        let engine = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(e) = engine.upgrade() else { return };
+                e.run_due_schedules().await;
+                let wake = async {
+                    tokio::select! {
+                        _ = e.schedule_changed.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                };
+                wake.await;
+            }
+        });
+    }
+}
