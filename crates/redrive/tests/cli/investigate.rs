@@ -13,8 +13,15 @@ const BURST: usize = 30;
 
 /// Runs `redrive ARGS --endpoint-url ENDPOINT` with no AWS settings from the environment.
 fn redrive(endpoint: &str, args: &[&str]) -> Output {
+    let mut all = args.to_vec();
+    all.extend(["--endpoint-url", endpoint]);
+    redrive_env(&all, &[])
+}
+
+/// Runs `redrive ARGS` with no AWS settings from the environment but `envs`.
+fn redrive_env(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_redrive"));
-    cmd.args(args).args(["--endpoint-url", endpoint]);
+    cmd.args(args);
     for (k, _) in std::env::vars() {
         if k.starts_with("AWS_") {
             cmd.env_remove(k);
@@ -24,7 +31,41 @@ fn redrive(endpoint: &str, args: &[&str]) -> Output {
         .env("AWS_CONFIG_FILE", "/nonexistent")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
         .env("AWS_REGION", "us-east-1");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
     cmd.output().expect("run redrive")
+}
+
+/// CSV output parsed (RFC 4180) into its header and rows.
+fn csv_of(out: &Output) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = ok(out);
+    let mut records = redrive_cli::util::parse_csv(&text)
+        .expect("CSV output")
+        .into_iter()
+        .map(|(_, r)| r);
+    let header = records.next().expect("a header row");
+    let rows: Vec<Vec<String>> = records.collect();
+    for r in &rows {
+        assert_eq!(r.len(), header.len(), "{text}");
+    }
+    (header, rows)
+}
+
+/// NDJSON output parsed line by line.
+fn ndjson_of(out: &Output) -> Vec<Value> {
+    ok(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+/// (visible, in flight) of a queue.
+async fn counts(sqs: &Sqs, url: &str) -> (String, String) {
+    (
+        sqs.attr(url, "ApproximateNumberOfMessages").await,
+        sqs.attr(url, "ApproximateNumberOfMessagesNotVisible").await,
+    )
 }
 
 fn ok(out: &Output) -> String {
@@ -509,6 +550,621 @@ async fn bad_input_gives_one_line_and_a_failure_exit() {
     // Nothing was sent by the failed import.
     let url = format!("{e}000000000000/q");
     assert_eq!(sqs.attr(&url, "ApproximateNumberOfMessages").await, "0");
+}
+
+#[tokio::test]
+async fn ndjson_and_csv_output_formats() {
+    let server = ServerProcess::start(&["--in-memory"], &[]).await;
+    let sqs = server.client();
+    let e = server.endpoint();
+    let (_src, dlq, total) = incident(&sqs).await;
+    let before = counts(&sqs, &dlq).await;
+
+    // status: one line / row per queue.
+    let lines = ndjson_of(&redrive(
+        &e,
+        &["status", "cafe24-worker-queue", "--format", "ndjson"],
+    ));
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["queue"], "cafe24-worker-queue");
+    assert_eq!(lines[0]["role"], "source");
+    assert_eq!(lines[0]["deadLetterQueue"], "cafe24-worker-queue-dlq");
+    assert_eq!(lines[0]["maxReceiveCount"], 1);
+    assert_eq!(lines[1]["queue"], "cafe24-worker-queue-dlq");
+    assert_eq!(lines[1]["visible"], total);
+    assert_eq!(lines[1]["deadLetterSources"], "cafe24-worker-queue");
+    assert_eq!(lines[1]["verdict"], "active-growth");
+    let (header, rows) = csv_of(&redrive(
+        &e,
+        &["status", "cafe24-worker-queue-dlq", "--format", "csv"],
+    ));
+    assert_eq!(
+        header,
+        [
+            "queue",
+            "url",
+            "role",
+            "visible",
+            "inFlight",
+            "delayed",
+            "oldestAgeSecs",
+            "deadLetterQueue",
+            "maxReceiveCount",
+            "deadLetterSources",
+            "verdict"
+        ]
+    );
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1][0], "cafe24-worker-queue-dlq");
+    assert_eq!(rows[1][2], "dlq");
+    assert_eq!(rows[1][3], total.to_string());
+
+    // peek: one message per line; CSV in the export's columns.
+    let lines = ndjson_of(&redrive(
+        &e,
+        &[
+            "peek",
+            "cafe24-worker-queue-dlq",
+            "-n",
+            "3",
+            "--format",
+            "ndjson",
+        ],
+    ));
+    assert_eq!(lines.len(), 3);
+    assert_eq!(
+        lines[0]["messageAttributes"]["mall"]["StringValue"],
+        "drlabnosh"
+    );
+    assert!(
+        lines[2]["body"]
+            .as_str()
+            .unwrap()
+            .contains("points_updated")
+    );
+    let (header, rows) = csv_of(&redrive(
+        &e,
+        &[
+            "peek",
+            "cafe24-worker-queue-dlq",
+            "-n",
+            "2",
+            "--format",
+            "csv",
+        ],
+    ));
+    assert_eq!(header[..3], ["messageId", "body", "sentTimestamp"]);
+    assert_eq!(header.len(), 10);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0][0], lines[0]["messageId"].as_str().unwrap());
+    assert_eq!(rows[0][1], lines[0]["body"].as_str().unwrap());
+    let attrs: Value = serde_json::from_str(&rows[0][8]).unwrap();
+    assert_eq!(attrs["mall"]["StringValue"], "drlabnosh");
+
+    // stats: one line per table row, with the table it belongs to.
+    let stats = [
+        "stats",
+        "cafe24-worker-queue-dlq",
+        "--group-by",
+        ".mall_id",
+        "--group-by",
+        ".command",
+    ];
+    let mut args = stats.to_vec();
+    args.extend(["--format", "ndjson"]);
+    let lines = ndjson_of(&redrive(&e, &args));
+    let by_mall: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["table"] == "group:.mall_id")
+        .collect();
+    assert_eq!(by_mall.len(), 2);
+    assert_eq!(by_mall[0]["key"], "drlabnosh");
+    assert_eq!(by_mall[0]["count"], BURST + 1);
+    let share = by_mall[0]["share"].as_f64().unwrap();
+    assert!(
+        (share - (BURST + 1) as f64 / total as f64).abs() < 1e-4,
+        "{share}"
+    );
+    let pair = lines
+        .iter()
+        .find(|l| l["table"] == "pair:.mall_id × .command")
+        .unwrap();
+    assert_eq!(
+        (&pair["key"], &pair["key2"], &pair["count"]),
+        (&json!("drlabnosh"), &json!("points_updated"), &json!(BURST))
+    );
+    assert_eq!(lines[0]["table"], "burst");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["table"] == "receiveCount" && l["key"] == "1" && l["count"] == total)
+    );
+    let mut args = stats.to_vec();
+    args.extend(["--format", "csv"]);
+    let (header, rows) = csv_of(&redrive(&e, &args));
+    assert_eq!(header[..5], ["table", "key", "key2", "count", "share"]);
+    assert_eq!(rows.len(), lines.len());
+    assert!(
+        rows.iter()
+            .any(|r| r[..4] == ["group:.mall_id", "drlabnosh", "", &(BURST + 1).to_string()]),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter().any(|r| r[..4]
+            == [
+                "pair:.mall_id × .command",
+                "drlabnosh",
+                "points_updated",
+                &BURST.to_string()
+            ]),
+        "{rows:?}"
+    );
+    // Piped stderr never carries the progress bar.
+    let out = redrive(&e, &args);
+    assert!(String::from_utf8_lossy(&out.stderr).trim().is_empty());
+
+    // An unknown format names all four.
+    let out = redrive(&e, &["stats", "cafe24-worker-queue-dlq", "--format", "xml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown format `xml` (table, json, ndjson or csv)"),
+        "{err}"
+    );
+    assert_eq!(counts(&sqs, &dlq).await, before);
+}
+
+#[tokio::test]
+async fn csv_export_import_round_trip() {
+    let server = ServerProcess::start(&["--in-memory"], &[]).await;
+    let sqs = server.client();
+    let e = server.endpoint();
+    let (_src, dlq, total) = incident(&sqs).await;
+
+    // The incident's DLQ out to CSV and into another queue: same composition and attributes.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dlq.csv");
+    let file_s = file.to_str().unwrap();
+    let out = redrive(&e, &["export", "cafe24-worker-queue-dlq", "--to", file_s]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("exported {total} messages")));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with(
+        "messageId,body,sentTimestamp,receiveCount,deadLetteredAt,deadLetterQueueSourceArn,\
+         messageGroupId,messageDeduplicationId,messageAttributes,attributes\r\n"
+    ));
+    let records = redrive_cli::util::parse_csv(&text).unwrap();
+    assert_eq!(records.len(), total + 1);
+    assert_eq!(counts(&sqs, &dlq).await, (total.to_string(), "0".into()));
+    let copy = sqs.create_queue("replay-csv", json!({})).await;
+    ok(&redrive(&e, &["import", file_s, "--to", "replay-csv"]));
+    assert_eq!(
+        sqs.attr(&copy, "ApproximateNumberOfMessages").await,
+        total.to_string()
+    );
+    let stats = |q: &str| {
+        json_of(&redrive(
+            &e,
+            &[
+                "stats",
+                q,
+                "--group-by",
+                ".mall_id",
+                "--group-by",
+                "$meta.messageAttributes.mall.StringValue",
+                "--format",
+                "json",
+            ],
+        ))
+    };
+    let (a, b) = (stats("cafe24-worker-queue-dlq"), stats("replay-csv"));
+    assert_eq!(a["groups"], b["groups"]);
+    assert_eq!(b["nonJson"], 2);
+    assert_eq!(b["total"], total);
+
+    // FIFO: bodies with commas, quotes and line breaks, every attribute type, group ids.
+    let attrs = json!({"FifoQueue": "true", "ContentBasedDeduplication": "true"});
+    let src = sqs.create_queue("orders.fifo", attrs.clone()).await;
+    sqs.create_queue("orders-copy.fifo", attrs.clone()).await;
+    sqs.create_queue("orders-again.fifo", attrs).await;
+    let sent = [
+        (
+            "{\"n\":0,\"note\":\"a, \\\"b\\\"\\nc\"}",
+            "mall-a",
+            json!({"mall": {"DataType": "String", "StringValue": "a,\"b\""}}),
+        ),
+        (
+            "plain, \"text\"\r\nsecond line",
+            "mall-b",
+            json!({"n": {"DataType": "Number", "StringValue": "42"},
+                   "raw": {"DataType": "Binary", "BinaryValue": "AAEC/w=="}}),
+        ),
+        ("{\"n\":2}", "mall-a", json!({})),
+    ];
+    for (body, group, attrs) in &sent {
+        sqs.call(
+            "SendMessage",
+            json!({"QueueUrl": src, "MessageBody": body, "MessageGroupId": group,
+                   "MessageAttributes": attrs}),
+        )
+        .await
+        .expect("send");
+    }
+    let file = dir.path().join("orders.csv");
+    let file_s = file.to_str().unwrap();
+    ok(&redrive(&e, &["export", "orders.fifo", "--to", file_s]));
+    ok(&redrive(
+        &e,
+        &["import", file_s, "--to", "orders-copy.fifo"],
+    ));
+    // --format wins over the extension, both ways.
+    let txt = dir.path().join("orders.txt");
+    std::fs::copy(&file, &txt).unwrap();
+    let txt_s = txt.to_str().unwrap();
+    let err = fails(&redrive(
+        &e,
+        &["import", txt_s, "--to", "orders-again.fifo"],
+    ));
+    assert!(err.contains("orders.txt:1: not a message line"), "{err}");
+    ok(&redrive(
+        &e,
+        &[
+            "import",
+            txt_s,
+            "--format",
+            "csv",
+            "--to",
+            "orders-again.fifo",
+        ],
+    ));
+    let seen = |q: &str| {
+        let v = json_of(&redrive(&e, &["peek", q, "-n", "10", "--format", "json"]));
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["body"].clone(),
+                    m["messageGroupId"].clone(),
+                    m["messageAttributes"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let original = seen("orders.fifo");
+    assert_eq!(original.len(), 3);
+    assert_eq!(original[1].0, sent[1].0);
+    assert_eq!(original[1].2, sent[1].2);
+    assert_eq!(seen("orders-copy.fifo"), original);
+    assert_eq!(seen("orders-again.fifo"), original);
+    // An NDJSON export of the same queue, chosen with --format.
+    let nd = dir.path().join("orders.out");
+    ok(&redrive(
+        &e,
+        &[
+            "export",
+            "orders.fifo",
+            "--to",
+            nd.to_str().unwrap(),
+            "--format",
+            "ndjson",
+        ],
+    ));
+    let first: Value = serde_json::from_str(
+        std::fs::read_to_string(&nd)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["messageGroupId"], "mall-a");
+}
+
+#[tokio::test]
+async fn enrich_with_a_json_array_mapping() {
+    let server = ServerProcess::start(&["--in-memory"], &[]).await;
+    let sqs = server.client();
+    let e = server.endpoint();
+    let (_src, dlq, total) = incident(&sqs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("malls.json");
+    std::fs::write(
+        &mapping,
+        r#"[{"mall_id": "drlabnosh", "project_id": "p-101", "product": "Loyalty, Pro"},
+            {"product": "Basic", "mall_id": "chosunhnb", "project_id": "p-202"}]"#,
+    )
+    .unwrap();
+    let mapping_s = mapping.to_str().unwrap();
+    // The key field defaults to the --group-by key's name (`.mall_id` → mall_id).
+    let enriched = json_of(&redrive(
+        &e,
+        &[
+            "stats",
+            "cafe24-worker-queue-dlq",
+            "--group-by",
+            ".mall_id",
+            "--enrich",
+            mapping_s,
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(
+        enriched["groups"][0]["counts"][0]["enrich"],
+        json!({"project_id": "p-101", "product": "Loyalty, Pro"})
+    );
+    assert_eq!(
+        enriched["groups"][0]["counts"][1]["enrich"],
+        json!({"project_id": "p-202", "product": "Basic"})
+    );
+    assert_eq!(enriched["enrichColumns"], json!(["project_id", "product"]));
+    // The table shows the columns in the file's order.
+    let table = ok(&redrive(
+        &e,
+        &[
+            "stats",
+            "cafe24-worker-queue-dlq",
+            "--group-by",
+            ".mall_id",
+            "--enrich",
+            mapping_s,
+        ],
+    ));
+    assert!(table.contains(".mall_id   project_id  product"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("chosunhnb  p-202       Basic")),
+        "{table}"
+    );
+    // A grouping whose name is not in the file: --enrich-key says which field is the key.
+    let by_meta = [
+        "stats",
+        "cafe24-worker-queue-dlq",
+        "--group-by",
+        "$meta.messageAttributes.mall.StringValue",
+        "--enrich",
+        mapping_s,
+        "--format",
+        "ndjson",
+    ];
+    let err = fails(&redrive(&e, &by_meta));
+    assert_eq!(
+        err,
+        format!(
+            "error: {mapping_s}: row 1: no `StringValue` field (the key field, from --group-by \
+             $meta.messageAttributes.mall.StringValue; choose another with --enrich-key)"
+        )
+    );
+    let mut args = by_meta.to_vec();
+    args.extend(["--enrich-key", "mall_id"]);
+    let lines = ndjson_of(&redrive(&e, &args));
+    let first = lines.iter().find(|l| l["table"] != "burst").unwrap();
+    assert_eq!(
+        first,
+        &json!({"table": "group:$meta.messageAttributes.mall.StringValue", "key": "drlabnosh",
+                "project_id": "p-101", "product": "Loyalty, Pro", "count": BURST + 1,
+                "share": ((BURST + 1) as f64 / total as f64 * 10_000.0).round() / 10_000.0})
+    );
+
+    // Bad rows: one line naming the row, exit 1, nothing touched.
+    let before = counts(&sqs, &dlq).await;
+    let bad = dir.path().join("bad.json");
+    for (text, want) in [
+        (
+            r#"[{"mall_id": "a"}, ["b"]]"#,
+            "row 2: expected an object, found an array",
+        ),
+        (
+            r#"[{"mall_id": "a"}, {"mall_id": "b"}, {"project_id": "p"}]"#,
+            "row 3: no `mall_id` field",
+        ),
+        (
+            r#"[{"mall_id": null}]"#,
+            "row 1: the key field `mall_id` is not a string",
+        ),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let out = redrive(
+            &e,
+            &[
+                "stats",
+                "cafe24-worker-queue-dlq",
+                "--group-by",
+                ".mall_id",
+                "--enrich",
+                bad.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1));
+        let err = fails(&out);
+        assert!(err.contains(&format!("bad.json: {want}")), "{err}");
+    }
+    assert_eq!(counts(&sqs, &dlq).await, before);
+}
+
+#[tokio::test]
+async fn more_bad_input_gives_one_line_and_a_failure_exit() {
+    let server = ServerProcess::start(&["--in-memory"], &[]).await;
+    let sqs = server.client();
+    let e = server.endpoint();
+    let url = sqs.create_queue("q", json!({})).await;
+    for i in 0..3 {
+        sqs.call(
+            "SendMessage",
+            json!({"QueueUrl": url, "MessageBody": format!("{{\"mall_id\":\"m{i}\"}}")}),
+        )
+        .await
+        .expect("send");
+    }
+    sqs.call(
+        "SendMessage",
+        json!({"QueueUrl": url, "MessageBody": "not json at all"}),
+    )
+    .await
+    .expect("send");
+    let before = counts(&sqs, &url).await;
+    assert_eq!(before, ("4".to_string(), "0".to_string()));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    let credentials = dir.path().join("credentials");
+    std::fs::write(&config, "[profile other]\nregion = us-east-1\n").unwrap();
+    std::fs::write(
+        &credentials,
+        "[other]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = wrong\n",
+    )
+    .unwrap();
+    let files = [
+        ("AWS_CONFIG_FILE", config.to_str().unwrap()),
+        ("AWS_SHARED_CREDENTIALS_FILE", credentials.to_str().unwrap()),
+    ];
+
+    // An unknown profile, by flag or by AWS_PROFILE, with or without an endpoint.
+    let want = "profile `nosuch` (--profile) is not defined in the AWS config files \
+                (AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE); known profiles: other";
+    for args in [
+        vec!["stats", "q", "--profile", "nosuch", "--endpoint-url", &e],
+        vec!["export", "q", "--to", "-", "--profile", "nosuch"],
+    ] {
+        let out = redrive_env(&args, &files);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(fails(&out), format!("error: {want}"));
+    }
+    let out = redrive_env(
+        &["peek", "q", "--endpoint-url", &e],
+        &[files[0], files[1], ("AWS_PROFILE", "nosuch")],
+    );
+    let err = fails(&out);
+    assert!(
+        err.contains("profile `nosuch` (AWS_PROFILE) is not defined"),
+        "{err}"
+    );
+    // A known profile works against a local server (which does not check signatures).
+    let out = redrive_env(
+        &[
+            "peek",
+            "q",
+            "-n",
+            "1",
+            "--profile",
+            "other",
+            "--endpoint-url",
+            &e,
+        ],
+        &files,
+    );
+    ok(&out);
+    // No endpoint and no credentials anywhere: the clear error, before any request.
+    let out = redrive_env(&["status", "q"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        fails(&out),
+        "error: no AWS credentials found (set AWS_PROFILE / AWS_ACCESS_KEY_ID, or use \
+         --endpoint-url for a local server)"
+    );
+
+    // Mapping files with bad rows (CSV) and --enrich-key without --enrich.
+    let csv = dir.path().join("malls.csv");
+    std::fs::write(&csv, "mall_id,project_id\nm0,p-0\nm1\n").unwrap();
+    let err = fails(&redrive(
+        &e,
+        &[
+            "stats",
+            "q",
+            "--group-by",
+            ".mall_id",
+            "--enrich",
+            csv.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        err.ends_with("malls.csv:3: expected 2 columns, found 1"),
+        "{err}"
+    );
+    let err = fails(&redrive(
+        &e,
+        &[
+            "stats",
+            "q",
+            "--group-by",
+            ".mall_id",
+            "--enrich-key",
+            "mall_id",
+        ],
+    ));
+    assert!(
+        err.contains("--enrich-key names the key of an --enrich file"),
+        "{err}"
+    );
+    let err = fails(&redrive(
+        &e,
+        &["report", "q", "--enrich", csv.to_str().unwrap()],
+    ));
+    assert!(err.contains("malls.csv:3"), "{err}");
+
+    // A CSV import with a bad row sends nothing.
+    let copy = sqs.create_queue("copy", json!({})).await;
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "messageId,body,messageAttributes\n1,ok,{}\n2,\"two\nlines\",\"{\"\"mall\"\": 1\"\n",
+    )
+    .unwrap();
+    let err = fails(&redrive(
+        &e,
+        &["import", bad.to_str().unwrap(), "--to", "copy"],
+    ));
+    assert!(
+        err.contains("bad.csv:3: messageAttributes is not a JSON object"),
+        "{err}"
+    );
+    let err = fails(&redrive(
+        &e,
+        &["import", bad.to_str().unwrap(), "--to", "no-such-queue"],
+    ));
+    assert!(err.contains("bad.csv:3"), "{err}");
+    assert_eq!(counts(&sqs, &copy).await, ("0".into(), "0".into()));
+    // Importing into an unknown queue: the file is fine, the queue is not.
+    let good = dir.path().join("good.csv");
+    std::fs::write(&good, "messageId,body\n1,ok\n").unwrap();
+    let err = fails(&redrive(
+        &e,
+        &["import", good.to_str().unwrap(), "--to", "no-such-queue"],
+    ));
+    assert!(
+        err.contains("queue `no-such-queue` does not exist"),
+        "{err}"
+    );
+    // Exporting an unknown queue creates no file.
+    let none = dir.path().join("none.csv");
+    let err = fails(&redrive(
+        &e,
+        &["export", "no-such-queue", "--to", none.to_str().unwrap()],
+    ));
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(!none.exists());
+
+    // A body that is not JSON is counted, not an error, in every format.
+    let v = json_of(&redrive(
+        &e,
+        &["stats", "q", "--group-by", ".mall_id", "--format", "json"],
+    ));
+    assert_eq!(v["nonJson"], 1);
+    assert_eq!(v["total"], 4);
+    let lines = ndjson_of(&redrive(
+        &e,
+        &["peek", "q", "-n", "10", "--format", "ndjson"],
+    ));
+    assert_eq!(lines.len(), 4);
+    // Invalid jq through the ndjson path too.
+    let err = fails(&redrive(
+        &e,
+        &["stats", "q", "--group-by", ".[", "--format", "csv"],
+    ));
+    assert!(err.contains("invalid jq expression"), "{err}");
+    // Nothing was deleted or moved by any of it.
+    assert_eq!(counts(&sqs, &url).await, before);
 }
 
 /// `moto_server` as a second SQS implementation without the browse API (skipped, with a
