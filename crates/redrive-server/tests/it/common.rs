@@ -37,6 +37,11 @@ impl TestServer {
         })
         .await
         .expect("bind test server");
+        Self::from_server(server)
+    }
+
+    /// Serves `server` on the test's runtime and connects clients to it.
+    pub fn from_server(server: Server) -> TestServer {
         let addr = server.local_addr().expect("local addr");
         tokio::spawn(server.serve(std::future::pending()));
         let base = format!("http://{addr}");

@@ -12,3 +12,4 @@ mod messages;
 mod move_tasks;
 mod query_protocol;
 mod queues;
+mod replays;
