@@ -386,11 +386,13 @@ impl Context {
             self.settings.visibility_timeout,
         ));
         // FIFO invariant: once a message of the group goes back to the queue, every later
-        // message of the group goes back with it, so none overtakes it.
-        let mut blocked_for: Option<Duration> = None;
+        // message of the group received with it is released unstarted. They are made visible
+        // at once: the group stays locked while the earlier message is invisible (in flight),
+        // so it is delivered first when its backoff ends.
+        let mut blocked = false;
         for message in lane {
-            if let Some(delay) = blocked_for {
-                self.release(&held, &message, delay).await;
+            if blocked {
+                self.release(&held, &message, Duration::ZERO).await;
                 continue;
             }
             if *stop.borrow() {
@@ -408,8 +410,8 @@ impl Context {
                 .process(&held, message, &mut stop)
                 .instrument(span)
                 .await;
-            if let (true, Disposition::ReturnsAfter(delay)) = (self.fifo, disposition) {
-                blocked_for = Some(delay);
+            if self.fifo && matches!(disposition, Disposition::ReturnsAfter(_)) {
+                blocked = true;
             }
         }
         beat.abort();
