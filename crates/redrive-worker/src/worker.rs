@@ -201,8 +201,8 @@ fn queue_name(url: &str) -> &str {
 enum Disposition {
     /// Deleted, dead-lettered, or replaced by a deferred copy.
     Finished,
-    /// Still in the queue; visible again after this long.
-    ReturnsAfter(Duration),
+    /// Still in the queue (a backoff, an in-place deferral, a release).
+    ReturnsLater,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -410,7 +410,7 @@ impl Context {
                 .process(&held, message, &mut stop)
                 .instrument(span)
                 .await;
-            if self.fifo && matches!(disposition, Disposition::ReturnsAfter(_)) {
+            if self.fifo && matches!(disposition, Disposition::ReturnsLater) {
                 blocked = true;
             }
         }
@@ -614,9 +614,9 @@ impl Context {
             .await;
         if let Err(e) = result {
             self.sqs_error("ChangeMessageVisibility", &e);
-            return Disposition::ReturnsAfter(self.settings.visibility_timeout);
+            return Disposition::ReturnsLater;
         }
-        Disposition::ReturnsAfter(delay)
+        Disposition::ReturnsLater
     }
 
     /// Gives a message back unprocessed (shutdown, or behind a failed FIFO message).

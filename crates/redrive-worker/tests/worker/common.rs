@@ -38,10 +38,12 @@ macro_rules! on_both {
     };
 }
 
+/// A shared, growable record of what handlers saw.
+pub type Log<T> = std::sync::Arc<std::sync::Mutex<Vec<T>>>;
+
 /// An SQS endpoint under test.
 pub struct Env {
     pub client: Client,
-    pub kind: &'static str,
     _moto: Option<MotoProcess>,
 }
 
@@ -86,7 +88,6 @@ impl Env {
         tokio::spawn(server.serve(std::future::pending()));
         Env {
             client: client_for(&format!("http://{addr}")),
-            kind: "redrive",
             _moto: None,
         }
     }
@@ -106,7 +107,6 @@ impl Env {
             if client.list_queues().send().await.is_ok() {
                 return Some(Env {
                     client,
-                    kind: "moto",
                     _moto: Some(process),
                 });
             }

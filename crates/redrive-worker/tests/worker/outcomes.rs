@@ -8,7 +8,7 @@ use redrive_worker::{
     Backoff, ENVELOPE_ATTRIBUTE, Failure, Jitter, KeySource, Message, Outcome, Reason, handler_fn,
 };
 
-use crate::common::{Env, Running, eventually, quick};
+use crate::common::{Env, Log, Running, eventually, quick};
 use crate::on_both;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -223,8 +223,8 @@ async fn rate_limited_never_reaches_the_dlq(env: &Env) {
     // Per body: calls so far. Each body is rate limited twice, then done.
     let calls: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
     // (tenant, start, end, rate limited?)
-    let timeline: Arc<Mutex<Vec<(String, Instant, Instant, bool)>>> = Arc::default();
-    let finals: Arc<Mutex<Vec<(String, String, u32, u32)>>> = Arc::default();
+    let timeline: Log<(String, Instant, Instant, bool)> = Arc::default();
+    let finals: Log<(String, String, u32, u32)> = Arc::default();
     let (c, t, f) = (
         Arc::clone(&calls),
         Arc::clone(&timeline),
