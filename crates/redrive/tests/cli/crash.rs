@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::harness::{ServerProcess, Sqs};
 
@@ -283,4 +283,98 @@ async fn move_task_resumes_after_sigkill() {
         }
     }
     assert_eq!(bodies.len(), total);
+}
+
+/// A server-side selective replay survives SIGKILL: after the restart it finishes exactly the
+/// selected set (each once), and the unselected dead letters stay where they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_resumes_after_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start_durable(dir.path()).await;
+    let sqs = server.client();
+    let dlq = sqs.create_queue("replay-dlq", json!({})).await;
+    let dlq_arn = sqs.attr(&dlq, "QueueArn").await;
+    let policy = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1}).to_string();
+    let src = sqs
+        .create_queue("replay-src", json!({"RedrivePolicy": policy}))
+        .await;
+    let total = 16;
+    for i in 0..total {
+        let body = json!({"i": i, "keep": i % 4 == 0}).to_string();
+        sqs.call("SendMessage", json!({"QueueUrl": src, "MessageBody": body}))
+            .await
+            .unwrap();
+    }
+    while sqs.attr(&dlq, "ApproximateNumberOfMessages").await != total.to_string() {
+        sqs.receive(&src, 10, 0, 0).await.unwrap();
+    }
+    let http = reqwest::Client::new();
+    let api = server.endpoint().trim_end_matches('/').to_string();
+    let started: Value = http
+        .post(format!("{api}/_redrive/v1/replays"))
+        .body(
+            json!({"source": "replay-dlq", "selection": {"filter": ".keep | not"},
+                   "rate": 4.0, "dryRun": false})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .map(|t| serde_json::from_str(&t).unwrap_or_else(|_| panic!("not JSON: {t}")))
+        .unwrap();
+    let id = started["id"].as_str().expect("replay id").to_string();
+    assert_eq!(started["selected"], 12);
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    tokio::task::spawn_blocking(move || server.kill())
+        .await
+        .unwrap();
+
+    let server = ServerProcess::start_durable(dir.path()).await;
+    let sqs = server.client();
+    let api = server.endpoint().trim_end_matches('/').to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let task = loop {
+        let t: Value = http
+            .get(format!("{api}/_redrive/v1/replays/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap();
+        if t["status"] != "RUNNING" || Instant::now() > deadline {
+            break t;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(task["status"], "COMPLETED", "{task}");
+    assert_eq!(task["moved"], 12, "{task}");
+    assert_eq!(sqs.attr(&dlq, "ApproximateNumberOfMessages").await, "4");
+    let mut seen = HashSet::new();
+    loop {
+        let msgs = sqs.receive(&src, 10, 60, 0).await.unwrap();
+        if msgs.is_empty() {
+            break;
+        }
+        for (b, _) in msgs {
+            let v: Value = serde_json::from_str(&b).unwrap();
+            assert_eq!(v["keep"], false, "an unselected message moved: {b}");
+            assert!(seen.insert(b.clone()), "duplicate {b}");
+        }
+    }
+    assert_eq!(seen.len(), 12);
+    // The move log survived too: 12 entries.
+    let log: Value = http
+        .get(format!("{api}/_redrive/v1/replays/{id}/moves"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap();
+    assert_eq!(log["moves"].as_array().unwrap().len(), 12);
 }
