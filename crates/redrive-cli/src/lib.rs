@@ -86,14 +86,11 @@ impl Progress {
         let bar = ProgressBar::with_draw_target(None, target)
             .with_style(
                 ProgressStyle::with_template(
-                    "{spinner} {prefix} {human_pos} messages ({per_sec}, {elapsed})",
+                    "{spinner} {prefix} {human_pos} messages ({per_sec:0}, {elapsed})",
                 )
                 .expect("a valid template"),
             )
             .with_prefix(label);
-        if !bar.is_hidden() {
-            bar.enable_steady_tick(Duration::from_millis(200));
-        }
         Progress { bar }
     }
 
@@ -110,7 +107,7 @@ impl Progress {
         self.bar.set_length(total);
         self.bar.set_style(
             ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {human_pos}/~{human_len} messages ({per_sec}, eta {eta})",
+                "{prefix} [{bar:30}] {human_pos}/~{human_len} messages ({per_sec:0}, eta {eta})",
             )
             .expect("a valid template")
             .progress_chars("=> "),
@@ -120,6 +117,10 @@ impl Progress {
     /// `n` messages read so far.
     pub fn tick(&self, n: usize) {
         self.bar.set_position(n as u64);
+        // Redraw (spinner, elapsed time) while a slow read waits for the next message.
+        if n == 1 && !self.bar.is_hidden() {
+            self.bar.enable_steady_tick(Duration::from_millis(200));
+        }
     }
 
     pub fn position(&self) -> u64 {
@@ -228,4 +229,52 @@ pub fn peek_csv(messages: &[Message]) -> String {
         out.push_str(&util::csv_record(&transfer::csv_row(m)));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_parse() {
+        assert_eq!("ndjson".parse::<Format>(), Ok(Format::Ndjson));
+        assert_eq!("csv".parse::<Format>(), Ok(Format::Csv));
+        assert_eq!(
+            "xml".parse::<Format>(),
+            Err("unknown format `xml` (table, json, ndjson or csv)".to_string())
+        );
+    }
+
+    #[test]
+    fn hidden_progress_counts() {
+        let p = Progress::hidden("scanned");
+        assert!(!p.is_visible());
+        p.set_total(Some(10));
+        p.tick(1);
+        p.tick(7);
+        assert_eq!((p.position(), p.total()), (7, Some(10)));
+        p.set_total(None);
+        assert_eq!(p.total(), Some(10));
+        p.finish();
+    }
+
+    #[test]
+    fn peek_machine_formats() {
+        let m = Message {
+            message_id: "m1".into(),
+            body: "a,\"b\"\nc".into(),
+            message_group_id: Some("g".into()),
+            ..Message::default()
+        };
+        let nd = peek_ndjson(std::slice::from_ref(&m));
+        let back: Message = serde_json::from_str(nd.trim_end()).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(nd.lines().count(), 1);
+        let csv = peek_csv(&[m]);
+        assert_eq!(
+            csv,
+            "messageId,body,sentTimestamp,receiveCount,deadLetteredAt,deadLetterQueueSourceArn,messageGroupId,messageDeduplicationId,messageAttributes,attributes\r\n\
+             m1,\"a,\"\"b\"\"\nc\",,,,,g,,{},{}\r\n"
+        );
+    }
 }

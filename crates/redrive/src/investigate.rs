@@ -29,7 +29,7 @@ pub struct ConnArgs {
     /// AWS Region.
     #[arg(long)]
     region: Option<String>,
-    /// Named profile from the AWS config files.
+    /// Named profile from the AWS config files (an unknown profile is an error).
     #[arg(long)]
     profile: Option<String>,
 }
