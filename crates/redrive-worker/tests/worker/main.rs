@@ -3,6 +3,6 @@
 //! pass without running).
 
 mod common;
-
+mod incident;
 mod lifecycle;
 mod outcomes;
