@@ -18,7 +18,10 @@
 pub mod client;
 pub mod enrich;
 pub mod jq;
+pub mod movetask;
+pub mod replay;
 pub mod report;
+pub mod schedule;
 pub mod source;
 pub mod stats;
 pub mod status;

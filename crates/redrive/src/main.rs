@@ -1,7 +1,9 @@
-//! `redrive`: the SQS-compatible server (`redrive serve`) and the DLQ investigation commands
-//! (`status`, `peek`, `stats`, `report`, `export`, `import`; see docs/cli.md).
+//! `redrive`: the SQS-compatible server (`redrive serve`), the DLQ investigation commands
+//! (`status`, `peek`, `stats`, `report`, `export`, `import`; see docs/cli.md) and the redrive
+//! commands (`move`, `replay`, `schedule`; see docs/redrive-cli.md).
 
 mod investigate;
+mod redrive_cmds;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -39,6 +41,13 @@ enum Command {
     Export(investigate::ExportArgs),
     /// Send the messages of an NDJSON export to a queue (keeps attributes and group ids).
     Import(investigate::ImportArgs),
+    /// Move a DLQ's messages back with a native SQS move task, following its progress.
+    Move(redrive_cmds::MoveArgs),
+    /// Selective redrive: filter, transform, rate limits, circuit breaker, audit log. A dry
+    /// run unless --yes.
+    Replay(redrive_cmds::ReplayArgs),
+    /// Recurring redrives kept by a Redrive server.
+    Schedule(redrive_cmds::ScheduleArgs),
 }
 
 #[derive(Debug, Args)]
@@ -160,19 +169,24 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    // Commands that move messages choose their exit code (3 partial, 4 tripped, 130
+    // interrupted); the others succeed with 0.
+    let result: Result<u8> = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
-            Command::Status(a) => investigate::run_status(a).await,
-            Command::Peek(a) => investigate::run_peek(a).await,
-            Command::Stats(a) => investigate::run_stats(a).await,
-            Command::Report(a) => investigate::run_report(a).await,
-            Command::Export(a) => investigate::run_export(a).await,
-            Command::Import(a) => investigate::run_import(a).await,
+            Command::Serve(args) => serve(args).await.map(|()| 0),
+            Command::Status(a) => investigate::run_status(a).await.map(|()| 0),
+            Command::Peek(a) => investigate::run_peek(a).await.map(|()| 0),
+            Command::Stats(a) => investigate::run_stats(a).await.map(|()| 0),
+            Command::Report(a) => investigate::run_report(a).await.map(|()| 0),
+            Command::Export(a) => investigate::run_export(a).await.map(|()| 0),
+            Command::Import(a) => investigate::run_import(a).await.map(|()| 0),
+            Command::Move(a) => redrive_cmds::run_move(a).await,
+            Command::Replay(a) => redrive_cmds::run_replay(a).await,
+            Command::Schedule(a) => redrive_cmds::run_schedule(a).await,
         }
     });
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             // One line: the error and its causes, joined.
             eprintln!("error: {e:#}");
