@@ -82,9 +82,15 @@ fn json_of(out: &Output) -> Value {
     serde_json::from_str(&ok(out)).expect("JSON output")
 }
 
-/// A failing run: non-zero exit and exactly one line on stderr.
+/// A failing run: exit status 1 (2 is for flag errors) and exactly one line on stderr.
 fn fails(out: &Output) -> String {
     assert!(!out.status.success(), "expected failure, got success");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
     assert_eq!(err.lines().count(), 1, "one line expected: {err}");
     err
@@ -517,7 +523,14 @@ async fn bad_input_gives_one_line_and_a_failure_exit() {
     let server = ServerProcess::start(&["--in-memory"], &[]).await;
     let sqs = server.client();
     let e = server.endpoint();
-    sqs.create_queue("q", json!({})).await;
+    let url = sqs.create_queue("q", json!({})).await;
+    sqs.call(
+        "SendMessage",
+        json!({"QueueUrl": url, "MessageBody": "{\"mall_id\":\"m\"}"}),
+    )
+    .await
+    .expect("send");
+    let before = counts(&sqs, &url).await;
 
     let err = fails(&redrive(&e, &["status", "no-such-queue"]));
     assert!(
@@ -547,9 +560,9 @@ async fn bad_input_gives_one_line_and_a_failure_exit() {
         &["import", "/nonexistent.ndjson", "--to", "q"],
     ));
     assert!(err.contains("cannot open"), "{err}");
-    // Nothing was sent by the failed import.
-    let url = format!("{e}000000000000/q");
-    assert_eq!(sqs.attr(&url, "ApproximateNumberOfMessages").await, "0");
+    // Nothing was sent by the failed import, nothing received or deleted by the rest.
+    assert_eq!(counts(&sqs, &url).await, before);
+    assert_eq!(before, ("1".to_string(), "0".to_string()));
 }
 
 #[tokio::test]
