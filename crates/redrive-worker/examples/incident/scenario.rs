@@ -35,6 +35,10 @@ pub struct Scenario {
     pub malls: Vec<(String, usize)>,
     /// Downstream quota per mall, calls per second.
     pub quota_per_second: u32,
+    /// What the worker's limiter allows per mall, calls per second (admission control only).
+    /// Equal to the quota when the quota is known; set it higher to see 429s still happen and
+    /// be absorbed by pauses and deferrals.
+    pub limiter_per_second: u32,
     /// Downstream bucket size (calls allowed back to back).
     pub downstream_burst: u32,
     /// Downstream latency per call.
@@ -58,6 +62,7 @@ impl Scenario {
         Scenario {
             malls: vec![("drlabnosh".into(), 40), ("chosunhnb".into(), 20)],
             quota_per_second: 10,
+            limiter_per_second: 10,
             downstream_burst: 2,
             downstream_latency: Duration::from_millis(20),
             workers: 2,
@@ -78,6 +83,8 @@ impl Scenario {
 pub struct Report {
     /// Which consumer ran.
     pub mode: Mode,
+    /// The limiter's rate (admission control only).
+    pub limiter_per_second: u32,
     /// Events produced.
     pub events: usize,
     /// Events handled successfully.
@@ -104,7 +111,14 @@ impl fmt::Display for Report {
             Mode::Naive => "naive worker (global concurrency, 429 = transient failure)",
             Mode::AdmissionControl => "per-mall admission control (429 = rate limited)",
         };
-        writeln!(f, "{mode}")?;
+        match self.mode {
+            Mode::Naive => writeln!(f, "{mode}")?,
+            Mode::AdmissionControl => writeln!(
+                f,
+                "{mode}, limiter {} calls/s per mall",
+                self.limiter_per_second
+            )?,
+        }
         writeln!(
             f,
             "  events {:>5}   completed {:>5}   dead letters {:>5}   elapsed {:.1} s",
@@ -248,7 +262,7 @@ pub async fn replay(client: &Client, scenario: &Scenario, mode: Mode) -> Report 
         limited: AtomicU64::new(0),
     });
     let limiter = Arc::new(TenantRateLimiter::new(Quota::per_second(
-        scenario.quota_per_second,
+        scenario.limiter_per_second,
     )));
     let started = Instant::now();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -349,6 +363,7 @@ pub async fn replay(client: &Client, scenario: &Scenario, mode: Mode) -> Report 
     }
     Report {
         mode,
+        limiter_per_second: scenario.limiter_per_second,
         events: scenario.events(),
         completed,
         dead_letters,

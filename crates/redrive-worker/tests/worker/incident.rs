@@ -41,3 +41,21 @@ async fn incident_admission_control_dead_letters_nothing() {
     assert_eq!(report.dead_letters, 0, "{report}");
     assert_eq!(report.completed, report.events as u64, "{report}");
 }
+
+/// The limiter set above the real quota: 429s still happen, and the pause + deferral keeps
+/// every message out of the DLQ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incident_limiter_above_quota_still_dead_letters_nothing() {
+    let env = Env::redrive().await;
+    let mut scenario = Scenario::small();
+    scenario.limiter_per_second = 15;
+    let report = replay(&env.client, &scenario, Mode::AdmissionControl).await;
+    eprintln!("{report}");
+    assert!(
+        report.downstream_429 > 0,
+        "429s should still happen: {report}"
+    );
+    assert!(report.deferred >= report.downstream_429, "{report}");
+    assert_eq!(report.dead_letters, 0, "{report}");
+    assert_eq!(report.completed, report.events as u64, "{report}");
+}
