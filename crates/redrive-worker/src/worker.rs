@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
@@ -14,7 +14,7 @@ use tracing::Instrument;
 use crate::backoff::{MAX_VISIBILITY, clamp_to_visibility_cap, random_below, whole_seconds_up};
 use crate::builder::{ErasedHandler, Settings, WorkerBuilder};
 use crate::envelope::{
-    ENVELOPE_ATTRIBUTE, ENVELOPE_VERSION, Envelope, MAX_MESSAGE_ATTRIBUTES, Reason,
+    ENVELOPE_ATTRIBUTE, ENVELOPE_VERSION, Envelope, MAX_MESSAGE_ATTRIBUTES, Reason, rfc3339,
 };
 use crate::error::WorkerError;
 use crate::idempotency::Claim;
@@ -694,6 +694,16 @@ impl Context {
     ) -> Disposition {
         let mut envelope = self.envelope_for(message, reason);
         envelope.attempts = attempts;
+        if envelope.first_failed_at.is_none() && message.receive_count > 1 {
+            // Earlier failures of this copy went back through ChangeMessageVisibility, which
+            // cannot record anything: the first receive is when the first attempt failed.
+            envelope.first_failed_at = message
+                .system_attribute(
+                    MessageSystemAttributeName::ApproximateFirstReceiveTimestamp.as_str(),
+                )
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .map(|ms| rfc3339(UNIX_EPOCH + Duration::from_millis(ms)));
+        }
         envelope.set_error(
             failure,
             matches!(reason, Reason::MaxAttempts | Reason::MaxReceives),

@@ -103,6 +103,10 @@ async fn transient_budget_spent_goes_to_dlq(env: &Env) {
     assert_eq!(envelope.reason, Reason::MaxAttempts);
     assert_eq!(envelope.attempts, 2);
     assert!(envelope.retryable);
+    let first = envelope.first_failed_at.clone().expect("first_failed_at");
+    let last = envelope.last_failed_at.clone().expect("last_failed_at");
+    // The first failure is this copy's first receive, before the last failure.
+    assert!(first.starts_with("20") && first < last, "{first} / {last}");
     assert_eq!(envelope.error.unwrap().class, "http_503");
     assert_eq!(dead[0].body, "payload");
 }
