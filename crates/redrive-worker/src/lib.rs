@@ -118,6 +118,8 @@
 //! no recorder. Each message is handled inside a `redrive_worker.message` tracing span with
 //! `queue`, `message_id`, `attempt` and `tenant`. Bodies are never logged.
 
+#![warn(missing_docs)]
+
 mod backoff;
 mod builder;
 mod envelope;

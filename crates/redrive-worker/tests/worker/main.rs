@@ -5,4 +5,5 @@
 mod common;
 mod incident;
 mod lifecycle;
+mod observability;
 mod outcomes;
