@@ -44,6 +44,10 @@ const MAX_SAMPLE: usize = 100;
 /// How long selected messages that are in flight (someone is reading the DLQ) are waited for
 /// at the end before they are counted as skipped.
 const IN_FLIGHT_GRACE: Duration = Duration::from_secs(30);
+/// How far ahead of its schedule a replay may send (ms).
+const PACING_SLACK_MS: f64 = 3.0;
+/// Moves a runner may have submitted but not yet seen durable.
+const MAX_UNSYNCED_MOVES: usize = 256;
 
 /// A per-key rate: `key` is a jq expression, `rate` messages per second per key value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -402,7 +406,8 @@ fn rewrite(
 
 /// What one move of a selected message did.
 enum MoveOutcome {
-    Moved(ReplayMove),
+    /// Moved in memory; durable once the ticket resolves (store batches apply in order).
+    Moved(ReplayMove, crate::store::Durable),
     /// No longer in the DLQ (deleted, expired, purged).
     Gone,
     /// In flight or delayed: try again later.
@@ -826,6 +831,33 @@ impl Engine {
         tokio::spawn(async move { engine.run_replay(id).await });
     }
 
+    /// Waits for the moves still in flight to the store, then ends the replay.
+    async fn finish_replay_after(
+        &self,
+        inflight: &mut VecDeque<crate::store::Durable>,
+        id: &str,
+        status: ReplayStatus,
+        reason: Option<String>,
+    ) {
+        let mut failure = None;
+        for t in inflight.drain(..) {
+            if let Err(e) = durable(t).await {
+                failure = Some(e.message);
+            }
+        }
+        match failure {
+            Some(e) => {
+                self.finish_replay(
+                    id,
+                    ReplayStatus::Failed,
+                    Some(format!("storage failure: {e}")),
+                )
+                .await
+            }
+            None => self.finish_replay(id, status, reason).await,
+        }
+    }
+
     async fn finish_replay(&self, id: &str, status: ReplayStatus, reason: Option<String>) {
         let ticket = {
             let mut r = self.replays.lock();
@@ -916,11 +948,16 @@ impl Engine {
         let mut deferred: Vec<u64> = Vec::new();
         let mut deferred_since: Option<tokio::time::Instant> = None;
         let mut window_start = tokio::time::Instant::now();
+        // Moves not yet known durable: awaited in a window, so a durable store group-commits
+        // many moves per fsync (a crash loses a suffix of moves, each atomically: those
+        // messages are simply still in the DLQ).
+        let mut inflight: VecDeque<crate::store::Durable> = VecDeque::new();
         loop {
             match self.replay(&id).map(|t| t.status) {
                 Ok(ReplayStatus::Running) => {}
                 Ok(ReplayStatus::Cancelling) => {
-                    self.finish_replay(&id, ReplayStatus::Cancelled, None).await;
+                    self.finish_replay_after(&mut inflight, &id, ReplayStatus::Cancelled, None)
+                        .await;
                     return;
                 }
                 _ => return,
@@ -938,8 +975,13 @@ impl Engine {
                     b.returned(at);
                 }
                 if let Some(reason) = b.check(self.now_ms()) {
-                    self.finish_replay(&id, ReplayStatus::Tripped, Some(reason))
-                        .await;
+                    self.finish_replay_after(
+                        &mut inflight,
+                        &id,
+                        ReplayStatus::Tripped,
+                        Some(reason),
+                    )
+                    .await;
                     return;
                 }
             }
@@ -956,14 +998,16 @@ impl Engine {
             let Some(Reverse((_, _, key))) = heap.pop() else {
                 // Everything went once; wait a while for in-flight ones, then give up on them.
                 if deferred.is_empty() {
-                    self.finish_replay(&id, ReplayStatus::Completed, None).await;
+                    self.finish_replay_after(&mut inflight, &id, ReplayStatus::Completed, None)
+                        .await;
                     return;
                 }
                 let since = *deferred_since.get_or_insert_with(tokio::time::Instant::now);
                 if since.elapsed() >= IN_FLIGHT_GRACE {
                     let n = deferred.len() as u64;
                     self.bump_replay(&id, |t| t.skipped += n);
-                    self.finish_replay(&id, ReplayStatus::Completed, None).await;
+                    self.finish_replay_after(&mut inflight, &id, ReplayStatus::Completed, None)
+                        .await;
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -974,7 +1018,9 @@ impl Engine {
             };
             let ready = pacer.ready_at(Some(&key));
             let now = now_f(start);
-            if ready > now {
+            // Timers are millisecond-grained: go a little early and let the schedule run
+            // ahead by at most PACING_SLACK_MS (a tiny burst), so high rates are reachable.
+            if ready > now + PACING_SLACK_MS {
                 tokio::time::sleep(
                     Duration::from_secs_f64((ready - now) / 1000.0).min(Duration::from_millis(250)),
                 )
@@ -990,7 +1036,21 @@ impl Engine {
             let outcome = self.replay_one(&task, &compiled, &source, seq).await;
             let mut requeue = false;
             match outcome {
-                MoveOutcome::Moved(m) => {
+                MoveOutcome::Moved(m, ticket) => {
+                    inflight.push_back(ticket);
+                    if inflight.len() > MAX_UNSYNCED_MOVES
+                        && let Some(t) = inflight.pop_front()
+                        && let Err(e) = durable(t).await
+                    {
+                        self.finish_replay_after(
+                            &mut inflight,
+                            &id,
+                            ReplayStatus::Failed,
+                            Some(e.message),
+                        )
+                        .await;
+                        return;
+                    }
                     tracing::debug!(replay = %id, from = %m.from, to = %m.to, "replayed");
                     pacer.record(Some(&key), now_f(start));
                     if let Some(b) = breaker.as_mut() {
@@ -1165,12 +1225,9 @@ impl Engine {
             (entry, ticket)
         };
         dest.notify.notify_waiters();
-        match durable(ticket).await {
-            Ok(()) => match entry {
-                Some(e) => MoveOutcome::Moved(e),
-                None => MoveOutcome::Gone,
-            },
-            Err(e) => MoveOutcome::Failed(e.message),
+        match entry {
+            Some(e) => MoveOutcome::Moved(e, ticket),
+            None => MoveOutcome::Gone,
         }
     }
 }

@@ -18,4 +18,5 @@ mod long_poll;
 mod model;
 mod model_tasks;
 mod recovery;
+mod replay_bench;
 mod timers;
