@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redrive_worker::{
-    Backoff, ENVELOPE_ATTRIBUTE, Failure, Jitter, KeySource, Message, Outcome, Reason, handler_fn,
+    Backoff, ENVELOPE_ATTRIBUTE, Failure, Jitter, KeySource, Message, Outcome, Quota, Reason,
+    TenantRateLimiter, handler_fn,
 };
 
 use crate::common::{Env, Log, Running, eventually, quick};
@@ -292,14 +293,14 @@ async fn rate_limited_never_reaches_the_dlq(env: &Env) {
         assert_eq!(*attempt, 1, "rate limits are not failed attempts");
     }
     // The pause holds: after a 429 for a tenant, no handler of that tenant starts within
-    // the pause (a margin covers calls admitted just before the 429 arrived).
+    // the pause (a 300 ms margin covers calls admitted just before the 429 arrived).
     let timeline = timeline.lock().unwrap();
     for (tenant, _, limited_at, limited) in timeline.iter() {
         if !limited {
             continue;
         }
         for (other, start, _, _) in timeline.iter() {
-            if other == tenant && *start > *limited_at + Duration::from_millis(100) {
+            if other == tenant && *start > *limited_at + Duration::from_millis(300) {
                 assert!(
                     *start >= *limited_at + Duration::from_millis(950),
                     "tenant {tenant} handled {:?} after a 429",
@@ -310,3 +311,105 @@ async fn rate_limited_never_reaches_the_dlq(env: &Env) {
     }
 }
 on_both!(rate_limited_never_reaches_the_dlq);
+
+/// Admission control: a tenant limited to 2 calls/s never gets two handler starts closer than
+/// the quota allows, whatever the concurrency; the other tenant is not held back; messages
+/// whose permit is too far off are deferred (not failed) and all complete.
+async fn admission_control_spaces_a_tenants_calls(env: &Env) {
+    let (url, dlq) = env.queue_with_dlq("admission", 2, 5).await;
+    for i in 0..6 {
+        env.send(&url, &format!(r#"{{"mall_id":"slow","n":{i}}}"#))
+            .await;
+    }
+    for i in 0..3 {
+        env.send(&url, &format!(r#"{{"mall_id":"fast","n":{i}}}"#))
+            .await;
+    }
+    let starts: Log<(String, Instant)> = Arc::default();
+    let log = Arc::clone(&starts);
+    let limiter = Arc::new(
+        TenantRateLimiter::new(Quota::per_second(100))
+            .with_tenant_quota("slow", Quota::per_second(2)),
+    );
+    let worker = quick(env, &url)
+        .concurrency(8)
+        .tenant_key(KeySource::json_field("mall_id"))
+        .limiter(limiter)
+        .max_admission_wait(Duration::from_millis(600))
+        .build(handler_fn(move |m: Message| {
+            log.lock()
+                .unwrap()
+                .push((m.tenant().unwrap_or("").to_string(), Instant::now()));
+            async { Outcome::Done }
+        }))
+        .unwrap();
+    let running = Running::start(worker);
+    eventually(LIMIT, "nine messages done", || async {
+        starts.lock().unwrap().len() >= 9
+    })
+    .await;
+    let stats = running.stop().await;
+    assert_eq!(
+        (stats.completed, stats.dead_lettered, stats.retried),
+        (9, 0, 0)
+    );
+    assert!(
+        stats.deferred >= 1,
+        "far-off permits are deferred: {stats:?}"
+    );
+    assert_eq!(env.counts(&dlq).await, (0, 0));
+    assert_eq!(env.counts(&url).await, (0, 0));
+    let starts = starts.lock().unwrap().clone();
+    let mut slow: Vec<Instant> = starts
+        .iter()
+        .filter(|(t, _)| t == "slow")
+        .map(|(_, i)| *i)
+        .collect();
+    slow.sort();
+    assert_eq!(slow.len(), 6);
+    for pair in slow.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(450),
+            "two calls of the 2/s tenant {gap:?} apart"
+        );
+    }
+    let fast_done = starts
+        .iter()
+        .filter(|(t, _)| t == "fast")
+        .map(|(_, i)| *i)
+        .max()
+        .unwrap();
+    assert!(
+        fast_done < slow[2],
+        "the fast tenant was held back by the slow one"
+    );
+}
+on_both!(admission_control_spaces_a_tenants_calls);
+
+/// A panicking handler is a transient failure: the message comes back and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_is_retried() {
+    let env = Env::redrive().await;
+    let (url, dlq) = env.queue_with_dlq("panic", 5, 5).await;
+    env.send(&url, "boom once").await;
+    let worker = quick(&env, &url)
+        .backoff(Backoff::exponential(
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+        ))
+        .build(handler_fn(|m: Message| async move {
+            assert!(m.receive_count() > 1, "first delivery panics");
+            Outcome::Done
+        }))
+        .unwrap();
+    let stats_handle = worker.stats();
+    let running = Running::start(worker);
+    eventually(LIMIT, "completed after the panic", || async {
+        stats_handle.snapshot().completed == 1
+    })
+    .await;
+    let stats = running.stop().await;
+    assert_eq!((stats.panics, stats.retried, stats.completed), (1, 1, 1));
+    assert_eq!(env.counts(&dlq).await, (0, 0));
+}
