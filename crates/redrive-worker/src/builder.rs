@@ -213,7 +213,7 @@ impl WorkerBuilder {
 
     /// Where a message's tenant key comes from (e.g. [`KeySource::GroupId`] or
     /// [`KeySource::json_field`]). The limiter and the 429 pause work per tenant. Without
-    /// it all messages share one tenant.
+    /// it all messages share one tenant; so do messages whose key is missing (tenant `""`).
     pub fn tenant_key(mut self, source: KeySource) -> WorkerBuilder {
         self.settings.tenant_key = Some(source);
         self

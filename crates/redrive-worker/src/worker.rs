@@ -294,8 +294,14 @@ impl Context {
                 break;
             }
             for lane in self.split_into_lanes(messages) {
+                // Never more lanes than messages, nor messages than permits, unless the server
+                // returned more than MaxNumberOfMessages: give such extras back.
                 let Some(permit) = permits.pop() else {
-                    unreachable!("never more lanes than messages, never more messages than permits")
+                    let held = Held::new(vec![]);
+                    for message in lane {
+                        self.release(&held, &message, Duration::ZERO).await;
+                    }
+                    continue;
                 };
                 let ctx = Arc::clone(self);
                 let stop = stop_rx.clone();
