@@ -413,3 +413,48 @@ async fn a_panicking_handler_is_retried() {
     assert_eq!((stats.panics, stats.retried, stats.completed), (1, 1, 1));
     assert_eq!(env.counts(&dlq).await, (0, 0));
 }
+
+/// A failure, then a rate limit: the deferred copy's receive count starts again at 1, but the
+/// envelope carries the failed attempt, so the attempt number keeps counting (2).
+async fn deferred_copy_carries_the_attempt_count(env: &Env) {
+    let (url, dlq) = env.queue_with_dlq("carry", 5, 5).await;
+    let id = env.send(&url, "carry").await;
+    let seen: Log<(u32, u32, Option<(u32, u32)>, String)> = Arc::default();
+    let log = Arc::clone(&seen);
+    let worker = quick(env, &url)
+        .backoff(Backoff::exponential(
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+        ))
+        .build(handler_fn(move |m: Message| {
+            let log = Arc::clone(&log);
+            async move {
+                let mut log = log.lock().unwrap();
+                log.push((
+                    m.receive_count(),
+                    m.attempt(),
+                    m.envelope().map(|e| (e.attempts, e.throttles)),
+                    m.original_id().to_string(),
+                ));
+                match log.len() {
+                    1 => Outcome::transient("timeout", "first try"),
+                    2 => Outcome::rate_limited(Some(Duration::from_millis(500))),
+                    _ => Outcome::Done,
+                }
+            }
+        }))
+        .unwrap();
+    let running = Running::start(worker);
+    eventually(LIMIT, "three calls", || async {
+        seen.lock().unwrap().len() >= 3
+    })
+    .await;
+    let stats = running.stop().await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen[0], (1, 1, None, id.clone()));
+    assert_eq!(seen[1], (2, 2, None, id.clone()));
+    assert_eq!(seen[2], (1, 2, Some((1, 1)), id), "{seen:?}");
+    assert_eq!((stats.completed, stats.retried, stats.deferred), (1, 1, 1));
+    assert_eq!(env.counts(&dlq).await, (0, 0));
+}
+on_both!(deferred_copy_carries_the_attempt_count);
