@@ -419,7 +419,9 @@ async fn a_panicking_handler_is_retried() {
 async fn deferred_copy_carries_the_attempt_count(env: &Env) {
     let (url, dlq) = env.queue_with_dlq("carry", 5, 5).await;
     let id = env.send(&url, "carry").await;
-    let seen: Log<(u32, u32, Option<(u32, u32)>, String)> = Arc::default();
+    // (receive count, attempt, envelope (attempts, throttles), original id) per call.
+    type Call = (u32, u32, Option<(u32, u32)>, String);
+    let seen: Log<Call> = Arc::default();
     let log = Arc::clone(&seen);
     let worker = quick(env, &url)
         .backoff(Backoff::exponential(
