@@ -1058,9 +1058,22 @@ mod client {
                     complete = false;
                     break;
                 }
+                if self.needs_heartbeat() {
+                    // Long scans (or short --visibility-timeout): keep what is held hidden.
+                    let queued: Vec<String> = ready
+                        .iter()
+                        .map(|x| x.held.receipt.clone())
+                        .chain(done.iter().map(|d| d.receipt.clone()))
+                        .collect();
+                    self.heartbeat(queued).await;
+                }
                 let msgs = self.receive(1).await?;
                 if msgs.is_empty() {
                     empty += 1;
+                    // One empty long poll and nothing visible left: the scan is done.
+                    if self.visible_now().await == Some(0) {
+                        break;
+                    }
                     continue;
                 }
                 empty = 0;
@@ -1342,6 +1355,22 @@ mod client {
                 // Not deleted: they stay `sent` in the journal; a rerun deletes them.
                 Err(_) => Vec::new(),
             }
+        }
+
+        async fn visible_now(&self) -> Option<u64> {
+            let out = self
+                .conn
+                .sqs
+                .get_queue_attributes()
+                .queue_url(&self.dlq.url)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                .send()
+                .await
+                .ok()?;
+            out.attributes()?
+                .get(&QueueAttributeName::ApproximateNumberOfMessages)?
+                .parse()
+                .ok()
         }
 
         fn needs_heartbeat(&self) -> bool {

@@ -425,11 +425,11 @@ impl ScheduleAddArgs {
     fn spec(&self) -> Result<ScheduleSpec> {
         CronSchedule::parse(&self.cron, &self.timezone).map_err(|e| anyhow!("--cron: {e}"))?;
         let window = match (&self.dead_lettered, &self.sent) {
-            (Some(r), _) => Some(("deadLettered", r)),
-            (None, Some(r)) => Some(("sent", r)),
+            (Some(r), _) => Some(("deadLettered", "dead-lettered", r)),
+            (None, Some(r)) => Some(("sent", "sent", r)),
             _ => None,
         };
-        if let Some((flag, r)) = window {
+        if let Some((_, flag, r)) = window {
             RelativeWindow::parse(r).map_err(|e| anyhow!("--{flag}: {e}"))?;
         }
         if let Some(f) = &self.filter {
@@ -447,7 +447,7 @@ impl ScheduleAddArgs {
             timezone: self.timezone.clone(),
             source: self.source.clone(),
             destination: self.to.clone(),
-            window: window.map(|(f, r)| (f.to_string(), r.clone())),
+            window: window.map(|(f, _, r)| (f.to_string(), r.clone())),
             filter: self.filter.clone(),
             max_count: self.max_count,
             transform: self.transform.clone(),

@@ -6,8 +6,10 @@
 //!   task resumes.
 //! - `investigate`: `status`, `peek`, `stats`, `export`, `import` against a synthetic DLQ
 //!   incident.
+//! - `replay`: `replay` (client-side and server-side paths, moto), `move`, `schedule`.
 
 mod crash;
 mod harness;
 mod investigate;
+mod replay;
 mod serve;
