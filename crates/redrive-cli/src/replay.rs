@@ -93,6 +93,8 @@ pub struct ReplayPlan {
     pub cancel_on_interrupt: bool,
     /// Client path: visibility timeout (s) messages are held with (extended by a heartbeat).
     pub visibility_timeout: i32,
+    /// Server path: follow (and audit) a running replay by id instead of starting one.
+    pub attach: Option<String>,
     /// Who asked (audit log).
     pub requested_by: String,
 }
@@ -590,6 +592,11 @@ pub async fn replay(conn: &Conn, plan: &ReplayPlan, interrupt: &Interrupt) -> Re
     let dlq = conn.resolve(&plan.source).await?;
     if !plan.client_side && server_api(conn, &dlq).await.is_some() {
         return server::run(conn, plan, &dlq, interrupt).await;
+    }
+    if plan.attach.is_some() {
+        bail!(
+            "--attach follows a server-side replay and needs a Redrive server (without --client-side)"
+        );
     }
     client::run(conn, plan, compiled, &dlq, interrupt).await
 }
@@ -1810,7 +1817,7 @@ mod server {
     pub(super) fn api_error(status: u16, v: &Value) -> anyhow::Error {
         let code = v["__type"].as_str().unwrap_or("error");
         let msg = v["message"].as_str().unwrap_or("(no message)");
-        if code.contains("NonExistentQueue") {
+        if code.contains("NonExistentQueue") || code.contains("QueueDoesNotExist") {
             anyhow!("{msg}")
         } else {
             anyhow!("the server refused the replay ({status} {code}): {msg}")
@@ -1841,15 +1848,51 @@ mod server {
             }
             v
         };
+        if let Some(id) = &plan.attach {
+            let (s, t) = call(conn, reqwest::Method::GET, &format!("{url}/{id}"), None).await?;
+            if s >= 300 {
+                return Err(api_error(s, &t));
+            }
+            let task: Task =
+                serde_json::from_value(t).context("unexpected task from the server")?;
+            journal.write(&[rec(
+                "attach",
+                &task.id,
+                json!({"who": plan.requested_by, "path": "server", "status": task.status}),
+            )])?;
+            return finish(
+                conn,
+                plan,
+                dlq,
+                &url,
+                task,
+                Preview::default(),
+                journal,
+                &rec,
+                interrupt,
+            )
+            .await;
+        }
+        if let Some(d) = &plan.destination {
+            // Named in the error, before asking the server.
+            conn.resolve(d)
+                .await
+                .map_err(|e| anyhow!("destination: {e:#}"))?;
+        }
         // The preview always comes first: it validates everything server-side.
         let (status, v) = call(conn, reqwest::Method::POST, &url, Some(&body(plan, true))).await?;
-        if status >= 300 {
+        let preview = if status == 409 && !plan.dry_run {
+            // A replay is running: the start below attaches to it if it is the same.
+            Preview::default()
+        } else if status >= 300 {
             return Err(api_error(status, &v));
-        }
-        let mut preview: Preview =
-            serde_json::from_value(v).context("unexpected dry-run answer from the server")?;
-        preview.path = "server".into();
-        preview.dry_run = true;
+        } else {
+            let mut preview: Preview =
+                serde_json::from_value(v).context("unexpected dry-run answer from the server")?;
+            preview.path = "server".into();
+            preview.dry_run = true;
+            preview
+        };
         if plan.dry_run {
             journal.write(&[rec(
                 "dryRun",
@@ -1894,7 +1937,27 @@ mod server {
             json!({"who": plan.requested_by, "path": "server", "dryRun": false,
                    "request": body(plan, false), "selected": task.selected}),
         )])?;
-        let (task, outcome) = follow(conn, &url, task, plan, interrupt).await?;
+        finish(
+            conn, plan, dlq, &url, task, preview, journal, &rec, interrupt,
+        )
+        .await
+    }
+
+    /// Follows a started task, then writes its moves and the end to the audit log.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        conn: &Conn,
+        plan: &ReplayPlan,
+        dlq: &QueueRef,
+        url: &str,
+        task: Task,
+        preview: Preview,
+        mut journal: Journal,
+        rec: &dyn Fn(&str, &str, Value) -> Value,
+        interrupt: &Interrupt,
+    ) -> Result<ReplayResult> {
+        let audit = journal.path.clone();
+        let (task, outcome) = follow(conn, url, task, plan, interrupt).await?;
         // The audit trail of what moved, from the task's own record.
         let mut after = 0u64;
         loop {

@@ -45,7 +45,7 @@ enum Command {
     Move(redrive_cmds::MoveArgs),
     /// Selective redrive: filter, transform, rate limits, circuit breaker, audit log. A dry
     /// run unless --yes.
-    Replay(redrive_cmds::ReplayArgs),
+    Replay(Box<redrive_cmds::ReplayArgs>),
     /// Recurring redrives kept by a Redrive server.
     Schedule(redrive_cmds::ScheduleArgs),
 }
@@ -181,7 +181,7 @@ fn main() -> std::process::ExitCode {
             Command::Export(a) => investigate::run_export(a).await.map(|()| 0),
             Command::Import(a) => investigate::run_import(a).await.map(|()| 0),
             Command::Move(a) => redrive_cmds::run_move(a).await,
-            Command::Replay(a) => redrive_cmds::run_replay(a).await,
+            Command::Replay(a) => redrive_cmds::run_replay(*a).await,
             Command::Schedule(a) => redrive_cmds::run_schedule(a).await,
         }
     });

@@ -115,6 +115,9 @@ pub struct ReplayArgs {
     /// List the replays of the DLQ (Redrive server).
     #[arg(long, conflicts_with_all = ["yes", "cancel"])]
     list: bool,
+    /// Follow a running server-side replay by id (and write its moves to the audit log).
+    #[arg(long, value_name = "ID", conflicts_with_all = ["list", "cancel"])]
+    attach: Option<String>,
     /// Cancel a server-side replay by id.
     #[arg(long, value_name = "ID", conflicts_with = "yes")]
     cancel: Option<String>,
@@ -185,6 +188,7 @@ impl ReplayArgs {
             client_side: self.client_side,
             cancel_on_interrupt: self.cancel_on_interrupt,
             visibility_timeout: self.visibility_timeout,
+            attach: self.attach.clone(),
             requested_by: replay::whoami(),
         };
         plan.validate()?;

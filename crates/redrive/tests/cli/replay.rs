@@ -941,3 +941,288 @@ async fn schedules_need_a_redrive_server() {
         assert!(err.contains(want), "{err}");
     }
 }
+
+/// Waits until `redrive replay DLQ --list` shows `id` in one of `statuses`.
+async fn wait_status(e: &str, dlq: &str, id: &str, statuses: &[&str]) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let list = json_of(&redrive(e, &["replay", dlq, "--list", "--format", "json"]));
+        if let Some(t) = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id && statuses.contains(&t["status"].as_str().unwrap_or("")))
+        {
+            return t.clone();
+        }
+        assert!(Instant::now() < deadline, "{list}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn sigint(child: &std::process::Child) {
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[tokio::test]
+async fn server_side_replay_preview_move_audit_detach_cancel_attach() {
+    let server = ServerProcess::start(&["--in-memory"], &[]).await;
+    let sqs = server.client();
+    let e = server.endpoint();
+    let (src, dlq) = orders(&sqs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.ndjson");
+    let log_s = log.to_str().unwrap();
+    let backup = dir.path().join("backup.ndjson");
+    let args = [
+        "replay",
+        "orders-dlq",
+        "--filter",
+        r#".mall == "a""#,
+        "--transform",
+        ".v = 2 | tojson",
+        "--audit-log",
+        log_s,
+        "--format",
+        "json",
+    ];
+    // Preview: the server's dry run, nothing moves.
+    let p = json_of(&redrive(&e, &args));
+    assert_eq!(p["path"], "server");
+    assert_eq!(p["selected"], 6);
+    assert_eq!(p["destinations"][0]["name"], "orders");
+    assert!(
+        p["sample"][0]["body"]
+            .as_str()
+            .unwrap()
+            .contains(r#""v":2"#)
+    );
+    assert_eq!(count(&sqs, &src).await, 0);
+    // --yes: the server task moves exactly the six; the audit log lists every move.
+    let mut yes = args.to_vec();
+    yes.extend(["--yes", "--backup", backup.to_str().unwrap()]);
+    let s = json_of(&redrive(&e, &yes));
+    assert_eq!(s["path"], "server");
+    assert_eq!(s["outcome"], "completed", "{s}");
+    assert_eq!((&s["moved"], &s["failed"]), (&json!(6), &json!(0)));
+    let task = s["run"].as_str().unwrap().to_string();
+    assert_eq!(std::fs::read_to_string(&backup).unwrap().lines().count(), 6);
+    let moved = drain(&sqs, &src).await;
+    assert_eq!(moved.len(), 6);
+    let recs = audit(&log);
+    let audited: HashSet<String> = recs
+        .iter()
+        .filter(|r| r["event"] == "moved" && r["run"] == task.as_str())
+        .map(|r| r["newMessageId"].as_str().unwrap().to_string())
+        .collect();
+    for m in &moved {
+        assert_eq!(body(m)["v"], 2);
+        assert_eq!(provenance(m)["run"], task.as_str());
+        assert!(audited.contains(m["MessageId"].as_str().unwrap()));
+    }
+    assert_eq!(recs.last().unwrap()["event"], "end");
+
+    // A slow one, interrupted without a terminal: detaches, the task keeps running.
+    let slow = [
+        "replay",
+        "orders-dlq",
+        "--yes",
+        "--rate",
+        "1/s",
+        "--to",
+        "orders",
+        "--audit-log",
+        log_s,
+        "--format",
+        "json",
+    ];
+    let child = command(&e, &slow)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    sigint(&child);
+    let out = child.wait_with_output().unwrap();
+    let s: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(s["outcome"], "detached");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("keeps running"));
+    let id = s["run"].as_str().unwrap().to_string();
+    wait_status(&e, "orders-dlq", &id, &["RUNNING"]).await;
+    // The same request again attaches to it instead of starting a second one.
+    let attached = command(&e, &slow)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // A different selection is refused while it runs.
+    let err = fails(&redrive(
+        &e,
+        &[
+            "replay",
+            "orders-dlq",
+            "--yes",
+            "--filter",
+            ".n == 9",
+            "--audit-log",
+            log_s,
+        ],
+    ));
+    assert!(err.contains(&id) && err.contains("--cancel"), "{err}");
+    // Cancel it from a third invocation; the attached one sees it end.
+    ok(&redrive(&e, &["replay", "orders-dlq", "--cancel", &id]));
+    let t = wait_status(&e, "orders-dlq", &id, &["CANCELLED"]).await;
+    let out = attached.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(130));
+    let s: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(s["outcome"], "cancelled");
+    let moved_slow = t["moved"].as_u64().unwrap();
+    assert!(moved_slow < 4, "{t}");
+    // Nothing lost or doubled: four mall-b messages between the DLQ and the source.
+    assert_eq!(count(&sqs, &src).await, moved_slow);
+    assert_eq!(count(&sqs, &dlq).await, 4 - moved_slow);
+    // --cancel-on-interrupt: Ctrl-C cancels it.
+    for i in 0..5 {
+        send(&sqs, &dlq, &format!("late {i}"), json!({}), None).await;
+    }
+    let mut c = slow.to_vec();
+    c.push("--cancel-on-interrupt");
+    let child = command(&e, &c)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    sigint(&child);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stdout(&out));
+
+    // Bad input, refused by the server before anything moves.
+    send(&sqs, &dlq, r#"{"k": 7}"#, json!({}), None).await;
+    let before = count(&sqs, &dlq).await;
+    let err = fails(&redrive(
+        &e,
+        &[
+            "replay",
+            "orders-dlq",
+            "--yes",
+            "--to",
+            "orders",
+            "--filter",
+            ".k == 7",
+            "--transform",
+            ".k",
+            "--audit-log",
+            log_s,
+        ],
+    ));
+    assert!(err.contains("string"), "{err}");
+    let err = fails(&redrive(
+        &e,
+        &[
+            "replay",
+            "orders-dlq",
+            "--yes",
+            "--to",
+            "nope",
+            "--audit-log",
+            log_s,
+        ],
+    ));
+    assert!(err.contains("nope"), "{err}");
+    assert_eq!(count(&sqs, &dlq).await, before);
+}
+
+#[tokio::test]
+async fn schedules_add_list_fire_runs_remove() {
+    let server = ServerProcess::start(&["--in-memory"], &[]).await;
+    let sqs = server.client();
+    let e = server.endpoint();
+    let (src, _dlq) = orders(&sqs).await;
+    let s = json_of(&redrive(
+        &e,
+        &[
+            "schedule",
+            "add",
+            "every-minute",
+            "--cron",
+            "* * * * *",
+            "--timezone",
+            "Asia/Seoul",
+            "--source",
+            "orders-dlq",
+            "--dead-lettered",
+            "last:1h",
+            "--filter",
+            r#".mall == "a""#,
+            "--max-count",
+            "4",
+            "--rate",
+            "50/s",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(s["name"], "every-minute");
+    assert!(s["nextRunAt"].as_i64().is_some(), "{s}");
+    let list = json_of(&redrive(&e, &["schedule", "list", "--format", "json"]));
+    assert_eq!(list[0]["cron"], "* * * * *");
+    assert_eq!(list[0]["timezone"], "Asia/Seoul");
+    let table = ok(&redrive(&e, &["schedule", "list"]));
+    assert!(
+        table.contains("every-minute") && table.contains("deadLettered last:1h"),
+        "{table}"
+    );
+    let err = fails(&redrive(
+        &e,
+        &[
+            "schedule",
+            "add",
+            "every-minute",
+            "--cron",
+            "0 6 * * *",
+            "--source",
+            "orders-dlq",
+        ],
+    ));
+    assert!(
+        err.contains("every-minute") || err.contains("exists"),
+        "{err}"
+    );
+    // The server's clock is the real one here: wait for the next minute (at most ~61 s).
+    let deadline = Instant::now() + Duration::from_secs(75);
+    let runs = loop {
+        let runs = json_of(&redrive(
+            &e,
+            &["schedule", "runs", "every-minute", "--format", "json"],
+        ));
+        if runs.as_array().is_some_and(|r| !r.is_empty()) {
+            break runs;
+        }
+        assert!(Instant::now() < deadline, "the schedule did not fire");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(runs[0]["outcome"], "STARTED", "{runs}");
+    assert_eq!(runs[0]["selected"], 4);
+    let id = runs[0]["replayId"].as_str().unwrap().to_string();
+    wait_status(&e, "orders-dlq", &id, &["COMPLETED"]).await;
+    let moved = drain(&sqs, &src).await;
+    assert_eq!(moved.len(), 4);
+    assert!(moved.iter().all(|m| body(m)["mall"] == "a"));
+    assert!(ok(&redrive(&e, &["schedule", "runs", "every-minute"])).contains("STARTED"));
+    ok(&redrive(&e, &["schedule", "remove", "every-minute"]));
+    let list = json_of(&redrive(&e, &["schedule", "list", "--format", "json"]));
+    assert_eq!(list, json!([]));
+    let err = fails(&redrive(&e, &["schedule", "runs", "every-minute"]));
+    assert!(err.contains("404") || err.contains("not"), "{err}");
+}
