@@ -8,6 +8,7 @@ use anyhow::Result;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::Progress;
 use crate::client::Conn;
 use crate::enrich::Mapping;
 use crate::jq::GroupBy;
@@ -59,7 +60,19 @@ pub async fn report(conn: &Conn, plan: ReportPlan) -> Result<Report> {
     let src = Source::open(conn, &qref, plan.visibility_timeout).await?;
     let warning = src.warning();
     let mut stats = Stats::new(plan.group_bys, plan.bucket).with_mapping(plan.mapping);
-    let scan = src.scan(plan.limit, |m| stats.add(&m)).await?;
+    let progress = Progress::new("scanned");
+    if progress.is_visible() {
+        let size = src.approximate_size().await;
+        progress.set_total(size.map(|n| n.min(plan.limit as u64)));
+    }
+    let scan = src
+        .scan(plan.limit, |m| {
+            stats.add(&m);
+            progress.tick(stats.total);
+        })
+        .await;
+    progress.finish();
+    let scan = scan?;
     let stats_json = stats.to_json(&target.name, &scan, plan.top);
     let max_receive = st.queues.iter().find_map(|q| q.max_receive_count);
     let next_steps = next_steps(&st, &stats_json, max_receive);

@@ -77,6 +77,19 @@ pub struct Burst {
     pub last: String,
 }
 
+/// A mapping column's field name in a row record: `enrich.NAME` when NAME is one of the
+/// record's own fields (`table`, `key`, `key2`, …, `count`, `share`, `first`, `last`).
+fn enrich_field(c: &str) -> String {
+    let own = matches!(c, "table" | "key" | "count" | "share" | "first" | "last")
+        || c.strip_prefix("key")
+            .is_some_and(|n| !n.is_empty() && n.chars().all(|d| d.is_ascii_digit()));
+    if own {
+        format!("enrich.{c}")
+    } else {
+        c.to_string()
+    }
+}
+
 /// Everything `stats` computes.
 pub struct Stats {
     group_bys: Vec<GroupBy>,
@@ -284,7 +297,7 @@ impl Stats {
                 r.extend(
                     m.columns
                         .iter()
-                        .cloned()
+                        .map(|c| enrich_field(c))
                         .zip(m.get(&keys[0]).into_iter().map(Value::from)),
                 );
             }
@@ -358,9 +371,12 @@ impl Stats {
             .collect();
         let mut first = vec!["table", "key"];
         first.extend(keys.iter().map(String::as_str));
-        if let Some(m) = &self.mapping {
-            first.extend(m.columns.iter().map(String::as_str));
-        }
+        let enrich: Vec<String> = self
+            .mapping
+            .iter()
+            .flat_map(|m| m.columns.iter().map(|c| enrich_field(c)))
+            .collect();
+        first.extend(enrich.iter().map(String::as_str));
         first.extend(["count", "share"]);
         records_to_csv_with(&first, &self.to_records(top))
     }
@@ -685,5 +701,24 @@ mod tests {
             csv.contains("pair:.mall_id × .command,a,points_updated,\"p-1, main\",8,0.8,,\r\n")
         );
         assert_eq!(csv.lines().count(), lines.len() + 1);
+    }
+
+    #[test]
+    fn mapping_columns_never_shadow_row_fields() {
+        let m = Mapping::from_csv("mall,count,key2,owner\na,99,x,o\n", "m.csv").unwrap();
+        let s = sample().with_mapping(Some(m));
+        let line = s
+            .to_ndjson(10)
+            .lines()
+            .find(|l| l.contains("group:.mall_id"))
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            line,
+            r#"{"table":"group:.mall_id","key":"a","enrich.count":"99","enrich.key2":"x","owner":"o","count":8,"share":0.8}"#
+        );
+        assert!(s.to_csv(10).starts_with(
+            "table,key,key2,enrich.count,enrich.key2,owner,count,share,first,last\r\n"
+        ));
     }
 }

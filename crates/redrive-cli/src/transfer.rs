@@ -246,8 +246,14 @@ fn attribute(name: &str, v: &Value) -> Result<MessageAttributeValue> {
 }
 
 /// Sends `messages` to `queue` in batches of ten, keeping message attributes and group ids
-/// (FIFO queues get a fresh deduplication id). Returns the number sent.
-pub async fn import(conn: &Conn, queue: &QueueRef, messages: &[Message]) -> Result<usize> {
+/// (FIFO queues get a fresh deduplication id); `progress` gets the number sent after each
+/// batch. Returns the number sent.
+pub async fn import(
+    conn: &Conn,
+    queue: &QueueRef,
+    messages: &[Message],
+    mut progress: impl FnMut(usize),
+) -> Result<usize> {
     let fifo = queue.is_fifo();
     let mut sent = 0;
     for chunk in messages.chunks(10) {
@@ -285,6 +291,7 @@ pub async fn import(conn: &Conn, queue: &QueueRef, messages: &[Message]) -> Resu
             );
         }
         sent += out.successful().len();
+        progress(sent);
     }
     Ok(sent)
 }

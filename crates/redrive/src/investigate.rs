@@ -326,8 +326,9 @@ pub async fn run_stats(a: StatsArgs) -> Result<()> {
             stats.add(&m);
             progress.tick(stats.total);
         })
-        .await?;
+        .await;
     progress.finish();
+    let scan = scan?;
     if !scan.complete {
         eprintln!(
             "note: the scan is incomplete ({} messages read; raise --limit or see the queue's counts)",
@@ -388,8 +389,9 @@ pub async fn run_export(a: ExportArgs) -> Result<()> {
             .with_context(|| format!("cannot create {}", a.to.display()))?;
         Box::new(std::io::BufWriter::new(f))
     };
-    let scan = transfer::export(&src, a.limit, format, &mut out, |n| progress.tick(n)).await?;
+    let scan = transfer::export(&src, a.limit, format, &mut out, |n| progress.tick(n)).await;
     progress.finish();
+    let scan = scan?;
     eprintln!(
         "exported {} messages from {}{}",
         scan.read,
@@ -403,7 +405,11 @@ pub async fn run_import(a: ImportArgs) -> Result<()> {
     let messages = transfer::read_messages(&a.file, FileFormat::for_path(a.format, &a.file))?;
     let conn = a.conn.connect().await?;
     let q = conn.resolve(&a.to).await?;
-    let n = transfer::import(&conn, &q, &messages).await?;
+    let progress = Progress::new("imported");
+    progress.set_total(Some(messages.len() as u64));
+    let n = transfer::import(&conn, &q, &messages, |n| progress.tick(n)).await;
+    progress.finish();
+    let n = n?;
     eprintln!("imported {n} messages into {}", q.name);
     Ok(())
 }
