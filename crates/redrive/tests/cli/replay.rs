@@ -1226,3 +1226,67 @@ async fn schedules_add_list_fire_runs_remove() {
     let err = fails(&redrive(&e, &["schedule", "runs", "every-minute"]));
     assert!(err.contains("404") || err.contains("not"), "{err}");
 }
+
+#[tokio::test]
+async fn client_side_ctrl_c_stops_cleanly_and_a_rerun_finishes() {
+    let server = ServerProcess::start(&["--in-memory"], &[]).await;
+    let sqs = server.client();
+    let e = server.endpoint();
+    let (src, dlq) = pair(&sqs, "intr", false).await;
+    for i in 0..12 {
+        send(&sqs, &src, &format!("m{i}"), json!({}), None).await;
+    }
+    dead_letter_all(&sqs, &src, &dlq, 12).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("a.ndjson");
+    let log_s = log.to_str().unwrap();
+    let args = [
+        "replay",
+        "intr-dlq",
+        "--client-side",
+        "--yes",
+        "--rate",
+        "4/s",
+        "--format",
+        "json",
+        "--audit-log",
+        log_s,
+    ];
+    let child = command(&e, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&sqs, &src).await < 3 {
+        assert!(Instant::now() < deadline, "the replay did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sigint(&child);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stdout(&out));
+    let s: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(s["outcome"], "interrupted");
+    let moved = s["moved"].as_u64().unwrap();
+    assert!((3..12).contains(&moved), "{s}");
+    assert_eq!(s["remaining"].as_u64().unwrap(), 12 - moved);
+    // Released at once (not after the visibility timeout), and the end is journaled.
+    assert_eq!(
+        sqs.attr(&dlq, "ApproximateNumberOfMessages").await,
+        (12 - moved).to_string()
+    );
+    assert_eq!(audit(&log).last().unwrap()["outcome"], "interrupted");
+    // A rerun takes the rest; every message exactly once.
+    let s = json_of(&redrive(&e, &args));
+    assert_eq!(s["moved"].as_u64().unwrap(), 12 - moved);
+    let mut bodies: Vec<String> = drain(&sqs, &src)
+        .await
+        .iter()
+        .map(|m| m["Body"].as_str().unwrap().to_string())
+        .collect();
+    bodies.sort();
+    let mut want: Vec<String> = (0..12).map(|i| format!("m{i}")).collect();
+    want.sort();
+    assert_eq!(bodies, want);
+    assert_eq!(count(&sqs, &dlq).await, 0);
+}
