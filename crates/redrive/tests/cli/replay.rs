@@ -725,8 +725,10 @@ async fn bad_input_is_refused_before_anything_moves() {
         "{err}"
     );
     let err = fails(&run(&[
+        "--to",
+        "small",
         "--transform",
-        r#"[limit(1100000; repeat("x"))] | add"#,
+        r#"[limit(2000; repeat("x"))] | add"#,
     ]));
     assert!(err.contains("maximum message size"), "{err}");
     let err = fails(&run(&["--to", "orders-dlq"]));
