@@ -1292,3 +1292,115 @@ async fn client_side_ctrl_c_stops_cleanly_and_a_rerun_finishes() {
     assert_eq!(bodies, want);
     assert_eq!(count(&sqs, &dlq).await, 0);
 }
+
+#[tokio::test]
+async fn breaker_trips_server_side() {
+    let server = ServerProcess::start(&["--in-memory"], &[]).await;
+    let sqs = server.client();
+    let e = server.endpoint();
+    let (src, dlq) = pair(&sqs, "flaky", false).await;
+    for i in 0..40 {
+        send(&sqs, &src, &format!("job {i}"), json!({}), None).await;
+    }
+    dead_letter_all(&sqs, &src, &dlq, 40).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let consumer = {
+        let (sqs, src, stop) = (sqs.clone(), src.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = sqs.receive(&src, 10, 1, 1).await;
+            }
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log_s = dir.path().join("a.ndjson").to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        redrive(
+            &e,
+            &[
+                "replay",
+                "flaky-dlq",
+                "--yes",
+                "--format",
+                "json",
+                "--rate",
+                "5/s",
+                "--breaker",
+                "20%/60s/5",
+                "--audit-log",
+                &log_s,
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    consumer.await.unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", stdout(&out));
+    let s: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        (&s["path"], &s["outcome"]),
+        (&json!("server"), &json!("tripped"))
+    );
+    assert!(s["moved"].as_u64().unwrap() < 40, "{s}");
+}
+
+#[tokio::test]
+async fn move_ctrl_c_detaches_or_cancels_without_a_terminal() {
+    let server = ServerProcess::start(&["--in-memory"], &[]).await;
+    let sqs = server.client();
+    let e = server.endpoint();
+    let (_src, _dlq) = orders(&sqs).await;
+    sqs.create_queue("elsewhere", json!({})).await;
+    let args = [
+        "move",
+        "orders-dlq",
+        "--to",
+        "elsewhere",
+        "--rate",
+        "1",
+        "--format",
+        "json",
+    ];
+    let child = command(&e, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    sigint(&child);
+    let out = child.wait_with_output().unwrap();
+    let r: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(r["outcome"], "detached");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("keeps running"));
+    let list = json_of(&redrive(
+        &e,
+        &["move", "orders-dlq", "--list", "--format", "json"],
+    ));
+    assert_eq!(list[0]["status"], "RUNNING");
+    ok(&redrive(&e, &["move", "orders-dlq", "--cancel"]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while json_of(&redrive(
+        &e,
+        &["move", "orders-dlq", "--list", "--format", "json"],
+    ))[0]["status"]
+        != "CANCELLED"
+    {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // --cancel-on-interrupt: Ctrl-C cancels and waits for the end.
+    let mut c = args.to_vec();
+    c.push("--cancel-on-interrupt");
+    let child = command(&e, &c)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    sigint(&child);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stdout(&out));
+    let r: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(r["task"]["status"], "CANCELLED");
+}
