@@ -662,13 +662,12 @@ fn judge(sel: &Selection, m: &Message, meta: &Value) -> Verdict {
     })
 }
 
-/// Writes the selected messages in the `redrive export` NDJSON format (fsync'd).
-fn backup(path: &Path, messages: &[&Message], append: bool) -> Result<()> {
+/// Appends the selected messages in the `redrive export` NDJSON format (fsync'd). Never
+/// truncates: a rerun must not erase the backup of what an earlier run moved.
+fn backup(path: &Path, messages: &[&Message]) -> Result<()> {
     let mut f = OpenOptions::new()
         .create(true)
-        .write(true)
-        .append(append)
-        .truncate(!append)
+        .append(true)
         .open(path)
         .with_context(|| format!("cannot write the backup {}", path.display()))?;
     let mut buf = String::new();
@@ -1295,7 +1294,7 @@ mod client {
                 self.s.selected += ready.len() as u64;
                 if let Some(path) = &self.plan.backup {
                     let msgs: Vec<&Message> = ready.iter().map(|x| &x.held.msg).collect();
-                    backup(path, &msgs, self.s.selected > ready.len() as u64)?;
+                    backup(path, &msgs)?;
                 }
                 self.send_all(ready, interrupt, seen_ctrl_c).await?;
                 if self.s.outcome != Outcome::Completed || !progressed {
@@ -2141,7 +2140,7 @@ mod server {
             })
             .await?;
         let refs: Vec<&Message> = picked.iter().collect();
-        backup(path, &refs, false)
+        backup(path, &refs)
     }
 
     /// `--list`: the replays on a DLQ, newest first.
