@@ -175,7 +175,8 @@ pub fn whoami() -> String {
 // Ctrl-C
 
 /// Counts Ctrl-C presses once installed (the default "kill at once" is replaced, so every
-/// path can finish its current step and leave nothing half-done).
+/// path can finish its current step and leave nothing half-done); a second press exits at
+/// once with 130.
 #[derive(Clone)]
 pub struct Interrupt {
     rx: tokio::sync::watch::Receiver<u64>,
@@ -189,6 +190,14 @@ impl Interrupt {
             loop {
                 if tokio::signal::ctrl_c().await.is_err() {
                     return;
+                }
+                if *tx.borrow() >= 1 {
+                    // Second press: leave now. Safe: every copy is journaled before its
+                    // original is deleted, so a rerun with the same audit log finishes.
+                    eprintln!(
+                        "\nsecond Ctrl-C: exiting now (rerun with the same --audit-log to finish)"
+                    );
+                    std::process::exit(130);
                 }
                 tx.send_modify(|n| *n += 1);
             }
