@@ -8,6 +8,8 @@
 //!   invariant and that the store agrees with the in-memory state.
 //! - `model_tasks`: the same with message move tasks (start, cancel, progress on tokio's
 //!   paused clock): redrives create new MessageIds, task counters are exact.
+//! - `model_replays`: the same with selective redrive (replays): only the selected set moves
+//!   (as a dry run reports it), with provenance; counters, move logs and documents are exact.
 //! - `long_poll`: `WaitTimeSeconds` with the real runtime and the system clock.
 
 mod common;
@@ -16,6 +18,7 @@ mod dlq;
 mod fairness;
 mod long_poll;
 mod model;
+mod model_replays;
 mod model_tasks;
 mod recovery;
 mod replay_bench;
