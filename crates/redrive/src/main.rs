@@ -37,9 +37,9 @@ enum Command {
     /// The summary of an investigation: composition, timing, retry evidence, residue or
     /// growth, next steps (Markdown, or --format json).
     Report(investigate::ReportArgs),
-    /// Write a queue's messages to NDJSON without deleting them.
+    /// Write a queue's messages to NDJSON or CSV without deleting them.
     Export(investigate::ExportArgs),
-    /// Send the messages of an NDJSON export to a queue (keeps attributes and group ids).
+    /// Send the messages of an NDJSON or CSV export to a queue (keeps attributes and group ids).
     Import(investigate::ImportArgs),
     /// Move a DLQ's messages back with a native SQS move task, following its progress.
     Move(redrive_cmds::MoveArgs),
