@@ -922,15 +922,11 @@ impl Engine {
                 .collect()
         };
         // Selected messages that left the DLQ by other means before a resume count as skipped.
-        {
-            let mut r = self.replays.lock();
-            if let Some(t) = r.tasks.iter_mut().find(|t| t.id == id) {
-                let done = t.moved + t.failed + t.skipped;
-                let gone = t.selected.saturating_sub(done + pending.len() as u64);
-                t.skipped += gone;
-                t.refresh_remaining();
-            }
-        }
+        let still_there = pending.len() as u64;
+        self.bump_replay(&id, |t| {
+            let done = t.moved + t.failed + t.skipped;
+            t.skipped += t.selected.saturating_sub(done + still_there);
+        });
         let mut by_key: HashMap<String, VecDeque<u64>> = HashMap::new();
         for s in pending {
             by_key.entry(s.key).or_default().push_back(s.seq);
@@ -945,7 +941,8 @@ impl Engine {
             .filter_map(|(k, q)| q.front().map(|&seq| Reverse((0, seq, k.clone()))))
             .collect();
         let mut breaker = task.spec.breaker.map(Breaker::new);
-        let mut deferred: Vec<u64> = Vec::new();
+        // Selected messages found in flight, with their rate keys: retried at the end.
+        let mut deferred: Vec<(u64, String)> = Vec::new();
         let mut deferred_since: Option<tokio::time::Instant> = None;
         let mut window_start = tokio::time::Instant::now();
         // Moves not yet known durable: awaited in a window, so a durable store group-commits
@@ -965,10 +962,8 @@ impl Engine {
             // Returns seen since the last step feed the breaker.
             let returns = self.replays.lock().returns.remove(&id).unwrap_or_default();
             if !returns.is_empty() {
-                let mut r = self.replays.lock();
-                if let Some(t) = r.tasks.iter_mut().find(|t| t.id == id) {
-                    t.returned += returns.len() as u64;
-                }
+                let n = returns.len() as u64;
+                self.bump_replay(&id, |t| t.returned += n);
             }
             if let Some(b) = breaker.as_mut() {
                 for at in returns {
@@ -1011,9 +1006,18 @@ impl Engine {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                let queue = by_key.entry(String::new()).or_default();
-                queue.extend(deferred.drain(..));
-                heap.push(Reverse((0, queue[0], String::new())));
+                for (seq, key) in deferred.drain(..) {
+                    by_key.entry(key).or_default().push_back(seq);
+                }
+                for (key, q) in &by_key {
+                    if let Some(&first) = q.front() {
+                        heap.push(Reverse((
+                            pacer.ready_at(Some(key)) as u64,
+                            first,
+                            key.clone(),
+                        )));
+                    }
+                }
                 continue;
             };
             let ready = pacer.ready_at(Some(&key));
@@ -1058,7 +1062,7 @@ impl Engine {
                     }
                 }
                 MoveOutcome::Gone => self.bump_replay(&id, |t| t.skipped += 1),
-                MoveOutcome::NotVisible => deferred.push(seq),
+                MoveOutcome::NotVisible => deferred.push((seq, key.clone())),
                 MoveOutcome::Retry => requeue = true,
                 MoveOutcome::Failed(reason) => {
                     tracing::warn!(replay = %id, %reason, "a selected message could not be replayed");

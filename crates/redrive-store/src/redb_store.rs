@@ -716,10 +716,9 @@ impl<'t> Tables<'t> {
             }
             Mutation::DeleteDocuments { kind, prefix } => {
                 let (kind, prefix) = (kind.as_str(), prefix.as_str());
-                self.documents
-                    .retain_in((kind, prefix).., |(k, key), _| {
-                        !(k == kind && key.starts_with(prefix))
-                    })?;
+                self.documents.retain_in((kind, prefix).., |(k, key), _| {
+                    !(k == kind && key.starts_with(prefix))
+                })?;
             }
         }
         Ok(())
