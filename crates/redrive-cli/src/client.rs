@@ -140,6 +140,40 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// A JSON request to a Redrive extension API (`/_redrive/v1/…`): `(status, body)`; the
+    /// Region goes along as the `region` query parameter.
+    pub async fn json_request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(u16, serde_json::Value)> {
+        let mut req = self
+            .http
+            .request(method, url)
+            .query(&[("region", self.region.as_str())]);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let v = if text.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .with_context(|| format!("unexpected answer from {url}: {}", text.trim()))?
+        };
+        Ok((status, v))
+    }
+}
+
 /// A queue's name and URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueRef {

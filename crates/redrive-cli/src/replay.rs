@@ -35,7 +35,6 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName, MessageSystemAttributeNameForSends,
     MessageSystemAttributeValue, QueueAttributeName, SendMessageBatchRequestEntry,
 };
-use base64::Engine as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use redrive_select::breaker::{Breaker, BreakerSpec};
 use redrive_select::jq::{self, GroupBy};
@@ -720,40 +719,7 @@ mod client {
     }
 
     fn to_message(m: &aws_sdk_sqs::types::Message) -> Message {
-        let mut attributes = BTreeMap::new();
-        for (k, v) in m.attributes().into_iter().flatten() {
-            attributes.insert(k.as_str().to_string(), v.clone());
-        }
-        let mut message_attributes = BTreeMap::new();
-        for (k, v) in m.message_attributes().into_iter().flatten() {
-            let mut o = serde_json::Map::new();
-            o.insert("DataType".into(), Value::from(v.data_type()));
-            if let Some(s) = v.string_value() {
-                o.insert("StringValue".into(), Value::from(s));
-            }
-            if let Some(b) = v.binary_value() {
-                o.insert(
-                    "BinaryValue".into(),
-                    Value::from(base64::engine::general_purpose::STANDARD.encode(b.as_ref())),
-                );
-            }
-            message_attributes.insert(k.clone(), Value::Object(o));
-        }
-        let num = |name: &str| attributes.get(name).and_then(|v| v.parse::<i64>().ok());
-        Message {
-            message_id: m.message_id().unwrap_or_default().to_string(),
-            body: m.body().unwrap_or_default().to_string(),
-            sent_timestamp: num("SentTimestamp"),
-            receive_count: num("ApproximateReceiveCount").map(|n| n as u64),
-            first_receive_timestamp: num("ApproximateFirstReceiveTimestamp"),
-            dead_lettered_at: None,
-            dead_letter_queue_source_arn: attributes.get("DeadLetterQueueSourceArn").cloned(),
-            message_group_id: attributes.get("MessageGroupId").cloned(),
-            message_deduplication_id: attributes.get("MessageDeduplicationId").cloned(),
-            sequence_number: attributes.get("SequenceNumber").cloned(),
-            message_attributes,
-            attributes,
-        }
+        Message::from_sdk(m)
     }
 
     /// The FIFO deduplication id of a replayed copy: fresh w.r.t. the original (it names the
@@ -1798,28 +1764,7 @@ mod server {
         url: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value)> {
-        let mut req = conn
-            .http
-            .request(method, url)
-            .query(&[("region", conn.region.as_str())]);
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {url}"))?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        let v = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text)
-                .with_context(|| format!("unexpected answer from {url}: {}", text.trim()))?
-        };
-        Ok((status, v))
+        conn.json_request(method, url, body).await
     }
 
     pub(super) fn api_error(status: u16, v: &Value) -> anyhow::Error {

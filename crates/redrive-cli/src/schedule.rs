@@ -2,7 +2,7 @@
 //! (`/_redrive/v1/schedules`, see docs/replay-api.md). Against AWS there is no such API: the
 //! recipe is `redrive replay … --yes` from cron (docs/redrive-cli.md).
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use serde_json::{Value, json};
 
 use crate::client::Conn;
@@ -39,24 +39,7 @@ async fn call(
     url: &str,
     body: Option<&Value>,
 ) -> Result<(u16, Value)> {
-    let mut req = conn.http.request(method, url);
-    if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(b.to_string());
-    }
-    let resp = req
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    let v = if text.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text)
-            .with_context(|| format!("unexpected answer from {url}: {}", text.trim()))?
-    };
+    let (status, v) = conn.json_request(method, url, body).await?;
     if status >= 300 {
         let code = v["__type"].as_str().unwrap_or("error");
         let msg = v["message"].as_str().unwrap_or("(no message)");

@@ -60,7 +60,8 @@ impl Message {
         })
     }
 
-    fn from_sdk(m: &aws_sdk_sqs::types::Message) -> Message {
+    /// A message as `ReceiveMessage` returned it (all attributes requested).
+    pub fn from_sdk(m: &aws_sdk_sqs::types::Message) -> Message {
         let mut attributes = BTreeMap::new();
         for (k, v) in m.attributes().into_iter().flatten() {
             attributes.insert(k.as_str().to_string(), v.clone());
