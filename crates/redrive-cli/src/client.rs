@@ -28,6 +28,8 @@ pub struct Conn {
     pub endpoint_url: Option<String>,
     pub region: String,
     pub http: reqwest::Client,
+    /// The credentials the SQS client signs with (also used for the extension API).
+    pub credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
 }
 
 impl Conn {
@@ -76,15 +78,14 @@ impl Conn {
             Some(p) => p.provide_credentials().await.is_ok(),
             None => false,
         };
+        let mut credentials = shared.credentials_provider();
         if !has_creds {
             if endpoint_url.is_some() {
-                builder = builder.credentials_provider(Credentials::new(
-                    "redrive",
-                    "redrive",
-                    None,
-                    None,
-                    "redrive-dummy",
-                ));
+                let dummy = aws_credential_types::provider::SharedCredentialsProvider::new(
+                    Credentials::new("redrive", "redrive", None, None, "redrive-dummy"),
+                );
+                builder = builder.credentials_provider(dummy.clone());
+                credentials = Some(dummy);
             } else {
                 return Err(anyhow!(
                     "no AWS credentials found (set AWS_PROFILE / AWS_ACCESS_KEY_ID, or use --endpoint-url for a local server)"
@@ -101,6 +102,7 @@ impl Conn {
             endpoint_url,
             region,
             http,
+            credentials,
         })
     }
 
@@ -141,27 +143,79 @@ impl Conn {
 }
 
 impl Conn {
-    /// A JSON request to a Redrive extension API (`/_redrive/v1/…`): `(status, body)`; the
-    /// Region goes along as the `region` query parameter.
+    /// A request to a Redrive extension API (`/_redrive/v1/…`), SigV4-signed with the same
+    /// credentials as the SQS calls (a server with `--auth sigv4` verifies it; others ignore
+    /// it). `query` pairs are appended to `url`; the Region always goes along.
+    pub async fn extension_request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        query: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Result<reqwest::Response> {
+        let mut full = reqwest::Url::parse(url).with_context(|| format!("invalid URL {url}"))?;
+        {
+            let mut q = full.query_pairs_mut();
+            q.append_pair("region", &self.region);
+            for (k, v) in query {
+                q.append_pair(k, v);
+            }
+        }
+        // SigV4 wants %20, not the form encoding's `+`.
+        let full_str = full.as_str().replace('+', "%20");
+        let body_bytes = body.unwrap_or_default();
+        let mut req = self.http.request(method.clone(), &full_str);
+        if !body_bytes.is_empty() {
+            req = req.header("content-type", "application/json");
+        }
+        if let Some(provider) = &self.credentials
+            && let Ok(creds) = provider.provide_credentials().await
+        {
+            let identity = creds.into();
+            let params = aws_sigv4::sign::v4::SigningParams::builder()
+                .identity(&identity)
+                .region(&self.region)
+                .name("sqs")
+                .time(std::time::SystemTime::now())
+                .settings(aws_sigv4::http_request::SigningSettings::default())
+                .build()
+                .context("SigV4 signing parameters")?
+                .into();
+            let content_type = [("content-type", "application/json")];
+            let headers = content_type
+                .iter()
+                .copied()
+                .filter(|_| !body_bytes.is_empty());
+            let signable = aws_sigv4::http_request::SignableRequest::new(
+                method.as_str(),
+                full_str.as_str(),
+                headers,
+                aws_sigv4::http_request::SignableBody::Bytes(body_bytes.as_bytes()),
+            )
+            .context("SigV4: the request cannot be signed")?;
+            let (instructions, _) = aws_sigv4::http_request::sign(signable, &params)
+                .context("SigV4 signing")?
+                .into_parts();
+            for (name, value) in instructions.headers() {
+                req = req.header(name, value);
+            }
+        }
+        req.body(body_bytes)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))
+    }
+
+    /// A JSON request to a Redrive extension API: `(status, body)`.
     pub async fn json_request(
         &self,
         method: reqwest::Method,
         url: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<(u16, serde_json::Value)> {
-        let mut req = self
-            .http
-            .request(method, url)
-            .query(&[("region", self.region.as_str())]);
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {url}"))?;
+        let resp = self
+            .extension_request(method, url, &[], body.map(|b| b.to_string()))
+            .await?;
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
         let v = if text.trim().is_empty() {

@@ -613,10 +613,12 @@ pub async fn replay(conn: &Conn, plan: &ReplayPlan, interrupt: &Interrupt) -> Re
 pub async fn server_api(conn: &Conn, dlq: &QueueRef) -> Option<String> {
     let (base, _) = browse_info(conn, dlq).await.ok()??;
     let resp = conn
-        .http
-        .get(format!("{base}/_redrive/v1/replays"))
-        .query(&[("source", dlq.name.as_str())])
-        .send()
+        .extension_request(
+            reqwest::Method::GET,
+            &format!("{base}/_redrive/v1/replays"),
+            &[("source", dlq.name.as_str())],
+            None,
+        )
         .await
         .ok()?;
     resp.status().is_success().then_some(base)

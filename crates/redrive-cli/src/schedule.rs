@@ -18,11 +18,13 @@ async fn base(conn: &Conn) -> Result<String> {
     let endpoint = conn.endpoint_url.as_deref().ok_or_else(no_server)?;
     let base = endpoint.trim_end_matches('/').to_string();
     let resp = conn
-        .http
-        .get(format!("{base}/_redrive/v1/schedules"))
-        .send()
-        .await
-        .map_err(|e| anyhow!("cannot reach {base}: {e}"))?;
+        .extension_request(
+            reqwest::Method::GET,
+            &format!("{base}/_redrive/v1/schedules"),
+            &[],
+            None,
+        )
+        .await?;
     if !resp.status().is_success() {
         return Err(no_server());
     }

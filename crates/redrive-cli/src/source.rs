@@ -151,10 +151,7 @@ pub async fn browse_info(conn: &Conn, queue: &QueueRef) -> Result<Option<(String
     let base = endpoint.trim_end_matches('/').to_string();
     let url = format!("{base}/_redrive/v1/queues/{}", queue.name);
     let resp = match conn
-        .http
-        .get(&url)
-        .query(&[("region", conn.region.as_str())])
-        .send()
+        .extension_request(reqwest::Method::GET, &url, &[], None)
         .await
     {
         Ok(r) => r,
@@ -255,21 +252,19 @@ impl Source {
                 let mut read = 0usize;
                 loop {
                     let page = (limit - read).clamp(1, 1000);
-                    let mut req = conn
-                        .http
-                        .get(format!("{base}/_redrive/v1/queues/{}/messages", queue.name))
-                        .query(&[
-                            ("region", conn.region.clone()),
-                            ("limit", page.to_string()),
-                            ("state", "all".to_string()),
-                        ]);
+                    let page_s = page.to_string();
+                    let mut query = vec![("limit", page_s.as_str()), ("state", "all")];
                     if let Some(a) = &after {
-                        req = req.query(&[("after", a)]);
+                        query.push(("after", a.as_str()));
                     }
-                    let resp = req
-                        .send()
-                        .await
-                        .with_context(|| format!("cannot reach {base}"))?;
+                    let resp = conn
+                        .extension_request(
+                            reqwest::Method::GET,
+                            &format!("{base}/_redrive/v1/queues/{}/messages", queue.name),
+                            &query,
+                            None,
+                        )
+                        .await?;
                     let status = resp.status();
                     let text = resp.text().await.context("reading the browse page")?;
                     if !status.is_success() {

@@ -77,6 +77,9 @@ error_codes! {
     RequestEntityTooLarge => ("RequestEntityTooLarge", "RequestEntityTooLarge", 413, Sender),
     AccessDenied => ("AccessDenied", "AccessDenied", 403, Sender),
     SignatureDoesNotMatch => ("SignatureDoesNotMatch", "SignatureDoesNotMatch", 403, Sender),
+    InvalidClientTokenId => ("InvalidClientTokenId", "InvalidClientTokenId", 403, Sender),
+    MissingAuthenticationToken => ("MissingAuthenticationToken", "MissingAuthenticationToken", 403, Sender),
+    IncompleteSignature => ("IncompleteSignature", "IncompleteSignature", 400, Sender),
     InternalError => ("InternalError", "InternalError", 500, Receiver),
 }
 

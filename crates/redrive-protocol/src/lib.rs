@@ -9,6 +9,7 @@
 
 pub mod json;
 pub mod query;
+pub mod sigv4;
 
 /// The two SQS wire protocols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

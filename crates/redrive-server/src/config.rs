@@ -27,6 +27,8 @@ pub struct ServerConfig {
     /// Serve `POST /moto-api/reset` (drops all state; for test-suites only).
     pub enable_reset_api: bool,
     pub storage: Storage,
+    /// Request authentication (off by default).
+    pub auth: crate::auth::Auth,
 }
 
 impl Default for ServerConfig {
@@ -39,6 +41,7 @@ impl Default for ServerConfig {
             max_body_bytes: 4 * 1024 * 1024,
             enable_reset_api: false,
             storage: Storage::InMemory,
+            auth: crate::auth::Auth::None,
         }
     }
 }

@@ -22,10 +22,8 @@ use crate::dispatch::dispatch;
 use crate::replay_api;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let mut router = Router::new()
-        .route("/", any(handle_sqs))
-        .route("/{account}/{queue}", any(handle_sqs))
-        .route("/_redrive/health", any(|| async { "ok" }))
+    // The extension API (and the reset hook) sit behind the same authentication as SQS.
+    let mut extensions = Router::new()
         .route(
             "/_redrive/v1/queues/{name}",
             get(crate::inspect::queue_summary),
@@ -60,8 +58,17 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(replay_api::schedule_runs),
         );
     if state.config.enable_reset_api {
-        router = router.route("/moto-api/reset", post(handle_reset));
+        extensions = extensions.route("/moto-api/reset", post(handle_reset));
     }
+    let extensions = extensions.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::auth::require,
+    ));
+    let router = Router::new()
+        .route("/", any(handle_sqs))
+        .route("/{account}/{queue}", any(handle_sqs))
+        .route("/_redrive/health", any(|| async { "ok" }))
+        .merge(extensions);
     router
         .fallback(any(handle_sqs))
         .layer(DefaultBodyLimit::disable())
@@ -112,6 +119,10 @@ async fn handle_sqs(State(state): State<Arc<AppState>>, req: HttpRequest) -> Htt
             return error_response(protocol, &err, &request_id);
         }
     };
+
+    if let Err(e) = crate::auth::authenticate(&state.config.auth, &parts, &body) {
+        return error_response(protocol, &e, &request_id);
+    }
 
     let path = parts.uri.path().to_string();
     let query_string = parts.uri.query();

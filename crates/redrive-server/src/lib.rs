@@ -10,6 +10,7 @@
 //!
 //! [`Request`]: redrive_core::api::Request
 
+pub mod auth;
 pub mod config;
 pub mod context;
 pub mod dispatch;
@@ -20,6 +21,7 @@ pub mod replay_api;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use auth::Auth;
 pub use config::{ServerConfig, Storage};
 use redrive_engine::{Engine, EngineConfig};
 use tokio::net::TcpListener;

@@ -7,7 +7,7 @@ mod redrive_cmds;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use redrive_server::{Server, ServerConfig, Storage};
+use redrive_server::{Auth, Server, ServerConfig, Storage};
 use redrive_store::DurabilityMode;
 use tracing_subscriber::EnvFilter;
 
@@ -78,6 +78,13 @@ struct ServeArgs {
     /// Serve `POST /moto-api/reset`, which drops all state (for test-suites only).
     #[arg(long, env = "REDRIVE_ENABLE_RESET_API")]
     enable_reset_api: bool,
+    /// Request authentication: `none` (any credentials, the default) or `sigv4` (verify
+    /// AWS Signature V4 against --credentials, on SQS and on the /_redrive/v1 API).
+    #[arg(long, env = "REDRIVE_AUTH", value_parser = ["none", "sigv4"], default_value = "none")]
+    auth: String,
+    /// Keys accepted with `--auth sigv4`: ACCESS_KEY_ID:SECRET[,ACCESS_KEY_ID:SECRET…].
+    #[arg(long, env = "REDRIVE_CREDENTIALS", hide_env_values = true)]
+    credentials: Option<String>,
     /// Log format.
     #[arg(long, env = "REDRIVE_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -119,6 +126,17 @@ async fn shutdown_signal() {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     init_tracing(&args.log_format);
+    let auth = match (args.auth.as_str(), args.credentials.as_deref()) {
+        ("sigv4", Some(c)) => Auth::SigV4 {
+            keys: Auth::parse_keys(c).map_err(|e| anyhow::anyhow!("--credentials: {e}"))?,
+        },
+        ("sigv4", None) => anyhow::bail!("--auth sigv4 needs --credentials ACCESS_KEY_ID:SECRET"),
+        (_, Some(_)) => anyhow::bail!("--credentials is only used with --auth sigv4"),
+        _ => Auth::None,
+    };
+    if let Auth::SigV4 { keys } = &auth {
+        tracing::info!(keys = keys.len(), "SigV4 verification on");
+    }
     let storage = if args.in_memory {
         tracing::warn!("running in memory: nothing survives a restart");
         Storage::InMemory
@@ -142,6 +160,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         account_id: args.account_id,
         enable_reset_api: args.enable_reset_api,
         storage,
+        auth,
         ..ServerConfig::default()
     };
     let server = Server::bind(config.clone())

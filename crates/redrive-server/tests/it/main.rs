@@ -3,6 +3,7 @@
 //! input).
 
 mod attributes;
+mod auth;
 mod batches;
 mod common;
 mod dlq;

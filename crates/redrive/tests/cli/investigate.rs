@@ -1346,3 +1346,82 @@ async fn receive_fallback_against_moto() {
     let err = fails(&redrive(&e, &["status", "no-such-queue"]));
     assert!(err.contains("does not exist"), "{err}");
 }
+
+/// Against a server that verifies SigV4 (`--auth sigv4`): the right keys work (SQS calls and
+/// the signed browse API), a wrong secret or an unknown key is a one-line error, and nothing
+/// is received or deleted by the failed attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_are_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_string();
+    let mut open = ServerProcess::start(&["--data-dir", &data], &[]).await;
+    let sqs = open.client();
+    let url = sqs.create_queue("q", json!({})).await;
+    for i in 0..4 {
+        send(
+            &sqs,
+            &url,
+            &format!("{{\"mall_id\":\"m{}\",\"n\":{i}}}", i % 2),
+            "m",
+        )
+        .await;
+    }
+    assert!(open.terminate().success());
+
+    let creds = "AKIDREDRIVE:s3cr3t-key";
+    let server = ServerProcess::start(
+        &[
+            "--data-dir",
+            &data,
+            "--auth",
+            "sigv4",
+            "--credentials",
+            creds,
+        ],
+        &[],
+    )
+    .await;
+    let e = server.endpoint();
+    let env = |secret: &'static str, key: &'static str| {
+        [
+            ("AWS_ACCESS_KEY_ID", key),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+        ]
+    };
+    let out = redrive_env(
+        &[
+            "stats",
+            "q",
+            "--group-by",
+            ".mall_id",
+            "--format",
+            "json",
+            "--endpoint-url",
+            &e,
+        ],
+        &env("s3cr3t-key", "AKIDREDRIVE"),
+    );
+    let v = json_of(&out);
+    assert_eq!(v["scanned"], 4, "{v}");
+    assert_eq!(
+        v["nonDestructive"], true,
+        "the browse API was used, signed: {v}"
+    );
+
+    let err = fails(&redrive_env(
+        &["stats", "q", "--endpoint-url", &e],
+        &env("wrong-secret", "AKIDREDRIVE"),
+    ));
+    assert!(err.contains("SignatureDoesNotMatch"), "{err}");
+    let err = fails(&redrive_env(
+        &["peek", "q", "--endpoint-url", &e],
+        &env("s3cr3t-key", "AKIDNOSUCH"),
+    ));
+    assert!(err.contains("InvalidClientTokenId"), "{err}");
+    drop(server);
+
+    let open = ServerProcess::start(&["--data-dir", &data], &[]).await;
+    let sqs = open.client();
+    let url = format!("{}000000000000/q", open.endpoint());
+    assert_eq!(counts(&sqs, &url).await, ("4".to_string(), "0".to_string()));
+}
