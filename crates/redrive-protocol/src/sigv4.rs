@@ -572,6 +572,56 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Arbitrary headers, paths and queries never panic the verifier, and a correctly
+        /// signed request verifies whatever its path, query and body.
+        #[test]
+        fn never_panics_and_round_trips(
+            auth in ".{0,120}",
+            date in ".{0,20}",
+            path in "(/[a-zA-Z0-9%._~ -]{0,8}){0,4}",
+            query in "[a-zA-Z0-9=&%+._~-]{0,40}",
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        ) {
+            let garbage = SignedRequest {
+                method: "POST",
+                path: &path,
+                query: Some(&query),
+                headers: vec![("Authorization", &auth), ("X-Amz-Date", &date), ("Host", "h")],
+                body: &body,
+            };
+            let _ = verify(&garbage, "sqs", |_| Some("k".into()), 0);
+            let _ = verify(&SignedRequest { headers: vec![], ..garbage.clone() }, "sqs", |_| None, 0);
+
+            // Sign with our own implementation's pieces, then verify.
+            let amz_date = "20260101T000000Z";
+            let p = Params {
+                access_key: "AK".into(),
+                date: "20260101".into(),
+                region: "us-east-1".into(),
+                service: "sqs".into(),
+                signed_headers: vec!["host".into(), "x-amz-date".into()],
+                signature: String::new(),
+                amz_date: amz_date.into(),
+                presigned: false,
+                expires: None,
+            };
+            let unsigned = SignedRequest {
+                method: "POST",
+                path: &path,
+                query: Some(&query),
+                headers: vec![("Host", "h"), ("X-Amz-Date", amz_date)],
+                body: &body,
+            };
+            let sig = signature(&unsigned, &p, "secret");
+            let auth = format!("{ALGORITHM} Credential=AK/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host;x-amz-date, Signature={sig}");
+            let mut signed = unsigned.clone();
+            signed.headers.push(("Authorization", &auth));
+            let now = parse_amz_date(amz_date).unwrap();
+            proptest::prop_assert!(verify(&signed, "sqs", |_| Some("secret".into()), now).is_ok());
+        }
+    }
+
     #[test]
     fn canonical_uri_double_encodes_and_normalizes() {
         assert_eq!(canonical_uri(""), "/");
