@@ -169,6 +169,31 @@ impl Engine {
             }
         }
         let seeded = u128::from(now / 1000) << 33;
+        // Names deleted less than 60 s ago (QueueDeletedRecently); older entries are dropped.
+        let mut stale = Vec::new();
+        for d in snapshot
+            .documents
+            .iter()
+            .filter(|d| d.kind == DOC_DELETED_QUEUE)
+        {
+            let at = serde_json::from_slice::<serde_json::Value>(&d.value)
+                .ok()
+                .and_then(|v| v["at"].as_u64());
+            match (at, d.key.split_once('\n')) {
+                (Some(at), Some((region, name))) if now < at + 60_000 => {
+                    registry
+                        .deleted_at_ms
+                        .insert((region.to_string(), name.to_string()), at);
+                }
+                _ => stale.push(Mutation::DeleteDocument {
+                    kind: DOC_DELETED_QUEUE.into(),
+                    key: d.key.clone(),
+                }),
+            }
+        }
+        if !stale.is_empty() {
+            let _ = store.submit(stale);
+        }
         let replays = replays::Replays::from_documents(&snapshot.documents);
         let schedules = schedules::Schedules::from_documents(&snapshot.documents);
         Engine {
@@ -287,6 +312,10 @@ impl Engine {
         let queues: Vec<Arc<Queue>> = {
             let mut reg = self.registry.write();
             reg.deleted_at_ms.clear();
+            let _ = self.store.submit(vec![Mutation::DeleteDocuments {
+                kind: DOC_DELETED_QUEUE.into(),
+                prefix: String::new(),
+            }]);
             reg.queues.drain().map(|(_, q)| q).collect()
         };
         for q in queues {
@@ -299,6 +328,21 @@ impl Engine {
             q.notify.notify_waiters();
         }
     }
+}
+
+/// Extension documents recording when a queue name was deleted (`{region}\n{name}` → `{"at"}`).
+pub(crate) const DOC_DELETED_QUEUE: &str = "deleted-queue";
+
+pub(crate) fn deleted_queue_key(region: &str, name: &str) -> String {
+    format!("{region}\n{name}")
+}
+
+pub(crate) fn deleted_queue_doc(region: &str, name: &str, at_ms: u64) -> Mutation {
+    Mutation::PutDocument(store::DocumentRecord {
+        kind: DOC_DELETED_QUEUE.into(),
+        key: deleted_queue_key(region, name),
+        value: serde_json::json!({ "at": at_ms }).to_string().into_bytes(),
+    })
 }
 
 /// First message sequence of a queue created or reopened at `now_ms`: `now_ms × 1024`, which

@@ -269,6 +269,10 @@ impl Engine {
                 ));
             }
             reg.deleted_at_ms.remove(&key);
+            let _ = self.store.submit(vec![Mutation::DeleteDocument {
+                kind: crate::DOC_DELETED_QUEUE.into(),
+                key: crate::deleted_queue_key(&key.0, &key.1),
+            }]);
         }
         let mut attrs = attributes::defaults(fifo);
         for (k, v) in given {
@@ -385,8 +389,11 @@ impl Engine {
             }
             let mut st = queue.state.lock();
             st.deleted = true;
-            self.store
-                .submit(vec![Mutation::DeleteQueue { uid: queue.uid }])
+            // The 60-second QueueDeletedRecently window survives a restart.
+            self.store.submit(vec![
+                Mutation::DeleteQueue { uid: queue.uid },
+                crate::deleted_queue_doc(&queue.region, &queue.name, self.now_ms()),
+            ])
         };
         queue.notify.notify_waiters();
         durable(ticket).await

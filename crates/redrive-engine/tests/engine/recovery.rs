@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use redrive_core::ErrorCode;
+use redrive_engine::Store;
 use redrive_core::api::{ListQueuesInput, QueueUrlInput, TagQueueInput, UntagQueueInput};
 
 use crate::common::*;
@@ -248,4 +249,30 @@ async fn a_stale_receipt_handle_never_matches_a_message_sent_after_reopen() {
     // Deleting with the stale handle must not delete the new message.
     let _ = h2.delete(&url, &old.receipt_handle).await;
     assert_eq!(h2.attrs(&url)["ApproximateNumberOfMessagesNotVisible"], "1");
+}
+
+#[tokio::test]
+async fn queue_deleted_recently_survives_reopen() {
+    let h1 = H::new();
+    let q = h1.create("gone", &[]).await;
+    h1.create("other", &[]).await;
+    h1.engine
+        .delete_queue(&h1.ctx, QueueUrlInput { queue_url: q })
+        .await
+        .unwrap();
+    h1.advance_ms(30_000);
+    // A restart inside the window keeps the name blocked.
+    let h2 = h1.reopen();
+    let err = h2.try_create("gone", &[]).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::QueueDeletedRecently);
+    h2.try_create("other-new", &[])
+        .await
+        .expect("other names are free");
+    // After the window the name is free again, also across another restart.
+    h2.advance_ms(30_000);
+    let h3 = h2.reopen();
+    h3.try_create("gone", &[]).await.expect("window over");
+    // The stale record is gone from the store.
+    let docs = h3.store.load().documents;
+    assert!(docs.iter().all(|d| d.kind != "deleted-queue"), "{docs:?}");
 }
