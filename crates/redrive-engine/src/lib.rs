@@ -191,6 +191,25 @@ impl Engine {
                 }),
             }
         }
+        // FIFO receive attempts still within their 5 minutes.
+        for d in snapshot
+            .documents
+            .iter()
+            .filter(|d| d.kind == queue::DOC_FIFO_ATTEMPT)
+        {
+            let restored = d.key.split_once('/').is_some_and(|(uid, id)| {
+                uid.parse::<u64>()
+                    .ok()
+                    .and_then(|uid| by_uid.get(&uid))
+                    .is_some_and(|q| q.state.lock().restore_attempt(id, &d.value, now))
+            });
+            if !restored {
+                stale.push(Mutation::DeleteDocument {
+                    kind: d.kind.clone(),
+                    key: d.key.clone(),
+                });
+            }
+        }
         if !stale.is_empty() {
             let _ = store.submit(stale);
         }

@@ -503,7 +503,7 @@ impl Engine {
                         Some((h.seq, h.receive_count, deadline))
                     })
                     .collect();
-                st.record_attempt(id.clone(), now + limits::DEDUP_INTERVAL_MS, seqs);
+                muts.extend(st.record_attempt(id.clone(), now + limits::DEDUP_INTERVAL_MS, seqs));
             }
             let next = st.next_wakeup_ms();
             let ticket = self.store.submit(muts);
@@ -563,7 +563,7 @@ impl Engine {
             replayed.push((seq, count, deadline));
             out.push(self.render(queue, st, seq, input, system_names));
         }
-        st.record_attempt(id.clone(), now + limits::DEDUP_INTERVAL_MS, replayed);
+        muts.extend(st.record_attempt(id.clone(), now + limits::DEDUP_INTERVAL_MS, replayed));
         Some(out)
     }
 

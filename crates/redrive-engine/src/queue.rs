@@ -59,6 +59,13 @@ impl QueueSettings {
 /// deadline)`. A replay is allowed only while all three are unchanged.
 pub type AttemptMessage = (u64, u32, u64);
 
+/// Extension documents holding FIFO receive attempts (`{queue uid}/{attempt id}`).
+pub const DOC_FIFO_ATTEMPT: &str = "fifo-attempt";
+
+pub fn attempt_key(queue_uid: u64, id: &str) -> String {
+    format!("{queue_uid}/{id}")
+}
+
 /// A FIFO deduplication entry: the answer a duplicate send gets.
 #[derive(Debug, Clone)]
 pub struct DedupEntry {
@@ -148,13 +155,57 @@ impl QueueState {
         );
     }
 
-    /// Remembers what a FIFO receive attempt returned (kept 5 minutes).
-    pub fn record_attempt(&mut self, id: String, expires_ms: u64, seqs: Vec<AttemptMessage>) {
+    /// Remembers what a FIFO receive attempt returned (kept 5 minutes). Returns the store
+    /// mutations that persist it (and drop the entries it evicts), so a replay of the attempt
+    /// also works after a restart.
+    pub fn record_attempt(
+        &mut self,
+        id: String,
+        expires_ms: u64,
+        seqs: Vec<AttemptMessage>,
+    ) -> Vec<Mutation> {
+        let mut muts = Vec::new();
         if self.attempts.len() >= 1024 {
             let now = expires_ms.saturating_sub(limits::DEDUP_INTERVAL_MS);
-            self.attempts.retain(|_, (exp, _)| *exp > now);
+            let uid = self.record.uid;
+            self.attempts.retain(|k, (exp, _)| {
+                let keep = *exp > now;
+                if !keep {
+                    muts.push(Mutation::DeleteDocument {
+                        kind: DOC_FIFO_ATTEMPT.into(),
+                        key: attempt_key(uid, k),
+                    });
+                }
+                keep
+            });
         }
+        muts.push(Mutation::PutDocument(crate::store::DocumentRecord {
+            kind: DOC_FIFO_ATTEMPT.into(),
+            key: attempt_key(self.record.uid, &id),
+            value: serde_json::json!({ "expires": expires_ms, "messages": seqs })
+                .to_string()
+                .into_bytes(),
+        }));
         self.attempts.insert(id, (expires_ms, seqs));
+        muts
+    }
+
+    /// Restores a persisted attempt (see [`Self::record_attempt`]); `false` when it is stale
+    /// or unreadable.
+    pub fn restore_attempt(&mut self, id: &str, value: &[u8], now_ms: u64) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Stored {
+            expires: u64,
+            messages: Vec<AttemptMessage>,
+        }
+        match serde_json::from_slice::<Stored>(value) {
+            Ok(s) if s.expires > now_ms => {
+                self.attempts
+                    .insert(id.to_string(), (s.expires, s.messages));
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The messages of an unexpired receive attempt.

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use redrive_core::ErrorCode;
-use redrive_engine::Store;
 use redrive_core::api::{ListQueuesInput, QueueUrlInput, TagQueueInput, UntagQueueInput};
+use redrive_engine::Store;
 
 use crate::common::*;
 
@@ -275,4 +275,56 @@ async fn queue_deleted_recently_survives_reopen() {
     // The stale record is gone from the store.
     let docs = h3.store.load().documents;
     assert!(docs.iter().all(|d| d.kind != "deleted-queue"), "{docs:?}");
+}
+
+#[tokio::test]
+async fn fifo_receive_attempt_replays_after_reopen() {
+    use redrive_core::api::ReceiveMessageInput;
+    let h1 = H::new();
+    let q = h1.create("att.fifo", &[("FifoQueue", "true")]).await;
+    for (i, g) in ["g1", "g1", "g2"].iter().enumerate() {
+        h1.send_fifo(&q, &format!("m{i}"), g, &format!("d{i}"))
+            .await;
+    }
+    let input = ReceiveMessageInput {
+        queue_url: q.clone(),
+        max_number_of_messages: Some(10),
+        visibility_timeout: Some(30),
+        wait_time_seconds: Some(0),
+        receive_request_attempt_id: Some("attempt-1".into()),
+        ..Default::default()
+    };
+    let first = h1
+        .engine
+        .receive_message(&h1.ctx, input.clone())
+        .await
+        .unwrap()
+        .messages;
+    assert_eq!(first.len(), 3);
+    h1.advance_ms(10_000);
+    // The client retries the same attempt after the server restarted: same messages, same
+    // receipt handles.
+    let h2 = h1.reopen();
+    let again = h2
+        .engine
+        .receive_message(&h2.ctx, input.clone())
+        .await
+        .unwrap()
+        .messages;
+    let handles = |v: &[redrive_core::api::ReceivedMessage]| {
+        v.iter()
+            .map(|m| (m.message_id.clone(), m.receipt_handle.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(handles(&again), handles(&first));
+    // After the 5-minute window the attempt is forgotten (and dropped from the store at open).
+    h2.advance_ms(300_000);
+    let h3 = h2.reopen();
+    assert!(
+        h3.store
+            .load()
+            .documents
+            .iter()
+            .all(|d| d.kind != "fifo-attempt")
+    );
 }
