@@ -140,38 +140,6 @@ impl Progress {
     }
 }
 
-/// Fails with one line when the profile asked for (`--profile`, else `AWS_PROFILE`) is in
-/// neither AWS config file; without this check the SDK would fall back to other credentials
-/// (or dummy ones for a local endpoint) and the typo would go unnoticed.
-pub async fn check_profile(profile: Option<&str>) -> anyhow::Result<()> {
-    let from_env = std::env::var("AWS_PROFILE").ok();
-    let (name, flag) = match (profile, from_env.as_deref()) {
-        (Some(p), _) => (p, "--profile"),
-        (None, Some(p)) if !p.is_empty() && p != "default" => (p, "AWS_PROFILE"),
-        _ => return Ok(()),
-    };
-    let set = aws_config::profile::load(
-        &aws_types::os_shim_internal::Fs::real(),
-        &aws_types::os_shim_internal::Env::real(),
-        &aws_runtime::env_config::file::EnvConfigFiles::default(),
-        None,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("cannot read the AWS config files: {e}"))?;
-    if set.get_profile(name).is_none() {
-        let known: Vec<&str> = set.profiles().collect();
-        anyhow::bail!(
-            "profile `{name}` ({flag}) is not defined in the AWS config files (AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE){}",
-            if known.is_empty() {
-                String::new()
-            } else {
-                format!("; known profiles: {}", known.join(", "))
-            }
-        );
-    }
-    Ok(())
-}
-
 /// `peek` output for people: one block per message.
 pub fn peek_table(messages: &[Message]) -> String {
     let mut out = String::new();

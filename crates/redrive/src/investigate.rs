@@ -16,27 +16,27 @@ use redrive_cli::stats::{Bucket, Stats};
 use redrive_cli::status::{StatusPlan, status};
 use redrive_cli::transfer::FileFormat;
 use redrive_cli::util::parse_duration;
-use redrive_cli::{Format, Progress, check_profile, peek_csv, peek_ndjson, peek_table, transfer};
+use redrive_cli::{Format, Progress, peek_csv, peek_ndjson, peek_table, transfer};
 
-/// Connection flags, resolved like the AWS CLI (`AWS_PROFILE`, `AWS_REGION`,
-/// `AWS_ENDPOINT_URL`, `~/.aws/config`).
+/// Connection flags of every client subcommand, resolved like the AWS CLI (`AWS_PROFILE`,
+/// `AWS_REGION`, `AWS_ENDPOINT_URL`, `~/.aws/config`). Global, so `schedule add … --endpoint-url`
+/// works after a nested subcommand too.
 #[derive(Debug, Args)]
 pub struct ConnArgs {
     /// SQS endpoint (e.g. a Redrive server: http://127.0.0.1:9324). Without credentials
     /// configured, dummy ones are used for it.
-    #[arg(long)]
+    #[arg(long, global = true)]
     endpoint_url: Option<String>,
     /// AWS Region.
-    #[arg(long)]
+    #[arg(long, global = true)]
     region: Option<String>,
     /// Named profile from the AWS config files (an unknown profile is an error).
-    #[arg(long)]
+    #[arg(long, global = true)]
     profile: Option<String>,
 }
 
 impl ConnArgs {
-    async fn connect(&self) -> Result<Conn> {
-        check_profile(self.profile.as_deref()).await?;
+    pub async fn connect(&self) -> Result<Conn> {
         Conn::connect(&ConnOpts {
             endpoint_url: self.endpoint_url.clone(),
             region: self.region.clone(),

@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
+use crate::investigate::ConnArgs;
 use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use redrive_cli::client::{Conn, ConnOpts};
 use redrive_cli::movetask::{self, MovePlan};
 use redrive_cli::replay::{self, Interrupt, ReplayPlan};
 use redrive_cli::schedule::{self, ScheduleSpec};
@@ -16,34 +16,6 @@ use redrive_select::jq::GroupBy;
 use redrive_select::pacing::parse_rate;
 use redrive_select::schedule::{CronSchedule, RelativeWindow, parse_instant};
 use redrive_select::selection::{SelectionSpec, Transform};
-
-/// Connection flags, resolved like the AWS CLI (`AWS_PROFILE`, `AWS_REGION`,
-/// `AWS_ENDPOINT_URL`, `~/.aws/config`).
-#[derive(Debug, Args)]
-pub struct ConnArgs {
-    /// SQS endpoint (e.g. a Redrive server: http://127.0.0.1:9324). Without credentials
-    /// configured, dummy ones are used for it.
-    #[arg(long, global = true)]
-    endpoint_url: Option<String>,
-    /// AWS Region.
-    #[arg(long, global = true)]
-    region: Option<String>,
-    /// Named profile from the AWS config files.
-    #[arg(long, global = true)]
-    profile: Option<String>,
-}
-
-impl ConnArgs {
-    async fn connect(&self) -> Result<Conn> {
-        redrive_cli::check_profile(self.profile.as_deref()).await?;
-        Conn::connect(&ConnOpts {
-            endpoint_url: self.endpoint_url.clone(),
-            region: self.region.clone(),
-            profile: self.profile.clone(),
-        })
-        .await
-    }
-}
 
 /// `redrive replay DLQ`
 #[derive(Debug, Args)]
