@@ -950,9 +950,17 @@ impl Engine {
         // messages are simply still in the DLQ).
         let mut inflight: VecDeque<crate::store::Durable> = VecDeque::new();
         loop {
-            match self.replay(&id).map(|t| t.status) {
-                Ok(ReplayStatus::Running) => {}
-                Ok(ReplayStatus::Cancelling) => {
+            // Only the status, not a clone of the whole task: this runs once per move.
+            let status = self
+                .replays
+                .lock()
+                .tasks
+                .iter()
+                .find(|t| t.id == id)
+                .map(|t| t.status);
+            match status {
+                Some(ReplayStatus::Running) => {}
+                Some(ReplayStatus::Cancelling) => {
                     self.finish_replay_after(&mut inflight, &id, ReplayStatus::Cancelled, None)
                         .await;
                     return;
