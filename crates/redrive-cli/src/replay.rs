@@ -643,12 +643,6 @@ async fn queue_attrs(conn: &Conn, q: &QueueRef) -> Result<HashMap<String, String
         .unwrap_or_default())
 }
 
-async fn approximate_total(conn: &Conn, q: &QueueRef) -> Option<u64> {
-    let a = queue_attrs(conn, q).await.ok()?;
-    let n = |k: &str| a.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    Some(n("ApproximateNumberOfMessages") + n("ApproximateNumberOfMessagesNotVisible"))
-}
-
 /// The `$meta` of a received or browsed message.
 fn meta_of(m: &Message) -> Value {
     meta(MetaFields {
@@ -888,7 +882,7 @@ mod client {
         if r.s.outcome != Outcome::Failed {
             r.finish_record()?;
         }
-        r.s.left_in_dlq = approximate_total(conn, dlq).await;
+        r.s.left_in_dlq = crate::source::approximate_count(conn, dlq).await.ok();
         Ok(ReplayResult::Summary(r.s))
     }
 
@@ -1965,7 +1959,7 @@ mod server {
             },
             reason: task.failure_reason.clone(),
             audit_log: audit.display().to_string(),
-            left_in_dlq: approximate_total(conn, dlq).await,
+            left_in_dlq: crate::source::approximate_count(conn, dlq).await.ok(),
         };
         journal.write(&[rec(
             "end",

@@ -356,7 +356,8 @@ impl Source {
     }
 }
 
-async fn approximate_count(conn: &Conn, queue: &QueueRef) -> Result<u64> {
+/// Visible plus in-flight messages, as SQS approximates them.
+pub async fn approximate_count(conn: &Conn, queue: &QueueRef) -> Result<u64> {
     let out = conn
         .sqs
         .get_queue_attributes()
