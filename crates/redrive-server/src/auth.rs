@@ -8,12 +8,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::request::Parts;
-use http::{StatusCode, header};
 use redrive_core::{ErrorCode, SqsError};
 use redrive_protocol::sigv4::{self, AuthError, SignedRequest};
-use serde_json::json;
 
 use crate::AppState;
 
@@ -99,25 +97,15 @@ pub async fn require(State(state): State<Arc<AppState>>, req: Request, next: Nex
     let bytes = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
         Ok(b) => b,
         Err(_) => {
-            return error(SqsError::new(
+            return crate::replay_api::error(SqsError::new(
                 ErrorCode::RequestEntityTooLarge,
                 "Request body is too large.",
             ));
         }
     };
     if let Err(e) = authenticate(&state.config.auth, &parts, &bytes) {
-        return error(e);
+        return crate::replay_api::error(e);
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
-}
-
-fn error(e: SqsError) -> Response {
-    let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::FORBIDDEN);
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        json!({"__type": e.code.shape(), "message": e.message}).to_string(),
-    )
-        .into_response()
 }

@@ -27,7 +27,8 @@ fn ok(status: StatusCode, v: Value) -> Response {
         .into_response()
 }
 
-fn error(e: SqsError) -> Response {
+/// An extension-API error: `{"__type": SHAPE, "message"}` with the table's status.
+pub(crate) fn error(e: SqsError) -> Response {
     let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
     ok(
         status,
