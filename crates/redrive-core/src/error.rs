@@ -81,6 +81,7 @@ error_codes! {
     MissingAuthenticationToken => ("MissingAuthenticationToken", "MissingAuthenticationToken", 403, Sender),
     IncompleteSignature => ("IncompleteSignature", "IncompleteSignature", 400, Sender),
     InternalError => ("InternalError", "InternalError", 500, Receiver),
+    ServiceUnavailable => ("ServiceUnavailable", "ServiceUnavailable", 503, Receiver),
 }
 
 /// An SQS error: a code from the table plus the human-readable message.
@@ -110,6 +111,14 @@ impl SqsError {
         Self::new(
             ErrorCode::QueueDoesNotExist,
             "The specified queue does not exist.",
+        )
+    }
+
+    /// 503: a temporary failure of the server (AWS's text); SDKs retry it.
+    pub fn service_unavailable() -> Self {
+        Self::new(
+            ErrorCode::ServiceUnavailable,
+            "The request has failed due to a temporary failure of the server.",
         )
     }
 

@@ -105,6 +105,7 @@ impl Engine {
         ctx: &RequestContext,
         name: &str,
     ) -> SqsResult<std::sync::Arc<crate::Queue>> {
+        self.ensure_synced()?;
         self.lookup(&ctx.region, name)
             .ok_or_else(SqsError::queue_does_not_exist)
     }

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use redrive_core::arn::{QueueArn, parse_queue_url};
 use redrive_core::{SqsError, SqsResult};
 use tokio::sync::Notify;
@@ -99,6 +99,23 @@ pub struct Engine {
     schedules: Mutex<schedules::Schedules>,
     /// Wakes the scheduler when a schedule is added.
     schedule_changed: Notify,
+    /// [`store::StoreHealth::failures`] as of the last rebuild from the store: while the store
+    /// reports more, memory may be ahead of the disk and is rebuilt before it is used.
+    synced_failures: AtomicU64,
+    /// One rebuild at a time.
+    resync: Mutex<()>,
+}
+
+/// Everything [`Engine`] rebuilds from a [`store::Snapshot`].
+struct Rebuilt {
+    registry: Registry,
+    max_uid: u64,
+    max_sequence: u128,
+    move_tasks: Vec<store::MoveTaskRecord>,
+    replays: replays::Replays,
+    schedules: schedules::Schedules,
+    /// Cleanup of stale documents, to submit once the engine uses the rebuilt state.
+    stale: Vec<Mutation>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -124,7 +141,29 @@ impl Engine {
         clock: Arc<dyn Clock>,
         snapshot: store::Snapshot,
     ) -> Self {
-        let now = clock.now_ms();
+        let synced_failures = store.write_failures();
+        let built = Self::rebuild(snapshot, clock.now_ms());
+        if !built.stale.is_empty() {
+            let _ = store.submit(built.stale);
+        }
+        Engine {
+            replays: Mutex::new(built.replays),
+            schedules: Mutex::new(built.schedules),
+            schedule_changed: Notify::new(),
+            config,
+            clock,
+            store,
+            registry: RwLock::new(built.registry),
+            next_queue_uid: AtomicU64::new(built.max_uid + 1),
+            sequence: Mutex::new(built.max_sequence),
+            move_tasks: Mutex::new(built.move_tasks),
+            synced_failures: AtomicU64::new(synced_failures),
+            resync: Mutex::new(()),
+        }
+    }
+
+    /// Builds every index from a snapshot: at startup, and after a write failure.
+    fn rebuild(snapshot: store::Snapshot, now: u64) -> Rebuilt {
         let mut registry = Registry::default();
         let mut by_uid: HashMap<u64, Arc<Queue>> = HashMap::new();
         let mut max_uid = snapshot.max_queue_uid;
@@ -210,26 +249,139 @@ impl Engine {
                 });
             }
         }
-        if !stale.is_empty() {
-            let _ = store.submit(stale);
+        let mut move_tasks = snapshot.move_tasks;
+        move_tasks.sort_by_key(|t| t.started_ms);
+        Rebuilt {
+            replays: replays::Replays::from_documents(&snapshot.documents),
+            schedules: schedules::Schedules::from_documents(&snapshot.documents),
+            registry,
+            max_uid,
+            max_sequence: seeded.max(max_sequence),
+            move_tasks,
+            stale,
         }
-        let replays = replays::Replays::from_documents(&snapshot.documents);
-        let schedules = schedules::Schedules::from_documents(&snapshot.documents);
-        Engine {
-            replays: Mutex::new(replays),
-            schedules: Mutex::new(schedules),
-            schedule_changed: Notify::new(),
-            config,
-            clock,
-            store,
-            registry: RwLock::new(registry),
-            next_queue_uid: AtomicU64::new(max_uid + 1),
-            sequence: Mutex::new(seeded.max(max_sequence)),
-            move_tasks: Mutex::new({
-                let mut t = snapshot.move_tasks;
-                t.sort_by_key(|t| t.started_ms);
-                t
-            }),
+    }
+
+    /// Rebuilds memory from the store if a write failed since the last rebuild, so nothing is
+    /// served that is not on disk. Cheap when nothing failed. Call with no lock held.
+    pub fn ensure_synced(&self) -> SqsResult<()> {
+        if self.store.write_failures() == self.synced_failures.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.resync()
+    }
+
+    /// Stops the world (registry, every queue, the task tables), has the store recover, and
+    /// replaces every in-memory state with what the store holds. Live `Queue`s are kept (long
+    /// pollers wait on them) and only their state is replaced; sequences and queue uids never
+    /// go back, since a failed write may have handed some out.
+    fn resync(&self) -> SqsResult<()> {
+        let _one = self.resync.lock();
+        if self.store.write_failures() == self.synced_failures.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut registry = self.registry.write();
+        let live: Vec<Arc<Queue>> = registry.queues.values().cloned().collect();
+        let mut states: HashMap<u64, MutexGuard<'_, QueueState>> =
+            live.iter().map(|q| (q.uid, q.state.lock())).collect();
+        let mut move_tasks = self.move_tasks.lock();
+        let mut replays = self.replays.lock();
+        let mut schedules = self.schedules.lock();
+        let (failures, snapshot) = self.store.recover().map_err(|e| {
+            tracing::error!(error = %e, "cannot recover the store after a write failure");
+            SqsError::service_unavailable()
+        })?;
+        let now = self.now_ms();
+        let mut built = Self::rebuild(snapshot, now);
+        let mut kept = HashMap::new();
+        for (key, fresh) in built.registry.queues.drain() {
+            match (
+                live.iter().find(|q| q.uid == fresh.uid),
+                states.get_mut(&fresh.uid),
+            ) {
+                (Some(q), Some(st)) => {
+                    let next_seq = st.next_seq;
+                    std::mem::swap(&mut **st, &mut *fresh.state.lock());
+                    st.next_seq = st.next_seq.max(next_seq);
+                    kept.insert(key, q.clone());
+                }
+                _ => {
+                    kept.insert(key, fresh);
+                }
+            }
+        }
+        // Queues whose creation never reached the disk.
+        for q in &live {
+            if !kept.values().any(|k| k.uid == q.uid)
+                && let Some(st) = states.get_mut(&q.uid)
+            {
+                st.deleted = true;
+            }
+        }
+        registry.queues = kept;
+        registry.deleted_at_ms = built.registry.deleted_at_ms;
+        *move_tasks = built.move_tasks;
+        *replays = built.replays;
+        *schedules = built.schedules;
+        self.next_queue_uid
+            .fetch_max(built.max_uid + 1, Ordering::SeqCst);
+        {
+            let mut seq = self.sequence.lock();
+            *seq = (*seq).max(built.max_sequence);
+        }
+        self.synced_failures.store(failures, Ordering::SeqCst);
+        let stale = std::mem::take(&mut built.stale);
+        if !stale.is_empty() {
+            let _ = self.store.submit(stale);
+        }
+        let kept: Vec<Arc<Queue>> = registry.queues.values().cloned().collect();
+        drop(schedules);
+        drop(replays);
+        drop(move_tasks);
+        drop(states);
+        drop(registry);
+        for q in kept.iter().chain(&live) {
+            q.notify.notify_waiters();
+        }
+        self.schedule_changed.notify_waiters();
+        tracing::warn!(
+            failures,
+            "memory rebuilt from the store after a write failure"
+        );
+        Ok(())
+    }
+
+    /// The store's condition, for the health endpoint.
+    pub fn store_health(&self) -> store::StoreHealth {
+        self.store.health()
+    }
+
+    /// Refuses, before anything changes, a write that would grow the store while its space is
+    /// short (see [`store::StoreHealth::low_space`]). Receives, deletes and purges are not
+    /// checked: they are what lets consumers drain a full store.
+    fn admit_growth(&self) -> SqsResult<()> {
+        match self.store.health() {
+            store::StoreHealth {
+                low_space: Some(reason),
+                ..
+            } => {
+                tracing::debug!(%reason, "write refused while store space is short");
+                Err(SqsError::service_unavailable())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits for a batch to be durable. On a store failure, memory is rebuilt from the store
+    /// before the error is returned, so the failed change is gone from memory too.
+    async fn durable(&self, d: Durable) -> SqsResult<()> {
+        match d.wait().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "a store write failed");
+                let _ = self.ensure_synced();
+                Err(SqsError::internal(format!("storage failure: {e}")))
+            }
         }
     }
 
@@ -266,6 +418,7 @@ impl Engine {
         if url.is_empty() {
             return Err(SqsError::missing_parameter("QueueUrl"));
         }
+        self.ensure_synced()?;
         // SQS also accepts a bare queue name where a URL is expected.
         let (account, name) = if !url.contains('/') {
             (self.config.account_id.clone(), url.to_string())
@@ -328,6 +481,7 @@ impl Engine {
 
     /// Drops every queue and message (dev-only reset, as moto's `/moto-api/reset`).
     pub fn reset(&self) {
+        let _ = self.ensure_synced();
         let queues: Vec<Arc<Queue>> = {
             let mut reg = self.registry.write();
             reg.deleted_at_ms.clear();
@@ -369,10 +523,4 @@ pub(crate) fn deleted_queue_doc(region: &str, name: &str, at_ms: u64) -> Mutatio
 /// per millisecond since its creation.
 fn sequence_floor(now_ms: u64) -> u64 {
     now_ms << 10
-}
-
-async fn durable(d: Durable) -> SqsResult<()> {
-    d.wait()
-        .await
-        .map_err(|e| SqsError::internal(format!("storage failure: {e}")))
 }

@@ -12,7 +12,7 @@ use redrive_core::{ErrorCode, SqsError, SqsResult, limits, validate};
 use crate::queue::{DedupEntry, QueueState};
 use crate::receipt::ReceiptHandle;
 use crate::store::{MessageRecord, Mutation};
-use crate::{Engine, Queue, RequestContext, durable};
+use crate::{Engine, Queue, RequestContext};
 
 /// What one receive attempt produced: messages, the queue's next timer, the DLQs that got
 /// messages, and the durability ticket of the changes.
@@ -232,6 +232,7 @@ impl Engine {
         input: SendMessageInput,
     ) -> SqsResult<SendMessageOutput> {
         let queue = self.resolve(ctx, &input.queue_url)?;
+        self.admit_growth()?;
         let now = self.now_ms();
         let mut muts = Vec::new();
         let (out, ticket) = {
@@ -242,7 +243,7 @@ impl Engine {
         };
         let out = out?;
         queue.notify.notify_waiters();
-        durable(ticket).await?;
+        self.durable(ticket).await?;
         Ok(out)
     }
 
@@ -252,6 +253,7 @@ impl Engine {
         input: SendMessageBatchInput,
     ) -> SqsResult<SendMessageBatchOutput> {
         let queue = self.resolve(ctx, &input.queue_url)?;
+        self.admit_growth()?;
         let ids: Vec<&str> = input.entries.iter().map(|e| e.id.as_str()).collect();
         validate::batch_ids("SendMessageBatchRequestEntry", &ids)?;
         let total: usize = input
@@ -312,7 +314,7 @@ impl Engine {
         if !output.successful.is_empty() {
             queue.notify.notify_waiters();
         }
-        durable(ticket).await?;
+        self.durable(ticket).await?;
         Ok(output)
     }
 
@@ -378,7 +380,7 @@ impl Engine {
             let (messages, next_wake, moved_to, tickets) =
                 self.receive_once(&queue, &input, &system_names, max)?;
             for ticket in tickets {
-                durable(ticket).await?;
+                self.durable(ticket).await?;
             }
             for dlq in moved_to {
                 dlq.notify.notify_waiters();
@@ -709,7 +711,7 @@ impl Engine {
             (r, self.store.submit(muts))
         };
         result?;
-        durable(ticket).await
+        self.durable(ticket).await
     }
 
     pub async fn delete_message_batch(
@@ -732,7 +734,7 @@ impl Engine {
             }
             self.store.submit(muts)
         };
-        durable(ticket).await?;
+        self.durable(ticket).await?;
         Ok(out)
     }
 
@@ -811,7 +813,7 @@ impl Engine {
         };
         result?;
         queue.notify.notify_waiters();
-        durable(ticket).await
+        self.durable(ticket).await
     }
 
     pub async fn change_message_visibility_batch(
@@ -844,7 +846,7 @@ impl Engine {
             self.store.submit(muts)
         };
         queue.notify.notify_waiters();
-        durable(ticket).await?;
+        self.durable(ticket).await?;
         Ok(out)
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use crate::queue::QueueState;
 use crate::store::{Mutation, QueueRecord};
-use crate::{Engine, Queue, RequestContext, durable};
+use crate::{Engine, Queue, RequestContext};
 
 /// A validated `RedrivePolicy`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,6 +193,8 @@ impl Engine {
         ctx: &RequestContext,
         input: CreateQueueInput,
     ) -> SqsResult<QueueUrlOutput> {
+        self.ensure_synced()?;
+        self.admit_growth()?;
         let name = input.queue_name;
         // Attribute names are matched after trimming whitespace (moto and boto users rely on
         // it; see docs/compatibility.md).
@@ -212,7 +214,7 @@ impl Engine {
             validate_tag(k, v)?;
         }
         if let Some(ticket) = self.create_queue_registered(ctx, &name, fifo, given, input.tags)? {
-            durable(ticket).await?;
+            self.durable(ticket).await?;
             tracing::debug!(queue = %name, region = %ctx.region, "queue created");
         }
         Ok(QueueUrlOutput {
@@ -328,6 +330,7 @@ impl Engine {
         if input.queue_name.is_empty() {
             return Err(SqsError::missing_parameter("QueueName"));
         }
+        self.ensure_synced()?;
         if let Some(owner) = &input.queue_owner_aws_account_id
             && owner != &self.config.account_id
         {
@@ -345,6 +348,7 @@ impl Engine {
         ctx: &RequestContext,
         input: ListQueuesInput,
     ) -> SqsResult<ListQueuesOutput> {
+        self.ensure_synced()?;
         let max = match input.max_results {
             None => None,
             Some(n) if (1..=limits::MAX_LIST_RESULTS).contains(&n) => Some(n as usize),
@@ -396,7 +400,7 @@ impl Engine {
             ])
         };
         queue.notify.notify_waiters();
-        durable(ticket).await
+        self.durable(ticket).await
     }
 
     pub fn get_queue_attributes(
@@ -463,6 +467,7 @@ impl Engine {
         input: SetQueueAttributesInput,
     ) -> SqsResult<()> {
         let queue = self.resolve(ctx, &input.queue_url)?;
+        self.admit_growth()?;
         let fifo = queue.state.lock().settings.fifo;
         let attrs_in: BTreeMap<String, String> = input
             .attributes
@@ -505,7 +510,7 @@ impl Engine {
             self.store.submit(muts)
         };
         queue.notify.notify_waiters();
-        durable(ticket).await
+        self.durable(ticket).await
     }
 
     pub async fn purge_queue(&self, ctx: &RequestContext, input: QueueUrlInput) -> SqsResult<()> {
@@ -538,11 +543,12 @@ impl Engine {
                 Mutation::PutQueue(st.record.clone()),
             ])
         };
-        durable(ticket).await
+        self.durable(ticket).await
     }
 
     pub async fn tag_queue(&self, ctx: &RequestContext, input: TagQueueInput) -> SqsResult<()> {
         let queue = self.resolve(ctx, &input.queue_url)?;
+        self.admit_growth()?;
         if input.tags.is_empty() {
             return Err(SqsError::missing_parameter("Tags"));
         }
@@ -563,7 +569,7 @@ impl Engine {
             self.store
                 .submit(vec![Mutation::PutQueue(st.record.clone())])
         };
-        durable(ticket).await
+        self.durable(ticket).await
     }
 
     pub async fn untag_queue(&self, ctx: &RequestContext, input: UntagQueueInput) -> SqsResult<()> {
@@ -582,7 +588,7 @@ impl Engine {
             self.store
                 .submit(vec![Mutation::PutQueue(st.record.clone())])
         };
-        durable(ticket).await
+        self.durable(ticket).await
     }
 
     pub fn list_queue_tags(
@@ -603,6 +609,7 @@ impl Engine {
         input: AddPermissionInput,
     ) -> SqsResult<()> {
         let queue = self.resolve(ctx, &input.queue_url)?;
+        self.admit_growth()?;
         let label = input
             .label
             .filter(|l| !l.is_empty())
@@ -694,7 +701,7 @@ impl Engine {
             self.store
                 .submit(vec![Mutation::PutQueue(st.record.clone())])
         };
-        durable(ticket).await
+        self.durable(ticket).await
     }
 
     pub async fn remove_permission(
@@ -739,7 +746,7 @@ impl Engine {
             self.store
                 .submit(vec![Mutation::PutQueue(st.record.clone())])
         };
-        durable(ticket).await
+        self.durable(ticket).await
     }
 
     pub fn list_dead_letter_source_queues(

@@ -33,7 +33,7 @@ use serde_json::Value;
 
 use crate::store::{DocumentRecord, MessageRecord, Mutation};
 use crate::tasks::{ADAPTIVE_BACKLOG, ADAPTIVE_MAX, ADAPTIVE_MIN, ADAPTIVE_START, redriven};
-use crate::{Engine, Queue, RequestContext, durable};
+use crate::{Engine, Queue, RequestContext};
 
 pub const DOC_REPLAY: &str = "replay";
 pub const DOC_REPLAY_SELECTION: &str = "replay-selection";
@@ -688,7 +688,7 @@ impl Engine {
             muts.extend(prune_replays(&mut r, &task.source));
             self.store.submit(muts)
         };
-        durable(ticket).await?;
+        self.durable(ticket).await?;
         if task.status == ReplayStatus::Running {
             self.spawn_replay(id);
         }
@@ -773,7 +773,7 @@ impl Engine {
             t.status = ReplayStatus::Cancelling;
             (t.clone(), self.store.submit(vec![task_doc(t)]))
         };
-        durable(ticket).await?;
+        self.durable(ticket).await?;
         Ok(task)
     }
 
@@ -841,7 +841,7 @@ impl Engine {
     ) {
         let mut failure = None;
         for t in inflight.drain(..) {
-            if let Err(e) = durable(t).await {
+            if let Err(e) = self.durable(t).await {
                 failure = Some(e.message);
             }
         }
@@ -880,7 +880,7 @@ impl Engine {
             r.returns.remove(id);
             self.store.submit(vec![doc])
         };
-        if let Err(e) = durable(ticket).await {
+        if let Err(e) = self.durable(ticket).await {
             tracing::error!(replay = %id, error = %e, "could not persist replay status");
         }
         tracing::info!(replay = %id, "replay ended");
@@ -1052,7 +1052,7 @@ impl Engine {
                     inflight.push_back(ticket);
                     if inflight.len() > MAX_UNSYNCED_MOVES
                         && let Some(t) = inflight.pop_front()
-                        && let Err(e) = durable(t).await
+                        && let Err(e) = self.durable(t).await
                     {
                         self.finish_replay_after(
                             &mut inflight,

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::replays::{RatePer, ReplayError, ReplayRequest, ReplayStart};
 use crate::store::{DocumentRecord, Mutation};
-use crate::{Engine, RequestContext, durable};
+use crate::{Engine, RequestContext};
 
 pub const DOC_SCHEDULE: &str = "schedule";
 pub const DOC_SCHEDULE_RUN: &str = "schedule-run";
@@ -172,6 +172,8 @@ impl Engine {
         ctx: &RequestContext,
         mut spec: ScheduleRequest,
     ) -> Result<Schedule, SqsError> {
+        self.ensure_synced()?;
+        self.admit_growth()?;
         if spec.name.trim().is_empty() {
             return Err(SqsError::missing_parameter("name"));
         }
@@ -217,7 +219,7 @@ impl Engine {
             s.list.push(schedule.clone());
             self.store.submit(vec![schedule_doc(&schedule)])
         };
-        durable(ticket).await?;
+        self.durable(ticket).await?;
         self.schedule_changed.notify_one();
         Ok(schedule)
     }
@@ -258,7 +260,7 @@ impl Engine {
                 },
             ])
         };
-        durable(ticket).await
+        self.durable(ticket).await
     }
 
     /// Runs of a schedule, newest first.
@@ -407,7 +409,7 @@ impl Engine {
                 }
                 self.store.submit(muts)
             };
-            if let Err(e) = durable(ticket).await {
+            if let Err(e) = self.durable(ticket).await {
                 tracing::error!(error = %e, "could not persist a schedule run");
             }
             fired += 1;

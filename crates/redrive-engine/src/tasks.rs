@@ -27,7 +27,7 @@ use redrive_core::{ErrorCode, SqsError, SqsResult};
 use serde_json::Value;
 
 use crate::store::{MessageRecord, MoveTaskRecord, MoveTaskStatus, Mutation};
-use crate::{Engine, Queue, durable};
+use crate::{Engine, Queue};
 
 pub const ADAPTIVE_START: f64 = 50.0;
 pub const ADAPTIVE_MAX: f64 = 500.0;
@@ -72,7 +72,13 @@ enum Step {
     Failed(String),
     /// Lock contention or a racing consumer: try again shortly.
     Retry,
+    /// The store failed the move (memory is already rebuilt without it): pause, then go on
+    /// from what the store holds.
+    StoreFailed,
 }
+
+/// How long a move task pauses after a store failure before it tries again.
+const STORE_FAILURE_PAUSE: Duration = Duration::from_secs(1);
 
 impl Engine {
     fn is_dead_letter_queue(&self, queue: &Queue) -> bool {
@@ -83,6 +89,7 @@ impl Engine {
         self: &Arc<Self>,
         input: StartMessageMoveTaskInput,
     ) -> SqsResult<StartMessageMoveTaskOutput> {
+        self.ensure_synced()?;
         if input.source_arn.is_empty() {
             return Err(SqsError::missing_parameter("SourceArn"));
         }
@@ -155,7 +162,7 @@ impl Engine {
             muts.extend(prune(&mut tasks, &source.arn));
             self.store.submit(muts)
         };
-        durable(ticket).await?;
+        self.durable(ticket).await?;
         self.spawn_move_task(record.task_id.clone());
         tracing::info!(source = %source.name, task = %record.task_id, "message move task started");
         Ok(StartMessageMoveTaskOutput {
@@ -193,7 +200,7 @@ impl Engine {
                 self.store.submit(vec![Mutation::PutMoveTask(task.clone())]),
             )
         };
-        durable(ticket).await?;
+        self.durable(ticket).await?;
         Ok(CancelMessageMoveTaskOutput {
             approximate_number_of_messages_moved: moved as i64,
         })
@@ -303,7 +310,7 @@ impl Engine {
             }
             self.store.submit(vec![Mutation::PutMoveTask(t.clone())])
         };
-        if let Err(e) = durable(ticket).await {
+        if let Err(e) = self.durable(ticket).await {
             tracing::error!(task = %task_id, error = %e, "could not persist move task status");
         }
         tracing::info!(task = %task_id, "message move task ended");
@@ -360,6 +367,7 @@ impl Engine {
                     return;
                 }
                 Step::Retry => tokio::time::sleep(Duration::from_millis(5)).await,
+                Step::StoreFailed => tokio::time::sleep(STORE_FAILURE_PAUSE).await,
             }
             if task.max_per_second.is_none() && window_start.elapsed() >= Duration::from_secs(1) {
                 window_start = tokio::time::Instant::now();
@@ -464,9 +472,12 @@ impl Engine {
             ticket
         };
         dest.notify.notify_waiters();
-        match durable(ticket).await {
+        match self.durable(ticket).await {
             Ok(()) => Step::Moved,
-            Err(e) => Step::Failed(e.message),
+            Err(e) => {
+                tracing::warn!(task = %task.task_id, error = %e, "move task paused by a store failure");
+                Step::StoreFailed
+            }
         }
     }
 }

@@ -90,6 +90,10 @@ pub fn authenticate(auth: &Auth, parts: &Parts, body: &[u8]) -> Result<(), SqsEr
 
 /// Middleware for the extension API: verifies, then passes the request on with its body.
 pub async fn require(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    // After a store write failure, memory is rebuilt from the disk before anything is served.
+    if let Err(e) = state.engine.ensure_synced() {
+        return crate::replay_api::error(e);
+    }
     if state.config.auth == Auth::None {
         return next.run(req).await;
     }

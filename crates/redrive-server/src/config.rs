@@ -9,8 +9,19 @@ use redrive_store::DurabilityMode;
 pub enum Storage {
     /// Nothing survives a restart.
     InMemory,
-    /// One redb file in `dir`, written with group commit.
-    Durable { dir: PathBuf, mode: DurabilityMode },
+    /// One redb file in `dir`, written with group commit, beside a space reserve of
+    /// `reserve_bytes` (see `redrive_store::StoreOptions`).
+    Durable {
+        dir: PathBuf,
+        mode: DurabilityMode,
+        reserve_bytes: u64,
+    },
+}
+
+impl Storage {
+    pub fn is_durable(&self) -> bool {
+        matches!(self, Storage::Durable { .. })
+    }
 }
 
 /// How the server listens and whom it claims to be.

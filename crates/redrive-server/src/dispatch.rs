@@ -11,6 +11,8 @@ pub async fn dispatch(
     ctx: &RequestContext,
     request: Request,
 ) -> SqsResult<Response> {
+    // After a store write failure, memory is rebuilt from the disk before anything is served.
+    engine.ensure_synced()?;
     Ok(match request {
         Request::CreateQueue(i) => Response::CreateQueue(engine.create_queue(ctx, i).await?),
         Request::GetQueueUrl(i) => Response::GetQueueUrl(engine.get_queue_url(ctx, i)?),

@@ -68,6 +68,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", any(handle_sqs))
         .route("/{account}/{queue}", any(handle_sqs))
         .route("/_redrive/health", any(|| async { "ok" }))
+        .route("/_redrive/v1/health", get(crate::inspect::health))
         .merge(extensions);
     router
         .fallback(any(handle_sqs))

@@ -142,3 +142,38 @@ pub async fn queue_messages(
             }),
     )
 }
+
+/// `GET /_redrive/v1/health`: whether the server can serve and write. 200 while it serves
+/// (`status` `ok`, or `degraded` while store space is short and writes that grow the store are
+/// refused); 503 while the store refuses every write and cannot be recovered. Unauthenticated,
+/// like `/_redrive/health`, for load balancers and wait-for scripts.
+pub async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let synced = state.engine.ensure_synced();
+    let h = state.engine.store_health();
+    let status = if synced.is_err() || h.failed.is_some() {
+        "failing"
+    } else if h.low_space.is_some() {
+        "degraded"
+    } else {
+        "ok"
+    };
+    let body = json!({
+        "status": status,
+        "store": {
+            "durable": state.config.storage.is_durable(),
+            "writable": synced.is_ok() && h.failed.is_none(),
+            "acceptsAllWrites": status == "ok",
+            "failure": h.failed,
+            "lowSpace": h.low_space,
+            "freeBytes": h.free_bytes,
+            "writeFailures": h.failures,
+            "lastError": h.last_error,
+        },
+    });
+    let code = if status == "failing" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}

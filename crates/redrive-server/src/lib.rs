@@ -64,12 +64,20 @@ impl Server {
                 Arc::new(redrive_store::MemoryStore::new()),
                 clock,
             )),
-            Storage::Durable { dir, mode } => {
-                let (dir, mode) = (dir.clone(), *mode);
+            Storage::Durable {
+                dir,
+                mode,
+                reserve_bytes,
+            } => {
+                let dir = dir.clone();
+                let options = redrive_store::StoreOptions {
+                    mode: *mode,
+                    reserve_bytes: *reserve_bytes,
+                };
                 // Open and read the whole file off the async threads; a damaged file stops
                 // startup here instead of serving an empty server.
                 let (store, snapshot) = tokio::task::spawn_blocking(move || {
-                    let store = redrive_store::RedbStore::open(&dir, mode)?;
+                    let store = redrive_store::RedbStore::open_with(&dir, options)?;
                     let snapshot = store.try_load()?;
                     Ok::<_, redrive_store::StoreError>((store, snapshot))
                 })

@@ -19,7 +19,8 @@ use parking_lot::Mutex;
 use redrive_core::api::MessageAttributes;
 
 pub use redb_store::{
-    DurabilityMode, FILE_NAME, FORMAT_VERSION, MAX_GROUP_MUTATIONS, RedbStore, StoreError,
+    DEFAULT_RESERVE_BYTES, DurabilityMode, FILE_NAME, FORMAT_VERSION, MAX_GROUP_MUTATIONS,
+    RESERVE_FILE_NAME, RedbStore, StoreError, StoreOptions,
 };
 
 /// Queue metadata as persisted.
@@ -210,11 +211,45 @@ impl Durable {
     }
 }
 
+/// What a store's write path can do now: read by the engine before it changes memory, and by
+/// the health endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// Write failures so far. Whenever this moved since the engine last rebuilt its memory from
+    /// [`Store::recover`], the engine's memory may be ahead of the disk.
+    pub failures: u64,
+    /// Set while every write is refused: the last write failed and [`Store::recover`] has not
+    /// run since.
+    pub failed: Option<String>,
+    /// Set while space is short (the reserve was given up to let deletes commit): writes that
+    /// grow the store should be refused before they change anything.
+    pub low_space: Option<String>,
+    /// Free bytes on the store's file system, when known.
+    pub free_bytes: Option<u64>,
+    /// The most recent write error, kept after recovery for the health endpoint.
+    pub last_error: Option<String>,
+}
+
 pub trait Store: Send + Sync + 'static {
     fn load(&self) -> Snapshot;
     /// Queues mutations in order; called with the owning queue locked. Await the returned
     /// [`Durable`] after releasing the lock.
     fn submit(&self, batch: Vec<Mutation>) -> Durable;
+    /// The write path's condition (a store that cannot fail reports the default).
+    fn health(&self) -> StoreHealth {
+        StoreHealth::default()
+    }
+    /// [`StoreHealth::failures`] alone: cheap, read before every request.
+    fn write_failures(&self) -> u64 {
+        0
+    }
+    /// After a write failure: reads what is committed (reopening the store if it has to) and
+    /// accepts writes again. Returns [`StoreHealth::failures`] as of the read with the snapshot.
+    /// Every batch submitted before the call and not yet committed has failed; the caller must
+    /// not submit while it rebuilds from the snapshot.
+    fn recover(&self) -> Result<(u64, Snapshot), String> {
+        Ok((self.health().failures, self.load()))
+    }
 }
 
 /// Keeps the records in memory: no durability, but the same recovery path as a durable store,

@@ -3,9 +3,15 @@
 //! `submit` only enqueues the batch on a channel. The writer thread takes the first waiting
 //! batch, drains whatever else is already queued (up to [`MAX_GROUP_MUTATIONS`]), applies all of
 //! it in submission order in one write transaction, commits once and then completes every
-//! batch's [`Durable`]. If anything fails, every batch of that group gets the error and the store
-//! refuses all later writes: the engine's memory is then ahead of the disk, and only a restart
-//! (which reloads from disk) makes them agree again.
+//! batch's [`Durable`].
+//!
+//! **Failure:** if a commit fails, every batch of that group gets the error, the store refuses
+//! every later batch, gives up its space reserve (so that deletes can still commit on a full
+//! disk) and drops the database (redb refuses all use of a database after an I/O error). The
+//! engine then calls [`Store::recover`]: the writer reopens the file, reads what is committed
+//! and accepts writes again, and the engine rebuilds its memory from that snapshot, so memory is
+//! never left ahead of the disk. While the reserve is missing the store reports low space; the
+//! writer recreates the reserve as soon as the file system has room for it again.
 //!
 //! The file layout, record encodings and durability modes are described in
 //! `docs/storage-format.md`.
@@ -27,7 +33,7 @@ use redb::{
 use tokio::sync::oneshot;
 
 use crate::codec::{self, CodecError};
-use crate::{Durable, Mutation, Snapshot, Store};
+use crate::{Durable, Mutation, Snapshot, Store, StoreHealth};
 
 /// Name of the database file inside the store directory.
 pub const FILE_NAME: &str = "redrive.redb";
@@ -38,6 +44,34 @@ pub const FORMAT_VERSION: u64 = 1;
 /// A write transaction holds at most about this many mutations (a batch is never split, so
 /// one large batch can exceed it).
 pub const MAX_GROUP_MUTATIONS: usize = 4096;
+
+/// Name of the space reserve inside the store directory (see [`StoreOptions::reserve_bytes`]).
+pub const RESERVE_FILE_NAME: &str = "redrive.reserve";
+
+/// Default size of the space reserve: 8 MiB.
+pub const DEFAULT_RESERVE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// How often the writer looks at the free space while it is short.
+const LOW_SPACE_CHECK: Duration = Duration::from_secs(1);
+
+/// Options of [`RedbStore::open_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    pub mode: DurabilityMode,
+    /// Size of a file kept beside the database and deleted when a write fails for lack of
+    /// space, so that receives, deletes and purges can still commit and free space. 0 disables
+    /// it. It is recreated once the file system has twice this much free.
+    pub reserve_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            mode: DurabilityMode::Strict,
+            reserve_bytes: DEFAULT_RESERVE_BYTES,
+        }
+    }
+}
 
 /// redb's page cache. The engine keeps every record in memory itself, so the cache only needs
 /// the B-tree's upper levels and the pages being written.
@@ -120,6 +154,11 @@ pub enum StoreError {
     WriterStopped,
     #[error("store refuses writes after an earlier failure: {0}")]
     Failed(String),
+    #[error("cannot keep the space reserve {}: {source}", path.display())]
+    Reserve {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 macro_rules! redb_error_from {
@@ -147,6 +186,7 @@ type Reply<T> = mpsc::SyncSender<Result<T, StoreError>>;
 enum Request {
     Batch(Vec<Mutation>, Ack),
     Load(Reply<Snapshot>),
+    Recover(Reply<(u64, Snapshot)>),
     Compact(Reply<bool>),
     Flush(Reply<()>),
     Shutdown,
@@ -156,18 +196,32 @@ enum Request {
 struct Shared {
     commits: AtomicU64,
     durable_commits: AtomicU64,
+    /// Write failures so far ([`StoreHealth::failures`]).
+    failures: AtomicU64,
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
+    low_space: Mutex<Option<String>>,
+    free_bytes: Mutex<Option<u64>>,
+    last_error: Mutex<Option<String>>,
 }
 
 impl Shared {
+    /// Refuses every write until [`Store::recover`]. Counted before any acknowledgement of the
+    /// failed group is sent, so a request that sees the error also sees the count move.
     fn fail(&self, reason: String) {
         let mut failure = self.failure.lock();
         if failure.is_none() {
-            tracing::error!(%reason, "store failed; refusing further writes");
-            *failure = Some(reason);
+            tracing::error!(%reason, "store write failed; refusing writes until recovered");
+            *failure = Some(reason.clone());
+            self.failures.fetch_add(1, Ordering::SeqCst);
         }
+        *self.last_error.lock() = Some(reason);
         self.failed.store(true, Ordering::Release);
+    }
+
+    fn clear_failure(&self) {
+        *self.failure.lock() = None;
+        self.failed.store(false, Ordering::Release);
     }
 
     fn failure(&self) -> Option<String> {
@@ -196,6 +250,7 @@ impl std::fmt::Debug for Request {
         f.write_str(match self {
             Request::Batch(..) => "Batch",
             Request::Load(_) => "Load",
+            Request::Recover(_) => "Recover",
             Request::Compact(_) => "Compact",
             Request::Flush(_) => "Flush",
             Request::Shutdown => "Shutdown",
@@ -209,42 +264,91 @@ impl RedbStore {
     /// if it was written by a newer format version. After a crash, redb's recovery (a checksum
     /// walk of the file) runs here. Blocking: call it from a blocking context.
     pub fn open(dir: &Path, mode: DurabilityMode) -> Result<RedbStore, StoreError> {
+        Self::open_with(
+            dir,
+            StoreOptions {
+                mode,
+                ..StoreOptions::default()
+            },
+        )
+    }
+
+    /// [`RedbStore::open`] with every option.
+    pub fn open_with(dir: &Path, options: StoreOptions) -> Result<RedbStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
-        let mut db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(dir.join(FILE_NAME))?;
+        let file = dir.join(FILE_NAME);
+        let open = move || -> Result<Database, StoreError> {
+            Ok(Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(&file)?)
+        };
+        let mut db = open()?;
         let max_queue_uid = init_format(&db)?;
         // Nothing else uses the database yet: the cheapest moment to give freed space back.
         db.compact()?;
-        Self::spawn(db, mode, max_queue_uid)
+        let reserve = (options.reserve_bytes > 0).then(|| Reserve {
+            path: dir.join(RESERVE_FILE_NAME),
+            dir: dir.to_path_buf(),
+            bytes: options.reserve_bytes,
+        });
+        Self::spawn(db, Box::new(open), reserve, options.mode, max_queue_uid)
     }
 
     /// Opens (or initialises) the store over any redb [`StorageBackend`] — used by the
     /// crash-consistency tests with a fault-injecting backend, and usable with
     /// `redb::backends::InMemoryBackend` for a fast non-durable store with the real encoding.
+    /// Such a store cannot reopen after a write failure (it stays failed); use
+    /// [`RedbStore::with_backend_factory`] for one that can.
     pub fn with_backend(
         backend: impl StorageBackend,
         mode: DurabilityMode,
     ) -> Result<RedbStore, StoreError> {
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create_with_backend(backend)?;
+        let mut backend = Some(backend);
+        Self::with_backend_factory(
+            move || {
+                backend
+                    .take()
+                    .ok_or_else(|| StoreError::Failed("the backend cannot be reopened".into()))
+            },
+            mode,
+        )
+    }
+
+    /// A store over the backend `factory` returns, called again to reopen the database after
+    /// a write failure (the backends must share one image, as files of one path do).
+    pub fn with_backend_factory<B: StorageBackend>(
+        mut factory: impl FnMut() -> Result<B, StoreError> + Send + 'static,
+        mode: DurabilityMode,
+    ) -> Result<RedbStore, StoreError> {
+        let mut open = move || -> Result<Database, StoreError> {
+            Ok(Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create_with_backend(factory()?)?)
+        };
+        let db = open()?;
         let max_queue_uid = init_format(&db)?;
-        Self::spawn(db, mode, max_queue_uid)
+        Self::spawn(db, Box::new(open), None, mode, max_queue_uid)
     }
 
     fn spawn(
         db: Database,
+        open: Opener,
+        reserve: Option<Reserve>,
         mode: DurabilityMode,
         max_queue_uid: u64,
     ) -> Result<RedbStore, StoreError> {
         let shared = Arc::new(Shared::default());
+        if let Some(reserve) = &reserve {
+            reserve.refresh(&shared);
+        }
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
-            db,
+            db: Some(db),
+            open,
+            reserve,
             mode,
             shared: shared.clone(),
             max_queue_uid,
@@ -304,6 +408,16 @@ impl RedbStore {
         self.shared.failure()
     }
 
+    fn health_now(&self) -> StoreHealth {
+        StoreHealth {
+            failures: self.shared.failures.load(Ordering::SeqCst),
+            failed: self.shared.failure(),
+            low_space: self.shared.low_space.lock().clone(),
+            free_bytes: *self.shared.free_bytes.lock(),
+            last_error: self.shared.last_error.lock().clone(),
+        }
+    }
+
     /// Writes out and fsyncs everything submitted before, closes the database and joins the
     /// writer thread. Later submits resolve with an error. Idempotent; also done on drop.
     pub fn shutdown(&self) {
@@ -343,6 +457,18 @@ impl Store for RedbStore {
                 Snapshot::default()
             }
         }
+    }
+
+    fn health(&self) -> StoreHealth {
+        self.health_now()
+    }
+
+    fn write_failures(&self) -> u64 {
+        self.shared.failures.load(Ordering::SeqCst)
+    }
+
+    fn recover(&self) -> Result<(u64, Snapshot), String> {
+        self.call(Request::Recover).map_err(|e| e.to_string())
     }
 
     fn submit(&self, batch: Vec<Mutation>) -> Durable {
@@ -398,8 +524,99 @@ fn init_format(db: &Database) -> Result<u64, StoreError> {
     Ok(max_queue_uid)
 }
 
+type Opener = Box<dyn FnMut() -> Result<Database, StoreError> + Send>;
+
+/// The space reserve: a file of `bytes` zeros, deleted when a write fails so that the writes
+/// that free space can still commit, recreated when there is room again.
+struct Reserve {
+    path: PathBuf,
+    dir: PathBuf,
+    bytes: u64,
+}
+
+impl Reserve {
+    fn free_bytes(&self) -> Option<u64> {
+        let st = rustix::fs::statvfs(&self.dir).ok()?;
+        Some(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
+    fn present(&self) -> bool {
+        std::fs::metadata(&self.path).is_ok_and(|m| m.len() >= self.bytes)
+    }
+
+    /// Creates the reserve if it is missing and there is room for it (twice its size free);
+    /// updates the shared free-space and low-space readings.
+    fn refresh(&self, shared: &Shared) {
+        let free = self.free_bytes();
+        *shared.free_bytes.lock() = free;
+        if self.present() {
+            *shared.low_space.lock() = None;
+            return;
+        }
+        if free.is_some_and(|f| f >= 2 * self.bytes) {
+            match self.create() {
+                Ok(()) => {
+                    if shared.low_space.lock().take().is_some() {
+                        tracing::info!("store space reserve restored; accepting all writes");
+                    }
+                    *shared.free_bytes.lock() = self.free_bytes();
+                    return;
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&self.path);
+                    tracing::warn!(error = %e, "cannot recreate the store space reserve");
+                }
+            }
+        }
+        let mut low = shared.low_space.lock();
+        if low.is_none() {
+            tracing::warn!(
+                free_bytes = free,
+                reserve_bytes = self.bytes,
+                "store space is short; refusing writes that grow the store"
+            );
+        }
+        *low = Some(format!(
+            "the space reserve ({} bytes) is given up and not yet restored; {} bytes free",
+            self.bytes,
+            free.map_or_else(|| "unknown".to_string(), |f| f.to_string())
+        ));
+    }
+
+    fn create(&self) -> Result<(), StoreError> {
+        use std::io::Write;
+        let wrap = |source| StoreError::Reserve {
+            path: self.path.clone(),
+            source,
+        };
+        let mut f = std::fs::File::create(&self.path).map_err(wrap)?;
+        let chunk = vec![0u8; 1 << 20];
+        let mut left = self.bytes;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            f.write_all(&chunk[..n]).map_err(wrap)?;
+            left -= n as u64;
+        }
+        f.sync_all().map_err(wrap)
+    }
+
+    fn release(&self, shared: &Shared) {
+        if std::fs::remove_file(&self.path).is_ok() {
+            tracing::warn!("store space reserve released after a write failure");
+        }
+        *shared.low_space.lock() = Some(format!(
+            "a write failed; the space reserve ({} bytes) is released until there is room again",
+            self.bytes
+        ));
+        *shared.free_bytes.lock() = self.free_bytes();
+    }
+}
+
 struct Writer {
-    db: Database,
+    /// `None` after a failure, until [`Request::Recover`] reopens it.
+    db: Option<Database>,
+    open: Opener,
+    reserve: Option<Reserve>,
     mode: DurabilityMode,
     shared: Arc<Shared>,
     /// Highest queue uid committed (mirrors `meta.max_queue_uid`).
@@ -417,6 +634,9 @@ impl Writer {
                 Request::Batch(batch, ack) => self.group(&rx, batch, ack),
                 Request::Load(reply) => {
                     let _ = reply.send(self.load());
+                }
+                Request::Recover(reply) => {
+                    let _ = reply.send(self.recover());
                 }
                 Request::Compact(reply) => {
                     let _ = reply.send(self.compact());
@@ -440,23 +660,33 @@ impl Writer {
             return Some(request);
         }
         loop {
-            let deadline = match (self.mode, self.dirty_since) {
+            let sync_due = match (self.mode, self.dirty_since) {
                 (DurabilityMode::Relaxed { interval_ms }, Some(since)) => {
-                    since + Duration::from_millis(interval_ms)
+                    Some(since + Duration::from_millis(interval_ms))
                 }
-                _ => return rx.recv().ok(),
+                _ => None,
+            };
+            let low_space = self.reserve.is_some() && self.shared.low_space.lock().is_some();
+            let space_due = low_space.then(|| Instant::now() + LOW_SPACE_CHECK);
+            let deadline = match (sync_due, space_due) {
+                (None, None) => return rx.recv().ok(),
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b).unwrap_or_else(Instant::now),
             };
             let now = Instant::now();
-            if now >= deadline {
-                let _ = self.sync();
-                continue;
-            }
-            match rx.recv_timeout(deadline - now) {
-                Ok(request) => return Some(request),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
+            let timed_out = now >= deadline
+                || match rx.recv_timeout(deadline - now) {
+                    Ok(request) => return Some(request),
+                    Err(mpsc::RecvTimeoutError::Timeout) => true,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+                };
+            if timed_out {
+                if sync_due.is_some_and(|due| Instant::now() >= due) {
                     let _ = self.sync();
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+                if low_space && let Some(reserve) = &self.reserve {
+                    reserve.refresh(&self.shared);
+                }
             }
         }
     }
@@ -485,7 +715,7 @@ impl Writer {
             Some(reason) => Err(reason),
             None => self.commit_group(batches).map_err(|e| {
                 let reason = format!("store commit failed: {e}");
-                self.shared.fail(reason.clone());
+                self.failed(reason.clone());
                 reason
             }),
         };
@@ -501,8 +731,47 @@ impl Writer {
         }
     }
 
+    /// A write failed: refuse writes until recovered, give up the reserve, drop the database
+    /// (redb refuses every use of it after an I/O error).
+    fn failed(&mut self, reason: String) {
+        self.shared.fail(reason);
+        self.db = None;
+        self.dirty_since = None;
+        if let Some(reserve) = &self.reserve {
+            reserve.release(&self.shared);
+        }
+    }
+
+    fn db(&self) -> Result<&Database, StoreError> {
+        self.db.as_ref().ok_or_else(|| {
+            StoreError::Failed(
+                self.shared
+                    .failure()
+                    .unwrap_or_else(|| "the database is closed".into()),
+            )
+        })
+    }
+
+    /// Reopens the database if a failure closed it, reads what is committed and accepts writes
+    /// again. Batches queued before this request have already been refused.
+    fn recover(&mut self) -> Result<(u64, Snapshot), StoreError> {
+        if self.db.is_none() {
+            let db = (self.open)()?;
+            self.max_queue_uid = init_format(&db)?;
+            self.db = Some(db);
+            tracing::info!("store reopened after a write failure");
+        }
+        let failures = self.shared.failures.load(Ordering::SeqCst);
+        let snapshot = self.load()?;
+        self.shared.clear_failure();
+        if let Some(reserve) = &self.reserve {
+            reserve.refresh(&self.shared);
+        }
+        Ok((failures, snapshot))
+    }
+
     fn commit_group(&mut self, batches: Vec<Vec<Mutation>>) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.db()?.begin_write()?;
         let strict = self.mode == DurabilityMode::Strict;
         txn.set_durability(if strict {
             Durability::Immediate
@@ -541,7 +810,7 @@ impl Writer {
             return Err(StoreError::Failed(reason));
         }
         let result = (|| {
-            let mut txn = self.db.begin_write()?;
+            let mut txn = self.db()?.begin_write()?;
             txn.set_durability(Durability::Immediate)?;
             txn.commit()?;
             Ok::<_, StoreError>(())
@@ -554,8 +823,7 @@ impl Writer {
                 Ok(())
             }
             Err(e) => {
-                self.dirty_since = None;
-                self.shared.fail(format!("store sync failed: {e}"));
+                self.failed(format!("store sync failed: {e}"));
                 Err(e)
             }
         }
@@ -563,11 +831,14 @@ impl Writer {
 
     fn compact(&mut self) -> Result<bool, StoreError> {
         self.sync()?;
-        Ok(self.db.compact()?)
+        let db = self.db.as_mut().ok_or_else(|| {
+            StoreError::Failed("the database is closed after a write failure".into())
+        })?;
+        Ok(db.compact()?)
     }
 
     fn load(&self) -> Result<Snapshot, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let corrupt = |table| move |source| StoreError::Corrupt { table, source };
         let mut snapshot = Snapshot {
             max_queue_uid: txn

@@ -75,6 +75,10 @@ struct ServeArgs {
     /// the last interval.
     #[arg(long, env = "REDRIVE_DURABILITY")]
     durability: Option<String>,
+    /// MiB kept in reserve beside the store and given up when a write fails for lack of
+    /// space, so that receives, deletes and purges still work on a full disk (0: none).
+    #[arg(long, env = "REDRIVE_DISK_RESERVE_MIB", default_value_t = 8)]
+    disk_reserve_mib: u64,
     /// Serve `POST /moto-api/reset`, which drops all state (for test-suites only).
     #[arg(long, env = "REDRIVE_ENABLE_RESET_API")]
     enable_reset_api: bool,
@@ -151,6 +155,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         Storage::Durable {
             dir: args.data_dir.clone(),
             mode,
+            reserve_bytes: args.disk_reserve_mib.saturating_mul(1024 * 1024),
         }
     };
     let config = ServerConfig {
