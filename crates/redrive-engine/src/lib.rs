@@ -351,6 +351,41 @@ impl Engine {
         Ok(())
     }
 
+    /// The records memory holds, in the store's form (queues, messages, FIFO deduplication
+    /// entries and move tasks, each sorted by key; extension documents are left out): exactly
+    /// what the store must hold too. For tests and diagnostics.
+    pub fn memory_snapshot(&self) -> store::Snapshot {
+        let queues: Vec<Arc<Queue>> = self.registry.read().queues.values().cloned().collect();
+        let mut snap = store::Snapshot {
+            max_queue_uid: self.next_queue_uid.load(Ordering::SeqCst).saturating_sub(1),
+            move_tasks: self.move_tasks.lock().clone(),
+            ..Default::default()
+        };
+        for q in queues {
+            let st = q.state.lock();
+            if st.deleted {
+                continue;
+            }
+            snap.queues.push(st.record.clone());
+            snap.messages
+                .extend(st.messages.values().map(|m| m.rec.clone()));
+            snap.dedup
+                .extend(st.dedup.iter().map(|(key, e)| store::DedupRecord {
+                    queue_uid: q.uid,
+                    key: key.clone(),
+                    expires_ms: e.expires_ms,
+                    message_id: e.message_id.clone(),
+                    sequence_number: e.sequence_number.clone(),
+                }));
+        }
+        snap.queues.sort_by_key(|q| q.uid);
+        snap.messages.sort_by_key(|m| (m.queue_uid, m.seq));
+        snap.dedup
+            .sort_by(|a, b| (a.queue_uid, &a.key).cmp(&(b.queue_uid, &b.key)));
+        snap.move_tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+        snap
+    }
+
     /// The store's condition, for the health endpoint.
     pub fn store_health(&self) -> store::StoreHealth {
         self.store.health()

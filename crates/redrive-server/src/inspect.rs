@@ -175,5 +175,10 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     } else {
         StatusCode::OK
     };
-    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }

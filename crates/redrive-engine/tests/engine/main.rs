@@ -10,12 +10,15 @@
 //!   paused clock): redrives create new MessageIds, task counters are exact.
 //! - `model_replays`: the same with selective redrive (replays): only the selected set moves
 //!   (as a dry run reports it), with provenance; counters, move logs and documents are exact.
+//! - `faults`: a store write failing at every I/O point of each mutation kind leaves memory
+//!   equal to the disk, and writes continue without a restart.
 //! - `long_poll`: `WaitTimeSeconds` with the real runtime and the system clock.
 
 mod common;
 mod concurrency;
 mod dlq;
 mod fairness;
+mod faults;
 mod long_poll;
 mod model;
 mod model_replays;
