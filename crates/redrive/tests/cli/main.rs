@@ -4,11 +4,15 @@
 //! - `crash`: SIGKILL at random points under load; after each restart every acknowledged send
 //!   is there (or was acknowledged as deleted), no acknowledged delete comes back, and a move
 //!   task resumes.
+//! - `full_disk`: a tmpfs data directory filled up: acknowledged sends survive, counts stay
+//!   exact, consumers drain, writes resume when the file system grows (root only; `#[ignore]`d,
+//!   run by `.ci/run`).
 //! - `investigate`: `status`, `peek`, `stats`, `export`, `import` against a synthetic DLQ
 //!   incident.
 //! - `replay`: `replay` (client-side and server-side paths, moto), `move`, `schedule`.
 
 mod crash;
+mod full_disk;
 mod harness;
 mod investigate;
 mod replay;
