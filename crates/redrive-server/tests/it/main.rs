@@ -14,3 +14,4 @@ mod move_tasks;
 mod query_protocol;
 mod queues;
 mod replays;
+mod store_faults;
