@@ -171,12 +171,12 @@ impl Fixture {
             async move { engine.create_queue(&ctx, input).await.unwrap().queue_url }
         };
         let dlq = create("faults-dlq", vec![]).await;
-        let dlq_arn = format!("arn:aws:sqs:us-east-1:000000000000:faults-dlq");
+        let dlq_arn = "arn:aws:sqs:us-east-1:000000000000:faults-dlq";
         let src = create(
             "faults-src",
             vec![
                 ("VisibilityTimeout", "30".into()),
-                ("RedrivePolicy", redrive_policy(&dlq_arn, 1)),
+                ("RedrivePolicy", redrive_policy(dlq_arn, 1)),
             ],
         )
         .await;
