@@ -10,12 +10,15 @@
 //!   paused clock): redrives create new MessageIds, task counters are exact.
 //! - `model_replays`: the same with selective redrive (replays): only the selected set moves
 //!   (as a dry run reports it), with provenance; counters, move logs and documents are exact.
+//! - `fifo`: FIFO group locking and round-robin receives (manual clock), long polls woken
+//!   when a group unlocks, and a model test predicting every FIFO receive exactly.
 //! - `long_poll`: `WaitTimeSeconds` with the real runtime and the system clock.
 
 mod common;
 mod concurrency;
 mod dlq;
 mod fairness;
+mod fifo;
 mod long_poll;
 mod model;
 mod model_replays;
