@@ -250,7 +250,7 @@ async fn long_poll_wakes_when_a_delete_unlocks_the_group() {
         .unwrap();
     let (got, done) = poll.await.unwrap();
     assert_eq!(bodies(&got), ["a2"]);
-    assert!(done - t < Duration::from_millis(1_500), "{:?}", done - t);
+    assert!(done - t < Duration::from_millis(3_000), "{:?}", done - t);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,7 +275,7 @@ async fn long_poll_wakes_when_a_batch_delete_unlocks_the_group() {
     assert_eq!(out.successful.len(), 1);
     let (got, done) = poll.await.unwrap();
     assert_eq!(bodies(&got), ["a2"]);
-    assert!(done - t < Duration::from_millis(1_500), "{:?}", done - t);
+    assert!(done - t < Duration::from_millis(3_000), "{:?}", done - t);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,7 +297,7 @@ async fn long_poll_wakes_when_visibility_is_changed_to_zero() {
         .unwrap();
     let (got, done) = poll.await.unwrap();
     assert_eq!(bodies(&got), ["a1", "a2"]);
-    assert!(done - t < Duration::from_millis(1_500), "{:?}", done - t);
+    assert!(done - t < Duration::from_millis(3_000), "{:?}", done - t);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,7 +305,7 @@ async fn long_poll_wakes_when_a_shortened_deadline_passes() {
     let (engine, url, a1) = lp_setup("lp-short.fifo").await;
     let poll = spawn_poll(&engine, &url);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // 60 s -> 1 s: the waiter slept towards its 5 s deadline and must re-arm its timer.
+    // 60 s -> 1 s: the waiter sleeps towards its 5 s deadline and must re-arm its timer.
     let t = Instant::now();
     engine
         .change_message_visibility(
@@ -322,7 +322,7 @@ async fn long_poll_wakes_when_a_shortened_deadline_passes() {
     assert_eq!(bodies(&got), ["a1", "a2"]);
     let took = done - t;
     assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_millis(2_500),
+        took >= Duration::from_millis(900) && took < Duration::from_millis(3_500),
         "{took:?}"
     );
 }

@@ -110,11 +110,8 @@ async fn visibility_timeout_expiry_unlocks_the_group_in_order() {
     }
     let first = ts.receive(&url, 1, Some(1)).await;
     assert_eq!(bodies(&first), ["a1"]);
-    assert!(
-        ts.receive(&url, 10, Some(60)).await.is_empty(),
-        "A is locked"
-    );
-
+    // (That A is locked meanwhile is checked elsewhere: a slow machine may already be past
+    // the 1 s here.)
     tokio::time::sleep(Duration::from_millis(1300)).await;
     let again = ts.receive(&url, 10, Some(60)).await;
     assert_eq!(
@@ -174,11 +171,11 @@ async fn extending_visibility_keeps_the_group_locked() {
     send(&ts, &url, "a2", "A").await;
     send(&ts, &url, "b1", "B").await;
 
-    let first = ts.receive(&url, 1, Some(1)).await;
+    let first = ts.receive(&url, 1, Some(2)).await;
     assert_eq!(bodies(&first), ["a1"]);
     change_visibility(&ts, &url, &first[0], 30).await;
-    // Past the original 1 s timeout: a1 is still in flight, so A stays locked.
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // Past the original 2 s timeout: a1 is still in flight, so A stays locked.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
     let others = ts.receive(&url, 10, Some(60)).await;
     assert_eq!(bodies(&others), ["b1"], "A returned while a1 is in flight");
     assert!(ts.receive(&url, 10, Some(60)).await.is_empty());
