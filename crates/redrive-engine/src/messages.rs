@@ -23,6 +23,16 @@ type ReceiveAttempt = (
     Vec<crate::store::Durable>,
 );
 
+/// What one receive did with a candidate message.
+enum Taken {
+    /// Handed out (now in flight).
+    Received,
+    /// Moved to the dead-letter queue.
+    Moved,
+    /// Left where it is (the DLQ was busy).
+    Kept,
+}
+
 /// The fields of a send, shared by SendMessage and each SendMessageBatch entry.
 struct SendFields {
     body: Option<String>,
@@ -418,7 +428,7 @@ impl Engine {
         let mut out = Vec::new();
         let mut moved_to = Vec::new();
         let mut move_tickets = Vec::new();
-        let (next_wake, ticket) = {
+        let (next_wake, ticket, wake) = {
             let mut st = queue.state.lock();
             if st.deleted {
                 return Err(SqsError::queue_does_not_exist());
@@ -443,54 +453,77 @@ impl Engine {
                 &mut muts,
             ) {
                 let next = st.next_wakeup_ms();
-                return Ok((replay, next, Vec::new(), vec![self.store.submit(muts)]));
-            }
-            let mut skipped = std::collections::HashSet::new();
-            // FIFO: a group whose head could not be handed out stays blocked for this call.
-            let mut blocked_groups: std::collections::HashSet<String> = Default::default();
-            while out.len() < max {
-                let picked: Vec<u64> = st
-                    .pick_ready(max - out.len() + skipped.len())
-                    .into_iter()
-                    .filter(|s| !skipped.contains(s))
-                    .collect();
-                if picked.is_empty() {
-                    break;
+                let ticket = self.store.submit(muts);
+                if st.take_wake() {
+                    drop(st);
+                    queue.notify.notify_waiters();
                 }
-                for seq in picked {
-                    if out.len() >= max {
+                return Ok((replay, next, Vec::new(), vec![ticket]));
+            }
+            let mut take = |st: &mut QueueState, seq: u64, muts: &mut Vec<Mutation>| {
+                let count = st.messages.get(&seq).map_or(0, |m| m.rec.receive_count);
+                if let (Some(p), Some(dlq)) = (&policy, &dlq)
+                    && count >= p.max_receive_count
+                {
+                    let Some(t) = self.move_to_dlq(queue, st, dlq, seq, now) else {
+                        return Taken::Kept;
+                    };
+                    move_tickets.push(t);
+                    if !moved_to.iter().any(|q: &Arc<Queue>| Arc::ptr_eq(q, dlq)) {
+                        moved_to.push(dlq.clone());
+                    }
+                    return Taken::Moved;
+                }
+                match st.mark_received(seq, now, visibility) {
+                    Some(m) => {
+                        muts.push(m);
+                        Taken::Received
+                    }
+                    None => Taken::Kept,
+                }
+            };
+            if st.settings.fifo {
+                // Round-robin across the unlocked groups, each group's messages in order. A
+                // group whose message cannot be handed out (DLQ busy) gives nothing more, so
+                // its later messages never overtake it.
+                let mut rounds = crate::queue::GroupRounds::default();
+                while out.len() < max {
+                    let Some(seq) = st.next_in_rounds(&mut rounds, max - out.len()) else {
+                        break;
+                    };
+                    match take(&mut st, seq, &mut muts) {
+                        Taken::Received => {
+                            out.push(self.render(queue, &st, seq, input, system_names))
+                        }
+                        Taken::Moved => {}
+                        Taken::Kept => rounds.drop_last(),
+                    }
+                }
+            } else {
+                let mut skipped = std::collections::HashSet::new();
+                while out.len() < max {
+                    let picked: Vec<u64> = st
+                        .pick_ready(max - out.len() + skipped.len())
+                        .into_iter()
+                        .filter(|s| !skipped.contains(s))
+                        .collect();
+                    if picked.is_empty() {
                         break;
                     }
-                    let group = st.messages.get(&seq).and_then(|m| m.rec.group_id.clone());
-                    if st.settings.fifo
-                        && group.as_ref().is_some_and(|g| blocked_groups.contains(g))
-                    {
-                        skipped.insert(seq);
-                        continue;
-                    }
-                    let count = st.messages.get(&seq).map_or(0, |m| m.rec.receive_count);
-                    if let (Some(p), Some(dlq)) = (&policy, &dlq)
-                        && count >= p.max_receive_count
-                    {
-                        if let Some(t) = self.move_to_dlq(queue, &mut st, dlq, seq, now) {
-                            move_tickets.push(t);
-                            if !moved_to.iter().any(|q: &Arc<Queue>| Arc::ptr_eq(q, dlq)) {
-                                moved_to.push(dlq.clone());
+                    for seq in picked {
+                        if out.len() >= max {
+                            break;
+                        }
+                        match take(&mut st, seq, &mut muts) {
+                            Taken::Received => {
+                                out.push(self.render(queue, &st, seq, input, system_names))
                             }
-                        } else {
-                            skipped.insert(seq);
-                            if let Some(g) = group {
-                                blocked_groups.insert(g);
+                            Taken::Moved => {}
+                            Taken::Kept => {
+                                skipped.insert(seq);
                             }
                         }
-                        continue;
                     }
-                    let Some(m) = st.mark_received(seq, now, visibility) else {
-                        skipped.insert(seq);
-                        continue;
-                    };
-                    muts.push(m);
-                    out.push(self.render(queue, &st, seq, input, system_names));
                 }
             }
             if st.settings.fifo
@@ -509,6 +542,7 @@ impl Engine {
             }
             let next = st.next_wakeup_ms();
             let ticket = self.store.submit(muts);
+            let wake = st.take_wake();
             if over_limit {
                 drop(ticket);
                 return Err(SqsError::new(
@@ -519,8 +553,13 @@ impl Engine {
                     ),
                 ));
             }
-            (next, ticket)
+            (next, ticket, wake)
         };
+        // Another waiter may now have something to do sooner (a group unlocked by a timer,
+        // or a visibility deadline earlier than its sleep).
+        if wake {
+            queue.notify.notify_waiters();
+        }
         move_tickets.push(ticket);
         Ok((out, next_wake, moved_to, move_tickets))
     }
@@ -705,11 +744,15 @@ impl Engine {
             .receipt_handle
             .ok_or_else(|| SqsError::missing_parameter("ReceiptHandle"))?;
         let mut muts = Vec::new();
-        let (result, ticket) = {
+        let (result, ticket, wake) = {
             let mut st = queue.state.lock();
             let r = Self::delete_locked(&queue, &mut st, &handle, &mut muts);
-            (r, self.store.submit(muts))
+            (r, self.store.submit(muts), st.take_wake())
         };
+        // Deleting the last in-flight message of a FIFO group unlocks it: wake long polls.
+        if wake {
+            queue.notify.notify_waiters();
+        }
         result?;
         self.durable(ticket).await
     }
@@ -724,7 +767,7 @@ impl Engine {
         validate::batch_ids("DeleteMessageBatchRequestEntry", &ids)?;
         let mut out = BatchOutput::default();
         let mut muts = Vec::new();
-        let ticket = {
+        let (ticket, wake) = {
             let mut st = queue.state.lock();
             for e in input.entries {
                 match Self::delete_locked(&queue, &mut st, &e.receipt_handle, &mut muts) {
@@ -732,8 +775,11 @@ impl Engine {
                     Err(err) => out.failed.push(batch_error(e.id, &err)),
                 }
             }
-            self.store.submit(muts)
+            (self.store.submit(muts), st.take_wake())
         };
+        if wake {
+            queue.notify.notify_waiters();
+        }
         self.durable(ticket).await?;
         Ok(out)
     }
@@ -798,7 +844,7 @@ impl Engine {
             .ok_or_else(|| SqsError::missing_parameter("ReceiptHandle"))?;
         let now = self.now_ms();
         let mut muts = Vec::new();
-        let (result, ticket) = {
+        let (result, ticket, wake) = {
             let mut st = queue.state.lock();
             st.tick(now, &mut muts);
             let r = Self::change_visibility_locked(
@@ -809,10 +855,14 @@ impl Engine {
                 now,
                 &mut muts,
             );
-            (r, self.store.submit(muts))
+            (r, self.store.submit(muts), st.take_wake())
         };
+        // A deadline earlier than every other timer (0 makes the message visible, and may
+        // unlock its FIFO group at once): long polls must look again.
+        if wake {
+            queue.notify.notify_waiters();
+        }
         result?;
-        queue.notify.notify_waiters();
         self.durable(ticket).await
     }
 
@@ -827,7 +877,7 @@ impl Engine {
         let now = self.now_ms();
         let mut out = BatchOutput::default();
         let mut muts = Vec::new();
-        let ticket = {
+        let (ticket, wake) = {
             let mut st = queue.state.lock();
             st.tick(now, &mut muts);
             for e in input.entries {
@@ -843,9 +893,11 @@ impl Engine {
                     Err(err) => out.failed.push(batch_error(e.id, &err)),
                 }
             }
-            self.store.submit(muts)
+            (self.store.submit(muts), st.take_wake())
         };
-        queue.notify.notify_waiters();
+        if wake {
+            queue.notify.notify_waiters();
+        }
         self.durable(ticket).await?;
         Ok(out)
     }

@@ -89,6 +89,28 @@ fn key_of(rec: &MessageRecord) -> String {
 pub const NOISY_MIN_IN_FLIGHT: u32 = 30;
 pub const NOISY_SHARE_PERCENT: u32 = 10;
 
+/// The state of one FIFO receive's round-robin over message groups: each round takes one
+/// message from every group in it, in order of the groups' oldest messages, so one receive
+/// serves several groups while each group's messages stay in order. Groups join while there
+/// is room and leave when they have nothing more visible (or are dropped by the caller).
+#[derive(Debug, Default)]
+pub struct GroupRounds {
+    /// Groups still to serve in this round, with the last message each gave (if any).
+    this_round: std::collections::VecDeque<(String, Option<u64>)>,
+    /// Groups that gave a message in this round, for the next round.
+    next_round: Vec<(String, Option<u64>)>,
+    /// Every group that joined (so a group joins once per receive).
+    seen: std::collections::HashSet<String>,
+}
+
+impl GroupRounds {
+    /// Drops the group of the message last returned: it gives nothing more in this receive
+    /// (its head could not be handed out, and its later messages must not overtake it).
+    pub fn drop_last(&mut self) {
+        self.next_round.pop();
+    }
+}
+
 #[derive(Debug)]
 pub struct QueueState {
     pub record: QueueRecord,
@@ -114,6 +136,10 @@ pub struct QueueState {
     /// FIFO: `ReceiveRequestAttemptId` -> (expiry, messages and their receive counts).
     /// Each message is `(seq, receive count, visibility deadline)` as the attempt left it.
     attempts: HashMap<String, (u64, Vec<AttemptMessage>)>,
+    /// Set when a change may end a long poll's wait early: a FIFO group with visible
+    /// messages unlocked, or the queue's next timer moved earlier. Taken (and cleared) by
+    /// the action that holds the lock, which then wakes the queue's waiters.
+    wake: bool,
     pub deleted: bool,
 }
 
@@ -135,6 +161,7 @@ impl QueueState {
             dedup: HashMap::new(),
             dedup_expiry: BTreeSet::new(),
             attempts: HashMap::new(),
+            wake: false,
             deleted: false,
         }
     }
@@ -291,6 +318,7 @@ impl QueueState {
                 // The group unlocks: its oldest visible message is a candidate again.
                 if let Some(h) = self.ready_by_key.get(g).and_then(|s| s.first().copied()) {
                     self.heads.insert((h, g.clone()));
+                    self.wake = true;
                 }
             }
         }
@@ -403,6 +431,20 @@ impl QueueState {
         }
     }
 
+    /// Whether waiters should be woken (see the `wake` field); clears the flag.
+    pub fn take_wake(&mut self) -> bool {
+        std::mem::take(&mut self.wake)
+    }
+
+    /// Adds an in-flight deadline; a deadline earlier than every timer so far shortens a
+    /// long poll's sleep, so it asks for a wake-up.
+    fn in_flight_timer_insert(&mut self, visible_at_ms: u64, seq: u64) {
+        if self.next_wakeup_ms().is_none_or(|t| visible_at_ms < t) {
+            self.wake = true;
+        }
+        self.in_flight.insert((visible_at_ms, seq));
+    }
+
     /// Earliest time a timer fires (a delayed or in-flight message becomes visible).
     pub fn next_wakeup_ms(&self) -> Option<u64> {
         let d = self.delayed.first().map(|(t, _)| *t);
@@ -423,24 +465,21 @@ impl QueueState {
 
     /// Picks up to `max` visible messages to hand out, without changing anything.
     ///
-    /// FIFO: the oldest unlocked groups, each group's messages in order (several per group
-    /// when they are next in line). Standard: oldest first across tenants, quiet tenants before
-    /// noisy ones. Cost grows with `max` and the number of noisy tenants, never with depth.
+    /// FIFO: round-robin over the unlocked groups in order of their oldest message, one
+    /// message per group per round, each group's messages in order (see [`GroupRounds`]).
+    /// Standard: oldest first across tenants, quiet tenants before noisy ones. Cost grows
+    /// with `max` and the number of noisy tenants, never with depth.
     pub fn pick_ready(&self, max: usize) -> Vec<u64> {
         let mut picked = Vec::with_capacity(max);
         if max == 0 {
             return picked;
         }
         if self.settings.fifo {
-            for (_, key) in &self.heads {
-                let Some(set) = self.ready_by_key.get(key) else {
-                    continue;
-                };
-                for &seq in set {
-                    picked.push(seq);
-                    if picked.len() == max {
-                        return picked;
-                    }
+            let mut rounds = GroupRounds::default();
+            while picked.len() < max {
+                match self.next_in_rounds(&mut rounds, max - picked.len()) {
+                    Some(seq) => picked.push(seq),
+                    None => break,
                 }
             }
             return picked;
@@ -499,6 +538,45 @@ impl QueueState {
         }
     }
 
+    /// FIFO: the next message of a receive served round-robin across groups (see
+    /// [`GroupRounds`]), or `None` when no group has one. `room` is how many more messages the
+    /// receive may take; it bounds how many groups join a round.
+    ///
+    /// Works whether or not the caller hands the returned messages out between calls: a
+    /// group's next message is its first visible one after the last it gave, so a group that
+    /// locked during this receive still gives its following messages, in order. Only the
+    /// groups in the rounds and the first `room` unseen heads are touched, never the queue.
+    pub fn next_in_rounds(&self, r: &mut GroupRounds, room: usize) -> Option<u64> {
+        loop {
+            if r.this_round.is_empty() {
+                // A new round: the groups that gave a message in the last one, then groups
+                // not seen yet, oldest message first, while there is room for them.
+                r.this_round.extend(r.next_round.drain(..));
+                for (_, key) in &self.heads {
+                    if r.this_round.len() >= room {
+                        break;
+                    }
+                    if r.seen.insert(key.clone()) {
+                        r.this_round.push_back((key.clone(), None));
+                    }
+                }
+                if r.this_round.is_empty() {
+                    return None;
+                }
+            }
+            let (key, last) = r.this_round.pop_front()?;
+            let next = self.ready_by_key.get(&key).and_then(|set| match last {
+                None => set.first().copied(),
+                Some(l) => set.range(l + 1..).next().copied(),
+            });
+            if let Some(seq) = next {
+                r.next_round.push((key, Some(seq)));
+                return Some(seq);
+            }
+            // The group has nothing more visible: it leaves the rounds.
+        }
+    }
+
     /// Marks a ready message received: in flight until `now + visibility`.
     pub fn mark_received(
         &mut self,
@@ -521,8 +599,10 @@ impl QueueState {
         m.rec.last_receive_ms = Some(now_ms);
         m.rec.visible_at_ms = now_ms + (visibility_secs.max(0) as u64) * 1000;
         m.state = MessageState::InFlight;
-        self.in_flight.insert((m.rec.visible_at_ms, seq));
-        Some(update_mutation(uid, &m.rec))
+        let deadline = m.rec.visible_at_ms;
+        let mutation = update_mutation(uid, &m.rec);
+        self.in_flight_timer_insert(deadline, seq);
+        Some(mutation)
     }
 
     /// Sets a new visibility deadline on an in-flight message.
@@ -534,8 +614,9 @@ impl QueueState {
         }
         self.in_flight.remove(&(m.rec.visible_at_ms, seq));
         m.rec.visible_at_ms = visible_at_ms;
-        self.in_flight.insert((visible_at_ms, seq));
-        Some(update_mutation(uid, &m.rec))
+        let mutation = update_mutation(uid, &m.rec);
+        self.in_flight_timer_insert(visible_at_ms, seq);
+        Some(mutation)
     }
 
     pub fn counts(&self) -> (usize, usize, usize) {

@@ -12,6 +12,8 @@
 //!   (as a dry run reports it), with provenance; counters, move logs and documents are exact.
 //! - `faults`: a store write failing at every I/O point of each mutation kind leaves memory
 //!   equal to the disk, and writes continue without a restart.
+//! - `fifo`: FIFO group locking and round-robin receives (manual clock), long polls woken
+//!   when a group unlocks, and a model test predicting every FIFO receive exactly.
 //! - `long_poll`: `WaitTimeSeconds` with the real runtime and the system clock.
 
 mod common;
@@ -19,6 +21,7 @@ mod concurrency;
 mod dlq;
 mod fairness;
 mod faults;
+mod fifo;
 mod long_poll;
 mod model;
 mod model_replays;

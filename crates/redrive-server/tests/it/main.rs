@@ -8,6 +8,7 @@ mod batches;
 mod common;
 mod dlq;
 mod fifo;
+mod fifo_groups;
 mod malformed;
 mod messages;
 mod move_tasks;
