@@ -15,6 +15,7 @@
 pub mod browse;
 pub mod clock;
 mod messages;
+pub mod metrics;
 pub mod queue;
 mod queues;
 pub mod receipt;
@@ -71,6 +72,8 @@ pub struct Queue {
     pub arn: String,
     pub state: Mutex<QueueState>,
     pub notify: Notify,
+    /// What happened to the queue since the process started (see [`metrics`]).
+    pub counters: metrics::QueueCounters,
 }
 
 type QueueKey = (String, String);
@@ -176,6 +179,7 @@ impl Engine {
                 arn: QueueArn::new(&rec.region, &rec.account, &rec.name).to_string(),
                 state: Mutex::new(QueueState::new(rec.clone())),
                 notify: Notify::new(),
+                counters: Default::default(),
             });
             by_uid.insert(rec.uid, q.clone());
             registry.queues.insert((rec.region, rec.name), q);

@@ -3,23 +3,25 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redrive_core::api::*;
 use redrive_core::digest::{md5_hex, md5_of_attributes, sha256_hex};
 use redrive_core::{ErrorCode, SqsError, SqsResult, limits, validate};
 
+use crate::metrics::Tally;
 use crate::queue::{DedupEntry, QueueState};
 use crate::receipt::ReceiptHandle;
 use crate::store::{MessageRecord, Mutation};
 use crate::{Engine, Queue, RequestContext};
 
 /// What one receive attempt produced: messages, the queue's next timer, the DLQs that got
-/// messages, and the durability ticket of the changes.
+/// messages (with how many), and the durability ticket of the changes.
 type ReceiveAttempt = (
     Vec<ReceivedMessage>,
     Option<u64>,
-    Vec<Arc<Queue>>,
+    Vec<(Arc<Queue>, u64)>,
     Vec<crate::store::Durable>,
 );
 
@@ -110,6 +112,7 @@ impl Engine {
         fields: SendFields,
         now: u64,
         muts: &mut Vec<Mutation>,
+        tally: &mut Tally,
     ) -> SqsResult<SendMessageOutput> {
         let body = validate::message_body(fields.body.as_deref())?.to_string();
         validate::message_attributes(&fields.attributes)?;
@@ -162,6 +165,7 @@ impl Engine {
             if let Some(e) = st.dedup.get(&key)
                 && e.expires_ms > now
             {
+                tally.deduplicated += 1;
                 return Ok(SendMessageOutput {
                     message_id: e.message_id.clone(),
                     md5_of_message_body: md5_hex(body.as_bytes()),
@@ -233,6 +237,8 @@ impl Engine {
         };
         muts.push(Mutation::PutMessage(rec.clone()));
         st.insert(rec, now);
+        tally.sent += 1;
+        tally.sent_bytes += size as u64;
         Ok(out)
     }
 
@@ -245,15 +251,17 @@ impl Engine {
         self.admit_growth()?;
         let now = self.now_ms();
         let mut muts = Vec::new();
+        let mut tally = Tally::default();
         let (out, ticket) = {
             let mut st = queue.state.lock();
             st.tick(now, &mut muts);
-            let out = self.enqueue(&queue, &mut st, input.into(), now, &mut muts);
+            let out = self.enqueue(&queue, &mut st, input.into(), now, &mut muts, &mut tally);
             (out, self.store.submit(muts))
         };
         let out = out?;
         queue.notify.notify_waiters();
         self.durable(ticket).await?;
+        queue.counters.add(&tally);
         Ok(out)
     }
 
@@ -307,12 +315,13 @@ impl Engine {
         let now = self.now_ms();
         let mut muts = Vec::new();
         let mut output = SendMessageBatchOutput::default();
+        let mut tally = Tally::default();
         let ticket = {
             let mut st = queue.state.lock();
             st.tick(now, &mut muts);
             for entry in input.entries {
                 let id = entry.id.clone();
-                match self.enqueue(&queue, &mut st, entry.into(), now, &mut muts) {
+                match self.enqueue(&queue, &mut st, entry.into(), now, &mut muts, &mut tally) {
                     Ok(result) => output
                         .successful
                         .push(SendMessageBatchResultEntry { id, result }),
@@ -325,6 +334,7 @@ impl Engine {
             queue.notify.notify_waiters();
         }
         self.durable(ticket).await?;
+        queue.counters.add(&tally);
         Ok(output)
     }
 
@@ -392,11 +402,23 @@ impl Engine {
             for ticket in tickets {
                 self.durable(ticket).await?;
             }
-            for dlq in moved_to {
+            for (dlq, moved) in moved_to {
+                queue
+                    .counters
+                    .moved_to_dlq
+                    .fetch_add(moved, Ordering::Relaxed);
+                dlq.counters
+                    .dead_letter_arrivals
+                    .fetch_add(moved, Ordering::Relaxed);
                 dlq.notify.notify_waiters();
             }
             let now = self.now_ms();
             if !messages.is_empty() || now >= deadline || queue.state.lock().deleted {
+                queue.counters.add(&Tally {
+                    received: messages.len() as u64,
+                    empty_receives: u64::from(messages.is_empty()),
+                    ..Tally::default()
+                });
                 return Ok(ReceiveMessageOutput { messages });
             }
             let wake_at = next_wake.map_or(deadline, |t| t.min(deadline));
@@ -469,8 +491,12 @@ impl Engine {
                         return Taken::Kept;
                     };
                     move_tickets.push(t);
-                    if !moved_to.iter().any(|q: &Arc<Queue>| Arc::ptr_eq(q, dlq)) {
-                        moved_to.push(dlq.clone());
+                    match moved_to
+                        .iter_mut()
+                        .find(|(q, _): &&mut (Arc<Queue>, u64)| Arc::ptr_eq(q, dlq))
+                    {
+                        Some((_, n)) => *n += 1,
+                        None => moved_to.push((dlq.clone(), 1)),
                     }
                     return Taken::Moved;
                 }
@@ -719,6 +745,7 @@ impl Engine {
         st: &mut QueueState,
         handle: &str,
         muts: &mut Vec<Mutation>,
+        tally: &mut Tally,
     ) -> SqsResult<()> {
         let h = Self::decode_handle(queue, handle)?;
         if let Some(m) = st.messages.get(&h.seq) {
@@ -731,6 +758,7 @@ impl Engine {
                 seq: h.seq,
             });
         }
+        tally.deleted += 1;
         Ok(())
     }
 
@@ -744,9 +772,10 @@ impl Engine {
             .receipt_handle
             .ok_or_else(|| SqsError::missing_parameter("ReceiptHandle"))?;
         let mut muts = Vec::new();
+        let mut tally = Tally::default();
         let (result, ticket, wake) = {
             let mut st = queue.state.lock();
-            let r = Self::delete_locked(&queue, &mut st, &handle, &mut muts);
+            let r = Self::delete_locked(&queue, &mut st, &handle, &mut muts, &mut tally);
             (r, self.store.submit(muts), st.take_wake())
         };
         // Deleting the last in-flight message of a FIFO group unlocks it: wake long polls.
@@ -754,7 +783,9 @@ impl Engine {
             queue.notify.notify_waiters();
         }
         result?;
-        self.durable(ticket).await
+        self.durable(ticket).await?;
+        queue.counters.add(&tally);
+        Ok(())
     }
 
     pub async fn delete_message_batch(
@@ -767,10 +798,12 @@ impl Engine {
         validate::batch_ids("DeleteMessageBatchRequestEntry", &ids)?;
         let mut out = BatchOutput::default();
         let mut muts = Vec::new();
+        let mut tally = Tally::default();
         let (ticket, wake) = {
             let mut st = queue.state.lock();
             for e in input.entries {
-                match Self::delete_locked(&queue, &mut st, &e.receipt_handle, &mut muts) {
+                match Self::delete_locked(&queue, &mut st, &e.receipt_handle, &mut muts, &mut tally)
+                {
                     Ok(()) => out.successful.push(BatchSuccessEntry { id: e.id }),
                     Err(err) => out.failed.push(batch_error(e.id, &err)),
                 }
@@ -781,6 +814,7 @@ impl Engine {
             queue.notify.notify_waiters();
         }
         self.durable(ticket).await?;
+        queue.counters.add(&tally);
         Ok(out)
     }
 

@@ -619,6 +619,16 @@ impl QueueState {
         Some(mutation)
     }
 
+    /// Groups (FIFO) or tenants (fair queues) with a message in flight.
+    pub fn in_flight_groups(&self) -> usize {
+        self.in_flight_by_key.len()
+    }
+
+    pub fn in_flight_group_keys(&self) -> impl Iterator<Item = &str> {
+        self.in_flight_by_key.keys().map(String::as_str)
+    }
+
+    /// `(visible, in flight, delayed)`.
     pub fn counts(&self) -> (usize, usize, usize) {
         (self.ready.len(), self.in_flight.len(), self.delayed.len())
     }

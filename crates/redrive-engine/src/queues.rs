@@ -313,6 +313,7 @@ impl Engine {
                 st
             }),
             notify: Notify::new(),
+            counters: Default::default(),
         });
         let ticket = {
             let _st = queue.state.lock();

@@ -1049,6 +1049,11 @@ impl Engine {
             let mut requeue = false;
             match outcome {
                 MoveOutcome::Moved(m, ticket) => {
+                    // Counted when submitted (its durability is awaited a few moves later).
+                    source
+                        .counters
+                        .redriven_by_replays
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     inflight.push_back(ticket);
                     if inflight.len() > MAX_UNSYNCED_MOVES
                         && let Some(t) = inflight.pop_front()

@@ -473,7 +473,13 @@ impl Engine {
         };
         dest.notify.notify_waiters();
         match self.durable(ticket).await {
-            Ok(()) => Step::Moved,
+            Ok(()) => {
+                source
+                    .counters
+                    .redriven_by_move_tasks
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Step::Moved
+            }
             Err(e) => {
                 tracing::warn!(task = %task.task_id, error = %e, "move task paused by a store failure");
                 Step::StoreFailed

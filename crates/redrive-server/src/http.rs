@@ -69,6 +69,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/{account}/{queue}", any(handle_sqs))
         .route("/_redrive/health", any(|| async { "ok" }))
         .route("/_redrive/v1/health", get(crate::inspect::health))
+        .route("/metrics", get(crate::metrics::handle))
         .merge(extensions);
     router
         .fallback(any(handle_sqs))
@@ -179,6 +180,11 @@ async fn handle_sqs(State(state): State<Arc<AppState>>, req: HttpRequest) -> Htt
         Err(e) => error_response(protocol, e, &request_id),
     };
     let status = response.status().as_u16();
+    state.metrics.observe(
+        action,
+        result.as_ref().err().map(|e| e.code.shape()),
+        started.elapsed(),
+    );
     match &result {
         Err(e) if e.code.status() >= 500 => {
             tracing::error!(%action, status, code = e.code.query_code(), message = %e.message, "request failed");

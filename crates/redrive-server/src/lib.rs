@@ -16,6 +16,7 @@ pub mod context;
 pub mod dispatch;
 pub mod http;
 pub mod inspect;
+pub mod metrics;
 pub mod replay_api;
 
 use std::net::SocketAddr;
@@ -31,6 +32,7 @@ use tokio::net::TcpListener;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub config: ServerConfig,
+    pub metrics: metrics::Metrics,
 }
 
 /// A server bound to a socket, not yet serving.
@@ -104,7 +106,11 @@ impl Server {
         engine.spawn_scheduler();
         Ok(Server {
             listener,
-            state: Arc::new(AppState { engine, config }),
+            state: Arc::new(AppState {
+                metrics: metrics::Metrics::new(engine.clone()),
+                engine,
+                config,
+            }),
             durable: None,
         })
     }

@@ -11,6 +11,7 @@ mod fifo;
 mod fifo_groups;
 mod malformed;
 mod messages;
+mod metrics;
 mod move_tasks;
 mod query_protocol;
 mod queues;
