@@ -399,16 +399,11 @@ impl Engine {
     /// short (see [`store::StoreHealth::low_space`]). Receives, deletes and purges are not
     /// checked: they are what lets consumers drain a full store.
     fn admit_growth(&self) -> SqsResult<()> {
-        match self.store.health() {
-            store::StoreHealth {
-                low_space: Some(reason),
-                ..
-            } => {
-                tracing::debug!(%reason, "write refused while store space is short");
-                Err(SqsError::service_unavailable())
-            }
-            _ => Ok(()),
+        if self.store.low_space() {
+            tracing::debug!("write refused while store space is short");
+            return Err(SqsError::service_unavailable());
         }
+        Ok(())
     }
 
     /// Waits for a batch to be durable. On a store failure, memory is rebuilt from the store

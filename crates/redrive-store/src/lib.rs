@@ -243,6 +243,11 @@ pub trait Store: Send + Sync + 'static {
     fn write_failures(&self) -> u64 {
         0
     }
+    /// Whether [`StoreHealth::low_space`] is set: cheap, read before every write that grows
+    /// the store.
+    fn low_space(&self) -> bool {
+        self.health().low_space.is_some()
+    }
     /// After a write failure: reads what is committed (reopening the store if it has to) and
     /// accepts writes again. Returns [`StoreHealth::failures`] as of the read with the snapshot.
     /// Every batch submitted before the call and not yet committed has failed; the caller must

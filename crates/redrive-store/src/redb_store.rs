@@ -200,6 +200,8 @@ struct Shared {
     failures: AtomicU64,
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
+    /// Mirrors `low_space.is_some()` for the per-request check.
+    short_of_space: AtomicBool,
     low_space: Mutex<Option<String>>,
     free_bytes: Mutex<Option<u64>>,
     last_error: Mutex<Option<String>>,
@@ -217,6 +219,14 @@ impl Shared {
         }
         *self.last_error.lock() = Some(reason);
         self.failed.store(true, Ordering::Release);
+    }
+
+    /// Sets or clears the low-space reason; returns whether it was set before.
+    fn set_low_space(&self, reason: Option<String>) -> bool {
+        let mut low = self.low_space.lock();
+        self.short_of_space
+            .store(reason.is_some(), Ordering::Release);
+        std::mem::replace(&mut *low, reason).is_some()
     }
 
     fn clear_failure(&self) {
@@ -467,6 +477,10 @@ impl Store for RedbStore {
         self.shared.failures.load(Ordering::SeqCst)
     }
 
+    fn low_space(&self) -> bool {
+        self.shared.short_of_space.load(Ordering::Acquire)
+    }
+
     fn recover(&self) -> Result<(u64, Snapshot), String> {
         self.call(Request::Recover).map_err(|e| e.to_string())
     }
@@ -550,13 +564,13 @@ impl Reserve {
         let free = self.free_bytes();
         *shared.free_bytes.lock() = free;
         if self.present() {
-            *shared.low_space.lock() = None;
+            shared.set_low_space(None);
             return;
         }
         if free.is_some_and(|f| f >= 2 * self.bytes) {
             match self.create() {
                 Ok(()) => {
-                    if shared.low_space.lock().take().is_some() {
+                    if shared.set_low_space(None) {
                         tracing::info!("store space reserve restored; accepting all writes");
                     }
                     *shared.free_bytes.lock() = self.free_bytes();
@@ -568,19 +582,18 @@ impl Reserve {
                 }
             }
         }
-        let mut low = shared.low_space.lock();
-        if low.is_none() {
+        let was_low = shared.set_low_space(Some(format!(
+            "the space reserve ({} bytes) is given up and not yet restored; {} bytes free",
+            self.bytes,
+            free.map_or_else(|| "unknown".to_string(), |f| f.to_string())
+        )));
+        if !was_low {
             tracing::warn!(
                 free_bytes = free,
                 reserve_bytes = self.bytes,
                 "store space is short; refusing writes that grow the store"
             );
         }
-        *low = Some(format!(
-            "the space reserve ({} bytes) is given up and not yet restored; {} bytes free",
-            self.bytes,
-            free.map_or_else(|| "unknown".to_string(), |f| f.to_string())
-        ));
     }
 
     fn create(&self) -> Result<(), StoreError> {
@@ -604,10 +617,10 @@ impl Reserve {
         if std::fs::remove_file(&self.path).is_ok() {
             tracing::warn!("store space reserve released after a write failure");
         }
-        *shared.low_space.lock() = Some(format!(
+        shared.set_low_space(Some(format!(
             "a write failed; the space reserve ({} bytes) is released until there is room again",
             self.bytes
-        ));
+        )));
         *shared.free_bytes.lock() = self.free_bytes();
     }
 }
@@ -666,7 +679,7 @@ impl Writer {
                 }
                 _ => None,
             };
-            let low_space = self.reserve.is_some() && self.shared.low_space.lock().is_some();
+            let low_space = self.reserve.is_some() && self.shared.short_of_space.load(Ordering::Acquire);
             let space_due = low_space.then(|| Instant::now() + LOW_SPACE_CHECK);
             let deadline = match (sync_due, space_due) {
                 (None, None) => return rx.recv().ok(),
