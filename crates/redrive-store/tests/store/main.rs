@@ -5,4 +5,5 @@ mod common;
 mod concurrency;
 mod crash;
 mod equivalence;
+mod fixture_v1;
 mod reopen;
