@@ -162,6 +162,9 @@ pub struct QuarantinedRecord {
     pub key: String,
     /// Why: the checksum or decode error, or the consequence of another record's failure.
     pub reason: String,
+    /// `false` for a record moved only because another one failed (the state of a message
+    /// whose `messages` record failed); `true` for a record that failed verification itself.
+    pub failed_verification: bool,
     /// For `messages` and `message_state` records: the message's queue uid and seq.
     pub message: Option<(u64, u64)>,
     /// When it was quarantined (ms since the Unix epoch).

@@ -901,6 +901,7 @@ pub(crate) fn list_quarantine(txn: &ReadTransaction) -> Result<Vec<QuarantinedRe
         out.push(QuarantinedRecord {
             key: codec::describe_key(&table, key),
             table,
+            failed_verification: reason != CONSEQUENCE,
             reason,
             message,
             quarantined_ms,
@@ -908,6 +909,9 @@ pub(crate) fn list_quarantine(txn: &ReadTransaction) -> Result<Vec<QuarantinedRe
     }
     Ok(out)
 }
+
+/// The reason given to the state of a message whose `messages` record failed.
+const CONSEQUENCE: &str = "its message record failed verification";
 
 /// Where a record that failed verification lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -966,6 +970,8 @@ pub(crate) struct Damaged {
     pub(crate) reason: String,
     /// For the state of an intact message: the safe state written in its place.
     pub(crate) replacement: Option<Vec<u8>>,
+    /// `false` if it is moved only because its message failed.
+    pub(crate) failed: bool,
 }
 
 impl Damaged {
@@ -974,6 +980,7 @@ impl Damaged {
             table: self.loc.table().to_owned(),
             key: codec::describe_key(self.loc.table(), &self.loc.key()),
             reason: self.reason.clone(),
+            failed_verification: self.failed,
             message: self.loc.message(),
             quarantined_ms: at_ms,
         }
@@ -1012,6 +1019,7 @@ pub(crate) fn scan(txn: &ReadTransaction) -> Result<Scan, StoreError> {
             raw: raw.to_vec(),
             reason: e.to_string(),
             replacement: None,
+            failed: true,
         });
     };
 
@@ -1049,6 +1057,7 @@ pub(crate) fn scan(txn: &ReadTransaction) -> Result<Scan, StoreError> {
             raw,
             reason: "message_state record without a message".into(),
             replacement: None,
+            failed: true,
         });
     };
     for entry in txn.open_table(MESSAGES)?.iter()? {
@@ -1089,12 +1098,14 @@ pub(crate) fn scan(txn: &ReadTransaction) -> Result<Scan, StoreError> {
                         raw: state_raw.unwrap_or_default(),
                         reason: format!("{e}; {kept}"),
                         replacement: Some(codec::encode_message_state(uid, seq, &SAFE_STATE)),
+                        failed: true,
                     }),
                     None => damaged.push(Damaged {
                         loc: Loc::State(uid, seq),
                         raw: Vec::new(),
                         reason: format!("message_state record missing; {kept}"),
                         replacement: Some(codec::encode_message_state(uid, seq, &SAFE_STATE)),
+                        failed: true,
                     }),
                 }
             }
@@ -1104,8 +1115,9 @@ pub(crate) fn scan(txn: &ReadTransaction) -> Result<Scan, StoreError> {
                     damaged.push(Damaged {
                         loc: Loc::State(uid, seq),
                         raw,
-                        reason: "its message record failed verification".into(),
+                        reason: CONSEQUENCE.into(),
                         replacement: None,
+                        failed: false,
                     });
                 }
             }
@@ -1186,6 +1198,7 @@ pub(crate) fn scan(txn: &ReadTransaction) -> Result<Scan, StoreError> {
                 snapshot.max_queue_uid
             ),
             replacement: None,
+            failed: true,
         });
     }
     counts.push((table::META, 1));
