@@ -204,7 +204,7 @@ pub fn describe_key(table: &str, key: &[u8]) -> String {
             Some((uid, seq)) => format!("{uid}/{seq}"),
             None => hex(key),
         },
-        table::MOVE_TASKS => text(key),
+        table::MOVE_TASKS | table::META => text(key),
         table::DEDUP if key.len() >= 8 => {
             let uid = u64::from_le_bytes(key[..8].try_into().unwrap_or([0; 8]));
             format!("{uid}/{}", text(&key[8..]))
@@ -1201,6 +1201,45 @@ mod tests {
             .is_err()
         );
     }
+
+    /// Pins the stored bytes: a change here is a format change (docs/storage-format.md).
+    #[test]
+    fn golden_bytes() {
+        // CRC32C check value (RFC 3720 / iSCSI).
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+        let state = MessageState {
+            visible_at_ms: 3,
+            receive_count: 4,
+            first_receive_ms: Some(5),
+            last_receive_ms: None,
+        };
+        let value = encode_message_state(1, 2, &state);
+        let mut payload = vec![1u8];
+        payload.extend_from_slice(&3u64.to_le_bytes());
+        payload.extend_from_slice(&4u32.to_le_bytes());
+        payload.push(1);
+        payload.extend_from_slice(&5u64.to_le_bytes());
+        payload.push(0);
+        payload.extend_from_slice(&[0; 8]);
+        assert_eq!(&value[CHECKSUM_LEN..], &payload[..]);
+        let mut input = b"message_state\0".to_vec();
+        input.extend_from_slice(&16u32.to_le_bytes());
+        input.extend_from_slice(&1u64.to_le_bytes());
+        input.extend_from_slice(&2u64.to_le_bytes());
+        input.extend_from_slice(&payload);
+        assert_eq!(
+            &value[..CHECKSUM_LEN],
+            &crc32c::crc32c(&input).to_le_bytes()
+        );
+        assert_eq!(
+            u32::from_le_bytes(value[..4].try_into().unwrap()),
+            GOLDEN_STATE_CRC
+        );
+        assert_eq!(meta_checksum(2, 7), GOLDEN_META_CHECKSUM);
+    }
+
+    const GOLDEN_STATE_CRC: u32 = 0x776C_39DA;
+    const GOLDEN_META_CHECKSUM: u64 = 1_658_336_327;
 
     #[test]
     fn describes_keys() {
