@@ -1417,6 +1417,140 @@ mod tests {
         assert!(err.to_string().contains("newer than this build supports"));
     }
 
+    fn message(uid: u64, seq: u64) -> crate::MessageRecord {
+        crate::MessageRecord {
+            queue_uid: uid,
+            seq,
+            message_id: format!("m{seq}"),
+            body: Arc::from("body"),
+            attributes: Default::default(),
+            system_attributes: Default::default(),
+            sender_id: "s".into(),
+            sent_ms: 1,
+            enqueued_ms: 1,
+            visible_at_ms: 50,
+            receive_count: 2,
+            first_receive_ms: Some(3),
+            last_receive_ms: Some(4),
+            group_id: None,
+            dedup_id: None,
+            sequence_number: None,
+            dead_letter_source_arn: None,
+            dead_lettered_ms: None,
+        }
+    }
+
+    fn wait(d: Durable) {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(d.wait())
+            .unwrap();
+    }
+
+    /// Edits the closed file with plain redb.
+    fn edit(dir: &Path, f: impl FnOnce(&WriteTransaction)) {
+        let db = Database::create(dir.join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        f(&txn);
+        txn.commit().unwrap();
+    }
+
+    #[test]
+    fn missing_and_orphaned_state_records_and_a_bad_meta_checksum_are_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
+            wait(store.submit(vec![
+                Mutation::PutMessage(message(3, 1)),
+                Mutation::PutMessage(message(3, 2)),
+            ]));
+        }
+        edit(dir.path(), |txn| {
+            let mut states = txn.open_table(MESSAGE_STATE).unwrap();
+            states.remove((3, 1)).unwrap();
+            let orphan = codec::encode_message_state(3, 9, &MessageState::default());
+            states.insert((3, 9), orphan.as_slice()).unwrap();
+            // max_queue_uid lowered behind the checksum's back.
+            txn.open_table(META)
+                .unwrap()
+                .insert(META_MAX_QUEUE_UID, 1)
+                .unwrap();
+        });
+        let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
+        let snapshot = store.try_load().unwrap();
+        let mut found: Vec<_> = snapshot
+            .quarantined
+            .iter()
+            .map(|q| (q.table.as_str(), q.key.as_str()))
+            .collect();
+        found.sort_unstable();
+        assert_eq!(
+            found,
+            [
+                ("message_state", "3/1"),
+                ("message_state", "3/9"),
+                ("meta", "max_queue_uid")
+            ]
+        );
+        // The message whose state was missing is kept, visible now, never received.
+        assert_eq!(snapshot.messages.len(), 2);
+        let first = &snapshot.messages[0];
+        assert_eq!(
+            (
+                first.seq,
+                first.visible_at_ms,
+                first.receive_count,
+                first.first_receive_ms
+            ),
+            (1, 0, 0, None)
+        );
+        assert_eq!(snapshot.messages[1].receive_count, 2);
+        // The highest uid in use wins over the damaged value.
+        assert_eq!(snapshot.max_queue_uid, 3);
+        drop(store);
+        let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
+        let again = store.try_load().unwrap();
+        assert!(again.quarantined.is_empty(), "{:?}", again.quarantined);
+        assert_eq!(again.max_queue_uid, 3);
+        assert_eq!(again.messages, snapshot.messages);
+        assert_eq!(again.quarantined_total, 3);
+    }
+
+    #[test]
+    fn a_format_1_record_that_does_not_decode_is_quarantined_by_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        edit(dir.path(), |txn| {
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert(META_FORMAT_VERSION, 1).unwrap();
+            meta.insert(META_MAX_QUEUE_UID, 1).unwrap();
+            let mut messages = txn.open_table(MESSAGES).unwrap();
+            messages.insert((1, 1), [1u8, 2, 3].as_slice()).unwrap();
+            txn.open_table(QUEUES).unwrap();
+            txn.open_table(MOVE_TASKS_V1).unwrap();
+            txn.open_table(DEDUP_V1).unwrap();
+        });
+        let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
+        let snapshot = store.try_load().unwrap();
+        assert!(snapshot.messages.is_empty());
+        assert!(
+            snapshot.quarantined.is_empty(),
+            "moved at open, not at load"
+        );
+        let listed = store.quarantined().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].table.as_str(), listed[0].key.as_str()),
+            ("messages", "1/1")
+        );
+        assert!(
+            listed[0].reason.contains("format-1 record"),
+            "{}",
+            listed[0].reason
+        );
+        assert_eq!(snapshot.quarantined_total, 1);
+    }
+
     #[test]
     fn a_second_open_of_the_same_directory_fails() {
         let dir = tempfile::tempdir().unwrap();
