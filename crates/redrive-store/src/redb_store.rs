@@ -808,12 +808,15 @@ impl Writer {
         let at_ms = now_ms();
         for d in &damaged {
             // Never the record's contents: a body may be sensitive.
-            tracing::error!(
-                table = d.loc.table(),
-                key = %codec::describe_key(d.loc.table(), &d.loc.key()),
-                reason = %d.reason,
-                "stored record failed verification; quarantined"
+            let (table, key) = (
+                d.loc.table(),
+                codec::describe_key(d.loc.table(), &d.loc.key()),
             );
+            if d.failed {
+                tracing::error!(table, %key, reason = %d.reason, "stored record failed verification; quarantined");
+            } else {
+                tracing::warn!(table, %key, reason = %d.reason, "record quarantined with a failed one");
+            }
             snapshot.quarantined.push(d.record(at_ms));
         }
         if let Some(reason) = self.shared.failure() {

@@ -27,9 +27,17 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    /// No record failed.
+    /// No record failed (and none would be quarantined at the next start).
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// Records that failed verification themselves.
+    pub fn failed(&self) -> usize {
+        self.problems
+            .iter()
+            .filter(|p| p.failed_verification)
+            .count()
     }
 }
 
@@ -47,6 +55,9 @@ pub struct VerifyProblem {
     /// Printable key (`codec::describe_key`).
     pub key: String,
     pub reason: String,
+    /// `false` for a record that verifies but would be quarantined with another one (the
+    /// state record of a message whose `messages` record failed).
+    pub failed_verification: bool,
 }
 
 /// Verifies the store file at `path` (the `redrive.redb` file, or the directory holding it)
@@ -98,7 +109,10 @@ pub fn verify(path: &Path) -> Result<VerifyReport, StoreError> {
                 report.tables.push(TableReport {
                     table: name.to_owned(),
                     records,
-                    failed: damaged.iter().filter(|d| d.loc.table() == name).count() as u64,
+                    failed: damaged
+                        .iter()
+                        .filter(|d| d.failed && d.loc.table() == name)
+                        .count() as u64,
                 });
             }
             report.problems = damaged
@@ -107,6 +121,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport, StoreError> {
                     table: d.loc.table().to_owned(),
                     key: codec::describe_key(d.loc.table(), &d.loc.key()),
                     reason: d.reason.clone(),
+                    failed_verification: d.failed,
                 })
                 .collect();
             report.quarantined = redb_store::list_quarantine(&txn)?;
@@ -140,6 +155,7 @@ fn verify_v1(txn: &redb::ReadTransaction, report: &mut VerifyReport) -> Result<(
                 table: name.to_owned(),
                 key,
                 reason: format!("format-1 record does not decode: {e}"),
+                failed_verification: true,
             });
         }
     };

@@ -75,8 +75,10 @@ fn verify(args: &VerifyArgs) -> Result<u8> {
             "tables": report.tables.iter().map(|t| serde_json::json!({
                 "table": t.table, "records": t.records, "failed": t.failed,
             })).collect::<Vec<_>>(),
+            "failedCount": report.failed(),
             "failed": report.problems.iter().map(|p| serde_json::json!({
                 "table": p.table, "key": p.key, "reason": p.reason,
+                "failedVerification": p.failed_verification,
             })).collect::<Vec<_>>(),
             "quarantined": report.quarantined.iter().map(|q| serde_json::json!({
                 "table": q.table, "key": q.key, "reason": q.reason,
@@ -97,7 +99,12 @@ fn verify(args: &VerifyArgs) -> Result<u8> {
             );
         }
         for p in &report.problems {
-            println!("FAILED {} {}: {}", p.table, p.key, p.reason);
+            let tag = if p.failed_verification {
+                "FAILED"
+            } else {
+                "MOVED WITH IT"
+            };
+            println!("{tag} {} {}: {}", p.table, p.key, p.reason);
         }
         if !report.quarantined.is_empty() {
             println!(
@@ -111,7 +118,12 @@ fn verify(args: &VerifyArgs) -> Result<u8> {
         if report.ok() {
             println!("ok: every record verified");
         } else {
-            println!("{} records failed verification", report.problems.len());
+            let with = report.problems.len() - report.failed();
+            println!(
+                "{} records failed verification ({with} more would be quarantined with them at \
+                 the next start)",
+                report.failed()
+            );
         }
     }
     Ok(if report.ok() { 0 } else { 1 })

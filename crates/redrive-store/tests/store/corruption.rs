@@ -164,6 +164,13 @@ fn flipped_bytes_are_quarantined_never_served_and_reported_by_verify() {
         .find(|t| t.table == "messages")
         .unwrap();
     assert_eq!((messages.records, messages.failed), (8, 2));
+    let states = report
+        .tables
+        .iter()
+        .find(|t| t.table == "message_state")
+        .unwrap();
+    assert_eq!((states.records, states.failed), (8, 1));
+    assert_eq!(report.failed(), 3);
 
     // Open: never served, quarantined, the rest unchanged.
     let expected: Vec<MessageRecord> = written

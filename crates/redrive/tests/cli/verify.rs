@@ -68,6 +68,10 @@ async fn verify_reports_a_flipped_body_and_the_server_never_serves_it() {
     assert!(text.contains("FAILED messages 1/"), "{text}");
     assert!(text.contains("checksum mismatch"), "{text}");
     assert!(
+        text.contains("1 records failed verification (1 more"),
+        "{text}"
+    );
+    assert!(
         !text.contains("cli-marker"),
         "never prints contents: {text}"
     );
@@ -78,6 +82,9 @@ async fn verify_reports_a_flipped_body_and_the_server_never_serves_it() {
     assert_eq!(report["ok"], false);
     assert_eq!(report["formatVersion"], 2);
     assert_eq!(report["failed"][0]["table"], "messages");
+    assert_eq!(report["failedCount"], 1);
+    assert_eq!(report["failed"][1]["table"], "message_state");
+    assert_eq!(report["failed"][1]["failedVerification"], false);
     let messages = report["tables"]
         .as_array()
         .unwrap()
