@@ -1,5 +1,5 @@
 //! The contents of `tests/fixtures/format-v1.redb`: a store file written by the last build of
-//! format version 1 (commit "Store: format-v1 fixture", before format version 2). The
+//! format version 1 (commit 1122923 "Store: format-v1 fixture …", the parent of format 2). The
 //! migration test (`migration.rs`) opens a copy with the current build and compares it with
 //! these batches applied to a `MemoryStore`.
 //!
