@@ -76,8 +76,9 @@ impl Server {
                     mode: *mode,
                     reserve_bytes: *reserve_bytes,
                 };
-                // Open and read the whole file off the async threads; a damaged file stops
-                // startup here instead of serving an empty server.
+                // Open and read the whole file off the async threads; an unreadable file stops
+                // startup here instead of serving an empty server. Records that fail their
+                // checksum are quarantined by the load (never served) and counted here.
                 let (store, snapshot) = tokio::task::spawn_blocking(move || {
                     let store = redrive_store::RedbStore::open_with(&dir, options)?;
                     let snapshot = store.try_load()?;
@@ -85,6 +86,25 @@ impl Server {
                 })
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))??;
+                let failed = snapshot
+                    .quarantined
+                    .iter()
+                    .filter(|q| q.failed_verification)
+                    .count();
+                if snapshot.quarantined.is_empty() {
+                    tracing::info!(
+                        quarantined_total = snapshot.quarantined_total,
+                        "0 records failed verification"
+                    );
+                } else {
+                    tracing::error!(
+                        failed,
+                        moved = snapshot.quarantined.len(),
+                        quarantined_total = snapshot.quarantined_total,
+                        "{failed} records failed verification and were quarantined, never served \
+                         (`redrive verify` lists them)"
+                    );
+                }
                 let store = Arc::new(store);
                 durable = Some(store.clone());
                 Arc::new(Engine::from_snapshot(engine_config, store, clock, snapshot))

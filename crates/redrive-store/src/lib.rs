@@ -11,6 +11,7 @@
 
 pub mod codec;
 mod redb_store;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub use redb_store::{
     DEFAULT_RESERVE_BYTES, DurabilityMode, FILE_NAME, FORMAT_VERSION, MAX_GROUP_MUTATIONS,
     RESERVE_FILE_NAME, RedbStore, StoreError, StoreOptions,
 };
+pub use verify::{TableReport, VerifyProblem, VerifyReport, verify};
 
 /// Queue metadata as persisted.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,6 +145,31 @@ pub struct Snapshot {
     pub documents: Vec<DocumentRecord>,
     /// Highest queue uid ever handed out (uids never repeat).
     pub max_queue_uid: u64,
+    /// Records that failed verification (checksum or decode) during this load: none of them is
+    /// in the snapshot; each was moved to the store's quarantine (see `docs/storage-format.md`).
+    pub quarantined: Vec<QuarantinedRecord>,
+    /// Records in the quarantine after this load (including those of earlier loads).
+    pub quarantined_total: u64,
+}
+
+/// A stored record that failed verification and was moved to the quarantine instead of being
+/// served. Never carries the record's contents (a message body may be sensitive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinedRecord {
+    /// The table the record was in (`messages`, `message_state`, `queues`, …).
+    pub table: String,
+    /// A printable form of its key: `uid/seq` for messages, `uid` for queues, `kind/key` for
+    /// documents (see `codec::describe_key`).
+    pub key: String,
+    /// Why: the checksum or decode error, or the consequence of another record's failure.
+    pub reason: String,
+    /// `false` for a record moved only because another one failed (the state of a message
+    /// whose `messages` record failed); `true` for a record that failed verification itself.
+    pub failed_verification: bool,
+    /// For `messages` and `message_state` records: the message's queue uid and seq.
+    pub message: Option<(u64, u64)>,
+    /// When it was quarantined (ms since the Unix epoch).
+    pub quarantined_ms: u64,
 }
 
 /// Status of a message move task, as `ListMessageMoveTasks` shows it.
@@ -302,6 +329,8 @@ impl Store for MemoryStore {
                 })
                 .collect(),
             max_queue_uid: s.max_queue_uid,
+            quarantined: Vec::new(),
+            quarantined_total: 0,
         }
     }
 

@@ -27,19 +27,22 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, StorageBackend, Table, TableDefinition,
-    WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    StorageBackend, Table, TableDefinition, WriteTransaction,
 };
 use tokio::sync::oneshot;
 
-use crate::codec::{self, CodecError};
-use crate::{Durable, Mutation, Snapshot, Store, StoreHealth};
+use crate::codec::{self, CodecError, MessageState, QuarantineEntry, table};
+use crate::{Durable, Mutation, QuarantinedRecord, Snapshot, Store, StoreHealth};
 
 /// Name of the database file inside the store directory.
 pub const FILE_NAME: &str = "redrive.redb";
 
 /// Format version written by this build (the `format_version` entry of the `meta` table).
-pub const FORMAT_VERSION: u64 = 1;
+/// Version 2: every value sealed with a CRC32C, messages split into `messages` and
+/// `message_state`, byte-string keys, the `quarantine` table. Version 1 files are migrated at
+/// open.
+pub const FORMAT_VERSION: u64 = 2;
 
 /// A write transaction holds at most about this many mutations (a batch is never split, so
 /// one large batch can exceed it).
@@ -77,17 +80,39 @@ impl Default for StoreOptions {
 /// the B-tree's upper levels and the pages being written.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const QUEUES: TableDefinition<u64, &[u8]> = TableDefinition::new("queues");
-const MESSAGES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("messages");
-const MOVE_TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("move_tasks");
-const DEDUP: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("dedup");
-/// Extension documents `(kind, key) → JSON` (added within format version 1: a file without the
-/// table simply has none).
-const DOCUMENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("documents");
+// Format version 2. String key parts are stored as byte strings, so a damaged key is a
+// verification failure instead of a panic in redb's `&str` decoding.
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new(table::META);
+pub(crate) const QUEUES: TableDefinition<u64, &[u8]> = TableDefinition::new(table::QUEUES);
+pub(crate) const MESSAGES: TableDefinition<(u64, u64), &[u8]> =
+    TableDefinition::new(table::MESSAGES);
+/// The delivery state of each message in `messages`, under the same key.
+pub(crate) const MESSAGE_STATE: TableDefinition<(u64, u64), &[u8]> =
+    TableDefinition::new(table::MESSAGE_STATE);
+pub(crate) const MOVE_TASKS: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new(table::MOVE_TASKS);
+pub(crate) const DEDUP: TableDefinition<(u64, &[u8]), &[u8]> = TableDefinition::new(table::DEDUP);
+/// Extension documents `(kind, key) → JSON`.
+pub(crate) const DOCUMENTS: TableDefinition<(&[u8], &[u8]), &[u8]> =
+    TableDefinition::new(table::DOCUMENTS);
+/// Records that failed verification: `(table, canonical key) → QuarantineEntry`.
+pub(crate) const QUARANTINE: TableDefinition<(&[u8], &[u8]), &[u8]> =
+    TableDefinition::new(table::QUARANTINE);
 
-const META_FORMAT_VERSION: &str = "format_version";
-const META_MAX_QUEUE_UID: &str = "max_queue_uid";
+// The tables of format version 1 whose key types changed (read by the migration and verify).
+pub(crate) const MOVE_TASKS_V1: TableDefinition<&str, &[u8]> =
+    TableDefinition::new(table::MOVE_TASKS);
+pub(crate) const DEDUP_V1: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new(table::DEDUP);
+pub(crate) const DOCUMENTS_V1: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new(table::DOCUMENTS);
+
+pub(crate) const META_FORMAT_VERSION: &str = "format_version";
+pub(crate) const META_MAX_QUEUE_UID: &str = "max_queue_uid";
+/// `codec::meta_checksum(format_version, max_queue_uid)`.
+pub(crate) const META_CHECKSUM: &str = "checksum";
+
+/// Messages re-encoded per step of the version-1 migration (bounds its memory).
+const MIGRATION_CHUNK: usize = 1024;
 
 /// When a commit is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -145,13 +170,10 @@ pub enum StoreError {
          run a newer Redrive or restore a backup"
     )]
     UnsupportedFormat { found: u64, supported: u64 },
-    #[error("corrupt record in table {table}: {source}")]
-    Corrupt {
-        table: &'static str,
-        source: CodecError,
-    },
     #[error("store writer has stopped")]
     WriterStopped,
+    #[error("cannot verify: {0}")]
+    Verify(String),
     #[error("store refuses writes after an earlier failure: {0}")]
     Failed(String),
     #[error("cannot keep the space reserve {}: {source}", path.display())]
@@ -187,6 +209,7 @@ enum Request {
     Batch(Vec<Mutation>, Ack),
     Load(Reply<Snapshot>),
     Recover(Reply<(u64, Snapshot)>),
+    Quarantined(Reply<Vec<QuarantinedRecord>>),
     Compact(Reply<bool>),
     Flush(Reply<()>),
     Shutdown,
@@ -261,6 +284,7 @@ impl std::fmt::Debug for Request {
             Request::Batch(..) => "Batch",
             Request::Load(_) => "Load",
             Request::Recover(_) => "Recover",
+            Request::Quarantined(_) => "Quarantined",
             Request::Compact(_) => "Compact",
             Request::Flush(_) => "Flush",
             Request::Shutdown => "Shutdown",
@@ -381,11 +405,18 @@ impl RedbStore {
         self.mode
     }
 
-    /// Reads every record. Unlike [`Store::load`] it reports a corrupt record or an I/O error
-    /// instead of failing the store: call it at startup to refuse to start on a damaged file.
-    /// Sees every batch submitted before the call.
+    /// Reads every record, verifying each one's checksum and encoding. A record that fails is
+    /// not in the snapshot: it is moved to the quarantine (in a write transaction after the
+    /// read), logged, and listed in [`Snapshot::quarantined`]. Unlike [`Store::load`] it reports
+    /// an I/O error instead of failing the store. Sees every batch submitted before the call.
     pub fn try_load(&self) -> Result<Snapshot, StoreError> {
         self.call(Request::Load)
+    }
+
+    /// Every record in the quarantine (records that failed verification at some load), in
+    /// `(table, key)` order.
+    pub fn quarantined(&self) -> Result<Vec<QuarantinedRecord>, StoreError> {
+        self.call(Request::Quarantined)
     }
 
     /// Runs redb's compaction, which moves pages towards the start of the file and truncates
@@ -456,9 +487,10 @@ impl Drop for RedbStore {
 }
 
 impl Store for RedbStore {
-    /// Reads every record. On a corrupt record or I/O error this logs, marks the store failed
-    /// (every later write is refused) and returns an empty snapshot; use
-    /// [`RedbStore::try_load`] to handle the error instead.
+    /// Reads every record, quarantining those that fail verification (see
+    /// [`RedbStore::try_load`]). On an I/O error this logs, marks the store failed (every later
+    /// write is refused) and returns an empty snapshot; use [`RedbStore::try_load`] to handle
+    /// the error instead.
     fn load(&self) -> Snapshot {
         match self.try_load() {
             Ok(snapshot) => snapshot,
@@ -500,7 +532,9 @@ impl Store for RedbStore {
     }
 }
 
-/// Checks or writes the format version, creates the tables and returns `max_queue_uid`.
+/// Checks or writes the format version (migrating a version-1 file), creates the tables and
+/// returns `max_queue_uid`. Everything happens in one write transaction: a crash mid-migration
+/// leaves the version-1 file as it was.
 fn init_format(db: &Database) -> Result<u64, StoreError> {
     let txn = db.begin_write()?;
     let max_queue_uid;
@@ -510,16 +544,22 @@ fn init_format(db: &Database) -> Result<u64, StoreError> {
         match found {
             None => {
                 meta.insert(META_FORMAT_VERSION, FORMAT_VERSION)?;
+                set_max_queue_uid(&mut meta, 0)?;
             }
             Some(v) if v == FORMAT_VERSION => {}
-            Some(v) if v > FORMAT_VERSION => {
-                return Err(StoreError::UnsupportedFormat {
-                    found: v,
-                    supported: FORMAT_VERSION,
-                });
+            Some(1) => {
+                let started = Instant::now();
+                let migrated = migrate_v1(&txn)?;
+                meta.insert(META_FORMAT_VERSION, FORMAT_VERSION)?;
+                let max = meta.get(META_MAX_QUEUE_UID)?.map_or(0, |v| v.value());
+                set_max_queue_uid(&mut meta, max)?;
+                tracing::info!(
+                    records = migrated.records,
+                    quarantined = migrated.quarantined,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "migrated the store from format version 1 to {FORMAT_VERSION}"
+                );
             }
-            // Older versions would be migrated here, inside this transaction, before the
-            // version is bumped. Version 1 is the first, so anything else is not ours.
             Some(v) => {
                 return Err(StoreError::UnsupportedFormat {
                     found: v,
@@ -530,9 +570,11 @@ fn init_format(db: &Database) -> Result<u64, StoreError> {
         max_queue_uid = meta.get(META_MAX_QUEUE_UID)?.map_or(0, |v| v.value());
         txn.open_table(QUEUES)?;
         txn.open_table(MESSAGES)?;
+        txn.open_table(MESSAGE_STATE)?;
         txn.open_table(MOVE_TASKS)?;
         txn.open_table(DEDUP)?;
         txn.open_table(DOCUMENTS)?;
+        txn.open_table(QUARANTINE)?;
     }
     txn.commit()?;
     Ok(max_queue_uid)
@@ -625,6 +667,186 @@ impl Reserve {
     }
 }
 
+/// Writes `meta.max_queue_uid` and the meta checksum.
+fn set_max_queue_uid(meta: &mut Table<'_, &'static str, u64>, max: u64) -> Result<(), StoreError> {
+    meta.insert(META_MAX_QUEUE_UID, max)?;
+    meta.insert(META_CHECKSUM, codec::meta_checksum(FORMAT_VERSION, max))?;
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[derive(Debug, Default)]
+struct Migrated {
+    records: u64,
+    quarantined: u64,
+}
+
+/// Rewrites every format-1 record as format 2 inside `txn`: values sealed, messages split into
+/// `messages` + `message_state`, string keys stored as byte strings. A format-1 record that does
+/// not decode goes to the quarantine (with its original bytes) instead of failing the open.
+fn migrate_v1(txn: &WriteTransaction) -> Result<Migrated, StoreError> {
+    let mut records = 0u64;
+    let mut quarantined = 0u64;
+    let at_ms = now_ms();
+    let mut quarantine = txn.open_table(QUARANTINE)?;
+    let mut bad = |table: &'static str, key: &[u8], raw: &[u8], e: CodecError| {
+        let reason = format!("format-1 record does not decode: {e}");
+        tracing::error!(table, key = %codec::describe_key(table, key), %reason, "quarantined during migration");
+        quarantined += 1;
+        let entry = QuarantineEntry {
+            at_ms,
+            reason,
+            raw: raw.to_vec(),
+        };
+        quarantine
+            .insert(
+                (table.as_bytes(), key),
+                codec::encode_quarantine(table, key, &entry).as_slice(),
+            )
+            .map(|_| ())
+    };
+
+    // queues: same key and value types; rewritten in place.
+    {
+        let mut queues = txn.open_table(QUEUES)?;
+        let old: Vec<(u64, Vec<u8>)> = queues
+            .iter()?
+            .map(|e| e.map(|(k, v)| (k.value(), v.value().to_vec())))
+            .collect::<Result<_, _>>()?;
+        for (uid, raw) in old {
+            match codec::decode_queue_v1(uid, &raw) {
+                Ok(q) => {
+                    queues.insert(uid, codec::encode_queue(&q).as_slice())?;
+                    records += 1;
+                }
+                Err(e) => {
+                    bad(table::QUEUES, &codec::key::queue(uid), &raw, e)?;
+                    queues.remove(uid)?;
+                }
+            }
+        }
+    }
+
+    // messages: same types; rewritten in place a chunk at a time, state split off.
+    {
+        let mut messages = txn.open_table(MESSAGES)?;
+        let mut states = txn.open_table(MESSAGE_STATE)?;
+        let mut after: Option<(u64, u64)> = None;
+        loop {
+            let lower = match after {
+                None => std::ops::Bound::Unbounded,
+                Some(k) => std::ops::Bound::Excluded(k),
+            };
+            let chunk: Vec<((u64, u64), Vec<u8>)> = messages
+                .range::<(u64, u64)>((lower, std::ops::Bound::Unbounded))?
+                .take(MIGRATION_CHUNK)
+                .map(|e| e.map(|(k, v)| (k.value(), v.value().to_vec())))
+                .collect::<Result<_, _>>()?;
+            let Some(last) = chunk.last().map(|(k, _)| *k) else {
+                break;
+            };
+            for ((uid, seq), raw) in chunk {
+                match codec::decode_message_v1(uid, seq, &raw) {
+                    Ok(m) => {
+                        messages.insert((uid, seq), codec::encode_message(&m).as_slice())?;
+                        let state = codec::encode_message_state(uid, seq, &MessageState::of(&m));
+                        states.insert((uid, seq), state.as_slice())?;
+                        records += 1;
+                    }
+                    Err(e) => {
+                        bad(table::MESSAGES, &codec::key::message(uid, seq), &raw, e)?;
+                        messages.remove((uid, seq))?;
+                    }
+                }
+            }
+            after = Some(last);
+        }
+    }
+
+    // move_tasks, dedup, documents: the key type changes, so each table is read whole,
+    // deleted and written anew (these tables are small next to `messages`).
+    {
+        let old: Vec<(String, Vec<u8>)> = txn
+            .open_table(MOVE_TASKS_V1)?
+            .iter()?
+            .map(|e| e.map(|(k, v)| (k.value().to_owned(), v.value().to_vec())))
+            .collect::<Result<_, _>>()?;
+        txn.delete_table(MOVE_TASKS_V1)?;
+        let mut tasks = txn.open_table(MOVE_TASKS)?;
+        for (id, raw) in old {
+            match codec::decode_move_task_v1(&id, &raw) {
+                Ok(t) => {
+                    tasks.insert(id.as_bytes(), codec::encode_move_task(&t).as_slice())?;
+                    records += 1;
+                }
+                Err(e) => bad(table::MOVE_TASKS, id.as_bytes(), &raw, e)?,
+            }
+        }
+    }
+    {
+        let old: Vec<((u64, String), Vec<u8>)> = txn
+            .open_table(DEDUP_V1)?
+            .iter()?
+            .map(|e| {
+                e.map(|(k, v)| {
+                    let (uid, key) = k.value();
+                    ((uid, key.to_owned()), v.value().to_vec())
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        txn.delete_table(DEDUP_V1)?;
+        let mut dedup = txn.open_table(DEDUP)?;
+        for ((uid, key), raw) in old {
+            match codec::decode_dedup_v1(uid, &key, &raw) {
+                Ok(d) => {
+                    dedup.insert((uid, key.as_bytes()), codec::encode_dedup(&d).as_slice())?;
+                    records += 1;
+                }
+                Err(e) => bad(
+                    table::DEDUP,
+                    &codec::key::dedup(uid, key.as_bytes()),
+                    &raw,
+                    e,
+                )?,
+            }
+        }
+    }
+    {
+        let old: Vec<crate::DocumentRecord> = txn
+            .open_table(DOCUMENTS_V1)?
+            .iter()?
+            .map(|e| {
+                e.map(|(k, v)| {
+                    let (kind, key) = k.value();
+                    crate::DocumentRecord {
+                        kind: kind.to_owned(),
+                        key: key.to_owned(),
+                        value: v.value().to_vec(),
+                    }
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        txn.delete_table(DOCUMENTS_V1)?;
+        let mut documents = txn.open_table(DOCUMENTS)?;
+        for d in old {
+            documents.insert(
+                (d.kind.as_bytes(), d.key.as_bytes()),
+                codec::encode_document(&d).as_slice(),
+            )?;
+            records += 1;
+        }
+    }
+    Ok(Migrated {
+        records,
+        quarantined,
+    })
+}
+
 struct Writer {
     /// `None` after a failure, until [`Request::Recover`] reopens it.
     db: Option<Database>,
@@ -650,6 +872,9 @@ impl Writer {
                 }
                 Request::Recover(reply) => {
                     let _ = reply.send(self.recover());
+                }
+                Request::Quarantined(reply) => {
+                    let _ = reply.send(self.quarantined());
                 }
                 Request::Compact(reply) => {
                     let _ = reply.send(self.compact());
@@ -679,7 +904,8 @@ impl Writer {
                 }
                 _ => None,
             };
-            let low_space = self.reserve.is_some() && self.shared.short_of_space.load(Ordering::Acquire);
+            let low_space =
+                self.reserve.is_some() && self.shared.short_of_space.load(Ordering::Acquire);
             let space_due = low_space.then(|| Instant::now() + LOW_SPACE_CHECK);
             let deadline = match (sync_due, space_due) {
                 (None, None) => return rx.recv().ok(),
@@ -798,7 +1024,7 @@ impl Writer {
                 tables.apply(mutation, &mut max_queue_uid)?;
             }
             if max_queue_uid > self.max_queue_uid {
-                tables.meta.insert(META_MAX_QUEUE_UID, max_queue_uid)?;
+                set_max_queue_uid(&mut tables.meta, max_queue_uid)?;
             }
         }
         txn.commit()?;
@@ -850,52 +1076,428 @@ impl Writer {
         Ok(db.compact()?)
     }
 
-    fn load(&self) -> Result<Snapshot, StoreError> {
-        let txn = self.db()?.begin_read()?;
-        let corrupt = |table| move |source| StoreError::Corrupt { table, source };
-        let mut snapshot = Snapshot {
-            max_queue_uid: txn
-                .open_table(META)?
-                .get(META_MAX_QUEUE_UID)?
-                .map_or(0, |v| v.value()),
-            ..Snapshot::default()
-        };
-        for entry in txn.open_table(QUEUES)?.iter()? {
-            let (k, v) = entry?;
-            let record = codec::decode_queue(k.value(), v.value()).map_err(corrupt("queues"))?;
-            snapshot.queues.push(record);
+    /// Reads and verifies every record ([`scan`]), then moves the records that failed to the
+    /// quarantine in one write transaction. If that write fails the failures are still left out
+    /// of the snapshot (and found again at the next load).
+    fn load(&mut self) -> Result<Snapshot, StoreError> {
+        let Scan {
+            mut snapshot,
+            damaged,
+            quarantine_len,
+            ..
+        } = scan(&self.db()?.begin_read()?)?;
+        snapshot.quarantined_total = quarantine_len;
+        if damaged.is_empty() {
+            return Ok(snapshot);
         }
-        for entry in txn.open_table(MESSAGES)?.iter()? {
-            let (k, v) = entry?;
-            let (queue_uid, seq) = k.value();
-            let record =
-                codec::decode_message(queue_uid, seq, v.value()).map_err(corrupt("messages"))?;
-            snapshot.messages.push(record);
+        let at_ms = now_ms();
+        for d in &damaged {
+            // Never the record's contents: a body may be sensitive.
+            let (table, key) = (
+                d.loc.table(),
+                codec::describe_key(d.loc.table(), &d.loc.key()),
+            );
+            if d.failed {
+                tracing::error!(table, %key, reason = %d.reason, "stored record failed verification; quarantined");
+            } else {
+                tracing::warn!(table, %key, reason = %d.reason, "record quarantined with a failed one");
+            }
+            snapshot.quarantined.push(d.record(at_ms));
         }
-        for entry in txn.open_table(MOVE_TASKS)?.iter()? {
-            let (k, v) = entry?;
-            let record =
-                codec::decode_move_task(k.value(), v.value()).map_err(corrupt("move_tasks"))?;
-            snapshot.move_tasks.push(record);
+        if let Some(reason) = self.shared.failure() {
+            tracing::error!(%reason, "not moving failed records to the quarantine: the store refuses writes");
+            return Ok(snapshot);
         }
-        for entry in txn.open_table(DEDUP)?.iter()? {
-            let (k, v) = entry?;
-            let (queue_uid, key) = k.value();
-            let record =
-                codec::decode_dedup(queue_uid, key, v.value()).map_err(corrupt("dedup"))?;
-            snapshot.dedup.push(record);
-        }
-        for entry in txn.open_table(DOCUMENTS)?.iter()? {
-            let (k, v) = entry?;
-            let (kind, key) = k.value();
-            snapshot.documents.push(crate::DocumentRecord {
-                kind: kind.to_string(),
-                key: key.to_string(),
-                value: v.value().to_vec(),
-            });
+        match self.write_quarantine(&damaged, at_ms, snapshot.max_queue_uid) {
+            Ok(added) => snapshot.quarantined_total = quarantine_len + added,
+            Err(e) => tracing::error!(
+                error = %e,
+                "moving failed records to the quarantine failed; they stay in place"
+            ),
         }
         Ok(snapshot)
     }
+
+    /// Moves `damaged` to the quarantine (fsync'd); returns how many entries it added.
+    fn write_quarantine(
+        &mut self,
+        damaged: &[Damaged],
+        at_ms: u64,
+        max_queue_uid: u64,
+    ) -> Result<u64, StoreError> {
+        let mut txn = self.db()?.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        let mut added = 0;
+        {
+            let mut quarantine = txn.open_table(QUARANTINE)?;
+            let mut tables = Tables::open(&txn)?;
+            for d in damaged {
+                let (table, key) = (d.loc.table(), d.loc.key());
+                let entry = QuarantineEntry {
+                    at_ms,
+                    reason: d.reason.clone(),
+                    raw: d.raw.clone(),
+                };
+                let old = quarantine.insert(
+                    (table.as_bytes(), key.as_slice()),
+                    codec::encode_quarantine(table, &key, &entry).as_slice(),
+                )?;
+                if old.is_none() {
+                    added += 1;
+                }
+                match (&d.loc, &d.replacement) {
+                    (Loc::State(uid, seq), Some(value)) => {
+                        tables
+                            .message_state
+                            .insert((*uid, *seq), value.as_slice())?;
+                    }
+                    (Loc::Meta, _) => set_max_queue_uid(&mut tables.meta, max_queue_uid)?,
+                    (loc, _) => tables.remove(loc)?,
+                }
+            }
+        }
+        txn.commit()?;
+        self.max_queue_uid = self.max_queue_uid.max(max_queue_uid);
+        self.shared.commits.fetch_add(1, Ordering::Relaxed);
+        self.shared.durable_commits.fetch_add(1, Ordering::Relaxed);
+        Ok(added)
+    }
+
+    fn quarantined(&self) -> Result<Vec<QuarantinedRecord>, StoreError> {
+        list_quarantine(&self.db()?.begin_read()?)
+    }
+}
+
+/// Every entry of the quarantine table. An entry that itself fails verification is listed with
+/// that reason.
+pub(crate) fn list_quarantine(txn: &ReadTransaction) -> Result<Vec<QuarantinedRecord>, StoreError> {
+    let mut out = Vec::new();
+    for entry in txn.open_table(QUARANTINE)?.iter()? {
+        let (k, v) = entry?;
+        let (table_bytes, key) = k.value();
+        let table = String::from_utf8_lossy(table_bytes).into_owned();
+        let message = matches!(table.as_str(), table::MESSAGES | table::MESSAGE_STATE)
+            .then(|| codec::key::message_parts(key))
+            .flatten();
+        let (reason, quarantined_ms) = match codec::decode_quarantine(table_bytes, key, v.value()) {
+            Ok(e) => (e.reason, e.at_ms),
+            Err(e) => (
+                format!("the quarantine entry itself failed verification: {e}"),
+                0,
+            ),
+        };
+        out.push(QuarantinedRecord {
+            key: codec::describe_key(&table, key),
+            table,
+            failed_verification: reason != CONSEQUENCE,
+            reason,
+            message,
+            quarantined_ms,
+        });
+    }
+    Ok(out)
+}
+
+/// The reason given to the state of a message whose `messages` record failed.
+const CONSEQUENCE: &str = "its message record failed verification";
+
+/// Where a record that failed verification lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Loc {
+    /// The `meta` entries (`max_queue_uid` and the checksum).
+    Meta,
+    Queue(u64),
+    Message(u64, u64),
+    State(u64, u64),
+    MoveTask(Vec<u8>),
+    Dedup(u64, Vec<u8>),
+    Document(Vec<u8>, Vec<u8>),
+}
+
+impl Loc {
+    pub(crate) fn table(&self) -> &'static str {
+        match self {
+            Loc::Meta => table::META,
+            Loc::Queue(_) => table::QUEUES,
+            Loc::Message(..) => table::MESSAGES,
+            Loc::State(..) => table::MESSAGE_STATE,
+            Loc::MoveTask(_) => table::MOVE_TASKS,
+            Loc::Dedup(..) => table::DEDUP,
+            Loc::Document(..) => table::DOCUMENTS,
+        }
+    }
+
+    /// The canonical key (`codec::key`).
+    pub(crate) fn key(&self) -> Vec<u8> {
+        match self {
+            Loc::Meta => META_MAX_QUEUE_UID.as_bytes().to_vec(),
+            Loc::Queue(uid) => codec::key::queue(*uid).to_vec(),
+            Loc::Message(uid, seq) | Loc::State(uid, seq) => {
+                codec::key::message(*uid, *seq).to_vec()
+            }
+            Loc::MoveTask(id) => codec::key::move_task(id),
+            Loc::Dedup(uid, key) => codec::key::dedup(*uid, key),
+            Loc::Document(kind, key) => codec::key::document(kind, key),
+        }
+    }
+
+    fn message(&self) -> Option<(u64, u64)> {
+        match self {
+            Loc::Message(uid, seq) | Loc::State(uid, seq) => Some((*uid, *seq)),
+            _ => None,
+        }
+    }
+}
+
+/// A record that failed verification.
+#[derive(Debug, Clone)]
+pub(crate) struct Damaged {
+    pub(crate) loc: Loc,
+    /// The stored value as found (empty for a missing `message_state`).
+    pub(crate) raw: Vec<u8>,
+    pub(crate) reason: String,
+    /// For the state of an intact message: the safe state written in its place.
+    pub(crate) replacement: Option<Vec<u8>>,
+    /// `false` if it is moved only because its message failed.
+    pub(crate) failed: bool,
+}
+
+impl Damaged {
+    fn record(&self, at_ms: u64) -> QuarantinedRecord {
+        QuarantinedRecord {
+            table: self.loc.table().to_owned(),
+            key: codec::describe_key(self.loc.table(), &self.loc.key()),
+            reason: self.reason.clone(),
+            failed_verification: self.failed,
+            message: self.loc.message(),
+            quarantined_ms: at_ms,
+        }
+    }
+}
+
+/// What [`scan`] found.
+pub(crate) struct Scan {
+    /// Every record that verified (plus the messages kept with a safe state).
+    pub(crate) snapshot: Snapshot,
+    pub(crate) damaged: Vec<Damaged>,
+    /// Records read per table (in `codec::table::SEALED` order, without the quarantine).
+    pub(crate) counts: Vec<(&'static str, u64)>,
+    pub(crate) quarantine_len: u64,
+}
+
+/// The delivery state given to an intact message whose `message_state` record failed or is
+/// missing: visible now, never received. Redelivering early is allowed by SQS's at-least-once
+/// contract; the lost receive count only delays a move to the dead-letter queue.
+const SAFE_STATE: MessageState = MessageState {
+    visible_at_ms: 0,
+    receive_count: 0,
+    first_receive_ms: None,
+    last_receive_ms: None,
+};
+
+/// Reads every table of a format-2 file, verifying every record's checksum and encoding.
+pub(crate) fn scan(txn: &ReadTransaction) -> Result<Scan, StoreError> {
+    let mut damaged = Vec::new();
+    let mut counts = Vec::new();
+    let mut snapshot = Snapshot::default();
+    let mut highest_uid = 0u64;
+    let fail = |damaged: &mut Vec<Damaged>, loc: Loc, raw: &[u8], e: CodecError| {
+        damaged.push(Damaged {
+            loc,
+            raw: raw.to_vec(),
+            reason: e.to_string(),
+            replacement: None,
+            failed: true,
+        });
+    };
+
+    let mut n = 0;
+    for entry in txn.open_table(QUEUES)?.iter()? {
+        let (k, v) = entry?;
+        n += 1;
+        let uid = k.value();
+        highest_uid = highest_uid.max(uid);
+        match codec::decode_queue(uid, v.value()) {
+            Ok(q) => snapshot.queues.push(q),
+            Err(e) => fail(&mut damaged, Loc::Queue(uid), v.value(), e),
+        }
+    }
+    counts.push((table::QUEUES, n));
+
+    // messages and message_state share their keys: one merge pass over both.
+    let states_table = txn.open_table(MESSAGE_STATE)?;
+    let mut states = states_table.iter()?;
+    type RawState = ((u64, u64), Vec<u8>);
+    let mut next_state = || -> Result<Option<RawState>, StoreError> {
+        Ok(match states.next() {
+            None => None,
+            Some(entry) => {
+                let (k, v) = entry?;
+                Some((k.value(), v.value().to_vec()))
+            }
+        })
+    };
+    let mut pending = next_state()?;
+    let mut n_messages = 0;
+    let orphan = |damaged: &mut Vec<Damaged>, (uid, seq): (u64, u64), raw: Vec<u8>| {
+        damaged.push(Damaged {
+            loc: Loc::State(uid, seq),
+            raw,
+            reason: "message_state record without a message".into(),
+            replacement: None,
+            failed: true,
+        });
+    };
+    for entry in txn.open_table(MESSAGES)?.iter()? {
+        let (k, v) = entry?;
+        n_messages += 1;
+        let (uid, seq) = k.value();
+        highest_uid = highest_uid.max(uid);
+        let mut state_raw = None;
+        while let Some((key, raw)) = pending.take() {
+            if key < (uid, seq) {
+                orphan(&mut damaged, key, raw);
+                pending = next_state()?;
+            } else if key == (uid, seq) {
+                state_raw = Some(raw);
+                pending = next_state()?;
+                break;
+            } else {
+                pending = Some((key, raw));
+                break;
+            }
+        }
+        let state = state_raw
+            .as_deref()
+            .map(|raw| codec::decode_message_state(uid, seq, raw));
+        // Decode with the state if it verified, else with the safe state.
+        let with = match &state {
+            Some(Ok(s)) => *s,
+            _ => SAFE_STATE,
+        };
+        match codec::decode_message(uid, seq, v.value(), with) {
+            Ok(m) => {
+                snapshot.messages.push(m);
+                let kept = "message kept: visible now, receive count reset to 0";
+                match state {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => damaged.push(Damaged {
+                        loc: Loc::State(uid, seq),
+                        raw: state_raw.unwrap_or_default(),
+                        reason: format!("{e}; {kept}"),
+                        replacement: Some(codec::encode_message_state(uid, seq, &SAFE_STATE)),
+                        failed: true,
+                    }),
+                    None => damaged.push(Damaged {
+                        loc: Loc::State(uid, seq),
+                        raw: Vec::new(),
+                        reason: format!("message_state record missing; {kept}"),
+                        replacement: Some(codec::encode_message_state(uid, seq, &SAFE_STATE)),
+                        failed: true,
+                    }),
+                }
+            }
+            Err(e) => {
+                fail(&mut damaged, Loc::Message(uid, seq), v.value(), e);
+                if let Some(raw) = state_raw {
+                    damaged.push(Damaged {
+                        loc: Loc::State(uid, seq),
+                        raw,
+                        reason: CONSEQUENCE.into(),
+                        replacement: None,
+                        failed: false,
+                    });
+                }
+            }
+        }
+    }
+    while let Some((key, raw)) = pending.take() {
+        orphan(&mut damaged, key, raw);
+        pending = next_state()?;
+    }
+    counts.push((table::MESSAGES, n_messages));
+    counts.push((table::MESSAGE_STATE, states_table.len()?));
+
+    let mut n = 0;
+    for entry in txn.open_table(MOVE_TASKS)?.iter()? {
+        let (k, v) = entry?;
+        n += 1;
+        match codec::decode_move_task(k.value(), v.value()) {
+            Ok(t) => snapshot.move_tasks.push(t),
+            Err(e) => fail(
+                &mut damaged,
+                Loc::MoveTask(k.value().to_vec()),
+                v.value(),
+                e,
+            ),
+        }
+    }
+    counts.push((table::MOVE_TASKS, n));
+
+    let mut n = 0;
+    for entry in txn.open_table(DEDUP)?.iter()? {
+        let (k, v) = entry?;
+        n += 1;
+        let (uid, key) = k.value();
+        highest_uid = highest_uid.max(uid);
+        match codec::decode_dedup(uid, key, v.value()) {
+            Ok(d) => snapshot.dedup.push(d),
+            Err(e) => fail(&mut damaged, Loc::Dedup(uid, key.to_vec()), v.value(), e),
+        }
+    }
+    counts.push((table::DEDUP, n));
+
+    let mut n = 0;
+    for entry in txn.open_table(DOCUMENTS)?.iter()? {
+        let (k, v) = entry?;
+        n += 1;
+        let (kind, key) = k.value();
+        match codec::decode_document(kind, key, v.value()) {
+            Ok(d) => snapshot.documents.push(d),
+            Err(e) => fail(
+                &mut damaged,
+                Loc::Document(kind.to_vec(), key.to_vec()),
+                v.value(),
+                e,
+            ),
+        }
+    }
+    counts.push((table::DOCUMENTS, n));
+
+    // meta: max_queue_uid is covered by meta.checksum. If that fails, the highest uid in use
+    // (or the stored value, if higher) keeps uids from being reused.
+    let meta = txn.open_table(META)?;
+    let get = |k| -> Result<Option<u64>, StoreError> { Ok(meta.get(k)?.map(|v| v.value())) };
+    let version = get(META_FORMAT_VERSION)?.unwrap_or(0);
+    let stored = get(META_MAX_QUEUE_UID)?.unwrap_or(0);
+    let sum = get(META_CHECKSUM)?;
+    snapshot.max_queue_uid = stored;
+    if sum != Some(codec::meta_checksum(version, stored)) {
+        let mut raw = Vec::with_capacity(24);
+        raw.extend_from_slice(&version.to_le_bytes());
+        raw.extend_from_slice(&stored.to_le_bytes());
+        raw.extend_from_slice(&sum.unwrap_or(0).to_le_bytes());
+        snapshot.max_queue_uid = stored.max(highest_uid);
+        damaged.push(Damaged {
+            loc: Loc::Meta,
+            raw,
+            reason: format!(
+                "meta checksum mismatch (max_queue_uid {stored}); using {} and rewriting it",
+                snapshot.max_queue_uid
+            ),
+            replacement: None,
+            failed: true,
+        });
+    }
+    counts.push((table::META, 1));
+
+    let quarantine_len = txn.open_table(QUARANTINE)?.len()?;
+    Ok(Scan {
+        snapshot,
+        damaged,
+        counts,
+        quarantine_len,
+    })
 }
 
 /// The tables of one write transaction.
@@ -903,9 +1505,10 @@ struct Tables<'t> {
     meta: Table<'t, &'static str, u64>,
     queues: Table<'t, u64, &'static [u8]>,
     messages: Table<'t, (u64, u64), &'static [u8]>,
-    move_tasks: Table<'t, &'static str, &'static [u8]>,
-    dedup: Table<'t, (u64, &'static str), &'static [u8]>,
-    documents: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    message_state: Table<'t, (u64, u64), &'static [u8]>,
+    move_tasks: Table<'t, &'static [u8], &'static [u8]>,
+    dedup: Table<'t, (u64, &'static [u8]), &'static [u8]>,
+    documents: Table<'t, (&'static [u8], &'static [u8]), &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -914,6 +1517,7 @@ impl<'t> Tables<'t> {
             meta: txn.open_table(META)?,
             queues: txn.open_table(QUEUES)?,
             messages: txn.open_table(MESSAGES)?,
+            message_state: txn.open_table(MESSAGE_STATE)?,
             move_tasks: txn.open_table(MOVE_TASKS)?,
             dedup: txn.open_table(DEDUP)?,
             documents: txn.open_table(DOCUMENTS)?,
@@ -931,15 +1535,23 @@ impl<'t> Tables<'t> {
             Mutation::DeleteQueue { uid } => {
                 self.queues.remove(uid)?;
                 self.remove_messages(uid, 0..=u64::MAX)?;
+                let all: &[u8] = &[];
                 if let Some(next) = uid.checked_add(1) {
-                    self.dedup.retain_in((uid, "")..(next, ""), |_, _| false)?;
+                    self.dedup
+                        .retain_in((uid, all)..(next, all), |_, _| false)?;
                 } else {
-                    self.dedup.retain_in((uid, "").., |_, _| false)?;
+                    self.dedup.retain_in((uid, all).., |_, _| false)?;
                 }
             }
             Mutation::PutMessage(r) => {
+                let key = (r.queue_uid, r.seq);
+                let state = MessageState::of(&r);
                 self.messages
-                    .insert((r.queue_uid, r.seq), codec::encode_message(&r).as_slice())?;
+                    .insert(key, codec::encode_message(&r).as_slice())?;
+                self.message_state.insert(
+                    key,
+                    codec::encode_message_state(r.queue_uid, r.seq, &state).as_slice(),
+                )?;
             }
             Mutation::UpdateMessage {
                 queue_uid,
@@ -949,27 +1561,23 @@ impl<'t> Tables<'t> {
                 first_receive_ms,
                 last_receive_ms,
             } => {
-                let current = self
-                    .messages
-                    .get((queue_uid, seq))?
-                    .map(|v| v.value().to_vec());
-                if let Some(mut bytes) = current {
-                    codec::patch_message_state(
-                        &mut bytes,
+                // Only the small state record is written; the message is only looked up.
+                if self.messages.get((queue_uid, seq))?.is_some() {
+                    let state = MessageState {
                         visible_at_ms,
                         receive_count,
                         first_receive_ms,
                         last_receive_ms,
-                    )
-                    .map_err(|source| StoreError::Corrupt {
-                        table: "messages",
-                        source,
-                    })?;
-                    self.messages.insert((queue_uid, seq), bytes.as_slice())?;
+                    };
+                    self.message_state.insert(
+                        (queue_uid, seq),
+                        codec::encode_message_state(queue_uid, seq, &state).as_slice(),
+                    )?;
                 }
             }
             Mutation::DeleteMessage { queue_uid, seq } => {
                 self.messages.remove((queue_uid, seq))?;
+                self.message_state.remove((queue_uid, seq))?;
             }
             Mutation::Purge {
                 queue_uid,
@@ -977,29 +1585,31 @@ impl<'t> Tables<'t> {
             } => self.remove_messages(queue_uid, 0..=up_to_seq)?,
             Mutation::PutMoveTask(t) => {
                 self.move_tasks
-                    .insert(t.task_id.as_str(), codec::encode_move_task(&t).as_slice())?;
+                    .insert(t.task_id.as_bytes(), codec::encode_move_task(&t).as_slice())?;
             }
             Mutation::DeleteMoveTask { task_id } => {
-                self.move_tasks.remove(task_id.as_str())?;
+                self.move_tasks.remove(task_id.as_bytes())?;
             }
             Mutation::PutDedup(d) => {
                 self.dedup.insert(
-                    (d.queue_uid, d.key.as_str()),
+                    (d.queue_uid, d.key.as_bytes()),
                     codec::encode_dedup(&d).as_slice(),
                 )?;
             }
             Mutation::DeleteDedup { queue_uid, key } => {
-                self.dedup.remove((queue_uid, key.as_str()))?;
+                self.dedup.remove((queue_uid, key.as_bytes()))?;
             }
             Mutation::PutDocument(d) => {
-                self.documents
-                    .insert((d.kind.as_str(), d.key.as_str()), d.value.as_slice())?;
+                self.documents.insert(
+                    (d.kind.as_bytes(), d.key.as_bytes()),
+                    codec::encode_document(&d).as_slice(),
+                )?;
             }
             Mutation::DeleteDocument { kind, key } => {
-                self.documents.remove((kind.as_str(), key.as_str()))?;
+                self.documents.remove((kind.as_bytes(), key.as_bytes()))?;
             }
             Mutation::DeleteDocuments { kind, prefix } => {
-                let (kind, prefix) = (kind.as_str(), prefix.as_str());
+                let (kind, prefix) = (kind.as_bytes(), prefix.as_bytes());
                 self.documents.retain_in((kind, prefix).., |(k, key), _| {
                     !(k == kind && key.starts_with(prefix))
                 })?;
@@ -1016,6 +1626,34 @@ impl<'t> Tables<'t> {
         let (first, last) = seqs.into_inner();
         self.messages
             .retain_in((queue_uid, first)..=(queue_uid, last), |_, _| false)?;
+        self.message_state
+            .retain_in((queue_uid, first)..=(queue_uid, last), |_, _| false)?;
+        Ok(())
+    }
+
+    /// Removes a record that moved to the quarantine.
+    fn remove(&mut self, loc: &Loc) -> Result<(), StoreError> {
+        match loc {
+            Loc::Meta => {}
+            Loc::Queue(uid) => {
+                self.queues.remove(*uid)?;
+            }
+            Loc::Message(uid, seq) => {
+                self.messages.remove((*uid, *seq))?;
+            }
+            Loc::State(uid, seq) => {
+                self.message_state.remove((*uid, *seq))?;
+            }
+            Loc::MoveTask(id) => {
+                self.move_tasks.remove(id.as_slice())?;
+            }
+            Loc::Dedup(uid, key) => {
+                self.dedup.remove((*uid, key.as_slice()))?;
+            }
+            Loc::Document(kind, key) => {
+                self.documents.remove((kind.as_slice(), key.as_slice()))?;
+            }
+        }
         Ok(())
     }
 }
@@ -1058,13 +1696,147 @@ mod tests {
             matches!(
                 err,
                 StoreError::UnsupportedFormat {
-                    found: 2,
-                    supported: 1
+                    found: 3,
+                    supported: 2
                 }
             ),
             "{err}"
         );
         assert!(err.to_string().contains("newer than this build supports"));
+    }
+
+    fn message(uid: u64, seq: u64) -> crate::MessageRecord {
+        crate::MessageRecord {
+            queue_uid: uid,
+            seq,
+            message_id: format!("m{seq}"),
+            body: Arc::from("body"),
+            attributes: Default::default(),
+            system_attributes: Default::default(),
+            sender_id: "s".into(),
+            sent_ms: 1,
+            enqueued_ms: 1,
+            visible_at_ms: 50,
+            receive_count: 2,
+            first_receive_ms: Some(3),
+            last_receive_ms: Some(4),
+            group_id: None,
+            dedup_id: None,
+            sequence_number: None,
+            dead_letter_source_arn: None,
+            dead_lettered_ms: None,
+        }
+    }
+
+    fn wait(d: Durable) {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(d.wait())
+            .unwrap();
+    }
+
+    /// Edits the closed file with plain redb.
+    fn edit(dir: &Path, f: impl FnOnce(&WriteTransaction)) {
+        let db = Database::create(dir.join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        f(&txn);
+        txn.commit().unwrap();
+    }
+
+    #[test]
+    fn missing_and_orphaned_state_records_and_a_bad_meta_checksum_are_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
+            wait(store.submit(vec![
+                Mutation::PutMessage(message(3, 1)),
+                Mutation::PutMessage(message(3, 2)),
+            ]));
+        }
+        edit(dir.path(), |txn| {
+            let mut states = txn.open_table(MESSAGE_STATE).unwrap();
+            states.remove((3, 1)).unwrap();
+            let orphan = codec::encode_message_state(3, 9, &MessageState::default());
+            states.insert((3, 9), orphan.as_slice()).unwrap();
+            // max_queue_uid lowered behind the checksum's back.
+            txn.open_table(META)
+                .unwrap()
+                .insert(META_MAX_QUEUE_UID, 1)
+                .unwrap();
+        });
+        let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
+        let snapshot = store.try_load().unwrap();
+        let mut found: Vec<_> = snapshot
+            .quarantined
+            .iter()
+            .map(|q| (q.table.as_str(), q.key.as_str()))
+            .collect();
+        found.sort_unstable();
+        assert_eq!(
+            found,
+            [
+                ("message_state", "3/1"),
+                ("message_state", "3/9"),
+                ("meta", "max_queue_uid")
+            ]
+        );
+        // The message whose state was missing is kept, visible now, never received.
+        assert_eq!(snapshot.messages.len(), 2);
+        let first = &snapshot.messages[0];
+        assert_eq!(
+            (
+                first.seq,
+                first.visible_at_ms,
+                first.receive_count,
+                first.first_receive_ms
+            ),
+            (1, 0, 0, None)
+        );
+        assert_eq!(snapshot.messages[1].receive_count, 2);
+        // The highest uid in use wins over the damaged value.
+        assert_eq!(snapshot.max_queue_uid, 3);
+        drop(store);
+        let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
+        let again = store.try_load().unwrap();
+        assert!(again.quarantined.is_empty(), "{:?}", again.quarantined);
+        assert_eq!(again.max_queue_uid, 3);
+        assert_eq!(again.messages, snapshot.messages);
+        assert_eq!(again.quarantined_total, 3);
+    }
+
+    #[test]
+    fn a_format_1_record_that_does_not_decode_is_quarantined_by_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        edit(dir.path(), |txn| {
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert(META_FORMAT_VERSION, 1).unwrap();
+            meta.insert(META_MAX_QUEUE_UID, 1).unwrap();
+            let mut messages = txn.open_table(MESSAGES).unwrap();
+            messages.insert((1, 1), [1u8, 2, 3].as_slice()).unwrap();
+            txn.open_table(QUEUES).unwrap();
+            txn.open_table(MOVE_TASKS_V1).unwrap();
+            txn.open_table(DEDUP_V1).unwrap();
+        });
+        let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
+        let snapshot = store.try_load().unwrap();
+        assert!(snapshot.messages.is_empty());
+        assert!(
+            snapshot.quarantined.is_empty(),
+            "moved at open, not at load"
+        );
+        let listed = store.quarantined().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].table.as_str(), listed[0].key.as_str()),
+            ("messages", "1/1")
+        );
+        assert!(
+            listed[0].reason.contains("format-1 record"),
+            "{}",
+            listed[0].reason
+        );
+        assert_eq!(snapshot.quarantined_total, 1);
     }
 
     #[test]

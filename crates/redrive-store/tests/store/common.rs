@@ -7,7 +7,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use redrive_core::api::{MessageAttributeValue, MessageAttributes};
 use redrive_store::{
-    DedupRecord, MessageRecord, MoveTaskRecord, MoveTaskStatus, Mutation, QueueRecord, Snapshot,
+    DedupRecord, DocumentRecord, MessageRecord, MoveTaskRecord, MoveTaskStatus, Mutation,
+    QuarantinedRecord, QueueRecord, Snapshot,
 };
 
 /// Runs a future (a `Durable::wait`) to completion on a throw-away current-thread runtime.
@@ -25,7 +26,11 @@ pub struct Sorted {
     pub messages: Vec<MessageRecord>,
     pub move_tasks: Vec<MoveTaskRecord>,
     pub dedup: Vec<DedupRecord>,
+    pub documents: Vec<DocumentRecord>,
     pub max_queue_uid: u64,
+    /// Always empty against `MemoryStore`: nothing undamaged may be quarantined.
+    pub quarantined: Vec<QuarantinedRecord>,
+    pub quarantined_total: u64,
 }
 
 pub fn sorted(mut s: Snapshot) -> Sorted {
@@ -34,12 +39,17 @@ pub fn sorted(mut s: Snapshot) -> Sorted {
     s.move_tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
     s.dedup
         .sort_by(|a, b| (a.queue_uid, &a.key).cmp(&(b.queue_uid, &b.key)));
+    s.documents
+        .sort_by(|a, b| (&a.kind, &a.key).cmp(&(&b.kind, &b.key)));
     Sorted {
         queues: s.queues,
         messages: s.messages,
         move_tasks: s.move_tasks,
         dedup: s.dedup,
+        documents: s.documents,
         max_queue_uid: s.max_queue_uid,
+        quarantined: s.quarantined,
+        quarantined_total: s.quarantined_total,
     }
 }
 
@@ -95,6 +105,14 @@ fn task_id() -> impl Strategy<Value = String> {
 
 fn dedup_key() -> impl Strategy<Value = String> {
     prop::sample::select(vec!["", "a", "b", "g\0a", "zz"]).prop_map(str::to_owned)
+}
+
+fn document_kind() -> impl Strategy<Value = String> {
+    prop::sample::select(vec!["", "replay", "replay-move", "ü"]).prop_map(str::to_owned)
+}
+
+fn document_key() -> impl Strategy<Value = String> {
+    prop::sample::select(vec!["", "a", "a/1", "a/2", "ab", "b/1", "\0"]).prop_map(str::to_owned)
 }
 
 pub fn queue_record() -> impl Strategy<Value = QueueRecord> {
@@ -271,6 +289,12 @@ pub fn mutation() -> impl Strategy<Value = Mutation> {
         2 => dedup_record().prop_map(Mutation::PutDedup),
         1 => (queue_uid(), dedup_key())
             .prop_map(|(queue_uid, key)| Mutation::DeleteDedup { queue_uid, key }),
+        2 => (document_kind(), document_key(), prop::collection::vec(any::<u8>(), 0..16))
+            .prop_map(|(kind, key, value)| Mutation::PutDocument(DocumentRecord { kind, key, value })),
+        1 => (document_kind(), document_key())
+            .prop_map(|(kind, key)| Mutation::DeleteDocument { kind, key }),
+        1 => (document_kind(), prop::sample::select(vec!["", "a", "a/", "b/1"]))
+            .prop_map(|(kind, prefix)| Mutation::DeleteDocuments { kind, prefix: prefix.to_owned() }),
     ]
 }
 

@@ -262,8 +262,62 @@ fn in_memory(bytes: &[u8]) -> InMemoryBackend {
     backend
 }
 
+/// The split message layout (format 2): 24 messages put once, then batches that only write
+/// receive state (`UpdateMessage` of 4–12 messages: 35-byte `message_state` records), and
+/// batches that delete a message right after receiving others. A crash inside a state-only
+/// commit or between a state write and a delete must leave a prefix of whole batches, with
+/// every message's state matching it (never a message without its state, nor a stale one).
+fn receive_workload(rng: &mut Rng) -> Vec<Vec<Mutation>> {
+    let mut out = vec![
+        (0..24)
+            .map(|seq| Mutation::PutMessage(message(seq, if seq % 5 == 0 { 20_000 } else { 300 })))
+            .chain([Mutation::PutQueue(queue(0))])
+            .collect::<Vec<_>>(),
+    ];
+    let mut alive: Vec<u64> = (0..24).collect();
+    for i in 1..BATCHES {
+        let mut batch = Vec::new();
+        let receives = 4 + rng.below(9);
+        for _ in 0..receives {
+            if alive.is_empty() {
+                break;
+            }
+            let seq = alive[rng.below(alive.len() as u64) as usize];
+            batch.push(Mutation::UpdateMessage {
+                queue_uid: 1,
+                seq,
+                visible_at_ms: 1_000 + i as u64,
+                receive_count: u32::try_from(i).unwrap(),
+                first_receive_ms: Some(1),
+                last_receive_ms: Some(i as u64),
+            });
+        }
+        if i % 3 == 0 && !alive.is_empty() {
+            let seq = alive.remove(rng.below(alive.len() as u64) as usize);
+            batch.push(Mutation::DeleteMessage { queue_uid: 1, seq });
+            // An update of a message deleted just before is a no-op, as in MemoryStore.
+            batch.push(Mutation::UpdateMessage {
+                queue_uid: 1,
+                seq,
+                visible_at_ms: 7,
+                receive_count: 7,
+                first_receive_ms: None,
+                last_receive_ms: None,
+            });
+        }
+        batch.push(Mutation::PutQueue(queue(i)));
+        out.push(batch);
+    }
+    out
+}
+
 /// One crash scenario; returns whether the crash happened.
-fn crash_once(mode: DurabilityMode, seed: u64, crash_at: Option<u64>) -> (bool, u64) {
+fn crash_once_with(
+    mode: DurabilityMode,
+    seed: u64,
+    crash_at: Option<u64>,
+    workload: fn(&mut Rng) -> Vec<Vec<Mutation>>,
+) -> (bool, u64) {
     let mut rng = Rng(seed);
     let batches = workload(&mut rng);
     let backend = CrashBackend::default();
@@ -329,14 +383,22 @@ fn crash_once(mode: DurabilityMode, seed: u64, crash_at: Option<u64>) -> (bool, 
 }
 
 fn crash_at_random_points(mode: DurabilityMode, scenarios: u64) {
+    crash_at_random_points_with(mode, scenarios, workload);
+}
+
+fn crash_at_random_points_with(
+    mode: DurabilityMode,
+    scenarios: u64,
+    workload: fn(&mut Rng) -> Vec<Vec<Mutation>>,
+) {
     // A run without a crash tells how many operations the workload takes.
-    let (_, total_ops) = crash_once(mode, 0, None);
+    let (_, total_ops) = crash_once_with(mode, 0, None, workload);
     assert!(total_ops > 10);
     let mut crashes = 0;
     let mut pick = Rng(0xC0FFEE ^ total_ops);
     for seed in 1..=scenarios {
         let at = 1 + pick.below(total_ops);
-        let (crashed, _) = crash_once(mode, seed, Some(at));
+        let (crashed, _) = crash_once_with(mode, seed, Some(at), workload);
         crashes += u64::from(crashed);
     }
     assert!(
@@ -348,6 +410,11 @@ fn crash_at_random_points(mode: DurabilityMode, scenarios: u64) {
 #[test]
 fn strict_mode_survives_crashes_at_random_points() {
     crash_at_random_points(DurabilityMode::Strict, 60);
+}
+
+#[test]
+fn strict_mode_survives_crashes_in_receive_state_writes_and_deletes() {
+    crash_at_random_points_with(DurabilityMode::Strict, 40, receive_workload);
 }
 
 #[test]

@@ -53,15 +53,20 @@ proptest! {
         t in crate::common::move_task_record(),
         d in crate::common::dedup_record(),
     ) {
-        use redrive_store::codec;
+        use redrive_store::codec::{self, MessageState};
         prop_assert_eq!(codec::decode_queue(q.uid, &codec::encode_queue(&q)).unwrap(), q);
+        let state = codec::encode_message_state(m.queue_uid, m.seq, &MessageState::of(&m));
+        let state = codec::decode_message_state(m.queue_uid, m.seq, &state).unwrap();
         prop_assert_eq!(
-            codec::decode_message(m.queue_uid, m.seq, &codec::encode_message(&m)).unwrap(),
+            codec::decode_message(m.queue_uid, m.seq, &codec::encode_message(&m), state).unwrap(),
             m
         );
-        prop_assert_eq!(codec::decode_move_task(&t.task_id, &codec::encode_move_task(&t)).unwrap(), t);
         prop_assert_eq!(
-            codec::decode_dedup(d.queue_uid, &d.key, &codec::encode_dedup(&d)).unwrap(),
+            codec::decode_move_task(t.task_id.as_bytes(), &codec::encode_move_task(&t)).unwrap(),
+            t
+        );
+        prop_assert_eq!(
+            codec::decode_dedup(d.queue_uid, d.key.as_bytes(), &codec::encode_dedup(&d)).unwrap(),
             d
         );
     }

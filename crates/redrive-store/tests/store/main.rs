@@ -3,6 +3,10 @@
 
 mod common;
 mod concurrency;
+mod corruption;
 mod crash;
 mod equivalence;
+mod fixture_v1;
+mod layout;
+mod migration;
 mod reopen;

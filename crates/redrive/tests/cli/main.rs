@@ -10,6 +10,7 @@
 //! - `investigate`: `status`, `peek`, `stats`, `export`, `import` against a synthetic DLQ
 //!   incident.
 //! - `replay`: `replay` (client-side and server-side paths, moto), `move`, `schedule`.
+//! - `verify`: `redrive verify` on a clean and on a damaged data directory.
 
 mod crash;
 mod full_disk;
@@ -17,3 +18,4 @@ mod harness;
 mod investigate;
 mod replay;
 mod serve;
+mod verify;

@@ -1,0 +1,292 @@
+//! Bytes flipped inside a closed store file (message bodies, attribute values, a delivery-state
+//! record): the damaged records are never served, they move to the quarantine, `verify` reports
+//! each one, and every undamaged record loads unchanged.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use redrive_core::api::{MessageAttributeValue, MessageAttributes};
+use redrive_store::codec::{self, MessageState};
+use redrive_store::{
+    DurabilityMode, FILE_NAME, MessageRecord, Mutation, QueueRecord, RedbStore, Store, verify,
+};
+
+use crate::common::block_on;
+
+fn message(seq: u64) -> MessageRecord {
+    let mut attributes = MessageAttributes::new();
+    attributes.insert(
+        "tag".into(),
+        MessageAttributeValue {
+            string_value: Some(format!("attr-marker-{seq:04}-zzzzzzzz")),
+            data_type: "String".into(),
+            ..Default::default()
+        },
+    );
+    MessageRecord {
+        queue_uid: 1,
+        seq,
+        message_id: format!("id-{seq}"),
+        body: Arc::from(format!("body-marker-{seq:04}-{}", "y".repeat(64))),
+        attributes,
+        system_attributes: MessageAttributes::new(),
+        sender_id: "s".into(),
+        sent_ms: 1_000 + seq,
+        enqueued_ms: 1_000 + seq,
+        visible_at_ms: 1_000 + seq,
+        receive_count: 0,
+        first_receive_ms: None,
+        last_receive_ms: None,
+        group_id: None,
+        dedup_id: None,
+        sequence_number: None,
+        dead_letter_source_arn: None,
+        dead_lettered_ms: None,
+    }
+}
+
+/// Flips one bit in every occurrence of `needle` (at `at` within it); returns how many.
+fn flip(file: &Path, needle: &[u8], at: usize) -> usize {
+    let mut bytes = std::fs::read(file).unwrap();
+    let mut hits = 0;
+    let mut i = 0;
+    while i + needle.len() <= bytes.len() {
+        if &bytes[i..i + needle.len()] == needle {
+            bytes[i + at] ^= 0x04;
+            hits += 1;
+            i += needle.len();
+        } else {
+            i += 1;
+        }
+    }
+    std::fs::write(file, bytes).unwrap();
+    hits
+}
+
+const RECEIVED: MessageState = MessageState {
+    visible_at_ms: 9_000,
+    receive_count: 3,
+    first_receive_ms: Some(2_000),
+    last_receive_ms: Some(8_000),
+};
+
+/// Writes queue 1 with messages 0..8 (messages 2 and 4 received three times) and closes it.
+fn write_store(dir: &Path) -> Vec<MessageRecord> {
+    let store = RedbStore::open(dir, DurabilityMode::Strict).unwrap();
+    let queue = QueueRecord {
+        uid: 1,
+        region: "us-east-1".into(),
+        account: "000000000000".into(),
+        name: "q".into(),
+        attributes: BTreeMap::new(),
+        tags: BTreeMap::new(),
+        created_secs: 1,
+        last_modified_secs: 1,
+        last_purge_ms: None,
+    };
+    let mut batch = vec![Mutation::PutQueue(queue)];
+    batch.extend((0..8).map(|seq| Mutation::PutMessage(message(seq))));
+    block_on(store.submit(batch).wait()).unwrap();
+    for seq in [2, 4] {
+        block_on(
+            store
+                .submit(vec![Mutation::UpdateMessage {
+                    queue_uid: 1,
+                    seq,
+                    visible_at_ms: RECEIVED.visible_at_ms,
+                    receive_count: RECEIVED.receive_count,
+                    first_receive_ms: RECEIVED.first_receive_ms,
+                    last_receive_ms: RECEIVED.last_receive_ms,
+                }])
+                .wait(),
+        )
+        .unwrap();
+    }
+    let snapshot = store.try_load().unwrap();
+    assert!(snapshot.quarantined.is_empty());
+    store.shutdown();
+    snapshot.messages
+}
+
+#[test]
+fn flipped_bytes_are_quarantined_never_served_and_reported_by_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(FILE_NAME);
+    let written = write_store(dir.path());
+    assert!(verify(dir.path()).unwrap().ok());
+
+    // Body of message 1, attribute value of message 3, delivery state of message 4.
+    assert!(flip(&file, b"body-marker-0001", 14) >= 1);
+    assert!(flip(&file, b"attr-marker-0003", 15) >= 1);
+    let state = codec::encode_message_state(1, 4, &RECEIVED);
+    assert!(
+        flip(&file, &state, 10) >= 1,
+        "state record found in the file"
+    );
+
+    // Offline: each damaged record is reported, and the file is not changed.
+    let before = std::fs::read(&file).unwrap();
+    let report = verify(dir.path()).unwrap();
+    assert!(
+        std::fs::read(&file).unwrap() == before,
+        "verify must not write"
+    );
+    assert!(!report.ok());
+    let mut failed: Vec<_> = report
+        .problems
+        .iter()
+        .map(|p| (p.table.as_str(), p.key.as_str()))
+        .collect();
+    failed.sort_unstable();
+    assert_eq!(
+        failed,
+        [
+            ("message_state", "1/1"),
+            ("message_state", "1/3"),
+            ("message_state", "1/4"),
+            ("messages", "1/1"),
+            ("messages", "1/3"),
+        ],
+        "{report:#?}"
+    );
+    assert!(
+        report
+            .problems
+            .iter()
+            .filter(|p| p.table == "messages")
+            .all(|p| p.reason.contains("checksum mismatch")),
+        "{report:#?}"
+    );
+    let messages = report
+        .tables
+        .iter()
+        .find(|t| t.table == "messages")
+        .unwrap();
+    assert_eq!((messages.records, messages.failed), (8, 2));
+    let states = report
+        .tables
+        .iter()
+        .find(|t| t.table == "message_state")
+        .unwrap();
+    assert_eq!((states.records, states.failed), (8, 1));
+    assert_eq!(report.failed(), 3);
+
+    // Open: never served, quarantined, the rest unchanged.
+    let expected: Vec<MessageRecord> = written
+        .iter()
+        .filter(|m| m.seq != 1 && m.seq != 3)
+        .map(|m| {
+            if m.seq == 4 {
+                // Its state failed: kept, visible now, receive count reset.
+                MessageRecord {
+                    visible_at_ms: 0,
+                    receive_count: 0,
+                    first_receive_ms: None,
+                    last_receive_ms: None,
+                    ..m.clone()
+                }
+            } else {
+                m.clone()
+            }
+        })
+        .collect();
+    {
+        let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
+        let snapshot = store.try_load().unwrap();
+        assert_eq!(snapshot.messages, expected);
+        assert_eq!(snapshot.messages[1].receive_count, RECEIVED.receive_count);
+        let mut quarantined: Vec<_> = snapshot
+            .quarantined
+            .iter()
+            .map(|q| {
+                (
+                    q.table.as_str(),
+                    q.key.as_str(),
+                    q.message,
+                    q.failed_verification,
+                )
+            })
+            .collect();
+        quarantined.sort_unstable();
+        assert_eq!(
+            quarantined,
+            [
+                ("message_state", "1/1", Some((1, 1)), false),
+                ("message_state", "1/3", Some((1, 3)), false),
+                ("message_state", "1/4", Some((1, 4)), true),
+                ("messages", "1/1", Some((1, 1)), true),
+                ("messages", "1/3", Some((1, 3)), true),
+            ]
+        );
+        assert_eq!(snapshot.quarantined_total, 5);
+        assert_eq!(store.quarantined().unwrap().len(), 5);
+        // The store keeps working, and the damaged seqs can be written again.
+        block_on(store.submit(vec![Mutation::PutMessage(message(1))]).wait()).unwrap();
+    }
+
+    // The next start finds nothing new; the quarantine is listed by the store and verify.
+    let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
+    let snapshot = store.try_load().unwrap();
+    assert!(snapshot.quarantined.is_empty());
+    assert_eq!(snapshot.quarantined_total, 5);
+    assert_eq!(snapshot.messages.len(), expected.len() + 1);
+    let listed = store.quarantined().unwrap();
+    assert!(listed.iter().all(|q| q.quarantined_ms > 0));
+    assert!(
+        listed
+            .iter()
+            .any(|q| q.table == "messages" && q.key == "1/3" && q.reason.contains("checksum"))
+    );
+    store.shutdown();
+    let report = verify(dir.path()).unwrap();
+    assert!(report.ok(), "{report:#?}");
+    assert_eq!(report.quarantined.len(), 5);
+}
+
+#[test]
+fn a_damaged_queue_document_or_dedup_record_is_quarantined_too() {
+    use redrive_store::{DedupRecord, DocumentRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(FILE_NAME);
+    {
+        let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
+        let batch = vec![
+            Mutation::PutDedup(DedupRecord {
+                queue_uid: 2,
+                key: "k".into(),
+                expires_ms: 5,
+                message_id: "dedup-marker-msgid".into(),
+                sequence_number: "1".into(),
+            }),
+            Mutation::PutDocument(DocumentRecord {
+                kind: "replay".into(),
+                key: "r1".into(),
+                value: br#"{"doc":"document-marker"}"#.to_vec(),
+            }),
+            Mutation::PutDocument(DocumentRecord {
+                kind: "replay".into(),
+                key: "r2".into(),
+                value: br#"{"doc":"fine"}"#.to_vec(),
+            }),
+        ];
+        block_on(store.submit(batch).wait()).unwrap();
+    }
+    assert!(flip(&file, b"dedup-marker-msgid", 3) >= 1);
+    assert!(flip(&file, b"document-marker", 3) >= 1);
+    let report = verify(dir.path()).unwrap();
+    let mut failed: Vec<_> = report
+        .problems
+        .iter()
+        .map(|p| format!("{} {}", p.table, p.key))
+        .collect();
+    failed.sort_unstable();
+    assert_eq!(failed, ["dedup 2/k", "documents replay/r1"]);
+
+    let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
+    let snapshot = store.try_load().unwrap();
+    assert!(snapshot.dedup.is_empty());
+    assert_eq!(snapshot.documents.len(), 1);
+    assert_eq!(snapshot.documents[0].key, "r2");
+    assert_eq!(snapshot.quarantined.len(), 2);
+}
