@@ -390,6 +390,14 @@ impl Engine {
         snap
     }
 
+    /// Records the store quarantined because they failed verification (never served).
+    pub fn quarantined(&self) -> SqsResult<Vec<store::QuarantinedRecord>> {
+        self.store.quarantined().map_err(|e| {
+            tracing::error!(error = %e, "cannot list the quarantine");
+            SqsError::service_unavailable()
+        })
+    }
+
     /// The store's condition, for the health endpoint.
     pub fn store_health(&self) -> store::StoreHealth {
         self.store.health()

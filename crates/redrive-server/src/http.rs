@@ -32,6 +32,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/_redrive/v1/queues/{name}/messages",
             get(crate::inspect::queue_messages),
         )
+        .route("/_redrive/v1/quarantine", get(crate::inspect::quarantine))
         .route(
             "/_redrive/v1/replays",
             post(replay_api::start_replay).get(replay_api::list_replays),

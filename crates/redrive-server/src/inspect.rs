@@ -79,6 +79,27 @@ pub async fn queue_summary(
     }))
 }
 
+/// `GET /_redrive/v1/quarantine`: stored records that failed verification (checksum or
+/// decode) and were moved aside instead of being served, oldest first. Contents are never shown.
+pub async fn quarantine(State(state): State<Arc<AppState>>) -> Response {
+    json_response(state.engine.quarantined().map(|records| {
+        let failed = records.iter().filter(|r| r.failed_verification).count();
+        json!({
+            "count": records.len(),
+            "failedVerification": failed,
+            "records": records.into_iter().map(|r| json!({
+                "table": r.table,
+                "key": r.key,
+                "reason": r.reason,
+                "failedVerification": r.failed_verification,
+                "queueUid": r.message.map(|(q, _)| q),
+                "seq": r.message.map(|(_, s)| s),
+                "quarantinedAt": r.quarantined_ms,
+            })).collect::<Vec<_>>(),
+        })
+    }))
+}
+
 fn message_json(m: BrowsedMessage) -> Value {
     json!({
         "messageId": m.message_id,
@@ -150,6 +171,7 @@ pub async fn queue_messages(
 pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     let synced = state.engine.ensure_synced();
     let h = state.engine.store_health();
+    let quarantined = state.engine.quarantined().map(|q| q.len()).ok();
     let status = if synced.is_err() || h.failed.is_some() {
         "failing"
     } else if h.low_space.is_some() {
@@ -168,6 +190,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
             "freeBytes": h.free_bytes,
             "writeFailures": h.failures,
             "lastError": h.last_error,
+            "quarantinedRecords": quarantined,
         },
     });
     let code = if status == "failing" {

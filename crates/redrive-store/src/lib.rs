@@ -270,6 +270,10 @@ pub trait Store: Send + Sync + 'static {
     fn write_failures(&self) -> u64 {
         0
     }
+    /// Every record in the quarantine (failed verification, never served), oldest first.
+    fn quarantined(&self) -> Result<Vec<QuarantinedRecord>, String> {
+        Ok(Vec::new())
+    }
     /// Whether [`StoreHealth::low_space`] is set: cheap, read before every write that grows
     /// the store.
     fn low_space(&self) -> bool {

@@ -513,6 +513,10 @@ impl Store for RedbStore {
         self.shared.short_of_space.load(Ordering::Acquire)
     }
 
+    fn quarantined(&self) -> Result<Vec<QuarantinedRecord>, String> {
+        RedbStore::quarantined(self).map_err(|e| e.to_string())
+    }
+
     fn recover(&self) -> Result<(u64, Snapshot), String> {
         self.call(Request::Recover).map_err(|e| e.to_string())
     }

@@ -104,6 +104,32 @@ async fn verify_reports_a_flipped_body_and_the_server_never_serves_it() {
     let mut bodies: Vec<_> = got.into_iter().map(|(b, _)| b).collect();
     bodies.sort();
     assert_eq!(bodies, ["cli-marker-0-body", "cli-marker-2-body"]);
+    // The inspection API lists what was quarantined (never its contents); health counts it.
+    let get = |path: &str| {
+        let url = format!("{}{path}", server.endpoint());
+        async move {
+            let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+            serde_json::from_str::<Value>(&text).unwrap()
+        }
+    };
+    let q = get("_redrive/v1/quarantine").await;
+    assert_eq!(q["count"], 2, "{q}");
+    assert_eq!(q["failedVerification"], 1, "{q}");
+    let failed = q["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["failedVerification"] == true)
+        .unwrap();
+    assert_eq!(failed["table"], "messages", "{q}");
+    assert!(
+        failed["reason"].as_str().unwrap().contains("checksum"),
+        "{q}"
+    );
+    assert!(!q.to_string().contains("cli-marker"), "never contents: {q}");
+    let h = get("_redrive/v1/health").await;
+    assert_eq!(h["status"], "ok", "{h}");
+    assert_eq!(h["store"]["quarantinedRecords"], 2, "{h}");
     assert!(server.terminate().success());
 
     let out = verify(dir.path(), false);
