@@ -22,7 +22,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -132,10 +132,7 @@ async fn serve_connection(
     tokio::pin!(conn);
     let watchdog = watchdog(&state, limits);
     tokio::pin!(watchdog);
-    let mut stopping = *stop.borrow();
-    if stopping {
-        conn.as_mut().graceful_shutdown();
-    }
+    let mut stopping = false;
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -151,6 +148,12 @@ async fn serve_connection(
             }
             _ = stop.changed(), if !stopping => {
                 stopping = true;
+                // Nothing in progress (and the last response flushed): close now. hyper would
+                // keep a connection that never sent a byte open until its first request.
+                if state.phase() == Phase::Idle {
+                    break;
+                }
+                // Finish the request in progress, then close.
                 conn.as_mut().graceful_shutdown();
             }
         }
@@ -196,6 +199,8 @@ struct ConnState {
     phase: AtomicU8,
     /// Microseconds from `epoch` to the start of the phase.
     since_us: AtomicU64,
+    /// The response body is done; the connection turns idle once its bytes are flushed.
+    response_done: AtomicBool,
     changed: Notify,
 }
 
@@ -205,6 +210,7 @@ impl ConnState {
             epoch: Instant::now(),
             phase: AtomicU8::new(Phase::Idle as u8),
             since_us: AtomicU64::new(0),
+            response_done: AtomicBool::new(false),
             changed: Notify::new(),
         }
     }
@@ -320,7 +326,16 @@ impl AsyncWrite for EdgeIo {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_flush(cx);
+        // hyper flushes the socket only once its buffer is written out: a finished response
+        // is now entirely on the wire.
+        if let Poll::Ready(Ok(())) = result
+            && this.state.response_done.swap(false, Ordering::AcqRel)
+        {
+            this.state.enter(Phase::Idle);
+        }
+        result
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -335,8 +350,9 @@ impl AsyncWrite for EdgeIo {
 
 /// hyper's automatic answer to a head it could not parse: a bare `400` with no body, written in
 /// one piece while a head is being read (no request was handed to the router since its first
-/// byte, else the phase would be busy or idle). A normal response never matches: its head is
-/// written after the router answered, and a body never ends in an empty line.
+/// byte, else the phase would be busy; the phase turns idle only once a response is flushed).
+/// A normal response never matches: its head is written while the phase is busy, and a body
+/// never ends in an empty line.
 fn is_hyper_parse_error_response(buf: &[u8]) -> bool {
     buf.len() < 256
         && buf.starts_with(b"HTTP/1.1 400 Bad Request\r\n")
@@ -457,6 +473,7 @@ impl hyper::service::Service<Request<Incoming>> for EdgeService {
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
+        self.state.response_done.store(false, Ordering::Release);
         self.state.enter(Phase::Busy);
         let router = self.router.clone();
         let state = self.state.clone();
@@ -469,7 +486,8 @@ impl hyper::service::Service<Request<Incoming>> for EdgeService {
     }
 }
 
-/// A response body that returns its connection to the idle phase once hyper is done with it.
+/// A response body that returns its connection to the idle phase once hyper is done with it
+/// and has flushed it.
 struct TrackedBody {
     inner: Body,
     state: Arc<ConnState>,
@@ -477,7 +495,7 @@ struct TrackedBody {
 
 impl Drop for TrackedBody {
     fn drop(&mut self) {
-        self.state.enter(Phase::Idle);
+        self.state.response_done.store(true, Ordering::Release);
     }
 }
 

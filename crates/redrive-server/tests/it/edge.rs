@@ -457,9 +457,13 @@ async fn json_requests_need_the_json_1_0_content_type() {
 
 #[tokio::test]
 async fn graceful_shutdown_finishes_a_long_poll_and_stops_accepting() {
+    // Idle connections would close on their own only after 60 s.
     let server = Server::bind(ServerConfig {
         port: 0,
-        http: short_limits(),
+        http: HttpLimits {
+            idle_timeout: Duration::from_secs(60),
+            ..short_limits()
+        },
         ..Default::default()
     })
     .await
@@ -482,7 +486,7 @@ async fn graceful_shutdown_finishes_a_long_poll_and_stops_accepting() {
         .unwrap()
         .to_string();
     let mut idle = TcpStream::connect(addr).await.unwrap();
-    // A 4 s long poll, longer than the header, body and idle timeouts.
+    // A 4 s long poll, longer than the header and body timeouts.
     let receive = json_request(
         "AmazonSQS.ReceiveMessage",
         Some(JSON_CT),
@@ -498,9 +502,13 @@ async fn graceful_shutdown_finishes_a_long_poll_and_stops_accepting() {
             .expect("long poll not answered during shutdown");
     assert_eq!(status, 200, "{body}");
     assert!(started.elapsed() >= Duration::from_secs(3));
+    // Both the connection that never sent a byte and the one whose long poll was answered.
     tokio::time::timeout(Duration::from_secs(10), closed_by_server(&mut idle))
         .await
         .expect("idle connection not closed at shutdown");
+    tokio::time::timeout(Duration::from_secs(10), closed_by_server(&mut stream))
+        .await
+        .expect("connection not closed after its last answer at shutdown");
     tokio::time::timeout(Duration::from_secs(10), serving)
         .await
         .expect("serve did not return after shutdown")
