@@ -75,6 +75,8 @@ error_codes! {
     SerializationException => ("SerializationException", "SerializationException", 400, Sender),
     UnknownOperationException => ("UnknownOperationException", "UnknownOperationException", 400, Sender),
     RequestEntityTooLarge => ("RequestEntityTooLarge", "RequestEntityTooLarge", 413, Sender),
+    // A request body that did not arrive in time (S3's code and status; SDKs retry it).
+    RequestTimeout => ("RequestTimeout", "RequestTimeout", 400, Sender),
     AccessDenied => ("AccessDenied", "AccessDenied", 403, Sender),
     SignatureDoesNotMatch => ("SignatureDoesNotMatch", "SignatureDoesNotMatch", 403, Sender),
     InvalidClientTokenId => ("InvalidClientTokenId", "InvalidClientTokenId", 403, Sender),

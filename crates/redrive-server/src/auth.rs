@@ -98,14 +98,9 @@ pub async fn require(State(state): State<Arc<AppState>>, req: Request, next: Nex
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
+    let bytes = match crate::http::read_body(body, state.config.max_body_bytes).await {
         Ok(b) => b,
-        Err(_) => {
-            return crate::replay_api::error(SqsError::new(
-                ErrorCode::RequestEntityTooLarge,
-                "Request body is too large.",
-            ));
-        }
+        Err(e) => return crate::http::close_connection(crate::replay_api::error(e)),
     };
     if let Err(e) = authenticate(&state.config.auth, &parts, &bytes) {
         return crate::replay_api::error(e);

@@ -1,6 +1,7 @@
 //! Server configuration.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use redrive_store::DurabilityMode;
 
@@ -40,6 +41,41 @@ pub struct ServerConfig {
     pub storage: Storage,
     /// Request authentication (off by default).
     pub auth: crate::auth::Auth,
+    /// Connection limits and timeouts of the HTTP edge.
+    pub http: HttpLimits,
+}
+
+/// Connection limits and timeouts (see `docs/operations.md`). None of them can cut a long poll:
+/// a request being handled has no deadline; these only bound a client that is slow to *send*.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// From the first byte of a request to the end of its headers.
+    pub header_timeout: Duration,
+    /// From the end of the headers to the end of the body.
+    pub body_timeout: Duration,
+    /// After [`BODY_RATE_GRACE`], a body must have arrived at this average rate (bytes per
+    /// second) or it is dropped; 0 turns the check off.
+    pub min_body_rate: u64,
+    /// A connection with no request in progress (freshly accepted, or between keep-alive
+    /// requests) is closed after this long.
+    pub idle_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog until one closes.
+    pub max_connections: usize,
+}
+
+/// How long a body may arrive at any rate before [`HttpLimits::min_body_rate`] applies.
+pub const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(60),
+            min_body_rate: 1024,
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 10_000,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -53,6 +89,7 @@ impl Default for ServerConfig {
             enable_reset_api: false,
             storage: Storage::InMemory,
             auth: crate::auth::Auth::None,
+            http: HttpLimits::default(),
         }
     }
 }

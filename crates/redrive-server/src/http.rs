@@ -104,22 +104,19 @@ async fn handle_sqs(State(state): State<Arc<AppState>>, req: HttpRequest) -> Htt
     let request_id = new_request_id();
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
+    // A target that is present but not visible ASCII still makes the request JSON.
+    let has_target = headers.contains_key("x-amz-target");
     let protocol = redrive_protocol::detect(
         header_str(headers, "content-type"),
-        header_str(headers, "x-amz-target"),
+        has_target.then_some(""),
     );
 
-    let body = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
+    let body = match read_body(body, state.config.max_body_bytes).await {
         Ok(b) => b,
-        Err(_) => {
-            let err = SqsError::new(
-                ErrorCode::RequestEntityTooLarge,
-                format!(
-                    "Request body is larger than {} bytes.",
-                    state.config.max_body_bytes
-                ),
-            );
-            return error_response(protocol, &err, &request_id);
+        Err(e) => {
+            tracing::info!(code = e.code.query_code(), message = %e.message, "request body dropped");
+            // The rest of the body is unread: answer, then close the connection.
+            return close_connection(error_response(protocol, &e, &request_id));
         }
     };
 
@@ -141,6 +138,16 @@ async fn handle_sqs(State(state): State<Arc<AppState>>, req: HttpRequest) -> Htt
                 Err(SqsError::new(
                     ErrorCode::InvalidAction,
                     "The JSON protocol requires POST.",
+                ))
+            } else if has_target && !is_json_1_0(headers) {
+                Err(SqsError::new(
+                    ErrorCode::UnknownOperationException,
+                    "An X-Amz-Target request must have Content-Type application/x-amz-json-1.0.",
+                ))
+            } else if has_target && header_str(headers, "x-amz-target").is_none() {
+                Err(SqsError::new(
+                    ErrorCode::UnknownOperationException,
+                    "The X-Amz-Target header contains a character that is not allowed.",
                 ))
             } else {
                 json::decode(header_str(headers, "x-amz-target"), &body)
@@ -199,6 +206,63 @@ async fn handle_sqs(State(state): State<Arc<AppState>>, req: HttpRequest) -> Htt
         }
     }
     response
+}
+
+/// `Content-Type: application/x-amz-json-1.0`, any case, parameters (`; charset=…`) ignored.
+fn is_json_1_0(headers: &HeaderMap) -> bool {
+    header_str(headers, "content-type").is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .is_some_and(|media| media.trim().eq_ignore_ascii_case(json::CONTENT_TYPE))
+    })
+}
+
+/// Reads a whole request body of at most `limit` bytes. The connection edge bounds how long
+/// that may take ([`crate::edge::BodyTimeout`]); every failure is an SQS error.
+pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, SqsError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| body_error(e.into_inner()))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(SqsError::new(
+                    ErrorCode::RequestEntityTooLarge,
+                    format!("Request body is larger than {limit} bytes."),
+                ));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn body_error(err: Box<dyn std::error::Error + Send + Sync>) -> SqsError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err.as_ref());
+    while let Some(e) = source {
+        if let Some(timeout) = e.downcast_ref::<crate::edge::BodyTimeout>() {
+            return SqsError::new(
+                ErrorCode::RequestTimeout,
+                format!(
+                    "Your socket connection to the server was not read from within the timeout \
+                     period: {timeout}."
+                ),
+            );
+        }
+        source = e.source();
+    }
+    SqsError::new(
+        ErrorCode::InvalidParameterValue,
+        format!("The request body could not be read: {err}."),
+    )
+}
+
+/// Marks a response as the last on its connection.
+pub fn close_connection(mut resp: HttpResponse) -> HttpResponse {
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 /// `/{account}/{queue}` → that path (queue-URL path requests of the Query protocol).

@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`config`]: [`ServerConfig`] (listen address, identity, limits).
+//! - [`edge`]: the accept loop: connection limit, header/body/idle timeouts, graceful shutdown,
+//!   SQS-shaped answers to unparseable request heads.
 //! - [`http`]: the axum router; turns an HTTP request into a typed [`Request`] with
 //!   `redrive-protocol`, calls [`dispatch`], and encodes the answer in the caller's protocol.
 //! - [`dispatch`]: one `match` from [`Request`] to the engine's action methods.
@@ -14,6 +16,7 @@ pub mod auth;
 pub mod config;
 pub mod context;
 pub mod dispatch;
+pub mod edge;
 pub mod http;
 pub mod inspect;
 pub mod metrics;
@@ -23,7 +26,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use auth::Auth;
-pub use config::{ServerConfig, Storage};
+pub use config::{HttpLimits, ServerConfig, Storage};
 use redrive_engine::{Engine, EngineConfig};
 use tokio::net::TcpListener;
 
@@ -143,14 +146,14 @@ impl Server {
         self.state.engine.clone()
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    /// Serves until `shutdown` resolves, then stops accepting, finishes in-flight requests and
+    /// returns once every connection is closed.
     pub async fn serve(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let limits = self.state.config.http;
         let app = http::router(self.state);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        edge::serve(self.listener, app, limits, shutdown).await
     }
 }

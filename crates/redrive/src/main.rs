@@ -7,8 +7,9 @@ mod redrive_cmds;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use redrive_server::{Auth, Server, ServerConfig, Storage};
+use redrive_server::{Auth, HttpLimits, Server, ServerConfig, Storage};
 use redrive_store::DurabilityMode;
+use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -168,9 +169,49 @@ struct ServeArgs {
     /// Keys accepted with `--auth sigv4`: ACCESS_KEY_ID:SECRET[,ACCESS_KEY_ID:SECRET…].
     #[arg(long, env = "REDRIVE_CREDENTIALS", hide_env_values = true)]
     credentials: Option<String>,
+    /// Longest time from the first byte of a request to the end of its headers (`30s`,
+    /// `500ms`, `2m`; a bare number is seconds).
+    #[arg(long, env = "REDRIVE_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    header_timeout: Duration,
+    /// Longest time from the end of the headers to the end of the body.
+    #[arg(long, env = "REDRIVE_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    body_timeout: Duration,
+    /// Slowest average body rate in bytes per second, enforced after the first 5 s of a
+    /// body; 0 turns it off.
+    #[arg(long, env = "REDRIVE_MIN_BODY_RATE", default_value_t = 1024)]
+    min_body_rate: u64,
+    /// Close a connection with no request in progress after this long.
+    #[arg(long, env = "REDRIVE_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog until one closes.
+    #[arg(long, env = "REDRIVE_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
     /// Log format.
     #[arg(long, env = "REDRIVE_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
+}
+
+/// `500ms`, `30s`, `2m` or a bare number of seconds; never zero.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 30s, 500ms or 2m"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(format!("`{text}`: the unit must be ms, s or m")),
+    };
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
 }
 
 fn init_tracing(format: &str) {
@@ -245,6 +286,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
         enable_reset_api: args.enable_reset_api,
         storage,
         auth,
+        http: HttpLimits {
+            header_timeout: args.header_timeout,
+            body_timeout: args.body_timeout,
+            min_body_rate: args.min_body_rate,
+            idle_timeout: args.idle_timeout,
+            max_connections: args.max_connections as usize,
+        },
         ..ServerConfig::default()
     };
     let server = Server::bind(config.clone())
@@ -252,6 +300,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("cannot start the server on {}:{}", config.host, config.port))?;
     let addr = server.local_addr()?;
     tracing::info!(%addr, account = %config.account_id, region = %config.region, "redrive listening");
+    let h = &config.http;
+    tracing::info!(
+        header_timeout = ?h.header_timeout, body_timeout = ?h.body_timeout,
+        min_body_rate = h.min_body_rate, idle_timeout = ?h.idle_timeout,
+        max_connections = h.max_connections, "connection limits"
+    );
     server
         .serve(shutdown_signal())
         .await

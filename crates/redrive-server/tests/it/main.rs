@@ -7,6 +7,7 @@ mod auth;
 mod batches;
 mod common;
 mod dlq;
+mod edge;
 mod fifo;
 mod fifo_groups;
 mod malformed;
