@@ -28,10 +28,7 @@ macro_rules! on_both {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn moto() {
-                let Some(env) = $crate::common::Env::moto().await else {
-                    eprintln!("moto_server not on PATH; skipping the moto run");
-                    return;
-                };
+                let env = $crate::common::Env::moto().await;
                 super::$name(&env).await;
             }
         }
@@ -92,8 +89,15 @@ impl Env {
         }
     }
 
-    /// A `moto_server` child process, or `None` when it is not installed.
-    pub async fn moto() -> Option<Env> {
+    /// A `moto_server` child process; panics when it is not installed (the moto variants run
+    /// only in the `moto` nextest profile, see .config/nextest.toml).
+    pub async fn moto() -> Env {
+        Self::try_moto().await.expect(
+            "moto_server is not on PATH: the moto tests run only in `cargo nextest run --profile moto` (.ci/run installs it)",
+        )
+    }
+
+    async fn try_moto() -> Option<Env> {
         let port = free_port();
         let child = Command::new("moto_server")
             .args(["-p", &port.to_string()])

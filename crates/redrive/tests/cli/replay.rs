@@ -1,6 +1,7 @@
 //! `redrive replay` and `redrive move` run as a child process against a `redrive serve` child
 //! (client-side path forced with `--client-side`; the server-side path through
-//! `/_redrive/v1/replays`) and against `moto_server` (skipped with a note when not installed).
+//! `/_redrive/v1/replays`) and against `moto_server` (tests named `*moto*`: run by the `moto`
+//! nextest profile only, see .config/nextest.toml).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -799,10 +800,7 @@ impl Drop for Moto {
 
 #[tokio::test]
 async fn replay_against_moto() {
-    let Some(moto) = Moto::start().await else {
-        eprintln!("moto_server not installed; skipping the moto replay run");
-        return;
-    };
+    let moto = Moto::start().await.expect("moto_server is not on PATH: the moto tests run only in `cargo nextest run --profile moto` (.ci/run installs it)");
     let e = moto.endpoint.clone();
     let sqs = Sqs::with_scope(&e, "us-east-1");
     let dlq = sqs.create_queue("orders-dlq", json!({})).await;
@@ -916,11 +914,8 @@ async fn move_tasks_start_follow_list_cancel() {
 }
 
 #[tokio::test]
-async fn schedules_need_a_redrive_server() {
-    let Some(moto) = Moto::start().await else {
-        eprintln!("moto_server not installed; skipping");
-        return;
-    };
+async fn schedules_need_a_redrive_server_not_moto() {
+    let moto = Moto::start().await.expect("moto_server is not on PATH: the moto tests run only in `cargo nextest run --profile moto` (.ci/run installs it)");
     let err = fails(&redrive(&moto.endpoint, &["schedule", "list"]));
     assert!(err.contains("cron"), "{err}");
     // Bad cron / zone / window are refused before any request.
