@@ -1764,9 +1764,9 @@ mod server {
     }
 
     pub(super) fn api_error(status: u16, v: &Value) -> anyhow::Error {
-        let code = v["__type"].as_str().unwrap_or("error");
+        let code = crate::util::api_error_code(v);
         let msg = v["message"].as_str().unwrap_or("(no message)");
-        if code.contains("NonExistentQueue") || code.contains("QueueDoesNotExist") {
+        if code.contains("NonExistentQueue") || code == "QueueDoesNotExist" {
             anyhow!("{msg}")
         } else {
             anyhow!("the server refused the replay ({status} {code}): {msg}")

@@ -43,7 +43,7 @@ async fn call(
 ) -> Result<(u16, Value)> {
     let (status, v) = conn.json_request(method, url, body).await?;
     if status >= 300 {
-        let code = v["__type"].as_str().unwrap_or("error");
+        let code = crate::util::api_error_code(&v);
         let msg = v["message"].as_str().unwrap_or("(no message)");
         return Err(anyhow!("the server refused ({status} {code}): {msg}"));
     }

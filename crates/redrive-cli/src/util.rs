@@ -3,6 +3,15 @@
 use std::time::Duration;
 
 /// Parses `500ms`, `30s`, `5m`, `2h`, `1d` (a bare number means seconds).
+/// The error code of an extension-API error body: `__type`, with or without a
+/// `com.amazonaws.sqs#`-style namespace (the inspection API sent one until the error shapes were
+/// made uniform; every extension API now sends the bare shape).
+pub fn api_error_code(v: &serde_json::Value) -> &str {
+    v["__type"]
+        .as_str()
+        .map_or("error", |t| t.rsplit('#').next().unwrap_or(t))
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -393,5 +402,21 @@ mod tests {
             records_to_csv(&[a, b]),
             "table,key,count,extra\r\nt,\"a,b\",2,\r\nu,c,,[1]\r\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod api_error_tests {
+    use super::api_error_code;
+
+    #[test]
+    fn reads_bare_and_namespaced_codes() {
+        let v = |t: &str| serde_json::json!({"__type": t, "message": "m"});
+        assert_eq!(api_error_code(&v("QueueDoesNotExist")), "QueueDoesNotExist");
+        assert_eq!(
+            api_error_code(&v("com.amazonaws.sqs#QueueDoesNotExist")),
+            "QueueDoesNotExist"
+        );
+        assert_eq!(api_error_code(&serde_json::json!({})), "error");
     }
 }

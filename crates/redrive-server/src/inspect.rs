@@ -43,15 +43,7 @@ pub(crate) fn context(
 fn json_response(result: SqsResult<Value>) -> Response {
     match result {
         Ok(v) => ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response(),
-        Err(e) => {
-            let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            (
-                status,
-                [(header::CONTENT_TYPE, "application/json")],
-                json!({"__type": e.json_type(), "message": e.message}).to_string(),
-            )
-                .into_response()
-        }
+        Err(e) => crate::replay_api::error(e),
     }
 }
 

@@ -27,7 +27,9 @@ fn ok(status: StatusCode, v: Value) -> Response {
         .into_response()
 }
 
-/// An extension-API error: `{"__type": SHAPE, "message"}` with the table's status.
+/// The one error response of every extension API (inspection, replays, schedules, auth):
+/// `{"__type": SHAPE, "message"}` with the error table's status; `SHAPE` is the bare shape name
+/// (`QueueDoesNotExist`), without SQS's `com.amazonaws.sqs#` namespace.
 pub(crate) fn error(e: SqsError) -> Response {
     let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
     ok(

@@ -994,10 +994,7 @@ async fn inspection_of_an_unknown_queue_is_queue_does_not_exist() {
     ] {
         let (status, v) = get_json(&ts, path).await;
         assert_eq!(status, 400, "{path}: {v}");
-        assert_eq!(
-            v["__type"], "com.amazonaws.sqs#QueueDoesNotExist",
-            "{path}: {v}"
-        );
+        assert_eq!(v["__type"], "QueueDoesNotExist", "{path}: {v}");
         assert!(v["message"].is_string(), "{v}");
     }
 }
