@@ -107,6 +107,8 @@ pub struct Engine {
     synced_failures: AtomicU64,
     /// One rebuild at a time.
     resync: Mutex<()>,
+    /// Records in the store's quarantine as of the last load (for the health endpoint).
+    quarantined_total: AtomicU64,
 }
 
 /// Everything [`Engine`] rebuilds from a [`store::Snapshot`].
@@ -145,6 +147,7 @@ impl Engine {
         snapshot: store::Snapshot,
     ) -> Self {
         let synced_failures = store.write_failures();
+        let quarantined_total = snapshot.quarantined_total;
         let built = Self::rebuild(snapshot, clock.now_ms());
         if !built.stale.is_empty() {
             let _ = store.submit(built.stale);
@@ -162,6 +165,7 @@ impl Engine {
             move_tasks: Mutex::new(built.move_tasks),
             synced_failures: AtomicU64::new(synced_failures),
             resync: Mutex::new(()),
+            quarantined_total: AtomicU64::new(quarantined_total),
         }
     }
 
@@ -296,6 +300,8 @@ impl Engine {
             SqsError::service_unavailable()
         })?;
         let now = self.now_ms();
+        self.quarantined_total
+            .store(snapshot.quarantined_total, Ordering::SeqCst);
         let mut built = Self::rebuild(snapshot, now);
         let mut kept = HashMap::new();
         for (key, fresh) in built.registry.queues.drain() {
@@ -396,6 +402,11 @@ impl Engine {
             tracing::error!(error = %e, "cannot list the quarantine");
             SqsError::service_unavailable()
         })
+    }
+
+    /// How many records the store's quarantine held at the last load (startup or rebuild).
+    pub fn quarantined_count(&self) -> u64 {
+        self.quarantined_total.load(Ordering::SeqCst)
     }
 
     /// The store's condition, for the health endpoint.

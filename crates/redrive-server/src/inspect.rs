@@ -163,7 +163,7 @@ pub async fn queue_messages(
 pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     let synced = state.engine.ensure_synced();
     let h = state.engine.store_health();
-    let quarantined = state.engine.quarantined().map(|q| q.len()).ok();
+    let quarantined = state.engine.quarantined_count();
     let status = if synced.is_err() || h.failed.is_some() {
         "failing"
     } else if h.low_space.is_some() {

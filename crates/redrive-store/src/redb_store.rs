@@ -388,6 +388,7 @@ impl RedbStore {
             max_queue_uid,
             dirty_since: None,
             deferred: None,
+            space_check_at: None,
         };
         let handle = std::thread::Builder::new()
             .name("redrive-store-writer".into())
@@ -864,6 +865,8 @@ struct Writer {
     dirty_since: Option<Instant>,
     /// A non-batch request met while draining a group, handled after the group's commit.
     deferred: Option<Request>,
+    /// While space is short: when the free space is looked at next.
+    space_check_at: Option<Instant>,
 }
 
 impl Writer {
@@ -902,34 +905,38 @@ impl Writer {
             return Some(request);
         }
         loop {
+            let now = Instant::now();
+            // While space is short, look at the free space once a second on a fixed schedule
+            // (requests arriving more often must not postpone it).
+            let low_space =
+                self.reserve.is_some() && self.shared.short_of_space.load(Ordering::Acquire);
+            if !low_space {
+                self.space_check_at = None;
+            } else if self.space_check_at.is_none_or(|at| now >= at) {
+                if let Some(reserve) = &self.reserve {
+                    reserve.refresh(&self.shared);
+                }
+                self.space_check_at = Some(now + LOW_SPACE_CHECK);
+            }
             let sync_due = match (self.mode, self.dirty_since) {
                 (DurabilityMode::Relaxed { interval_ms }, Some(since)) => {
                     Some(since + Duration::from_millis(interval_ms))
                 }
                 _ => None,
             };
-            let low_space =
-                self.reserve.is_some() && self.shared.short_of_space.load(Ordering::Acquire);
-            let space_due = low_space.then(|| Instant::now() + LOW_SPACE_CHECK);
-            let deadline = match (sync_due, space_due) {
+            if sync_due.is_some_and(|due| now >= due) {
+                let _ = self.sync();
+                continue;
+            }
+            let deadline = match (sync_due, self.space_check_at) {
                 (None, None) => return rx.recv().ok(),
                 (Some(a), Some(b)) => a.min(b),
-                (a, b) => a.or(b).unwrap_or_else(Instant::now),
+                (a, b) => a.or(b).unwrap_or(now),
             };
-            let now = Instant::now();
-            let timed_out = now >= deadline
-                || match rx.recv_timeout(deadline - now) {
-                    Ok(request) => return Some(request),
-                    Err(mpsc::RecvTimeoutError::Timeout) => true,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return None,
-                };
-            if timed_out {
-                if sync_due.is_some_and(|due| Instant::now() >= due) {
-                    let _ = self.sync();
-                }
-                if low_space && let Some(reserve) = &self.reserve {
-                    reserve.refresh(&self.shared);
-                }
+            match rx.recv_timeout(deadline.saturating_duration_since(now)) {
+                Ok(request) => return Some(request),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
             }
         }
     }

@@ -156,7 +156,12 @@ async fn a_full_disk_loses_nothing_and_writes_resume_without_a_restart() {
             break;
         }
         assert!(Instant::now() < deadline, "never recovered: {h}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Keep the store's writer busy (receives write their state): its free-space check must
+        // not be postponed by requests arriving more often than once a second.
+        sqs.receive(&url, 1, 0, 0)
+            .await
+            .expect("receive while waiting");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for i in 0..20 {
         let body = format!("after{i}-{pad}");
