@@ -725,6 +725,18 @@ impl Engine {
             if h.receive_count > m.rec.receive_count {
                 return Err(SqsError::receipt_handle_invalid(handle));
             }
+            // FIFO: a handle whose visibility ended (the message is visible again, or was
+            // received again since) no longer deletes; standard queues still delete.
+            if st.settings.fifo
+                && (m.state != crate::queue::MessageState::InFlight
+                    || h.receive_count < m.rec.receive_count)
+            {
+                return Err(SqsError::invalid_value(
+                    "ReceiptHandle",
+                    handle,
+                    "The receipt handle has expired.",
+                ));
+            }
             st.remove(h.seq);
             muts.push(Mutation::DeleteMessage {
                 queue_uid: queue.uid,
@@ -743,9 +755,12 @@ impl Engine {
         let handle = input
             .receipt_handle
             .ok_or_else(|| SqsError::missing_parameter("ReceiptHandle"))?;
+        let now = self.now_ms();
         let mut muts = Vec::new();
         let (result, ticket, wake) = {
             let mut st = queue.state.lock();
+            // Due visibility deadlines first: a FIFO handle whose visibility ended is expired.
+            st.tick(now, &mut muts);
             let r = Self::delete_locked(&queue, &mut st, &handle, &mut muts);
             (r, self.store.submit(muts), st.take_wake())
         };
@@ -765,10 +780,12 @@ impl Engine {
         let queue = self.resolve(ctx, &input.queue_url)?;
         let ids: Vec<&str> = input.entries.iter().map(|e| e.id.as_str()).collect();
         validate::batch_ids("DeleteMessageBatchRequestEntry", &ids)?;
+        let now = self.now_ms();
         let mut out = BatchOutput::default();
         let mut muts = Vec::new();
         let (ticket, wake) = {
             let mut st = queue.state.lock();
+            st.tick(now, &mut muts);
             for e in input.entries {
                 match Self::delete_locked(&queue, &mut st, &e.receipt_handle, &mut muts) {
                     Ok(()) => out.successful.push(BatchSuccessEntry { id: e.id }),
@@ -812,14 +829,31 @@ impl Engine {
         if h.receive_count > m.rec.receive_count {
             return Err(SqsError::receipt_handle_invalid(handle));
         }
+        let received = m.rec.last_receive_ms.unwrap_or(now);
+        let new_deadline = now + (timeout as u64) * 1000;
+        // The latest handle of a message whose visibility ended, not received again since:
+        // AWS still accepts it, and the message is hidden again (a FIFO group locks again).
+        if m.state == crate::queue::MessageState::Ready && h.receive_count == m.rec.receive_count {
+            if new_deadline > received + (limits::MAX_VISIBILITY_TIMEOUT as u64) * 1000 {
+                return Err(SqsError::invalid_value(
+                    "VisibilityTimeout",
+                    timeout,
+                    "Total VisibilityTimeout for the message is beyond the limit [43200 seconds]",
+                ));
+            }
+            if timeout > 0
+                && let Some(mutation) = st.reacquire(h.seq, new_deadline)
+            {
+                muts.push(mutation);
+            }
+            return Ok(());
+        }
         if m.state != crate::queue::MessageState::InFlight {
             return Err(SqsError::new(
                 ErrorCode::MessageNotInflight,
                 format!("Message with receipt handle {handle} is not in flight."),
             ));
         }
-        let received = m.rec.last_receive_ms.unwrap_or(now);
-        let new_deadline = now + (timeout as u64) * 1000;
         if new_deadline > received + (limits::MAX_VISIBILITY_TIMEOUT as u64) * 1000 {
             return Err(SqsError::invalid_value(
                 "VisibilityTimeout",

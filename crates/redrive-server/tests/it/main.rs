@@ -15,5 +15,6 @@ mod messages;
 mod move_tasks;
 mod query_protocol;
 mod queues;
+mod receipts;
 mod replays;
 mod store_faults;
