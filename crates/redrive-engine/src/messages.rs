@@ -199,8 +199,10 @@ impl Engine {
                 sequence_number: sn.clone(),
             }));
         }
+        // FIFO queues have no per-message delay (only 0 is accepted): the queue's applies.
         let delay = fields
             .delay_seconds
+            .filter(|_| !st.settings.fifo)
             .unwrap_or(st.settings.delay_secs)
             .max(0) as u64;
         let out = SendMessageOutput {
@@ -289,8 +291,11 @@ impl Engine {
             // FIFO: a missing group id or dedup id fails the whole request, as in SQS.
             let st = queue.state.lock();
             if st.settings.fifo {
+                // AWS answers InvalidParameterValue here (a single send says MissingParameter).
                 if input.entries.iter().any(|e| e.message_group_id.is_none()) {
-                    return Err(SqsError::missing_parameter("MessageGroupId"));
+                    return Err(SqsError::invalid_parameter(
+                        "The request must contain the parameter MessageGroupId.",
+                    ));
                 }
                 if !st.settings.content_based_dedup
                     && input

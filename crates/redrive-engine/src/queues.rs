@@ -535,13 +535,22 @@ impl Engine {
             }
             st.record.last_purge_ms = Some(now);
             let up_to_seq = st.next_seq.saturating_sub(1);
-            self.store.submit(vec![
+            let mut muts = vec![
                 Mutation::Purge {
                     queue_uid: queue.uid,
                     up_to_seq,
                 },
                 Mutation::PutQueue(st.record.clone()),
-            ])
+            ];
+            // A purge also clears the FIFO deduplication cache (AWS): a resend is delivered.
+            st.dedup_expiry.clear();
+            for (key, _) in std::mem::take(&mut st.dedup) {
+                muts.push(Mutation::DeleteDedup {
+                    queue_uid: queue.uid,
+                    key,
+                });
+            }
+            self.store.submit(muts)
         };
         self.durable(ticket).await
     }

@@ -9,6 +9,7 @@ mod common;
 mod dlq;
 mod fifo;
 mod fifo_groups;
+mod fifo_rules;
 mod json_error_names;
 mod malformed;
 mod messages;
