@@ -82,6 +82,7 @@ fn attribute_selected(filters: &[String], name: &str) -> bool {
     filters.iter().any(|f| {
         f == "All"
             || f == ".*"
+            || f == "*"
             || f == name
             // `bar.*` matches `bar.baz`; like moto it also matches `bar1` (a superset).
             || f.strip_suffix(".*").is_some_and(|p| name.starts_with(p))
@@ -834,7 +835,11 @@ impl Engine {
         if h.receive_count > m.rec.receive_count {
             return Err(SqsError::receipt_handle_invalid(handle));
         }
-        let received = m.rec.last_receive_ms.unwrap_or(now);
+        // Whole seconds since the receive: AWS accepts 43200 right after a receive.
+        let received = m
+            .rec
+            .last_receive_ms
+            .map_or(now, |r| now - now.saturating_sub(r) / 1000 * 1000);
         let new_deadline = now + (timeout as u64) * 1000;
         // The latest handle of a message whose visibility ended, not received again since:
         // AWS still accepts it, and the message is hidden again (a FIFO group locks again).

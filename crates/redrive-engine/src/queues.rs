@@ -159,8 +159,16 @@ impl Engine {
                 return Err(SqsError::invalid_attribute_name(name));
             }
             if name == "FifoQueue" {
-                if !creating {
+                // AWS: the type cannot change; `FifoQueue` is unknown to a standard queue
+                // (also `FifoQueue=false` at creation).
+                if !fifo {
                     return Err(SqsError::invalid_attribute_name(name));
+                }
+                if !creating {
+                    return Err(SqsError::new(
+                        ErrorCode::InvalidAttributeValue,
+                        "Invalid value for the parameter FifoQueue. Reason: Modifying queue type is not supported.",
+                    ));
                 }
                 continue;
             }
@@ -482,7 +490,7 @@ impl Engine {
                 if v.is_empty()
                     && matches!(
                         k.as_str(),
-                        "RedrivePolicy" | "RedriveAllowPolicy" | "Policy"
+                        "RedrivePolicy" | "RedriveAllowPolicy" | "Policy" | "KmsMasterKeyId"
                     )
                 {
                     merged.remove(&k);
@@ -500,6 +508,15 @@ impl Engine {
                 return Err(SqsError::invalid_parameter(
                     "The perMessageGroupId value is allowed only when the value for DeduplicationScope is messageGroup",
                 ));
+            }
+            // Without a KMS key, the default reuse period is not shown (AWS omits both once
+            // they are set back to their defaults).
+            if !merged.contains_key("KmsMasterKeyId")
+                && merged
+                    .get("KmsDataKeyReusePeriodSeconds")
+                    .is_some_and(|v| v == "300")
+            {
+                merged.remove("KmsDataKeyReusePeriodSeconds");
             }
             st.record.attributes = merged;
             st.record.last_modified_secs = self.now_ms() / 1000;
@@ -670,7 +687,7 @@ impl Engine {
                 .get("Policy")
                 .and_then(|p| serde_json::from_str(p).ok())
                 .unwrap_or_else(|| {
-                    json!({"Version": "2012-10-17", "Id": format!("{}/SQSDefaultPolicy", queue.arn), "Statement": []})
+                    json!({"Version": "2008-10-17", "Id": format!("{}/SQSDefaultPolicy", queue.arn), "Statement": []})
                 });
             let statements = policy
                 .get_mut("Statement")
@@ -745,13 +762,10 @@ impl Engine {
             if statements.len() == before {
                 return Err(not_found());
             }
-            if statements.is_empty() {
-                st.record.attributes.remove("Policy");
-            } else {
-                st.record
-                    .attributes
-                    .insert("Policy".into(), policy.to_string());
-            }
+            // AWS keeps the policy (Version 2008-10-17, its Id) with an empty statement list.
+            st.record
+                .attributes
+                .insert("Policy".into(), policy.to_string());
             self.store
                 .submit(vec![Mutation::PutQueue(st.record.clone())])
         };
