@@ -100,12 +100,11 @@ impl Engine {
             .resolve_arn(&arn)
             .ok_or_else(|| redrive_error(raw, "Dead letter target does not exist."))?;
         if dlq.state.lock().settings.fifo != fifo {
-            let reason = if fifo {
-                "Dead-letter target must be a FIFO queue."
-            } else {
-                "Dead-letter target must be a standard queue."
-            };
-            return Err(redrive_error(raw, reason));
+            // AWS's text, double period included (AWS-recorded).
+            return Err(redrive_error(
+                raw,
+                "Dead-letter queue must be same type of queue as the source..",
+            ));
         }
         // The DLQ's RedriveAllowPolicy decides which sources may use it (checked here, on the
         // DLQ, when a source sets its policy).
@@ -259,7 +258,7 @@ impl Engine {
                 return Err(SqsError::new(
                     ErrorCode::QueueNameExists,
                     format!(
-                        "A queue already exists with the same name and a different value for attribute(s) {}",
+                        "A queue already exists with the same name and a different value for attribute {}",
                         given
                             .iter()
                             .filter(|(k, v)| st.record.attributes.get(*k) != Some(*v))

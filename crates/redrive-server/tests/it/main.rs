@@ -20,3 +20,4 @@ mod queues;
 mod receipts;
 mod replays;
 mod store_faults;
+mod texts;
