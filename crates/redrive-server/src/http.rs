@@ -127,6 +127,13 @@ async fn handle_sqs(State(state): State<Arc<AppState>>, req: HttpRequest) -> Htt
 
     let path = parts.uri.path().to_string();
     let query_string = parts.uri.query();
+    // A bare GET (no Action): AWS's front end answers 404 `<UnknownOperationException/>`.
+    if matches!(protocol, Protocol::Query)
+        && parts.method == Method::GET
+        && !has_action(query_string)
+    {
+        return unknown_operation(&request_id);
+    }
     let mut region = region_from_headers(headers);
     let base = base_url(
         headers,
@@ -192,6 +199,21 @@ async fn handle_sqs(State(state): State<Arc<AppState>>, req: HttpRequest) -> Htt
         }
     }
     response
+}
+
+/// Whether a query string names an `Action`.
+fn has_action(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("Action=")))
+}
+
+/// AWS's answer to a GET without an action: 404 with the body `<UnknownOperationException/>`
+/// (AWS-recorded; LocalStack's validated query API answers the same).
+fn unknown_operation(request_id: &str) -> HttpResponse {
+    with_common_headers(
+        (StatusCode::NOT_FOUND, "<UnknownOperationException/>").into_response(),
+        query::CONTENT_TYPE,
+        request_id,
+    )
 }
 
 /// `/{account}/{queue}` → that path (queue-URL path requests of the Query protocol).

@@ -15,6 +15,7 @@ mod json_error_names;
 mod malformed;
 mod messages;
 mod move_tasks;
+mod query_get;
 mod query_protocol;
 mod queues;
 mod receipts;
