@@ -526,6 +526,8 @@ impl Engine {
             }]);
             reg.queues.drain().map(|(_, q)| q).collect()
         };
+        // Move tasks go with their queues; running ones stop at their next step.
+        let _ = self.store.submit(self.forget_move_tasks(None));
         for q in queues {
             let mut st = q.state.lock();
             st.deleted = true;

@@ -401,10 +401,13 @@ impl Engine {
             let mut st = queue.state.lock();
             st.deleted = true;
             // The 60-second QueueDeletedRecently window survives a restart.
-            self.store.submit(vec![
+            let mut muts = vec![
                 Mutation::DeleteQueue { uid: queue.uid },
                 crate::deleted_queue_doc(&queue.region, &queue.name, self.now_ms()),
-            ])
+            ];
+            // Its move tasks end with it (a later queue of the same name starts clean).
+            muts.extend(self.forget_move_tasks(Some(&queue.arn)));
+            self.store.submit(muts)
         };
         queue.notify.notify_waiters();
         self.durable(ticket).await
