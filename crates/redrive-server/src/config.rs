@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub storage: Storage,
     /// Request authentication (off by default).
     pub auth: crate::auth::Auth,
+    /// How queue URLs are written (`path`, the default; `host-region`; `path-region`).
+    pub queue_url_style: redrive_engine::QueueUrlStyle,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +55,7 @@ impl Default for ServerConfig {
             enable_reset_api: false,
             storage: Storage::InMemory,
             auth: crate::auth::Auth::None,
+            queue_url_style: redrive_engine::QueueUrlStyle::Path,
         }
     }
 }

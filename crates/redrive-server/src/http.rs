@@ -216,10 +216,11 @@ fn unknown_operation(request_id: &str) -> HttpResponse {
     )
 }
 
-/// `/{account}/{queue}` → that path (queue-URL path requests of the Query protocol).
+/// `/{account}/{queue}` or `/queue/{region}/{account}/{queue}` → that path (queue-URL path
+/// requests of the Query protocol).
 fn queue_path(path: &str) -> Option<&str> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    (segs.len() == 2).then_some(path)
+    (segs.len() == 2 || (segs.len() == 4 && segs[0] == "queue")).then_some(path)
 }
 
 fn with_common_headers(

@@ -17,6 +17,7 @@ mod messages;
 mod move_tasks;
 mod query_get;
 mod query_protocol;
+mod queue_urls;
 mod queues;
 mod receipts;
 mod replays;
