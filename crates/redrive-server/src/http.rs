@@ -174,6 +174,7 @@ async fn handle_sqs(State(state): State<Arc<AppState>>, req: HttpRequest) -> Htt
         base_url: base,
     };
 
+    let decoded = decoded.map(|r| with_trace_header(r, headers));
     let (action, result) = match decoded {
         Ok(request) => {
             let action = request.action().name();
@@ -199,6 +200,35 @@ async fn handle_sqs(State(state): State<Arc<AppState>>, req: HttpRequest) -> Htt
         }
     }
     response
+}
+
+/// A send carrying an `X-Amzn-Trace-Id` header (the SDKs' recursion detection sets it from
+/// Lambda's `_X_AMZN_TRACE_ID`; X-Ray instrumentation sets it too) stores it as the
+/// `AWSTraceHeader` system attribute, unless the message sets that attribute itself.
+fn with_trace_header(mut request: Request, headers: &http::HeaderMap) -> Request {
+    let Some(trace) = header_str(headers, "x-amzn-trace-id").filter(|t| !t.is_empty()) else {
+        return request;
+    };
+    let value = redrive_core::api::MessageAttributeValue {
+        string_value: Some(trace.to_string()),
+        data_type: "String".into(),
+        ..Default::default()
+    };
+    let mut add = |attrs: &mut redrive_core::api::MessageAttributes| {
+        attrs
+            .entry("AWSTraceHeader".into())
+            .or_insert_with(|| value.clone());
+    };
+    match &mut request {
+        Request::SendMessage(i) => add(&mut i.message_system_attributes),
+        Request::SendMessageBatch(i) => {
+            for e in &mut i.entries {
+                add(&mut e.message_system_attributes);
+            }
+        }
+        _ => {}
+    }
+    request
 }
 
 /// Whether a query string names an `Action`.

@@ -189,3 +189,49 @@ async fn change_visibility_accepts_43200() {
         .await
         .expect("43200 is the maximum, accepted");
 }
+
+/// A send with an `X-Amzn-Trace-Id` header (set by the SDKs' recursion detection in Lambda and
+/// by X-Ray instrumentation) is returned as `AWSTraceHeader`; an explicit attribute wins.
+#[tokio::test]
+async fn trace_id_header_becomes_aws_trace_header() {
+    let ts = TestServer::start().await;
+    let url = ts.create("af-trace-hdr").await;
+    let trace = "Root=1-67891233-abcdef012345678912345678;Parent=463ac35c9f6413ad;Sampled=1";
+    for body in [
+        format!(r#"{{"QueueUrl":"{url}","MessageBody":"from header"}}"#),
+        format!(
+            r#"{{"QueueUrl":"{url}","MessageBody":"explicit","MessageSystemAttributes":{{"AWSTraceHeader":{{"DataType":"String","StringValue":"Root=explicit"}}}}}}"#
+        ),
+    ] {
+        let (status, _, resp) = ts
+            .raw(
+                "POST",
+                "/",
+                Some(JSON_CT),
+                &[
+                    ("x-amz-target", "AmazonSQS.SendMessage"),
+                    ("x-amzn-trace-id", trace),
+                ],
+                body.into_bytes(),
+            )
+            .await;
+        assert_eq!(status, 200, "{resp}");
+    }
+    let got = ts
+        .client
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(MessageSystemAttributeName::AwsTraceHeader)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap();
+    let by_body: HashMap<_, _> = got
+        .iter()
+        .map(|m| (m.body().unwrap(), sys_attr(m, "AWSTraceHeader")))
+        .collect();
+    assert_eq!(by_body["from header"].as_deref(), Some(trace));
+    assert_eq!(by_body["explicit"].as_deref(), Some("Root=explicit"));
+}
