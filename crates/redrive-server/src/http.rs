@@ -214,7 +214,7 @@ fn with_trace_header(mut request: Request, headers: &http::HeaderMap) -> Request
         data_type: "String".into(),
         ..Default::default()
     };
-    let mut add = |attrs: &mut redrive_core::api::MessageAttributes| {
+    let add = |attrs: &mut redrive_core::api::MessageAttributes| {
         attrs
             .entry("AWSTraceHeader".into())
             .or_insert_with(|| value.clone());
