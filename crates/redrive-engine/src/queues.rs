@@ -192,6 +192,12 @@ impl Engine {
                 "The perMessageGroupId value is allowed only when the value for DeduplicationScope is messageGroup",
             ));
         }
+        // SSE-KMS and SSE-SQS are exclusive: a KMS key turns the SSE-SQS default off.
+        if out.get("KmsMasterKeyId").is_some_and(|k| !k.is_empty())
+            && !out.contains_key("SqsManagedSseEnabled")
+        {
+            out.insert("SqsManagedSseEnabled".into(), "false".into());
+        }
         Ok(out)
     }
 

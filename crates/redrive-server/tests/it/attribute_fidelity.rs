@@ -39,6 +39,8 @@ async fn kms_attributes_are_omitted_once_set_back_to_defaults() {
     let a = ts.attrs(&url, &["All"]).await;
     assert_eq!(a["KmsMasterKeyId"], "alias/aws/sqs");
     assert_eq!(a["KmsDataKeyReusePeriodSeconds"], "600");
+    // One SSE option per queue: the KMS key turns the SSE-SQS default off.
+    assert_eq!(a["SqsManagedSseEnabled"], "false");
     set(QueueAttributeName::KmsMasterKeyId, "").await.unwrap();
     set(QueueAttributeName::KmsDataKeyReusePeriodSeconds, "300")
         .await
