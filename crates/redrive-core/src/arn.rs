@@ -70,6 +70,42 @@ pub fn parse_queue_url(url: &str) -> Option<(String, String)> {
     }
 }
 
+/// The Region a queue URL names, if any: a path `/queue/<region>/<account>/<name>`
+/// (LocalStack's path strategy) or a host `sqs.<region>.<…>` (AWS's form and LocalStack's
+/// standard strategy). URLs without one (`http://host/<account>/<name>`) give `None`.
+pub fn queue_url_region(url: &str) -> Option<String> {
+    let rest = &url[url.find("://")? + 3..];
+    let (host, path) = match rest.find('/') {
+        Some(j) => (&rest[..j], &rest[j..]),
+        None => (rest, ""),
+    };
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if let [.., "queue", region, _account, _name] = segments.as_slice()
+        && looks_like_region(region)
+    {
+        return Some((*region).to_string());
+    }
+    let mut labels = host.split('.');
+    if labels.next() == Some("sqs")
+        && let Some(region) = labels.next()
+        && looks_like_region(region)
+        && labels.next().is_some()
+    {
+        return Some(region.to_string());
+    }
+    None
+}
+
+/// `us-east-1`, `eu-central-2`, `us-gov-west-1`, `cn-north-1`: lowercase letters, digits and
+/// dashes, ending in a digit.
+pub fn looks_like_region(s: &str) -> bool {
+    s.contains('-')
+        && s.ends_with(|c: char| c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +117,35 @@ mod tests {
         assert_eq!(arn.to_string(), "arn:aws:sqs:us-east-1:123456789012:my-q");
         assert!(QueueArn::parse("arn:aws:sns:us-east-1:1:x").is_none());
         assert!(QueueArn::parse("not-an-arn").is_none());
+    }
+
+    #[test]
+    fn url_regions() {
+        assert_eq!(
+            queue_url_region("http://localhost:9324/000000000000/q1"),
+            None
+        );
+        assert_eq!(
+            queue_url_region("https://sqs.eu-west-2.amazonaws.com/123/q").as_deref(),
+            Some("eu-west-2")
+        );
+        assert_eq!(
+            queue_url_region("http://sqs.us-east-1.localhost:9324/000000000000/q").as_deref(),
+            Some("us-east-1")
+        );
+        assert_eq!(
+            queue_url_region("http://localhost:9324/queue/ap-south-1/000000000000/q").as_deref(),
+            Some("ap-south-1")
+        );
+        assert_eq!(
+            queue_url_region("http://sqs.localhost:9324/000000000000/q"),
+            None
+        );
+        assert_eq!(queue_url_region("q1"), None);
+        assert_eq!(
+            parse_queue_url("http://localhost:9324/queue/ap-south-1/000000000000/q"),
+            Some(("000000000000".into(), "q".into()))
+        );
     }
 
     #[test]

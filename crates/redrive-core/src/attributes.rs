@@ -165,7 +165,8 @@ pub fn defaults(fifo: bool) -> BTreeMap<String, String> {
         "VisibilityTimeout".into(),
         limits::DEFAULT_VISIBILITY_TIMEOUT.to_string(),
     );
-    m.insert("SqsManagedSseEnabled".into(), "false".into());
+    // SSE-SQS is on by default for new queues (AWS, since 2022-10).
+    m.insert("SqsManagedSseEnabled".into(), "true".into());
     if fifo {
         m.insert("FifoQueue".into(), "true".into());
         m.insert("ContentBasedDeduplication".into(), "false".into());

@@ -68,8 +68,9 @@ error_codes! {
     KmsNotFound => ("KmsNotFound", "KMS.NotFoundException", 400, Sender),
     KmsOptInRequired => ("KmsOptInRequired", "KMS.OptInRequired", 403, Sender),
     KmsThrottled => ("KmsThrottled", "KMS.ThrottlingException", 400, Sender),
-    InvalidParameterValue => ("InvalidParameterValue", "InvalidParameterValue", 400, Sender),
-    MissingParameter => ("MissingParameter", "MissingParameter", 400, Sender),
+    // Not modelled shapes (common errors): AWS JSON 1.0 answers these names in `__type`.
+    InvalidParameterValue => ("InvalidParameterValueException", "InvalidParameterValue", 400, Sender),
+    MissingParameter => ("MissingRequiredParameterException", "MissingParameter", 400, Sender),
     MalformedQueryString => ("MalformedQueryString", "MalformedQueryString", 400, Sender),
     InvalidAction => ("InvalidAction", "InvalidAction", 400, Sender),
     SerializationException => ("SerializationException", "SerializationException", 400, Sender),
@@ -77,13 +78,27 @@ error_codes! {
     RequestEntityTooLarge => ("RequestEntityTooLarge", "RequestEntityTooLarge", 413, Sender),
     // A request body that did not arrive in time (S3's code and status; SDKs retry it).
     RequestTimeout => ("RequestTimeout", "RequestTimeout", 400, Sender),
-    AccessDenied => ("AccessDenied", "AccessDenied", 403, Sender),
+    AccessDenied => ("AccessDeniedException", "AccessDenied", 403, Sender),
     SignatureDoesNotMatch => ("SignatureDoesNotMatch", "SignatureDoesNotMatch", 403, Sender),
     InvalidClientTokenId => ("InvalidClientTokenId", "InvalidClientTokenId", 403, Sender),
     MissingAuthenticationToken => ("MissingAuthenticationToken", "MissingAuthenticationToken", 403, Sender),
     IncompleteSignature => ("IncompleteSignature", "IncompleteSignature", 400, Sender),
     InternalError => ("InternalError", "InternalError", 500, Receiver),
     ServiceUnavailable => ("ServiceUnavailable", "ServiceUnavailable", 503, Receiver),
+}
+
+impl ErrorCode {
+    /// The name our own extension APIs (`/_redrive/v1/`) put in `__type`: the shape name, except
+    /// for the common errors, which keep their short code there (stable since before the JSON
+    /// names were corrected to AWS's `…Exception` forms).
+    pub fn extension_name(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidParameterValue
+            | ErrorCode::MissingParameter
+            | ErrorCode::AccessDenied => self.query_code(),
+            _ => self.shape(),
+        }
+    }
 }
 
 /// An SQS error: a code from the table plus the human-readable message.
@@ -191,6 +206,70 @@ mod tests {
             ErrorCode::QueueNameExists.query_code(),
             "QueueAlreadyExists"
         );
+    }
+
+    /// AWS JSON 1.0 names of the common (not modelled) errors, issue 20 point 2.
+    #[test]
+    fn common_errors_carry_aws_json_names() {
+        let e = SqsError::invalid_parameter("x");
+        assert_eq!(
+            e.json_type(),
+            "com.amazonaws.sqs#InvalidParameterValueException"
+        );
+        assert_eq!(e.query_error_header(), "InvalidParameterValue;Sender");
+        let e = SqsError::missing_parameter("QueueUrl");
+        assert_eq!(
+            e.json_type(),
+            "com.amazonaws.sqs#MissingRequiredParameterException"
+        );
+        assert_eq!(e.query_error_header(), "MissingParameter;Sender");
+    }
+
+    /// Every modelled shape's JSON name is its Smithy shape name (what SDKs match without the
+    /// `x-amzn-query-error` header), and its Query code is the model's `awsQueryError` code.
+    #[test]
+    fn modelled_shapes_match_the_model() {
+        let modelled = [
+            (
+                ErrorCode::QueueDoesNotExist,
+                "QueueDoesNotExist",
+                "AWS.SimpleQueueService.NonExistentQueue",
+            ),
+            (
+                ErrorCode::QueueNameExists,
+                "QueueNameExists",
+                "QueueAlreadyExists",
+            ),
+            (
+                ErrorCode::MessageNotInflight,
+                "MessageNotInflight",
+                "AWS.SimpleQueueService.MessageNotInflight",
+            ),
+            (
+                ErrorCode::TooManyEntriesInBatchRequest,
+                "TooManyEntriesInBatchRequest",
+                "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
+            ),
+            (
+                ErrorCode::ReceiptHandleIsInvalid,
+                "ReceiptHandleIsInvalid",
+                "ReceiptHandleIsInvalid",
+            ),
+            (
+                ErrorCode::KmsAccessDenied,
+                "KmsAccessDenied",
+                "KMS.AccessDeniedException",
+            ),
+            (
+                ErrorCode::PurgeQueueInProgress,
+                "PurgeQueueInProgress",
+                "AWS.SimpleQueueService.PurgeQueueInProgress",
+            ),
+        ];
+        for (code, shape, query) in modelled {
+            assert_eq!(code.shape(), shape);
+            assert_eq!(code.query_code(), query);
+        }
     }
 
     #[test]

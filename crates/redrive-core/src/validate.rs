@@ -77,9 +77,11 @@ fn attribute_name(name: &str) -> SqsResult<()> {
     let lower = name.to_ascii_lowercase();
     let valid = !name.is_empty()
         && name.len() <= limits::MAX_ATTRIBUTE_NAME_LEN
+        // Non-ASCII letters are accepted by AWS (AWS-recorded); ASCII is limited to the
+        // documented set.
         && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            .chars()
+            .all(|c| !c.is_ascii() || c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         && !name.starts_with('.')
         && !name.ends_with('.')
         && !name.contains("..")
@@ -121,20 +123,16 @@ fn attribute_value(name: &str, v: &MessageAttributeValue) -> SqsResult<()> {
             }
         }
         _ => {
-            let Some(s) = v.string_value.as_deref() else {
+            // AWS's text for a missing or empty string value (AWS-recorded).
+            let Some(s) = v.string_value.as_deref().filter(|s| !s.is_empty()) else {
                 return Err(SqsError::invalid_parameter(format!(
-                    "The message attribute '{name}' with type '{base}' must use field 'String'."
+                    "Message (user) attribute '{name}' must contain a non-empty value of type \
+                     '{base}'."
                 )));
             };
-            if s.is_empty() {
-                return Err(SqsError::invalid_parameter(format!(
-                    "The message attribute '{name}' must contain non-empty message attribute \
-                     value for message attribute type '{base}'."
-                )));
-            }
             if !s.chars().all(is_allowed_char) {
                 return Err(SqsError::new(
-                    ErrorCode::InvalidMessageContents,
+                    ErrorCode::InvalidParameterValue,
                     format!(
                         "Message attribute '{name}' contains invalid characters. Valid values: \
                          #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to \

@@ -45,12 +45,43 @@ pub use tasks::{decode_task_handle, encode_task_handle};
 pub struct EngineConfig {
     /// The account in queue URLs and ARNs. (The Region is per request: `RequestContext`.)
     pub account_id: String,
+    /// How queue URLs are written (issue 20 point 9).
+    pub queue_url_style: QueueUrlStyle,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             account_id: "000000000000".into(),
+            queue_url_style: QueueUrlStyle::Path,
+        }
+    }
+}
+
+/// The form of the queue URLs the server hands out (LocalStack's endpoint strategies). The
+/// Region is the caller's (SigV4 scope). Every form is accepted on input, whatever the style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueUrlStyle {
+    /// `{scheme}://{Host}/{account}/{name}` (the default; what moto's suite expects).
+    #[default]
+    Path,
+    /// `{scheme}://sqs.{region}.{Host}/{account}/{name}` (like AWS's
+    /// `https://sqs.<region>.amazonaws.com/…`).
+    HostRegion,
+    /// `{scheme}://{Host}/queue/{region}/{account}/{name}`.
+    PathRegion,
+}
+
+impl std::str::FromStr for QueueUrlStyle {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "path" => Ok(QueueUrlStyle::Path),
+            "host-region" => Ok(QueueUrlStyle::HostRegion),
+            "path-region" => Ok(QueueUrlStyle::PathRegion),
+            _ => Err(format!(
+                "unknown queue URL style {s:?} (path, host-region or path-region)"
+            )),
         }
     }
 }
@@ -458,12 +489,23 @@ impl Engine {
     }
 
     pub fn queue_url(&self, ctx: &RequestContext, name: &str) -> String {
-        format!(
-            "{}/{}/{}",
-            ctx.base_url.trim_end_matches('/'),
-            self.config.account_id,
-            name
-        )
+        let base = ctx.base_url.trim_end_matches('/');
+        let account = &self.config.account_id;
+        match self.config.queue_url_style {
+            QueueUrlStyle::Path => format!("{base}/{account}/{name}"),
+            QueueUrlStyle::PathRegion => {
+                format!("{base}/queue/{}/{account}/{name}", ctx.region)
+            }
+            QueueUrlStyle::HostRegion => {
+                let (scheme, host) = base.split_once("://").unwrap_or(("http", base));
+                // A request already sent to `sqs.<region>.<host>` keeps its host once.
+                let host = match host.strip_prefix("sqs.").and_then(|h| h.split_once('.')) {
+                    Some((r, rest)) if redrive_core::arn::looks_like_region(r) => rest,
+                    _ => host,
+                };
+                format!("{scheme}://sqs.{}.{host}/{account}/{name}", ctx.region)
+            }
+        }
     }
 
     /// Resolves a queue URL in the caller's Region.
@@ -481,7 +523,10 @@ impl Engine {
         if account != self.config.account_id {
             return Err(SqsError::queue_does_not_exist());
         }
-        self.lookup(&ctx.region, &name)
+        // A URL that names its Region (`sqs.<region>.…` or `/queue/<region>/…`) is looked up
+        // there; others in the caller's Region.
+        let region = redrive_core::arn::queue_url_region(url).unwrap_or_else(|| ctx.region.clone());
+        self.lookup(&region, &name)
             .ok_or_else(SqsError::queue_does_not_exist)
     }
 
@@ -544,6 +589,8 @@ impl Engine {
             }]);
             reg.queues.drain().map(|(_, q)| q).collect()
         };
+        // Move tasks go with their queues; running ones stop at their next step.
+        let _ = self.store.submit(self.forget_move_tasks(None));
         for q in queues {
             let mut st = q.state.lock();
             st.deleted = true;

@@ -84,6 +84,7 @@ fn attribute_selected(filters: &[String], name: &str) -> bool {
     filters.iter().any(|f| {
         f == "All"
             || f == ".*"
+            || f == "*"
             || f == name
             // `bar.*` matches `bar.baz`; like moto it also matches `bar1` (a superset).
             || f.strip_suffix(".*").is_some_and(|p| name.starts_with(p))
@@ -203,8 +204,10 @@ impl Engine {
                 sequence_number: sn.clone(),
             }));
         }
+        // FIFO queues have no per-message delay (only 0 is accepted): the queue's applies.
         let delay = fields
             .delay_seconds
+            .filter(|_| !st.settings.fifo)
             .unwrap_or(st.settings.delay_secs)
             .max(0) as u64;
         let out = SendMessageOutput {
@@ -297,8 +300,11 @@ impl Engine {
             // FIFO: a missing group id or dedup id fails the whole request, as in SQS.
             let st = queue.state.lock();
             if st.settings.fifo {
+                // AWS answers InvalidParameterValue here (a single send says MissingParameter).
                 if input.entries.iter().any(|e| e.message_group_id.is_none()) {
-                    return Err(SqsError::missing_parameter("MessageGroupId"));
+                    return Err(SqsError::invalid_parameter(
+                        "The request must contain the parameter MessageGroupId.",
+                    ));
                 }
                 if !st.settings.content_based_dedup
                     && input
@@ -752,6 +758,18 @@ impl Engine {
             if h.receive_count > m.rec.receive_count {
                 return Err(SqsError::receipt_handle_invalid(handle));
             }
+            // FIFO: a handle whose visibility ended (the message is visible again, or was
+            // received again since) no longer deletes; standard queues still delete.
+            if st.settings.fifo
+                && (m.state != crate::queue::MessageState::InFlight
+                    || h.receive_count < m.rec.receive_count)
+            {
+                return Err(SqsError::invalid_value(
+                    "ReceiptHandle",
+                    handle,
+                    "The receipt handle has expired.",
+                ));
+            }
             st.remove(h.seq);
             muts.push(Mutation::DeleteMessage {
                 queue_uid: queue.uid,
@@ -771,10 +789,13 @@ impl Engine {
         let handle = input
             .receipt_handle
             .ok_or_else(|| SqsError::missing_parameter("ReceiptHandle"))?;
+        let now = self.now_ms();
         let mut muts = Vec::new();
         let mut tally = Tally::default();
         let (result, ticket, wake) = {
             let mut st = queue.state.lock();
+            // Due visibility deadlines first: a FIFO handle whose visibility ended is expired.
+            st.tick(now, &mut muts);
             let r = Self::delete_locked(&queue, &mut st, &handle, &mut muts, &mut tally);
             (r, self.store.submit(muts), st.take_wake())
         };
@@ -796,11 +817,13 @@ impl Engine {
         let queue = self.resolve(ctx, &input.queue_url)?;
         let ids: Vec<&str> = input.entries.iter().map(|e| e.id.as_str()).collect();
         validate::batch_ids("DeleteMessageBatchRequestEntry", &ids)?;
+        let now = self.now_ms();
         let mut out = BatchOutput::default();
         let mut muts = Vec::new();
         let mut tally = Tally::default();
         let (ticket, wake) = {
             let mut st = queue.state.lock();
+            st.tick(now, &mut muts);
             for e in input.entries {
                 match Self::delete_locked(&queue, &mut st, &e.receipt_handle, &mut muts, &mut tally)
                 {
@@ -846,14 +869,35 @@ impl Engine {
         if h.receive_count > m.rec.receive_count {
             return Err(SqsError::receipt_handle_invalid(handle));
         }
+        // Whole seconds since the receive: AWS accepts 43200 right after a receive.
+        let received = m
+            .rec
+            .last_receive_ms
+            .map_or(now, |r| now - now.saturating_sub(r) / 1000 * 1000);
+        let new_deadline = now + (timeout as u64) * 1000;
+        // The latest handle of a message whose visibility ended, not received again since:
+        // AWS still accepts it, and the message is hidden again (a FIFO group locks again).
+        if m.state == crate::queue::MessageState::Ready && h.receive_count == m.rec.receive_count {
+            if new_deadline > received + (limits::MAX_VISIBILITY_TIMEOUT as u64) * 1000 {
+                return Err(SqsError::invalid_value(
+                    "VisibilityTimeout",
+                    timeout,
+                    "Total VisibilityTimeout for the message is beyond the limit [43200 seconds]",
+                ));
+            }
+            if timeout > 0
+                && let Some(mutation) = st.reacquire(h.seq, new_deadline)
+            {
+                muts.push(mutation);
+            }
+            return Ok(());
+        }
         if m.state != crate::queue::MessageState::InFlight {
             return Err(SqsError::new(
                 ErrorCode::MessageNotInflight,
                 format!("Message with receipt handle {handle} is not in flight."),
             ));
         }
-        let received = m.rec.last_receive_ms.unwrap_or(now);
-        let new_deadline = now + (timeout as u64) * 1000;
         if new_deadline > received + (limits::MAX_VISIBILITY_TIMEOUT as u64) * 1000 {
             return Err(SqsError::invalid_value(
                 "VisibilityTimeout",

@@ -605,6 +605,28 @@ impl QueueState {
         Some(mutation)
     }
 
+    /// Puts a visible message that was received before back in flight until `visible_at_ms`,
+    /// without counting a receive: `ChangeMessageVisibility` with the message's latest receipt
+    /// handle after its visibility timeout ended (AWS accepts that while the message was not
+    /// received again). A FIFO group locks again.
+    pub fn reacquire(&mut self, seq: u64, visible_at_ms: u64) -> Option<Mutation> {
+        let uid = self.record.uid;
+        let m = self.messages.get(&seq)?;
+        if m.state != MessageState::Ready || m.rec.receive_count == 0 {
+            return None;
+        }
+        let key = key_of(&m.rec);
+        let group = m.rec.group_id.clone();
+        self.ready_remove(seq, &key);
+        self.in_flight_enter(group.as_ref());
+        let m = self.messages.get_mut(&seq)?;
+        m.rec.visible_at_ms = visible_at_ms;
+        m.state = MessageState::InFlight;
+        let mutation = update_mutation(uid, &m.rec);
+        self.in_flight_timer_insert(visible_at_ms, seq);
+        Some(mutation)
+    }
+
     /// Sets a new visibility deadline on an in-flight message.
     pub fn change_visibility(&mut self, seq: u64, visible_at_ms: u64) -> Option<Mutation> {
         let uid = self.record.uid;

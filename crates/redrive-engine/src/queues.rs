@@ -100,12 +100,11 @@ impl Engine {
             .resolve_arn(&arn)
             .ok_or_else(|| redrive_error(raw, "Dead letter target does not exist."))?;
         if dlq.state.lock().settings.fifo != fifo {
-            let reason = if fifo {
-                "Dead-letter target must be a FIFO queue."
-            } else {
-                "Dead-letter target must be a standard queue."
-            };
-            return Err(redrive_error(raw, reason));
+            // AWS's text, double period included (AWS-recorded).
+            return Err(redrive_error(
+                raw,
+                "Dead-letter queue must be same type of queue as the source..",
+            ));
         }
         // The DLQ's RedriveAllowPolicy decides which sources may use it (checked here, on the
         // DLQ, when a source sets its policy).
@@ -159,8 +158,16 @@ impl Engine {
                 return Err(SqsError::invalid_attribute_name(name));
             }
             if name == "FifoQueue" {
-                if !creating {
+                // AWS: the type cannot change; `FifoQueue` is unknown to a standard queue
+                // (also `FifoQueue=false` at creation).
+                if !fifo {
                     return Err(SqsError::invalid_attribute_name(name));
+                }
+                if !creating {
+                    return Err(SqsError::new(
+                        ErrorCode::InvalidAttributeValue,
+                        "Invalid value for the parameter FifoQueue. Reason: Modifying queue type is not supported.",
+                    ));
                 }
                 continue;
             }
@@ -184,6 +191,12 @@ impl Engine {
             return Err(SqsError::invalid_parameter(
                 "The perMessageGroupId value is allowed only when the value for DeduplicationScope is messageGroup",
             ));
+        }
+        // SSE-KMS and SSE-SQS are exclusive: a KMS key turns the SSE-SQS default off.
+        if out.get("KmsMasterKeyId").is_some_and(|k| !k.is_empty())
+            && !out.contains_key("SqsManagedSseEnabled")
+        {
+            out.insert("SqsManagedSseEnabled".into(), "false".into());
         }
         Ok(out)
     }
@@ -251,7 +264,7 @@ impl Engine {
                 return Err(SqsError::new(
                     ErrorCode::QueueNameExists,
                     format!(
-                        "A queue already exists with the same name and a different value for attribute(s) {}",
+                        "A queue already exists with the same name and a different value for attribute {}",
                         given
                             .iter()
                             .filter(|(k, v)| st.record.attributes.get(*k) != Some(*v))
@@ -395,10 +408,13 @@ impl Engine {
             let mut st = queue.state.lock();
             st.deleted = true;
             // The 60-second QueueDeletedRecently window survives a restart.
-            self.store.submit(vec![
+            let mut muts = vec![
                 Mutation::DeleteQueue { uid: queue.uid },
                 crate::deleted_queue_doc(&queue.region, &queue.name, self.now_ms()),
-            ])
+            ];
+            // Its move tasks end with it (a later queue of the same name starts clean).
+            muts.extend(self.forget_move_tasks(Some(&queue.arn)));
+            self.store.submit(muts)
         };
         queue.notify.notify_waiters();
         self.durable(ticket).await
@@ -483,7 +499,7 @@ impl Engine {
                 if v.is_empty()
                     && matches!(
                         k.as_str(),
-                        "RedrivePolicy" | "RedriveAllowPolicy" | "Policy"
+                        "RedrivePolicy" | "RedriveAllowPolicy" | "Policy" | "KmsMasterKeyId"
                     )
                 {
                     merged.remove(&k);
@@ -501,6 +517,15 @@ impl Engine {
                 return Err(SqsError::invalid_parameter(
                     "The perMessageGroupId value is allowed only when the value for DeduplicationScope is messageGroup",
                 ));
+            }
+            // Without a KMS key, the default reuse period is not shown (AWS omits both once
+            // they are set back to their defaults).
+            if !merged.contains_key("KmsMasterKeyId")
+                && merged
+                    .get("KmsDataKeyReusePeriodSeconds")
+                    .is_some_and(|v| v == "300")
+            {
+                merged.remove("KmsDataKeyReusePeriodSeconds");
             }
             st.record.attributes = merged;
             st.record.last_modified_secs = self.now_ms() / 1000;
@@ -536,13 +561,22 @@ impl Engine {
             }
             st.record.last_purge_ms = Some(now);
             let up_to_seq = st.next_seq.saturating_sub(1);
-            self.store.submit(vec![
+            let mut muts = vec![
                 Mutation::Purge {
                     queue_uid: queue.uid,
                     up_to_seq,
                 },
                 Mutation::PutQueue(st.record.clone()),
-            ])
+            ];
+            // A purge also clears the FIFO deduplication cache (AWS): a resend is delivered.
+            st.dedup_expiry.clear();
+            for (key, _) in std::mem::take(&mut st.dedup) {
+                muts.push(Mutation::DeleteDedup {
+                    queue_uid: queue.uid,
+                    key,
+                });
+            }
+            self.store.submit(muts)
         };
         self.durable(ticket).await
     }
@@ -662,7 +696,7 @@ impl Engine {
                 .get("Policy")
                 .and_then(|p| serde_json::from_str(p).ok())
                 .unwrap_or_else(|| {
-                    json!({"Version": "2012-10-17", "Id": format!("{}/SQSDefaultPolicy", queue.arn), "Statement": []})
+                    json!({"Version": "2008-10-17", "Id": format!("{}/SQSDefaultPolicy", queue.arn), "Statement": []})
                 });
             let statements = policy
                 .get_mut("Statement")
@@ -737,13 +771,10 @@ impl Engine {
             if statements.len() == before {
                 return Err(not_found());
             }
-            if statements.is_empty() {
-                st.record.attributes.remove("Policy");
-            } else {
-                st.record
-                    .attributes
-                    .insert("Policy".into(), policy.to_string());
-            }
+            // AWS keeps the policy (Version 2008-10-17, its Id) with an empty statement list.
+            st.record
+                .attributes
+                .insert("Policy".into(), policy.to_string());
             self.store
                 .submit(vec![Mutation::PutQueue(st.record.clone())])
         };

@@ -72,6 +72,9 @@ enum Step {
     Failed(String),
     /// Lock contention or a racing consumer: try again shortly.
     Retry,
+    /// The task no longer exists: its source queue was deleted (or the state reset). The
+    /// runner stops without touching a queue that may since have taken the same name.
+    Gone,
     /// The store failed the move (memory is already rebuilt without it): pause, then go on
     /// from what the store holds.
     StoreFailed,
@@ -81,6 +84,26 @@ enum Step {
 const STORE_FAILURE_PAUSE: Duration = Duration::from_secs(1);
 
 impl Engine {
+    /// Forgets the move tasks of a source queue that is being deleted (`None`: every task,
+    /// for a reset), returning the store mutations. A task belongs to its queue: a queue
+    /// created later under the same name (and ARN) neither lists nor inherits it, and its
+    /// runner stops at its next step (issue 20 point 8). Called with the queue's lock held
+    /// (the task table is a leaf lock).
+    pub(crate) fn forget_move_tasks(&self, source_arn: Option<&str>) -> Vec<Mutation> {
+        let mut tasks = self.move_tasks.lock();
+        let mut muts = Vec::new();
+        tasks.retain(|t| {
+            let forget = source_arn.is_none_or(|a| t.source_arn == a);
+            if forget {
+                muts.push(Mutation::DeleteMoveTask {
+                    task_id: t.task_id.clone(),
+                });
+            }
+            !forget
+        });
+        muts
+    }
+
     fn is_dead_letter_queue(&self, queue: &Queue) -> bool {
         !self.dead_letter_sources(queue).is_empty()
     }
@@ -367,6 +390,7 @@ impl Engine {
                     return;
                 }
                 Step::Retry => tokio::time::sleep(Duration::from_millis(5)).await,
+                Step::Gone => return,
                 Step::StoreFailed => tokio::time::sleep(STORE_FAILURE_PAUSE).await,
             }
             if task.max_per_second.is_none() && window_start.elapsed() >= Duration::from_secs(1) {
@@ -447,6 +471,13 @@ impl Engine {
             if dst.deleted {
                 return Step::Failed(NON_EXISTENT_QUEUE.to_string());
             }
+            // Checked with both queue locks held: a task whose source was deleted is gone
+            // from the table (see `forget_move_tasks`), and must not move messages of a new
+            // queue that took the same name (and ARN) since.
+            let mut tasks = self.move_tasks.lock();
+            if !tasks.iter().any(|t| t.task_id == task.task_id) {
+                return Step::Gone;
+            }
             let Some(old) = st.remove(seq) else {
                 return Step::Retry;
             };
@@ -461,7 +492,6 @@ impl Engine {
             dst.insert(rec, now);
             // Submitted with both queue locks held (the task table is a leaf lock), so no
             // consumer's change to the new message can reach the store before its arrival.
-            let mut tasks = self.move_tasks.lock();
             if let Some(t) = tasks.iter_mut().find(|t| t.task_id == task.task_id) {
                 t.moved += 1;
                 muts.push(Mutation::PutMoveTask(t.clone()));

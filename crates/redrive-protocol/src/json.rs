@@ -22,7 +22,13 @@ pub fn decode(target: Option<&str>, body: &[u8]) -> Result<Request, SqsError> {
     let mut value = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Object(Default::default())
     } else {
-        serde_json::from_slice(body).map_err(serialization_error)?
+        serde_json::from_slice(body).map_err(|e| {
+            if has_surrogate_escape(body) {
+                invalid_contents()
+            } else {
+                serialization_error(e)
+            }
+        })?
     };
     if !value.is_object() {
         return Err(SqsError::new(
@@ -110,6 +116,28 @@ fn action_from_target(target: Option<&str>) -> Result<Action, SqsError> {
 
 fn input<T: DeserializeOwned>(value: Value) -> Result<T, SqsError> {
     serde_json::from_value(value).map_err(serialization_error)
+}
+
+/// Whether the body has a `\uD800`..`\uDFFF` escape. Paired surrogates parse; a body that
+/// failed to parse and has one is taken to hold a lone surrogate.
+fn has_surrogate_escape(body: &[u8]) -> bool {
+    body.windows(4).any(|w| {
+        w[0] == b'\\'
+            && w[1] == b'u'
+            && w[2].eq_ignore_ascii_case(&b'd')
+            && matches!(w[3].to_ascii_lowercase(), b'8'..=b'9' | b'a'..=b'f')
+    })
+}
+
+/// A lone surrogate escape (`"\ud800"`) is a string SQS cannot store: AWS answers
+/// InvalidMessageContents, not a parse error (AWS-recorded; the text is our body-character
+/// text, AWS's exact wording for this case is unrecorded).
+fn invalid_contents() -> SqsError {
+    SqsError::new(
+        ErrorCode::InvalidMessageContents,
+        "Invalid characters found. Valid values: #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to \
+         #xFFFD | #x10000 to #x10FFFF",
+    )
 }
 
 fn serialization_error(err: serde_json::Error) -> SqsError {

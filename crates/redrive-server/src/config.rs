@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub auth: crate::auth::Auth,
     /// Connection limits and timeouts of the HTTP edge.
     pub http: HttpLimits,
+    /// How queue URLs are written (`path`, the default; `host-region`; `path-region`).
+    pub queue_url_style: redrive_engine::QueueUrlStyle,
 }
 
 /// Connection limits and timeouts (see `docs/operations.md`). None of them can cut a long poll:
@@ -90,6 +92,7 @@ impl Default for ServerConfig {
             storage: Storage::InMemory,
             auth: crate::auth::Auth::None,
             http: HttpLimits::default(),
+            queue_url_style: redrive_engine::QueueUrlStyle::Path,
         }
     }
 }

@@ -126,6 +126,13 @@ async fn handle_sqs(State(state): State<Arc<AppState>>, req: HttpRequest) -> Htt
 
     let path = parts.uri.path().to_string();
     let query_string = parts.uri.query();
+    // A bare GET (no Action): AWS's front end answers 404 `<UnknownOperationException/>`.
+    if matches!(protocol, Protocol::Query)
+        && parts.method == Method::GET
+        && !has_action(query_string)
+    {
+        return unknown_operation(&request_id);
+    }
     let mut region = region_from_headers(headers);
     let base = base_url(
         headers,
@@ -176,6 +183,7 @@ async fn handle_sqs(State(state): State<Arc<AppState>>, req: HttpRequest) -> Htt
         base_url: base,
     };
 
+    let decoded = decoded.map(|r| with_trace_header(r, headers));
     let (action, result) = match decoded {
         Ok(request) => {
             let action = request.action().name();
@@ -265,10 +273,55 @@ pub fn close_connection(mut resp: HttpResponse) -> HttpResponse {
     resp
 }
 
-/// `/{account}/{queue}` → that path (queue-URL path requests of the Query protocol).
+/// A send carrying an `X-Amzn-Trace-Id` header (the SDKs' recursion detection sets it from
+/// Lambda's `_X_AMZN_TRACE_ID`; X-Ray instrumentation sets it too) stores it as the
+/// `AWSTraceHeader` system attribute, unless the message sets that attribute itself.
+fn with_trace_header(mut request: Request, headers: &http::HeaderMap) -> Request {
+    let Some(trace) = header_str(headers, "x-amzn-trace-id").filter(|t| !t.is_empty()) else {
+        return request;
+    };
+    let value = redrive_core::api::MessageAttributeValue {
+        string_value: Some(trace.to_string()),
+        data_type: "String".into(),
+        ..Default::default()
+    };
+    let add = |attrs: &mut redrive_core::api::MessageAttributes| {
+        attrs
+            .entry("AWSTraceHeader".into())
+            .or_insert_with(|| value.clone());
+    };
+    match &mut request {
+        Request::SendMessage(i) => add(&mut i.message_system_attributes),
+        Request::SendMessageBatch(i) => {
+            for e in &mut i.entries {
+                add(&mut e.message_system_attributes);
+            }
+        }
+        _ => {}
+    }
+    request
+}
+
+/// Whether a query string names an `Action`.
+fn has_action(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("Action=")))
+}
+
+/// AWS's answer to a GET without an action: 404 with the body `<UnknownOperationException/>`
+/// (AWS-recorded; LocalStack's validated query API answers the same).
+fn unknown_operation(request_id: &str) -> HttpResponse {
+    with_common_headers(
+        (StatusCode::NOT_FOUND, "<UnknownOperationException/>").into_response(),
+        query::CONTENT_TYPE,
+        request_id,
+    )
+}
+
+/// `/{account}/{queue}` or `/queue/{region}/{account}/{queue}` → that path (queue-URL path
+/// requests of the Query protocol).
 fn queue_path(path: &str) -> Option<&str> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    (segs.len() == 2).then_some(path)
+    (segs.len() == 2 || (segs.len() == 4 && segs[0] == "queue")).then_some(path)
 }
 
 fn with_common_headers(

@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 pub use auth::Auth;
 pub use config::{HttpLimits, ServerConfig, Storage};
+pub use redrive_engine::QueueUrlStyle;
 use redrive_engine::{Engine, EngineConfig};
 use tokio::net::TcpListener;
 
@@ -60,6 +61,7 @@ impl Server {
     pub async fn bind(config: ServerConfig) -> Result<Server, StartError> {
         let engine_config = EngineConfig {
             account_id: config.account_id.clone(),
+            queue_url_style: config.queue_url_style,
         };
         let clock = Arc::new(redrive_engine::SystemClock);
         let mut durable = None;

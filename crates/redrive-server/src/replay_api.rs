@@ -34,7 +34,7 @@ pub(crate) fn error(e: SqsError) -> Response {
     let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
     ok(
         status,
-        json!({"__type": e.code.shape(), "message": e.message}),
+        json!({"__type": e.code.extension_name(), "message": e.message}),
     )
 }
 

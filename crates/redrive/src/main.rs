@@ -144,6 +144,11 @@ struct ServeArgs {
     /// Account id in queue URLs and ARNs.
     #[arg(long, env = "REDRIVE_ACCOUNT_ID", default_value = "000000000000")]
     account_id: String,
+    /// Form of the queue URLs handed out: `path` (`http://HOST/ACCOUNT/NAME`),
+    /// `host-region` (`http://sqs.REGION.HOST/ACCOUNT/NAME`) or `path-region`
+    /// (`http://HOST/queue/REGION/ACCOUNT/NAME`); the Region is the caller's (SigV4 scope).
+    #[arg(long, env = "REDRIVE_QUEUE_URL_STYLE", default_value = "path")]
+    queue_url_style: redrive_server::QueueUrlStyle,
     /// Directory of the durable store (one file, `redrive.redb`).
     #[arg(long, env = "REDRIVE_DATA_DIR", default_value = "redrive-data")]
     data_dir: std::path::PathBuf,
@@ -283,6 +288,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         port: args.port,
         region: args.region,
         account_id: args.account_id,
+        queue_url_style: args.queue_url_style,
         enable_reset_api: args.enable_reset_api,
         storage,
         auth,

@@ -390,7 +390,8 @@ struct World {
     /// Live messages by body; bodies sort in send order (`m0000`, `m0001`, …).
     live: BTreeMap<String, ModelMsg>,
     /// Every receipt handle handed out, with the body it belongs to.
-    handles: Vec<(String, String)>,
+    /// (body, receipt handle, the receive count the handle was issued with).
+    handles: Vec<(String, String, u32)>,
 }
 
 impl World {
@@ -471,7 +472,7 @@ impl World {
                     mm.in_flight_until = Some(self.now + u64::from(*vis_secs) * 1000);
                     assert_eq!(count(m), mm.count.to_string(), "{}", m.body);
                     self.handles
-                        .push((m.body.clone(), m.receipt_handle.clone()));
+                        .push((m.body.clone(), m.receipt_handle.clone(), mm.count));
                 }
             }
             Op::Advance(ms) => {
@@ -482,21 +483,38 @@ impl World {
                 if self.handles.is_empty() {
                     return;
                 }
-                let (body, handle) = self.handles[i % self.handles.len()].clone();
-                self.h.delete(&self.q, &handle).await.expect("delete");
-                self.live.remove(&body);
+                self.expire();
+                let (body, handle, issued) = self.handles[i % self.handles.len()].clone();
+                let r = self.h.delete(&self.q, &handle).await;
+                match self.live.get(&body) {
+                    // FIFO: only a current handle of an in-flight message deletes; an expired
+                    // one is refused (issue 20 point 3).
+                    Some(m) if m.in_flight_until.is_some() && m.count == issued => {
+                        r.expect("delete");
+                        self.live.remove(&body);
+                    }
+                    Some(_) => assert_code(r, ErrorCode::InvalidParameterValue),
+                    None => r.expect("delete of a deleted message succeeds"),
+                }
             }
             Op::ChangeVisibility(i, secs) => {
                 if self.handles.is_empty() {
                     return;
                 }
                 self.expire();
-                let (body, handle) = self.handles[i % self.handles.len()].clone();
+                let (body, handle, issued) = self.handles[i % self.handles.len()].clone();
                 let r = self.h.change_vis(&self.q, &handle, i64::from(*secs)).await;
                 match self.live.get_mut(&body) {
                     Some(m) if m.in_flight_until.is_some() => {
                         r.expect("change visibility of an in-flight message");
                         m.in_flight_until = Some(self.now + u64::from(*secs) * 1000);
+                    }
+                    // The latest handle of a message visible again: accepted, hidden again.
+                    Some(m) if m.count == issued => {
+                        r.expect("change visibility with the latest handle after expiry");
+                        if *secs > 0 {
+                            m.in_flight_until = Some(self.now + u64::from(*secs) * 1000);
+                        }
                     }
                     Some(_) => assert_code(r, ErrorCode::MessageNotInflight),
                     None => assert!(r.is_err(), "changed a deleted message"),

@@ -367,8 +367,16 @@ impl World {
         }
         if let Some((id, deadline)) = cmv_ok {
             let a = &after[&id];
-            assert_eq!(a.state, MessageState::InFlight);
-            assert_eq!(a.visible_at, deadline);
+            // ChangeMessageVisibility 0 with the latest handle of a message that is visible
+            // again leaves it visible (issue 20 point 3); every other success hides it until
+            // the deadline.
+            let b = &before[&id];
+            if deadline == now && (b.state == MessageState::Ready || b.visible_at <= now) {
+                assert_eq!(a.state, MessageState::Ready);
+            } else {
+                assert_eq!(a.state, MessageState::InFlight);
+                assert_eq!(a.visible_at, deadline);
+            }
         }
     }
 }

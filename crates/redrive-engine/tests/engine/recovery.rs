@@ -328,3 +328,35 @@ async fn fifo_receive_attempt_replays_after_reopen() {
             .all(|d| d.kind != "fifo-attempt")
     );
 }
+
+/// Issue 20 point 3: handles are 180 characters, still valid after a restart, and the
+/// 28-character handles of earlier versions (`base64url("uid:seq:count")`) still delete, so
+/// clients holding them across an upgrade are not stranded.
+#[tokio::test]
+async fn long_handles_survive_reopen_and_old_short_handles_still_work() {
+    use base64::Engine as _;
+    use redrive_engine::receipt::ReceiptHandle;
+
+    let h1 = H::new();
+    let q = h1
+        .create("rh-upgrade", &[("VisibilityTimeout", "60")])
+        .await;
+    h1.send(&q, "a").await;
+    h1.send(&q, "b").await;
+    let got = h1.recv(&q, 2, None).await;
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|m| m.receipt_handle.len() == 180));
+
+    let h2 = h1.reopen();
+    // The new-form handle of "a" deletes after the restart.
+    h2.delete(&q, &got[0].receipt_handle).await.unwrap();
+    // "b" by the old short form of its handle, as an older server would have issued it.
+    let decoded = ReceiptHandle::decode(&got[1].receipt_handle).expect("decodes");
+    let old = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+        "{}:{}:{}",
+        decoded.queue_uid, decoded.seq, decoded.receive_count
+    ));
+    assert!(old.len() < 40, "{old}");
+    h2.delete(&q, &old).await.unwrap();
+    assert_eq!(h2.counts(&q), (0, 0, 0));
+}

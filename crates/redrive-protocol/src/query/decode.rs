@@ -20,6 +20,14 @@ pub fn decode(params: &Params, path_queue_url: Option<&str>) -> Result<Request, 
             format!("The action {name} is not valid for this endpoint."),
         )
     })?;
+    // A queue URL is an endpoint for that queue's actions only (AWS-recorded, LocalStack's
+    // validated TestSqsQueryApi): CreateQueue and ListQueues there are InvalidAction.
+    if path_queue_url.is_some() && matches!(action, Action::CreateQueue | Action::ListQueues) {
+        return Err(SqsError::new(
+            ErrorCode::InvalidAction,
+            format!("The action {name} is not valid for this endpoint."),
+        ));
+    }
     let p = params;
     let queue_url = || {
         p.str("QueueUrl")

@@ -16,9 +16,14 @@ pub fn encode_response(resp: &Response, request_id: &str) -> String {
     w.open_ns(&response_tag);
     if !matches!(resp, Response::Empty(_)) {
         let result_tag = format!("{action}Result");
-        w.open(&result_tag);
-        write_result(&mut w, resp);
-        w.close(&result_tag);
+        if matches!(resp, Response::ReceiveMessage(r) if r.messages.is_empty()) {
+            // AWS writes an empty receive as `<ReceiveMessageResult/>` (AWS-recorded).
+            w.empty(&result_tag);
+        } else {
+            w.open(&result_tag);
+            write_result(&mut w, resp);
+            w.close(&result_tag);
+        }
     }
     w.open("ResponseMetadata");
     w.elem("RequestId", request_id);

@@ -2,6 +2,7 @@
 //! it over HTTP, through the AWS SDK (JSON protocol) or raw requests (Query protocol, malformed
 //! input).
 
+mod attribute_fidelity;
 mod attributes;
 mod auth;
 mod batches;
@@ -10,11 +11,17 @@ mod dlq;
 mod edge;
 mod fifo;
 mod fifo_groups;
+mod fifo_rules;
+mod json_error_names;
 mod malformed;
 mod messages;
 mod metrics;
 mod move_tasks;
+mod query_get;
 mod query_protocol;
+mod queue_urls;
 mod queues;
+mod receipts;
 mod replays;
 mod store_faults;
+mod texts;

@@ -111,7 +111,7 @@ async fn json_missing_queue_url_is_missing_parameter() {
         &headers,
         &body,
         400,
-        "MissingParameter",
+        "MissingRequiredParameterException",
         "MissingParameter",
     );
 }
@@ -228,7 +228,7 @@ async fn query_create_queue_without_name_is_missing_parameter() {
         &headers,
         &body,
         400,
-        "MissingParameter",
+        "MissingRequiredParameterException",
         "MissingParameter",
     );
 }

@@ -1256,3 +1256,61 @@ async fn fifo_dlq_move_and_redrive() {
     }
     assert!(seqs[0] < seqs[1], "{seqs:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 20 point 8: a task belongs to its queue, not to a name that can be reused.
+
+async fn reset(ts: &TestServer) {
+    let (status, _, body) = ts
+        .raw("POST", "/moto-api/reset", None, &[], Vec::new())
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A client run that resets between tests and reuses queue names: an earlier test's task on
+/// the same DLQ ARN (still RUNNING at a slow rate when its queues were dropped) must neither
+/// block nor hijack nor be listed for the new queue. The plain DLQ → source redrive of the
+/// next test reaches COMPLETED.
+#[tokio::test]
+async fn a_reused_queue_name_does_not_inherit_an_old_task() {
+    let server = redrive_server::Server::bind(redrive_server::ServerConfig {
+        port: 0,
+        enable_reset_api: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ts = TestServer::from_server(server);
+
+    // Test 1: a slow task to an explicit destination, interrupted by the reset.
+    let (src, _dlq) = dlq_pair(&ts, "reuse-src", "reuse-dlq").await;
+    ts.create("reuse-dest").await;
+    dead_letter(&ts, &src, &["o1", "o2", "o3", "o4", "o5"]).await;
+    start(&ts, "reuse-dlq", Some("reuse-dest"), Some(1)).await;
+    reset(&ts).await;
+
+    // Test 2: the same names, a plain redrive back to the source.
+    let (src, dlq) = dlq_pair(&ts, "reuse-src", "reuse-dlq").await;
+    dead_letter(&ts, &src, &["n1", "n2"]).await;
+    assert_eq!(
+        list(&ts, "reuse-dlq", Some(10)).await.len(),
+        0,
+        "old tasks listed"
+    );
+    start(&ts, "reuse-dlq", None, None).await;
+    let t = wait_for(
+        &ts,
+        "reuse-dlq",
+        &["COMPLETED", "FAILED"],
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(t.status(), Some("COMPLETED"), "{t:?}");
+    assert_eq!(t.approximate_number_of_messages_moved(), 2);
+    assert_eq!(ts.counts(&dlq).await, (0, 0, 0));
+    assert_eq!(body_set(&receive_all(&ts, &src).await), set(&["n1", "n2"]));
+    // The old runner, waking after its 1 s slot, must not touch the new queues.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(list(&ts, "reuse-dlq", Some(10)).await.len(), 1);
+    assert_eq!(latest(&ts, "reuse-dlq").await.status(), Some("COMPLETED"));
+}
