@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::store::{DocumentRecord, MessageRecord, Mutation};
-use crate::tasks::{ADAPTIVE_BACKLOG, ADAPTIVE_MAX, ADAPTIVE_MIN, ADAPTIVE_START, redriven};
+use crate::tasks::{ADAPTIVE_BACKLOG, ADAPTIVE_MAX, ADAPTIVE_MIN, ADAPTIVE_START};
 use crate::{Engine, Queue, RequestContext};
 
 pub const DOC_REPLAY: &str = "replay";
@@ -1196,22 +1196,20 @@ impl Engine {
             if dst.deleted {
                 return MoveOutcome::Failed(format!("destination {dest_arn} no longer exists"));
             }
-            let Some(old) = st.remove(seq) else {
+            let Some(moved) = crate::tasks::transfer(
+                self,
+                source,
+                &mut st,
+                &dest,
+                &mut dst,
+                seq,
+                now,
+                Some((body, attributes)),
+            ) else {
                 return MoveOutcome::Gone;
             };
-            let old_id = old.rec.message_id.clone();
-            let mut rec = redriven(old.rec, &dest, &mut dst, now, self);
-            rec.body = body;
-            rec.attributes = attributes;
-            let entry_to = rec.message_id.clone();
-            let mut muts = vec![
-                Mutation::DeleteMessage {
-                    queue_uid: source.uid,
-                    seq,
-                },
-                Mutation::PutMessage(rec.clone()),
-            ];
-            dst.insert(rec, now);
+            let (old_id, entry_to) = (moved.from_id, moved.to_id);
+            let mut muts = moved.mutations;
             let mut r = self.replays.lock();
             let mut entry = None;
             if let Some(t) = r.tasks.iter_mut().find(|t| t.id == task.id) {

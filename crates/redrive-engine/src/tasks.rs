@@ -478,18 +478,11 @@ impl Engine {
             if !tasks.iter().any(|t| t.task_id == task.task_id) {
                 return Step::Gone;
             }
-            let Some(old) = st.remove(seq) else {
+            let Some(moved) = transfer(self, &source, &mut st, &dest, &mut dst, seq, now, None)
+            else {
                 return Step::Retry;
             };
-            let rec = redriven(old.rec, &dest, &mut dst, now, self);
-            let mut muts = vec![
-                Mutation::DeleteMessage {
-                    queue_uid: source.uid,
-                    seq,
-                },
-                Mutation::PutMessage(rec.clone()),
-            ];
-            dst.insert(rec, now);
+            let mut muts = moved.mutations;
             // Submitted with both queue locks held (the task table is a leaf lock), so no
             // consumer's change to the new message can reach the store before its arrival.
             if let Some(t) = tasks.iter_mut().find(|t| t.task_id == task.task_id) {
@@ -518,8 +511,56 @@ impl Engine {
     }
 }
 
+/// A message moved by [`transfer`].
+pub(crate) struct Transferred {
+    /// The MessageId it had in the source, and the new one in the destination.
+    pub from_id: String,
+    pub to_id: String,
+    /// Delete from the source and put into the destination: the caller adds its progress
+    /// records and submits them as one batch while both queue locks are still held.
+    pub mutations: Vec<Mutation>,
+}
+
+/// The one move of a message between queues, for move tasks and replays alike: removes
+/// `seq` from the source and inserts the redriven message (new id, time and sequence; body
+/// and attributes kept unless `rewrite` gives new ones) into the destination. Called with both
+/// queue locks held; `None` if the message is no longer in the source.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn transfer(
+    engine: &Engine,
+    source: &Queue,
+    st: &mut crate::queue::QueueState,
+    dest: &Queue,
+    dst: &mut crate::queue::QueueState,
+    seq: u64,
+    now: u64,
+    rewrite: Option<(std::sync::Arc<str>, redrive_core::api::MessageAttributes)>,
+) -> Option<Transferred> {
+    let old = st.remove(seq)?;
+    let from_id = old.rec.message_id.clone();
+    let mut rec = redriven(old.rec, dest, dst, now, engine);
+    if let Some((body, attributes)) = rewrite {
+        rec.body = body;
+        rec.attributes = attributes;
+    }
+    let to_id = rec.message_id.clone();
+    let mutations = vec![
+        Mutation::DeleteMessage {
+            queue_uid: source.uid,
+            seq,
+        },
+        Mutation::PutMessage(rec.clone()),
+    ];
+    dst.insert(rec, now);
+    Some(Transferred {
+        from_id,
+        to_id,
+        mutations,
+    })
+}
+
 /// The new message a redrive sends: new id, time and sequence; body and attributes kept.
-pub(crate) fn redriven(
+fn redriven(
     old: MessageRecord,
     dest: &Queue,
     dst: &mut crate::queue::QueueState,
