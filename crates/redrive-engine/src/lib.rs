@@ -14,6 +14,7 @@
 
 pub mod browse;
 pub mod clock;
+pub mod history;
 mod messages;
 pub mod metrics;
 pub mod queue;
@@ -107,6 +108,10 @@ pub struct Engine {
     synced_failures: AtomicU64,
     /// One rebuild at a time.
     resync: Mutex<()>,
+    /// Minute history bookkeeping (a leaf lock; see [`history`]).
+    history: Mutex<history::History>,
+    /// One minute-history write at a time (queue locks are taken under it).
+    history_flush: Mutex<()>,
 }
 
 /// Everything [`Engine`] rebuilds from a [`store::Snapshot`].
@@ -145,6 +150,7 @@ impl Engine {
         snapshot: store::Snapshot,
     ) -> Self {
         let synced_failures = store.write_failures();
+        let history = history::History::from_documents(&snapshot.documents, clock.now_ms());
         let built = Self::rebuild(snapshot, clock.now_ms());
         if !built.stale.is_empty() {
             let _ = store.submit(built.stale);
@@ -162,6 +168,8 @@ impl Engine {
             move_tasks: Mutex::new(built.move_tasks),
             synced_failures: AtomicU64::new(synced_failures),
             resync: Mutex::new(()),
+            history: Mutex::new(history),
+            history_flush: Mutex::new(()),
         }
     }
 

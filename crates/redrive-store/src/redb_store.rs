@@ -189,6 +189,8 @@ enum Request {
     Recover(Reply<(u64, Snapshot)>),
     Compact(Reply<bool>),
     Flush(Reply<()>),
+    /// Extension documents of a kind in a key range (`Store::documents`).
+    Documents(String, String, String, Reply<Vec<crate::DocumentRecord>>),
     Shutdown,
 }
 
@@ -253,6 +255,7 @@ impl std::fmt::Debug for Request {
             Request::Recover(_) => "Recover",
             Request::Compact(_) => "Compact",
             Request::Flush(_) => "Flush",
+            Request::Documents(..) => "Documents",
             Request::Shutdown => "Shutdown",
         })
     }
@@ -471,6 +474,16 @@ impl Store for RedbStore {
         self.call(Request::Recover).map_err(|e| e.to_string())
     }
 
+    fn documents(
+        &self,
+        kind: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<crate::DocumentRecord>, String> {
+        self.call(|reply| Request::Documents(kind.into(), from.into(), to.into(), reply))
+            .map_err(|e| e.to_string())
+    }
+
     fn submit(&self, batch: Vec<Mutation>) -> Durable {
         if batch.is_empty() {
             return Durable::done();
@@ -643,6 +656,9 @@ impl Writer {
                 }
                 Request::Flush(reply) => {
                     let _ = reply.send(self.sync());
+                }
+                Request::Documents(kind, from, to, reply) => {
+                    let _ = reply.send(self.documents(&kind, &from, &to));
                 }
                 Request::Shutdown => break,
             }
@@ -835,6 +851,29 @@ impl Writer {
             StoreError::Failed("the database is closed after a write failure".into())
         })?;
         Ok(db.compact()?)
+    }
+
+    fn documents(
+        &self,
+        kind: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<crate::DocumentRecord>, StoreError> {
+        let mut out = Vec::new();
+        if from >= to {
+            return Ok(out);
+        }
+        let txn = self.db()?.begin_read()?;
+        for entry in txn.open_table(DOCUMENTS)?.range((kind, from)..(kind, to))? {
+            let (k, v) = entry?;
+            let (kind, key) = k.value();
+            out.push(crate::DocumentRecord {
+                kind: kind.to_string(),
+                key: key.to_string(),
+                value: v.value().to_vec(),
+            });
+        }
+        Ok(out)
     }
 
     fn load(&self) -> Result<Snapshot, StoreError> {
