@@ -424,12 +424,8 @@ impl Engine {
             let mut samples = Vec::with_capacity(queues.len());
             for q in &queues {
                 let counts = read_counters(&q.counters);
-                let g = {
-                    let st = q.state.lock();
-                    if st.deleted {
-                        continue;
-                    }
-                    st.gauges(now)
+                let Some(g) = self.sample_gauges(q, now) else {
+                    continue;
                 };
                 samples.push((
                     q.uid,

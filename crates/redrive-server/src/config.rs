@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub storage: Storage,
     /// Request authentication (off by default).
     pub auth: crate::auth::Auth,
+    /// Days of per-queue minute history kept in the store.
+    pub metrics_retention_days: u32,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +55,7 @@ impl Default for ServerConfig {
             enable_reset_api: false,
             storage: Storage::InMemory,
             auth: crate::auth::Auth::None,
+            metrics_retention_days: redrive_engine::history::DEFAULT_RETENTION_DAYS,
         }
     }
 }

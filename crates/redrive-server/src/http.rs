@@ -33,6 +33,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(crate::inspect::queue_messages),
         )
         .route(
+            "/_redrive/v1/queues/{name}/metrics",
+            get(crate::history_api::queue_metrics),
+        )
+        .route(
             "/_redrive/v1/replays",
             post(replay_api::start_replay).get(replay_api::list_replays),
         )

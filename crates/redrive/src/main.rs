@@ -89,6 +89,10 @@ struct ServeArgs {
     /// Keys accepted with `--auth sigv4`: ACCESS_KEY_ID:SECRET[,ACCESS_KEY_ID:SECRET…].
     #[arg(long, env = "REDRIVE_CREDENTIALS", hide_env_values = true)]
     credentials: Option<String>,
+    /// Days of per-queue minute history (CloudWatch-equivalent metrics) kept in the store.
+    #[arg(long, env = "REDRIVE_METRICS_RETENTION_DAYS", default_value_t = 15,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    metrics_retention_days: u32,
     /// Log format.
     #[arg(long, env = "REDRIVE_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -166,6 +170,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         enable_reset_api: args.enable_reset_api,
         storage,
         auth,
+        metrics_retention_days: args.metrics_retention_days,
         ..ServerConfig::default()
     };
     let server = Server::bind(config.clone())
@@ -173,10 +178,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("cannot start the server on {}:{}", config.host, config.port))?;
     let addr = server.local_addr()?;
     tracing::info!(%addr, account = %config.account_id, region = %config.region, "redrive listening");
+    let engine = server.engine();
     server
         .serve(shutdown_signal())
         .await
         .context("server failed")?;
+    // The minute in progress, so a restart within it keeps what was counted before.
+    engine.flush_history_partial().await;
+    drop(engine);
     tracing::info!("stopped");
     Ok(())
 }

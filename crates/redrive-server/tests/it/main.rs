@@ -9,6 +9,7 @@ mod common;
 mod dlq;
 mod fifo;
 mod fifo_groups;
+mod history;
 mod malformed;
 mod messages;
 mod metrics;
