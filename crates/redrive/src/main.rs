@@ -1,6 +1,6 @@
 //! `redrive`: the SQS-compatible server (`redrive serve`), the DLQ investigation commands
-//! (`status`, `peek`, `stats`, `report`, `export`, `import`; see docs/cli.md) and the redrive
-//! commands (`move`, `replay`, `schedule`; see docs/redrive-cli.md).
+//! (`status`, `peek`, `stats`, `report`, `metrics`, `export`, `import`; see docs/cli.md) and
+//! the redrive commands (`move`, `replay`, `schedule`; see docs/redrive-cli.md).
 
 mod investigate;
 mod redrive_cmds;
@@ -37,6 +37,9 @@ enum Command {
     /// The summary of an investigation: composition, timing, retry evidence, residue or
     /// growth, next steps (Markdown, or --format json).
     Report(investigate::ReportArgs),
+    /// A queue's minute history from a Redrive server: Sent, Received, Deleted, empty
+    /// receives, Visible, NotVisible, age of the oldest message, DLQ arrivals per period.
+    Metrics(investigate::MetricsArgs),
     /// Write a queue's messages to NDJSON or CSV without deleting them.
     Export(investigate::ExportArgs),
     /// Send the messages of an NDJSON or CSV export to a queue (keeps attributes and group ids).
@@ -211,6 +214,7 @@ fn main() -> std::process::ExitCode {
             Command::Peek(a) => investigate::run_peek(a).await.map(|()| 0),
             Command::Stats(a) => investigate::run_stats(a).await.map(|()| 0),
             Command::Report(a) => investigate::run_report(a).await.map(|()| 0),
+            Command::Metrics(a) => investigate::run_metrics(a).await.map(|()| 0),
             Command::Export(a) => investigate::run_export(a).await.map(|()| 0),
             Command::Import(a) => investigate::run_import(a).await.map(|()| 0),
             Command::Move(a) => redrive_cmds::run_move(a).await,

@@ -9,11 +9,13 @@
 //!   run by `.ci/run`).
 //! - `investigate`: `status`, `peek`, `stats`, `export`, `import` against a synthetic DLQ
 //!   incident.
+//! - `metrics`: `metrics` reading the minute history a SIGTERM wrote, after a restart.
 //! - `replay`: `replay` (client-side and server-side paths, moto), `move`, `schedule`.
 
 mod crash;
 mod full_disk;
 mod harness;
 mod investigate;
+mod metrics;
 mod replay;
 mod serve;
