@@ -8,8 +8,8 @@
 //! than the retention are dropped with one prefix delete per queue and day.
 //!
 //! Layout: kind [`DOC_METRICS_MINUTE`], key `{queue uid}/{YYYYMMDD}/{minute of day:04}` (UTC),
-//! value `{"v":1,"c":[10 counter deltas],"g":[5 gauges]}` in the order of [`COUNTERS`] and
-//! [`GAUGES`].
+//! value a JSON array `[1, 10 counter deltas, 5 gauges]` (the version first; counters and gauges
+//! in the order of [`COUNTERS`] and [`GAUGES`]).
 //!
 //! Counters restart at zero with the process, so the first write after a restart is the delta
 //! since the restart: nothing is counted twice. A partial minute written at shutdown
@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redrive_core::{SqsError, SqsResult};
-use serde::{Deserialize, Serialize};
 
 use crate::metrics::QueueCounters;
 use crate::store::{DocumentRecord, Mutation};
@@ -99,14 +98,42 @@ pub const GAUGES: [MetricDef; 5] = [
     gauge("ApproximateNumberOfGroupsWithInflightMessages", "Count"),
 ];
 
-/// One queue-minute as stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// One queue-minute.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MinuteRecord {
+    /// Format version (1).
     pub v: u32,
     /// Counter deltas, in the order of [`COUNTERS`].
     pub c: [u64; 10],
     /// Gauge samples at the minute's end, in the order of [`GAUGES`].
     pub g: [u64; 5],
+}
+
+impl MinuteRecord {
+    /// The stored form: one flat JSON array, the version first, then the counters and the
+    /// gauges (`[1,c0,…,c9,g0,…,g4]`; 33 bytes for an idle queue).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut all = Vec::with_capacity(16);
+        all.push(u64::from(self.v));
+        all.extend_from_slice(&self.c);
+        all.extend_from_slice(&self.g);
+        serde_json::to_vec(&all).unwrap_or_default()
+    }
+
+    /// Reads version 1; anything else is `None` (skipped by readers).
+    pub fn decode(bytes: &[u8]) -> Option<MinuteRecord> {
+        let all: Vec<u64> = serde_json::from_slice(bytes).ok()?;
+        if all.len() != 16 || all[0] != 1 {
+            return None;
+        }
+        let mut r = MinuteRecord {
+            v: 1,
+            ..Default::default()
+        };
+        r.c.copy_from_slice(&all[1..11]);
+        r.g.copy_from_slice(&all[11..16]);
+        Some(r)
+    }
 }
 
 /// One queue-minute as read back: its start (epoch ms) and values.
@@ -505,9 +532,8 @@ impl Engine {
                         if let Ok(old) =
                             self.store
                                 .documents(DOC_METRICS_MINUTE, &key, &format!("{key}\u{0}"))
-                            && let Some(old) = old
-                                .first()
-                                .and_then(|d| serde_json::from_slice::<MinuteRecord>(&d.value).ok())
+                            && let Some(old) =
+                                old.first().and_then(|d| MinuteRecord::decode(&d.value))
                         {
                             for i in 0..10 {
                                 rec.c[i] += old.c[i];
@@ -518,7 +544,7 @@ impl Engine {
                     muts.push(Mutation::PutDocument(DocumentRecord {
                         kind: DOC_METRICS_MINUTE.into(),
                         key,
-                        value: serde_json::to_vec(&rec).unwrap_or_default(),
+                        value: rec.encode(),
                     }));
                 }
             }
@@ -603,7 +629,7 @@ impl Engine {
             .iter()
             .filter_map(|d| {
                 let (_, minute) = parse_key(&d.key)?;
-                let record = serde_json::from_slice::<MinuteRecord>(&d.value).ok()?;
+                let record = MinuteRecord::decode(&d.value)?;
                 Some(MinutePoint {
                     minute_ms: minute * MINUTE_MS,
                     record,
@@ -634,7 +660,7 @@ impl Engine {
             .filter_map(|d| {
                 Some(MinutePoint {
                     minute_ms: parse_key(&d.key)?.1 * MINUTE_MS,
-                    record: serde_json::from_slice(&d.value).ok()?,
+                    record: MinuteRecord::decode(&d.value)?,
                 })
             })
             .collect()
@@ -656,6 +682,26 @@ mod tests {
         assert_eq!(parse_key("7/20231131/0000"), None);
         assert_eq!(parse_key("7/20231114/1440"), None);
         assert_eq!(days_from_civil(2023, 11, 14), (m / MINUTES_PER_DAY) as i64);
+    }
+
+    #[test]
+    fn records_round_trip_compactly() {
+        let r = MinuteRecord {
+            v: 1,
+            c: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+            g: [11, 12, 13, 14, 15],
+        };
+        assert_eq!(
+            String::from_utf8(r.encode()).unwrap(),
+            "[1,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]"
+        );
+        assert_eq!(MinuteRecord::decode(&r.encode()), Some(r));
+        assert_eq!(MinuteRecord::default().encode().len() + 1, 34);
+        assert_eq!(
+            MinuteRecord::decode(b"[2,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]"),
+            None
+        );
+        assert_eq!(MinuteRecord::decode(b"{}"), None);
     }
 
     #[test]

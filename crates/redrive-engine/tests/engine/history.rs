@@ -334,3 +334,123 @@ async fn a_reopen_keeps_history_and_counts_nothing_twice() {
         .collect();
     assert_eq!(sent, vec![3, 6, 0, 1]);
 }
+
+/// The size figures of docs/metrics.md and docs/performance.md: one day of minute history
+/// for `QUEUES` queues in a real redb file (relaxed durability, compacted), idle and busy.
+/// `cargo nextest run -p redrive-engine --run-ignored only measure_history_size --nocapture`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement, not a test"]
+async fn measure_history_size() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use redrive_engine::store::{DurabilityMode, RedbStore, StoreOptions};
+    use redrive_engine::{Engine, EngineConfig, ManualClock};
+
+    const QUEUES: usize = 20;
+    for busy in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            RedbStore::open_with(
+                dir.path(),
+                StoreOptions {
+                    mode: DurabilityMode::Relaxed { interval_ms: 100 },
+                    reserve_bytes: 0,
+                },
+            )
+            .unwrap(),
+        );
+        let clock = Arc::new(ManualClock::new(T0 / 86_400_000 * 86_400_000));
+        let engine = Engine::open(EngineConfig::default(), store.clone(), clock.clone());
+        let mut urls = Vec::new();
+        for i in 0..QUEUES {
+            let url = engine
+                .create_queue(
+                    &ctx(),
+                    redrive_core::api::CreateQueueInput {
+                        queue_name: format!("orders-service-queue-{i:04}"),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap()
+                .queue_url;
+            if busy {
+                for _ in 0..120 {
+                    engine
+                        .send_message(
+                            &ctx(),
+                            redrive_core::api::SendMessageInput {
+                                queue_url: url.clone(),
+                                message_body: Some("x".repeat(200)),
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                        .unwrap();
+                }
+            }
+            urls.push(url);
+        }
+        store.flush().unwrap();
+        store.compact().unwrap();
+        let file = dir.path().join(redrive_engine::store::FILE_NAME);
+        let before = std::fs::metadata(&file).unwrap().len();
+        let queues: Vec<_> = urls
+            .iter()
+            .map(|u| engine.resolve(&ctx(), u).unwrap())
+            .collect();
+        for minute in 0..1440u64 {
+            if busy {
+                // Realistic minute counts of a busy queue (4–7 digit numbers).
+                for q in &queues {
+                    q.counters.sent.fetch_add(1_000 + minute % 500, Relaxed);
+                    q.counters.sent_bytes.fetch_add(1_234_567, Relaxed);
+                    q.counters.received.fetch_add(1_100 + minute % 300, Relaxed);
+                    q.counters.deleted.fetch_add(990, Relaxed);
+                    q.counters.empty_receives.fetch_add(37, Relaxed);
+                    q.counters.moved_to_dlq.fetch_add(minute % 3, Relaxed);
+                }
+            }
+            clock.advance_ms(60_000);
+            let r = engine.flush_history().await;
+            assert_eq!(r.documents, QUEUES);
+        }
+        store.flush().unwrap();
+        store.compact().unwrap();
+        let after = std::fs::metadata(&file).unwrap().len();
+        let docs = store
+            .documents(DOC_METRICS_MINUTE, "", "\u{10FFFF}")
+            .unwrap();
+        assert_eq!(docs.len(), QUEUES * 1440);
+        let key: usize = docs.iter().map(|d| d.key.len()).sum();
+        let value: usize = docs.iter().map(|d| d.value.len()).sum();
+        let kind = DOC_METRICS_MINUTE.len() * docs.len();
+        let n = docs.len() as f64;
+        // Every document is read at startup (Store::load): its cost.
+        let started = std::time::Instant::now();
+        let snap = store.try_load().unwrap();
+        println!(
+            "startup load of {} documents: {:?}",
+            snap.documents.len(),
+            started.elapsed()
+        );
+        drop(snap);
+        println!(
+            "{}: {} documents; per document: key {:.1} B, value {:.1} B, kind {} B; \
+             raw per queue-day {:.1} KiB; redb file growth per queue-day {:.1} KiB \
+             ({} → {} bytes); example {} = {}",
+            if busy { "busy" } else { "idle" },
+            docs.len(),
+            key as f64 / n,
+            value as f64 / n,
+            DOC_METRICS_MINUTE.len(),
+            (key + value + kind) as f64 / QUEUES as f64 / 1024.0,
+            (after - before) as f64 / QUEUES as f64 / 1024.0,
+            before,
+            after,
+            docs[700].key,
+            String::from_utf8_lossy(&docs[700].value),
+        );
+    }
+}
