@@ -454,3 +454,21 @@ async fn measure_history_size() {
         );
     }
 }
+
+#[tokio::test]
+async fn gauges_count_a_visibility_timeout_that_ran_out_unobserved() {
+    // Nothing touches the queue after the receive: the gauges (history and /metrics) still
+    // see the message visible again once its timeout has passed.
+    let h = H::new();
+    let url = h.create("expiring", &[("VisibilityTimeout", "30")]).await;
+    h.send(&url, "x").await;
+    assert_eq!(h.recv(&url, 1, None).await.len(), 1);
+    h.advance_ms(31_000);
+    let (_, g) = h
+        .engine
+        .queue_metrics()
+        .into_iter()
+        .find(|(q, _)| q.name == "expiring")
+        .unwrap();
+    assert_eq!((g.visible, g.not_visible), (1, 0));
+}
