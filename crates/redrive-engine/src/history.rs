@@ -17,7 +17,9 @@
 //! the same minute.
 //!
 //! History is read only by the extension API ([`Engine::metric_history`]), straight from the
-//! store with a key-range read; it is never kept in memory nor read on a request's path.
+//! store with a key-range read; it is never kept in memory nor read on a request's path (the
+//! writer reads nothing back: what it must add to is taken from the snapshot the engine opened
+//! with, or remembered from its own partial write).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -243,8 +245,12 @@ pub(crate) struct History {
     written_through: u64,
     /// Whether `written_through` was written before its end (at shutdown).
     partial: bool,
-    /// The minute the engine opened in: an earlier process may have written part of it.
-    opened_minute: u64,
+    /// Counter deltas already stored in the document of minute `carry_minute`, per queue: the
+    /// next write of that minute adds to them. Set from the store for the minute the engine
+    /// opened in (an earlier process may have written part of it at shutdown), and after a
+    /// partial write.
+    carry_minute: u64,
+    carry: HashMap<u64, [u64; 10]>,
     /// Queue-days with documents, for retention and for queues deleted since.
     days: BTreeSet<(u64, u64)>,
 }
@@ -257,7 +263,16 @@ impl History {
             base: HashMap::new(),
             written_through: opened.saturating_sub(1),
             partial: false,
-            opened_minute: opened,
+            carry_minute: opened,
+            carry: docs
+                .iter()
+                .filter(|d| d.kind == DOC_METRICS_MINUTE)
+                .filter_map(|d| {
+                    let (uid, minute) = parse_key(&d.key)?;
+                    (minute == opened).then_some(uid)?;
+                    Some((uid, MinuteRecord::decode(&d.value)?.c))
+                })
+                .collect(),
             days: docs
                 .iter()
                 .filter(|d| d.kind == DOC_METRICS_MINUTE)
@@ -334,7 +349,7 @@ pub fn parse_time(text: &str, now_ms: u64) -> Result<u64, String> {
 /// `since_ms` (rounded down to the minute).
 pub fn aggregate(points: &[MinutePoint], since_ms: u64, period_secs: u64) -> Vec<Series> {
     let start = since_ms / MINUTE_MS * MINUTE_MS;
-    let period_ms = period_secs.max(60) * 1000;
+    let period_ms = period_secs.max(60).saturating_mul(1000);
     // Minute points grouped by period.
     let mut groups: Vec<(u64, Vec<&MinuteRecord>)> = Vec::new();
     for p in points {
@@ -431,19 +446,16 @@ impl Engine {
         if self.ensure_synced().is_err() {
             return report;
         }
-        let (ticket, merge_keys) = {
+        let ticket = {
             // Held while sampling so that two flushes never interleave; a leaf lock otherwise
             // (queue locks are taken under it, never the reverse).
             let _one = self.history_flush.lock();
-            let rewrite = {
+            {
                 let h = self.history.lock();
                 if minute < h.written_through || (minute == h.written_through && !h.partial) {
                     return report;
                 }
-                // A minute written before (partially, at shutdown) or the engine's first
-                // minute (an earlier process may have written part of it) is added to.
-                minute == h.written_through || minute == h.opened_minute
-            };
+            }
             let mut queues: Vec<Arc<Queue>> =
                 self.registry.read().queues.values().cloned().collect();
             queues.sort_by_key(|q| q.uid);
@@ -482,12 +494,27 @@ impl Engine {
                     };
                 }
                 h.base.insert(uid, counts);
+                if h.carry_minute == minute
+                    && let Some(stored) = h.carry.get(&uid)
+                {
+                    // Counted in this minute before (by an earlier process, or before a
+                    // partial write): the document gets the total.
+                    for i in 0..10 {
+                        c[i] += stored[i];
+                    }
+                }
                 h.days.insert((uid, minute / MINUTES_PER_DAY));
                 records.push((uid, MinuteRecord { v: 1, c, g: gauges }));
             }
             h.base.retain(|uid, _| live.contains(uid));
             h.written_through = minute;
             h.partial = partial;
+            h.carry_minute = minute;
+            h.carry = if partial {
+                records.iter().map(|(uid, r)| (*uid, r.c)).collect()
+            } else {
+                HashMap::new()
+            };
             // Retention: whole days entirely older than the retention, and queues gone.
             let keep_from = now.saturating_sub(u64::from(h.retention_days) * DAY_MS) / DAY_MS;
             let dropped: Vec<(u64, u64)> = h
@@ -517,48 +544,21 @@ impl Engine {
             }
             report.days_dropped = dropped.len();
             drop(h);
-            let mut merge_keys = Vec::new();
-            let growth_ok = self.admit_growth().is_ok();
-            if !growth_ok {
+            if self.admit_growth().is_err() {
                 tracing::debug!("minute history not written while store space is short");
             } else {
                 report.minute_ms = Some(minute * MINUTE_MS);
                 report.documents = records.len();
-                for (uid, mut rec) in records {
-                    let key = minute_key(uid, minute);
-                    if rewrite {
-                        // Off the request path: one document read per queue, once per process
-                        // (and at shutdown).
-                        if let Ok(old) =
-                            self.store
-                                .documents(DOC_METRICS_MINUTE, &key, &format!("{key}\u{0}"))
-                            && let Some(old) =
-                                old.first().and_then(|d| MinuteRecord::decode(&d.value))
-                        {
-                            for i in 0..10 {
-                                rec.c[i] += old.c[i];
-                            }
-                            merge_keys.push(key.clone());
-                        }
-                    }
+                for (uid, rec) in records {
                     muts.push(Mutation::PutDocument(DocumentRecord {
                         kind: DOC_METRICS_MINUTE.into(),
-                        key,
+                        key: minute_key(uid, minute),
                         value: rec.encode(),
                     }));
                 }
             }
-            (
-                (!muts.is_empty()).then(|| self.store.submit(muts)),
-                merge_keys,
-            )
+            (!muts.is_empty()).then(|| self.store.submit(muts))
         };
-        if !merge_keys.is_empty() {
-            tracing::debug!(
-                documents = merge_keys.len(),
-                "minute history added to documents of an earlier process"
-            );
-        }
         if let Some(ticket) = ticket
             && let Err(e) = self.durable(ticket).await
         {
@@ -602,10 +602,13 @@ impl Engine {
                 "Must be a multiple of 60.",
             ));
         }
-        let until = query.until_ms.unwrap_or_else(|| self.now_ms());
+        // Keys spell years with 4 digits: times past 9999 sort wrong, and no history is there.
+        const LAST_MS: u64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+        let until = query.until_ms.unwrap_or_else(|| self.now_ms()).min(LAST_MS);
         let since = query
             .since_ms
-            .unwrap_or_else(|| until.saturating_sub(3 * 3_600_000));
+            .unwrap_or_else(|| until.saturating_sub(3 * 3_600_000))
+            .min(LAST_MS);
         if until <= since {
             return Err(SqsError::invalid_parameter(format!(
                 "The parameter since ({since}) must be less than the parameter until ({until})."

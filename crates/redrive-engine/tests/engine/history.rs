@@ -428,12 +428,28 @@ async fn measure_history_size() {
         let kind = DOC_METRICS_MINUTE.len() * docs.len();
         let n = docs.len() as f64;
         // Every document is read at startup (Store::load): its cost.
+        let rss_kib = || {
+            std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("VmRSS:"))
+                        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                })
+                .unwrap_or(0)
+        };
+        let rss_before = rss_kib();
         let started = std::time::Instant::now();
         let snap = store.try_load().unwrap();
+        let took = started.elapsed();
+        let rss_after = rss_kib();
         println!(
-            "startup load of {} documents: {:?}",
+            "startup load of {} documents: {:?}; resident memory +{} KiB while the snapshot \
+             is held ({:.0} B per document)",
             snap.documents.len(),
-            started.elapsed()
+            took,
+            rss_after.saturating_sub(rss_before),
+            rss_after.saturating_sub(rss_before) as f64 * 1024.0 / snap.documents.len() as f64
         );
         drop(snap);
         println!(

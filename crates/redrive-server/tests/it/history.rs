@@ -199,4 +199,23 @@ async fn bad_history_requests_get_aws_shaped_400s() {
     assert_400(status, &v, "InvalidParameterValue", "must be less than");
     let (status, v) = get(&ts, "/_redrive/v1/queues/h/metrics?since=yesterday-ish").await;
     assert_400(status, &v, "InvalidParameterValue", "since");
+    // Out-of-range numbers are a 400 or an empty answer, never a 500.
+    let (status, v) = get(
+        &ts,
+        "/_redrive/v1/queues/h/metrics?period=18446744073709551600",
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = get(
+        &ts,
+        "/_redrive/v1/queues/h/metrics?period=18446744073709551616",
+    )
+    .await;
+    assert_400(status, &v, "InvalidParameterValue", "period");
+    let (status, v) = get(
+        &ts,
+        "/_redrive/v1/queues/h/metrics?since=1776716400&until=99999999999999999",
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
 }
