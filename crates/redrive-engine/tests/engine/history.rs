@@ -488,3 +488,78 @@ async fn gauges_count_a_visibility_timeout_that_ran_out_unobserved() {
         .unwrap();
     assert_eq!((g.visible, g.not_visible), (1, 0));
 }
+
+#[tokio::test]
+async fn history_survives_a_reopen_of_a_redb_file_and_ranges_stay_per_queue() {
+    use std::sync::Arc;
+
+    use redrive_engine::store::{DurabilityMode, RedbStore};
+    use redrive_engine::{Engine, EngineConfig, ManualClock};
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let open = || {
+        let store = Arc::new(RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap());
+        let engine = Engine::open(EngineConfig::default(), store.clone(), clock.clone());
+        (engine, store)
+    };
+    let (engine, store) = open();
+    // uids 1 and 10/11: "1/…" keys must not pick up "10/…" or "11/…".
+    let mut urls = Vec::new();
+    for i in 0..11 {
+        urls.push(
+            engine
+                .create_queue(
+                    &ctx(),
+                    redrive_core::api::CreateQueueInput {
+                        queue_name: format!("q{i}"),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap()
+                .queue_url,
+        );
+    }
+    let uids: Vec<u64> = urls
+        .iter()
+        .map(|u| engine.resolve(&ctx(), u).unwrap().uid)
+        .collect();
+    assert!(uids.contains(&1) && uids.contains(&10), "{uids:?}");
+    let now = redrive_engine::Clock::now_ms(&*clock);
+    clock.advance_ms(MIN - now % MIN);
+    let m1 = redrive_engine::Clock::now_ms(&*clock);
+    for (i, url) in urls.iter().enumerate() {
+        for _ in 0..=i {
+            engine
+                .send_message(
+                    &ctx(),
+                    redrive_core::api::SendMessageInput {
+                        queue_url: url.clone(),
+                        message_body: Some("x".into()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+    }
+    clock.advance_ms(MIN);
+    assert_eq!(engine.flush_history().await.documents, 11);
+    drop(engine);
+    store.shutdown();
+    drop(store);
+
+    let (engine, _store) = open();
+    for (i, url) in urls.iter().enumerate() {
+        let q = engine.resolve(&ctx(), url).unwrap();
+        let pts = engine.minute_points(&q, m1 - 10 * MIN, m1 + 10 * MIN);
+        assert_eq!(pts.len(), 1, "queue {i}: {pts:?}");
+        assert_eq!(pts[0].minute_ms, m1);
+        assert_eq!(c(&pts[0].record, "NumberOfMessagesSent"), i as u64 + 1);
+        assert_eq!(
+            g(&pts[0].record, "ApproximateNumberOfMessagesVisible"),
+            i as u64 + 1
+        );
+    }
+}
