@@ -563,3 +563,62 @@ async fn history_survives_a_reopen_of_a_redb_file_and_ranges_stay_per_queue() {
         );
     }
 }
+
+/// What one minute's write costs with 1,000 queues in a strict (fsync) redb store: the
+/// sampling under each queue's lock, the batch and its commit. For docs/performance.md.
+/// `cargo nextest run -p redrive-engine --release --run-ignored only measure_history_flush --no-capture`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement, not a test"]
+async fn measure_history_flush() {
+    use std::sync::Arc;
+
+    use redrive_engine::store::{DurabilityMode, RedbStore};
+    use redrive_engine::{Engine, EngineConfig, ManualClock};
+
+    const QUEUES: usize = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap());
+    let clock = Arc::new(ManualClock::new(T0 / 60_000 * 60_000));
+    let engine = Engine::open(EngineConfig::default(), store.clone(), clock.clone());
+    for i in 0..QUEUES {
+        let url = engine
+            .create_queue(
+                &ctx(),
+                redrive_core::api::CreateQueueInput {
+                    queue_name: format!("q{i:04}"),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .queue_url;
+        // A few messages each, so the gauges walk something.
+        for _ in 0..10 {
+            engine
+                .send_message(
+                    &ctx(),
+                    redrive_core::api::SendMessageInput {
+                        queue_url: url.clone(),
+                        message_body: Some("x".repeat(100)),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        clock.advance_ms(60_000);
+        let started = std::time::Instant::now();
+        let r = engine.flush_history().await;
+        times.push(started.elapsed());
+        assert_eq!(r.documents, QUEUES);
+    }
+    times.sort();
+    println!(
+        "{QUEUES} queues (10 messages each), strict: one minute's history write (sample + batch + fsync'd commit): median {:?}, max {:?}",
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+}

@@ -147,3 +147,25 @@ fn bad_flags_and_aws_get_clear_errors() {
     assert!(err.contains("CloudWatch"), "{err}");
     assert!(err.contains("not built yet"), "{err}");
 }
+
+#[test]
+fn the_retention_flag_is_checked() {
+    let out = redrive_env(
+        &["serve", "--in-memory", "--metrics-retention-days", "0"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--metrics-retention-days"), "{err}");
+    let out = redrive_env(
+        &["serve", "--in-memory"],
+        &[("REDRIVE_METRICS_RETENTION_DAYS", "two weeks")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let help = redrive_env(&["serve", "--help"], &[]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.contains("REDRIVE_METRICS_RETENTION_DAYS") && text.contains("[default: 15]"),
+        "{text}"
+    );
+}
