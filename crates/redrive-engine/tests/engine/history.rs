@@ -622,3 +622,34 @@ async fn measure_history_flush() {
         times[times.len() - 1]
     );
 }
+
+#[tokio::test]
+async fn fifo_minutes_count_deduplicated_sends_and_groups_in_flight() {
+    let h = H::new();
+    let url = h
+        .create(
+            "hist.fifo",
+            &[("FifoQueue", "true"), ("VisibilityTimeout", "600")],
+        )
+        .await;
+    let m1 = to_next_minute(&h, 0);
+    h.send_fifo(&url, "a1", "a", "d1").await;
+    h.send_fifo(&url, "a1", "a", "d1").await; // a duplicate: not sent
+    h.send_fifo(&url, "a2", "a", "d2").await;
+    h.send_fifo(&url, "b1", "b", "d3").await;
+    h.send_fifo(&url, "c1", "c", "d4").await;
+    // One message from each of two groups in flight.
+    assert_eq!(h.recv(&url, 1, None).await.len(), 1);
+    assert_eq!(h.recv(&url, 1, None).await.len(), 1);
+    h.advance_ms(MIN);
+    h.engine.flush_history().await;
+    let pts = points(&h, &url, m1, m1 + MIN);
+    assert_eq!(pts.len(), 1);
+    let r = &pts[0].record;
+    assert_eq!(c(r, "NumberOfMessagesSent"), 4);
+    assert_eq!(c(r, "NumberOfDeduplicatedSentMessages"), 1);
+    assert_eq!(c(r, "NumberOfMessagesReceived"), 2);
+    assert_eq!(g(r, "ApproximateNumberOfGroupsWithInflightMessages"), 2);
+    assert_eq!(g(r, "ApproximateNumberOfMessagesNotVisible"), 2);
+    assert_eq!(g(r, "ApproximateNumberOfMessagesVisible"), 2);
+}
