@@ -250,6 +250,7 @@ pub trait Store: Send + Sync + 'static {
     fn recover(&self) -> Result<(u64, Snapshot), String> {
         Ok((self.health().failures, self.load()))
     }
+
     /// The extension documents of `kind` with `from <= key < to`, in key order: a range read
     /// for extension APIs (never on a request's hot path). The default reads everything.
     fn documents(&self, kind: &str, from: &str, to: &str) -> Result<Vec<DocumentRecord>, String> {
