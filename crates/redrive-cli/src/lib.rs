@@ -9,6 +9,7 @@
 //! - [`stats`] and [`jq`]: aggregation of a scan, `--group-by` jq expressions.
 //! - [`enrich`]: `--enrich` mapping files (CSV or JSON) joined on the first group key.
 //! - [`report`]: the Markdown / JSON summary a person would write.
+//! - [`metrics`]: a queue's minute history from a Redrive server (`redrive metrics`).
 //! - [`transfer`]: NDJSON / CSV export and import.
 //! - [`util`]: durations, timestamps, aligned tables, CSV.
 //!
@@ -18,6 +19,7 @@
 pub mod client;
 pub mod enrich;
 pub mod jq;
+pub mod metrics;
 pub mod movetask;
 pub mod replay;
 pub mod report;

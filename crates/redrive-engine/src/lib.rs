@@ -14,6 +14,7 @@
 
 pub mod browse;
 pub mod clock;
+pub mod history;
 mod messages;
 pub mod metrics;
 pub mod queue;
@@ -140,6 +141,10 @@ pub struct Engine {
     resync: Mutex<()>,
     /// Records in the store's quarantine as of the last load (for the health endpoint).
     quarantined_total: AtomicU64,
+    /// Minute history bookkeeping (a leaf lock; see [`history`]).
+    history: Mutex<history::History>,
+    /// One minute-history write at a time (queue locks are taken under it).
+    history_flush: Mutex<()>,
 }
 
 /// Everything [`Engine`] rebuilds from a [`store::Snapshot`].
@@ -179,6 +184,7 @@ impl Engine {
     ) -> Self {
         let synced_failures = store.write_failures();
         let quarantined_total = snapshot.quarantined_total;
+        let history = history::History::from_documents(&snapshot.documents, clock.now_ms());
         let built = Self::rebuild(snapshot, clock.now_ms());
         if !built.stale.is_empty() {
             let _ = store.submit(built.stale);
@@ -197,6 +203,8 @@ impl Engine {
             synced_failures: AtomicU64::new(synced_failures),
             resync: Mutex::new(()),
             quarantined_total: AtomicU64::new(quarantined_total),
+            history: Mutex::new(history),
+            history_flush: Mutex::new(()),
         }
     }
 

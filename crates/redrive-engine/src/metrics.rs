@@ -156,15 +156,27 @@ impl crate::Engine {
         queues
             .into_iter()
             .filter_map(|q| {
-                let g = {
-                    let st = q.state.lock();
-                    if st.deleted {
-                        return None;
-                    }
-                    st.gauges(now)
-                };
+                let g = self.sample_gauges(&q, now)?;
                 Some((q, g))
             })
             .collect()
+    }
+
+    /// A queue's gauges at `now`, its timers brought up to date first (a visibility timeout or
+    /// delay that ran out since the queue was last touched counts as visible, as
+    /// GetQueueAttributes shows it). `None` for a deleted queue.
+    pub(crate) fn sample_gauges(&self, q: &crate::Queue, now: u64) -> Option<QueueGauges> {
+        let mut st = q.state.lock();
+        if st.deleted {
+            return None;
+        }
+        let mut muts = Vec::new();
+        st.tick(now, &mut muts);
+        if !muts.is_empty() {
+            // Expired messages and dedup entries; submitted under the queue's lock, like every
+            // change, and not waited for.
+            let _ = self.store.submit(muts);
+        }
+        Some(st.gauges(now))
     }
 }

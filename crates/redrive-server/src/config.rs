@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub http: HttpLimits,
     /// How queue URLs are written (`path`, the default; `host-region`; `path-region`).
     pub queue_url_style: redrive_engine::QueueUrlStyle,
+    /// Days of per-queue minute history kept in the store.
+    pub metrics_retention_days: u32,
 }
 
 /// Connection limits and timeouts (see `docs/operations.md`). None of them can cut a long poll:
@@ -93,6 +95,7 @@ impl Default for ServerConfig {
             auth: crate::auth::Auth::None,
             http: HttpLimits::default(),
             queue_url_style: redrive_engine::QueueUrlStyle::Path,
+            metrics_retention_days: redrive_engine::history::DEFAULT_RETENTION_DAYS,
         }
     }
 }

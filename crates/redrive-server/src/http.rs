@@ -34,6 +34,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/_redrive/v1/quarantine", get(crate::inspect::quarantine))
         .route(
+            "/_redrive/v1/queues/{name}/metrics",
+            get(crate::history_api::queue_metrics),
+        )
+        .route(
             "/_redrive/v1/replays",
             post(replay_api::start_replay).get(replay_api::list_replays),
         )

@@ -40,7 +40,7 @@ pub(crate) fn context(
     }
 }
 
-fn json_response(result: SqsResult<Value>) -> Response {
+pub(crate) fn json_response(result: SqsResult<Value>) -> Response {
     match result {
         Ok(v) => ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response(),
         Err(e) => crate::replay_api::error(e),

@@ -9,6 +9,7 @@
 //! - [`dispatch`]: one `match` from [`Request`] to the engine's action methods.
 //! - [`context`]: Region (from SigV4) and base URL (from `Host`) of a request.
 //! - [`inspect`]: the `/_redrive/v1/` inspection extension (non-destructive browsing).
+//! - [`history_api`]: `/_redrive/v1/queues/{name}/metrics`, the per-minute history.
 //!
 //! [`Request`]: redrive_core::api::Request
 
@@ -17,6 +18,7 @@ pub mod config;
 pub mod context;
 pub mod dispatch;
 pub mod edge;
+pub mod history_api;
 pub mod http;
 pub mod inspect;
 pub mod metrics;
@@ -129,6 +131,8 @@ impl Server {
         engine.resume_move_tasks();
         engine.resume_replays();
         engine.spawn_scheduler();
+        engine.set_history_retention_days(config.metrics_retention_days);
+        engine.spawn_history();
         Ok(Server {
             listener,
             state: Arc::new(AppState {

@@ -286,6 +286,17 @@ pub trait Store: Send + Sync + 'static {
     fn recover(&self) -> Result<(u64, Snapshot), String> {
         Ok((self.health().failures, self.load()))
     }
+
+    /// The extension documents of `kind` with `from <= key < to`, in key order: a range read
+    /// for extension APIs (never on a request's hot path). The default reads everything.
+    fn documents(&self, kind: &str, from: &str, to: &str) -> Result<Vec<DocumentRecord>, String> {
+        Ok(self
+            .load()
+            .documents
+            .into_iter()
+            .filter(|d| d.kind == kind && d.key.as_str() >= from && d.key.as_str() < to)
+            .collect())
+    }
 }
 
 /// Keeps the records in memory: no durability, but the same recovery path as a durable store,
@@ -404,6 +415,21 @@ impl Store for MemoryStore {
             }
         }
         Durable::done()
+    }
+
+    fn documents(&self, kind: &str, from: &str, to: &str) -> Result<Vec<DocumentRecord>, String> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let s = self.inner.lock();
+        Ok(s.documents
+            .range((kind.to_string(), from.to_string())..(kind.to_string(), to.to_string()))
+            .map(|((kind, key), value)| DocumentRecord {
+                kind: kind.clone(),
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect())
     }
 }
 

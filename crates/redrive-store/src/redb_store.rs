@@ -212,6 +212,8 @@ enum Request {
     Quarantined(Reply<Vec<QuarantinedRecord>>),
     Compact(Reply<bool>),
     Flush(Reply<()>),
+    /// Extension documents of a kind in a key range (`Store::documents`).
+    Documents(String, String, String, Reply<Vec<crate::DocumentRecord>>),
     Shutdown,
 }
 
@@ -287,6 +289,7 @@ impl std::fmt::Debug for Request {
             Request::Quarantined(_) => "Quarantined",
             Request::Compact(_) => "Compact",
             Request::Flush(_) => "Flush",
+            Request::Documents(..) => "Documents",
             Request::Shutdown => "Shutdown",
         })
     }
@@ -520,6 +523,16 @@ impl Store for RedbStore {
 
     fn recover(&self) -> Result<(u64, Snapshot), String> {
         self.call(Request::Recover).map_err(|e| e.to_string())
+    }
+
+    fn documents(
+        &self,
+        kind: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<crate::DocumentRecord>, String> {
+        self.call(|reply| Request::Documents(kind.into(), from.into(), to.into(), reply))
+            .map_err(|e| e.to_string())
     }
 
     fn submit(&self, batch: Vec<Mutation>) -> Durable {
@@ -889,6 +902,9 @@ impl Writer {
                 Request::Flush(reply) => {
                     let _ = reply.send(self.sync());
                 }
+                Request::Documents(kind, from, to, reply) => {
+                    let _ = reply.send(self.documents(&kind, &from, &to));
+                }
                 Request::Shutdown => break,
             }
         }
@@ -1085,6 +1101,35 @@ impl Writer {
             StoreError::Failed("the database is closed after a write failure".into())
         })?;
         Ok(db.compact()?)
+    }
+
+    fn documents(
+        &self,
+        kind: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<crate::DocumentRecord>, StoreError> {
+        let mut out = Vec::new();
+        if from >= to {
+            return Ok(out);
+        }
+        let txn = self.db()?.begin_read()?;
+        let range = (kind.as_bytes(), from.as_bytes())..(kind.as_bytes(), to.as_bytes());
+        for entry in txn.open_table(DOCUMENTS)?.range(range)? {
+            let (k, v) = entry?;
+            let (kind, key) = k.value();
+            // A document that fails its checksum is left out (the next load quarantines it).
+            match codec::decode_document(kind, key, v.value()) {
+                Ok(d) => out.push(d),
+                Err(e) => tracing::error!(
+                    table = table::DOCUMENTS,
+                    key = %codec::describe_key(table::DOCUMENTS, &codec::key::document(kind, key)),
+                    error = %e,
+                    "stored document failed verification; not served"
+                ),
+            }
+        }
+        Ok(out)
     }
 
     /// Reads and verifies every record ([`scan`]), then moves the records that failed to the

@@ -10,6 +10,7 @@ use clap::Args;
 use redrive_cli::client::{Conn, ConnOpts};
 use redrive_cli::enrich::{KeyColumn, Mapping};
 use redrive_cli::jq::GroupBy;
+use redrive_cli::metrics::{MetricsPlan, metrics};
 use redrive_cli::report::{ReportPlan, report};
 use redrive_cli::source::{Message, Source};
 use redrive_cli::stats::{Bucket, Stats};
@@ -58,6 +59,28 @@ pub struct StatusArgs {
     #[arg(long, value_parser = parse_duration, default_value = "10m")]
     recent: std::time::Duration,
     /// Output format: table, json, ndjson (one line per queue) or csv (one row per queue).
+    #[arg(long, default_value = "table", value_name = "FORMAT")]
+    format: Format,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+/// `redrive metrics QUEUE`
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Queue name or URL.
+    queue: String,
+    /// Start: an age (2h, 90m, 3d), an RFC 3339 time, a date, or epoch seconds.
+    #[arg(long, default_value = "2h")]
+    since: String,
+    /// End (default: now), in the same forms.
+    #[arg(long)]
+    until: Option<String>,
+    /// Period of each row: 1m, 5m, 1h… (whole minutes).
+    #[arg(long, value_parser = parse_duration, default_value = "1m")]
+    period: std::time::Duration,
+    /// Output format: table, json (rows and every series with its statistics), ndjson or
+    /// csv (one row per period).
     #[arg(long, default_value = "table", value_name = "FORMAT")]
     format: Format,
     #[command(flatten)]
@@ -293,6 +316,28 @@ pub async fn run_status(a: StatusArgs) -> Result<()> {
         Format::Ndjson => emit(&st.to_ndjson()),
         Format::Csv => emit(&st.to_csv()),
         Format::Table => emit(&st.to_table()),
+    }
+}
+
+pub async fn run_metrics(a: MetricsArgs) -> Result<()> {
+    let plan = MetricsPlan {
+        queue: a.queue,
+        since: a.since,
+        until: a.until,
+        period_secs: a.period.as_secs(),
+    };
+    if a.period.subsec_millis() != 0 {
+        bail!("--period must be a whole number of minutes (1m, 5m, 1h)");
+    }
+    // Flags first: nothing touches the network with a bad --since or --period.
+    plan.validate()?;
+    let conn = a.conn.connect().await?;
+    let t = metrics(&conn, &plan).await?;
+    match a.format {
+        Format::Json => print_json(&t),
+        Format::Ndjson => emit(&t.to_ndjson()),
+        Format::Csv => emit(&t.to_csv()),
+        Format::Table => emit(&t.to_table()),
     }
 }
 

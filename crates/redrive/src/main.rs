@@ -1,6 +1,6 @@
 //! `redrive`: the SQS-compatible server (`redrive serve`), the DLQ investigation commands
-//! (`status`, `peek`, `stats`, `report`, `export`, `import`; see docs/cli.md) and the redrive
-//! commands (`move`, `replay`, `schedule`; see docs/redrive-cli.md).
+//! (`status`, `peek`, `stats`, `report`, `metrics`, `export`, `import`; see docs/cli.md) and
+//! the redrive commands (`move`, `replay`, `schedule`; see docs/redrive-cli.md).
 
 mod investigate;
 mod redrive_cmds;
@@ -38,6 +38,9 @@ enum Command {
     /// The summary of an investigation: composition, timing, retry evidence, residue or
     /// growth, next steps (Markdown, or --format json).
     Report(investigate::ReportArgs),
+    /// A queue's minute history from a Redrive server: Sent, Received, Deleted, empty
+    /// receives, Visible, NotVisible, age of the oldest message, DLQ arrivals per period.
+    Metrics(investigate::MetricsArgs),
     /// Write a queue's messages to NDJSON or CSV without deleting them.
     Export(investigate::ExportArgs),
     /// Send the messages of an NDJSON or CSV export to a queue (keeps attributes and group ids).
@@ -192,6 +195,10 @@ struct ServeArgs {
     #[arg(long, env = "REDRIVE_MAX_CONNECTIONS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// Days of per-queue minute history (CloudWatch-equivalent metrics) kept in the store.
+    #[arg(long, env = "REDRIVE_METRICS_RETENTION_DAYS", default_value_t = 15,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    metrics_retention_days: u32,
     /// Log format.
     #[arg(long, env = "REDRIVE_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -299,6 +306,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             idle_timeout: args.idle_timeout,
             max_connections: args.max_connections as usize,
         },
+        metrics_retention_days: args.metrics_retention_days,
         ..ServerConfig::default()
     };
     let server = Server::bind(config.clone())
@@ -312,10 +320,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
         min_body_rate = h.min_body_rate, idle_timeout = ?h.idle_timeout,
         max_connections = h.max_connections, "connection limits"
     );
+    let engine = server.engine();
     server
         .serve(shutdown_signal())
         .await
         .context("server failed")?;
+    // The minute in progress, so a restart within it keeps what was counted before.
+    engine.flush_history_partial().await;
+    drop(engine);
     tracing::info!("stopped");
     Ok(())
 }
@@ -341,6 +353,7 @@ fn main() -> std::process::ExitCode {
             Command::Peek(a) => investigate::run_peek(a).await.map(|()| 0),
             Command::Stats(a) => investigate::run_stats(a).await.map(|()| 0),
             Command::Report(a) => investigate::run_report(a).await.map(|()| 0),
+            Command::Metrics(a) => investigate::run_metrics(a).await.map(|()| 0),
             Command::Export(a) => investigate::run_export(a).await.map(|()| 0),
             Command::Import(a) => investigate::run_import(a).await.map(|()| 0),
             Command::Move(a) => redrive_cmds::run_move(a).await,

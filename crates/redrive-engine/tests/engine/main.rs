@@ -14,6 +14,8 @@
 //!   equal to the disk, and writes continue without a restart.
 //! - `fifo`: FIFO group locking and round-robin receives (manual clock), long polls woken
 //!   when a group unlocks, and a model test predicting every FIFO receive exactly.
+//! - `history`: minute history (manual clock): exact per-minute sums and gauge samples,
+//!   retention by whole days, a reopen that keeps history without double counting.
 //! - `long_poll`: `WaitTimeSeconds` with the real runtime and the system clock.
 
 mod common;
@@ -22,6 +24,7 @@ mod dlq;
 mod fairness;
 mod faults;
 mod fifo;
+mod history;
 mod long_poll;
 mod model;
 mod model_replays;

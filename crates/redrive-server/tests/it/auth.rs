@@ -252,6 +252,21 @@ async fn extension_api_needs_a_signature_too() {
     let (u, h) = signed("GET", &url, &[("host", host.as_str())], b"", "bad", false);
     let (status, body) = send(&ts, "GET", &u, &h, b"").await;
     assert_eq!(status, 403, "{body}");
+    // The minute history.
+    let metrics = format!("{}/_redrive/v1/queues/x/metrics", ts.base);
+    let (status, body) = send(&ts, "GET", &metrics, &[], b"").await;
+    assert_eq!(status, 403, "{body}");
+    let (u, h) = signed(
+        "GET",
+        &metrics,
+        &[("host", host.as_str())],
+        b"",
+        SECRET,
+        false,
+    );
+    let (status, body) = send(&ts, "GET", &u, &h, b"").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"period\":60"), "{body}");
     // A replay start with a signed JSON body.
     let replay = format!("{}/_redrive/v1/replays", ts.base);
     let json = br#"{"source":"x"}"#;

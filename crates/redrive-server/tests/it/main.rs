@@ -12,6 +12,7 @@ mod edge;
 mod fifo;
 mod fifo_groups;
 mod fifo_rules;
+mod history;
 mod json_error_names;
 mod malformed;
 mod messages;

@@ -9,6 +9,7 @@
 //!   run by `.ci/run`).
 //! - `investigate`: `status`, `peek`, `stats`, `export`, `import` against a synthetic DLQ
 //!   incident.
+//! - `metrics`: `metrics` reading the minute history a SIGTERM wrote, after a restart.
 //! - `replay`: `replay` (client-side and server-side paths, moto), `move`, `schedule`.
 //! - `verify`: `redrive verify` on a clean and on a damaged data directory.
 
@@ -16,6 +17,7 @@ mod crash;
 mod full_disk;
 mod harness;
 mod investigate;
+mod metrics;
 mod replay;
 mod serve;
 mod verify;

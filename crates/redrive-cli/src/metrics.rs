@@ -1,0 +1,302 @@
+//! `redrive metrics QUEUE`: a queue's minute history (Sent, Received, Deleted, empty receives,
+//! Visible, NotVisible, age of the oldest message, DLQ arrivals) from a Redrive server's
+//! `GET /_redrive/v1/queues/{name}/metrics` (see docs/metrics.md, "Minute history").
+//!
+//! Against AWS this would read CloudWatch (`AWS/SQS`); that is not built yet, and the command
+//! says so instead of guessing.
+
+use anyhow::{Result, anyhow, bail};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::client::Conn;
+use crate::util::{format_ts, render_csv, render_table};
+
+/// What to read.
+#[derive(Debug, Clone)]
+pub struct MetricsPlan {
+    /// Queue name (or URL: its last path segment is the name).
+    pub queue: String,
+    /// As given: an age (`2h`), RFC 3339, a date, or epoch seconds / ms.
+    pub since: String,
+    pub until: Option<String>,
+    /// Seconds, a multiple of 60.
+    pub period_secs: u64,
+}
+
+impl MetricsPlan {
+    /// Checks the times and the period before anything is sent.
+    pub fn validate(&self) -> Result<()> {
+        let now = crate::util::now_ms();
+        let since = redrive_select::schedule::parse_instant(&self.since, now)
+            .map_err(|e| anyhow!("--since: {e}"))?;
+        if let Some(u) = &self.until {
+            let until = redrive_select::schedule::parse_instant(u, now)
+                .map_err(|e| anyhow!("--until: {e}"))?;
+            if until <= since {
+                bail!("--until must be later than --since");
+            }
+        }
+        if self.period_secs < 60 || !self.period_secs.is_multiple_of(60) {
+            bail!(
+                "--period must be a whole number of minutes (1m, 5m, 1h), not {}s",
+                self.period_secs
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One period of the table: counters are sums over the period, gauges the maximum sample
+/// (as the seed's CloudWatch query reads them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsRow {
+    /// Start of the period, epoch ms.
+    pub timestamp: u64,
+    pub sent: u64,
+    pub received: u64,
+    pub deleted: u64,
+    pub empty_receives: u64,
+    pub visible: u64,
+    pub not_visible: u64,
+    /// Seconds.
+    pub age_of_oldest: u64,
+    pub dead_letter_arrivals: u64,
+}
+
+/// The answer: the rows, and the server's full series (every metric and statistic).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsTable {
+    pub queue: String,
+    pub since: u64,
+    pub until: u64,
+    pub period: u64,
+    pub rows: Vec<MetricsRow>,
+    /// The server's answer as is (`metrics`: one series per metric with Sum, Average,
+    /// Minimum, Maximum, SampleCount per period).
+    pub series: Value,
+}
+
+const COLUMNS: [&str; 9] = [
+    "time",
+    "Sent",
+    "Received",
+    "Deleted",
+    "EmptyReceives",
+    "Visible",
+    "NotVisible",
+    "AgeOfOldest",
+    "DLQArrivals",
+];
+
+impl MetricsTable {
+    fn cells(r: &MetricsRow) -> Vec<String> {
+        vec![
+            format_ts(r.timestamp as i64),
+            r.sent.to_string(),
+            r.received.to_string(),
+            r.deleted.to_string(),
+            r.empty_receives.to_string(),
+            r.visible.to_string(),
+            r.not_visible.to_string(),
+            r.age_of_oldest.to_string(),
+            r.dead_letter_arrivals.to_string(),
+        ]
+    }
+
+    pub fn to_table(&self) -> String {
+        let rows: Vec<Vec<String>> = self.rows.iter().map(Self::cells).collect();
+        let mut out = format!(
+            "{}: {} → {}, per {}\n",
+            self.queue,
+            format_ts(self.since as i64),
+            format_ts(self.until as i64),
+            period_text(self.period)
+        );
+        if rows.is_empty() {
+            out.push_str("(no history in this range)\n");
+        } else {
+            out.push_str(&render_table(&COLUMNS, &rows));
+        }
+        out
+    }
+
+    pub fn to_csv(&self) -> String {
+        let rows: Vec<Vec<String>> = self.rows.iter().map(Self::cells).collect();
+        render_csv(&COLUMNS, &rows)
+    }
+
+    pub fn to_ndjson(&self) -> String {
+        self.rows
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap_or_default() + "\n")
+            .collect()
+    }
+}
+
+fn period_text(secs: u64) -> String {
+    if secs.is_multiple_of(3600) {
+        format!("{}h", secs / 3600)
+    } else {
+        format!("{}m", secs / 60)
+    }
+}
+
+/// The series' points as `timestamp → statistic`.
+fn points<'a>(v: &'a Value, metric: &str) -> impl Iterator<Item = (u64, &'a Value)> {
+    v["metrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(move |m| m["name"] == metric)
+        .flat_map(|m| m["points"].as_array().into_iter().flatten())
+        .filter_map(|p| Some((p["timestamp"].as_u64()?, p)))
+}
+
+/// Builds the rows from the server's answer.
+pub fn rows_from(v: &Value) -> Vec<MetricsRow> {
+    let mut rows: std::collections::BTreeMap<u64, MetricsRow> = Default::default();
+    let mut fill = |metric: &str, stat: &str, set: fn(&mut MetricsRow, u64)| {
+        for (ts, p) in points(v, metric) {
+            let row = rows.entry(ts).or_insert_with(|| MetricsRow {
+                timestamp: ts,
+                ..Default::default()
+            });
+            set(row, p[stat].as_f64().unwrap_or(0.0).round() as u64);
+        }
+    };
+    fill("NumberOfMessagesSent", "Sum", |r, x| r.sent = x);
+    fill("NumberOfMessagesReceived", "Sum", |r, x| r.received = x);
+    fill("NumberOfMessagesDeleted", "Sum", |r, x| r.deleted = x);
+    fill("NumberOfEmptyReceives", "Sum", |r, x| r.empty_receives = x);
+    fill("ApproximateNumberOfMessagesVisible", "Maximum", |r, x| {
+        r.visible = x
+    });
+    fill(
+        "ApproximateNumberOfMessagesNotVisible",
+        "Maximum",
+        |r, x| r.not_visible = x,
+    );
+    fill("ApproximateAgeOfOldestMessage", "Maximum", |r, x| {
+        r.age_of_oldest = x
+    });
+    fill("NumberOfDeadLetterArrivals", "Sum", |r, x| {
+        r.dead_letter_arrivals = x
+    });
+    rows.into_values().collect()
+}
+
+/// Reads the queue's history from the endpoint's Redrive extension API.
+pub async fn metrics(conn: &Conn, plan: &MetricsPlan) -> Result<MetricsTable> {
+    plan.validate()?;
+    let Some(endpoint) = conn.endpoint_url.as_deref() else {
+        bail!(
+            "`redrive metrics` reads the minute history of a Redrive server (--endpoint-url); reading CloudWatch (AWS/SQS) on AWS is not built yet — use `aws cloudwatch get-metric-data` for now"
+        );
+    };
+    let name = plan
+        .queue
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let base = endpoint.trim_end_matches('/');
+    let url = format!("{base}/_redrive/v1/queues/{}/metrics", escape(&name));
+    let period = plan.period_secs.to_string();
+    let mut query = vec![("since", plan.since.as_str()), ("period", period.as_str())];
+    if let Some(u) = &plan.until {
+        query.push(("until", u.as_str()));
+    }
+    let resp = conn
+        .extension_request(reqwest::Method::GET, &url, &query, None)
+        .await?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    let v: Option<Value> = serde_json::from_str(&text).ok();
+    let no_api = || {
+        anyhow!(
+            "this endpoint ({endpoint}) has no Redrive minute-history API (/_redrive/v1/queues/…/metrics); reading CloudWatch is not built yet"
+        )
+    };
+    match (status, v) {
+        (200, Some(v)) if v.get("metrics").is_some() => Ok(MetricsTable {
+            queue: v["queue"].as_str().unwrap_or(&name).to_string(),
+            since: v["since"].as_u64().unwrap_or_default(),
+            until: v["until"].as_u64().unwrap_or_default(),
+            period: v["period"].as_u64().unwrap_or(plan.period_secs),
+            rows: rows_from(&v),
+            series: v["metrics"].clone(),
+        }),
+        (_, Some(v)) if v["__type"].as_str().is_some() => {
+            let code = v["__type"].as_str().unwrap_or_default();
+            let code = code.rsplit('#').next().unwrap_or(code);
+            if code == "QueueDoesNotExist" {
+                bail!("queue `{name}` does not exist ({endpoint})");
+            }
+            let msg = v["message"].as_str().unwrap_or("(no message)");
+            bail!("the server refused ({status} {code}): {msg}")
+        }
+        _ => Err(no_api()),
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rows_take_sums_of_counters_and_maxima_of_gauges() {
+        let p = |ts: u64, sum: f64, max: f64| json!({"timestamp": ts, "Sum": sum, "Maximum": max});
+        let v = json!({"metrics": [
+            {"name": "NumberOfMessagesSent", "points": [p(0, 5.0, 3.0), p(60_000, 1.0, 1.0)]},
+            {"name": "ApproximateNumberOfMessagesNotVisible", "points": [p(0, 7.0, 4.0)]},
+            {"name": "NumberOfDeadLetterArrivals", "points": [p(60_000, 2.0, 2.0)]},
+        ]});
+        let rows = rows_from(&v);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].sent, 5);
+        assert_eq!(rows[0].not_visible, 4);
+        assert_eq!(rows[1].dead_letter_arrivals, 2);
+        let t = MetricsTable {
+            queue: "q".into(),
+            since: 0,
+            until: 120_000,
+            period: 60,
+            rows,
+            series: Value::Null,
+        };
+        let text = t.to_table();
+        assert!(text.contains("1970-01-01T00:01:00Z"), "{text}");
+        assert!(text.lines().nth(1).unwrap().starts_with("time"), "{text}");
+    }
+
+    #[test]
+    fn the_period_must_be_whole_minutes() {
+        let plan = |since: &str, period| MetricsPlan {
+            queue: "q".into(),
+            since: since.into(),
+            until: None,
+            period_secs: period,
+        };
+        assert!(plan("2h", 60).validate().is_ok());
+        assert!(plan("2h", 30).validate().is_err());
+        assert!(plan("2h", 90).validate().is_err());
+        assert!(plan("yesterday-ish", 60).validate().is_err());
+    }
+}
