@@ -58,7 +58,7 @@ fn series<'a>(v: &'a Value, name: &str) -> &'a Vec<Value> {
 #[track_caller]
 fn assert_400(status: u16, v: &Value, shape: &str, mentions: &str) {
     assert_eq!(status, 400, "{v}");
-    assert_eq!(v["__type"], format!("com.amazonaws.sqs#{shape}"), "{v}");
+    assert_eq!(v["__type"], shape, "{v}");
     let msg = v["message"].as_str().unwrap_or_default();
     assert!(msg.contains(mentions), "{msg}");
 }
