@@ -9,12 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redrive_core::{ErrorCode, SqsError};
-use redrive_select::breaker::BreakerSpec;
 use redrive_select::schedule::{CronSchedule, RelativeWindow};
-use redrive_select::selection::SelectionSpec;
 use serde::{Deserialize, Serialize};
 
-use crate::replays::{RatePer, ReplayError, ReplayRequest, ReplayStart};
+use crate::replays::{ReplayError, ReplayRequest, ReplayStart};
 use crate::store::{DocumentRecord, Mutation};
 use crate::{Engine, RequestContext};
 
@@ -48,7 +46,9 @@ pub struct WindowSpec {
     pub range: String,
 }
 
-/// `POST /_redrive/v1/schedules` (see docs/replay-api.md).
+/// `POST /_redrive/v1/schedules` (see docs/replay-api.md): the replay every fire starts
+/// (flattened, so the wire shape is the replay request's fields beside the schedule's own),
+/// plus when and over which window it fires.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleRequest {
@@ -59,27 +59,16 @@ pub struct ScheduleRequest {
     #[serde(default = "utc")]
     pub timezone: String,
     #[serde(default)]
-    pub source: String,
-    #[serde(default)]
-    pub destination: Option<String>,
-    #[serde(default)]
     pub window: Option<WindowSpec>,
     #[serde(default)]
-    pub selection: SelectionSpec,
-    #[serde(default)]
     pub max_count: Option<u64>,
-    #[serde(default)]
-    pub transform: Option<String>,
-    #[serde(default)]
-    pub rate: Option<f64>,
-    #[serde(default)]
-    pub rate_per: Option<RatePer>,
-    #[serde(default)]
-    pub breaker: Option<BreakerSpec>,
-    #[serde(default = "yes")]
-    pub provenance: bool,
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Source, destination, selection, transform, pacing, breaker and provenance. A fire is
+    /// never a dry run and samples nothing: `add_schedule` normalises `dryRun`, `sample` and
+    /// `requestedBy`.
+    #[serde(flatten)]
+    pub replay: ReplayRequest,
 }
 
 /// A stored schedule.
@@ -188,11 +177,14 @@ impl Engine {
             return Err(invalid("maxCount must be at least 1"));
         }
         // Validate everything a fire would need now (a dry run of the replay it would start).
-        let source = self.resolve_any(ctx, &spec.source)?;
+        let source = self.resolve_any(ctx, &spec.replay.source)?;
         // Fires run without a request: keep ARNs, not names.
-        if let Some(d) = &spec.destination {
-            spec.destination = Some(self.resolve_any(ctx, d)?.arn.clone());
+        if let Some(d) = &spec.replay.destination {
+            spec.replay.destination = Some(self.resolve_any(ctx, d)?.arn.clone());
         }
+        spec.replay.dry_run = false;
+        spec.replay.sample = None;
+        spec.replay.requested_by = Some(format!("schedule:{}", spec.name));
         let probe = self.schedule_request(&spec, &source.arn, self.now_ms(), &cron, true);
         match self.start_replay_for(ctx, probe, None).await {
             Ok(_) => {}
@@ -286,7 +278,7 @@ impl Engine {
         cron: &CronSchedule,
         dry_run: bool,
     ) -> ReplayRequest {
-        let mut selection = spec.selection.clone();
+        let mut selection = spec.replay.selection.clone();
         if let Some(w) = &spec.window
             && let Ok(range) = RelativeWindow::parse(&w.range)
         {
@@ -307,16 +299,11 @@ impl Engine {
         }
         ReplayRequest {
             source: source_arn.to_string(),
-            destination: spec.destination.clone(),
             selection,
-            transform: spec.transform.clone(),
-            rate: spec.rate,
-            rate_per: spec.rate_per.clone(),
-            breaker: spec.breaker,
-            provenance: spec.provenance,
             dry_run,
             sample: Some(0),
             requested_by: Some(format!("schedule:{}", spec.name)),
+            ..spec.replay.clone()
         }
     }
 
@@ -433,5 +420,74 @@ impl Engine {
                 wake.await;
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redrive_select::selection::SelectionSpec;
+
+    /// The schedule body clients sent before `ScheduleRequest` held a `ReplayRequest` still
+    /// decodes field for field, and a stored schedule written before still loads.
+    #[test]
+    fn schedule_wire_shape_is_the_flat_one() {
+        let body = serde_json::json!({
+            "name": "nightly",
+            "cron": "0 3 * * *",
+            "timezone": "Asia/Seoul",
+            "source": "orders-dlq",
+            "destination": "orders",
+            "window": {"field": "deadLettered", "range": "yesterday"},
+            "selection": {"filter": ".mall == \"a\"", "limit": 50},
+            "maxCount": 20,
+            "transform": ".retry = true",
+            "rate": 5.0,
+            "ratePer": {"key": ".mall", "rate": 1.5},
+            "breaker": {"maxReturnShare": 0.5, "windowSecs": 60, "minReplayed": 10},
+            "provenance": false,
+            "enabled": false
+        });
+        let spec: ScheduleRequest = serde_json::from_value(body.clone()).unwrap();
+        assert_eq!(spec.name, "nightly");
+        assert_eq!(spec.timezone, "Asia/Seoul");
+        assert_eq!(spec.max_count, Some(20));
+        assert!(!spec.enabled);
+        assert_eq!(spec.replay.source, "orders-dlq");
+        assert_eq!(spec.replay.destination.as_deref(), Some("orders"));
+        assert_eq!(spec.replay.selection.filter.as_deref(), Some(".mall == \"a\""));
+        assert_eq!(spec.replay.selection.limit, Some(50));
+        assert_eq!(spec.replay.transform.as_deref(), Some(".retry = true"));
+        assert_eq!(spec.replay.rate, Some(5.0));
+        assert_eq!(spec.replay.rate_per.as_ref().map(|r| r.rate), Some(1.5));
+        assert_eq!(spec.replay.breaker.map(|b| b.min_replayed), Some(10));
+        assert!(!spec.replay.provenance);
+
+        // Serialised, every field sits at the top level, as before.
+        let out = serde_json::to_value(&spec).unwrap();
+        for (k, v) in body.as_object().unwrap() {
+            assert_eq!(&out[k], v, "field {k}");
+        }
+        assert!(out.get("replay").is_none());
+
+        // A stored schedule (flat, as written by earlier releases) loads.
+        let mut stored = body;
+        stored["id"] = "s-1".into();
+        stored["sourceArn"] = "arn:aws:sqs:us-east-1:000000000000:orders-dlq".into();
+        stored["createdAt"] = 1.into();
+        stored["nextRunAt"] = 2.into();
+        stored["lastRunAt"] = serde_json::Value::Null;
+        let s: Schedule = serde_json::from_value(stored).unwrap();
+        assert_eq!(s.spec, spec);
+    }
+
+    #[test]
+    fn schedule_defaults_match_the_replay_defaults() {
+        let spec: ScheduleRequest =
+            serde_json::from_str(r#"{"name":"n","cron":"* * * * *","source":"q"}"#).unwrap();
+        assert_eq!(spec.timezone, "UTC");
+        assert!(spec.enabled);
+        assert!(spec.replay.provenance);
+        assert_eq!(spec.replay.selection, SelectionSpec::default());
     }
 }
