@@ -17,6 +17,7 @@ pub mod clock;
 pub mod history;
 mod messages;
 pub mod metrics;
+mod moves;
 pub mod queue;
 mod queues;
 pub mod receipt;

@@ -31,6 +31,7 @@ use redrive_select::selection::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::moves::{Commit, MoveResult, Pick};
 use crate::store::{DocumentRecord, MessageRecord, Mutation};
 use crate::tasks::{ADAPTIVE_BACKLOG, ADAPTIVE_MAX, ADAPTIVE_MIN, ADAPTIVE_START};
 use crate::{Engine, Queue, RequestContext};
@@ -1134,115 +1135,67 @@ impl Engine {
         source: &Arc<Queue>,
         seq: u64,
     ) -> MoveOutcome {
-        let now = self.now_ms();
-        let dest_arn = {
-            let mut muts = Vec::new();
-            let mut st = source.state.lock();
-            if st.deleted {
-                return MoveOutcome::SourceGone;
-            }
-            st.tick(now, &mut muts);
-            if !muts.is_empty() {
-                let _ = self.store.submit(muts);
-            }
-            let Some(m) = st.messages.get(&seq) else {
-                return MoveOutcome::Gone;
-            };
-            if !st.ready.contains(&seq) {
-                return MoveOutcome::NotVisible;
-            }
-            match task
-                .destination
-                .clone()
-                .or_else(|| m.rec.dead_letter_source_arn.clone())
-            {
-                Some(a) => a,
-                None => return MoveOutcome::Failed("no destination".into()),
-            }
-        };
-        let Some(dest) = self.resolve_arn(&dest_arn) else {
-            return MoveOutcome::Failed(format!("destination {dest_arn} no longer exists"));
-        };
-        if Arc::ptr_eq(&dest, source) {
-            return MoveOutcome::Failed("destination is the source".into());
-        }
-        let (entry, ticket) = {
-            let mut st = source.state.lock();
-            if st.deleted {
-                return MoveOutcome::SourceGone;
-            }
-            let Some(m) = st.messages.get(&seq) else {
-                return MoveOutcome::Gone;
-            };
-            if !st.ready.contains(&seq) {
-                return MoveOutcome::NotVisible;
-            }
-            let meta = message_meta(&m.rec);
-            let (body, attributes) = match rewrite(
-                compiled,
-                &task.spec,
-                &m.rec,
-                &meta,
-                &task.id,
-                &task.source,
-                now,
-            ) {
-                Ok(r) => r,
-                Err(e) => return MoveOutcome::Failed(e),
-            };
-            let Some(mut dst) = dest.state.try_lock() else {
-                return MoveOutcome::Retry;
-            };
-            if dst.deleted {
-                return MoveOutcome::Failed(format!("destination {dest_arn} no longer exists"));
-            }
-            let Some(moved) = crate::tasks::transfer(
-                self,
-                source,
-                &mut st,
-                &dest,
-                &mut dst,
-                seq,
-                now,
-                Some((body, attributes)),
-            ) else {
-                return MoveOutcome::Gone;
-            };
-            let (old_id, entry_to) = (moved.from_id, moved.to_id);
-            let mut muts = moved.mutations;
-            let mut r = self.replays.lock();
-            let mut entry = None;
-            if let Some(t) = r.tasks.iter_mut().find(|t| t.id == task.id) {
+        let moved = self.move_message(
+            source,
+            Pick::Seq(seq),
+            task.destination.as_deref(),
+            |rec, now| {
+                let meta = message_meta(rec);
+                rewrite(
+                    compiled,
+                    &task.spec,
+                    rec,
+                    &meta,
+                    &task.id,
+                    &task.source,
+                    now,
+                )
+                .map(Some)
+            },
+            |pending| {
+                let mut r = self.replays.lock();
+                let Some(t) = r.tasks.iter_mut().find(|t| t.id == task.id) else {
+                    return Commit::TaskGone;
+                };
+                let (destination, at) = (pending.dest.arn.clone(), pending.now);
+                let Some(moved) = pending.transfer() else {
+                    return Commit::NotTransferred;
+                };
+                let mut muts = moved.mutations;
                 t.moved += 1;
                 t.refresh_remaining();
                 muts.push(task_doc(t));
                 let e = ReplayMove {
                     n: t.moved,
-                    from: old_id,
-                    to: entry_to,
-                    destination: dest.arn.clone(),
-                    at: now,
+                    from: moved.from_id,
+                    to: moved.to_id,
+                    destination,
+                    at,
                 };
                 muts.push(Mutation::PutDocument(DocumentRecord {
                     kind: DOC_REPLAY_MOVE.into(),
                     key: format!("{}/{:012}", task.id, e.n),
                     value: serde_json::to_vec(&e).unwrap_or_default(),
                 }));
-                entry = Some(e);
-            }
-            if let Some(e) = &entry {
                 r.moves.entry(task.id.clone()).or_default().push(e.clone());
+                // Submitted with both queue locks held (see the module invariants).
+                Commit::Submitted(e, self.store.submit(muts))
+            },
+        );
+        match moved {
+            MoveResult::Moved(e, ticket) => MoveOutcome::Moved(e, ticket),
+            MoveResult::MessageGone | MoveResult::TaskGone | MoveResult::Empty => MoveOutcome::Gone,
+            MoveResult::NotVisible => MoveOutcome::NotVisible,
+            MoveResult::Retry => MoveOutcome::Retry,
+            MoveResult::SourceGone => MoveOutcome::SourceGone,
+            MoveResult::NoDestination => MoveOutcome::Failed("no destination".into()),
+            MoveResult::DestinationGone(arn) => {
+                MoveOutcome::Failed(format!("destination {arn} no longer exists"))
             }
-            // Submitted with both queue locks held (see the module invariants).
-            let ticket = self.store.submit(muts);
-            drop(r);
-            drop(dst);
-            (entry, ticket)
-        };
-        dest.notify.notify_waiters();
-        match entry {
-            Some(e) => MoveOutcome::Moved(e, ticket),
-            None => MoveOutcome::Gone,
+            MoveResult::DestinationIsSource => {
+                MoveOutcome::Failed("destination is the source".into())
+            }
+            MoveResult::Rejected(e) => MoveOutcome::Failed(e),
         }
     }
 }

@@ -455,7 +455,10 @@ mod tests {
         assert!(!spec.enabled);
         assert_eq!(spec.replay.source, "orders-dlq");
         assert_eq!(spec.replay.destination.as_deref(), Some("orders"));
-        assert_eq!(spec.replay.selection.filter.as_deref(), Some(".mall == \"a\""));
+        assert_eq!(
+            spec.replay.selection.filter.as_deref(),
+            Some(".mall == \"a\"")
+        );
         assert_eq!(spec.replay.selection.limit, Some(50));
         assert_eq!(spec.replay.transform.as_deref(), Some(".retry = true"));
         assert_eq!(spec.replay.rate, Some(5.0));

@@ -26,7 +26,8 @@ use redrive_core::api::*;
 use redrive_core::{ErrorCode, SqsError, SqsResult};
 use serde_json::Value;
 
-use crate::store::{MessageRecord, MoveTaskRecord, MoveTaskStatus, Mutation};
+use crate::moves::{Commit, MoveResult, Pick};
+use crate::store::{MoveTaskRecord, MoveTaskStatus, Mutation};
 use crate::{Engine, Queue};
 
 pub const ADAPTIVE_START: f64 = 50.0;
@@ -426,75 +427,41 @@ impl Engine {
         let Some(source) = self.resolve_arn(&task.source_arn) else {
             return Step::Failed(NON_EXISTENT_QUEUE.to_string());
         };
-        let now = self.now_ms();
-        // Peek at the head and its destination without holding the lock across the registry.
-        let (seq, dest_arn) = {
-            let mut muts = Vec::new();
-            let mut st = source.state.lock();
-            if st.deleted {
-                return Step::Failed(NON_EXISTENT_QUEUE.to_string());
-            }
-            st.tick(now, &mut muts);
-            if !muts.is_empty() {
-                let _ = self.store.submit(muts);
-            }
-            let Some(&seq) = st.ready.first() else {
-                return Step::Done;
-            };
-            let m = &st.messages[&seq].rec;
-            let dest = task
-                .destination_arn
-                .clone()
-                .or_else(|| m.dead_letter_source_arn.clone());
-            (seq, dest)
-        };
-        let Some(dest_arn) = dest_arn else {
-            return Step::Failed(NON_EXISTENT_QUEUE.to_string());
-        };
-        let Some(dest) = self.resolve_arn(&dest_arn) else {
-            return Step::Failed(NON_EXISTENT_QUEUE.to_string());
-        };
-        if Arc::ptr_eq(&dest, &source) {
-            return Step::Failed(NON_EXISTENT_QUEUE.to_string());
-        }
-        let ticket = {
-            let mut st = source.state.lock();
-            if st.deleted {
-                return Step::Failed(NON_EXISTENT_QUEUE.to_string());
-            }
-            if st.ready.first() != Some(&seq) {
-                return Step::Retry;
-            }
-            let Some(mut dst) = dest.state.try_lock() else {
-                return Step::Retry;
-            };
-            if dst.deleted {
-                return Step::Failed(NON_EXISTENT_QUEUE.to_string());
-            }
-            // Checked with both queue locks held: a task whose source was deleted is gone
-            // from the table (see `forget_move_tasks`), and must not move messages of a new
-            // queue that took the same name (and ARN) since.
-            let mut tasks = self.move_tasks.lock();
-            if !tasks.iter().any(|t| t.task_id == task.task_id) {
-                return Step::Gone;
-            }
-            let Some(moved) = transfer(self, &source, &mut st, &dest, &mut dst, seq, now, None)
-            else {
-                return Step::Retry;
-            };
-            let mut muts = moved.mutations;
-            // Submitted with both queue locks held (the task table is a leaf lock), so no
-            // consumer's change to the new message can reach the store before its arrival.
-            if let Some(t) = tasks.iter_mut().find(|t| t.task_id == task.task_id) {
+        let moved = self.move_message(
+            &source,
+            Pick::Head,
+            task.destination_arn.as_deref(),
+            |_, _| Ok(None),
+            |pending| {
+                // Checked with both queue locks held: a task whose source was deleted is gone
+                // from the table (see `forget_move_tasks`), and must not move messages of a
+                // new queue that took the same name (and ARN) since.
+                let mut tasks = self.move_tasks.lock();
+                let Some(t) = tasks.iter_mut().find(|t| t.task_id == task.task_id) else {
+                    return Commit::TaskGone;
+                };
+                let Some(moved) = pending.transfer() else {
+                    return Commit::NotTransferred;
+                };
+                let mut muts = moved.mutations;
                 t.moved += 1;
                 muts.push(Mutation::PutMoveTask(t.clone()));
+                Commit::Submitted((), self.store.submit(muts))
+            },
+        );
+        let ticket = match moved {
+            MoveResult::Moved((), ticket) => ticket,
+            MoveResult::Empty => return Step::Done,
+            MoveResult::TaskGone => return Step::Gone,
+            MoveResult::Retry | MoveResult::MessageGone | MoveResult::NotVisible => {
+                return Step::Retry;
             }
-            let ticket = self.store.submit(muts);
-            drop(tasks);
-            drop(dst);
-            ticket
+            MoveResult::SourceGone
+            | MoveResult::NoDestination
+            | MoveResult::DestinationGone(_)
+            | MoveResult::DestinationIsSource
+            | MoveResult::Rejected(_) => return Step::Failed(NON_EXISTENT_QUEUE.to_string()),
         };
-        dest.notify.notify_waiters();
         match self.durable(ticket).await {
             Ok(()) => {
                 source
@@ -508,87 +475,6 @@ impl Engine {
                 Step::StoreFailed
             }
         }
-    }
-}
-
-/// A message moved by [`transfer`].
-pub(crate) struct Transferred {
-    /// The MessageId it had in the source, and the new one in the destination.
-    pub from_id: String,
-    pub to_id: String,
-    /// Delete from the source and put into the destination: the caller adds its progress
-    /// records and submits them as one batch while both queue locks are still held.
-    pub mutations: Vec<Mutation>,
-}
-
-/// The one move of a message between queues, for move tasks and replays alike: removes
-/// `seq` from the source and inserts the redriven message (new id, time and sequence; body
-/// and attributes kept unless `rewrite` gives new ones) into the destination. Called with both
-/// queue locks held; `None` if the message is no longer in the source.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn transfer(
-    engine: &Engine,
-    source: &Queue,
-    st: &mut crate::queue::QueueState,
-    dest: &Queue,
-    dst: &mut crate::queue::QueueState,
-    seq: u64,
-    now: u64,
-    rewrite: Option<(std::sync::Arc<str>, redrive_core::api::MessageAttributes)>,
-) -> Option<Transferred> {
-    let old = st.remove(seq)?;
-    let from_id = old.rec.message_id.clone();
-    let mut rec = redriven(old.rec, dest, dst, now, engine);
-    if let Some((body, attributes)) = rewrite {
-        rec.body = body;
-        rec.attributes = attributes;
-    }
-    let to_id = rec.message_id.clone();
-    let mutations = vec![
-        Mutation::DeleteMessage {
-            queue_uid: source.uid,
-            seq,
-        },
-        Mutation::PutMessage(rec.clone()),
-    ];
-    dst.insert(rec, now);
-    Some(Transferred {
-        from_id,
-        to_id,
-        mutations,
-    })
-}
-
-/// The new message a redrive sends: new id, time and sequence; body and attributes kept.
-fn redriven(
-    old: MessageRecord,
-    dest: &Queue,
-    dst: &mut crate::queue::QueueState,
-    now: u64,
-    engine: &Engine,
-) -> MessageRecord {
-    let message_id = uuid::Uuid::new_v4().to_string();
-    let fifo = dst.settings.fifo;
-    let delay = dst.settings.delay_secs;
-    MessageRecord {
-        queue_uid: dest.uid,
-        seq: dst.alloc_seq(),
-        dedup_id: fifo.then(|| message_id.clone()),
-        sequence_number: fifo.then(|| engine.next_sequence_number()),
-        message_id,
-        body: old.body,
-        attributes: old.attributes,
-        system_attributes: old.system_attributes,
-        sender_id: old.sender_id,
-        sent_ms: now,
-        enqueued_ms: now,
-        visible_at_ms: now + (delay.max(0) as u64) * 1000,
-        receive_count: 0,
-        first_receive_ms: None,
-        last_receive_ms: None,
-        group_id: old.group_id,
-        dead_letter_source_arn: None,
-        dead_lettered_ms: None,
     }
 }
 
