@@ -135,3 +135,118 @@ fn metrics_go_through_the_facade_and_no_recorder_is_installed() {
     // The library did not install a global recorder, so the application still can.
     assert!(metrics::set_global_recorder(CountingRecorder::default()).is_ok());
 }
+
+/// The value of a counter in Prometheus text, summed over the samples of `queue` that carry
+/// `labels` (parsed with a Prometheus text parser, not by string matching).
+fn counter_value(text: &str, name: &str, queue: &str, labels: &[(&str, &str)]) -> f64 {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && s.labels.get("queue") == Some(queue))
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => panic!("{name} is not a counter"),
+        })
+        .sum()
+}
+
+/// A real recorder: `metrics-exporter-prometheus`, as a consumer binary would install it
+/// (here as a local recorder, so tests sharing the process do not fight over the global one).
+/// The rendered text parses with a Prometheus text parser and holds exactly the outcomes the
+/// worker saw: done, transient (then done), rate limited (then done), permanent.
+#[test]
+fn prometheus_exporter_renders_every_outcome_count() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let queue = metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let env = Env::redrive().await;
+            let (url, dlq) = env.queue_with_dlq("prom", 5, 5).await;
+            let queue = url.rsplit('/').next().unwrap().to_string();
+            for body in ["ok", "bad", "flaky", "throttled"] {
+                env.send(&url, body).await;
+            }
+            let throttled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let worker = quick(&env, &url)
+                .backoff(redrive_worker::Backoff::exponential(
+                    Duration::from_secs(1),
+                    Duration::from_secs(1),
+                ))
+                .rate_limit_pause(Duration::from_millis(100))
+                .build(handler_fn(move |m: Message| {
+                    // A rate-limited message does not spend an attempt: throttle it once.
+                    let throttle =
+                        m.body() == "throttled" && !throttled.swap(true, Ordering::SeqCst);
+                    async move {
+                        match (m.body(), m.attempt()) {
+                            ("bad", _) => Outcome::permanent("bad", "bad body"),
+                            ("flaky", 1) => Outcome::transient("timeout", "downstream timed out"),
+                            ("throttled", _) if throttle => {
+                                Outcome::rate_limited(Some(Duration::from_secs(1)))
+                            }
+                            _ => Outcome::Done,
+                        }
+                    }
+                }))
+                .unwrap();
+            let running = Running::start(worker);
+            // Done when the retried and the deferred message have come back and succeeded
+            // (a deferred copy may sit delayed, outside the visible/in-flight counts).
+            eventually(
+                Duration::from_secs(30),
+                "three done, one dead-lettered",
+                || {
+                    let text = handle.render();
+                    let queue = queue.clone();
+                    let (env, url, dlq) = (&env, url.clone(), dlq.clone());
+                    async move {
+                        counter_value(
+                            &text,
+                            "redrive_worker_outcomes_total",
+                            &queue,
+                            &[("outcome", "done")],
+                        ) >= 3.0
+                            && env.counts(&url).await == (0, 0)
+                            && env.counts(&dlq).await.0 == 1
+                    }
+                },
+            )
+            .await;
+            running.stop().await;
+            queue
+        })
+    });
+    let text = handle.render();
+    let value = |name: &str, labels: &[(&str, &str)]| counter_value(&text, name, &queue, labels);
+    let outcome = |o: &str| value("redrive_worker_outcomes_total", &[("outcome", o)]);
+    assert_eq!(outcome("done"), 3.0, "{text}");
+    assert_eq!(outcome("transient"), 1.0, "{text}");
+    assert_eq!(outcome("rate_limited"), 1.0, "{text}");
+    assert_eq!(outcome("permanent"), 1.0, "{text}");
+    assert_eq!(value("redrive_worker_received_total", &[]), 6.0, "{text}");
+    assert_eq!(value("redrive_worker_retried_total", &[]), 1.0, "{text}");
+    assert_eq!(
+        value(
+            "redrive_worker_deferred_total",
+            &[("cause", "rate_limited")]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "redrive_worker_dead_lettered_total",
+            &[("reason", "permanent_error")]
+        ),
+        1.0,
+        "{text}"
+    );
+    // Histograms render as summaries by default: the handler timings are there too.
+    assert!(text.contains("redrive_worker_handler_seconds"), "{text}");
+}
