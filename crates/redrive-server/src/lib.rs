@@ -18,10 +18,12 @@ pub mod config;
 pub mod context;
 pub mod dispatch;
 pub mod edge;
+pub mod elasticmq;
 pub mod history_api;
 pub mod http;
 pub mod inspect;
 pub mod metrics;
+pub mod queue_config;
 pub mod replay_api;
 
 use std::net::SocketAddr;

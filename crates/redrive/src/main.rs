@@ -7,6 +7,7 @@ mod redrive_cmds;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use redrive_server::queue_config::QueueConfig;
 use redrive_server::{Auth, HttpLimits, Server, ServerConfig, Storage};
 use redrive_store::DurabilityMode;
 use std::time::Duration;
@@ -52,9 +53,68 @@ enum Command {
     Replay(Box<redrive_cmds::ReplayArgs>),
     /// Recurring redrives kept by a Redrive server.
     Schedule(redrive_cmds::ScheduleArgs),
+    /// Queue files: `check` one, or `import-elasticmq` an ElasticMQ config into one.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Check every stored record of a data directory offline (checksums and encoding) without
     /// changing it; exits 1 if any record failed. The server must not be running on it.
     Verify(VerifyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a queue file as `serve --config` would (every AWS validation), changing nothing;
+    /// exits 1 with `FILE:LINE: queue, field: problem` lines if anything is wrong.
+    Check {
+        file: std::path::PathBuf,
+        /// Account id the ARNs of the file are built with.
+        #[arg(long, env = "REDRIVE_ACCOUNT_ID", default_value = "000000000000")]
+        account_id: String,
+        /// Region of queues that name none.
+        #[arg(long, env = "REDRIVE_REGION", default_value = "us-east-1")]
+        region: String,
+    },
+    /// Translate the `queues { … }` block of an ElasticMQ config (HOCON) into a queue file on
+    /// stdout.
+    ImportElasticmq { file: std::path::PathBuf },
+}
+
+async fn config_command(cmd: ConfigCommand) -> Result<u8> {
+    match cmd {
+        ConfigCommand::Check {
+            file,
+            account_id,
+            region,
+        } => {
+            let checked = match QueueConfig::load(&file) {
+                Ok(qc) => qc.check(&account_id, &region, |_, _| false).await,
+                Err(e) => Err(e),
+            };
+            match checked {
+                Ok(report) => {
+                    println!(
+                        "{}: ok, {} queues, {} messages",
+                        file.display(),
+                        report.created.len(),
+                        report.messages_sent
+                    );
+                    Ok(0)
+                }
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    Ok(1)
+                }
+            }
+        }
+        ConfigCommand::ImportElasticmq { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let toml = redrive_server::elasticmq::to_queue_file(&text)
+                .map_err(|e| anyhow::anyhow!("{}:{e}", file.display()))?;
+            print!("{toml}");
+            Ok(0)
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -199,6 +259,10 @@ struct ServeArgs {
     #[arg(long, env = "REDRIVE_METRICS_RETENTION_DAYS", default_value_t = 15,
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     metrics_retention_days: u32,
+    /// Queues to create at start (TOML; see docs/queue-config.md): created if missing, existing
+    /// queues are left as they are; a file with any error stops the start and changes nothing.
+    #[arg(long, env = "REDRIVE_CONFIG")]
+    config: Option<std::path::PathBuf>,
     /// Log format.
     #[arg(long, env = "REDRIVE_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -262,6 +326,11 @@ async fn shutdown_signal() {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     init_tracing(&args.log_format);
+    // Parsed before anything is opened: a file with a syntax error never starts a server.
+    let queue_config = match &args.config {
+        Some(path) => Some(QueueConfig::load(path).map_err(|e| anyhow::anyhow!("{e}"))?),
+        None => None,
+    };
     let auth = match (args.auth.as_str(), args.credentials.as_deref()) {
         ("sigv4", Some(c)) => Auth::SigV4 {
             keys: Auth::parse_keys(c).map_err(|e| anyhow::anyhow!("--credentials: {e}"))?,
@@ -321,6 +390,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         max_connections = h.max_connections, "connection limits"
     );
     let engine = server.engine();
+    if let Some(qc) = &queue_config {
+        qc.apply(&engine, &config.account_id, &config.region)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     server
         .serve(shutdown_signal())
         .await
@@ -359,6 +433,7 @@ fn main() -> std::process::ExitCode {
             Command::Move(a) => redrive_cmds::run_move(a).await,
             Command::Replay(a) => redrive_cmds::run_replay(*a).await,
             Command::Schedule(a) => redrive_cmds::run_schedule(a).await,
+            Command::Config(c) => config_command(c).await,
             Command::Verify(a) => verify(&a),
         }
     });
