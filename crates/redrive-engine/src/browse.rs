@@ -54,6 +54,10 @@ pub struct BrowsedMessage {
     pub dead_lettered_ms: Option<u64>,
     pub message_attributes: MessageAttributes,
     pub system_attributes: MessageAttributes,
+    pub sender_id: String,
+    /// A FIFO message that is visible but not receivable now: an earlier message of its group
+    /// is in flight.
+    pub group_blocked: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -135,6 +139,11 @@ impl Engine {
             Some(BrowseCursor(t, s)) => std::ops::Bound::Excluded((t, s)),
             None => std::ops::Bound::Unbounded,
         };
+        let blocked_groups: std::collections::HashSet<&str> = if st.settings.fifo {
+            st.in_flight_group_keys().collect()
+        } else {
+            Default::default()
+        };
         let mut messages = Vec::new();
         let mut last = None;
         let mut more = false;
@@ -167,6 +176,11 @@ impl Engine {
                 dead_lettered_ms: r.dead_lettered_ms,
                 message_attributes: r.attributes.clone(),
                 system_attributes: r.system_attributes.clone(),
+                sender_id: r.sender_id.clone(),
+                group_blocked: m.state == MessageState::Ready
+                    && r.group_id
+                        .as_deref()
+                        .is_some_and(|g| blocked_groups.contains(g)),
             });
         }
         Ok(BrowsePage {

@@ -61,6 +61,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/_redrive/v1/schedules/{id}/runs",
             get(replay_api::schedule_runs),
+        )
+        .route(
+            "/_aws/sqs/messages",
+            get(crate::localstack::messages).post(crate::localstack::messages),
+        )
+        .route(
+            "/_aws/sqs/messages/{region}/{account}/{queue}",
+            get(crate::localstack::messages_of),
         );
     if state.config.enable_reset_api {
         extensions = extensions.route("/moto-api/reset", post(handle_reset));
@@ -74,6 +82,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/{account}/{queue}", any(handle_sqs))
         .route("/_redrive/health", any(|| async { "ok" }))
         .route("/_redrive/v1/health", get(crate::inspect::health))
+        .route("/_localstack/health", get(crate::localstack::health))
+        .route("/_localstack/init", get(crate::localstack::init))
         .route("/metrics", get(crate::metrics::handle))
         .merge(extensions);
     router
@@ -341,7 +351,11 @@ fn with_common_headers(
     resp
 }
 
-fn success_response(protocol: Protocol, resp: &Response, request_id: &str) -> HttpResponse {
+pub(crate) fn success_response(
+    protocol: Protocol,
+    resp: &Response,
+    request_id: &str,
+) -> HttpResponse {
     match protocol {
         Protocol::Json => with_common_headers(
             (StatusCode::OK, Body::from(json::encode_response(resp))).into_response(),
@@ -360,7 +374,7 @@ fn success_response(protocol: Protocol, resp: &Response, request_id: &str) -> Ht
     }
 }
 
-fn error_response(protocol: Protocol, err: &SqsError, request_id: &str) -> HttpResponse {
+pub(crate) fn error_response(protocol: Protocol, err: &SqsError, request_id: &str) -> HttpResponse {
     let status = StatusCode::from_u16(err.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut resp = match protocol {
         Protocol::Json => with_common_headers(

@@ -22,6 +22,7 @@ pub mod elasticmq;
 pub mod history_api;
 pub mod http;
 pub mod inspect;
+pub mod localstack;
 pub mod metrics;
 pub mod queue_config;
 pub mod replay_api;

@@ -14,6 +14,7 @@ mod fifo_groups;
 mod fifo_rules;
 mod history;
 mod json_error_names;
+mod localstack;
 mod malformed;
 mod messages;
 mod metrics;
