@@ -18,6 +18,7 @@ mod full_disk;
 mod harness;
 mod investigate;
 mod metrics;
+mod queue_config;
 mod replay;
 mod serve;
 mod verify;
