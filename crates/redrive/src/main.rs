@@ -53,6 +53,13 @@ enum Command {
     Replay(Box<redrive_cmds::ReplayArgs>),
     /// Recurring redrives kept by a Redrive server.
     Schedule(redrive_cmds::ScheduleArgs),
+    /// Exit 0 if a server answers its health endpoint (for container health checks: the
+    /// image has no curl).
+    Health {
+        /// Server to ask (default: `http://127.0.0.1:$REDRIVE_PORT`, port 9324 if unset).
+        #[arg(long, env = "REDRIVE_HEALTH_URL")]
+        endpoint: Option<String>,
+    },
     /// Queue files: `check` one, or `import-elasticmq` an ElasticMQ config into one.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -113,6 +120,40 @@ async fn config_command(cmd: ConfigCommand) -> Result<u8> {
                 .map_err(|e| anyhow::anyhow!("{}:{e}", file.display()))?;
             print!("{toml}");
             Ok(0)
+        }
+    }
+}
+
+/// `redrive health`: GET `/_redrive/health` with a 3 s budget; 0 when it answers 200.
+async fn health(endpoint: &str) -> Result<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = endpoint
+        .strip_prefix("http://")
+        .context("--endpoint must be an http:// URL")?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(authority).await?;
+        let request = format!(
+            "GET /_redrive/health HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut head = vec![0u8; 64];
+        let n = stream.read(&mut head).await?;
+        Ok::<bool, std::io::Error>(head[..n].starts_with(b"HTTP/1.1 200"))
+    };
+    match tokio::time::timeout(Duration::from_secs(3), probe).await {
+        Ok(Ok(true)) => Ok(0),
+        Ok(Ok(false)) => {
+            eprintln!("{endpoint}: unhealthy answer");
+            Ok(1)
+        }
+        Ok(Err(e)) => {
+            eprintln!("{endpoint}: {e}");
+            Ok(1)
+        }
+        Err(_) => {
+            eprintln!("{endpoint}: no answer within 3 s");
+            Ok(1)
         }
     }
 }
@@ -434,6 +475,13 @@ fn main() -> std::process::ExitCode {
             Command::Replay(a) => redrive_cmds::run_replay(*a).await,
             Command::Schedule(a) => redrive_cmds::run_schedule(a).await,
             Command::Config(c) => config_command(c).await,
+            Command::Health { endpoint } => {
+                let endpoint = endpoint.unwrap_or_else(|| {
+                    let port = std::env::var("REDRIVE_PORT").unwrap_or_else(|_| "9324".into());
+                    format!("http://127.0.0.1:{port}")
+                });
+                health(&endpoint).await
+            }
             Command::Verify(a) => verify(&a),
         }
     });

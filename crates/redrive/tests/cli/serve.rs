@@ -64,3 +64,21 @@ async fn sigterm_finishes_a_long_poll_and_exits_cleanly() {
         .expect("long poll answered during shutdown");
     assert!(answer.is_empty());
 }
+
+/// `redrive health`, the container health check: 0 against a live server, 1 against a port
+/// nobody listens on.
+#[tokio::test]
+async fn health_command_probes_a_server() {
+    let server = ServerProcess::start(&["--in-memory"], &[]).await;
+    let run = |endpoint: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_redrive"))
+            .args(["health", "--endpoint", &endpoint])
+            .output()
+            .unwrap()
+    };
+    let ok = run(format!("http://127.0.0.1:{}", server.port));
+    assert_eq!(ok.status.code(), Some(0));
+    let down = run(format!("http://127.0.0.1:{}", crate::harness::free_port()));
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("127.0.0.1"));
+}
