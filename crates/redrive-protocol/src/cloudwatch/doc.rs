@@ -234,6 +234,11 @@ pub fn from_query(pairs: &[(String, String)]) -> Result<Doc, String> {
         if segs.iter().any(|s| s.is_empty()) {
             return Err(format!("malformed parameter name `{key}`"));
         }
+        // The deepest real name has 9 segments; the bound keeps the tree (and its recursive
+        // conversion and drop) shallow whatever a client sends.
+        if segs.len() > MAX_DEPTH as usize {
+            return Err(format!("parameter name `{key}` is nested too deeply"));
+        }
         let mut node = &mut root;
         let mut i = 0;
         while i < segs.len() {
@@ -471,6 +476,8 @@ mod tests {
         assert!(from_query(&[p("A.member.x", "1")]).is_err());
         assert!(from_query(&[p("A", "1"), p("A.B", "2")]).is_err());
         assert!(from_query(&[p("A..B", "1")]).is_err());
+        let deep = vec!["a"; 1_000_000].join(".");
+        assert!(from_query(&[p(&deep, "1")]).is_err());
     }
 
     #[test]

@@ -489,6 +489,54 @@ pub fn encode_error(protocol: CwProtocol, err: &CwError, request_id: &str) -> En
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    const OPS: [&str; 4] = [
+        "GetMetricData",
+        "GetMetricStatistics",
+        "ListMetrics",
+        "Nope",
+    ];
+
+    proptest! {
+        #[test]
+        fn decode_never_panics_on_any_body(
+            body in proptest::collection::vec(any::<u8>(), 0..256),
+            query_string in ".{0,64}",
+            op in proptest::sample::select(OPS.to_vec()),
+        ) {
+            for protocol in [CwProtocol::Cbor, CwProtocol::Json, CwProtocol::Query] {
+                let _ = decode(protocol, op, Some(&query_string), &body);
+            }
+            let _ = detect("/", None, Some(&query_string), &body);
+        }
+
+        #[test]
+        fn decode_never_panics_on_query_parameter_trees(
+            pairs in proptest::collection::vec((
+                "(MetricDataQueries|Dimensions|Statistics|StartTime|EndTime|Period|MetricStat|Metric|member|Id|Stat|[0-9]{1,2})(\\.(MetricDataQueries|Dimensions|member|MetricStat|Metric|Period|Stat|Name|Value|Id|ReturnData|[0-9]{1,2})){0,6}",
+                ".{0,12}",
+            ), 0..16),
+            op in proptest::sample::select(OPS.to_vec()),
+        ) {
+            let form: String = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs)
+                .finish();
+            let _ = decode(CwProtocol::Query, op, None, form.as_bytes());
+        }
+    }
+
+    #[test]
+    fn deeply_nested_cbor_is_an_error_not_a_stack_overflow() {
+        let mut body = vec![0x81; 10_000]; // arrays of one element, nested
+        body.push(0x00);
+        let e = decode(CwProtocol::Cbor, "ListMetrics", None, &body).unwrap_err();
+        assert_eq!(e.code, CwErrorCode::Serialization);
+        let mut json = "[".repeat(10_000);
+        json.push_str(&"]".repeat(10_000));
+        let e = decode(CwProtocol::Json, "ListMetrics", None, json.as_bytes()).unwrap_err();
+        assert_eq!(e.code, CwErrorCode::Serialization);
+    }
 
     #[test]
     fn detects_each_protocol_and_leaves_sqs_alone() {

@@ -647,3 +647,68 @@ async fn sigv4_is_verified_for_service_monitoring() {
     assert_eq!(err.code(), Some("SignatureDoesNotMatch"), "{err:?}");
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
 }
+
+#[tokio::test]
+async fn malformed_bodies_get_errors_in_their_protocol() {
+    let ts = TestServer::start().await;
+    let path = "/service/GraniteServiceVersion20100801/operation/GetMetricData";
+    let cbor = [("smithy-protocol", "rpc-v2-cbor")];
+    // A CBOR map header with nothing after it.
+    let (status, headers, body) = ts
+        .raw(
+            "POST",
+            path,
+            Some("application/cbor"),
+            &cbor,
+            vec![0xbf, 0x61],
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        header(&headers, "x-amzn-query-error").as_deref(),
+        Some("SerializationException;Sender")
+    );
+    assert_eq!(
+        header(&headers, "smithy-protocol").as_deref(),
+        Some("rpc-v2-cbor")
+    );
+    assert_eq!(
+        header(&headers, "content-type").as_deref(),
+        Some("application/cbor")
+    );
+    assert!(
+        body.contains("__type") && body.contains("SerializationException"),
+        "{body}"
+    );
+    // An operation CloudWatch has but we do not serve: 404 in RPC v2, as Smithy routes it.
+    let (status, _, body) = ts
+        .raw(
+            "POST",
+            "/service/GraniteServiceVersion20100801/operation/PutMetricData",
+            Some("application/cbor"),
+            &cbor,
+            vec![0xa0],
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("UnknownOperationException"), "{body}");
+    let (status, headers, body) = ts
+        .raw_json(
+            "GraniteServiceVersion20100801.ListMetrics",
+            "{\"Namespace\": 7",
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        header(&headers, "x-amzn-query-error").as_deref(),
+        Some("SerializationException;Sender")
+    );
+    // A Query parameter nested a million levels deep is refused, not recursed into.
+    let deep = vec!["a"; 1_000_000].join(".");
+    let form = format!("Action=ListMetrics&Version=2010-08-01&{deep}=1");
+    let (status, _, body) = ts
+        .raw("POST", "/", Some(FORM_CT), &[], form.into_bytes())
+        .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("<Code>MalformedQueryString</Code>"), "{body}");
+}
