@@ -50,11 +50,16 @@ where
 {
     let where_ = endpoint.unwrap_or("AWS");
     match &e {
-        SdkError::ServiceError(se) => anyhow!(
-            "CloudWatch error ({where_}): {}: {}",
-            se.err().code().unwrap_or("?"),
-            se.err().message().unwrap_or("(no message)")
-        ),
+        SdkError::ServiceError(se) => match se.err().code() {
+            Some(code) => anyhow!(
+                "CloudWatch error ({where_}): {code}: {}",
+                se.err().message().unwrap_or("(no message)")
+            ),
+            None => anyhow!(
+                "CloudWatch error ({where_}): HTTP {} with no error code (does the endpoint serve CloudWatch's RPC v2 CBOR protocol?)",
+                se.raw().status().as_u16()
+            ),
+        },
         _ => {
             let text = DisplayErrorContext(&e).to_string();
             let text = text.split(" (DispatchFailure").next().unwrap_or(&text);

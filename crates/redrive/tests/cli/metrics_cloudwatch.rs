@@ -94,3 +94,53 @@ async fn cloudwatch_source_reads_the_same_minutes_as_the_history_api() {
     assert_eq!(from_cloudwatch["rows"], from_history["rows"]);
     assert_eq!(from_cloudwatch["queue"], "cw-cli");
 }
+
+/// moto (no history API; its CloudWatch does not speak RPC v2 CBOR, which
+/// `aws-sdk-cloudwatch` sends): the fallback to CloudWatch fails with a line that says so.
+/// Run by the `moto` nextest profile (.ci/run installs moto).
+#[tokio::test]
+async fn metrics_on_moto_says_what_the_endpoint_lacks() {
+    let port = crate::harness::free_port();
+    let mut child = Command::new("moto_server")
+        .args(["-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("moto_server is not on PATH: the moto tests run only in `cargo nextest run --profile moto`");
+    let endpoint = format!("http://127.0.0.1:{port}/");
+    let http = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..300 {
+        if http
+            .get(format!("{endpoint}moto-api/"))
+            .send()
+            .await
+            .is_ok()
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "moto_server did not become ready");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_redrive"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd
+        .args(["metrics", "q", "--endpoint-url", &endpoint])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .expect("run redrive");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CloudWatch error"), "{err}");
+    assert!(err.contains("HTTP 404"), "{err}");
+}
