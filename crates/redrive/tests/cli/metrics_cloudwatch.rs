@@ -144,3 +144,20 @@ async fn metrics_on_moto_says_what_the_endpoint_lacks() {
     assert!(err.contains("CloudWatch error"), "{err}");
     assert!(err.contains("HTTP 404"), "{err}");
 }
+
+#[test]
+fn the_test_clock_needs_the_reset_api_and_a_time() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_redrive"))
+            .args(["serve", "--in-memory", "--port", "0"])
+            .args(args)
+            .output()
+            .expect("run redrive")
+    };
+    let out = run(&["--test-clock-start", "2026-04-20T20:20:00Z"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--enable-reset-api"));
+    let out = run(&["--enable-reset-api", "--test-clock-start", "soon"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--test-clock-start"));
+}
