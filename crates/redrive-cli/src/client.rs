@@ -30,6 +30,9 @@ pub struct Conn {
     pub http: reqwest::Client,
     /// The credentials the SQS client signs with (also used for the extension API).
     pub credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
+    /// CloudWatch, resolved like the SQS client (same Region, credentials and endpoint
+    /// settings; `AWS_ENDPOINT_URL_CLOUDWATCH` applies).
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 impl Conn {
@@ -80,12 +83,15 @@ impl Conn {
             None => false,
         };
         let mut credentials = shared.credentials_provider();
+        let mut cloudwatch = aws_sdk_cloudwatch::config::Builder::from(&shared)
+            .region(aws_sdk_cloudwatch::config::Region::new(region.clone()));
         if !has_creds {
             if endpoint_url.is_some() {
                 let dummy = aws_credential_types::provider::SharedCredentialsProvider::new(
                     Credentials::new("redrive", "redrive", None, None, "redrive-dummy"),
                 );
                 builder = builder.credentials_provider(dummy.clone());
+                cloudwatch = cloudwatch.credentials_provider(dummy.clone());
                 credentials = Some(dummy);
             } else {
                 return Err(anyhow!(
@@ -104,6 +110,7 @@ impl Conn {
             region,
             http,
             credentials,
+            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch.build()),
         })
     }
 

@@ -10,6 +10,7 @@
 //! - [`enrich`]: `--enrich` mapping files (CSV or JSON) joined on the first group key.
 //! - [`report`]: the Markdown / JSON summary a person would write.
 //! - [`metrics`]: a queue's minute history from a Redrive server (`redrive metrics`).
+//! - [`cloudwatch`]: the same minute table from CloudWatch's `GetMetricData` (AWS).
 //! - [`transfer`]: NDJSON / CSV export and import.
 //! - [`util`]: durations, timestamps, aligned tables, CSV.
 //!
@@ -17,6 +18,7 @@
 //! crate deletes or moves messages.
 
 pub mod client;
+pub mod cloudwatch;
 pub mod enrich;
 pub mod jq;
 pub mod metrics;

@@ -1,9 +1,8 @@
 //! `redrive metrics QUEUE`: a queue's minute history (Sent, Received, Deleted, empty receives,
 //! Visible, NotVisible, age of the oldest message, DLQ arrivals) from a Redrive server's
-//! `GET /_redrive/v1/queues/{name}/metrics` (see docs/metrics.md, "Minute history").
-//!
-//! Against AWS this would read CloudWatch (`AWS/SQS`); that is not built yet, and the command
-//! says so instead of guessing.
+//! `GET /_redrive/v1/queues/{name}/metrics` (see docs/metrics.md, "Minute history"), or from
+//! CloudWatch (`AWS/SQS`, [`crate::cloudwatch`]) on AWS, on an endpoint without that API, or
+//! with `--source cloudwatch`.
 
 use anyhow::{Result, anyhow, bail};
 use serde::Serialize;
@@ -22,6 +21,19 @@ pub struct MetricsPlan {
     pub until: Option<String>,
     /// Seconds, a multiple of 60.
     pub period_secs: u64,
+    pub source: MetricsSource,
+}
+
+/// Where the minute series come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MetricsSource {
+    /// A Redrive server's history API when the endpoint has one, CloudWatch otherwise (AWS).
+    #[default]
+    Auto,
+    /// The Redrive history API only.
+    Redrive,
+    /// CloudWatch's `GetMetricData` (AWS, or a Redrive server's CloudWatch API).
+    CloudWatch,
 }
 
 impl MetricsPlan {
@@ -188,21 +200,43 @@ pub fn rows_from(v: &Value) -> Vec<MetricsRow> {
     rows.into_values().collect()
 }
 
-/// Reads the queue's history from the endpoint's Redrive extension API.
-pub async fn metrics(conn: &Conn, plan: &MetricsPlan) -> Result<MetricsTable> {
-    plan.validate()?;
-    let Some(endpoint) = conn.endpoint_url.as_deref() else {
-        bail!(
-            "`redrive metrics` reads the minute history of a Redrive server (--endpoint-url); reading CloudWatch (AWS/SQS) on AWS is not built yet — use `aws cloudwatch get-metric-data` for now"
-        );
-    };
-    let name = plan
-        .queue
+/// The queue name of a name or URL.
+pub(crate) fn queue_name(queue: &str) -> String {
+    queue
         .trim_end_matches('/')
         .rsplit('/')
         .next()
         .unwrap_or_default()
-        .to_string();
+        .to_string()
+}
+
+/// Reads the queue's history from the plan's source.
+pub async fn metrics(conn: &Conn, plan: &MetricsPlan) -> Result<MetricsTable> {
+    plan.validate()?;
+    match (plan.source, conn.endpoint_url.as_deref()) {
+        (MetricsSource::CloudWatch, _) | (MetricsSource::Auto, None) => {
+            crate::cloudwatch::metrics(conn, plan).await
+        }
+        (MetricsSource::Redrive, None) => bail!(
+            "--source redrive reads the minute history of a Redrive server: give --endpoint-url"
+        ),
+        (source, Some(endpoint)) => match from_redrive(conn, plan, endpoint).await? {
+            Some(t) => Ok(t),
+            None if source == MetricsSource::Auto => crate::cloudwatch::metrics(conn, plan).await,
+            None => bail!(
+                "this endpoint ({endpoint}) has no Redrive minute-history API (/_redrive/v1/queues/…/metrics); try --source cloudwatch"
+            ),
+        },
+    }
+}
+
+/// The Redrive history API's answer; `None` when the endpoint has no such API.
+async fn from_redrive(
+    conn: &Conn,
+    plan: &MetricsPlan,
+    endpoint: &str,
+) -> Result<Option<MetricsTable>> {
+    let name = queue_name(&plan.queue);
     let base = endpoint.trim_end_matches('/');
     let url = format!("{base}/_redrive/v1/queues/{}/metrics", escape(&name));
     let period = plan.period_secs.to_string();
@@ -216,20 +250,15 @@ pub async fn metrics(conn: &Conn, plan: &MetricsPlan) -> Result<MetricsTable> {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();
     let v: Option<Value> = serde_json::from_str(&text).ok();
-    let no_api = || {
-        anyhow!(
-            "this endpoint ({endpoint}) has no Redrive minute-history API (/_redrive/v1/queues/…/metrics); reading CloudWatch is not built yet"
-        )
-    };
     match (status, v) {
-        (200, Some(v)) if v.get("metrics").is_some() => Ok(MetricsTable {
+        (200, Some(v)) if v.get("metrics").is_some() => Ok(Some(MetricsTable {
             queue: v["queue"].as_str().unwrap_or(&name).to_string(),
             since: v["since"].as_u64().unwrap_or_default(),
             until: v["until"].as_u64().unwrap_or_default(),
             period: v["period"].as_u64().unwrap_or(plan.period_secs),
             rows: rows_from(&v),
             series: v["metrics"].clone(),
-        }),
+        })),
         (_, Some(v)) if v["__type"].as_str().is_some() => {
             let code = v["__type"].as_str().unwrap_or_default();
             let code = code.rsplit('#').next().unwrap_or(code);
@@ -239,7 +268,7 @@ pub async fn metrics(conn: &Conn, plan: &MetricsPlan) -> Result<MetricsTable> {
             let msg = v["message"].as_str().unwrap_or("(no message)");
             bail!("the server refused ({status} {code}): {msg}")
         }
-        _ => Err(no_api()),
+        _ => Ok(None),
     }
 }
 
@@ -293,6 +322,7 @@ mod tests {
             since: since.into(),
             until: None,
             period_secs: period,
+            source: MetricsSource::Auto,
         };
         assert!(plan("2h", 60).validate().is_ok());
         assert!(plan("2h", 30).validate().is_err());

@@ -6,7 +6,9 @@
 //! - [`detect`]: which protocol a request speaks.
 //! - [`json`]: `X-Amz-Target` + JSON body in, JSON out.
 //! - [`query`]: form parameters in ([`query::Params`]), XML out.
+//! - [`cloudwatch`]: CloudWatch's metric-reading operations in RPC v2 CBOR, JSON 1.0 and Query.
 
+pub mod cloudwatch;
 pub mod json;
 pub mod query;
 pub mod sigv4;

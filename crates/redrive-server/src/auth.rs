@@ -65,6 +65,16 @@ fn now_unix() -> i64 {
 
 /// Checks a request whose body has been read; `Ok` when authentication is off.
 pub fn authenticate(auth: &Auth, parts: &Parts, body: &[u8]) -> Result<(), SqsError> {
+    authenticate_for(auth, parts, body, "sqs")
+}
+
+/// [`authenticate`] for a request signed for `service` (`monitoring` for CloudWatch).
+pub fn authenticate_for(
+    auth: &Auth,
+    parts: &Parts,
+    body: &[u8],
+    service: &str,
+) -> Result<(), SqsError> {
     let Auth::SigV4 { keys } = auth else {
         return Ok(());
     };
@@ -80,7 +90,7 @@ pub fn authenticate(auth: &Auth, parts: &Parts, body: &[u8]) -> Result<(), SqsEr
         headers,
         body,
     };
-    sigv4::verify(&req, "sqs", |k| keys.get(k).cloned(), now_unix())
+    sigv4::verify(&req, service, |k| keys.get(k).cloned(), now_unix())
         .map(|_| ())
         .map_err(|e| {
             tracing::info!(error = %e, "request not authenticated");

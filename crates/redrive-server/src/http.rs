@@ -72,6 +72,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         );
     if state.config.enable_reset_api {
         extensions = extensions.route("/moto-api/reset", post(handle_reset));
+        extensions = crate::test_api::routes(extensions, &state);
     }
     let extensions = extensions.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
@@ -134,6 +135,9 @@ async fn handle_sqs(State(state): State<Arc<AppState>>, req: HttpRequest) -> Htt
         }
     };
 
+    if let Some(resp) = crate::cloudwatch::try_handle(&state, &parts, &body).await {
+        return resp;
+    }
     if let Err(e) = crate::auth::authenticate(&state.config.auth, &parts, &body) {
         return error_response(protocol, &e, &request_id);
     }

@@ -10,10 +10,13 @@
 //! - [`context`]: Region (from SigV4) and base URL (from `Host`) of a request.
 //! - [`inspect`]: the `/_redrive/v1/` inspection extension (non-destructive browsing).
 //! - [`history_api`]: `/_redrive/v1/queues/{name}/metrics`, the per-minute history.
+//! - [`cloudwatch`]: CloudWatch's `GetMetricData`/`GetMetricStatistics`/`ListMetrics` over it.
+//! - [`test_api`]: test-only hooks behind `--enable-reset-api` (history flush, shifted clock).
 //!
 //! [`Request`]: redrive_core::api::Request
 
 pub mod auth;
+pub mod cloudwatch;
 pub mod config;
 pub mod context;
 pub mod dispatch;
@@ -26,6 +29,7 @@ pub mod localstack;
 pub mod metrics;
 pub mod queue_config;
 pub mod replay_api;
+pub mod test_api;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,7 +72,10 @@ impl Server {
             account_id: config.account_id.clone(),
             queue_url_style: config.queue_url_style,
         };
-        let clock = Arc::new(redrive_engine::SystemClock);
+        let clock: Arc<dyn redrive_engine::Clock> = match &config.test_clock {
+            Some(c) => c.clone(),
+            None => Arc::new(redrive_engine::SystemClock),
+        };
         let mut durable = None;
         let engine = match &config.storage {
             Storage::InMemory => Arc::new(Engine::open(

@@ -83,6 +83,10 @@ pub struct MetricsArgs {
     /// csv (one row per period).
     #[arg(long, default_value = "table", value_name = "FORMAT")]
     format: Format,
+    /// Where to read: auto (a Redrive server's history API, else CloudWatch), redrive, or
+    /// cloudwatch (GetMetricData on AWS or on the endpoint).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "redrive", "cloudwatch"])]
+    source: String,
     #[command(flatten)]
     conn: ConnArgs,
 }
@@ -325,6 +329,11 @@ pub async fn run_metrics(a: MetricsArgs) -> Result<()> {
         since: a.since,
         until: a.until,
         period_secs: a.period.as_secs(),
+        source: match a.source.as_str() {
+            "redrive" => redrive_cli::metrics::MetricsSource::Redrive,
+            "cloudwatch" => redrive_cli::metrics::MetricsSource::CloudWatch,
+            _ => redrive_cli::metrics::MetricsSource::Auto,
+        },
     };
     if a.period.subsec_millis() != 0 {
         bail!("--period must be a whole number of minutes (1m, 5m, 1h)");

@@ -307,6 +307,10 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, env = "REDRIVE_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
+    /// Test suites only: run the engine's clock from this time (RFC 3339), movable forward with
+    /// `POST /_redrive/v1/test/clock?advance=SECONDS`.
+    #[arg(long, hide = true, requires = "enable_reset_api")]
+    test_clock_start: Option<String>,
 }
 
 /// `500ms`, `30s`, `2m` or a bare number of seconds; never zero.
@@ -417,6 +421,18 @@ async fn serve(args: ServeArgs) -> Result<()> {
             max_connections: args.max_connections as usize,
         },
         metrics_retention_days: args.metrics_retention_days,
+        test_clock: match &args.test_clock_start {
+            None => None,
+            Some(t) => {
+                let start = redrive_select::schedule::parse_instant(t, 0)
+                    .ok()
+                    .and_then(|ms| u64::try_from(ms).ok())
+                    .with_context(|| format!("--test-clock-start: not a time: {t}"))?;
+                Some(std::sync::Arc::new(
+                    redrive_server::test_api::ShiftedClock::starting_at(start),
+                ))
+            }
+        },
         ..ServerConfig::default()
     };
     let server = Server::bind(config.clone())

@@ -6,6 +6,7 @@ mod attribute_fidelity;
 mod attributes;
 mod auth;
 mod batches;
+mod cloudwatch;
 mod common;
 mod dlq;
 mod edge;

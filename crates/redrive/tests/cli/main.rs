@@ -10,6 +10,7 @@
 //! - `investigate`: `status`, `peek`, `stats`, `export`, `import` against a synthetic DLQ
 //!   incident.
 //! - `metrics`: `metrics` reading the minute history a SIGTERM wrote, after a restart.
+//! - `metrics_cloudwatch`: `metrics --source cloudwatch` against our CloudWatch API.
 //! - `replay`: `replay` (client-side and server-side paths, moto), `move`, `schedule`.
 //! - `verify`: `redrive verify` on a clean and on a damaged data directory.
 
@@ -18,6 +19,7 @@ mod full_disk;
 mod harness;
 mod investigate;
 mod metrics;
+mod metrics_cloudwatch;
 mod queue_config;
 mod replay;
 mod serve;

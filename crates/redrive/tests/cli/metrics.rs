@@ -1,7 +1,6 @@
 //! `redrive metrics` against a `redrive serve` child: the minute in progress is written at
 //! SIGTERM and read back after a restart (durable store), as a table and as JSON; flags are
-//! checked before the network; without a Redrive endpoint the command says CloudWatch is not
-//! built yet.
+//! checked before the network; without a Redrive endpoint the command reads CloudWatch.
 
 use std::process::{Command, Output};
 
@@ -136,16 +135,18 @@ fn bad_flags_and_aws_get_clear_errors() {
         &[],
     ));
     assert!(err.contains("--since"), "{err}");
-    // AWS (no endpoint): credentials resolve, then the command says what is missing.
+    // AWS (no endpoint): the command reads CloudWatch (here an unreachable CloudWatch
+    // endpoint, as the AWS CLI resolves `AWS_ENDPOINT_URL_CLOUDWATCH`).
     let err = failed(&redrive_env(
         &["metrics", "q"],
         &[
             ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
             ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_ENDPOINT_URL_CLOUDWATCH", "http://127.0.0.1:9"),
         ],
     ));
-    assert!(err.contains("CloudWatch"), "{err}");
-    assert!(err.contains("not built yet"), "{err}");
+    assert!(err.contains("cannot read CloudWatch"), "{err}");
+    assert!(err.contains("Connection refused"), "{err}");
 }
 
 #[test]
