@@ -18,6 +18,7 @@
 //!   retention by whole days, a reopen that keeps history without double counting.
 //! - `long_poll`: `WaitTimeSeconds` with the real runtime and the system clock.
 
+mod alerts;
 mod common;
 mod concurrency;
 mod dlq;
