@@ -61,7 +61,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/_redrive/v1/schedules/{id}/runs",
             get(replay_api::schedule_runs),
-        );
+        )
+        .merge(crate::alerts_api::routes());
     if state.config.enable_reset_api {
         extensions = extensions.route("/moto-api/reset", post(handle_reset));
     }

@@ -10,9 +10,13 @@
 //! - [`context`]: Region (from SigV4) and base URL (from `Host`) of a request.
 //! - [`inspect`]: the `/_redrive/v1/` inspection extension (non-destructive browsing).
 //! - [`history_api`]: `/_redrive/v1/queues/{name}/metrics`, the per-minute history.
+//! - [`alerts_api`]: `/_redrive/v1/alerts/…` (rules, history, silences, outbox);
+//!   [`alert_webhooks`]: the deliverer of alert notifications.
 //!
 //! [`Request`]: redrive_core::api::Request
 
+pub mod alert_webhooks;
+pub mod alerts_api;
 pub mod auth;
 pub mod config;
 pub mod context;
@@ -133,6 +137,7 @@ impl Server {
         engine.spawn_scheduler();
         engine.set_history_retention_days(config.metrics_retention_days);
         engine.spawn_history();
+        alert_webhooks::spawn(&engine);
         Ok(Server {
             listener,
             state: Arc::new(AppState {
