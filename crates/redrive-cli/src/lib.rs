@@ -11,11 +11,13 @@
 //! - [`report`]: the Markdown / JSON summary a person would write.
 //! - [`metrics`]: a queue's minute history from a Redrive server (`redrive metrics`).
 //! - [`transfer`]: NDJSON / CSV export and import.
+//! - [`alerts`]: alert rules, history and silences on a Redrive server (`redrive alerts`).
 //! - [`util`]: durations, timestamps, aligned tables, CSV.
 //!
 //! The binary parses flags with clap and turns them into the plans here; nothing in this
 //! crate deletes or moves messages.
 
+pub mod alerts;
 pub mod client;
 pub mod enrich;
 pub mod jq;

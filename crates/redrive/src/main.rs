@@ -2,6 +2,7 @@
 //! (`status`, `peek`, `stats`, `report`, `metrics`, `export`, `import`; see docs/cli.md) and
 //! the redrive commands (`move`, `replay`, `schedule`; see docs/redrive-cli.md).
 
+mod alerts_cmd;
 mod investigate;
 mod redrive_cmds;
 
@@ -52,6 +53,9 @@ enum Command {
     Replay(Box<redrive_cmds::ReplayArgs>),
     /// Recurring redrives kept by a Redrive server.
     Schedule(redrive_cmds::ScheduleArgs),
+    /// Alert rules kept and evaluated by a Redrive server: add, list, history, silence,
+    /// unsilence, remove.
+    Alerts(alerts_cmd::AlertsArgs),
     /// Check every stored record of a data directory offline (checksums and encoding) without
     /// changing it; exits 1 if any record failed. The server must not be running on it.
     Verify(VerifyArgs),
@@ -359,6 +363,7 @@ fn main() -> std::process::ExitCode {
             Command::Move(a) => redrive_cmds::run_move(a).await,
             Command::Replay(a) => redrive_cmds::run_replay(*a).await,
             Command::Schedule(a) => redrive_cmds::run_schedule(a).await,
+            Command::Alerts(a) => alerts_cmd::run_alerts(a).await,
             Command::Verify(a) => verify(&a),
         }
     });
