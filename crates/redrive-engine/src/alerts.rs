@@ -811,7 +811,10 @@ impl Engine {
                 .url
                 .strip_prefix("http://")
                 .or_else(|| w.url.strip_prefix("https://"));
-            if w.url.len() > 2048 || rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+            if w.url.len() > 2048
+                || w.url.chars().any(|c| c.is_whitespace() || c.is_control())
+                || rest.is_none_or(|r| r.is_empty() || r.starts_with('/'))
+            {
                 return Err(SqsError::invalid_value(
                     "webhooks.url",
                     &w.url,

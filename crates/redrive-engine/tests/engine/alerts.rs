@@ -356,6 +356,13 @@ async fn bad_rules_and_silences_are_refused_and_nothing_is_added() {
             }],
             ..rule("x", "q", Condition::Age { seconds: 1 })
         },
+        AlertRuleRequest {
+            webhooks: vec![Webhook {
+                url: "http://host/a b".into(),
+                format: WebhookFormat::Json,
+            }],
+            ..rule("x", "q", Condition::Age { seconds: 1 })
+        },
     ];
     for r in bad {
         assert!(h.engine.add_alert_rule(&h.ctx, r).await.is_err());

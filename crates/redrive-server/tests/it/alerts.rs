@@ -271,7 +271,7 @@ async fn one_alarm_and_one_ok_per_episode_with_retries_and_silences() {
     }
     let r = tick(&engine, &clock).await;
     assert_eq!(r.notifications, 2);
-    let mut resolved = vec![rcv.next().await, rcv.next().await];
+    let mut resolved = [rcv.next().await, rcv.next().await];
     resolved.sort_by(|a, b| a.hook.cmp(&b.hook));
     assert_eq!(resolved[0].body["event"], "OK");
     assert_eq!(resolved[0].body["status"], "resolved");
