@@ -1,7 +1,9 @@
 //! Alerts over HTTP with a real webhook receiver (an axum listener in the test): exactly one
 //! ALARM and one OK per episode on both a generic-JSON and a Slack webhook, retries after the
 //! receiver answers 500, nothing after a silence (while the transition is still recorded), and
-//! AWS-shaped errors for bad input that change nothing. Minutes are driven by a manual clock.
+//! AWS-shaped errors for bad input that change nothing, and a restart on a redb file that keeps
+//! the state and the outbox (a failed delivery is retried by the new process, once) and notifies
+//! nothing twice. Minutes are driven by a manual clock.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -370,4 +372,147 @@ async fn bad_alert_requests_get_aws_shaped_errors_and_change_nothing() {
     assert_eq!(rules["rules"], json!([]));
     let (_, silences) = call(&ts, "GET", "/_redrive/v1/alerts/silences", None).await;
     assert_eq!(silences["silences"], json!([]));
+}
+
+#[tokio::test]
+async fn a_restart_on_redb_keeps_state_and_outbox_and_sends_nothing_twice() {
+    use redrive_store::{DurabilityMode, RedbStore};
+
+    let mut rcv = receiver(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(M0));
+    let open = |clock: Arc<ManualClock>| {
+        let store = Arc::new(RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap());
+        let engine = Arc::new(Engine::open(EngineConfig::default(), store.clone(), clock));
+        (engine, store)
+    };
+    /// Serves `engine` until the returned sender fires; its base URL.
+    async fn serve(
+        engine: Arc<Engine>,
+    ) -> (
+        String,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let server = Server::bind_with_engine(
+            ServerConfig {
+                port: 0,
+                ..Default::default()
+            },
+            engine,
+        )
+        .await
+        .unwrap();
+        let base = format!("http://{}", server.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            let _ = server
+                .serve(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        (base, stop, handle)
+    }
+
+    let (engine, store) = open(clock.clone());
+    let (base, stop, handle) = serve(engine.clone()).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/_redrive/v1/alerts/rules"))
+        .body(
+            json!({
+            "name": "r",
+            "queue": "r-dlq",
+            "condition": {"kind": "depth", "threshold": 1, "minutes": 1},
+            "webhooks": [{"url": format!("{}/hooks/json", rcv.base)}],
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    engine
+        .create_queue(
+            &redrive_engine::RequestContext {
+                region: REGION.into(),
+                base_url: base.clone(),
+            },
+            redrive_core::api::CreateQueueInput {
+                queue_name: "r-dlq".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let url = format!("{base}/{ACCOUNT}/r-dlq");
+    let ctx = redrive_engine::RequestContext {
+        region: REGION.into(),
+        base_url: base.clone(),
+    };
+    engine
+        .send_message(
+            &ctx,
+            redrive_core::api::SendMessageInput {
+                queue_url: url.clone(),
+                message_body: Some("x".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    tick(&engine, &clock).await;
+    // The first attempt fails (500) and is recorded for a retry in 1 s.
+    let first = rcv.next().await;
+    assert_eq!(first.answered, 500);
+    let _ = advance_to_retry_recorded(&engine, &first.notification_id).await;
+
+    // "Restart": stop serving and close the file. The old engine object lingers in this test
+    // process (its background tasks hold it), so it keeps its own clock, frozen: nothing of
+    // it falls due again, as nothing would in a dead process.
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+    drop(engine);
+    store.shutdown();
+    drop(store);
+    let clock = Arc::new(ManualClock::new(redrive_engine::Clock::now_ms(&*clock)));
+
+    let (engine, _store) = open(clock.clone());
+    let rules = engine.alert_rules();
+    assert_eq!(
+        rules[0].states[0].state,
+        redrive_engine::alerts::AlarmState::Alarm
+    );
+    assert_eq!(engine.alert_history(None, None, 10).len(), 1);
+    let pending = engine.pending_alert_notifications();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].attempts, 1);
+    let (_base2, _stop2, _handle2) = serve(engine.clone()).await;
+    // The retry falls due on the new process and is delivered once.
+    clock.advance_ms(1_000);
+    let second = rcv.next().await;
+    assert_eq!(
+        (second.answered, second.notification_id.as_str()),
+        (200, first.notification_id.as_str())
+    );
+    outbox_drained(&engine).await;
+    // Still ALARM after the restart: no new transition, nothing queued.
+    let r = tick(&engine, &clock).await;
+    assert!(r.transitions.is_empty() && r.notifications == 0, "{r:?}");
+    assert!(rcv.rx.try_recv().is_err());
+}
+
+/// Waits until notification `id` has a failure recorded (back in the outbox for a retry).
+async fn advance_to_retry_recorded(engine: &Engine, id: &str) -> u64 {
+    for _ in 0..600 {
+        if let Some(n) = engine
+            .pending_alert_notifications()
+            .into_iter()
+            .find(|n| n.id == id && n.attempts >= 1)
+        {
+            return n.next_attempt_ms;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("failure of {id} never recorded");
 }
