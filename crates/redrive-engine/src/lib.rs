@@ -8,6 +8,8 @@
 //! - [`store`]: the persistence boundary ([`Store`], [`Mutation`], [`MemoryStore`]).
 //! - [`clock`]: injectable time.
 //! - [`receipt`]: receipt-handle codec.
+//! - [`history`]: the minute history; [`alerts`]: alert rules evaluated over it, their
+//!   states, transitions, silences and the webhook outbox.
 //!
 //! Long polling: each queue has a [`tokio::sync::Notify`]; a receive that finds nothing waits
 //! for a send or for the queue's next timer, whichever comes first (no background sweeper).
