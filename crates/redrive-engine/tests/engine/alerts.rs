@@ -541,3 +541,43 @@ async fn failed_deliveries_back_off_exponentially() {
     }
     assert!(h.engine.pending_alert_notifications().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_history_task_evaluates_right_after_each_minute_write() {
+    let h = H::new();
+    let q = h.create("bg-dlq", &[]).await;
+    h.engine
+        .add_alert_rule(
+            &h.ctx,
+            rule(
+                "bg",
+                "bg-dlq",
+                Condition::Depth {
+                    threshold: 1,
+                    minutes: 1,
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    h.send(&q, "x").await;
+    h.engine.spawn_history();
+    // Let the task compute its wait (to the next minute boundary) before the clock moves.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    // The engine clock crosses the minute; tokio's paused clock lets the task's sleep end.
+    let now = h.engine.clock_now_ms();
+    h.advance_ms(MIN - now % MIN + 1_000);
+    tokio::time::sleep(std::time::Duration::from_millis(MIN - now % MIN + 1_000)).await;
+    for _ in 0..1000 {
+        if !h.engine.alert_history(Some("bg"), None, 10).is_empty() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let hist = h.engine.alert_history(Some("bg"), None, 10);
+    assert_eq!(hist.len(), 1, "evaluated by the background task");
+    assert_eq!(hist[0].new_state, AlarmState::Alarm);
+    assert_eq!(h.engine.pending_alert_notifications().len(), 1);
+}
