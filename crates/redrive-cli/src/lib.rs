@@ -12,11 +12,13 @@
 //! - [`metrics`]: a queue's minute history from a Redrive server (`redrive metrics`).
 //! - [`cloudwatch`]: the same minute table from CloudWatch's `GetMetricData` (AWS).
 //! - [`transfer`]: NDJSON / CSV export and import.
+//! - [`alerts`]: alert rules, history and silences on a Redrive server (`redrive alerts`).
 //! - [`util`]: durations, timestamps, aligned tables, CSV.
 //!
 //! The binary parses flags with clap and turns them into the plans here; nothing in this
 //! crate deletes or moves messages.
 
+pub mod alerts;
 pub mod client;
 pub mod cloudwatch;
 pub mod enrich;

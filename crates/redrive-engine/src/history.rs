@@ -162,7 +162,7 @@ fn read_counters(c: &QueueCounters) -> [u64; 10] {
 }
 
 /// Days since 1970-01-01 → (year, month, day) (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -583,6 +583,7 @@ impl Engine {
                 tokio::time::sleep(Duration::from_millis(wait + 50)).await;
                 let Some(e) = engine.upgrade() else { return };
                 e.flush_history().await;
+                e.evaluate_alerts().await;
             }
         });
     }

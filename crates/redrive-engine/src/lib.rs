@@ -8,10 +8,13 @@
 //! - [`store`]: the persistence boundary ([`Store`], [`Mutation`], [`MemoryStore`]).
 //! - [`clock`]: injectable time.
 //! - [`receipt`]: receipt-handle codec.
+//! - [`history`]: the minute history; [`alerts`]: alert rules evaluated over it, their
+//!   states, transitions, silences and the webhook outbox.
 //!
 //! Long polling: each queue has a [`tokio::sync::Notify`]; a receive that finds nothing waits
 //! for a send or for the queue's next timer, whichever comes first (no background sweeper).
 
+pub mod alerts;
 pub mod browse;
 pub mod clock;
 pub mod history;
@@ -146,6 +149,8 @@ pub struct Engine {
     history: Mutex<history::History>,
     /// One minute-history write at a time (queue locks are taken under it).
     history_flush: Mutex<()>,
+    /// Alert rules, states, transitions, silences and the notification outbox (see [`alerts`]).
+    alerts: alerts::AlertBook,
 }
 
 /// Everything [`Engine`] rebuilds from a [`store::Snapshot`].
@@ -186,6 +191,7 @@ impl Engine {
         let synced_failures = store.write_failures();
         let quarantined_total = snapshot.quarantined_total;
         let history = history::History::from_documents(&snapshot.documents, clock.now_ms());
+        let alerts = alerts::AlertBook::from_documents(&snapshot.documents);
         let built = Self::rebuild(snapshot, clock.now_ms());
         if !built.stale.is_empty() {
             let _ = store.submit(built.stale);
@@ -206,6 +212,7 @@ impl Engine {
             quarantined_total: AtomicU64::new(quarantined_total),
             history: Mutex::new(history),
             history_flush: Mutex::new(()),
+            alerts,
         }
     }
 
@@ -342,6 +349,7 @@ impl Engine {
         let now = self.now_ms();
         self.quarantined_total
             .store(snapshot.quarantined_total, Ordering::SeqCst);
+        self.alerts.reload(&snapshot.documents);
         let mut built = Self::rebuild(snapshot, now);
         let mut kept = HashMap::new();
         for (key, fresh) in built.registry.queues.drain() {

@@ -69,7 +69,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/_aws/sqs/messages/{region}/{account}/{queue}",
             get(crate::localstack::messages_of),
-        );
+        )
+        .merge(crate::alerts_api::routes());
     if state.config.enable_reset_api {
         extensions = extensions.route("/moto-api/reset", post(handle_reset));
         extensions = crate::test_api::routes(extensions, &state);

@@ -12,9 +12,13 @@
 //! - [`history_api`]: `/_redrive/v1/queues/{name}/metrics`, the per-minute history.
 //! - [`cloudwatch`]: CloudWatch's `GetMetricData`/`GetMetricStatistics`/`ListMetrics` over it.
 //! - [`test_api`]: test-only hooks behind `--enable-reset-api` (history flush, shifted clock).
+//! - [`alerts_api`]: `/_redrive/v1/alerts/…` (rules, history, silences, outbox);
+//!   [`alert_webhooks`]: the deliverer of alert notifications.
 //!
 //! [`Request`]: redrive_core::api::Request
 
+pub mod alert_webhooks;
+pub mod alerts_api;
 pub mod auth;
 pub mod cloudwatch;
 pub mod config;
@@ -143,6 +147,7 @@ impl Server {
         engine.spawn_scheduler();
         engine.set_history_retention_days(config.metrics_retention_days);
         engine.spawn_history();
+        alert_webhooks::spawn(&engine);
         Ok(Server {
             listener,
             state: Arc::new(AppState {

@@ -2,6 +2,7 @@
 //! (`status`, `peek`, `stats`, `report`, `metrics`, `export`, `import`; see docs/cli.md) and
 //! the redrive commands (`move`, `replay`, `schedule`; see docs/redrive-cli.md).
 
+mod alerts_cmd;
 mod investigate;
 mod redrive_cmds;
 
@@ -63,6 +64,9 @@ enum Command {
     /// Queue files: `check` one, or `import-elasticmq` an ElasticMQ config into one.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Alert rules kept and evaluated by a Redrive server: add, list, history, silence,
+    /// unsilence, remove.
+    Alerts(alerts_cmd::AlertsArgs),
     /// Check every stored record of a data directory offline (checksums and encoding) without
     /// changing it; exits 1 if any record failed. The server must not be running on it.
     Verify(VerifyArgs),
@@ -498,6 +502,7 @@ fn main() -> std::process::ExitCode {
                 });
                 health(&endpoint).await
             }
+            Command::Alerts(a) => alerts_cmd::run_alerts(a).await,
             Command::Verify(a) => verify(&a),
         }
     });

@@ -17,7 +17,11 @@
 //! - `history`: minute history (manual clock): exact per-minute sums and gauge samples,
 //!   retention by whole days, a reopen that keeps history without double counting.
 //! - `long_poll`: `WaitTimeSeconds` with the real runtime and the system clock.
+//! - `alerts`: alert rules over the minute history (manual clock): each rule kind,
+//!   INSUFFICIENT_DATA before data, residue/growth and pre-existing-backlog texts, one ALARM and
+//!   one OK per episode, silences, backoff, bad input, and a redb reopen.
 
+mod alerts;
 mod common;
 mod concurrency;
 mod dlq;

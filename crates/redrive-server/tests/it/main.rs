@@ -2,6 +2,7 @@
 //! it over HTTP, through the AWS SDK (JSON protocol) or raw requests (Query protocol, malformed
 //! input).
 
+mod alerts;
 mod attribute_fidelity;
 mod attributes;
 mod auth;

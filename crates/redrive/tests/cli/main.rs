@@ -14,6 +14,7 @@
 //! - `replay`: `replay` (client-side and server-side paths, moto), `move`, `schedule`.
 //! - `verify`: `redrive verify` on a clean and on a damaged data directory.
 
+mod alerts;
 mod crash;
 mod full_disk;
 mod harness;
