@@ -12,9 +12,11 @@ use crate::Progress;
 use crate::client::Conn;
 use crate::enrich::Mapping;
 use crate::jq::GroupBy;
+use crate::metrics::{MetricsPlan, MetricsSource, MetricsTable, metrics};
 use crate::source::Source;
 use crate::stats::{Bucket, Stats};
 use crate::status::{Status, StatusPlan, Verdict, status};
+use crate::util::format_ts;
 
 pub struct ReportPlan {
     pub queue: String,
@@ -35,8 +37,78 @@ pub struct Report {
     pub status: Status,
     pub stats: Value,
     pub next_steps: Vec<String>,
+    /// Per-minute Sent/Received/Deleted/NotVisible around the dominant sent minute, for the
+    /// source queue(s) and the DLQ (from the server's history or CloudWatch).
+    pub burst_window: Vec<MetricsTable>,
+    /// Why the burst window is missing or partial, if it is.
+    pub burst_window_note: Option<String>,
     #[serde(skip)]
     pub warning: Option<String>,
+}
+
+/// Minutes shown before and after the burst minute.
+const WINDOW_BEFORE_MIN: u64 = 5;
+const WINDOW_AFTER_MIN: u64 = 10;
+
+/// Reads the minute series of `queues` around `burst_ms` (the dominant sent minute). A queue
+/// whose series cannot be read is left out and the reason returned.
+async fn burst_window(
+    conn: &Conn,
+    queues: &[String],
+    burst_ms: u64,
+) -> (Vec<MetricsTable>, Option<String>) {
+    let since = burst_ms.saturating_sub(WINDOW_BEFORE_MIN * 60_000);
+    let until = burst_ms + (WINDOW_AFTER_MIN + 1) * 60_000;
+    let mut tables = Vec::new();
+    let mut notes = Vec::new();
+    for q in queues {
+        let plan = MetricsPlan {
+            queue: q.clone(),
+            since: format_ts(since as i64),
+            until: Some(format_ts(until as i64)),
+            period_secs: 60,
+            source: MetricsSource::Auto,
+        };
+        match metrics(conn, &plan).await {
+            Ok(t) => tables.push(t),
+            Err(e) => notes.push(format!("{q}: {e:#}")),
+        }
+    }
+    let note =
+        (!notes.is_empty()).then(|| format!("minute history not read: {}", notes.join("; ")));
+    (tables, note)
+}
+
+/// What the burst minute's row says, in the seed's words. Pure.
+pub fn burst_reading(t: &MetricsTable, burst_ms: u64) -> Option<String> {
+    let row = t.rows.iter().find(|r| r.timestamp == burst_ms)?;
+    let before: Vec<&crate::metrics::MetricsRow> =
+        t.rows.iter().filter(|r| r.timestamp < burst_ms).collect();
+    let usual_sent = before.iter().map(|r| r.sent).max().unwrap_or(0);
+    let mut parts = vec![format!(
+        "{}: {} sent, {} received, {} deleted in the burst minute",
+        t.queue, row.sent, row.received, row.deleted
+    )];
+    if row.sent >= 10 && row.sent > 3 * usual_sent.max(1) {
+        parts.push(format!(
+            "sends spiked (at most {usual_sent} per minute in the {WINDOW_BEFORE_MIN} minutes before)"
+        ));
+    }
+    if row.received > 0 && row.deleted * 2 < row.received {
+        parts.push("far fewer deletes than receives: the consumer failed on most of them".into());
+    }
+    let after: Vec<&crate::metrics::MetricsRow> =
+        t.rows.iter().filter(|r| r.timestamp > burst_ms).collect();
+    if row.not_visible > 0
+        && after
+            .iter()
+            .take(3)
+            .all(|r| r.not_visible >= row.not_visible / 2)
+        && !after.is_empty()
+    {
+        parts.push("NotVisible jumped and stayed high: messages held in flight and retried".into());
+    }
+    Some(parts.join("; "))
 }
 
 /// Runs `status` and a `stats` scan of the DLQ (or of the queue itself when it has none).
@@ -76,11 +148,28 @@ pub async fn report(conn: &Conn, plan: ReportPlan) -> Result<Report> {
     let stats_json = stats.to_json(&target.name, &scan, plan.top);
     let max_receive = st.queues.iter().find_map(|q| q.max_receive_count);
     let next_steps = next_steps(&st, &stats_json, max_receive);
+    let burst_ms = stats.burst_minute_ms();
+    let (burst_window, burst_window_note) = match burst_ms {
+        Some(ms) => {
+            // The source queue(s) first (where the burst was sent and received), then the DLQ.
+            let mut queues: Vec<String> = st
+                .queues
+                .iter()
+                .filter(|q| q.name != target.name)
+                .map(|q| q.name.clone())
+                .collect();
+            queues.push(target.name.clone());
+            burst_window(conn, &queues, ms).await
+        }
+        None => (Vec::new(), None),
+    };
     Ok(Report {
         queue: target.name,
         status: st,
         stats: stats_json,
         next_steps,
+        burst_window,
+        burst_window_note,
         warning,
     })
 }
@@ -267,6 +356,41 @@ impl Report {
         }
         if let Some(t) = &self.status.reading.newest_dead_lettered_at {
             md.push_str(&format!("- Newest dead letter: {t}\n"));
+        }
+        if !self.burst_window.is_empty() || self.burst_window_note.is_some() {
+            md.push_str("\n## Burst window (per minute)\n");
+        }
+        let burst_ms = self.stats["burst"]["minute"]
+            .as_str()
+            .and_then(|m| redrive_select::schedule::parse_instant(m, 0).ok())
+            .map(|ms| ms as u64);
+        for t in &self.burst_window {
+            md.push_str(&format!(
+                "\n### {}\n\n| minute | Sent | Received | Deleted | NotVisible | DLQ arrivals |\n|---|---:|---:|---:|---:|---:|\n",
+                md_escape(&t.queue)
+            ));
+            for r in &t.rows {
+                let mark = if Some(r.timestamp) == burst_ms {
+                    " ◀ burst"
+                } else {
+                    ""
+                };
+                md.push_str(&format!(
+                    "| {}{mark} | {} | {} | {} | {} | {} |\n",
+                    format_ts(r.timestamp as i64),
+                    r.sent,
+                    r.received,
+                    r.deleted,
+                    r.not_visible,
+                    r.dead_letter_arrivals
+                ));
+            }
+            if let Some(reading) = burst_ms.and_then(|ms| burst_reading(t, ms)) {
+                md.push_str(&format!("\n{reading}.\n"));
+            }
+        }
+        if let Some(n) = &self.burst_window_note {
+            md.push_str(&format!("\n({n})\n"));
         }
         md.push_str("\n## Retry evidence\n\n");
         let counts: Vec<String> = s["receiveCounts"]

@@ -198,6 +198,14 @@ impl Stats {
         }
     }
 
+    /// Start of the dominant sent minute, epoch ms.
+    pub fn burst_minute_ms(&self) -> Option<u64> {
+        self.minutes
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(&minute, _)| minute as u64 * 60_000)
+    }
+
     pub fn burst(&self) -> Option<Burst> {
         let (&minute, &count) = self
             .minutes

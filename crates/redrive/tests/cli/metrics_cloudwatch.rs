@@ -161,3 +161,152 @@ fn the_test_clock_needs_the_reset_api_and_a_time() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--test-clock-start"));
 }
+
+/// `redrive report` shows the minute series around the dominant sent minute (seed 000:
+/// "Sent/Received spike hard in one minute, Deleted much lower, NotVisible jumps and stays
+/// high"), for the source queue and the DLQ, from the server's minute history.
+#[tokio::test]
+async fn report_shows_the_burst_window_from_the_minute_history() {
+    let server = ServerProcess::start(
+        &[
+            "--in-memory",
+            "--enable-reset-api",
+            "--test-clock-start",
+            "2026-04-20T20:18:00Z",
+        ],
+        &[],
+    )
+    .await;
+    let endpoint = server.endpoint();
+    let sqs = server.client();
+    let http = reqwest::Client::new();
+    let post = |path: &'static str| {
+        let (http, endpoint) = (http.clone(), endpoint.clone());
+        async move {
+            let r = http.post(format!("{endpoint}{path}")).send().await.unwrap();
+            assert!(r.status().is_success(), "{path}: {}", r.status());
+        }
+    };
+    // A minute's counts are written when it has ended: move the clock on, then flush.
+    let next_minute = || async {
+        post("_redrive/v1/test/clock?advance=60").await;
+        post("_redrive/v1/test/history/flush").await;
+    };
+    let dlq = sqs.create_queue("burst-dlq", json!({})).await;
+    let dlq_arn = sqs.attr(&dlq, "QueueArn").await;
+    let src = sqs
+        .create_queue(
+            "burst-src",
+            json!({"RedrivePolicy": json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1}).to_string()}),
+        )
+        .await;
+    // Two quiet minutes, then the burst minute 20:20: 12 sends, all received, 2 deleted.
+    for _ in 0..2 {
+        sqs.call(
+            "SendMessage",
+            json!({"QueueUrl": src, "MessageBody": "{\"mall\":\"a\"}"}),
+        )
+        .await
+        .unwrap();
+        next_minute().await;
+    }
+    for i in 0..12 {
+        sqs.call(
+            "SendMessage",
+            json!({"QueueUrl": src, "MessageBody": format!("{{\"mall\":\"b\",\"n\":{i}}}")}),
+        )
+        .await
+        .unwrap();
+    }
+    let got = sqs.receive(&src, 10, 1, 0).await.unwrap();
+    let got2 = sqs.receive(&src, 10, 1, 0).await.unwrap();
+    assert_eq!(got.len() + got2.len(), 14);
+    for (_, handle) in got.iter().take(2) {
+        sqs.call(
+            "DeleteMessage",
+            json!({"QueueUrl": src, "ReceiptHandle": handle}),
+        )
+        .await
+        .unwrap();
+    }
+    // A minute later the visibility timeout has passed: the next receives move the rest
+    // to the DLQ (maxReceiveCount 1).
+    next_minute().await;
+    assert!(sqs.receive(&src, 10, 1, 0).await.unwrap().is_empty());
+    assert!(sqs.receive(&src, 10, 1, 0).await.unwrap().is_empty());
+    next_minute().await;
+
+    let out = Command::new(env!("CARGO_BIN_EXE_redrive"))
+        .args([
+            "report",
+            "burst-src",
+            "--format",
+            "json",
+            "--endpoint-url",
+            &endpoint,
+        ])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["stats"]["burst"]["minute"], "2026-04-20T20:20:00Z");
+    assert!(report["burstWindowNote"].is_null(), "{report}");
+    let windows = report["burstWindow"].as_array().unwrap();
+    let names: Vec<&str> = windows
+        .iter()
+        .map(|t| t["queue"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["burst-src", "burst-dlq"]);
+    let row = |t: &Value, minute: &str| {
+        let ms = redrive_minute_ms(minute);
+        t["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["timestamp"] == ms)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row {minute} in {t}"))
+    };
+    let burst = row(&windows[0], "20:20");
+    assert_eq!(burst["sent"], 12, "{}", windows[0]["rows"]);
+    assert_eq!(burst["received"], 14);
+    assert_eq!(burst["deleted"], 2);
+    assert_eq!(row(&windows[0], "20:18")["sent"], 1);
+    assert_eq!(
+        row(&windows[1], "20:21")["deadLetterArrivals"],
+        12,
+        "{}",
+        windows[1]["rows"]
+    );
+
+    let md = Command::new(env!("CARGO_BIN_EXE_redrive"))
+        .args(["report", "burst-src", "--endpoint-url", &endpoint])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    let md = String::from_utf8_lossy(&md.stdout);
+    assert!(md.contains("## Burst window (per minute)"), "{md}");
+    assert!(
+        md.contains("| 2026-04-20T20:20:00Z ◀ burst | 12 | 14 | 2 |"),
+        "{md}"
+    );
+    assert!(md.contains("far fewer deletes than receives"), "{md}");
+}
+
+/// Epoch ms of 2026-04-20 at `HH:MM` UTC.
+fn redrive_minute_ms(hh_mm: &str) -> u64 {
+    let (h, m) = hh_mm.split_once(':').unwrap();
+    // 2026-04-20T00:00:00Z
+    1_776_643_200_000 + (h.parse::<u64>().unwrap() * 60 + m.parse::<u64>().unwrap()) * 60_000
+}
