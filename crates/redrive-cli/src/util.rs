@@ -1,5 +1,6 @@
 //! Small pure helpers: durations, UTC timestamps, aligned tables, CSV (RFC 4180).
 
+use redrive_core::civil::civil_from_days;
 use std::time::Duration;
 
 /// Parses `500ms`, `30s`, `5m`, `2h`, `1d` (a bare number means seconds).
@@ -28,20 +29,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(format!("invalid duration `{s}` (units: ms, s, m, h, d)")),
     };
     Ok(Duration::from_millis(ms))
-}
-
-/// Days since 1970-01-01 → (year, month, day) (Howard Hinnant's civil_from_days).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Epoch milliseconds → `2026-04-20T20:15:07Z`.

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod arn;
 pub mod attributes;
+pub mod civil;
 pub mod digest;
 pub mod error;
 pub mod limits;
