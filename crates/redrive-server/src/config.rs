@@ -47,6 +47,9 @@ pub struct ServerConfig {
     pub queue_url_style: redrive_engine::QueueUrlStyle,
     /// Days of per-queue minute history kept in the store.
     pub metrics_retention_days: u32,
+    /// Per-request Prometheus observations and the minute history (with the alert evaluation
+    /// that follows each minute). Off: `/metrics` still serves the queue gauges and counters.
+    pub metrics_enabled: bool,
     /// Test suites only: the engine's clock runs from a given start and can be moved forward
     /// (`POST /_redrive/v1/test/clock`, with `enable_reset_api`).
     pub test_clock: Option<std::sync::Arc<crate::test_api::ShiftedClock>>,
@@ -99,6 +102,7 @@ impl Default for ServerConfig {
             http: HttpLimits::default(),
             queue_url_style: redrive_engine::QueueUrlStyle::Path,
             metrics_retention_days: redrive_engine::history::DEFAULT_RETENTION_DAYS,
+            metrics_enabled: true,
             test_clock: None,
         }
     }

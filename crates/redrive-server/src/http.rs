@@ -215,11 +215,13 @@ async fn handle_sqs(State(state): State<Arc<AppState>>, req: HttpRequest) -> Htt
         Err(e) => error_response(protocol, e, &request_id),
     };
     let status = response.status().as_u16();
-    state.metrics.observe(
-        action,
-        result.as_ref().err().map(|e| e.code.shape()),
-        started.elapsed(),
-    );
+    if state.config.metrics_enabled {
+        state.metrics.observe(
+            action,
+            result.as_ref().err().map(|e| e.code.shape()),
+            started.elapsed(),
+        );
+    }
     match &result {
         Err(e) if e.code.status() >= 500 => {
             tracing::error!(%action, status, code = e.code.query_code(), message = %e.message, "request failed");

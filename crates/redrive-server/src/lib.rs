@@ -146,7 +146,9 @@ impl Server {
         engine.resume_replays();
         engine.spawn_scheduler();
         engine.set_history_retention_days(config.metrics_retention_days);
-        engine.spawn_history();
+        if config.metrics_enabled {
+            engine.spawn_history();
+        }
         alert_webhooks::spawn(&engine);
         Ok(Server {
             listener,

@@ -304,6 +304,11 @@ struct ServeArgs {
     #[arg(long, env = "REDRIVE_METRICS_RETENTION_DAYS", default_value_t = 15,
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     metrics_retention_days: u32,
+    /// `on`: per-request Prometheus observations and the minute history (which CloudWatch's
+    /// API, `redrive metrics` and alert rules read). `off`: neither (for A/B benchmarks and
+    /// throwaway test servers); `/metrics` still serves queue gauges and counters.
+    #[arg(long, env = "REDRIVE_METRICS", value_parser = ["on", "off"], default_value = "on")]
+    metrics: String,
     /// Queues to create at start (TOML; see docs/queue-config.md): created if missing, existing
     /// queues are left as they are; a file with any error stops the start and changes nothing.
     #[arg(long, env = "REDRIVE_CONFIG")]
@@ -425,6 +430,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             max_connections: args.max_connections as usize,
         },
         metrics_retention_days: args.metrics_retention_days,
+        metrics_enabled: args.metrics == "on",
         test_clock: match &args.test_clock_start {
             None => None,
             Some(t) => {

@@ -332,3 +332,26 @@ async fn age_of_oldest_message_and_fifo_groups_in_flight() {
         0
     );
 }
+
+/// `--metrics off` (the A/B switch of the overhead benchmark): no per-request observations;
+/// the queue gauges and counters are still served. (That the history task is not spawned is
+/// one `if` in `Server::bind_with_engine`; its minute cadence makes it untestable here.)
+#[tokio::test]
+async fn metrics_off_skips_request_observations_and_history() {
+    let server = redrive_server::Server::bind(redrive_server::ServerConfig {
+        port: 0,
+        metrics_enabled: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let s = TestServer::from_server(server);
+    let url = s.create("quiet").await;
+    s.send(&url, "one").await;
+    let m = Metrics::scrape(&s).await;
+    assert_eq!(
+        m.get("redrive_requests_total", &[("action", "SendMessage")]),
+        0.0
+    );
+    assert_eq!(m.queue("sqs_queue_messages_visible", "quiet"), 1);
+}
