@@ -330,3 +330,62 @@ mod tests {
         assert!(plan("yesterday-ish", 60).validate().is_err());
     }
 }
+
+/// Minutes shown before and after the burst minute.
+pub const WINDOW_BEFORE_MIN: u64 = 5;
+pub const WINDOW_AFTER_MIN: u64 = 10;
+
+/// Reads the minute series of `queues` around `burst_ms` (a burst minute, epoch ms). A queue
+/// whose series cannot be read is left out and the reason returned.
+pub async fn window_around(
+    conn: &Conn,
+    queues: &[String],
+    burst_ms: u64,
+) -> (Vec<MetricsTable>, Option<String>) {
+    let since = burst_ms.saturating_sub(WINDOW_BEFORE_MIN * 60_000);
+    let until = burst_ms + (WINDOW_AFTER_MIN + 1) * 60_000;
+    let mut tables = Vec::new();
+    let mut notes = Vec::new();
+    for q in queues {
+        let plan = MetricsPlan {
+            queue: q.clone(),
+            since: format_ts(since as i64),
+            until: Some(format_ts(until as i64)),
+            period_secs: 60,
+            source: MetricsSource::Auto,
+        };
+        match metrics(conn, &plan).await {
+            Ok(t) => tables.push(t),
+            Err(e) => notes.push(format!("{q}: {e:#}")),
+        }
+    }
+    let note =
+        (!notes.is_empty()).then(|| format!("minute history not read: {}", notes.join("; ")));
+    (tables, note)
+}
+
+/// The minute with the most dead-letter arrivals in the DLQ's last `hours` of history, if any
+/// message arrived (epoch ms).
+pub async fn dominant_dead_letter_minute(
+    conn: &Conn,
+    dlq: &str,
+    hours: u64,
+) -> Result<Option<u64>> {
+    let plan = MetricsPlan {
+        queue: dlq.to_string(),
+        since: format!("{hours}h"),
+        until: None,
+        period_secs: 60,
+        source: MetricsSource::Auto,
+    };
+    let t = metrics(conn, &plan).await?;
+    Ok(t.rows
+        .iter()
+        .filter(|r| r.dead_letter_arrivals > 0)
+        .max_by(|a, b| {
+            a.dead_letter_arrivals
+                .cmp(&b.dead_letter_arrivals)
+                .then(b.timestamp.cmp(&a.timestamp))
+        })
+        .map(|r| r.timestamp))
+}

@@ -12,7 +12,7 @@ use crate::Progress;
 use crate::client::Conn;
 use crate::enrich::Mapping;
 use crate::jq::GroupBy;
-use crate::metrics::{MetricsPlan, MetricsSource, MetricsTable, metrics};
+use crate::metrics::{MetricsTable, WINDOW_BEFORE_MIN};
 use crate::source::Source;
 use crate::stats::{Bucket, Stats};
 use crate::status::{Status, StatusPlan, Verdict, status};
@@ -44,39 +44,6 @@ pub struct Report {
     pub burst_window_note: Option<String>,
     #[serde(skip)]
     pub warning: Option<String>,
-}
-
-/// Minutes shown before and after the burst minute.
-const WINDOW_BEFORE_MIN: u64 = 5;
-const WINDOW_AFTER_MIN: u64 = 10;
-
-/// Reads the minute series of `queues` around `burst_ms` (the dominant sent minute). A queue
-/// whose series cannot be read is left out and the reason returned.
-async fn burst_window(
-    conn: &Conn,
-    queues: &[String],
-    burst_ms: u64,
-) -> (Vec<MetricsTable>, Option<String>) {
-    let since = burst_ms.saturating_sub(WINDOW_BEFORE_MIN * 60_000);
-    let until = burst_ms + (WINDOW_AFTER_MIN + 1) * 60_000;
-    let mut tables = Vec::new();
-    let mut notes = Vec::new();
-    for q in queues {
-        let plan = MetricsPlan {
-            queue: q.clone(),
-            since: format_ts(since as i64),
-            until: Some(format_ts(until as i64)),
-            period_secs: 60,
-            source: MetricsSource::Auto,
-        };
-        match metrics(conn, &plan).await {
-            Ok(t) => tables.push(t),
-            Err(e) => notes.push(format!("{q}: {e:#}")),
-        }
-    }
-    let note =
-        (!notes.is_empty()).then(|| format!("minute history not read: {}", notes.join("; ")));
-    (tables, note)
 }
 
 /// What the burst minute's row says, in the seed's words. Pure.
@@ -159,7 +126,7 @@ pub async fn report(conn: &Conn, plan: ReportPlan) -> Result<Report> {
                 .map(|q| q.name.clone())
                 .collect();
             queues.push(target.name.clone());
-            burst_window(conn, &queues, ms).await
+            crate::metrics::window_around(conn, &queues, ms).await
         }
         None => (Vec::new(), None),
     };

@@ -69,6 +69,49 @@ pub struct WatchResult {
 pub struct Status {
     pub queues: Vec<QueueState>,
     pub reading: Reading,
+    /// The minute with the most dead-letter arrivals in the last 24 h (see
+    /// [`add_burst_window`]), epoch ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter_minute: Option<u64>,
+    /// Per-minute series of the sources and the DLQ around that minute.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub burst_window: Vec<crate::metrics::MetricsTable>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burst_window_note: Option<String>,
+}
+
+/// Hours of DLQ history searched for the dominant dead-letter minute.
+const DEAD_LETTER_SEARCH_HOURS: u64 = 24;
+
+/// Adds the burst window to a status: the DLQ's dominant dead-letter minute of the last 24 h
+/// (from its minute history, or CloudWatch on AWS) and the sources' and DLQ's minute series
+/// around it. A history that cannot be read leaves a note, never an error.
+pub async fn add_burst_window(conn: &Conn, st: &mut Status) {
+    let Some(dlq) = st
+        .queues
+        .iter()
+        .find(|q| q.role == "dlq")
+        .map(|q| q.name.clone())
+    else {
+        return;
+    };
+    match crate::metrics::dominant_dead_letter_minute(conn, &dlq, DEAD_LETTER_SEARCH_HOURS).await {
+        Ok(Some(minute)) => {
+            let mut queues: Vec<String> = st
+                .queues
+                .iter()
+                .filter(|q| q.name != dlq)
+                .map(|q| q.name.clone())
+                .collect();
+            queues.push(dlq);
+            let (tables, note) = crate::metrics::window_around(conn, &queues, minute).await;
+            st.dead_letter_minute = Some(minute);
+            st.burst_window = tables;
+            st.burst_window_note = note;
+        }
+        Ok(None) => {}
+        Err(e) => st.burst_window_note = Some(format!("minute history not read: {e:#}")),
+    }
 }
 
 fn arn_name(arn: &str) -> String {
@@ -175,6 +218,9 @@ pub async fn status(conn: &Conn, plan: &StatusPlan) -> Result<Status> {
                 newest_dead_lettered_at: None,
                 watch: None,
             },
+            dead_letter_minute: None,
+            burst_window: Vec::new(),
+            burst_window_note: None,
         });
     }
     let dlq = dlq.expect("set above");
@@ -199,7 +245,13 @@ pub async fn status(conn: &Conn, plan: &StatusPlan) -> Result<Status> {
     let reading = read_evidence(&dlq, &sources, newest, watch.clone(), plan.recent, now_ms());
     let mut queues = sources;
     queues.push(dlq);
-    Ok(Status { queues, reading })
+    Ok(Status {
+        queues,
+        reading,
+        dead_letter_minute: None,
+        burst_window: Vec::new(),
+        burst_window_note: None,
+    })
 }
 
 async fn watch(
@@ -412,6 +464,41 @@ impl Status {
         out.push('\n');
         out.push_str(&self.reading.explanation);
         out.push('\n');
+        if let Some(minute) = self.dead_letter_minute {
+            out.push_str(&format!(
+                "\nMost dead letters of the last {DEAD_LETTER_SEARCH_HOURS} h arrived in the minute {}; per minute around it:\n",
+                format_ts(minute as i64)
+            ));
+            for t in &self.burst_window {
+                let rows: Vec<Vec<String>> = t
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        let mark = if r.timestamp == minute { " ◀" } else { "" };
+                        vec![
+                            format!("{}{mark}", format_ts(r.timestamp as i64)),
+                            r.sent.to_string(),
+                            r.received.to_string(),
+                            r.deleted.to_string(),
+                            r.not_visible.to_string(),
+                            r.dead_letter_arrivals.to_string(),
+                        ]
+                    })
+                    .collect();
+                out.push_str(&format!("\n{}\n", t.queue));
+                out.push_str(&render_table(
+                    &[
+                        "minute",
+                        "Sent",
+                        "Received",
+                        "Deleted",
+                        "NotVisible",
+                        "DLQ arrivals",
+                    ],
+                    &rows,
+                ));
+            }
+        }
         out
     }
 }
@@ -501,6 +588,9 @@ mod tests {
         let st = Status {
             queues: vec![src, dlq],
             reading: read_evidence(&q(5), &[q(2)], None, None, RECENT, 0),
+            dead_letter_minute: None,
+            burst_window: Vec::new(),
+            burst_window_note: None,
         };
         let lines: Vec<Value> = st
             .to_ndjson()

@@ -306,7 +306,7 @@ async fn progress_for(src: &Source, label: &'static str, limit: usize) -> Progre
 
 pub async fn run_status(a: StatusArgs) -> Result<()> {
     let conn = a.conn.connect().await?;
-    let st = status(
+    let mut st = status(
         &conn,
         &StatusPlan {
             queue: a.queue,
@@ -315,6 +315,9 @@ pub async fn run_status(a: StatusArgs) -> Result<()> {
         },
     )
     .await?;
+    if matches!(a.format, Format::Json | Format::Table) {
+        redrive_cli::status::add_burst_window(&conn, &mut st).await;
+    }
     match a.format {
         Format::Json => print_json(&st),
         Format::Ndjson => emit(&st.to_ndjson()),

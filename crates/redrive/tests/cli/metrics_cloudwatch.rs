@@ -302,6 +302,39 @@ async fn report_shows_the_burst_window_from_the_minute_history() {
         "{md}"
     );
     assert!(md.contains("far fewer deletes than receives"), "{md}");
+
+    // `status` finds the dominant dead-letter minute in the DLQ's history by itself (no
+    // message scan) and shows the same window around it.
+    let out = Command::new(env!("CARGO_BIN_EXE_redrive"))
+        .args([
+            "status",
+            "burst-src",
+            "--format",
+            "json",
+            "--endpoint-url",
+            &endpoint,
+        ])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["deadLetterMinute"], redrive_minute_ms("20:21"), "{st}");
+    let names: Vec<&str> = st["burstWindow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["queue"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["burst-src", "burst-dlq"]);
+    assert_eq!(row(&st["burstWindow"][0], "20:20")["received"], 14);
 }
 
 /// Epoch ms of 2026-04-20 at `HH:MM` UTC.
