@@ -284,53 +284,6 @@ fn escape(s: &str) -> String {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn rows_take_sums_of_counters_and_maxima_of_gauges() {
-        let p = |ts: u64, sum: f64, max: f64| json!({"timestamp": ts, "Sum": sum, "Maximum": max});
-        let v = json!({"metrics": [
-            {"name": "NumberOfMessagesSent", "points": [p(0, 5.0, 3.0), p(60_000, 1.0, 1.0)]},
-            {"name": "ApproximateNumberOfMessagesNotVisible", "points": [p(0, 7.0, 4.0)]},
-            {"name": "NumberOfDeadLetterArrivals", "points": [p(60_000, 2.0, 2.0)]},
-        ]});
-        let rows = rows_from(&v);
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].sent, 5);
-        assert_eq!(rows[0].not_visible, 4);
-        assert_eq!(rows[1].dead_letter_arrivals, 2);
-        let t = MetricsTable {
-            queue: "q".into(),
-            since: 0,
-            until: 120_000,
-            period: 60,
-            rows,
-            series: Value::Null,
-        };
-        let text = t.to_table();
-        assert!(text.contains("1970-01-01T00:01:00Z"), "{text}");
-        assert!(text.lines().nth(1).unwrap().starts_with("time"), "{text}");
-    }
-
-    #[test]
-    fn the_period_must_be_whole_minutes() {
-        let plan = |since: &str, period| MetricsPlan {
-            queue: "q".into(),
-            since: since.into(),
-            until: None,
-            period_secs: period,
-            source: MetricsSource::Auto,
-        };
-        assert!(plan("2h", 60).validate().is_ok());
-        assert!(plan("2h", 30).validate().is_err());
-        assert!(plan("2h", 90).validate().is_err());
-        assert!(plan("yesterday-ish", 60).validate().is_err());
-    }
-}
-
 /// Minutes shown before and after the burst minute.
 pub const WINDOW_BEFORE_MIN: u64 = 5;
 pub const WINDOW_AFTER_MIN: u64 = 10;
@@ -388,4 +341,51 @@ pub async fn dominant_dead_letter_minute(
                 .then(b.timestamp.cmp(&a.timestamp))
         })
         .map(|r| r.timestamp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rows_take_sums_of_counters_and_maxima_of_gauges() {
+        let p = |ts: u64, sum: f64, max: f64| json!({"timestamp": ts, "Sum": sum, "Maximum": max});
+        let v = json!({"metrics": [
+            {"name": "NumberOfMessagesSent", "points": [p(0, 5.0, 3.0), p(60_000, 1.0, 1.0)]},
+            {"name": "ApproximateNumberOfMessagesNotVisible", "points": [p(0, 7.0, 4.0)]},
+            {"name": "NumberOfDeadLetterArrivals", "points": [p(60_000, 2.0, 2.0)]},
+        ]});
+        let rows = rows_from(&v);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].sent, 5);
+        assert_eq!(rows[0].not_visible, 4);
+        assert_eq!(rows[1].dead_letter_arrivals, 2);
+        let t = MetricsTable {
+            queue: "q".into(),
+            since: 0,
+            until: 120_000,
+            period: 60,
+            rows,
+            series: Value::Null,
+        };
+        let text = t.to_table();
+        assert!(text.contains("1970-01-01T00:01:00Z"), "{text}");
+        assert!(text.lines().nth(1).unwrap().starts_with("time"), "{text}");
+    }
+
+    #[test]
+    fn the_period_must_be_whole_minutes() {
+        let plan = |since: &str, period| MetricsPlan {
+            queue: "q".into(),
+            since: since.into(),
+            until: None,
+            period_secs: period,
+            source: MetricsSource::Auto,
+        };
+        assert!(plan("2h", 60).validate().is_ok());
+        assert!(plan("2h", 30).validate().is_err());
+        assert!(plan("2h", 90).validate().is_err());
+        assert!(plan("yesterday-ish", 60).validate().is_err());
+    }
 }
