@@ -129,6 +129,7 @@ mod limiter;
 mod message;
 pub mod metrics_names;
 mod outcome;
+mod shared_limiter;
 mod sqs;
 mod stats;
 mod worker;
@@ -146,5 +147,12 @@ pub use idempotency::{
 pub use limiter::{Admission, BoxFuture, Quota, TenantLimiter, TenantRateLimiter};
 pub use message::{KeySource, Message};
 pub use outcome::{Failure, Outcome};
+#[cfg(feature = "postgres")]
+pub use shared_limiter::PostgresTenantLimiter;
+#[cfg(feature = "redis")]
+pub use shared_limiter::RedisTenantLimiter;
+pub use shared_limiter::{LimiterStoreError, SharedLimiterConfig, StoreFallback};
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub use shared_limiter::{SharedTenantLimiter, limiter_from_url};
 pub use stats::{StatsHandle, WorkerStats};
 pub use worker::Worker;

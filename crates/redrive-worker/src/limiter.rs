@@ -72,6 +72,29 @@ impl Quota {
     pub fn interval(&self) -> Duration {
         self.interval
     }
+
+    /// Permits allowed back to back.
+    pub fn burst(&self) -> u32 {
+        self.burst
+    }
+
+    /// GCRA's tolerance: how far ahead of now the theoretical arrival time may run.
+    pub(crate) fn tolerance(&self) -> Duration {
+        self.interval * (self.burst - 1)
+    }
+}
+
+/// A default quota plus per-tenant overrides, shared by the limiter implementations.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct QuotaTable {
+    pub(crate) default_quota: Option<Quota>,
+    pub(crate) overrides: HashMap<String, Quota>,
+}
+
+impl QuotaTable {
+    pub(crate) fn quota_of(&self, tenant: &str) -> Option<Quota> {
+        self.overrides.get(tenant).copied().or(self.default_quota)
+    }
 }
 
 #[derive(Debug, Default)]
