@@ -119,8 +119,7 @@ struct TenantState {
 /// ```
 #[derive(Debug, Default)]
 pub struct TenantRateLimiter {
-    default_quota: Option<Quota>,
-    overrides: HashMap<String, Quota>,
+    quotas: QuotaTable,
     tenants: Mutex<HashMap<String, TenantState>>,
 }
 
@@ -128,7 +127,10 @@ impl TenantRateLimiter {
     /// Every tenant gets `quota` unless overridden.
     pub fn new(quota: Quota) -> TenantRateLimiter {
         TenantRateLimiter {
-            default_quota: Some(quota),
+            quotas: QuotaTable {
+                default_quota: Some(quota),
+                overrides: HashMap::new(),
+            },
             ..TenantRateLimiter::default()
         }
     }
@@ -144,17 +146,13 @@ impl TenantRateLimiter {
         tenant: impl Into<String>,
         quota: Quota,
     ) -> TenantRateLimiter {
-        self.overrides.insert(tenant.into(), quota);
+        self.quotas.overrides.insert(tenant.into(), quota);
         self
-    }
-
-    fn quota_of(&self, tenant: &str) -> Option<Quota> {
-        self.overrides.get(tenant).copied().or(self.default_quota)
     }
 
     /// The synchronous core of [`TenantLimiter::reserve`], at time `now`.
     pub fn reserve_at(&self, tenant: &str, max_wait: Duration, now: Instant) -> Admission {
-        let quota = self.quota_of(tenant);
+        let quota = self.quotas.quota_of(tenant);
         let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
         let state = tenants.entry(tenant.to_string()).or_default();
         let mut earliest = now;
@@ -163,8 +161,7 @@ impl TenantRateLimiter {
         }
         if let (Some(quota), Some(tat)) = (quota, state.theoretical_arrival) {
             // GCRA: a request at t conforms when t >= tat - (burst - 1) * interval.
-            let tolerance = quota.interval * (quota.burst - 1);
-            if let Some(allowed_from) = tat.checked_sub(tolerance) {
+            if let Some(allowed_from) = tat.checked_sub(quota.tolerance()) {
                 earliest = earliest.max(allowed_from);
             }
         }

@@ -6,6 +6,12 @@
 //! atomically by the store on the store's clock, so clock skew between worker hosts does not
 //! matter.
 
+// Without a store feature only the configuration types remain.
+#![cfg_attr(
+    not(any(feature = "redis", feature = "postgres")),
+    allow(dead_code, unused_imports)
+)]
+
 use std::collections::HashMap;
 use std::time::Duration;
 
