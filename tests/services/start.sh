@@ -20,6 +20,8 @@ PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# A previous run's services are stopped first (their data directory is reused).
+bash "$(dirname "${BASH_SOURCE[0]}")/stop.sh"
 mkdir -p "$SERVICES_DIR"
 chmod 755 "$SERVICES_DIR"
 
