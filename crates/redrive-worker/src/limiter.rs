@@ -23,9 +23,9 @@ pub enum Admission {
 /// runs the handler for a message of `tenant`, and [`pause`](Self::pause) when the handler
 /// reports [`Outcome::RateLimited`](crate::Outcome::RateLimited).
 ///
-/// Share one limiter (an `Arc`) between all workers of a process. To hold a quota across
-/// processes, implement this trait over a shared store (e.g. a Redis GCRA script); the
-/// in-memory [`TenantRateLimiter`] covers one process.
+/// Share one limiter (an `Arc`) between all workers of a process. The in-memory
+/// [`TenantRateLimiter`] covers one process; to hold a quota across processes use a shared
+/// limiter (`limiter_from_url`, cargo features `redis`/`postgres`).
 pub trait TenantLimiter: Send + Sync + 'static {
     /// Reserves the next permit of `tenant` if it is available within `max_wait`.
     fn reserve<'a>(&'a self, tenant: &'a str, max_wait: Duration) -> BoxFuture<'a, Admission>;

@@ -137,9 +137,9 @@ impl SharedLimiterConfig {
 
     /// `(interval, tolerance)` of `tenant` in microseconds; `(0, 0)` when unlimited.
     fn gcra_micros(&self, tenant: &str) -> (i64, i64) {
-        self.quotas.quota_of(tenant).map_or((0, 0), |q| {
-            (micros(q.interval()), micros(q.tolerance()))
-        })
+        self.quotas
+            .quota_of(tenant)
+            .map_or((0, 0), |q| (micros(q.interval()), micros(q.tolerance())))
     }
 }
 
@@ -199,7 +199,11 @@ impl SharedTenantLimiter {
     }
 
     /// Like [`TenantLimiter::pause`], but returns the store's error.
-    pub async fn try_pause(&self, tenant: &str, duration: Duration) -> Result<(), LimiterStoreError> {
+    pub async fn try_pause(
+        &self,
+        tenant: &str,
+        duration: Duration,
+    ) -> Result<(), LimiterStoreError> {
         match self {
             #[cfg(feature = "redis")]
             SharedTenantLimiter::Redis(l) => l.try_pause(tenant, duration).await,
@@ -383,7 +387,10 @@ return 1
 
         fn keys(&self, tenant: &str) -> (String, String) {
             let ns = &self.config.namespace;
-            (format!("{ns}:{{{tenant}}}:tat"), format!("{ns}:{{{tenant}}}:pause"))
+            (
+                format!("{ns}:{{{tenant}}}:tat"),
+                format!("{ns}:{{{tenant}}}:pause"),
+            )
         }
 
         /// [`TenantLimiter::reserve`] with the store's error instead of the fallback.
@@ -417,7 +424,9 @@ return 1
             duration: Duration,
         ) -> Result<(), LimiterStoreError> {
             let (_, pause_key) = self.keys(tenant);
-            let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX).max(1);
+            let millis = i64::try_from(duration.as_millis())
+                .unwrap_or(i64::MAX)
+                .max(1);
             let mut connection = self.connection.clone();
             with_timeout(self.config.op_timeout, async {
                 let _: i64 = self
@@ -509,7 +518,8 @@ mod postgres_store {
             })
             .await?;
             // $1 tenant, $2 interval µs, $3 tolerance µs, $4 max wait µs. `now` is read once.
-            let earliest = "GREATEST(e.now, l.paused_until, l.tat - $3::bigint * interval '1 microsecond')";
+            let earliest =
+                "GREATEST(e.now, l.paused_until, l.tat - $3::bigint * interval '1 microsecond')";
             let wait = format!("({earliest} - e.now)");
             let admitted = format!("({wait} <= $4::bigint * interval '1 microsecond')");
             let reserve_sql = format!(

@@ -157,7 +157,11 @@ async fn worker_process() {
         Arc::new(TenantRateLimiter::new(quota))
     } else {
         let config = SharedLimiterConfig::new(quota).with_namespace(var(ENV_NAMESPACE));
-        Arc::new(limiter_from_url(&limiter_url, config).await.expect("limiter store"))
+        Arc::new(
+            limiter_from_url(&limiter_url, config)
+                .await
+                .expect("limiter store"),
+        )
     };
     let handler = handler_fn(move |message: Message| {
         let cafe24 = cafe24.clone();

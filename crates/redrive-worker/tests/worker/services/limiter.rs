@@ -17,7 +17,9 @@ const MINUTE: Duration = Duration::from_secs(60);
 async fn two_clients(url: &str, config: SharedLimiterConfig) -> [SharedTenantLimiter; 2] {
     let config = config.with_namespace(fresh_namespace());
     [
-        limiter_from_url(url, config.clone()).await.expect("connect"),
+        limiter_from_url(url, config.clone())
+            .await
+            .expect("connect"),
         limiter_from_url(url, config).await.expect("connect"),
     ]
 }
@@ -31,7 +33,10 @@ fn wait_of(admission: Admission) -> Duration {
 /// One permit a minute: the second client finds the first one's reservation.
 async fn quota_is_shared(url: &str) {
     let [a, b] = two_clients(url, SharedLimiterConfig::new(Quota::per_minute(1))).await;
-    assert_eq!(a.reserve("mall", SECOND).await, Admission::Reserved(Duration::ZERO));
+    assert_eq!(
+        a.reserve("mall", SECOND).await,
+        Admission::Reserved(Duration::ZERO)
+    );
     let deferred = b.reserve("mall", SECOND).await;
     assert!(
         matches!(deferred, Admission::Defer(w) if w > 58 * SECOND && w <= MINUTE),
@@ -47,14 +52,24 @@ async fn quota_is_shared(url: &str) {
     let third = wait_of(a.reserve("mall", 10 * MINUTE).await);
     assert!(third > 118 * SECOND && third <= 2 * MINUTE, "{third:?}");
     // Another tenant has its own quota.
-    assert_eq!(b.reserve("other", SECOND).await, Admission::Reserved(Duration::ZERO));
+    assert_eq!(
+        b.reserve("other", SECOND).await,
+        Admission::Reserved(Duration::ZERO)
+    );
 }
 
 /// A burst of 3: three back to back across both clients, then spacing.
 async fn burst_is_shared(url: &str) {
-    let [a, b] = two_clients(url, SharedLimiterConfig::new(Quota::per_minute(1).with_burst(3))).await;
+    let [a, b] = two_clients(
+        url,
+        SharedLimiterConfig::new(Quota::per_minute(1).with_burst(3)),
+    )
+    .await;
     for limiter in [&a, &b, &a] {
-        assert_eq!(limiter.reserve("mall", SECOND).await, Admission::Reserved(Duration::ZERO));
+        assert_eq!(
+            limiter.reserve("mall", SECOND).await,
+            Admission::Reserved(Duration::ZERO)
+        );
     }
     assert!(matches!(b.reserve("mall", SECOND).await, Admission::Defer(w) if w > 58 * SECOND));
 }
@@ -74,9 +89,15 @@ async fn pause_is_shared(url: &str) {
     assert!(matches!(a.reserve("mall", SECOND).await, Admission::Defer(w) if w > 28 * SECOND));
     // Unlimited tenants are never spaced.
     for _ in 0..5 {
-        assert_eq!(a.reserve("free", SECOND).await, Admission::Reserved(Duration::ZERO));
+        assert_eq!(
+            a.reserve("free", SECOND).await,
+            Admission::Reserved(Duration::ZERO)
+        );
     }
-    assert_eq!(a.reserve("tiny", SECOND).await, Admission::Reserved(Duration::ZERO));
+    assert_eq!(
+        a.reserve("tiny", SECOND).await,
+        Admission::Reserved(Duration::ZERO)
+    );
     assert!(matches!(b.reserve("tiny", SECOND).await, Admission::Defer(w) if w > 58 * SECOND));
 }
 
@@ -116,7 +137,10 @@ async fn limiter_from_url_rejects_unknown_schemes_and_unreachable_stores() {
     let err = limiter_from_url("memcached://127.0.0.1:1", config.clone())
         .await
         .expect_err("unknown scheme");
-    assert!(matches!(err, LimiterStoreError::UnsupportedUrl { .. }), "{err}");
+    assert!(
+        matches!(err, LimiterStoreError::UnsupportedUrl { .. }),
+        "{err}"
+    );
     let err = limiter_from_url("postgres://u:secret@127.0.0.1:1/db", config.clone())
         .await
         .expect_err("nothing listens on port 1");
@@ -126,7 +150,10 @@ async fn limiter_from_url_rejects_unknown_schemes_and_unreachable_stores() {
         .await
         .expect_err("nothing listens on port 1");
     assert!(
-        matches!(err, LimiterStoreError::Redis(_) | LimiterStoreError::Timeout(_)),
+        matches!(
+            err,
+            LimiterStoreError::Redis(_) | LimiterStoreError::Timeout(_)
+        ),
         "{err}"
     );
 }
@@ -141,7 +168,14 @@ impl OwnRedis {
             .expect("free port")
             .port();
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", ""])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server on PATH (tests/services/start.sh installs it)");
@@ -176,24 +210,41 @@ async fn redis_limiter_outage_answers_with_the_chosen_fallback() {
     let _ = redis_url();
     let mut redis = OwnRedis::start();
     let url = format!("redis://127.0.0.1:{}/", redis.1);
-    let base = SharedLimiterConfig::new(Quota::per_minute(1))
-        .with_op_timeout(Duration::from_millis(500));
+    let base =
+        SharedLimiterConfig::new(Quota::per_minute(1)).with_op_timeout(Duration::from_millis(500));
     let closed = connect_retrying(
         &url,
-        base.clone().with_fallback(StoreFallback::FailClosed { retry_after: 7 * SECOND }),
+        base.clone().with_fallback(StoreFallback::FailClosed {
+            retry_after: 7 * SECOND,
+        }),
     )
     .await;
     let open = connect_retrying(&url, base.with_fallback(StoreFallback::FailOpen)).await;
-    assert_eq!(closed.reserve("mall", SECOND).await, Admission::Reserved(Duration::ZERO));
+    assert_eq!(
+        closed.reserve("mall", SECOND).await,
+        Admission::Reserved(Duration::ZERO)
+    );
     redis.kill();
 
-    let err = closed.try_reserve("mall", SECOND).await.expect_err("Redis is gone");
+    let err = closed
+        .try_reserve("mall", SECOND)
+        .await
+        .expect_err("Redis is gone");
     assert!(
-        matches!(err, LimiterStoreError::Redis(_) | LimiterStoreError::Timeout(_)),
+        matches!(
+            err,
+            LimiterStoreError::Redis(_) | LimiterStoreError::Timeout(_)
+        ),
         "{err}"
     );
-    assert_eq!(closed.reserve("mall", SECOND).await, Admission::Defer(7 * SECOND));
+    assert_eq!(
+        closed.reserve("mall", SECOND).await,
+        Admission::Defer(7 * SECOND)
+    );
     // Fail open admits even though the quota (1/min) was used up before the outage.
-    assert_eq!(open.reserve("mall", SECOND).await, Admission::Reserved(Duration::ZERO));
+    assert_eq!(
+        open.reserve("mall", SECOND).await,
+        Admission::Reserved(Duration::ZERO)
+    );
     assert!(closed.try_pause("mall", SECOND).await.is_err());
 }

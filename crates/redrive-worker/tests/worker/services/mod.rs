@@ -21,5 +21,8 @@ fn service_url(var: &str) -> String {
 
 /// A namespace no other test run shares (Redis key prefix / PostgreSQL table name).
 pub fn fresh_namespace() -> String {
-    format!("redrive_test_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "redrive_test_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
