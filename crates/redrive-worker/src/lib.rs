@@ -57,6 +57,20 @@
 //! # let _ = worker; Ok(()) }
 //! ```
 //!
+//! **Several processes sharing one quota** (Lambda, several pods): cargo feature `redis` or
+//! `postgres`, and a limiter held in the store, selected by URL:
+//!
+//! ```ignore
+//! let config = SharedLimiterConfig::new(Quota::per_second(10))
+//!     .with_fallback(StoreFallback::FailClosed { retry_after: Duration::from_secs(5) });
+//! let limiter = Arc::new(limiter_from_url("redis://127.0.0.1:6379/", config).await?);
+//! ```
+//!
+//! Every decision is atomic in the store on the store's clock (a Lua script on Redis; one
+//! `INSERT … ON CONFLICT … DO UPDATE` on PostgreSQL); a 429 seen by one process pauses the
+//! tenant for all. When the store is unreachable, [`StoreFallback`] decides: defer the message
+//! (fail closed, the default) or admit it (fail open).
+//!
 //! **Validation before the handler** (bad payloads go to the DLQ without a handler call):
 //!
 //! ```no_run
