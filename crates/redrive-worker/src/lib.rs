@@ -57,6 +57,20 @@
 //! # let _ = worker; Ok(()) }
 //! ```
 //!
+//! **Several processes sharing one quota** (Lambda, several pods): cargo feature `redis` or
+//! `postgres`, and a limiter held in the store, selected by URL:
+//!
+//! ```ignore
+//! let config = SharedLimiterConfig::new(Quota::per_second(10))
+//!     .with_fallback(StoreFallback::FailClosed { retry_after: Duration::from_secs(5) });
+//! let limiter = Arc::new(limiter_from_url("redis://127.0.0.1:6379/", config).await?);
+//! ```
+//!
+//! Every decision is atomic in the store on the store's clock (a Lua script on Redis; one
+//! `INSERT … ON CONFLICT … DO UPDATE` on PostgreSQL); a 429 seen by one process pauses the
+//! tenant for all. When the store is unreachable, [`StoreFallback`] decides: defer the message
+//! (fail closed, the default) or admit it (fail open).
+//!
 //! **Validation before the handler** (bad payloads go to the DLQ without a handler call):
 //!
 //! ```no_run
@@ -129,6 +143,7 @@ mod limiter;
 mod message;
 pub mod metrics_names;
 mod outcome;
+mod shared_limiter;
 mod sqs;
 mod stats;
 mod worker;
@@ -146,5 +161,12 @@ pub use idempotency::{
 pub use limiter::{Admission, BoxFuture, Quota, TenantLimiter, TenantRateLimiter};
 pub use message::{KeySource, Message};
 pub use outcome::{Failure, Outcome};
+#[cfg(feature = "postgres")]
+pub use shared_limiter::PostgresTenantLimiter;
+#[cfg(feature = "redis")]
+pub use shared_limiter::RedisTenantLimiter;
+pub use shared_limiter::{LimiterStoreError, SharedLimiterConfig, StoreFallback};
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub use shared_limiter::{SharedTenantLimiter, limiter_from_url};
 pub use stats::{StatsHandle, WorkerStats};
 pub use worker::Worker;

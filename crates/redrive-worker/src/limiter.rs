@@ -23,9 +23,9 @@ pub enum Admission {
 /// runs the handler for a message of `tenant`, and [`pause`](Self::pause) when the handler
 /// reports [`Outcome::RateLimited`](crate::Outcome::RateLimited).
 ///
-/// Share one limiter (an `Arc`) between all workers of a process. To hold a quota across
-/// processes, implement this trait over a shared store (e.g. a Redis GCRA script); the
-/// in-memory [`TenantRateLimiter`] covers one process.
+/// Share one limiter (an `Arc`) between all workers of a process. The in-memory
+/// [`TenantRateLimiter`] covers one process; to hold a quota across processes use a shared
+/// limiter (`limiter_from_url`, cargo features `redis`/`postgres`).
 pub trait TenantLimiter: Send + Sync + 'static {
     /// Reserves the next permit of `tenant` if it is available within `max_wait`.
     fn reserve<'a>(&'a self, tenant: &'a str, max_wait: Duration) -> BoxFuture<'a, Admission>;
@@ -72,6 +72,29 @@ impl Quota {
     pub fn interval(&self) -> Duration {
         self.interval
     }
+
+    /// Permits allowed back to back.
+    pub fn burst(&self) -> u32 {
+        self.burst
+    }
+
+    /// GCRA's tolerance: how far ahead of now the theoretical arrival time may run.
+    pub(crate) fn tolerance(&self) -> Duration {
+        self.interval * (self.burst - 1)
+    }
+}
+
+/// A default quota plus per-tenant overrides, shared by the limiter implementations.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct QuotaTable {
+    pub(crate) default_quota: Option<Quota>,
+    pub(crate) overrides: HashMap<String, Quota>,
+}
+
+impl QuotaTable {
+    pub(crate) fn quota_of(&self, tenant: &str) -> Option<Quota> {
+        self.overrides.get(tenant).copied().or(self.default_quota)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -96,8 +119,7 @@ struct TenantState {
 /// ```
 #[derive(Debug, Default)]
 pub struct TenantRateLimiter {
-    default_quota: Option<Quota>,
-    overrides: HashMap<String, Quota>,
+    quotas: QuotaTable,
     tenants: Mutex<HashMap<String, TenantState>>,
 }
 
@@ -105,7 +127,10 @@ impl TenantRateLimiter {
     /// Every tenant gets `quota` unless overridden.
     pub fn new(quota: Quota) -> TenantRateLimiter {
         TenantRateLimiter {
-            default_quota: Some(quota),
+            quotas: QuotaTable {
+                default_quota: Some(quota),
+                overrides: HashMap::new(),
+            },
             ..TenantRateLimiter::default()
         }
     }
@@ -121,17 +146,13 @@ impl TenantRateLimiter {
         tenant: impl Into<String>,
         quota: Quota,
     ) -> TenantRateLimiter {
-        self.overrides.insert(tenant.into(), quota);
+        self.quotas.overrides.insert(tenant.into(), quota);
         self
-    }
-
-    fn quota_of(&self, tenant: &str) -> Option<Quota> {
-        self.overrides.get(tenant).copied().or(self.default_quota)
     }
 
     /// The synchronous core of [`TenantLimiter::reserve`], at time `now`.
     pub fn reserve_at(&self, tenant: &str, max_wait: Duration, now: Instant) -> Admission {
-        let quota = self.quota_of(tenant);
+        let quota = self.quotas.quota_of(tenant);
         let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
         let state = tenants.entry(tenant.to_string()).or_default();
         let mut earliest = now;
@@ -140,8 +161,7 @@ impl TenantRateLimiter {
         }
         if let (Some(quota), Some(tat)) = (quota, state.theoretical_arrival) {
             // GCRA: a request at t conforms when t >= tat - (burst - 1) * interval.
-            let tolerance = quota.interval * (quota.burst - 1);
-            if let Some(allowed_from) = tat.checked_sub(tolerance) {
+            if let Some(allowed_from) = tat.checked_sub(quota.tolerance()) {
                 earliest = earliest.max(allowed_from);
             }
         }

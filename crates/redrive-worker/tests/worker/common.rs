@@ -41,6 +41,7 @@ pub type Log<T> = std::sync::Arc<std::sync::Mutex<Vec<T>>>;
 /// An SQS endpoint under test.
 pub struct Env {
     pub client: Client,
+    pub endpoint: String,
     _moto: Option<MotoProcess>,
 }
 
@@ -83,8 +84,10 @@ impl Env {
         .expect("bind test server");
         let addr = server.local_addr().expect("local addr");
         tokio::spawn(server.serve(std::future::pending()));
+        let endpoint = format!("http://{addr}");
         Env {
-            client: client_for(&format!("http://{addr}")),
+            client: client_for(&endpoint),
+            endpoint,
             _moto: None,
         }
     }
@@ -106,11 +109,13 @@ impl Env {
             .spawn()
             .ok()?;
         let process = MotoProcess(child);
-        let client = client_for(&format!("http://127.0.0.1:{port}"));
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let client = client_for(&endpoint);
         for _ in 0..300 {
             if client.list_queues().send().await.is_ok() {
                 return Some(Env {
                     client,
+                    endpoint,
                     _moto: Some(process),
                 });
             }
