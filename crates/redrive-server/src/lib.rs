@@ -14,6 +14,7 @@
 //! - [`test_api`]: test-only hooks behind `--enable-reset-api` (history flush, shifted clock).
 //! - [`alerts_api`]: `/_redrive/v1/alerts/…` (rules, history, silences, outbox);
 //!   [`alert_webhooks`]: the deliverer of alert notifications.
+//! - [`console`]: the read-only web console at `/console` (server-rendered HTML, inline SVG).
 //!
 //! [`Request`]: redrive_core::api::Request
 
@@ -22,6 +23,7 @@ pub mod alerts_api;
 pub mod auth;
 pub mod cloudwatch;
 pub mod config;
+pub mod console;
 pub mod context;
 pub mod dispatch;
 pub mod edge;
