@@ -17,10 +17,10 @@
 //! would get hyper's empty-bodied `400`; [`EdgeIo`] replaces that answer with an SQS-shaped
 //! error in the protocol the head looked like.
 
-use std::net::SocketAddr;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};

@@ -55,26 +55,33 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
 }
 
-/// Who may see the console. Never served unauthenticated while authentication is on.
-async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    if let Auth::SigV4 { .. } = state.config.auth {
-        return refuse(
+/// Why a request may not see the console, if it may not. Never served unauthenticated while
+/// authentication is on; without it, only to loopback peers unless `console_public`.
+fn refusal(auth: &Auth, console_public: bool, peer: Option<SocketAddr>) -> Option<&'static str> {
+    if let Auth::SigV4 { .. } = auth {
+        return Some(
             "The console has no login yet, so it is refused while `--auth sigv4` is on. \
              Use the CLI with signed requests, or run a server without authentication on \
              loopback (see docs/console.md).",
         );
     }
+    if console_public || peer.is_some_and(|p| p.ip().is_loopback()) {
+        return None;
+    }
+    Some(
+        "The console answers only loopback clients unless the server runs with \
+         `--console-public` (see docs/console.md).",
+    )
+}
+
+async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    let allowed = state.config.console_public || peer.is_some_and(|p| p.ip().is_loopback());
-    if !allowed {
-        tracing::info!(?peer, "console refused to a peer that is not loopback");
-        return refuse(
-            "The console answers only loopback clients unless the server runs with \
-             `--console-public` (see docs/console.md).",
-        );
+    if let Some(text) = refusal(&state.config.auth, state.config.console_public, peer) {
+        tracing::info!(?peer, "console refused");
+        return refuse(text);
     }
     if let Err(e) = state.engine.ensure_synced() {
         return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message);
@@ -93,7 +100,10 @@ async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
         HeaderValue::from_static("nosniff"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
@@ -225,16 +235,20 @@ async fn queues_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
             let _ = write!(links, "DLQ → {}", queue_link(arn_name(arn)));
         }
         if !s.dead_letter_sources.is_empty() {
-            let sources: Vec<String> = s.dead_letter_sources.iter().map(|n| queue_link(n)).collect();
+            let sources: Vec<String> = s
+                .dead_letter_sources
+                .iter()
+                .map(|n| queue_link(n))
+                .collect();
             let _ = write!(links, "DLQ of ← {}", sources.join(", "));
         }
         let age = s
             .oldest_enqueued_ms
             .map_or("–".to_string(), |t| age_text(now.saturating_sub(t)));
-        let alert = alert_state(engine, &ctx.region, name).map_or(
-            "<span class=\"muted\">no rule</span>".to_string(),
-            |st| format!("<span class=\"state-{st}\">{st}</span>"),
-        );
+        let alert = alert_state(engine, &ctx.region, name)
+            .map_or("<span class=\"muted\">no rule</span>".to_string(), |st| {
+                format!("<span class=\"state-{st}\">{st}</span>")
+            });
         let _ = write!(
             rows,
             "<tr data-queue=\"{}\"><td>{}</td><td class=\"num\" data-field=\"visible\">{}</td>\
@@ -393,11 +407,7 @@ async fn queue_page(
             .iter()
             .map(|n| queue_link(n))
             .collect();
-        let _ = write!(
-            body,
-            "<p>Dead-letter queue of {}.</p>",
-            sources.join(", ")
-        );
+        let _ = write!(body, "<p>Dead-letter queue of {}.</p>", sources.join(", "));
     }
     if let Some(st) = alert_state(&engine, &ctx.region, &name) {
         let _ = write!(body, "<p>Alert: <span class=\"state-{st}\">{st}</span></p>");
@@ -465,7 +475,9 @@ async fn queue_page(
                     let name = name.clone();
                     tokio::task::spawn_blocking(move || group_by(&engine, &ctx, &name, &filter))
                         .await
-                        .unwrap_or_else(|e| Err(SqsError::internal(format!("group-by failed: {e}"))))
+                        .unwrap_or_else(|e| {
+                            Err(SqsError::internal(format!("group-by failed: {e}")))
+                        })
                 };
                 match result {
                     Err(e) => {
@@ -511,7 +523,9 @@ async fn queue_page(
                     esc(&time_text(m.sent_ms)),
                     m.dead_lettered_ms.map_or("–".into(), time_text),
                     m.receive_count,
-                    m.dead_letter_source_arn.as_deref().map_or("–".into(), |a| esc(arn_name(a))),
+                    m.dead_letter_source_arn
+                        .as_deref()
+                        .map_or("–".into(), |a| esc(arn_name(a))),
                     esc(&body_preview(&m.body)),
                 );
             }
@@ -687,10 +701,7 @@ async fn message_page(
                 .or_else(|| value.get("BinaryValue"))
                 .map(|v| v.as_str().map_or(v.to_string(), str::to_string))
                 .unwrap_or_default();
-            let data_type = value
-                .get("DataType")
-                .and_then(|t| t.as_str())
-                .unwrap_or("");
+            let data_type = value.get("DataType").and_then(|t| t.as_str()).unwrap_or("");
             let _ = write!(
                 body,
                 "<tr><td><code>{}</code></td><td>{}</td><td><code>{}</code></td></tr>",
@@ -702,4 +713,35 @@ async fn message_page(
         body.push_str("</tbody></table>");
     }
     html_response(StatusCode::OK, page(&format!("{name} message"), &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_without_auth_unless_public_and_never_under_sigv4() {
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let local6: SocketAddr = "[::1]:5000".parse().unwrap();
+        let remote: SocketAddr = "10.1.2.3:5000".parse().unwrap();
+        assert_eq!(refusal(&Auth::None, false, Some(local)), None);
+        assert_eq!(refusal(&Auth::None, false, Some(local6)), None);
+        assert!(
+            refusal(&Auth::None, false, Some(remote))
+                .unwrap()
+                .contains("loopback")
+        );
+        assert!(refusal(&Auth::None, false, None).is_some());
+        assert_eq!(refusal(&Auth::None, true, Some(remote)), None);
+        let sigv4 = Auth::SigV4 {
+            keys: [("AKID".to_string(), "s".to_string())].into(),
+        };
+        for public in [false, true] {
+            assert!(
+                refusal(&sigv4, public, Some(local))
+                    .unwrap()
+                    .contains("--auth sigv4")
+            );
+        }
+    }
 }

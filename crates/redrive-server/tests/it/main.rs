@@ -9,6 +9,7 @@ mod auth;
 mod batches;
 mod cloudwatch;
 mod common;
+mod console;
 mod dlq;
 mod edge;
 mod fifo;
