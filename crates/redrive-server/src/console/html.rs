@@ -31,7 +31,7 @@ pub fn page(title: &str, body_html: &str) -> String {
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · Redrive console</title>\
+         <title>{} · Redrive console</title><link rel=\"icon\" href=\"data:,\">\
          <link rel=\"stylesheet\" href=\"/console/assets/console.css\"></head>\
          <body><header><a href=\"/console\" accesskey=\"q\">Redrive console</a>\
          <span class=\"where\">read-only · nothing here changes a message</span></header>\

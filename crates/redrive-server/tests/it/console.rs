@@ -232,7 +232,7 @@ async fn console_message_page_escapes_the_body_and_browsing_receives_nothing() {
 }
 
 #[tokio::test]
-async fn console_pages_the_browser_with_the_cursor() {
+async fn console_pages_messages_with_the_cursor() {
     let ts = TestServer::start().await;
     let q = ts.create("many").await;
     for i in 0..60 {
