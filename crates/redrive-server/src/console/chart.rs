@@ -144,6 +144,18 @@ pub fn render(history: &MetricHistory) -> String {
                 None => pen_down = false,
             }
         }
+        // Dots mark each stored minute, so a lone minute between gaps is seen too.
+        for (i, v) in values.iter().enumerate() {
+            if let Some(v) = v {
+                let _ = write!(
+                    svg,
+                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{}\"/>",
+                    x(i),
+                    y(*v),
+                    line.colour
+                );
+            }
+        }
         if !path.is_empty() {
             let _ = write!(
                 svg,

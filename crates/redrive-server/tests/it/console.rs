@@ -280,3 +280,36 @@ async fn console_is_refused_while_sigv4_is_on() {
         assert!(text.contains("--auth sigv4"), "{text}");
     }
 }
+
+#[tokio::test]
+async fn console_chart_draws_the_minute_history() {
+    let server = Server::bind(ServerConfig {
+        port: 0,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let engine = server.engine();
+    let ts = TestServer::from_server(server);
+    seed_incident(&ts).await;
+    // Before any minute is written the chart is empty but drawn.
+    let (_, html, _) = get(&ts, &format!("/console/queues/{SOURCE}")).await;
+    assert!(html.contains("<svg class=\"chart\""));
+    assert!(!html.contains("<circle"));
+    engine.flush_history_partial().await;
+    let (_, html, _) = get(&ts, &format!("/console/queues/{SOURCE}")).await;
+    let sent = MALL_A + MALL_B + 1;
+    assert!(
+        html.contains(&format!(
+            "data-metric=\"NumberOfMessagesSent\">sent: total {sent}<"
+        )),
+        "{html}"
+    );
+    assert!(html.contains("data-metric=\"ApproximateNumberOfMessagesVisible\">visible: last 1<"));
+    assert!(html.contains("<circle"));
+    let (_, html, _) = get(&ts, &format!("/console/queues/{DLQ}")).await;
+    let arrivals = MALL_A + MALL_B;
+    assert!(html.contains(&format!(
+        "data-metric=\"NumberOfDeadLetterArrivals\">dead-letter arrivals: total {arrivals}<"
+    )));
+}

@@ -48,7 +48,10 @@ async fn start_driver() -> Driver {
     };
     // Readiness: the driver listens once it can take a session.
     for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return driver;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -73,11 +76,32 @@ async fn browser(driver: &Driver) -> Client {
         unreachable!()
     };
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    ClientBuilder::new(connector)
+    let client = ClientBuilder::new(connector)
         .capabilities(caps)
         .connect(&driver.url)
         .await
-        .expect("start a Chromium session")
+        .expect("start a Chromium session");
+    // A 1280×800 viewport: the window is the viewport plus the browser's own frame.
+    client.goto("about:blank").await.unwrap();
+    let inner = client
+        .execute("return [window.innerWidth, window.innerHeight]", vec![])
+        .await
+        .unwrap();
+    let (w, h) = (inner[0].as_u64().unwrap(), inner[1].as_u64().unwrap());
+    let (_, _, outer_w, outer_h) = client.get_window_rect().await.unwrap();
+    client
+        .set_window_size(
+            (outer_w as u64 + 1280 - w) as u32,
+            (outer_h as u64 + 800 - h) as u32,
+        )
+        .await
+        .unwrap();
+    let inner = client
+        .execute("return [window.innerWidth, window.innerHeight]", vec![])
+        .await
+        .unwrap();
+    assert_eq!(inner, json!([1280, 800]));
+    client
 }
 
 /// chromedriver's browser log (`POST /session/{id}/se/log`, outside W3C WebDriver).
@@ -90,7 +114,10 @@ impl WebDriverCompatibleCommand for BrowserLog {
         base_url: &url::Url,
         session_id: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!("session/{}/se/log", session_id.unwrap_or_default()))
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
     }
 
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
@@ -99,7 +126,10 @@ impl WebDriverCompatibleCommand for BrowserLog {
 }
 
 async fn severe_log_entries(client: &Client) -> Vec<Value> {
-    let log = client.issue_cmd(BrowserLog).await.expect("read the browser log");
+    let log = client
+        .issue_cmd(BrowserLog)
+        .await
+        .expect("read the browser log");
     log.as_array()
         .expect("log entries")
         .iter()
@@ -130,7 +160,10 @@ async fn text(client: &Client, css: &str) -> String {
 async fn server_mall_counts(ts: &TestServer) -> BTreeMap<String, u64> {
     let text = ts
         .http
-        .get(format!("{}/_redrive/v1/queues/{DLQ}/messages?limit=1000", ts.base))
+        .get(format!(
+            "{}/_redrive/v1/queues/{DLQ}/messages?limit=1000",
+            ts.base
+        ))
         .send()
         .await
         .unwrap()
@@ -150,8 +183,17 @@ async fn server_mall_counts(ts: &TestServer) -> BTreeMap<String, u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_console_walkthrough() {
-    let ts = TestServer::start().await;
+    let server = redrive_server::Server::bind(redrive_server::ServerConfig {
+        port: 0,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let engine = server.engine();
+    let ts = TestServer::from_server(server);
     let (_, dlq_url) = seed_incident(&ts).await;
+    // The current minute into the history, so the chart has something to draw.
+    engine.flush_history_partial().await;
     let driver = start_driver().await;
     let client = browser(&driver).await;
 
@@ -179,6 +221,8 @@ async fn browser_console_walkthrough() {
         .await
         .unwrap();
     assert!(client.current_url().await.unwrap().path().ends_with(DLQ));
+    client.find(Locator::Css("svg.chart")).await.unwrap();
+    screenshot(&client, "dlq.png").await;
     let input = client.find(Locator::Id("group-input")).await.unwrap();
     input.send_keys(".mall").await.unwrap();
     client
@@ -193,7 +237,7 @@ async fn browser_console_walkthrough() {
     let shown = group_rows(&html);
     assert_eq!(shown, server_mall_counts(&ts).await);
     assert_eq!(shown.len(), 2);
-    screenshot(&client, "dlq.png").await;
+    screenshot(&client, "dlq-group-by.png").await;
 
     // Open the message whose body carries markup: shown as text, never run.
     let rows = client
@@ -224,7 +268,10 @@ async fn browser_console_walkthrough() {
         .unwrap();
     assert_eq!(scripts, json!(0));
     let facts = text(&client, "#message-facts").await;
-    assert!(facts.contains(&TestServer::arn(crate::console::SOURCE)), "{facts}");
+    assert!(
+        facts.contains(&TestServer::arn(crate::console::SOURCE)),
+        "{facts}"
+    );
     screenshot(&client, "message.png").await;
 
     let severe = severe_log_entries(&client).await;
@@ -233,7 +280,8 @@ async fn browser_console_walkthrough() {
 
     // Nothing the browser did counted a receive.
     let all = ts.receive(&dlq_url, 10, Some(30)).await;
-    assert!(all
-        .iter()
-        .all(|m| sys_attr(m, "ApproximateReceiveCount").as_deref() == Some("2")));
+    assert!(
+        all.iter()
+            .all(|m| sys_attr(m, "ApproximateReceiveCount").as_deref() == Some("2"))
+    );
 }
