@@ -518,7 +518,7 @@ async fn queue_page(
                      <td class=\"body\">{}</td></tr>",
                     url_part(&name),
                     url_part(&m.message_id),
-                    esc(&m.message_id[..m.message_id.len().min(8)]),
+                    esc(&m.message_id.chars().take(8).collect::<String>()),
                     m.state.as_str(),
                     esc(&time_text(m.sent_ms)),
                     m.dead_lettered_ms.map_or("–".into(), time_text),

@@ -90,10 +90,7 @@ async fn browser(driver: &Driver) -> Client {
     let (w, h) = (inner[0].as_u64().unwrap(), inner[1].as_u64().unwrap());
     let (_, _, outer_w, outer_h) = client.get_window_rect().await.unwrap();
     client
-        .set_window_size(
-            (outer_w as u64 + 1280 - w) as u32,
-            (outer_h as u64 + 800 - h) as u32,
-        )
+        .set_window_size((outer_w + 1280 - w) as u32, (outer_h + 800 - h) as u32)
         .await
         .unwrap();
     let inner = client
