@@ -52,6 +52,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub config: ServerConfig,
     pub metrics: metrics::Metrics,
+    /// Logged-in console sessions (used only under `--auth sigv4`).
+    pub console_sessions: console::session::Sessions,
 }
 
 /// A server bound to a socket, not yet serving.
@@ -156,6 +158,7 @@ impl Server {
                 metrics: metrics::Metrics::new(engine.clone()),
                 engine,
                 config,
+                console_sessions: Default::default(),
             }),
             durable: None,
         })

@@ -8,11 +8,15 @@
 //! - `GET /console/queues/{name}/messages/{id}`: one message, pretty-printed.
 //! - `GET /console/assets/console.css`: the embedded style sheet.
 //!
-//! Access ([`guard`]): refused (403) while `--auth sigv4` is on (no login yet); otherwise only
-//! loopback peers, unless `--console-public`.
+//! - `GET|POST /console/login`, `POST /console/logout`: the login under `--auth sigv4`.
+//!
+//! Access ([`guard`]): under `--auth sigv4`, a session opened by a login with a configured
+//! access key and its secret ([`session`]); otherwise only loopback peers, unless
+//! `--console-public`.
 
 mod chart;
 pub mod html;
+pub mod session;
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -52,19 +56,17 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/console/assets/console.css", get(css))
         .route("/console/queues/{name}", get(queue_page))
         .route("/console/queues/{name}/messages/{id}", get(message_page))
+        .route("/console/login", get(login_form).post(login))
+        .route("/console/logout", axum::routing::post(logout))
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
 }
 
-/// Why a request may not see the console, if it may not. Never served unauthenticated while
-/// authentication is on; without it, only to loopback peers unless `console_public`.
-fn refusal(auth: &Auth, console_public: bool, peer: Option<SocketAddr>) -> Option<&'static str> {
-    if let Auth::SigV4 { .. } = auth {
-        return Some(
-            "The console has no login yet, so it is refused while `--auth sigv4` is on. \
-             Use the CLI with signed requests, or run a server without authentication on \
-             loopback (see docs/console.md).",
-        );
-    }
+const LOGIN_PATH: &str = "/console/login";
+const CSS_PATH: &str = "/console/assets/console.css";
+
+/// Why a request may not see the console when authentication is off: only loopback peers get
+/// it, unless `console_public`.
+fn refusal(console_public: bool, peer: Option<SocketAddr>) -> Option<&'static str> {
     if console_public || peer.is_some_and(|p| p.ip().is_loopback()) {
         return None;
     }
@@ -74,14 +76,35 @@ fn refusal(auth: &Auth, console_public: bool, peer: Option<SocketAddr>) -> Optio
     )
 }
 
+/// Never served unauthenticated: under `--auth sigv4` every page but the login (and its style
+/// sheet) needs a session; without authentication, see [`refusal`].
 async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
-    if let Some(text) = refusal(&state.config.auth, state.config.console_public, peer) {
-        tracing::info!(?peer, "console refused");
-        return refuse(text);
+    match &state.config.auth {
+        Auth::SigV4 { .. } => {
+            let path = req.uri().path();
+            let open = path == LOGIN_PATH || path == CSS_PATH;
+            let logged_in = session::token(req.headers())
+                .and_then(|t| state.console_sessions.check(&t))
+                .is_some();
+            if !open && !logged_in {
+                return (
+                    StatusCode::SEE_OTHER,
+                    [(header::LOCATION, LOGIN_PATH)],
+                    "Log in first.\n",
+                )
+                    .into_response();
+            }
+        }
+        Auth::None => {
+            let peer = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0);
+            if let Some(text) = refusal(state.config.console_public, peer) {
+                tracing::info!(?peer, "console refused");
+                return refuse(text);
+            }
+        }
     }
     if let Err(e) = state.engine.ensure_synced() {
         return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message);
@@ -106,6 +129,95 @@ async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+fn login_page(status: StatusCode, error: Option<&str>) -> Response {
+    let error = error.map_or(String::new(), |e| {
+        format!("<p class=\"error\" id=\"login-error\">{}</p>", esc(e))
+    });
+    html_response(
+        status,
+        page(
+            "Log in",
+            &format!(
+                "<h1>Log in</h1><p>The server checks signatures (<code>--auth sigv4</code>): log in \
+                 with one of its access keys and the secret.</p>{error}\
+                 <form method=\"post\" action=\"{LOGIN_PATH}\" class=\"login\">\
+                 <p><label for=\"access-key\">Access key id</label><br>\
+                 <input id=\"access-key\" type=\"text\" name=\"access_key\" autocomplete=\"username\" required autofocus></p>\
+                 <p><label for=\"secret\">Secret access key</label><br>\
+                 <input id=\"secret\" type=\"password\" name=\"secret\" autocomplete=\"current-password\" required></p>\
+                 <p><button type=\"submit\">Log in</button></p></form>"
+            ),
+        ),
+    )
+}
+
+async fn login_form(State(state): State<Arc<AppState>>) -> Response {
+    match state.config.auth {
+        Auth::None => (StatusCode::SEE_OTHER, [(header::LOCATION, "/console")]).into_response(),
+        Auth::SigV4 { .. } => login_page(StatusCode::OK, None),
+    }
+}
+
+async fn login(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    // A login form is small; anything larger is not one.
+    let Ok(body) = crate::http::read_body(body, 16 * 1024).await else {
+        return login_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some("The form is too large."),
+        );
+    };
+    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    let Auth::SigV4 { keys } = &state.config.auth else {
+        return (StatusCode::SEE_OTHER, [(header::LOCATION, "/console")]).into_response();
+    };
+    if !session::same_origin(&headers) {
+        return refuse("Cross-site request refused.");
+    }
+    let access_key = form.get("access_key").map(|s| s.trim()).unwrap_or("");
+    let secret = form.get("secret").map(String::as_str).unwrap_or("");
+    let known = keys
+        .get(access_key)
+        .is_some_and(|expected| session::secrets_equal(expected, secret));
+    if !known {
+        tracing::info!(access_key, "console login refused");
+        return login_page(
+            StatusCode::UNAUTHORIZED,
+            Some("Unknown access key id, or a wrong secret."),
+        );
+    }
+    tracing::info!(access_key, "console login");
+    let token = state.console_sessions.open(access_key);
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/console".to_string()),
+            (header::SET_COOKIE, session::set_cookie(&token)),
+        ],
+    )
+        .into_response()
+}
+
+async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !session::same_origin(&headers) {
+        return refuse("Cross-site request refused.");
+    }
+    if let Some(t) = session::token(&headers) {
+        state.console_sessions.close(&t);
+    }
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, LOGIN_PATH.to_string()),
+            (header::SET_COOKIE, session::clear_cookie()),
+        ],
+    )
+        .into_response()
 }
 
 fn refuse(text: &'static str) -> Response {
@@ -280,6 +392,12 @@ async fn queues_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
             esc(&ctx.region)
         )
     };
+    let mut body = body;
+    if let Auth::SigV4 { .. } = state.config.auth {
+        body.push_str(
+            "<form method=\"post\" action=\"/console/logout\"><p><button type=\"submit\">Log out</button></p></form>",
+        );
+    }
     html_response(StatusCode::OK, page("Queues", &body))
 }
 
@@ -720,28 +838,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_loopback_without_auth_unless_public_and_never_under_sigv4() {
+    fn only_loopback_without_auth_unless_public() {
         let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let local6: SocketAddr = "[::1]:5000".parse().unwrap();
         let remote: SocketAddr = "10.1.2.3:5000".parse().unwrap();
-        assert_eq!(refusal(&Auth::None, false, Some(local)), None);
-        assert_eq!(refusal(&Auth::None, false, Some(local6)), None);
-        assert!(
-            refusal(&Auth::None, false, Some(remote))
-                .unwrap()
-                .contains("loopback")
-        );
-        assert!(refusal(&Auth::None, false, None).is_some());
-        assert_eq!(refusal(&Auth::None, true, Some(remote)), None);
-        let sigv4 = Auth::SigV4 {
-            keys: [("AKID".to_string(), "s".to_string())].into(),
-        };
-        for public in [false, true] {
-            assert!(
-                refusal(&sigv4, public, Some(local))
-                    .unwrap()
-                    .contains("--auth sigv4")
-            );
-        }
+        assert_eq!(refusal(false, Some(local)), None);
+        assert_eq!(refusal(false, Some(local6)), None);
+        assert!(refusal(false, Some(remote)).unwrap().contains("loopback"));
+        assert!(refusal(false, None).is_some());
+        assert_eq!(refusal(true, Some(remote)), None);
     }
 }

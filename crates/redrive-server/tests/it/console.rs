@@ -259,26 +259,150 @@ async fn console_pages_messages_with_the_cursor() {
 }
 
 #[tokio::test]
-async fn console_is_refused_while_sigv4_is_on() {
+async fn console_under_sigv4_needs_a_login_with_a_configured_key() {
     let server = Server::bind(ServerConfig {
         port: 0,
         auth: Auth::SigV4 {
-            keys: BTreeMap::from([("AKID".to_string(), "secret".to_string())]),
+            keys: BTreeMap::from([("AKIDCONSOLE".to_string(), "s3cr3t+key".to_string())]),
         },
         ..Default::default()
     })
     .await
     .unwrap();
     let ts = TestServer::from_server(server);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = |p: &str| format!("{}{p}", ts.base);
+    let get = |path: &str, cookie: Option<&str>| {
+        let mut r = http.get(url(path));
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        r.send()
+    };
+    let post = |path: &str, form: &str, origin: &str, cookie: Option<&str>| {
+        let mut r = http
+            .post(url(path))
+            .header("content-type", FORM_CT)
+            .header("origin", origin)
+            .body(form.to_string());
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        r.send()
+    };
+    let same_origin = ts.base.clone();
+
+    // Nothing but the login page (and its style sheet) without a session.
     for path in [
         "/console",
         "/console/queues/x",
-        "/console/assets/console.css",
+        "/console/queues/x/messages/y",
     ] {
-        let (status, text, _) = get(&ts, path).await;
-        assert_eq!(status, 403, "{path}");
-        assert!(text.contains("--auth sigv4"), "{text}");
+        let resp = get(path, None).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 303, "{path}");
+        assert_eq!(
+            header(resp.headers(), "location").as_deref(),
+            Some("/console/login")
+        );
     }
+    assert_eq!(
+        get("/console/assets/console.css", None)
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    let form = get("/console/login", None)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(form.contains("name=\"secret\" autocomplete=\"current-password\""));
+
+    // A wrong secret, an unknown key: 401 and no cookie.
+    for body in [
+        "access_key=AKIDCONSOLE&secret=wrong",
+        "access_key=NOPE&secret=s3cr3t%2Bkey",
+    ] {
+        let resp = post("/console/login", body, &same_origin, None)
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 401);
+        assert!(resp.headers().get("set-cookie").is_none());
+        assert!(
+            resp.text()
+                .await
+                .unwrap()
+                .contains("Unknown access key id, or a wrong secret.")
+        );
+    }
+    // The right key from another site: refused.
+    let good = "access_key=AKIDCONSOLE&secret=s3cr3t%2Bkey";
+    let resp = post("/console/login", good, "https://evil.example", None)
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    assert!(resp.headers().get("set-cookie").is_none());
+
+    // The right key: a session cookie, HttpOnly and SameSite=Strict.
+    let resp = post("/console/login", good, &same_origin, None)
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303);
+    assert_eq!(
+        header(resp.headers(), "location").as_deref(),
+        Some("/console")
+    );
+    let set_cookie = header(resp.headers(), "set-cookie").unwrap();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(set_cookie.contains(part), "{set_cookie}");
+    }
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let resp = get("/console", Some(&cookie)).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.text().await.unwrap().contains("Log out"));
+    assert_eq!(
+        get("/console", Some("redrive_console=forged"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        303
+    );
+    // The console session opens the console only, not the signed APIs.
+    let resp = get("/_redrive/v1/queues/x", Some(&cookie)).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+
+    // Log out: refused cross-site, then closes the session.
+    let resp = post("/console/logout", "", "https://evil.example", Some(&cookie))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    assert_eq!(
+        get("/console", Some(&cookie))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    let resp = post("/console/logout", "", &same_origin, Some(&cookie))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303);
+    assert_eq!(
+        get("/console", Some(&cookie))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        303
+    );
 }
 
 #[tokio::test]
