@@ -282,3 +282,77 @@ async fn browser_console_walkthrough() {
             .all(|m| sys_attr(m, "ApproximateReceiveCount").as_deref() == Some("2"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_console_login_under_sigv4() {
+    let server = redrive_server::Server::bind(redrive_server::ServerConfig {
+        port: 0,
+        auth: redrive_server::Auth::SigV4 {
+            keys: BTreeMap::from([("AKIDCONSOLE".to_string(), "s3cr3t+key".to_string())]),
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ts = TestServer::from_server(server);
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+
+    client.goto(&format!("{}/console", ts.base)).await.unwrap();
+    assert_eq!(client.current_url().await.unwrap().path(), "/console/login");
+    let log_in = |secret: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .find(Locator::Id("access-key"))
+                .await
+                .unwrap()
+                .send_keys("AKIDCONSOLE")
+                .await
+                .unwrap();
+            client
+                .find(Locator::Id("secret"))
+                .await
+                .unwrap()
+                .send_keys(secret)
+                .await
+                .unwrap();
+            client
+                .find(Locator::Css("form.login button[type='submit']"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+        }
+    };
+    log_in("wrong").await;
+    client
+        .wait()
+        .for_element(Locator::Id("login-error"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        text(&client, "#login-error").await,
+        "Unknown access key id, or a wrong secret."
+    );
+    screenshot(&client, "login.png").await;
+    log_in("s3cr3t+key").await;
+    assert_eq!(client.current_url().await.unwrap().path(), "/console");
+    assert!(text(&client, "h1").await.starts_with("Queues"));
+    // The session cookie is HttpOnly: scripts in the page cannot read it.
+    let cookies = client
+        .execute("return document.cookie", vec![])
+        .await
+        .unwrap();
+    assert_eq!(cookies, json!(""));
+
+    // The browser logs the failed login's 401 as a resource error; nothing else may be there.
+    let severe: Vec<Value> = severe_log_entries(&client)
+        .await
+        .into_iter()
+        .filter(|e| !e["message"].as_str().unwrap_or("").contains("401"))
+        .collect();
+    assert!(severe.is_empty(), "browser errors: {severe:?}");
+    client.close().await.unwrap();
+}
