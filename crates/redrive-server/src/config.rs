@@ -53,6 +53,9 @@ pub struct ServerConfig {
     /// Test suites only: the engine's clock runs from a given start and can be moved forward
     /// (`POST /_redrive/v1/test/clock`, with `enable_reset_api`).
     pub test_clock: Option<std::sync::Arc<crate::test_api::ShiftedClock>>,
+    /// Serve `/console` to any peer; by default only loopback peers get it when
+    /// authentication is off (see `docs/console.md`).
+    pub console_public: bool,
 }
 
 /// Connection limits and timeouts (see `docs/operations.md`). None of them can cut a long poll:
@@ -104,6 +107,7 @@ impl Default for ServerConfig {
             metrics_retention_days: redrive_engine::history::DEFAULT_RETENTION_DAYS,
             metrics_enabled: true,
             test_clock: None,
+            console_public: false,
         }
     }
 }

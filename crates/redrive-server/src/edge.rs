@@ -20,6 +20,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -69,7 +70,7 @@ pub(crate) async fn serve(
         };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok((stream, peer)) => (stream, peer),
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
                     // EMFILE and friends: wait rather than spin; the next accept may succeed.
@@ -82,8 +83,10 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let (stream, peer) = stream;
         tokio::spawn(serve_connection(
             stream,
+            peer,
             permit,
             router.clone(),
             limits,
@@ -109,6 +112,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
     router: Router,
     limits: HttpLimits,
@@ -122,6 +126,7 @@ async fn serve_connection(
         router,
         state: state.clone(),
         limits,
+        peer,
     };
     let mut builder = http1::Builder::new();
     builder
@@ -465,6 +470,9 @@ struct EdgeService {
     router: Router,
     state: Arc<ConnState>,
     limits: HttpLimits,
+    /// The client's address, given to handlers as axum's `ConnectInfo` (the console's
+    /// loopback check).
+    peer: SocketAddr,
 }
 
 impl hyper::service::Service<Request<Incoming>> for EdgeService {
@@ -478,8 +486,11 @@ impl hyper::service::Service<Request<Incoming>> for EdgeService {
         let router = self.router.clone();
         let state = self.state.clone();
         let limits = self.limits;
+        let peer = self.peer;
         Box::pin(async move {
-            let req = req.map(|body| Body::new(GuardedBody::new(body, limits)));
+            let mut req = req.map(|body| Body::new(GuardedBody::new(body, limits)));
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             let response = router.oneshot(req).await?;
             Ok(response.map(|inner| TrackedBody { inner, state }))
         })

@@ -87,6 +87,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/_localstack/health", get(crate::localstack::health))
         .route("/_localstack/init", get(crate::localstack::init))
         .route("/metrics", get(crate::metrics::handle))
+        .merge(crate::console::routes(state.clone()))
         .merge(extensions);
     router
         .fallback(any(handle_sqs))

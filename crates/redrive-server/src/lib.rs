@@ -14,6 +14,7 @@
 //! - [`test_api`]: test-only hooks behind `--enable-reset-api` (history flush, shifted clock).
 //! - [`alerts_api`]: `/_redrive/v1/alerts/…` (rules, history, silences, outbox);
 //!   [`alert_webhooks`]: the deliverer of alert notifications.
+//! - [`console`]: the read-only web console at `/console` (server-rendered HTML, inline SVG).
 //!
 //! [`Request`]: redrive_core::api::Request
 
@@ -22,6 +23,7 @@ pub mod alerts_api;
 pub mod auth;
 pub mod cloudwatch;
 pub mod config;
+pub mod console;
 pub mod context;
 pub mod dispatch;
 pub mod edge;
@@ -50,6 +52,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub config: ServerConfig,
     pub metrics: metrics::Metrics,
+    /// Logged-in console sessions (used only under `--auth sigv4`).
+    pub console_sessions: console::session::Sessions,
 }
 
 /// A server bound to a socket, not yet serving.
@@ -156,6 +160,7 @@ impl Server {
                 metrics: metrics::Metrics::new(engine.clone()),
                 engine,
                 config,
+                console_sessions: Default::default(),
             }),
             durable: None,
         })

@@ -282,6 +282,10 @@ struct ServeArgs {
     /// Keys accepted with `--auth sigv4`: ACCESS_KEY_ID:SECRET[,ACCESS_KEY_ID:SECRET…].
     #[arg(long, env = "REDRIVE_CREDENTIALS", hide_env_values = true)]
     credentials: Option<String>,
+    /// Serve the web console (`/console`) to any client, not only loopback ones. Without
+    /// authentication anyone who can reach the port can then read every message.
+    #[arg(long, env = "REDRIVE_CONSOLE_PUBLIC")]
+    console_public: bool,
     /// Longest time from the first byte of a request to the end of its headers (`30s`,
     /// `500ms`, `2m`; a bare number is seconds).
     #[arg(long, env = "REDRIVE_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
@@ -422,6 +426,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         enable_reset_api: args.enable_reset_api,
         storage,
         auth,
+        console_public: args.console_public,
         http: HttpLimits {
             header_timeout: args.header_timeout,
             body_timeout: args.body_timeout,

@@ -9,6 +9,8 @@ mod auth;
 mod batches;
 mod cloudwatch;
 mod common;
+mod console;
+mod console_browser;
 mod dlq;
 mod edge;
 mod fifo;

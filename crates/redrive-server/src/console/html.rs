@@ -1,0 +1,103 @@
+//! HTML building blocks: escaping, the page frame, times and durations.
+
+use std::fmt::Write;
+
+/// Escapes text for HTML element content and double-quoted attribute values. Every value that
+/// reaches a page goes through here (message bodies are untrusted input).
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes one URL path segment or query value.
+pub fn url_part(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// The page frame: `title` and `body_html` (already escaped by the caller).
+pub fn page(title: &str, body_html: &str) -> String {
+    let mut out = String::with_capacity(body_html.len() + 1024);
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{} · Redrive console</title><link rel=\"icon\" href=\"data:,\">\
+         <link rel=\"stylesheet\" href=\"/console/assets/console.css\"></head>\
+         <body><header><a href=\"/console\" accesskey=\"q\">Redrive console</a>\
+         <span class=\"where\">read-only · nothing here changes a message</span></header>\
+         <main>{}</main></body></html>\n",
+        esc(title),
+        body_html
+    );
+    out
+}
+
+/// `2026-04-20 20:20:05Z` (UTC, seconds).
+pub fn time_text(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let (y, m, d) = civil_from_days(days);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `45s`, `12m 3s`, `3h 5m`, `2d 4h`.
+pub fn age_text(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        3600..86_400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_quotes() {
+        assert_eq!(
+            esc("<script>alert('x')</script> & \"q\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
+        );
+    }
+
+    #[test]
+    fn times_and_ages() {
+        assert_eq!(time_text(1_776_716_405_000), "2026-04-20 20:20:05Z");
+        assert_eq!(age_text(59_999), "59s");
+        assert_eq!(age_text(3_723_000), "1h 2m");
+        assert_eq!(age_text(90_000_000), "1d 1h");
+    }
+}

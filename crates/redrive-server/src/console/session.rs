@@ -1,0 +1,131 @@
+//! Console login under `--auth sigv4`: an access key and its secret, checked against the
+//! configured keys, open a session held in memory; the browser keeps only a random token in a
+//! `HttpOnly; SameSite=Strict` cookie scoped to `/console`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use http::HeaderMap;
+
+/// The cookie carrying the session token.
+pub const COOKIE: &str = "redrive_console";
+/// How long a session lasts after its login.
+pub const LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// Open console sessions: token → (access key id, expiry).
+#[derive(Debug, Default)]
+pub struct Sessions {
+    open: Mutex<HashMap<String, (String, SystemTime)>>,
+}
+
+impl Sessions {
+    /// Opens a session for `access_key` and returns its token (two random UUIDs: 244 bits).
+    pub fn open(&self, access_key: &str) -> String {
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let now = SystemTime::now();
+        open.retain(|_, (_, expires)| *expires > now);
+        open.insert(token.clone(), (access_key.to_string(), now + LIFETIME));
+        token
+    }
+
+    /// The access key of a live session, if `token` is one.
+    pub fn check(&self, token: &str) -> Option<String> {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.get(token)
+            .filter(|(_, expires)| *expires > SystemTime::now())
+            .map(|(key, _)| key.clone())
+    }
+
+    pub fn close(&self, token: &str) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.remove(token);
+    }
+}
+
+/// The session token sent in the request's cookies.
+pub fn token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+/// `Set-Cookie` for a new session.
+pub fn set_cookie(token: &str) -> String {
+    format!(
+        "{COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}",
+        LIFETIME.as_secs()
+    )
+}
+
+/// `Set-Cookie` that drops the session cookie.
+pub fn clear_cookie() -> String {
+    format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+/// A cross-site POST is refused: when the browser names the page's origin (`Origin`, sent on
+/// every POST by current browsers), its host must be the one the request was sent to.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(http::header::ORIGIN) else {
+        return true;
+    };
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest);
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+}
+
+/// Compares secrets in time that depends only on their lengths.
+pub fn secrets_equal(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_open_check_and_close() {
+        let s = Sessions::default();
+        let t = s.open("AKID");
+        assert_eq!(t.len(), 64);
+        assert_eq!(s.check(&t).as_deref(), Some("AKID"));
+        assert_eq!(s.check("forged"), None);
+        s.close(&t);
+        assert_eq!(s.check(&t), None);
+    }
+
+    #[test]
+    fn origins_and_cookies() {
+        let mut h = HeaderMap::new();
+        h.insert("host", "127.0.0.1:9324".parse().unwrap());
+        assert!(same_origin(&h));
+        h.insert("origin", "http://127.0.0.1:9324".parse().unwrap());
+        assert!(same_origin(&h));
+        h.insert("origin", "https://evil.example".parse().unwrap());
+        assert!(!same_origin(&h));
+        h.insert("origin", "null".parse().unwrap());
+        assert!(!same_origin(&h));
+        h.insert("cookie", "a=1; redrive_console=abc; b=2".parse().unwrap());
+        assert_eq!(token(&h).as_deref(), Some("abc"));
+        assert!(secrets_equal("s3cr3t", "s3cr3t"));
+        assert!(!secrets_equal("s3cr3t", "s3cr3u"));
+        assert!(!secrets_equal("s3cr3t", "s3cr3"));
+    }
+}
