@@ -9,7 +9,9 @@
 //! - [`validate`]: names, bodies, message attributes, batch ids.
 //! - [`digest`]: `MD5OfMessageBody`, `MD5OfMessageAttributes`.
 //! - [`arn`]: queue ARNs and URLs.
+//! - [`alarm`]: CloudWatch metric alarms: definition, states, evaluation.
 
+pub mod alarm;
 pub mod api;
 pub mod arn;
 pub mod attributes;

@@ -560,6 +560,7 @@ impl Engine {
                 let Some(e) = engine.upgrade() else { return };
                 e.flush_history().await;
                 e.evaluate_alerts().await;
+                e.evaluate_cw_alarms().await;
             }
         });
     }

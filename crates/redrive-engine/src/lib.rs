@@ -17,6 +17,7 @@
 pub mod alerts;
 pub mod browse;
 pub mod clock;
+pub mod cw_alarms;
 pub mod history;
 mod messages;
 pub mod metrics;
@@ -151,6 +152,8 @@ pub struct Engine {
     history_flush: Mutex<()>,
     /// Alert rules, states, transitions, silences and the notification outbox (see [`alerts`]).
     alerts: alerts::AlertBook,
+    /// One CloudWatch alarm change or evaluation at a time (see [`cw_alarms`]).
+    cw_alarms: tokio::sync::Mutex<()>,
 }
 
 /// Everything [`Engine`] rebuilds from a [`store::Snapshot`].
@@ -213,6 +216,7 @@ impl Engine {
             history: Mutex::new(history),
             history_flush: Mutex::new(()),
             alerts,
+            cw_alarms: tokio::sync::Mutex::new(()),
         }
     }
 

@@ -1,6 +1,8 @@
-//! CloudWatch's read API on the SQS listener (see `docs/metrics.md`, "CloudWatch API"):
+//! CloudWatch's API on the SQS listener (see `docs/metrics.md`, "CloudWatch API"):
 //! `GetMetricData`, `GetMetricStatistics` and `ListMetrics` for namespace `AWS/SQS`, dimension
-//! `QueueName`, answered from the engine's minute history in the caller's protocol (RPC v2
+//! `QueueName`, answered from the engine's minute history, and the metric alarms over it
+//! (`PutMetricAlarm`, `DescribeAlarms…`, `DescribeAlarmHistory`, `DeleteAlarms`,
+//! `SetAlarmState`; engine `cw_alarms`), in the caller's protocol (RPC v2
 //! CBOR, JSON 1.0 or Query, detected by `redrive_protocol::cloudwatch::detect`). SigV4, when
 //! on, is verified for service `monitoring`.
 
@@ -13,6 +15,7 @@ use axum::response::Response as HttpResponse;
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 use redrive_core::{ErrorCode, SqsError};
+use redrive_engine::cw_alarms::AlarmError;
 use redrive_engine::history::{COUNTERS, GAUGES, HistoryQuery, MetricDef, MetricHistory};
 use redrive_engine::{Engine, RequestContext};
 use redrive_protocol::cloudwatch::{
@@ -97,6 +100,31 @@ async fn answer(
         ),
     };
     let engine = state.engine.clone();
+    // Alarm changes are written (and made durable) before they are answered.
+    match request {
+        CwRequest::PutMetricAlarm(def) => {
+            return engine
+                .put_metric_alarm(&ctx, def)
+                .await
+                .map(|()| CwResponse::Empty("PutMetricAlarm"))
+                .map_err(from_alarm_error);
+        }
+        CwRequest::DeleteAlarms(names) => {
+            return engine
+                .delete_alarms(&ctx, &names)
+                .await
+                .map(|()| CwResponse::Empty("DeleteAlarms"))
+                .map_err(from_alarm_error);
+        }
+        CwRequest::SetAlarmState(i) => {
+            return engine
+                .set_alarm_state(&ctx, &i.alarm_name, i.state, i.reason, i.reason_data)
+                .await
+                .map(|()| CwResponse::Empty("SetAlarmState"))
+                .map_err(from_alarm_error);
+        }
+        _ => {}
+    }
     // History reads go to the store: off the async threads.
     tokio::task::spawn_blocking(move || execute(&engine, &ctx, request))
         .await
@@ -122,7 +150,122 @@ pub fn execute(
             get_metric_statistics(engine, ctx, i).map(CwResponse::GetMetricStatistics)
         }
         CwRequest::ListMetrics(i) => list_metrics(engine, ctx, i).map(CwResponse::ListMetrics),
+        CwRequest::DescribeAlarms(i) => {
+            describe_alarms(engine, ctx, i).map(CwResponse::DescribeAlarms)
+        }
+        CwRequest::DescribeAlarmsForMetric(i) => {
+            describe_alarms_for_metric(engine, ctx, i).map(CwResponse::DescribeAlarmsForMetric)
+        }
+        CwRequest::DescribeAlarmHistory(i) => {
+            describe_alarm_history(engine, ctx, i).map(CwResponse::DescribeAlarmHistory)
+        }
+        CwRequest::PutMetricAlarm(_) | CwRequest::DeleteAlarms(_) | CwRequest::SetAlarmState(_) => {
+            Err(CwError::new(
+                CwErrorCode::InternalServiceError,
+                "Alarm changes are answered on the async path.",
+            ))
+        }
     }
+}
+
+fn from_alarm_error(e: AlarmError) -> CwError {
+    match e {
+        AlarmError::NotFound(m) => CwError::new(CwErrorCode::ResourceNotFound, m),
+        AlarmError::LimitExceeded(m) => CwError::new(CwErrorCode::LimitExceeded, m),
+        AlarmError::Internal(m) => CwError::new(CwErrorCode::InternalServiceError, m),
+    }
+}
+
+/// Paging of the alarm lists: `ra1.{offset}`.
+fn page<T>(
+    mut all: Vec<T>,
+    token: Option<&str>,
+    max: usize,
+) -> Result<(Vec<T>, Option<String>), CwError> {
+    let start = match token {
+        None => 0,
+        Some(t) => t
+            .strip_prefix("ra1.")
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n <= all.len())
+            .ok_or_else(invalid_token)?,
+    };
+    let end = (start + max).min(all.len());
+    let next = (end < all.len()).then(|| format!("ra1.{end}"));
+    Ok((all.drain(start..end).collect(), next))
+}
+
+fn describe_alarms(
+    engine: &Engine,
+    ctx: &RequestContext,
+    i: cw::DescribeAlarmsInput,
+) -> Result<cw::DescribeAlarmsOutput, CwError> {
+    if !i.metric_alarms {
+        return Ok(cw::DescribeAlarmsOutput::default());
+    }
+    let all = engine
+        .describe_alarms(
+            ctx,
+            &i.alarm_names,
+            i.alarm_name_prefix.as_deref(),
+            i.state_value,
+            i.action_prefix.as_deref(),
+        )
+        .map_err(from_alarm_error)?;
+    let (alarms, next_token) = page(all, i.next_token.as_deref(), i.max_records)?;
+    Ok(cw::DescribeAlarmsOutput { alarms, next_token })
+}
+
+fn describe_alarms_for_metric(
+    engine: &Engine,
+    ctx: &RequestContext,
+    i: cw::DescribeAlarmsForMetricInput,
+) -> Result<Vec<redrive_core::alarm::AlarmRecord>, CwError> {
+    let mut all = engine
+        .describe_alarms(ctx, &[], None, None, None)
+        .map_err(from_alarm_error)?;
+    all.retain(|a| {
+        let d = &a.definition;
+        d.namespace == i.metric.namespace
+            && d.metric_name == i.metric.metric_name
+            && (i.metric.dimensions.is_empty()
+                || (d.dimensions.len() == i.metric.dimensions.len()
+                    && i.metric.dimensions.iter().all(|x| {
+                        d.dimensions
+                            .iter()
+                            .any(|y| y.name == x.name && y.value == x.value)
+                    })))
+            && i.statistic.as_deref().is_none_or(|s| d.statistic == s)
+            && i.period.is_none_or(|p| d.period == p)
+            && i.unit
+                .as_deref()
+                .is_none_or(|u| d.unit.as_deref() == Some(u))
+    });
+    Ok(all)
+}
+
+fn describe_alarm_history(
+    engine: &Engine,
+    ctx: &RequestContext,
+    i: cw::DescribeAlarmHistoryInput,
+) -> Result<cw::DescribeAlarmHistoryOutput, CwError> {
+    if !i.metric_alarms {
+        return Ok(cw::DescribeAlarmHistoryOutput::default());
+    }
+    let mut all = engine
+        .describe_alarm_history(
+            ctx,
+            i.alarm_name.as_deref(),
+            i.history_item_type.as_deref(),
+            i.start_ms,
+            i.end_ms,
+        )
+        .map_err(from_alarm_error)?;
+    if i.scan_by == ScanBy::TimestampDescending {
+        all.reverse();
+    }
+    let (items, next_token) = page(all, i.next_token.as_deref(), i.max_records)?;
+    Ok(cw::DescribeAlarmHistoryOutput { items, next_token })
 }
 
 fn all_metrics() -> impl Iterator<Item = &'static MetricDef> {

@@ -60,7 +60,9 @@ pub fn routes(router: Router<Arc<AppState>>, _state: &Arc<AppState>) -> Router<A
 async fn flush_history(State(state): State<Arc<AppState>>) -> Response {
     let ended = state.engine.flush_history().await;
     let current = state.engine.flush_history_partial().await;
+    let alarm_changes = state.engine.evaluate_cw_alarms().await;
     json_response(Ok(json!({
+        "alarmStateChanges": alarm_changes,
         "ended": {"minute": ended.minute_ms, "documents": ended.documents},
         "current": {"minute": current.minute_ms, "documents": current.documents},
     })))

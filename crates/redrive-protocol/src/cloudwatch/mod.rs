@@ -1,4 +1,5 @@
-//! CloudWatch's read API (`GetMetricData`, `GetMetricStatistics`, `ListMetrics`) in the three
+//! CloudWatch's API for SQS metrics (`GetMetricData`, `GetMetricStatistics`, `ListMetrics`) and metric
+//! alarms (`PutMetricAlarm`, `DescribeAlarms…`, `DescribeAlarmHistory`, `DeleteAlarms`, `SetAlarmState`) in the three
 //! wire protocols its clients speak (read from their service models, see `docs/metrics.md`):
 //!
 //! - **Smithy RPC v2 CBOR** (`aws-sdk-cloudwatch`, botocore's first choice where it has it):
@@ -13,8 +14,14 @@
 //! `x-amzn-query-error: Code;Sender`. Pure code: decode into typed requests (validated as
 //! CloudWatch does), encode typed responses. No IO.
 
+mod alarms;
 mod doc;
 mod ops;
+
+pub use alarms::{
+    DescribeAlarmHistoryInput, DescribeAlarmHistoryOutput, DescribeAlarmsForMetricInput,
+    DescribeAlarmsInput, DescribeAlarmsOutput, SetAlarmStateInput,
+};
 
 pub use doc::{Doc, iso8601, parse_time_text};
 pub use ops::{decode_doc, encode_response_doc};
@@ -244,6 +251,12 @@ pub enum CwRequest {
     GetMetricData(GetMetricDataInput),
     GetMetricStatistics(GetMetricStatisticsInput),
     ListMetrics(ListMetricsInput),
+    PutMetricAlarm(redrive_core::alarm::AlarmDefinition),
+    DescribeAlarms(DescribeAlarmsInput),
+    DescribeAlarmsForMetric(DescribeAlarmsForMetricInput),
+    DescribeAlarmHistory(DescribeAlarmHistoryInput),
+    DeleteAlarms(Vec<String>),
+    SetAlarmState(SetAlarmStateInput),
 }
 
 impl CwRequest {
@@ -252,6 +265,12 @@ impl CwRequest {
             CwRequest::GetMetricData(_) => "GetMetricData",
             CwRequest::GetMetricStatistics(_) => "GetMetricStatistics",
             CwRequest::ListMetrics(_) => "ListMetrics",
+            CwRequest::PutMetricAlarm(_) => "PutMetricAlarm",
+            CwRequest::DescribeAlarms(_) => "DescribeAlarms",
+            CwRequest::DescribeAlarmsForMetric(_) => "DescribeAlarmsForMetric",
+            CwRequest::DescribeAlarmHistory(_) => "DescribeAlarmHistory",
+            CwRequest::DeleteAlarms(_) => "DeleteAlarms",
+            CwRequest::SetAlarmState(_) => "SetAlarmState",
         }
     }
 }
@@ -302,6 +321,11 @@ pub enum CwResponse {
     GetMetricData(GetMetricDataOutput),
     GetMetricStatistics(GetMetricStatisticsOutput),
     ListMetrics(ListMetricsOutput),
+    DescribeAlarms(DescribeAlarmsOutput),
+    DescribeAlarmsForMetric(Vec<redrive_core::alarm::AlarmRecord>),
+    DescribeAlarmHistory(DescribeAlarmHistoryOutput),
+    /// An operation without output (`PutMetricAlarm`, `DeleteAlarms`, `SetAlarmState`).
+    Empty(&'static str),
 }
 
 /// CloudWatch's error codes (the Query code; JSON and CBOR carry the model's shape name in
@@ -320,6 +344,11 @@ pub enum CwErrorCode {
     Serialization,
     MalformedQueryString,
     InternalServiceError,
+    /// A named alarm that does not exist (404).
+    ResourceNotFound,
+    LimitExceeded,
+    /// `StateReasonData` that is not JSON.
+    InvalidFormat,
     /// SigV4 failures, by their SQS-compatible code (403).
     MissingAuthenticationToken,
     IncompleteSignature,
@@ -340,6 +369,9 @@ impl CwErrorCode {
             CwErrorCode::Serialization => "SerializationException",
             CwErrorCode::MalformedQueryString => "MalformedQueryString",
             CwErrorCode::InternalServiceError => "InternalServiceError",
+            CwErrorCode::ResourceNotFound => "ResourceNotFound",
+            CwErrorCode::LimitExceeded => "LimitExceeded",
+            CwErrorCode::InvalidFormat => "InvalidFormat",
             CwErrorCode::MissingAuthenticationToken => "MissingAuthenticationToken",
             CwErrorCode::IncompleteSignature => "IncompleteSignature",
             CwErrorCode::InvalidClientTokenId => "InvalidClientTokenId",
@@ -356,6 +388,8 @@ impl CwErrorCode {
             CwErrorCode::ValidationError => "ValidationError",
             CwErrorCode::InvalidAction => "UnknownOperationException",
             CwErrorCode::InternalServiceError => "InternalServiceFault",
+            CwErrorCode::LimitExceeded => "LimitExceededFault",
+            CwErrorCode::InvalidFormat => "InvalidFormatFault",
             other => other.query_code(),
         }
     }
@@ -363,6 +397,7 @@ impl CwErrorCode {
     pub fn status(self) -> u16 {
         match self {
             CwErrorCode::InternalServiceError => 500,
+            CwErrorCode::ResourceNotFound => 404,
             CwErrorCode::MissingAuthenticationToken
             | CwErrorCode::IncompleteSignature
             | CwErrorCode::InvalidClientTokenId
@@ -422,6 +457,15 @@ pub fn encode_response(protocol: CwProtocol, response: &CwResponse, request_id: 
             status: 200,
             content_type: JSON_CONTENT_TYPE,
             body: doc::to_json(&doc).to_string().into_bytes(),
+        },
+        CwProtocol::Query if matches!(response, CwResponse::Empty(_)) => Encoded {
+            status: 200,
+            content_type: XML_CONTENT_TYPE,
+            body: format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{op}Response xmlns=\"{XMLNS}\"><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></{op}Response>",
+                doc::xml_escape(request_id)
+            )
+            .into_bytes(),
         },
         CwProtocol::Query => {
             let mut xml = format!(

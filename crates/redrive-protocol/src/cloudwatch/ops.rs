@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 
+use super::alarms;
 use super::doc::{Doc, parse_time_text};
 use super::*;
 
@@ -11,7 +12,7 @@ fn invalid(message: String) -> CwError {
     CwError::new(CwErrorCode::InvalidParameterValue, message)
 }
 
-fn missing(name: &str) -> CwError {
+pub(super) fn missing(name: &str) -> CwError {
     CwError::new(
         CwErrorCode::MissingParameter,
         format!("The parameter {name} is required."),
@@ -24,11 +25,11 @@ fn not_valid(name: &str, what: &str) -> CwError {
     ))
 }
 
-fn field<'a>(d: &'a Doc, key: &str) -> Option<&'a Doc> {
+pub(super) fn field<'a>(d: &'a Doc, key: &str) -> Option<&'a Doc> {
     d.get(key).filter(|v| !matches!(v, Doc::Null))
 }
 
-fn string(d: &Doc, key: &str, name: &str) -> Result<Option<String>, CwError> {
+pub(super) fn string(d: &Doc, key: &str, name: &str) -> Result<Option<String>, CwError> {
     match field(d, key) {
         None => Ok(None),
         Some(Doc::Str(s)) => Ok(Some(s.clone())),
@@ -36,7 +37,7 @@ fn string(d: &Doc, key: &str, name: &str) -> Result<Option<String>, CwError> {
     }
 }
 
-fn integer(d: &Doc, key: &str, name: &str) -> Result<Option<i64>, CwError> {
+pub(super) fn integer(d: &Doc, key: &str, name: &str) -> Result<Option<i64>, CwError> {
     match field(d, key) {
         None => Ok(None),
         Some(Doc::Int(i)) => Ok(Some(*i)),
@@ -50,7 +51,7 @@ fn integer(d: &Doc, key: &str, name: &str) -> Result<Option<i64>, CwError> {
     }
 }
 
-fn boolean(d: &Doc, key: &str, name: &str) -> Result<Option<bool>, CwError> {
+pub(super) fn boolean(d: &Doc, key: &str, name: &str) -> Result<Option<bool>, CwError> {
     match field(d, key) {
         None => Ok(None),
         Some(Doc::Bool(b)) => Ok(Some(*b)),
@@ -79,7 +80,15 @@ fn time(d: &Doc, key: &str) -> Result<i64, CwError> {
     }
 }
 
-fn list<'a>(d: &'a Doc, key: &str, name: &str) -> Result<&'a [Doc], CwError> {
+/// An optional time (`StartDate`, `EndDate`).
+pub(super) fn time_opt(d: &Doc, key: &str) -> Result<Option<i64>, CwError> {
+    if field(d, key).is_none() {
+        return Ok(None);
+    }
+    time(d, key).map(Some)
+}
+
+pub(super) fn list<'a>(d: &'a Doc, key: &str, name: &str) -> Result<&'a [Doc], CwError> {
     match field(d, key) {
         None => Ok(&[]),
         Some(Doc::List(items)) => Ok(items),
@@ -97,7 +106,7 @@ fn structure<'a>(d: &'a Doc, key: &str, name: &str) -> Result<Option<&'a Doc>, C
     }
 }
 
-fn dimensions(d: &Doc, prefix: &str) -> Result<Vec<Dimension>, CwError> {
+pub(super) fn dimensions(d: &Doc, prefix: &str) -> Result<Vec<Dimension>, CwError> {
     let items = list(d, "Dimensions", &format!("{prefix}Dimensions"))?;
     if items.len() > 30 {
         return Err(invalid(format!(
@@ -355,11 +364,21 @@ pub fn decode_doc(operation: &str, d: &Doc) -> Result<CwRequest, CwError> {
         "GetMetricData" => get_metric_data(d).map(CwRequest::GetMetricData),
         "GetMetricStatistics" => get_metric_statistics(d).map(CwRequest::GetMetricStatistics),
         "ListMetrics" => list_metrics(d).map(CwRequest::ListMetrics),
+        "PutMetricAlarm" => alarms::put_metric_alarm(d).map(CwRequest::PutMetricAlarm),
+        "DescribeAlarms" => alarms::describe_alarms(d).map(CwRequest::DescribeAlarms),
+        "DescribeAlarmsForMetric" => {
+            alarms::describe_alarms_for_metric(d).map(CwRequest::DescribeAlarmsForMetric)
+        }
+        "DescribeAlarmHistory" => {
+            alarms::describe_alarm_history(d).map(CwRequest::DescribeAlarmHistory)
+        }
+        "DeleteAlarms" => alarms::delete_alarms(d).map(CwRequest::DeleteAlarms),
+        "SetAlarmState" => alarms::set_alarm_state(d).map(CwRequest::SetAlarmState),
         "" => Err(missing("Action")),
         other => Err(CwError::new(
             CwErrorCode::InvalidAction,
             format!(
-                "The action {other} is not valid for this web service (Redrive serves GetMetricData, GetMetricStatistics and ListMetrics)."
+                "The action {other} is not valid for this web service (Redrive serves GetMetricData, GetMetricStatistics, ListMetrics, PutMetricAlarm, DescribeAlarms, DescribeAlarmsForMetric, DescribeAlarmHistory, DeleteAlarms and SetAlarmState)."
             ),
         )),
     }
@@ -455,6 +474,35 @@ pub fn encode_response_doc(r: &CwResponse) -> (&'static str, Doc) {
                 ),
             ]),
         ),
+        CwResponse::DescribeAlarms(o) => (
+            "DescribeAlarms",
+            Doc::Map(vec![
+                (
+                    "MetricAlarms".into(),
+                    Doc::List(o.alarms.iter().map(alarms::alarm_doc).collect()),
+                ),
+                ("CompositeAlarms".into(), Doc::List(Vec::new())),
+                ("NextToken".into(), opt_token(&o.next_token)),
+            ]),
+        ),
+        CwResponse::DescribeAlarmsForMetric(list) => (
+            "DescribeAlarmsForMetric",
+            Doc::Map(vec![(
+                "MetricAlarms".into(),
+                Doc::List(list.iter().map(alarms::alarm_doc).collect()),
+            )]),
+        ),
+        CwResponse::DescribeAlarmHistory(o) => (
+            "DescribeAlarmHistory",
+            Doc::Map(vec![
+                (
+                    "AlarmHistoryItems".into(),
+                    Doc::List(o.items.iter().map(alarms::history_doc).collect()),
+                ),
+                ("NextToken".into(), opt_token(&o.next_token)),
+            ]),
+        ),
+        CwResponse::Empty(op) => (op, Doc::Map(Vec::new())),
         CwResponse::ListMetrics(o) => (
             "ListMetrics",
             Doc::Map(vec![

@@ -8,6 +8,7 @@ mod attributes;
 mod auth;
 mod batches;
 mod cloudwatch;
+mod cloudwatch_alarms;
 mod common;
 mod console;
 mod console_browser;
