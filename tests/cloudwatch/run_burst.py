@@ -191,6 +191,31 @@ def run(endpoint):
     except ClientError as e:
         code = e.response["Error"]["Code"]
     check(code == "MissingParameter", "GetMetricStatistics without Statistics -> MissingParameter")
+
+    # A DLQ alarm put on the queue's existing backlog: ALARM at once, and the seed's check
+    # (configuration history first, then the first transition to ALARM) reads it back.
+    cw.put_metric_alarm(
+        AlarmName="backlog", Namespace="AWS/SQS", MetricName="ApproximateNumberOfMessagesVisible",
+        Dimensions=dims, Statistic="Maximum", Period=60, EvaluationPeriods=1, Threshold=0,
+        ComparisonOperator="GreaterThanThreshold")
+    alarm = cw.describe_alarms(AlarmNames=["backlog"])["MetricAlarms"][0]
+    check(alarm["StateValue"] == "ALARM", f"PutMetricAlarm on a backlog -> ALARM ({alarm['StateReason']})")
+    check(alarm["Threshold"] == 0.0 and alarm["Dimensions"] == dims, "DescribeAlarms echoes the definition")
+    cfg = cw.describe_alarm_history(AlarmName="backlog", HistoryItemType="ConfigurationUpdate",
+                                    ScanBy="TimestampAscending")["AlarmHistoryItems"]
+    check(len(cfg) == 1 and json.loads(cfg[0]["HistoryData"])["type"] == "Create",
+          "DescribeAlarmHistory: the creation")
+    states = cw.describe_alarm_history(AlarmName="backlog", HistoryItemType="StateUpdate")["AlarmHistoryItems"]
+    check([h["HistorySummary"] for h in states] == ["Alarm updated from INSUFFICIENT_DATA to ALARM"],
+          "DescribeAlarmHistory: the first transition")
+    try:
+        cw.delete_alarms(AlarmNames=["backlog", "missing"])
+        code = None
+    except ClientError as e:
+        code = e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]
+    check(code == ("ResourceNotFound", 404), "DeleteAlarms with an unknown name -> ResourceNotFound 404")
+    cw.delete_alarms(AlarmNames=["backlog"])
+    check(cw.describe_alarms()["MetricAlarms"] == [], "DeleteAlarms")
     print(f"PASS ({protocol}, botocore {botocore.__version__})")
 
 

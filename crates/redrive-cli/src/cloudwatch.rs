@@ -160,3 +160,207 @@ pub async fn metrics(conn: &Conn, plan: &MetricsPlan) -> Result<MetricsTable> {
         ),
     })
 }
+
+/// What the DLQ's CloudWatch alarms say about when alerting started, against when the backlog
+/// did (the seed's "check whether the alarm itself is new").
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlarmCheck {
+    pub alarm: String,
+    pub state: String,
+    /// From the alarm's `ConfigurationUpdate` history (`Create`), epoch ms; `None` when the
+    /// history no longer holds it (CloudWatch keeps 30 days) or cannot be read.
+    pub created_ms: Option<i64>,
+    /// `AlarmConfigurationUpdatedTimestamp`.
+    pub configured_ms: Option<i64>,
+    /// The first transition to ALARM in the history.
+    pub first_alarm_ms: Option<i64>,
+    /// The DLQ's visible messages just before the alarm was created (CloudWatch, Maximum).
+    pub visible_at_creation: Option<u64>,
+    /// `true`: the backlog already existed when the alarm was created.
+    pub pre_existing_backlog: Option<bool>,
+    pub verdict: String,
+}
+
+/// Minutes before an alarm's creation searched for the DLQ's depth.
+const BEFORE_CREATION_MINUTES: i64 = 5;
+
+/// The DLQ's alarms (namespace `AWS/SQS`, dimension `QueueName` = the DLQ) and, for each, its
+/// creation and first ALARM from `DescribeAlarmHistory`, compared with the DLQ's depth then.
+/// `oldest_ms` (when the oldest message still in the DLQ arrived, if known) decides when
+/// CloudWatch has no depth for the minutes before creation.
+pub async fn dlq_alarm_checks(
+    conn: &Conn,
+    dlq: &str,
+    oldest_ms: Option<i64>,
+) -> Result<Vec<AlarmCheck>> {
+    let endpoint = conn.endpoint_url.as_deref();
+    let mut alarms = Vec::new();
+    let mut token = None;
+    loop {
+        let out = conn
+            .cloudwatch
+            .describe_alarms()
+            .max_records(100)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| cloudwatch_error(e, endpoint))?;
+        alarms.extend(out.metric_alarms().iter().cloned().filter(|a| {
+            a.namespace() == Some("AWS/SQS")
+                && a.dimensions()
+                    .iter()
+                    .any(|d| d.name() == Some("QueueName") && d.value() == Some(dlq))
+        }));
+        match out.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    let mut checks = Vec::new();
+    for a in alarms {
+        let name = a.alarm_name().unwrap_or_default().to_string();
+        let configured_ms = a
+            .alarm_configuration_updated_timestamp()
+            .and_then(|t| t.to_millis().ok());
+        let history = |kind: aws_sdk_cloudwatch::types::HistoryItemType| {
+            conn.cloudwatch
+                .describe_alarm_history()
+                .alarm_name(&name)
+                .history_item_type(kind)
+                .scan_by(ScanBy::TimestampAscending)
+                .max_records(100)
+                .send()
+        };
+        use aws_sdk_cloudwatch::types::HistoryItemType;
+        let (created_ms, first_alarm_ms, history_note) =
+            match history(HistoryItemType::ConfigurationUpdate).await {
+                Ok(cfg) => {
+                    let created = cfg.alarm_history_items().iter().find_map(|i| {
+                        let data: Value = serde_json::from_str(i.history_data()?).ok()?;
+                        (data["type"] == "Create")
+                            .then(|| i.timestamp().and_then(|t| t.to_millis().ok()))
+                            .flatten()
+                    });
+                    let first_alarm = match history(HistoryItemType::StateUpdate).await {
+                        Ok(s) => s.alarm_history_items().iter().find_map(|i| {
+                            i.history_summary()
+                                .is_some_and(|s| s.ends_with(" to ALARM"))
+                                .then(|| i.timestamp().and_then(|t| t.to_millis().ok()))
+                                .flatten()
+                        }),
+                        Err(_) => None,
+                    };
+                    (created, first_alarm, None)
+                }
+                Err(e) => (
+                    None,
+                    None,
+                    Some(format!(
+                        "alarm history not read: {}",
+                        cloudwatch_error(e, endpoint)
+                    )),
+                ),
+            };
+        let visible_at_creation = match created_ms {
+            Some(c) => depth_before(conn, dlq, c).await.ok().flatten(),
+            None => None,
+        };
+        let pre_existing = created_ms.and_then(|c| match visible_at_creation {
+            Some(v) => Some(v > 0),
+            None => oldest_ms.map(|o| o < c),
+        });
+        let state = a
+            .state_value()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
+        let at = |ms: i64| crate::util::format_ts(ms);
+        let verdict = match (created_ms, pre_existing) {
+            (Some(c), Some(true)) => format!(
+                "alarm `{name}` created at {} on a backlog that already existed{}{}: new alerting on old residue, not necessarily a fresh incident",
+                at(c),
+                visible_at_creation
+                    .map(|v| format!(" ({v} messages visible just before)"))
+                    .unwrap_or_else(|| " (its oldest message is older than the alarm)".into()),
+                first_alarm_ms
+                    .map(|f| format!("; first ALARM at {}", at(f)))
+                    .unwrap_or_default()
+            ),
+            (Some(c), Some(false)) => format!(
+                "alarm `{name}` created at {} while the DLQ was empty{}",
+                at(c),
+                first_alarm_ms
+                    .map(|f| format!("; its ALARM at {} means new dead letters", at(f)))
+                    .unwrap_or_default()
+            ),
+            (Some(c), None) => format!(
+                "alarm `{name}` created at {}; the DLQ's depth then is unknown",
+                at(c)
+            ),
+            (None, _) => match (&history_note, configured_ms) {
+                (Some(n), Some(t)) => {
+                    format!("alarm `{name}` last configured at {} ({n})", at(t))
+                }
+                (None, Some(t)) => format!(
+                    "alarm `{name}` last configured at {}; its creation is older than the alarm history keeps (30 days)",
+                    at(t)
+                ),
+                (_, None) => format!("alarm `{name}`: no configuration time"),
+            },
+        };
+        checks.push(AlarmCheck {
+            alarm: name,
+            state,
+            created_ms,
+            configured_ms,
+            first_alarm_ms,
+            visible_at_creation,
+            pre_existing_backlog: pre_existing,
+            verdict,
+        });
+    }
+    Ok(checks)
+}
+
+/// The DLQ's largest `ApproximateNumberOfMessagesVisible` in the minutes just before `at_ms`
+/// (the minute of `at_ms` excluded); `None` when CloudWatch has no datapoint there.
+async fn depth_before(conn: &Conn, dlq: &str, at_ms: i64) -> Result<Option<u64>> {
+    let minute = at_ms.div_euclid(60_000) * 60_000;
+    let out = conn
+        .cloudwatch
+        .get_metric_data()
+        .metric_data_queries(
+            MetricDataQuery::builder()
+                .id("visible")
+                .metric_stat(
+                    MetricStat::builder()
+                        .metric(
+                            Metric::builder()
+                                .namespace("AWS/SQS")
+                                .metric_name("ApproximateNumberOfMessagesVisible")
+                                .dimensions(
+                                    Dimension::builder().name("QueueName").value(dlq).build(),
+                                )
+                                .build(),
+                        )
+                        .period(60)
+                        .stat("Maximum")
+                        .build(),
+                )
+                .build(),
+        )
+        .start_time(DateTime::from_millis(
+            minute - BEFORE_CREATION_MINUTES * 60_000,
+        ))
+        .end_time(DateTime::from_millis(minute))
+        .send()
+        .await
+        .map_err(|e| cloudwatch_error(e, conn.endpoint_url.as_deref()))?;
+    Ok(out
+        .metric_data_results()
+        .iter()
+        .flat_map(|r| r.values().iter().copied())
+        .fold(None, |m: Option<u64>, v| {
+            Some(m.unwrap_or(0).max(v.max(0.0).round() as u64))
+        }))
+}

@@ -80,7 +80,7 @@ pub fn burst_reading(t: &MetricsTable, burst_ms: u64) -> Option<String> {
 
 /// Runs `status` and a `stats` scan of the DLQ (or of the queue itself when it has none).
 pub async fn report(conn: &Conn, plan: ReportPlan) -> Result<Report> {
-    let st = status(
+    let mut st = status(
         conn,
         &StatusPlan {
             queue: plan.queue.clone(),
@@ -89,6 +89,7 @@ pub async fn report(conn: &Conn, plan: ReportPlan) -> Result<Report> {
         },
     )
     .await?;
+    crate::status::add_alarm_checks(conn, &mut st).await;
     let target = st
         .queues
         .iter()
@@ -358,6 +359,15 @@ impl Report {
         }
         if let Some(n) = &self.burst_window_note {
             md.push_str(&format!("\n({n})\n"));
+        }
+        if !self.status.alarms.is_empty() || self.status.alarms_note.is_some() {
+            md.push_str("\n## CloudWatch alarms on the DLQ\n\n");
+            for a in &self.status.alarms {
+                md.push_str(&format!("- **{}**: {}\n", a.state, md_escape(&a.verdict)));
+            }
+            if let Some(n) = &self.status.alarms_note {
+                md.push_str(&format!("\n({})\n", md_escape(n)));
+            }
         }
         md.push_str("\n## Retry evidence\n\n");
         let counts: Vec<String> = s["receiveCounts"]

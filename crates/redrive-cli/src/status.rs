@@ -78,6 +78,11 @@ pub struct Status {
     pub burst_window: Vec<crate::metrics::MetricsTable>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub burst_window_note: Option<String>,
+    /// The DLQ's CloudWatch alarms against its backlog (see [`add_alarm_checks`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<crate::cloudwatch::AlarmCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alarms_note: Option<String>,
 }
 
 /// Hours of DLQ history searched for the dominant dead-letter minute.
@@ -111,6 +116,23 @@ pub async fn add_burst_window(conn: &Conn, st: &mut Status) {
         }
         Ok(None) => {}
         Err(e) => st.burst_window_note = Some(format!("minute history not read: {e:#}")),
+    }
+}
+
+/// Adds the DLQ's CloudWatch alarm checks to a status: for each alarm on the DLQ, when it was
+/// created and first went to ALARM, and whether the backlog already existed then. An endpoint
+/// without CloudWatch leaves a note, never an error.
+pub async fn add_alarm_checks(conn: &Conn, st: &mut Status) {
+    let Some(dlq) = st.queues.iter().find(|q| q.role == "dlq") else {
+        return;
+    };
+    let oldest_ms = dlq
+        .oldest_age_secs
+        .map(|age| crate::util::now_ms() - age * 1000);
+    let name = dlq.name.clone();
+    match crate::cloudwatch::dlq_alarm_checks(conn, &name, oldest_ms).await {
+        Ok(checks) => st.alarms = checks,
+        Err(e) => st.alarms_note = Some(format!("CloudWatch alarms not read: {e:#}")),
     }
 }
 
@@ -221,6 +243,8 @@ pub async fn status(conn: &Conn, plan: &StatusPlan) -> Result<Status> {
             dead_letter_minute: None,
             burst_window: Vec::new(),
             burst_window_note: None,
+            alarms: Vec::new(),
+            alarms_note: None,
         });
     }
     let dlq = dlq.expect("set above");
@@ -251,6 +275,8 @@ pub async fn status(conn: &Conn, plan: &StatusPlan) -> Result<Status> {
         dead_letter_minute: None,
         burst_window: Vec::new(),
         burst_window_note: None,
+        alarms: Vec::new(),
+        alarms_note: None,
     })
 }
 
@@ -464,6 +490,15 @@ impl Status {
         out.push('\n');
         out.push_str(&self.reading.explanation);
         out.push('\n');
+        if !self.alarms.is_empty() {
+            out.push_str("\nCloudWatch alarms on the DLQ:\n");
+            for a in &self.alarms {
+                out.push_str(&format!("- [{}] {}\n", a.state, a.verdict));
+            }
+        }
+        if let Some(n) = &self.alarms_note {
+            out.push_str(&format!("\n({n})\n"));
+        }
         if let Some(minute) = self.dead_letter_minute {
             out.push_str(&format!(
                 "\nMost dead letters of the last {DEAD_LETTER_SEARCH_HOURS} h arrived in the minute {}; per minute around it:\n",
@@ -591,6 +626,8 @@ mod tests {
             dead_letter_minute: None,
             burst_window: Vec::new(),
             burst_window_note: None,
+            alarms: Vec::new(),
+            alarms_note: None,
         };
         let lines: Vec<Value> = st
             .to_ndjson()

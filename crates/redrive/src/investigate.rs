@@ -317,6 +317,7 @@ pub async fn run_status(a: StatusArgs) -> Result<()> {
     .await?;
     if matches!(a.format, Format::Json | Format::Table) {
         redrive_cli::status::add_burst_window(&conn, &mut st).await;
+        redrive_cli::status::add_alarm_checks(&conn, &mut st).await;
     }
     match a.format {
         Format::Json => print_json(&st),

@@ -343,3 +343,170 @@ fn redrive_minute_ms(hh_mm: &str) -> u64 {
     // 2026-04-20T00:00:00Z
     1_776_643_200_000 + (h.parse::<u64>().unwrap() * 60 + m.parse::<u64>().unwrap()) * 60_000
 }
+
+/// `redrive status` reads the DLQ's CloudWatch alarms and their history (seed 000: "check
+/// whether the alarm itself is new"): an alarm created on a backlog that was already there is
+/// called new alerting on old residue; one created while the DLQ was empty is not.
+#[tokio::test]
+async fn status_tells_an_alarm_created_on_old_residue_from_a_new_incident() {
+    let server = ServerProcess::start(
+        &[
+            "--in-memory",
+            "--enable-reset-api",
+            "--test-clock-start",
+            "2026-04-20T20:18:00Z",
+        ],
+        &[],
+    )
+    .await;
+    let endpoint = server.endpoint();
+    let sqs = server.client();
+    let http = reqwest::Client::new();
+    let post = |path: &'static str| {
+        let (http, endpoint) = (http.clone(), endpoint.clone());
+        async move {
+            let r = http.post(format!("{endpoint}{path}")).send().await.unwrap();
+            assert!(r.status().is_success(), "{path}: {}", r.status());
+        }
+    };
+    let next_minute = || async {
+        post("_redrive/v1/test/clock?advance=60").await;
+        post("_redrive/v1/test/history/flush").await;
+    };
+    let put_alarm = |name: &'static str, dlq: &'static str| {
+        let (http, endpoint) = (http.clone(), endpoint.clone());
+        async move {
+            let body = json!({
+                "AlarmName": name, "Namespace": "AWS/SQS",
+                "MetricName": "ApproximateNumberOfMessagesVisible",
+                "Dimensions": [{"Name": "QueueName", "Value": dlq}],
+                "Statistic": "Maximum", "Period": 60, "EvaluationPeriods": 1,
+                "Threshold": 0, "ComparisonOperator": "GreaterThanThreshold",
+            });
+            let r = http
+                .post(&endpoint)
+                .header(
+                    "x-amz-target",
+                    "GraniteServiceVersion20100801.PutMetricAlarm",
+                )
+                .header("content-type", "application/x-amz-json-1.0")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        }
+    };
+    // Two source/DLQ pairs: `old` dead-letters now, `new` later.
+    let mut srcs = Vec::new();
+    for name in ["old", "new"] {
+        let dlq = sqs.create_queue(&format!("{name}-dlq"), json!({})).await;
+        let arn = sqs.attr(&dlq, "QueueArn").await;
+        let src = sqs
+            .create_queue(
+                &format!("{name}-src"),
+                json!({"RedrivePolicy": json!({"deadLetterTargetArn": arn, "maxReceiveCount": 1}).to_string(), "VisibilityTimeout": "30"}),
+            )
+            .await;
+        srcs.push(src);
+    }
+    let dead_letter = |src: String, n: usize| {
+        let sqs = server.client();
+        async move {
+            for i in 0..n {
+                sqs.call(
+                    "SendMessage",
+                    json!({"QueueUrl": src, "MessageBody": format!("{{\"n\":{i}}}")}),
+                )
+                .await
+                .unwrap();
+            }
+            assert_eq!(sqs.receive(&src, 10, 1, 0).await.unwrap().len(), n);
+        }
+    };
+    dead_letter(srcs[0].clone(), 4).await;
+    next_minute().await;
+    assert!(sqs.receive(&srcs[0], 10, 1, 0).await.unwrap().is_empty());
+    // The `new` DLQ's alarm exists before anything fails there.
+    put_alarm("new-dlq-alarm", "new-dlq").await;
+    for _ in 0..20 {
+        next_minute().await;
+    }
+    // Twenty minutes into the backlog, someone adds the alarm on `old-dlq`.
+    put_alarm("old-dlq-alarm", "old-dlq").await;
+    dead_letter(srcs[1].clone(), 3).await;
+    next_minute().await;
+    assert!(sqs.receive(&srcs[1], 10, 1, 0).await.unwrap().is_empty());
+    next_minute().await;
+
+    let status = |queue: &'static str| {
+        let endpoint = endpoint.clone();
+        async move {
+            let out = Command::new(env!("CARGO_BIN_EXE_redrive"))
+                .args([
+                    "status",
+                    queue,
+                    "--format",
+                    "json",
+                    "--endpoint-url",
+                    &endpoint,
+                ])
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_ACCESS_KEY_ID", "test")
+                .env("AWS_SECRET_ACCESS_KEY", "test")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        }
+    };
+    let old = status("old-src").await;
+    assert!(old["alarmsNote"].is_null(), "{old}");
+    let a = &old["alarms"][0];
+    assert_eq!(a["alarm"], "old-dlq-alarm", "{old}");
+    assert_eq!(a["state"], "ALARM");
+    assert_eq!(a["preExistingBacklog"], true, "{a}");
+    assert_eq!(a["visibleAtCreation"], 4, "{a}");
+    let minute = |v: &Value| v.as_u64().unwrap() / 60_000 * 60_000;
+    assert_eq!(minute(&a["createdMs"]), redrive_minute_ms("20:39"), "{a}");
+    // The alarm is evaluated when it is created: ALARM at once.
+    assert_eq!(a["firstAlarmMs"], a["createdMs"], "{a}");
+    let verdict = a["verdict"].as_str().unwrap();
+    assert!(
+        verdict.contains("on a backlog that already existed (4 messages visible just before)")
+            && verdict.contains("new alerting on old residue"),
+        "{verdict}"
+    );
+
+    let new = status("new-src").await;
+    let a = &new["alarms"][0];
+    assert_eq!(a["alarm"], "new-dlq-alarm", "{new}");
+    assert_eq!(a["preExistingBacklog"], false, "{a}");
+    assert_eq!(a["state"], "ALARM");
+    let verdict = a["verdict"].as_str().unwrap();
+    assert!(
+        verdict.contains("while the DLQ was empty") && verdict.contains("means new dead letters"),
+        "{verdict}"
+    );
+
+    // The table says the same.
+    let out = Command::new(env!("CARGO_BIN_EXE_redrive"))
+        .args(["status", "old-src", "--endpoint-url", &endpoint])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("CloudWatch alarms on the DLQ:"), "{table}");
+    assert!(
+        table.contains("[ALARM] alarm `old-dlq-alarm` created at 2026-04-20T20:39"),
+        "{table}"
+    );
+}
