@@ -206,12 +206,17 @@ pub async fn dlq_alarm_checks(
             .send()
             .await
             .map_err(|e| cloudwatch_error(e, endpoint))?;
-        alarms.extend(out.metric_alarms().iter().cloned().filter(|a| {
-            a.namespace() == Some("AWS/SQS")
-                && a.dimensions()
-                    .iter()
-                    .any(|d| d.name() == Some("QueueName") && d.value() == Some(dlq))
-        }));
+        alarms.extend(
+            out.metric_alarms()
+                .iter()
+                .filter(|a| {
+                    a.namespace() == Some("AWS/SQS")
+                        && a.dimensions()
+                            .iter()
+                            .any(|d| d.name() == Some("QueueName") && d.value() == Some(dlq))
+                })
+                .cloned(),
+        );
         match out.next_token() {
             Some(t) if !t.is_empty() => token = Some(t.to_string()),
             _ => break,
