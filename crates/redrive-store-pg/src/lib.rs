@@ -1,0 +1,649 @@
+//! Redrive's shared-database backend (issue 17, [ADR 0002](../../docs/adr/0002-shared-database-backend.md)):
+//! SQS state transitions — send, receive, delete, change visibility, FIFO group holds,
+//! deduplication, leases — each one PostgreSQL statement or transaction, so several stateless
+//! servers can share one database. Plain SQL that YugabyteDB also runs.
+//!
+//! Invariants:
+//! - **The database is the only copy.** Nothing here caches message state; a failed
+//!   transaction rolls back and leaves nothing behind.
+//! - **Time is the database's** (`redrive_now_ms()`): visibility deadlines, delays, dedup expiry
+//!   and leases never compare against a server's clock, so skew cannot hand a message out twice.
+//! - **`SKIP LOCKED` only avoids waiting; it proves nothing.** Every claim's `UPDATE` repeats
+//!   its condition (`visible_at_ms <= now`, the receipt token, the group's hold), so a row two
+//!   claimers both see is claimed once (CockroachDB #121917).
+//! - Serialization failures and deadlocks (`40001`, `40P01`) are retried a bounded number of
+//!   times, then surface as [`PgError::Retries`].
+//!
+//! First slice: not yet behind the engine's `QueueBackend` (ADR 0002, order of work 1); the
+//! AWS rules (validation, the DLQ decision, rendering) stay in the engine and are not here.
+
+mod migrate;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rand::Rng;
+use tokio::sync::{Mutex, MutexGuard};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+use uuid::Uuid;
+
+pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
+
+/// Attempts of one transaction on serialization failures and deadlocks.
+pub const MAX_ATTEMPTS: usize = 8;
+/// Groups one FIFO receive looks at.
+const FIFO_GROUP_SCAN: i64 = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("database error: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("the transaction was retried {MAX_ATTEMPTS} times (serialization failures): {0}")]
+    Retries(tokio_postgres::Error),
+    #[error(
+        "the database schema is version {found}, newer than this build's {SCHEMA_VERSION}: upgrade Redrive"
+    )]
+    SchemaTooNew { found: i32 },
+    #[error("invalid store URL: {0}")]
+    Url(String),
+}
+
+fn retryable(e: &PgError) -> bool {
+    matches!(e, PgError::Db(db) if matches!(
+        db.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    ))
+}
+
+/// Runs `$op` (an expression producing a future of `Result<_, PgError>`) until it succeeds,
+/// fails with a non-retryable error, or has been tried [`MAX_ATTEMPTS`] times.
+macro_rules! retry {
+    ($op:expr) => {{
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match $op.await {
+                Err(e) if retryable(&e) && attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(attempt, error = %e, "retrying a transaction");
+                    tokio::task::yield_now().await;
+                }
+                Err(PgError::Db(e)) if attempt >= MAX_ATTEMPTS => break Err(PgError::Retries(e)),
+                other => break other,
+            }
+        }
+    }};
+}
+
+/// A queue's catalog row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueRow {
+    pub uid: i64,
+    pub region: String,
+    pub name: String,
+    pub fifo: bool,
+    pub partitions: i16,
+    pub attributes: serde_json::Value,
+    pub created_ms: i64,
+}
+
+/// `create_queue`'s answer: the caller compares attributes of an existing queue (an AWS rule).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    Created(QueueRow),
+    Existing(QueueRow),
+}
+
+/// A message to store, already validated by the rules.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub body: Vec<u8>,
+    /// The encoded message attributes (opaque here).
+    pub attributes: Vec<u8>,
+    pub delay_ms: i64,
+    /// FIFO only.
+    pub group_id: Option<String>,
+    /// FIFO only: the deduplication id (given, or the body's digest) and its window.
+    pub dedup: Option<(String, i64)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    pub message_id: Uuid,
+    /// `None` for a duplicate (the first message's id is `message_id`).
+    pub seq: Option<i64>,
+}
+
+/// Where a claimed message is and which claim it was: what a receipt handle encodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Claim {
+    pub part: i16,
+    pub seq: i64,
+    pub token: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    pub claim: Claim,
+    pub message_id: Uuid,
+    pub group_id: Option<String>,
+    pub body: Vec<u8>,
+    pub attributes: Vec<u8>,
+    pub receive_count: i32,
+    pub sent_ms: i64,
+    pub first_received_ms: i64,
+    pub visible_at_ms: i64,
+}
+
+/// What a receipt-checked change found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandleCheck {
+    Applied,
+    /// The message is gone, or was received again since (another token).
+    Stale,
+}
+
+/// A small fixed pool: transactions need a connection to themselves.
+struct Pool {
+    clients: Vec<Mutex<Client>>,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    async fn get(&self) -> MutexGuard<'_, Client> {
+        let n = self.clients.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            if let Ok(c) = self.clients[(start + i) % n].try_lock() {
+                return c;
+            }
+        }
+        self.clients[start % n].lock().await
+    }
+}
+
+/// The shared-database store. Cheap to share behind an `Arc`; every method is one atomic
+/// transition.
+pub struct PgStore {
+    pool: Pool,
+}
+
+const NOW: &str = "redrive_now_ms()";
+
+impl PgStore {
+    /// Connects `connections` clients to `url` (a `postgres://` URL), optionally inside
+    /// `schema` (created if needed; tests use one per test), and applies the migrations.
+    pub async fn connect(
+        url: &str,
+        schema: Option<&str>,
+        connections: usize,
+    ) -> Result<PgStore, PgError> {
+        if let Some(s) = schema
+            && !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(PgError::Url(format!(
+                "schema `{s}`: use letters, digits and `_`"
+            )));
+        }
+        let mut clients = Vec::new();
+        for _ in 0..connections.max(1) {
+            let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::warn!(error = %e, "database connection ended");
+                }
+            });
+            if let Some(s) = schema {
+                migrate::ensure_schema(&client, s).await?;
+                client
+                    .batch_execute(&format!("SET search_path TO {s}"))
+                    .await?;
+            }
+            clients.push(Mutex::new(client));
+        }
+        let store = PgStore {
+            pool: Pool {
+                clients,
+                next: AtomicUsize::new(0),
+            },
+        };
+        {
+            let mut c = store.pool.get().await;
+            migrate::migrate(&mut c).await?;
+        }
+        Ok(store)
+    }
+
+    /// The schema version the database holds.
+    pub async fn schema_version(&self) -> Result<i32, PgError> {
+        let c = self.pool.get().await;
+        Ok(
+            c.query_one("SELECT version FROM redrive_schema WHERE id = 1", &[])
+                .await?
+                .get(0),
+        )
+    }
+
+    /// The database's clock, epoch ms.
+    pub async fn now_ms(&self) -> Result<i64, PgError> {
+        let c = self.pool.get().await;
+        Ok(c.query_one(&format!("SELECT {NOW}"), &[]).await?.get(0))
+    }
+
+    /// Moves the database clock forward for every server (tests only).
+    pub async fn advance_clock(&self, ms: i64) -> Result<(), PgError> {
+        let c = self.pool.get().await;
+        c.execute(
+            "UPDATE redrive_clock SET offset_ms = offset_ms + $1 WHERE id = 1",
+            &[&ms],
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn row_to_queue(r: &tokio_postgres::Row) -> QueueRow {
+        QueueRow {
+            uid: r.get("uid"),
+            region: r.get("region"),
+            name: r.get("name"),
+            fifo: r.get("fifo"),
+            partitions: r.get("partitions"),
+            attributes: r.get("attributes"),
+            created_ms: r.get("created_ms"),
+        }
+    }
+
+    /// Creates the queue, or returns the existing one of that name (one statement: two servers
+    /// creating it at once get the same row).
+    pub async fn create_queue(
+        &self,
+        region: &str,
+        name: &str,
+        fifo: bool,
+        partitions: i16,
+        attributes: &serde_json::Value,
+    ) -> Result<Created, PgError> {
+        let c = self.pool.get().await;
+        let inserted = c
+            .query_opt(
+                &format!(
+                    "INSERT INTO redrive_queues (region, name, fifo, partitions, attributes, created_ms)
+                     VALUES ($1, $2, $3, $4, $5, {NOW})
+                     ON CONFLICT (region, name) DO NOTHING
+                     RETURNING *"
+                ),
+                &[&region, &name, &fifo, &partitions, attributes],
+            )
+            .await?;
+        if let Some(r) = inserted {
+            return Ok(Created::Created(Self::row_to_queue(&r)));
+        }
+        let r = c
+            .query_one(
+                "SELECT * FROM redrive_queues WHERE region = $1 AND name = $2",
+                &[&region, &name],
+            )
+            .await?;
+        Ok(Created::Existing(Self::row_to_queue(&r)))
+    }
+
+    pub async fn queue(&self, region: &str, name: &str) -> Result<Option<QueueRow>, PgError> {
+        let c = self.pool.get().await;
+        Ok(c.query_opt(
+            "SELECT * FROM redrive_queues WHERE region = $1 AND name = $2",
+            &[&region, &name],
+        )
+        .await?
+        .map(|r| Self::row_to_queue(&r)))
+    }
+
+    /// Stores a batch in one transaction: all or nothing. FIFO entries are deduplicated
+    /// across servers by the `redrive_dedup` row's conditional upsert.
+    pub async fn send(&self, q: &QueueRow, msgs: &[NewMessage]) -> Result<Vec<Sent>, PgError> {
+        retry!(self.try_send(q, msgs))
+    }
+
+    async fn try_send(&self, q: &QueueRow, msgs: &[NewMessage]) -> Result<Vec<Sent>, PgError> {
+        let mut c = self.pool.get().await;
+        let tx = c.transaction().await?;
+        let mut out = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            let id = Uuid::new_v4();
+            if let Some((key, window_ms)) = &m.dedup {
+                let fresh = tx
+                    .query_opt(
+                        &format!(
+                            "INSERT INTO redrive_dedup (queue_uid, dedup_key, expires_ms, message_id)
+                             VALUES ($1, $2, {NOW} + $3, $4)
+                             ON CONFLICT (queue_uid, dedup_key) DO UPDATE
+                                 SET expires_ms = EXCLUDED.expires_ms, message_id = EXCLUDED.message_id
+                                 WHERE redrive_dedup.expires_ms <= {NOW}
+                             RETURNING message_id"
+                        ),
+                        &[&q.uid, key, window_ms, &id],
+                    )
+                    .await?;
+                if fresh.is_none() {
+                    let first: Uuid = tx
+                        .query_one(
+                            "SELECT message_id FROM redrive_dedup WHERE queue_uid = $1 AND dedup_key = $2",
+                            &[&q.uid, key],
+                        )
+                        .await?
+                        .get(0);
+                    out.push(Sent {
+                        message_id: first,
+                        seq: None,
+                    });
+                    continue;
+                }
+            }
+            if let Some(g) = &m.group_id {
+                tx.execute(
+                    "INSERT INTO redrive_fifo_groups (queue_uid, group_id) VALUES ($1, $2)
+                     ON CONFLICT DO NOTHING",
+                    &[&q.uid, g],
+                )
+                .await?;
+            }
+            let seq: i64 = tx
+                .query_one(
+                    &format!(
+                        "INSERT INTO redrive_messages
+                            (queue_uid, part, seq, visible_at_ms, message_id, group_id, body, attributes, sent_ms)
+                         SELECT $1, (s % $2)::smallint, s, {NOW} + $3, $4, $5, $6, $7, {NOW}
+                         FROM (SELECT nextval('redrive_message_seq') AS s) n
+                         RETURNING seq"
+                    ),
+                    &[
+                        &q.uid,
+                        &i64::from(q.partitions),
+                        &m.delay_ms,
+                        &id,
+                        &m.group_id,
+                        &m.body,
+                        &m.attributes,
+                    ],
+                )
+                .await?
+                .get(0);
+            out.push(Sent {
+                message_id: id,
+                seq: Some(seq),
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    fn row_to_claimed(r: &tokio_postgres::Row) -> Claimed {
+        Claimed {
+            claim: Claim {
+                part: r.get("part"),
+                seq: r.get("seq"),
+                token: r.get("receipt_token"),
+            },
+            message_id: r.get("message_id"),
+            group_id: r.get("group_id"),
+            body: r.get("body"),
+            attributes: r.get("attributes"),
+            receive_count: r.get("receive_count"),
+            sent_ms: r.get("sent_ms"),
+            first_received_ms: r.get("first_received_ms"),
+            visible_at_ms: r.get("visible_at_ms"),
+        }
+    }
+
+    /// Claims up to `max` visible messages for `visibility_ms`. Standard queues: partition by
+    /// partition from a random one, one statement each. FIFO: whole groups, in order.
+    pub async fn receive(
+        &self,
+        q: &QueueRow,
+        max: usize,
+        visibility_ms: i64,
+    ) -> Result<Vec<Claimed>, PgError> {
+        if q.fifo {
+            return retry!(self.try_receive_fifo(q, max, visibility_ms));
+        }
+        let mut got = Vec::new();
+        let start = rand::rng().random_range(0..q.partitions.max(1));
+        for i in 0..q.partitions {
+            if got.len() >= max {
+                break;
+            }
+            let part = (start + i) % q.partitions;
+            let mut claimed =
+                retry!(self.try_claim_partition(q, part, max - got.len(), visibility_ms))?;
+            got.append(&mut claimed);
+        }
+        Ok(got)
+    }
+
+    async fn try_claim_partition(
+        &self,
+        q: &QueueRow,
+        part: i16,
+        max: usize,
+        visibility_ms: i64,
+    ) -> Result<Vec<Claimed>, PgError> {
+        let c = self.pool.get().await;
+        let rows = c
+            .query(
+                &format!(
+                    "WITH now AS MATERIALIZED (SELECT {NOW} AS t),
+                     c AS (
+                        SELECT m.part, m.seq FROM redrive_messages m
+                        WHERE m.queue_uid = $1 AND m.part = $2
+                          AND m.visible_at_ms <= (SELECT t FROM now)
+                        ORDER BY m.visible_at_ms, m.seq
+                        LIMIT $3
+                        FOR UPDATE OF m SKIP LOCKED
+                     )
+                     UPDATE redrive_messages m SET
+                        visible_at_ms = (SELECT t FROM now) + $4,
+                        receive_count = m.receive_count + 1,
+                        receipt_token = m.receipt_token + 1,
+                        first_received_ms = coalesce(m.first_received_ms, (SELECT t FROM now))
+                     FROM c
+                     WHERE m.queue_uid = $1 AND m.part = c.part AND m.seq = c.seq
+                       AND m.visible_at_ms <= (SELECT t FROM now)
+                     RETURNING m.*"
+                ),
+                &[&q.uid, &part, &(max as i64), &visibility_ms],
+            )
+            .await?;
+        Ok(rows.iter().map(Self::row_to_claimed).collect())
+    }
+
+    async fn try_receive_fifo(
+        &self,
+        q: &QueueRow,
+        max: usize,
+        visibility_ms: i64,
+    ) -> Result<Vec<Claimed>, PgError> {
+        let mut c = self.pool.get().await;
+        let tx = c.transaction().await?;
+        let now: i64 = tx.query_one(&format!("SELECT {NOW}"), &[]).await?.get(0);
+        // Free groups whose oldest message is visible; held ones are skipped, rows another
+        // receive is looking at are skipped without waiting.
+        let groups = tx
+            .query(
+                "SELECT g.group_id FROM redrive_fifo_groups g
+                 WHERE g.queue_uid = $1 AND g.locked_until_ms <= $2
+                   AND EXISTS (SELECT 1 FROM redrive_messages m
+                               WHERE m.queue_uid = g.queue_uid AND m.group_id = g.group_id
+                                 AND m.visible_at_ms <= $2)
+                 ORDER BY g.group_id
+                 LIMIT $3
+                 FOR UPDATE OF g SKIP LOCKED",
+                &[&q.uid, &now, &FIFO_GROUP_SCAN],
+            )
+            .await?;
+        let mut got = Vec::new();
+        for g in groups {
+            if got.len() >= max {
+                break;
+            }
+            let group: String = g.get(0);
+            // The group's messages in order; claim the leading visible ones (a message that is
+            // not visible stops the group: order is kept).
+            let rows = tx
+                .query(
+                    "SELECT part, seq, visible_at_ms FROM redrive_messages
+                     WHERE queue_uid = $1 AND group_id = $2
+                     ORDER BY seq LIMIT $3 FOR UPDATE",
+                    &[&q.uid, &group, &((max - got.len()) as i64)],
+                )
+                .await?;
+            let mut claimed_here = 0;
+            for r in rows {
+                let visible_at: i64 = r.get("visible_at_ms");
+                if visible_at > now {
+                    break;
+                }
+                let part: i16 = r.get("part");
+                let seq: i64 = r.get("seq");
+                let row = tx
+                    .query_one(
+                        "UPDATE redrive_messages SET
+                            visible_at_ms = $4::bigint + $5::bigint,
+                            receive_count = receive_count + 1,
+                            receipt_token = receipt_token + 1,
+                            first_received_ms = coalesce(first_received_ms, $4::bigint)
+                         WHERE queue_uid = $1 AND part = $2 AND seq = $3
+                         RETURNING *",
+                        &[&q.uid, &part, &seq, &now, &visibility_ms],
+                    )
+                    .await?;
+                got.push(Self::row_to_claimed(&row));
+                claimed_here += 1;
+            }
+            if claimed_here > 0 {
+                tx.execute(
+                    "UPDATE redrive_fifo_groups SET locked_until_ms = $3
+                     WHERE queue_uid = $1 AND group_id = $2",
+                    &[&q.uid, &group, &(now + visibility_ms)],
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(got)
+    }
+
+    /// Deletes the message if `claim` is its latest receive; a FIFO group's hold is recomputed
+    /// in the same transaction.
+    pub async fn delete(&self, q: &QueueRow, claim: Claim) -> Result<HandleCheck, PgError> {
+        retry!(self.try_change(q, claim, None))
+    }
+
+    /// Sets the message's visibility deadline to now + `visibility_ms` if `claim` is its latest
+    /// receive and it is in flight.
+    pub async fn change_visibility(
+        &self,
+        q: &QueueRow,
+        claim: Claim,
+        visibility_ms: i64,
+    ) -> Result<HandleCheck, PgError> {
+        retry!(self.try_change(q, claim, Some(visibility_ms)))
+    }
+
+    async fn try_change(
+        &self,
+        q: &QueueRow,
+        claim: Claim,
+        visibility_ms: Option<i64>,
+    ) -> Result<HandleCheck, PgError> {
+        let mut c = self.pool.get().await;
+        let tx = c.transaction().await?;
+        let row = match visibility_ms {
+            None => {
+                tx.query_opt(
+                    "DELETE FROM redrive_messages
+                     WHERE queue_uid = $1 AND part = $2 AND seq = $3 AND receipt_token = $4
+                     RETURNING group_id",
+                    &[&q.uid, &claim.part, &claim.seq, &claim.token],
+                )
+                .await?
+            }
+            Some(v) => {
+                tx.query_opt(
+                    &format!(
+                        "UPDATE redrive_messages SET visible_at_ms = {NOW} + $5
+                         WHERE queue_uid = $1 AND part = $2 AND seq = $3 AND receipt_token = $4
+                           AND visible_at_ms > {NOW}
+                         RETURNING group_id"
+                    ),
+                    &[&q.uid, &claim.part, &claim.seq, &claim.token, &v],
+                )
+                .await?
+            }
+        };
+        let Some(row) = row else {
+            return Ok(HandleCheck::Stale);
+        };
+        let group: Option<String> = row.get(0);
+        if let Some(g) = group {
+            // The hold lasts as long as the group's latest in-flight deadline.
+            tx.execute(
+                &format!(
+                    "UPDATE redrive_fifo_groups SET locked_until_ms = coalesce(
+                        (SELECT max(visible_at_ms) FROM redrive_messages
+                         WHERE queue_uid = $1 AND group_id = $2 AND receive_count > 0
+                           AND visible_at_ms > {NOW}), 0)
+                     WHERE queue_uid = $1 AND group_id = $2"
+                ),
+                &[&q.uid, &g],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(HandleCheck::Applied)
+    }
+
+    /// (visible, in flight or delayed) at the database's now.
+    pub async fn counts(&self, q: &QueueRow) -> Result<(i64, i64), PgError> {
+        let c = self.pool.get().await;
+        let r = c
+            .query_one(
+                &format!(
+                    "WITH now AS MATERIALIZED (SELECT {NOW} AS t)
+                     SELECT count(*) FILTER (WHERE visible_at_ms <= (SELECT t FROM now)),
+                            count(*) FILTER (WHERE visible_at_ms > (SELECT t FROM now))
+                     FROM redrive_messages WHERE queue_uid = $1"
+                ),
+                &[&q.uid],
+            )
+            .await?;
+        Ok((r.get(0), r.get(1)))
+    }
+
+    /// Takes or renews the lease `name` for `holder` until now + `ttl_ms`: `true` when held.
+    pub async fn lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool, PgError> {
+        let c = self.pool.get().await;
+        let row = c
+            .query_opt(
+                &format!(
+                    "INSERT INTO redrive_leases (name, holder, expires_ms) VALUES ($1, $2, {NOW} + $3)
+                     ON CONFLICT (name) DO UPDATE
+                        SET holder = EXCLUDED.holder, expires_ms = EXCLUDED.expires_ms
+                        WHERE redrive_leases.holder = EXCLUDED.holder
+                           OR redrive_leases.expires_ms <= {NOW}
+                     RETURNING holder"
+                ),
+                &[&name, &holder, &ttl_ms],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Gives the lease up if `holder` has it.
+    pub async fn release(&self, name: &str, holder: &str) -> Result<(), PgError> {
+        let c = self.pool.get().await;
+        c.execute(
+            "DELETE FROM redrive_leases WHERE name = $1 AND holder = $2",
+            &[&name, &holder],
+        )
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,270 @@
+//! One transition at a time: migrations, queues, receipts, visibility on the database clock,
+//! FIFO holds, deduplication across servers, leases.
+
+use redrive_store_pg::{Claim, Created, HandleCheck, NewMessage, PgStore, SCHEMA_VERSION};
+use serde_json::json;
+
+use super::servers;
+
+fn msg(body: &str) -> NewMessage {
+    NewMessage {
+        body: body.as_bytes().to_vec(),
+        attributes: Vec::new(),
+        delay_ms: 0,
+        group_id: None,
+        dedup: None,
+    }
+}
+
+fn fifo(body: &str, group: &str, dedup: &str) -> NewMessage {
+    NewMessage {
+        group_id: Some(group.into()),
+        dedup: Some((dedup.into(), 300_000)),
+        ..msg(body)
+    }
+}
+
+#[tokio::test]
+async fn servers_starting_together_migrate_once() {
+    let schema = format!(
+        "t_migrate_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let url = super::url();
+    let mut starts = Vec::new();
+    for _ in 0..4 {
+        let (url, schema) = (url.clone(), schema.clone());
+        starts.push(tokio::spawn(async move {
+            PgStore::connect(&url, Some(&schema), 1).await
+        }));
+    }
+    for s in starts {
+        let store = s.await.unwrap().unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+    }
+}
+
+#[tokio::test]
+async fn a_queue_created_twice_is_one_queue() {
+    let s = servers("create", 2).await;
+    let a = s[0]
+        .create_queue(
+            "us-east-1",
+            "orders",
+            false,
+            8,
+            &json!({"VisibilityTimeout": "30"}),
+        )
+        .await
+        .unwrap();
+    let b = s[1]
+        .create_queue(
+            "us-east-1",
+            "orders",
+            false,
+            8,
+            &json!({"VisibilityTimeout": "60"}),
+        )
+        .await
+        .unwrap();
+    let (Created::Created(a), Created::Existing(b)) = (a, b) else {
+        panic!("first creates, second finds");
+    };
+    assert_eq!(a.uid, b.uid);
+    assert_eq!(b.attributes, json!({"VisibilityTimeout": "30"}));
+    assert!(s[1].queue("us-east-1", "nope").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn receipts_and_visibility_follow_the_database_clock() {
+    let s = servers("receipts", 2).await;
+    let Created::Created(q) = s[0]
+        .create_queue("us-east-1", "q", false, 4, &json!({}))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    s[0].send(&q, &[msg("hello")]).await.unwrap();
+    let first = s[0].receive(&q, 10, 30_000).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].body, b"hello");
+    assert_eq!(first[0].receive_count, 1);
+    // In flight for every server.
+    assert!(s[1].receive(&q, 10, 30_000).await.unwrap().is_empty());
+    assert_eq!(s[1].counts(&q).await.unwrap(), (0, 1));
+    s[0].advance_clock(30_001).await.unwrap();
+    let second = s[1].receive(&q, 10, 30_000).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].receive_count, 2);
+    assert_eq!(second[0].first_received_ms, first[0].first_received_ms);
+    // The first receipt is stale now: it neither deletes nor extends.
+    assert_eq!(
+        s[0].delete(&q, first[0].claim).await.unwrap(),
+        HandleCheck::Stale
+    );
+    assert_eq!(
+        s[0].change_visibility(&q, first[0].claim, 0).await.unwrap(),
+        HandleCheck::Stale
+    );
+    // Visibility 0 makes it receivable at once.
+    assert_eq!(
+        s[0].change_visibility(&q, second[0].claim, 0)
+            .await
+            .unwrap(),
+        HandleCheck::Applied
+    );
+    let third = s[0].receive(&q, 10, 30_000).await.unwrap();
+    assert_eq!(third.len(), 1);
+    assert_eq!(
+        s[1].delete(&q, third[0].claim).await.unwrap(),
+        HandleCheck::Applied
+    );
+    assert_eq!(
+        s[1].delete(&q, third[0].claim).await.unwrap(),
+        HandleCheck::Stale
+    );
+    assert_eq!(s[0].counts(&q).await.unwrap(), (0, 0));
+    let bogus = Claim {
+        part: 0,
+        seq: 1,
+        token: 99,
+    };
+    assert_eq!(s[0].delete(&q, bogus).await.unwrap(), HandleCheck::Stale);
+}
+
+#[tokio::test]
+async fn delayed_messages_wait_on_the_database_clock() {
+    let s = servers("delay", 1).await;
+    let Created::Created(q) = s[0]
+        .create_queue("us-east-1", "q", false, 2, &json!({}))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let mut late = msg("late");
+    late.delay_ms = 10_000;
+    s[0].send(&q, &[late, msg("now")]).await.unwrap();
+    let got = s[0].receive(&q, 10, 30_000).await.unwrap();
+    assert_eq!(
+        got.iter().map(|m| m.body.clone()).collect::<Vec<_>>(),
+        [b"now".to_vec()]
+    );
+    s[0].advance_clock(10_000).await.unwrap();
+    let got = s[0].receive(&q, 10, 30_000).await.unwrap();
+    assert_eq!(got[0].body, b"late");
+}
+
+#[tokio::test]
+async fn fifo_dedup_holds_across_servers_and_expires() {
+    let s = servers("dedup", 3).await;
+    let Created::Created(q) = s[0]
+        .create_queue("us-east-1", "q.fifo", true, 1, &json!({}))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    // Three servers send the same deduplication id at once: one message.
+    let s: Vec<_> = s.into_iter().map(std::sync::Arc::new).collect();
+    let mut sends = Vec::new();
+    for store in &s {
+        let (store, q) = (store.clone(), q.clone());
+        sends.push(tokio::spawn(async move {
+            store
+                .send(&q, &[fifo("order-1", "mall-a", "order-1")])
+                .await
+        }));
+    }
+    let mut results = Vec::new();
+    for t in sends {
+        results.push(t.await.unwrap());
+    }
+    let ids: std::collections::HashSet<_> = results
+        .iter()
+        .map(|r| r.as_ref().unwrap()[0].message_id)
+        .collect();
+    assert_eq!(ids.len(), 1, "all three answers name the same message");
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| r.as_ref().unwrap()[0].seq.is_some())
+            .count(),
+        1
+    );
+    assert_eq!(s[0].counts(&q).await.unwrap(), (1, 0));
+    s[0].advance_clock(300_001).await.unwrap();
+    let again = s[1]
+        .send(&q, &[fifo("order-1", "mall-a", "order-1")])
+        .await
+        .unwrap();
+    assert!(again[0].seq.is_some(), "the window has passed");
+}
+
+#[tokio::test]
+async fn a_fifo_group_is_held_until_its_messages_are_deleted() {
+    let s = servers("fifo", 2).await;
+    let Created::Created(q) = s[0]
+        .create_queue("us-east-1", "q.fifo", true, 1, &json!({}))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    s[0].send(
+        &q,
+        &[
+            fifo("a1", "a", "a1"),
+            fifo("a2", "a", "a2"),
+            fifo("b1", "b", "b1"),
+        ],
+    )
+    .await
+    .unwrap();
+    let first = s[0].receive(&q, 1, 30_000).await.unwrap();
+    assert_eq!(first[0].body, b"a1");
+    // Group a is held on every server; b is free.
+    let other = s[1].receive(&q, 10, 30_000).await.unwrap();
+    assert_eq!(
+        other.iter().map(|m| m.body.clone()).collect::<Vec<_>>(),
+        [b"b1".to_vec()]
+    );
+    assert!(s[1].receive(&q, 10, 30_000).await.unwrap().is_empty());
+    // Deleting a1 frees a: a2 comes next, in order.
+    assert_eq!(
+        s[1].delete(&q, first[0].claim).await.unwrap(),
+        HandleCheck::Applied
+    );
+    let next = s[1].receive(&q, 10, 30_000).await.unwrap();
+    assert_eq!(
+        next.iter().map(|m| m.body.clone()).collect::<Vec<_>>(),
+        [b"a2".to_vec()]
+    );
+    // A visibility timeout that ends releases the group, and the same message comes back.
+    s[0].advance_clock(30_001).await.unwrap();
+    let back = s[0].receive(&q, 10, 30_000).await.unwrap();
+    let bodies: Vec<_> = back.iter().map(|m| m.body.clone()).collect();
+    assert!(bodies.contains(&b"a2".to_vec()), "{bodies:?}");
+    let a2 = back.iter().find(|m| m.body == b"a2").unwrap();
+    assert_eq!(a2.receive_count, 2);
+}
+
+#[tokio::test]
+async fn one_lease_holder_at_a_time_and_takeover_after_expiry() {
+    let s = servers("lease", 2).await;
+    assert!(s[0].lease("move-task:1", "server-a", 10_000).await.unwrap());
+    assert!(!s[1].lease("move-task:1", "server-b", 10_000).await.unwrap());
+    assert!(
+        s[0].lease("move-task:1", "server-a", 10_000).await.unwrap(),
+        "renewal"
+    );
+    s[0].advance_clock(10_001).await.unwrap();
+    assert!(
+        s[1].lease("move-task:1", "server-b", 10_000).await.unwrap(),
+        "takeover"
+    );
+    assert!(!s[0].lease("move-task:1", "server-a", 10_000).await.unwrap());
+    s[1].release("move-task:1", "server-b").await.unwrap();
+    assert!(s[0].lease("move-task:1", "server-a", 10_000).await.unwrap());
+}
