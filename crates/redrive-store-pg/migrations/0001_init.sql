@@ -41,6 +41,9 @@ CREATE TABLE redrive_messages (
     receipt_token bigint NOT NULL DEFAULT 0,
     sent_ms bigint NOT NULL,
     first_received_ms bigint,
+    -- Set by the DLQ move (the ARN of the queue it came from, and when).
+    dead_letter_source text,
+    dead_lettered_ms bigint,
     PRIMARY KEY (queue_uid, part, seq)
 );
 CREATE INDEX redrive_messages_ready ON redrive_messages (queue_uid, part, visible_at_ms, seq);

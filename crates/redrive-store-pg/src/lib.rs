@@ -132,6 +132,41 @@ pub struct Claimed {
     pub sent_ms: i64,
     pub first_received_ms: i64,
     pub visible_at_ms: i64,
+    pub dead_letter_source: Option<String>,
+    pub dead_lettered_ms: Option<i64>,
+}
+
+/// What the rules decide for one receive candidate (ADR 0002's `Decide`): the backend asks,
+/// then applies every answer in the transaction that holds the candidates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Deliver,
+    /// The DLQ move: the message leaves for `queue` (keeping its id, body, attributes and
+    /// receive count), visible there at once, with `source_arn` as its
+    /// `DeadLetterQueueSourceArn`.
+    MoveTo {
+        queue: QueueRow,
+        source_arn: String,
+    },
+    /// Left as it is (still visible).
+    Skip,
+}
+
+/// A message offered to [`Decision`]-making, before this receive counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub message_id: Uuid,
+    pub group_id: Option<String>,
+    pub receive_count: i32,
+    pub sent_ms: i64,
+}
+
+/// A receive's result: what was delivered and what the rules moved instead.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Received {
+    pub delivered: Vec<Claimed>,
+    /// `(message id, destination queue uid)`.
+    pub moved: Vec<(Uuid, i64)>,
 }
 
 /// What a receipt-checked change found.
@@ -390,6 +425,8 @@ impl PgStore {
             sent_ms: r.get("sent_ms"),
             first_received_ms: r.get("first_received_ms"),
             visible_at_ms: r.get("visible_at_ms"),
+            dead_letter_source: r.get("dead_letter_source"),
+            dead_lettered_ms: r.get("dead_lettered_ms"),
         }
     }
 
@@ -416,6 +453,119 @@ impl PgStore {
             got.append(&mut claimed);
         }
         Ok(got)
+    }
+
+    /// A standard queue's receive with the rules in the loop: candidates are locked
+    /// (`SKIP LOCKED`), `decide` answers for each, and deliveries and DLQ moves are applied in
+    /// that one transaction per partition, so a message is never both delivered and moved.
+    pub async fn receive_with(
+        &self,
+        q: &QueueRow,
+        max: usize,
+        visibility_ms: i64,
+        decide: &(dyn Fn(&Candidate) -> Decision + Sync),
+    ) -> Result<Received, PgError> {
+        let mut out = Received::default();
+        let start = rand::rng().random_range(0..q.partitions.max(1));
+        for i in 0..q.partitions {
+            if out.delivered.len() >= max {
+                break;
+            }
+            let part = (start + i) % q.partitions;
+            let want = max - out.delivered.len();
+            let mut got = retry!(self.try_decide_partition(q, part, want, visibility_ms, decide))?;
+            out.delivered.append(&mut got.delivered);
+            out.moved.append(&mut got.moved);
+        }
+        Ok(out)
+    }
+
+    async fn try_decide_partition(
+        &self,
+        q: &QueueRow,
+        part: i16,
+        max: usize,
+        visibility_ms: i64,
+        decide: &(dyn Fn(&Candidate) -> Decision + Sync),
+    ) -> Result<Received, PgError> {
+        let mut c = self.pool.get().await;
+        let tx = c.transaction().await?;
+        let now: i64 = tx.query_one(&format!("SELECT {NOW}"), &[]).await?.get(0);
+        // Moved messages do not count toward `max`: look a little further.
+        let rows = tx
+            .query(
+                "SELECT seq, message_id, group_id, receive_count, sent_ms FROM redrive_messages
+                 WHERE queue_uid = $1 AND part = $2 AND visible_at_ms <= $3
+                 ORDER BY visible_at_ms, seq
+                 LIMIT $4
+                 FOR UPDATE SKIP LOCKED",
+                &[&q.uid, &part, &now, &((max * 2) as i64)],
+            )
+            .await?;
+        let mut out = Received::default();
+        for r in rows {
+            if out.delivered.len() >= max {
+                break;
+            }
+            let seq: i64 = r.get("seq");
+            let candidate = Candidate {
+                message_id: r.get("message_id"),
+                group_id: r.get("group_id"),
+                receive_count: r.get("receive_count"),
+                sent_ms: r.get("sent_ms"),
+            };
+            match decide(&candidate) {
+                Decision::Skip => {}
+                Decision::Deliver => {
+                    // The condition again: a row seen twice is claimed once.
+                    if let Some(row) = tx
+                        .query_opt(
+                            "UPDATE redrive_messages SET
+                                visible_at_ms = $4::bigint + $5::bigint,
+                                receive_count = receive_count + 1,
+                                receipt_token = receipt_token + 1,
+                                first_received_ms = coalesce(first_received_ms, $4::bigint)
+                             WHERE queue_uid = $1 AND part = $2 AND seq = $3 AND visible_at_ms <= $4
+                             RETURNING *",
+                            &[&q.uid, &part, &seq, &now, &visibility_ms],
+                        )
+                        .await?
+                    {
+                        out.delivered.push(Self::row_to_claimed(&row));
+                    }
+                }
+                Decision::MoveTo { queue, source_arn } => {
+                    let moved = tx
+                        .execute(
+                            "UPDATE redrive_messages SET
+                                queue_uid = $4,
+                                seq = n.s,
+                                part = (n.s % $5)::smallint,
+                                visible_at_ms = $6,
+                                receipt_token = 0,
+                                dead_letter_source = $7,
+                                dead_lettered_ms = $6
+                             FROM (SELECT nextval('redrive_message_seq') AS s) n
+                             WHERE queue_uid = $1 AND part = $2 AND seq = $3 AND visible_at_ms <= $6",
+                            &[
+                                &q.uid,
+                                &part,
+                                &seq,
+                                &queue.uid,
+                                &i64::from(queue.partitions),
+                                &now,
+                                &source_arn,
+                            ],
+                        )
+                        .await?;
+                    if moved == 1 {
+                        out.moved.push((candidate.message_id, queue.uid));
+                    }
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
     async fn try_claim_partition(

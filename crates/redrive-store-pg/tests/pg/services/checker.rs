@@ -174,3 +174,93 @@ async fn fifo_order_and_one_consumer_per_group_across_three_servers() {
     assert!(n.values().all(|v| *v == PER_GROUP), "{n:?}");
     assert_eq!(s[2].counts(&q).await.unwrap(), (0, 0));
 }
+
+#[tokio::test]
+async fn dlq_moves_race_across_three_servers_and_each_message_moves_once() {
+    use redrive_store_pg::{Candidate, Decision};
+    const MESSAGES: usize = 300;
+    let s: Vec<_> = servers("checker_dlq", 3)
+        .await
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let Created::Created(src) = s[0]
+        .create_queue("us-east-1", "src", false, 4, &json!({}))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let Created::Created(dlq) = s[0]
+        .create_queue("us-east-1", "dlq", false, 4, &json!({}))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    for chunk in (0..MESSAGES).collect::<Vec<_>>().chunks(10) {
+        let batch: Vec<NewMessage> = chunk
+            .iter()
+            .map(|i| NewMessage {
+                body: format!("m{i}").into_bytes(),
+                attributes: Vec::new(),
+                delay_ms: 0,
+                group_id: None,
+                dedup: None,
+            })
+            .collect();
+        s[0].send(&src, &batch).await.unwrap();
+    }
+    // Half the consumers deliver, half move: whichever claims a message decides it, once.
+    let moved = Arc::new(Mutex::new(Vec::new()));
+    let delivered = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for c in 0..8 {
+        let (store, src, dlq) = (s[c % 3].clone(), src.clone(), dlq.clone());
+        let (moved, delivered) = (moved.clone(), delivered.clone());
+        tasks.push(tokio::spawn(async move {
+            let mover = c % 2 == 0;
+            let rule = move |_: &Candidate| {
+                if mover {
+                    Decision::MoveTo {
+                        queue: dlq.clone(),
+                        source_arn: "arn:aws:sqs:us-east-1:000000000000:src".into(),
+                    }
+                } else {
+                    Decision::Deliver
+                }
+            };
+            let mut empty = 0;
+            while empty < 3 {
+                let r = store.receive_with(&src, 10, 600_000, &rule).await.unwrap();
+                if r.delivered.is_empty() && r.moved.is_empty() {
+                    empty += 1;
+                    continue;
+                }
+                empty = 0;
+                moved.lock().await.extend(r.moved.iter().map(|m| m.0));
+                delivered
+                    .lock()
+                    .await
+                    .extend(r.delivered.iter().map(|m| m.message_id));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let moved = moved.lock().await.clone();
+    let delivered = delivered.lock().await.clone();
+    let all: HashSet<_> = moved.iter().chain(&delivered).collect();
+    assert_eq!(
+        moved.len() + delivered.len(),
+        MESSAGES,
+        "each message decided once"
+    );
+    assert_eq!(all.len(), MESSAGES);
+    assert_eq!(s[1].counts(&dlq).await.unwrap(), (moved.len() as i64, 0));
+    assert_eq!(
+        s[2].counts(&src).await.unwrap(),
+        (0, delivered.len() as i64)
+    );
+}

@@ -268,3 +268,56 @@ async fn one_lease_holder_at_a_time_and_takeover_after_expiry() {
     s[1].release("move-task:1", "server-b").await.unwrap();
     assert!(s[0].lease("move-task:1", "server-a", 10_000).await.unwrap());
 }
+
+#[tokio::test]
+async fn the_dlq_move_happens_in_the_receive_that_decides_it() {
+    use redrive_store_pg::{Candidate, Decision};
+    let s = servers("dlq", 2).await;
+    let Created::Created(src) = s[0]
+        .create_queue("us-east-1", "src", false, 4, &json!({}))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let Created::Created(dlq) = s[0]
+        .create_queue("us-east-1", "dlq", false, 4, &json!({}))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let arn = "arn:aws:sqs:us-east-1:000000000000:src".to_string();
+    // maxReceiveCount 2: the third receive moves it instead.
+    let rule = |c: &Candidate| {
+        if c.receive_count >= 2 {
+            Decision::MoveTo {
+                queue: dlq.clone(),
+                source_arn: arn.clone(),
+            }
+        } else {
+            Decision::Deliver
+        }
+    };
+    let sent = s[0].send(&src, &[msg("poison")]).await.unwrap();
+    for round in 1..=2 {
+        let r = s[round % 2]
+            .receive_with(&src, 10, 1_000, &rule)
+            .await
+            .unwrap();
+        assert_eq!(r.delivered.len(), 1, "round {round}");
+        assert_eq!(r.delivered[0].receive_count, round as i32);
+        s[0].advance_clock(1_001).await.unwrap();
+    }
+    let r = s[1].receive_with(&src, 10, 1_000, &rule).await.unwrap();
+    assert!(r.delivered.is_empty());
+    assert_eq!(r.moved, vec![(sent[0].message_id, dlq.uid)]);
+    assert_eq!(s[0].counts(&src).await.unwrap(), (0, 0));
+    assert_eq!(s[0].counts(&dlq).await.unwrap(), (1, 0));
+    let dead = s[0].receive(&dlq, 10, 30_000).await.unwrap();
+    assert_eq!(dead[0].message_id, sent[0].message_id);
+    assert_eq!(dead[0].body, b"poison");
+    assert_eq!(dead[0].receive_count, 3, "the count goes on in the DLQ");
+    assert_eq!(dead[0].dead_letter_source.as_deref(), Some(arn.as_str()));
+    assert!(dead[0].dead_lettered_ms.is_some());
+}
