@@ -19,12 +19,15 @@
 
 mod migrate;
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, MutexGuard, Notify};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client, NoTls};
 use uuid::Uuid;
 
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
@@ -196,10 +199,28 @@ impl Pool {
     }
 }
 
+/// Long-poll wakeups: one connection per store `LISTEN`s on `redrive_q_{uid}` for the queues
+/// someone waits on; senders `pg_notify` in their transaction, so a wakeup means committed.
+struct Listener {
+    client: Client,
+    /// Channel → its waiters' `Notify`.
+    channels: Arc<parking_lot::Mutex<HashMap<String, Arc<Notify>>>>,
+}
+
+fn channel(uid: i64) -> String {
+    format!("redrive_q_{uid}")
+}
+
+/// How long polling falls back to re-trying a receive when no notification comes (engines
+/// without `LISTEN/NOTIFY`, or a notification lost with a connection).
+pub const DEFAULT_POLL_MS: u64 = 200;
+
 /// The shared-database store. Cheap to share behind an `Arc`; every method is one atomic
 /// transition.
 pub struct PgStore {
     pool: Pool,
+    listener: Listener,
+    poll: Duration,
 }
 
 const NOW: &str = "redrive_now_ms()";
@@ -235,17 +256,94 @@ impl PgStore {
             }
             clients.push(Mutex::new(client));
         }
+        let (listen_client, mut listen_conn) = tokio_postgres::connect(url, NoTls).await?;
+        let channels: Arc<parking_lot::Mutex<HashMap<String, Arc<Notify>>>> = Arc::default();
+        let forward = channels.clone();
+        tokio::spawn(async move {
+            loop {
+                match std::future::poll_fn(|cx| listen_conn.poll_message(cx)).await {
+                    Some(Ok(AsyncMessage::Notification(n))) => {
+                        if let Some(w) = forward.lock().get(n.channel()) {
+                            w.notify_waiters();
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "the LISTEN connection ended; long polls fall back to polling");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        });
         let store = PgStore {
             pool: Pool {
                 clients,
                 next: AtomicUsize::new(0),
             },
+            listener: Listener {
+                client: listen_client,
+                channels,
+            },
+            poll: Duration::from_millis(DEFAULT_POLL_MS),
         };
         {
             let mut c = store.pool.get().await;
             migrate::migrate(&mut c).await?;
         }
         Ok(store)
+    }
+
+    /// Sets the fallback poll interval of long polls (see [`DEFAULT_POLL_MS`]).
+    pub fn with_poll_interval(mut self, poll: Duration) -> PgStore {
+        self.poll = poll;
+        self
+    }
+
+    /// The queue's wakeup, `LISTEN`ing on its channel the first time.
+    async fn subscribe(&self, uid: i64) -> Result<Arc<Notify>, PgError> {
+        let name = channel(uid);
+        if let Some(n) = self.listener.channels.lock().get(&name) {
+            return Ok(n.clone());
+        }
+        self.listener
+            .client
+            .batch_execute(&format!("LISTEN {name}"))
+            .await?;
+        Ok(self
+            .listener
+            .channels
+            .lock()
+            .entry(name)
+            .or_insert_with(|| Arc::new(Notify::new()))
+            .clone())
+    }
+
+    /// `ReceiveMessage` with `WaitTimeSeconds`: receives, and while nothing comes, waits for a
+    /// send's notification (or the fallback poll) until `wait` has passed.
+    pub async fn receive_wait(
+        &self,
+        q: &QueueRow,
+        max: usize,
+        visibility_ms: i64,
+        wait: Duration,
+    ) -> Result<Vec<Claimed>, PgError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let wake = self.subscribe(q.uid).await?;
+        loop {
+            // Registered before the receive: a send committed in between still wakes us.
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let got = self.receive(q, max, visibility_ms).await?;
+            let now = tokio::time::Instant::now();
+            if !got.is_empty() || now >= deadline {
+                return Ok(got);
+            }
+            let jitter = rand::rng().random_range(0..=self.poll.as_millis() as u64 / 4);
+            let nap = (self.poll + Duration::from_millis(jitter)).min(deadline - now);
+            let _ = tokio::time::timeout(nap, notified).await;
+        }
     }
 
     /// The schema version the database holds.
@@ -405,6 +503,10 @@ impl PgStore {
                 message_id: id,
                 seq: Some(seq),
             });
+        }
+        if out.iter().any(|s| s.seq.is_some()) {
+            tx.execute("SELECT pg_notify($1, '')", &[&channel(q.uid)])
+                .await?;
         }
         tx.commit().await?;
         Ok(out)
@@ -732,6 +834,11 @@ impl PgStore {
             return Ok(HandleCheck::Stale);
         };
         let group: Option<String> = row.get(0);
+        if group.is_some() || visibility_ms == Some(0) {
+            // Something may have become receivable: a freed group or a message made visible.
+            tx.execute("SELECT pg_notify($1, '')", &[&channel(q.uid)])
+                .await?;
+        }
         if let Some(g) = group {
             // The hold lasts as long as the group's latest in-flight deadline.
             tx.execute(

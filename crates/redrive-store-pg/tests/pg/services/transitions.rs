@@ -321,3 +321,40 @@ async fn the_dlq_move_happens_in_the_receive_that_decides_it() {
     assert_eq!(dead[0].dead_letter_source.as_deref(), Some(arn.as_str()));
     assert!(dead[0].dead_lettered_ms.is_some());
 }
+
+#[tokio::test]
+async fn a_long_poll_wakes_on_another_servers_send() {
+    use std::time::Duration;
+    let mut s = servers("longpoll", 2).await;
+    // No fallback polling within the test's wait: only the notification can wake it.
+    let waiter = std::sync::Arc::new(s.remove(1).with_poll_interval(Duration::from_secs(60)));
+    let sender = &s[0];
+    let Created::Created(q) = sender
+        .create_queue("us-east-1", "q", false, 4, &json!({}))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    // Nothing comes: the wait ends empty at its deadline.
+    let empty = waiter
+        .receive_wait(&q, 10, 30_000, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(empty.is_empty());
+    let (w, q2) = (waiter.clone(), q.clone());
+    let poll = tokio::spawn(async move {
+        w.receive_wait(&q2, 10, 30_000, Duration::from_secs(20))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!poll.is_finished(), "still waiting before the send");
+    sender.send(&q, &[msg("wake up")]).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(15), poll)
+        .await
+        .expect("the send's notification woke the long poll (fallback polling is 60 s)")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, b"wake up");
+}
