@@ -74,3 +74,12 @@ CREATE TABLE redrive_leases (
     holder text NOT NULL,
     expires_ms bigint NOT NULL
 );
+
+-- Extension state (move-task and replay progress, schedules, history, alerts) as the embedded
+-- store's documents; a step's progress is written in the transaction of its moves.
+CREATE TABLE redrive_documents (
+    kind text NOT NULL,
+    key text NOT NULL CHECK (length(key) <= 1024),
+    value jsonb NOT NULL,
+    PRIMARY KEY (kind, key)
+);

@@ -172,6 +172,14 @@ pub struct Received {
     pub moved: Vec<(Uuid, i64)>,
 }
 
+/// An extension document (`redrive_documents`), as the embedded store's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub kind: String,
+    pub key: String,
+    pub value: serde_json::Value,
+}
+
 /// What a receipt-checked change found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandleCheck {
@@ -855,6 +863,95 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok(HandleCheck::Applied)
+    }
+
+    /// One step of a move task or replay: up to `max` visible messages of `src` move to `dst`
+    /// as new messages there (fresh sequence, visible now, receive state reset; id, body and
+    /// attributes kept), and `progress` (given the number moved) is written as a document —
+    /// all in one transaction, so progress never disagrees with what moved. Messages another
+    /// step holds are skipped. Returns the moved message ids.
+    pub async fn transfer(
+        &self,
+        src: &QueueRow,
+        dst: &QueueRow,
+        max: usize,
+        progress: &(dyn Fn(usize) -> Document + Sync),
+    ) -> Result<Vec<Uuid>, PgError> {
+        retry!(self.try_transfer(src, dst, max, progress))
+    }
+
+    async fn try_transfer(
+        &self,
+        src: &QueueRow,
+        dst: &QueueRow,
+        max: usize,
+        progress: &(dyn Fn(usize) -> Document + Sync),
+    ) -> Result<Vec<Uuid>, PgError> {
+        let mut c = self.pool.get().await;
+        let tx = c.transaction().await?;
+        let rows = tx
+            .query(
+                &format!(
+                    "WITH now AS MATERIALIZED (SELECT {NOW} AS t),
+                     c AS (
+                        SELECT m.part, m.seq FROM redrive_messages m
+                        WHERE m.queue_uid = $1 AND m.visible_at_ms <= (SELECT t FROM now)
+                        ORDER BY m.visible_at_ms, m.seq
+                        LIMIT $2
+                        FOR UPDATE OF m SKIP LOCKED
+                     ),
+                     n AS (SELECT c.part, c.seq, nextval('redrive_message_seq') AS s FROM c)
+                     UPDATE redrive_messages m SET
+                        queue_uid = $3,
+                        seq = n.s,
+                        part = (n.s % $4)::smallint,
+                        visible_at_ms = (SELECT t FROM now),
+                        receive_count = 0,
+                        receipt_token = 0,
+                        first_received_ms = NULL,
+                        sent_ms = (SELECT t FROM now)
+                     FROM n
+                     WHERE m.queue_uid = $1 AND m.part = n.part AND m.seq = n.seq
+                       AND m.visible_at_ms <= (SELECT t FROM now)
+                     RETURNING m.message_id"
+                ),
+                &[
+                    &src.uid,
+                    &(max as i64),
+                    &dst.uid,
+                    &i64::from(dst.partitions),
+                ],
+            )
+            .await?;
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+        let doc = progress(ids.len());
+        tx.execute(
+            "INSERT INTO redrive_documents (kind, key, value) VALUES ($1, $2, $3)
+             ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value",
+            &[&doc.kind, &doc.key, &doc.value],
+        )
+        .await?;
+        if !ids.is_empty() {
+            tx.execute("SELECT pg_notify($1, '')", &[&channel(dst.uid)])
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// A document, if stored.
+    pub async fn document(&self, kind: &str, key: &str) -> Result<Option<Document>, PgError> {
+        let c = self.pool.get().await;
+        Ok(c.query_opt(
+            "SELECT value FROM redrive_documents WHERE kind = $1 AND key = $2",
+            &[&kind, &key],
+        )
+        .await?
+        .map(|r| Document {
+            kind: kind.to_string(),
+            key: key.to_string(),
+            value: r.get(0),
+        }))
     }
 
     /// (visible, in flight or delayed) at the database's now.

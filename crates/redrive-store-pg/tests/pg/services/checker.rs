@@ -264,3 +264,98 @@ async fn dlq_moves_race_across_three_servers_and_each_message_moves_once() {
         (0, delivered.len() as i64)
     );
 }
+
+#[tokio::test]
+async fn move_task_steps_on_two_servers_move_each_message_once_with_their_progress() {
+    use redrive_store_pg::Document;
+    const MESSAGES: usize = 200;
+    let s: Vec<_> = servers("checker_transfer", 2)
+        .await
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let Created::Created(dlq) = s[0]
+        .create_queue("us-east-1", "dlq", false, 4, &json!({}))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let Created::Created(src) = s[0]
+        .create_queue("us-east-1", "src", false, 4, &json!({}))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    for chunk in (0..MESSAGES).collect::<Vec<_>>().chunks(10) {
+        let batch: Vec<NewMessage> = chunk
+            .iter()
+            .map(|i| NewMessage {
+                body: format!("m{i}").into_bytes(),
+                attributes: Vec::new(),
+                delay_ms: 0,
+                group_id: None,
+                dedup: None,
+            })
+            .collect();
+        s[0].send(&dlq, &batch).await.unwrap();
+    }
+    // A step that cannot write its progress moves nothing.
+    let bad = |_: usize| Document {
+        kind: "move-task".into(),
+        key: "k".repeat(2000),
+        value: json!({}),
+    };
+    assert!(s[0].transfer(&dlq, &src, 10, &bad).await.is_err());
+    assert_eq!(s[0].counts(&dlq).await.unwrap(), (MESSAGES as i64, 0));
+
+    let mut tasks = Vec::new();
+    for (i, store) in s.iter().enumerate() {
+        let (store, dlq, src) = (store.clone(), dlq.clone(), src.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut total = 0;
+            let mut ids = Vec::new();
+            loop {
+                let done = total;
+                let progress = move |n: usize| Document {
+                    kind: "move-task".into(),
+                    key: format!("t1/server-{i}"),
+                    value: json!({"moved": done + n}),
+                };
+                let moved = store.transfer(&dlq, &src, 7, &progress).await.unwrap();
+                if moved.is_empty() {
+                    break;
+                }
+                total += moved.len();
+                ids.extend(moved);
+            }
+            ids
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let distinct: HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), MESSAGES);
+    assert_eq!(distinct.len(), MESSAGES);
+    let mut recorded = 0;
+    for i in 0..2 {
+        if let Some(d) = s[0]
+            .document("move-task", &format!("t1/server-{i}"))
+            .await
+            .unwrap()
+        {
+            recorded += d.value["moved"].as_u64().unwrap();
+        }
+    }
+    assert_eq!(recorded, MESSAGES as u64, "progress equals what moved");
+    assert_eq!(s[1].counts(&dlq).await.unwrap(), (0, 0));
+    assert_eq!(s[1].counts(&src).await.unwrap(), (MESSAGES as i64, 0));
+    let back = s[1].receive(&src, 10, 30_000).await.unwrap();
+    assert!(
+        back.iter().all(|m| m.receive_count == 1),
+        "receive state was reset"
+    );
+}
