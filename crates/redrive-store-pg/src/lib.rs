@@ -549,7 +549,9 @@ impl PgStore {
         visibility_ms: i64,
     ) -> Result<Vec<Claimed>, PgError> {
         if q.fifo {
-            return retry!(self.try_receive_fifo(q, max, visibility_ms));
+            let deliver = |_: &Candidate| Decision::Deliver;
+            return retry!(self.try_receive_fifo(q, max, visibility_ms, &deliver))
+                .map(|r| r.delivered);
         }
         let mut got = Vec::new();
         let start = rand::rng().random_range(0..q.partitions.max(1));
@@ -575,6 +577,9 @@ impl PgStore {
         visibility_ms: i64,
         decide: &(dyn Fn(&Candidate) -> Decision + Sync),
     ) -> Result<Received, PgError> {
+        if q.fifo {
+            return retry!(self.try_receive_fifo(q, max, visibility_ms, decide));
+        }
         let mut out = Received::default();
         let start = rand::rng().random_range(0..q.partitions.max(1));
         for i in 0..q.partitions {
@@ -674,6 +679,13 @@ impl PgStore {
                 }
             }
         }
+        let mut notified = std::collections::HashSet::new();
+        for (_, uid) in &out.moved {
+            if notified.insert(*uid) {
+                tx.execute("SELECT pg_notify($1, '')", &[&channel(*uid)])
+                    .await?;
+            }
+        }
         tx.commit().await?;
         Ok(out)
     }
@@ -719,7 +731,8 @@ impl PgStore {
         q: &QueueRow,
         max: usize,
         visibility_ms: i64,
-    ) -> Result<Vec<Claimed>, PgError> {
+        decide: &(dyn Fn(&Candidate) -> Decision + Sync),
+    ) -> Result<Received, PgError> {
         let mut c = self.pool.get().await;
         let tx = c.transaction().await?;
         let now: i64 = tx.query_one(&format!("SELECT {NOW}"), &[]).await?.get(0);
@@ -738,44 +751,97 @@ impl PgStore {
                 &[&q.uid, &now, &FIFO_GROUP_SCAN],
             )
             .await?;
-        let mut got = Vec::new();
+        let mut out = Received::default();
         for g in groups {
-            if got.len() >= max {
+            if out.delivered.len() >= max {
                 break;
             }
             let group: String = g.get(0);
-            // The group's messages in order; claim the leading visible ones (a message that is
-            // not visible stops the group: order is kept).
+            // The group's messages in order; decide on the leading visible ones (a message that
+            // is not visible stops the group: order is kept). Moved ones do not count.
             let rows = tx
                 .query(
-                    "SELECT part, seq, visible_at_ms FROM redrive_messages
+                    "SELECT part, seq, visible_at_ms, message_id, receive_count, sent_ms
+                     FROM redrive_messages
                      WHERE queue_uid = $1 AND group_id = $2
                      ORDER BY seq LIMIT $3 FOR UPDATE",
-                    &[&q.uid, &group, &((max - got.len()) as i64)],
+                    &[&q.uid, &group, &((2 * (max - out.delivered.len())) as i64)],
                 )
                 .await?;
             let mut claimed_here = 0;
             for r in rows {
+                if out.delivered.len() >= max {
+                    break;
+                }
                 let visible_at: i64 = r.get("visible_at_ms");
                 if visible_at > now {
                     break;
                 }
                 let part: i16 = r.get("part");
                 let seq: i64 = r.get("seq");
-                let row = tx
-                    .query_one(
-                        "UPDATE redrive_messages SET
-                            visible_at_ms = $4::bigint + $5::bigint,
-                            receive_count = receive_count + 1,
-                            receipt_token = receipt_token + 1,
-                            first_received_ms = coalesce(first_received_ms, $4::bigint)
-                         WHERE queue_uid = $1 AND part = $2 AND seq = $3
-                         RETURNING *",
-                        &[&q.uid, &part, &seq, &now, &visibility_ms],
-                    )
-                    .await?;
-                got.push(Self::row_to_claimed(&row));
-                claimed_here += 1;
+                let candidate = Candidate {
+                    message_id: r.get("message_id"),
+                    group_id: Some(group.clone()),
+                    receive_count: r.get("receive_count"),
+                    sent_ms: r.get("sent_ms"),
+                };
+                match decide(&candidate) {
+                    // Skipping a FIFO message stops its group: the order is kept.
+                    Decision::Skip => break,
+                    Decision::Deliver => {
+                        let row = tx
+                            .query_one(
+                                "UPDATE redrive_messages SET
+                                    visible_at_ms = $4::bigint + $5::bigint,
+                                    receive_count = receive_count + 1,
+                                    receipt_token = receipt_token + 1,
+                                    first_received_ms = coalesce(first_received_ms, $4::bigint)
+                                 WHERE queue_uid = $1 AND part = $2 AND seq = $3
+                                 RETURNING *",
+                                &[&q.uid, &part, &seq, &now, &visibility_ms],
+                            )
+                            .await?;
+                        out.delivered.push(Self::row_to_claimed(&row));
+                        claimed_here += 1;
+                    }
+                    Decision::MoveTo { queue, source_arn } => {
+                        if let Some(g) = &candidate.group_id
+                            && queue.fifo
+                        {
+                            tx.execute(
+                                "INSERT INTO redrive_fifo_groups (queue_uid, group_id) VALUES ($1, $2)
+                                 ON CONFLICT DO NOTHING",
+                                &[&queue.uid, g],
+                            )
+                            .await?;
+                        }
+                        tx.execute(
+                            "UPDATE redrive_messages SET
+                                queue_uid = $4,
+                                seq = n.s,
+                                part = (n.s % $5)::smallint,
+                                visible_at_ms = $6,
+                                receipt_token = 0,
+                                group_id = CASE WHEN $8 THEN group_id ELSE NULL END,
+                                dead_letter_source = $7,
+                                dead_lettered_ms = $6
+                             FROM (SELECT nextval('redrive_message_seq') AS s) n
+                             WHERE queue_uid = $1 AND part = $2 AND seq = $3",
+                            &[
+                                &q.uid,
+                                &part,
+                                &seq,
+                                &queue.uid,
+                                &i64::from(queue.partitions),
+                                &now,
+                                &source_arn,
+                                &queue.fifo,
+                            ],
+                        )
+                        .await?;
+                        out.moved.push((candidate.message_id, queue.uid));
+                    }
+                }
             }
             if claimed_here > 0 {
                 tx.execute(
@@ -786,8 +852,17 @@ impl PgStore {
                 .await?;
             }
         }
+        if !out.moved.is_empty() {
+            let mut notified = std::collections::HashSet::new();
+            for (_, uid) in &out.moved {
+                if notified.insert(*uid) {
+                    tx.execute("SELECT pg_notify($1, '')", &[&channel(*uid)])
+                        .await?;
+                }
+            }
+        }
         tx.commit().await?;
-        Ok(got)
+        Ok(out)
     }
 
     /// Deletes the message if `claim` is its latest receive; a FIFO group's hold is recomputed

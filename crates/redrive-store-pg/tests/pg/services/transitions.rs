@@ -358,3 +358,61 @@ async fn a_long_poll_wakes_on_another_servers_send() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body, b"wake up");
 }
+
+#[tokio::test]
+async fn a_fifo_dlq_move_keeps_the_group_and_the_next_message_follows() {
+    use redrive_store_pg::{Candidate, Decision};
+    let s = servers("fifo_dlq", 1).await;
+    let Created::Created(src) = s[0]
+        .create_queue("us-east-1", "src.fifo", true, 1, &json!({}))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let Created::Created(dlq) = s[0]
+        .create_queue("us-east-1", "dlq.fifo", true, 1, &json!({}))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    s[0].send(&src, &[fifo("g1", "g", "g1"), fifo("g2", "g", "g2")])
+        .await
+        .unwrap();
+    let rule = |c: &Candidate| {
+        if c.receive_count >= 1 {
+            Decision::MoveTo {
+                queue: dlq.clone(),
+                source_arn: "arn:aws:sqs:us-east-1:000000000000:src.fifo".into(),
+            }
+        } else {
+            Decision::Deliver
+        }
+    };
+    let first = s[0].receive_with(&src, 1, 1_000, &rule).await.unwrap();
+    assert_eq!(first.delivered[0].body, b"g1");
+    assert!(
+        s[0].receive_with(&src, 10, 1_000, &rule)
+            .await
+            .unwrap()
+            .delivered
+            .is_empty()
+    );
+    s[0].advance_clock(1_001).await.unwrap();
+    // g1 has used its receive: it moves, and g2 is delivered in the same receive, in order.
+    let second = s[0].receive_with(&src, 10, 1_000, &rule).await.unwrap();
+    assert_eq!(second.moved.len(), 1);
+    assert_eq!(
+        second
+            .delivered
+            .iter()
+            .map(|m| m.body.clone())
+            .collect::<Vec<_>>(),
+        [b"g2".to_vec()]
+    );
+    let dead = s[0].receive(&dlq, 10, 30_000).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, b"g1");
+    assert_eq!(dead[0].group_id.as_deref(), Some("g"));
+}
