@@ -437,6 +437,79 @@ impl PgStore {
         .map(|r| Self::row_to_queue(&r)))
     }
 
+    /// Every queue of a Region whose name starts with `prefix`, by name.
+    pub async fn list_queues(&self, region: &str, prefix: &str) -> Result<Vec<QueueRow>, PgError> {
+        let c = self.pool.get().await;
+        let rows = c
+            .query(
+                "SELECT * FROM redrive_queues WHERE region = $1 AND starts_with(name, $2)
+                 ORDER BY name",
+                &[&region, &prefix],
+            )
+            .await?;
+        Ok(rows.iter().map(Self::row_to_queue).collect())
+    }
+
+    /// Replaces a queue's attributes (already merged and validated by the rules).
+    pub async fn set_attributes(
+        &self,
+        q: &QueueRow,
+        attributes: &serde_json::Value,
+    ) -> Result<bool, PgError> {
+        let c = self.pool.get().await;
+        Ok(c.execute(
+            "UPDATE redrive_queues SET attributes = $2 WHERE uid = $1",
+            &[&q.uid, attributes],
+        )
+        .await?
+            == 1)
+    }
+
+    /// Removes every message (and, for FIFO, the deduplication entries and groups), as
+    /// `PurgeQueue`. Returns the number of messages removed.
+    pub async fn purge(&self, q: &QueueRow) -> Result<u64, PgError> {
+        retry!(self.try_purge(q, false))
+    }
+
+    /// `DeleteQueue`: the queue and everything in it, with the time of deletion kept as a
+    /// document (`deleted-queue`, `{region}\n{name}`) for the rules' `QueueDeletedRecently`.
+    pub async fn delete_queue(&self, q: &QueueRow) -> Result<u64, PgError> {
+        retry!(self.try_purge(q, true))
+    }
+
+    async fn try_purge(&self, q: &QueueRow, drop_queue: bool) -> Result<u64, PgError> {
+        let mut c = self.pool.get().await;
+        let tx = c.transaction().await?;
+        let n = tx
+            .execute(
+                "DELETE FROM redrive_messages WHERE queue_uid = $1",
+                &[&q.uid],
+            )
+            .await?;
+        tx.execute("DELETE FROM redrive_dedup WHERE queue_uid = $1", &[&q.uid])
+            .await?;
+        tx.execute(
+            "DELETE FROM redrive_fifo_groups WHERE queue_uid = $1",
+            &[&q.uid],
+        )
+        .await?;
+        if drop_queue {
+            tx.execute("DELETE FROM redrive_queues WHERE uid = $1", &[&q.uid])
+                .await?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO redrive_documents (kind, key, value)
+                     VALUES ('deleted-queue', $1, jsonb_build_object('at', {NOW}))
+                     ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value"
+                ),
+                &[&format!("{}\n{}", q.region, q.name)],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// Stores a batch in one transaction: all or nothing. FIFO entries are deduplicated
     /// across servers by the `redrive_dedup` row's conditional upsert.
     pub async fn send(&self, q: &QueueRow, msgs: &[NewMessage]) -> Result<Vec<Sent>, PgError> {

@@ -416,3 +416,48 @@ async fn a_fifo_dlq_move_keeps_the_group_and_the_next_message_follows() {
     assert_eq!(dead[0].body, b"g1");
     assert_eq!(dead[0].group_id.as_deref(), Some("g"));
 }
+
+#[tokio::test]
+async fn catalog_purge_and_delete() {
+    let s = servers("catalog", 2).await;
+    for name in ["orders", "orders-dlq", "billing"] {
+        s[0].create_queue("us-east-1", name, false, 2, &json!({}))
+            .await
+            .unwrap();
+    }
+    s[0].create_queue("eu-west-1", "orders", false, 2, &json!({}))
+        .await
+        .unwrap();
+    let names: Vec<String> = s[1]
+        .list_queues("us-east-1", "orders")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    assert_eq!(names, ["orders", "orders-dlq"]);
+    let q = s[1].queue("us-east-1", "orders").await.unwrap().unwrap();
+    assert!(
+        s[1].set_attributes(&q, &json!({"DelaySeconds": "5"}))
+            .await
+            .unwrap()
+    );
+    let q = s[0].queue("us-east-1", "orders").await.unwrap().unwrap();
+    assert_eq!(q.attributes, json!({"DelaySeconds": "5"}));
+    s[0].send(&q, &[msg("a"), msg("b")]).await.unwrap();
+    assert_eq!(s[1].purge(&q).await.unwrap(), 2);
+    assert_eq!(s[0].counts(&q).await.unwrap(), (0, 0));
+    s[0].send(&q, &[msg("c")]).await.unwrap();
+    assert_eq!(s[1].delete_queue(&q).await.unwrap(), 1);
+    assert!(s[0].queue("us-east-1", "orders").await.unwrap().is_none());
+    let deleted = s[0]
+        .document("deleted-queue", "us-east-1\norders")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(deleted.value["at"].as_i64().unwrap() > 0);
+    assert!(
+        s[0].queue("eu-west-1", "orders").await.unwrap().is_some(),
+        "other Region untouched"
+    );
+}
