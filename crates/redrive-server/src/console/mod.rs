@@ -17,6 +17,8 @@
 pub mod audit;
 mod chart;
 pub mod html;
+mod ops;
+mod replay;
 pub mod session;
 
 use std::collections::HashMap;
@@ -59,6 +61,17 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/console/assets/console.css", get(css))
         .route("/console/queues/{name}", get(queue_page))
         .route("/console/queues/{name}/messages/{id}", get(message_page))
+        .route(
+            "/console/queues/{name}/replay",
+            get(replay::replay_page).post(replay::start_replay),
+        )
+        .route("/console/replays", get(replay::replays_page))
+        .route("/console/replays/{id}", get(replay::replay_progress))
+        .route(
+            "/console/replays/{id}/cancel",
+            get(replay::cancel_confirm).post(replay::cancel),
+        )
+        .merge(ops::routes())
         .route("/console/login", get(login_form).post(login))
         .route("/console/logout", axum::routing::post(logout))
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
@@ -111,8 +124,8 @@ async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     let visitor = match &state.config.auth {
         Auth::SigV4 { .. } => {
             let open = path == LOGIN_PATH || path == CSS_PATH;
-            let session = session::token(req.headers())
-                .and_then(|t| state.console_sessions.check(&t));
+            let session =
+                session::token(req.headers()).and_then(|t| state.console_sessions.check(&t));
             match session {
                 Some(s) => Visitor {
                     actor: s.access_key,
@@ -204,7 +217,11 @@ async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
 /// A console POST passes when its `Origin` (if any) is the console's host and its form's
 /// `csrf` field equals the browser's token; the form is handed on as [`PostForm`]. A refusal
 /// (403, nothing changed) is audited.
-async fn check_post(state: &AppState, visitor: &Visitor, req: Request) -> Result<Request, Response> {
+async fn check_post(
+    state: &AppState,
+    visitor: &Visitor,
+    req: Request,
+) -> Result<Request, Response> {
     let (mut parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let refused = |reason: &str| {
@@ -734,11 +751,17 @@ async fn queue_page(
             "<label for=\"group-input{suffix}\">{label}</label>\
              <input id=\"group-input{suffix}\" type=\"text\" name=\"group\" value=\"{}\" placeholder=\"{hint}\"{access}>",
             esc(groups.get(i).map_or("", String::as_str)),
-            suffix = if i == 0 { String::new() } else { format!("-{}", i + 1) },
+            suffix = if i == 0 {
+                String::new()
+            } else {
+                format!("-{}", i + 1)
+            },
             access = if i == 0 { " accesskey=\"g\"" } else { "" },
         )
     };
-    let inputs: String = (0..groups.len().clamp(2, MAX_GROUP_KEYS)).map(key_input).collect();
+    let inputs: String = (0..groups.len().clamp(2, MAX_GROUP_KEYS))
+        .map(key_input)
+        .collect();
     let _ = write!(
         body,
         "<h2 id=\"group\">Group by</h2>\

@@ -77,7 +77,8 @@ fn text_after<'a>(html: &'a str, marker: &str) -> &'a str {
 
 /// The CSRF token in a page's forms.
 pub fn csrf_token(html: &str) -> String {
-    let start = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 20;
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("a CSRF field") + marker.len();
     html[start..start + html[start..].find('"').unwrap()].to_string()
 }
 

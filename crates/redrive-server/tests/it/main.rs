@@ -10,6 +10,7 @@ mod batches;
 mod cloudwatch;
 mod common;
 mod console;
+mod console_actions;
 mod console_browser;
 mod dlq;
 mod edge;
