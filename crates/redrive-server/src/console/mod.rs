@@ -349,12 +349,17 @@ fn refuse(text: &'static str) -> Response {
 }
 
 fn refuse_owned(text: String) -> Response {
-    (
+    html_response(
         StatusCode::FORBIDDEN,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{text}\n"),
+        page(
+            "Refused",
+            &format!(
+                "<h1>Refused</h1><p class=\"error\" id=\"refused\">{}</p>\
+                 <p><a href=\"/console\">Queues</a></p>",
+                esc(&text)
+            ),
+        ),
     )
-        .into_response()
 }
 
 fn html_response(status: StatusCode, body: String) -> Response {
