@@ -705,7 +705,7 @@ async fn alerts_page(
                 esc(&r.rule.condition.describe()),
                 esc(&r.rule.severity),
                 if states.is_empty() {
-                    "<span class=\"muted\">no queue matches</span>".into()
+                    "<span class=\"muted\">not evaluated yet (once a minute)</span>".into()
                 } else {
                     states.join("<br>")
                 },

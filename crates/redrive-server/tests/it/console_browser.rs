@@ -137,6 +137,10 @@ async fn severe_log_entries(client: &Client) -> Vec<Value> {
 
 async fn screenshot(client: &Client, name: &str) {
     if let Ok(dir) = std::env::var("REDRIVE_CONSOLE_SCREENSHOTS") {
+        // A relative directory is taken from the workspace root (tests run in the crate's).
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(dir);
         let png = client.screenshot().await.expect("screenshot");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(std::path::Path::new(&dir).join(name), png).unwrap();
@@ -531,6 +535,14 @@ async fn browser_console_replays_one_mall_end_to_end() {
     // Nothing moved by the dry run.
     assert_eq!(ts.counts(&dlq_url).await.0, (MALL_A + MALL_B) as u64);
     screenshot(&client, "replay-preview.png").await;
+    client
+        .execute(
+            "document.getElementById('confirm-form').scrollIntoView({block: 'end'})",
+            vec![],
+        )
+        .await
+        .unwrap();
+    screenshot(&client, "replay-confirm.png").await;
 
     // Confirm, then watch the progress page (it reloads itself) until the replay completes.
     click(&client, "#confirm-replay").await;
@@ -617,6 +629,7 @@ async fn browser_console_replays_one_mall_end_to_end() {
     click(&client, "#claim").await;
     let refused = text(&client, "body").await;
     assert!(refused.contains("Refused"), "{refused}");
+    screenshot(&client, "forged-post-refused.png").await;
     assert_eq!(ts.counts(&dlq_url).await, (MALL_B as u64, 0, 0));
     client
         .goto(&format!("{}/console/audit", ts.base))
