@@ -1,18 +1,22 @@
-//! The DLQ web console at `/console` (issue 15, first slice; see `docs/console.md`):
-//! server-rendered HTML over the engine's browse, minute history and alert states. Read-only:
-//! no page changes a message (the browse never receives), and there are no forms that post.
+//! The DLQ web console at `/console` (issue 15; see `docs/console.md`): server-rendered HTML
+//! over the engine's browse, minute history and alert states, and actions through the same
+//! engine functions as the APIs. No GET changes anything (the browse never receives).
 //!
 //! - `GET /console`: queues with counts, age of oldest, DLQ ⇄ source links, alert state.
-//! - `GET /console/queues/{name}?group=JQ&top=N&after=CURSOR`: counts, the minute-history
-//!   chart (inline SVG), a group-by table over the bodies, and the message browser.
+//! - `GET /console/queues/{name}?group=JQ[&group=JQ…]&top=N&after=CURSOR`: counts, the
+//!   minute-history chart (inline SVG), group-by tables over the bodies (one per key, and the
+//!   combined one), and the message browser.
 //! - `GET /console/queues/{name}/messages/{id}`: one message, pretty-printed.
+//! - Selective replay (`replay.rs`): `GET|POST /console/queues/{name}/replay`,
+//!   `GET /console/replays[/{id}]`, `GET|POST /console/replays/{id}/cancel`.
+//! - Move tasks, schedules, alerts, the audit page (`ops.rs`).
 //! - `GET /console/assets/console.css`: the embedded style sheet.
-//!
 //! - `GET|POST /console/login`, `POST /console/logout`: the login under `--auth sigv4`.
 //!
 //! Access ([`guard`]): under `--auth sigv4`, a session opened by a login with a configured
 //! access key and its secret ([`session`]); otherwise only loopback peers, unless
-//! `--console-public`.
+//! `--console-public`. Every POST but the login must come from the console's origin and carry
+//! the browser's CSRF token (`check_post`); actions are audited ([`audit`]).
 
 pub mod audit;
 mod chart;
