@@ -709,6 +709,11 @@ async fn queue_page(
     if let Some(st) = alert_state(&engine, &ctx.region, &name) {
         let _ = write!(body, "<p>Alert: <span class=\"state-{st}\">{st}</span></p>");
     }
+    let _ = write!(
+        body,
+        "<p class=\"actions\"><a href=\"/console/queues/{}/purge\" class=\"button\" id=\"purge-link\">Purge…</a></p>",
+        url_part(&name)
+    );
 
     // The chart: the last hour of the minute history (a store read, off the async threads).
     body.push_str("<h2 id=\"history\">Last hour, per minute</h2>");
@@ -1044,7 +1049,18 @@ async fn message_page(
     for (k, v) in facts {
         let _ = write!(body, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&v));
     }
-    body.push_str("</tbody></table><h2>Body</h2>");
+    body.push_str("</tbody></table>");
+    if m.dead_letter_source_arn.is_some() {
+        let filter = format!("$meta.messageId == \"{}\"", m.message_id);
+        let _ = write!(
+            body,
+            "<p class=\"actions\"><a href=\"/console/queues/{}/replay?preview=1&amp;filter={}\" id=\"replay-one\">\
+             Replay this message…</a> <span class=\"muted\">(a dry run first)</span></p>",
+            url_part(&name),
+            url_part(&filter)
+        );
+    }
+    body.push_str("<h2>Body</h2>");
     let _ = write!(
         body,
         "<pre id=\"message-body\">{}</pre>",

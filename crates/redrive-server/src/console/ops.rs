@@ -15,7 +15,7 @@ use axum::routing::get;
 use http::{HeaderMap, StatusCode};
 use redrive_core::SqsError;
 use redrive_core::api::{
-    CancelMessageMoveTaskInput, ListMessageMoveTasksInput, StartMessageMoveTaskInput,
+    CancelMessageMoveTaskInput, ListMessageMoveTasksInput, QueueUrlInput, StartMessageMoveTaskInput,
 };
 use redrive_engine::alerts::{AlertRuleRequest, Condition, SilenceRequest};
 use redrive_engine::schedules::{ScheduleRequest, WindowField, WindowSpec};
@@ -54,6 +54,10 @@ pub fn routes() -> Router<Arc<AppState>> {
             axum::routing::post(silence_remove),
         )
         .route("/console/audit", get(audit_page))
+        .route(
+            "/console/queues/{name}/purge",
+            get(purge_confirm).post(purge),
+        )
 }
 
 fn audit(state: &AppState, visitor: &Visitor, action: &str, target: &str, detail: &str) {
@@ -970,4 +974,111 @@ async fn audit_page(State(state): State<Arc<AppState>>) -> Response {
         body.push_str("</tbody></table>");
     }
     html_response(StatusCode::OK, page("Audit log", &body))
+}
+
+// ---- Purge --------------------------------------------------------------------------------
+
+fn purge_form(
+    name: &str,
+    visitor: &Visitor,
+    counts: (usize, usize, usize),
+    error: Option<&str>,
+) -> String {
+    let (visible, in_flight, delayed) = counts;
+    format!(
+        "<p><a href=\"/console/queues/{q}\">← {n}</a></p><h1>Purge {n}?</h1>{}\
+         <form class=\"confirm\" id=\"confirm-purge-form\" method=\"post\" action=\"/console/queues/{q}/purge\">{}\
+         <p><strong>Every message</strong> of <code>{n}</code> is deleted: {visible} visible, \
+         {in_flight} in flight, {delayed} delayed now. This is SQS's <code>PurgeQueue</code> and \
+         cannot be undone (once per 60 seconds per queue).</p>\
+         <p><label for=\"confirm-name\">Type the queue name to confirm</label> \
+         <input id=\"confirm-name\" type=\"text\" name=\"confirm_name\" autocomplete=\"off\" required></p>\
+         <div class=\"actions\"><button type=\"submit\" class=\"danger\" id=\"confirm-purge\">Purge the queue</button>\
+         <a href=\"/console/queues/{q}\">No, back</a></div></form>",
+        error.map_or(String::new(), |e| format!(
+            "<p class=\"error\" id=\"form-error\">{}</p>",
+            esc(e)
+        )),
+        csrf_field(&visitor.csrf),
+        q = url_part(name),
+        n = esc(name),
+    )
+}
+
+/// `GET /console/queues/{name}/purge`: the confirmation (the queue's name must be typed).
+async fn purge_confirm(
+    State(state): State<Arc<AppState>>,
+    Extension(visitor): Extension<Visitor>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = context(&state, &headers);
+    match state.engine.queue_summary(&ctx, &name) {
+        Ok(s) => html_response(
+            StatusCode::OK,
+            page(
+                &format!("Purge {name}"),
+                &purge_form(&name, &visitor, (s.visible, s.in_flight, s.delayed), None),
+            ),
+        ),
+        Err(e) => sqs_error_page(&e),
+    }
+}
+
+/// `POST /console/queues/{name}/purge`: `PurgeQueue` (audited with the counts it deleted).
+async fn purge(
+    State(state): State<Arc<AppState>>,
+    Extension(visitor): Extension<Visitor>,
+    Extension(form): Extension<PostForm>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = context(&state, &headers);
+    let s = match state.engine.queue_summary(&ctx, &name) {
+        Ok(s) => s,
+        Err(e) => return sqs_error_page(&e),
+    };
+    if form.get("confirm_name") != Some(name.as_str()) {
+        return html_response(
+            StatusCode::BAD_REQUEST,
+            page(
+                &format!("Purge {name}"),
+                &purge_form(
+                    &name,
+                    &visitor,
+                    (s.visible, s.in_flight, s.delayed),
+                    Some("The name typed is not the queue's: nothing was purged."),
+                ),
+            ),
+        );
+    }
+    match state
+        .engine
+        .purge_queue(
+            &ctx,
+            QueueUrlInput {
+                queue_url: name.clone(),
+            },
+        )
+        .await
+    {
+        Ok(()) => {
+            audit(
+                &state,
+                &visitor,
+                "queue.purge",
+                &name,
+                &format!(
+                    "{} visible, {} in flight, {} delayed",
+                    s.visible, s.in_flight, s.delayed
+                ),
+            );
+            see_other(&format!("/console/queues/{}", url_part(&name)))
+        }
+        Err(e) => bad_request(
+            &format!("Purge {name}"),
+            &e.message,
+            &format!("/console/queues/{}", url_part(&name)),
+        ),
+    }
 }

@@ -583,3 +583,57 @@ async fn console_move_task_schedule_and_alert_pages() {
         );
     }
 }
+
+#[tokio::test]
+async fn console_purge_needs_the_typed_name_and_replay_one_message_links_a_dry_run() {
+    let ts = TestServer::start().await;
+    let (_, dlq) = seed_incident(&ts).await;
+    let b = Browser::open(&ts).await;
+    let (_, page) = b.get(&format!("/console/queues/{DLQ}")).await;
+    assert!(page.contains(&format!("href=\"/console/queues/{DLQ}/purge\"")));
+
+    // One message's page links to a dry run of replaying just it.
+    let id_start = page
+        .find(&format!("href=\"/console/queues/{DLQ}/messages/"))
+        .unwrap()
+        + 32
+        + DLQ.len();
+    let id = &page[id_start..id_start + page[id_start..].find('"').unwrap()];
+    let (_, msg) = b.get(&format!("/console/queues/{DLQ}/messages/{id}")).await;
+    let end = msg.find("\" id=\"replay-one\"").expect("a replay link");
+    let start = msg[..end].rfind("href=\"").unwrap() + 6;
+    let link = unescape(&msg[start..end]);
+    let (status, preview) = b.get(&link).await;
+    assert_eq!(status, 200, "{link}");
+    assert_eq!(preview_selected(&preview), 1);
+
+    // Purge: the confirmation wants the queue's name typed.
+    let (status, confirm) = b.get(&format!("/console/queues/{DLQ}/purge")).await;
+    assert_eq!(status, 200);
+    assert!(confirm.contains(&format!(
+        "{} visible, 0 in flight, 0 delayed",
+        MALL_A + MALL_B
+    )));
+    let mut fields = hidden_fields(&confirm, "confirm-purge-form");
+    fields.push(("confirm_name".into(), "mall-orders".into()));
+    let (status, _, text) = b
+        .post(&format!("/console/queues/{DLQ}/purge"), &fields)
+        .await;
+    assert_eq!(status, 400);
+    assert!(text.contains("nothing was purged"));
+    assert_eq!(ts.counts(&dlq).await.0, (MALL_A + MALL_B) as u64);
+    fields.pop();
+    fields.push(("confirm_name".into(), DLQ.into()));
+    let (status, location, _) = b
+        .post(&format!("/console/queues/{DLQ}/purge"), &fields)
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(location.unwrap(), format!("/console/queues/{DLQ}"));
+    assert_eq!(ts.counts(&dlq).await, (0, 0, 0));
+    let (_, audit) = b.get("/console/audit").await;
+    assert!(audit.contains("data-action=\"queue.purge\""));
+    assert!(audit.contains(&format!(
+        "{} visible, 0 in flight, 0 delayed",
+        MALL_A + MALL_B
+    )));
+}
