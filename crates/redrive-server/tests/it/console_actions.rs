@@ -637,3 +637,121 @@ async fn console_purge_needs_the_typed_name_and_replay_one_message_links_a_dry_r
         MALL_A + MALL_B
     )));
 }
+
+#[tokio::test]
+async fn console_under_sigv4_checks_the_sessions_own_csrf_token() {
+    use redrive_server::{Auth, Server, ServerConfig};
+    let server = Server::bind(ServerConfig {
+        port: 0,
+        auth: Auth::SigV4 {
+            keys: BTreeMap::from([
+                ("AKIDALICE".to_string(), "alice-secret".to_string()),
+                ("AKIDBOB".to_string(), "bob-secret".to_string()),
+            ]),
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let engine = server.engine();
+    let ts = TestServer::from_server(server);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = |key: &'static str, secret: &'static str| {
+        let http = http.clone();
+        let base = ts.base.clone();
+        async move {
+            let resp = http
+                .post(format!("{base}/console/login"))
+                .header("content-type", FORM_CT)
+                .header("origin", &base)
+                .body(format!("access_key={key}&secret={secret}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 303);
+            assert_eq!(resp.headers().get_all("set-cookie").iter().count(), 1);
+            header(resp.headers(), "set-cookie")
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let alice = login("AKIDALICE", "alice-secret").await;
+    let bob = login("AKIDBOB", "bob-secret").await;
+    // The audit page, as a session sees it (no per-browser CSRF cookie under sigv4).
+    let page = |cookie: String| {
+        let http = http.clone();
+        let base = ts.base.clone();
+        async move {
+            let resp = http
+                .get(format!("{base}/console/audit"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                resp.headers().get("set-cookie").is_none(),
+                "no CSRF cookie under sigv4"
+            );
+            resp.text().await.unwrap()
+        }
+    };
+    let token = |cookie: String| {
+        let http = http.clone();
+        let base = ts.base.clone();
+        async move {
+            let html = http
+                .get(format!("{base}/console/alerts"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            csrf_token(&html)
+        }
+    };
+    let (alice_token, bob_token) = (token(alice.clone()).await, token(bob.clone()).await);
+    assert_ne!(alice_token, bob_token);
+    assert_eq!(
+        alice_token,
+        token(alice.clone()).await,
+        "stable within a session"
+    );
+    let silence = |cookie: String, csrf: String| {
+        let http = http.clone();
+        let base = ts.base.clone();
+        async move {
+            http.post(format!("{base}/console/alerts/silences"))
+                .header("content-type", FORM_CT)
+                .header("origin", &base)
+                .header("cookie", cookie)
+                .body(format!("csrf={csrf}&queue=orders-dlq&duration=1h"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Bob's token in Alice's session: refused; her own: accepted, audited under her key.
+    assert_eq!(silence(alice.clone(), bob_token.clone()).await, 403);
+    assert!(engine.silences().is_empty());
+    assert_eq!(silence(alice.clone(), alice_token.clone()).await, 303);
+    assert_eq!(engine.silences().len(), 1);
+    let audit = page(alice).await;
+    assert!(
+        audit.contains("<code>AKIDALICE</code></td><td>silence.add"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("<code>AKIDALICE</code></td><td>post.refused"),
+        "{audit}"
+    );
+}
