@@ -720,10 +720,46 @@ async fn browser_console_replays_one_mall_end_to_end() {
     assert_eq!(ts.counts(&dlq_url).await, (0, 0, 0));
     screenshot(&client, "moves.png").await;
 
+    // The replays list, and a purge's confirmation (not confirmed: nothing is purged).
+    client
+        .goto(&format!("{}/console/replays", ts.base))
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .find_all(Locator::Css("#replay-table tbody tr"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    screenshot(&client, "replays.png").await;
+    client
+        .goto(&format!(
+            "{}/console/queues/{}/purge",
+            ts.base,
+            crate::console::SOURCE
+        ))
+        .await
+        .unwrap();
+    type_into(&client, "confirm-name", "not-the-name").await;
+    click(&client, "#confirm-purge").await;
+    client
+        .wait()
+        .for_element(Locator::Id("form-error"))
+        .await
+        .unwrap();
+    screenshot(&client, "purge-confirm.png").await;
+    assert_eq!(ts.counts(&src_url).await.0, (MALL_A + MALL_B + 1) as u64);
+
     let severe: Vec<Value> = severe_log_entries(&client)
         .await
         .into_iter()
-        .filter(|e| !e["message"].as_str().unwrap_or("").contains("403"))
+        .filter(|e| {
+            let m = e["message"].as_str().unwrap_or("");
+            // The refused forged POST (403) and the refused purge confirmation (400).
+            !(m.contains("status of 403") || m.contains("status of 400"))
+        })
         .collect();
     assert!(severe.is_empty(), "browser errors: {severe:?}");
     client.close().await.unwrap();
