@@ -1,6 +1,6 @@
 //! The audit log of console actions: every state-changing action (replay started, replay
 //! cancelled, move task started or cancelled, queue purged, schedule, alert rule or silence
-//! added or removed) and every refused POST is written to the server's log at info under the target
+//! added or removed), every refused POST, and logins and logouts under `--auth sigv4` are written to the server's log at info under the target
 //! `redrive::audit` (who, what, on which queue or task; never a message body), and kept in
 //! memory (the newest [`KEPT`]) for the console's audit page. A replay started from the console
 //! also carries `requestedBy: "console:WHO"` in its persisted task, and its move log is the
@@ -22,7 +22,7 @@ pub struct AuditEntry {
     pub actor: String,
     /// `replay.start`, `replay.cancel`, `move.start`, `move.cancel`, `queue.purge`,
     /// `schedule.add`, `schedule.remove`, `rule.add`, `rule.remove`, `silence.add`,
-    /// `silence.remove`, `post.refused`.
+    /// `silence.remove`, `post.refused`, `login`, `login.refused`, `logout`.
     pub action: String,
     /// The queue, replay, task, schedule or silence acted on.
     pub target: String,

@@ -314,12 +314,22 @@ async fn login(
         .is_some_and(|expected| session::secrets_equal(expected, secret));
     if !known {
         tracing::info!(access_key, "console login refused");
+        state.console_audit.record(
+            state.engine.clock_now_ms(),
+            access_key,
+            "login.refused",
+            "",
+            "unknown access key id or wrong secret",
+        );
         return login_page(
             StatusCode::UNAUTHORIZED,
             Some("Unknown access key id, or a wrong secret."),
         );
     }
     tracing::info!(access_key, "console login");
+    state
+        .console_audit
+        .record(state.engine.clock_now_ms(), access_key, "login", "", "");
     let token = state.console_sessions.open(access_key);
     (
         StatusCode::SEE_OTHER,
@@ -336,6 +346,15 @@ async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
         return refuse("Cross-site request refused.");
     }
     if let Some(t) = session::token(&headers) {
+        if let Some(s) = state.console_sessions.check(&t) {
+            state.console_audit.record(
+                state.engine.clock_now_ms(),
+                &s.access_key,
+                "logout",
+                "",
+                "",
+            );
+        }
         state.console_sessions.close(&t);
     }
     (
