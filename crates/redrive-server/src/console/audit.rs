@@ -1,7 +1,8 @@
 //! The audit log of console actions: every state-changing action (replay started, replay
 //! cancelled, move task started or cancelled, queue purged, schedule, alert rule or silence
-//! added or removed), every refused POST, and logins and logouts under `--auth sigv4` are written to the server's log at info under the target
-//! `redrive::audit` (who, what, on which queue or task; never a message body), and kept in
+//! added or removed), every refused POST, and logins and logouts under `--auth sigv4` are
+//! written to the server's log at info under the target `redrive::audit` (who, what, on which
+//! queue or task; never a message body), and kept in
 //! memory (the newest [`KEPT`]) for the console's audit page. A replay started from the console
 //! also carries `requestedBy: "console:WHO"` in its persisted task, and its move log is the
 //! server's durable trail of what moved (see docs/replay-api.md).
