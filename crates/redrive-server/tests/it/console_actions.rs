@@ -755,3 +755,47 @@ async fn console_under_sigv4_checks_the_sessions_own_csrf_token() {
         "{audit}"
     );
 }
+
+#[tokio::test]
+async fn console_move_task_cancel_is_confirmed_and_audited() {
+    let ts = TestServer::start().await;
+    let (_, dlq) = seed_incident(&ts).await;
+    let b = Browser::open(&ts).await;
+    let (_, confirm) = b
+        .get(&format!("/console/moves/start?source={DLQ}&rate=1"))
+        .await;
+    let (status, _, _) = b
+        .post(
+            "/console/moves/start",
+            &hidden_fields(&confirm, "confirm-move-form"),
+        )
+        .await;
+    assert_eq!(status, 303);
+    let (_, moves) = b.get("/console/moves").await;
+    let start = moves
+        .find("href=\"/console/moves/cancel?handle=")
+        .expect("a cancel link on the running task")
+        + 6;
+    let link = unescape(&moves[start..start + moves[start..].find('"').unwrap()]);
+    let (status, confirm) = b.get(&link).await;
+    assert_eq!(status, 200);
+    let (status, _, text) = b
+        .post(
+            "/console/moves/cancel",
+            &hidden_fields(&confirm, "confirm-cancel-move-form"),
+        )
+        .await;
+    assert_eq!(status, 303, "{text}");
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = b.get("/console/moves").await.1;
+        if page.contains("status-CANCELLED") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(page.contains("status-CANCELLED"), "{page}");
+    assert!(ts.counts(&dlq).await.0 >= (MALL_A + MALL_B - 2) as u64);
+    let (_, audit) = b.get("/console/audit").await;
+    assert!(audit.contains("data-action=\"move.cancel\""));
+}
