@@ -147,14 +147,37 @@ async fn screenshot(client: &Client, name: &str) {
     }
 }
 
+/// Waits (up to 10 s) until the browser's URL path satisfies `want`: a click on a link or a
+/// form's button returns before the navigation it starts has committed.
+async fn wait_for_path(client: &Client, want: impl Fn(&str) -> bool) -> String {
+    let mut path = String::new();
+    for _ in 0..100 {
+        if let Ok(url) = client.current_url().await {
+            path = url.path().to_string();
+            if want(&path) {
+                return path;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the browser stayed at {path}")
+}
+
+/// The text of the element `css`; retried while a reload (a progress page's meta refresh)
+/// replaces the document under the driver.
 async fn text(client: &Client, css: &str) -> String {
-    client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("`{css}` not found: {e}"))
-        .text()
-        .await
-        .unwrap()
+    let mut last = String::new();
+    for _ in 0..50 {
+        match client.find(Locator::Css(css)).await {
+            Ok(e) => match e.text().await {
+                Ok(t) => return t,
+                Err(err) => last = err.to_string(),
+            },
+            Err(err) => last = err.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("`{css}`: {last}")
 }
 
 /// Counts per `.mall` straight from the inspection API (the server's own answer).
@@ -221,7 +244,7 @@ async fn browser_console_walkthrough() {
         .click()
         .await
         .unwrap();
-    assert!(client.current_url().await.unwrap().path().ends_with(DLQ));
+    wait_for_path(&client, |p| p.ends_with(DLQ)).await;
     client.find(Locator::Css("svg.chart")).await.unwrap();
     screenshot(&client, "dlq.png").await;
     let input = client.find(Locator::Id("group-input")).await.unwrap();
@@ -342,7 +365,7 @@ async fn browser_console_login_under_sigv4() {
     );
     screenshot(&client, "login.png").await;
     log_in("s3cr3t+key").await;
-    assert_eq!(client.current_url().await.unwrap().path(), "/console");
+    wait_for_path(&client, |p| p == "/console").await;
     assert!(text(&client, "h1").await.starts_with("Queues"));
     // The session cookie is HttpOnly: scripts in the page cannot read it.
     let cookies = client
@@ -463,11 +486,20 @@ async fn browser_console_replays_one_mall_end_to_end() {
     engine.flush_history_partial().await;
     let driver = start_driver().await;
     let client = browser(&driver).await;
+    // Elements of the next page are waited for (clicks return before navigations commit).
+    client
+        .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+            None,
+            None,
+            Some(Duration::from_secs(5)),
+        ))
+        .await
+        .unwrap();
 
     // Find the DLQ from the queue list.
     client.goto(&format!("{}/console", ts.base)).await.unwrap();
     click(&client, &format!("tr[data-queue='{DLQ}'] td:first-child a")).await;
-    assert!(client.current_url().await.unwrap().path().ends_with(DLQ));
+    wait_for_path(&client, |p| p.ends_with(DLQ)).await;
 
     // Group by mall and command.
     type_into(&client, "group-input", ".mall").await;
@@ -546,14 +578,7 @@ async fn browser_console_replays_one_mall_end_to_end() {
 
     // Confirm, then watch the progress page (it reloads itself) until the replay completes.
     click(&client, "#confirm-replay").await;
-    assert!(
-        client
-            .current_url()
-            .await
-            .unwrap()
-            .path()
-            .starts_with("/console/replays/")
-    );
+    wait_for_path(&client, |p| p.starts_with("/console/replays/")).await;
     let mut seen_moved = Vec::new();
     let mut shot = false;
     let mut status = String::new();
@@ -627,6 +652,7 @@ async fn browser_console_replays_one_mall_end_to_end() {
     // A forged cross-site POST from another site's page: refused, nothing moves.
     client.goto(&evil_site(&ts.base).await).await.unwrap();
     click(&client, "#claim").await;
+    wait_for_path(&client, |p| p.ends_with("/replay")).await;
     let refused = text(&client, "body").await;
     assert!(refused.contains("Refused"), "{refused}");
     screenshot(&client, "forged-post-refused.png").await;
