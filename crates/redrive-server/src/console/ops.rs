@@ -22,7 +22,7 @@ use redrive_engine::schedules::{ScheduleRequest, WindowField, WindowSpec};
 use redrive_engine::{Engine, RequestContext};
 
 use super::html::{csrf_field, esc, hidden, page, page_refreshing, time_text, url_part};
-use super::replay::{ReplayForm, see_other};
+use super::replay::{ReplayForm, rate_text, see_other};
 use super::{
     PostForm, Visitor, arn_name, context, html_response, queue_link, queue_names, sqs_error_page,
 };
@@ -561,14 +561,11 @@ async fn schedule_page(State(state): State<Arc<AppState>>, Path(id): Path<String
         ),
         (
             "Per-key rate",
-            r.rate_per
-                .as_ref()
-                .map_or("–".into(), |p| format!("{}/s per {}", p.rate, p.key)),
+            r.rate_per.as_ref().map_or("–".into(), |p| {
+                format!("{} per {}", rate_text(p.rate), p.key)
+            }),
         ),
-        (
-            "Global rate",
-            r.rate.map_or("adaptive".into(), |x| format!("{x}/s")),
-        ),
+        ("Global rate", r.rate.map_or("adaptive".into(), rate_text)),
         (
             "Most per run",
             s.spec.max_count.map_or("–".into(), |m| m.to_string()),

@@ -322,9 +322,11 @@ pub async fn replay_page(
             );
         }
     };
+    let for_pacing = req.clone();
     match state.engine.start_replay(&ctx, req).await {
         Ok(ReplayStart::DryRun(d)) => {
-            body.push_str(&preview_html(&queue, &f, &d, &visitor, None));
+            let pacing = pacing_html(&state, &ctx, for_pacing, &d).await;
+            body.push_str(&preview_html(&queue, &f, &d, &visitor, &pacing, None));
             html_response(StatusCode::OK, page(&format!("Replay {queue}"), &body))
         }
         Ok(ReplayStart::Started(_)) => error_page(
@@ -370,6 +372,7 @@ fn preview_html(
     f: &ReplayForm,
     d: &DryRun,
     visitor: &Visitor,
+    pacing: &str,
     notice: Option<&str>,
 ) -> String {
     let mut out = String::new();
@@ -401,7 +404,7 @@ fn preview_html(
     out.push_str(&options_table(&request_summary(f)));
     if !d.destinations.is_empty() {
         out.push_str(
-            "<table id=\"preview-destinations\"><thead><tr><th>Destination</th>\
+            "<table id=\"preview-destinations\" class=\"options\"><thead><tr><th>Destination</th>\
              <th class=\"num\">Messages</th></tr></thead><tbody>",
         );
         for dest in &d.destinations {
@@ -414,6 +417,7 @@ fn preview_html(
         }
         out.push_str("</tbody></table>");
     }
+    out.push_str(pacing);
     if !d.sample.is_empty() {
         let _ = write!(
             out,
@@ -559,6 +563,7 @@ pub async fn start_replay(
                 &f,
                 &again,
                 &visitor,
+                "",
                 Some(&format!(
                     "The DLQ changed since the preview: {} messages would move now, not {}. \
                      Nothing was moved; review and confirm again.",
@@ -713,13 +718,10 @@ fn spec_rows(t: &ReplayTask) -> Vec<(&'static str, String)> {
         (
             "Per-key rate",
             s.rate_per.as_ref().map_or("(none)".into(), |r| {
-                format!("{}/s per value of {}", r.rate, r.key)
+                format!("{} per value of {}", rate_text(r.rate), r.key)
             }),
         ),
-        (
-            "Global rate",
-            s.rate.map_or("adaptive".into(), |r| format!("{r}/s")),
-        ),
+        ("Global rate", s.rate.map_or("adaptive".into(), rate_text)),
         (
             "Limit",
             s.selection.limit.map_or("(none)".into(), |l| l.to_string()),
@@ -921,6 +923,103 @@ pub async fn cancel(
     }
 }
 
+/// Most selected messages the per-key table is shown for (the engine's largest sample).
+const PACING_TABLE_MAX: u64 = 100;
+
+/// With a per-key rate: the selected messages per key value and how long each key's share
+/// takes at that rate (and the whole at the global rate). The keys come from a second dry run
+/// of the same selection without the transform (the selection does not depend on it), whose
+/// sample is then every selected message with its original body; shown when at most
+/// [`PACING_TABLE_MAX`] are selected and the key does not read `$meta` (the sample carries
+/// bodies only).
+async fn pacing_html(
+    state: &AppState,
+    ctx: &redrive_engine::RequestContext,
+    mut req: ReplayRequest,
+    d: &DryRun,
+) -> String {
+    let n = d.selected;
+    let mut out = String::new();
+    let duration = |count: u64, rate: f64| {
+        if count <= 1 {
+            "immediately".to_string()
+        } else {
+            let secs = (count - 1) as f64 / rate;
+            if secs < 60.0 {
+                format!("≈ {secs:.1}s")
+            } else {
+                format!("≈ {}", super::html::age_text((secs * 1000.0) as u64))
+            }
+        }
+    };
+    if let Some(rate) = req.rate {
+        let _ = write!(
+            out,
+            "<p id=\"preview-global-pace\">At the global rate ({}) the {n} messages take {}.</p>",
+            rate_text(rate),
+            duration(n, rate)
+        );
+    }
+    let Some(per) = req.rate_per.clone() else {
+        return out;
+    };
+    if n == 0 || n > PACING_TABLE_MAX || per.key.contains("$meta") {
+        return out;
+    }
+    let Ok(key) = GroupBy::compile(&per.key) else {
+        return out;
+    };
+    req.transform = None;
+    req.sample = Some(PACING_TABLE_MAX as usize);
+    let Ok(ReplayStart::DryRun(all)) = state.engine.start_replay(ctx, req).await else {
+        return out;
+    };
+    if all.selected != n || all.sample.len() as u64 != n {
+        return out;
+    }
+    let empty = redrive_select::jq::from_json(&serde_json::json!({}));
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    for m in &all.sample {
+        *counts
+            .entry(key.key(&redrive_select::jq::body_value(&m.body), &empty))
+            .or_default() += 1;
+    }
+    let mut counts: Vec<(String, u64)> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let _ = write!(
+        out,
+        "<table id=\"preview-keys\" class=\"options\"><thead><tr><th>{}</th><th class=\"num\">Messages</th>\
+         <th>At {} per value</th></tr></thead><tbody>",
+        esc(&per.key),
+        rate_text(per.rate)
+    );
+    for (value, count) in &counts {
+        let _ = write!(
+            out,
+            "<tr><td><code>{}</code></td><td class=\"num\" data-count=\"{count}\">{count}</td><td>{}</td></tr>",
+            esc(value),
+            duration(*count, per.rate)
+        );
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+/// A rate as people write it: `5/s`, `30/m`, `2/h` (three decimals at most).
+pub(super) fn rate_text(per_second: f64) -> String {
+    let num = |x: f64| {
+        let t = format!("{x:.3}");
+        t.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    if per_second >= 1.0 {
+        format!("{}/s", num(per_second))
+    } else if per_second * 60.0 >= 1.0 {
+        format!("{}/m", num(per_second * 60.0))
+    } else {
+        format!("{}/h", num(per_second * 3600.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -967,5 +1066,10 @@ mod tests {
         assert!(bad("limit", "0").contains("Limit"));
         assert!(bad("breaker", "lots").contains("Breaker"));
         assert!(bad("sample", "500").contains("Sample"));
+        assert_eq!(rate_text(5.0), "5/s");
+        assert_eq!(rate_text(0.5), "30/m");
+        assert_eq!(rate_text(1.0 / 60.0), "1/m");
+        assert_eq!(rate_text(2.0 / 3600.0), "2/h");
+        assert_eq!(rate_text(2.5), "2.5/s");
     }
 }

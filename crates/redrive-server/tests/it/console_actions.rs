@@ -327,6 +327,16 @@ async fn console_replay_dry_run_confirm_progress_summary_and_cancel() {
         MALL_A + MALL_B
     )));
     assert!(preview.contains(&format!("<a href=\"/console/queues/{SOURCE}\">{SOURCE}</a></td><td class=\"num\" data-count=\"{MALL_A}\"")));
+    // The per-mall pacing: every selected message is alpha, 6 gaps at 20/s.
+    let keys = &preview[preview.find("id=\"preview-keys\"").expect("per-key table")..];
+    let keys = &keys[..keys.find("</table>").unwrap()];
+    assert!(
+        keys.contains(&format!(
+            "<tr><td><code>alpha</code></td><td class=\"num\" data-count=\"{MALL_A}\">{MALL_A}</td><td>≈ 0.3s</td></tr>"
+        )),
+        "{keys}"
+    );
+    assert_eq!(keys.matches("<tr><td>").count(), 1);
     let sample = &preview[preview.find("id=\"preview-sample\"").unwrap()..];
     assert_eq!(
         sample[..sample.find("</table>").unwrap()]
@@ -402,6 +412,10 @@ async fn console_replay_dry_run_confirm_progress_summary_and_cancel() {
         ))
         .await;
     assert_eq!(preview_selected(&preview), MALL_B as u64);
+    assert!(preview.contains(&format!(
+        "At the global rate (1/m) the {MALL_B} messages take ≈ 3m 0s."
+    )));
+    assert!(!preview.contains("id=\"preview-keys\""));
     let (_, location, _) = b
         .post(
             &format!("/console/queues/{DLQ}/replay"),

@@ -556,6 +556,11 @@ async fn browser_console_replays_one_mall_end_to_end() {
         expected_alpha.to_string()
     );
     assert_eq!(expected_alpha, MALL_A as u64);
+    // The per-mall pacing of the selection: one mall, all of it.
+    assert_eq!(
+        text(&client, "#preview-keys td[data-count]").await,
+        expected_alpha.to_string()
+    );
     let sample_rows = client
         .find_all(Locator::Css("#preview-sample tbody tr"))
         .await
