@@ -14,7 +14,8 @@
 //! - [`test_api`]: test-only hooks behind `--enable-reset-api` (history flush, shifted clock).
 //! - [`alerts_api`]: `/_redrive/v1/alerts/…` (rules, history, silences, outbox);
 //!   [`alert_webhooks`]: the deliverer of alert notifications.
-//! - [`console`]: the read-only web console at `/console` (server-rendered HTML, inline SVG).
+//! - [`console`]: the web console at `/console` (server-rendered HTML, inline SVG): browse,
+//!   group-by, selective replay, move tasks, schedules, alerts; CSRF-checked forms, audit log.
 //!
 //! [`Request`]: redrive_core::api::Request
 
@@ -54,6 +55,8 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// Logged-in console sessions (used only under `--auth sigv4`).
     pub console_sessions: console::session::Sessions,
+    /// Console actions and refused console POSTs, newest kept in memory (also logged).
+    pub console_audit: console::audit::AuditLog,
 }
 
 /// A server bound to a socket, not yet serving.
@@ -161,6 +164,7 @@ impl Server {
                 engine,
                 config,
                 console_sessions: Default::default(),
+                console_audit: Default::default(),
             }),
             durable: None,
         })

@@ -26,20 +26,51 @@ pub fn url_part(text: &str) -> String {
 
 /// The page frame: `title` and `body_html` (already escaped by the caller).
 pub fn page(title: &str, body_html: &str) -> String {
+    page_refreshing(title, body_html, None)
+}
+
+/// The page frame; with `refresh_secs` the browser reloads the page that often (live progress
+/// without a script: a `<meta http-equiv="refresh">`, allowed by the strict CSP).
+pub fn page_refreshing(title: &str, body_html: &str, refresh_secs: Option<u32>) -> String {
     let mut out = String::with_capacity(body_html.len() + 1024);
+    let refresh = refresh_secs.map_or(String::new(), |s| {
+        format!("<meta http-equiv=\"refresh\" content=\"{s}\">")
+    });
     let _ = write!(
         out,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{refresh}\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{} · Redrive console</title><link rel=\"icon\" href=\"data:,\">\
          <link rel=\"stylesheet\" href=\"/console/assets/console.css\"></head>\
          <body><header><a href=\"/console\" accesskey=\"q\">Redrive console</a>\
-         <span class=\"where\">read-only · nothing here changes a message</span></header>\
+         <nav aria-label=\"Sections\"><a href=\"/console\">Queues</a>\
+         <a href=\"/console/replays\" accesskey=\"r\">Replays</a>\
+         <a href=\"/console/moves\" accesskey=\"m\">Move tasks</a>\
+         <a href=\"/console/schedules\" accesskey=\"s\">Schedules</a>\
+         <a href=\"/console/alerts\" accesskey=\"a\">Alerts</a>\
+         <a href=\"/console/audit\">Audit</a></nav></header>\
          <main>{}</main></body></html>\n",
         esc(title),
         body_html
     );
     out
+}
+
+/// The hidden CSRF field every state-changing form carries.
+pub fn csrf_field(token: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        esc(token)
+    )
+}
+
+/// A hidden field.
+pub fn hidden(name: &str, value: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+        esc(name),
+        esc(value)
+    )
 }
 
 /// `2026-04-20 20:20:05Z` (UTC, seconds).

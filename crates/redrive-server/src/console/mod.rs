@@ -1,21 +1,28 @@
-//! The DLQ web console at `/console` (issue 15, first slice; see `docs/console.md`):
-//! server-rendered HTML over the engine's browse, minute history and alert states. Read-only:
-//! no page changes a message (the browse never receives), and there are no forms that post.
+//! The DLQ web console at `/console` (issue 15; see `docs/console.md`): server-rendered HTML
+//! over the engine's browse, minute history and alert states, and actions through the same
+//! engine functions as the APIs. No GET changes anything (the browse never receives).
 //!
 //! - `GET /console`: queues with counts, age of oldest, DLQ ⇄ source links, alert state.
-//! - `GET /console/queues/{name}?group=JQ&top=N&after=CURSOR`: counts, the minute-history
-//!   chart (inline SVG), a group-by table over the bodies, and the message browser.
+//! - `GET /console/queues/{name}?group=JQ[&group=JQ…]&top=N&after=CURSOR`: counts, the
+//!   minute-history chart (inline SVG), group-by tables over the bodies (one per key, and the
+//!   combined one), and the message browser.
 //! - `GET /console/queues/{name}/messages/{id}`: one message, pretty-printed.
+//! - Selective replay (`replay.rs`): `GET|POST /console/queues/{name}/replay`,
+//!   `GET /console/replays[/{id}]`, `GET|POST /console/replays/{id}/cancel`.
+//! - Move tasks, schedules, alerts, the audit page (`ops.rs`).
 //! - `GET /console/assets/console.css`: the embedded style sheet.
-//!
 //! - `GET|POST /console/login`, `POST /console/logout`: the login under `--auth sigv4`.
 //!
 //! Access ([`guard`]): under `--auth sigv4`, a session opened by a login with a configured
 //! access key and its secret ([`session`]); otherwise only loopback peers, unless
-//! `--console-public`.
+//! `--console-public`. Every POST but the login must come from the console's origin and carry
+//! the browser's CSRF token (`check_post`); actions are audited ([`audit`]).
 
+pub mod audit;
 mod chart;
 pub mod html;
+mod ops;
+mod replay;
 pub mod session;
 
 use std::collections::HashMap;
@@ -24,7 +31,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Extension, Path, Query, RawQuery, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -46,6 +53,8 @@ const CSS: &str = include_str!("assets/console.css");
 const PAGE_SIZE: usize = 50;
 /// Most messages a group-by reads (the page says when it stopped early).
 const GROUP_SCAN_LIMIT: usize = 100_000;
+/// Most group-by keys at once.
+const MAX_GROUP_KEYS: usize = 4;
 /// Minutes of history in the chart.
 const CHART_MINUTES: u64 = 60;
 
@@ -56,6 +65,17 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/console/assets/console.css", get(css))
         .route("/console/queues/{name}", get(queue_page))
         .route("/console/queues/{name}/messages/{id}", get(message_page))
+        .route(
+            "/console/queues/{name}/replay",
+            get(replay::replay_page).post(replay::start_replay),
+        )
+        .route("/console/replays", get(replay::replays_page))
+        .route("/console/replays/{id}", get(replay::replay_progress))
+        .route(
+            "/console/replays/{id}/cancel",
+            get(replay::cancel_confirm).post(replay::cancel),
+        )
+        .merge(ops::routes())
         .route("/console/login", get(login_form).post(login))
         .route("/console/logout", axum::routing::post(logout))
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
@@ -76,23 +96,57 @@ fn refusal(console_public: bool, peer: Option<SocketAddr>) -> Option<&'static st
     )
 }
 
+/// Who is at the browser, as the guard established it: passed to every handler.
+#[derive(Debug, Clone)]
+pub struct Visitor {
+    /// The access key id under `--auth sigv4`, else `local:PEER-IP`.
+    pub actor: String,
+    /// The CSRF token this browser's forms must carry (empty before a login).
+    pub csrf: String,
+}
+
+/// The fields of a console POST, read (and its CSRF token checked) by the guard.
+#[derive(Debug, Clone, Default)]
+pub struct PostForm(pub HashMap<String, String>);
+
+impl PostForm {
+    /// A trimmed field, `None` when absent or blank.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+}
+
+/// Largest console form.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
 /// Never served unauthenticated: under `--auth sigv4` every page but the login (and its style
-/// sheet) needs a session; without authentication, see [`refusal`].
+/// sheet) needs a session; without authentication, see [`refusal`]. Every POST but the login
+/// must come from the console's own origin and carry the browser's CSRF token.
 async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    match &state.config.auth {
+    let path = req.uri().path().to_string();
+    let mut new_csrf_cookie = None;
+    let visitor = match &state.config.auth {
         Auth::SigV4 { .. } => {
-            let path = req.uri().path();
             let open = path == LOGIN_PATH || path == CSS_PATH;
-            let logged_in = session::token(req.headers())
-                .and_then(|t| state.console_sessions.check(&t))
-                .is_some();
-            if !open && !logged_in {
-                return (
-                    StatusCode::SEE_OTHER,
-                    [(header::LOCATION, LOGIN_PATH)],
-                    "Log in first.\n",
-                )
-                    .into_response();
+            let session =
+                session::token(req.headers()).and_then(|t| state.console_sessions.check(&t));
+            match session {
+                Some(s) => Visitor {
+                    actor: s.access_key,
+                    csrf: s.csrf,
+                },
+                None if open => Visitor {
+                    actor: "anonymous".into(),
+                    csrf: String::new(),
+                },
+                None => {
+                    return (
+                        StatusCode::SEE_OTHER,
+                        [(header::LOCATION, LOGIN_PATH)],
+                        "Log in first.\n",
+                    )
+                        .into_response();
+                }
             }
         }
         Auth::None => {
@@ -104,13 +158,44 @@ async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
                 tracing::info!(?peer, "console refused");
                 return refuse(text);
             }
+            let csrf = match session::cookie(req.headers(), session::CSRF_COOKIE)
+                .filter(|t| session::is_token(t))
+            {
+                Some(t) => t,
+                None => {
+                    let t = session::new_token();
+                    // Not from the style sheet: a page and its sheet load together, and the
+                    // page's forms carry the page's token.
+                    if path != CSS_PATH {
+                        new_csrf_cookie = Some(t.clone());
+                    }
+                    t
+                }
+            };
+            Visitor {
+                actor: format!("local:{}", peer.map_or("?".into(), |p| p.ip().to_string())),
+                csrf,
+            }
         }
-    }
+    };
     if let Err(e) = state.engine.ensure_synced() {
         return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message);
     }
+    let mut req = req;
+    if req.method() == http::Method::POST && path != LOGIN_PATH {
+        req = match check_post(&state, &visitor, req).await {
+            Ok(r) => r,
+            Err(refused) => return refused,
+        };
+    }
+    req.extensions_mut().insert(visitor);
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
+    if let Some(t) = new_csrf_cookie
+        && let Ok(v) = HeaderValue::from_str(&session::set_csrf_cookie(&t))
+    {
+        h.append(header::SET_COOKIE, v);
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -124,13 +209,54 @@ async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     // Not `no-referrer`: under it browsers send `Origin: null` on a same-site form POST, which
-    // the login's origin check must refuse.
+    // the origin check must refuse.
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// A console POST passes when its `Origin` (if any) is the console's host and its form's
+/// `csrf` field equals the browser's token; the form is handed on as [`PostForm`]. A refusal
+/// (403, nothing changed) is audited.
+async fn check_post(
+    state: &AppState,
+    visitor: &Visitor,
+    req: Request,
+) -> Result<Request, Response> {
+    let (mut parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let refused = |reason: &str| {
+        state.console_audit.record(
+            state.engine.clock_now_ms(),
+            &visitor.actor,
+            "post.refused",
+            &path,
+            reason,
+        );
+        refuse_owned(format!("Refused: {reason}. Nothing was changed."))
+    };
+    if !session::same_origin(&parts.headers) {
+        return Err(refused("cross-site request (Origin is another site)"));
+    }
+    let Ok(bytes) = crate::http::read_body(body, MAX_FORM_BYTES).await else {
+        return Err(error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The form is too large.",
+        ));
+    };
+    let form: HashMap<String, String> = form_urlencoded::parse(&bytes).into_owned().collect();
+    let token_ok = !visitor.csrf.is_empty()
+        && form
+            .get("csrf")
+            .is_some_and(|t| session::secrets_equal(t, &visitor.csrf));
+    if !token_ok {
+        return Err(refused("CSRF token missing or wrong"));
+    }
+    parts.extensions.insert(PostForm(form));
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
 }
 
 fn login_page(status: StatusCode, error: Option<&str>) -> Response {
@@ -188,12 +314,22 @@ async fn login(
         .is_some_and(|expected| session::secrets_equal(expected, secret));
     if !known {
         tracing::info!(access_key, "console login refused");
+        state.console_audit.record(
+            state.engine.clock_now_ms(),
+            access_key,
+            "login.refused",
+            "",
+            "unknown access key id or wrong secret",
+        );
         return login_page(
             StatusCode::UNAUTHORIZED,
             Some("Unknown access key id, or a wrong secret."),
         );
     }
     tracing::info!(access_key, "console login");
+    state
+        .console_audit
+        .record(state.engine.clock_now_ms(), access_key, "login", "", "");
     let token = state.console_sessions.open(access_key);
     (
         StatusCode::SEE_OTHER,
@@ -210,6 +346,15 @@ async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
         return refuse("Cross-site request refused.");
     }
     if let Some(t) = session::token(&headers) {
+        if let Some(s) = state.console_sessions.check(&t) {
+            state.console_audit.record(
+                state.engine.clock_now_ms(),
+                &s.access_key,
+                "logout",
+                "",
+                "",
+            );
+        }
         state.console_sessions.close(&t);
     }
     (
@@ -223,12 +368,21 @@ async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
 }
 
 fn refuse(text: &'static str) -> Response {
-    (
+    refuse_owned(text.to_string())
+}
+
+fn refuse_owned(text: String) -> Response {
+    html_response(
         StatusCode::FORBIDDEN,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{text}\n"),
+        page(
+            "Refused",
+            &format!(
+                "<h1>Refused</h1><p class=\"error\" id=\"refused\">{}</p>\
+                 <p><a href=\"/console\">Queues</a></p>",
+                esc(&text)
+            ),
+        ),
     )
-        .into_response()
 }
 
 fn html_response(status: StatusCode, body: String) -> Response {
@@ -325,7 +479,11 @@ fn queue_names(engine: &Engine, ctx: &RequestContext) -> Result<Vec<String>, Sqs
     }
 }
 
-async fn queues_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+async fn queues_page(
+    State(state): State<Arc<AppState>>,
+    Extension(visitor): Extension<Visitor>,
+    headers: HeaderMap,
+) -> Response {
     let ctx = context(&state, &headers);
     let engine = &state.engine;
     let names = match queue_names(engine, &ctx) {
@@ -396,8 +554,12 @@ async fn queues_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     };
     let mut body = body;
     if let Auth::SigV4 { .. } = state.config.auth {
-        body.push_str(
-            "<form method=\"post\" action=\"/console/logout\"><p><button type=\"submit\">Log out</button></p></form>",
+        let _ = write!(
+            body,
+            "<form method=\"post\" action=\"/console/logout\">{}<p>Logged in as <code>{}</code> \
+             <button type=\"submit\">Log out</button></p></form>",
+            html::csrf_field(&visitor.csrf),
+            esc(&visitor.actor)
         );
     }
     html_response(StatusCode::OK, page("Queues", &body))
@@ -429,21 +591,32 @@ fn message_meta(m: &BrowsedMessage) -> serde_json::Value {
     })
 }
 
-/// Counts of each value of `filter` over a queue's messages (read through the browse, so no
-/// receive count changes), most frequent first; and how many messages were read.
+/// Counts of each value of every key over a queue's messages (read through the browse, so no
+/// receive count changes), most frequent first; with two or more keys also the counts of each
+/// combination of values; and how many messages were read.
 struct Groups {
-    counts: Vec<(String, u64)>,
+    /// Per key, in the order given.
+    counts: Vec<Vec<(String, u64)>>,
+    /// Combinations of the keys' values (empty with a single key).
+    pairs: Vec<(Vec<String>, u64)>,
     scanned: usize,
     truncated: bool,
+}
+
+fn sorted<K: Ord>(counts: HashMap<K, u64>) -> Vec<(K, u64)> {
+    let mut v: Vec<(K, u64)> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
 }
 
 fn group_by(
     engine: &Engine,
     ctx: &RequestContext,
     queue: &str,
-    filter: &GroupBy,
+    filters: &[GroupBy],
 ) -> Result<Groups, SqsError> {
-    let mut counts: HashMap<String, u64> = HashMap::new();
+    let mut counts: Vec<HashMap<String, u64>> = vec![HashMap::new(); filters.len()];
+    let mut pairs: HashMap<Vec<String>, u64> = HashMap::new();
     let mut after = None;
     let mut scanned = 0;
     loop {
@@ -457,8 +630,14 @@ fn group_by(
             },
         )?;
         for m in &page.messages {
-            let key = filter.key(&body_value(&m.body), &from_json(&message_meta(m)));
-            *counts.entry(key).or_default() += 1;
+            let (body, meta) = (body_value(&m.body), from_json(&message_meta(m)));
+            let keys: Vec<String> = filters.iter().map(|f| f.key(&body, &meta)).collect();
+            for (c, k) in counts.iter_mut().zip(&keys) {
+                *c.entry(k.clone()).or_default() += 1;
+            }
+            if filters.len() >= 2 {
+                *pairs.entry(keys).or_default() += 1;
+            }
             scanned += 1;
         }
         after = page.next;
@@ -466,12 +645,21 @@ fn group_by(
             break;
         }
     }
-    let mut counts: Vec<(String, u64)> = counts.into_iter().collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     Ok(Groups {
-        counts,
+        counts: counts.into_iter().map(sorted).collect(),
+        pairs: sorted(pairs),
         scanned,
         truncated: after.is_some(),
+    })
+}
+
+/// Every value of `name` in a raw query string, in order.
+fn query_values(raw: Option<&str>, name: &str) -> Vec<String> {
+    raw.map_or(Vec::new(), |q| {
+        form_urlencoded::parse(q.as_bytes())
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .collect()
     })
 }
 
@@ -488,6 +676,7 @@ async fn queue_page(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
+    RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     let ctx = context(&state, &headers);
@@ -528,10 +717,22 @@ async fn queue_page(
             .map(|n| queue_link(n))
             .collect();
         let _ = write!(body, "<p>Dead-letter queue of {}.</p>", sources.join(", "));
+        let _ = write!(
+            body,
+            "<p class=\"actions\"><a href=\"/console/queues/{q}/replay\" id=\"replay-link\">Selective replay…</a>\
+             <a href=\"/console/moves?source={q}#start\">Move all (native move task)…</a>\
+             <a href=\"/console/replays?source={q}\">Replays of this queue</a></p>",
+            q = url_part(&name)
+        );
     }
     if let Some(st) = alert_state(&engine, &ctx.region, &name) {
         let _ = write!(body, "<p>Alert: <span class=\"state-{st}\">{st}</span></p>");
     }
+    let _ = write!(
+        body,
+        "<p class=\"actions\"><a href=\"/console/queues/{}/purge\" class=\"button\" id=\"purge-link\">Purge…</a></p>",
+        url_part(&name)
+    );
 
     // The chart: the last hour of the minute history (a store read, off the async threads).
     body.push_str("<h2 id=\"history\">Last hour, per minute</h2>");
@@ -561,39 +762,63 @@ async fn queue_page(
         }
     }
 
-    // Group-by.
-    let group = params
-        .get("group")
+    // Group-by: one or more jq keys (`?group=.mall&group=.command`).
+    let groups: Vec<String> = query_values(raw_query.as_deref(), "group")
+        .into_iter()
         .map(|g| g.trim().to_string())
-        .filter(|g| !g.is_empty());
+        .filter(|g| !g.is_empty())
+        .take(MAX_GROUP_KEYS)
+        .collect();
     let top: usize = params
         .get("top")
         .and_then(|t| t.parse().ok())
         .filter(|t| (1..=1000).contains(t))
         .unwrap_or(20);
+    let key_input = |i: usize| {
+        let (label, hint) = match i {
+            0 => ("jq path", ".tenant"),
+            1 => ("then by", ".command (optional)"),
+            _ => ("then by", "(optional)"),
+        };
+        format!(
+            "<label for=\"group-input{suffix}\">{label}</label>\
+             <input id=\"group-input{suffix}\" type=\"text\" name=\"group\" value=\"{}\" placeholder=\"{hint}\"{access}>",
+            esc(groups.get(i).map_or("", String::as_str)),
+            suffix = if i == 0 {
+                String::new()
+            } else {
+                format!("-{}", i + 1)
+            },
+            access = if i == 0 { " accesskey=\"g\"" } else { "" },
+        )
+    };
+    let inputs: String = (0..groups.len().clamp(2, MAX_GROUP_KEYS))
+        .map(key_input)
+        .collect();
     let _ = write!(
         body,
         "<h2 id=\"group\">Group by</h2>\
-         <form class=\"inline\" method=\"get\" action=\"/console/queues/{}#group\">\
-         <label for=\"group-input\">jq path</label>\
-         <input id=\"group-input\" type=\"text\" name=\"group\" value=\"{}\" placeholder=\".tenant\" accesskey=\"g\">\
+         <form class=\"inline\" method=\"get\" action=\"/console/queues/{}#group\">{inputs}\
          <label for=\"top-input\">top</label>\
          <input id=\"top-input\" type=\"number\" name=\"top\" min=\"1\" max=\"1000\" value=\"{top}\">\
          <button type=\"submit\">Group</button></form>",
         url_part(&name),
-        esc(group.as_deref().unwrap_or(""))
     );
-    if let Some(expr) = &group {
-        match GroupBy::compile(expr) {
+    if !groups.is_empty() {
+        let compiled: Result<Vec<GroupBy>, String> = groups
+            .iter()
+            .map(|g| GroupBy::compile(g).map_err(|e| e.to_string()))
+            .collect();
+        match compiled {
             Err(e) => {
-                let _ = write!(body, "<p class=\"error\">{}</p>", esc(&e.to_string()));
+                let _ = write!(body, "<p class=\"error\">{}</p>", esc(&e));
             }
-            Ok(filter) => {
+            Ok(filters) => {
                 let result = {
                     let engine = engine.clone();
                     let ctx = ctx.clone();
                     let name = name.clone();
-                    tokio::task::spawn_blocking(move || group_by(&engine, &ctx, &name, &filter))
+                    tokio::task::spawn_blocking(move || group_by(&engine, &ctx, &name, &filters))
                         .await
                         .unwrap_or_else(|e| {
                             Err(SqsError::internal(format!("group-by failed: {e}")))
@@ -603,7 +828,7 @@ async fn queue_page(
                     Err(e) => {
                         let _ = write!(body, "<p class=\"error\">{}</p>", esc(&e.message));
                     }
-                    Ok(g) => render_groups(&mut body, expr, &g, top),
+                    Ok(g) => render_groups(&mut body, &groups, &g, top),
                 }
             }
         }
@@ -663,8 +888,11 @@ async fn queue_page(
                     url_part(&name),
                     url_part(&next.encode())
                 );
-                if let Some(g) = &group {
-                    let _ = write!(href, "&group={}&top={top}", url_part(g));
+                for g in &groups {
+                    let _ = write!(href, "&group={}", url_part(g));
+                }
+                if !groups.is_empty() {
+                    let _ = write!(href, "&top={top}");
                 }
                 let _ = write!(
                     body,
@@ -678,38 +906,77 @@ async fn queue_page(
     html_response(StatusCode::OK, page(&name, &body))
 }
 
-fn render_groups(body: &mut String, expr: &str, g: &Groups, top: usize) {
-    let _ = write!(
-        body,
-        "<p class=\"muted\">{} messages read, {} distinct values of <code>{}</code>{}.</p>\
-         <table id=\"group-table\"><thead><tr><th>Value</th><th class=\"num\">Messages</th>\
-         <th class=\"num\">Share</th></tr></thead><tbody>",
-        g.scanned,
-        g.counts.len(),
-        esc(expr),
-        if g.truncated {
-            format!(" (stopped after the first {GROUP_SCAN_LIMIT})")
+fn render_groups(body: &mut String, exprs: &[String], g: &Groups, top: usize) {
+    for (i, (expr, counts)) in exprs.iter().zip(&g.counts).enumerate() {
+        let id = if i == 0 {
+            "group-table".to_string()
         } else {
-            String::new()
+            format!("group-table-{}", i + 1)
+        };
+        let _ = write!(
+            body,
+            "<p class=\"muted\">{} messages read, {} distinct values of <code>{}</code>{}.</p>\
+             <table id=\"{id}\"><thead><tr><th>Value</th><th class=\"num\">Messages</th>\
+             <th class=\"num\">Share</th></tr></thead><tbody>",
+            g.scanned,
+            counts.len(),
+            esc(expr),
+            if g.truncated {
+                format!(" (stopped after the first {GROUP_SCAN_LIMIT})")
+            } else {
+                String::new()
+            }
+        );
+        for (value, count) in counts.iter().take(top) {
+            let share = 100.0 * *count as f64 / g.scanned.max(1) as f64;
+            let _ = write!(
+                body,
+                "<tr><td><code>{}</code></td><td class=\"num\" data-count=\"{count}\">{count}</td>\
+                 <td class=\"num\">{share:.1}%</td></tr>",
+                esc(value)
+            );
         }
-    );
-    for (value, count) in g.counts.iter().take(top) {
-        let share = 100.0 * *count as f64 / g.scanned.max(1) as f64;
-        let _ = write!(
-            body,
-            "<tr><td><code>{}</code></td><td class=\"num\" data-count=\"{count}\">{count}</td>\
-             <td class=\"num\">{share:.1}%</td></tr>",
-            esc(value)
-        );
+        body.push_str("</tbody></table>");
+        if counts.len() > top {
+            let rest: u64 = counts.iter().skip(top).map(|(_, c)| c).sum();
+            let _ = write!(
+                body,
+                "<p class=\"muted\">{} more values ({rest} messages) not shown.</p>",
+                counts.len() - top
+            );
+        }
     }
-    body.push_str("</tbody></table>");
-    if g.counts.len() > top {
-        let rest: u64 = g.counts.iter().skip(top).map(|(_, c)| c).sum();
+    if exprs.len() >= 2 {
+        let heads: String = exprs
+            .iter()
+            .map(|e| format!("<th><code>{}</code></th>", esc(e)))
+            .collect();
         let _ = write!(
             body,
-            "<p class=\"muted\">{} more values ({rest} messages) not shown.</p>",
-            g.counts.len() - top
+            "<h3>Combined ({} combinations)</h3><table id=\"group-pairs\"><thead><tr>{heads}\
+             <th class=\"num\">Messages</th><th class=\"num\">Share</th></tr></thead><tbody>",
+            g.pairs.len()
         );
+        for (values, count) in g.pairs.iter().take(top) {
+            let share = 100.0 * *count as f64 / g.scanned.max(1) as f64;
+            let cells: String = values
+                .iter()
+                .map(|v| format!("<td><code>{}</code></td>", esc(v)))
+                .collect();
+            let _ = write!(
+                body,
+                "<tr class=\"pair\">{cells}<td class=\"num\" data-count=\"{count}\">{count}</td>\
+                 <td class=\"num\">{share:.1}%</td></tr>"
+            );
+        }
+        body.push_str("</tbody></table>");
+        if g.pairs.len() > top {
+            let _ = write!(
+                body,
+                "<p class=\"muted\">{} more combinations not shown.</p>",
+                g.pairs.len() - top
+            );
+        }
     }
 }
 
@@ -801,7 +1068,18 @@ async fn message_page(
     for (k, v) in facts {
         let _ = write!(body, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&v));
     }
-    body.push_str("</tbody></table><h2>Body</h2>");
+    body.push_str("</tbody></table>");
+    if m.dead_letter_source_arn.is_some() {
+        let filter = format!("$meta.messageId == \"{}\"", m.message_id);
+        let _ = write!(
+            body,
+            "<p class=\"actions\"><a href=\"/console/queues/{}/replay?preview=1&amp;filter={}\" id=\"replay-one\">\
+             Replay this message…</a> <span class=\"muted\">(a dry run first)</span></p>",
+            url_part(&name),
+            url_part(&filter)
+        );
+    }
+    body.push_str("<h2>Body</h2>");
     let _ = write!(
         body,
         "<pre id=\"message-body\">{}</pre>",

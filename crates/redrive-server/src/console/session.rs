@@ -1,6 +1,11 @@
 //! Console login under `--auth sigv4`: an access key and its secret, checked against the
 //! configured keys, open a session held in memory; the browser keeps only a random token in a
 //! `HttpOnly; SameSite=Strict` cookie scoped to `/console`.
+//!
+//! CSRF: every state-changing form carries a token that the guard compares with the one it
+//! expects: the session's own (under `--auth sigv4`) or, without a login, a random per-browser
+//! token kept in the `HttpOnly; SameSite=Strict` cookie [`CSRF_COOKIE`] (double submit: a
+//! cross-site page can neither read that cookie nor make the browser send it).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,33 +18,58 @@ pub const COOKIE: &str = "redrive_console";
 /// How long a session lasts after its login.
 pub const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
-/// Open console sessions: token → (access key id, expiry).
+/// The cookie carrying the per-browser CSRF token when there is no login.
+pub const CSRF_COOKIE: &str = "redrive_console_csrf";
+
+/// A logged-in session as the guard sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub access_key: String,
+    /// The session's CSRF token (every state-changing form carries it).
+    pub csrf: String,
+}
+
+/// Open console sessions: token → (session, expiry).
 #[derive(Debug, Default)]
 pub struct Sessions {
-    open: Mutex<HashMap<String, (String, SystemTime)>>,
+    open: Mutex<HashMap<String, (Session, SystemTime)>>,
+}
+
+/// A random token: two random UUIDs (244 bits), 64 hex digits.
+pub fn new_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Whether `t` looks like a token of ours (so a cookie set by someone else is replaced).
+pub fn is_token(t: &str) -> bool {
+    t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 impl Sessions {
     /// Opens a session for `access_key` and returns its token (two random UUIDs: 244 bits).
     pub fn open(&self, access_key: &str) -> String {
-        let token = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
+        let token = new_token();
+        let session = Session {
+            access_key: access_key.to_string(),
+            csrf: new_token(),
+        };
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let now = SystemTime::now();
         open.retain(|_, (_, expires)| *expires > now);
-        open.insert(token.clone(), (access_key.to_string(), now + LIFETIME));
+        open.insert(token.clone(), (session, now + LIFETIME));
         token
     }
 
-    /// The access key of a live session, if `token` is one.
-    pub fn check(&self, token: &str) -> Option<String> {
+    /// The live session `token` opens, if any.
+    pub fn check(&self, token: &str) -> Option<Session> {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         open.get(token)
             .filter(|(_, expires)| *expires > SystemTime::now())
-            .map(|(key, _)| key.clone())
+            .map(|(session, _)| session.clone())
     }
 
     pub fn close(&self, token: &str) {
@@ -50,13 +80,18 @@ impl Sessions {
 
 /// The session token sent in the request's cookies.
 pub fn token(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, COOKIE)
+}
+
+/// The value of the cookie `name` sent with the request.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.to_string())
 }
 
@@ -66,6 +101,11 @@ pub fn set_cookie(token: &str) -> String {
         "{COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}",
         LIFETIME.as_secs()
     )
+}
+
+/// `Set-Cookie` for a new per-browser CSRF token (ends with the browser session).
+pub fn set_csrf_cookie(token: &str) -> String {
+    format!("{CSRF_COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict")
 }
 
 /// `Set-Cookie` that drops the session cookie.
@@ -105,7 +145,10 @@ mod tests {
         let s = Sessions::default();
         let t = s.open("AKID");
         assert_eq!(t.len(), 64);
-        assert_eq!(s.check(&t).as_deref(), Some("AKID"));
+        let session = s.check(&t).unwrap();
+        assert_eq!(session.access_key, "AKID");
+        assert!(is_token(&session.csrf));
+        assert_ne!(session.csrf, t);
         assert_eq!(s.check("forged"), None);
         s.close(&t);
         assert_eq!(s.check(&t), None);
@@ -124,6 +167,8 @@ mod tests {
         assert!(!same_origin(&h));
         h.insert("cookie", "a=1; redrive_console=abc; b=2".parse().unwrap());
         assert_eq!(token(&h).as_deref(), Some("abc"));
+        assert_eq!(cookie(&h, "b").as_deref(), Some("2"));
+        assert_eq!(cookie(&h, CSRF_COOKIE), None);
         assert!(secrets_equal("s3cr3t", "s3cr3t"));
         assert!(!secrets_equal("s3cr3t", "s3cr3u"));
         assert!(!secrets_equal("s3cr3t", "s3cr3"));

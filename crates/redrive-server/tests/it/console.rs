@@ -75,6 +75,13 @@ fn text_after<'a>(html: &'a str, marker: &str) -> &'a str {
     &rest[..rest.find('<').unwrap()]
 }
 
+/// The CSRF token in a page's forms.
+pub fn csrf_token(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("a CSRF field") + marker.len();
+    html[start..start + html[start..].find('"').unwrap()].to_string()
+}
+
 /// Group rows `(value, count)` of the group-by table.
 pub fn group_rows(html: &str) -> BTreeMap<String, u64> {
     let table = &html[html.find("id=\"group-table\"").expect("group table")..];
@@ -391,9 +398,39 @@ async fn console_under_sigv4_needs_a_login_with_a_configured_key() {
             .as_u16(),
         200
     );
-    let resp = post("/console/logout", "", &same_origin, Some(&cookie))
+    // Same origin but without the session's CSRF token, or with another one: refused.
+    let page = get("/console", Some(&cookie))
+        .await
+        .unwrap()
+        .text()
         .await
         .unwrap();
+    let token = csrf_token(&page);
+    assert_eq!(token.len(), 64);
+    assert_ne!(cookie, format!("redrive_console={token}"));
+    for body in ["".to_string(), format!("csrf={}", "0".repeat(64))] {
+        let resp = post("/console/logout", &body, &same_origin, Some(&cookie))
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 403, "{body}");
+        assert!(resp.text().await.unwrap().contains("CSRF token"));
+    }
+    assert_eq!(
+        get("/console", Some(&cookie))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    let resp = post(
+        "/console/logout",
+        &format!("csrf={token}"),
+        &same_origin,
+        Some(&cookie),
+    )
+    .await
+    .unwrap();
     assert_eq!(resp.status().as_u16(), 303);
     assert_eq!(
         get("/console", Some(&cookie))

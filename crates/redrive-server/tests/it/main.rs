@@ -11,6 +11,7 @@ mod cloudwatch;
 mod cloudwatch_alarms;
 mod common;
 mod console;
+mod console_actions;
 mod console_browser;
 mod dlq;
 mod edge;

@@ -1,0 +1,1081 @@
+//! Move tasks, schedules, alerts and the audit page: thin pages over the engine functions that
+//! SQS's `StartMessageMoveTask`/`ListMessageMoveTasks`/`CancelMessageMoveTask`,
+//! `/_redrive/v1/schedules` and `/_redrive/v1/alerts/…` call. State-changing forms are POSTs
+//! (CSRF-checked by the guard) and audited; starting or cancelling a move task and removing a
+//! schedule or an alert rule are confirmed on a page of their own first.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Extension, Path, Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use http::{HeaderMap, StatusCode};
+use redrive_core::SqsError;
+use redrive_core::api::{
+    CancelMessageMoveTaskInput, ListMessageMoveTasksInput, QueueUrlInput, StartMessageMoveTaskInput,
+};
+use redrive_engine::alerts::{AlertRuleRequest, Condition, SilenceRequest};
+use redrive_engine::schedules::{ScheduleRequest, WindowField, WindowSpec};
+use redrive_engine::{Engine, RequestContext};
+
+use super::html::{csrf_field, esc, hidden, page, page_refreshing, time_text, url_part};
+use super::replay::{ReplayForm, rate_text, see_other};
+use super::{
+    PostForm, Visitor, arn_name, context, html_response, queue_link, queue_names, sqs_error_page,
+};
+use crate::AppState;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/console/moves", get(moves_page))
+        .route("/console/moves/start", get(move_confirm).post(move_start))
+        .route(
+            "/console/moves/cancel",
+            get(move_cancel_confirm).post(move_cancel),
+        )
+        .route("/console/schedules", get(schedules_page).post(schedule_add))
+        .route("/console/schedules/{id}", get(schedule_page))
+        .route(
+            "/console/schedules/{id}/remove",
+            get(schedule_remove_confirm).post(schedule_remove),
+        )
+        .route("/console/alerts", get(alerts_page))
+        .route("/console/alerts/rules", axum::routing::post(rule_add))
+        .route(
+            "/console/alerts/rules/{id}/remove",
+            get(rule_remove_confirm).post(rule_remove),
+        )
+        .route("/console/alerts/silences", axum::routing::post(silence_add))
+        .route(
+            "/console/alerts/silences/{id}/remove",
+            axum::routing::post(silence_remove),
+        )
+        .route("/console/audit", get(audit_page))
+        .route(
+            "/console/queues/{name}/purge",
+            get(purge_confirm).post(purge),
+        )
+}
+
+fn audit(state: &AppState, visitor: &Visitor, action: &str, target: &str, detail: &str) {
+    state.console_audit.record(
+        state.engine.clock_now_ms(),
+        &visitor.actor,
+        action,
+        target,
+        detail,
+    );
+}
+
+/// DLQs of the caller's Region: (name, ARN, visible), by name.
+fn dead_letter_queues(engine: &Engine, ctx: &RequestContext) -> Vec<(String, String, u64)> {
+    let mut out: Vec<(String, String, u64)> = queue_names(engine, ctx)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|n| engine.queue_summary(ctx, &n).ok())
+        .filter(|s| !s.dead_letter_sources.is_empty())
+        .map(|s| (s.name, s.arn, s.visible as u64))
+        .collect();
+    out.sort();
+    out
+}
+
+fn options(items: &[String], selected: Option<&str>) -> String {
+    items
+        .iter()
+        .map(|n| {
+            format!(
+                "<option value=\"{v}\"{}>{v}</option>",
+                if Some(n.as_str()) == selected {
+                    " selected"
+                } else {
+                    ""
+                },
+                v = esc(n)
+            )
+        })
+        .collect()
+}
+
+fn status_span(s: &str) -> String {
+    let s = esc(s);
+    format!("<span class=\"status-{s}\">{s}</span>")
+}
+
+fn bad_request(title: &str, e: &str, back: &str) -> Response {
+    html_response(
+        StatusCode::BAD_REQUEST,
+        page(
+            title,
+            &format!(
+                "<h1>{}</h1><p class=\"error\" id=\"form-error\">{}</p><p><a href=\"{}\">Back</a></p>",
+                esc(title),
+                esc(e),
+                esc(back)
+            ),
+        ),
+    )
+}
+
+// ---- Move tasks ---------------------------------------------------------------------------
+
+/// `GET /console/moves[?source=Q][&watch=1]`: every DLQ's move tasks (newest 10 each), and the
+/// form that starts one. With `watch`, the page reloads every 2 s while a task is active.
+async fn moves_page(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = context(&state, &headers);
+    let dlqs = dead_letter_queues(&state.engine, &ctx);
+    let mut body = String::from(
+        "<h1>Move tasks</h1><p class=\"muted\">Native SQS message move tasks \
+         (<code>StartMessageMoveTask</code>): every visible message of a DLQ back to its source \
+         queue, or to one destination. For a selection, use a DLQ's Selective replay.</p>",
+    );
+    let mut active = false;
+    let mut rows = String::new();
+    for (name, arn, _) in &dlqs {
+        let Ok(out) = state
+            .engine
+            .list_message_move_tasks(ListMessageMoveTasksInput {
+                source_arn: arn.clone(),
+                max_results: Some(10),
+            })
+        else {
+            continue;
+        };
+        for t in out.results {
+            active |= t.status == "RUNNING" || t.status == "CANCELLING";
+            let to_move = t.approximate_number_of_messages_to_move.unwrap_or(0);
+            let cancel = t.task_handle.as_deref().map_or(String::new(), |h| {
+                format!(
+                    "<a href=\"/console/moves/cancel?handle={}\">Cancel…</a>",
+                    url_part(h)
+                )
+            });
+            let _ = write!(
+                rows,
+                "<tr data-source=\"{}\"><td>{}</td><td data-field=\"status\">{}</td>\
+                 <td class=\"num\" data-field=\"moved\">{}</td><td class=\"num\">{to_move}</td>\
+                 <td><progress max=\"{}\" value=\"{}\"></progress></td><td>{}</td><td>{}</td><td>{}</td>\
+                 <td>{}</td><td>{cancel}</td></tr>",
+                esc(name),
+                queue_link(name),
+                status_span(&t.status),
+                t.approximate_number_of_messages_moved,
+                to_move.max(1),
+                t.approximate_number_of_messages_moved,
+                t.destination_arn
+                    .as_deref()
+                    .map_or("each message's source".into(), |d| esc(arn_name(d))),
+                t.max_number_of_messages_per_second
+                    .map_or("adaptive".into(), |r| format!("{r}/s")),
+                esc(&time_text(t.started_timestamp.max(0) as u64)),
+                esc(t.failure_reason.as_deref().unwrap_or("")),
+            );
+        }
+    }
+    if rows.is_empty() {
+        body.push_str("<p class=\"muted\" id=\"no-moves\">No move tasks.</p>");
+    } else {
+        let _ = write!(
+            body,
+            "<table id=\"move-table\"><thead><tr><th>DLQ</th><th>Status</th><th class=\"num\">Moved</th>\
+             <th class=\"num\">To move</th><th>Progress</th><th>Destination</th><th>Rate</th><th>Started</th>\
+             <th>Failure</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
+        );
+    }
+    let names: Vec<String> = dlqs.iter().map(|(n, _, _)| n.clone()).collect();
+    if names.is_empty() {
+        body.push_str("<p class=\"muted\">No queue is a DLQ (no RedrivePolicy targets one).</p>");
+    } else {
+        let _ = write!(
+            body,
+            "<h2 id=\"start\">Start a move task</h2>\
+             <form class=\"stack\" method=\"get\" action=\"/console/moves/start\">\
+             <p><label for=\"move-source\">DLQ</label><select id=\"move-source\" name=\"source\">{}</select></p>\
+             <p><label for=\"move-destination\">Destination queue</label><input id=\"move-destination\" \
+             type=\"text\" name=\"destination\" placeholder=\"each message's source queue\"></p>\
+             <p><label for=\"move-rate\">Messages per second</label><input id=\"move-rate\" type=\"number\" \
+             name=\"rate\" min=\"1\" max=\"500\"><span class=\"hint\">1–500; empty = adaptive</span></p>\
+             <p><button type=\"submit\">Review…</button></p></form>",
+            options(&names, params.get("source").map(String::as_str))
+        );
+    }
+    let watch = params.contains_key("watch") && active;
+    html_response(
+        StatusCode::OK,
+        page_refreshing("Move tasks", &body, watch.then_some(2)),
+    )
+}
+
+/// The move task a form describes: source and destination ARNs, rate.
+fn move_input(
+    state: &AppState,
+    ctx: &RequestContext,
+    f: &HashMap<String, String>,
+) -> Result<(StartMessageMoveTaskInput, String, u64), SqsError> {
+    let get = |k: &str| {
+        f.get(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let source = get("source").ok_or_else(|| SqsError::missing_parameter("source"))?;
+    let s = state.engine.queue_summary(ctx, &source)?;
+    let destination = get("destination")
+        .map(|d| state.engine.queue_summary(ctx, &d).map(|q| q.arn))
+        .transpose()?;
+    let rate = get("rate")
+        .map(|r| {
+            r.parse::<i64>().map_err(|_| {
+                SqsError::invalid_value("rate", &r, "Must be a whole number from 1 to 500.")
+            })
+        })
+        .transpose()?;
+    Ok((
+        StartMessageMoveTaskInput {
+            source_arn: s.arn,
+            destination_arn: destination,
+            max_number_of_messages_per_second: rate,
+        },
+        s.name,
+        s.visible as u64,
+    ))
+}
+
+/// `GET /console/moves/start?source=&destination=&rate=`: the confirmation.
+async fn move_confirm(
+    State(state): State<Arc<AppState>>,
+    Extension(visitor): Extension<Visitor>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = context(&state, &headers);
+    let (input, name, visible) = match move_input(&state, &ctx, &params) {
+        Ok(v) => v,
+        Err(e) => return bad_request("Move task", &e.message, "/console/moves"),
+    };
+    let body = format!(
+        "<h1>Start a move task?</h1><form class=\"confirm\" id=\"confirm-move-form\" method=\"post\" action=\"/console/moves/start\">{}{}{}{}\
+         <p>Move <strong>every visible message</strong> ({visible} now) out of <code>{}</code> to {}, {}. \
+         Messages arriving meanwhile are moved too.</p><div class=\"actions\">\
+         <button type=\"submit\" class=\"danger\" id=\"confirm-move\">Start the move task</button>\
+         <a href=\"/console/moves\">No, back</a></div></form>",
+        csrf_field(&visitor.csrf),
+        hidden("source", &name),
+        hidden(
+            "destination",
+            params.get("destination").map_or("", |d| d.trim())
+        ),
+        hidden("rate", params.get("rate").map_or("", |r| r.trim())),
+        esc(&name),
+        input
+            .destination_arn
+            .as_deref()
+            .map_or("each message's source queue".into(), |d| format!(
+                "<code>{}</code>",
+                esc(arn_name(d))
+            )),
+        input
+            .max_number_of_messages_per_second
+            .map_or("at the adaptive pace".into(), |r| format!(
+                "at {r} per second"
+            )),
+    );
+    html_response(StatusCode::OK, page("Start a move task", &body))
+}
+
+async fn move_start(
+    State(state): State<Arc<AppState>>,
+    Extension(visitor): Extension<Visitor>,
+    Extension(form): Extension<PostForm>,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = context(&state, &headers);
+    let (input, name, _) = match move_input(&state, &ctx, &form.0) {
+        Ok(v) => v,
+        Err(e) => return bad_request("Move task", &e.message, "/console/moves"),
+    };
+    let destination = input.destination_arn.clone();
+    match state.engine.start_message_move_task(input).await {
+        Ok(out) => {
+            let task = redrive_engine::decode_task_handle(&out.task_handle)
+                .map_or(String::new(), |(id, _)| id);
+            audit(
+                &state,
+                &visitor,
+                "move.start",
+                &name,
+                &format!(
+                    "move task {task} to {}",
+                    destination
+                        .as_deref()
+                        .map_or("each message's source", arn_name)
+                ),
+            );
+            see_other(&format!(
+                "/console/moves?watch=1&source={}",
+                url_part(&name)
+            ))
+        }
+        Err(e) => bad_request("Move task", &e.message, "/console/moves"),
+    }
+}
+
+async fn move_cancel_confirm(
+    Extension(visitor): Extension<Visitor>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let handle = params.get("handle").cloned().unwrap_or_default();
+    let Some((task, source)) = redrive_engine::decode_task_handle(&handle) else {
+        return bad_request("Cancel move task", "Unknown task handle.", "/console/moves");
+    };
+    let body = format!(
+        "<h1>Cancel move task <code>{}</code>?</h1>\
+         <form class=\"confirm\" id=\"confirm-cancel-move-form\" method=\"post\" action=\"/console/moves/cancel\">{}{}\
+         <p>The task stops moving messages out of <code>{}</code>; moved messages stay moved.</p>\
+         <div class=\"actions\"><button type=\"submit\" class=\"danger\" id=\"confirm-cancel-move\">Yes, cancel it</button>\
+         <a href=\"/console/moves\">No, back</a></div></form>",
+        esc(&task),
+        csrf_field(&visitor.csrf),
+        hidden("handle", &handle),
+        esc(arn_name(&source)),
+    );
+    html_response(StatusCode::OK, page("Cancel move task", &body))
+}
+
+async fn move_cancel(
+    State(state): State<Arc<AppState>>,
+    Extension(visitor): Extension<Visitor>,
+    Extension(form): Extension<PostForm>,
+) -> Response {
+    let handle = form.get("handle").unwrap_or_default().to_string();
+    let (task, source) = redrive_engine::decode_task_handle(&handle).unwrap_or_default();
+    match state
+        .engine
+        .cancel_message_move_task(CancelMessageMoveTaskInput {
+            task_handle: handle,
+        })
+        .await
+    {
+        Ok(out) => {
+            audit(
+                &state,
+                &visitor,
+                "move.cancel",
+                arn_name(&source),
+                &format!(
+                    "move task {task}: {} moved",
+                    out.approximate_number_of_messages_moved
+                ),
+            );
+            see_other("/console/moves?watch=1")
+        }
+        Err(e) => bad_request("Cancel move task", &e.message, "/console/moves"),
+    }
+}
+
+// ---- Schedules ----------------------------------------------------------------------------
+
+async fn schedules_page(
+    State(state): State<Arc<AppState>>,
+    Extension(visitor): Extension<Visitor>,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = context(&state, &headers);
+    let mut body = String::from(
+        "<h1>Schedules</h1><p class=\"muted\">Replays that start on a cron schedule \
+         (<code>redrive schedule</code>, <code>/_redrive/v1/schedules</code>).</p>",
+    );
+    let list = state.engine.list_schedules();
+    if list.is_empty() {
+        body.push_str("<p class=\"muted\" id=\"no-schedules\">No schedules.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"schedule-table\"><thead><tr><th>Name</th><th>Cron</th><th>Time zone</th>\
+             <th>DLQ</th><th>Window</th><th>Filter</th><th>Next run</th><th>Last run</th><th>Enabled</th>\
+             <th></th></tr></thead><tbody>",
+        );
+        for s in &list {
+            let _ = write!(
+                body,
+                "<tr data-schedule=\"{}\"><td><a href=\"/console/schedules/{id}\">{}</a></td><td><code>{}</code></td>\
+                 <td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td>\
+                 <td><a href=\"/console/schedules/{id}/remove\">Remove…</a></td></tr>",
+                esc(&s.spec.name),
+                esc(&s.spec.name),
+                esc(&s.spec.cron),
+                esc(&s.spec.timezone),
+                queue_link(arn_name(&s.source_arn)),
+                esc(&window_text(s.spec.window.as_ref())),
+                esc(s.spec.replay.selection.filter.as_deref().unwrap_or("")),
+                s.next_run_at.map_or("–".into(), time_text),
+                s.last_run_at.map_or("–".into(), time_text),
+                if s.spec.enabled { "yes" } else { "no" },
+                id = url_part(&s.id),
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    let dlqs: Vec<String> = dead_letter_queues(&state.engine, &ctx)
+        .into_iter()
+        .map(|(n, _, _)| n)
+        .collect();
+    let text = |id: &str, label: &str, placeholder: &str, hint: &str| {
+        format!(
+            "<p><label for=\"s-{id}\">{label}</label><input id=\"s-{id}\" type=\"text\" name=\"{id}\" \
+             placeholder=\"{}\"><span class=\"hint\">{}</span></p>",
+            esc(placeholder),
+            esc(hint)
+        )
+    };
+    let _ = write!(
+        body,
+        "<h2 id=\"add\">Add a schedule</h2><form class=\"stack\" method=\"post\" action=\"/console/schedules\">{}\
+         {}{}{}<p><label for=\"s-source\">DLQ</label><select id=\"s-source\" name=\"source\">{}</select></p>\
+         <p><label for=\"s-window-field\">Window</label><select id=\"s-window-field\" name=\"window_field\">\
+         <option value=\"\">none</option><option value=\"deadLettered\">dead-lettered</option>\
+         <option value=\"sent\">sent</option></select> <input id=\"s-window-range\" type=\"text\" \
+         name=\"window_range\" placeholder=\"yesterday, today or last:24h\" aria-label=\"Window range\"></p>\
+         {}{}{}{}{}{}{}{}\
+         <p><button type=\"submit\" class=\"primary\">Add schedule</button></p></form>",
+        csrf_field(&visitor.csrf),
+        text("name", "Name", "morning-redrive", "unique"),
+        text("cron", "Cron", "0 6 * * *", "minute hour day month weekday"),
+        text("timezone", "Time zone", "UTC", "IANA, e.g. Asia/Seoul"),
+        options(&dlqs, None),
+        text("filter", "Filter (jq)", ".mall == \"alpha\"", "optional"),
+        text("transform", "Transform (jq)", "", "optional"),
+        text(
+            "destination",
+            "Destination queue",
+            "each message's source queue",
+            "optional"
+        ),
+        text("rate_key", "Per-key rate: key", ".mall", "optional"),
+        text("rate_per", "Per-key rate", "2/s", "optional"),
+        text("rate", "Global rate", "adaptive", "optional"),
+        text("breaker", "Circuit breaker", "20%/5m/10", "optional"),
+        text("max_count", "Most messages per run", "no limit", "optional"),
+    );
+    html_response(StatusCode::OK, page("Schedules", &body))
+}
+
+fn window_text(w: Option<&WindowSpec>) -> String {
+    w.map_or("–".into(), |w| {
+        format!(
+            "{} {}",
+            match w.field {
+                WindowField::DeadLettered => "dead-lettered",
+                WindowField::Sent => "sent",
+            },
+            w.range
+        )
+    })
+}
+
+async fn schedule_add(
+    State(state): State<Arc<AppState>>,
+    Extension(visitor): Extension<Visitor>,
+    Extension(form): Extension<PostForm>,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = context(&state, &headers);
+    let back = "/console/schedules#add";
+    let source = form.get("source").unwrap_or_default().to_string();
+    let mut replay = match ReplayForm::from_map(&form.0).request(&source) {
+        Ok(r) => r,
+        Err(e) => return bad_request("Add a schedule", &e, back),
+    };
+    replay.selection.limit = None;
+    let window = match (form.get("window_field"), form.get("window_range")) {
+        (None, _) => None,
+        (Some(f), range) => Some(WindowSpec {
+            field: if f == "sent" {
+                WindowField::Sent
+            } else {
+                WindowField::DeadLettered
+            },
+            range: range.unwrap_or("yesterday").to_string(),
+        }),
+    };
+    let max_count = match form.get("max_count").map(|m| m.parse::<u64>()) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => {
+            return bad_request("Add a schedule", "Most messages per run: a number.", back);
+        }
+    };
+    let req = ScheduleRequest {
+        name: form.get("name").unwrap_or_default().to_string(),
+        cron: form.get("cron").unwrap_or_default().to_string(),
+        timezone: form.get("timezone").unwrap_or("UTC").to_string(),
+        window,
+        max_count,
+        enabled: true,
+        replay,
+    };
+    match state.engine.add_schedule(&ctx, req).await {
+        Ok(s) => {
+            audit(
+                &state,
+                &visitor,
+                "schedule.add",
+                arn_name(&s.source_arn),
+                &format!("schedule {} ({}): {}", s.spec.name, s.id, s.spec.cron),
+            );
+            see_other(&format!("/console/schedules/{}", url_part(&s.id)))
+        }
+        Err(e) => bad_request("Add a schedule", &e.message, back),
+    }
+}
+
+async fn schedule_page(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    let s = match state.engine.schedule(&id) {
+        Ok(s) => s,
+        Err(e) => return sqs_error_page(&e),
+    };
+    let runs = state.engine.schedule_runs(&id).unwrap_or_default();
+    let r = &s.spec.replay;
+    let mut body = format!(
+        "<p><a href=\"/console/schedules\">← Schedules</a></p><h1>Schedule {}</h1>\
+         <table class=\"options\" id=\"schedule-facts\"><tbody>",
+        esc(&s.spec.name)
+    );
+    for (k, v) in [
+        ("Id", s.id.clone()),
+        ("Cron", format!("{} ({})", s.spec.cron, s.spec.timezone)),
+        ("DLQ", arn_name(&s.source_arn).to_string()),
+        ("Window", window_text(s.spec.window.as_ref())),
+        ("Filter", r.selection.filter.clone().unwrap_or("–".into())),
+        ("Transform", r.transform.clone().unwrap_or("–".into())),
+        (
+            "Destination",
+            r.destination
+                .clone()
+                .unwrap_or("each message's source queue".into()),
+        ),
+        (
+            "Per-key rate",
+            r.rate_per.as_ref().map_or("–".into(), |p| {
+                format!("{} per {}", rate_text(p.rate), p.key)
+            }),
+        ),
+        ("Global rate", r.rate.map_or("adaptive".into(), rate_text)),
+        (
+            "Most per run",
+            s.spec.max_count.map_or("–".into(), |m| m.to_string()),
+        ),
+        ("Next run", s.next_run_at.map_or("–".into(), time_text)),
+        ("Last run", s.last_run_at.map_or("–".into(), time_text)),
+    ] {
+        let _ = write!(
+            body,
+            "<tr><th>{}</th><td><code>{}</code></td></tr>",
+            esc(k),
+            esc(&v)
+        );
+    }
+    let _ = write!(
+        body,
+        "</tbody></table><p class=\"actions\"><a href=\"/console/schedules/{}/remove\">Remove this schedule…</a></p>\
+         <h2>Runs</h2>",
+        url_part(&s.id)
+    );
+    if runs.is_empty() {
+        body.push_str("<p class=\"muted\" id=\"no-runs\">No runs yet.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"run-table\"><thead><tr><th>Due</th><th>Ran</th><th>Outcome</th>\
+             <th class=\"num\">Selected</th><th>Replay</th><th>Message</th></tr></thead><tbody>",
+        );
+        for run in &runs {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&time_text(run.at)),
+                esc(&time_text(run.ran_at)),
+                esc(&run.outcome),
+                run.selected,
+                run.replay_id.as_deref().map_or("–".into(), |r| format!(
+                    "<a href=\"/console/replays/{}\"><code>{}</code></a>",
+                    url_part(r),
+                    esc(&r.chars().take(8).collect::<String>())
+                )),
+                esc(run.message.as_deref().unwrap_or("")),
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    html_response(
+        StatusCode::OK,
+        page(&format!("Schedule {}", s.spec.name), &body),
+    )
+}
+
+async fn schedule_remove_confirm(
+    State(state): State<Arc<AppState>>,
+    Extension(visitor): Extension<Visitor>,
+    Path(id): Path<String>,
+) -> Response {
+    let s = match state.engine.schedule(&id) {
+        Ok(s) => s,
+        Err(e) => return sqs_error_page(&e),
+    };
+    let body = format!(
+        "<h1>Remove schedule {}?</h1><form class=\"confirm\" id=\"confirm-remove-schedule-form\" method=\"post\" action=\"/console/schedules/{id}/remove\">{}\
+         <p>It will not fire again (<code>{}</code>). Replays it started are kept.</p>\
+         <div class=\"actions\"><button type=\"submit\" class=\"danger\" id=\"confirm-remove-schedule\">Yes, remove it</button>\
+         <a href=\"/console/schedules/{id}\">No, back</a></div></form>",
+        esc(&s.spec.name),
+        csrf_field(&visitor.csrf),
+        esc(&s.spec.cron),
+        id = url_part(&s.id),
+    );
+    html_response(StatusCode::OK, page("Remove schedule", &body))
+}
+
+async fn schedule_remove(
+    State(state): State<Arc<AppState>>,
+    Extension(visitor): Extension<Visitor>,
+    Path(id): Path<String>,
+) -> Response {
+    let source = state
+        .engine
+        .schedule(&id)
+        .map(|s| arn_name(&s.source_arn).to_string())
+        .unwrap_or_default();
+    match state.engine.remove_schedule(&id).await {
+        Ok(()) => {
+            audit(
+                &state,
+                &visitor,
+                "schedule.remove",
+                &source,
+                &format!("schedule {id}"),
+            );
+            see_other("/console/schedules")
+        }
+        Err(e) => sqs_error_page(&e),
+    }
+}
+
+// ---- Alerts -------------------------------------------------------------------------------
+
+async fn alerts_page(
+    State(state): State<Arc<AppState>>,
+    Extension(visitor): Extension<Visitor>,
+) -> Response {
+    let engine = &state.engine;
+    let rules = engine.alert_rules();
+    let mut body = String::from(
+        "<h1>Alerts</h1><p class=\"muted\">Rules over the minute history, their states per \
+         queue, transitions and silences (<code>redrive alerts</code>, \
+         <code>/_redrive/v1/alerts</code>; see docs/alerts.md).</p><h2 id=\"rules\">Rules</h2>",
+    );
+    if rules.is_empty() {
+        body.push_str("<p class=\"muted\">No rules.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"rule-table\"><thead><tr><th>Rule</th><th>Queues</th><th>Condition</th>\
+             <th>Severity</th><th>States</th><th>Webhooks</th><th></th></tr></thead><tbody>",
+        );
+        for r in &rules {
+            let states: Vec<String> = r
+                .states
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} <span class=\"state-{st}\">{st}</span>",
+                        queue_link(&s.queue),
+                        st = s.state.as_str()
+                    )
+                })
+                .collect();
+            let _ = write!(
+                body,
+                "<tr data-rule=\"{}\"><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td>\
+                 <td class=\"num\">{}</td><td><a href=\"/console/alerts/rules/{}/remove\">Remove…</a></td></tr>",
+                esc(&r.rule.name),
+                esc(&r.rule.name),
+                esc(&r.rule.queue),
+                esc(&r.rule.condition.describe()),
+                esc(&r.rule.severity),
+                if states.is_empty() {
+                    "<span class=\"muted\">not evaluated yet (once a minute)</span>".into()
+                } else {
+                    states.join("<br>")
+                },
+                r.rule.webhooks.len(),
+                url_part(&r.rule.id),
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    let _ = write!(
+        body,
+        "<details><summary>Add a rule</summary><form class=\"stack\" method=\"post\" action=\"/console/alerts/rules\">{}\
+         <p><label for=\"r-name\">Name</label><input id=\"r-name\" type=\"text\" name=\"name\" required></p>\
+         <p><label for=\"r-queue\">Queue or glob</label><input id=\"r-queue\" type=\"text\" name=\"queue\" placeholder=\"*-dlq\" required></p>\
+         <p><label for=\"r-kind\">Condition</label><select id=\"r-kind\" name=\"kind\">\
+         <option value=\"depth\">depth ≥ N for M minutes</option><option value=\"age\">age of oldest ≥ N seconds</option>\
+         <option value=\"arrivals\">arrivals ≥ N in M minutes</option><option value=\"growth\">growth ≥ N over M minutes</option>\
+         </select></p>\
+         <p><label for=\"r-n\">N</label><input id=\"r-n\" type=\"number\" name=\"n\" min=\"1\" required></p>\
+         <p><label for=\"r-m\">M (minutes)</label><input id=\"r-m\" type=\"number\" name=\"m\" min=\"1\" max=\"1440\" value=\"5\"></p>\
+         <p><label for=\"r-severity\">Severity</label><input id=\"r-severity\" type=\"text\" name=\"severity\" placeholder=\"warning\"></p>\
+         <p><button type=\"submit\">Add rule</button></p></form></details>",
+        csrf_field(&visitor.csrf)
+    );
+
+    body.push_str("<h2 id=\"history\">History <span class=\"muted\">(newest 50)</span></h2>");
+    let history = engine.alert_history(None, None, 50);
+    if history.is_empty() {
+        body.push_str("<p class=\"muted\">No transitions yet.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"alert-history\"><thead><tr><th>At</th><th>Rule</th><th>Queue</th>\
+             <th>From</th><th>To</th><th>Reason</th><th>Silenced by</th></tr></thead><tbody>",
+        );
+        for h in &history {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><span class=\"state-{to}\">{to}</span></td>\
+                 <td>{}</td><td>{}</td></tr>",
+                esc(&time_text(h.at_ms)),
+                esc(&h.rule),
+                queue_link(&h.queue),
+                h.old_state.as_str(),
+                esc(&h.reason),
+                esc(h.silenced_by.as_deref().unwrap_or("")),
+                to = h.new_state.as_str(),
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+
+    body.push_str("<h2 id=\"silences\">Silences</h2>");
+    let now = engine.clock_now_ms();
+    let silences = engine.silences();
+    if silences.is_empty() {
+        body.push_str("<p class=\"muted\" id=\"no-silences\">No silences.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"silence-table\"><thead><tr><th>Rule</th><th>Queue</th><th>Until</th>\
+             <th>Comment</th><th></th></tr></thead><tbody>",
+        );
+        for s in &silences {
+            let _ = write!(
+                body,
+                "<tr data-silence=\"{}\"><td>{}</td><td><code>{}</code></td><td>{}{}</td><td>{}</td>\
+                 <td><form method=\"post\" action=\"/console/alerts/silences/{}/remove\">{}\
+                 <button type=\"submit\">Remove</button></form></td></tr>",
+                esc(&s.id),
+                esc(s.rule.as_deref().unwrap_or("any")),
+                esc(s.queue.as_deref().unwrap_or("*")),
+                esc(&time_text(s.until_ms)),
+                if s.until_ms <= now { " (ended)" } else { "" },
+                esc(s.comment.as_deref().unwrap_or("")),
+                url_part(&s.id),
+                csrf_field(&visitor.csrf),
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    let rule_names: Vec<String> = rules.iter().map(|r| r.rule.name.clone()).collect();
+    let _ = write!(
+        body,
+        "<h3>Silence notifications</h3><form class=\"stack\" method=\"post\" action=\"/console/alerts/silences\">{}\
+         <p><label for=\"sil-rule\">Rule</label><select id=\"sil-rule\" name=\"rule\"><option value=\"\">any rule</option>{}</select></p>\
+         <p><label for=\"sil-queue\">Queue or glob</label><input id=\"sil-queue\" type=\"text\" name=\"queue\" placeholder=\"any queue\"></p>\
+         <p><label for=\"sil-duration\">For</label><input id=\"sil-duration\" type=\"text\" name=\"duration\" value=\"2h\">\
+         <span class=\"hint\">30m, 2h, 1d</span></p>\
+         <p><label for=\"sil-comment\">Comment</label><input id=\"sil-comment\" type=\"text\" name=\"comment\"></p>\
+         <p><button type=\"submit\" id=\"add-silence\">Silence</button></p></form>",
+        csrf_field(&visitor.csrf),
+        options(&rule_names, None),
+    );
+    html_response(StatusCode::OK, page("Alerts", &body))
+}
+
+async fn rule_add(
+    State(state): State<Arc<AppState>>,
+    Extension(visitor): Extension<Visitor>,
+    Extension(form): Extension<PostForm>,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = context(&state, &headers);
+    let back = "/console/alerts#rules";
+    let num = |k: &str| form.get(k).and_then(|v| v.parse::<u64>().ok());
+    let (Some(n), m) = (num("n"), num("m").unwrap_or(5) as u32) else {
+        return bad_request("Add a rule", "N must be a whole number.", back);
+    };
+    let condition = match form.get("kind").unwrap_or("depth") {
+        "age" => Condition::Age { seconds: n },
+        "arrivals" => Condition::Arrivals {
+            count: n,
+            window_minutes: m,
+        },
+        "growth" => Condition::Growth {
+            increase: n,
+            window_minutes: m,
+        },
+        _ => Condition::Depth {
+            threshold: n,
+            minutes: m,
+        },
+    };
+    let req = AlertRuleRequest {
+        name: form.get("name").unwrap_or_default().to_string(),
+        queue: form.get("queue").unwrap_or_default().to_string(),
+        condition,
+        severity: form.get("severity").map(str::to_string),
+        webhooks: Vec::new(),
+    };
+    match state.engine.add_alert_rule(&ctx, req).await {
+        Ok(rule) => {
+            audit(
+                &state,
+                &visitor,
+                "rule.add",
+                &rule.queue,
+                &format!("rule {} ({})", rule.name, rule.condition.describe()),
+            );
+            see_other("/console/alerts#rules")
+        }
+        Err(e) => bad_request("Add a rule", &e.message, back),
+    }
+}
+
+async fn rule_remove_confirm(
+    State(state): State<Arc<AppState>>,
+    Extension(visitor): Extension<Visitor>,
+    Path(id): Path<String>,
+) -> Response {
+    let r = match state.engine.alert_rule(&id) {
+        Ok(r) => r,
+        Err(e) => return sqs_error_page(&e),
+    };
+    let body = format!(
+        "<h1>Remove alert rule {}?</h1><form class=\"confirm\" method=\"post\" action=\"/console/alerts/rules/{}/remove\">{}\
+         <p>Its states and pending notifications go with it (<code>{}</code> on <code>{}</code>).</p>\
+         <div class=\"actions\"><button type=\"submit\" class=\"danger\">Yes, remove it</button>\
+         <a href=\"/console/alerts\">No, back</a></div></form>",
+        esc(&r.rule.name),
+        url_part(&r.rule.id),
+        csrf_field(&visitor.csrf),
+        esc(&r.rule.condition.describe()),
+        esc(&r.rule.queue),
+    );
+    html_response(StatusCode::OK, page("Remove alert rule", &body))
+}
+
+async fn rule_remove(
+    State(state): State<Arc<AppState>>,
+    Extension(visitor): Extension<Visitor>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.engine.remove_alert_rule(&id).await {
+        Ok(()) => {
+            audit(&state, &visitor, "rule.remove", "", &format!("rule {id}"));
+            see_other("/console/alerts#rules")
+        }
+        Err(e) => sqs_error_page(&e),
+    }
+}
+
+async fn silence_add(
+    State(state): State<Arc<AppState>>,
+    Extension(visitor): Extension<Visitor>,
+    Extension(form): Extension<PostForm>,
+) -> Response {
+    let req = SilenceRequest {
+        rule: form.get("rule").map(str::to_string),
+        queue: form.get("queue").map(str::to_string),
+        until: None,
+        duration: form.get("duration").map(str::to_string),
+        comment: form.get("comment").map(str::to_string),
+    };
+    match state.engine.add_silence(req).await {
+        Ok(s) => {
+            audit(
+                &state,
+                &visitor,
+                "silence.add",
+                s.queue.as_deref().unwrap_or("*"),
+                &format!(
+                    "silence {} of rule {} until {}",
+                    s.id,
+                    s.rule.as_deref().unwrap_or("any"),
+                    time_text(s.until_ms)
+                ),
+            );
+            see_other("/console/alerts#silences")
+        }
+        Err(e) => bad_request("Silence", &e.message, "/console/alerts#silences"),
+    }
+}
+
+async fn silence_remove(
+    State(state): State<Arc<AppState>>,
+    Extension(visitor): Extension<Visitor>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.engine.remove_silence(&id).await {
+        Ok(()) => {
+            audit(
+                &state,
+                &visitor,
+                "silence.remove",
+                "",
+                &format!("silence {id}"),
+            );
+            see_other("/console/alerts#silences")
+        }
+        Err(e) => sqs_error_page(&e),
+    }
+}
+
+// ---- Audit --------------------------------------------------------------------------------
+
+async fn audit_page(State(state): State<Arc<AppState>>) -> Response {
+    let entries = state.console_audit.entries();
+    let mut body = String::from(
+        "<h1>Audit log</h1><p class=\"muted\">Console actions and refused console POSTs since the \
+         server started, newest first (also written to the server's log at info, target \
+         <code>redrive::audit</code>). A replay's own moves are listed on its page.</p>",
+    );
+    if entries.is_empty() {
+        body.push_str("<p class=\"muted\" id=\"no-audit\">Nothing yet.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"audit-table\"><thead><tr><th>At</th><th>Who</th><th>Action</th>\
+             <th>On</th><th>Detail</th></tr></thead><tbody>",
+        );
+        for e in &entries {
+            let _ = write!(
+                body,
+                "<tr data-action=\"{}\"><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&e.action),
+                esc(&time_text(e.at_ms)),
+                esc(&e.actor),
+                esc(&e.action),
+                esc(&e.target),
+                esc(&e.detail),
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    html_response(StatusCode::OK, page("Audit log", &body))
+}
+
+// ---- Purge --------------------------------------------------------------------------------
+
+fn purge_form(
+    name: &str,
+    visitor: &Visitor,
+    counts: (usize, usize, usize),
+    error: Option<&str>,
+) -> String {
+    let (visible, in_flight, delayed) = counts;
+    format!(
+        "<p><a href=\"/console/queues/{q}\">← {n}</a></p><h1>Purge {n}?</h1>{}\
+         <form class=\"confirm\" id=\"confirm-purge-form\" method=\"post\" action=\"/console/queues/{q}/purge\">{}\
+         <p><strong>Every message</strong> of <code>{n}</code> is deleted: {visible} visible, \
+         {in_flight} in flight, {delayed} delayed now. This is SQS's <code>PurgeQueue</code> and \
+         cannot be undone (once per 60 seconds per queue).</p>\
+         <p><label for=\"confirm-name\">Type the queue name to confirm</label> \
+         <input id=\"confirm-name\" type=\"text\" name=\"confirm_name\" autocomplete=\"off\" required></p>\
+         <div class=\"actions\"><button type=\"submit\" class=\"danger\" id=\"confirm-purge\">Purge the queue</button>\
+         <a href=\"/console/queues/{q}\">No, back</a></div></form>",
+        error.map_or(String::new(), |e| format!(
+            "<p class=\"error\" id=\"form-error\">{}</p>",
+            esc(e)
+        )),
+        csrf_field(&visitor.csrf),
+        q = url_part(name),
+        n = esc(name),
+    )
+}
+
+/// `GET /console/queues/{name}/purge`: the confirmation (the queue's name must be typed).
+async fn purge_confirm(
+    State(state): State<Arc<AppState>>,
+    Extension(visitor): Extension<Visitor>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = context(&state, &headers);
+    match state.engine.queue_summary(&ctx, &name) {
+        Ok(s) => html_response(
+            StatusCode::OK,
+            page(
+                &format!("Purge {name}"),
+                &purge_form(&name, &visitor, (s.visible, s.in_flight, s.delayed), None),
+            ),
+        ),
+        Err(e) => sqs_error_page(&e),
+    }
+}
+
+/// `POST /console/queues/{name}/purge`: `PurgeQueue` (audited with the counts it deleted).
+async fn purge(
+    State(state): State<Arc<AppState>>,
+    Extension(visitor): Extension<Visitor>,
+    Extension(form): Extension<PostForm>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = context(&state, &headers);
+    let s = match state.engine.queue_summary(&ctx, &name) {
+        Ok(s) => s,
+        Err(e) => return sqs_error_page(&e),
+    };
+    if form.get("confirm_name") != Some(name.as_str()) {
+        return html_response(
+            StatusCode::BAD_REQUEST,
+            page(
+                &format!("Purge {name}"),
+                &purge_form(
+                    &name,
+                    &visitor,
+                    (s.visible, s.in_flight, s.delayed),
+                    Some("The name typed is not the queue's: nothing was purged."),
+                ),
+            ),
+        );
+    }
+    match state
+        .engine
+        .purge_queue(
+            &ctx,
+            QueueUrlInput {
+                queue_url: name.clone(),
+            },
+        )
+        .await
+    {
+        Ok(()) => {
+            audit(
+                &state,
+                &visitor,
+                "queue.purge",
+                &name,
+                &format!(
+                    "{} visible, {} in flight, {} delayed",
+                    s.visible, s.in_flight, s.delayed
+                ),
+            );
+            see_other(&format!("/console/queues/{}", url_part(&name)))
+        }
+        Err(e) => bad_request(
+            &format!("Purge {name}"),
+            &e.message,
+            &format!("/console/queues/{}", url_part(&name)),
+        ),
+    }
+}
