@@ -444,13 +444,23 @@ async fn console_under_sigv4_needs_a_login_with_a_configured_key() {
 
 #[tokio::test]
 async fn console_chart_draws_the_minute_history() {
-    let server = Server::bind(ServerConfig {
-        port: 0,
-        ..Default::default()
-    })
+    // A manual clock in the middle of a minute: the background history writer cannot cross a
+    // minute boundary during the test and draw a point before the test writes one.
+    let clock = std::sync::Arc::new(redrive_engine::ManualClock::new(1_776_716_430_000));
+    let engine = std::sync::Arc::new(redrive_engine::Engine::open(
+        redrive_engine::EngineConfig::default(),
+        std::sync::Arc::new(redrive_engine::MemoryStore::new()),
+        clock,
+    ));
+    let server = Server::bind_with_engine(
+        ServerConfig {
+            port: 0,
+            ..Default::default()
+        },
+        engine.clone(),
+    )
     .await
     .unwrap();
-    let engine = server.engine();
     let ts = TestServer::from_server(server);
     seed_incident(&ts).await;
     // Before any minute is written the chart is empty but drawn.
