@@ -173,7 +173,54 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// Why a message's payload could not be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unreadable {
+    /// The store no longer has the message (its payload failed verification and it was
+    /// quarantined): drop it from memory too.
+    Gone,
+    /// The store could not read it now (logged by the store): leave the message where it is.
+    Failed,
+}
+
 impl Engine {
+    /// The payload of `rec`: in memory (the in-memory mode, a message being written), or read
+    /// from the store (through its cache). Never logs the contents.
+    pub(crate) fn payload_of(
+        &self,
+        rec: &store::MessageRecord,
+    ) -> Result<Arc<store::MessagePayload>, Unreadable> {
+        match &rec.payload {
+            store::Payload::Loaded(p) => Ok(p.clone()),
+            store::Payload::Stored => match self.store.payload(rec.queue_uid, rec.seq) {
+                Ok(Some(p)) => Ok(p),
+                Ok(None) => Err(Unreadable::Gone),
+                Err(_) => Err(Unreadable::Failed),
+            },
+        }
+    }
+
+    /// `rec` with its payload in memory (see [`Engine::payload_of`]).
+    pub(crate) fn loaded(
+        &self,
+        rec: &store::MessageRecord,
+    ) -> Result<store::MessageRecord, Unreadable> {
+        let p = self.payload_of(rec)?;
+        Ok(store::MessageRecord {
+            payload: store::Payload::Loaded(p),
+            ..rec.clone()
+        })
+    }
+
+    /// What memory keeps of a message just submitted with its payload: without the payload
+    /// when the store keeps it (read back on receive), else all of it.
+    pub(crate) fn kept(&self, mut rec: store::MessageRecord) -> store::MessageRecord {
+        if self.store.keeps_payloads() {
+            rec.payload = store::Payload::Stored;
+        }
+        rec
+    }
+
     /// Opens an engine over `store`, rebuilding every index from what it holds.
     pub fn open(config: EngineConfig, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         let snapshot = store.load();
@@ -190,7 +237,7 @@ impl Engine {
     ) -> Self {
         let synced_failures = store.write_failures();
         let quarantined_total = snapshot.quarantined_total;
-        let history = history::History::from_documents(&snapshot.documents, clock.now_ms());
+        let history = history::History::from_store(&*store, clock.now_ms());
         let alerts = alerts::AlertBook::from_documents(&snapshot.documents);
         let built = Self::rebuild(snapshot, clock.now_ms());
         if !built.stale.is_empty() {

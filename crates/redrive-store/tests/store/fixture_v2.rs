@@ -9,9 +9,7 @@
 //! `write_format_v2_fixture` (ignored) is how the file was made; run it again only with a
 //! format-v2 build, never with the current one.
 
-use std::sync::Arc;
-
-use redrive_store::{DocumentRecord, MessageRecord, Mutation};
+use redrive_store::{DocumentRecord, MessageRecord, Mutation, Payload};
 
 pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/format-v2.redb");
 
@@ -22,19 +20,23 @@ pub fn batches() -> Vec<Vec<Mutation>> {
         Mutation::PutMessage(m) => m.clone(),
         _ => unreachable!("the v1 fixture's second batch puts messages"),
     };
+    let with_body = |body: &str| {
+        let p = base.payload.loaded().expect("in memory");
+        Payload::new(body, p.attributes.clone(), p.system_attributes.clone())
+    };
     // A delayed message (visible far in the future, never received) and a large one.
     out.push(vec![
         Mutation::PutMessage(MessageRecord {
             seq: 100,
             message_id: "00000000-0000-4000-8000-delayed00100".into(),
-            body: Arc::from("delayed body"),
+            payload: with_body("delayed body"),
             visible_at_ms: 4_000_000_000_000,
             ..base.clone()
         }),
         Mutation::PutMessage(MessageRecord {
             seq: 101,
             message_id: "00000000-0000-4000-8000-large000101".into(),
-            body: Arc::from("L".repeat(4096)),
+            payload: with_body(&"L".repeat(4096)),
             ..base.clone()
         }),
     ]);
