@@ -472,15 +472,26 @@ impl RedbStore {
     /// for tests and tools. A payload that cannot be read fails the call.
     pub fn try_load_full(&self) -> Result<Snapshot, StoreError> {
         let mut snapshot = self.try_load()?;
+        // From the file itself (one read transaction), never from the cache or pending puts:
+        // what a restart would find.
+        let db = self.shared.reader.read().clone().ok_or_else(|| {
+            StoreError::Failed(
+                self.shared
+                    .failure()
+                    .unwrap_or_else(|| "the database is closed".into()),
+            )
+        })?;
+        let txn = db.begin_read()?;
+        let bodies = txn.open_table(MESSAGE_BODY)?;
         for m in &mut snapshot.messages {
             if m.payload.loaded().is_none() {
-                let p = self.read_payload(m.queue_uid, m.seq)?.ok_or_else(|| {
-                    StoreError::Failed(format!(
-                        "message {}/{} has no payload record",
-                        m.queue_uid, m.seq
-                    ))
+                let (uid, seq) = (m.queue_uid, m.seq);
+                let v = bodies.get((uid, seq))?.ok_or_else(|| {
+                    StoreError::Failed(format!("message {uid}/{seq} has no payload record"))
                 })?;
-                m.payload = crate::Payload::Loaded(p);
+                let p = codec::decode_message_body(uid, seq, v.value())
+                    .map_err(|e| StoreError::Failed(format!("payload of {uid}/{seq}: {e}")))?;
+                m.payload = crate::Payload::Loaded(Arc::new(p));
             }
         }
         for kind in LAZY_DOCUMENT_KINDS {
