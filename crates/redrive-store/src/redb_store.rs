@@ -76,7 +76,15 @@ pub struct StoreOptions {
     pub reserve_bytes: u64,
     /// Budget of the payload cache (bytes of bodies and attributes kept for reads).
     pub payload_cache_bytes: usize,
+    /// `open` compacts the file (gives freed pages back) only if it is at most this large:
+    /// compaction walks the whole file, so above this size it would make restart time grow
+    /// with the data. Freed pages are reused by later writes either way; `RedbStore::compact`
+    /// compacts on demand.
+    pub compact_at_open_max_bytes: u64,
 }
+
+/// Default of [`StoreOptions::compact_at_open_max_bytes`]: 256 MiB.
+pub const DEFAULT_COMPACT_AT_OPEN_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -84,6 +92,7 @@ impl Default for StoreOptions {
             mode: DurabilityMode::Strict,
             reserve_bytes: DEFAULT_RESERVE_BYTES,
             payload_cache_bytes: DEFAULT_PAYLOAD_CACHE_BYTES,
+            compact_at_open_max_bytes: DEFAULT_COMPACT_AT_OPEN_MAX_BYTES,
         }
     }
 }
@@ -349,6 +358,7 @@ impl RedbStore {
             source,
         })?;
         let file = dir.join(FILE_NAME);
+        let len = std::fs::metadata(&file).map_or(0, |m| m.len());
         let open = move || -> Result<Database, StoreError> {
             Ok(Database::builder()
                 .set_cache_size(CACHE_BYTES)
@@ -356,8 +366,16 @@ impl RedbStore {
         };
         let mut db = open()?;
         let max_queue_uid = init_format(&db)?;
-        // Nothing else uses the database yet: the cheapest moment to give freed space back.
-        db.compact()?;
+        // Nothing else uses the database yet: the cheapest moment to give freed space back, as
+        // long as walking the file stays cheap.
+        if len <= options.compact_at_open_max_bytes {
+            db.compact()?;
+        } else {
+            tracing::info!(
+                file_bytes = len,
+                "store file larger than the open-time compaction limit; not compacted"
+            );
+        }
         let reserve = (options.reserve_bytes > 0).then(|| Reserve {
             path: dir.join(RESERVE_FILE_NAME),
             dir: dir.to_path_buf(),
