@@ -283,6 +283,16 @@ impl Engine {
             registry.queues.insert((rec.region, rec.name), q);
         }
         let mut max_sequence: u128 = 0;
+        // Size each queue's message table once instead of growing it message by message.
+        let mut per_queue: HashMap<u64, usize> = HashMap::new();
+        for m in &snapshot.messages {
+            *per_queue.entry(m.queue_uid).or_default() += 1;
+        }
+        for (uid, n) in per_queue {
+            if let Some(q) = by_uid.get(&uid) {
+                q.state.lock().messages.reserve(n);
+            }
+        }
         for m in snapshot.messages {
             if let Some(sn) = m
                 .sequence_number

@@ -21,9 +21,9 @@ use parking_lot::Mutex;
 use redrive_core::api::MessageAttributes;
 
 pub use redb_store::{
-    DEFAULT_COMPACT_AT_OPEN_MAX_BYTES, DEFAULT_PAYLOAD_CACHE_BYTES, DEFAULT_RESERVE_BYTES, DurabilityMode, FILE_NAME, FORMAT_VERSION,
-    LAZY_DOCUMENT_KINDS, MAX_GROUP_MUTATIONS, RESERVE_FILE_NAME, RedbStore, StoreError,
-    StoreOptions,
+    DEFAULT_COMPACT_AT_OPEN_MAX_BYTES, DEFAULT_PAYLOAD_CACHE_BYTES, DEFAULT_RESERVE_BYTES,
+    DurabilityMode, FILE_NAME, FORMAT_VERSION, LAZY_DOCUMENT_KINDS, MAX_GROUP_MUTATIONS,
+    RESERVE_FILE_NAME, RedbStore, StoreError, StoreOptions,
 };
 pub use verify::{TableReport, VerifyProblem, VerifyReport, verify};
 

@@ -2000,7 +2000,8 @@ pub(crate) fn scan(txn: &ReadTransaction, full: bool) -> Result<Scan, StoreError
     let mut n = 0;
     let documents = txn.open_table(DOCUMENTS)?;
     // A load skips the lazily read kinds with range reads around them (never visiting them).
-    let mut ranges: Vec<(std::ops::Bound<Vec<u8>>, std::ops::Bound<Vec<u8>>)> = Vec::new();
+    type KindRange = (std::ops::Bound<Vec<u8>>, std::ops::Bound<Vec<u8>>);
+    let mut ranges: Vec<KindRange> = Vec::new();
     if full {
         ranges.push((std::ops::Bound::Unbounded, std::ops::Bound::Unbounded));
     } else {

@@ -409,7 +409,7 @@ async fn bodies_and_attributes_are_read_from_the_store_after_sigkill() {
     let mut deleted = HashSet::new();
     for (b, handle) in sqs.receive(&url, 10, 1, 0).await.unwrap() {
         let i: usize = b.split('-').nth(1).unwrap().parse().unwrap();
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             sqs.call(
                 "DeleteMessage",
                 json!({"QueueUrl": url, "ReceiptHandle": handle}),
