@@ -114,7 +114,9 @@ impl GroupRounds {
 pub struct QueueState {
     pub record: QueueRecord,
     pub settings: QueueSettings,
-    pub messages: HashMap<u64, StoredMessage>,
+    /// Boxed: the table stays small (a pointer per bucket; buckets are up to ~2× the messages)
+    /// and growing it moves pointers, not records (issue 16: memory per message).
+    pub messages: HashMap<u64, Box<StoredMessage>>,
     /// Every visible message, by sequence (send order).
     pub ready: BTreeSet<u64>,
     pub delayed: BTreeSet<(u64, u64)>,
@@ -352,24 +354,27 @@ impl QueueState {
         match state {
             MessageState::Ready => {
                 let group = rec.group_id.clone();
-                self.messages.insert(seq, StoredMessage { rec, state });
+                self.messages
+                    .insert(seq, Box::new(StoredMessage { rec, state }));
                 self.ready_insert(seq, group.as_deref());
             }
             MessageState::Delayed => {
                 self.delayed.insert((rec.visible_at_ms, seq));
-                self.messages.insert(seq, StoredMessage { rec, state });
+                self.messages
+                    .insert(seq, Box::new(StoredMessage { rec, state }));
             }
             MessageState::InFlight => {
                 self.in_flight.insert((rec.visible_at_ms, seq));
                 self.in_flight_enter(rec.group_id.as_ref());
-                self.messages.insert(seq, StoredMessage { rec, state });
+                self.messages
+                    .insert(seq, Box::new(StoredMessage { rec, state }));
             }
         }
     }
 
     /// Removes a message from every index. Returns it.
     pub fn remove(&mut self, seq: u64) -> Option<StoredMessage> {
-        let m = self.messages.remove(&seq)?;
+        let m = *self.messages.remove(&seq)?;
         match m.state {
             MessageState::Ready => self.ready_remove(seq, key_of(&m.rec)),
             MessageState::Delayed => {
