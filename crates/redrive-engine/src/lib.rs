@@ -145,6 +145,9 @@ pub struct Engine {
     resync: Mutex<()>,
     /// Records in the store's quarantine as of the last load (for the health endpoint).
     quarantined_total: AtomicU64,
+    /// Set when a payload read found a message gone (the store quarantined it): the count
+    /// above is read again from the store when next asked.
+    quarantine_changed: std::sync::atomic::AtomicBool,
     /// Minute history bookkeeping (a leaf lock; see [`history`]).
     history: Mutex<history::History>,
     /// One minute-history write at a time (queue locks are taken under it).
@@ -194,7 +197,10 @@ impl Engine {
             store::Payload::Loaded(p) => Ok(p.clone()),
             store::Payload::Stored => match self.store.payload(rec.queue_uid, rec.seq) {
                 Ok(Some(p)) => Ok(p),
-                Ok(None) => Err(Unreadable::Gone),
+                Ok(None) => {
+                    self.quarantine_changed.store(true, Ordering::SeqCst);
+                    Err(Unreadable::Gone)
+                }
                 Err(_) => Err(Unreadable::Failed),
             },
         }
@@ -257,6 +263,7 @@ impl Engine {
             synced_failures: AtomicU64::new(synced_failures),
             resync: Mutex::new(()),
             quarantined_total: AtomicU64::new(quarantined_total),
+            quarantine_changed: std::sync::atomic::AtomicBool::new(false),
             history: Mutex::new(history),
             history_flush: Mutex::new(()),
             alerts,
@@ -509,8 +516,17 @@ impl Engine {
         })
     }
 
-    /// How many records the store's quarantine held at the last load (startup or rebuild).
+    /// How many records the store's quarantine holds: as of the last load (startup or
+    /// rebuild), read again after a receive found a damaged payload.
     pub fn quarantined_count(&self) -> u64 {
+        if self.quarantine_changed.swap(false, Ordering::SeqCst) {
+            match self.store.quarantined() {
+                Ok(q) => self
+                    .quarantined_total
+                    .store(q.len() as u64, Ordering::SeqCst),
+                Err(_) => self.quarantine_changed.store(true, Ordering::SeqCst),
+            }
+        }
         self.quarantined_total.load(Ordering::SeqCst)
     }
 

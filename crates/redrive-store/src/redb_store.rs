@@ -1948,6 +1948,26 @@ pub(crate) fn scan(txn: &ReadTransaction, full: bool) -> Result<Scan, StoreError
                 let (uid, seq) = k.value();
                 if let Err(e) = codec::decode_message_body(uid, seq, v.value()) {
                     fail(&mut damaged, Loc::Body(uid, seq), v.value(), e);
+                    // Quarantined with it when a receive reads it.
+                    let raw_state = states_table.get((uid, seq))?.map(|v| v.value().to_vec());
+                    if let Some(h) = headers.get((uid, seq))? {
+                        damaged.push(Damaged {
+                            loc: Loc::Message(uid, seq),
+                            raw: h.value().to_vec(),
+                            reason: BODY_CONSEQUENCE.into(),
+                            replacement: None,
+                            failed: false,
+                        });
+                    }
+                    if let Some(raw) = raw_state {
+                        damaged.push(Damaged {
+                            loc: Loc::State(uid, seq),
+                            raw,
+                            reason: BODY_CONSEQUENCE.into(),
+                            replacement: None,
+                            failed: false,
+                        });
+                    }
                 } else if headers.get((uid, seq))?.is_none() {
                     damaged.push(Damaged {
                         loc: Loc::Body(uid, seq),

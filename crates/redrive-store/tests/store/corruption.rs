@@ -139,9 +139,27 @@ fn flipped_bytes_are_quarantined_never_served_and_reported_by_verify() {
     let mut failed: Vec<_> = report
         .problems
         .iter()
+        .filter(|p| p.failed_verification)
         .map(|p| (p.table.as_str(), p.key.as_str()))
         .collect();
     failed.sort_unstable();
+    // A damaged payload's header and state are listed as going with it.
+    let mut with: Vec<_> = report
+        .problems
+        .iter()
+        .filter(|p| !p.failed_verification)
+        .map(|p| (p.table.as_str(), p.key.as_str()))
+        .collect();
+    with.sort_unstable();
+    assert_eq!(
+        with,
+        [
+            ("message_state", "1/1"),
+            ("message_state", "1/3"),
+            ("messages", "1/1"),
+            ("messages", "1/3"),
+        ]
+    );
     // Format 3: the body and the attributes are in `message_body`.
     assert_eq!(
         failed,
