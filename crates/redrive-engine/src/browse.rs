@@ -160,9 +160,12 @@ impl Engine {
             }
             last = Some(BrowseCursor(enq, seq));
             let r = &m.rec;
+            // Read from the store when it is only there; a message that cannot be read is
+            // shown without its body and attributes.
+            let payload = self.payload_of(r).unwrap_or_default();
             messages.push(BrowsedMessage {
                 message_id: r.message_id.clone(),
-                body: r.body.to_string(),
+                body: payload.body.clone(),
                 state: m.state,
                 sent_ms: r.sent_ms,
                 enqueued_ms: r.enqueued_ms,
@@ -174,8 +177,8 @@ impl Engine {
                 sequence_number: r.sequence_number.clone(),
                 dead_letter_source_arn: r.dead_letter_source_arn.clone(),
                 dead_lettered_ms: r.dead_lettered_ms,
-                message_attributes: r.attributes.clone(),
-                system_attributes: r.system_attributes.clone(),
+                message_attributes: payload.attributes.clone(),
+                system_attributes: payload.system_attributes.clone(),
                 sender_id: r.sender_id.clone(),
                 group_blocked: m.state == MessageState::Ready
                     && r.group_id

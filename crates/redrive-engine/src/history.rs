@@ -232,29 +232,49 @@ pub(crate) struct History {
 }
 
 impl History {
-    pub(crate) fn from_documents(docs: &[DocumentRecord], now_ms: u64) -> History {
+    /// Reads what the history writer needs from the store, not from the startup snapshot
+    /// (which leaves the minute history out): which queue-days exist (one key-range seek per
+    /// queue-day, never every document) and, for each queue with a document of the minute the
+    /// engine opens in, that document (to add to it).
+    pub(crate) fn from_store(store: &dyn crate::store::Store, now_ms: u64) -> History {
         let opened = now_ms / MINUTE_MS;
+        let days: BTreeSet<(u64, u64)> = match store.document_prefixes(DOC_METRICS_MINUTE, 2) {
+            Ok(prefixes) => prefixes
+                .iter()
+                .filter_map(|p| {
+                    let mut parts = p.split('/');
+                    let uid = parts.next()?.parse().ok()?;
+                    let day = parse_day(parts.next()?)?;
+                    Some((uid, day))
+                })
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "reading the minute history's days failed");
+                BTreeSet::new()
+            }
+        };
+        let mut carry = HashMap::new();
+        for (uid, day) in &days {
+            if *day != opened / MINUTES_PER_DAY {
+                continue;
+            }
+            let key = minute_key(*uid, opened);
+            let next = format!("{key}\u{0}");
+            if let Ok(docs) = store.documents(DOC_METRICS_MINUTE, &key, &next)
+                && let Some(d) = docs.first()
+                && let Some(r) = MinuteRecord::decode(&d.value)
+            {
+                carry.insert(*uid, r.c);
+            }
+        }
         History {
             retention_days: DEFAULT_RETENTION_DAYS,
             base: HashMap::new(),
             written_through: opened.saturating_sub(1),
             partial: false,
             carry_minute: opened,
-            carry: docs
-                .iter()
-                .filter(|d| d.kind == DOC_METRICS_MINUTE)
-                .filter_map(|d| {
-                    let (uid, minute) = parse_key(&d.key)?;
-                    (minute == opened).then_some(uid)?;
-                    Some((uid, MinuteRecord::decode(&d.value)?.c))
-                })
-                .collect(),
-            days: docs
-                .iter()
-                .filter(|d| d.kind == DOC_METRICS_MINUTE)
-                .filter_map(|d| parse_key(&d.key))
-                .map(|(uid, minute)| (uid, minute / MINUTES_PER_DAY))
-                .collect(),
+            carry,
+            days,
         }
     }
 }

@@ -146,6 +146,9 @@ pub struct Engine {
     resync: Mutex<()>,
     /// Records in the store's quarantine as of the last load (for the health endpoint).
     quarantined_total: AtomicU64,
+    /// Set when a payload read found a message gone (the store quarantined it): the count
+    /// above is read again from the store when next asked.
+    quarantine_changed: std::sync::atomic::AtomicBool,
     /// Minute history bookkeeping (a leaf lock; see [`history`]).
     history: Mutex<history::History>,
     /// One minute-history write at a time (queue locks are taken under it).
@@ -176,7 +179,57 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// Why a message's payload could not be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unreadable {
+    /// The store no longer has the message (its payload failed verification and it was
+    /// quarantined): drop it from memory too.
+    Gone,
+    /// The store could not read it now (logged by the store): leave the message where it is.
+    Failed,
+}
+
 impl Engine {
+    /// The payload of `rec`: in memory (the in-memory mode, a message being written), or read
+    /// from the store (through its cache). Never logs the contents.
+    pub(crate) fn payload_of(
+        &self,
+        rec: &store::MessageRecord,
+    ) -> Result<Arc<store::MessagePayload>, Unreadable> {
+        match &rec.payload {
+            store::Payload::Loaded(p) => Ok(p.clone()),
+            store::Payload::Stored => match self.store.payload(rec.queue_uid, rec.seq) {
+                Ok(Some(p)) => Ok(p),
+                Ok(None) => {
+                    self.quarantine_changed.store(true, Ordering::SeqCst);
+                    Err(Unreadable::Gone)
+                }
+                Err(_) => Err(Unreadable::Failed),
+            },
+        }
+    }
+
+    /// `rec` with its payload in memory (see [`Engine::payload_of`]).
+    pub(crate) fn loaded(
+        &self,
+        rec: &store::MessageRecord,
+    ) -> Result<store::MessageRecord, Unreadable> {
+        let p = self.payload_of(rec)?;
+        Ok(store::MessageRecord {
+            payload: store::Payload::Loaded(p),
+            ..rec.clone()
+        })
+    }
+
+    /// What memory keeps of a message just submitted with its payload: without the payload
+    /// when the store keeps it (read back on receive), else all of it.
+    pub(crate) fn kept(&self, mut rec: store::MessageRecord) -> store::MessageRecord {
+        if self.store.keeps_payloads() {
+            rec.payload = store::Payload::Stored;
+        }
+        rec
+    }
+
     /// Opens an engine over `store`, rebuilding every index from what it holds.
     pub fn open(config: EngineConfig, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         let snapshot = store.load();
@@ -193,7 +246,7 @@ impl Engine {
     ) -> Self {
         let synced_failures = store.write_failures();
         let quarantined_total = snapshot.quarantined_total;
-        let history = history::History::from_documents(&snapshot.documents, clock.now_ms());
+        let history = history::History::from_store(&*store, clock.now_ms());
         let alerts = alerts::AlertBook::from_documents(&snapshot.documents);
         let built = Self::rebuild(snapshot, clock.now_ms());
         if !built.stale.is_empty() {
@@ -213,6 +266,7 @@ impl Engine {
             synced_failures: AtomicU64::new(synced_failures),
             resync: Mutex::new(()),
             quarantined_total: AtomicU64::new(quarantined_total),
+            quarantine_changed: std::sync::atomic::AtomicBool::new(false),
             history: Mutex::new(history),
             history_flush: Mutex::new(()),
             alerts,
@@ -240,6 +294,16 @@ impl Engine {
             registry.queues.insert((rec.region, rec.name), q);
         }
         let mut max_sequence: u128 = 0;
+        // Size each queue's message table once instead of growing it message by message.
+        let mut per_queue: HashMap<u64, usize> = HashMap::new();
+        for m in &snapshot.messages {
+            *per_queue.entry(m.queue_uid).or_default() += 1;
+        }
+        for (uid, n) in per_queue {
+            if let Some(q) = by_uid.get(&uid) {
+                q.state.lock().messages.reserve(n);
+            }
+        }
         for m in snapshot.messages {
             if let Some(sn) = m
                 .sequence_number
@@ -456,8 +520,17 @@ impl Engine {
         })
     }
 
-    /// How many records the store's quarantine held at the last load (startup or rebuild).
+    /// How many records the store's quarantine holds: as of the last load (startup or
+    /// rebuild), read again after a receive found a damaged payload.
     pub fn quarantined_count(&self) -> u64 {
+        if self.quarantine_changed.swap(false, Ordering::SeqCst) {
+            match self.store.quarantined() {
+                Ok(q) => self
+                    .quarantined_total
+                    .store(q.len() as u64, Ordering::SeqCst),
+                Err(_) => self.quarantine_changed.store(true, Ordering::SeqCst),
+            }
+        }
         self.quarantined_total.load(Ordering::SeqCst)
     }
 

@@ -27,8 +27,10 @@ type ReceiveAttempt = (
 
 /// What one receive did with a candidate message.
 enum Taken {
-    /// Handed out (now in flight).
-    Received,
+    /// Handed out (now in flight), with its payload.
+    Received(Arc<crate::store::MessagePayload>),
+    /// Its payload is gone from the store (quarantined): dropped from memory too.
+    Gone,
     /// Moved to the dead-letter queue.
     Moved,
     /// Left where it is (the DLQ was busy).
@@ -222,9 +224,7 @@ impl Engine {
             queue_uid: queue.uid,
             seq,
             message_id,
-            body: Arc::from(body),
-            attributes: fields.attributes,
-            system_attributes: fields.system_attributes,
+            payload: crate::store::Payload::new(body, fields.attributes, fields.system_attributes),
             sender_id: self.config.account_id.clone(),
             sent_ms: now,
             enqueued_ms: now,
@@ -239,7 +239,7 @@ impl Engine {
             dead_lettered_ms: None,
         };
         muts.push(Mutation::PutMessage(rec.clone()));
-        st.insert(rec, now);
+        st.insert(self.kept(rec), now);
         tally.sent += 1;
         tally.sent_bytes += size as u64;
         Ok(out)
@@ -506,10 +506,24 @@ impl Engine {
                     }
                     return Taken::Moved;
                 }
+                // The payload first (from the store's cache or file): a message that cannot be
+                // read is not handed out.
+                let payload = match st.messages.get(&seq).map(|m| self.payload_of(&m.rec)) {
+                    Some(Ok(p)) => p,
+                    Some(Err(crate::Unreadable::Gone)) => {
+                        st.remove(seq);
+                        muts.push(Mutation::DeleteMessage {
+                            queue_uid: queue.uid,
+                            seq,
+                        });
+                        return Taken::Gone;
+                    }
+                    _ => return Taken::Kept,
+                };
                 match st.mark_received(seq, now, visibility) {
                     Some(m) => {
                         muts.push(m);
-                        Taken::Received
+                        Taken::Received(payload)
                     }
                     None => Taken::Kept,
                 }
@@ -524,10 +538,10 @@ impl Engine {
                         break;
                     };
                     match take(&mut st, seq, &mut muts) {
-                        Taken::Received => {
-                            out.push(self.render(queue, &st, seq, input, system_names))
+                        Taken::Received(p) => {
+                            out.push(self.render(queue, &st, seq, &p, input, system_names))
                         }
-                        Taken::Moved => {}
+                        Taken::Moved | Taken::Gone => {}
                         Taken::Kept => rounds.drop_last(),
                     }
                 }
@@ -547,10 +561,10 @@ impl Engine {
                             break;
                         }
                         match take(&mut st, seq, &mut muts) {
-                            Taken::Received => {
-                                out.push(self.render(queue, &st, seq, input, system_names))
+                            Taken::Received(p) => {
+                                out.push(self.render(queue, &st, seq, &p, input, system_names))
                             }
-                            Taken::Moved => {}
+                            Taken::Moved | Taken::Gone => {}
                             Taken::Kept => {
                                 skipped.insert(seq);
                             }
@@ -627,14 +641,19 @@ impl Engine {
             return None;
         }
         let deadline = now + (visibility.max(0) as u64) * 1000;
+        // Every payload first: an attempt whose messages cannot all be read is not replayed.
+        let payloads = seqs
+            .iter()
+            .map(|(seq, _, _)| self.payload_of(&st.messages[seq].rec).ok())
+            .collect::<Option<Vec<_>>>()?;
         let mut out = Vec::new();
         let mut replayed = Vec::new();
-        for (seq, count, _) in seqs {
+        for ((seq, count, _), payload) in seqs.into_iter().zip(payloads) {
             if let Some(m) = st.change_visibility(seq, deadline) {
                 muts.push(m);
             }
             replayed.push((seq, count, deadline));
-            out.push(self.render(queue, st, seq, input, system_names));
+            out.push(self.render(queue, st, seq, &payload, input, system_names));
         }
         muts.extend(st.record_attempt(id.clone(), now + limits::DEDUP_INTERVAL_MS, replayed));
         Some(out)
@@ -655,8 +674,11 @@ impl Engine {
         if dst.deleted {
             return None;
         }
+        // The DLQ's copy is written whole: read the payload before anything changes.
+        let payload = self.payload_of(&st.messages.get(&seq)?.rec).ok()?;
         let m = st.remove(seq)?;
         let mut rec = m.rec;
+        rec.payload = crate::store::Payload::Loaded(payload);
         let mut muts = vec![Mutation::DeleteMessage {
             queue_uid: source.uid,
             seq,
@@ -672,7 +694,7 @@ impl Engine {
         }
         muts.push(Mutation::PutMessage(rec.clone()));
         self.note_dead_letter(&rec, now);
-        dst.insert(rec, now);
+        dst.insert(self.kept(rec), now);
         // Submitted with both locks held, so no DLQ consumer's change can reach the store
         // before the message's arrival does.
         let ticket = self.store.submit(muts);
@@ -685,6 +707,7 @@ impl Engine {
         queue: &Queue,
         st: &QueueState,
         seq: u64,
+        payload: &crate::store::MessagePayload,
         input: &ReceiveMessageInput,
         system_names: &[String],
     ) -> ReceivedMessage {
@@ -710,12 +733,13 @@ impl Engine {
         put("SequenceNumber", m.sequence_number.clone());
         put(
             "AWSTraceHeader",
-            m.system_attributes
+            payload
+                .system_attributes
                 .get("AWSTraceHeader")
                 .and_then(|v| v.string_value.clone()),
         );
         put("DeadLetterQueueSourceArn", m.dead_letter_source_arn.clone());
-        let message_attributes: MessageAttributes = m
+        let message_attributes: MessageAttributes = payload
             .attributes
             .iter()
             .filter(|(k, _)| attribute_selected(&input.message_attribute_names, k))
@@ -729,8 +753,8 @@ impl Engine {
                 receive_count: m.receive_count,
             }
             .encode(),
-            md5_of_body: md5_hex(m.body.as_bytes()),
-            body: m.body.to_string(),
+            md5_of_body: md5_hex(payload.body.as_bytes()),
+            body: payload.body.clone(),
             attributes: attrs,
             md5_of_message_attributes: md5_of_attributes(&message_attributes),
             message_attributes,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use redrive_core::api::MessageAttributes;
 
 use crate::queue::QueueState;
-use crate::store::{Durable, MessageRecord, Mutation};
+use crate::store::{Durable, MessageRecord, Mutation, Payload};
 use crate::{Engine, Queue};
 
 /// Which message of the source to move.
@@ -63,6 +63,8 @@ pub(crate) struct PendingMove<'a> {
     seq: u64,
     pub now: u64,
     rewrite: Option<Rewrite>,
+    /// The message's payload, read before the move (the destination's copy is written whole).
+    payload: Arc<crate::store::MessagePayload>,
 }
 
 /// A message moved by [`PendingMove::transfer`].
@@ -90,12 +92,12 @@ impl PendingMove<'_> {
     /// sequence; body and attributes kept unless rewritten) into the destination, in memory.
     /// The returned mutations must be submitted before the locks are released.
     pub fn transfer(self) -> Option<Transferred> {
-        let old = self.st.remove(self.seq)?;
+        let mut old = self.st.remove(self.seq)?;
+        old.rec.payload = Payload::Loaded(self.payload.clone());
         let from_id = old.rec.message_id.clone();
         let mut rec = redriven(old.rec, self.dest, self.dst, self.now, self.engine);
         if let Some((body, attributes)) = self.rewrite {
-            rec.body = body;
-            rec.attributes = attributes;
+            rec.payload = Payload::new(body, attributes, self.payload.system_attributes.clone());
         }
         let to_id = rec.message_id.clone();
         let mutations = vec![
@@ -105,7 +107,7 @@ impl PendingMove<'_> {
             },
             Mutation::PutMessage(rec.clone()),
         ];
-        self.dst.insert(rec, self.now);
+        self.dst.insert(self.engine.kept(rec), self.now);
         Some(Transferred {
             from_id,
             to_id,
@@ -170,7 +172,15 @@ impl Engine {
                 (_, Ok(_)) => return MoveResult::Retry,
                 (_, Err(not)) => return not,
             }
-            let rewrite = match rewrite(&st.messages[&seq].rec, now) {
+            let rec = match self.loaded(&st.messages[&seq].rec) {
+                Ok(rec) => rec,
+                Err(crate::Unreadable::Gone) => return MoveResult::MessageGone,
+                Err(crate::Unreadable::Failed) => return MoveResult::Retry,
+            };
+            let Some(payload) = rec.payload.loaded().cloned() else {
+                return MoveResult::Retry;
+            };
+            let rewrite = match rewrite(&rec, now) {
                 Ok(r) => r,
                 Err(e) => return MoveResult::Rejected(e),
             };
@@ -189,6 +199,7 @@ impl Engine {
                 seq,
                 now,
                 rewrite,
+                payload,
             })
         };
         match committed {
@@ -229,9 +240,7 @@ fn redriven(
         dedup_id: fifo.then(|| message_id.clone()),
         sequence_number: fifo.then(|| engine.next_sequence_number()),
         message_id,
-        body: old.body,
-        attributes: old.attributes,
-        system_attributes: old.system_attributes,
+        payload: old.payload,
         sender_id: old.sender_id,
         sent_ms: now,
         enqueued_ms: now,

@@ -75,13 +75,12 @@ pub struct DedupEntry {
 }
 
 /// Scheduling key of a ready message: its `MessageGroupId` (a FIFO group, or a fair-queue
-/// tenant on a standard queue), or, without one, a key of its own (each message without a
-/// group is its own tenant, as in SQS fair queues).
-fn key_of(rec: &MessageRecord) -> String {
-    match &rec.group_id {
-        Some(g) => g.clone(),
-        None => format!("\u{0}{}", rec.seq),
-    }
+/// tenant on a standard queue). A message without one is its own tenant (as in SQS fair
+/// queues): such messages are kept in `solo` (one set for all of them) instead of a key each,
+/// since a tenant of one message is its own head and is never noisy (issue 16: ~300 bytes
+/// less per message).
+fn key_of(rec: &MessageRecord) -> Option<&str> {
+    rec.group_id.as_deref()
 }
 
 /// A tenant is noisy (served after the quiet ones) when it holds more than 10 % of the
@@ -115,7 +114,9 @@ impl GroupRounds {
 pub struct QueueState {
     pub record: QueueRecord,
     pub settings: QueueSettings,
-    pub messages: HashMap<u64, StoredMessage>,
+    /// Boxed: the table stays small (a pointer per bucket; buckets are up to ~2× the messages)
+    /// and growing it moves pointers, not records (issue 16: memory per message).
+    pub messages: HashMap<u64, Box<StoredMessage>>,
     /// Every visible message, by sequence (send order).
     pub ready: BTreeSet<u64>,
     pub delayed: BTreeSet<(u64, u64)>,
@@ -124,6 +125,8 @@ pub struct QueueState {
     pub next_seq: u64,
     /// Visible messages per scheduling key (see [`key_of`]).
     ready_by_key: HashMap<String, BTreeSet<u64>>,
+    /// Visible messages without a group: each its own tenant (standard queues only).
+    solo: BTreeSet<u64>,
     /// `(oldest visible sequence, key)` of every key that may be served now: FIFO groups with
     /// nothing in flight, every tenant of a standard queue.
     heads: BTreeSet<(u64, String)>,
@@ -156,6 +159,7 @@ impl QueueState {
             retention: BTreeSet::new(),
             next_seq: 1,
             ready_by_key: HashMap::new(),
+            solo: BTreeSet::new(),
             heads: BTreeSet::new(),
             in_flight_by_key: HashMap::new(),
             dedup: HashMap::new(),
@@ -260,8 +264,13 @@ impl QueueState {
     }
 
     /// Adds a visible message to `ready` and the scheduling index.
-    fn ready_insert(&mut self, seq: u64, key: String) {
+    fn ready_insert(&mut self, seq: u64, key: Option<&str>) {
         self.ready.insert(seq);
+        let Some(key) = key else {
+            self.solo.insert(seq);
+            return;
+        };
+        let key = key.to_string();
         let locked = self.key_locked(&key);
         let set = self.ready_by_key.entry(key.clone()).or_default();
         let old_head = set.first().copied();
@@ -275,8 +284,12 @@ impl QueueState {
     }
 
     /// Removes a visible message from `ready` and the scheduling index.
-    fn ready_remove(&mut self, seq: u64, key: &str) {
+    fn ready_remove(&mut self, seq: u64, key: Option<&str>) {
         self.ready.remove(&seq);
+        let Some(key) = key else {
+            self.solo.remove(&seq);
+            return;
+        };
         let Some(set) = self.ready_by_key.get_mut(key) else {
             return;
         };
@@ -340,27 +353,30 @@ impl QueueState {
         self.retention.insert((rec.enqueued_ms, seq));
         match state {
             MessageState::Ready => {
-                let key = key_of(&rec);
-                self.messages.insert(seq, StoredMessage { rec, state });
-                self.ready_insert(seq, key);
+                let group = rec.group_id.clone();
+                self.messages
+                    .insert(seq, Box::new(StoredMessage { rec, state }));
+                self.ready_insert(seq, group.as_deref());
             }
             MessageState::Delayed => {
                 self.delayed.insert((rec.visible_at_ms, seq));
-                self.messages.insert(seq, StoredMessage { rec, state });
+                self.messages
+                    .insert(seq, Box::new(StoredMessage { rec, state }));
             }
             MessageState::InFlight => {
                 self.in_flight.insert((rec.visible_at_ms, seq));
                 self.in_flight_enter(rec.group_id.as_ref());
-                self.messages.insert(seq, StoredMessage { rec, state });
+                self.messages
+                    .insert(seq, Box::new(StoredMessage { rec, state }));
             }
         }
     }
 
     /// Removes a message from every index. Returns it.
     pub fn remove(&mut self, seq: u64) -> Option<StoredMessage> {
-        let m = self.messages.remove(&seq)?;
+        let m = *self.messages.remove(&seq)?;
         match m.state {
-            MessageState::Ready => self.ready_remove(seq, &key_of(&m.rec)),
+            MessageState::Ready => self.ready_remove(seq, key_of(&m.rec)),
             MessageState::Delayed => {
                 self.delayed.remove(&(m.rec.visible_at_ms, seq));
             }
@@ -383,8 +399,8 @@ impl QueueState {
             self.delayed.pop_first();
             if let Some(m) = self.messages.get_mut(&seq) {
                 m.state = MessageState::Ready;
-                let key = key_of(&m.rec);
-                self.ready_insert(seq, key);
+                let group = m.rec.group_id.clone();
+                self.ready_insert(seq, group.as_deref());
             }
         }
         while let Some(&(due, seq)) = self.in_flight.first() {
@@ -394,10 +410,9 @@ impl QueueState {
             self.in_flight.pop_first();
             if let Some(m) = self.messages.get_mut(&seq) {
                 m.state = MessageState::Ready;
-                let key = key_of(&m.rec);
                 let group = m.rec.group_id.clone();
                 // Make it visible first, then unlock, so the group's head is this message.
-                self.ready_insert(seq, key);
+                self.ready_insert(seq, group.as_deref());
                 self.in_flight_leave(group.as_ref());
             }
         }
@@ -501,15 +516,17 @@ impl QueueState {
             }
             (quiet, noisy)
         };
-        self.merge_oldest(&quiet, max, &mut picked);
+        // Messages without a group are quiet tenants of one message each.
+        self.merge_oldest(&quiet, true, max, &mut picked);
         if picked.len() < max {
-            self.merge_oldest(&noisy, max, &mut picked);
+            self.merge_oldest(&noisy, false, max, &mut picked);
         }
         picked
     }
 
-    /// Appends the oldest messages across `keys` (k-way merge) until `picked` holds `max`.
-    fn merge_oldest(&self, keys: &[&String], max: usize, picked: &mut Vec<u64>) {
+    /// Appends the oldest messages across `keys` (and the messages without a group, with
+    /// `solo`) (k-way merge) until `picked` holds `max`.
+    fn merge_oldest(&self, keys: &[&String], solo: bool, max: usize, picked: &mut Vec<u64>) {
         use std::cmp::Reverse;
         use std::collections::BinaryHeap;
         let mut iters: Vec<_> = keys
@@ -519,6 +536,7 @@ impl QueueState {
                     .get(*k)
                     .map(|s| s.iter().copied().peekable())
             })
+            .chain(solo.then(|| self.solo.iter().copied().peekable()))
             .collect();
         let mut heap = BinaryHeap::new();
         for (i, it) in iters.iter_mut().enumerate() {
@@ -589,9 +607,8 @@ impl QueueState {
         if m.state != MessageState::Ready {
             return None;
         }
-        let key = key_of(&m.rec);
         let group = m.rec.group_id.clone();
-        self.ready_remove(seq, &key);
+        self.ready_remove(seq, group.as_deref());
         self.in_flight_enter(group.as_ref());
         let m = self.messages.get_mut(&seq)?;
         m.rec.receive_count += 1;
@@ -615,9 +632,8 @@ impl QueueState {
         if m.state != MessageState::Ready || m.rec.receive_count == 0 {
             return None;
         }
-        let key = key_of(&m.rec);
         let group = m.rec.group_id.clone();
-        self.ready_remove(seq, &key);
+        self.ready_remove(seq, group.as_deref());
         self.in_flight_enter(group.as_ref());
         let m = self.messages.get_mut(&seq)?;
         m.rec.visible_at_ms = visible_at_ms;
@@ -682,11 +698,11 @@ impl QueueState {
             }
             if in_ready {
                 n_ready += 1;
-                if !self
-                    .ready_by_key
-                    .get(&key_of(&m.rec))
-                    .is_some_and(|s| s.contains(seq))
-                {
+                let listed = match key_of(&m.rec) {
+                    Some(key) => self.ready_by_key.get(key).is_some_and(|s| s.contains(seq)),
+                    None => self.solo.contains(seq),
+                };
+                if !listed {
                     return Err(format!("ready message {seq} missing from its key"));
                 }
             }
@@ -697,7 +713,7 @@ impl QueueState {
             return Err("index sizes disagree with the message table".into());
         }
         let by_key: usize = self.ready_by_key.values().map(BTreeSet::len).sum();
-        if by_key != self.ready.len() {
+        if by_key + self.solo.len() != self.ready.len() {
             return Err("ready_by_key disagrees with ready".into());
         }
         for (key, set) in &self.ready_by_key {

@@ -331,6 +331,7 @@ fn message_meta(m: &MessageRecord) -> Value {
         attributes.insert("DeadLetterQueueSourceArn".into(), s.clone().into());
     }
     if let Some(h) = m
+        .payload_or_empty()
         .system_attributes
         .get("AWSTraceHeader")
         .and_then(|v| v.string_value.clone())
@@ -345,13 +346,14 @@ fn message_meta(m: &MessageRecord) -> Value {
         group_id: m.group_id.as_deref(),
         dead_letter_source_arn: m.dead_letter_source_arn.as_deref(),
         attributes: Value::Object(attributes),
-        message_attributes: serde_json::to_value(&m.attributes).unwrap_or(Value::Null),
+        message_attributes: serde_json::to_value(&m.payload_or_empty().attributes)
+            .unwrap_or(Value::Null),
     })
 }
 
 fn candidate<'a>(m: &'a MessageRecord, meta: &'a Value) -> Candidate<'a> {
     Candidate {
-        body: &m.body,
+        body: &m.payload_or_empty().body,
         meta,
         sent_ms: Some(m.sent_ms as i64),
         dead_lettered_ms: m.dead_lettered_ms.map(|t| t as i64),
@@ -361,7 +363,10 @@ fn candidate<'a>(m: &'a MessageRecord, meta: &'a Value) -> Candidate<'a> {
 fn rate_key(key: &Option<GroupBy>, m: &MessageRecord, meta: &Value) -> String {
     match key {
         None => String::new(),
-        Some(k) => match k.first(&jq::body_value(&m.body), &jq::from_json(meta)) {
+        Some(k) => match k.first(
+            &jq::body_value(&m.payload_or_empty().body),
+            &jq::from_json(meta),
+        ) {
             Output::Value(v) => jq::val_text(&v),
             Output::Nothing => "(none)".into(),
             Output::Error(_) => "(error)".into(),
@@ -381,12 +386,12 @@ fn rewrite(
 ) -> Result<(Arc<str>, redrive_core::api::MessageAttributes), String> {
     let body: Arc<str> = match &compiled.transform {
         Some(t) => t
-            .apply(&m.body, meta, limits::MAX_MESSAGE_SIZE)
+            .apply(&m.payload_or_empty().body, meta, limits::MAX_MESSAGE_SIZE)
             .map_err(|e| e.to_string())?
             .into(),
-        None => m.body.clone(),
+        None => Arc::from(m.payload_or_empty().body.as_str()),
     };
-    let mut attributes = m.attributes.clone();
+    let mut attributes = m.payload_or_empty().attributes.clone();
     if req.provenance {
         provenance::check_room(attributes.keys().map(String::as_str))?;
         let existing = attributes
@@ -487,7 +492,8 @@ impl Engine {
             let mut v: Vec<(MessageRecord, bool)> = st
                 .messages
                 .iter()
-                .map(|(seq, m)| (m.rec.clone(), st.ready.contains(seq)))
+                // Bodies read from the store when only there (the filters look at them).
+                .filter_map(|(seq, m)| Some((self.loaded(&m.rec).ok()?, st.ready.contains(seq))))
                 .collect();
             v.sort_by_key(|(m, _)| m.seq);
             v
@@ -782,6 +788,7 @@ impl Engine {
     /// a replay sent came back.
     pub(crate) fn note_dead_letter(&self, rec: &MessageRecord, now: u64) {
         let Some(p) = rec
+            .payload_or_empty()
             .attributes
             .get(provenance::ATTRIBUTE)
             .and_then(|v| v.string_value.as_deref())

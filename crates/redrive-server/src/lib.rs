@@ -103,6 +103,7 @@ impl Server {
                 let options = redrive_store::StoreOptions {
                     mode: *mode,
                     reserve_bytes: *reserve_bytes,
+                    ..redrive_store::StoreOptions::default()
                 };
                 // Open and read the whole file off the async threads; an unreadable file stops
                 // startup here instead of serving an empty server. Records that fail their

@@ -28,7 +28,8 @@ use std::sync::Arc;
 use redrive_core::api::{MessageAttributeValue, MessageAttributes};
 
 use crate::{
-    DedupRecord, DocumentRecord, MessageRecord, MoveTaskRecord, MoveTaskStatus, QueueRecord,
+    DedupRecord, DocumentRecord, MessagePayload, MessageRecord, MoveTaskRecord, MoveTaskStatus,
+    Payload, QueueRecord,
 };
 
 /// Record version 1: queues, message state, move tasks, dedup entries, quarantine entries, and
@@ -38,6 +39,10 @@ pub const RECORD_V1: u8 = 1;
 /// Record version 2: the immutable part of a message (format version 2; version 1 held the
 /// delivery state too).
 pub const RECORD_V2: u8 = 2;
+
+/// Record version 3: the header of a message (format version 3: the body and attributes moved
+/// to `message_body`).
+pub const RECORD_V3: u8 = 3;
 
 /// Length of the CRC32C that starts every sealed value.
 pub const CHECKSUM_LEN: usize = 4;
@@ -52,16 +57,18 @@ pub mod table {
     pub const QUEUES: &str = "queues";
     pub const MESSAGES: &str = "messages";
     pub const MESSAGE_STATE: &str = "message_state";
+    pub const MESSAGE_BODY: &str = "message_body";
     pub const MOVE_TASKS: &str = "move_tasks";
     pub const DEDUP: &str = "dedup";
     pub const DOCUMENTS: &str = "documents";
     pub const QUARANTINE: &str = "quarantine";
 
     /// Every table holding sealed records, in load order.
-    pub const SEALED: [&str; 7] = [
+    pub const SEALED: [&str; 8] = [
         QUEUES,
         MESSAGES,
         MESSAGE_STATE,
+        MESSAGE_BODY,
         MOVE_TASKS,
         DEDUP,
         DOCUMENTS,
@@ -200,10 +207,12 @@ pub fn describe_key(table: &str, key: &[u8]) -> String {
         table::QUEUES if key.len() == 8 => {
             u64::from_le_bytes(key.try_into().unwrap_or([0; 8])).to_string()
         }
-        table::MESSAGES | table::MESSAGE_STATE => match key::message_parts(key) {
-            Some((uid, seq)) => format!("{uid}/{seq}"),
-            None => hex(key),
-        },
+        table::MESSAGES | table::MESSAGE_STATE | table::MESSAGE_BODY => {
+            match key::message_parts(key) {
+                Some((uid, seq)) => format!("{uid}/{seq}"),
+                None => hex(key),
+            }
+        }
         table::MOVE_TASKS | table::META => text(key),
         table::DEDUP if key.len() >= 8 => {
             let uid = u64::from_le_bytes(key[..8].try_into().unwrap_or([0; 8]));
@@ -620,10 +629,11 @@ impl MessageState {
     }
 }
 
-/// Encodes the immutable part of a message (queue uid and seq are the key; the delivery state
-/// is [`encode_message_state`]). Payload version 2.
+/// Encodes the header of a message: its immutable part without the payload (queue uid and seq
+/// are the key; the delivery state is [`encode_message_state`], the payload
+/// [`encode_message_body`]). Payload version 3.
 pub fn encode_message(m: &MessageRecord) -> Vec<u8> {
-    let mut w = Writer::sealed(RECORD_V2, 96 + m.body.len());
+    let mut w = Writer::sealed(RECORD_V3, 128);
     w.u64(m.sent_ms);
     w.u64(m.enqueued_ms);
     w.str(&m.message_id);
@@ -633,13 +643,61 @@ pub fn encode_message(m: &MessageRecord) -> Vec<u8> {
     w.opt_str(m.sequence_number.as_deref());
     w.opt_str(m.dead_letter_source_arn.as_deref());
     w.opt_u64(m.dead_lettered_ms);
-    w.attributes(&m.attributes);
-    w.attributes(&m.system_attributes);
-    w.str(&m.body);
     w.finish_sealed(table::MESSAGES, &key::message(m.queue_uid, m.seq))
 }
 
-/// Verifies and decodes a stored message value; the delivery state comes from `state`.
+/// Encodes a format-2 `messages` value (header and payload in one record, payload version 2).
+/// Only for tests and benchmarks that model format 2.
+pub fn encode_message_v2(m: &MessageRecord, p: &MessagePayload) -> Vec<u8> {
+    let mut w = Writer::sealed(RECORD_V2, 96 + p.body.len());
+    w.u64(m.sent_ms);
+    w.u64(m.enqueued_ms);
+    w.str(&m.message_id);
+    w.str(&m.sender_id);
+    w.opt_str(m.group_id.as_deref());
+    w.opt_str(m.dedup_id.as_deref());
+    w.opt_str(m.sequence_number.as_deref());
+    w.opt_str(m.dead_letter_source_arn.as_deref());
+    w.opt_u64(m.dead_lettered_ms);
+    w.attributes(&p.attributes);
+    w.attributes(&p.system_attributes);
+    w.str(&p.body);
+    w.finish_sealed(table::MESSAGES, &key::message(m.queue_uid, m.seq))
+}
+
+/// Encodes a message's payload for `message_body`. Payload version 1: attributes, system
+/// attributes, body (last).
+pub fn encode_message_body(queue_uid: u64, seq: u64, p: &MessagePayload) -> Vec<u8> {
+    let mut w = Writer::sealed(RECORD_V1, 32 + p.body.len());
+    w.attributes(&p.attributes);
+    w.attributes(&p.system_attributes);
+    w.str(&p.body);
+    w.finish_sealed(table::MESSAGE_BODY, &key::message(queue_uid, seq))
+}
+
+/// Verifies and decodes a stored `message_body` value.
+pub fn decode_message_body(
+    queue_uid: u64,
+    seq: u64,
+    value: &[u8],
+) -> Result<MessagePayload, CodecError> {
+    let payload = unseal(table::MESSAGE_BODY, &key::message(queue_uid, seq), value)?;
+    let mut r = Reader::new(payload);
+    r.version("message body", RECORD_V1)?;
+    let attributes = r.attributes()?;
+    let system_attributes = r.attributes()?;
+    let body = r.string()?;
+    r.finish()?;
+    Ok(MessagePayload {
+        body,
+        attributes,
+        system_attributes,
+    })
+}
+
+/// Verifies and decodes a stored message value; the delivery state comes from `state`. A
+/// version-3 header gives [`Payload::Stored`]; a version-2 record (format 2, read by the
+/// migration) gives its payload [`Payload::Loaded`].
 pub fn decode_message(
     queue_uid: u64,
     seq: u64,
@@ -648,7 +706,13 @@ pub fn decode_message(
 ) -> Result<MessageRecord, CodecError> {
     let payload = unseal(table::MESSAGES, &key::message(queue_uid, seq), value)?;
     let mut r = Reader::new(payload);
-    r.version("message", RECORD_V2)?;
+    let version = r.u8()?;
+    if version != RECORD_V3 && version != RECORD_V2 {
+        return Err(CodecError::UnknownVersion {
+            what: "message",
+            version,
+        });
+    }
     let sent_ms = r.u64()?;
     let enqueued_ms = r.u64()?;
     let message_id = r.string()?;
@@ -658,17 +722,24 @@ pub fn decode_message(
     let sequence_number = r.opt_string()?;
     let dead_letter_source_arn = r.opt_string()?;
     let dead_lettered_ms = r.opt_u64()?;
-    let attributes = r.attributes()?;
-    let system_attributes = r.attributes()?;
-    let body = Arc::from(r.string()?);
+    let payload = if version == RECORD_V2 {
+        let attributes = r.attributes()?;
+        let system_attributes = r.attributes()?;
+        let body = r.string()?;
+        Payload::Loaded(Arc::new(MessagePayload {
+            body,
+            attributes,
+            system_attributes,
+        }))
+    } else {
+        Payload::Stored
+    };
     r.finish()?;
     Ok(MessageRecord {
         queue_uid,
         seq,
         message_id,
-        body,
-        attributes,
-        system_attributes,
+        payload,
         sender_id,
         sent_ms,
         enqueued_ms,
@@ -736,9 +807,16 @@ pub fn decode_message_v1(
         enqueued_ms: r.u64()?,
         message_id: r.string()?,
         sender_id: r.string()?,
-        body: Arc::from(r.string()?),
-        attributes: r.attributes()?,
-        system_attributes: r.attributes()?,
+        payload: {
+            let body = r.string()?;
+            let attributes = r.attributes()?;
+            let system_attributes = r.attributes()?;
+            Payload::Loaded(Arc::new(MessagePayload {
+                body,
+                attributes,
+                system_attributes,
+            }))
+        },
         group_id: r.opt_string()?,
         dedup_id: r.opt_string()?,
         sequence_number: r.opt_string()?,
@@ -975,9 +1053,11 @@ mod tests {
             queue_uid: 7,
             seq: u64::MAX,
             message_id: "6a1f…".into(),
-            body: Arc::from("body with \0 nul and ünicode"),
-            attributes,
-            system_attributes,
+            payload: Payload::new(
+                "body with \0 nul and ünicode",
+                attributes,
+                system_attributes,
+            ),
             sender_id: "AIDAEXAMPLE".into(),
             sent_ms: 1,
             enqueued_ms: 2,
@@ -1054,20 +1134,33 @@ mod tests {
     #[test]
     fn message_round_trip() {
         let m = sample_message();
+        let p = m.payload.loaded().unwrap().clone();
         let bytes = encode_message(&m);
-        assert_eq!(bytes[CHECKSUM_LEN], RECORD_V2);
+        assert_eq!(bytes[CHECKSUM_LEN], RECORD_V3);
         let state = MessageState::of(&m);
         let value = encode_message_state(m.queue_uid, m.seq, &state);
         assert_eq!(value.len(), MESSAGE_STATE_LEN);
         let decoded_state = decode_message_state(m.queue_uid, m.seq, &value).unwrap();
         assert_eq!(decoded_state, state);
+        // The header decodes without its payload; the payload from `message_body`.
         assert_eq!(
             decode_message(m.queue_uid, m.seq, &bytes, decoded_state).unwrap(),
+            MessageRecord {
+                payload: Payload::Stored,
+                ..m.clone()
+            }
+        );
+        let body = encode_message_body(m.queue_uid, m.seq, &p);
+        assert_eq!(decode_message_body(m.queue_uid, m.seq, &body).unwrap(), *p);
+        // A format-2 record decodes with its payload.
+        let v2 = encode_message_v2(&m, &p);
+        assert_eq!(v2[CHECKSUM_LEN], RECORD_V2);
+        assert_eq!(
+            decode_message(m.queue_uid, m.seq, &v2, decoded_state).unwrap(),
             m
         );
         let bare = MessageRecord {
-            attributes: MessageAttributes::new(),
-            system_attributes: MessageAttributes::new(),
+            payload: Payload::Stored,
             first_receive_ms: None,
             group_id: None,
             dedup_id: None,
@@ -1134,8 +1227,6 @@ mod tests {
     #[test]
     fn message_layout_matches_the_documented_sizes() {
         let m = MessageRecord {
-            attributes: MessageAttributes::new(),
-            system_attributes: MessageAttributes::new(),
             group_id: None,
             dedup_id: None,
             sequence_number: None,
@@ -1144,16 +1235,23 @@ mod tests {
             ..sample_message()
         };
         let bytes = encode_message(&m);
-        let strings = m.message_id.len() + m.sender_id.len() + m.body.len();
-        // docs/storage-format.md: 46 bytes besides message id, sender id and body.
-        assert_eq!(bytes.len(), 46 + strings);
+        let strings = m.message_id.len() + m.sender_id.len();
+        // docs/storage-format.md: a format-3 header is 34 bytes besides message id and sender
+        // id (no optional fields).
+        assert_eq!(bytes.len(), 34 + strings);
         assert_eq!(&bytes[5..13], &m.sent_ms.to_le_bytes());
         assert_eq!(
             &bytes[21..25],
             &u32::try_from(m.message_id.len()).unwrap().to_le_bytes()
         );
-        // The body is last.
-        assert!(bytes.ends_with(m.body.as_bytes()));
+        // The payload record: 18 bytes besides the attributes and the body, body last.
+        let p = MessagePayload {
+            body: "the body".into(),
+            ..Default::default()
+        };
+        let body = encode_message_body(1, 2, &p);
+        assert_eq!(body.len(), 4 + 1 + 4 + 4 + 4 + p.body.len());
+        assert!(body.ends_with(p.body.as_bytes()));
         assert_eq!(encode_message_state(1, 2, &MessageState::of(&m)).len(), 35);
     }
 
@@ -1183,6 +1281,16 @@ mod tests {
             Err(CodecError::ChecksumMismatch { .. })
         ));
         assert!(decode_message_state(m.queue_uid + 1, m.seq, &state).is_err());
+        let body = encode_message_body(m.queue_uid, m.seq, m.payload.loaded().unwrap());
+        for i in 0..body.len() {
+            let mut bad = body.clone();
+            bad[i] ^= 0x04;
+            assert!(
+                decode_message_body(m.queue_uid, m.seq, &bad).is_err(),
+                "byte {i}"
+            );
+        }
+        assert!(decode_message_body(m.queue_uid, m.seq - 1, &body).is_err());
         let q = sample_queue();
         assert!(decode_queue(q.uid + 1, &encode_queue(&q)).is_err());
         let t = sample_task();
@@ -1277,10 +1385,10 @@ mod tests {
             Err(CodecError::TrailingBytes { count: 1 })
         );
         let mut future = bytes[CHECKSUM_LEN..].to_vec();
-        future[0] = 3;
+        future[0] = 4;
         assert!(matches!(
             decode_message(0, 0, &seal(table::MESSAGES, &k, &future), no_state()),
-            Err(CodecError::UnknownVersion { version: 3, .. })
+            Err(CodecError::UnknownVersion { version: 4, .. })
         ));
         // An absurd count must fail fast instead of allocating.
         let mut huge = vec![RECORD_V2];

@@ -9,6 +9,7 @@
 //! **Invariant:** mutations are submitted while the queue's lock is held, so a store sees them
 //! in the order the engine applied them; the caller waits for durability after releasing it.
 
+mod cache;
 pub mod codec;
 mod redb_store;
 mod verify;
@@ -20,7 +21,8 @@ use parking_lot::Mutex;
 use redrive_core::api::MessageAttributes;
 
 pub use redb_store::{
-    DEFAULT_RESERVE_BYTES, DurabilityMode, FILE_NAME, FORMAT_VERSION, MAX_GROUP_MUTATIONS,
+    DEFAULT_COMPACT_AT_OPEN_MAX_BYTES, DEFAULT_PAYLOAD_CACHE_BYTES, DEFAULT_RESERVE_BYTES,
+    DurabilityMode, FILE_NAME, FORMAT_VERSION, LAZY_DOCUMENT_KINDS, MAX_GROUP_MUTATIONS,
     RESERVE_FILE_NAME, RedbStore, StoreError, StoreOptions,
 };
 pub use verify::{TableReport, VerifyProblem, VerifyReport, verify};
@@ -39,15 +41,76 @@ pub struct QueueRecord {
     pub last_purge_ms: Option<u64>,
 }
 
+/// The part of a message only a receive (or browse, move, replay) needs: the body and the
+/// attributes. A durable store keeps it on disk (`message_body`, format 3) and the engine reads
+/// it with [`Store::payload`]; the in-memory mode keeps it in memory.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MessagePayload {
+    pub body: String,
+    pub attributes: MessageAttributes,
+    pub system_attributes: MessageAttributes,
+}
+
+impl MessagePayload {
+    /// Bytes this payload holds (body, attribute names and values): what the payload cache
+    /// counts.
+    pub fn size(&self) -> usize {
+        fn attrs(a: &MessageAttributes) -> usize {
+            a.iter()
+                .map(|(k, v)| {
+                    k.len()
+                        + v.data_type.len()
+                        + v.string_value.as_ref().map_or(0, String::len)
+                        + v.binary_value.as_ref().map_or(0, Vec::len)
+                        + v.string_list_values.iter().map(String::len).sum::<usize>()
+                        + v.binary_list_values.iter().map(Vec::len).sum::<usize>()
+                        + 64
+                })
+                .sum()
+        }
+        self.body.len() + attrs(&self.attributes) + attrs(&self.system_attributes) + 64
+    }
+}
+
+/// Where a message's [`MessagePayload`] is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// In memory (every message of the in-memory mode; a message being written).
+    Loaded(Arc<MessagePayload>),
+    /// In the store only: read it with [`Store::payload`] (a message loaded from a durable
+    /// store, or kept by the engine without its payload).
+    Stored,
+}
+
+impl Payload {
+    pub fn new(
+        body: impl AsRef<str>,
+        attributes: MessageAttributes,
+        system_attributes: MessageAttributes,
+    ) -> Self {
+        Payload::Loaded(Arc::new(MessagePayload {
+            body: body.as_ref().to_owned(),
+            attributes,
+            system_attributes,
+        }))
+    }
+
+    pub fn loaded(&self) -> Option<&Arc<MessagePayload>> {
+        match self {
+            Payload::Loaded(p) => Some(p),
+            Payload::Stored => None,
+        }
+    }
+}
+
 /// One message as persisted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageRecord {
     pub queue_uid: u64,
     pub seq: u64,
     pub message_id: String,
-    pub body: Arc<str>,
-    pub attributes: MessageAttributes,
-    pub system_attributes: MessageAttributes,
+    /// Body and attributes: in memory, or only in the store.
+    pub payload: Payload,
     pub sender_id: String,
     pub sent_ms: u64,
     /// Start of the retention clock (kept across a standard DLQ move).
@@ -61,6 +124,20 @@ pub struct MessageRecord {
     pub sequence_number: Option<String>,
     pub dead_letter_source_arn: Option<String>,
     pub dead_lettered_ms: Option<u64>,
+}
+
+static EMPTY_PAYLOAD: MessagePayload = MessagePayload {
+    body: String::new(),
+    attributes: BTreeMap::new(),
+    system_attributes: BTreeMap::new(),
+};
+
+impl MessageRecord {
+    /// The payload if it is in memory, else an empty one: for callers that loaded the record
+    /// first (`Payload::Loaded`), never a substitute for reading it.
+    pub fn payload_or_empty(&self) -> &MessagePayload {
+        self.payload.loaded().map_or(&EMPTY_PAYLOAD, |p| p)
+    }
 }
 
 /// A change to persist.
@@ -289,6 +366,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// The extension documents of `kind` with `from <= key < to`, in key order: a range read
     /// for extension APIs (never on a request's hot path). The default reads everything.
+    /// Whether the store keeps message payloads itself, so the engine may drop them from
+    /// memory ([`Payload::Stored`]) and read them with [`Store::payload`].
+    fn keeps_payloads(&self) -> bool {
+        false
+    }
+
+    /// The payload of message `(queue_uid, seq)`, also of one submitted and not yet committed.
+    /// `Ok(None)` if there is no such message; `Err` if it cannot be read or fails
+    /// verification.
+    fn payload(&self, queue_uid: u64, seq: u64) -> Result<Option<Arc<MessagePayload>>, String> {
+        let _ = (queue_uid, seq);
+        Ok(None)
+    }
+
     fn documents(&self, kind: &str, from: &str, to: &str) -> Result<Vec<DocumentRecord>, String> {
         Ok(self
             .load()
@@ -297,6 +388,29 @@ pub trait Store: Send + Sync + 'static {
             .filter(|d| d.kind == kind && d.key.as_str() >= from && d.key.as_str() < to)
             .collect())
     }
+
+    /// The distinct prefixes of the keys of `kind`'s documents, each up to and including its
+    /// `depth`-th `/` (a key with fewer is its own prefix), in order: which queue-days of
+    /// minute history exist, without reading the documents. The default reads everything.
+    fn document_prefixes(&self, kind: &str, depth: usize) -> Result<Vec<String>, String> {
+        let mut out: Vec<String> = self
+            .documents(kind, "", "\u{10ffff}")?
+            .into_iter()
+            .map(|d| prefix_of(&d.key, depth).to_string())
+            .collect();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+/// `key` up to and including its `depth`-th `/` (all of it if it has fewer).
+pub fn prefix_of(key: &str, depth: usize) -> &str {
+    if depth == 0 {
+        return key;
+    }
+    key.match_indices('/')
+        .nth(depth - 1)
+        .map_or(key, |(i, _)| &key[..=i])
 }
 
 /// Keeps the records in memory: no durability, but the same recovery path as a durable store,
@@ -327,6 +441,15 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
+    fn payload(&self, queue_uid: u64, seq: u64) -> Result<Option<Arc<MessagePayload>>, String> {
+        Ok(self
+            .inner
+            .lock()
+            .messages
+            .get(&(queue_uid, seq))
+            .and_then(|m| m.payload.loaded().cloned()))
+    }
+
     fn load(&self) -> Snapshot {
         let s = self.inner.lock();
         Snapshot {
@@ -337,6 +460,7 @@ impl Store for MemoryStore {
             documents: s
                 .documents
                 .iter()
+                .filter(|((kind, _), _)| !LAZY_DOCUMENT_KINDS.contains(&kind.as_str()))
                 .map(|((kind, key), value)| DocumentRecord {
                     kind: kind.clone(),
                     key: key.clone(),

@@ -40,9 +40,18 @@ pub const FILE_NAME: &str = "redrive.redb";
 
 /// Format version written by this build (the `format_version` entry of the `meta` table).
 /// Version 2: every value sealed with a CRC32C, messages split into `messages` and
-/// `message_state`, byte-string keys, the `quarantine` table. Version 1 files are migrated at
-/// open.
-pub const FORMAT_VERSION: u64 = 2;
+/// `message_state`, byte-string keys, the `quarantine` table. Version 3: the message payload
+/// (body and attributes) in its own table `message_body`, so a load reads only the headers and
+/// states. Version 1 and 2 files are migrated at open.
+pub const FORMAT_VERSION: u64 = 3;
+
+/// Default budget of the payload cache: 64 MiB of bodies and attributes.
+pub const DEFAULT_PAYLOAD_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Extension-document kinds left out of [`Store::load`]: read by key range when asked
+/// (`Store::documents`, `Store::document_prefixes`). The minute history can hold millions of
+/// documents that the engine never needs at startup.
+pub const LAZY_DOCUMENT_KINDS: &[&str] = &["metrics-minute"];
 
 /// A write transaction holds at most about this many mutations (a batch is never split, so
 /// one large batch can exceed it).
@@ -65,13 +74,25 @@ pub struct StoreOptions {
     /// space, so that receives, deletes and purges can still commit and free space. 0 disables
     /// it. It is recreated once the file system has twice this much free.
     pub reserve_bytes: u64,
+    /// Budget of the payload cache (bytes of bodies and attributes kept for reads).
+    pub payload_cache_bytes: usize,
+    /// `open` compacts the file (gives freed pages back) only if it is at most this large:
+    /// compaction walks the whole file, so above this size it would make restart time grow
+    /// with the data. Freed pages are reused by later writes either way; `RedbStore::compact`
+    /// compacts on demand.
+    pub compact_at_open_max_bytes: u64,
 }
+
+/// Default of [`StoreOptions::compact_at_open_max_bytes`]: 256 MiB.
+pub const DEFAULT_COMPACT_AT_OPEN_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             mode: DurabilityMode::Strict,
             reserve_bytes: DEFAULT_RESERVE_BYTES,
+            payload_cache_bytes: DEFAULT_PAYLOAD_CACHE_BYTES,
+            compact_at_open_max_bytes: DEFAULT_COMPACT_AT_OPEN_MAX_BYTES,
         }
     }
 }
@@ -89,6 +110,9 @@ pub(crate) const MESSAGES: TableDefinition<(u64, u64), &[u8]> =
 /// The delivery state of each message in `messages`, under the same key.
 pub(crate) const MESSAGE_STATE: TableDefinition<(u64, u64), &[u8]> =
     TableDefinition::new(table::MESSAGE_STATE);
+/// Format 3: the payload (attributes, system attributes, body) of each message in `messages`.
+pub(crate) const MESSAGE_BODY: TableDefinition<(u64, u64), &[u8]> =
+    TableDefinition::new(table::MESSAGE_BODY);
 pub(crate) const MOVE_TASKS: TableDefinition<&[u8], &[u8]> =
     TableDefinition::new(table::MOVE_TASKS);
 pub(crate) const DEDUP: TableDefinition<(u64, &[u8]), &[u8]> = TableDefinition::new(table::DEDUP);
@@ -214,6 +238,11 @@ enum Request {
     Flush(Reply<()>),
     /// Extension documents of a kind in a key range (`Store::documents`).
     Documents(String, String, String, Reply<Vec<crate::DocumentRecord>>),
+    /// Distinct key prefixes of a kind's documents (`Store::document_prefixes`).
+    DocumentPrefixes(String, usize, Reply<Vec<String>>),
+    /// A payload read found `message_body` damaged or missing: quarantine the message (all
+    /// three records), as a load does with a damaged header.
+    QuarantineMessage(u64, u64, String),
     Shutdown,
 }
 
@@ -230,6 +259,16 @@ struct Shared {
     low_space: Mutex<Option<String>>,
     free_bytes: Mutex<Option<u64>>,
     last_error: Mutex<Option<String>>,
+    /// The open database, for payload reads outside the writer thread (`None` while failed).
+    /// The writer takes the write lock to replace it, and to compact.
+    reader: parking_lot::RwLock<Option<Arc<Database>>>,
+    /// Payloads of `PutMessage`s submitted and not yet committed (or refused): readable
+    /// before their commit, as the engine may hand a message out before it is durable.
+    pending: Mutex<std::collections::HashMap<(u64, u64), Arc<crate::MessagePayload>>>,
+    cache: Mutex<crate::cache::PayloadCache>,
+    /// Payload reads answered by the cache or the pending map, and by the file.
+    payload_hits: AtomicU64,
+    payload_reads: AtomicU64,
 }
 
 impl Shared {
@@ -290,6 +329,8 @@ impl std::fmt::Debug for Request {
             Request::Compact(_) => "Compact",
             Request::Flush(_) => "Flush",
             Request::Documents(..) => "Documents",
+            Request::DocumentPrefixes(..) => "DocumentPrefixes",
+            Request::QuarantineMessage(..) => "QuarantineMessage",
             Request::Shutdown => "Shutdown",
         })
     }
@@ -317,6 +358,7 @@ impl RedbStore {
             source,
         })?;
         let file = dir.join(FILE_NAME);
+        let len = std::fs::metadata(&file).map_or(0, |m| m.len());
         let open = move || -> Result<Database, StoreError> {
             Ok(Database::builder()
                 .set_cache_size(CACHE_BYTES)
@@ -324,14 +366,29 @@ impl RedbStore {
         };
         let mut db = open()?;
         let max_queue_uid = init_format(&db)?;
-        // Nothing else uses the database yet: the cheapest moment to give freed space back.
-        db.compact()?;
+        // Nothing else uses the database yet: the cheapest moment to give freed space back, as
+        // long as walking the file stays cheap.
+        if len <= options.compact_at_open_max_bytes {
+            db.compact()?;
+        } else {
+            tracing::info!(
+                file_bytes = len,
+                "store file larger than the open-time compaction limit; not compacted"
+            );
+        }
         let reserve = (options.reserve_bytes > 0).then(|| Reserve {
             path: dir.join(RESERVE_FILE_NAME),
             dir: dir.to_path_buf(),
             bytes: options.reserve_bytes,
         });
-        Self::spawn(db, Box::new(open), reserve, options.mode, max_queue_uid)
+        Self::spawn(
+            db,
+            Box::new(open),
+            reserve,
+            options.mode,
+            max_queue_uid,
+            options.payload_cache_bytes,
+        )
     }
 
     /// Opens (or initialises) the store over any redb [`StorageBackend`] — used by the
@@ -367,7 +424,14 @@ impl RedbStore {
         };
         let db = open()?;
         let max_queue_uid = init_format(&db)?;
-        Self::spawn(db, Box::new(open), None, mode, max_queue_uid)
+        Self::spawn(
+            db,
+            Box::new(open),
+            None,
+            mode,
+            max_queue_uid,
+            DEFAULT_PAYLOAD_CACHE_BYTES,
+        )
     }
 
     fn spawn(
@@ -376,8 +440,12 @@ impl RedbStore {
         reserve: Option<Reserve>,
         mode: DurabilityMode,
         max_queue_uid: u64,
+        payload_cache_bytes: usize,
     ) -> Result<RedbStore, StoreError> {
+        let db = Arc::new(db);
         let shared = Arc::new(Shared::default());
+        shared.cache.lock().set_budget(payload_cache_bytes);
+        *shared.reader.write() = Some(db.clone());
         if let Some(reserve) = &reserve {
             reserve.refresh(&shared);
         }
@@ -415,6 +483,122 @@ impl RedbStore {
     /// an I/O error instead of failing the store. Sees every batch submitted before the call.
     pub fn try_load(&self) -> Result<Snapshot, StoreError> {
         self.call(Request::Load)
+    }
+
+    /// [`RedbStore::try_load`] with every message's payload read ([`crate::Payload::Loaded`])
+    /// and the lazily read documents ([`LAZY_DOCUMENT_KINDS`]) included: the whole contents,
+    /// for tests and tools. A payload that cannot be read fails the call.
+    pub fn try_load_full(&self) -> Result<Snapshot, StoreError> {
+        let mut snapshot = self.try_load()?;
+        // From the file itself (one read transaction), never from the cache or pending puts:
+        // what a restart would find.
+        let db = self.shared.reader.read().clone().ok_or_else(|| {
+            StoreError::Failed(
+                self.shared
+                    .failure()
+                    .unwrap_or_else(|| "the database is closed".into()),
+            )
+        })?;
+        let txn = db.begin_read()?;
+        let bodies = txn.open_table(MESSAGE_BODY)?;
+        for m in &mut snapshot.messages {
+            if m.payload.loaded().is_none() {
+                let (uid, seq) = (m.queue_uid, m.seq);
+                let v = bodies.get((uid, seq))?.ok_or_else(|| {
+                    StoreError::Failed(format!("message {uid}/{seq} has no payload record"))
+                })?;
+                let p = codec::decode_message_body(uid, seq, v.value())
+                    .map_err(|e| StoreError::Failed(format!("payload of {uid}/{seq}: {e}")))?;
+                m.payload = crate::Payload::Loaded(Arc::new(p));
+            }
+        }
+        for kind in LAZY_DOCUMENT_KINDS {
+            let docs = self.call(|reply| {
+                Request::Documents((*kind).into(), String::new(), "\u{10ffff}".into(), reply)
+            })?;
+            snapshot.documents.extend(docs);
+        }
+        snapshot
+            .documents
+            .sort_by(|a, b| (&a.kind, &a.key).cmp(&(&b.kind, &b.key)));
+        Ok(snapshot)
+    }
+
+    /// Payload reads `(answered from memory, read from the file)` so far.
+    pub fn payload_reads(&self) -> (u64, u64) {
+        (
+            self.shared.payload_hits.load(Ordering::Relaxed),
+            self.shared.payload_reads.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The payload cache's `(entries, bytes)` now.
+    pub fn payload_cache_usage(&self) -> (usize, usize) {
+        let c = self.shared.cache.lock();
+        (c.len(), c.bytes())
+    }
+
+    /// Reads a payload: pending puts, then the cache, then the file (verified).
+    fn read_payload(
+        &self,
+        queue_uid: u64,
+        seq: u64,
+    ) -> Result<Option<Arc<crate::MessagePayload>>, StoreError> {
+        let key = (queue_uid, seq);
+        if let Some(p) = self.shared.pending.lock().get(&key) {
+            self.shared.payload_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(p.clone()));
+        }
+        if let Some(p) = self.shared.cache.lock().get(key) {
+            self.shared.payload_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(p));
+        }
+        let db = self.shared.reader.read().clone().ok_or_else(|| {
+            StoreError::Failed(
+                self.shared
+                    .failure()
+                    .unwrap_or_else(|| "the database is closed".into()),
+            )
+        })?;
+        self.shared.payload_reads.fetch_add(1, Ordering::Relaxed);
+        let txn = db.begin_read()?;
+        let table = match txn.open_table(MESSAGE_BODY) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let decoded = match table.get(key)? {
+            None => {
+                // Committed puts write the payload with the header: a header without one is
+                // damage, unless the message is gone altogether (deleted meanwhile).
+                if txn.open_table(MESSAGES)?.get(key)?.is_none() {
+                    return Ok(None);
+                }
+                Err("message_body record missing".to_string())
+            }
+            Some(v) => {
+                codec::decode_message_body(queue_uid, seq, v.value()).map_err(|e| e.to_string())
+            }
+        };
+        let p = match decoded {
+            Ok(p) => Arc::new(p),
+            Err(reason) => {
+                // Never served: the message moves to the quarantine (behind every batch
+                // already submitted) and reads as gone from now on.
+                tracing::error!(
+                    queue_uid,
+                    seq,
+                    %reason,
+                    "stored message payload failed verification; quarantining the message"
+                );
+                let _ = self
+                    .tx
+                    .send(Request::QuarantineMessage(queue_uid, seq, reason));
+                return Ok(None);
+            }
+        };
+        self.shared.cache.lock().insert(key, p.clone());
+        Ok(Some(p))
     }
 
     /// Every record in the quarantine (records that failed verification at some load), in
@@ -535,6 +719,27 @@ impl Store for RedbStore {
             .map_err(|e| e.to_string())
     }
 
+    fn keeps_payloads(&self) -> bool {
+        true
+    }
+
+    fn payload(
+        &self,
+        queue_uid: u64,
+        seq: u64,
+    ) -> Result<Option<Arc<crate::MessagePayload>>, String> {
+        self.read_payload(queue_uid, seq).map_err(|e| {
+            // Never the contents: only which message and why.
+            tracing::error!(queue_uid, seq, error = %e, "message payload could not be read");
+            e.to_string()
+        })
+    }
+
+    fn document_prefixes(&self, kind: &str, depth: usize) -> Result<Vec<String>, String> {
+        self.call(|reply| Request::DocumentPrefixes(kind.into(), depth, reply))
+            .map_err(|e| e.to_string())
+    }
+
     fn submit(&self, batch: Vec<Mutation>) -> Durable {
         if batch.is_empty() {
             return Durable::done();
@@ -543,6 +748,31 @@ impl Store for RedbStore {
         if let Some(reason) = self.shared.failure() {
             let _ = ack.send(Err(reason));
         } else {
+            // Payloads become readable now (before their commit) and stay in the cache.
+            let mut pending = None;
+            let mut cache = None;
+            for m in &batch {
+                match m {
+                    Mutation::PutMessage(r) => {
+                        if let crate::Payload::Loaded(p) = &r.payload {
+                            pending
+                                .get_or_insert_with(|| self.shared.pending.lock())
+                                .insert((r.queue_uid, r.seq), p.clone());
+                            cache
+                                .get_or_insert_with(|| self.shared.cache.lock())
+                                .insert((r.queue_uid, r.seq), p.clone());
+                        }
+                    }
+                    Mutation::DeleteMessage { queue_uid, seq } => {
+                        cache
+                            .get_or_insert_with(|| self.shared.cache.lock())
+                            .remove((*queue_uid, *seq));
+                    }
+                    _ => {}
+                }
+            }
+            drop(cache);
+            drop(pending);
             // If the writer is gone the ack is dropped and `wait` reports "store writer stopped".
             let _ = self.tx.send(Request::Batch(batch, ack));
         }
@@ -565,6 +795,19 @@ fn init_format(db: &Database) -> Result<u64, StoreError> {
                 set_max_queue_uid(&mut meta, 0)?;
             }
             Some(v) if v == FORMAT_VERSION => {}
+            Some(2) => {
+                let started = Instant::now();
+                let migrated = migrate_v2(&txn)?;
+                meta.insert(META_FORMAT_VERSION, FORMAT_VERSION)?;
+                let max = meta.get(META_MAX_QUEUE_UID)?.map_or(0, |v| v.value());
+                set_max_queue_uid(&mut meta, max)?;
+                tracing::info!(
+                    records = migrated.records,
+                    quarantined = migrated.quarantined,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "migrated the store from format version 2 to {FORMAT_VERSION}"
+                );
+            }
             Some(1) => {
                 let started = Instant::now();
                 let migrated = migrate_v1(&txn)?;
@@ -589,6 +832,7 @@ fn init_format(db: &Database) -> Result<u64, StoreError> {
         txn.open_table(QUEUES)?;
         txn.open_table(MESSAGES)?;
         txn.open_table(MESSAGE_STATE)?;
+        txn.open_table(MESSAGE_BODY)?;
         txn.open_table(MOVE_TASKS)?;
         txn.open_table(DEDUP)?;
         txn.open_table(DOCUMENTS)?;
@@ -754,6 +998,7 @@ fn migrate_v1(txn: &WriteTransaction) -> Result<Migrated, StoreError> {
     {
         let mut messages = txn.open_table(MESSAGES)?;
         let mut states = txn.open_table(MESSAGE_STATE)?;
+        let mut bodies = txn.open_table(MESSAGE_BODY)?;
         let mut after: Option<(u64, u64)> = None;
         loop {
             let lower = match after {
@@ -774,6 +1019,12 @@ fn migrate_v1(txn: &WriteTransaction) -> Result<Migrated, StoreError> {
                         messages.insert((uid, seq), codec::encode_message(&m).as_slice())?;
                         let state = codec::encode_message_state(uid, seq, &MessageState::of(&m));
                         states.insert((uid, seq), state.as_slice())?;
+                        if let Some(p) = m.payload.loaded() {
+                            bodies.insert(
+                                (uid, seq),
+                                codec::encode_message_body(uid, seq, p).as_slice(),
+                            )?;
+                        }
                         records += 1;
                     }
                     Err(e) => {
@@ -865,9 +1116,53 @@ fn migrate_v1(txn: &WriteTransaction) -> Result<Migrated, StoreError> {
     })
 }
 
+/// Rewrites every format-2 `messages` record inside `txn` as a format-3 header plus a
+/// `message_body` record, a chunk of [`MIGRATION_CHUNK`] at a time (bounded memory). Every
+/// other table is unchanged. A record that fails verification is left as it is: the first load
+/// quarantines it (a version-2 record still decodes, so nothing is lost).
+fn migrate_v2(txn: &WriteTransaction) -> Result<Migrated, StoreError> {
+    let mut records = 0u64;
+    let mut messages = txn.open_table(MESSAGES)?;
+    let mut bodies = txn.open_table(MESSAGE_BODY)?;
+    let mut after: Option<(u64, u64)> = None;
+    loop {
+        let lower = match after {
+            None => std::ops::Bound::Unbounded,
+            Some(k) => std::ops::Bound::Excluded(k),
+        };
+        let chunk: Vec<((u64, u64), Vec<u8>)> = messages
+            .range::<(u64, u64)>((lower, std::ops::Bound::Unbounded))?
+            .take(MIGRATION_CHUNK)
+            .map(|e| e.map(|(k, v)| (k.value(), v.value().to_vec())))
+            .collect::<Result<_, _>>()?;
+        let Some(last) = chunk.last().map(|(k, _)| *k) else {
+            break;
+        };
+        for ((uid, seq), raw) in chunk {
+            // The state is not part of the header: any state will do for the split.
+            if let Ok(m) = codec::decode_message(uid, seq, &raw, MessageState::default())
+                && let Some(p) = m.payload.loaded()
+            {
+                messages.insert((uid, seq), codec::encode_message(&m).as_slice())?;
+                bodies.insert(
+                    (uid, seq),
+                    codec::encode_message_body(uid, seq, p).as_slice(),
+                )?;
+                records += 1;
+            }
+        }
+        after = Some(last);
+    }
+    Ok(Migrated {
+        records,
+        quarantined: 0,
+    })
+}
+
 struct Writer {
-    /// `None` after a failure, until [`Request::Recover`] reopens it.
-    db: Option<Database>,
+    /// `None` after a failure, until [`Request::Recover`] reopens it. Shared with payload
+    /// readers through [`Shared::reader`].
+    db: Option<Arc<Database>>,
     open: Opener,
     reserve: Option<Reserve>,
     mode: DurabilityMode,
@@ -905,12 +1200,22 @@ impl Writer {
                 Request::Documents(kind, from, to, reply) => {
                     let _ = reply.send(self.documents(&kind, &from, &to));
                 }
+                Request::DocumentPrefixes(kind, depth, reply) => {
+                    let _ = reply.send(self.document_prefixes(&kind, depth));
+                }
+                Request::QuarantineMessage(uid, seq, reason) => {
+                    if let Err(e) = self.quarantine_message(uid, seq, &reason) {
+                        tracing::error!(queue_uid = uid, seq, error = %e, "moving a damaged message to the quarantine failed; it stays in place");
+                    }
+                }
                 Request::Shutdown => break,
             }
         }
         if let Err(e) = self.sync() {
             tracing::error!(error = %e, "final store sync failed");
         }
+        // Payload readers let go of the database, so that dropping it closes the file.
+        *self.shared.reader.write() = None;
         // Dropping the database closes the file and releases its lock.
     }
 
@@ -977,6 +1282,14 @@ impl Writer {
             }
         }
 
+        let puts: Vec<(u64, u64)> = batches
+            .iter()
+            .flatten()
+            .filter_map(|m| match m {
+                Mutation::PutMessage(r) => Some((r.queue_uid, r.seq)),
+                _ => None,
+            })
+            .collect();
         let result = match self.shared.failure() {
             Some(reason) => Err(reason),
             None => self.commit_group(batches).map_err(|e| {
@@ -985,6 +1298,18 @@ impl Writer {
                 reason
             }),
         };
+        // Committed: readable from the file now. Refused: never readable, and the engine
+        // rebuilds from the file, so a later message may get the same key: drop every cached
+        // payload.
+        if result.is_err() {
+            self.shared.cache.lock().clear();
+        }
+        if !puts.is_empty() {
+            let mut pending = self.shared.pending.lock();
+            for key in puts {
+                pending.remove(&key);
+            }
+        }
         for ack in acks {
             let _ = ack.send(result.clone());
         }
@@ -1002,6 +1327,8 @@ impl Writer {
     fn failed(&mut self, reason: String) {
         self.shared.fail(reason);
         self.db = None;
+        *self.shared.reader.write() = None;
+        self.shared.cache.lock().clear();
         self.dirty_since = None;
         if let Some(reserve) = &self.reserve {
             reserve.release(&self.shared);
@@ -1009,7 +1336,7 @@ impl Writer {
     }
 
     fn db(&self) -> Result<&Database, StoreError> {
-        self.db.as_ref().ok_or_else(|| {
+        self.db.as_deref().ok_or_else(|| {
             StoreError::Failed(
                 self.shared
                     .failure()
@@ -1022,8 +1349,9 @@ impl Writer {
     /// again. Batches queued before this request have already been refused.
     fn recover(&mut self) -> Result<(u64, Snapshot), StoreError> {
         if self.db.is_none() {
-            let db = (self.open)()?;
+            let db = Arc::new((self.open)()?);
             self.max_queue_uid = init_format(&db)?;
+            *self.shared.reader.write() = Some(db.clone());
             self.db = Some(db);
             tracing::info!("store reopened after a write failure");
         }
@@ -1095,12 +1423,66 @@ impl Writer {
         }
     }
 
+    /// Compaction needs the database alone: payload readers wait on the reader lock (held
+    /// for the whole compaction) and those already reading finish first.
     fn compact(&mut self) -> Result<bool, StoreError> {
         self.sync()?;
-        let db = self.db.as_mut().ok_or_else(|| {
-            StoreError::Failed("the database is closed after a write failure".into())
-        })?;
-        Ok(db.compact()?)
+        let mut reader = self.shared.reader.write();
+        reader.take();
+        let result = (|| {
+            let db = self.db.as_mut().ok_or_else(|| {
+                StoreError::Failed("the database is closed after a write failure".into())
+            })?;
+            let db = loop {
+                if Arc::get_mut(db).is_some() {
+                    break Arc::get_mut(db).expect("checked");
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            };
+            Ok(db.compact()?)
+        })();
+        *reader = self.db.clone();
+        result
+    }
+
+    /// The distinct prefixes of `kind`'s document keys up to and including the `depth`-th
+    /// `/`, found by seeking past each one (one range read per prefix, not per document).
+    fn document_prefixes(&self, kind: &str, depth: usize) -> Result<Vec<String>, StoreError> {
+        let txn = self.db()?.begin_read()?;
+        let table = txn.open_table(DOCUMENTS)?;
+        let kind = kind.as_bytes();
+        let mut out = Vec::new();
+        let mut from: Vec<u8> = Vec::new();
+        loop {
+            let Some(entry) = table.range((kind, from.as_slice())..)?.next() else {
+                break;
+            };
+            let (k, _) = entry?;
+            let (k_kind, key) = k.value();
+            if k_kind != kind {
+                break;
+            }
+            let mut slashes = 0;
+            let end = key.iter().position(|b| {
+                if *b == b'/' {
+                    slashes += 1;
+                }
+                slashes == depth
+            });
+            let Some(end) = end.filter(|_| depth > 0) else {
+                // Fewer separators than asked: the key is its own prefix.
+                out.push(String::from_utf8_lossy(key).into_owned());
+                from = key.to_vec();
+                from.push(0);
+                continue;
+            };
+            let prefix = &key[..=end];
+            out.push(String::from_utf8_lossy(prefix).into_owned());
+            // Every key with this prefix sorts before the prefix with '/' raised to '0'.
+            from = prefix.to_vec();
+            *from.last_mut().expect("ends in /") = b'/' + 1;
+        }
+        Ok(out)
     }
 
     fn documents(
@@ -1141,7 +1523,7 @@ impl Writer {
             damaged,
             quarantine_len,
             ..
-        } = scan(&self.db()?.begin_read()?)?;
+        } = scan(&self.db()?.begin_read()?, false)?;
         snapshot.quarantined_total = quarantine_len;
         if damaged.is_empty() {
             return Ok(snapshot);
@@ -1222,6 +1604,63 @@ impl Writer {
     fn quarantined(&self) -> Result<Vec<QuarantinedRecord>, StoreError> {
         list_quarantine(&self.db()?.begin_read()?)
     }
+
+    /// Moves the message `(uid, seq)` (header, state, payload) to the quarantine because its
+    /// payload failed verification or is missing. A no-op if the store refuses writes (the
+    /// next load of a damaged payload finds it again) or the message is gone.
+    fn quarantine_message(&mut self, uid: u64, seq: u64, reason: &str) -> Result<(), StoreError> {
+        if self.shared.failure().is_some() {
+            return Ok(());
+        }
+        self.sync()?;
+        let mut damaged = Vec::new();
+        {
+            let txn = self.db()?.begin_read()?;
+            let raw =
+                |def: TableDefinition<(u64, u64), &[u8]>| -> Result<Option<Vec<u8>>, StoreError> {
+                    Ok(txn
+                        .open_table(def)?
+                        .get((uid, seq))?
+                        .map(|v| v.value().to_vec()))
+                };
+            let Some(header) = raw(MESSAGES)? else {
+                return Ok(());
+            };
+            let body = raw(MESSAGE_BODY)?;
+            // Re-checked here: only a payload that really fails is quarantined.
+            if let Some(b) = &body
+                && codec::decode_message_body(uid, seq, b).is_ok()
+            {
+                return Ok(());
+            }
+            damaged.push(Damaged {
+                loc: Loc::Body(uid, seq),
+                raw: body.clone().unwrap_or_default(),
+                reason: reason.to_string(),
+                replacement: None,
+                failed: true,
+            });
+            let consequence = BODY_CONSEQUENCE;
+            damaged.push(Damaged {
+                loc: Loc::Message(uid, seq),
+                raw: header,
+                reason: consequence.into(),
+                replacement: None,
+                failed: false,
+            });
+            if let Some(state) = raw(MESSAGE_STATE)? {
+                damaged.push(Damaged {
+                    loc: Loc::State(uid, seq),
+                    raw: state,
+                    reason: consequence.into(),
+                    replacement: None,
+                    failed: false,
+                });
+            }
+        }
+        let max = self.max_queue_uid;
+        self.write_quarantine(&damaged, now_ms(), max).map(|_| ())
+    }
 }
 
 /// Every entry of the quarantine table. An entry that itself fails verification is listed with
@@ -1245,7 +1684,7 @@ pub(crate) fn list_quarantine(txn: &ReadTransaction) -> Result<Vec<QuarantinedRe
         out.push(QuarantinedRecord {
             key: codec::describe_key(&table, key),
             table,
-            failed_verification: reason != CONSEQUENCE,
+            failed_verification: reason != CONSEQUENCE && reason != BODY_CONSEQUENCE,
             reason,
             message,
             quarantined_ms,
@@ -1257,6 +1696,9 @@ pub(crate) fn list_quarantine(txn: &ReadTransaction) -> Result<Vec<QuarantinedRe
 /// The reason given to the state of a message whose `messages` record failed.
 const CONSEQUENCE: &str = "its message record failed verification";
 
+/// The reason given to the header and state of a message whose payload failed when read.
+const BODY_CONSEQUENCE: &str = "its message_body record failed verification";
+
 /// Where a record that failed verification lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Loc {
@@ -1265,6 +1707,7 @@ pub(crate) enum Loc {
     Queue(u64),
     Message(u64, u64),
     State(u64, u64),
+    Body(u64, u64),
     MoveTask(Vec<u8>),
     Dedup(u64, Vec<u8>),
     Document(Vec<u8>, Vec<u8>),
@@ -1277,6 +1720,7 @@ impl Loc {
             Loc::Queue(_) => table::QUEUES,
             Loc::Message(..) => table::MESSAGES,
             Loc::State(..) => table::MESSAGE_STATE,
+            Loc::Body(..) => table::MESSAGE_BODY,
             Loc::MoveTask(_) => table::MOVE_TASKS,
             Loc::Dedup(..) => table::DEDUP,
             Loc::Document(..) => table::DOCUMENTS,
@@ -1288,7 +1732,7 @@ impl Loc {
         match self {
             Loc::Meta => META_MAX_QUEUE_UID.as_bytes().to_vec(),
             Loc::Queue(uid) => codec::key::queue(*uid).to_vec(),
-            Loc::Message(uid, seq) | Loc::State(uid, seq) => {
+            Loc::Message(uid, seq) | Loc::State(uid, seq) | Loc::Body(uid, seq) => {
                 codec::key::message(*uid, *seq).to_vec()
             }
             Loc::MoveTask(id) => codec::key::move_task(id),
@@ -1299,7 +1743,9 @@ impl Loc {
 
     fn message(&self) -> Option<(u64, u64)> {
         match self {
-            Loc::Message(uid, seq) | Loc::State(uid, seq) => Some((*uid, *seq)),
+            Loc::Message(uid, seq) | Loc::State(uid, seq) | Loc::Body(uid, seq) => {
+                Some((*uid, *seq))
+            }
             _ => None,
         }
     }
@@ -1351,8 +1797,10 @@ const SAFE_STATE: MessageState = MessageState {
     last_receive_ms: None,
 };
 
-/// Reads every table of a format-2 file, verifying every record's checksum and encoding.
-pub(crate) fn scan(txn: &ReadTransaction) -> Result<Scan, StoreError> {
+/// Reads the tables of a format-3 (or format-2) file, verifying every record it reads. `full`
+/// (verify) also reads and verifies every payload in `message_body` and the lazily read
+/// documents ([`LAZY_DOCUMENT_KINDS`]); a load (`full = false`) reads neither.
+pub(crate) fn scan(txn: &ReadTransaction, full: bool) -> Result<Scan, StoreError> {
     let mut damaged = Vec::new();
     let mut counts = Vec::new();
     let mut snapshot = Snapshot::default();
@@ -1395,6 +1843,11 @@ pub(crate) fn scan(txn: &ReadTransaction) -> Result<Scan, StoreError> {
     };
     let mut pending = next_state()?;
     let mut n_messages = 0;
+    let bodies = match txn.open_table(MESSAGE_BODY) {
+        Ok(t) => Some(t),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
     let orphan = |damaged: &mut Vec<Damaged>, (uid, seq): (u64, u64), raw: Vec<u8>| {
         damaged.push(Damaged {
             loc: Loc::State(uid, seq),
@@ -1464,6 +1917,17 @@ pub(crate) fn scan(txn: &ReadTransaction) -> Result<Scan, StoreError> {
                         failed: false,
                     });
                 }
+                if let Some(bodies) = &bodies
+                    && let Some(raw) = bodies.get((uid, seq))?
+                {
+                    damaged.push(Damaged {
+                        loc: Loc::Body(uid, seq),
+                        raw: raw.value().to_vec(),
+                        reason: CONSEQUENCE.into(),
+                        replacement: None,
+                        failed: false,
+                    });
+                }
             }
         }
     }
@@ -1473,6 +1937,56 @@ pub(crate) fn scan(txn: &ReadTransaction) -> Result<Scan, StoreError> {
     }
     counts.push((table::MESSAGES, n_messages));
     counts.push((table::MESSAGE_STATE, states_table.len()?));
+    if full {
+        // Every payload verifies and belongs to a message that loaded.
+        let mut n = 0;
+        if let Some(bodies) = &bodies {
+            let headers = txn.open_table(MESSAGES)?;
+            for entry in bodies.iter()? {
+                let (k, v) = entry?;
+                n += 1;
+                let (uid, seq) = k.value();
+                if let Err(e) = codec::decode_message_body(uid, seq, v.value()) {
+                    fail(&mut damaged, Loc::Body(uid, seq), v.value(), e);
+                    // Quarantined with it when a receive reads it.
+                    let raw_state = states_table.get((uid, seq))?.map(|v| v.value().to_vec());
+                    if let Some(h) = headers.get((uid, seq))? {
+                        damaged.push(Damaged {
+                            loc: Loc::Message(uid, seq),
+                            raw: h.value().to_vec(),
+                            reason: BODY_CONSEQUENCE.into(),
+                            replacement: None,
+                            failed: false,
+                        });
+                    }
+                    if let Some(raw) = raw_state {
+                        damaged.push(Damaged {
+                            loc: Loc::State(uid, seq),
+                            raw,
+                            reason: BODY_CONSEQUENCE.into(),
+                            replacement: None,
+                            failed: false,
+                        });
+                    }
+                } else if headers.get((uid, seq))?.is_none() {
+                    damaged.push(Damaged {
+                        loc: Loc::Body(uid, seq),
+                        raw: v.value().to_vec(),
+                        reason: "message_body record without a message".into(),
+                        replacement: None,
+                        failed: true,
+                    });
+                }
+            }
+        }
+        counts.push((table::MESSAGE_BODY, n));
+    } else {
+        let n = match &bodies {
+            Some(b) => b.len()?,
+            None => 0,
+        };
+        counts.push((table::MESSAGE_BODY, n));
+    }
 
     let mut n = 0;
     for entry in txn.open_table(MOVE_TASKS)?.iter()? {
@@ -1504,18 +2018,49 @@ pub(crate) fn scan(txn: &ReadTransaction) -> Result<Scan, StoreError> {
     counts.push((table::DEDUP, n));
 
     let mut n = 0;
-    for entry in txn.open_table(DOCUMENTS)?.iter()? {
-        let (k, v) = entry?;
-        n += 1;
-        let (kind, key) = k.value();
-        match codec::decode_document(kind, key, v.value()) {
-            Ok(d) => snapshot.documents.push(d),
-            Err(e) => fail(
-                &mut damaged,
-                Loc::Document(kind.to_vec(), key.to_vec()),
-                v.value(),
-                e,
-            ),
+    let documents = txn.open_table(DOCUMENTS)?;
+    // A load skips the lazily read kinds with range reads around them (never visiting them).
+    type KindRange = (std::ops::Bound<Vec<u8>>, std::ops::Bound<Vec<u8>>);
+    let mut ranges: Vec<KindRange> = Vec::new();
+    if full {
+        ranges.push((std::ops::Bound::Unbounded, std::ops::Bound::Unbounded));
+    } else {
+        let mut lazy: Vec<&str> = LAZY_DOCUMENT_KINDS.to_vec();
+        lazy.sort_unstable();
+        let mut lower = std::ops::Bound::Unbounded;
+        for kind in lazy {
+            ranges.push((lower, std::ops::Bound::Excluded(kind.as_bytes().to_vec())));
+            let mut next = kind.as_bytes().to_vec();
+            next.push(0);
+            lower = std::ops::Bound::Included(next);
+        }
+        ranges.push((lower, std::ops::Bound::Unbounded));
+    }
+    let empty: &[u8] = &[];
+    fn bound<'a>(
+        b: &'a std::ops::Bound<Vec<u8>>,
+        empty: &'a [u8],
+    ) -> std::ops::Bound<(&'a [u8], &'a [u8])> {
+        match b {
+            std::ops::Bound::Unbounded => std::ops::Bound::Unbounded,
+            std::ops::Bound::Included(k) => std::ops::Bound::Included((k.as_slice(), empty)),
+            std::ops::Bound::Excluded(k) => std::ops::Bound::Excluded((k.as_slice(), empty)),
+        }
+    }
+    for (lo, hi) in &ranges {
+        for entry in documents.range::<(&[u8], &[u8])>((bound(lo, empty), bound(hi, empty)))? {
+            let (k, v) = entry?;
+            n += 1;
+            let (kind, key) = k.value();
+            match codec::decode_document(kind, key, v.value()) {
+                Ok(d) => snapshot.documents.push(d),
+                Err(e) => fail(
+                    &mut damaged,
+                    Loc::Document(kind.to_vec(), key.to_vec()),
+                    v.value(),
+                    e,
+                ),
+            }
         }
     }
     counts.push((table::DOCUMENTS, n));
@@ -1562,6 +2107,7 @@ struct Tables<'t> {
     queues: Table<'t, u64, &'static [u8]>,
     messages: Table<'t, (u64, u64), &'static [u8]>,
     message_state: Table<'t, (u64, u64), &'static [u8]>,
+    message_body: Table<'t, (u64, u64), &'static [u8]>,
     move_tasks: Table<'t, &'static [u8], &'static [u8]>,
     dedup: Table<'t, (u64, &'static [u8]), &'static [u8]>,
     documents: Table<'t, (&'static [u8], &'static [u8]), &'static [u8]>,
@@ -1574,6 +2120,7 @@ impl<'t> Tables<'t> {
             queues: txn.open_table(QUEUES)?,
             messages: txn.open_table(MESSAGES)?,
             message_state: txn.open_table(MESSAGE_STATE)?,
+            message_body: txn.open_table(MESSAGE_BODY)?,
             move_tasks: txn.open_table(MOVE_TASKS)?,
             dedup: txn.open_table(DEDUP)?,
             documents: txn.open_table(DOCUMENTS)?,
@@ -1608,6 +2155,13 @@ impl<'t> Tables<'t> {
                     key,
                     codec::encode_message_state(r.queue_uid, r.seq, &state).as_slice(),
                 )?;
+                // `Payload::Stored`: the payload already under this key is kept.
+                if let Some(p) = r.payload.loaded() {
+                    self.message_body.insert(
+                        key,
+                        codec::encode_message_body(r.queue_uid, r.seq, p).as_slice(),
+                    )?;
+                }
             }
             Mutation::UpdateMessage {
                 queue_uid,
@@ -1634,6 +2188,7 @@ impl<'t> Tables<'t> {
             Mutation::DeleteMessage { queue_uid, seq } => {
                 self.messages.remove((queue_uid, seq))?;
                 self.message_state.remove((queue_uid, seq))?;
+                self.message_body.remove((queue_uid, seq))?;
             }
             Mutation::Purge {
                 queue_uid,
@@ -1684,6 +2239,8 @@ impl<'t> Tables<'t> {
             .retain_in((queue_uid, first)..=(queue_uid, last), |_, _| false)?;
         self.message_state
             .retain_in((queue_uid, first)..=(queue_uid, last), |_, _| false)?;
+        self.message_body
+            .retain_in((queue_uid, first)..=(queue_uid, last), |_, _| false)?;
         Ok(())
     }
 
@@ -1699,6 +2256,9 @@ impl<'t> Tables<'t> {
             }
             Loc::State(uid, seq) => {
                 self.message_state.remove((*uid, *seq))?;
+            }
+            Loc::Body(uid, seq) => {
+                self.message_body.remove((*uid, *seq))?;
             }
             Loc::MoveTask(id) => {
                 self.move_tasks.remove(id.as_slice())?;
@@ -1752,8 +2312,8 @@ mod tests {
             matches!(
                 err,
                 StoreError::UnsupportedFormat {
-                    found: 3,
-                    supported: 2
+                    found: 4,
+                    supported: 3
                 }
             ),
             "{err}"
@@ -1766,9 +2326,7 @@ mod tests {
             queue_uid: uid,
             seq,
             message_id: format!("m{seq}"),
-            body: Arc::from("body"),
-            attributes: Default::default(),
-            system_attributes: Default::default(),
+            payload: crate::Payload::new("body", Default::default(), Default::default()),
             sender_id: "s".into(),
             sent_ms: 1,
             enqueued_ms: 1,

@@ -101,10 +101,10 @@ pub fn verify(path: &Path) -> Result<VerifyReport, StoreError> {
         quarantined: Vec::new(),
     };
     match format_version {
-        FORMAT_VERSION => {
+        2 | FORMAT_VERSION => {
             let Scan {
                 damaged, counts, ..
-            } = redb_store::scan(&txn)?;
+            } = redb_store::scan(&txn, true)?;
             for (name, records) in counts {
                 report.tables.push(TableReport {
                     table: name.to_owned(),

@@ -382,6 +382,31 @@ impl Fixture {
         assert_eq!(memory.messages, disk.messages, "{what}: messages");
         assert_eq!(memory.dedup, disk.dedup, "{what}: FIFO dedup entries");
         assert_eq!(memory.move_tasks, disk.move_tasks, "{what}: move tasks");
+        // Format 3: memory holds no payloads; what a receive would read (pending puts, the
+        // payload cache, the file) is exactly what the file holds, so no refused write left a
+        // payload behind to be served.
+        assert!(
+            memory
+                .messages
+                .iter()
+                .all(|m| m.payload == redrive_engine::store::Payload::Stored),
+            "{what}: a payload kept in memory"
+        );
+        let full = self
+            .store
+            .try_load_full()
+            .expect("every payload in the file");
+        for m in &full.messages {
+            assert_eq!(
+                Store::payload(&*self.store, m.queue_uid, m.seq)
+                    .unwrap()
+                    .as_ref(),
+                m.payload.loaded(),
+                "{what}: payload of {}/{}",
+                m.queue_uid,
+                m.seq
+            );
+        }
     }
 }
 

@@ -428,12 +428,15 @@ impl World {
                 }
                 // Sent without attributes: at most the provenance attribute.
                 assert!(
-                    r.attributes.keys().all(|k| k == provenance::ATTRIBUTE),
+                    r.payload_or_empty()
+                        .attributes
+                        .keys()
+                        .all(|k| k == provenance::ATTRIBUTE),
                     "{r:?}"
                 );
                 engine_recs.insert((queue.uid, seq), r.clone());
                 let prev = out.insert(
-                    r.body.to_string(),
+                    r.payload_or_empty().body.to_string(),
                     Loc {
                         q,
                         seq,
@@ -445,12 +448,17 @@ impl World {
                         dead_lettered_ms: r.dead_lettered_ms,
                         dead_letter_source: r.dead_letter_source_arn.clone(),
                         provenance: r
+                            .payload_or_empty()
                             .attributes
                             .get(provenance::ATTRIBUTE)
                             .and_then(|v| v.string_value.clone()),
                     },
                 );
-                assert!(prev.is_none(), "body {} is in two places", r.body);
+                assert!(
+                    prev.is_none(),
+                    "body {} is in two places",
+                    r.payload_or_empty().body
+                );
             }
         }
         let stored: BTreeMap<(u64, u64), MessageRecord> = self

@@ -235,7 +235,7 @@ impl World {
                 }
                 engine_recs.insert((queue.uid, seq), r.clone());
                 let prev = out.insert(
-                    r.body.to_string(),
+                    r.payload_or_empty().body.to_string(),
                     Loc {
                         q,
                         message_id: r.message_id.clone(),
@@ -245,7 +245,11 @@ impl World {
                         dead_letter_source: r.dead_letter_source_arn.clone(),
                     },
                 );
-                assert!(prev.is_none(), "body {} is in two places", r.body);
+                assert!(
+                    prev.is_none(),
+                    "body {} is in two places",
+                    r.payload_or_empty().body
+                );
             }
         }
         let stored: BTreeMap<(u64, u64), MessageRecord> = self

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use redrive_core::api::{MessageAttributeValue, MessageAttributes};
 use redrive_store::codec::{self, MessageState};
 use redrive_store::{
-    DurabilityMode, FILE_NAME, MessageRecord, Mutation, QueueRecord, RedbStore, Store, verify,
+    DurabilityMode, FILE_NAME, MessageRecord, Mutation, Payload, QueueRecord, RedbStore, Store,
+    verify,
 };
 
 use crate::common::block_on;
@@ -28,9 +29,11 @@ fn message(seq: u64) -> MessageRecord {
         queue_uid: 1,
         seq,
         message_id: format!("id-{seq}"),
-        body: Arc::from(format!("body-marker-{seq:04}-{}", "y".repeat(64))),
-        attributes,
-        system_attributes: MessageAttributes::new(),
+        payload: redrive_store::Payload::new(
+            Arc::from(format!("body-marker-{seq:04}-{}", "y".repeat(64))),
+            attributes,
+            MessageAttributes::new(),
+        ),
         sender_id: "s".into(),
         sent_ms: 1_000 + seq,
         enqueued_ms: 1_000 + seq,
@@ -103,7 +106,7 @@ fn write_store(dir: &Path) -> Vec<MessageRecord> {
         )
         .unwrap();
     }
-    let snapshot = store.try_load().unwrap();
+    let snapshot = store.try_load_full().unwrap();
     assert!(snapshot.quarantined.is_empty());
     store.shutdown();
     snapshot.messages
@@ -136,17 +139,34 @@ fn flipped_bytes_are_quarantined_never_served_and_reported_by_verify() {
     let mut failed: Vec<_> = report
         .problems
         .iter()
+        .filter(|p| p.failed_verification)
         .map(|p| (p.table.as_str(), p.key.as_str()))
         .collect();
     failed.sort_unstable();
+    // A damaged payload's header and state are listed as going with it.
+    let mut with: Vec<_> = report
+        .problems
+        .iter()
+        .filter(|p| !p.failed_verification)
+        .map(|p| (p.table.as_str(), p.key.as_str()))
+        .collect();
+    with.sort_unstable();
     assert_eq!(
-        failed,
+        with,
         [
             ("message_state", "1/1"),
             ("message_state", "1/3"),
-            ("message_state", "1/4"),
             ("messages", "1/1"),
             ("messages", "1/3"),
+        ]
+    );
+    // Format 3: the body and the attributes are in `message_body`.
+    assert_eq!(
+        failed,
+        [
+            ("message_body", "1/1"),
+            ("message_body", "1/3"),
+            ("message_state", "1/4"),
         ],
         "{report:#?}"
     );
@@ -154,31 +174,27 @@ fn flipped_bytes_are_quarantined_never_served_and_reported_by_verify() {
         report
             .problems
             .iter()
-            .filter(|p| p.table == "messages")
+            .filter(|p| p.table == "message_body")
             .all(|p| p.reason.contains("checksum mismatch")),
         "{report:#?}"
     );
-    let messages = report
-        .tables
-        .iter()
-        .find(|t| t.table == "messages")
-        .unwrap();
-    assert_eq!((messages.records, messages.failed), (8, 2));
-    let states = report
-        .tables
-        .iter()
-        .find(|t| t.table == "message_state")
-        .unwrap();
-    assert_eq!((states.records, states.failed), (8, 1));
+    let count = |t: &str| {
+        let r = report.tables.iter().find(|r| r.table == t).unwrap();
+        (r.records, r.failed)
+    };
+    assert_eq!(count("messages"), (8, 0));
+    assert_eq!(count("message_body"), (8, 2));
+    assert_eq!(count("message_state"), (8, 1));
     assert_eq!(report.failed(), 3);
 
-    // Open: never served, quarantined, the rest unchanged.
+    // Open: the load reads headers and states only, so it quarantines the bad state (the
+    // message kept, visible now, receive count reset) and loads messages 1 and 3 without
+    // their payloads.
     let expected: Vec<MessageRecord> = written
         .iter()
-        .filter(|m| m.seq != 1 && m.seq != 3)
-        .map(|m| {
-            if m.seq == 4 {
-                // Its state failed: kept, visible now, receive count reset.
+        .map(|m| MessageRecord {
+            payload: Payload::Stored,
+            ..if m.seq == 4 {
                 MessageRecord {
                     visible_at_ms: 0,
                     receive_count: 0,
@@ -195,53 +211,66 @@ fn flipped_bytes_are_quarantined_never_served_and_reported_by_verify() {
         let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
         let snapshot = store.try_load().unwrap();
         assert_eq!(snapshot.messages, expected);
-        assert_eq!(snapshot.messages[1].receive_count, RECEIVED.receive_count);
-        let mut quarantined: Vec<_> = snapshot
+        assert_eq!(snapshot.messages[2].receive_count, RECEIVED.receive_count);
+        let quarantined: Vec<_> = snapshot
             .quarantined
             .iter()
-            .map(|q| {
-                (
-                    q.table.as_str(),
-                    q.key.as_str(),
-                    q.message,
-                    q.failed_verification,
-                )
-            })
+            .map(|q| (q.table.as_str(), q.key.as_str(), q.failed_verification))
             .collect();
-        quarantined.sort_unstable();
+        assert_eq!(quarantined, [("message_state", "1/4", true)]);
+        // Reading a damaged payload never serves it: it reads as gone and the message (all
+        // three records) moves to the quarantine.
+        for m in &written {
+            let read = store.payload(1, m.seq).unwrap();
+            if m.seq == 1 || m.seq == 3 {
+                assert_eq!(read, None, "seq {}", m.seq);
+            } else {
+                assert_eq!(read.as_ref(), m.payload.loaded(), "seq {}", m.seq);
+            }
+        }
+        store.flush().unwrap();
+        let mut listed: Vec<_> = store
+            .quarantined()
+            .unwrap()
+            .into_iter()
+            .map(|q| (q.table, q.key, q.failed_verification))
+            .collect();
+        listed.sort_unstable();
+        let own = |t: &str, k: &str, f: bool| (t.to_string(), k.to_string(), f);
         assert_eq!(
-            quarantined,
+            listed,
             [
-                ("message_state", "1/1", Some((1, 1)), false),
-                ("message_state", "1/3", Some((1, 3)), false),
-                ("message_state", "1/4", Some((1, 4)), true),
-                ("messages", "1/1", Some((1, 1)), true),
-                ("messages", "1/3", Some((1, 3)), true),
+                own("message_body", "1/1", true),
+                own("message_body", "1/3", true),
+                own("message_state", "1/1", false),
+                own("message_state", "1/3", false),
+                own("message_state", "1/4", true),
+                own("messages", "1/1", false),
+                own("messages", "1/3", false),
             ]
         );
-        assert_eq!(snapshot.quarantined_total, 5);
-        assert_eq!(store.quarantined().unwrap().len(), 5);
         // The store keeps working, and the damaged seqs can be written again.
         block_on(store.submit(vec![Mutation::PutMessage(message(1))]).wait()).unwrap();
     }
 
     // The next start finds nothing new; the quarantine is listed by the store and verify.
     let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
-    let snapshot = store.try_load().unwrap();
+    let snapshot = store.try_load_full().unwrap();
     assert!(snapshot.quarantined.is_empty());
-    assert_eq!(snapshot.quarantined_total, 5);
-    assert_eq!(snapshot.messages.len(), expected.len() + 1);
+    assert_eq!(snapshot.quarantined_total, 7);
+    assert_eq!(snapshot.messages.len(), 7);
+    assert_eq!(snapshot.messages[1], message(1));
     let listed = store.quarantined().unwrap();
     assert!(listed.iter().all(|q| q.quarantined_ms > 0));
     assert!(
         listed
             .iter()
-            .any(|q| q.table == "messages" && q.key == "1/3" && q.reason.contains("checksum"))
+            .any(|q| q.table == "message_body" && q.key == "1/3" && q.reason.contains("checksum"))
     );
     store.shutdown();
     let report = verify(dir.path()).unwrap();
     assert!(report.ok(), "{report:#?}");
-    assert_eq!(report.quarantined.len(), 5);
+    assert_eq!(report.quarantined.len(), 7);
 }
 
 #[test]

@@ -32,7 +32,7 @@ proptest! {
         for b in &batches {
             let _ = memory.submit(b.clone());
         }
-        prop_assert_eq!(sorted(store.try_load().unwrap()), sorted(memory.load()));
+        prop_assert_eq!(sorted(store.try_load_full().unwrap()), sorted(memory.load()));
     }
 }
 
@@ -59,7 +59,12 @@ proptest! {
         let state = codec::decode_message_state(m.queue_uid, m.seq, &state).unwrap();
         prop_assert_eq!(
             codec::decode_message(m.queue_uid, m.seq, &codec::encode_message(&m), state).unwrap(),
-            m
+            redrive_store::MessageRecord { payload: redrive_store::Payload::Stored, ..m.clone() }
+        );
+        let p = m.payload.loaded().unwrap();
+        prop_assert_eq!(
+            &codec::decode_message_body(m.queue_uid, m.seq, &codec::encode_message_body(m.queue_uid, m.seq, p)).unwrap(),
+            &**p
         );
         prop_assert_eq!(
             codec::decode_move_task(t.task_id.as_bytes(), &codec::encode_move_task(&t)).unwrap(),

@@ -81,16 +81,18 @@ fn message(queue_uid: u64, seq: u64, fifo: bool) -> MessageRecord {
         queue_uid,
         seq,
         message_id: format!("00000000-0000-4000-8000-{queue_uid:04}{seq:08}"),
-        body: Arc::from(format!(
-            "body of {queue_uid}/{seq} {}",
-            "x".repeat(seq as usize * 7)
-        )),
-        attributes: if seq % 4 == 3 {
-            MessageAttributes::new()
-        } else {
-            attributes(seq)
-        },
-        system_attributes,
+        payload: redrive_store::Payload::new(
+            Arc::from(format!(
+                "body of {queue_uid}/{seq} {}",
+                "x".repeat(seq as usize * 7)
+            )),
+            if seq % 4 == 3 {
+                MessageAttributes::new()
+            } else {
+                attributes(seq)
+            },
+            system_attributes,
+        ),
         sender_id: "AIDAEXAMPLE".into(),
         sent_ms: 1_700_000_000_000 + seq,
         enqueued_ms: 1_700_000_000_000 + seq,

@@ -7,6 +7,7 @@ mod corruption;
 mod crash;
 mod equivalence;
 mod fixture_v1;
+mod fixture_v2;
 mod layout;
 mod migration;
 mod reopen;

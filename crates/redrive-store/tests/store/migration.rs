@@ -1,47 +1,60 @@
-//! A format-1 file written by the last format-1 build (`tests/fixtures/format-v1.redb`, see
-//! `fixture_v1.rs`) opens with this build: every record survives the migration exactly, the
-//! file is format 2 afterwards and reopens as such.
+//! Files written by the last format-1 and format-2 builds (`tests/fixtures/format-v1.redb`,
+//! `format-v2.redb`, see `fixture_v1.rs`, `fixture_v2.rs`) open with this build: every record
+//! survives the migration exactly, the file is of this build's format afterwards and reopens as
+//! such; a migration that fails part-way leaves the old file readable.
 
 use redrive_store::{
-    DurabilityMode, FILE_NAME, FORMAT_VERSION, MemoryStore, RedbStore, Store, verify,
+    DurabilityMode, FILE_NAME, FORMAT_VERSION, MemoryStore, Payload, RedbStore, Store, verify,
 };
 
 use crate::common::sorted;
-use crate::fixture_v1::{FIXTURE, batches};
 
-fn expected() -> crate::common::Sorted {
+pub fn expected(batches: Vec<Vec<redrive_store::Mutation>>) -> crate::common::Sorted {
     let memory = MemoryStore::new();
-    for b in batches() {
+    for b in batches {
         let _ = memory.submit(b);
     }
-    sorted(memory.load())
+    let mut snapshot = memory.load();
+    // The whole contents, the lazily read history documents included.
+    for kind in redrive_store::LAZY_DOCUMENT_KINDS {
+        snapshot
+            .documents
+            .extend(memory.documents(kind, "", "\u{10ffff}").unwrap());
+    }
+    sorted(snapshot)
 }
 
-#[test]
-fn a_format_1_file_migrates_and_keeps_every_record() {
+/// Opens a copy of `fixture` (a file of format `version`) with this build and checks that every
+/// record survives exactly, that the file is then of this build's format and reopens as such.
+fn migrates(fixture: &str, batches: Vec<Vec<redrive_store::Mutation>>, version: u64) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join(FILE_NAME);
-    std::fs::copy(FIXTURE, &file).unwrap();
+    std::fs::copy(fixture, &file).unwrap();
+    let expected = expected(batches);
 
-    // verify reads a format-1 file too (decode only), without changing it.
+    // verify reads the old file too, without changing it.
     let before = std::fs::read(&file).unwrap();
     let report = verify(dir.path()).unwrap();
-    assert_eq!(report.format_version, 1);
+    assert_eq!(report.format_version, version);
     assert!(report.ok(), "{report:?}");
     let messages = report
         .tables
         .iter()
         .find(|t| t.table == "messages")
         .unwrap();
-    assert_eq!(messages.records, expected().messages.len() as u64);
+    assert_eq!(messages.records, expected.messages.len() as u64);
     assert!(
         std::fs::read(&file).unwrap() == before,
         "verify must not write"
     );
 
-    let expected = expected();
     assert!(expected.messages.iter().any(|m| m.receive_count > 1));
-    assert!(expected.messages.iter().any(|m| !m.attributes.is_empty()));
+    assert!(
+        expected
+            .messages
+            .iter()
+            .any(|m| !m.payload.loaded().unwrap().attributes.is_empty())
+    );
     assert!(
         expected
             .messages
@@ -54,7 +67,11 @@ fn a_format_1_file_migrates_and_keeps_every_record() {
 
     {
         let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
-        assert_eq!(sorted(store.try_load().unwrap()), expected);
+        assert_eq!(sorted(store.try_load_full().unwrap()), expected);
+        // The load itself holds no payloads and no history documents.
+        let light = store.try_load().unwrap();
+        assert!(light.messages.iter().all(|m| m.payload == Payload::Stored));
+        assert!(light.documents.iter().all(|d| d.kind != "metrics-minute"));
         assert!(store.quarantined().unwrap().is_empty());
     }
     let report = verify(dir.path()).unwrap();
@@ -63,11 +80,12 @@ fn a_format_1_file_migrates_and_keeps_every_record() {
     let count = |t: &str| report.tables.iter().find(|r| r.table == t).unwrap().records;
     assert_eq!(count("messages"), expected.messages.len() as u64);
     assert_eq!(count("message_state"), expected.messages.len() as u64);
+    assert_eq!(count("message_body"), expected.messages.len() as u64);
     assert_eq!(count("documents"), expected.documents.len() as u64);
 
-    // Reopens as format 2 (no second migration) with the same contents, and keeps working.
+    // Reopens in this format (no second migration) with the same contents, and keeps working.
     let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
-    assert_eq!(sorted(store.try_load().unwrap()), expected);
+    assert_eq!(sorted(store.try_load_full().unwrap()), expected);
     let m = expected.messages[0].clone();
     crate::common::block_on(
         store
@@ -82,13 +100,30 @@ fn a_format_1_file_migrates_and_keeps_every_record() {
             .wait(),
     )
     .unwrap();
-    let again = store.try_load().unwrap();
+    let again = store.try_load_full().unwrap();
     let updated = again
         .messages
         .iter()
         .find(|r| (r.queue_uid, r.seq) == (m.queue_uid, m.seq))
         .unwrap();
-    assert_eq!((updated.receive_count, updated.body.clone()), (9, m.body));
+    assert_eq!((updated.receive_count, &updated.payload), (9, &m.payload));
+    // Every payload reads through the store's read path too.
+    for m in &expected.messages {
+        assert_eq!(
+            store.payload(m.queue_uid, m.seq).unwrap().as_ref(),
+            m.payload.loaded()
+        );
+    }
+}
+
+#[test]
+fn a_format_1_file_migrates_and_keeps_every_record() {
+    migrates(crate::fixture_v1::FIXTURE, crate::fixture_v1::batches(), 1);
+}
+
+#[test]
+fn a_format_2_file_migrates_and_keeps_every_record() {
+    migrates(crate::fixture_v2::FIXTURE, crate::fixture_v2::batches(), 2);
 }
 
 #[test]

@@ -21,7 +21,11 @@ fn reopen_after_shutdown_returns_the_same_snapshot() {
         for _ in 0..3 {
             let batches = batches().new_tree(&mut runner).unwrap().current();
             let store = RedbStore::open(dir.path(), mode).unwrap();
-            assert_eq!(sorted(store.load()), sorted(memory.load()), "{mode:?}");
+            assert_eq!(
+                sorted(store.try_load_full().unwrap()),
+                sorted(memory.load()),
+                "{mode:?}"
+            );
             let pending: Vec<_> = batches.iter().map(|b| store.submit(b.clone())).collect();
             for b in batches {
                 let _ = memory.submit(b);
@@ -33,7 +37,10 @@ fn reopen_after_shutdown_returns_the_same_snapshot() {
             store.shutdown();
         }
         let store = RedbStore::open(dir.path(), mode).unwrap();
-        assert_eq!(sorted(store.load()), sorted(memory.load()));
+        assert_eq!(
+            sorted(store.try_load_full().unwrap()),
+            sorted(memory.load())
+        );
         assert!(dir.path().join(FILE_NAME).is_file());
     }
 }
@@ -59,7 +66,10 @@ fn dropping_the_store_flushes_and_unlocks() {
         }
     }
     let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
-    assert_eq!(sorted(store.load()), sorted(memory.load()));
+    assert_eq!(
+        sorted(store.try_load_full().unwrap()),
+        sorted(memory.load())
+    );
 }
 
 #[test]
@@ -106,7 +116,7 @@ fn fill_and_purge(store: &RedbStore, messages: u64) {
         let mut m = message.new_tree(&mut runner).unwrap().current();
         m.queue_uid = 1;
         m.seq = seq;
-        m.body = body.clone();
+        m.payload = redrive_store::Payload::new(&body, Default::default(), Default::default());
         batch.push(Mutation::PutMessage(m));
     }
     block_on(store.submit(batch).wait()).unwrap();
@@ -132,12 +142,12 @@ fn compaction_shrinks_the_file_and_keeps_the_data() {
     let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
     fill_and_purge(&store, 1000);
     let before = size();
-    let expected = sorted(store.load());
+    let expected = sorted(store.try_load_full().unwrap());
     assert_eq!(expected.messages.len(), 10);
     assert!(store.compact().unwrap());
     let after = size();
     assert!(after < before / 2, "{before} -> {after}");
-    assert_eq!(sorted(store.load()), expected);
+    assert_eq!(sorted(store.try_load_full().unwrap()), expected);
     // Writes still work after compaction.
     block_on(
         store
@@ -148,7 +158,7 @@ fn compaction_shrinks_the_file_and_keeps_the_data() {
             .wait(),
     )
     .unwrap();
-    let expected = sorted(store.load());
+    let expected = sorted(store.try_load_full().unwrap());
 
     // Compaction at open.
     block_on(
@@ -161,12 +171,12 @@ fn compaction_shrinks_the_file_and_keeps_the_data() {
     )
     .unwrap();
     fill_and_purge(&store, 1000);
-    let expected_after = sorted(store.load());
+    let expected_after = sorted(store.try_load_full().unwrap());
     assert_ne!(expected_after, expected);
     store.shutdown();
     let before = size();
     let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
     let after = size();
     assert!(after < before / 2, "{before} -> {after}");
-    assert_eq!(sorted(store.load()), expected_after);
+    assert_eq!(sorted(store.try_load_full().unwrap()), expected_after);
 }
