@@ -143,6 +143,7 @@ mod limiter;
 mod message;
 pub mod metrics_names;
 mod outcome;
+mod shared_idempotency;
 mod shared_limiter;
 mod sqs;
 mod stats;
@@ -161,6 +162,13 @@ pub use idempotency::{
 pub use limiter::{Admission, BoxFuture, Quota, TenantLimiter, TenantRateLimiter};
 pub use message::{KeySource, Message};
 pub use outcome::{Failure, Outcome};
+#[cfg(feature = "postgres")]
+pub use shared_idempotency::PostgresIdempotencyStore;
+#[cfg(feature = "redis")]
+pub use shared_idempotency::RedisIdempotencyStore;
+pub use shared_idempotency::{IdempotencyStoreError, SharedIdempotencyConfig};
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub use shared_idempotency::{SharedIdempotencyStore, idempotency_from_url};
 #[cfg(feature = "postgres")]
 pub use shared_limiter::PostgresTenantLimiter;
 #[cfg(feature = "redis")]

@@ -444,8 +444,14 @@ impl Context {
             .idempotency
             .as_ref()
             .and_then(|i| Some((i, i.key.extract(&message)?)));
+        // One owner token per claim: only this run may renew or release it.
+        let owner = format!(
+            "{}:{}",
+            self.settings.worker_id,
+            uuid::Uuid::new_v4().simple()
+        );
         if let Some((guard, key)) = &idempotency {
-            match guard.store.try_begin(key, guard.lease).await {
+            match guard.store.try_begin(key, &owner, guard.lease).await {
                 Ok(Claim::Acquired) => {}
                 Ok(Claim::Completed) => {
                     Counters::bump(&self.counters.duplicates);
@@ -469,7 +475,7 @@ impl Context {
         }
         let release_key = async || {
             if let Some((guard, key)) = &idempotency
-                && let Err(e) = guard.store.release(key).await
+                && let Err(e) = guard.store.release(key, &owner).await
             {
                 tracing::warn!(error = %e, "idempotency release failed; the key expires with its lease");
             }
@@ -508,7 +514,12 @@ impl Context {
         in_flight.increment(1.0);
         let started = Instant::now();
         // The handler runs in its own task so a panic is contained and reported.
-        let outcome = match tokio::spawn(self.handler.call(message.clone())).await {
+        let task = tokio::spawn(self.handler.call(message.clone()));
+        let joined = match &idempotency {
+            Some((guard, key)) => renewing_lease(task, guard, key, &owner).await,
+            None => task.await,
+        };
+        let outcome = match joined {
             Ok(outcome) => outcome,
             Err(e) => {
                 Counters::bump(&self.counters.panics);
@@ -530,7 +541,7 @@ impl Context {
         match outcome {
             Outcome::Done => {
                 if let Some((guard, key)) = &idempotency
-                    && let Err(e) = guard.store.complete(key, guard.retention).await
+                    && let Err(e) = guard.store.complete(key, &owner, guard.retention).await
                 {
                     tracing::warn!(error = %e, "idempotency completion failed");
                 }
@@ -833,4 +844,26 @@ fn log_lane_end(result: Result<(), tokio::task::JoinError>) {
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     // The borrow guard is dropped here, before the caller's branch runs (it is not `Send`).
     let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Awaits the handler task, renewing the idempotency claim every third of its lease so that a
+/// lease only has to outlast a crash, not the handler.
+async fn renewing_lease(
+    mut task: tokio::task::JoinHandle<Outcome>,
+    guard: &crate::idempotency::Idempotency,
+    key: &str,
+    owner: &str,
+) -> Result<Outcome, tokio::task::JoinError> {
+    let period = (guard.lease / 3).max(Duration::from_millis(100));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            joined = &mut task => return joined,
+            _ = ticks.tick() => match guard.store.extend(key, owner, guard.lease).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(key = %key, "idempotency lease lost while the handler runs; another consumer may run it too"),
+                Err(e) => tracing::warn!(error = %e, key = %key, "idempotency lease renewal failed"),
+            },
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! nextest profile; `cargo nextest run --profile services` runs them and fails any whose URL is
 //! missing.
 
+mod idempotency;
 mod incident;
 mod limiter;
 
