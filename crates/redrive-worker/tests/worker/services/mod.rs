@@ -4,6 +4,7 @@
 
 mod idempotency;
 mod incident;
+mod killed;
 mod limiter;
 
 pub fn redis_url() -> String {
