@@ -139,6 +139,8 @@ mod builder;
 mod envelope;
 mod error;
 mod idempotency;
+#[cfg(feature = "lambda")]
+mod lambda;
 mod limiter;
 mod message;
 pub mod metrics_names;
@@ -159,6 +161,8 @@ pub use error::WorkerError;
 pub use idempotency::{
     Claim, Idempotency, IdempotencyError, IdempotencyStore, InMemoryIdempotencyStore,
 };
+#[cfg(feature = "lambda")]
+pub use lambda::LambdaHandler;
 pub use limiter::{Admission, BoxFuture, Quota, TenantLimiter, TenantRateLimiter};
 pub use message::{KeySource, Message};
 pub use outcome::{Failure, Outcome};
