@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+pub use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::Client;
 use tokio::sync::{OnceCell, Semaphore};
 
@@ -55,7 +55,7 @@ enum Verdict {
 /// ```no_run
 /// use redrive_worker::{handler_fn, LambdaHandler, Message, Outcome, Worker};
 ///
-/// # async fn demo(client: aws_sdk_sqs::Client) -> Result<(), lambda_runtime::Error> {
+/// # async fn demo(client: aws_sdk_sqs::Client) -> Result<(), redrive_worker::lambda_runtime::Error> {
 /// let handler = Worker::builder(client, "https://sqs.us-east-2.amazonaws.com/123456789012/orders")
 ///     .build_lambda(handler_fn(|message: Message| async move {
 ///         if message.body().is_empty() { Outcome::invalid("empty body") } else { Outcome::Done }

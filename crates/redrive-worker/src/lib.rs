@@ -162,7 +162,11 @@ pub use idempotency::{
     Claim, Idempotency, IdempotencyError, IdempotencyStore, InMemoryIdempotencyStore,
 };
 #[cfg(feature = "lambda")]
-pub use lambda::LambdaHandler;
+pub use lambda::{BatchItemFailure, LambdaHandler, SqsBatchResponse, SqsEvent};
+/// The Lambda runtime the adapter runs on (cargo feature `lambda`), re-exported for its
+/// `Error` type and for custom runtime setups.
+#[cfg(feature = "lambda")]
+pub use lambda_runtime;
 pub use limiter::{Admission, BoxFuture, Quota, TenantLimiter, TenantRateLimiter};
 pub use message::{KeySource, Message};
 pub use outcome::{Failure, Outcome};
