@@ -31,7 +31,7 @@ use crate::metrics_names as m;
 use crate::outcome::{Failure, Outcome};
 use crate::stats::{Counters, StatsHandle};
 use crate::worker::{
-    dead_letter_envelope, panic_message, queue_name, reason_label, renewing_lease,
+    claim_owner, dead_letter_envelope, panic_message, queue_name, reason_label, renewing_lease,
     resolve_dead_letter_queue, with_envelope,
 };
 
@@ -279,7 +279,7 @@ impl Invocation {
             .idempotency
             .as_ref()
             .and_then(|i| Some((i, i.key.extract(&message)?)));
-        let owner = format!("{}:{}", settings.worker_id, uuid::Uuid::new_v4().simple());
+        let owner = claim_owner(&settings.worker_id, idempotency.is_some());
         if let Some((guard, key)) = &idempotency {
             match guard.store.try_begin(key, &owner, guard.lease).await {
                 Ok(Claim::Acquired) => {}

@@ -460,11 +460,7 @@ impl Context {
             .as_ref()
             .and_then(|i| Some((i, i.key.extract(&message)?)));
         // One owner token per claim: only this run may renew or release it.
-        let owner = format!(
-            "{}:{}",
-            self.settings.worker_id,
-            uuid::Uuid::new_v4().simple()
-        );
+        let owner = claim_owner(&self.settings.worker_id, idempotency.is_some());
         if let Some((guard, key)) = &idempotency {
             match guard.store.try_begin(key, &owner, guard.lease).await {
                 Ok(Claim::Acquired) => {}
@@ -887,6 +883,15 @@ fn log_lane_end(result: Result<(), tokio::task::JoinError>) {
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     // The borrow guard is dropped here, before the caller's branch runs (it is not `Send`).
     let _ = stop.wait_for(|s| *s).await;
+}
+
+/// The owner token of one idempotency claim: `<worker_id>:<uuid>` (empty when unguarded).
+pub(crate) fn claim_owner(worker_id: &str, guarded: bool) -> String {
+    if guarded {
+        format!("{worker_id}:{}", uuid::Uuid::new_v4().simple())
+    } else {
+        String::new()
+    }
 }
 
 /// Awaits the handler task, renewing the idempotency claim every third of its lease so that a
