@@ -222,3 +222,84 @@ async fn redis_idempotency_outage_is_an_error_not_an_answer() {
     assert!(err.to_string().contains(&url), "{err}");
     assert!(store.complete("k", "a", LONG).await.is_err());
 }
+
+/// A worker whose shared idempotency store goes down fails closed: the message is retried with
+/// the backoff (a transient failure), its handler never runs unguarded; once Redis is back (a new
+/// server on the same port) the message completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_with_an_unreachable_idempotency_store_retries_instead_of_running_unguarded() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use redrive_worker::{Backoff, Idempotency, Jitter, KeySource, Message, Outcome, handler_fn};
+
+    use crate::common::{Env, Running, eventually, quick};
+
+    let _ = redis_url();
+    let mut redis = OwnRedis::start();
+    let port = redis.1;
+    let url = format!("redis://127.0.0.1:{port}/");
+    let config = SharedIdempotencyConfig::new().with_op_timeout(Duration::from_millis(300));
+    let mut store = None;
+    for _ in 0..100 {
+        if let Ok(s) = idempotency_from_url(&url, config.clone()).await {
+            store = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let store = store.expect("redis-server did not come up");
+    redis.kill();
+
+    let env = Env::redrive().await;
+    let (queue, dlq) = env.queue_with_dlq("idem-down", 10, 30).await;
+    env.send(&queue, r#"{"order_id":"o-1"}"#).await;
+    let calls = std::sync::Arc::new(AtomicU32::new(0));
+    let counted = std::sync::Arc::clone(&calls);
+    let worker = quick(&env, &queue)
+        .backoff(
+            Backoff::exponential(Duration::from_secs(1), Duration::from_secs(1))
+                .with_jitter(Jitter::None),
+        )
+        .idempotency(
+            Idempotency::new(std::sync::Arc::new(store)).key(KeySource::json_field("order_id")),
+        )
+        .build(handler_fn(move |_m: Message| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { Outcome::Done }
+        }))
+        .expect("worker");
+    let stats = worker.stats();
+    let running = Running::start(worker);
+    eventually(Duration::from_secs(10), "two retries", || {
+        let s = stats.snapshot();
+        async move { s.retried >= 2 }
+    })
+    .await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "handler ran without the guard"
+    );
+
+    // Redis back on the same port: the connection manager reconnects, the message completes.
+    let mut back = None;
+    for _ in 0..50 {
+        let mut candidate = OwnRedis::start_on(port);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if candidate.0.try_wait().ok().flatten().is_none() {
+            back = Some(candidate);
+            break;
+        }
+        candidate.kill();
+    }
+    let _back = back.expect("redis-server restarted on its port");
+    eventually(Duration::from_secs(20), "the message completes", || {
+        let s = stats.snapshot();
+        async move { s.completed == 1 }
+    })
+    .await;
+    let stats = running.stop().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(stats.dead_lettered, 0, "{stats:?}");
+    assert_eq!(env.counts(&dlq).await, (0, 0));
+}

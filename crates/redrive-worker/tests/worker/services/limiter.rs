@@ -159,7 +159,7 @@ async fn limiter_from_url_rejects_unknown_schemes_and_unreachable_stores() {
 }
 
 /// A Redis of the test's own, so it can be killed mid-test.
-pub(super) struct OwnRedis(Child, pub(super) u16);
+pub(super) struct OwnRedis(pub(super) Child, pub(super) u16);
 
 impl OwnRedis {
     pub(super) fn start() -> OwnRedis {
@@ -167,6 +167,11 @@ impl OwnRedis {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
+        OwnRedis::start_on(port)
+    }
+
+    /// A redis-server on `port` (e.g. to bring one back after [`kill`](Self::kill)).
+    pub(super) fn start_on(port: u16) -> OwnRedis {
         let child = Command::new("redis-server")
             .args([
                 "--bind",
