@@ -9,8 +9,8 @@
 //! ```
 //!
 //! 1. **Latency**, one client, one call at a time (2,000 calls each, after 200 warm-up calls):
-//!    `try_reserve` (GCRA decision, admitted), `try_pause`, idempotency `try_begin` (fresh key,
-//!    acquired), `complete`, `extend`.
+//!    `try_reserve` (GCRA decision, admitted; also 500 calls each after 5 ms idle, as between
+//!    messages), `try_pause`, idempotency `try_begin` (fresh key, acquired), `complete`, `extend`.
 //! 2. **Throughput**: limiter decisions per second with 1 × 1, 1 × 16 and 4 × 16 (clients ×
 //!    concurrent callers per client), over 100 tenants, for `--seconds` each; the same for
 //!    idempotency claims (4 × 16, fresh keys).
@@ -143,7 +143,19 @@ async fn latency(name: &str, url: &str) {
         }
     })
     .await;
+    // The same decision after 5 ms idle each time (as between messages in a worker).
+    let mut idle = Vec::with_capacity(500);
+    for i in 0..500 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let started = Instant::now();
+        l.try_reserve(&format!("t{}", i % TENANTS), Duration::from_secs(1))
+            .await
+            .expect("reserve");
+        idle.push(started.elapsed());
+    }
+    let idle = Latencies(idle);
     println!("{name:<10} limiter try_reserve       {reserve}");
+    println!("{name:<10}   … after 5 ms idle       {idle}");
     println!("{name:<10} limiter try_pause         {pause}");
     println!("{name:<10} idempotency try_begin     {begin}");
     println!("{name:<10} idempotency extend        {extend}");
