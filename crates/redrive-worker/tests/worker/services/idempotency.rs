@@ -303,3 +303,76 @@ async fn worker_with_an_unreachable_idempotency_store_retries_instead_of_running
     assert_eq!(stats.dead_lettered, 0, "{stats:?}");
     assert_eq!(env.counts(&dlq).await, (0, 0));
 }
+
+/// Two Lambda instances (two handlers, each with its own client of the shared store) get the
+/// same record at once, as a duplicate delivery can: the handler runs once; the instance that
+/// lost reports the record as failed (in progress elsewhere); redelivered after completion it
+/// succeeds without running the handler.
+async fn lambda_instances_share_the_guard(url: &str) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use redrive_worker::{
+        Idempotency, KeySource, LambdaHandler, Message, Outcome, SqsEvent, handler_fn,
+    };
+
+    let config = SharedIdempotencyConfig::new().with_namespace(fresh_namespace());
+    let calls = std::sync::Arc::new(AtomicU32::new(0));
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let store = idempotency_from_url(url, config.clone())
+            .await
+            .expect("connect");
+        let counted = std::sync::Arc::clone(&calls);
+        instances.push(
+            LambdaHandler::builder()
+                .idempotency(
+                    Idempotency::new(std::sync::Arc::new(store))
+                        .key(KeySource::json_field("order_id")),
+                )
+                .build_lambda(handler_fn(move |_m: Message| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        Outcome::Done
+                    }
+                }))
+                .expect("lambda handler"),
+        );
+    }
+    let event = |id: &str| -> SqsEvent {
+        serde_json::from_value(serde_json::json!({"Records": [{
+            "messageId": id, "receiptHandle": "rh", "body": r#"{"order_id":"o-7"}"#,
+            "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+            "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-2:123456789012:orders",
+            "awsRegion": "us-east-2"}]}))
+        .expect("event")
+    };
+    let (a, b) = tokio::join!(
+        instances[0].handle(event("m-a")),
+        instances[1].handle(event("m-b"))
+    );
+    let mut failed: Vec<String> = [a.expect("handle"), b.expect("handle")]
+        .into_iter()
+        .flat_map(|r| r.batch_item_failures.into_iter().map(|f| f.item_identifier))
+        .collect();
+    failed.sort();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // The failed copy comes back after the first completed: a duplicate, not reported.
+    let again = instances[1]
+        .handle(event(&failed[0]))
+        .await
+        .expect("handle");
+    assert!(again.batch_item_failures.is_empty());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_idempotency_lambda_instances_share_the_guard() {
+    lambda_instances_share_the_guard(&redis_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_idempotency_lambda_instances_share_the_guard() {
+    lambda_instances_share_the_guard(&postgres_url()).await;
+}
