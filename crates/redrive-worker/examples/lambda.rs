@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo lambda watch --only-lambda-apis -P 9009 &           # the runtime API emulator
-//! AWS_LAMBDA_RUNTIME_API=127.0.0.1:9009/.rt AWS_LAMBDA_FUNCTION_NAME=_ AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 \
+//! AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:9009/.rt AWS_LAMBDA_FUNCTION_NAME=_ AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 \
 //!   AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_LOG_STREAM_NAME=_ AWS_LAMBDA_LOG_GROUP_NAME=_ \
 //!   cargo run -p redrive-worker --example lambda --features lambda &
 //! cargo lambda invoke -P 9009 --data-file crates/redrive-worker/tests/worker/lambda/mixed_event.json _
