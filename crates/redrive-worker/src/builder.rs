@@ -80,6 +80,10 @@ impl<H: Handler> ErasedHandler for HandlerBox<H> {
     }
 }
 
+pub(crate) fn erase<H: Handler>(handler: H) -> Arc<dyn ErasedHandler> {
+    Arc::new(HandlerBox(Arc::new(handler)))
+}
+
 pub(crate) type Validator = dyn Fn(&Message) -> Result<(), Failure> + Send + Sync;
 
 /// Everything a running worker needs besides the client and the handler.
@@ -121,13 +125,14 @@ pub(crate) struct Settings {
 /// # Ok(()) }
 /// ```
 pub struct WorkerBuilder {
-    pub(crate) client: aws_sdk_sqs::Client,
+    /// `None` only for a Lambda adapter built without SQS access.
+    pub(crate) client: Option<aws_sdk_sqs::Client>,
     pub(crate) queue_url: String,
     pub(crate) settings: Settings,
 }
 
 impl WorkerBuilder {
-    pub(crate) fn new(client: aws_sdk_sqs::Client, queue_url: String) -> WorkerBuilder {
+    pub(crate) fn new(client: Option<aws_sdk_sqs::Client>, queue_url: String) -> WorkerBuilder {
         WorkerBuilder {
             client,
             queue_url,
@@ -287,8 +292,10 @@ impl WorkerBuilder {
         if self.queue_url.is_empty() {
             return bad("queue_url is empty");
         }
-        let handler: Arc<dyn ErasedHandler> = Arc::new(HandlerBox(Arc::new(handler)));
-        Ok(Worker::new(self, handler))
+        let Some(client) = self.client.clone() else {
+            return bad("no SQS client: use Worker::builder(client, queue_url)");
+        };
+        Ok(Worker::new(client, self, erase(handler)))
     }
 }
 

@@ -24,32 +24,61 @@ pub enum Claim {
 #[error("idempotency store: {0}")]
 pub struct IdempotencyError(#[from] pub Box<dyn std::error::Error + Send + Sync>);
 
-/// Storage for idempotency keys. States: absent → in-progress (with a lease) → completed
-/// (kept for a retention period) → absent. An in-progress key whose lease ran out counts as
-/// absent (its consumer crashed). Implement this over a shared database (DynamoDB conditional
-/// writes, Redis `SET NX PX`, an SQL unique key) to deduplicate across processes.
+/// Storage for idempotency keys. States: absent → in-progress (with a lease, held by one
+/// `owner`) → completed (kept for a retention period) → absent. An in-progress key whose lease
+/// ran out counts as absent (its consumer crashed), so another consumer can take it over.
+///
+/// Every claim carries an `owner` token (unique per claim; the worker makes one per message).
+/// [`extend`](IdempotencyStore::extend) and [`release`](IdempotencyStore::release) act only on
+/// the caller's own claim, so a consumer whose lease ran out and was taken over cannot renew or
+/// delete the new holder's claim. [`complete`](IdempotencyStore::complete) is unconditional:
+/// the side effect happened, whoever holds the key now.
+///
+/// Implementations in this crate: [`InMemoryIdempotencyStore`] (one process), and behind the
+/// `redis` / `postgres` features `RedisIdempotencyStore` and `PostgresIdempotencyStore`
+/// (`idempotency_from_url`). Implement it over any store with an atomic conditional write
+/// (DynamoDB conditional writes, …) to deduplicate across processes.
 pub trait IdempotencyStore: Send + Sync + 'static {
-    /// Atomically claims `key` for `lease` unless it is in progress or completed.
+    /// Atomically claims `key` for `owner` for `lease` unless it is in progress (with a lease
+    /// that has not run out) or completed (within its retention).
     fn try_begin<'a>(
         &'a self,
         key: &'a str,
+        owner: &'a str,
         lease: Duration,
     ) -> BoxFuture<'a, Result<Claim, IdempotencyError>>;
 
-    /// Marks `key` completed for `retention`.
+    /// Renews `owner`'s in-progress claim on `key` for another `lease` from now. `Ok(false)`
+    /// when the claim is no longer `owner`'s (its lease ran out and another consumer took the
+    /// key, or it was completed). The worker calls it every third of the lease while the
+    /// handler runs, so a lease only has to outlast a crash, not the longest handler run.
+    fn extend<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<bool, IdempotencyError>>;
+
+    /// Marks `key` completed for `retention` (whoever holds it).
     fn complete<'a>(
         &'a self,
         key: &'a str,
+        owner: &'a str,
         retention: Duration,
     ) -> BoxFuture<'a, Result<(), IdempotencyError>>;
 
-    /// Forgets an in-progress `key` (the handler failed; a retry must run it again).
-    fn release<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), IdempotencyError>>;
+    /// Forgets `owner`'s in-progress claim on `key` (the handler failed; a retry must run it
+    /// again). Does nothing if the key is not in progress for `owner`.
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), IdempotencyError>>;
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum KeyState {
-    InProgress { until: Instant },
+    InProgress { until: Instant, owner: String },
     Completed { until: Instant },
 }
 
@@ -80,7 +109,7 @@ impl InMemoryIdempotencyStore {
     }
 
     /// Synchronous core of [`IdempotencyStore::try_begin`].
-    pub fn try_begin_at(&self, key: &str, lease: Duration, now: Instant) -> Claim {
+    pub fn try_begin_at(&self, key: &str, owner: &str, lease: Duration, now: Instant) -> Claim {
         let mut guard = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         let (keys, writes) = &mut *guard;
         *writes = writes.wrapping_add(1);
@@ -91,9 +120,27 @@ impl InMemoryIdempotencyStore {
             Some(s @ KeyState::InProgress { .. }) if !expired(s, now) => Claim::InProgress,
             Some(s @ KeyState::Completed { .. }) if !expired(s, now) => Claim::Completed,
             _ => {
-                keys.insert(key.to_string(), KeyState::InProgress { until: now + lease });
+                keys.insert(
+                    key.to_string(),
+                    KeyState::InProgress {
+                        until: now + lease,
+                        owner: owner.to_string(),
+                    },
+                );
                 Claim::Acquired
             }
+        }
+    }
+
+    /// Synchronous core of [`IdempotencyStore::extend`].
+    pub fn extend_at(&self, key: &str, owner: &str, lease: Duration, now: Instant) -> bool {
+        let mut guard = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.0.get_mut(key) {
+            Some(KeyState::InProgress { until, owner: o }) if o == owner => {
+                *until = now + lease;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -104,11 +151,18 @@ impl InMemoryIdempotencyStore {
             None => guard.0.remove(key),
         };
     }
+
+    fn release_owned(&self, key: &str, owner: &str) {
+        let mut guard = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(guard.0.get(key), Some(KeyState::InProgress { owner: o, .. }) if o == owner) {
+            guard.0.remove(key);
+        }
+    }
 }
 
 fn expired(state: &KeyState, now: Instant) -> bool {
     match state {
-        KeyState::InProgress { until } | KeyState::Completed { until } => *until <= now,
+        KeyState::InProgress { until, .. } | KeyState::Completed { until } => *until <= now,
     }
 }
 
@@ -116,18 +170,27 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
     fn try_begin<'a>(
         &'a self,
         key: &'a str,
+        owner: &'a str,
         lease: Duration,
     ) -> BoxFuture<'a, Result<Claim, IdempotencyError>> {
-        Box::pin(std::future::ready(Ok(self.try_begin_at(
-            key,
-            lease,
-            Instant::now(),
-        ))))
+        let claim = self.try_begin_at(key, owner, lease, Instant::now());
+        Box::pin(std::future::ready(Ok(claim)))
+    }
+
+    fn extend<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<bool, IdempotencyError>> {
+        let held = self.extend_at(key, owner, lease, Instant::now());
+        Box::pin(std::future::ready(Ok(held)))
     }
 
     fn complete<'a>(
         &'a self,
         key: &'a str,
+        _owner: &'a str,
         retention: Duration,
     ) -> BoxFuture<'a, Result<(), IdempotencyError>> {
         let until = Instant::now() + retention;
@@ -135,8 +198,12 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn release<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), IdempotencyError>> {
-        self.set(key, None);
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), IdempotencyError>> {
+        self.release_owned(key, owner);
         Box::pin(std::future::ready(Ok(())))
     }
 }
@@ -178,8 +245,11 @@ impl Idempotency {
         Idempotency { key, ..self }
     }
 
-    /// How long an in-progress claim lasts if its consumer dies (default 15 min); keep it
-    /// longer than the longest handler run.
+    /// How long an in-progress claim lasts if its consumer dies (default 15 min). The worker
+    /// renews it every third of the lease while the handler runs, so it bounds how long a
+    /// crashed consumer's key stays blocked, not how long a handler may run; keep it above
+    /// [`WorkerBuilder::max_admission_wait`](crate::WorkerBuilder::max_admission_wait) plus a
+    /// few store round trips.
     pub fn lease(self, lease: Duration) -> Idempotency {
         Idempotency { lease, ..self }
     }
@@ -209,10 +279,10 @@ mod tests {
         let s = InMemoryIdempotencyStore::new();
         let t0 = Instant::now();
         let lease = Duration::from_secs(10);
-        assert_eq!(s.try_begin_at("k", lease, t0), Claim::Acquired);
-        assert_eq!(s.try_begin_at("k", lease, t0), Claim::InProgress);
+        assert_eq!(s.try_begin_at("k", "a", lease, t0), Claim::Acquired);
+        assert_eq!(s.try_begin_at("k", "b", lease, t0), Claim::InProgress);
         // A lease that ran out is taken over.
-        assert_eq!(s.try_begin_at("k", lease, t0 + lease), Claim::Acquired);
+        assert_eq!(s.try_begin_at("k", "b", lease, t0 + lease), Claim::Acquired);
         s.set(
             "k",
             Some(KeyState::Completed {
@@ -220,15 +290,46 @@ mod tests {
             }),
         );
         assert_eq!(
-            s.try_begin_at("k", lease, t0 + Duration::from_secs(50)),
+            s.try_begin_at("k", "c", lease, t0 + Duration::from_secs(50)),
             Claim::Completed
         );
         assert_eq!(
-            s.try_begin_at("k", lease, t0 + Duration::from_secs(100)),
+            s.try_begin_at("k", "c", lease, t0 + Duration::from_secs(100)),
             Claim::Acquired
         );
         s.set("k", None);
-        assert_eq!(s.try_begin_at("k", lease, t0), Claim::Acquired);
-        assert_eq!(s.try_begin_at("other", lease, t0), Claim::Acquired);
+        assert_eq!(s.try_begin_at("k", "a", lease, t0), Claim::Acquired);
+        assert_eq!(s.try_begin_at("other", "a", lease, t0), Claim::Acquired);
+    }
+
+    #[test]
+    fn only_the_owner_extends_or_releases() {
+        let s = InMemoryIdempotencyStore::new();
+        let t0 = Instant::now();
+        let lease = Duration::from_secs(10);
+        assert_eq!(s.try_begin_at("k", "a", lease, t0), Claim::Acquired);
+        // Renewed by its owner: still held after the first lease would have run out.
+        assert!(s.extend_at("k", "a", lease, t0 + Duration::from_secs(9)));
+        assert!(!s.extend_at("k", "b", lease, t0 + Duration::from_secs(9)));
+        assert_eq!(
+            s.try_begin_at("k", "b", lease, t0 + Duration::from_secs(15)),
+            Claim::InProgress
+        );
+        // Taken over after the lease ran out: the old owner can neither renew nor release.
+        assert_eq!(
+            s.try_begin_at("k", "b", lease, t0 + Duration::from_secs(19)),
+            Claim::Acquired
+        );
+        assert!(!s.extend_at("k", "a", lease, t0 + Duration::from_secs(20)));
+        s.release_owned("k", "a");
+        assert_eq!(
+            s.try_begin_at("k", "c", lease, t0 + Duration::from_secs(20)),
+            Claim::InProgress
+        );
+        s.release_owned("k", "b");
+        assert_eq!(
+            s.try_begin_at("k", "c", lease, t0 + Duration::from_secs(20)),
+            Claim::Acquired
+        );
     }
 }

@@ -71,6 +71,21 @@
 //! tenant for all. When the store is unreachable, [`StoreFallback`] decides: defer the message
 //! (fail closed, the default) or admit it (fail open).
 //!
+//! **Idempotency across processes**: the same features add `idempotency_from_url` (Redis
+//! `SET NX PX` claims, or a PostgreSQL `INSERT … ON CONFLICT` row, each with a lease that the
+//! worker renews while the handler runs, so a killed worker's claims expire):
+//!
+//! ```ignore
+//! let store = idempotency_from_url("postgres://app@db/app", SharedIdempotencyConfig::new()).await?;
+//! let guard = Idempotency::new(Arc::new(store)).key(KeySource::json_field("order_id"))
+//!     .lease(Duration::from_secs(30));
+//! ```
+//!
+//! **AWS Lambda** (cargo feature `lambda`): `WorkerBuilder::build_lambda` turns the same
+//! settings and handler into an SQS event handler answering with `batchItemFailures`
+//! (`ReportBatchItemFailures`): transient and rate-limited records reported (their visibility set
+//! to the backoff), permanent and invalid ones dead-lettered with the envelope and not reported.
+//!
 //! **Validation before the handler** (bad payloads go to the DLQ without a handler call):
 //!
 //! ```no_run
@@ -139,10 +154,13 @@ mod builder;
 mod envelope;
 mod error;
 mod idempotency;
+#[cfg(feature = "lambda")]
+mod lambda;
 mod limiter;
 mod message;
 pub mod metrics_names;
 mod outcome;
+mod shared_idempotency;
 mod shared_limiter;
 mod sqs;
 mod stats;
@@ -158,9 +176,22 @@ pub use error::WorkerError;
 pub use idempotency::{
     Claim, Idempotency, IdempotencyError, IdempotencyStore, InMemoryIdempotencyStore,
 };
+#[cfg(feature = "lambda")]
+pub use lambda::{BatchItemFailure, LambdaHandler, SqsBatchResponse, SqsEvent};
+/// The Lambda runtime the adapter runs on (cargo feature `lambda`), re-exported for its
+/// `Error` type and for custom runtime setups.
+#[cfg(feature = "lambda")]
+pub use lambda_runtime;
 pub use limiter::{Admission, BoxFuture, Quota, TenantLimiter, TenantRateLimiter};
 pub use message::{KeySource, Message};
 pub use outcome::{Failure, Outcome};
+#[cfg(feature = "postgres")]
+pub use shared_idempotency::PostgresIdempotencyStore;
+#[cfg(feature = "redis")]
+pub use shared_idempotency::RedisIdempotencyStore;
+pub use shared_idempotency::{IdempotencyStoreError, SharedIdempotencyConfig};
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub use shared_idempotency::{SharedIdempotencyStore, idempotency_from_url};
 #[cfg(feature = "postgres")]
 pub use shared_limiter::PostgresTenantLimiter;
 #[cfg(feature = "redis")]

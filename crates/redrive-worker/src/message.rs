@@ -59,6 +59,53 @@ impl Message {
         })
     }
 
+    /// A record of a Lambda SQS event (same fields as a received message; attribute names
+    /// and values as Lambda delivers them).
+    #[cfg(feature = "lambda")]
+    pub(crate) fn from_lambda(
+        record: &aws_lambda_events::event::sqs::SqsMessage,
+        received_at: Instant,
+    ) -> Message {
+        let attributes: HashMap<String, MessageAttributeValue> = record
+            .message_attributes
+            .iter()
+            .filter_map(|(name, a)| {
+                let value = MessageAttributeValue::builder()
+                    .data_type(a.data_type.clone().unwrap_or_else(|| "String".into()))
+                    .set_string_value(a.string_value.clone())
+                    .set_binary_value(
+                        a.binary_value
+                            .as_ref()
+                            .map(|b| aws_sdk_sqs::primitives::Blob::new(b.0.clone())),
+                    )
+                    .build()
+                    .ok()?;
+                Some((name.clone(), value))
+            })
+            .collect();
+        let system_attributes = record.attributes.clone();
+        let receive_count = system_attributes
+            .get(MessageSystemAttributeName::ApproximateReceiveCount.as_str())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let group_id = system_attributes
+            .get(MessageSystemAttributeName::MessageGroupId.as_str())
+            .cloned();
+        let envelope = Envelope::from_attributes(&attributes);
+        Message {
+            id: record.message_id.clone().unwrap_or_default(),
+            body: record.body.clone().unwrap_or_default(),
+            receipt_handle: record.receipt_handle.clone().unwrap_or_default(),
+            receive_count,
+            group_id,
+            tenant: None,
+            attributes,
+            system_attributes,
+            envelope,
+            received_at,
+        }
+    }
+
     /// This copy's `MessageId`.
     pub fn id(&self) -> &str {
         &self.id

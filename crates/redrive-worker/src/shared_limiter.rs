@@ -306,7 +306,7 @@ pub async fn limiter_from_url(
 
 /// The URL without a password.
 #[cfg(any(feature = "redis", feature = "postgres"))]
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.split_once("://"), url.rfind('@')) {
         (Some((scheme, _)), Some(at)) => format!("{scheme}://…{}", &url[at..]),
         _ => url.to_string(),

@@ -57,12 +57,16 @@ impl Worker {
     /// Starts configuring a worker for `queue_url`, using the caller's `client` (its
     /// endpoint, credentials, region and retry settings are used as they are).
     pub fn builder(client: Client, queue_url: impl Into<String>) -> WorkerBuilder {
-        WorkerBuilder::new(client, queue_url.into())
+        WorkerBuilder::new(Some(client), queue_url.into())
     }
 
-    pub(crate) fn new(builder: WorkerBuilder, handler: Arc<dyn ErasedHandler>) -> Worker {
+    pub(crate) fn new(
+        client: Client,
+        builder: WorkerBuilder,
+        handler: Arc<dyn ErasedHandler>,
+    ) -> Worker {
         Worker {
-            client: builder.client,
+            client,
             queue_url: builder.queue_url,
             settings: builder.settings,
             handler,
@@ -140,60 +144,71 @@ impl Worker {
         Ok(stats)
     }
 
-    /// The DLQ URL (configured or from the `RedrivePolicy`) and the queue's `maxReceiveCount`.
     async fn resolve_dead_letter_queue(&self) -> Result<(String, Option<u32>), WorkerError> {
-        let out = self
-            .client
-            .get_queue_attributes()
-            .queue_url(&self.queue_url)
-            .attribute_names(QueueAttributeName::RedrivePolicy)
-            .send()
-            .await
-            .map_err(|e| WorkerError::sqs("GetQueueAttributes", &e))?;
-        let policy: Option<serde_json::Value> = out
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
-            .and_then(|p| serde_json::from_str(p).ok());
-        let max_receive_count = policy.as_ref().and_then(|p| {
-            let v = p.get("maxReceiveCount")?;
-            v.as_u64()
-                .or_else(|| v.as_str()?.parse().ok())
-                .and_then(|n| u32::try_from(n).ok())
-        });
-        if let Some(url) = &self.settings.dead_letter_queue_url {
-            return Ok((url.clone(), max_receive_count));
-        }
-        let arn = policy
-            .as_ref()
-            .and_then(|p| p.get("deadLetterTargetArn")?.as_str().map(str::to_string))
-            .ok_or_else(|| WorkerError::NoDeadLetterQueue {
-                queue_url: self.queue_url.clone(),
-            })?;
-        // arn:aws:sqs:<region>:<account>:<name>
-        let parts: Vec<&str> = arn.split(':').collect();
-        let (Some(account), Some(name)) = (parts.get(4), parts.get(5)) else {
-            return Err(WorkerError::Config(format!(
-                "unreadable deadLetterTargetArn {arn}"
-            )));
-        };
-        let url = self
-            .client
-            .get_queue_url()
-            .queue_name(*name)
-            .queue_owner_aws_account_id(*account)
-            .send()
-            .await
-            .map_err(|e| WorkerError::sqs("GetQueueUrl", &e))?
-            .queue_url
-            .ok_or_else(|| WorkerError::NoDeadLetterQueue {
-                queue_url: self.queue_url.clone(),
-            })?;
-        Ok((url, max_receive_count))
+        resolve_dead_letter_queue(
+            &self.client,
+            &self.queue_url,
+            self.settings.dead_letter_queue_url.as_deref(),
+        )
+        .await
     }
 }
 
+/// The DLQ URL (configured or from the `RedrivePolicy`) and the queue's `maxReceiveCount`.
+pub(crate) async fn resolve_dead_letter_queue(
+    client: &Client,
+    queue_url: &str,
+    configured: Option<&str>,
+) -> Result<(String, Option<u32>), WorkerError> {
+    let out = client
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .map_err(|e| WorkerError::sqs("GetQueueAttributes", &e))?;
+    let policy: Option<serde_json::Value> = out
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
+        .and_then(|p| serde_json::from_str(p).ok());
+    let max_receive_count = policy.as_ref().and_then(|p| {
+        let v = p.get("maxReceiveCount")?;
+        v.as_u64()
+            .or_else(|| v.as_str()?.parse().ok())
+            .and_then(|n| u32::try_from(n).ok())
+    });
+    if let Some(url) = configured {
+        return Ok((url.to_string(), max_receive_count));
+    }
+    let arn = policy
+        .as_ref()
+        .and_then(|p| p.get("deadLetterTargetArn")?.as_str().map(str::to_string))
+        .ok_or_else(|| WorkerError::NoDeadLetterQueue {
+            queue_url: queue_url.to_string(),
+        })?;
+    // arn:aws:sqs:<region>:<account>:<name>
+    let parts: Vec<&str> = arn.split(':').collect();
+    let (Some(account), Some(name)) = (parts.get(4), parts.get(5)) else {
+        return Err(WorkerError::Config(format!(
+            "unreadable deadLetterTargetArn {arn}"
+        )));
+    };
+    let url = client
+        .get_queue_url()
+        .queue_name(*name)
+        .queue_owner_aws_account_id(*account)
+        .send()
+        .await
+        .map_err(|e| WorkerError::sqs("GetQueueUrl", &e))?
+        .queue_url
+        .ok_or_else(|| WorkerError::NoDeadLetterQueue {
+            queue_url: queue_url.to_string(),
+        })?;
+    Ok((url, max_receive_count))
+}
+
 /// The last path segment of a queue URL, used as the `queue` metric label.
-fn queue_name(url: &str) -> &str {
+pub(crate) fn queue_name(url: &str) -> &str {
     url.trim_end_matches('/').rsplit('/').next().unwrap_or(url)
 }
 
@@ -444,8 +459,10 @@ impl Context {
             .idempotency
             .as_ref()
             .and_then(|i| Some((i, i.key.extract(&message)?)));
+        // One owner token per claim: only this run may renew or release it.
+        let owner = claim_owner(&self.settings.worker_id, idempotency.is_some());
         if let Some((guard, key)) = &idempotency {
-            match guard.store.try_begin(key, guard.lease).await {
+            match guard.store.try_begin(key, &owner, guard.lease).await {
                 Ok(Claim::Acquired) => {}
                 Ok(Claim::Completed) => {
                     Counters::bump(&self.counters.duplicates);
@@ -469,7 +486,7 @@ impl Context {
         }
         let release_key = async || {
             if let Some((guard, key)) = &idempotency
-                && let Err(e) = guard.store.release(key).await
+                && let Err(e) = guard.store.release(key, &owner).await
             {
                 tracing::warn!(error = %e, "idempotency release failed; the key expires with its lease");
             }
@@ -508,7 +525,12 @@ impl Context {
         in_flight.increment(1.0);
         let started = Instant::now();
         // The handler runs in its own task so a panic is contained and reported.
-        let outcome = match tokio::spawn(self.handler.call(message.clone())).await {
+        let task = tokio::spawn(self.handler.call(message.clone()));
+        let joined = match &idempotency {
+            Some((guard, key)) => renewing_lease(task, guard, key, &owner).await,
+            None => task.await,
+        };
+        let outcome = match joined {
             Ok(outcome) => outcome,
             Err(e) => {
                 Counters::bump(&self.counters.panics);
@@ -530,7 +552,7 @@ impl Context {
         match outcome {
             Outcome::Done => {
                 if let Some((guard, key)) = &idempotency
-                    && let Err(e) = guard.store.complete(key, guard.retention).await
+                    && let Err(e) = guard.store.complete(key, &owner, guard.retention).await
                 {
                     tracing::warn!(error = %e, "idempotency completion failed");
                 }
@@ -698,21 +720,13 @@ impl Context {
         failure: &Failure,
         attempts: u32,
     ) -> Disposition {
-        let mut envelope = self.envelope_for(message, reason);
-        envelope.attempts = attempts;
-        if envelope.first_failed_at.is_none() && message.receive_count > 1 {
-            // Earlier failures of this copy went back through ChangeMessageVisibility, which
-            // cannot record anything: the first receive is when the first attempt failed.
-            envelope.first_failed_at = message
-                .system_attribute(
-                    MessageSystemAttributeName::ApproximateFirstReceiveTimestamp.as_str(),
-                )
-                .and_then(|ms| ms.parse::<u64>().ok())
-                .map(|ms| rfc3339(UNIX_EPOCH + Duration::from_millis(ms)));
-        }
-        envelope.set_error(
+        let envelope = dead_letter_envelope(
+            message,
+            reason,
             failure,
-            matches!(reason, Reason::MaxAttempts | Reason::MaxReceives),
+            attempts,
+            &self.queue_url,
+            &self.settings.worker_id,
         );
         let attributes = with_envelope(&message.attributes, &envelope).unwrap_or_else(|| {
             tracing::warn!("10 message attributes already; dead-lettering without an envelope");
@@ -753,30 +767,8 @@ impl Context {
         }
     }
 
-    /// The envelope to attach: the message's previous one (kept history) or a fresh one.
     fn envelope_for(&self, message: &Message, reason: Reason) -> Envelope {
-        let mut envelope = message.envelope.clone().unwrap_or(Envelope {
-            v: ENVELOPE_VERSION,
-            reason,
-            error: None,
-            retryable: false,
-            attempts: 0,
-            throttles: 0,
-            deferrals: 0,
-            first_failed_at: None,
-            last_failed_at: None,
-            source_queue: String::new(),
-            worker_id: String::new(),
-            original_message_id: String::new(),
-            tenant: None,
-        });
-        envelope.v = ENVELOPE_VERSION;
-        envelope.reason = reason;
-        envelope.source_queue = self.queue_url.clone();
-        envelope.worker_id = self.settings.worker_id.clone();
-        envelope.original_message_id = message.original_id().to_string();
-        envelope.tenant = message.tenant.clone();
-        envelope
+        envelope_for(message, reason, &self.queue_url, &self.settings.worker_id)
     }
 
     fn sqs_error<E: std::error::Error + 'static>(&self, operation: &'static str, e: &E) {
@@ -787,9 +779,67 @@ impl Context {
     }
 }
 
+/// The envelope to attach: the message's previous one (kept history) or a fresh one.
+pub(crate) fn envelope_for(
+    message: &Message,
+    reason: Reason,
+    queue_url: &str,
+    worker_id: &str,
+) -> Envelope {
+    let mut envelope = message.envelope.clone().unwrap_or(Envelope {
+        v: ENVELOPE_VERSION,
+        reason,
+        error: None,
+        retryable: false,
+        attempts: 0,
+        throttles: 0,
+        deferrals: 0,
+        first_failed_at: None,
+        last_failed_at: None,
+        source_queue: String::new(),
+        worker_id: String::new(),
+        original_message_id: String::new(),
+        tenant: None,
+    });
+    envelope.v = ENVELOPE_VERSION;
+    envelope.reason = reason;
+    envelope.source_queue = queue_url.to_string();
+    envelope.worker_id = worker_id.to_string();
+    envelope.original_message_id = message.original_id().to_string();
+    envelope.tenant = message.tenant.clone();
+    envelope
+}
+
+/// The envelope of a dead letter: history kept, the error, the attempt count, and the first
+/// failure time.
+pub(crate) fn dead_letter_envelope(
+    message: &Message,
+    reason: Reason,
+    failure: &Failure,
+    attempts: u32,
+    queue_url: &str,
+    worker_id: &str,
+) -> Envelope {
+    let mut envelope = envelope_for(message, reason, queue_url, worker_id);
+    envelope.attempts = attempts;
+    if envelope.first_failed_at.is_none() && message.receive_count > 1 {
+        // Earlier failures of this copy went back through ChangeMessageVisibility, which
+        // cannot record anything: the first receive is when the first attempt failed.
+        envelope.first_failed_at = message
+            .system_attribute(MessageSystemAttributeName::ApproximateFirstReceiveTimestamp.as_str())
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .map(|ms| rfc3339(UNIX_EPOCH + Duration::from_millis(ms)));
+    }
+    envelope.set_error(
+        failure,
+        matches!(reason, Reason::MaxAttempts | Reason::MaxReceives),
+    );
+    envelope
+}
+
 /// The message's attributes with `envelope` replacing any previous one; `None` when that
 /// would exceed SQS's 10-attribute limit.
-fn with_envelope(
+pub(crate) fn with_envelope(
     attributes: &HashMap<String, MessageAttributeValue>,
     envelope: &Envelope,
 ) -> Option<HashMap<String, MessageAttributeValue>> {
@@ -805,7 +855,7 @@ fn with_envelope(
     Some(out)
 }
 
-fn reason_label(reason: Reason) -> &'static str {
+pub(crate) fn reason_label(reason: Reason) -> &'static str {
     match reason {
         Reason::PermanentError => "permanent_error",
         Reason::Validation => "validation",
@@ -815,7 +865,7 @@ fn reason_label(reason: Reason) -> &'static str {
     }
 }
 
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_string())
@@ -833,4 +883,35 @@ fn log_lane_end(result: Result<(), tokio::task::JoinError>) {
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     // The borrow guard is dropped here, before the caller's branch runs (it is not `Send`).
     let _ = stop.wait_for(|s| *s).await;
+}
+
+/// The owner token of one idempotency claim: `<worker_id>:<uuid>` (empty when unguarded).
+pub(crate) fn claim_owner(worker_id: &str, guarded: bool) -> String {
+    if guarded {
+        format!("{worker_id}:{}", uuid::Uuid::new_v4().simple())
+    } else {
+        String::new()
+    }
+}
+
+/// Awaits the handler task, renewing the idempotency claim every third of its lease so that a
+/// lease only has to outlast a crash, not the handler.
+pub(crate) async fn renewing_lease(
+    mut task: tokio::task::JoinHandle<Outcome>,
+    guard: &crate::idempotency::Idempotency,
+    key: &str,
+    owner: &str,
+) -> Result<Outcome, tokio::task::JoinError> {
+    let period = (guard.lease / 3).max(Duration::from_millis(100));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            joined = &mut task => return joined,
+            _ = ticks.tick() => match guard.store.extend(key, owner, guard.lease).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(key = %key, "idempotency lease lost while the handler runs; another consumer may run it too"),
+                Err(e) => tracing::warn!(error = %e, key = %key, "idempotency lease renewal failed"),
+            },
+        }
+    }
 }

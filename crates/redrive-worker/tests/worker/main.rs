@@ -6,6 +6,7 @@
 
 mod common;
 mod incident;
+mod lambda;
 mod lifecycle;
 mod observability;
 mod outcomes;

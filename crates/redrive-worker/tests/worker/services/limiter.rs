@@ -159,14 +159,19 @@ async fn limiter_from_url_rejects_unknown_schemes_and_unreachable_stores() {
 }
 
 /// A Redis of the test's own, so it can be killed mid-test.
-struct OwnRedis(Child, u16);
+pub(super) struct OwnRedis(pub(super) Child, pub(super) u16);
 
 impl OwnRedis {
-    fn start() -> OwnRedis {
+    pub(super) fn start() -> OwnRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
+        OwnRedis::start_on(port)
+    }
+
+    /// A redis-server on `port` (e.g. to bring one back after [`kill`](Self::kill)).
+    pub(super) fn start_on(port: u16) -> OwnRedis {
         let child = Command::new("redis-server")
             .args([
                 "--bind",
@@ -182,7 +187,7 @@ impl OwnRedis {
         OwnRedis(child, port)
     }
 
-    fn kill(&mut self) {
+    pub(super) fn kill(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -2,7 +2,9 @@
 //! nextest profile; `cargo nextest run --profile services` runs them and fails any whose URL is
 //! missing.
 
+mod idempotency;
 mod incident;
+mod killed;
 mod limiter;
 
 pub fn redis_url() -> String {
