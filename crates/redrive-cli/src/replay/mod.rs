@@ -198,6 +198,21 @@ pub async fn replay(conn: &Conn, plan: &ReplayPlan, interrupt: &Interrupt) -> Re
     client::run(conn, plan, compiled, &dlq, interrupt).await
 }
 
+/// Runs a replay on the client-side path (receive / send / delete) whatever the endpoint, as
+/// `--client-side` does (`redrive console`, whose run is spawned: this future is `Send`).
+pub async fn replay_client_side(
+    conn: &Conn,
+    plan: &ReplayPlan,
+    interrupt: &Interrupt,
+) -> Result<ReplayResult> {
+    let compiled = plan.compile()?;
+    let dlq = conn.resolve(&plan.source).await?;
+    if plan.attach.is_some() {
+        bail!("--attach follows a server-side replay, not a client-side run");
+    }
+    client::run(conn, plan, compiled, &dlq, interrupt).await
+}
+
 /// The base URL of the replays API when the endpoint is a Redrive server that has it.
 pub async fn server_api(conn: &Conn, dlq: &QueueRef) -> Option<String> {
     let (base, _) = browse_info(conn, dlq).await.ok()??;
