@@ -227,10 +227,7 @@ async fn console_against_moto() {
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
-    let progress = format!(
-        "{base}{}",
-        r.headers()["location"].to_str().unwrap().to_string()
-    );
+    let progress = format!("{base}{}", r.headers()["location"].to_str().unwrap());
     let deadline = Instant::now() + Duration::from_secs(60);
     let done = loop {
         let p = get(&http, &progress).await;
