@@ -1,6 +1,7 @@
 //! `redrive`: the SQS-compatible server (`redrive serve`), the DLQ investigation commands
 //! (`status`, `peek`, `stats`, `report`, `metrics`, `export`, `import`; see docs/cli.md) and
-//! the redrive commands (`move`, `replay`, `schedule`; see docs/redrive-cli.md).
+//! the redrive commands (`move`, `replay`, `schedule`; see docs/redrive-cli.md), and
+//! `console`, the DLQ web console on localhost against any endpoint (see docs/console.md).
 
 mod alerts_cmd;
 mod console_cmd;
