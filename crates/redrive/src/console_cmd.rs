@@ -631,7 +631,8 @@ async fn chart(conn: &Conn, info: &QueueInfo) -> String {
     });
     if !has_data {
         return "<p class=\"note\" id=\"chart-note\">No minute history for this queue in the last \
-                hour (the endpoint's metrics source has none: moto, for one, keeps no SQS metrics)."
+                hour: its metrics source (a Redrive server's history, else CloudWatch) has no data \
+                for it.</p>"
             .into();
     }
     render_data(&chart_data(&table))
@@ -1024,7 +1025,7 @@ async fn replay_post(
 
 fn start_run(c: Arc<Console>, dlq: &str, plan: ReplayPlan, preview: &str) -> Response {
     let (interrupt, cancel) = Interrupt::manual();
-    let id = format!("console-{}", now_ms());
+    let id = format!("console-{}", &session::new_token()[..12]);
     {
         let mut runs = c.runs.lock().unwrap_or_else(|e| e.into_inner());
         runs.push(Run {
