@@ -92,6 +92,11 @@ struct Console {
 struct Run {
     id: String,
     dlq: String,
+    /// The run's journal, its length when the run started, and the dry run's selected count:
+    /// progress is the `deleted` records appended since.
+    journal: std::path::PathBuf,
+    journal_start: u64,
+    selected: Option<u64>,
     started_ms: i64,
     preview: String,
     state: RunState,
@@ -955,7 +960,9 @@ async fn replay_post(
         }
     };
     if confirm {
-        return start_run(c, &name, plan, field(&form, "preview").unwrap_or_default());
+        let selected = field(&form, "selected").and_then(|n| n.parse().ok());
+        let preview = field(&form, "preview").unwrap_or_default().to_string();
+        return start_run(c, &name, plan, &preview, selected).await;
     }
     // Dry run: the CLI's preview, exactly as `redrive replay` prints it.
     let (interrupt, _tx) = Interrupt::manual();
@@ -1007,13 +1014,14 @@ async fn replay_post(
     ));
     if p.selected > 0 {
         body.push_str(&format!(
-            "<form method=\"post\" action=\"/console/queues/{}/replay\" class=\"confirm\">{}{}{}\
+            "<form method=\"post\" action=\"/console/queues/{}/replay\" class=\"confirm\">{}{}{}{}\
              <p><button type=\"submit\" name=\"action\" value=\"confirm\">Replay {} messages</button> \
              <a href=\"/console/queues/{}/replay\">Change</a></p></form>",
             url_part(&name),
             csrf_field(&c.csrf),
             f.hidden_fields(),
             hidden("preview", &text),
+            hidden("selected", &p.selected.to_string()),
             p.selected,
             url_part(&name),
         ));
@@ -1023,7 +1031,19 @@ async fn replay_post(
     page(&format!("Dry run {name}"), &body)
 }
 
-fn start_run(c: Arc<Console>, dlq: &str, plan: ReplayPlan, preview: &str) -> Response {
+async fn start_run(
+    c: Arc<Console>,
+    dlq: &str,
+    plan: ReplayPlan,
+    preview: &str,
+    selected: Option<u64>,
+) -> Response {
+    let queue = match c.conn.resolve(dlq).await {
+        Ok(q) => q,
+        Err(e) => return error_page(StatusCode::NOT_FOUND, &format!("{e:#}")),
+    };
+    let journal = plan.default_audit_log(&queue);
+    let journal_start = std::fs::metadata(&journal).map_or(0, |m| m.len());
     let (interrupt, cancel) = Interrupt::manual();
     let id = format!("console-{}", &session::new_token()[..12]);
     {
@@ -1031,6 +1051,9 @@ fn start_run(c: Arc<Console>, dlq: &str, plan: ReplayPlan, preview: &str) -> Res
         runs.push(Run {
             id: id.clone(),
             dlq: dlq.to_string(),
+            journal,
+            journal_start,
+            selected,
             started_ms: now_ms(),
             preview: preview.to_string(),
             state: RunState::Running,
@@ -1090,7 +1113,7 @@ fn state_text(s: &RunState) -> String {
 }
 
 async fn run_page(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
-    let (dlq, started, preview, state) = {
+    let (dlq, started, preview, state, progress) = {
         let runs = c.runs.lock().unwrap_or_else(|e| e.into_inner());
         let Some(r) = runs.iter().find(|r| r.id == id) else {
             return error_page(StatusCode::NOT_FOUND, "No such replay in this console.");
@@ -1100,7 +1123,14 @@ async fn run_page(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Resp
             RunState::Done(s, text) => Some(Ok((s.clone(), text.clone()))),
             RunState::Failed(e) => Some(Err(e.clone())),
         };
-        (r.dlq.clone(), r.started_ms, r.preview.clone(), state)
+        let progress = (r.journal.clone(), r.journal_start, r.selected);
+        (
+            r.dlq.clone(),
+            r.started_ms,
+            r.preview.clone(),
+            state,
+            progress,
+        )
     };
     let mut body = format!(
         "<h1>Replay {} from {}</h1><p class=\"note\">Started {} (<code>{}</code>).</p>",
@@ -1115,6 +1145,18 @@ async fn run_page(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Resp
                 Ok(q) => approximate_count(&c.conn, &q).await.ok(),
                 Err(_) => None,
             };
+            let (journal, start, selected) = progress;
+            let moved = moved_since(&journal, start);
+            body.push_str(&format!(
+                "<p id=\"progress\">Moved {moved}{} (from the run's journal).</p>",
+                selected.map_or(String::new(), |n| format!(" of {n} selected"))
+            ));
+            if let Some(n) = selected.filter(|n| *n > 0) {
+                body.push_str(&format!(
+                    "<progress max=\"{n}\" value=\"{}\"></progress>",
+                    moved.min(n)
+                ));
+            }
             body.push_str(&format!(
                 "<p id=\"status\" data-status=\"running\">Running… the DLQ holds ~{} messages \
                  (this page refreshes every 2 s).</p><form method=\"post\" action=\"/console/replays/{}/cancel\">{}\
@@ -1157,6 +1199,19 @@ async fn run_page(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Resp
         StatusCode::OK,
         page_with_nav(&format!("Replay {id}"), &body, refresh, NAV),
     )
+}
+
+/// `deleted` records appended to the journal after byte `start` (this run's moves).
+fn moved_since(journal: &std::path::Path, start: u64) -> u64 {
+    let Ok(bytes) = std::fs::read(journal) else {
+        return 0;
+    };
+    let tail = bytes.get(start as usize..).unwrap_or_default();
+    String::from_utf8_lossy(tail)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["event"] == "deleted")
+        .count() as u64
 }
 
 async fn cancel_post(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {

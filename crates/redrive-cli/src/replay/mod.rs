@@ -134,7 +134,9 @@ impl ReplayPlan {
         self.compile().map(|_| ())
     }
 
-    fn default_audit_log(&self, dlq: &QueueRef) -> PathBuf {
+    /// The journal a client-side run of this plan writes (`--audit-log`, else
+    /// `./redrive-audit/<dlq>.ndjson`).
+    pub fn default_audit_log(&self, dlq: &QueueRef) -> PathBuf {
         self.audit_log.clone().unwrap_or_else(|| {
             PathBuf::from("redrive-audit").join(format!("{}.ndjson", sanitize(&dlq.name)))
         })

@@ -174,6 +174,8 @@ async fn console_against_moto() {
         let mut f: Vec<(String, String)> = vec![
             ("filter".into(), r#".mall_id == "m-1""#.into()),
             ("to".into(), "orders".into()),
+            // Slow enough to see the run in progress.
+            ("rate".into(), "3/s".into()),
         ];
         f.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         f
@@ -229,14 +231,21 @@ async fn console_against_moto() {
     assert_eq!(r.status(), 303);
     let progress = format!("{base}{}", r.headers()["location"].to_str().unwrap());
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen_running = false;
     let done = loop {
         let p = get(&http, &progress).await;
         if !p.contains("data-status=\"running\"") {
             break p;
         }
+        assert!(p.contains(" of 6 selected"), "{p}");
+        seen_running = true;
         assert!(Instant::now() < deadline, "the replay did not end: {p}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
+    assert!(
+        seen_running,
+        "the progress page never showed the run running"
+    );
     assert!(done.contains("data-status=\"completed\""), "{done}");
     assert!(done.contains("6 moved"), "{done}");
 
