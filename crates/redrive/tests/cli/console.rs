@@ -108,7 +108,9 @@ async fn console_against_moto() {
         send(
             &sqs,
             &dlq,
-            &json!({"mall_id": mall, "n": i}).to_string(),
+            // One hostile body: every page escapes it.
+            &json!({"mall_id": mall, "n": i, "note": if i == 9 { "<script>alert(1)</script>" } else { "" }})
+                .to_string(),
             json!({}),
             None,
         )
@@ -158,6 +160,11 @@ async fn console_against_moto() {
     );
     assert!(
         page.contains("<td><code>m-2</code></td><td class=\"num\">4</td>"),
+        "{page}"
+    );
+    assert!(!page.contains("<script>"), "{page}");
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
         "{page}"
     );
     // The read hid them for the visibility timeout (2 s).
