@@ -120,6 +120,14 @@ pub async fn run_console(a: ConsoleArgs) -> Result<u8> {
         bail!("--visibility-timeout must be between 1 and 43200 seconds");
     }
     let conn = a.conn.connect().await?;
+    // Our events on stderr (runs started and ended, refused POSTs; never a message body), as
+    // quiet about the SDK as the other CLI commands.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REDRIVE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("redrive=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(a.host, a.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", a.host, a.port))?;
