@@ -1,8 +1,10 @@
 //! `redrive`: the SQS-compatible server (`redrive serve`), the DLQ investigation commands
 //! (`status`, `peek`, `stats`, `report`, `metrics`, `export`, `import`; see docs/cli.md) and
-//! the redrive commands (`move`, `replay`, `schedule`; see docs/redrive-cli.md).
+//! the redrive commands (`move`, `replay`, `schedule`; see docs/redrive-cli.md), and
+//! `console`, the DLQ web console on localhost against any endpoint (see docs/console.md).
 
 mod alerts_cmd;
+mod console_cmd;
 mod investigate;
 mod redrive_cmds;
 
@@ -52,6 +54,9 @@ enum Command {
     /// Selective redrive: filter, transform, rate limits, circuit breaker, audit log. A dry
     /// run unless --yes.
     Replay(Box<redrive_cmds::ReplayArgs>),
+    /// The DLQ web console on localhost against any endpoint (AWS, moto, a Redrive server):
+    /// queues, counts, charts, group-by, messages, and client-side replay.
+    Console(Box<console_cmd::ConsoleArgs>),
     /// Recurring redrives kept by a Redrive server.
     Schedule(redrive_cmds::ScheduleArgs),
     /// Exit 0 if a server answers its health endpoint (for container health checks: the
@@ -505,6 +510,7 @@ fn main() -> std::process::ExitCode {
             Command::Move(a) => redrive_cmds::run_move(a).await,
             Command::Replay(a) => redrive_cmds::run_replay(*a).await,
             Command::Schedule(a) => redrive_cmds::run_schedule(a).await,
+            Command::Console(a) => console_cmd::run_console(*a).await,
             Command::Config(c) => config_command(c).await,
             Command::Health { endpoint } => {
                 let endpoint = endpoint.unwrap_or_else(|| {

@@ -134,7 +134,9 @@ impl ReplayPlan {
         self.compile().map(|_| ())
     }
 
-    fn default_audit_log(&self, dlq: &QueueRef) -> PathBuf {
+    /// The journal a client-side run of this plan writes (`--audit-log`, else
+    /// `./redrive-audit/<dlq>.ndjson`).
+    pub fn default_audit_log(&self, dlq: &QueueRef) -> PathBuf {
         self.audit_log.clone().unwrap_or_else(|| {
             PathBuf::from("redrive-audit").join(format!("{}.ndjson", sanitize(&dlq.name)))
         })
@@ -194,6 +196,21 @@ pub async fn replay(conn: &Conn, plan: &ReplayPlan, interrupt: &Interrupt) -> Re
         bail!(
             "--attach follows a server-side replay and needs a Redrive server (without --client-side)"
         );
+    }
+    client::run(conn, plan, compiled, &dlq, interrupt).await
+}
+
+/// Runs a replay on the client-side path (receive / send / delete) whatever the endpoint, as
+/// `--client-side` does (`redrive console`, whose run is spawned: this future is `Send`).
+pub async fn replay_client_side(
+    conn: &Conn,
+    plan: &ReplayPlan,
+    interrupt: &Interrupt,
+) -> Result<ReplayResult> {
+    let compiled = plan.compile()?;
+    let dlq = conn.resolve(&plan.source).await?;
+    if plan.attach.is_some() {
+        bail!("--attach follows a server-side replay, not a client-side run");
     }
     client::run(conn, plan, compiled, &dlq, interrupt).await
 }

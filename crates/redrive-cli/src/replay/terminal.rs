@@ -32,6 +32,13 @@ impl Interrupt {
         Interrupt { rx }
     }
 
+    /// An interrupt driven by the caller instead of Ctrl-C (`redrive console`'s cancel
+    /// button): each `send_modify(|n| *n += 1)` on the sender counts as one press.
+    pub fn manual() -> (Interrupt, tokio::sync::watch::Sender<u64>) {
+        let (tx, rx) = tokio::sync::watch::channel(0u64);
+        (Interrupt { rx }, tx)
+    }
+
     /// Ctrl-C presses so far.
     pub fn count(&self) -> u64 {
         *self.rx.borrow()

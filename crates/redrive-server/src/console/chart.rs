@@ -54,23 +54,71 @@ const LEFT: f64 = 56.0;
 const BOTTOM: f64 = 24.0;
 const TOP: f64 = 10.0;
 
-/// The per-minute values of each line over the history's range (`None`: no stored minute).
-fn slots(history: &MetricHistory) -> Vec<(&'static Line, Vec<Option<f64>>)> {
-    let period_ms = history.period_secs * 1000;
-    let n = (history.until_ms - history.since_ms).div_ceil(period_ms) as usize;
+/// The chart's input, independent of where the minutes come from (the engine's history here;
+/// a Redrive server's history API or CloudWatch in `redrive console`).
+#[derive(Debug, Clone, Default)]
+pub struct ChartData {
+    pub queue: String,
+    pub since_ms: u64,
+    pub until_ms: u64,
+    pub period_secs: u64,
+    /// `(metric name, [(period start ms, value)])`: counters as their `Sum`, gauges as their
+    /// `Maximum`. Metrics not drawn are ignored.
+    pub series: Vec<(String, Vec<(u64, f64)>)>,
+}
+
+impl ChartData {
+    /// The engine's history, read as the chart draws it.
+    pub fn from_history(history: &MetricHistory) -> ChartData {
+        ChartData {
+            queue: history.queue.clone(),
+            since_ms: history.since_ms,
+            until_ms: history.until_ms,
+            period_secs: history.period_secs,
+            series: LINES
+                .iter()
+                .map(|line| {
+                    let points = history
+                        .series
+                        .iter()
+                        .find(|s| s.def.name == line.metric)
+                        .map(|s| {
+                            s.points
+                                .iter()
+                                .map(|p| {
+                                    let v = if line.gauge {
+                                        p.maximum.unwrap_or(p.sum)
+                                    } else {
+                                        p.sum
+                                    };
+                                    (p.timestamp_ms, v)
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    (line.metric.to_string(), points)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The per-minute values of each line over the range (`None`: no stored minute).
+fn slots(data: &ChartData) -> Vec<(&'static Line, Vec<Option<f64>>)> {
+    let period_ms = data.period_secs.max(1) * 1000;
+    let n = data
+        .until_ms
+        .saturating_sub(data.since_ms)
+        .div_ceil(period_ms) as usize;
     LINES
         .iter()
         .map(|line| {
             let mut values = vec![None; n];
-            if let Some(series) = history.series.iter().find(|s| s.def.name == line.metric) {
-                for p in &series.points {
-                    let i = (p.timestamp_ms.saturating_sub(history.since_ms) / period_ms) as usize;
+            if let Some((_, points)) = data.series.iter().find(|(name, _)| name == line.metric) {
+                for (ts, v) in points {
+                    let i = (ts.saturating_sub(data.since_ms) / period_ms) as usize;
                     if i < n {
-                        values[i] = Some(if line.gauge {
-                            p.maximum.unwrap_or(p.sum)
-                        } else {
-                            p.sum
-                        });
+                        values[i] = Some(*v);
                     }
                 }
             }
@@ -82,6 +130,11 @@ fn slots(history: &MetricHistory) -> Vec<(&'static Line, Vec<Option<f64>>)> {
 /// The chart as an `<svg>` element with a legend, plus an accessible summary table of the
 /// totals. Gaps (minutes with nothing stored) break the lines.
 pub fn render(history: &MetricHistory) -> String {
+    render_data(&ChartData::from_history(history))
+}
+
+/// [`render`] over any minute source.
+pub fn render_data(history: &ChartData) -> String {
     let lines = slots(history);
     let n = lines.first().map_or(0, |(_, v)| v.len()).max(1);
     let max = lines

@@ -32,6 +32,25 @@ pub fn page(title: &str, body_html: &str) -> String {
 /// The page frame; with `refresh_secs` the browser reloads the page that often (live progress
 /// without a script: a `<meta http-equiv="refresh">`, allowed by the strict CSP).
 pub fn page_refreshing(title: &str, body_html: &str, refresh_secs: Option<u32>) -> String {
+    page_with_nav(title, body_html, refresh_secs, SERVER_NAV)
+}
+
+/// The navigation of the server's console.
+const SERVER_NAV: &str = "<a href=\"/console\">Queues</a>\
+     <a href=\"/console/replays\" accesskey=\"r\">Replays</a>\
+     <a href=\"/console/moves\" accesskey=\"m\">Move tasks</a>\
+     <a href=\"/console/schedules\" accesskey=\"s\">Schedules</a>\
+     <a href=\"/console/alerts\" accesskey=\"a\">Alerts</a>\
+     <a href=\"/console/audit\">Audit</a>";
+
+/// The page frame with another navigation (`nav_html`: trusted markup, e.g. the links of
+/// `redrive console`, which has no server-side tasks).
+pub fn page_with_nav(
+    title: &str,
+    body_html: &str,
+    refresh_secs: Option<u32>,
+    nav_html: &str,
+) -> String {
     let mut out = String::with_capacity(body_html.len() + 1024);
     let refresh = refresh_secs.map_or(String::new(), |s| {
         format!("<meta http-equiv=\"refresh\" content=\"{s}\">")
@@ -43,12 +62,7 @@ pub fn page_refreshing(title: &str, body_html: &str, refresh_secs: Option<u32>) 
          <title>{} · Redrive console</title><link rel=\"icon\" href=\"data:,\">\
          <link rel=\"stylesheet\" href=\"/console/assets/console.css\"></head>\
          <body><header><a href=\"/console\" accesskey=\"q\">Redrive console</a>\
-         <nav aria-label=\"Sections\"><a href=\"/console\">Queues</a>\
-         <a href=\"/console/replays\" accesskey=\"r\">Replays</a>\
-         <a href=\"/console/moves\" accesskey=\"m\">Move tasks</a>\
-         <a href=\"/console/schedules\" accesskey=\"s\">Schedules</a>\
-         <a href=\"/console/alerts\" accesskey=\"a\">Alerts</a>\
-         <a href=\"/console/audit\">Audit</a></nav></header>\
+         <nav aria-label=\"Sections\">{nav_html}</nav></header>\
          <main>{}</main></body></html>\n",
         esc(title),
         body_html

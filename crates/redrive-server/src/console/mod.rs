@@ -19,7 +19,7 @@
 //! the browser's CSRF token (`check_post`); actions are audited ([`audit`]).
 
 pub mod audit;
-mod chart;
+pub mod chart;
 pub mod html;
 mod ops;
 mod replay;
@@ -47,7 +47,12 @@ use crate::AppState;
 use crate::auth::Auth;
 use html::{age_text, esc, page, time_text, url_part};
 
-const CSS: &str = include_str!("assets/console.css");
+/// The console's Content-Security-Policy: no script at all, styles from the console only.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+                       form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The console's style sheet (also served by `redrive console`).
+pub const CSS: &str = include_str!("assets/console.css");
 
 /// Messages shown per page of the browser.
 const PAGE_SIZE: usize = 50;
@@ -198,10 +203,7 @@ async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; \
-             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
+        HeaderValue::from_static(CSP),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

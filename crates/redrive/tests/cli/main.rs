@@ -12,9 +12,12 @@
 //! - `metrics`: `metrics` reading the minute history a SIGTERM wrote, after a restart.
 //! - `metrics_cloudwatch`: `metrics --source cloudwatch` against our CloudWatch API.
 //! - `replay`: `replay` (client-side and server-side paths, moto), `move`, `schedule`.
+//! - `console`: `redrive console` against moto_server, driven over HTTP (group-by, dry run,
+//!   confirmed client-side replay, CSRF refusal).
 //! - `verify`: `redrive verify` on a clean and on a damaged data directory.
 
 mod alerts;
+mod console;
 mod crash;
 mod full_disk;
 mod harness;

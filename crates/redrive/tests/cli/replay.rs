@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::harness::{ServerProcess, Sqs};
 
 /// `redrive ARGS --endpoint-url ENDPOINT` with no AWS settings from the environment.
-fn command(endpoint: &str, args: &[&str]) -> Command {
+pub(crate) fn command(endpoint: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_redrive"));
     cmd.args(args).args(["--endpoint-url", endpoint]);
     for (k, _) in std::env::vars() {
@@ -93,7 +93,7 @@ async fn pair(sqs: &Sqs, name: &str, fifo: bool) -> (String, String) {
     (src, dlq)
 }
 
-async fn send(sqs: &Sqs, url: &str, body: &str, attrs: Value, group: Option<&str>) {
+pub(crate) async fn send(sqs: &Sqs, url: &str, body: &str, attrs: Value, group: Option<&str>) {
     let mut req = json!({"QueueUrl": url, "MessageBody": body, "MessageAttributes": attrs});
     if let Some(g) = group {
         req["MessageGroupId"] = Value::from(g);
@@ -103,7 +103,7 @@ async fn send(sqs: &Sqs, url: &str, body: &str, attrs: Value, group: Option<&str
     sqs.call("SendMessage", req).await.expect("send");
 }
 
-async fn count(sqs: &Sqs, url: &str) -> u64 {
+pub(crate) async fn count(sqs: &Sqs, url: &str) -> u64 {
     let n = |s: String| s.parse::<u64>().unwrap_or(0);
     n(sqs.attr(url, "ApproximateNumberOfMessages").await)
         + n(sqs.attr(url, "ApproximateNumberOfMessagesNotVisible").await)
@@ -124,7 +124,7 @@ async fn dead_letter_all(sqs: &Sqs, src: &str, dlq: &str, n: u64) {
 }
 
 /// Every message of a queue (received and deleted), with attributes.
-async fn drain(sqs: &Sqs, url: &str) -> Vec<Value> {
+pub(crate) async fn drain(sqs: &Sqs, url: &str) -> Vec<Value> {
     let mut all = Vec::new();
     let mut empty = 0;
     while empty < 2 {
@@ -163,7 +163,7 @@ fn provenance(m: &Value) -> Value {
     serde_json::from_str(text).unwrap()
 }
 
-fn body(m: &Value) -> Value {
+pub(crate) fn body(m: &Value) -> Value {
     serde_json::from_str(m["Body"].as_str().unwrap()).unwrap()
 }
 
@@ -762,13 +762,13 @@ async fn bad_input_is_refused_before_anything_moves() {
 }
 
 /// `moto_server` (no browse API, no replays API): the client-side path is the only one.
-struct Moto {
+pub(crate) struct Moto {
     child: std::process::Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl Moto {
-    async fn start() -> Option<Moto> {
+    pub(crate) async fn start() -> Option<Moto> {
         let port = crate::harness::free_port();
         let child = Command::new("moto_server")
             .args(["-p", &port.to_string()])

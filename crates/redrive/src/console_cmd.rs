@@ -1,0 +1,1263 @@
+//! `redrive console`: the DLQ web console on localhost against any SQS endpoint (issue 15;
+//! see docs/console.md, "`redrive console` against any endpoint").
+//!
+//! The pages are built from the server console's pieces (`redrive_server::console::html`,
+//! `chart`, the style sheet and its CSP); the data comes from `redrive_cli`: the connection is
+//! resolved like the AWS CLI ([`ConnArgs`]), messages are read through [`Source`] (the browse
+//! API on a Redrive server, else ReceiveMessage, never deleting), group-by tables through
+//! [`Stats`], the minute chart through [`redrive_cli::metrics`] (a Redrive server's history or
+//! CloudWatch), and a replay runs the CLI's client-side receive/send/delete path with its
+//! journal (the audit log, `./redrive-audit/<dlq>.ndjson` as for `redrive replay`).
+//!
+//! Served on a loopback address only. No GET changes a queue (on the receive path a GET with
+//! `read=N` does hide messages for the visibility timeout, which the page says); every POST
+//! must come from the console's origin and carry the console's CSRF token.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_sqs::types::QueueAttributeName;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use clap::Args;
+use http::{HeaderValue, StatusCode, header};
+use redrive_cli::client::{Conn, QueueRef};
+use redrive_cli::metrics::{MetricsPlan, MetricsSource, MetricsTable};
+use redrive_cli::replay::{self, Interrupt, ReplayPlan, ReplayResult, Summary};
+use redrive_cli::source::{Message, Source, approximate_count};
+use redrive_cli::stats::Stats;
+use redrive_cli::util::now_ms;
+use redrive_select::jq::GroupBy;
+use redrive_select::pacing::parse_rate;
+use redrive_select::selection::SelectionSpec;
+use redrive_server::console::chart::{ChartData, render_data};
+use redrive_server::console::html::{
+    age_text, csrf_field, esc, hidden, page_with_nav, time_text, url_part,
+};
+use redrive_server::console::session;
+use serde_json::Value;
+
+use crate::investigate::ConnArgs;
+
+/// `redrive console`
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// Port on 127.0.0.1 (0: any free port; the URL is printed).
+    #[arg(long, default_value_t = 9325)]
+    port: u16,
+    /// Address to listen on: loopback only (127.0.0.1, ::1); anything else is refused.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Open the console in the default browser.
+    #[arg(long)]
+    open: bool,
+    /// Seconds a message read on the receive path stays hidden (browsing and replay scans).
+    #[arg(long, default_value_t = 30)]
+    visibility_timeout: i32,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+/// Messages listed on a queue page, and read at most for its group-by.
+const PAGE_MESSAGES: usize = 50;
+const MAX_READ: usize = 10_000;
+const MAX_GROUP_KEYS: usize = 4;
+/// Queues described on the queues page.
+const MAX_QUEUES: usize = 500;
+/// Minutes of history in the chart.
+const CHART_MINUTES: u64 = 60;
+
+const NAV: &str = "<a href=\"/console\">Queues</a>\
+                   <a href=\"/console/replays\" accesskey=\"r\">Replays</a>";
+
+struct Console {
+    conn: Conn,
+    /// The CSRF token every form carries (one per console process; the page is only readable
+    /// from this origin).
+    csrf: String,
+    /// `127.0.0.1:PORT` (and `localhost:PORT`): the only Host / Origin accepted.
+    hosts: Vec<String>,
+    visibility_timeout: i32,
+    runs: Mutex<Vec<Run>>,
+}
+
+/// A replay started from this console.
+struct Run {
+    id: String,
+    dlq: String,
+    /// The run's journal, its length when the run started, and the dry run's selected count:
+    /// progress is the `deleted` records appended since.
+    journal: std::path::PathBuf,
+    journal_start: u64,
+    selected: Option<u64>,
+    started_ms: i64,
+    preview: String,
+    state: RunState,
+    cancel: tokio::sync::watch::Sender<u64>,
+}
+
+enum RunState {
+    Running,
+    Done(Box<Summary>, String),
+    Failed(String),
+}
+
+pub async fn run_console(a: ConsoleArgs) -> Result<u8> {
+    if !a.host.is_loopback() {
+        bail!(
+            "--host {}: `redrive console` serves loopback addresses only (it acts with your AWS credentials)",
+            a.host
+        );
+    }
+    if !(1..=43_200).contains(&a.visibility_timeout) {
+        bail!("--visibility-timeout must be between 1 and 43200 seconds");
+    }
+    let conn = a.conn.connect().await?;
+    // Our events on stderr (runs started and ended, refused POSTs; never a message body), as
+    // quiet about the SDK as the other CLI commands.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REDRIVE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("redrive=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(a.host, a.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", a.host, a.port))?;
+    let addr = listener.local_addr()?;
+    let host = match addr.ip() {
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        IpAddr::V4(ip) => ip.to_string(),
+    };
+    let state = Arc::new(Console {
+        conn,
+        csrf: session::new_token(),
+        hosts: vec![
+            format!("{host}:{}", addr.port()),
+            format!("localhost:{}", addr.port()),
+        ],
+        visibility_timeout: a.visibility_timeout,
+        runs: Mutex::new(Vec::new()),
+    });
+    let url = format!("http://{host}:{}/console", addr.port());
+    println!("redrive console: {url}");
+    let endpoint = state.conn.endpoint_url.as_deref().unwrap_or("AWS");
+    eprintln!(
+        "reading {endpoint} (region {}); Ctrl-C stops",
+        state.conn.region
+    );
+    if a.open {
+        open_browser(&url);
+    }
+    let app = Router::new()
+        .route("/", get(|| async { redirect("/console") }))
+        .route("/console", get(queues_page))
+        .route("/console/", get(queues_page))
+        .route("/console/assets/console.css", get(css))
+        .route("/console/queues/{name}", get(queue_page))
+        .route(
+            "/console/queues/{name}/replay",
+            get(replay_form).post(replay_post),
+        )
+        .route("/console/replays", get(runs_page))
+        .route("/console/replays/{id}", get(run_page))
+        .route("/console/replays/{id}/cancel", post(cancel_post))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("console server")?;
+    Ok(0)
+}
+
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else if cfg!(windows) {
+        "explorer"
+    } else {
+        "xdg-open"
+    };
+    if let Err(e) = std::process::Command::new(opener)
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        eprintln!("cannot open a browser ({opener}: {e}); open {url}");
+    }
+}
+
+/// Every request: the Host must be the console's (no DNS rebinding); every POST must come from
+/// the console's origin and carry its CSRF token. The server console's security headers.
+async fn guard(State(c): State<Arc<Console>>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if !c.hosts.contains(&host) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Refused: this console answers only requests addressed to its loopback address.",
+        );
+    }
+    let req = if req.method() == http::Method::POST {
+        match check_post(&c, req).await {
+            Ok(r) => r,
+            Err(r) => return r,
+        }
+    } else {
+        req
+    };
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(redrive_server::console::CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+async fn check_post(c: &Console, req: Request) -> Result<Request, Response> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let refused = |reason: &str| {
+        tracing::warn!(%path, reason, "console POST refused");
+        error_page(
+            StatusCode::FORBIDDEN,
+            &format!("Refused: {reason}. Nothing was changed."),
+        )
+    };
+    if !session::same_origin(&parts.headers) {
+        return Err(refused("cross-site request (Origin is another site)"));
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
+        return Err(error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The form is too large.",
+        ));
+    };
+    let form = parse_form(&bytes);
+    let ok = form
+        .get("csrf")
+        .is_some_and(|t| session::secrets_equal(t, &c.csrf));
+    if !ok {
+        return Err(refused("CSRF token missing or wrong"));
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
+}
+
+fn parse_form(bytes: &[u8]) -> HashMap<String, String> {
+    form_urlencoded::parse(bytes).into_owned().collect()
+}
+
+fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    form.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn page(title: &str, body: &str) -> Response {
+    html(StatusCode::OK, page_with_nav(title, body, None, NAV))
+}
+
+fn error_page(status: StatusCode, text: &str) -> Response {
+    html(
+        status,
+        page_with_nav(
+            "Error",
+            &format!("<h1>Error</h1><p class=\"error\">{}</p>", esc(text)),
+            None,
+            NAV,
+        ),
+    )
+}
+
+fn failure(e: &anyhow::Error) -> Response {
+    error_page(StatusCode::BAD_GATEWAY, &format!("{e:#}"))
+}
+
+fn redirect(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
+}
+
+async fn css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        redrive_server::console::CSS,
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queues
+
+/// A queue's counts and links, from GetQueueAttributes.
+struct QueueInfo {
+    name: String,
+    visible: u64,
+    in_flight: u64,
+    delayed: u64,
+    dlq: Option<String>,
+    max_receive_count: Option<u64>,
+}
+
+fn name_of(arn_or_url: &str) -> String {
+    arn_or_url
+        .trim_end_matches('/')
+        .rsplit([':', '/'])
+        .next()
+        .unwrap_or(arn_or_url)
+        .to_string()
+}
+
+async fn describe(conn: &Conn, url: &str) -> Result<QueueInfo> {
+    let name = name_of(url);
+    let out = conn
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .map_err(|e| redrive_cli::client::sdk_error(e, &name, conn.endpoint_url.as_deref()))?;
+    let attrs: BTreeMap<String, String> = out
+        .attributes()
+        .map(|a| {
+            a.iter()
+                .map(|(k, v)| (k.as_str().to_string(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let n = |k: &str| attrs.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let policy: Option<Value> = attrs
+        .get("RedrivePolicy")
+        .and_then(|p| serde_json::from_str(p).ok());
+    Ok(QueueInfo {
+        visible: n("ApproximateNumberOfMessages"),
+        in_flight: n("ApproximateNumberOfMessagesNotVisible"),
+        delayed: n("ApproximateNumberOfMessagesDelayed"),
+        dlq: policy
+            .as_ref()
+            .and_then(|p| p["deadLetterTargetArn"].as_str())
+            .map(name_of),
+        max_receive_count: policy.as_ref().and_then(|p| match &p["maxReceiveCount"] {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        }),
+        name,
+    })
+}
+
+async fn list_queue_urls(conn: &Conn) -> Result<(Vec<String>, bool)> {
+    let mut urls = Vec::new();
+    let mut token = None;
+    loop {
+        let out = conn
+            .sqs
+            .list_queues()
+            .max_results(1000)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| redrive_cli::client::sdk_error(e, "", conn.endpoint_url.as_deref()))?;
+        urls.extend(out.queue_urls().iter().cloned());
+        token = out.next_token().map(str::to_string);
+        if token.is_none() || urls.len() >= MAX_QUEUES {
+            break;
+        }
+    }
+    let more = urls.len() > MAX_QUEUES || token.is_some();
+    urls.truncate(MAX_QUEUES);
+    urls.sort();
+    Ok((urls, more))
+}
+
+fn queue_link(name: &str) -> String {
+    format!(
+        "<a href=\"/console/queues/{}\">{}</a>",
+        url_part(name),
+        esc(name)
+    )
+}
+
+fn endpoint_text(conn: &Conn) -> String {
+    match &conn.endpoint_url {
+        Some(e) => format!("endpoint <code>{}</code>", esc(e)),
+        None => format!("AWS, region <code>{}</code>", esc(&conn.region)),
+    }
+}
+
+async fn queues_page(State(c): State<Arc<Console>>) -> Response {
+    let (urls, more) = match list_queue_urls(&c.conn).await {
+        Ok(u) => u,
+        Err(e) => return failure(&e),
+    };
+    // Described 16 at a time (hundreds of queues on AWS), kept in the listing's order.
+    let limit = Arc::new(tokio::sync::Semaphore::new(16));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (k, u) in urls.iter().enumerate() {
+        let (conn, u, limit) = (c.conn.clone(), u.clone(), limit.clone());
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            (k, describe(&conn, &u).await)
+        });
+    }
+    let mut described = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok((k, Ok(i))) => described.push((k, i)),
+            // Deleted between the listing and the description.
+            Ok((k, Err(e))) => tracing::debug!(queue = %urls[k], "cannot describe: {e:#}"),
+            Err(e) => tracing::debug!("describe task: {e}"),
+        }
+    }
+    described.sort_by_key(|(k, _)| *k);
+    let infos: Vec<QueueInfo> = described.into_iter().map(|(_, i)| i).collect();
+    // DLQ → its sources, from the sources' redrive policies.
+    let mut sources: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for i in &infos {
+        if let Some(d) = &i.dlq {
+            sources.entry(d.clone()).or_default().push(i.name.clone());
+        }
+    }
+    let mut body = format!(
+        "<h1>Queues</h1><p class=\"note\">{} · {} queues{}</p>",
+        endpoint_text(&c.conn),
+        infos.len(),
+        if more {
+            format!(" (the first {MAX_QUEUES} only)")
+        } else {
+            String::new()
+        }
+    );
+    body.push_str(
+        "<table class=\"queues\"><thead><tr><th>Queue</th><th>Visible</th><th>In flight</th>\
+         <th>Delayed</th><th>Dead-letter queue</th><th>Sources (as a DLQ)</th></tr></thead><tbody>",
+    );
+    for i in &infos {
+        let dlq = i.dlq.as_deref().map_or(String::new(), |d| {
+            format!(
+                "→ {}{}",
+                queue_link(d),
+                i.max_receive_count
+                    .map_or(String::new(), |m| format!(" after {m} receives"))
+            )
+        });
+        let srcs = sources.get(&i.name).map_or(String::new(), |s| {
+            s.iter()
+                .map(|n| format!("← {}", queue_link(n)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
+        body.push_str(&format!(
+            "<tr data-queue=\"{}\"><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td>{dlq}</td><td>{srcs}</td></tr>",
+            esc(&i.name),
+            queue_link(&i.name),
+            i.visible,
+            i.in_flight,
+            i.delayed
+        ));
+    }
+    body.push_str("</tbody></table>");
+    page("Queues", &body)
+}
+
+/// The queue page's query: `group=JQ` (repeatable), `top=N`, `read=N`.
+struct QueueQuery {
+    groups: Vec<String>,
+    top: usize,
+    read: Option<usize>,
+}
+
+fn queue_query(raw: Option<&str>) -> QueueQuery {
+    let mut q = QueueQuery {
+        groups: Vec::new(),
+        top: 20,
+        read: None,
+    };
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        let v = v.trim().to_string();
+        match k.as_ref() {
+            "group" if !v.is_empty() && q.groups.len() < MAX_GROUP_KEYS => q.groups.push(v),
+            "top" => q.top = v.parse().unwrap_or(20).clamp(1, 1000),
+            "read" => q.read = v.parse().ok().map(|n: usize| n.clamp(1, MAX_READ)),
+            _ => {}
+        }
+    }
+    q
+}
+
+async fn queue_page(
+    State(c): State<Arc<Console>>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = queue_query(raw.as_deref());
+    let queue = match c.conn.resolve(&name).await {
+        Ok(q) => q,
+        Err(e) => return error_page(StatusCode::NOT_FOUND, &format!("{e:#}")),
+    };
+    let info = match describe(&c.conn, &queue.url).await {
+        Ok(i) => i,
+        Err(e) => return failure(&e),
+    };
+    let source = match Source::open(&c.conn, &queue, c.visibility_timeout).await {
+        Ok(s) => s,
+        Err(e) => return failure(&e),
+    };
+    let mut body = format!(
+        "<h1>{}</h1><p class=\"note\">{}</p>",
+        esc(&queue.name),
+        endpoint_text(&c.conn)
+    );
+    body.push_str(&format!(
+        "<dl class=\"counts\"><dt>Visible</dt><dd id=\"visible\">{}</dd><dt>In flight</dt>\
+         <dd id=\"in-flight\">{}</dd><dt>Delayed</dt><dd id=\"delayed\">{}</dd></dl>",
+        info.visible, info.in_flight, info.delayed
+    ));
+    if let Some(d) = &info.dlq {
+        body.push_str(&format!("<p>Dead-letter queue: {}</p>", queue_link(d)));
+    }
+    let srcs = redrive_cli::source::dead_letter_sources(&c.conn, &queue)
+        .await
+        .unwrap_or_default();
+    if !srcs.is_empty() {
+        body.push_str(&format!(
+            "<p>Dead-letter queue of: {}</p>",
+            srcs.iter()
+                .map(|s| queue_link(s))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    body.push_str(&format!(
+        "<p><a class=\"button\" href=\"/console/queues/{}/replay\">Replay messages…</a></p>",
+        url_part(&queue.name)
+    ));
+    body.push_str("<h2>Last hour</h2>");
+    body.push_str(&chart(&c.conn, &info).await);
+
+    // Group-by form (a GET: reading changes nothing on the browse path).
+    let receive = !source.non_destructive();
+    body.push_str(&format!(
+        "<h2>Messages</h2><form method=\"get\" class=\"group-by\" action=\"/console/queues/{}\">",
+        url_part(&queue.name)
+    ));
+    for i in 0..MAX_GROUP_KEYS {
+        let v = q.groups.get(i).map_or("", String::as_str);
+        body.push_str(&format!(
+            "<label>Group by (jq) <input type=\"text\" name=\"group\" value=\"{}\" placeholder=\"{}\"></label> ",
+            esc(v),
+            if i == 0 { ".mall_id" } else { "" }
+        ));
+    }
+    body.push_str(&format!(
+        "<label>Top <input type=\"number\" name=\"top\" min=\"1\" max=\"1000\" value=\"{}\"></label> \
+         <label>Read at most <input type=\"number\" name=\"read\" min=\"1\" max=\"{MAX_READ}\" value=\"{}\"></label> \
+         <button type=\"submit\">Read</button></form>",
+        q.top,
+        q.read.unwrap_or(if receive { PAGE_MESSAGES } else { 1000 })
+    ));
+    if receive {
+        body.push_str(&format!(
+            "<p class=\"warning\" id=\"receive-warning\" role=\"alert\">This endpoint has no browse \
+             API: messages are read with ReceiveMessage. Reading raises ApproximateReceiveCount and \
+             hides messages for the visibility timeout ({}s), never deleting them.{}</p>",
+            c.visibility_timeout,
+            if srcs.is_empty() {
+                " This queue is not a dead-letter queue: each read counts toward its \
+                 maxReceiveCount and may move messages to its DLQ."
+            } else {
+                ""
+            }
+        ));
+    }
+    // On the receive path nothing is read until asked (`read=N`).
+    let limit = match (q.read, receive) {
+        (Some(n), _) => Some(n),
+        (None, false) => Some(1000),
+        (None, true) => None,
+    };
+    if let Some(limit) = limit {
+        body.push_str(&messages_html(&source, &queue, &q, limit).await);
+    } else {
+        body.push_str(
+            "<p class=\"note\">Press <em>Read</em> to read messages (see the warning above).</p>",
+        );
+    }
+    page(&queue.name, &body)
+}
+
+/// The minute chart from the CLI's metrics (a Redrive server's history, else CloudWatch); a
+/// note when there is none (moto has no CloudWatch data).
+async fn chart(conn: &Conn, info: &QueueInfo) -> String {
+    let plan = MetricsPlan {
+        queue: info.name.clone(),
+        since: format!("{}m", CHART_MINUTES),
+        until: None,
+        period_secs: 60,
+        source: MetricsSource::Auto,
+    };
+    let read = tokio::time::timeout(
+        Duration::from_secs(15),
+        redrive_cli::metrics::metrics(conn, &plan),
+    )
+    .await;
+    let table = match read {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            return format!(
+                "<p class=\"note\" id=\"chart-note\">No minute history for this queue: {}</p>",
+                esc(&format!("{e:#}"))
+            );
+        }
+        Err(_) => {
+            return "<p class=\"note\" id=\"chart-note\">No minute history: the metrics source did not answer in 15 s.</p>".into();
+        }
+    };
+    let has_data = table.rows.iter().any(|r| {
+        r.sent + r.received + r.deleted + r.visible + r.not_visible + r.dead_letter_arrivals > 0
+    });
+    if !has_data {
+        return "<p class=\"note\" id=\"chart-note\">No minute history for this queue in the last \
+                hour: its metrics source (a Redrive server's history, else CloudWatch) has no data \
+                for it.</p>"
+            .into();
+    }
+    render_data(&chart_data(&table))
+}
+
+fn chart_data(t: &MetricsTable) -> ChartData {
+    let pick = |f: fn(&redrive_cli::metrics::MetricsRow) -> u64| -> Vec<(u64, f64)> {
+        t.rows.iter().map(|r| (r.timestamp, f(r) as f64)).collect()
+    };
+    ChartData {
+        queue: t.queue.clone(),
+        since_ms: t.since,
+        until_ms: t.until,
+        period_secs: t.period,
+        series: vec![
+            ("NumberOfMessagesSent".into(), pick(|r| r.sent)),
+            ("NumberOfMessagesReceived".into(), pick(|r| r.received)),
+            ("NumberOfMessagesDeleted".into(), pick(|r| r.deleted)),
+            (
+                "NumberOfDeadLetterArrivals".into(),
+                pick(|r| r.dead_letter_arrivals),
+            ),
+            (
+                "ApproximateNumberOfMessagesVisible".into(),
+                pick(|r| r.visible),
+            ),
+        ],
+    }
+}
+
+/// Reads up to `limit` messages through the source: group-by tables (the CLI's `Stats`) and
+/// the first messages.
+async fn messages_html(source: &Source, queue: &QueueRef, q: &QueueQuery, limit: usize) -> String {
+    let mut out = String::new();
+    let mut group_bys = Vec::new();
+    for g in &q.groups {
+        match GroupBy::compile(g) {
+            Ok(c) => group_bys.push(c),
+            Err(e) => {
+                out.push_str(&format!(
+                    "<p class=\"error\">group by <code>{}</code>: {}</p>",
+                    esc(g),
+                    esc(&e.to_string())
+                ));
+                return out;
+            }
+        }
+    }
+    let mut stats = Stats::new(group_bys, None);
+    let mut shown: Vec<Message> = Vec::new();
+    let scan = source
+        .scan(limit, |m| {
+            stats.add(&m);
+            if shown.len() < PAGE_MESSAGES {
+                shown.push(m);
+            }
+        })
+        .await;
+    let scan = match scan {
+        Ok(s) => s,
+        Err(e) => {
+            return format!(
+                "<p class=\"error\">reading failed: {}</p>",
+                esc(&format!("{e:#}"))
+            );
+        }
+    };
+    out.push_str(&format!(
+        "<p class=\"note\" id=\"scan\">{} messages read{}{}.</p>",
+        scan.read,
+        if scan.complete {
+            " (all of them)"
+        } else {
+            " (not all: raise the limit or wait for in-flight messages)"
+        },
+        if scan.non_destructive {
+            " with the browse API"
+        } else {
+            " with ReceiveMessage"
+        }
+    ));
+    let v = stats.to_json(&queue.name, &scan, q.top);
+    if let Some(groups) = v["groups"].as_array() {
+        for g in groups {
+            out.push_str(&format!(
+                "<h3>Group by <code>{}</code> ({} distinct)</h3>",
+                esc(g["expr"].as_str().unwrap_or_default()),
+                g["distinct"]
+            ));
+            out.push_str(&count_table(&["key"], g["counts"].as_array(), |c| {
+                vec![c["key"].as_str().unwrap_or_default().to_string()]
+            }));
+        }
+    }
+    if let Some(p) = v["pairs"].as_object() {
+        let exprs: Vec<String> = p["exprs"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| e.as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "<h3>Combined: {}</h3>",
+            exprs
+                .iter()
+                .map(|e| format!("<code>{}</code>", esc(e)))
+                .collect::<Vec<_>>()
+                .join(" × ")
+        ));
+        let heads: Vec<&str> = exprs.iter().map(String::as_str).collect();
+        out.push_str(&count_table(&heads, p["counts"].as_array(), |c| {
+            c["keys"]
+                .as_array()
+                .map(|k| {
+                    k.iter()
+                        .map(|x| x.as_str().unwrap_or_default().to_string())
+                        .collect()
+                })
+                .unwrap_or_default()
+        }));
+    }
+    if let Some(rc) = v["receiveCounts"].as_array()
+        && !rc.is_empty()
+    {
+        out.push_str("<h3>Receive counts</h3>");
+        out.push_str(&count_table(&["receive count"], Some(rc), |c| {
+            vec![c["receiveCount"].to_string()]
+        }));
+    }
+    out.push_str(&format!(
+        "<h3>First {} messages</h3><table class=\"messages\"><thead><tr><th>Message id</th>\
+         <th>Sent</th><th>Receives</th><th>Body</th></tr></thead><tbody>",
+        shown.len()
+    ));
+    let now = now_ms();
+    for m in &shown {
+        let sent = m.sent_timestamp.map_or(String::new(), |t| {
+            format!(
+                "{} ({} ago)",
+                time_text(t.max(0) as u64),
+                age_text(now.saturating_sub(t).max(0) as u64)
+            )
+        });
+        let body: String = m.body.chars().take(300).collect();
+        let more = if m.body.chars().count() > 300 {
+            "…"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "<tr><td><code>{}</code></td><td>{}</td><td class=\"num\">{}</td><td><code>{}{more}</code></td></tr>",
+            esc(&m.message_id),
+            esc(&sent),
+            m.receive_count.map_or(String::new(), |r| r.to_string()),
+            esc(&body)
+        ));
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+fn count_table(
+    heads: &[&str],
+    rows: Option<&Vec<Value>>,
+    keys: impl Fn(&Value) -> Vec<String>,
+) -> String {
+    let mut out = String::from("<table class=\"group\"><thead><tr>");
+    for h in heads {
+        out.push_str(&format!("<th>{}</th>", esc(h)));
+    }
+    out.push_str("<th>count</th></tr></thead><tbody>");
+    for r in rows.into_iter().flatten() {
+        out.push_str("<tr>");
+        for k in keys(r) {
+            out.push_str(&format!("<td><code>{}</code></td>", esc(&k)));
+        }
+        out.push_str(&format!("<td class=\"num\">{}</td></tr>", r["count"]));
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replay
+
+/// The replay form's fields.
+#[derive(Debug, Clone, Default)]
+struct ReplayForm {
+    filter: String,
+    to: String,
+    limit: String,
+    rate: String,
+}
+
+impl ReplayForm {
+    fn from(form: &HashMap<String, String>) -> ReplayForm {
+        let f = |n: &str| field(form, n).unwrap_or_default().to_string();
+        ReplayForm {
+            filter: f("filter"),
+            to: f("to"),
+            limit: f("limit"),
+            rate: f("rate"),
+        }
+    }
+
+    /// The CLI's plan for these fields (validated as `redrive replay` validates its flags).
+    fn plan(&self, dlq: &str, c: &Console, dry_run: bool) -> Result<ReplayPlan> {
+        let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let limit = match self.limit.as_str() {
+            "" => None,
+            l => Some(
+                l.parse::<u64>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .context("limit: a whole number of messages, at least 1")?,
+            ),
+        };
+        let rate = match self.rate.as_str() {
+            "" => None,
+            r => Some(parse_rate(r).map_err(|e| anyhow::anyhow!("rate: {e}"))?),
+        };
+        let plan = ReplayPlan {
+            source: dlq.to_string(),
+            destination: opt(&self.to),
+            selection: SelectionSpec {
+                filter: opt(&self.filter),
+                limit,
+                ..SelectionSpec::default()
+            },
+            transform: None,
+            rate,
+            rate_per: None,
+            breaker: None,
+            provenance: true,
+            dry_run,
+            sample: 5,
+            backup: None,
+            audit_log: None,
+            client_side: true,
+            cancel_on_interrupt: true,
+            visibility_timeout: c.visibility_timeout,
+            attach: None,
+            requested_by: format!("{} (redrive console)", replay::whoami()),
+        };
+        plan.validate()?;
+        Ok(plan)
+    }
+
+    fn hidden_fields(&self) -> String {
+        [
+            hidden("filter", &self.filter),
+            hidden("to", &self.to),
+            hidden("limit", &self.limit),
+            hidden("rate", &self.rate),
+        ]
+        .concat()
+    }
+}
+
+fn replay_form_html(c: &Console, dlq: &str, f: &ReplayForm, error: Option<&str>) -> String {
+    let error = error.map_or(String::new(), |e| {
+        format!("<p class=\"error\" id=\"form-error\">{}</p>", esc(e))
+    });
+    format!(
+        "<h1>Replay from {}</h1><p class=\"note\">Client-side path, as <code>redrive replay \
+         --client-side</code>: each selected message is received, copied to its destination, \
+         journaled, then deleted from the DLQ. The run's journal is the CLI's audit log \
+         (<code>redrive-audit/{}.ndjson</code> in the directory the console was started in).</p>\
+         {error}<form method=\"post\" action=\"/console/queues/{}/replay\" class=\"replay\">{}\
+         <p><label>Filter (jq over the body and <code>$meta</code>)<br>\
+         <input type=\"text\" name=\"filter\" size=\"60\" value=\"{}\" placeholder=\".mall_id == &quot;m-1&quot;\"></label></p>\
+         <p><label>Destination (default: each message's source queue)<br>\
+         <input type=\"text\" name=\"to\" value=\"{}\"></label></p>\
+         <p><label>Limit <input type=\"number\" name=\"limit\" min=\"1\" value=\"{}\"></label> \
+         <label>Rate (5/s, 30/m) <input type=\"text\" name=\"rate\" value=\"{}\"></label></p>\
+         <p><button type=\"submit\" name=\"action\" value=\"preview\">Dry run</button></p></form>",
+        queue_link(dlq),
+        esc(dlq),
+        url_part(dlq),
+        csrf_field(&c.csrf),
+        esc(&f.filter),
+        esc(&f.to),
+        esc(&f.limit),
+        esc(&f.rate),
+    )
+}
+
+async fn replay_form(State(c): State<Arc<Console>>, Path(name): Path<String>) -> Response {
+    if let Err(e) = c.conn.resolve(&name).await {
+        return error_page(StatusCode::NOT_FOUND, &format!("{e:#}"));
+    }
+    page(
+        &format!("Replay {name}"),
+        &replay_form_html(&c, &name, &ReplayForm::default(), None),
+    )
+}
+
+async fn replay_post(
+    State(c): State<Arc<Console>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&body);
+    let f = ReplayForm::from(&form);
+    let confirm = field(&form, "action") == Some("confirm");
+    let plan = match f.plan(&name, &c, !confirm) {
+        Ok(p) => p,
+        Err(e) => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                page_with_nav(
+                    &format!("Replay {name}"),
+                    &replay_form_html(&c, &name, &f, Some(&format!("{e:#}"))),
+                    None,
+                    NAV,
+                ),
+            );
+        }
+    };
+    if confirm {
+        let selected = field(&form, "selected").and_then(|n| n.parse().ok());
+        let preview = field(&form, "preview").unwrap_or_default().to_string();
+        return start_run(c, &name, plan, &preview, selected).await;
+    }
+    // Dry run: the CLI's preview, exactly as `redrive replay` prints it.
+    let (interrupt, _tx) = Interrupt::manual();
+    let result = match replay::replay_client_side(&c.conn, &plan, &interrupt).await {
+        Ok(r) => r,
+        Err(e) => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                page_with_nav(
+                    &format!("Replay {name}"),
+                    &replay_form_html(&c, &name, &f, Some(&format!("{e:#}"))),
+                    None,
+                    NAV,
+                ),
+            );
+        }
+    };
+    let ReplayResult::Preview(p) = &result else {
+        return error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the dry run moved messages",
+        );
+    };
+    let text = result.render(&name, false);
+    let mut body = format!(
+        "<h1>Dry run: replay from {}</h1><p id=\"selected\">{} of {} scanned messages would be \
+         replayed{}.</p>",
+        queue_link(&name),
+        p.selected,
+        p.scanned,
+        if p.complete {
+            ""
+        } else {
+            " (the scan stopped early: more may match)"
+        }
+    );
+    body.push_str("<table class=\"destinations\"><thead><tr><th>Destination</th><th>Messages</th></tr></thead><tbody>");
+    for d in &p.destinations {
+        body.push_str(&format!(
+            "<tr><td>{}</td><td class=\"num\">{}</td></tr>",
+            queue_link(&d.name),
+            d.count
+        ));
+    }
+    body.push_str("</tbody></table>");
+    body.push_str(&format!(
+        "<h2>Preview</h2><pre id=\"preview\">{}</pre>",
+        esc(&text)
+    ));
+    if p.selected > 0 {
+        body.push_str(&format!(
+            "<form method=\"post\" action=\"/console/queues/{}/replay\" class=\"confirm\">{}{}{}{}\
+             <p><button type=\"submit\" name=\"action\" value=\"confirm\">Replay {} messages</button> \
+             <a href=\"/console/queues/{}/replay\">Change</a></p></form>",
+            url_part(&name),
+            csrf_field(&c.csrf),
+            f.hidden_fields(),
+            hidden("preview", &text),
+            hidden("selected", &p.selected.to_string()),
+            p.selected,
+            url_part(&name),
+        ));
+    } else {
+        body.push_str(&replay_form_html(&c, &name, &f, None));
+    }
+    page(&format!("Dry run {name}"), &body)
+}
+
+async fn start_run(
+    c: Arc<Console>,
+    dlq: &str,
+    plan: ReplayPlan,
+    preview: &str,
+    selected: Option<u64>,
+) -> Response {
+    let queue = match c.conn.resolve(dlq).await {
+        Ok(q) => q,
+        Err(e) => return error_page(StatusCode::NOT_FOUND, &format!("{e:#}")),
+    };
+    let journal = plan.default_audit_log(&queue);
+    let journal_start = std::fs::metadata(&journal).map_or(0, |m| m.len());
+    let (interrupt, cancel) = Interrupt::manual();
+    let id = format!("console-{}", &session::new_token()[..12]);
+    {
+        let mut runs = c.runs.lock().unwrap_or_else(|e| e.into_inner());
+        runs.push(Run {
+            id: id.clone(),
+            dlq: dlq.to_string(),
+            journal,
+            journal_start,
+            selected,
+            started_ms: now_ms(),
+            preview: preview.to_string(),
+            state: RunState::Running,
+            cancel,
+        });
+    }
+    tracing::info!(run = %id, dlq, "console replay started");
+    let c2 = c.clone();
+    let id2 = id.clone();
+    let name = dlq.to_string();
+    tokio::spawn(async move {
+        let result = replay::replay_client_side(&c2.conn, &plan, &interrupt).await;
+        let state = match result {
+            Ok(ReplayResult::Summary(s)) => {
+                let text = ReplayResult::Summary(s.clone()).render(&name, false);
+                RunState::Done(Box::new(s), text)
+            }
+            Ok(ReplayResult::Preview(_)) => RunState::Failed("the run was a dry run".into()),
+            Err(e) => RunState::Failed(format!("{e:#}")),
+        };
+        tracing::info!(run = %id2, "console replay ended");
+        let mut runs = c2.runs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = runs.iter_mut().find(|r| r.id == id2) {
+            r.state = state;
+        }
+    });
+    redirect(&format!("/console/replays/{}", url_part(&id)))
+}
+
+async fn runs_page(State(c): State<Arc<Console>>) -> Response {
+    let runs = c.runs.lock().unwrap_or_else(|e| e.into_inner());
+    let mut body = String::from(
+        "<h1>Replays</h1><p class=\"note\">Replays started from this console since it started \
+         (the CLI's audit logs keep every run).</p><table class=\"replays\"><thead><tr><th>Run</th>\
+         <th>DLQ</th><th>Started</th><th>State</th></tr></thead><tbody>",
+    );
+    for r in runs.iter().rev() {
+        body.push_str(&format!(
+            "<tr><td><a href=\"/console/replays/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            url_part(&r.id),
+            esc(&r.id),
+            queue_link(&r.dlq),
+            time_text(r.started_ms.max(0) as u64),
+            state_text(&r.state)
+        ));
+    }
+    body.push_str("</tbody></table>");
+    page("Replays", &body)
+}
+
+fn state_text(s: &RunState) -> String {
+    match s {
+        RunState::Running => "running".into(),
+        RunState::Done(s, _) => format!("{:?}: {} moved", s.outcome, s.moved).to_lowercase(),
+        RunState::Failed(_) => "failed".into(),
+    }
+}
+
+async fn run_page(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+    let (dlq, started, preview, state, progress) = {
+        let runs = c.runs.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(r) = runs.iter().find(|r| r.id == id) else {
+            return error_page(StatusCode::NOT_FOUND, "No such replay in this console.");
+        };
+        let state = match &r.state {
+            RunState::Running => None,
+            RunState::Done(s, text) => Some(Ok((s.clone(), text.clone()))),
+            RunState::Failed(e) => Some(Err(e.clone())),
+        };
+        let progress = (r.journal.clone(), r.journal_start, r.selected);
+        (
+            r.dlq.clone(),
+            r.started_ms,
+            r.preview.clone(),
+            state,
+            progress,
+        )
+    };
+    let mut body = format!(
+        "<h1>Replay {} from {}</h1><p class=\"note\">Started {} (<code>{}</code>).</p>",
+        esc(&id),
+        queue_link(&dlq),
+        time_text(started.max(0) as u64),
+        esc(&id)
+    );
+    let refresh = match state {
+        None => {
+            let left = match c.conn.resolve(&dlq).await {
+                Ok(q) => approximate_count(&c.conn, &q).await.ok(),
+                Err(_) => None,
+            };
+            let (journal, start, selected) = progress;
+            let moved = moved_since(&journal, start);
+            body.push_str(&format!(
+                "<p id=\"progress\">Moved {moved}{} (from the run's journal).</p>",
+                selected.map_or(String::new(), |n| format!(" of {n} selected"))
+            ));
+            if let Some(n) = selected.filter(|n| *n > 0) {
+                body.push_str(&format!(
+                    "<progress max=\"{n}\" value=\"{}\"></progress>",
+                    moved.min(n)
+                ));
+            }
+            body.push_str(&format!(
+                "<p id=\"status\" data-status=\"running\">Running… the DLQ holds ~{} messages \
+                 (this page refreshes every 2 s).</p><form method=\"post\" action=\"/console/replays/{}/cancel\">{}\
+                 <button type=\"submit\">Stop after the current step</button></form>",
+                left.map_or("?".into(), |n| n.to_string()),
+                url_part(&id),
+                csrf_field(&c.csrf)
+            ));
+            Some(2)
+        }
+        Some(Ok((s, text))) => {
+            body.push_str(&format!(
+                "<p id=\"status\" data-status=\"{}\">{:?}: {} moved, {} skipped, {} failed, {} \
+                 remaining.</p><pre id=\"summary\">{}</pre>",
+                format!("{:?}", s.outcome).to_lowercase(),
+                s.outcome,
+                s.moved,
+                s.skipped,
+                s.failed,
+                s.remaining,
+                esc(&text)
+            ));
+            None
+        }
+        Some(Err(e)) => {
+            body.push_str(&format!(
+                "<p id=\"status\" data-status=\"failed\" class=\"error\">Failed: {}</p>",
+                esc(&e)
+            ));
+            None
+        }
+    };
+    if !preview.is_empty() {
+        body.push_str(&format!(
+            "<h2>The confirmed dry run</h2><pre>{}</pre>",
+            esc(&preview)
+        ));
+    }
+    html(
+        StatusCode::OK,
+        page_with_nav(&format!("Replay {id}"), &body, refresh, NAV),
+    )
+}
+
+/// `deleted` records appended to the journal after byte `start` (this run's moves).
+fn moved_since(journal: &std::path::Path, start: u64) -> u64 {
+    let Ok(bytes) = std::fs::read(journal) else {
+        return 0;
+    };
+    let tail = bytes.get(start as usize..).unwrap_or_default();
+    String::from_utf8_lossy(tail)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["event"] == "deleted")
+        .count() as u64
+}
+
+async fn cancel_post(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+    {
+        let runs = c.runs.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(r) = runs.iter().find(|r| r.id == id) else {
+            return error_page(StatusCode::NOT_FOUND, "No such replay in this console.");
+        };
+        r.cancel.send_modify(|n| *n += 1);
+    }
+    tracing::info!(run = %id, "console replay stop requested");
+    redirect(&format!("/console/replays/{}", url_part(&id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_query_reads_repeated_groups() {
+        let q = queue_query(Some("group=.mall&group=&group=.kind&top=5&read=99999"));
+        assert_eq!(q.groups, vec![".mall", ".kind"]);
+        assert_eq!(q.top, 5);
+        assert_eq!(q.read, Some(MAX_READ));
+        assert_eq!(name_of("arn:aws:sqs:us-east-1:1:orders-dlq"), "orders-dlq");
+        assert_eq!(name_of("http://h/1/orders"), "orders");
+    }
+}

@@ -1,0 +1,304 @@
+//! `redrive console` against `moto_server` (our stand-in for AWS: no browse API, no replays
+//! API, no CloudWatch data), driven over HTTP: the queues and queue pages, the group-by over the
+//! receive-based source, a dry run, a confirmed replay through the CLI's client-side
+//! receive/send/delete path, and POSTs refused without the CSRF token or from another origin.
+//! Named `*moto*`: run by the `moto` nextest profile only.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::Sqs;
+use crate::replay::{Moto, body, command, count, drain, send};
+
+struct Console {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_console(endpoint: &str, dir: &std::path::Path) -> Console {
+    let mut child = command(
+        endpoint,
+        &["console", "--port", "0", "--visibility-timeout", "2"],
+    )
+    .current_dir(dir)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start redrive console");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("the console prints its URL");
+    let url = line
+        .trim()
+        .strip_prefix("redrive console: ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_string();
+    Console { child, url }
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The hidden fields of the form whose class is `class` (as a browser would submit them).
+fn hidden_fields(page: &str, class: &str) -> Vec<(String, String)> {
+    let start = page
+        .find(&format!("class=\"{class}\""))
+        .unwrap_or_else(|| panic!("no form .{class} in {page}"));
+    let form = &page[start..start + page[start..].find("</form>").unwrap()];
+    form.split("<input type=\"hidden\" ")
+        .skip(1)
+        .map(|i| {
+            let name = i
+                .split("name=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            let value = i
+                .split("value=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            (name.to_string(), unescape(value))
+        })
+        .collect()
+}
+
+async fn get(http: &reqwest::Client, url: &str) -> String {
+    let r = http.get(url).send().await.expect("GET");
+    assert_eq!(r.status(), 200, "GET {url}");
+    r.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn console_against_moto() {
+    let moto = Moto::start().await.expect("moto_server is not on PATH: the moto tests run only in `cargo nextest run --profile moto` (.ci/run installs it)");
+    let e = moto.endpoint.clone();
+    let sqs = Sqs::with_scope(&e, "us-east-1");
+    let dlq = sqs.create_queue("orders-dlq", json!({})).await;
+    let dlq_arn = sqs.attr(&dlq, "QueueArn").await;
+    let src = sqs
+        .create_queue(
+            "orders",
+            json!({"RedrivePolicy": json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}).to_string()}),
+        )
+        .await;
+    // A two-mall incident in the DLQ.
+    for i in 0..10 {
+        let mall = if i < 6 { "m-1" } else { "m-2" };
+        send(
+            &sqs,
+            &dlq,
+            // One hostile body: every page escapes it.
+            &json!({"mall_id": mall, "n": i, "note": if i == 9 { "<script>alert(1)</script>" } else { "" }})
+                .to_string(),
+            json!({}),
+            None,
+        )
+        .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let console = start_console(&e, dir.path());
+    let base = console.url.trim_end_matches("/console").to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+
+    // Queues: counts and DLQ ⇄ source links.
+    let queues = get(&http, &console.url).await;
+    assert!(queues.contains("data-queue=\"orders-dlq\""), "{queues}");
+    assert!(
+        queues.contains("→ <a href=\"/console/queues/orders-dlq\">orders-dlq</a>"),
+        "{queues}"
+    );
+    assert!(
+        queues.contains("← <a href=\"/console/queues/orders\">orders</a>"),
+        "{queues}"
+    );
+
+    // The queue page: counts, a note instead of a chart, the receive warning, nothing read.
+    let q = format!("{base}/console/queues/orders-dlq");
+    let page = get(&http, &q).await;
+    assert!(page.contains("<dd id=\"visible\">10</dd>"), "{page}");
+    assert!(page.contains("id=\"chart-note\""), "{page}");
+    assert!(
+        page.to_lowercase().contains(
+            "reading raises approximatereceivecount and hides messages for the visibility timeout"
+        ),
+        "{page}"
+    );
+    assert!(!page.contains("id=\"scan\""), "{page}");
+
+    // Group-by over the receive-based source.
+    let page = get(&http, &format!("{q}?group=.mall_id&read=50")).await;
+    assert!(page.contains("10 messages read"), "{page}");
+    assert!(
+        page.contains("<td><code>m-1</code></td><td class=\"num\">6</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td><code>m-2</code></td><td class=\"num\">4</td>"),
+        "{page}"
+    );
+    assert!(!page.contains("<script>"), "{page}");
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{page}"
+    );
+    // The read hid them for the visibility timeout (2 s).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let form_page = get(&http, &format!("{q}/replay")).await;
+    let csrf = hidden_fields(&form_page, "replay")
+        .into_iter()
+        .find(|(n, _)| n == "csrf")
+        .expect("the form carries the CSRF token")
+        .1;
+    let replay_url = format!("{q}/replay");
+    let fields = |extra: &[(&str, &str)]| -> Vec<(String, String)> {
+        let mut f: Vec<(String, String)> = vec![
+            ("filter".into(), r#".mall_id == "m-1""#.into()),
+            ("to".into(), "orders".into()),
+            // Slow enough to see the run in progress.
+            ("rate".into(), "3/s".into()),
+        ];
+        f.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        f
+    };
+
+    // Refused: no token; a wrong token; another origin (with the right token).
+    for (form, origin) in [
+        (fields(&[("action", "confirm")]), None),
+        (fields(&[("action", "confirm"), ("csrf", "0000")]), None),
+        (
+            fields(&[("action", "confirm"), ("csrf", &csrf)]),
+            Some("https://evil.example"),
+        ),
+    ] {
+        let mut req = http.post(&replay_url).form(&form);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 403, "{form:?} {origin:?}");
+    }
+    assert_eq!(count(&sqs, &src).await, 0);
+    assert_eq!(count(&sqs, &dlq).await, 10);
+
+    // Dry run: the CLI's exact preview; nothing moves.
+    let origin = base.clone();
+    let r = http
+        .post(&replay_url)
+        .header("origin", &origin)
+        .form(&fields(&[("action", "preview"), ("csrf", &csrf)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let preview = r.text().await.unwrap();
+    assert!(
+        preview.contains("6 of 10 scanned messages in `orders-dlq` would be replayed"),
+        "{preview}"
+    );
+    assert!(preview.contains("→ orders: 6"), "{preview}");
+    assert_eq!(count(&sqs, &src).await, 0);
+
+    // Confirm: the browser submits the confirm form as it is.
+    let mut confirm = hidden_fields(&preview, "confirm");
+    confirm.push(("action".into(), "confirm".into()));
+    let r = http
+        .post(&replay_url)
+        .header("origin", &origin)
+        .form(&confirm)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let progress = format!("{base}{}", r.headers()["location"].to_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen_running = false;
+    let done = loop {
+        let p = get(&http, &progress).await;
+        if !p.contains("data-status=\"running\"") {
+            break p;
+        }
+        assert!(p.contains(" of 6 selected"), "{p}");
+        seen_running = true;
+        assert!(Instant::now() < deadline, "the replay did not end: {p}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(
+        seen_running,
+        "the progress page never showed the run running"
+    );
+    assert!(done.contains("data-status=\"completed\""), "{done}");
+    assert!(done.contains("6 moved"), "{done}");
+
+    // The DLQ holds only the other mall; the source got the replayed ones.
+    let moved = drain(&sqs, &src).await;
+    assert_eq!(moved.len(), 6);
+    assert!(moved.iter().all(|m| body(m)["mall_id"] == "m-1"));
+    let left = drain(&sqs, &dlq).await;
+    assert_eq!(left.len(), 4);
+    assert!(left.iter().all(|m| body(m)["mall_id"] == "m-2"));
+
+    // The CLI's journal, in the console's working directory.
+    let journal = std::fs::read_to_string(dir.path().join("redrive-audit/orders-dlq.ndjson"))
+        .expect("the run's audit log");
+    let records: Vec<Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.iter().filter(|r| r["event"] == "sent").count(), 6);
+    assert!(records.iter().any(|r| r["event"] == "end"));
+    assert!(records.iter().any(|r| {
+        r["event"] == "start"
+            && r["who"]
+                .as_str()
+                .is_some_and(|w| w.contains("redrive console"))
+    }));
+
+    // Not from a loopback name: refused (DNS rebinding).
+    let r = http
+        .get(&console.url)
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+#[test]
+fn console_refuses_a_non_loopback_address() {
+    let out = command(
+        "http://127.0.0.1:1/",
+        &["console", "--host", "0.0.0.0", "--port", "0"],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("loopback"), "{err}");
+}
