@@ -219,6 +219,74 @@ fn channel(uid: i64) -> String {
     format!("redrive_q_{uid}")
 }
 
+/// The DLQ move of one candidate, in the receive's transaction: the row leaves for `dlq`
+/// (a fresh sequence and partition there, visible at once, receipt reset; id, body, attributes
+/// and receive count kept; the group kept only in a FIFO DLQ). The condition is repeated, so a
+/// row another claim took meanwhile is not moved: `false`.
+#[allow(clippy::too_many_arguments)]
+async fn move_to_dlq(
+    tx: &tokio_postgres::Transaction<'_>,
+    q: &QueueRow,
+    part: i16,
+    seq: i64,
+    candidate: &Candidate,
+    dlq: &QueueRow,
+    source_arn: &str,
+    now: i64,
+) -> Result<bool, PgError> {
+    if let Some(g) = &candidate.group_id
+        && dlq.fifo
+    {
+        tx.execute(
+            "INSERT INTO redrive_fifo_groups (queue_uid, group_id) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING",
+            &[&dlq.uid, g],
+        )
+        .await?;
+    }
+    let moved = tx
+        .execute(
+            "UPDATE redrive_messages SET
+                queue_uid = $4,
+                seq = n.s,
+                part = (n.s % $5)::smallint,
+                visible_at_ms = $6,
+                receipt_token = 0,
+                group_id = CASE WHEN $8 THEN group_id ELSE NULL END,
+                dead_letter_source = $7,
+                dead_lettered_ms = $6
+             FROM (SELECT nextval('redrive_message_seq') AS s) n
+             WHERE queue_uid = $1 AND part = $2 AND seq = $3 AND visible_at_ms <= $6",
+            &[
+                &q.uid,
+                &part,
+                &seq,
+                &dlq.uid,
+                &i64::from(dlq.partitions),
+                &now,
+                &source_arn,
+                &dlq.fifo,
+            ],
+        )
+        .await?;
+    Ok(moved == 1)
+}
+
+/// Wakes the long polls of every queue that received moved messages (once per queue).
+async fn notify_moved(
+    tx: &tokio_postgres::Transaction<'_>,
+    moved: &[(Uuid, i64)],
+) -> Result<(), PgError> {
+    let mut queues: Vec<i64> = moved.iter().map(|m| m.1).collect();
+    queues.sort_unstable();
+    queues.dedup();
+    for uid in queues {
+        tx.execute("SELECT pg_notify($1, '')", &[&channel(uid)])
+            .await?;
+    }
+    Ok(())
+}
+
 /// How long polling falls back to re-trying a receive when no notification comes (engines
 /// without `LISTEN/NOTIFY`, or a notification lost with a connection).
 pub const DEFAULT_POLL_MS: u64 = 200;
@@ -723,42 +791,13 @@ impl PgStore {
                     }
                 }
                 Decision::MoveTo { queue, source_arn } => {
-                    let moved = tx
-                        .execute(
-                            "UPDATE redrive_messages SET
-                                queue_uid = $4,
-                                seq = n.s,
-                                part = (n.s % $5)::smallint,
-                                visible_at_ms = $6,
-                                receipt_token = 0,
-                                dead_letter_source = $7,
-                                dead_lettered_ms = $6
-                             FROM (SELECT nextval('redrive_message_seq') AS s) n
-                             WHERE queue_uid = $1 AND part = $2 AND seq = $3 AND visible_at_ms <= $6",
-                            &[
-                                &q.uid,
-                                &part,
-                                &seq,
-                                &queue.uid,
-                                &i64::from(queue.partitions),
-                                &now,
-                                &source_arn,
-                            ],
-                        )
-                        .await?;
-                    if moved == 1 {
+                    if move_to_dlq(&tx, q, part, seq, &candidate, &queue, &source_arn, now).await? {
                         out.moved.push((candidate.message_id, queue.uid));
                     }
                 }
             }
         }
-        let mut notified = std::collections::HashSet::new();
-        for (_, uid) in &out.moved {
-            if notified.insert(*uid) {
-                tx.execute("SELECT pg_notify($1, '')", &[&channel(*uid)])
-                    .await?;
-            }
-        }
+        notify_moved(&tx, &out.moved).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -878,41 +917,11 @@ impl PgStore {
                         claimed_here += 1;
                     }
                     Decision::MoveTo { queue, source_arn } => {
-                        if let Some(g) = &candidate.group_id
-                            && queue.fifo
+                        if move_to_dlq(&tx, q, part, seq, &candidate, &queue, &source_arn, now)
+                            .await?
                         {
-                            tx.execute(
-                                "INSERT INTO redrive_fifo_groups (queue_uid, group_id) VALUES ($1, $2)
-                                 ON CONFLICT DO NOTHING",
-                                &[&queue.uid, g],
-                            )
-                            .await?;
+                            out.moved.push((candidate.message_id, queue.uid));
                         }
-                        tx.execute(
-                            "UPDATE redrive_messages SET
-                                queue_uid = $4,
-                                seq = n.s,
-                                part = (n.s % $5)::smallint,
-                                visible_at_ms = $6,
-                                receipt_token = 0,
-                                group_id = CASE WHEN $8 THEN group_id ELSE NULL END,
-                                dead_letter_source = $7,
-                                dead_lettered_ms = $6
-                             FROM (SELECT nextval('redrive_message_seq') AS s) n
-                             WHERE queue_uid = $1 AND part = $2 AND seq = $3",
-                            &[
-                                &q.uid,
-                                &part,
-                                &seq,
-                                &queue.uid,
-                                &i64::from(queue.partitions),
-                                &now,
-                                &source_arn,
-                                &queue.fifo,
-                            ],
-                        )
-                        .await?;
-                        out.moved.push((candidate.message_id, queue.uid));
                     }
                 }
             }
@@ -925,15 +934,7 @@ impl PgStore {
                 .await?;
             }
         }
-        if !out.moved.is_empty() {
-            let mut notified = std::collections::HashSet::new();
-            for (_, uid) in &out.moved {
-                if notified.insert(*uid) {
-                    tx.execute("SELECT pg_notify($1, '')", &[&channel(*uid)])
-                        .await?;
-                }
-            }
-        }
+        notify_moved(&tx, &out.moved).await?;
         tx.commit().await?;
         Ok(out)
     }

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use redrive_store_pg::{Created, HandleCheck, NewMessage};
+use redrive_store_pg::{HandleCheck, NewMessage};
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -20,13 +20,7 @@ async fn standard_queue_no_double_delivery_across_three_servers() {
         .into_iter()
         .map(Arc::new)
         .collect();
-    let Created::Created(q) = s[0]
-        .create_queue("us-east-1", "load", false, 8, &json!({}))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let q = super::create(&s[0], "load", false, 8).await;
     for chunk in (0..MESSAGES).collect::<Vec<_>>().chunks(10) {
         let batch: Vec<NewMessage> = chunk
             .iter()
@@ -93,13 +87,7 @@ async fn fifo_order_and_one_consumer_per_group_across_three_servers() {
         .into_iter()
         .map(Arc::new)
         .collect();
-    let Created::Created(q) = s[0]
-        .create_queue("us-east-1", "load.fifo", true, 1, &json!({}))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let q = super::create(&s[0], "load.fifo", true, 1).await;
     for i in 0..PER_GROUP {
         let batch: Vec<NewMessage> = (0..GROUPS)
             .map(|g| NewMessage {
@@ -184,20 +172,8 @@ async fn dlq_moves_race_across_three_servers_and_each_message_moves_once() {
         .into_iter()
         .map(Arc::new)
         .collect();
-    let Created::Created(src) = s[0]
-        .create_queue("us-east-1", "src", false, 4, &json!({}))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    let Created::Created(dlq) = s[0]
-        .create_queue("us-east-1", "dlq", false, 4, &json!({}))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let src = super::create(&s[0], "src", false, 4).await;
+    let dlq = super::create(&s[0], "dlq", false, 4).await;
     for chunk in (0..MESSAGES).collect::<Vec<_>>().chunks(10) {
         let batch: Vec<NewMessage> = chunk
             .iter()
@@ -274,20 +250,8 @@ async fn move_task_steps_on_two_servers_move_each_message_once_with_their_progre
         .into_iter()
         .map(Arc::new)
         .collect();
-    let Created::Created(dlq) = s[0]
-        .create_queue("us-east-1", "dlq", false, 4, &json!({}))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    let Created::Created(src) = s[0]
-        .create_queue("us-east-1", "src", false, 4, &json!({}))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let dlq = super::create(&s[0], "dlq", false, 4).await;
+    let src = super::create(&s[0], "src", false, 4).await;
     for chunk in (0..MESSAGES).collect::<Vec<_>>().chunks(10) {
         let batch: Vec<NewMessage> = chunk
             .iter()

@@ -1,7 +1,7 @@
 mod checker;
 mod transitions;
 
-use redrive_store_pg::PgStore;
+use redrive_store_pg::{Created, PgStore, QueueRow};
 
 /// The test database's URL; the `services` profile fails without it.
 pub fn url() -> String {
@@ -21,4 +21,16 @@ pub async fn servers(test: &str, servers: usize) -> Vec<PgStore> {
         out.push(PgStore::connect(&url(), Some(&schema), 4).await.unwrap());
     }
     out
+}
+
+/// Creates a queue in `us-east-1` that must not exist yet.
+pub async fn create(store: &PgStore, name: &str, fifo: bool, partitions: i16) -> QueueRow {
+    match store
+        .create_queue("us-east-1", name, fifo, partitions, &serde_json::json!({}))
+        .await
+        .unwrap()
+    {
+        Created::Created(q) => q,
+        Created::Existing(_) => panic!("queue {name} already existed"),
+    }
 }

@@ -78,13 +78,7 @@ async fn a_queue_created_twice_is_one_queue() {
 #[tokio::test]
 async fn receipts_and_visibility_follow_the_database_clock() {
     let s = servers("receipts", 2).await;
-    let Created::Created(q) = s[0]
-        .create_queue("us-east-1", "q", false, 4, &json!({}))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let q = super::create(&s[0], "q", false, 4).await;
     s[0].send(&q, &[msg("hello")]).await.unwrap();
     let first = s[0].receive(&q, 10, 30_000).await.unwrap();
     assert_eq!(first.len(), 1);
@@ -136,13 +130,7 @@ async fn receipts_and_visibility_follow_the_database_clock() {
 #[tokio::test]
 async fn delayed_messages_wait_on_the_database_clock() {
     let s = servers("delay", 1).await;
-    let Created::Created(q) = s[0]
-        .create_queue("us-east-1", "q", false, 2, &json!({}))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let q = super::create(&s[0], "q", false, 2).await;
     let mut late = msg("late");
     late.delay_ms = 10_000;
     s[0].send(&q, &[late, msg("now")]).await.unwrap();
@@ -159,13 +147,7 @@ async fn delayed_messages_wait_on_the_database_clock() {
 #[tokio::test]
 async fn fifo_dedup_holds_across_servers_and_expires() {
     let s = servers("dedup", 3).await;
-    let Created::Created(q) = s[0]
-        .create_queue("us-east-1", "q.fifo", true, 1, &json!({}))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let q = super::create(&s[0], "q.fifo", true, 1).await;
     // Three servers send the same deduplication id at once: one message.
     let s: Vec<_> = s.into_iter().map(std::sync::Arc::new).collect();
     let mut sends = Vec::new();
@@ -205,13 +187,7 @@ async fn fifo_dedup_holds_across_servers_and_expires() {
 #[tokio::test]
 async fn a_fifo_group_is_held_until_its_messages_are_deleted() {
     let s = servers("fifo", 2).await;
-    let Created::Created(q) = s[0]
-        .create_queue("us-east-1", "q.fifo", true, 1, &json!({}))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let q = super::create(&s[0], "q.fifo", true, 1).await;
     s[0].send(
         &q,
         &[
@@ -273,20 +249,8 @@ async fn one_lease_holder_at_a_time_and_takeover_after_expiry() {
 async fn the_dlq_move_happens_in_the_receive_that_decides_it() {
     use redrive_store_pg::{Candidate, Decision};
     let s = servers("dlq", 2).await;
-    let Created::Created(src) = s[0]
-        .create_queue("us-east-1", "src", false, 4, &json!({}))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    let Created::Created(dlq) = s[0]
-        .create_queue("us-east-1", "dlq", false, 4, &json!({}))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let src = super::create(&s[0], "src", false, 4).await;
+    let dlq = super::create(&s[0], "dlq", false, 4).await;
     let arn = "arn:aws:sqs:us-east-1:000000000000:src".to_string();
     // maxReceiveCount 2: the third receive moves it instead.
     let rule = |c: &Candidate| {
@@ -329,13 +293,7 @@ async fn a_long_poll_wakes_on_another_servers_send() {
     // No fallback polling within the test's wait: only the notification can wake it.
     let waiter = std::sync::Arc::new(s.remove(1).with_poll_interval(Duration::from_secs(60)));
     let sender = &s[0];
-    let Created::Created(q) = sender
-        .create_queue("us-east-1", "q", false, 4, &json!({}))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let q = super::create(sender, "q", false, 4).await;
     // Nothing comes: the wait ends empty at its deadline.
     let empty = waiter
         .receive_wait(&q, 10, 30_000, Duration::from_millis(300))
@@ -363,20 +321,8 @@ async fn a_long_poll_wakes_on_another_servers_send() {
 async fn a_fifo_dlq_move_keeps_the_group_and_the_next_message_follows() {
     use redrive_store_pg::{Candidate, Decision};
     let s = servers("fifo_dlq", 1).await;
-    let Created::Created(src) = s[0]
-        .create_queue("us-east-1", "src.fifo", true, 1, &json!({}))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    let Created::Created(dlq) = s[0]
-        .create_queue("us-east-1", "dlq.fifo", true, 1, &json!({}))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let src = super::create(&s[0], "src.fifo", true, 1).await;
+    let dlq = super::create(&s[0], "dlq.fifo", true, 1).await;
     s[0].send(&src, &[fifo("g1", "g", "g1"), fifo("g2", "g", "g2")])
         .await
         .unwrap();
