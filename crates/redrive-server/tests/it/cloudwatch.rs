@@ -27,7 +27,7 @@ struct Fixture {
     cw: CwClient,
 }
 
-fn cloudwatch_client(base: &str) -> CwClient {
+pub fn cloudwatch_client(base: &str) -> CwClient {
     let config = aws_sdk_cloudwatch::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))

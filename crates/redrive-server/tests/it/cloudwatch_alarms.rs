@@ -7,8 +7,6 @@
 use std::sync::Arc;
 
 use aws_sdk_cloudwatch::Client as CwClient;
-use aws_sdk_cloudwatch::config::retry::RetryConfig;
-use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_cloudwatch::error::ProvideErrorMetadata;
 use aws_sdk_cloudwatch::types::{
     ComparisonOperator, Dimension, HistoryItemType, ScanBy, StateValue, Statistic,
@@ -16,6 +14,7 @@ use aws_sdk_cloudwatch::types::{
 use redrive_engine::{Clock, Engine, EngineConfig, ManualClock, MemoryStore, RequestContext};
 use redrive_server::{Server, ServerConfig};
 
+use crate::cloudwatch::cloudwatch_client;
 use crate::common::*;
 
 const MIN: u64 = 60_000;
@@ -23,18 +22,6 @@ const MIN: u64 = 60_000;
 const M0: u64 = 1_776_716_400_000;
 const DLQ: &str = "cafe24-worker-dlq";
 const ALARM: &str = "cafe24-worker-dlq-not-empty";
-
-fn cloudwatch_client(base: &str) -> CwClient {
-    let config = aws_sdk_cloudwatch::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(base)
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .retry_config(RetryConfig::disabled())
-        .build();
-    CwClient::from_conf(config)
-}
 
 struct Fixture {
     ts: TestServer,
