@@ -8,6 +8,19 @@ use serde_json::{Value, json};
 
 use crate::harness::ServerProcess;
 
+/// Runs the built `redrive` with test credentials: `args`, then `--endpoint-url endpoint`.
+fn redrive_at(endpoint: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_redrive"))
+        .args(args)
+        .args(["--endpoint-url", endpoint])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap()
+}
+
 fn metrics_json(endpoint: &str, source: &str) -> Value {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_redrive"));
     for (k, _) in std::env::vars() {
@@ -236,21 +249,7 @@ async fn report_shows_the_burst_window_from_the_minute_history() {
     assert!(sqs.receive(&src, 10, 1, 0).await.unwrap().is_empty());
     next_minute().await;
 
-    let out = Command::new(env!("CARGO_BIN_EXE_redrive"))
-        .args([
-            "report",
-            "burst-src",
-            "--format",
-            "json",
-            "--endpoint-url",
-            &endpoint,
-        ])
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
-        .unwrap();
+    let out = redrive_at(&endpoint, &["report", "burst-src", "--format", "json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -287,14 +286,7 @@ async fn report_shows_the_burst_window_from_the_minute_history() {
         windows[1]["rows"]
     );
 
-    let md = Command::new(env!("CARGO_BIN_EXE_redrive"))
-        .args(["report", "burst-src", "--endpoint-url", &endpoint])
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
-        .unwrap();
+    let md = redrive_at(&endpoint, &["report", "burst-src"]);
     let md = String::from_utf8_lossy(&md.stdout);
     assert!(md.contains("## Burst window (per minute)"), "{md}");
     assert!(
@@ -305,21 +297,7 @@ async fn report_shows_the_burst_window_from_the_minute_history() {
 
     // `status` finds the dominant dead-letter minute in the DLQ's history by itself (no
     // message scan) and shows the same window around it.
-    let out = Command::new(env!("CARGO_BIN_EXE_redrive"))
-        .args([
-            "status",
-            "burst-src",
-            "--format",
-            "json",
-            "--endpoint-url",
-            &endpoint,
-        ])
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
-        .unwrap();
+    let out = redrive_at(&endpoint, &["status", "burst-src", "--format", "json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -442,21 +420,7 @@ async fn status_tells_an_alarm_created_on_old_residue_from_a_new_incident() {
     let status = |queue: &'static str| {
         let endpoint = endpoint.clone();
         async move {
-            let out = Command::new(env!("CARGO_BIN_EXE_redrive"))
-                .args([
-                    "status",
-                    queue,
-                    "--format",
-                    "json",
-                    "--endpoint-url",
-                    &endpoint,
-                ])
-                .env("AWS_EC2_METADATA_DISABLED", "true")
-                .env("AWS_REGION", "us-east-1")
-                .env("AWS_ACCESS_KEY_ID", "test")
-                .env("AWS_SECRET_ACCESS_KEY", "test")
-                .output()
-                .unwrap();
+            let out = redrive_at(&endpoint, &["status", queue, "--format", "json"]);
             assert!(
                 out.status.success(),
                 "{}",
@@ -495,14 +459,7 @@ async fn status_tells_an_alarm_created_on_old_residue_from_a_new_incident() {
     );
 
     // The table says the same.
-    let out = Command::new(env!("CARGO_BIN_EXE_redrive"))
-        .args(["status", "old-src", "--endpoint-url", &endpoint])
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
-        .unwrap();
+    let out = redrive_at(&endpoint, &["status", "old-src"]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("CloudWatch alarms on the DLQ:"), "{table}");
     assert!(
