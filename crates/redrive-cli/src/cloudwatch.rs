@@ -31,6 +31,27 @@ const QUERIES: [(&str, &str, &str); 8] = [
     ("dlqarrivals", "NumberOfDeadLetterArrivals", "Sum"),
 ];
 
+/// One `MetricStat` query of an `AWS/SQS` metric of queue `queue`.
+fn sqs_query(id: &str, metric: &str, stat: &str, queue: &str, period: i32) -> MetricDataQuery {
+    MetricDataQuery::builder()
+        .id(id)
+        .metric_stat(
+            MetricStat::builder()
+                .metric(
+                    Metric::builder()
+                        .namespace("AWS/SQS")
+                        .metric_name(metric)
+                        .dimensions(Dimension::builder().name("QueueName").value(queue).build())
+                        .build(),
+                )
+                .period(period)
+                .stat(stat)
+                .build(),
+        )
+        .return_data(true)
+        .build()
+}
+
 fn set(row: &mut MetricsRow, id: &str, value: u64) {
     match id {
         "sent" => row.sent = value,
@@ -87,27 +108,7 @@ pub async fn metrics(conn: &Conn, plan: &MetricsPlan) -> Result<MetricsTable> {
     let period = i32::try_from(plan.period_secs).map_err(|_| anyhow!("--period is too long"))?;
     let queries: Vec<MetricDataQuery> = QUERIES
         .iter()
-        .map(|(id, metric, stat)| {
-            MetricDataQuery::builder()
-                .id(*id)
-                .metric_stat(
-                    MetricStat::builder()
-                        .metric(
-                            Metric::builder()
-                                .namespace("AWS/SQS")
-                                .metric_name(*metric)
-                                .dimensions(
-                                    Dimension::builder().name("QueueName").value(&name).build(),
-                                )
-                                .build(),
-                        )
-                        .period(period)
-                        .stat(*stat)
-                        .build(),
-                )
-                .return_data(true)
-                .build()
-        })
+        .map(|(id, metric, stat)| sqs_query(id, metric, stat, &name, period))
         .collect();
     let mut rows: BTreeMap<i64, MetricsRow> = BTreeMap::new();
     let mut series: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
@@ -334,26 +335,13 @@ async fn depth_before(conn: &Conn, dlq: &str, at_ms: i64) -> Result<Option<u64>>
     let out = conn
         .cloudwatch
         .get_metric_data()
-        .metric_data_queries(
-            MetricDataQuery::builder()
-                .id("visible")
-                .metric_stat(
-                    MetricStat::builder()
-                        .metric(
-                            Metric::builder()
-                                .namespace("AWS/SQS")
-                                .metric_name("ApproximateNumberOfMessagesVisible")
-                                .dimensions(
-                                    Dimension::builder().name("QueueName").value(dlq).build(),
-                                )
-                                .build(),
-                        )
-                        .period(60)
-                        .stat("Maximum")
-                        .build(),
-                )
-                .build(),
-        )
+        .metric_data_queries(sqs_query(
+            "visible",
+            "ApproximateNumberOfMessagesVisible",
+            "Maximum",
+            dlq,
+            60,
+        ))
         .start_time(DateTime::from_millis(
             minute - BEFORE_CREATION_MINUTES * 60_000,
         ))
