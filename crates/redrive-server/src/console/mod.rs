@@ -24,6 +24,7 @@ pub mod html;
 mod ops;
 mod replay;
 pub mod session;
+pub mod stats_view;
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -40,12 +41,13 @@ use redrive_core::SqsError;
 use redrive_core::api::ListQueuesInput;
 use redrive_engine::history::HistoryQuery;
 use redrive_engine::{BrowseCursor, BrowseQuery, BrowsedMessage, Engine, RequestContext};
-use redrive_select::jq::{GroupBy, body_value, from_json};
 use redrive_select::selection::{MetaFields, meta};
+use redrive_select::stats::{Aggregate, Sample};
 
 use crate::AppState;
 use crate::auth::Auth;
 use html::{age_text, esc, page, time_text, url_part};
+use stats_view::StatsQuery;
 
 /// The console's Content-Security-Policy: no script at all, styles from the console only.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
@@ -58,8 +60,6 @@ pub const CSS: &str = include_str!("assets/console.css");
 const PAGE_SIZE: usize = 50;
 /// Most messages a group-by reads (the page says when it stopped early).
 const GROUP_SCAN_LIMIT: usize = 100_000;
-/// Most group-by keys at once.
-const MAX_GROUP_KEYS: usize = 4;
 /// Minutes of history in the chart.
 const CHART_MINUTES: u64 = 60;
 
@@ -593,32 +593,15 @@ fn message_meta(m: &BrowsedMessage) -> serde_json::Value {
     })
 }
 
-/// Counts of each value of every key over a queue's messages (read through the browse, so no
-/// receive count changes), most frequent first; with two or more keys also the counts of each
-/// combination of values; and how many messages were read.
-struct Groups {
-    /// Per key, in the order given.
-    counts: Vec<Vec<(String, u64)>>,
-    /// Combinations of the keys' values (empty with a single key).
-    pairs: Vec<(Vec<String>, u64)>,
-    scanned: usize,
-    truncated: bool,
-}
-
-fn sorted<K: Ord>(counts: HashMap<K, u64>) -> Vec<(K, u64)> {
-    let mut v: Vec<(K, u64)> = counts.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    v
-}
-
-fn group_by(
+/// The DLQ page's aggregation (the one `redrive stats` computes) over a queue's messages,
+/// read through the browse (so no receive count changes), at most [`GROUP_SCAN_LIMIT`]; and
+/// whether it stopped early.
+fn aggregate(
     engine: &Engine,
     ctx: &RequestContext,
     queue: &str,
-    filters: &[GroupBy],
-) -> Result<Groups, SqsError> {
-    let mut counts: Vec<HashMap<String, u64>> = vec![HashMap::new(); filters.len()];
-    let mut pairs: HashMap<Vec<String>, u64> = HashMap::new();
+    agg: &mut Aggregate,
+) -> Result<bool, SqsError> {
     let mut after = None;
     let mut scanned = 0;
     loop {
@@ -632,14 +615,15 @@ fn group_by(
             },
         )?;
         for m in &page.messages {
-            let (body, meta) = (body_value(&m.body), from_json(&message_meta(m)));
-            let keys: Vec<String> = filters.iter().map(|f| f.key(&body, &meta)).collect();
-            for (c, k) in counts.iter_mut().zip(&keys) {
-                *c.entry(k.clone()).or_default() += 1;
-            }
-            if filters.len() >= 2 {
-                *pairs.entry(keys).or_default() += 1;
-            }
+            agg.add(
+                &Sample {
+                    body: &m.body,
+                    sent_ms: Some(m.sent_ms as i64),
+                    dead_lettered_ms: m.dead_lettered_ms.map(|t| t as i64),
+                    receive_count: Some(u64::from(m.receive_count)),
+                },
+                || message_meta(m),
+            );
             scanned += 1;
         }
         after = page.next;
@@ -647,22 +631,7 @@ fn group_by(
             break;
         }
     }
-    Ok(Groups {
-        counts: counts.into_iter().map(sorted).collect(),
-        pairs: sorted(pairs),
-        scanned,
-        truncated: after.is_some(),
-    })
-}
-
-/// Every value of `name` in a raw query string, in order.
-fn query_values(raw: Option<&str>, name: &str) -> Vec<String> {
-    raw.map_or(Vec::new(), |q| {
-        form_urlencoded::parse(q.as_bytes())
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-            .collect()
-    })
+    Ok(after.is_some())
 }
 
 fn body_preview(body: &str) -> String {
@@ -764,73 +733,44 @@ async fn queue_page(
         }
     }
 
-    // Group-by: one or more jq keys (`?group=.mall&group=.command`).
-    let groups: Vec<String> = query_values(raw_query.as_deref(), "group")
-        .into_iter()
-        .map(|g| g.trim().to_string())
-        .filter(|g| !g.is_empty())
-        .take(MAX_GROUP_KEYS)
-        .collect();
-    let top: usize = params
-        .get("top")
-        .and_then(|t| t.parse().ok())
-        .filter(|t| (1..=1000).contains(t))
-        .unwrap_or(20);
-    let key_input = |i: usize| {
-        let (label, hint) = match i {
-            0 => ("jq path", ".tenant"),
-            1 => ("then by", ".command (optional)"),
-            _ => ("then by", "(optional)"),
-        };
-        format!(
-            "<label for=\"group-input{suffix}\">{label}</label>\
-             <input id=\"group-input{suffix}\" type=\"text\" name=\"group\" value=\"{}\" placeholder=\"{hint}\"{access}>",
-            esc(groups.get(i).map_or("", String::as_str)),
-            suffix = if i == 0 {
-                String::new()
-            } else {
-                format!("-{}", i + 1)
-            },
-            access = if i == 0 { " accesskey=\"g\"" } else { "" },
-        )
-    };
-    let inputs: String = (0..groups.len().clamp(2, MAX_GROUP_KEYS))
-        .map(key_input)
-        .collect();
+    // Aggregations: jq keys (`?group=.mall&group=.command`), time buckets, enrich mapping.
+    let sq = StatsQuery::parse(raw_query.as_deref());
     let _ = write!(
         body,
         "<h2 id=\"group\">Group by</h2>\
-         <form class=\"inline\" method=\"get\" action=\"/console/queues/{}#group\">{inputs}\
-         <label for=\"top-input\">top</label>\
-         <input id=\"top-input\" type=\"number\" name=\"top\" min=\"1\" max=\"1000\" value=\"{top}\">\
+         <form class=\"inline\" method=\"get\" action=\"/console/queues/{}#group\">{}\
          <button type=\"submit\">Group</button></form>",
         url_part(&name),
+        sq.fields_html()
     );
-    if !groups.is_empty() {
-        let compiled: Result<Vec<GroupBy>, String> = groups
-            .iter()
-            .map(|g| GroupBy::compile(g).map_err(|e| e.to_string()))
-            .collect();
-        match compiled {
+    if sq.wanted() {
+        match sq.compile() {
             Err(e) => {
                 let _ = write!(body, "<p class=\"error\">{}</p>", esc(&e));
             }
-            Ok(filters) => {
+            Ok((mut agg, mapping)) => {
                 let result = {
                     let engine = engine.clone();
                     let ctx = ctx.clone();
                     let name = name.clone();
-                    tokio::task::spawn_blocking(move || group_by(&engine, &ctx, &name, &filters))
-                        .await
-                        .unwrap_or_else(|e| {
-                            Err(SqsError::internal(format!("group-by failed: {e}")))
-                        })
+                    tokio::task::spawn_blocking(move || {
+                        aggregate(&engine, &ctx, &name, &mut agg).map(|t| (agg, t))
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(SqsError::internal(format!("group-by failed: {e}"))))
                 };
                 match result {
                     Err(e) => {
                         let _ = write!(body, "<p class=\"error\">{}</p>", esc(&e.message));
                     }
-                    Ok(g) => render_groups(&mut body, &groups, &g, top),
+                    Ok((agg, truncated)) => {
+                        let note = if truncated {
+                            format!(" (stopped after the first {GROUP_SCAN_LIMIT})")
+                        } else {
+                            String::new()
+                        };
+                        body.push_str(&stats_view::render(&agg, mapping.as_ref(), sq.top, &note));
+                    }
                 }
             }
         }
@@ -890,11 +830,8 @@ async fn queue_page(
                     url_part(&name),
                     url_part(&next.encode())
                 );
-                for g in &groups {
-                    let _ = write!(href, "&group={}", url_part(g));
-                }
-                if !groups.is_empty() {
-                    let _ = write!(href, "&top={top}");
+                if sq.wanted() {
+                    let _ = write!(href, "&{}", sq.to_query());
                 }
                 let _ = write!(
                     body,
@@ -906,80 +843,6 @@ async fn queue_page(
         }
     }
     html_response(StatusCode::OK, page(&name, &body))
-}
-
-fn render_groups(body: &mut String, exprs: &[String], g: &Groups, top: usize) {
-    for (i, (expr, counts)) in exprs.iter().zip(&g.counts).enumerate() {
-        let id = if i == 0 {
-            "group-table".to_string()
-        } else {
-            format!("group-table-{}", i + 1)
-        };
-        let _ = write!(
-            body,
-            "<p class=\"muted\">{} messages read, {} distinct values of <code>{}</code>{}.</p>\
-             <table id=\"{id}\"><thead><tr><th>Value</th><th class=\"num\">Messages</th>\
-             <th class=\"num\">Share</th></tr></thead><tbody>",
-            g.scanned,
-            counts.len(),
-            esc(expr),
-            if g.truncated {
-                format!(" (stopped after the first {GROUP_SCAN_LIMIT})")
-            } else {
-                String::new()
-            }
-        );
-        for (value, count) in counts.iter().take(top) {
-            let share = 100.0 * *count as f64 / g.scanned.max(1) as f64;
-            let _ = write!(
-                body,
-                "<tr><td><code>{}</code></td><td class=\"num\" data-count=\"{count}\">{count}</td>\
-                 <td class=\"num\">{share:.1}%</td></tr>",
-                esc(value)
-            );
-        }
-        body.push_str("</tbody></table>");
-        if counts.len() > top {
-            let rest: u64 = counts.iter().skip(top).map(|(_, c)| c).sum();
-            let _ = write!(
-                body,
-                "<p class=\"muted\">{} more values ({rest} messages) not shown.</p>",
-                counts.len() - top
-            );
-        }
-    }
-    if exprs.len() >= 2 {
-        let heads: String = exprs
-            .iter()
-            .map(|e| format!("<th><code>{}</code></th>", esc(e)))
-            .collect();
-        let _ = write!(
-            body,
-            "<h3>Combined ({} combinations)</h3><table id=\"group-pairs\"><thead><tr>{heads}\
-             <th class=\"num\">Messages</th><th class=\"num\">Share</th></tr></thead><tbody>",
-            g.pairs.len()
-        );
-        for (values, count) in g.pairs.iter().take(top) {
-            let share = 100.0 * *count as f64 / g.scanned.max(1) as f64;
-            let cells: String = values
-                .iter()
-                .map(|v| format!("<td><code>{}</code></td>", esc(v)))
-                .collect();
-            let _ = write!(
-                body,
-                "<tr class=\"pair\">{cells}<td class=\"num\" data-count=\"{count}\">{count}</td>\
-                 <td class=\"num\">{share:.1}%</td></tr>"
-            );
-        }
-        body.push_str("</tbody></table>");
-        if g.pairs.len() > top {
-            let _ = write!(
-                body,
-                "<p class=\"muted\">{} more combinations not shown.</p>",
-                g.pairs.len() - top
-            );
-        }
-    }
 }
 
 fn find_message(

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use redrive_server::console::html::url_part;
 use redrive_server::{Auth, Server, ServerConfig};
 
 use crate::common::*;
@@ -157,9 +158,10 @@ async fn console_group_by_mall_counts_exactly() {
         ])
     );
     assert!(html.contains(&format!(
-        "{} messages read, 2 distinct values",
+        "id=\"stats-scope\">{} messages read.",
         MALL_A + MALL_B
     )));
+    assert!(html.contains("<code>.mall</code> <span class=\"muted\">(2 distinct)"));
     // A message-level key through $meta, and a broken expression shown as an error.
     let (_, html, _) = get(
         &ts,
@@ -173,7 +175,7 @@ async fn console_group_by_mall_counts_exactly() {
     let (status, html, _) = get(&ts, &format!("/console/queues/{DLQ}?group=.mall%5B")).await;
     assert_eq!(status, 200);
     assert!(
-        html.contains("class=\"error\">invalid jq expression"),
+        html.contains("class=\"error\">group by .mall[: invalid jq expression"),
         "{html}"
     );
     // Top 1 keeps the larger mall and says what it left out.
@@ -183,6 +185,96 @@ async fn console_group_by_mall_counts_exactly() {
         BTreeMap::from([("alpha".to_string(), MALL_A as u64)])
     );
     assert!(html.contains(&format!("1 more values ({MALL_B} messages) not shown")));
+}
+
+/// Rows `(first cell, count)` of the table with `id`.
+fn table_rows(html: &str, id: &str) -> Vec<(String, u64)> {
+    let table = &html[html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no table {id}"))..];
+    let table = &table[..table.find("</tbody>").unwrap()];
+    table
+        .split("<tr>")
+        .skip(2)
+        .map(|row| {
+            let first = &row[row.find("<td").unwrap()..];
+            let first = &first[first.find('>').unwrap() + 1..];
+            let first = first.trim_start_matches("<code>");
+            let first = &first[..first.find('<').unwrap()];
+            let count = text_after(row, "data-count=").parse().unwrap();
+            (first.to_string(), count)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn console_dlq_aggregations_buckets_receive_counts_shapes_burst_and_enrich() {
+    let ts = TestServer::start().await;
+    seed_incident(&ts).await;
+    let mapping = "mall,project,owner\nalpha,p-1,team-a\n";
+    let path = format!(
+        "/console/queues/{DLQ}?group=.mall&bucket=dead-lettered:minute&enrich={}",
+        url_part(mapping)
+    );
+    let (status, html, _) = get(&ts, &path).await;
+    assert_eq!(status, 200);
+    let total = (MALL_A + MALL_B) as u64;
+    // The first key joined with the mapping: alpha has its columns, beta empty cells.
+    assert!(
+        html.contains("<th class=\"enrich\">project</th><th class=\"enrich\">owner</th>"),
+        "{html}"
+    );
+    assert!(html.contains(&format!(
+        "<td><code>alpha</code></td><td class=\"enrich\">p-1</td><td class=\"enrich\">team-a</td>\
+         <td class=\"num\" data-count=\"{MALL_A}\">"
+    )));
+    assert!(html.contains(&format!(
+        "<td><code>beta</code></td><td class=\"enrich\"></td><td class=\"enrich\"></td>\
+         <td class=\"num\" data-count=\"{MALL_B}\">"
+    )));
+    // Dead-lettered minutes: every DLQ message is in one, and the buckets are whole minutes.
+    let buckets = table_rows(&html, "bucket-table");
+    assert!(!buckets.is_empty());
+    assert_eq!(buckets.iter().map(|(_, c)| c).sum::<u64>(), total);
+    for start in html.split("data-start=\"").skip(1) {
+        let ms: u64 = start[..start.find('"').unwrap()].parse().unwrap();
+        assert_eq!(ms % 60_000, 0);
+    }
+    // Every message was received once in the source before its move.
+    assert_eq!(
+        table_rows(&html, "receive-table"),
+        vec![("1".to_string(), total)]
+    );
+    // Payload shapes: the orders, and the one body with a note.
+    assert_eq!(
+        table_rows(&html, "shape-table"),
+        vec![
+            ("{command,mall,order}".to_string(), total - 1),
+            ("{mall,note}".to_string(), 1)
+        ]
+    );
+    // The burst signature: the dominant sent minute, within the messages read.
+    let burst = &html[html.find("id=\"burst\"").expect("burst signature")..];
+    let count: u64 = {
+        let c = &burst[burst.find("data-count=\"").unwrap() + 12..];
+        c[..c.find('"').unwrap()].parse().unwrap()
+    };
+    assert!(count >= total.div_ceil(2) && count <= total, "{burst}");
+    // Errors in the words of `redrive stats`; a mapping without a key is refused.
+    let (_, html, _) = get(
+        &ts,
+        &format!("/console/queues/{DLQ}?bucket=received:minute"),
+    )
+    .await;
+    assert!(
+        html.contains("field must be `sent` or `dead-lettered`"),
+        "{html}"
+    );
+    let (_, html, _) = get(&ts, &format!("/console/queues/{DLQ}?enrich=a%2Cb")).await;
+    assert!(html.contains("joins the first group-by key"), "{html}");
+    // The first view aggregates nothing.
+    let (_, html, _) = get(&ts, &format!("/console/queues/{DLQ}")).await;
+    assert!(!html.contains("id=\"shape-table\""));
 }
 
 #[tokio::test]
