@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod chart;
 pub mod html;
+pub mod message_view;
 mod ops;
 mod replay;
 pub mod session;
@@ -872,13 +873,6 @@ fn find_message(
     }
 }
 
-fn pretty_body(body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or_else(|| body.to_string())
-}
-
 async fn message_page(
     State(state): State<Arc<AppState>>,
     Path((name, id)): Path<(String, String)>,
@@ -906,7 +900,7 @@ async fn message_page(
     let _ = write!(
         body,
         "<p><a href=\"/console/queues/{}#messages\" accesskey=\"b\">← {}</a></p>\
-         <h1>Message <code>{}</code></h1><table id=\"message-facts\"><tbody>",
+         <h1>Message <code>{}</code></h1>",
         url_part(&name),
         esc(&name),
         esc(&m.message_id)
@@ -930,51 +924,33 @@ async fn message_page(
         ("MessageGroupId", m.group_id.clone().unwrap_or("–".into())),
         ("Sender", m.sender_id.clone()),
     ];
-    for (k, v) in facts {
-        let _ = write!(body, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&v));
-    }
-    body.push_str("</tbody></table>");
+    let mut actions = String::new();
     if m.dead_letter_source_arn.is_some() {
         let filter = format!("$meta.messageId == \"{}\"", m.message_id);
         let _ = write!(
-            body,
+            actions,
             "<p class=\"actions\"><a href=\"/console/queues/{}/replay?preview=1&amp;filter={}\" id=\"replay-one\">\
              Replay this message…</a> <span class=\"muted\">(a dry run first)</span></p>",
             url_part(&name),
             url_part(&filter)
         );
     }
-    body.push_str("<h2>Body</h2>");
-    let _ = write!(
-        body,
-        "<pre id=\"message-body\">{}</pre>",
-        esc(&pretty_body(&m.body))
-    );
-    body.push_str("<h2>Message attributes</h2>");
-    if m.message_attributes.is_empty() {
-        body.push_str("<p class=\"muted\">None.</p>");
-    } else {
-        body.push_str(
-            "<table id=\"message-attributes\"><thead><tr><th>Name</th><th>Type</th><th>Value</th></tr></thead><tbody>",
-        );
-        for (k, v) in &m.message_attributes {
-            let value = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
-            let shown = value
-                .get("StringValue")
-                .or_else(|| value.get("BinaryValue"))
-                .map(|v| v.as_str().map_or(v.to_string(), str::to_string))
-                .unwrap_or_default();
-            let data_type = value.get("DataType").and_then(|t| t.as_str()).unwrap_or("");
-            let _ = write!(
-                body,
-                "<tr><td><code>{}</code></td><td>{}</td><td><code>{}</code></td></tr>",
-                esc(k),
-                esc(data_type),
-                esc(&shown)
-            );
-        }
-        body.push_str("</tbody></table>");
-    }
+    let attributes: Vec<(String, serde_json::Value)> = m
+        .message_attributes
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+            )
+        })
+        .collect();
+    body.push_str(&message_view::render(
+        &facts,
+        &actions,
+        &m.body,
+        attributes.iter().map(|(k, v)| (k, v)),
+    ));
     html_response(StatusCode::OK, page(&format!("{name} message"), &body))
 }
 
