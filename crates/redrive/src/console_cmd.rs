@@ -577,7 +577,7 @@ async fn queue_page(
         url_part(&queue.name)
     ));
     body.push_str("<h2>Last hour</h2>");
-    body.push_str(&chart(&c.conn, &info).await);
+    body.push_str(&chart(&c.conn, &info, !srcs.is_empty()).await);
 
     // Group-by form (a GET: reading changes nothing on the browse path).
     let receive = !source.non_destructive();
@@ -622,8 +622,10 @@ async fn queue_page(
 }
 
 /// The minute chart from the CLI's metrics (a Redrive server's history, else CloudWatch); a
-/// note when there is none (moto has no CloudWatch data).
-async fn chart(conn: &Conn, info: &QueueInfo) -> String {
+/// note when there is none (moto has no CloudWatch data). On a DLQ the burst window is marked:
+/// the dominant dead-letter minute of the last 24 hours as `redrive status` finds it, in a
+/// chart of its own when it is older than the hour.
+async fn chart(conn: &Conn, info: &QueueInfo, is_dlq: bool) -> String {
     let plan = MetricsPlan {
         queue: info.name.clone(),
         since: format!("{}m", CHART_MINUTES),
@@ -651,13 +653,54 @@ async fn chart(conn: &Conn, info: &QueueInfo) -> String {
     let has_data = table.rows.iter().any(|r| {
         r.sent + r.received + r.deleted + r.visible + r.not_visible + r.dead_letter_arrivals > 0
     });
+    let minute = if is_dlq {
+        tokio::time::timeout(
+            Duration::from_secs(15),
+            redrive_cli::metrics::dominant_dead_letter_minute(conn, &info.name, 24),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten()
+    } else {
+        None
+    };
+    let arrivals = |t: &MetricsTable, m: u64| {
+        t.rows
+            .iter()
+            .find(|r| r.timestamp == m)
+            .map(|r| r.dead_letter_arrivals)
+    };
+    let mut out = String::new();
+    let mut burst = minute.and_then(|m| arrivals(&table, m).map(|a| (m, a)));
+    if let Some(m) = minute
+        && burst.is_none()
+    {
+        // Older than the hour: its window in a chart of its own.
+        let (tables, _) =
+            redrive_cli::metrics::window_around(conn, std::slice::from_ref(&info.name), m).await;
+        if let Some(w) = tables.first()
+            && let Some(a) = arrivals(w, m)
+        {
+            burst = Some((m, a));
+            out.push_str("<h2 id=\"burst-history\">Burst window, per minute</h2>");
+            out.push_str(&render_data(&ChartData {
+                burst,
+                ..chart_data(w)
+            }));
+        }
+    }
     if !has_data {
         return "<p class=\"note\" id=\"chart-note\">No minute history for this queue in the last \
                 hour: its metrics source (a Redrive server's history, else CloudWatch) has no data \
                 for it.</p>"
-            .into();
+            .to_string()
+            + &out;
     }
-    render_data(&chart_data(&table))
+    render_data(&ChartData {
+        burst,
+        ..chart_data(&table)
+    }) + &out
 }
 
 fn chart_data(t: &MetricsTable) -> ChartData {
@@ -682,6 +725,7 @@ fn chart_data(t: &MetricsTable) -> ChartData {
                 pick(|r| r.visible),
             ),
         ],
+        burst: None,
     }
 }
 

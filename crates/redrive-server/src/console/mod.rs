@@ -63,6 +63,9 @@ const PAGE_SIZE: usize = 50;
 const GROUP_SCAN_LIMIT: usize = 100_000;
 /// Minutes of history in the chart.
 const CHART_MINUTES: u64 = 60;
+/// Minutes of a DLQ's history searched for its dominant dead-letter minute (24 h, as
+/// `redrive status`).
+const BURST_SEARCH_MINUTES: u64 = 24 * 60;
 
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
@@ -706,29 +709,56 @@ async fn queue_page(
         url_part(&name)
     );
 
-    // The chart: the last hour of the minute history (a store read, off the async threads).
+    // The chart: the last hour of the minute history (a store read, off the async threads);
+    // on a DLQ with the burst window marked: the dominant dead-letter minute of the last 24
+    // hours, as `redrive status` finds it (in a chart of its own when older than the hour).
     body.push_str("<h2 id=\"history\">Last hour, per minute</h2>");
-    let history = {
+    let is_dlq = !summary.dead_letter_sources.is_empty();
+    let charts = {
         let engine = engine.clone();
         let ctx = ctx.clone();
         let name = name.clone();
         let since = (now / 60_000).saturating_sub(CHART_MINUTES - 1) * 60_000;
         tokio::task::spawn_blocking(move || {
-            engine.metric_history(
-                &ctx,
-                &name,
-                &HistoryQuery {
-                    since_ms: Some(since),
-                    until_ms: Some(since + CHART_MINUTES * 60_000),
-                    period_secs: 60,
-                },
-            )
+            let read = |since_ms: u64, until_ms: u64| {
+                engine.metric_history(
+                    &ctx,
+                    &name,
+                    &HistoryQuery {
+                        since_ms: Some(since_ms),
+                        until_ms: Some(until_ms),
+                        period_secs: 60,
+                    },
+                )
+            };
+            let until = since + CHART_MINUTES * 60_000;
+            let burst = if is_dlq {
+                let day = read(until.saturating_sub(BURST_SEARCH_MINUTES * 60_000), until)?;
+                chart::dominant_dead_letter_minute(&day)
+            } else {
+                None
+            };
+            let hour = chart::ChartData::from_history(&read(since, until)?).with_burst(burst);
+            let window = match burst {
+                Some((minute, _)) if minute < since => {
+                    let (start, end) = redrive_select::stats::burst_window(minute);
+                    Some(chart::ChartData::from_history(&read(start, end)?).with_burst(burst))
+                }
+                _ => None,
+            };
+            Ok::<_, SqsError>((hour, window))
         })
         .await
         .unwrap_or_else(|e| Err(SqsError::internal(format!("history read failed: {e}"))))
     };
-    match history {
-        Ok(h) => body.push_str(&chart::render(&h)),
+    match charts {
+        Ok((hour, window)) => {
+            body.push_str(&chart::render_data(&hour));
+            if let Some(w) = window {
+                body.push_str("<h2 id=\"burst-history\">Burst window, per minute</h2>");
+                body.push_str(&chart::render_data(&w));
+            }
+        }
         Err(e) => {
             let _ = write!(body, "<p class=\"error\">{}</p>", esc(&e.message));
         }

@@ -542,7 +542,7 @@ async fn console_chart_draws_the_minute_history() {
     let engine = std::sync::Arc::new(redrive_engine::Engine::open(
         redrive_engine::EngineConfig::default(),
         std::sync::Arc::new(redrive_engine::MemoryStore::new()),
-        clock,
+        clock.clone(),
     ));
     let server = Server::bind_with_engine(
         ServerConfig {
@@ -575,4 +575,34 @@ async fn console_chart_draws_the_minute_history() {
     assert!(html.contains(&format!(
         "data-metric=\"NumberOfDeadLetterArrivals\">dead-letter arrivals: total {arrivals}<"
     )));
+    // The burst window on the DLQ's chart: the dominant dead-letter minute (the clock's) and
+    // the window from 5 minutes before to 10 after it.
+    let minute = 1_776_716_430_000_u64 / 60_000 * 60_000;
+    assert!(
+        html.contains(&format!(
+            "<g id=\"burst-window\" data-minute=\"{minute}\" data-start=\"{}\" data-end=\"{}\">",
+            minute - 5 * 60_000,
+            minute + 11 * 60_000
+        )),
+        "{html}"
+    );
+    assert!(html.contains(&format!(
+        "id=\"burst-note\" data-minute=\"{minute}\">Burst: {arrivals} dead-letter arrivals"
+    )));
+    assert!(!html.contains("id=\"burst-history\""));
+    // Not on a queue that is no DLQ.
+    let (_, html, _) = get(&ts, &format!("/console/queues/{SOURCE}")).await;
+    assert!(!html.contains("burst-window"));
+    // Three hours later the burst is out of the hour's chart: its window gets its own.
+    clock.advance_ms(3 * 3_600_000);
+    let (_, html, _) = get(&ts, &format!("/console/queues/{DLQ}")).await;
+    let window = &html[html
+        .find("id=\"burst-history\"")
+        .expect("a burst-window chart")..];
+    assert!(
+        window.contains(&format!("<g id=\"burst-window\" data-minute=\"{minute}\"")),
+        "{window}"
+    );
+    let hour = &html[..html.find("id=\"burst-history\"").unwrap()];
+    assert!(!hour.contains("<g id=\"burst-window\""), "{hour}");
 }
