@@ -234,18 +234,12 @@ async fn check_post(
 ) -> Result<Request, Response> {
     let (mut parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
-    let refused = |reason: &str| {
-        state.console_audit.record(
-            state.engine.clock_now_ms(),
-            &visitor.actor,
-            "post.refused",
-            &path,
-            reason,
-        );
+    let refused = async |reason: &str| {
+        audit::record(&state.engine, &visitor.actor, "post.refused", &path, reason).await;
         refuse_owned(format!("Refused: {reason}. Nothing was changed."))
     };
     if !session::same_origin(&parts.headers) {
-        return Err(refused("cross-site request (Origin is another site)"));
+        return Err(refused("cross-site request (Origin is another site)").await);
     }
     let Ok(bytes) = crate::http::read_body(body, MAX_FORM_BYTES).await else {
         return Err(error_page(
@@ -259,7 +253,7 @@ async fn check_post(
             .get("csrf")
             .is_some_and(|t| session::secrets_equal(t, &visitor.csrf));
     if !token_ok {
-        return Err(refused("CSRF token missing or wrong"));
+        return Err(refused("CSRF token missing or wrong").await);
     }
     parts.extensions.insert(PostForm(form));
     Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
@@ -320,22 +314,21 @@ async fn login(
         .is_some_and(|expected| session::secrets_equal(expected, secret));
     if !known {
         tracing::info!(access_key, "console login refused");
-        state.console_audit.record(
-            state.engine.clock_now_ms(),
+        audit::record(
+            &state.engine,
             access_key,
             "login.refused",
             "",
             "unknown access key id or wrong secret",
-        );
+        )
+        .await;
         return login_page(
             StatusCode::UNAUTHORIZED,
             Some("Unknown access key id, or a wrong secret."),
         );
     }
     tracing::info!(access_key, "console login");
-    state
-        .console_audit
-        .record(state.engine.clock_now_ms(), access_key, "login", "", "");
+    audit::record(&state.engine, access_key, "login", "", "").await;
     let token = state.console_sessions.open(access_key);
     (
         StatusCode::SEE_OTHER,
@@ -353,13 +346,7 @@ async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
     }
     if let Some(t) = session::token(&headers) {
         if let Some(s) = state.console_sessions.check(&t) {
-            state.console_audit.record(
-                state.engine.clock_now_ms(),
-                &s.access_key,
-                "logout",
-                "",
-                "",
-            );
+            audit::record(&state.engine, &s.access_key, "logout", "", "").await;
         }
         state.console_sessions.close(&t);
     }
