@@ -77,7 +77,13 @@ const MAX_QUEUES: usize = 500;
 const CHART_MINUTES: u64 = 60;
 
 const NAV: &str = "<a href=\"/console\">Queues</a>\
-                   <a href=\"/console/replays\" accesskey=\"r\">Replays</a>";
+                   <a href=\"/console/replays\" accesskey=\"r\">Replays</a>\
+                   <a href=\"/console/audit\">Audit log</a>";
+/// The CLI's audit logs (`redrive replay`'s default directory, relative to where the console
+/// was started).
+const AUDIT_DIR: &str = "redrive-audit";
+/// Runs shown on the audit page at most.
+const AUDIT_RUNS: usize = 500;
 
 struct Console {
     conn: Conn,
@@ -178,6 +184,7 @@ pub async fn run_console(a: ConsoleArgs) -> Result<u8> {
             get(replay_form).post(replay_post),
         )
         .route("/console/replays", get(runs_page))
+        .route("/console/audit", get(audit_page))
         .route("/console/replays/{id}", get(run_page))
         .route("/console/replays/{id}/cancel", post(cancel_post))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
@@ -1211,6 +1218,155 @@ async fn start_run(
         }
     });
     redirect(&format!("/console/replays/{}", url_part(&id)))
+}
+
+/// One run of a CLI audit log, summed up from its records.
+#[derive(Debug, Default)]
+struct AuditRun {
+    file: String,
+    run: String,
+    at: i64,
+    who: String,
+    kind: &'static str,
+    detail: String,
+    sent: u64,
+    deleted: u64,
+    failed: u64,
+    outcome: String,
+}
+
+/// Reads every `*.ndjson` under `dir`: one row per run (its `start` or `dryRun` record, its
+/// `sent`/`deleted`/`failed` records counted, its `end`), newest first. Lines that are not
+/// JSON are skipped (a run killed mid-line).
+fn audit_runs(dir: &std::path::Path) -> Vec<AuditRun> {
+    let mut runs: Vec<AuditRun> = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return runs;
+    };
+    let mut files: Vec<std::path::PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ndjson"))
+        .collect();
+    files.sort();
+    for path in files {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut by_run: HashMap<String, usize> = HashMap::new();
+        for line in text.lines() {
+            let Ok(r) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let run = r["run"].as_str().unwrap_or_default().to_string();
+            let i = *by_run.entry(run.clone()).or_insert_with(|| {
+                runs.push(AuditRun {
+                    file: file.clone(),
+                    run,
+                    at: r["at"].as_i64().unwrap_or_default(),
+                    ..AuditRun::default()
+                });
+                runs.len() - 1
+            });
+            let a = &mut runs[i];
+            match r["event"].as_str().unwrap_or_default() {
+                ev @ ("start" | "dryRun") => {
+                    a.kind = if ev == "start" { "replay" } else { "dry run" };
+                    a.at = r["at"].as_i64().unwrap_or(a.at);
+                    a.who = r["who"].as_str().unwrap_or_default().to_string();
+                    let mut d = Vec::new();
+                    if let Some(f) = r["selection"]["filter"].as_str() {
+                        d.push(format!("filter {f}"));
+                    }
+                    if let Some(t) = r["transform"].as_str() {
+                        d.push(format!("transform {t}"));
+                    }
+                    if let Some(to) = r["destination"].as_str() {
+                        d.push(format!("to {to}"));
+                    }
+                    if let Some(rate) = r["rate"].as_f64() {
+                        d.push(format!("rate {rate}/s"));
+                    }
+                    if r["ratePer"].is_object() {
+                        d.push(format!(
+                            "per-key rate {}/s per {}",
+                            r["ratePer"]["rate"],
+                            r["ratePer"]["key"].as_str().unwrap_or_default()
+                        ));
+                    }
+                    if !r["breaker"].is_null() {
+                        d.push(format!("breaker {}", r["breaker"]));
+                    }
+                    if ev == "dryRun" {
+                        d.push(format!("{} of {} selected", r["selected"], r["scanned"]));
+                    }
+                    a.detail = d.join("; ");
+                }
+                "sent" => a.sent += 1,
+                "deleted" => a.deleted += 1,
+                "failed" => a.failed += 1,
+                "end" => {
+                    a.outcome = r["outcome"]
+                        .as_str()
+                        .map_or_else(|| r["outcome"].to_string(), str::to_string);
+                }
+                _ => {}
+            }
+        }
+    }
+    runs.sort_by(|a, b| b.at.cmp(&a.at));
+    runs.truncate(AUDIT_RUNS);
+    runs
+}
+
+/// `GET /console/audit`: the CLI's audit logs (the journals of every `redrive replay` and
+/// console replay run from this directory), one row per run.
+async fn audit_page() -> Response {
+    let dir = std::path::Path::new(AUDIT_DIR);
+    let runs = tokio::task::spawn_blocking(move || audit_runs(dir))
+        .await
+        .unwrap_or_default();
+    let mut body = format!(
+        "<h1>Audit log</h1><p class=\"note\">The CLI's audit logs in <code>{}</code> (where \
+         <code>redrive replay</code> and this console write each run's journal), one row per run, \
+         newest first. Refused POSTs are logged on the console's standard error.</p>",
+        esc(&std::env::current_dir()
+            .map(|d| d.join(AUDIT_DIR).display().to_string())
+            .unwrap_or_else(|_| AUDIT_DIR.to_string()))
+    );
+    if runs.is_empty() {
+        body.push_str("<p class=\"note\" id=\"no-audit\">No run yet.</p>");
+        return page("Audit log", &body);
+    }
+    body.push_str(
+        "<table id=\"audit-table\"><thead><tr><th>At</th><th>Log</th><th>Run</th><th>Who</th>\
+         <th>Kind</th><th>Options</th><th class=\"num\">Sent</th><th class=\"num\">Deleted</th>\
+         <th class=\"num\">Failed</th><th>Outcome</th></tr></thead><tbody>",
+    );
+    for r in &runs {
+        body.push_str(&format!(
+            "<tr data-run=\"{}\"><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td>\
+             <td>{}</td><td>{}</td><td class=\"num\" data-field=\"sent\">{}</td>\
+             <td class=\"num\" data-field=\"deleted\">{}</td><td class=\"num\">{}</td><td data-field=\"outcome\">{}</td></tr>",
+            esc(&r.run),
+            esc(&time_text(r.at.max(0) as u64)),
+            esc(&r.file),
+            esc(&r.run),
+            esc(&r.who),
+            r.kind,
+            esc(&r.detail),
+            r.sent,
+            r.deleted,
+            r.failed,
+            esc(&r.outcome),
+        ));
+    }
+    body.push_str("</tbody></table>");
+    page("Audit log", &body)
 }
 
 async fn runs_page(State(c): State<Arc<Console>>) -> Response {

@@ -384,6 +384,20 @@ async fn console_against_moto() {
                 .is_some_and(|w| w.contains("redrive console"))
     }));
 
+    // The audit page shows the journal: the dry run, and the run with its counts.
+    let audit = get(&http, &format!("{base}/console/audit")).await;
+    let row = audit
+        .split("<tr data-run=")
+        .skip(1)
+        .find(|r| r.contains("<td>replay</td>"))
+        .unwrap_or_else(|| panic!("no replay row: {audit}"));
+    assert!(row.contains("data-field=\"sent\">6<"), "{row}");
+    assert!(row.contains("data-field=\"deleted\">6<"), "{row}");
+    assert!(row.contains("per-key rate 3.0/s per .mall_id"), "{row}");
+    assert!(row.contains("redrive console"), "{row}");
+    assert!(row.contains("<code>orders-dlq.ndjson</code>"), "{row}");
+    assert!(audit.contains("<td>dry run</td>"), "{audit}");
+
     // Not from a loopback name: refused (DNS rebinding).
     let r = http
         .get(&console.url)
