@@ -538,11 +538,11 @@ async fn browser_console_replays_one_mall_end_to_end() {
     assert!(body["mall"].is_string());
     click(&client, "a[accesskey='b']").await;
 
-    // Dry run: mall alpha, 5/s per mall.
+    // Dry run: mall alpha, 2/s per mall (slow enough, ~3 s for 7, to watch it drain).
     click(&client, "#replay-link").await;
     type_into(&client, "filter", ".mall == \"alpha\"").await;
     type_into(&client, "rate_key", ".mall").await;
-    type_into(&client, "rate_per", "5/s").await;
+    type_into(&client, "rate_per", "2/s").await;
     screenshot(&client, "replay-form.png").await;
     click(&client, "#dry-run").await;
     client
@@ -585,6 +585,9 @@ async fn browser_console_replays_one_mall_end_to_end() {
     click(&client, "#confirm-replay").await;
     wait_for_path(&client, |p| p.starts_with("/console/replays/")).await;
     let mut seen_moved = Vec::new();
+    // Progress seen strictly between start and end while running, with the server's DLQ
+    // count at that moment.
+    let mut partway: Option<(u64, u64)> = None;
     let mut shot = false;
     let mut status = String::new();
     for _ in 0..300 {
@@ -600,9 +603,13 @@ async fn browser_console_replays_one_mall_end_to_end() {
         if let Some(m) = html.find("data-field=\"moved\"") {
             let v = &html[m..];
             let v = &v[v.find("class=\"v\">").unwrap() + 10..];
-            seen_moved.push(v[..v.find('<').unwrap()].parse::<u64>().unwrap());
+            let moved = v[..v.find('<').unwrap()].parse::<u64>().unwrap();
+            seen_moved.push(moved);
+            if status == "RUNNING" && moved > 0 && moved < MALL_A as u64 && partway.is_none() {
+                partway = Some((moved, ts.counts(&dlq_url).await.0));
+            }
         }
-        if status == "RUNNING" && !shot {
+        if status == "RUNNING" && !shot && partway.is_some() {
             screenshot(&client, "replay-progress.png").await;
             shot = true;
         }
@@ -615,6 +622,14 @@ async fn browser_console_replays_one_mall_end_to_end() {
     assert!(
         seen_moved.windows(2).all(|w| w[0] <= w[1]),
         "{seen_moved:?}"
+    );
+    // The DLQ was watched draining: a running page with some but not all moved, and the
+    // server's DLQ then held fewer than at the start (the page never runs ahead of it).
+    let (moved_then, dlq_then) =
+        partway.unwrap_or_else(|| panic!("no partial progress seen: {seen_moved:?}"));
+    assert!(
+        dlq_then <= (MALL_A + MALL_B) as u64 - moved_then && dlq_then >= MALL_B as u64,
+        "page said {moved_then} moved, the DLQ held {dlq_then}"
     );
     // The last reload may still be in flight: wait for the summary.
     client
