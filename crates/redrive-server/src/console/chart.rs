@@ -213,17 +213,20 @@ pub fn render_data(history: &ChartData) -> String {
         if minute >= history.since_ms && minute < history.until_ms && end_slot > start_slot {
             let px = |s: f64| LEFT + plot_w * s / n as f64;
             let mx = px(slot(minute) + 0.5);
+            // The label on the side of the line with room for it.
+            let right_half = mx > LEFT + plot_w / 2.0;
+            let anchor = if right_half { "end" } else { "start" };
             let _ = write!(
                 svg,
                 "<g id=\"burst-window\" data-minute=\"{minute}\" data-start=\"{start}\" data-end=\"{end}\">\
                  <rect x=\"{:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{plot_h:.1}\" fill=\"#b3261e\" fill-opacity=\"0.08\"/>\
                  <line x1=\"{mx:.1}\" x2=\"{mx:.1}\" y1=\"{TOP}\" y2=\"{:.1}\" stroke=\"#b3261e\" stroke-dasharray=\"4 3\"/>\
-                 <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#b3261e\">burst {}</text>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#b3261e\" text-anchor=\"{anchor}\">burst {}</text>\
                  <title>burst window: {arrivals} dead-letter arrivals in the minute {}</title></g>",
                 px(start_slot),
                 px(end_slot) - px(start_slot),
                 TOP + plot_h,
-                mx + 4.0,
+                if right_half { mx - 4.0 } else { mx + 4.0 },
                 TOP + 12.0,
                 esc(&time_text(minute)[11..16]),
                 esc(&time_text(minute)),

@@ -263,6 +263,64 @@ async fn browser_console_walkthrough() {
     assert_eq!(shown.len(), 2);
     screenshot(&client, "dlq-group-by.png").await;
 
+    // The other aggregations through the form: dead-lettered minutes and a pasted mapping.
+    client
+        .find(Locator::Css(
+            "#bucket-input option[value='dead-lettered:minute']",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("details.enrich summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("enrich-input"))
+        .await
+        .unwrap()
+        .send_keys("mall,project,owner\nalpha,p-1,team-a\nbeta,p-2,team-b")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("form.inline button[type='submit']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Id("bucket-table"))
+        .await
+        .unwrap();
+    let html = client.source().await.unwrap();
+    assert_eq!(group_rows(&html), server_mall_counts(&ts).await);
+    assert!(html.contains("<td class=\"enrich\">p-2</td>"), "{html}");
+    let bucketed: u64 = client
+        .find_all(Locator::Css("#bucket-table td[data-count]"))
+        .await
+        .unwrap()
+        .len() as u64;
+    assert!(bucketed >= 1);
+    assert_eq!(
+        text(&client, "#receive-table td[data-count]").await,
+        (MALL_A + MALL_B).to_string()
+    );
+    client
+        .execute(
+            "document.getElementById('burst').scrollIntoView({block: 'start'})",
+            vec![],
+        )
+        .await
+        .unwrap();
+    screenshot(&client, "dlq-aggregations.png").await;
+
     // Open the message whose body carries markup: shown as text, never run.
     let rows = client
         .find_all(Locator::Css("#message-table tbody tr"))
@@ -297,6 +355,42 @@ async fn browser_console_walkthrough() {
         "{facts}"
     );
     screenshot(&client, "message.png").await;
+
+    // A worker's dead letter (its `redrive-error` envelope) in a queue of its own: decoded.
+    let worker_dlq = ts.create("points-dlq").await;
+    let envelope = json!({"v": 1, "reason": "permanent_error",
+        "error": {"class": "http_404", "message": "member 42 not found"},
+        "retryable": false, "attempts": 1, "throttles": 0, "deferrals": 0,
+        "first_failed_at": "2026-11-23T15:30:00.120Z", "last_failed_at": "2026-11-23T15:30:00.120Z",
+        "source_queue": "http://127.0.0.1:9324/000000000000/points", "tenant": "alpha"})
+    .to_string();
+    let id = ts
+        .client
+        .send_message()
+        .queue_url(&worker_dlq)
+        .message_body(r#"{"mall":"alpha","member":42,"points":120}"#)
+        .message_attributes("redrive-error", string_attr("String", &envelope))
+        .send()
+        .await
+        .unwrap()
+        .message_id
+        .unwrap();
+    client
+        .goto(&format!(
+            "{}/console/queues/points-dlq/messages/{id}",
+            ts.base
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&client, "#error-envelope td[data-field='Error class']").await,
+        "http_404"
+    );
+    assert_eq!(
+        text(&client, "#error-envelope td[data-field='Error message']").await,
+        "member 42 not found"
+    );
+    screenshot(&client, "message-envelope.png").await;
 
     let severe = severe_log_entries(&client).await;
     assert!(severe.is_empty(), "browser errors: {severe:?}");
