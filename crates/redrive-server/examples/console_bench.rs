@@ -125,7 +125,7 @@ async fn seed(engine: Arc<Engine>, n: usize) {
     }
     while tasks.join_next().await.is_some() {}
     let s = engine.queue_summary(&ctx(), DLQ).unwrap();
-    assert_eq!(s.visible as usize, n, "every message in the DLQ");
+    assert_eq!(s.visible, n, "every message in the DLQ");
     eprintln!(
         "seeded the DLQ with {n} in {:.1}s",
         start.elapsed().as_secs_f64()

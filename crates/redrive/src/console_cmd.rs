@@ -1318,7 +1318,7 @@ fn audit_runs(dir: &std::path::Path) -> Vec<AuditRun> {
             }
         }
     }
-    runs.sort_by(|a, b| b.at.cmp(&a.at));
+    runs.sort_by_key(|r| std::cmp::Reverse(r.at));
     runs.truncate(AUDIT_RUNS);
     runs
 }

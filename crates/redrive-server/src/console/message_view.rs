@@ -147,7 +147,7 @@ mod tests {
     #[test]
     fn the_envelope_is_decoded_and_escaped() {
         let env = r#"{"v":1,"reason":"permanent_error","error":{"class":"http_404","message":"member <42> not found"},"retryable":false,"attempts":3,"tenant":"alpha","extra":"x"}"#;
-        let attrs = vec![(
+        let attrs = [(
             ENVELOPE_ATTRIBUTE.to_string(),
             serde_json::json!({"DataType": "String", "StringValue": env}),
         )];
