@@ -42,7 +42,7 @@ use redrive_core::SqsError;
 use redrive_core::api::ListQueuesInput;
 use redrive_engine::history::HistoryQuery;
 use redrive_engine::{BrowseCursor, BrowseQuery, BrowsedMessage, Engine, RequestContext};
-use redrive_select::selection::{MetaFields, meta};
+use redrive_select::selection::{Candidate, MetaFields, Selection, SelectionSpec, Verdict, meta};
 use redrive_select::stats::{Aggregate, Sample};
 
 use crate::AppState;
@@ -625,6 +625,54 @@ fn aggregate(
     Ok(after.is_some())
 }
 
+/// Messages browsed past at most to find one page of matches of a filter.
+const FILTER_SCAN_LIMIT: usize = 10_000;
+
+/// One page of the browser under a filter: browse pages of [`PAGE_SIZE`] from `after`, keeping
+/// the messages the filter selects (a failing filter does not select), until a page's worth
+/// is found or [`FILTER_SCAN_LIMIT`] were looked at; `next` continues after the last page read.
+fn filtered_page(
+    engine: &Engine,
+    ctx: &RequestContext,
+    queue: &str,
+    sel: &Selection,
+    mut after: Option<BrowseCursor>,
+) -> Result<redrive_engine::BrowsePage, SqsError> {
+    let mut messages = Vec::new();
+    let mut looked = 0;
+    loop {
+        let page = engine.browse_messages(
+            ctx,
+            queue,
+            &BrowseQuery {
+                state: None,
+                limit: PAGE_SIZE,
+                after,
+            },
+        )?;
+        looked += page.messages.len();
+        for m in page.messages {
+            let meta = message_meta(&m);
+            let verdict = sel.judge(&Candidate {
+                body: &m.body,
+                meta: &meta,
+                sent_ms: Some(m.sent_ms as i64),
+                dead_lettered_ms: m.dead_lettered_ms.map(|t| t as i64),
+            });
+            if verdict == Verdict::Selected {
+                messages.push(m);
+            }
+        }
+        after = page.next;
+        if after.is_none() || messages.len() >= PAGE_SIZE || looked >= FILTER_SCAN_LIMIT {
+            return Ok(redrive_engine::BrowsePage {
+                messages,
+                next: after,
+            });
+        }
+    }
+}
+
 fn body_preview(body: &str) -> String {
     let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut preview: String = one_line.chars().take(140).collect();
@@ -794,18 +842,49 @@ async fn queue_page(
         }
     }
 
-    // Message browser.
+    // Message browser, optionally filtered by jq (the replay's filter: `Selection::judge`).
     let after = params.get("after").and_then(|c| BrowseCursor::decode(c));
+    let filter = params
+        .get("filter")
+        .map(|f| f.trim().to_string())
+        .filter(|f| !f.is_empty());
     body.push_str("<h2 id=\"messages\">Messages <span class=\"muted\">(oldest first; browsing receives nothing)</span></h2>");
-    match engine.browse_messages(
-        &ctx,
-        &name,
-        &BrowseQuery {
-            state: None,
-            limit: PAGE_SIZE,
-            after,
+    let _ = write!(
+        body,
+        "<form class=\"inline\" method=\"get\" action=\"/console/queues/{}#messages\">\
+         <label for=\"filter-input\">filter (jq over the body and <code>$meta</code>, as a replay's)</label>\
+         <input id=\"filter-input\" type=\"text\" name=\"filter\" size=\"50\" value=\"{}\" \
+         placeholder=\".mall == &quot;alpha&quot;\" accesskey=\"f\"><button type=\"submit\">Filter</button></form>",
+        url_part(&name),
+        esc(filter.as_deref().unwrap_or(""))
+    );
+    let listed = match &filter {
+        None => engine.browse_messages(
+            &ctx,
+            &name,
+            &BrowseQuery {
+                state: None,
+                limit: PAGE_SIZE,
+                after,
+            },
+        ),
+        Some(f) => match Selection::compile(&SelectionSpec {
+            filter: Some(f.clone()),
+            ..SelectionSpec::default()
+        }) {
+            Err(e) => Err(SqsError::invalid_value("filter", f, &e.to_string())),
+            Ok(sel) => {
+                let engine = engine.clone();
+                let (ctx, name) = (ctx.clone(), name.clone());
+                tokio::task::spawn_blocking(move || {
+                    filtered_page(&engine, &ctx, &name, &sel, after)
+                })
+                .await
+                .unwrap_or_else(|e| Err(SqsError::internal(format!("browse failed: {e}"))))
+            }
         },
-    ) {
+    };
+    match listed {
         Err(e) => {
             let _ = write!(body, "<p class=\"error\">{}</p>", esc(&e.message));
         }
@@ -838,8 +917,11 @@ async fn queue_page(
             if after.is_some() {
                 let _ = write!(
                     body,
-                    "<a href=\"/console/queues/{}#messages\">First page</a>",
-                    url_part(&name)
+                    "<a href=\"/console/queues/{}{}#messages\">First page</a>",
+                    url_part(&name),
+                    filter
+                        .as_deref()
+                        .map_or(String::new(), |f| format!("?filter={}", url_part(f)))
                 );
             }
             if let Some(next) = page_of.next {
@@ -850,6 +932,9 @@ async fn queue_page(
                 );
                 if sq.wanted() {
                     let _ = write!(href, "&{}", sq.to_query());
+                }
+                if let Some(f) = &filter {
+                    let _ = write!(href, "&filter={}", url_part(f));
                 }
                 let _ = write!(
                     body,

@@ -278,6 +278,63 @@ async fn console_dlq_aggregations_buckets_receive_counts_shapes_burst_and_enrich
 }
 
 #[tokio::test]
+async fn console_message_list_filters_by_jq() {
+    let ts = TestServer::start().await;
+    seed_incident(&ts).await;
+    let listed = |html: &str| -> Vec<String> {
+        let t = &html[html.find("id=\"message-table\"").expect("message table")..];
+        let t = &t[..t.find("</table>").unwrap()];
+        t.split("<td class=\"body\">")
+            .skip(1)
+            .map(|b| b[..b.find("</td>").unwrap()].to_string())
+            .collect()
+    };
+    let (status, html, _) = get(
+        &ts,
+        &format!(
+            "/console/queues/{DLQ}?filter={}",
+            url_part(".mall == \"beta\"")
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let rows = listed(&html);
+    assert_eq!(rows.len(), MALL_B, "{html}");
+    assert!(
+        rows.iter().all(|b| b.contains("&quot;beta&quot;")),
+        "{rows:?}"
+    );
+    // The filter stays in the form.
+    assert!(
+        html.contains("value=\".mall == &quot;beta&quot;\""),
+        "{html}"
+    );
+    // Over `$meta`, as a replay's filter.
+    let (_, html, _) = get(
+        &ts,
+        &format!(
+            "/console/queues/{DLQ}?filter={}",
+            url_part("$meta.receiveCount == 1 and .command == \"sync\"")
+        ),
+    )
+    .await;
+    assert_eq!(listed(&html).len(), MALL_A);
+    // Nothing matches: an empty table; a broken filter: its error, no table.
+    let (_, html, _) = get(
+        &ts,
+        &format!("/console/queues/{DLQ}?filter=.mall%20%3D%3D%201"),
+    )
+    .await;
+    assert!(listed(&html).is_empty());
+    let (_, html, _) = get(&ts, &format!("/console/queues/{DLQ}?filter=.mall%5B")).await;
+    assert!(html.contains("class=\"error\">"), "{html}");
+    assert!(!html.contains("id=\"message-table\""));
+    // Unfiltered: all of them.
+    let (_, html, _) = get(&ts, &format!("/console/queues/{DLQ}")).await;
+    assert_eq!(listed(&html).len(), MALL_A + MALL_B);
+}
+
+#[tokio::test]
 async fn console_message_page_escapes_the_body_and_browsing_receives_nothing() {
     let ts = TestServer::start().await;
     let (_, dlq) = seed_incident(&ts).await;
