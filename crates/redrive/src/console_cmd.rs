@@ -37,7 +37,7 @@ use redrive_cli::util::now_ms;
 use redrive_select::breaker::BreakerSpec;
 use redrive_select::jq::GroupBy;
 use redrive_select::pacing::parse_rate;
-use redrive_select::selection::{SelectionSpec, Transform};
+use redrive_select::selection::{Candidate, Selection, SelectionSpec, Transform, Verdict};
 use redrive_server::console::chart::{ChartData, render_data};
 use redrive_server::console::html::{
     age_text, csrf_field, esc, hidden, page_with_nav, time_text, url_part,
@@ -522,6 +522,8 @@ async fn queues_page(State(c): State<Arc<Console>>) -> Response {
 struct QueueQuery {
     stats: StatsQuery,
     read: Option<usize>,
+    /// jq filter of the listed messages (the replay's: `Selection::judge`).
+    filter: Option<String>,
 }
 
 fn queue_query(raw: Option<&str>) -> QueueQuery {
@@ -530,9 +532,15 @@ fn queue_query(raw: Option<&str>) -> QueueQuery {
         .filter_map(|(_, v)| v.trim().parse().ok())
         .map(|n: usize| n.clamp(1, MAX_READ))
         .last();
+    let filter = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .filter(|(k, _)| k == "filter")
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .last();
     QueueQuery {
         stats: StatsQuery::parse(raw),
         read,
+        filter,
     }
 }
 
@@ -593,6 +601,11 @@ async fn queue_page(
         url_part(&queue.name)
     ));
     body.push_str(&q.stats.fields_html());
+    body.push_str(&format!(
+        "<label>List only (jq filter, as a replay's) <input type=\"text\" name=\"filter\" \
+         id=\"filter-input\" size=\"40\" value=\"{}\"></label> ",
+        esc(q.filter.as_deref().unwrap_or(""))
+    ));
     body.push_str(&format!(
         "<label>Read at most <input type=\"number\" name=\"read\" min=\"1\" max=\"{MAX_READ}\" value=\"{}\"></label> \
          <button type=\"submit\">Read</button></form>",
@@ -749,12 +762,39 @@ async fn messages_html(
         Ok(c) => c,
         Err(e) => return format!("<p class=\"error\">{}</p>", esc(&e)),
     };
+    let selection = match q
+        .filter
+        .as_ref()
+        .map(|f| {
+            Selection::compile(&SelectionSpec {
+                filter: Some(f.clone()),
+                ..SelectionSpec::default()
+            })
+        })
+        .transpose()
+    {
+        Ok(s) => s,
+        Err(e) => return format!("<p class=\"error\">filter: {}</p>", esc(&e.to_string())),
+    };
     let mut shown: Vec<Message> = Vec::new();
+    let mut matched = 0usize;
     let scan = source
         .scan(limit, |m| {
             agg.add(&sample(&m), || m.meta());
-            if shown.len() < PAGE_MESSAGES {
-                shown.push(m);
+            let listed = selection.as_ref().is_none_or(|sel| {
+                let meta = m.meta();
+                sel.judge(&Candidate {
+                    body: &m.body,
+                    meta: &meta,
+                    sent_ms: m.sent_timestamp,
+                    dead_lettered_ms: m.dead_lettered_at,
+                }) == Verdict::Selected
+            });
+            if listed {
+                matched += 1;
+                if shown.len() < PAGE_MESSAGES {
+                    shown.push(m);
+                }
             }
         })
         .await;
@@ -785,9 +825,14 @@ async fn messages_html(
         stats_view::render(&agg, mapping.as_ref(), q.stats.top, &note)
     );
     out.push_str(&format!(
-        "<h3>First {} messages</h3><table class=\"messages\"><thead><tr><th>Message id</th>\
+        "<h3>First {} messages{}</h3><table class=\"messages\"><thead><tr><th>Message id</th>\
          <th>Sent</th><th>Receives</th><th>Body</th></tr></thead><tbody>",
-        shown.len()
+        shown.len(),
+        q.filter.as_ref().map_or(String::new(), |f| format!(
+            " <span class=\"muted\" id=\"filter-count\" data-count=\"{matched}\">({matched} of those read match \
+             <code>{}</code>; the tables above cover every message read)</span>",
+            esc(f)
+        ))
     ));
     let now = now_ms();
     for m in &shown {

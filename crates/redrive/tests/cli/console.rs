@@ -243,6 +243,24 @@ async fn console_against_moto() {
     // The read hid them for the visibility timeout (2 s).
     tokio::time::sleep(Duration::from_secs(3)).await;
 
+    // The message list under a jq filter (the replay's): only mall m-2 listed.
+    let page = get(
+        &http,
+        &format!("{q}?read=50&filter={}", ".mall_id%20%3D%3D%20%22m-2%22"),
+    )
+    .await;
+    assert!(
+        page.contains("id=\"filter-count\" data-count=\"4\""),
+        "{page}"
+    );
+    let listed: Vec<&str> = page
+        .split("<tr><td><a href=\"/console/queues/orders-dlq/messages/")
+        .skip(1)
+        .collect();
+    assert_eq!(listed.len(), 4, "{page}");
+    assert!(listed.iter().all(|r| r.contains("&quot;m-2&quot;")));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
     let form_page = get(&http, &format!("{q}/replay")).await;
     let csrf = hidden_fields(&form_page, "replay")
         .into_iter()
