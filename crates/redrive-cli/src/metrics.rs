@@ -285,8 +285,7 @@ fn escape(s: &str) -> String {
 }
 
 /// Minutes shown before and after the burst minute.
-pub const WINDOW_BEFORE_MIN: u64 = 5;
-pub const WINDOW_AFTER_MIN: u64 = 10;
+pub use redrive_select::stats::{WINDOW_AFTER_MIN, WINDOW_BEFORE_MIN};
 
 /// Reads the minute series of `queues` around `burst_ms` (a burst minute, epoch ms). A queue
 /// whose series cannot be read is left out and the reason returned.
@@ -295,8 +294,7 @@ pub async fn window_around(
     queues: &[String],
     burst_ms: u64,
 ) -> (Vec<MetricsTable>, Option<String>) {
-    let since = burst_ms.saturating_sub(WINDOW_BEFORE_MIN * 60_000);
-    let until = burst_ms + (WINDOW_AFTER_MIN + 1) * 60_000;
+    let (since, until) = redrive_select::stats::burst_window(burst_ms);
     let mut tables = Vec::new();
     let mut notes = Vec::new();
     for q in queues {
@@ -332,15 +330,9 @@ pub async fn dominant_dead_letter_minute(
         source: MetricsSource::Auto,
     };
     let t = metrics(conn, &plan).await?;
-    Ok(t.rows
-        .iter()
-        .filter(|r| r.dead_letter_arrivals > 0)
-        .max_by(|a, b| {
-            a.dead_letter_arrivals
-                .cmp(&b.dead_letter_arrivals)
-                .then(b.timestamp.cmp(&a.timestamp))
-        })
-        .map(|r| r.timestamp))
+    Ok(redrive_select::stats::dominant_dead_letter_minute(
+        t.rows.iter().map(|r| (r.timestamp, r.dead_letter_arrivals)),
+    ))
 }
 
 #[cfg(test)]

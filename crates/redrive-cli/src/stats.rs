@@ -1,69 +1,16 @@
 //! Aggregation of a scanned queue: groups, pairs, time buckets, receive counts, payload
 //! shapes and the burst signature. Pure: fed one [`Message`] at a time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use jaq_json::Val;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::enrich::Mapping;
-use crate::jq::{self, GroupBy};
+use crate::jq::GroupBy;
 use crate::source::{Message, ScanOutcome};
 use crate::util::{Record, format_ts, record_json, records_to_csv_with, render_table};
-
-/// Which timestamp a `--bucket` uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TimeField {
-    Sent,
-    DeadLettered,
-}
-
-/// `--bucket FIELD:UNIT`, e.g. `sent:minute` or `dead-lettered:hour`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bucket {
-    pub field: TimeField,
-    pub unit_ms: i64,
-    pub unit: &'static str,
-}
-
-impl Bucket {
-    pub fn parse(s: &str) -> Result<Bucket, String> {
-        let (field, unit) = s.split_once(':').unwrap_or((s, "minute"));
-        let field = match field {
-            "sent" => TimeField::Sent,
-            "dead-lettered" | "deadlettered" | "dead_lettered" => TimeField::DeadLettered,
-            _ => {
-                return Err(format!(
-                    "invalid --bucket `{s}`: field must be `sent` or `dead-lettered`"
-                ));
-            }
-        };
-        let (unit_ms, unit) = match unit {
-            "minute" => (60_000, "minute"),
-            "hour" => (3_600_000, "hour"),
-            "day" => (86_400_000, "day"),
-            _ => {
-                return Err(format!(
-                    "invalid --bucket `{s}`: unit must be minute, hour or day"
-                ));
-            }
-        };
-        Ok(Bucket {
-            field,
-            unit_ms,
-            unit,
-        })
-    }
-
-    fn time_of(&self, m: &Message) -> Option<i64> {
-        match self.field {
-            TimeField::Sent => m.sent_timestamp,
-            TimeField::DeadLettered => m.dead_lettered_at,
-        }
-    }
-}
+pub use redrive_select::stats::{Aggregate, Bucket, Sample, TimeField};
 
 /// The dominant minute of the sent times.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -75,6 +22,16 @@ pub struct Burst {
     pub share: f64,
     pub first: String,
     pub last: String,
+}
+
+/// What the shared aggregation reads of a scanned message.
+pub fn sample(m: &Message) -> Sample<'_> {
+    Sample {
+        body: &m.body,
+        sent_ms: m.sent_timestamp,
+        dead_lettered_ms: m.dead_lettered_at,
+        receive_count: m.receive_count,
+    }
 }
 
 /// A mapping column's field name in a row record: `enrich.NAME` when NAME is one of the
@@ -90,46 +47,31 @@ fn enrich_field(c: &str) -> String {
     }
 }
 
-/// Everything `stats` computes.
+/// Everything `stats` computes: the shared [`Aggregate`] and the `--enrich` mapping.
 pub struct Stats {
-    group_bys: Vec<GroupBy>,
-    bucket: Option<Bucket>,
+    agg: Aggregate,
     pub total: usize,
     pub non_json: usize,
-    groups: Vec<HashMap<String, usize>>,
-    pairs: HashMap<Vec<String>, usize>,
-    buckets: BTreeMap<i64, usize>,
-    receive_counts: BTreeMap<u64, usize>,
-    shapes: HashMap<String, usize>,
-    minutes: HashMap<i64, usize>,
-    first_sent: Option<i64>,
-    last_sent: Option<i64>,
-    with_sent: usize,
     mapping: Option<Mapping>,
-    needs_meta: bool,
 }
 
 impl Stats {
     pub fn new(group_bys: Vec<GroupBy>, bucket: Option<Bucket>) -> Stats {
-        let n = group_bys.len();
-        let needs_meta = group_bys.iter().any(|g| g.expr.contains("$meta"));
         Stats {
-            needs_meta,
-            group_bys,
-            bucket,
+            agg: Aggregate::new(group_bys, bucket),
             total: 0,
             non_json: 0,
-            groups: vec![HashMap::new(); n],
-            pairs: HashMap::new(),
-            buckets: BTreeMap::new(),
-            receive_counts: BTreeMap::new(),
-            shapes: HashMap::new(),
-            minutes: HashMap::new(),
-            first_sent: None,
-            last_sent: None,
-            with_sent: 0,
             mapping: None,
         }
+    }
+
+    /// The shared aggregation (the console renders it).
+    pub fn aggregate(&self) -> &Aggregate {
+        &self.agg
+    }
+
+    pub fn mapping(&self) -> Option<&Mapping> {
+        self.mapping.as_ref()
     }
 
     /// Joins the first `--group-by` key with `mapping` in every output.
@@ -140,92 +82,42 @@ impl Stats {
 
     /// Messages that had a sent time.
     pub fn with_sent(&self) -> usize {
-        self.with_sent
+        self.agg.with_sent()
     }
 
     pub fn group_exprs(&self) -> Vec<String> {
-        self.group_bys.iter().map(|g| g.expr.clone()).collect()
+        self.agg
+            .group_bys()
+            .iter()
+            .map(|g| g.expr.clone())
+            .collect()
     }
 
     pub fn add(&mut self, m: &Message) {
-        self.total += 1;
-        if let Some(rc) = m.receive_count {
-            *self.receive_counts.entry(rc).or_default() += 1;
-        }
-        if let Some(t) = m.sent_timestamp {
-            self.with_sent += 1;
-            *self.minutes.entry(t.div_euclid(60_000)).or_default() += 1;
-            self.first_sent = Some(self.first_sent.map_or(t, |f| f.min(t)));
-            self.last_sent = Some(self.last_sent.map_or(t, |l| l.max(t)));
-        }
-        if let Some(b) = &self.bucket
-            && let Some(t) = b.time_of(m)
-        {
-            *self
-                .buckets
-                .entry(t.div_euclid(b.unit_ms) * b.unit_ms)
-                .or_default() += 1;
-        }
-        let Some(body) = jq::parse(&m.body) else {
-            self.non_json += 1;
-            return;
-        };
-        let shape = match &body {
-            Val::Obj(o) => {
-                let mut keys: Vec<String> = o.keys().map(jq::val_text).collect();
-                keys.sort();
-                format!("{{{}}}", keys.join(","))
-            }
-            Val::Arr(_) => "[array]".to_string(),
-            _ => "(scalar)".to_string(),
-        };
-        *self.shapes.entry(shape).or_default() += 1;
-        if self.group_bys.is_empty() {
-            return;
-        }
-        // Building `$meta` costs a JSON round trip per message: only when an expression uses it.
-        let meta = if self.needs_meta {
-            jq::parse(&m.meta().to_string()).unwrap_or(Val::Null)
-        } else {
-            Val::Null
-        };
-        let keys: Vec<String> = self.group_bys.iter().map(|g| g.key(&body, &meta)).collect();
-        for (i, k) in keys.iter().enumerate() {
-            *self.groups[i].entry(k.clone()).or_default() += 1;
-        }
-        if keys.len() >= 2 {
-            *self.pairs.entry(keys).or_default() += 1;
-        }
+        self.agg.add(&sample(m), || m.meta());
+        self.total = self.agg.total;
+        self.non_json = self.agg.non_json;
     }
 
     /// Start of the dominant sent minute, epoch ms.
     pub fn burst_minute_ms(&self) -> Option<u64> {
-        self.minutes
-            .iter()
-            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-            .map(|(&minute, _)| minute as u64 * 60_000)
+        self.agg.burst().map(|b| b.minute_ms as u64)
     }
 
     pub fn burst(&self) -> Option<Burst> {
-        let (&minute, &count) = self
-            .minutes
-            .iter()
-            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))?;
+        let b = self.agg.burst()?;
         Some(Burst {
-            minute: format_ts(minute * 60_000),
-            count,
-            share: count as f64 / self.with_sent.max(1) as f64,
-            first: format_ts(self.first_sent?),
-            last: format_ts(self.last_sent?),
+            minute: format_ts(b.minute_ms),
+            count: b.count,
+            share: b.share,
+            first: format_ts(b.first_ms),
+            last: format_ts(b.last_ms),
         })
     }
 
     /// Counts sorted by count (desc) then key, at most `top`.
     fn top<K: Clone + Ord>(map: &HashMap<K, usize>, top: usize) -> Vec<(K, usize)> {
-        let mut v: Vec<(K, usize)> = map.iter().map(|(k, c)| (k.clone(), *c)).collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        v.truncate(top);
-        v
+        redrive_select::stats::top(map, top)
     }
 
     pub fn to_json(&self, queue: &str, scan: &ScanOutcome, top: usize) -> Value {
@@ -236,9 +128,10 @@ impl Stats {
             v
         };
         let groups: Vec<Value> = self
-            .group_bys
+            .agg
+            .group_bys()
             .iter()
-            .zip(&self.groups)
+            .zip((0..self.agg.group_bys().len()).map(|i| self.agg.group(i)))
             .enumerate()
             .map(|(i, (g, counts))| {
                 json!({
@@ -250,20 +143,20 @@ impl Stats {
                 })
             })
             .collect();
-        let pairs = (self.group_bys.len() >= 2).then(|| {
+        let pairs = (self.agg.group_bys().len() >= 2).then(|| {
             json!({
-                "exprs": self.group_bys.iter().map(|g| g.expr.clone()).collect::<Vec<_>>(),
-                "distinct": self.pairs.len(),
-                "counts": Self::top(&self.pairs, top).into_iter()
+                "exprs": self.agg.group_bys().iter().map(|g| g.expr.clone()).collect::<Vec<_>>(),
+                "distinct": self.agg.pairs().len(),
+                "counts": Self::top(self.agg.pairs(), top).into_iter()
                     .map(|(k, c)| enrich(0, &k[0].clone(), json!({"keys": k, "count": c})))
                     .collect::<Vec<_>>(),
             })
         });
-        let buckets = self.bucket.map(|b| {
+        let buckets = self.agg.bucket().map(|b| {
             json!({
                 "field": b.field,
                 "unit": b.unit,
-                "counts": self.buckets.iter()
+                "counts": self.agg.buckets().iter()
                     .map(|(t, c)| json!({"start": format_ts(*t), "count": c})).collect::<Vec<_>>(),
             })
         });
@@ -277,9 +170,9 @@ impl Stats {
             "groups": groups,
             "pairs": pairs,
             "buckets": buckets,
-            "receiveCounts": self.receive_counts.iter()
+            "receiveCounts": self.agg.receive_counts().iter()
                 .map(|(r, c)| json!({"receiveCount": r, "count": c})).collect::<Vec<_>>(),
-            "shapes": Self::top(&self.shapes, top).into_iter()
+            "shapes": Self::top(self.agg.shapes(), top).into_iter()
                 .map(|(k, c)| json!({"keys": k, "count": c})).collect::<Vec<_>>(),
             "burst": self.burst(),
             "enrichColumns": self.mapping.as_ref().map(|m| m.columns.clone()),
@@ -315,33 +208,44 @@ impl Stats {
             r.extend([("count".into(), json!(c)), ("share".into(), share(c))]);
             out.push(r);
         };
-        for (i, (g, counts)) in self.group_bys.iter().zip(&self.groups).enumerate() {
+        for (i, (g, counts)) in self
+            .agg
+            .group_bys()
+            .iter()
+            .zip((0..self.agg.group_bys().len()).map(|i| self.agg.group(i)))
+            .enumerate()
+        {
             let table = format!("group:{}", g.expr);
             for (k, c) in Self::top(counts, top) {
                 push(&table, &[k], i == 0, c);
             }
         }
-        if self.group_bys.len() >= 2 {
-            let exprs: Vec<&str> = self.group_bys.iter().map(|g| g.expr.as_str()).collect();
+        if self.agg.group_bys().len() >= 2 {
+            let exprs: Vec<&str> = self
+                .agg
+                .group_bys()
+                .iter()
+                .map(|g| g.expr.as_str())
+                .collect();
             let table = format!("pair:{}", exprs.join(" × "));
-            for (k, c) in Self::top(&self.pairs, top) {
+            for (k, c) in Self::top(self.agg.pairs(), top) {
                 push(&table, &k, true, c);
             }
         }
-        if let Some(b) = &self.bucket {
+        if let Some(b) = &self.agg.bucket() {
             let field = match b.field {
                 TimeField::Sent => "sent",
                 TimeField::DeadLettered => "dead-lettered",
             };
             let table = format!("bucket:{field}:{}", b.unit);
-            for (t, c) in &self.buckets {
+            for (t, c) in self.agg.buckets() {
                 push(&table, &[format_ts(*t)], false, *c);
             }
         }
-        for (r, c) in &self.receive_counts {
+        for (r, c) in self.agg.receive_counts() {
             push("receiveCount", &[r.to_string()], false, *c);
         }
-        for (k, c) in Self::top(&self.shapes, top) {
+        for (k, c) in Self::top(self.agg.shapes(), top) {
             push("shape", &[k], false, c);
         }
         if let Some(b) = self.burst() {
@@ -374,7 +278,7 @@ impl Stats {
 
     /// The table rows as CSV with a leading `table` column (see [`Stats::to_records`]).
     pub fn to_csv(&self, top: usize) -> String {
-        let keys: Vec<String> = (2..=self.group_bys.len())
+        let keys: Vec<String> = (2..=self.agg.group_bys().len())
             .map(|i| format!("key{i}"))
             .collect();
         let mut first = vec!["table", "key"];
@@ -402,7 +306,7 @@ impl Stats {
             out.push_str(&format!(
                 "burst: {} of {} messages ({:.1}%) sent in the minute {}; first {}, last {}\n",
                 b.count,
-                self.with_sent,
+                self.with_sent(),
                 b.share * 100.0,
                 b.minute,
                 b.first,
@@ -415,7 +319,13 @@ impl Stats {
             .map(|m| m.columns.iter().map(String::as_str).collect())
             .unwrap_or_default();
         let extra = |k: &str| self.mapping.as_ref().map(|m| m.get(k)).unwrap_or_default();
-        for (i, (g, counts)) in self.group_bys.iter().zip(&self.groups).enumerate() {
+        for (i, (g, counts)) in self
+            .agg
+            .group_bys()
+            .iter()
+            .zip((0..self.agg.group_bys().len()).map(|i| self.agg.group(i)))
+            .enumerate()
+        {
             out.push_str(&format!("\nby {} ({} distinct)\n", g.expr, counts.len()));
             let rows: Vec<Vec<String>> = Self::top(counts, top)
                 .into_iter()
@@ -435,14 +345,19 @@ impl Stats {
             headers.extend(["count", "share"]);
             out.push_str(&render_table(&headers, &rows));
         }
-        if self.group_bys.len() >= 2 {
-            let exprs: Vec<&str> = self.group_bys.iter().map(|g| g.expr.as_str()).collect();
+        if self.agg.group_bys().len() >= 2 {
+            let exprs: Vec<&str> = self
+                .agg
+                .group_bys()
+                .iter()
+                .map(|g| g.expr.as_str())
+                .collect();
             out.push_str(&format!(
                 "\nby {} ({} distinct)\n",
                 exprs.join(" × "),
-                self.pairs.len()
+                self.agg.pairs().len()
             ));
-            let rows: Vec<Vec<String>> = Self::top(&self.pairs, top)
+            let rows: Vec<Vec<String>> = Self::top(self.agg.pairs(), top)
                 .into_iter()
                 .map(|(k, c)| {
                     let mut row = vec![k[0].clone()];
@@ -458,31 +373,33 @@ impl Stats {
             headers.extend(["count", "share"]);
             out.push_str(&render_table(&headers, &rows));
         }
-        if let Some(b) = &self.bucket {
+        if let Some(b) = &self.agg.bucket() {
             let field = match b.field {
                 TimeField::Sent => "sent",
                 TimeField::DeadLettered => "dead-lettered",
             };
             out.push_str(&format!("\nby {field} {}\n", b.unit));
             let rows: Vec<Vec<String>> = self
-                .buckets
+                .agg
+                .buckets()
                 .iter()
                 .map(|(t, c)| vec![format_ts(*t), c.to_string()])
                 .collect();
             out.push_str(&render_table(&[b.unit, "count"], &rows));
         }
-        if !self.receive_counts.is_empty() {
+        if !self.agg.receive_counts().is_empty() {
             out.push_str("\nreceive counts\n");
             let rows: Vec<Vec<String>> = self
-                .receive_counts
+                .agg
+                .receive_counts()
                 .iter()
                 .map(|(r, c)| vec![r.to_string(), c.to_string()])
                 .collect();
             out.push_str(&render_table(&["receives", "count"], &rows));
         }
-        if !self.shapes.is_empty() {
+        if !self.agg.shapes().is_empty() {
             out.push_str("\npayload key shapes\n");
-            let rows: Vec<Vec<String>> = Self::top(&self.shapes, top)
+            let rows: Vec<Vec<String>> = Self::top(self.agg.shapes(), top)
                 .into_iter()
                 .map(|(k, c)| vec![k, c.to_string()])
                 .collect();
@@ -600,7 +517,7 @@ mod tests {
         assert!(Bucket::parse("sent:week").is_err());
         let mut s = Stats::new(vec![], Some(Bucket::parse("dead-lettered:day").unwrap()));
         s.add(&msg("{}", T0, 1));
-        let keys: Vec<String> = s.buckets.keys().map(|k| format_ts(*k)).collect();
+        let keys: Vec<String> = s.agg.buckets().keys().map(|k| format_ts(*k)).collect();
         assert_eq!(keys, vec!["2026-04-20T00:00:00Z".to_string()]);
     }
 

@@ -15,6 +15,7 @@
 //! for a send or for the queue's next timer, whichever comes first (no background sweeper).
 
 pub mod alerts;
+pub mod audit;
 pub mod browse;
 pub mod clock;
 pub mod cw_alarms;

@@ -9,10 +9,14 @@
 //! - [`pacing`]: global and per-key rate schedule.
 //! - [`breaker`]: the circuit breaker on replayed messages coming back to the DLQ.
 //! - [`schedule`]: cron expressions with a time zone, and relative windows ("yesterday").
+//! - [`stats`]: the DLQ aggregations (group-by keys, time buckets, receive counts, payload
+//!   shapes, burst signature, the dominant dead-letter minute) and [`enrich`] mappings.
 
 pub mod breaker;
+pub mod enrich;
 pub mod jq;
 pub mod pacing;
 pub mod provenance;
 pub mod schedule;
 pub mod selection;
+pub mod stats;

@@ -55,8 +55,6 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// Logged-in console sessions (used only under `--auth sigv4`).
     pub console_sessions: console::session::Sessions,
-    /// Console actions and refused console POSTs, newest kept in memory (also logged).
-    pub console_audit: console::audit::AuditLog,
 }
 
 /// A server bound to a socket, not yet serving.
@@ -165,7 +163,6 @@ impl Server {
                 engine,
                 config,
                 console_sessions: Default::default(),
-                console_audit: Default::default(),
             }),
             durable: None,
         })

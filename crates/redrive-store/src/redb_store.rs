@@ -51,7 +51,7 @@ pub const DEFAULT_PAYLOAD_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Extension-document kinds left out of [`Store::load`]: read by key range when asked
 /// (`Store::documents`, `Store::document_prefixes`). The minute history can hold millions of
 /// documents that the engine never needs at startup.
-pub const LAZY_DOCUMENT_KINDS: &[&str] = &["metrics-minute"];
+pub const LAZY_DOCUMENT_KINDS: &[&str] = &["console-audit", "metrics-minute"];
 
 /// A write transaction holds at most about this many mutations (a batch is never split, so
 /// one large batch can exceed it).

@@ -32,16 +32,19 @@ use redrive_cli::client::{Conn, QueueRef};
 use redrive_cli::metrics::{MetricsPlan, MetricsSource, MetricsTable};
 use redrive_cli::replay::{self, Interrupt, ReplayPlan, ReplayResult, Summary};
 use redrive_cli::source::{Message, Source, approximate_count};
-use redrive_cli::stats::Stats;
+use redrive_cli::stats::sample;
 use redrive_cli::util::now_ms;
+use redrive_select::breaker::BreakerSpec;
 use redrive_select::jq::GroupBy;
 use redrive_select::pacing::parse_rate;
-use redrive_select::selection::SelectionSpec;
+use redrive_select::selection::{Candidate, Selection, SelectionSpec, Transform, Verdict};
 use redrive_server::console::chart::{ChartData, render_data};
 use redrive_server::console::html::{
     age_text, csrf_field, esc, hidden, page_with_nav, time_text, url_part,
 };
+use redrive_server::console::message_view;
 use redrive_server::console::session;
+use redrive_server::console::stats_view::{self, StatsQuery};
 use serde_json::Value;
 
 use crate::investigate::ConnArgs;
@@ -68,14 +71,19 @@ pub struct ConsoleArgs {
 /// Messages listed on a queue page, and read at most for its group-by.
 const PAGE_MESSAGES: usize = 50;
 const MAX_READ: usize = 10_000;
-const MAX_GROUP_KEYS: usize = 4;
 /// Queues described on the queues page.
 const MAX_QUEUES: usize = 500;
 /// Minutes of history in the chart.
 const CHART_MINUTES: u64 = 60;
 
 const NAV: &str = "<a href=\"/console\">Queues</a>\
-                   <a href=\"/console/replays\" accesskey=\"r\">Replays</a>";
+                   <a href=\"/console/replays\" accesskey=\"r\">Replays</a>\
+                   <a href=\"/console/audit\">Audit log</a>";
+/// The CLI's audit logs (`redrive replay`'s default directory, relative to where the console
+/// was started).
+const AUDIT_DIR: &str = "redrive-audit";
+/// Runs shown on the audit page at most.
+const AUDIT_RUNS: usize = 500;
 
 struct Console {
     conn: Conn,
@@ -86,7 +94,14 @@ struct Console {
     hosts: Vec<String>,
     visibility_timeout: i32,
     runs: Mutex<Vec<Run>>,
+    /// The messages listed by the last reads, by (queue, message id), for their pages (on
+    /// the receive path a message read is hidden for the visibility timeout, so its page
+    /// shows what was read rather than receiving it again). Bounded by [`MAX_SEEN`].
+    seen: Mutex<HashMap<(String, String), Message>>,
 }
+
+/// Most messages kept for their pages.
+const MAX_SEEN: usize = 10_000;
 
 /// A replay started from this console.
 struct Run {
@@ -145,6 +160,7 @@ pub async fn run_console(a: ConsoleArgs) -> Result<u8> {
         ],
         visibility_timeout: a.visibility_timeout,
         runs: Mutex::new(Vec::new()),
+        seen: Mutex::new(HashMap::new()),
     });
     let url = format!("http://{host}:{}/console", addr.port());
     println!("redrive console: {url}");
@@ -162,11 +178,13 @@ pub async fn run_console(a: ConsoleArgs) -> Result<u8> {
         .route("/console/", get(queues_page))
         .route("/console/assets/console.css", get(css))
         .route("/console/queues/{name}", get(queue_page))
+        .route("/console/queues/{name}/messages/{id}", get(message_page))
         .route(
             "/console/queues/{name}/replay",
             get(replay_form).post(replay_post),
         )
         .route("/console/replays", get(runs_page))
+        .route("/console/audit", get(audit_page))
         .route("/console/replays/{id}", get(run_page))
         .route("/console/replays/{id}/cancel", post(cancel_post))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
@@ -499,29 +517,31 @@ async fn queues_page(State(c): State<Arc<Console>>) -> Response {
     page("Queues", &body)
 }
 
-/// The queue page's query: `group=JQ` (repeatable), `top=N`, `read=N`.
+/// The queue page's query: the aggregation's fields (the server console's [`StatsQuery`]:
+/// `group=JQ` repeatable, `top`, `bucket`, `enrich`, `enrich_key`) and `read=N`.
 struct QueueQuery {
-    groups: Vec<String>,
-    top: usize,
+    stats: StatsQuery,
     read: Option<usize>,
+    /// jq filter of the listed messages (the replay's: `Selection::judge`).
+    filter: Option<String>,
 }
 
 fn queue_query(raw: Option<&str>) -> QueueQuery {
-    let mut q = QueueQuery {
-        groups: Vec::new(),
-        top: 20,
-        read: None,
-    };
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        let v = v.trim().to_string();
-        match k.as_ref() {
-            "group" if !v.is_empty() && q.groups.len() < MAX_GROUP_KEYS => q.groups.push(v),
-            "top" => q.top = v.parse().unwrap_or(20).clamp(1, 1000),
-            "read" => q.read = v.parse().ok().map(|n: usize| n.clamp(1, MAX_READ)),
-            _ => {}
-        }
+    let read = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .filter(|(k, _)| k == "read")
+        .filter_map(|(_, v)| v.trim().parse().ok())
+        .map(|n: usize| n.clamp(1, MAX_READ))
+        .last();
+    let filter = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .filter(|(k, _)| k == "filter")
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .last();
+    QueueQuery {
+        stats: StatsQuery::parse(raw),
+        read,
+        filter,
     }
-    q
 }
 
 async fn queue_page(
@@ -572,7 +592,7 @@ async fn queue_page(
         url_part(&queue.name)
     ));
     body.push_str("<h2>Last hour</h2>");
-    body.push_str(&chart(&c.conn, &info).await);
+    body.push_str(&chart(&c.conn, &info, !srcs.is_empty()).await);
 
     // Group-by form (a GET: reading changes nothing on the browse path).
     let receive = !source.non_destructive();
@@ -580,19 +600,15 @@ async fn queue_page(
         "<h2>Messages</h2><form method=\"get\" class=\"group-by\" action=\"/console/queues/{}\">",
         url_part(&queue.name)
     ));
-    for i in 0..MAX_GROUP_KEYS {
-        let v = q.groups.get(i).map_or("", String::as_str);
-        body.push_str(&format!(
-            "<label>Group by (jq) <input type=\"text\" name=\"group\" value=\"{}\" placeholder=\"{}\"></label> ",
-            esc(v),
-            if i == 0 { ".mall_id" } else { "" }
-        ));
-    }
+    body.push_str(&q.stats.fields_html());
     body.push_str(&format!(
-        "<label>Top <input type=\"number\" name=\"top\" min=\"1\" max=\"1000\" value=\"{}\"></label> \
-         <label>Read at most <input type=\"number\" name=\"read\" min=\"1\" max=\"{MAX_READ}\" value=\"{}\"></label> \
+        "<label>List only (jq filter, as a replay's) <input type=\"text\" name=\"filter\" \
+         id=\"filter-input\" size=\"40\" value=\"{}\"></label> ",
+        esc(q.filter.as_deref().unwrap_or(""))
+    ));
+    body.push_str(&format!(
+        "<label>Read at most <input type=\"number\" name=\"read\" min=\"1\" max=\"{MAX_READ}\" value=\"{}\"></label> \
          <button type=\"submit\">Read</button></form>",
-        q.top,
         q.read.unwrap_or(if receive { PAGE_MESSAGES } else { 1000 })
     ));
     if receive {
@@ -616,7 +632,7 @@ async fn queue_page(
         (None, true) => None,
     };
     if let Some(limit) = limit {
-        body.push_str(&messages_html(&source, &queue, &q, limit).await);
+        body.push_str(&messages_html(&c, &source, &queue, &q, limit).await);
     } else {
         body.push_str(
             "<p class=\"note\">Press <em>Read</em> to read messages (see the warning above).</p>",
@@ -626,8 +642,10 @@ async fn queue_page(
 }
 
 /// The minute chart from the CLI's metrics (a Redrive server's history, else CloudWatch); a
-/// note when there is none (moto has no CloudWatch data).
-async fn chart(conn: &Conn, info: &QueueInfo) -> String {
+/// note when there is none (moto has no CloudWatch data). On a DLQ the burst window is marked:
+/// the dominant dead-letter minute of the last 24 hours as `redrive status` finds it, in a
+/// chart of its own when it is older than the hour.
+async fn chart(conn: &Conn, info: &QueueInfo, is_dlq: bool) -> String {
     let plan = MetricsPlan {
         queue: info.name.clone(),
         since: format!("{}m", CHART_MINUTES),
@@ -655,13 +673,54 @@ async fn chart(conn: &Conn, info: &QueueInfo) -> String {
     let has_data = table.rows.iter().any(|r| {
         r.sent + r.received + r.deleted + r.visible + r.not_visible + r.dead_letter_arrivals > 0
     });
+    let minute = if is_dlq {
+        tokio::time::timeout(
+            Duration::from_secs(15),
+            redrive_cli::metrics::dominant_dead_letter_minute(conn, &info.name, 24),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten()
+    } else {
+        None
+    };
+    let arrivals = |t: &MetricsTable, m: u64| {
+        t.rows
+            .iter()
+            .find(|r| r.timestamp == m)
+            .map(|r| r.dead_letter_arrivals)
+    };
+    let mut out = String::new();
+    let mut burst = minute.and_then(|m| arrivals(&table, m).map(|a| (m, a)));
+    if let Some(m) = minute
+        && burst.is_none()
+    {
+        // Older than the hour: its window in a chart of its own.
+        let (tables, _) =
+            redrive_cli::metrics::window_around(conn, std::slice::from_ref(&info.name), m).await;
+        if let Some(w) = tables.first()
+            && let Some(a) = arrivals(w, m)
+        {
+            burst = Some((m, a));
+            out.push_str("<h2 id=\"burst-history\">Burst window, per minute</h2>");
+            out.push_str(&render_data(&ChartData {
+                burst,
+                ..chart_data(w)
+            }));
+        }
+    }
     if !has_data {
         return "<p class=\"note\" id=\"chart-note\">No minute history for this queue in the last \
                 hour: its metrics source (a Redrive server's history, else CloudWatch) has no data \
                 for it.</p>"
-            .into();
+            .to_string()
+            + &out;
     }
-    render_data(&chart_data(&table))
+    render_data(&ChartData {
+        burst,
+        ..chart_data(&table)
+    }) + &out
 }
 
 fn chart_data(t: &MetricsTable) -> ChartData {
@@ -686,34 +745,56 @@ fn chart_data(t: &MetricsTable) -> ChartData {
                 pick(|r| r.visible),
             ),
         ],
+        burst: None,
     }
 }
 
 /// Reads up to `limit` messages through the source: group-by tables (the CLI's `Stats`) and
 /// the first messages.
-async fn messages_html(source: &Source, queue: &QueueRef, q: &QueueQuery, limit: usize) -> String {
-    let mut out = String::new();
-    let mut group_bys = Vec::new();
-    for g in &q.groups {
-        match GroupBy::compile(g) {
-            Ok(c) => group_bys.push(c),
-            Err(e) => {
-                out.push_str(&format!(
-                    "<p class=\"error\">group by <code>{}</code>: {}</p>",
-                    esc(g),
-                    esc(&e.to_string())
-                ));
-                return out;
-            }
-        }
-    }
-    let mut stats = Stats::new(group_bys, None);
+async fn messages_html(
+    c: &Console,
+    source: &Source,
+    queue: &QueueRef,
+    q: &QueueQuery,
+    limit: usize,
+) -> String {
+    let (mut agg, mapping) = match q.stats.compile() {
+        Ok(c) => c,
+        Err(e) => return format!("<p class=\"error\">{}</p>", esc(&e)),
+    };
+    let selection = match q
+        .filter
+        .as_ref()
+        .map(|f| {
+            Selection::compile(&SelectionSpec {
+                filter: Some(f.clone()),
+                ..SelectionSpec::default()
+            })
+        })
+        .transpose()
+    {
+        Ok(s) => s,
+        Err(e) => return format!("<p class=\"error\">filter: {}</p>", esc(&e.to_string())),
+    };
     let mut shown: Vec<Message> = Vec::new();
+    let mut matched = 0usize;
     let scan = source
         .scan(limit, |m| {
-            stats.add(&m);
-            if shown.len() < PAGE_MESSAGES {
-                shown.push(m);
+            agg.add(&sample(&m), || m.meta());
+            let listed = selection.as_ref().is_none_or(|sel| {
+                let meta = m.meta();
+                sel.judge(&Candidate {
+                    body: &m.body,
+                    meta: &meta,
+                    sent_ms: m.sent_timestamp,
+                    dead_lettered_ms: m.dead_lettered_at,
+                }) == Verdict::Selected
+            });
+            if listed {
+                matched += 1;
+                if shown.len() < PAGE_MESSAGES {
+                    shown.push(m);
+                }
             }
         })
         .await;
@@ -726,9 +807,8 @@ async fn messages_html(source: &Source, queue: &QueueRef, q: &QueueQuery, limit:
             );
         }
     };
-    out.push_str(&format!(
-        "<p class=\"note\" id=\"scan\">{} messages read{}{}.</p>",
-        scan.read,
+    let note = format!(
+        "{}{}",
         if scan.complete {
             " (all of them)"
         } else {
@@ -739,61 +819,20 @@ async fn messages_html(source: &Source, queue: &QueueRef, q: &QueueQuery, limit:
         } else {
             " with ReceiveMessage"
         }
-    ));
-    let v = stats.to_json(&queue.name, &scan, q.top);
-    if let Some(groups) = v["groups"].as_array() {
-        for g in groups {
-            out.push_str(&format!(
-                "<h3>Group by <code>{}</code> ({} distinct)</h3>",
-                esc(g["expr"].as_str().unwrap_or_default()),
-                g["distinct"]
-            ));
-            out.push_str(&count_table(&["key"], g["counts"].as_array(), |c| {
-                vec![c["key"].as_str().unwrap_or_default().to_string()]
-            }));
-        }
-    }
-    if let Some(p) = v["pairs"].as_object() {
-        let exprs: Vec<String> = p["exprs"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|e| e.as_str().unwrap_or_default().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push_str(&format!(
-            "<h3>Combined: {}</h3>",
-            exprs
-                .iter()
-                .map(|e| format!("<code>{}</code>", esc(e)))
-                .collect::<Vec<_>>()
-                .join(" × ")
-        ));
-        let heads: Vec<&str> = exprs.iter().map(String::as_str).collect();
-        out.push_str(&count_table(&heads, p["counts"].as_array(), |c| {
-            c["keys"]
-                .as_array()
-                .map(|k| {
-                    k.iter()
-                        .map(|x| x.as_str().unwrap_or_default().to_string())
-                        .collect()
-                })
-                .unwrap_or_default()
-        }));
-    }
-    if let Some(rc) = v["receiveCounts"].as_array()
-        && !rc.is_empty()
-    {
-        out.push_str("<h3>Receive counts</h3>");
-        out.push_str(&count_table(&["receive count"], Some(rc), |c| {
-            vec![c["receiveCount"].to_string()]
-        }));
-    }
+    );
+    let mut out = format!(
+        "<div id=\"scan\">{}</div>",
+        stats_view::render(&agg, mapping.as_ref(), q.stats.top, &note)
+    );
     out.push_str(&format!(
-        "<h3>First {} messages</h3><table class=\"messages\"><thead><tr><th>Message id</th>\
+        "<h3>First {} messages{}</h3><table class=\"messages\"><thead><tr><th>Message id</th>\
          <th>Sent</th><th>Receives</th><th>Body</th></tr></thead><tbody>",
-        shown.len()
+        shown.len(),
+        q.filter.as_ref().map_or(String::new(), |f| format!(
+            " <span class=\"muted\" id=\"filter-count\" data-count=\"{matched}\">({matched} of those read match \
+             <code>{}</code>; the tables above cover every message read)</span>",
+            esc(f)
+        ))
     ));
     let now = now_ms();
     for m in &shown {
@@ -811,7 +850,10 @@ async fn messages_html(source: &Source, queue: &QueueRef, q: &QueueQuery, limit:
             ""
         };
         out.push_str(&format!(
-            "<tr><td><code>{}</code></td><td>{}</td><td class=\"num\">{}</td><td><code>{}{more}</code></td></tr>",
+            "<tr><td><a href=\"/console/queues/{}/messages/{}\"><code>{}</code></a></td><td>{}</td>\
+             <td class=\"num\">{}</td><td><code>{}{more}</code></td></tr>",
+            url_part(&queue.name),
+            url_part(&m.message_id),
             esc(&m.message_id),
             esc(&sent),
             m.receive_count.map_or(String::new(), |r| r.to_string()),
@@ -819,28 +861,95 @@ async fn messages_html(source: &Source, queue: &QueueRef, q: &QueueQuery, limit:
         ));
     }
     out.push_str("</tbody></table>");
+    let mut seen = c.seen.lock().unwrap();
+    if seen.len() + shown.len() > MAX_SEEN {
+        seen.clear();
+    }
+    for m in shown {
+        seen.insert((queue.name.clone(), m.message_id.clone()), m);
+    }
     out
 }
 
-fn count_table(
-    heads: &[&str],
-    rows: Option<&Vec<Value>>,
-    keys: impl Fn(&Value) -> Vec<String>,
-) -> String {
-    let mut out = String::from("<table class=\"group\"><thead><tr>");
-    for h in heads {
-        out.push_str(&format!("<th>{}</th>", esc(h)));
-    }
-    out.push_str("<th>count</th></tr></thead><tbody>");
-    for r in rows.into_iter().flatten() {
-        out.push_str("<tr>");
-        for k in keys(r) {
-            out.push_str(&format!("<td><code>{}</code></td>", esc(&k)));
+/// One message: the facts, the body pretty-printed, its attributes and the worker's error
+/// envelope decoded (the server console's `message_view`). Shown from this console's last
+/// read of the queue; on the browse path a message not read yet is looked up (nothing
+/// changes), on the receive path it must have been read on the queue page.
+async fn message_page(
+    State(c): State<Arc<Console>>,
+    Path((name, id)): Path<(String, String)>,
+) -> Response {
+    let key = (name.clone(), id.clone());
+    let mut found = c.seen.lock().unwrap().get(&key).cloned();
+    if found.is_none() {
+        let queue = match c.conn.resolve(&name).await {
+            Ok(q) => q,
+            Err(e) => return error_page(StatusCode::NOT_FOUND, &format!("{e:#}")),
+        };
+        let source = match Source::open(&c.conn, &queue, c.visibility_timeout).await {
+            Ok(s) => s,
+            Err(e) => return failure(&e),
+        };
+        if source.non_destructive() {
+            let scan = source
+                .scan(MAX_READ, |m| {
+                    if m.message_id == id && found.is_none() {
+                        found = Some(m);
+                    }
+                })
+                .await;
+            if let Err(e) = scan {
+                return failure(&e);
+            }
         }
-        out.push_str(&format!("<td class=\"num\">{}</td></tr>", r["count"]));
     }
-    out.push_str("</tbody></table>");
-    out
+    let Some(m) = found else {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "Message {id} was not among the messages this console read from {name}: read the \
+                 queue page first (it may also have been deleted or moved)."
+            ),
+        );
+    };
+    let time = |t: Option<i64>| t.map_or("–".to_string(), |t| time_text(t.max(0) as u64));
+    let attr = |k: &str| m.attributes.get(k).cloned();
+    let facts: Vec<(&str, String)> = vec![
+        ("Sent", time(m.sent_timestamp)),
+        (
+            "Receive count",
+            m.receive_count.map_or("–".into(), |r| r.to_string()),
+        ),
+        ("First received", time(m.first_receive_timestamp)),
+        ("Dead-lettered", time(m.dead_lettered_at)),
+        (
+            "DeadLetterQueueSourceArn",
+            m.dead_letter_queue_source_arn
+                .clone()
+                .or_else(|| attr("DeadLetterQueueSourceArn"))
+                .unwrap_or("–".into()),
+        ),
+        (
+            "MessageGroupId",
+            m.message_group_id.clone().unwrap_or("–".into()),
+        ),
+        ("Sender", attr("SenderId").unwrap_or("–".into())),
+    ];
+    let filter = format!("$meta.messageId == \"{}\"", m.message_id);
+    let actions = format!(
+        "<p class=\"actions\"><a href=\"/console/queues/{}/replay?filter={}\" id=\"replay-one\">\
+         Replay this message…</a> <span class=\"muted\">(a dry run first)</span></p>",
+        url_part(&name),
+        url_part(&filter)
+    );
+    let body = format!(
+        "<p><a href=\"/console/queues/{}\" accesskey=\"b\">← {}</a></p><h1>Message <code>{}</code></h1>{}",
+        url_part(&name),
+        esc(&name),
+        esc(&m.message_id),
+        message_view::render(&facts, &actions, &m.body, &m.message_attributes)
+    );
+    page(&format!("{name} message"), &body)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -853,6 +962,11 @@ struct ReplayForm {
     to: String,
     limit: String,
     rate: String,
+    transform: String,
+    /// Per-key rate: the jq key and the rate for each of its values (`--rate-per KEY RATE`).
+    rate_key: String,
+    rate_per: String,
+    breaker: String,
 }
 
 impl ReplayForm {
@@ -863,6 +977,10 @@ impl ReplayForm {
             to: f("to"),
             limit: f("limit"),
             rate: f("rate"),
+            transform: f("transform"),
+            rate_key: f("rate_key"),
+            rate_per: f("rate_per"),
+            breaker: f("breaker"),
         }
     }
 
@@ -882,6 +1000,22 @@ impl ReplayForm {
             "" => None,
             r => Some(parse_rate(r).map_err(|e| anyhow::anyhow!("rate: {e}"))?),
         };
+        // Checked as `redrive replay` checks `--transform`, `--rate-per` and `--breaker`.
+        if let Some(t) = opt(&self.transform) {
+            Transform::compile(&t).map_err(|e| anyhow::anyhow!("transform: {e}"))?;
+        }
+        let rate_per = match (opt(&self.rate_key), opt(&self.rate_per)) {
+            (None, None) => None,
+            (Some(k), Some(r)) => {
+                GroupBy::compile(&k).map_err(|e| anyhow::anyhow!("per-key rate: {e}"))?;
+                let r = parse_rate(&r).map_err(|e| anyhow::anyhow!("per-key rate: {e}"))?;
+                Some((k, r))
+            }
+            _ => bail!("per-key rate: give both the jq key and the rate, e.g. .mall_id and 5/s"),
+        };
+        let breaker = opt(&self.breaker)
+            .map(|b| BreakerSpec::parse(&b).map_err(|e| anyhow::anyhow!("breaker: {e}")))
+            .transpose()?;
         let plan = ReplayPlan {
             source: dlq.to_string(),
             destination: opt(&self.to),
@@ -890,10 +1024,10 @@ impl ReplayForm {
                 limit,
                 ..SelectionSpec::default()
             },
-            transform: None,
+            transform: opt(&self.transform),
             rate,
-            rate_per: None,
-            breaker: None,
+            rate_per,
+            breaker,
             provenance: true,
             dry_run,
             sample: 5,
@@ -915,6 +1049,10 @@ impl ReplayForm {
             hidden("to", &self.to),
             hidden("limit", &self.limit),
             hidden("rate", &self.rate),
+            hidden("transform", &self.transform),
+            hidden("rate_key", &self.rate_key),
+            hidden("rate_per", &self.rate_per),
+            hidden("breaker", &self.breaker),
         ]
         .concat()
     }
@@ -936,6 +1074,12 @@ fn replay_form_html(c: &Console, dlq: &str, f: &ReplayForm, error: Option<&str>)
          <input type=\"text\" name=\"to\" value=\"{}\"></label></p>\
          <p><label>Limit <input type=\"number\" name=\"limit\" min=\"1\" value=\"{}\"></label> \
          <label>Rate (5/s, 30/m) <input type=\"text\" name=\"rate\" value=\"{}\"></label></p>\
+         <p><label>Transform (jq producing the new body as a string: end with <code>| tojson</code>)<br>\
+         <input type=\"text\" name=\"transform\" size=\"60\" value=\"{}\" placeholder=\".version = 2 | tojson\"></label></p>\
+         <p><label>Per-key rate: key (jq) <input type=\"text\" name=\"rate_key\" value=\"{}\" placeholder=\".mall_id\"></label> \
+         <label>rate for each value <input type=\"text\" name=\"rate_per\" value=\"{}\" placeholder=\"5/s\"></label></p>\
+         <p><label>Circuit breaker (SHARE[/WINDOW[/MIN]]: stop when more than SHARE of the replayed \
+         messages come back to the DLQ within WINDOW) <input type=\"text\" name=\"breaker\" value=\"{}\" placeholder=\"20%/5m/10\"></label></p>\
          <p><button type=\"submit\" name=\"action\" value=\"preview\">Dry run</button></p></form>",
         queue_link(dlq),
         esc(dlq),
@@ -945,16 +1089,33 @@ fn replay_form_html(c: &Console, dlq: &str, f: &ReplayForm, error: Option<&str>)
         esc(&f.to),
         esc(&f.limit),
         esc(&f.rate),
+        esc(&f.transform),
+        esc(&f.rate_key),
+        esc(&f.rate_per),
+        esc(&f.breaker),
     )
 }
 
-async fn replay_form(State(c): State<Arc<Console>>, Path(name): Path<String>) -> Response {
+/// The replay form; `?filter=JQ` fills the filter (a message page's "Replay this message").
+async fn replay_form(
+    State(c): State<Arc<Console>>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     if let Err(e) = c.conn.resolve(&name).await {
         return error_page(StatusCode::NOT_FOUND, &format!("{e:#}"));
     }
+    let filter = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "filter")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let form = ReplayForm {
+        filter,
+        ..ReplayForm::default()
+    };
     page(
         &format!("Replay {name}"),
-        &replay_form_html(&c, &name, &ReplayForm::default(), None),
+        &replay_form_html(&c, &name, &form, None),
     )
 }
 
@@ -1102,6 +1263,155 @@ async fn start_run(
         }
     });
     redirect(&format!("/console/replays/{}", url_part(&id)))
+}
+
+/// One run of a CLI audit log, summed up from its records.
+#[derive(Debug, Default)]
+struct AuditRun {
+    file: String,
+    run: String,
+    at: i64,
+    who: String,
+    kind: &'static str,
+    detail: String,
+    sent: u64,
+    deleted: u64,
+    failed: u64,
+    outcome: String,
+}
+
+/// Reads every `*.ndjson` under `dir`: one row per run (its `start` or `dryRun` record, its
+/// `sent`/`deleted`/`failed` records counted, its `end`), newest first. Lines that are not
+/// JSON are skipped (a run killed mid-line).
+fn audit_runs(dir: &std::path::Path) -> Vec<AuditRun> {
+    let mut runs: Vec<AuditRun> = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return runs;
+    };
+    let mut files: Vec<std::path::PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ndjson"))
+        .collect();
+    files.sort();
+    for path in files {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut by_run: HashMap<String, usize> = HashMap::new();
+        for line in text.lines() {
+            let Ok(r) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let run = r["run"].as_str().unwrap_or_default().to_string();
+            let i = *by_run.entry(run.clone()).or_insert_with(|| {
+                runs.push(AuditRun {
+                    file: file.clone(),
+                    run,
+                    at: r["at"].as_i64().unwrap_or_default(),
+                    ..AuditRun::default()
+                });
+                runs.len() - 1
+            });
+            let a = &mut runs[i];
+            match r["event"].as_str().unwrap_or_default() {
+                ev @ ("start" | "dryRun") => {
+                    a.kind = if ev == "start" { "replay" } else { "dry run" };
+                    a.at = r["at"].as_i64().unwrap_or(a.at);
+                    a.who = r["who"].as_str().unwrap_or_default().to_string();
+                    let mut d = Vec::new();
+                    if let Some(f) = r["selection"]["filter"].as_str() {
+                        d.push(format!("filter {f}"));
+                    }
+                    if let Some(t) = r["transform"].as_str() {
+                        d.push(format!("transform {t}"));
+                    }
+                    if let Some(to) = r["destination"].as_str() {
+                        d.push(format!("to {to}"));
+                    }
+                    if let Some(rate) = r["rate"].as_f64() {
+                        d.push(format!("rate {rate}/s"));
+                    }
+                    if r["ratePer"].is_object() {
+                        d.push(format!(
+                            "per-key rate {}/s per {}",
+                            r["ratePer"]["rate"],
+                            r["ratePer"]["key"].as_str().unwrap_or_default()
+                        ));
+                    }
+                    if !r["breaker"].is_null() {
+                        d.push(format!("breaker {}", r["breaker"]));
+                    }
+                    if ev == "dryRun" {
+                        d.push(format!("{} of {} selected", r["selected"], r["scanned"]));
+                    }
+                    a.detail = d.join("; ");
+                }
+                "sent" => a.sent += 1,
+                "deleted" => a.deleted += 1,
+                "failed" => a.failed += 1,
+                "end" => {
+                    a.outcome = r["outcome"]
+                        .as_str()
+                        .map_or_else(|| r["outcome"].to_string(), str::to_string);
+                }
+                _ => {}
+            }
+        }
+    }
+    runs.sort_by_key(|r| std::cmp::Reverse(r.at));
+    runs.truncate(AUDIT_RUNS);
+    runs
+}
+
+/// `GET /console/audit`: the CLI's audit logs (the journals of every `redrive replay` and
+/// console replay run from this directory), one row per run.
+async fn audit_page() -> Response {
+    let dir = std::path::Path::new(AUDIT_DIR);
+    let runs = tokio::task::spawn_blocking(move || audit_runs(dir))
+        .await
+        .unwrap_or_default();
+    let mut body = format!(
+        "<h1>Audit log</h1><p class=\"note\">The CLI's audit logs in <code>{}</code> (where \
+         <code>redrive replay</code> and this console write each run's journal), one row per run, \
+         newest first. Refused POSTs are logged on the console's standard error.</p>",
+        esc(&std::env::current_dir()
+            .map(|d| d.join(AUDIT_DIR).display().to_string())
+            .unwrap_or_else(|_| AUDIT_DIR.to_string()))
+    );
+    if runs.is_empty() {
+        body.push_str("<p class=\"note\" id=\"no-audit\">No run yet.</p>");
+        return page("Audit log", &body);
+    }
+    body.push_str(
+        "<table id=\"audit-table\"><thead><tr><th>At</th><th>Log</th><th>Run</th><th>Who</th>\
+         <th>Kind</th><th>Options</th><th class=\"num\">Sent</th><th class=\"num\">Deleted</th>\
+         <th class=\"num\">Failed</th><th>Outcome</th></tr></thead><tbody>",
+    );
+    for r in &runs {
+        body.push_str(&format!(
+            "<tr data-run=\"{}\"><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td>\
+             <td>{}</td><td>{}</td><td class=\"num\" data-field=\"sent\">{}</td>\
+             <td class=\"num\" data-field=\"deleted\">{}</td><td class=\"num\">{}</td><td data-field=\"outcome\">{}</td></tr>",
+            esc(&r.run),
+            esc(&time_text(r.at.max(0) as u64)),
+            esc(&r.file),
+            esc(&r.run),
+            esc(&r.who),
+            r.kind,
+            esc(&r.detail),
+            r.sent,
+            r.deleted,
+            r.failed,
+            esc(&r.outcome),
+        ));
+    }
+    body.push_str("</tbody></table>");
+    page("Audit log", &body)
 }
 
 async fn runs_page(State(c): State<Arc<Console>>) -> Response {
@@ -1254,8 +1564,8 @@ mod tests {
     #[test]
     fn queue_query_reads_repeated_groups() {
         let q = queue_query(Some("group=.mall&group=&group=.kind&top=5&read=99999"));
-        assert_eq!(q.groups, vec![".mall", ".kind"]);
-        assert_eq!(q.top, 5);
+        assert_eq!(q.stats.groups, vec![".mall", ".kind"]);
+        assert_eq!(q.stats.top, 5);
         assert_eq!(q.read, Some(MAX_READ));
         assert_eq!(name_of("arn:aws:sqs:us-east-1:1:orders-dlq"), "orders-dlq");
         assert_eq!(name_of("http://h/1/orders"), "orders");

@@ -215,7 +215,9 @@ fn grouping(
         bail!("--enrich-key names the key of an --enrich file; give one");
     }
     let key = KeyColumn::choose(enrich_key, group_by.first().map(String::as_str));
-    let mapping = enrich.map(|p| Mapping::load(p, &key)).transpose()?;
+    let mapping = enrich
+        .map(|p| redrive_cli::enrich::load(p, &key))
+        .transpose()?;
     if mapping.is_some() && group_bys.is_empty() {
         bail!("--enrich joins on the first --group-by key; give one");
     }

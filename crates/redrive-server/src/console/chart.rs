@@ -65,6 +65,22 @@ pub struct ChartData {
     /// `(metric name, [(period start ms, value)])`: counters as their `Sum`, gauges as their
     /// `Maximum`. Metrics not drawn are ignored.
     pub series: Vec<(String, Vec<(u64, f64)>)>,
+    /// The burst to mark: the dominant dead-letter minute (epoch ms) and its arrivals; the
+    /// window around it is [`redrive_select::stats::burst_window`].
+    pub burst: Option<(u64, u64)>,
+}
+
+/// The dominant dead-letter minute of a history (minute start, arrivals), as `redrive
+/// status` finds it (`redrive_select::stats::dominant_dead_letter_minute`).
+pub fn dominant_dead_letter_minute(history: &MetricHistory) -> Option<(u64, u64)> {
+    let points = &history
+        .series
+        .iter()
+        .find(|s| s.def.name == "NumberOfDeadLetterArrivals")?
+        .points;
+    let rows = points.iter().map(|p| (p.timestamp_ms, p.sum as u64));
+    let minute = redrive_select::stats::dominant_dead_letter_minute(rows.clone())?;
+    rows.clone().find(|(t, _)| *t == minute)
 }
 
 impl ChartData {
@@ -99,7 +115,14 @@ impl ChartData {
                     (line.metric.to_string(), points)
                 })
                 .collect(),
+            burst: None,
         }
+    }
+
+    /// With the burst marked (see [`ChartData::burst`]).
+    pub fn with_burst(mut self, burst: Option<(u64, u64)>) -> ChartData {
+        self.burst = burst;
+        self
     }
 }
 
@@ -179,6 +202,37 @@ pub fn render_data(history: &ChartData) -> String {
             esc(&time_text(t)[11..])
         );
     }
+    // The burst window: shaded from 5 minutes before the dominant dead-letter minute to 10
+    // after (as `redrive status` shows it), the minute itself as a line; clipped to the range.
+    if let Some((minute, arrivals)) = history.burst {
+        let period_ms = history.period_secs.max(1) * 1000;
+        let (start, end) = redrive_select::stats::burst_window(minute);
+        let slot = |t: u64| t.saturating_sub(history.since_ms) as f64 / period_ms as f64;
+        let end_slot = slot(end.min(history.until_ms)).min(n as f64);
+        let start_slot = slot(start.max(history.since_ms));
+        if minute >= history.since_ms && minute < history.until_ms && end_slot > start_slot {
+            let px = |s: f64| LEFT + plot_w * s / n as f64;
+            let mx = px(slot(minute) + 0.5);
+            // The label on the side of the line with room for it.
+            let right_half = mx > LEFT + plot_w / 2.0;
+            let anchor = if right_half { "end" } else { "start" };
+            let _ = write!(
+                svg,
+                "<g id=\"burst-window\" data-minute=\"{minute}\" data-start=\"{start}\" data-end=\"{end}\">\
+                 <rect x=\"{:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{plot_h:.1}\" fill=\"#b3261e\" fill-opacity=\"0.08\"/>\
+                 <line x1=\"{mx:.1}\" x2=\"{mx:.1}\" y1=\"{TOP}\" y2=\"{:.1}\" stroke=\"#b3261e\" stroke-dasharray=\"4 3\"/>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#b3261e\" text-anchor=\"{anchor}\">burst {}</text>\
+                 <title>burst window: {arrivals} dead-letter arrivals in the minute {}</title></g>",
+                px(start_slot),
+                px(end_slot) - px(start_slot),
+                TOP + plot_h,
+                if right_half { mx - 4.0 } else { mx + 4.0 },
+                TOP + 12.0,
+                esc(&time_text(minute)[11..16]),
+                esc(&time_text(minute)),
+            );
+        }
+    }
     for (line, values) in &lines {
         let mut path = String::new();
         let mut pen_down = false;
@@ -238,6 +292,17 @@ pub fn render_data(history: &ChartData) -> String {
         );
     }
     out.push_str("</div>");
+    if let Some((minute, arrivals)) = history.burst {
+        let (start, end) = redrive_select::stats::burst_window(minute);
+        let _ = write!(
+            out,
+            "<p id=\"burst-note\" data-minute=\"{minute}\">Burst: {arrivals} dead-letter arrivals in \
+             the minute {} (the most in the last 24 hours); window {} – {} shaded.</p>",
+            esc(&time_text(minute)),
+            esc(&time_text(start)[11..16]),
+            esc(&time_text(end)[11..16]),
+        );
+    }
     out.push_str(&svg);
     out
 }

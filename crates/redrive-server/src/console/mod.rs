@@ -21,9 +21,11 @@
 pub mod audit;
 pub mod chart;
 pub mod html;
+pub mod message_view;
 mod ops;
 mod replay;
 pub mod session;
+pub mod stats_view;
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -40,12 +42,13 @@ use redrive_core::SqsError;
 use redrive_core::api::ListQueuesInput;
 use redrive_engine::history::HistoryQuery;
 use redrive_engine::{BrowseCursor, BrowseQuery, BrowsedMessage, Engine, RequestContext};
-use redrive_select::jq::{GroupBy, body_value, from_json};
-use redrive_select::selection::{MetaFields, meta};
+use redrive_select::selection::{Candidate, MetaFields, Selection, SelectionSpec, Verdict, meta};
+use redrive_select::stats::{Aggregate, Sample};
 
 use crate::AppState;
 use crate::auth::Auth;
 use html::{age_text, esc, page, time_text, url_part};
+use stats_view::StatsQuery;
 
 /// The console's Content-Security-Policy: no script at all, styles from the console only.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
@@ -58,10 +61,11 @@ pub const CSS: &str = include_str!("assets/console.css");
 const PAGE_SIZE: usize = 50;
 /// Most messages a group-by reads (the page says when it stopped early).
 const GROUP_SCAN_LIMIT: usize = 100_000;
-/// Most group-by keys at once.
-const MAX_GROUP_KEYS: usize = 4;
 /// Minutes of history in the chart.
 const CHART_MINUTES: u64 = 60;
+/// Minutes of a DLQ's history searched for its dominant dead-letter minute (24 h, as
+/// `redrive status`).
+const BURST_SEARCH_MINUTES: u64 = 24 * 60;
 
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
@@ -230,18 +234,12 @@ async fn check_post(
 ) -> Result<Request, Response> {
     let (mut parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
-    let refused = |reason: &str| {
-        state.console_audit.record(
-            state.engine.clock_now_ms(),
-            &visitor.actor,
-            "post.refused",
-            &path,
-            reason,
-        );
+    let refused = async |reason: &str| {
+        audit::record(&state.engine, &visitor.actor, "post.refused", &path, reason).await;
         refuse_owned(format!("Refused: {reason}. Nothing was changed."))
     };
     if !session::same_origin(&parts.headers) {
-        return Err(refused("cross-site request (Origin is another site)"));
+        return Err(refused("cross-site request (Origin is another site)").await);
     }
     let Ok(bytes) = crate::http::read_body(body, MAX_FORM_BYTES).await else {
         return Err(error_page(
@@ -255,7 +253,7 @@ async fn check_post(
             .get("csrf")
             .is_some_and(|t| session::secrets_equal(t, &visitor.csrf));
     if !token_ok {
-        return Err(refused("CSRF token missing or wrong"));
+        return Err(refused("CSRF token missing or wrong").await);
     }
     parts.extensions.insert(PostForm(form));
     Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
@@ -316,22 +314,21 @@ async fn login(
         .is_some_and(|expected| session::secrets_equal(expected, secret));
     if !known {
         tracing::info!(access_key, "console login refused");
-        state.console_audit.record(
-            state.engine.clock_now_ms(),
+        audit::record(
+            &state.engine,
             access_key,
             "login.refused",
             "",
             "unknown access key id or wrong secret",
-        );
+        )
+        .await;
         return login_page(
             StatusCode::UNAUTHORIZED,
             Some("Unknown access key id, or a wrong secret."),
         );
     }
     tracing::info!(access_key, "console login");
-    state
-        .console_audit
-        .record(state.engine.clock_now_ms(), access_key, "login", "", "");
+    audit::record(&state.engine, access_key, "login", "", "").await;
     let token = state.console_sessions.open(access_key);
     (
         StatusCode::SEE_OTHER,
@@ -349,13 +346,7 @@ async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
     }
     if let Some(t) = session::token(&headers) {
         if let Some(s) = state.console_sessions.check(&t) {
-            state.console_audit.record(
-                state.engine.clock_now_ms(),
-                &s.access_key,
-                "logout",
-                "",
-                "",
-            );
+            audit::record(&state.engine, &s.access_key, "logout", "", "").await;
         }
         state.console_sessions.close(&t);
     }
@@ -593,32 +584,15 @@ fn message_meta(m: &BrowsedMessage) -> serde_json::Value {
     })
 }
 
-/// Counts of each value of every key over a queue's messages (read through the browse, so no
-/// receive count changes), most frequent first; with two or more keys also the counts of each
-/// combination of values; and how many messages were read.
-struct Groups {
-    /// Per key, in the order given.
-    counts: Vec<Vec<(String, u64)>>,
-    /// Combinations of the keys' values (empty with a single key).
-    pairs: Vec<(Vec<String>, u64)>,
-    scanned: usize,
-    truncated: bool,
-}
-
-fn sorted<K: Ord>(counts: HashMap<K, u64>) -> Vec<(K, u64)> {
-    let mut v: Vec<(K, u64)> = counts.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    v
-}
-
-fn group_by(
+/// The DLQ page's aggregation (the one `redrive stats` computes) over a queue's messages,
+/// read through the browse (so no receive count changes), at most [`GROUP_SCAN_LIMIT`]; and
+/// whether it stopped early.
+fn aggregate(
     engine: &Engine,
     ctx: &RequestContext,
     queue: &str,
-    filters: &[GroupBy],
-) -> Result<Groups, SqsError> {
-    let mut counts: Vec<HashMap<String, u64>> = vec![HashMap::new(); filters.len()];
-    let mut pairs: HashMap<Vec<String>, u64> = HashMap::new();
+    agg: &mut Aggregate,
+) -> Result<bool, SqsError> {
     let mut after = None;
     let mut scanned = 0;
     loop {
@@ -632,14 +606,15 @@ fn group_by(
             },
         )?;
         for m in &page.messages {
-            let (body, meta) = (body_value(&m.body), from_json(&message_meta(m)));
-            let keys: Vec<String> = filters.iter().map(|f| f.key(&body, &meta)).collect();
-            for (c, k) in counts.iter_mut().zip(&keys) {
-                *c.entry(k.clone()).or_default() += 1;
-            }
-            if filters.len() >= 2 {
-                *pairs.entry(keys).or_default() += 1;
-            }
+            agg.add(
+                &Sample {
+                    body: &m.body,
+                    sent_ms: Some(m.sent_ms as i64),
+                    dead_lettered_ms: m.dead_lettered_ms.map(|t| t as i64),
+                    receive_count: Some(u64::from(m.receive_count)),
+                },
+                || message_meta(m),
+            );
             scanned += 1;
         }
         after = page.next;
@@ -647,22 +622,55 @@ fn group_by(
             break;
         }
     }
-    Ok(Groups {
-        counts: counts.into_iter().map(sorted).collect(),
-        pairs: sorted(pairs),
-        scanned,
-        truncated: after.is_some(),
-    })
+    Ok(after.is_some())
 }
 
-/// Every value of `name` in a raw query string, in order.
-fn query_values(raw: Option<&str>, name: &str) -> Vec<String> {
-    raw.map_or(Vec::new(), |q| {
-        form_urlencoded::parse(q.as_bytes())
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-            .collect()
-    })
+/// Messages browsed past at most to find one page of matches of a filter.
+const FILTER_SCAN_LIMIT: usize = 10_000;
+
+/// One page of the browser under a filter: browse pages of [`PAGE_SIZE`] from `after`, keeping
+/// the messages the filter selects (a failing filter does not select), until a page's worth
+/// is found or [`FILTER_SCAN_LIMIT`] were looked at; `next` continues after the last page read.
+fn filtered_page(
+    engine: &Engine,
+    ctx: &RequestContext,
+    queue: &str,
+    sel: &Selection,
+    mut after: Option<BrowseCursor>,
+) -> Result<redrive_engine::BrowsePage, SqsError> {
+    let mut messages = Vec::new();
+    let mut looked = 0;
+    loop {
+        let page = engine.browse_messages(
+            ctx,
+            queue,
+            &BrowseQuery {
+                state: None,
+                limit: PAGE_SIZE,
+                after,
+            },
+        )?;
+        looked += page.messages.len();
+        for m in page.messages {
+            let meta = message_meta(&m);
+            let verdict = sel.judge(&Candidate {
+                body: &m.body,
+                meta: &meta,
+                sent_ms: Some(m.sent_ms as i64),
+                dead_lettered_ms: m.dead_lettered_ms.map(|t| t as i64),
+            });
+            if verdict == Verdict::Selected {
+                messages.push(m);
+            }
+        }
+        after = page.next;
+        if after.is_none() || messages.len() >= PAGE_SIZE || looked >= FILTER_SCAN_LIMIT {
+            return Ok(redrive_engine::BrowsePage {
+                messages,
+                next: after,
+            });
+        }
+    }
 }
 
 fn body_preview(body: &str) -> String {
@@ -736,118 +744,147 @@ async fn queue_page(
         url_part(&name)
     );
 
-    // The chart: the last hour of the minute history (a store read, off the async threads).
+    // The chart: the last hour of the minute history (a store read, off the async threads);
+    // on a DLQ with the burst window marked: the dominant dead-letter minute of the last 24
+    // hours, as `redrive status` finds it (in a chart of its own when older than the hour).
     body.push_str("<h2 id=\"history\">Last hour, per minute</h2>");
-    let history = {
+    let is_dlq = !summary.dead_letter_sources.is_empty();
+    let charts = {
         let engine = engine.clone();
         let ctx = ctx.clone();
         let name = name.clone();
         let since = (now / 60_000).saturating_sub(CHART_MINUTES - 1) * 60_000;
         tokio::task::spawn_blocking(move || {
-            engine.metric_history(
-                &ctx,
-                &name,
-                &HistoryQuery {
-                    since_ms: Some(since),
-                    until_ms: Some(since + CHART_MINUTES * 60_000),
-                    period_secs: 60,
-                },
-            )
+            let read = |since_ms: u64, until_ms: u64| {
+                engine.metric_history(
+                    &ctx,
+                    &name,
+                    &HistoryQuery {
+                        since_ms: Some(since_ms),
+                        until_ms: Some(until_ms),
+                        period_secs: 60,
+                    },
+                )
+            };
+            let until = since + CHART_MINUTES * 60_000;
+            let burst = if is_dlq {
+                let day = read(until.saturating_sub(BURST_SEARCH_MINUTES * 60_000), until)?;
+                chart::dominant_dead_letter_minute(&day)
+            } else {
+                None
+            };
+            let hour = chart::ChartData::from_history(&read(since, until)?).with_burst(burst);
+            let window = match burst {
+                Some((minute, _)) if minute < since => {
+                    let (start, end) = redrive_select::stats::burst_window(minute);
+                    Some(chart::ChartData::from_history(&read(start, end)?).with_burst(burst))
+                }
+                _ => None,
+            };
+            Ok::<_, SqsError>((hour, window))
         })
         .await
         .unwrap_or_else(|e| Err(SqsError::internal(format!("history read failed: {e}"))))
     };
-    match history {
-        Ok(h) => body.push_str(&chart::render(&h)),
+    match charts {
+        Ok((hour, window)) => {
+            body.push_str(&chart::render_data(&hour));
+            if let Some(w) = window {
+                body.push_str("<h2 id=\"burst-history\">Burst window, per minute</h2>");
+                body.push_str(&chart::render_data(&w));
+            }
+        }
         Err(e) => {
             let _ = write!(body, "<p class=\"error\">{}</p>", esc(&e.message));
         }
     }
 
-    // Group-by: one or more jq keys (`?group=.mall&group=.command`).
-    let groups: Vec<String> = query_values(raw_query.as_deref(), "group")
-        .into_iter()
-        .map(|g| g.trim().to_string())
-        .filter(|g| !g.is_empty())
-        .take(MAX_GROUP_KEYS)
-        .collect();
-    let top: usize = params
-        .get("top")
-        .and_then(|t| t.parse().ok())
-        .filter(|t| (1..=1000).contains(t))
-        .unwrap_or(20);
-    let key_input = |i: usize| {
-        let (label, hint) = match i {
-            0 => ("jq path", ".tenant"),
-            1 => ("then by", ".command (optional)"),
-            _ => ("then by", "(optional)"),
-        };
-        format!(
-            "<label for=\"group-input{suffix}\">{label}</label>\
-             <input id=\"group-input{suffix}\" type=\"text\" name=\"group\" value=\"{}\" placeholder=\"{hint}\"{access}>",
-            esc(groups.get(i).map_or("", String::as_str)),
-            suffix = if i == 0 {
-                String::new()
-            } else {
-                format!("-{}", i + 1)
-            },
-            access = if i == 0 { " accesskey=\"g\"" } else { "" },
-        )
-    };
-    let inputs: String = (0..groups.len().clamp(2, MAX_GROUP_KEYS))
-        .map(key_input)
-        .collect();
+    // Aggregations: jq keys (`?group=.mall&group=.command`), time buckets, enrich mapping.
+    let sq = StatsQuery::parse(raw_query.as_deref());
     let _ = write!(
         body,
         "<h2 id=\"group\">Group by</h2>\
-         <form class=\"inline\" method=\"get\" action=\"/console/queues/{}#group\">{inputs}\
-         <label for=\"top-input\">top</label>\
-         <input id=\"top-input\" type=\"number\" name=\"top\" min=\"1\" max=\"1000\" value=\"{top}\">\
+         <form class=\"inline\" method=\"get\" action=\"/console/queues/{}#group\">{}\
          <button type=\"submit\">Group</button></form>",
         url_part(&name),
+        sq.fields_html()
     );
-    if !groups.is_empty() {
-        let compiled: Result<Vec<GroupBy>, String> = groups
-            .iter()
-            .map(|g| GroupBy::compile(g).map_err(|e| e.to_string()))
-            .collect();
-        match compiled {
+    if sq.wanted() {
+        match sq.compile() {
             Err(e) => {
                 let _ = write!(body, "<p class=\"error\">{}</p>", esc(&e));
             }
-            Ok(filters) => {
+            Ok((mut agg, mapping)) => {
                 let result = {
                     let engine = engine.clone();
                     let ctx = ctx.clone();
                     let name = name.clone();
-                    tokio::task::spawn_blocking(move || group_by(&engine, &ctx, &name, &filters))
-                        .await
-                        .unwrap_or_else(|e| {
-                            Err(SqsError::internal(format!("group-by failed: {e}")))
-                        })
+                    tokio::task::spawn_blocking(move || {
+                        aggregate(&engine, &ctx, &name, &mut agg).map(|t| (agg, t))
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(SqsError::internal(format!("group-by failed: {e}"))))
                 };
                 match result {
                     Err(e) => {
                         let _ = write!(body, "<p class=\"error\">{}</p>", esc(&e.message));
                     }
-                    Ok(g) => render_groups(&mut body, &groups, &g, top),
+                    Ok((agg, truncated)) => {
+                        let note = if truncated {
+                            format!(" (stopped after the first {GROUP_SCAN_LIMIT})")
+                        } else {
+                            String::new()
+                        };
+                        body.push_str(&stats_view::render(&agg, mapping.as_ref(), sq.top, &note));
+                    }
                 }
             }
         }
     }
 
-    // Message browser.
+    // Message browser, optionally filtered by jq (the replay's filter: `Selection::judge`).
     let after = params.get("after").and_then(|c| BrowseCursor::decode(c));
+    let filter = params
+        .get("filter")
+        .map(|f| f.trim().to_string())
+        .filter(|f| !f.is_empty());
     body.push_str("<h2 id=\"messages\">Messages <span class=\"muted\">(oldest first; browsing receives nothing)</span></h2>");
-    match engine.browse_messages(
-        &ctx,
-        &name,
-        &BrowseQuery {
-            state: None,
-            limit: PAGE_SIZE,
-            after,
+    let _ = write!(
+        body,
+        "<form class=\"inline\" method=\"get\" action=\"/console/queues/{}#messages\">\
+         <label for=\"filter-input\">filter (jq over the body and <code>$meta</code>, as a replay's)</label>\
+         <input id=\"filter-input\" type=\"text\" name=\"filter\" size=\"50\" value=\"{}\" \
+         placeholder=\".mall == &quot;alpha&quot;\" accesskey=\"f\"><button type=\"submit\">Filter</button></form>",
+        url_part(&name),
+        esc(filter.as_deref().unwrap_or(""))
+    );
+    let listed = match &filter {
+        None => engine.browse_messages(
+            &ctx,
+            &name,
+            &BrowseQuery {
+                state: None,
+                limit: PAGE_SIZE,
+                after,
+            },
+        ),
+        Some(f) => match Selection::compile(&SelectionSpec {
+            filter: Some(f.clone()),
+            ..SelectionSpec::default()
+        }) {
+            Err(e) => Err(SqsError::invalid_value("filter", f, &e.to_string())),
+            Ok(sel) => {
+                let engine = engine.clone();
+                let (ctx, name) = (ctx.clone(), name.clone());
+                tokio::task::spawn_blocking(move || {
+                    filtered_page(&engine, &ctx, &name, &sel, after)
+                })
+                .await
+                .unwrap_or_else(|e| Err(SqsError::internal(format!("browse failed: {e}"))))
+            }
         },
-    ) {
+    };
+    match listed {
         Err(e) => {
             let _ = write!(body, "<p class=\"error\">{}</p>", esc(&e.message));
         }
@@ -880,8 +917,11 @@ async fn queue_page(
             if after.is_some() {
                 let _ = write!(
                     body,
-                    "<a href=\"/console/queues/{}#messages\">First page</a>",
-                    url_part(&name)
+                    "<a href=\"/console/queues/{}{}#messages\">First page</a>",
+                    url_part(&name),
+                    filter
+                        .as_deref()
+                        .map_or(String::new(), |f| format!("?filter={}", url_part(f)))
                 );
             }
             if let Some(next) = page_of.next {
@@ -890,11 +930,11 @@ async fn queue_page(
                     url_part(&name),
                     url_part(&next.encode())
                 );
-                for g in &groups {
-                    let _ = write!(href, "&group={}", url_part(g));
+                if sq.wanted() {
+                    let _ = write!(href, "&{}", sq.to_query());
                 }
-                if !groups.is_empty() {
-                    let _ = write!(href, "&top={top}");
+                if let Some(f) = &filter {
+                    let _ = write!(href, "&filter={}", url_part(f));
                 }
                 let _ = write!(
                     body,
@@ -906,80 +946,6 @@ async fn queue_page(
         }
     }
     html_response(StatusCode::OK, page(&name, &body))
-}
-
-fn render_groups(body: &mut String, exprs: &[String], g: &Groups, top: usize) {
-    for (i, (expr, counts)) in exprs.iter().zip(&g.counts).enumerate() {
-        let id = if i == 0 {
-            "group-table".to_string()
-        } else {
-            format!("group-table-{}", i + 1)
-        };
-        let _ = write!(
-            body,
-            "<p class=\"muted\">{} messages read, {} distinct values of <code>{}</code>{}.</p>\
-             <table id=\"{id}\"><thead><tr><th>Value</th><th class=\"num\">Messages</th>\
-             <th class=\"num\">Share</th></tr></thead><tbody>",
-            g.scanned,
-            counts.len(),
-            esc(expr),
-            if g.truncated {
-                format!(" (stopped after the first {GROUP_SCAN_LIMIT})")
-            } else {
-                String::new()
-            }
-        );
-        for (value, count) in counts.iter().take(top) {
-            let share = 100.0 * *count as f64 / g.scanned.max(1) as f64;
-            let _ = write!(
-                body,
-                "<tr><td><code>{}</code></td><td class=\"num\" data-count=\"{count}\">{count}</td>\
-                 <td class=\"num\">{share:.1}%</td></tr>",
-                esc(value)
-            );
-        }
-        body.push_str("</tbody></table>");
-        if counts.len() > top {
-            let rest: u64 = counts.iter().skip(top).map(|(_, c)| c).sum();
-            let _ = write!(
-                body,
-                "<p class=\"muted\">{} more values ({rest} messages) not shown.</p>",
-                counts.len() - top
-            );
-        }
-    }
-    if exprs.len() >= 2 {
-        let heads: String = exprs
-            .iter()
-            .map(|e| format!("<th><code>{}</code></th>", esc(e)))
-            .collect();
-        let _ = write!(
-            body,
-            "<h3>Combined ({} combinations)</h3><table id=\"group-pairs\"><thead><tr>{heads}\
-             <th class=\"num\">Messages</th><th class=\"num\">Share</th></tr></thead><tbody>",
-            g.pairs.len()
-        );
-        for (values, count) in g.pairs.iter().take(top) {
-            let share = 100.0 * *count as f64 / g.scanned.max(1) as f64;
-            let cells: String = values
-                .iter()
-                .map(|v| format!("<td><code>{}</code></td>", esc(v)))
-                .collect();
-            let _ = write!(
-                body,
-                "<tr class=\"pair\">{cells}<td class=\"num\" data-count=\"{count}\">{count}</td>\
-                 <td class=\"num\">{share:.1}%</td></tr>"
-            );
-        }
-        body.push_str("</tbody></table>");
-        if g.pairs.len() > top {
-            let _ = write!(
-                body,
-                "<p class=\"muted\">{} more combinations not shown.</p>",
-                g.pairs.len() - top
-            );
-        }
-    }
 }
 
 fn find_message(
@@ -1009,13 +975,6 @@ fn find_message(
     }
 }
 
-fn pretty_body(body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or_else(|| body.to_string())
-}
-
 async fn message_page(
     State(state): State<Arc<AppState>>,
     Path((name, id)): Path<(String, String)>,
@@ -1043,7 +1002,7 @@ async fn message_page(
     let _ = write!(
         body,
         "<p><a href=\"/console/queues/{}#messages\" accesskey=\"b\">← {}</a></p>\
-         <h1>Message <code>{}</code></h1><table id=\"message-facts\"><tbody>",
+         <h1>Message <code>{}</code></h1>",
         url_part(&name),
         esc(&name),
         esc(&m.message_id)
@@ -1067,51 +1026,33 @@ async fn message_page(
         ("MessageGroupId", m.group_id.clone().unwrap_or("–".into())),
         ("Sender", m.sender_id.clone()),
     ];
-    for (k, v) in facts {
-        let _ = write!(body, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&v));
-    }
-    body.push_str("</tbody></table>");
+    let mut actions = String::new();
     if m.dead_letter_source_arn.is_some() {
         let filter = format!("$meta.messageId == \"{}\"", m.message_id);
         let _ = write!(
-            body,
+            actions,
             "<p class=\"actions\"><a href=\"/console/queues/{}/replay?preview=1&amp;filter={}\" id=\"replay-one\">\
              Replay this message…</a> <span class=\"muted\">(a dry run first)</span></p>",
             url_part(&name),
             url_part(&filter)
         );
     }
-    body.push_str("<h2>Body</h2>");
-    let _ = write!(
-        body,
-        "<pre id=\"message-body\">{}</pre>",
-        esc(&pretty_body(&m.body))
-    );
-    body.push_str("<h2>Message attributes</h2>");
-    if m.message_attributes.is_empty() {
-        body.push_str("<p class=\"muted\">None.</p>");
-    } else {
-        body.push_str(
-            "<table id=\"message-attributes\"><thead><tr><th>Name</th><th>Type</th><th>Value</th></tr></thead><tbody>",
-        );
-        for (k, v) in &m.message_attributes {
-            let value = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
-            let shown = value
-                .get("StringValue")
-                .or_else(|| value.get("BinaryValue"))
-                .map(|v| v.as_str().map_or(v.to_string(), str::to_string))
-                .unwrap_or_default();
-            let data_type = value.get("DataType").and_then(|t| t.as_str()).unwrap_or("");
-            let _ = write!(
-                body,
-                "<tr><td><code>{}</code></td><td>{}</td><td><code>{}</code></td></tr>",
-                esc(k),
-                esc(data_type),
-                esc(&shown)
-            );
-        }
-        body.push_str("</tbody></table>");
-    }
+    let attributes: Vec<(String, serde_json::Value)> = m
+        .message_attributes
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+            )
+        })
+        .collect();
+    body.push_str(&message_view::render(
+        &facts,
+        &actions,
+        &m.body,
+        attributes.iter().map(|(k, v)| (k, v)),
+    ));
     html_response(StatusCode::OK, page(&format!("{name} message"), &body))
 }
 

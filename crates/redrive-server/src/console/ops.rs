@@ -60,14 +60,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
 }
 
-fn audit(state: &AppState, visitor: &Visitor, action: &str, target: &str, detail: &str) {
-    state.console_audit.record(
-        state.engine.clock_now_ms(),
-        &visitor.actor,
-        action,
-        target,
-        detail,
-    );
+async fn audit(state: &AppState, visitor: &Visitor, action: &str, target: &str, detail: &str) {
+    super::audit::record(&state.engine, &visitor.actor, action, target, detail).await;
 }
 
 /// DLQs of the caller's Region: (name, ARN, visible), by name.
@@ -316,7 +310,8 @@ async fn move_start(
                         .as_deref()
                         .map_or("each message's source", arn_name)
                 ),
-            );
+            )
+            .await;
             see_other(&format!(
                 "/console/moves?watch=1&source={}",
                 url_part(&name)
@@ -372,7 +367,8 @@ async fn move_cancel(
                     "move task {task}: {} moved",
                     out.approximate_number_of_messages_moved
                 ),
-            );
+            )
+            .await;
             see_other("/console/moves?watch=1")
         }
         Err(e) => bad_request("Cancel move task", &e.message, "/console/moves"),
@@ -527,7 +523,8 @@ async fn schedule_add(
                 "schedule.add",
                 arn_name(&s.source_arn),
                 &format!("schedule {} ({}): {}", s.spec.name, s.id, s.spec.cron),
-            );
+            )
+            .await;
             see_other(&format!("/console/schedules/{}", url_part(&s.id)))
         }
         Err(e) => bad_request("Add a schedule", &e.message, back),
@@ -657,7 +654,8 @@ async fn schedule_remove(
                 "schedule.remove",
                 &source,
                 &format!("schedule {id}"),
-            );
+            )
+            .await;
             see_other("/console/schedules")
         }
         Err(e) => sqs_error_page(&e),
@@ -844,7 +842,8 @@ async fn rule_add(
                 "rule.add",
                 &rule.queue,
                 &format!("rule {} ({})", rule.name, rule.condition.describe()),
-            );
+            )
+            .await;
             see_other("/console/alerts#rules")
         }
         Err(e) => bad_request("Add a rule", &e.message, back),
@@ -881,7 +880,7 @@ async fn rule_remove(
 ) -> Response {
     match state.engine.remove_alert_rule(&id).await {
         Ok(()) => {
-            audit(&state, &visitor, "rule.remove", "", &format!("rule {id}"));
+            audit(&state, &visitor, "rule.remove", "", &format!("rule {id}")).await;
             see_other("/console/alerts#rules")
         }
         Err(e) => sqs_error_page(&e),
@@ -913,7 +912,8 @@ async fn silence_add(
                     s.rule.as_deref().unwrap_or("any"),
                     time_text(s.until_ms)
                 ),
-            );
+            )
+            .await;
             see_other("/console/alerts#silences")
         }
         Err(e) => bad_request("Silence", &e.message, "/console/alerts#silences"),
@@ -933,7 +933,8 @@ async fn silence_remove(
                 "silence.remove",
                 "",
                 &format!("silence {id}"),
-            );
+            )
+            .await;
             see_other("/console/alerts#silences")
         }
         Err(e) => sqs_error_page(&e),
@@ -943,11 +944,15 @@ async fn silence_remove(
 // ---- Audit --------------------------------------------------------------------------------
 
 async fn audit_page(State(state): State<Arc<AppState>>) -> Response {
-    let entries = state.console_audit.entries();
+    let entries = match super::audit::entries(&state.engine) {
+        Ok(e) => e,
+        Err(e) => return sqs_error_page(&e),
+    };
     let mut body = String::from(
-        "<h1>Audit log</h1><p class=\"muted\">Console actions and refused console POSTs since the \
-         server started, newest first (also written to the server's log at info, target \
-         <code>redrive::audit</code>). A replay's own moves are listed on its page.</p>",
+        "<h1>Audit log</h1><p class=\"muted\">Console actions and refused console POSTs of the \
+         last 30 days, newest first (the newest 1000), from the server's store: they survive a \
+         restart (also written to the server's log at info, target <code>redrive::audit</code>). \
+         A replay's own moves are listed on its page.</p>",
     );
     if entries.is_empty() {
         body.push_str("<p class=\"muted\" id=\"no-audit\">Nothing yet.</p>");
@@ -1069,7 +1074,8 @@ async fn purge(
                     "{} visible, {} in flight, {} delayed",
                     s.visible, s.in_flight, s.delayed
                 ),
-            );
+            )
+            .await;
             see_other(&format!("/console/queues/{}", url_part(&name)))
         }
         Err(e) => bad_request(

@@ -578,8 +578,8 @@ pub async fn start_replay(
     req.requested_by = Some(format!("console:{}", visitor.actor));
     match state.engine.start_replay(&ctx, req).await {
         Ok(ReplayStart::Started(task)) => {
-            state.console_audit.record(
-                state.engine.clock_now_ms(),
+            super::audit::record(
+                &state.engine,
                 &visitor.actor,
                 "replay.start",
                 &queue,
@@ -598,7 +598,8 @@ pub async fn start_replay(
                         format!("{} per {}", f.rate_per, f.rate_key)
                     }
                 ),
-            );
+            )
+            .await;
             see_other(&format!("/console/replays/{}", url_part(&task.id)))
         }
         Ok(ReplayStart::DryRun(_)) => error_page(
@@ -910,13 +911,14 @@ pub async fn cancel(
 ) -> Response {
     match state.engine.cancel_replay(&id).await {
         Ok(t) => {
-            state.console_audit.record(
-                state.engine.clock_now_ms(),
+            super::audit::record(
+                &state.engine,
                 &visitor.actor,
                 "replay.cancel",
                 arn_name(&t.source),
                 &format!("replay {}: {} of {} moved", t.id, t.moved, t.selected),
-            );
+            )
+            .await;
             see_other(&format!("/console/replays/{}", url_part(&t.id)))
         }
         Err(e) => sqs_error_page(&e),

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use redrive_server::console::html::url_part;
 use redrive_server::{Auth, Server, ServerConfig};
 
 use crate::common::*;
@@ -157,9 +158,10 @@ async fn console_group_by_mall_counts_exactly() {
         ])
     );
     assert!(html.contains(&format!(
-        "{} messages read, 2 distinct values",
+        "id=\"stats-scope\">{} messages read.",
         MALL_A + MALL_B
     )));
+    assert!(html.contains("<code>.mall</code> <span class=\"muted\">(2 distinct)"));
     // A message-level key through $meta, and a broken expression shown as an error.
     let (_, html, _) = get(
         &ts,
@@ -173,7 +175,7 @@ async fn console_group_by_mall_counts_exactly() {
     let (status, html, _) = get(&ts, &format!("/console/queues/{DLQ}?group=.mall%5B")).await;
     assert_eq!(status, 200);
     assert!(
-        html.contains("class=\"error\">invalid jq expression"),
+        html.contains("class=\"error\">group by .mall[: invalid jq expression"),
         "{html}"
     );
     // Top 1 keeps the larger mall and says what it left out.
@@ -183,6 +185,153 @@ async fn console_group_by_mall_counts_exactly() {
         BTreeMap::from([("alpha".to_string(), MALL_A as u64)])
     );
     assert!(html.contains(&format!("1 more values ({MALL_B} messages) not shown")));
+}
+
+/// Rows `(first cell, count)` of the table with `id`.
+fn table_rows(html: &str, id: &str) -> Vec<(String, u64)> {
+    let table = &html[html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no table {id}"))..];
+    let table = &table[..table.find("</tbody>").unwrap()];
+    table
+        .split("<tr>")
+        .skip(2)
+        .map(|row| {
+            let first = &row[row.find("<td").unwrap()..];
+            let first = &first[first.find('>').unwrap() + 1..];
+            let first = first.trim_start_matches("<code>");
+            let first = &first[..first.find('<').unwrap()];
+            let count = text_after(row, "data-count=").parse().unwrap();
+            (first.to_string(), count)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn console_dlq_aggregations_buckets_receive_counts_shapes_burst_and_enrich() {
+    let ts = TestServer::start().await;
+    seed_incident(&ts).await;
+    let mapping = "mall,project,owner\nalpha,p-1,team-a\n";
+    let path = format!(
+        "/console/queues/{DLQ}?group=.mall&bucket=dead-lettered:minute&enrich={}",
+        url_part(mapping)
+    );
+    let (status, html, _) = get(&ts, &path).await;
+    assert_eq!(status, 200);
+    let total = (MALL_A + MALL_B) as u64;
+    // The first key joined with the mapping: alpha has its columns, beta empty cells.
+    assert!(
+        html.contains("<th class=\"enrich\">project</th><th class=\"enrich\">owner</th>"),
+        "{html}"
+    );
+    assert!(html.contains(&format!(
+        "<td><code>alpha</code></td><td class=\"enrich\">p-1</td><td class=\"enrich\">team-a</td>\
+         <td class=\"num\" data-count=\"{MALL_A}\">"
+    )));
+    assert!(html.contains(&format!(
+        "<td><code>beta</code></td><td class=\"enrich\"></td><td class=\"enrich\"></td>\
+         <td class=\"num\" data-count=\"{MALL_B}\">"
+    )));
+    // Dead-lettered minutes: every DLQ message is in one, and the buckets are whole minutes.
+    let buckets = table_rows(&html, "bucket-table");
+    assert!(!buckets.is_empty());
+    assert_eq!(buckets.iter().map(|(_, c)| c).sum::<u64>(), total);
+    for start in html.split("data-start=\"").skip(1) {
+        let ms: u64 = start[..start.find('"').unwrap()].parse().unwrap();
+        assert_eq!(ms % 60_000, 0);
+    }
+    // Every message was received once in the source before its move.
+    assert_eq!(
+        table_rows(&html, "receive-table"),
+        vec![("1".to_string(), total)]
+    );
+    // Payload shapes: the orders, and the one body with a note.
+    assert_eq!(
+        table_rows(&html, "shape-table"),
+        vec![
+            ("{command,mall,order}".to_string(), total - 1),
+            ("{mall,note}".to_string(), 1)
+        ]
+    );
+    // The burst signature: the dominant sent minute, within the messages read.
+    let burst = &html[html.find("id=\"burst\"").expect("burst signature")..];
+    let count: u64 = {
+        let c = &burst[burst.find("data-count=\"").unwrap() + 12..];
+        c[..c.find('"').unwrap()].parse().unwrap()
+    };
+    assert!(count >= total.div_ceil(2) && count <= total, "{burst}");
+    // Errors in the words of `redrive stats`; a mapping without a key is refused.
+    let (_, html, _) = get(
+        &ts,
+        &format!("/console/queues/{DLQ}?bucket=received:minute"),
+    )
+    .await;
+    assert!(
+        html.contains("field must be `sent` or `dead-lettered`"),
+        "{html}"
+    );
+    let (_, html, _) = get(&ts, &format!("/console/queues/{DLQ}?enrich=a%2Cb")).await;
+    assert!(html.contains("joins the first group-by key"), "{html}");
+    // The first view aggregates nothing.
+    let (_, html, _) = get(&ts, &format!("/console/queues/{DLQ}")).await;
+    assert!(!html.contains("id=\"shape-table\""));
+}
+
+#[tokio::test]
+async fn console_message_list_filters_by_jq() {
+    let ts = TestServer::start().await;
+    seed_incident(&ts).await;
+    let listed = |html: &str| -> Vec<String> {
+        let t = &html[html.find("id=\"message-table\"").expect("message table")..];
+        let t = &t[..t.find("</table>").unwrap()];
+        t.split("<td class=\"body\">")
+            .skip(1)
+            .map(|b| b[..b.find("</td>").unwrap()].to_string())
+            .collect()
+    };
+    let (status, html, _) = get(
+        &ts,
+        &format!(
+            "/console/queues/{DLQ}?filter={}",
+            url_part(".mall == \"beta\"")
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let rows = listed(&html);
+    assert_eq!(rows.len(), MALL_B, "{html}");
+    assert!(
+        rows.iter().all(|b| b.contains("&quot;beta&quot;")),
+        "{rows:?}"
+    );
+    // The filter stays in the form.
+    assert!(
+        html.contains("value=\".mall == &quot;beta&quot;\""),
+        "{html}"
+    );
+    // Over `$meta`, as a replay's filter.
+    let (_, html, _) = get(
+        &ts,
+        &format!(
+            "/console/queues/{DLQ}?filter={}",
+            url_part("$meta.receiveCount == 1 and .command == \"sync\"")
+        ),
+    )
+    .await;
+    assert_eq!(listed(&html).len(), MALL_A);
+    // Nothing matches: an empty table; a broken filter: its error, no table.
+    let (_, html, _) = get(
+        &ts,
+        &format!("/console/queues/{DLQ}?filter=.mall%20%3D%3D%201"),
+    )
+    .await;
+    assert!(listed(&html).is_empty());
+    let (_, html, _) = get(&ts, &format!("/console/queues/{DLQ}?filter=.mall%5B")).await;
+    assert!(html.contains("class=\"error\">"), "{html}");
+    assert!(!html.contains("id=\"message-table\""));
+    // Unfiltered: all of them.
+    let (_, html, _) = get(&ts, &format!("/console/queues/{DLQ}")).await;
+    assert_eq!(listed(&html).len(), MALL_A + MALL_B);
 }
 
 #[tokio::test]
@@ -450,7 +599,7 @@ async fn console_chart_draws_the_minute_history() {
     let engine = std::sync::Arc::new(redrive_engine::Engine::open(
         redrive_engine::EngineConfig::default(),
         std::sync::Arc::new(redrive_engine::MemoryStore::new()),
-        clock,
+        clock.clone(),
     ));
     let server = Server::bind_with_engine(
         ServerConfig {
@@ -483,4 +632,34 @@ async fn console_chart_draws_the_minute_history() {
     assert!(html.contains(&format!(
         "data-metric=\"NumberOfDeadLetterArrivals\">dead-letter arrivals: total {arrivals}<"
     )));
+    // The burst window on the DLQ's chart: the dominant dead-letter minute (the clock's) and
+    // the window from 5 minutes before to 10 after it.
+    let minute = 1_776_716_430_000_u64 / 60_000 * 60_000;
+    assert!(
+        html.contains(&format!(
+            "<g id=\"burst-window\" data-minute=\"{minute}\" data-start=\"{}\" data-end=\"{}\">",
+            minute - 5 * 60_000,
+            minute + 11 * 60_000
+        )),
+        "{html}"
+    );
+    assert!(html.contains(&format!(
+        "id=\"burst-note\" data-minute=\"{minute}\">Burst: {arrivals} dead-letter arrivals"
+    )));
+    assert!(!html.contains("id=\"burst-history\""));
+    // Not on a queue that is no DLQ.
+    let (_, html, _) = get(&ts, &format!("/console/queues/{SOURCE}")).await;
+    assert!(!html.contains("burst-window"));
+    // Three hours later the burst is out of the hour's chart: its window gets its own.
+    clock.advance_ms(3 * 3_600_000);
+    let (_, html, _) = get(&ts, &format!("/console/queues/{DLQ}")).await;
+    let window = &html[html
+        .find("id=\"burst-history\"")
+        .expect("a burst-window chart")..];
+    assert!(
+        window.contains(&format!("<g id=\"burst-window\" data-minute=\"{minute}\"")),
+        "{window}"
+    );
+    let hour = &html[..html.find("id=\"burst-history\"").unwrap()];
+    assert!(!hour.contains("<g id=\"burst-window\""), "{hour}");
 }

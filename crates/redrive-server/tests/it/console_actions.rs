@@ -19,15 +19,15 @@ pub struct Browser {
 
 impl Browser {
     pub async fn open(ts: &TestServer) -> Browser {
+        Browser::open_at(&ts.base).await
+    }
+
+    pub async fn open_at(base: &str) -> Browser {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        let resp = http
-            .get(format!("{}/console", ts.base))
-            .send()
-            .await
-            .unwrap();
+        let resp = http.get(format!("{base}/console")).send().await.unwrap();
         let set = header(resp.headers(), "set-cookie").expect("a CSRF cookie");
         for part in [
             "redrive_console_csrf=",
@@ -39,7 +39,7 @@ impl Browser {
         }
         Browser {
             http,
-            base: ts.base.clone(),
+            base: base.to_string(),
             cookie: set.split(';').next().unwrap().to_string(),
         }
     }
@@ -812,4 +812,115 @@ async fn console_move_task_cancel_is_confirmed_and_audited() {
     assert!(ts.counts(&dlq).await.0 >= (MALL_A + MALL_B - 2) as u64);
     let (_, audit) = b.get("/console/audit").await;
     assert!(audit.contains("data-action=\"move.cancel\""));
+}
+
+/// The audit log is in the store: a console action and a refused POST are on the audit page
+/// after the server is stopped and its redb file reopened by a new engine, and a new action
+/// after the restart is listed above them.
+#[tokio::test]
+async fn console_audit_log_survives_a_redb_restart() {
+    use std::sync::Arc;
+
+    use redrive_engine::{Engine, EngineConfig, ManualClock};
+    use redrive_server::{Server, ServerConfig};
+    use redrive_store::{DurabilityMode, RedbStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_776_716_430_000;
+    let open = |clock: Arc<ManualClock>| {
+        let store = Arc::new(RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap());
+        let engine = Arc::new(Engine::open(EngineConfig::default(), store.clone(), clock));
+        (engine, store)
+    };
+    async fn serve(
+        engine: Arc<Engine>,
+    ) -> (
+        String,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let server = Server::bind_with_engine(
+            ServerConfig {
+                port: 0,
+                ..Default::default()
+            },
+            engine,
+        )
+        .await
+        .unwrap();
+        let base = format!("http://{}", server.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            let _ = server
+                .serve(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        (base, stop, handle)
+    }
+    let rule = |name: &str, token: &str| {
+        pairs(&[
+            ("csrf", token),
+            ("name", name),
+            ("queue", "*-dlq"),
+            ("kind", "depth"),
+            ("n", "5"),
+            ("m", "3"),
+        ])
+    };
+    let audit_rows = |html: &str| -> Vec<(String, String)> {
+        html.split("<tr data-action=\"")
+            .skip(1)
+            .map(|r| {
+                let action = r[..r.find('"').unwrap()].to_string();
+                let row = &r[..r.find("</tr>").unwrap()];
+                let detail = row.rsplit("<td>").next().unwrap();
+                (action, detail.trim_end_matches("</td>").to_string())
+            })
+            .collect()
+    };
+
+    let (engine, store) = open(Arc::new(ManualClock::new(t0)));
+    let (base, stop, handle) = serve(engine.clone()).await;
+    let b = Browser::open_at(&base).await;
+    let (_, page) = b.get("/console/alerts").await;
+    let token = csrf_token(&page);
+    let (status, _, text) = b
+        .post("/console/alerts/rules", &rule("before", &token))
+        .await;
+    assert_eq!(status, 303, "{text}");
+    let (status, _, _) = b
+        .post("/console/alerts/rules", &rule("forged", "0000"))
+        .await;
+    assert_eq!(status, 403);
+    let (_, before) = b.get("/console/audit").await;
+    let rows = audit_rows(&before);
+    assert_eq!(rows.len(), 2, "{before}");
+    assert_eq!(rows[0].0, "post.refused");
+    assert_eq!(rows[1].0, "rule.add");
+
+    // Restart: stop serving, close the file, open it again in a new engine.
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+    drop(engine);
+    store.shutdown();
+    drop(store);
+    let (engine, _store) = open(Arc::new(ManualClock::new(t0 + 60_000)));
+    let (base, _stop, _handle) = serve(engine.clone()).await;
+    let b = Browser::open_at(&base).await;
+    let (_, after) = b.get("/console/audit").await;
+    assert_eq!(audit_rows(&after), rows, "{after}");
+    let (_, page) = b.get("/console/alerts").await;
+    let token = csrf_token(&page);
+    let (status, _, _) = b
+        .post("/console/alerts/rules", &rule("after", &token))
+        .await;
+    assert_eq!(status, 303);
+    let (_, now) = b.get("/console/audit").await;
+    let now = audit_rows(&now);
+    assert_eq!(now.len(), 3);
+    assert_eq!(now[0].0, "rule.add");
+    assert!(now[0].1.contains("after"), "{now:?}");
+    assert_eq!(&now[1..], &rows[..]);
 }

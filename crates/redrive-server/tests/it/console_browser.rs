@@ -263,6 +263,64 @@ async fn browser_console_walkthrough() {
     assert_eq!(shown.len(), 2);
     screenshot(&client, "dlq-group-by.png").await;
 
+    // The other aggregations through the form: dead-lettered minutes and a pasted mapping.
+    client
+        .find(Locator::Css(
+            "#bucket-input option[value='dead-lettered:minute']",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("details.enrich summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("enrich-input"))
+        .await
+        .unwrap()
+        .send_keys("mall,project,owner\nalpha,p-1,team-a\nbeta,p-2,team-b")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("form.inline button[type='submit']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Id("bucket-table"))
+        .await
+        .unwrap();
+    let html = client.source().await.unwrap();
+    assert_eq!(group_rows(&html), server_mall_counts(&ts).await);
+    assert!(html.contains("<td class=\"enrich\">p-2</td>"), "{html}");
+    let bucketed: u64 = client
+        .find_all(Locator::Css("#bucket-table td[data-count]"))
+        .await
+        .unwrap()
+        .len() as u64;
+    assert!(bucketed >= 1);
+    assert_eq!(
+        text(&client, "#receive-table td[data-count]").await,
+        (MALL_A + MALL_B).to_string()
+    );
+    client
+        .execute(
+            "document.getElementById('burst').scrollIntoView({block: 'start'})",
+            vec![],
+        )
+        .await
+        .unwrap();
+    screenshot(&client, "dlq-aggregations.png").await;
+
     // Open the message whose body carries markup: shown as text, never run.
     let rows = client
         .find_all(Locator::Css("#message-table tbody tr"))
@@ -297,6 +355,42 @@ async fn browser_console_walkthrough() {
         "{facts}"
     );
     screenshot(&client, "message.png").await;
+
+    // A worker's dead letter (its `redrive-error` envelope) in a queue of its own: decoded.
+    let worker_dlq = ts.create("points-dlq").await;
+    let envelope = json!({"v": 1, "reason": "permanent_error",
+        "error": {"class": "http_404", "message": "member 42 not found"},
+        "retryable": false, "attempts": 1, "throttles": 0, "deferrals": 0,
+        "first_failed_at": "2026-11-23T15:30:00.120Z", "last_failed_at": "2026-11-23T15:30:00.120Z",
+        "source_queue": "http://127.0.0.1:9324/000000000000/points", "tenant": "alpha"})
+    .to_string();
+    let id = ts
+        .client
+        .send_message()
+        .queue_url(&worker_dlq)
+        .message_body(r#"{"mall":"alpha","member":42,"points":120}"#)
+        .message_attributes("redrive-error", string_attr("String", &envelope))
+        .send()
+        .await
+        .unwrap()
+        .message_id
+        .unwrap();
+    client
+        .goto(&format!(
+            "{}/console/queues/points-dlq/messages/{id}",
+            ts.base
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&client, "#error-envelope td[data-field='Error class']").await,
+        "http_404"
+    );
+    assert_eq!(
+        text(&client, "#error-envelope td[data-field='Error message']").await,
+        "member 42 not found"
+    );
+    screenshot(&client, "message-envelope.png").await;
 
     let severe = severe_log_entries(&client).await;
     assert!(severe.is_empty(), "browser errors: {severe:?}");
@@ -538,11 +632,11 @@ async fn browser_console_replays_one_mall_end_to_end() {
     assert!(body["mall"].is_string());
     click(&client, "a[accesskey='b']").await;
 
-    // Dry run: mall alpha, 5/s per mall.
+    // Dry run: mall alpha, 2/s per mall (slow enough, ~3 s for 7, to watch it drain).
     click(&client, "#replay-link").await;
     type_into(&client, "filter", ".mall == \"alpha\"").await;
     type_into(&client, "rate_key", ".mall").await;
-    type_into(&client, "rate_per", "5/s").await;
+    type_into(&client, "rate_per", "2/s").await;
     screenshot(&client, "replay-form.png").await;
     click(&client, "#dry-run").await;
     client
@@ -585,6 +679,9 @@ async fn browser_console_replays_one_mall_end_to_end() {
     click(&client, "#confirm-replay").await;
     wait_for_path(&client, |p| p.starts_with("/console/replays/")).await;
     let mut seen_moved = Vec::new();
+    // Progress seen strictly between start and end while running, with the server's DLQ
+    // count at that moment.
+    let mut partway: Option<(u64, u64)> = None;
     let mut shot = false;
     let mut status = String::new();
     for _ in 0..300 {
@@ -600,9 +697,13 @@ async fn browser_console_replays_one_mall_end_to_end() {
         if let Some(m) = html.find("data-field=\"moved\"") {
             let v = &html[m..];
             let v = &v[v.find("class=\"v\">").unwrap() + 10..];
-            seen_moved.push(v[..v.find('<').unwrap()].parse::<u64>().unwrap());
+            let moved = v[..v.find('<').unwrap()].parse::<u64>().unwrap();
+            seen_moved.push(moved);
+            if status == "RUNNING" && moved > 0 && moved < MALL_A as u64 && partway.is_none() {
+                partway = Some((moved, ts.counts(&dlq_url).await.0));
+            }
         }
-        if status == "RUNNING" && !shot {
+        if status == "RUNNING" && !shot && partway.is_some() {
             screenshot(&client, "replay-progress.png").await;
             shot = true;
         }
@@ -615,6 +716,14 @@ async fn browser_console_replays_one_mall_end_to_end() {
     assert!(
         seen_moved.windows(2).all(|w| w[0] <= w[1]),
         "{seen_moved:?}"
+    );
+    // The DLQ was watched draining: a running page with some but not all moved, and the
+    // server's DLQ then held fewer than at the start (the page never runs ahead of it).
+    let (moved_then, dlq_then) =
+        partway.unwrap_or_else(|| panic!("no partial progress seen: {seen_moved:?}"));
+    assert!(
+        dlq_then <= (MALL_A + MALL_B) as u64 - moved_then && dlq_then >= MALL_B as u64,
+        "page said {moved_then} moved, the DLQ held {dlq_then}"
     );
     // The last reload may still be in flight: wait for the summary.
     client

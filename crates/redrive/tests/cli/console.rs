@@ -102,16 +102,25 @@ async fn console_against_moto() {
             json!({"RedrivePolicy": json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}).to_string()}),
         )
         .await;
-    // A two-mall incident in the DLQ.
+    // A two-mall incident in the DLQ; the last message carries the worker's error envelope.
+    let envelope = json!({"v": 1, "reason": "permanent_error",
+        "error": {"class": "http_404", "message": "member <42> not found"},
+        "retryable": false, "attempts": 3, "tenant": "m-2"})
+    .to_string();
     for i in 0..10 {
         let mall = if i < 6 { "m-1" } else { "m-2" };
+        let attrs = if i == 9 {
+            json!({"redrive-error": {"DataType": "String", "StringValue": envelope}})
+        } else {
+            json!({})
+        };
         send(
             &sqs,
             &dlq,
             // One hostile body: every page escapes it.
             &json!({"mall_id": mall, "n": i, "note": if i == 9 { "<script>alert(1)</script>" } else { "" }})
                 .to_string(),
-            json!({}),
+            attrs,
             None,
         )
         .await;
@@ -151,23 +160,105 @@ async fn console_against_moto() {
     );
     assert!(!page.contains("id=\"scan\""), "{page}");
 
-    // Group-by over the receive-based source.
-    let page = get(&http, &format!("{q}?group=.mall_id&read=50")).await;
-    assert!(page.contains("10 messages read"), "{page}");
+    // Group-by over the receive-based source, with the shared aggregations: an enrich
+    // mapping on the first key, sent-minute buckets, receive counts, payload shapes, burst.
+    let page = get(
+        &http,
+        &format!(
+            "{q}?group=.mall_id&read=50&bucket=sent:minute&enrich={}",
+            "mall_id%2Cproject%0Am-1%2Cp-one"
+        ),
+    )
+    .await;
     assert!(
-        page.contains("<td><code>m-1</code></td><td class=\"num\">6</td>"),
+        page.contains("10 messages read (all of them) with ReceiveMessage"),
         "{page}"
     );
     assert!(
-        page.contains("<td><code>m-2</code></td><td class=\"num\">4</td>"),
+        page.contains(
+            "<td><code>m-1</code></td><td class=\"enrich\">p-one</td><td class=\"num\" data-count=\"6\">6</td>"
+        ),
         "{page}"
     );
+    assert!(
+        page.contains(
+            "<td><code>m-2</code></td><td class=\"enrich\"></td><td class=\"num\" data-count=\"4\">4</td>"
+        ),
+        "{page}"
+    );
+    let bucket_total: u64 = {
+        let t = &page[page.find("id=\"bucket-table\"").expect("buckets")..];
+        let t = &t[..t.find("</table>").unwrap()];
+        t.split("data-count=\"")
+            .skip(1)
+            .map(|c| c[..c.find('"').unwrap()].parse::<u64>().unwrap())
+            .sum()
+    };
+    assert_eq!(bucket_total, 10);
+    // The console's own receive is the first: every message read once.
+    assert!(
+        page.contains("<tr><td class=\"num\">1</td><td class=\"num\" data-count=\"10\">10</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td><code>{mall_id,n,note}</code></td><td class=\"num\" data-count=\"10\">"),
+        "{page}"
+    );
+    assert!(page.contains("id=\"burst\""), "{page}");
+
+    // The message with the envelope: its page from the console's read (no second receive).
+    let id_of_9 = {
+        let row = page
+            .split("<tr><td><a href=\"/console/queues/orders-dlq/messages/")
+            .skip(1)
+            .find(|r| r.contains("&quot;n&quot;:9"))
+            .expect("message 9 listed");
+        row[..row.find('"').unwrap()].to_string()
+    };
+    let msg = get(&http, &format!("{q}/messages/{id_of_9}")).await;
+    assert!(
+        msg.contains("<th>Error class</th><td data-field=\"Error class\">http_404</td>"),
+        "{msg}"
+    );
+    assert!(msg.contains("member &lt;42&gt; not found"), "{msg}");
+    assert!(msg.contains("data-field=\"Attempts\">3<"), "{msg}");
+    assert!(
+        msg.contains("&quot;mall_id&quot;: &quot;m-2&quot;,\n"),
+        "{msg}"
+    );
+    assert!(msg.contains("<th>Receive count</th><td>1</td>"), "{msg}");
+    assert!(msg.contains("<code>redrive-error</code>"), "{msg}");
+    assert!(msg.contains("id=\"replay-one\""), "{msg}");
+    let r = http
+        .get(format!("{q}/messages/not-an-id"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
     assert!(!page.contains("<script>"), "{page}");
     assert!(
         page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
         "{page}"
     );
     // The read hid them for the visibility timeout (2 s).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The message list under a jq filter (the replay's): only mall m-2 listed.
+    let page = get(
+        &http,
+        &format!("{q}?read=50&filter={}", ".mall_id%20%3D%3D%20%22m-2%22"),
+    )
+    .await;
+    assert!(
+        page.contains("id=\"filter-count\" data-count=\"4\""),
+        "{page}"
+    );
+    let listed: Vec<&str> = page
+        .split("<tr><td><a href=\"/console/queues/orders-dlq/messages/")
+        .skip(1)
+        .collect();
+    assert_eq!(listed.len(), 4, "{page}");
+    assert!(listed.iter().all(|r| r.contains("&quot;m-2&quot;")));
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let form_page = get(&http, &format!("{q}/replay")).await;
@@ -181,8 +272,11 @@ async fn console_against_moto() {
         let mut f: Vec<(String, String)> = vec![
             ("filter".into(), r#".mall_id == "m-1""#.into()),
             ("to".into(), "orders".into()),
-            // Slow enough to see the run in progress.
-            ("rate".into(), "3/s".into()),
+            // Slow enough to see the run in progress: 3/s for each mall.
+            ("rate_key".into(), ".mall_id".into()),
+            ("rate_per".into(), "3/s".into()),
+            ("transform".into(), ". + {replayed: true} | tojson".into()),
+            ("breaker".into(), "50%/1m/5".into()),
         ];
         f.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         f
@@ -207,8 +301,23 @@ async fn console_against_moto() {
     assert_eq!(count(&sqs, &src).await, 0);
     assert_eq!(count(&sqs, &dlq).await, 10);
 
-    // Dry run: the CLI's exact preview; nothing moves.
+    // A per-key rate without its key is refused in the CLI's words.
     let origin = base.clone();
+    let r = http
+        .post(&replay_url)
+        .header("origin", &origin)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("action", "preview"),
+            ("rate_per", "3/s"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("per-key rate: give both"));
+
+    // Dry run: the CLI's exact preview; nothing moves.
     let r = http
         .post(&replay_url)
         .header("origin", &origin)
@@ -260,6 +369,8 @@ async fn console_against_moto() {
     let moved = drain(&sqs, &src).await;
     assert_eq!(moved.len(), 6);
     assert!(moved.iter().all(|m| body(m)["mall_id"] == "m-1"));
+    // The transform ran on each.
+    assert!(moved.iter().all(|m| body(m)["replayed"] == true));
     let left = drain(&sqs, &dlq).await;
     assert_eq!(left.len(), 4);
     assert!(left.iter().all(|m| body(m)["mall_id"] == "m-2"));
@@ -273,12 +384,37 @@ async fn console_against_moto() {
         .collect();
     assert_eq!(records.iter().filter(|r| r["event"] == "sent").count(), 6);
     assert!(records.iter().any(|r| r["event"] == "end"));
+    let start = records.iter().find(|r| r["event"] == "start").unwrap();
+    assert_eq!(
+        start["ratePer"],
+        json!({"key": ".mall_id", "rate": 3.0}),
+        "{start}"
+    );
+    assert_eq!(
+        start["transform"], ". + {replayed: true} | tojson",
+        "{start}"
+    );
+    assert!(!start["breaker"].is_null(), "{start}");
     assert!(records.iter().any(|r| {
         r["event"] == "start"
             && r["who"]
                 .as_str()
                 .is_some_and(|w| w.contains("redrive console"))
     }));
+
+    // The audit page shows the journal: the dry run, and the run with its counts.
+    let audit = get(&http, &format!("{base}/console/audit")).await;
+    let row = audit
+        .split("<tr data-run=")
+        .skip(1)
+        .find(|r| r.contains("<td>replay</td>"))
+        .unwrap_or_else(|| panic!("no replay row: {audit}"));
+    assert!(row.contains("data-field=\"sent\">6<"), "{row}");
+    assert!(row.contains("data-field=\"deleted\">6<"), "{row}");
+    assert!(row.contains("per-key rate 3.0/s per .mall_id"), "{row}");
+    assert!(row.contains("redrive console"), "{row}");
+    assert!(row.contains("<code>orders-dlq.ndjson</code>"), "{row}");
+    assert!(audit.contains("<td>dry run</td>"), "{audit}");
 
     // Not from a loopback name: refused (DNS rebinding).
     let r = http

@@ -1,0 +1,78 @@
+//! The console's audit log in the store (issue 15): one document of kind [`DOC_CONSOLE_AUDIT`]
+//! per action, key `{at ms:015}/{seq:06}`, written and made durable before the action is
+//! answered, read by key range (newest first) for the console's audit page, and dropped after
+//! [`AUDIT_RETENTION_MS`]. Lazily read like the minute history: not part of the startup
+//! snapshot (`redrive_store::LAZY_DOCUMENT_KINDS`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redrive_core::{SqsError, SqsResult};
+use serde::{Deserialize, Serialize};
+
+use crate::Engine;
+use crate::store::{DocumentRecord, Mutation};
+
+pub const DOC_CONSOLE_AUDIT: &str = "console-audit";
+/// How long audit entries are kept.
+pub const AUDIT_RETENTION_MS: u64 = 90 * 86_400_000;
+/// Expired entries dropped per write at most.
+const PRUNE_BATCH: usize = 100;
+
+/// Keeps keys unique within a millisecond.
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// One console action (see the server's `console::audit`). Never a message body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    pub at_ms: u64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
+impl Engine {
+    /// Writes one audit entry and waits until it is durable; drops a batch of expired ones in
+    /// the same commit.
+    pub async fn record_audit(&self, rec: &AuditRecord) -> SqsResult<()> {
+        self.ensure_synced()?;
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed) % 1_000_000;
+        let mut muts = vec![Mutation::PutDocument(DocumentRecord {
+            kind: DOC_CONSOLE_AUDIT.into(),
+            key: format!("{:015}/{seq:06}", rec.at_ms),
+            value: serde_json::to_vec(rec)
+                .map_err(|e| SqsError::internal(format!("audit entry: {e}")))?,
+        })];
+        let cutoff = rec.at_ms.saturating_sub(AUDIT_RETENTION_MS);
+        if let Ok(old) = self
+            .store
+            .documents(DOC_CONSOLE_AUDIT, "", &format!("{cutoff:015}"))
+        {
+            muts.extend(
+                old.into_iter()
+                    .take(PRUNE_BATCH)
+                    .map(|d| Mutation::DeleteDocument {
+                        kind: DOC_CONSOLE_AUDIT.into(),
+                        key: d.key,
+                    }),
+            );
+        }
+        let ticket = self.store.submit(muts);
+        self.durable(ticket).await
+    }
+
+    /// Audit entries from `since_ms` on, newest first, at most `limit`.
+    pub fn audit_entries(&self, since_ms: u64, limit: usize) -> SqsResult<Vec<AuditRecord>> {
+        let docs = self
+            .store
+            .documents(DOC_CONSOLE_AUDIT, &format!("{since_ms:015}"), "~")
+            .map_err(|e| SqsError::internal(format!("cannot read the audit log: {e}")))?;
+        Ok(docs
+            .iter()
+            .rev()
+            .filter_map(|d| serde_json::from_slice(&d.value).ok())
+            .take(limit)
+            .collect())
+    }
+}
