@@ -194,7 +194,7 @@ impl Engine {
     /// from the store (through its cache). Never logs the contents.
     pub(crate) fn payload_of(
         &self,
-        rec: &store::MessageRecord,
+        rec: &queue::MessageMeta,
     ) -> Result<Arc<store::MessagePayload>, Unreadable> {
         match &rec.payload {
             store::Payload::Loaded(p) => Ok(p.clone()),
@@ -212,12 +212,12 @@ impl Engine {
     /// `rec` with its payload in memory (see [`Engine::payload_of`]).
     pub(crate) fn loaded(
         &self,
-        rec: &store::MessageRecord,
+        rec: &queue::MessageMeta,
     ) -> Result<store::MessageRecord, Unreadable> {
         let p = self.payload_of(rec)?;
         Ok(store::MessageRecord {
             payload: store::Payload::Loaded(p),
-            ..rec.clone()
+            ..rec.to_record()
         })
     }
 
@@ -494,7 +494,7 @@ impl Engine {
             }
             snap.queues.push(st.record.clone());
             snap.messages
-                .extend(st.messages.values().map(|m| m.rec.clone()));
+                .extend(st.messages.values().map(|m| m.rec.to_record()));
             snap.dedup
                 .extend(st.dedup.iter().map(|(key, e)| store::DedupRecord {
                     queue_uid: q.uid,
