@@ -71,11 +71,11 @@ struct MetaExtra {
 /// The 16 bytes of a message id that is a UUID in its lowercase hyphenated form (every id
 /// Redrive generates), or `None` for any other text (kept in [`MetaExtra::text_id`]).
 fn uuid_bytes(id: &str) -> Option<[u8; 16]> {
-    match uuid::Uuid::try_parse(id) {
-        // Only if it prints back the same.
-        Ok(u) if u.hyphenated().to_string() == id => Some(*u.as_bytes()),
-        _ => None,
+    // 36 characters is only the hyphenated form; without upper case it prints back the same.
+    if id.len() != 36 || id.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
     }
+    uuid::Uuid::try_parse(id).ok().map(|u| *u.as_bytes())
 }
 
 impl MessageMeta {
