@@ -159,10 +159,10 @@ impl Engine {
                 break;
             }
             last = Some(BrowseCursor(enq, seq));
-            let r = &m.rec;
+            let r = &m.rec.to_record();
             // Read from the store when it is only there; a message that cannot be read is
             // shown without its body and attributes.
-            let payload = self.payload_of(r).unwrap_or_default();
+            let payload = self.payload_of(&m.rec).unwrap_or_default();
             messages.push(BrowsedMessage {
                 message_id: r.message_id.clone(),
                 body: payload.body.clone(),

@@ -195,7 +195,7 @@ impl Engine {
     /// from the store (through its cache). Never logs the contents.
     pub(crate) fn payload_of(
         &self,
-        rec: &store::MessageRecord,
+        rec: &queue::MessageMeta,
     ) -> Result<Arc<store::MessagePayload>, Unreadable> {
         match &rec.payload {
             store::Payload::Loaded(p) => Ok(p.clone()),
@@ -213,12 +213,12 @@ impl Engine {
     /// `rec` with its payload in memory (see [`Engine::payload_of`]).
     pub(crate) fn loaded(
         &self,
-        rec: &store::MessageRecord,
+        rec: &queue::MessageMeta,
     ) -> Result<store::MessageRecord, Unreadable> {
         let p = self.payload_of(rec)?;
         Ok(store::MessageRecord {
             payload: store::Payload::Loaded(p),
-            ..rec.clone()
+            ..rec.to_record()
         })
     }
 
@@ -305,7 +305,17 @@ impl Engine {
                 q.state.lock().messages.reserve(n);
             }
         }
-        for m in snapshot.messages {
+        // Consumed from the end, giving the snapshot's buffer back as it empties: the indices
+        // of millions of messages are built while it shrinks, not beside all of it (issue 16:
+        // peak memory at restart). Insertion order does not matter to the indices.
+        let mut messages = snapshot.messages;
+        let mut since_shrink = 0usize;
+        while let Some(m) = messages.pop() {
+            since_shrink += 1;
+            if since_shrink == 1 << 18 {
+                messages.shrink_to_fit();
+                since_shrink = 0;
+            }
             if let Some(sn) = m
                 .sequence_number
                 .as_deref()
@@ -495,7 +505,7 @@ impl Engine {
             }
             snap.queues.push(st.record.clone());
             snap.messages
-                .extend(st.messages.values().map(|m| m.rec.clone()));
+                .extend(st.messages.values().map(|m| m.rec.to_record()));
             snap.dedup
                 .extend(st.dedup.iter().map(|(key, e)| store::DedupRecord {
                     queue_uid: q.uid,

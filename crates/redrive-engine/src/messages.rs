@@ -677,7 +677,7 @@ impl Engine {
         // The DLQ's copy is written whole: read the payload before anything changes.
         let payload = self.payload_of(&st.messages.get(&seq)?.rec).ok()?;
         let m = st.remove(seq)?;
-        let mut rec = m.rec;
+        let mut rec = m.rec.to_record();
         rec.payload = crate::store::Payload::Loaded(payload);
         let mut muts = vec![Mutation::DeleteMessage {
             queue_uid: source.uid,
@@ -721,16 +721,16 @@ impl Engine {
                 attrs.insert(k.to_string(), v);
             }
         };
-        put("SenderId", Some(m.sender_id.clone()));
+        put("SenderId", Some(m.sender_id.to_string()));
         put("SentTimestamp", Some(m.sent_ms.to_string()));
         put("ApproximateReceiveCount", Some(m.receive_count.to_string()));
         put(
             "ApproximateFirstReceiveTimestamp",
-            m.first_receive_ms.map(|t| t.to_string()),
+            m.first_receive_ms().map(|t| t.to_string()),
         );
-        put("MessageGroupId", m.group_id.clone());
-        put("MessageDeduplicationId", m.dedup_id.clone());
-        put("SequenceNumber", m.sequence_number.clone());
+        put("MessageGroupId", m.group_id.as_deref().map(str::to_string));
+        put("MessageDeduplicationId", m.dedup_id().map(str::to_string));
+        put("SequenceNumber", m.sequence_number().map(str::to_string));
         put(
             "AWSTraceHeader",
             payload
@@ -738,7 +738,10 @@ impl Engine {
                 .get("AWSTraceHeader")
                 .and_then(|v| v.string_value.clone()),
         );
-        put("DeadLetterQueueSourceArn", m.dead_letter_source_arn.clone());
+        put(
+            "DeadLetterQueueSourceArn",
+            m.dead_letter_source_arn().map(str::to_string),
+        );
         let message_attributes: MessageAttributes = payload
             .attributes
             .iter()
@@ -746,7 +749,7 @@ impl Engine {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         ReceivedMessage {
-            message_id: m.message_id.clone(),
+            message_id: m.message_id(),
             receipt_handle: ReceiptHandle {
                 queue_uid: queue.uid,
                 seq,
@@ -896,7 +899,7 @@ impl Engine {
         // Whole seconds since the receive: AWS accepts 43200 right after a receive.
         let received = m
             .rec
-            .last_receive_ms
+            .last_receive_ms()
             .map_or(now, |r| now - now.saturating_sub(r) / 1000 * 1000);
         let new_deadline = now + (timeout as u64) * 1000;
         // The latest handle of a message whose visibility ended, not received again since:

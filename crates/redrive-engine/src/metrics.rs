@@ -132,7 +132,7 @@ impl QueueState {
             if !self.settings.fifo && r.receive_count >= AGE_RECEIVE_LIMIT {
                 continue;
             }
-            let since = r.dead_lettered_ms.unwrap_or(r.sent_ms);
+            let since = r.dead_lettered_ms().unwrap_or(r.sent_ms);
             oldest = Some(oldest.map_or(since, |o| o.min(since)));
             if quiet && r.group_id.is_some() {
                 oldest_quiet = Some(oldest_quiet.map_or(since, |o| o.min(since)));

@@ -92,10 +92,11 @@ impl PendingMove<'_> {
     /// sequence; body and attributes kept unless rewritten) into the destination, in memory.
     /// The returned mutations must be submitted before the locks are released.
     pub fn transfer(self) -> Option<Transferred> {
-        let mut old = self.st.remove(self.seq)?;
-        old.rec.payload = Payload::Loaded(self.payload.clone());
-        let from_id = old.rec.message_id.clone();
-        let mut rec = redriven(old.rec, self.dest, self.dst, self.now, self.engine);
+        let old = self.st.remove(self.seq)?;
+        let mut old = old.rec.to_record();
+        old.payload = Payload::Loaded(self.payload.clone());
+        let from_id = old.message_id.clone();
+        let mut rec = redriven(old, self.dest, self.dst, self.now, self.engine);
         if let Some((body, attributes)) = self.rewrite {
             rec.payload = Payload::new(body, attributes, self.payload.system_attributes.clone());
         }
@@ -146,9 +147,12 @@ impl Engine {
                 Ok(seq) => seq,
                 Err(not) => return not,
             };
-            let dest = fixed_destination
-                .map(str::to_string)
-                .or_else(|| st.messages[&seq].rec.dead_letter_source_arn.clone());
+            let dest = fixed_destination.map(str::to_string).or_else(|| {
+                st.messages[&seq]
+                    .rec
+                    .dead_letter_source_arn()
+                    .map(str::to_string)
+            });
             match dest {
                 Some(d) => (seq, d),
                 None => return MoveResult::NoDestination,

@@ -19,8 +19,177 @@ pub enum MessageState {
 
 #[derive(Debug, Clone)]
 pub struct StoredMessage {
-    pub rec: MessageRecord,
+    pub rec: MessageMeta,
     pub state: MessageState,
+}
+
+/// What memory keeps of one message (issue 16: memory per queued message): the
+/// [`MessageRecord`] in a compact form. The message id is 16 bytes when it is a UUID (every id
+/// Redrive generates), the sender id is shared by the queue's messages, the receive times use
+/// a sentinel instead of `Option`, and the fields only FIFO and dead-lettered messages have
+/// are boxed together. [`MessageMeta::to_record`] gives the full record back.
+#[derive(Debug, Clone)]
+pub struct MessageMeta {
+    pub queue_uid: u64,
+    pub seq: u64,
+    pub sent_ms: u64,
+    /// Start of the retention clock (kept across a standard DLQ move).
+    pub enqueued_ms: u64,
+    pub visible_at_ms: u64,
+    /// [`NO_TIME`] for none.
+    first_receive_ms: u64,
+    /// [`NO_TIME`] for none.
+    last_receive_ms: u64,
+    /// Body and attributes: in memory (in-memory mode), or only in the store.
+    pub payload: crate::store::Payload,
+    pub sender_id: std::sync::Arc<str>,
+    pub group_id: Option<Box<str>>,
+    /// The message id as a UUID's bytes (see [`uuid_bytes`]); zero when it is not one.
+    message_id: [u8; 16],
+    /// FIFO and dead-letter fields and a message id that is not a UUID, `None` when all are
+    /// absent.
+    extra: Option<Box<MetaExtra>>,
+    pub receive_count: u32,
+}
+
+/// Receive time meaning "none" in [`MessageMeta`].
+const NO_TIME: u64 = u64::MAX;
+
+fn opt_time(t: u64) -> Option<u64> {
+    (t != NO_TIME).then_some(t)
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+struct MetaExtra {
+    text_id: Option<String>,
+    dedup_id: Option<String>,
+    sequence_number: Option<String>,
+    dead_letter_source_arn: Option<String>,
+    dead_lettered_ms: Option<u64>,
+}
+
+/// The 16 bytes of a message id that is a UUID in its lowercase hyphenated form (every id
+/// Redrive generates), or `None` for any other text (kept in [`MetaExtra::text_id`]).
+fn uuid_bytes(id: &str) -> Option<[u8; 16]> {
+    // 36 characters is only the hyphenated form; without upper case it prints back the same.
+    if id.len() != 36 || id.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    uuid::Uuid::try_parse(id).ok().map(|u| *u.as_bytes())
+}
+
+impl MessageMeta {
+    /// The compact form of `rec`; `senders` shares the sender id between messages.
+    pub fn from_record(rec: MessageRecord, senders: &mut SenderIds) -> Self {
+        let uuid = uuid_bytes(&rec.message_id);
+        let extra = MetaExtra {
+            text_id: uuid.is_none().then_some(rec.message_id),
+            dedup_id: rec.dedup_id,
+            sequence_number: rec.sequence_number,
+            dead_letter_source_arn: rec.dead_letter_source_arn,
+            dead_lettered_ms: rec.dead_lettered_ms,
+        };
+        MessageMeta {
+            queue_uid: rec.queue_uid,
+            seq: rec.seq,
+            sent_ms: rec.sent_ms,
+            enqueued_ms: rec.enqueued_ms,
+            visible_at_ms: rec.visible_at_ms,
+            first_receive_ms: rec.first_receive_ms.unwrap_or(NO_TIME),
+            last_receive_ms: rec.last_receive_ms.unwrap_or(NO_TIME),
+            payload: rec.payload,
+            sender_id: senders.get(rec.sender_id),
+            group_id: rec.group_id.map(String::into_boxed_str),
+            message_id: uuid.unwrap_or_default(),
+            extra: (extra != MetaExtra::default()).then(|| Box::new(extra)),
+            receive_count: rec.receive_count,
+        }
+    }
+
+    /// The full record (its payload as kept: usually [`crate::store::Payload::Stored`]).
+    pub fn to_record(&self) -> MessageRecord {
+        let extra = self.extra.as_deref();
+        MessageRecord {
+            queue_uid: self.queue_uid,
+            seq: self.seq,
+            message_id: self.message_id(),
+            payload: self.payload.clone(),
+            sender_id: self.sender_id.to_string(),
+            sent_ms: self.sent_ms,
+            enqueued_ms: self.enqueued_ms,
+            visible_at_ms: self.visible_at_ms,
+            receive_count: self.receive_count,
+            first_receive_ms: self.first_receive_ms(),
+            last_receive_ms: self.last_receive_ms(),
+            group_id: self.group_id.as_deref().map(str::to_string),
+            dedup_id: extra.and_then(|e| e.dedup_id.clone()),
+            sequence_number: extra.and_then(|e| e.sequence_number.clone()),
+            dead_letter_source_arn: extra.and_then(|e| e.dead_letter_source_arn.clone()),
+            dead_lettered_ms: extra.and_then(|e| e.dead_lettered_ms),
+        }
+    }
+
+    pub fn message_id(&self) -> String {
+        match self.extra.as_deref().and_then(|e| e.text_id.as_ref()) {
+            Some(text) => text.clone(),
+            None => uuid::Uuid::from_bytes(self.message_id)
+                .hyphenated()
+                .to_string(),
+        }
+    }
+
+    pub fn first_receive_ms(&self) -> Option<u64> {
+        opt_time(self.first_receive_ms)
+    }
+
+    pub fn last_receive_ms(&self) -> Option<u64> {
+        opt_time(self.last_receive_ms)
+    }
+
+    /// Counts a receive at `now_ms`.
+    fn note_receive(&mut self, now_ms: u64) {
+        self.receive_count += 1;
+        if self.first_receive_ms == NO_TIME {
+            self.first_receive_ms = now_ms;
+        }
+        self.last_receive_ms = now_ms;
+    }
+
+    pub fn dedup_id(&self) -> Option<&str> {
+        self.extra.as_deref().and_then(|e| e.dedup_id.as_deref())
+    }
+
+    pub fn sequence_number(&self) -> Option<&str> {
+        self.extra
+            .as_deref()
+            .and_then(|e| e.sequence_number.as_deref())
+    }
+
+    pub fn dead_letter_source_arn(&self) -> Option<&str> {
+        self.extra
+            .as_deref()
+            .and_then(|e| e.dead_letter_source_arn.as_deref())
+    }
+
+    pub fn dead_lettered_ms(&self) -> Option<u64> {
+        self.extra.as_deref().and_then(|e| e.dead_lettered_ms)
+    }
+}
+
+/// The distinct sender ids of a queue's messages, shared by them (one per principal that
+/// sent: in practice a handful). Never shrinks while the queue lives.
+#[derive(Debug, Default)]
+pub struct SenderIds(std::collections::HashSet<std::sync::Arc<str>>);
+
+impl SenderIds {
+    fn get(&mut self, id: String) -> std::sync::Arc<str> {
+        if let Some(s) = self.0.get(id.as_str()) {
+            return s.clone();
+        }
+        let s: std::sync::Arc<str> = id.into();
+        self.0.insert(s.clone());
+        s
+    }
 }
 
 /// Typed view of the attributes the scheduler needs, kept in sync with `record.attributes`.
@@ -79,7 +248,7 @@ pub struct DedupEntry {
 /// queues): such messages are kept in `solo` (one set for all of them) instead of a key each,
 /// since a tenant of one message is its own head and is never noisy (issue 16: ~300 bytes
 /// less per message).
-fn key_of(rec: &MessageRecord) -> Option<&str> {
+fn key_of(rec: &MessageMeta) -> Option<&str> {
     rec.group_id.as_deref()
 }
 
@@ -139,6 +308,8 @@ pub struct QueueState {
     /// FIFO: `ReceiveRequestAttemptId` -> (expiry, messages and their receive counts).
     /// Each message is `(seq, receive count, visibility deadline)` as the attempt left it.
     attempts: HashMap<String, (u64, Vec<AttemptMessage>)>,
+    /// The sender ids of the messages, shared (see [`MessageMeta`]).
+    senders: SenderIds,
     /// Set when a change may end a long poll's wait early: a FIFO group with visible
     /// messages unlocked, or the queue's next timer moved earlier. Taken (and cleared) by
     /// the action that holds the lock, which then wakes the queue's waiters.
@@ -165,6 +336,7 @@ impl QueueState {
             dedup: HashMap::new(),
             dedup_expiry: BTreeSet::new(),
             attempts: HashMap::new(),
+            senders: SenderIds::default(),
             wake: false,
             deleted: false,
         }
@@ -307,19 +479,19 @@ impl QueueState {
         }
     }
 
-    fn in_flight_enter(&mut self, rec_group: Option<&String>) {
+    fn in_flight_enter(&mut self, rec_group: Option<&str>) {
         let Some(g) = rec_group else { return };
-        let n = self.in_flight_by_key.entry(g.clone()).or_default();
+        let n = self.in_flight_by_key.entry(g.to_string()).or_default();
         *n += 1;
         if *n == 1 && self.settings.fifo {
             // The group locks: it is no longer a candidate.
             if let Some(h) = self.ready_by_key.get(g).and_then(|s| s.first().copied()) {
-                self.heads.remove(&(h, g.clone()));
+                self.heads.remove(&(h, g.to_string()));
             }
         }
     }
 
-    fn in_flight_leave(&mut self, rec_group: Option<&String>) {
+    fn in_flight_leave(&mut self, rec_group: Option<&str>) {
         let Some(g) = rec_group else { return };
         let Some(n) = self.in_flight_by_key.get_mut(g) else {
             return;
@@ -330,7 +502,7 @@ impl QueueState {
             if self.settings.fifo {
                 // The group unlocks: its oldest visible message is a candidate again.
                 if let Some(h) = self.ready_by_key.get(g).and_then(|s| s.first().copied()) {
-                    self.heads.insert((h, g.clone()));
+                    self.heads.insert((h, g.to_string()));
                     self.wake = true;
                 }
             }
@@ -339,6 +511,7 @@ impl QueueState {
 
     /// Inserts a message record (new, or recovered from the store) into the right index.
     pub fn insert(&mut self, rec: MessageRecord, now_ms: u64) {
+        let rec = MessageMeta::from_record(rec, &mut self.senders);
         let seq = rec.seq;
         self.next_seq = self.next_seq.max(seq + 1);
         let state = if rec.visible_at_ms > now_ms {
@@ -365,7 +538,7 @@ impl QueueState {
             }
             MessageState::InFlight => {
                 self.in_flight.insert((rec.visible_at_ms, seq));
-                self.in_flight_enter(rec.group_id.as_ref());
+                self.in_flight_enter(rec.group_id.as_deref());
                 self.messages
                     .insert(seq, Box::new(StoredMessage { rec, state }));
             }
@@ -382,7 +555,7 @@ impl QueueState {
             }
             MessageState::InFlight => {
                 self.in_flight.remove(&(m.rec.visible_at_ms, seq));
-                self.in_flight_leave(m.rec.group_id.as_ref());
+                self.in_flight_leave(m.rec.group_id.as_deref());
             }
         }
         self.retention.remove(&(m.rec.enqueued_ms, seq));
@@ -413,7 +586,7 @@ impl QueueState {
                 let group = m.rec.group_id.clone();
                 // Make it visible first, then unlock, so the group's head is this message.
                 self.ready_insert(seq, group.as_deref());
-                self.in_flight_leave(group.as_ref());
+                self.in_flight_leave(group.as_deref());
             }
         }
         let retention_ms = (self.settings.retention_secs.max(0) as u64) * 1000;
@@ -609,11 +782,9 @@ impl QueueState {
         }
         let group = m.rec.group_id.clone();
         self.ready_remove(seq, group.as_deref());
-        self.in_flight_enter(group.as_ref());
+        self.in_flight_enter(group.as_deref());
         let m = self.messages.get_mut(&seq)?;
-        m.rec.receive_count += 1;
-        m.rec.first_receive_ms.get_or_insert(now_ms);
-        m.rec.last_receive_ms = Some(now_ms);
+        m.rec.note_receive(now_ms);
         m.rec.visible_at_ms = now_ms + (visibility_secs.max(0) as u64) * 1000;
         m.state = MessageState::InFlight;
         let deadline = m.rec.visible_at_ms;
@@ -634,7 +805,7 @@ impl QueueState {
         }
         let group = m.rec.group_id.clone();
         self.ready_remove(seq, group.as_deref());
-        self.in_flight_enter(group.as_ref());
+        self.in_flight_enter(group.as_deref());
         let m = self.messages.get_mut(&seq)?;
         m.rec.visible_at_ms = visible_at_ms;
         m.state = MessageState::InFlight;
@@ -730,13 +901,62 @@ impl QueueState {
     }
 }
 
-pub fn update_mutation(queue_uid: u64, rec: &MessageRecord) -> Mutation {
+pub fn update_mutation(queue_uid: u64, rec: &MessageMeta) -> Mutation {
     Mutation::UpdateMessage {
         queue_uid,
         seq: rec.seq,
         visible_at_ms: rec.visible_at_ms,
         receive_count: rec.receive_count,
-        first_receive_ms: rec.first_receive_ms,
-        last_receive_ms: rec.last_receive_ms,
+        first_receive_ms: rec.first_receive_ms(),
+        last_receive_ms: rec.last_receive_ms(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memory per queued message (docs/performance.md): the boxed entry of `messages`.
+    #[test]
+    fn a_stored_message_is_small() {
+        assert!(
+            std::mem::size_of::<StoredMessage>() <= 136,
+            "{}",
+            std::mem::size_of::<StoredMessage>()
+        );
+    }
+
+    #[test]
+    fn message_ids_round_trip() {
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let mut senders = SenderIds::default();
+        for id in [
+            uuid.as_str(),
+            "not-a-uuid",
+            "",
+            "6B29FC40-CA47-1067-B31D-00DD010662DA",
+        ] {
+            let rec = MessageRecord {
+                queue_uid: 1,
+                seq: 2,
+                message_id: id.to_string(),
+                payload: crate::store::Payload::Stored,
+                sender_id: "123456789012".into(),
+                sent_ms: 3,
+                enqueued_ms: 4,
+                visible_at_ms: 5,
+                receive_count: 6,
+                first_receive_ms: Some(0),
+                last_receive_ms: None,
+                group_id: Some("g".into()),
+                dedup_id: None,
+                sequence_number: Some("1".into()),
+                dead_letter_source_arn: None,
+                dead_lettered_ms: Some(7),
+            };
+            let meta = MessageMeta::from_record(rec.clone(), &mut senders);
+            assert_eq!(meta.to_record(), rec);
+            assert_eq!(meta.extra.as_ref().unwrap().text_id.is_none(), id == uuid);
+        }
     }
 }

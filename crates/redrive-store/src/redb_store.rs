@@ -2171,18 +2171,24 @@ impl<'t> Tables<'t> {
                 first_receive_ms,
                 last_receive_ms,
             } => {
-                // Only the small state record is written; the message is only looked up.
-                if self.messages.get((queue_uid, seq))?.is_some() {
-                    let state = MessageState {
-                        visible_at_ms,
-                        receive_count,
-                        first_receive_ms,
-                        last_receive_ms,
-                    };
-                    self.message_state.insert(
+                // Only the small state record is written. Every message has a state record,
+                // so replacing one tells whether the message exists (no lookup in `messages`);
+                // the rare update of a message already deleted takes its insert back.
+                let state = MessageState {
+                    visible_at_ms,
+                    receive_count,
+                    first_receive_ms,
+                    last_receive_ms,
+                };
+                let replaced = self
+                    .message_state
+                    .insert(
                         (queue_uid, seq),
                         codec::encode_message_state(queue_uid, seq, &state).as_slice(),
-                    )?;
+                    )?
+                    .is_some();
+                if !replaced {
+                    self.message_state.remove((queue_uid, seq))?;
                 }
             }
             Mutation::DeleteMessage { queue_uid, seq } => {

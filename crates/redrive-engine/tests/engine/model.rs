@@ -129,7 +129,7 @@ impl World {
             );
             assert_eq!(st.retention.len(), n, "{which:?}: retention index size");
             for (&seq, m) in &st.messages {
-                let r = &m.rec;
+                let r = &m.rec.to_record();
                 assert_eq!(r.seq, seq);
                 assert_eq!(r.queue_uid, q.uid);
                 let indexed = match m.state {

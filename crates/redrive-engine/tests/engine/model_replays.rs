@@ -408,7 +408,7 @@ impl World {
                 "{q:?}: indices do not partition the messages"
             );
             for (&seq, m) in &st.messages {
-                let r = &m.rec;
+                let r = &m.rec.to_record();
                 assert_eq!((r.seq, r.queue_uid), (seq, queue.uid));
                 match q {
                     Q::A | Q::B => {
