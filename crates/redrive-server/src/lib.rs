@@ -42,7 +42,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use auth::Auth;
-pub use config::{HttpLimits, ServerConfig, Storage};
+pub use config::{HttpLimits, ServerConfig, SharedStore, Storage};
 pub use redrive_engine::QueueUrlStyle;
 use redrive_engine::{Engine, EngineConfig};
 use tokio::net::TcpListener;
@@ -89,6 +89,9 @@ impl Server {
         };
         let mut durable = None;
         let engine = match &config.storage {
+            Storage::Shared(shared) => {
+                Arc::new(Engine::open_shared(engine_config, shared.0.clone(), clock))
+            }
             Storage::InMemory => Arc::new(Engine::open(
                 engine_config,
                 Arc::new(redrive_store::MemoryStore::new()),

@@ -17,6 +17,7 @@
 //! First slice: not yet behind the engine's `QueueBackend` (ADR 0002, order of work 1); the
 //! AWS rules (validation, the DLQ decision, rendering) stay in the engine and are not here.
 
+mod backend;
 mod migrate;
 
 use std::collections::HashMap;
@@ -30,6 +31,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 use uuid::Uuid;
 
+pub use backend::PgBackend;
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
 
 /// Attempts of one transaction on serialization failures and deadlocks.
@@ -114,6 +116,8 @@ pub struct Sent {
     pub message_id: Uuid,
     /// `None` for a duplicate (the first message's id is `message_id`).
     pub seq: Option<i64>,
+    /// For a duplicate: the first message's sequence.
+    pub first_seq: Option<i64>,
 }
 
 /// Where a claimed message is and which claim it was: what a receipt handle encodes.
@@ -404,16 +408,39 @@ impl PgStore {
         visibility_ms: i64,
         wait: Duration,
     ) -> Result<Vec<Claimed>, PgError> {
+        let deliver = |_: &Candidate| Decision::Deliver;
+        Ok(self
+            .receive_wait_with(q, max, visibility_ms, wait, &deliver)
+            .await?
+            .delivered)
+    }
+
+    /// [`PgStore::receive_with`] with long polling (see [`PgStore::receive_wait`]).
+    pub async fn receive_wait_with(
+        &self,
+        q: &QueueRow,
+        max: usize,
+        visibility_ms: i64,
+        wait: Duration,
+        decide: &(dyn Fn(&Candidate) -> Decision + Sync),
+    ) -> Result<Received, PgError> {
         let deadline = tokio::time::Instant::now() + wait;
-        let wake = self.subscribe(q.uid).await?;
+        let wake = if wait.is_zero() {
+            None
+        } else {
+            Some(self.subscribe(q.uid).await?)
+        };
         loop {
             // Registered before the receive: a send committed in between still wakes us.
+            let Some(wake) = &wake else {
+                return self.receive_with(q, max, visibility_ms, decide).await;
+            };
             let notified = wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let got = self.receive(q, max, visibility_ms).await?;
+            let got = self.receive_with(q, max, visibility_ms, decide).await?;
             let now = tokio::time::Instant::now();
-            if !got.is_empty() || now >= deadline {
+            if !got.delivered.is_empty() || now >= deadline {
                 return Ok(got);
             }
             let jitter = rand::rng().random_range(0..=self.poll.as_millis() as u64 / 4);
@@ -605,16 +632,16 @@ impl PgStore {
                     )
                     .await?;
                 if fresh.is_none() {
-                    let first: Uuid = tx
+                    let first = tx
                         .query_one(
-                            "SELECT message_id FROM redrive_dedup WHERE queue_uid = $1 AND dedup_key = $2",
+                            "SELECT message_id, seq FROM redrive_dedup WHERE queue_uid = $1 AND dedup_key = $2",
                             &[&q.uid, key],
                         )
-                        .await?
-                        .get(0);
+                        .await?;
                     out.push(Sent {
-                        message_id: first,
+                        message_id: first.get(0),
                         seq: None,
+                        first_seq: first.get(1),
                     });
                     continue;
                 }
@@ -648,9 +675,17 @@ impl PgStore {
                 )
                 .await?
                 .get(0);
+            if let Some((key, _)) = &m.dedup {
+                tx.execute(
+                    "UPDATE redrive_dedup SET seq = $3 WHERE queue_uid = $1 AND dedup_key = $2",
+                    &[&q.uid, key, &seq],
+                )
+                .await?;
+            }
             out.push(Sent {
                 message_id: id,
                 seq: Some(seq),
+                first_seq: None,
             });
         }
         if out.iter().any(|s| s.seq.is_some()) {
@@ -1118,6 +1153,27 @@ impl PgStore {
             )
             .await?;
         Ok((r.get(0), r.get(1)))
+    }
+
+    /// `(visible, in flight, delayed, oldest sent_ms)` at the database's now: a message not
+    /// visible counts in flight once received, delayed before.
+    pub async fn stats(&self, q: &QueueRow) -> Result<(i64, i64, i64, Option<i64>, i64), PgError> {
+        let c = self.pool.get().await;
+        let r = c
+            .query_one(
+                &format!(
+                    "WITH now AS MATERIALIZED (SELECT {NOW} AS t)
+                     SELECT count(*) FILTER (WHERE visible_at_ms <= (SELECT t FROM now)),
+                            count(*) FILTER (WHERE visible_at_ms > (SELECT t FROM now) AND receive_count > 0),
+                            count(*) FILTER (WHERE visible_at_ms > (SELECT t FROM now) AND receive_count = 0),
+                            min(sent_ms),
+                            (SELECT t FROM now)
+                     FROM redrive_messages WHERE queue_uid = $1"
+                ),
+                &[&q.uid],
+            )
+            .await?;
+        Ok((r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
     }
 
     /// Takes or renews the lease `name` for `holder` until now + `ttl_ms`: `true` when held.

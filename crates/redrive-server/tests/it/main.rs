@@ -31,5 +31,6 @@ mod queue_urls;
 mod queues;
 mod receipts;
 mod replays;
+mod services;
 mod store_faults;
 mod texts;

@@ -1,0 +1,4 @@
+//! Tests that need a real PostgreSQL (`source tests/services/start.sh` exports
+//! `REDRIVE_TEST_POSTGRES_URL`; run by the `services` nextest profile).
+
+mod shared_pg;
