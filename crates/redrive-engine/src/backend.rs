@@ -140,8 +140,10 @@ pub struct Received {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandleCheck {
     Applied,
-    /// The message is gone, was received again since, or (visibility) is not in flight.
+    /// The message is gone, was received again since, or (FIFO delete) its visibility ended.
     Stale,
+    /// (Visibility changes) an older receive's handle, and the message is visible now.
+    NotInFlight,
 }
 
 /// Approximate counts at the backend's now.
@@ -195,14 +197,15 @@ pub trait QueueBackend: Send + Sync + 'static {
         spec: ReceiveSpec,
         decide: &'a dyn Decide,
     ) -> BoxFuture<'a, SqsResult<Received>>;
-    /// Deletes the message if `claim` is its latest receive (a FIFO group may unlock).
+    /// Deletes the message if `claim` is its latest receive (a FIFO group may unlock); on a
+    /// FIFO queue only while it is in flight under `claim`.
     fn delete<'a>(
         &'a self,
         q: &'a SharedQueue,
         claim: Claim,
     ) -> BoxFuture<'a, SqsResult<HandleCheck>>;
-    /// Sets the deadline to now + `visibility_ms` if `claim` is its latest receive and it is in
-    /// flight.
+    /// Sets the deadline to now + `visibility_ms` if `claim` is its latest receive (in flight,
+    /// or visible again and not received since: hidden again, a FIFO group held again).
     fn change_visibility<'a>(
         &'a self,
         q: &'a SharedQueue,

@@ -31,9 +31,10 @@ use crate::queues::{
 use crate::receipt::ReceiptHandle;
 use crate::{Engine, EngineConfig, RequestContext};
 
-/// The FIFO `SequenceNumber` of a message stored at `seq`.
+/// The FIFO `SequenceNumber` of a message stored at `seq`: 20 digits like AWS's, growing
+/// with `seq`.
 fn sequence_number(seq: u64) -> String {
-    format!("{seq:020}")
+    (10_000_000_000_000_000_000_u128 + u128::from(seq)).to_string()
 }
 
 fn unsupported(action: Action) -> SqsError {
@@ -499,7 +500,7 @@ impl Engine {
                         attributes: f.attributes,
                         system_attributes: f.system_attributes,
                         delay_ms: delay * 1000,
-                        group_id: f.group_id.filter(|_| settings.fifo),
+                        group_id: f.group_id,
                         dedup_key,
                         dedup_id,
                     });
@@ -617,12 +618,12 @@ async fn sh_delete(b: &dyn QueueBackend, q: &SharedQueue, handle: &str) -> SqsRe
     let claim = claim_of(q, handle)?;
     match b.delete(q, claim).await? {
         HandleCheck::Applied => Ok(()),
-        HandleCheck::Stale if q.fifo => Err(SqsError::invalid_value(
+        HandleCheck::Stale | HandleCheck::NotInFlight if q.fifo => Err(SqsError::invalid_value(
             "ReceiptHandle",
             handle,
             "The receipt handle has expired.",
         )),
-        HandleCheck::Stale => Ok(()),
+        HandleCheck::Stale | HandleCheck::NotInFlight => Ok(()),
     }
 }
 
@@ -639,6 +640,10 @@ async fn sh_change_visibility(
         .await?
     {
         HandleCheck::Applied => Ok(()),
+        HandleCheck::NotInFlight => Err(SqsError::new(
+            ErrorCode::MessageNotInflight,
+            format!("Message with receipt handle {handle} is not in flight."),
+        )),
         HandleCheck::Stale => Err(SqsError::invalid_value(
             "ReceiptHandle",
             handle,

@@ -107,6 +107,7 @@ fn check(h: crate::HandleCheck) -> eb::HandleCheck {
     match h {
         crate::HandleCheck::Applied => eb::HandleCheck::Applied,
         crate::HandleCheck::Stale => eb::HandleCheck::Stale,
+        crate::HandleCheck::NotInFlight => eb::HandleCheck::NotInFlight,
     }
 }
 
@@ -325,11 +326,14 @@ impl QueueBackend for PgBackend {
         claim: eb::Claim,
     ) -> BoxFuture<'a, SqsResult<eb::HandleCheck>> {
         Box::pin(async move {
-            let h = self
-                .store
-                .delete(&to_row(q), claim_of(q, claim))
-                .await
-                .map_err(internal)?;
+            let row = to_row(q);
+            let claim = claim_of(q, claim);
+            let h = if q.fifo {
+                self.store.delete_in_flight(&row, claim).await
+            } else {
+                self.store.delete(&row, claim).await
+            }
+            .map_err(internal)?;
             Ok(check(h))
         })
     }

@@ -190,6 +190,8 @@ pub enum HandleCheck {
     Applied,
     /// The message is gone, or was received again since (another token).
     Stale,
+    /// (Visibility changes) another receive's token, and the message is visible now.
+    NotInFlight,
 }
 
 /// A small fixed pool: transactions need a connection to themselves.
@@ -977,18 +979,29 @@ impl PgStore {
     /// Deletes the message if `claim` is its latest receive; a FIFO group's hold is recomputed
     /// in the same transaction.
     pub async fn delete(&self, q: &QueueRow, claim: Claim) -> Result<HandleCheck, PgError> {
-        retry!(self.try_change(q, claim, None))
+        retry!(self.try_change(q, claim, None, false))
+    }
+
+    /// [`PgStore::delete`] only while the message is in flight under `claim` (FIFO: a handle
+    /// whose visibility ended no longer deletes).
+    pub async fn delete_in_flight(
+        &self,
+        q: &QueueRow,
+        claim: Claim,
+    ) -> Result<HandleCheck, PgError> {
+        retry!(self.try_change(q, claim, None, true))
     }
 
     /// Sets the message's visibility deadline to now + `visibility_ms` if `claim` is its latest
-    /// receive and it is in flight.
+    /// receive: in flight, or visible again and not received since (AWS accepts the latest
+    /// handle after its visibility ended; the message is hidden again, a FIFO group held again).
     pub async fn change_visibility(
         &self,
         q: &QueueRow,
         claim: Claim,
         visibility_ms: i64,
     ) -> Result<HandleCheck, PgError> {
-        retry!(self.try_change(q, claim, Some(visibility_ms)))
+        retry!(self.try_change(q, claim, Some(visibility_ms), false))
     }
 
     async fn try_change(
@@ -996,16 +1009,26 @@ impl PgStore {
         q: &QueueRow,
         claim: Claim,
         visibility_ms: Option<i64>,
+        in_flight_only: bool,
     ) -> Result<HandleCheck, PgError> {
         let mut c = self.pool.get().await;
         let tx = c.transaction().await?;
         let row = match visibility_ms {
             None => {
                 tx.query_opt(
-                    "DELETE FROM redrive_messages
-                     WHERE queue_uid = $1 AND part = $2 AND seq = $3 AND receipt_token = $4
-                     RETURNING group_id",
-                    &[&q.uid, &claim.part, &claim.seq, &claim.token],
+                    &format!(
+                        "DELETE FROM redrive_messages
+                         WHERE queue_uid = $1 AND part = $2 AND seq = $3 AND receipt_token = $4
+                           AND (NOT $5 OR visible_at_ms > {NOW})
+                         RETURNING group_id"
+                    ),
+                    &[
+                        &q.uid,
+                        &claim.part,
+                        &claim.seq,
+                        &claim.token,
+                        &in_flight_only,
+                    ],
                 )
                 .await?
             }
@@ -1014,7 +1037,6 @@ impl PgStore {
                     &format!(
                         "UPDATE redrive_messages SET visible_at_ms = {NOW} + $5
                          WHERE queue_uid = $1 AND part = $2 AND seq = $3 AND receipt_token = $4
-                           AND visible_at_ms > {NOW}
                          RETURNING group_id"
                     ),
                     &[&q.uid, &claim.part, &claim.seq, &claim.token, &v],
@@ -1023,6 +1045,21 @@ impl PgStore {
             }
         };
         let Some(row) = row else {
+            if visibility_ms.is_some()
+                && tx
+                    .query_opt(
+                        &format!(
+                            "SELECT 1 FROM redrive_messages
+                             WHERE queue_uid = $1 AND part = $2 AND seq = $3
+                               AND visible_at_ms <= {NOW}"
+                        ),
+                        &[&q.uid, &claim.part, &claim.seq],
+                    )
+                    .await?
+                    .is_some()
+            {
+                return Ok(HandleCheck::NotInFlight);
+            }
             return Ok(HandleCheck::Stale);
         };
         let group: Option<String> = row.get(0);

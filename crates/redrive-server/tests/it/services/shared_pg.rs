@@ -422,4 +422,19 @@ async fn what_the_shared_store_does_not_do_yet_is_an_error() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), "AWS.SimpleQueueService.UnsupportedOperation");
+    // The extension API and the console read one process's state: an error, not an empty
+    // server.
+    for path in ["/_redrive/v1/queues/shared-unsupported", "/console"] {
+        let resp = s[0]
+            .http
+            .get(format!("{}{path}", s[0].base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        assert!(
+            resp.text().await.unwrap().contains("UnsupportedOperation"),
+            "{path}"
+        );
+    }
 }
