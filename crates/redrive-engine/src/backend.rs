@@ -215,6 +215,12 @@ pub trait QueueBackend: Send + Sync + 'static {
     /// Removes every message and FIFO deduplication entry.
     fn purge<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<u64>>;
     fn counts<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<Counts>>;
+    /// Every queue, every Region (background work).
+    fn all_queues(&self) -> BoxFuture<'_, SqsResult<Vec<SharedQueue>>>;
+    /// Deletes the queue's messages sent `retention_ms` or longer ago, and its expired FIFO
+    /// deduplication entries (the retention sweep, run under a lease).
+    fn expire<'a>(&'a self, q: &'a SharedQueue, retention_ms: u64)
+    -> BoxFuture<'a, SqsResult<u64>>;
     /// Takes or renews lease `name` for `holder` for `ttl_ms`: `true` when held.
     fn lease<'a>(
         &'a self,

@@ -80,6 +80,29 @@ impl Engine {
         engine
     }
 
+    /// Starts the shared backend's background work (a no-op without one): the retention sweep,
+    /// run by whichever server holds the `retention` lease (taken over within
+    /// [`SWEEP_LEASE_MS`] when its holder dies).
+    pub fn spawn_shared_background(self: &Arc<Self>) {
+        let Some(backend) = self.shared.clone() else {
+            return;
+        };
+        let holder = uuid::Uuid::new_v4().to_string();
+        let engine = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * 4;
+                tokio::time::sleep(std::time::Duration::from_millis(SWEEP_EVERY_MS + jitter)).await;
+                if engine.strong_count() == 0 {
+                    break;
+                }
+                if let Err(e) = sweep_once(&*backend, &holder).await {
+                    tracing::warn!(error = %e.message, "retention sweep failed");
+                }
+            }
+        });
+    }
+
     /// The shared backend, when the engine was opened with one.
     pub fn shared_backend(&self) -> Option<&Arc<dyn QueueBackend>> {
         self.shared.as_ref()
@@ -599,6 +622,27 @@ impl Engine {
             .collect();
         Ok(ReceiveMessageOutput { messages })
     }
+}
+
+/// How often each server tries the retention sweep.
+pub const SWEEP_EVERY_MS: u64 = 2_000;
+/// The retention lease's lifetime: a dead holder's sweep is taken over after it.
+pub const SWEEP_LEASE_MS: u64 = 30_000;
+
+/// One retention sweep if this server holds (or takes) the lease: messages past their queue's
+/// `MessageRetentionPeriod` are deleted, with expired deduplication entries.
+async fn sweep_once(b: &dyn QueueBackend, holder: &str) -> SqsResult<()> {
+    if !b.lease("retention", holder, SWEEP_LEASE_MS).await? {
+        return Ok(());
+    }
+    for q in b.all_queues().await? {
+        let retention = QueueSettings::from_attributes(&q.attributes).retention_secs;
+        let n = b.expire(&q, (retention.max(0) as u64) * 1000).await?;
+        if n > 0 {
+            tracing::debug!(queue = %q.name, expired = n, "messages past retention deleted");
+        }
+    }
+    Ok(())
 }
 
 /// The claim a receipt handle names, if it was issued for `q`.

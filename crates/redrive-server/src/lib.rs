@@ -156,6 +156,7 @@ impl Server {
         engine.resume_move_tasks();
         engine.resume_replays();
         engine.spawn_scheduler();
+        engine.spawn_shared_background();
         engine.set_history_retention_days(config.metrics_retention_days);
         if config.metrics_enabled {
             engine.spawn_history();

@@ -371,6 +371,32 @@ impl QueueBackend for PgBackend {
         })
     }
 
+    fn all_queues(&self) -> BoxFuture<'_, SqsResult<Vec<SharedQueue>>> {
+        Box::pin(async move {
+            Ok(self
+                .store
+                .all_queues()
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(to_shared)
+                .collect())
+        })
+    }
+
+    fn expire<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        retention_ms: u64,
+    ) -> BoxFuture<'a, SqsResult<u64>> {
+        Box::pin(async move {
+            self.store
+                .expire(&to_row(q), retention_ms as i64)
+                .await
+                .map_err(internal)
+        })
+    }
+
     fn lease<'a>(
         &'a self,
         name: &'a str,

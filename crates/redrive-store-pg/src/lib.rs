@@ -1213,6 +1213,37 @@ impl PgStore {
         Ok((r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
     }
 
+    /// Every queue, every Region.
+    pub async fn all_queues(&self) -> Result<Vec<QueueRow>, PgError> {
+        let c = self.pool.get().await;
+        let rows = c
+            .query("SELECT * FROM redrive_queues ORDER BY uid", &[])
+            .await?;
+        Ok(rows.iter().map(Self::row_to_queue).collect())
+    }
+
+    /// Deletes the queue's messages sent `retention_ms` or longer ago (the retention sweep; by
+    /// the `(queue_uid, sent_ms)` index) and its expired deduplication entries. Returns the
+    /// number of messages deleted.
+    pub async fn expire(&self, q: &QueueRow, retention_ms: i64) -> Result<u64, PgError> {
+        let c = self.pool.get().await;
+        let n = c
+            .execute(
+                &format!(
+                    "DELETE FROM redrive_messages
+                     WHERE queue_uid = $1 AND sent_ms <= {NOW} - $2"
+                ),
+                &[&q.uid, &retention_ms],
+            )
+            .await?;
+        c.execute(
+            &format!("DELETE FROM redrive_dedup WHERE queue_uid = $1 AND expires_ms <= {NOW}"),
+            &[&q.uid],
+        )
+        .await?;
+        Ok(n)
+    }
+
     /// Takes or renews the lease `name` for `holder` until now + `ttl_ms`: `true` when held.
     pub async fn lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool, PgError> {
         let c = self.pool.get().await;

@@ -18,6 +18,11 @@ fn url() -> String {
 
 /// `n` servers on one fresh schema of the test database.
 async fn servers(n: usize) -> Vec<TestServer> {
+    servers_and_db(n).await.0
+}
+
+/// [`servers`], and a backend of the same schema for the test itself (to move its clock).
+async fn servers_and_db(n: usize) -> (Vec<TestServer>, PgBackend) {
     let schema = format!(
         "it_{}",
         uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
@@ -36,7 +41,10 @@ async fn servers(n: usize) -> Vec<TestServer> {
         .expect("bind");
         out.push(TestServer::from_server(server));
     }
-    out
+    let db = PgBackend::connect(&url(), Some(&schema), 1)
+        .await
+        .expect("connect to PostgreSQL");
+    (out, db)
 }
 
 #[tokio::test]
@@ -437,4 +445,27 @@ async fn what_the_shared_store_does_not_do_yet_is_an_error() {
             "{path}"
         );
     }
+}
+
+#[tokio::test]
+async fn messages_past_retention_are_deleted_once_for_every_server() {
+    let (s, db) = servers_and_db(2).await;
+    let url = s[0]
+        .create_with("shared-retention", &[("MessageRetentionPeriod", "60")])
+        .await;
+    s[1].send(&url, "old").await;
+    // The database's clock (every server's) moves past the old message's retention.
+    db.store().advance_clock(61_000).await.unwrap();
+    s[0].send(&url, "new").await;
+    // One of the servers holds the retention lease and sweeps within a few seconds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s[1].counts(&url).await != (1, 0, 0) {
+        assert!(Instant::now() < deadline, "the old message was not expired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let got = s[0].receive(&url, 10, None).await;
+    assert_eq!(
+        got.iter().map(|m| m.body().unwrap()).collect::<Vec<_>>(),
+        ["new"]
+    );
 }
