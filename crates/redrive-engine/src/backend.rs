@@ -34,6 +34,9 @@ pub struct SharedQueue {
     pub last_purge_ms: Option<u64>,
     /// How many partitions the backend spreads the queue's messages over (set by the backend).
     pub partitions: u16,
+    /// The catalog row's version as read (the backend's compare-and-set token for
+    /// [`QueueBackend::update_queue`]; not for the rules).
+    pub version: u64,
 }
 
 /// `create_queue`'s answer: for an existing queue the rules compare attributes.
@@ -179,7 +182,8 @@ pub trait QueueBackend: Send + Sync + 'static {
         region: &'a str,
         prefix: &'a str,
     ) -> BoxFuture<'a, SqsResult<Vec<SharedQueue>>>;
-    /// Writes attributes, tags and the modification/purge times; `false` if the queue is gone.
+    /// Writes attributes, tags and the modification/purge times if the queue is still at
+    /// `q.version`: `false` when it changed since it was read or is gone (read it again).
     fn update_queue<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<bool>>;
     /// The queue and everything in it; the deletion time is kept for `deleted_at_ms`.
     fn delete_queue<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<()>>;

@@ -183,7 +183,7 @@ impl Engine {
                 })
             }
             Request::SetQueueAttributes(i) => {
-                let mut q = self.sh_resolve(b, ctx, &i.queue_url).await?;
+                let q = self.sh_resolve(b, ctx, &i.queue_url).await?;
                 let attrs_in: BTreeMap<String, String> = i
                     .attributes
                     .into_iter()
@@ -198,11 +198,13 @@ impl Engine {
                     &attrs_in,
                     &|arn| facts.get(arn).cloned(),
                 )?;
-                q.attributes = merge_attributes(&q.attributes, given)?;
-                q.last_modified_secs = b.now_ms().await? / 1000;
-                if !b.update_queue(&q).await? {
-                    return Err(SqsError::queue_does_not_exist());
-                }
+                let now = b.now_ms().await?;
+                self.sh_update(b, ctx, &i.queue_url, |q| {
+                    q.attributes = merge_attributes(&q.attributes, given.clone())?;
+                    q.last_modified_secs = now / 1000;
+                    Ok(())
+                })
+                .await?;
                 Response::Empty(action)
             }
             Request::SendMessage(i) => {
@@ -278,48 +280,59 @@ impl Engine {
                 Response::ChangeMessageVisibilityBatch(out)
             }
             Request::PurgeQueue(i) => {
-                let mut q = self.sh_resolve(b, ctx, &i.queue_url).await?;
                 let now = b.now_ms().await?;
-                if let Some(last) = q.last_purge_ms
-                    && now < last + limits::PURGE_INTERVAL_MS
-                {
-                    return Err(SqsError::new(
-                        ErrorCode::PurgeQueueInProgress,
-                        format!(
-                            "Only one PurgeQueue operation on {} is allowed every 60 seconds.",
-                            q.name
-                        ),
-                    ));
-                }
-                q.last_purge_ms = Some(now);
-                b.update_queue(&q).await?;
+                // The purge time is set first (compare-and-set): of two concurrent purges on
+                // different servers, one is refused.
+                let q = self
+                    .sh_update(b, ctx, &i.queue_url, |q| {
+                        if let Some(last) = q.last_purge_ms
+                            && now < last + limits::PURGE_INTERVAL_MS
+                        {
+                            return Err(SqsError::new(
+                                ErrorCode::PurgeQueueInProgress,
+                                format!(
+                                    "Only one PurgeQueue operation on {} is allowed every 60 seconds.",
+                                    q.name
+                                ),
+                            ));
+                        }
+                        q.last_purge_ms = Some(now);
+                        Ok(())
+                    })
+                    .await?;
                 b.purge(&q).await?;
                 Response::Empty(action)
             }
             Request::TagQueue(i) => {
-                let mut q = self.sh_resolve(b, ctx, &i.queue_url).await?;
+                self.sh_resolve(b, ctx, &i.queue_url).await?;
                 if i.tags.is_empty() {
                     return Err(SqsError::missing_parameter("Tags"));
                 }
                 for (k, v) in &i.tags {
                     validate_tag(k, v)?;
                 }
-                q.tags = merged_tags(&q.name, &q.tags, i.tags)?;
-                b.update_queue(&q).await?;
+                self.sh_update(b, ctx, &i.queue_url, |q| {
+                    q.tags = merged_tags(&q.name, &q.tags, i.tags.clone())?;
+                    Ok(())
+                })
+                .await?;
                 Response::Empty(action)
             }
             Request::UntagQueue(i) => {
-                let mut q = self.sh_resolve(b, ctx, &i.queue_url).await?;
+                self.sh_resolve(b, ctx, &i.queue_url).await?;
                 if i.tag_keys.is_empty() || i.tag_keys.iter().any(|k| k.is_empty() || k.len() > 128)
                 {
                     return Err(SqsError::invalid_parameter(
                         "Tag keys must be between 1 and 128 characters in length.",
                     ));
                 }
-                for k in &i.tag_keys {
-                    q.tags.remove(k);
-                }
-                b.update_queue(&q).await?;
+                self.sh_update(b, ctx, &i.queue_url, |q| {
+                    for k in &i.tag_keys {
+                        q.tags.remove(k);
+                    }
+                    Ok(())
+                })
+                .await?;
                 Response::Empty(action)
             }
             Request::ListQueueTags(i) => {
@@ -387,6 +400,28 @@ impl Engine {
         b.queue(&region, &name)
             .await?
             .ok_or_else(SqsError::queue_does_not_exist)
+    }
+
+    /// A read-modify-write of a queue's catalog row: `change` applies the rules to the queue as
+    /// read, and the write succeeds only if nobody changed the queue meanwhile (its `version`);
+    /// otherwise it is read again and `change` runs again. Returns the queue as written.
+    async fn sh_update(
+        &self,
+        b: &dyn QueueBackend,
+        ctx: &RequestContext,
+        url: &str,
+        mut change: impl FnMut(&mut SharedQueue) -> SqsResult<()>,
+    ) -> SqsResult<SharedQueue> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let mut q = self.sh_resolve(b, ctx, url).await?;
+            change(&mut q)?;
+            if b.update_queue(&q).await? {
+                return Ok(q);
+            }
+        }
+        Err(SqsError::internal(
+            "the queue kept changing concurrently; try again",
+        ))
     }
 
     /// The queue named by an ARN of this account, if it exists.
@@ -460,6 +495,7 @@ impl Engine {
             last_modified_secs: now / 1000,
             last_purge_ms: None,
             partitions: 0,
+            version: 0,
         };
         if b.queue(&ctx.region, &name).await?.is_none()
             && let Some(at) = b.deleted_at_ms(&ctx.region, &name).await?
@@ -623,6 +659,9 @@ impl Engine {
         Ok(ReceiveMessageOutput { messages })
     }
 }
+
+/// Read-modify-write attempts of one queue change (see [`Engine::sh_update`]).
+const UPDATE_ATTEMPTS: usize = 8;
 
 /// How often each server tries the retention sweep.
 pub const SWEEP_EVERY_MS: u64 = 2_000;

@@ -67,6 +67,7 @@ fn to_shared(r: QueueRow) -> SharedQueue {
             .and_then(Value::as_u64)
             .unwrap_or((r.created_ms / 1000) as u64),
         last_purge_ms: doc.get("purged").and_then(Value::as_u64),
+        version: doc.get("version").and_then(Value::as_u64).unwrap_or(0),
         partitions: r.partitions as u16,
         region: r.region,
         name: r.name,
@@ -80,6 +81,7 @@ fn document(q: &SharedQueue) -> Value {
         "tags": q.tags,
         "modified": q.last_modified_secs,
         "purged": q.last_purge_ms,
+        "version": q.version,
     })
 }
 
@@ -204,8 +206,12 @@ impl QueueBackend for PgBackend {
 
     fn update_queue<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<bool>> {
         Box::pin(async move {
+            let next = SharedQueue {
+                version: q.version + 1,
+                ..q.clone()
+            };
             self.store
-                .set_attributes(&to_row(q), &document(q))
+                .set_attributes_if(&to_row(q), &document(&next), q.version as i64)
                 .await
                 .map_err(internal)
         })

@@ -562,6 +562,25 @@ impl PgStore {
             == 1)
     }
 
+    /// [`PgStore::set_attributes`] only if the stored document's `version` is still
+    /// `version` (a compare-and-set: `false` when another server changed the queue meanwhile,
+    /// or it is gone).
+    pub async fn set_attributes_if(
+        &self,
+        q: &QueueRow,
+        attributes: &serde_json::Value,
+        version: i64,
+    ) -> Result<bool, PgError> {
+        let c = self.pool.get().await;
+        Ok(c.execute(
+            "UPDATE redrive_queues SET attributes = $2
+             WHERE uid = $1 AND coalesce((attributes->>'version')::bigint, 0) = $3",
+            &[&q.uid, attributes, &version],
+        )
+        .await?
+            == 1)
+    }
+
     /// Removes every message (and, for FIFO, the deduplication entries and groups), as
     /// `PurgeQueue`. Returns the number of messages removed.
     pub async fn purge(&self, q: &QueueRow) -> Result<u64, PgError> {

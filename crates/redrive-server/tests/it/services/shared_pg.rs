@@ -469,3 +469,54 @@ async fn messages_past_retention_are_deleted_once_for_every_server() {
         ["new"]
     );
 }
+
+#[tokio::test]
+async fn concurrent_queue_changes_on_two_servers_are_all_kept() {
+    let s = servers(2).await;
+    let url = s[0].create("shared-concurrent-tags").await;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let client = s[i % 2].client.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .tag_queue()
+                .queue_url(&url)
+                .tags(format!("k{i}"), "v")
+                .send()
+                .await
+                .unwrap();
+        }));
+    }
+    let client = s[1].client.clone();
+    let set_url = url.clone();
+    tasks.push(tokio::spawn(async move {
+        client
+            .set_queue_attributes()
+            .queue_url(&set_url)
+            .attributes(QueueAttributeName::VisibilityTimeout, "42")
+            .send()
+            .await
+            .unwrap();
+    }));
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let tags = s[0]
+        .client
+        .list_queue_tags()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        tags.tags().unwrap().len(),
+        10,
+        "no tag lost: {:?}",
+        tags.tags()
+    );
+    assert_eq!(
+        s[0].attrs(&url, &["VisibilityTimeout"]).await["VisibilityTimeout"],
+        "42"
+    );
+}
