@@ -904,8 +904,8 @@ impl PgStore {
         let mut c = self.pool.get().await;
         let tx = c.transaction().await?;
         let now: i64 = tx.query_one(&format!("SELECT {NOW}"), &[]).await?.get(0);
-        // Free groups whose oldest message is visible; held ones are skipped, rows another
-        // receive is looking at are skipped without waiting.
+        // Free groups whose oldest message is visible, oldest first; held ones are skipped,
+        // rows another receive is looking at are skipped without waiting.
         let groups = tx
             .query(
                 "SELECT g.group_id FROM redrive_fifo_groups g
@@ -913,82 +913,109 @@ impl PgStore {
                    AND EXISTS (SELECT 1 FROM redrive_messages m
                                WHERE m.queue_uid = g.queue_uid AND m.group_id = g.group_id
                                  AND m.visible_at_ms <= $2)
-                 ORDER BY g.group_id
+                 ORDER BY (SELECT min(m.seq) FROM redrive_messages m
+                           WHERE m.queue_uid = g.queue_uid AND m.group_id = g.group_id)
                  LIMIT $3
                  FOR UPDATE OF g SKIP LOCKED",
-                &[&q.uid, &now, &FIFO_GROUP_SCAN],
+                &[&q.uid, &now, &FIFO_GROUP_SCAN.min(max as i64)],
             )
             .await?;
-        let mut out = Received::default();
+        // Each group's leading visible messages, in order (a message that is not visible
+        // stops its group: order is kept).
+        let mut queues: Vec<(String, std::collections::VecDeque<tokio_postgres::Row>)> = Vec::new();
         for g in groups {
-            if out.delivered.len() >= max {
-                break;
-            }
             let group: String = g.get(0);
-            // The group's messages in order; decide on the leading visible ones (a message that
-            // is not visible stops the group: order is kept). Moved ones do not count.
             let rows = tx
                 .query(
                     "SELECT part, seq, visible_at_ms, message_id, receive_count, sent_ms
                      FROM redrive_messages
                      WHERE queue_uid = $1 AND group_id = $2
                      ORDER BY seq LIMIT $3 FOR UPDATE",
-                    &[&q.uid, &group, &((2 * (max - out.delivered.len())) as i64)],
+                    &[&q.uid, &group, &((2 * max) as i64)],
                 )
                 .await?;
-            let mut claimed_here = 0;
-            for r in rows {
+            let leading = rows
+                .into_iter()
+                .take_while(|r| r.get::<_, i64>("visible_at_ms") <= now)
+                .collect();
+            queues.push((group, leading));
+        }
+        // Round-robin: one message per group per round, groups in order of their oldest
+        // message; a move to the DLQ does not count, the group's next message follows.
+        let mut out = Received::default();
+        let mut claimed: Vec<&str> = Vec::new();
+        let mut active: Vec<usize> = (0..queues.len()).collect();
+        while out.delivered.len() < max && !active.is_empty() {
+            let mut next_round = Vec::new();
+            for &i in &active {
                 if out.delivered.len() >= max {
                     break;
                 }
-                let visible_at: i64 = r.get("visible_at_ms");
-                if visible_at > now {
-                    break;
-                }
-                let part: i16 = r.get("part");
-                let seq: i64 = r.get("seq");
-                let candidate = Candidate {
-                    message_id: r.get("message_id"),
-                    group_id: Some(group.clone()),
-                    receive_count: r.get("receive_count"),
-                    sent_ms: r.get("sent_ms"),
-                };
-                match decide(&candidate) {
-                    // Skipping a FIFO message stops its group: the order is kept.
-                    Decision::Skip => break,
-                    Decision::Deliver => {
-                        let row = tx
-                            .query_one(
-                                "UPDATE redrive_messages SET
-                                    visible_at_ms = $4::bigint + $5::bigint,
-                                    receive_count = receive_count + 1,
-                                    receipt_token = receipt_token + 1,
-                                    first_received_ms = coalesce(first_received_ms, $4::bigint)
-                                 WHERE queue_uid = $1 AND part = $2 AND seq = $3
-                                 RETURNING *",
-                                &[&q.uid, &part, &seq, &now, &visibility_ms],
-                            )
-                            .await?;
-                        out.delivered.push(Self::row_to_claimed(&row));
-                        claimed_here += 1;
-                    }
-                    Decision::MoveTo { queue, source_arn } => {
-                        if move_to_dlq(&tx, q, part, seq, &candidate, &queue, &source_arn, now)
-                            .await?
-                        {
-                            out.moved.push((candidate.message_id, queue.uid));
+                let (group, rows) = &mut queues[i];
+                let mut gave = false;
+                while let Some(r) = rows.pop_front() {
+                    let part: i16 = r.get("part");
+                    let seq: i64 = r.get("seq");
+                    let candidate = Candidate {
+                        message_id: r.get("message_id"),
+                        group_id: Some(group.clone()),
+                        receive_count: r.get("receive_count"),
+                        sent_ms: r.get("sent_ms"),
+                    };
+                    match decide(&candidate) {
+                        // Skipping a FIFO message stops its group: the order is kept.
+                        Decision::Skip => {
+                            rows.clear();
+                            break;
+                        }
+                        Decision::Deliver => {
+                            let row = tx
+                                .query_one(
+                                    "UPDATE redrive_messages SET
+                                        visible_at_ms = $4::bigint + $5::bigint,
+                                        receive_count = receive_count + 1,
+                                        receipt_token = receipt_token + 1,
+                                        first_received_ms = coalesce(first_received_ms, $4::bigint)
+                                     WHERE queue_uid = $1 AND part = $2 AND seq = $3
+                                     RETURNING *",
+                                    &[&q.uid, &part, &seq, &now, &visibility_ms],
+                                )
+                                .await?;
+                            out.delivered.push(Self::row_to_claimed(&row));
+                            gave = true;
+                            break;
+                        }
+                        Decision::MoveTo { queue, source_arn } => {
+                            if move_to_dlq(&tx, q, part, seq, &candidate, &queue, &source_arn, now)
+                                .await?
+                            {
+                                out.moved.push((candidate.message_id, queue.uid));
+                            }
                         }
                     }
                 }
+                if gave {
+                    next_round.push(i);
+                }
             }
-            if claimed_here > 0 {
-                tx.execute(
-                    "UPDATE redrive_fifo_groups SET locked_until_ms = $3
-                     WHERE queue_uid = $1 AND group_id = $2",
-                    &[&q.uid, &group, &(now + visibility_ms)],
-                )
-                .await?;
+            active = next_round;
+        }
+        for (group, _) in &queues {
+            if out
+                .delivered
+                .iter()
+                .any(|m| m.group_id.as_deref() == Some(group.as_str()))
+            {
+                claimed.push(group);
             }
+        }
+        for group in claimed {
+            tx.execute(
+                "UPDATE redrive_fifo_groups SET locked_until_ms = $3
+                 WHERE queue_uid = $1 AND group_id = $2",
+                &[&q.uid, &group, &(now + visibility_ms)],
+            )
+            .await?;
         }
         notify_moved(&tx, &out.moved).await?;
         tx.commit().await?;
