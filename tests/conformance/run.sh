@@ -15,6 +15,13 @@
 #   KEEP_SERVER_LOG  if 1, print the tail of each server log after its run, even on success
 #                    (logs are always written to $CONFORMANCE_DIR/server-<protocol>.log)
 #   INSTALL_ONLY     if 1, install the venvs and unpack the suite, then exit (no server needed)
+#   SERVERS          number of servers per protocol (default 1). With more than one, every
+#                    request goes to the next server in turn through tests/conformance/alternate.py,
+#                    and REDRIVE_STORE must name the store they share.
+#   REDRIVE_STORE    passed to the servers as "--store REDRIVE_STORE" instead of "--in-memory"
+#   PROXY            if 1, put alternate.py in front even of one server (checks the proxy itself)
+#   RESET_STORE_CMD  shell command run before each protocol's servers start (e.g. to empty a
+#                    shared database), only with REDRIVE_STORE
 #   PYTHON           python used to create the venvs (default python3; needs >= 3.11 and venv)
 #
 # Known failures: tests/conformance/expected.txt ("<protocol> <nodeid>  # reason").
@@ -35,6 +42,10 @@ PYTEST_ARGS="${PYTEST_ARGS:-}"
 KEEP_SERVER_LOG="${KEEP_SERVER_LOG:-0}"
 INSTALL_ONLY="${INSTALL_ONLY:-0}"
 PYTHON="${PYTHON:-python3}"
+SERVERS="${SERVERS:-1}"
+REDRIVE_STORE="${REDRIVE_STORE:-}"
+PROXY="${PROXY:-0}"
+RESET_STORE_CMD="${RESET_STORE_CMD:-}"
 EXPECTED="$HERE/expected.txt"
 
 log() { printf '[conformance] %s\n' "$*" >&2; }
@@ -121,13 +132,20 @@ fi
 # ---------------------------------------------------------------------------------------------
 [[ -x "$REDRIVE_BIN" ]] || die "server binary not found or not executable: $REDRIVE_BIN (run cargo build, or set REDRIVE_BIN)"
 
-SERVER_PID=""
+[[ "$SERVERS" =~ ^[1-9][0-9]*$ ]] || die "SERVERS must be a positive number, not '$SERVERS'"
+if (( SERVERS > 1 )) && [[ -z "$REDRIVE_STORE" ]]; then
+  die "SERVERS=$SERVERS needs REDRIVE_STORE (servers with separate in-memory stores share nothing)"
+fi
+if (( SERVERS > 1 )); then PROXY=1; fi
+
+SERVER_PIDS=()   # the servers, then the proxy if any
 cleanup() {
-  if [[ -n "$SERVER_PID" ]]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-  fi
+  local pid
+  for pid in ${SERVER_PIDS[@]+"${SERVER_PIDS[@]}"}; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  SERVER_PIDS=()
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -136,18 +154,15 @@ free_port() {
   "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-start_server() {  # $1 = protocol, $2 = port, $3 = log file
-  local proto=$1 port=$2 logf=$3
-  : > "$logf"
-  "$REDRIVE_BIN" serve --in-memory --port "$port" --account-id "$ACCOUNT_ID" >"$logf" 2>&1 &
-  SERVER_PID=$!
+wait_ready() {  # $1 = protocol, $2 = port, $3 = log file, $4 = pid
+  local proto=$1 port=$2 logf=$3 pid=$4
   local deadline=$((SECONDS + 30)) code
   while :; do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-      wait "$SERVER_PID" 2>/dev/null || true
-      SERVER_PID=""
+    if ! kill -0 "$pid" 2>/dev/null; then
+      wait "$pid" 2>/dev/null || true
       log "server exited during startup ($proto); last lines of $logf:"
       tail -n 40 "$logf" >&2 || true
+      cleanup
       return 1
     fi
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 -X POST \
@@ -162,6 +177,40 @@ start_server() {  # $1 = protocol, $2 = port, $3 = log file
     fi
     sleep 0.2
   done
+}
+
+# Starts SERVERS servers (and the proxy when PROXY=1); sets ENDPOINT_PORT. Not to be called in a
+# subshell: SERVER_PIDS must reach cleanup.
+start_servers() {  # $1 = protocol
+  local proto=$1 k port logf store_args=(--in-memory) upstreams=()
+  if [[ -n "$REDRIVE_STORE" ]]; then
+    store_args=(--store "$REDRIVE_STORE")
+    if [[ -n "$RESET_STORE_CMD" ]]; then
+      log "$proto: resetting the shared store (RESET_STORE_CMD)"
+      bash -c "$RESET_STORE_CMD" >&2 || { log "$proto: RESET_STORE_CMD failed"; return 1; }
+    fi
+  fi
+  for ((k = 1; k <= SERVERS; k++)); do
+    port=$(free_port)
+    logf="$W/server-$proto$( (( SERVERS > 1 )) && echo "-$k").log"
+    : > "$logf"
+    log "$proto: starting $REDRIVE_BIN ${store_args[0]} on 127.0.0.1:$port (log: $logf)"
+    "$REDRIVE_BIN" serve "${store_args[@]}" --port "$port" --account-id "$ACCOUNT_ID" \
+      >"$logf" 2>&1 &
+    SERVER_PIDS+=($!)
+    wait_ready "$proto" "$port" "$logf" "$!" || return 1
+    upstreams+=(--upstream "127.0.0.1:$port")
+  done
+  if [[ "$PROXY" == 1 ]]; then
+    if (( SERVERS == 1 )); then upstreams+=("${upstreams[@]}"); fi   # alternate over one server
+    port=$(free_port)
+    logf="$W/proxy-$proto.log"
+    log "$proto: alternating proxy on 127.0.0.1:$port (log: $logf)"
+    "$PYTHON" "$HERE/alternate.py" --listen "127.0.0.1:$port" "${upstreams[@]}" >"$logf" 2>&1 &
+    SERVER_PIDS+=($!)
+    wait_ready "$proto" "$port" "$logf" "$!" || return 1
+  fi
+  ENDPOINT_PORT=$port
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -246,11 +295,9 @@ run_protocol() {  # $1 = json | query
   local proto=$1
   local venv="$W/venv-$proto"
   [[ -x "$venv/bin/pytest" ]] || die "unknown protocol '$proto' (expected json or query)"
-  local junit="$W/moto-sqs-$proto.xml" logf="$W/server-$proto.log" port
+  local junit="$W/moto-sqs-$proto.xml" logf="$W/server-$proto*.log" port
   rm -f "$junit"
-  port=$(free_port)
-  log "$proto: starting $REDRIVE_BIN on 127.0.0.1:$port (log: $logf)"
-  if ! start_server "$proto" "$port" "$logf"; then
+  if start_servers "$proto"; then port=$ENDPOINT_PORT; else
     summaries+=("moto-sqs $proto: server failed to start")
     total_unexpected=$((total_unexpected + 1))
     return 0
@@ -277,16 +324,20 @@ run_protocol() {  # $1 = json | query
       -p no:cacheprovider -q -rfEs --color=no --timeout 120 \
       --junitxml="$junit" ${extra[@]+"${extra[@]}"} ) || rc=$?
 
-  local server_died=0
-  if ! kill -0 "$SERVER_PID" 2>/dev/null; then server_died=1; fi
+  local server_died=0 pid
+  for pid in "${SERVER_PIDS[@]}"; do
+    if ! kill -0 "$pid" 2>/dev/null; then server_died=1; fi
+  done
   cleanup
 
-  if [[ "$server_died" == 1 ]]; then
-    log "$proto: the server exited during the run; last lines of $logf:"
-    tail -n 40 "$logf" >&2 || true
-  elif [[ "$KEEP_SERVER_LOG" == 1 ]]; then
-    log "$proto: last lines of $logf:"
-    tail -n 40 "$logf" >&2 || true
+  if [[ "$server_died" == 1 || "$KEEP_SERVER_LOG" == 1 ]]; then
+    [[ "$server_died" == 1 ]] && log "$proto: a server exited during the run"
+    local f
+    for f in $logf "$W/proxy-$proto.log"; do
+      [[ -f "$f" ]] || continue
+      log "$proto: last lines of $f:"
+      tail -n 40 "$f" >&2 || true
+    done
   fi
 
   # pytest exit codes: 0 all passed, 1 some failed, 5 nothing collected (ok only with PYTEST_ARGS).

@@ -35,9 +35,10 @@ enum Pattern {
     about = "Load generator for SQS-compatible servers"
 )]
 struct Args {
-    /// Endpoint URL.
-    #[arg(long, default_value = "http://127.0.0.1:9324")]
-    endpoint: String,
+    /// Endpoint URL. Repeat it to spread the calls over several servers sharing one store:
+    /// each call goes to the next endpoint in turn.
+    #[arg(long = "endpoint", default_value = "http://127.0.0.1:9324")]
+    endpoints: Vec<String>,
     #[arg(long, value_enum, default_value = "interleaved")]
     pattern: Pattern,
     /// Messages to send (send), drain (drain) or cycle (interleaved).
@@ -83,14 +84,16 @@ struct Samples {
 
 struct Client {
     http: reqwest::Client,
-    endpoint: String,
+    endpoints: Vec<String>,
+    next: AtomicU64,
 }
 
 impl Client {
     async fn call(&self, action: &str, body: Value) -> Result<Value> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) as usize % self.endpoints.len();
         let resp = self
             .http
-            .post(&self.endpoint)
+            .post(&self.endpoints[i])
             .header("content-type", "application/x-amz-json-1.0")
             .header("x-amz-target", format!("AmazonSQS.{action}"))
             .header(
@@ -206,18 +209,16 @@ fn report(name: &str, samples: &mut [u64]) {
 }
 
 fn check_endpoint(args: &Args) -> Result<()> {
-    let host = args
-        .endpoint
-        .split("://")
-        .nth(1)
-        .and_then(|r| r.split(['/', ':']).next())
-        .unwrap_or("");
-    let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1");
-    if !loopback && !args.allow_remote {
-        bail!(
-            "{} is not a loopback endpoint; pass --allow-remote to load it anyway",
-            args.endpoint
-        );
+    for endpoint in &args.endpoints {
+        let host = endpoint
+            .split("://")
+            .nth(1)
+            .and_then(|r| r.split(['/', ':']).next())
+            .unwrap_or("");
+        let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1");
+        if !loopback && !args.allow_remote {
+            bail!("{endpoint} is not a loopback endpoint; pass --allow-remote to load it anyway");
+        }
     }
     if args.messages > 1_000_000 || args.concurrency == 0 || args.concurrency > 256 {
         bail!("--messages must be ≤ 1,000,000 and --concurrency 1..=256");
@@ -260,7 +261,12 @@ async fn main() -> Result<()> {
         .build()?;
     let client = Arc::new(Client {
         http,
-        endpoint: args.endpoint.trim_end_matches('/').to_string() + "/",
+        endpoints: args
+            .endpoints
+            .iter()
+            .map(|e| e.trim_end_matches('/').to_string() + "/")
+            .collect(),
+        next: AtomicU64::new(0),
     });
     let url = client
         .call("CreateQueue", json!({"QueueName": args.queue}))

@@ -1,5 +1,9 @@
 //! Tests that run the built `redrive` binary as a child process.
 //!
+//! - `checker`: producers and consumers across a cluster of servers (one on the embedded store
+//!   here) with SIGKILLs and restarts; checks no loss, no resurrection, no double delivery
+//!   within a visibility timeout, FIFO order per group. Also shown to fail on a server that
+//!   forgets.
 //! - `serve`: flags, environment variables, graceful shutdown.
 //! - `crash`: SIGKILL at random points under load; after each restart every acknowledged send
 //!   is there (or was acknowledged as deleted), no acknowledged delete comes back, and a move
@@ -19,6 +23,7 @@
 //!   profile).
 
 mod alerts;
+mod checker;
 mod console;
 mod crash;
 mod full_disk;
