@@ -16,6 +16,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod backend;
 pub mod browse;
 pub mod clock;
 pub mod cw_alarms;
@@ -28,6 +29,7 @@ mod queues;
 pub mod receipt;
 pub mod replays;
 pub mod schedules;
+mod shared;
 mod tasks;
 
 use std::collections::HashMap;
@@ -158,6 +160,8 @@ pub struct Engine {
     alerts: alerts::AlertBook,
     /// One CloudWatch alarm change or evaluation at a time (see [`cw_alarms`]).
     cw_alarms: tokio::sync::Mutex<()>,
+    /// Queues and messages in a shared backend instead of this process (ADR 0002).
+    shared: Option<Arc<dyn backend::QueueBackend>>,
 }
 
 /// Everything [`Engine`] rebuilds from a [`store::Snapshot`].
@@ -272,6 +276,7 @@ impl Engine {
             history_flush: Mutex::new(()),
             alerts,
             cw_alarms: tokio::sync::Mutex::new(()),
+            shared: None,
         }
     }
 

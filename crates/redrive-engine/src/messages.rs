@@ -38,13 +38,13 @@ enum Taken {
 }
 
 /// The fields of a send, shared by SendMessage and each SendMessageBatch entry.
-struct SendFields {
-    body: Option<String>,
-    delay_seconds: Option<i64>,
-    attributes: MessageAttributes,
-    system_attributes: MessageAttributes,
-    dedup_id: Option<String>,
-    group_id: Option<String>,
+pub(crate) struct SendFields {
+    pub(crate) body: Option<String>,
+    pub(crate) delay_seconds: Option<i64>,
+    pub(crate) attributes: MessageAttributes,
+    pub(crate) system_attributes: MessageAttributes,
+    pub(crate) dedup_id: Option<String>,
+    pub(crate) group_id: Option<String>,
 }
 
 impl From<SendMessageInput> for SendFields {
@@ -106,6 +106,262 @@ const VALID_SYSTEM_NAMES: &[&str] = &[
     "DeadLetterQueueSourceArn",
 ];
 
+/// `ChangeMessageVisibility`'s timeout: present and within 0..=43200 (both backends).
+pub(crate) fn check_visibility_timeout(timeout: Option<i64>) -> SqsResult<i64> {
+    let timeout = timeout.ok_or_else(|| SqsError::missing_parameter("VisibilityTimeout"))?;
+    if !(0..=limits::MAX_VISIBILITY_TIMEOUT).contains(&timeout) {
+        return Err(SqsError::invalid_value(
+            "VisibilityTimeout",
+            timeout,
+            "Must be between 0 and 43200, if provided.",
+        ));
+    }
+    Ok(timeout)
+}
+
+/// What a received message shows besides its payload (both backends).
+pub(crate) struct RenderView<'a> {
+    pub message_id: &'a str,
+    pub receipt_handle: String,
+    pub sender_id: &'a str,
+    pub sent_ms: u64,
+    pub receive_count: u32,
+    pub first_receive_ms: Option<u64>,
+    pub group_id: Option<&'a str>,
+    pub dedup_id: Option<&'a str>,
+    pub sequence_number: Option<&'a str>,
+    pub dead_letter_source_arn: Option<&'a str>,
+}
+
+/// A received message as SQS renders it: the system attributes asked for, the message
+/// attributes selected by name, and their digests.
+pub(crate) fn render_message(
+    m: &RenderView<'_>,
+    body: &str,
+    attributes: &MessageAttributes,
+    system_attributes: &MessageAttributes,
+    input: &ReceiveMessageInput,
+    system_names: &[String],
+) -> ReceivedMessage {
+    let want = |n: &str| system_names.iter().any(|x| x == "All" || x == n);
+    let mut attrs = BTreeMap::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v
+            && want(k)
+        {
+            attrs.insert(k.to_string(), v);
+        }
+    };
+    put("SenderId", Some(m.sender_id.to_string()));
+    put("SentTimestamp", Some(m.sent_ms.to_string()));
+    put("ApproximateReceiveCount", Some(m.receive_count.to_string()));
+    put(
+        "ApproximateFirstReceiveTimestamp",
+        m.first_receive_ms.map(|t| t.to_string()),
+    );
+    put("MessageGroupId", m.group_id.map(str::to_string));
+    put("MessageDeduplicationId", m.dedup_id.map(str::to_string));
+    put("SequenceNumber", m.sequence_number.map(str::to_string));
+    put(
+        "AWSTraceHeader",
+        system_attributes
+            .get("AWSTraceHeader")
+            .and_then(|v| v.string_value.clone()),
+    );
+    put(
+        "DeadLetterQueueSourceArn",
+        m.dead_letter_source_arn.map(str::to_string),
+    );
+    let message_attributes: MessageAttributes = attributes
+        .iter()
+        .filter(|(k, _)| attribute_selected(&input.message_attribute_names, k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    ReceivedMessage {
+        message_id: m.message_id.to_string(),
+        receipt_handle: m.receipt_handle.clone(),
+        md5_of_body: md5_hex(body.as_bytes()),
+        body: body.to_string(),
+        attributes: attrs,
+        md5_of_message_attributes: md5_of_attributes(&message_attributes),
+        message_attributes,
+    }
+}
+
+/// The request rules of `ReceiveMessage`, shared by both backends: the number of messages
+/// (default 1), and the system attribute names asked for.
+pub(crate) fn check_receive(input: &ReceiveMessageInput) -> SqsResult<(usize, Vec<String>)> {
+    let max = match input.max_number_of_messages {
+        None => 1,
+        Some(n) if (1..=limits::MAX_RECEIVE_MESSAGES).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(SqsError::invalid_value(
+                "MaxNumberOfMessages",
+                n,
+                "Must be between 1 and 10, if provided.",
+            ));
+        }
+    };
+    if let Some(v) = input.visibility_timeout
+        && !(0..=limits::MAX_VISIBILITY_TIMEOUT).contains(&v)
+    {
+        return Err(SqsError::invalid_value(
+            "VisibilityTimeout",
+            v,
+            "Must be between 0 and 43200, if provided.",
+        ));
+    }
+    if let Some(w) = input.wait_time_seconds
+        && !(0..=limits::MAX_WAIT_TIME_SECONDS).contains(&w)
+    {
+        return Err(SqsError::invalid_value(
+            "WaitTimeSeconds",
+            w,
+            "Must be >= 0 and <= 20, if provided.",
+        ));
+    }
+    let system_names: Vec<String> = input
+        .attribute_names
+        .iter()
+        .chain(&input.message_system_attribute_names)
+        .cloned()
+        .collect();
+    for n in &system_names {
+        if !VALID_SYSTEM_NAMES.contains(&n.as_str()) && !redrive_core::attributes::is_known(n) {
+            return Err(SqsError::invalid_attribute_name(n));
+        }
+    }
+    if let Some(id) = &input.receive_request_attempt_id {
+        validate::group_style_id("ReceiveRequestAttemptId", id)?;
+    }
+    Ok((max, system_names))
+}
+
+/// The whole-request rules of `SendMessageBatch` (ids, total size, FIFO group and
+/// deduplication ids present), shared by both backends.
+pub(crate) fn check_send_batch(
+    settings: &crate::queue::QueueSettings,
+    input: &SendMessageBatchInput,
+) -> SqsResult<()> {
+    let ids: Vec<&str> = input.entries.iter().map(|e| e.id.as_str()).collect();
+    validate::batch_ids("SendMessageBatchRequestEntry", &ids)?;
+    let total: usize = input
+        .entries
+        .iter()
+        .map(|e| {
+            validate::message_size(
+                e.message_body.as_deref().unwrap_or(""),
+                &e.message_attributes,
+            )
+        })
+        .sum();
+    if total > limits::MAX_MESSAGE_SIZE {
+        return Err(SqsError::new(
+            ErrorCode::BatchRequestTooLong,
+            format!(
+                "Batch requests cannot be longer than {} bytes. You have sent {total} bytes.",
+                limits::MAX_MESSAGE_SIZE
+            ),
+        ));
+    }
+    // FIFO: a missing group id or dedup id fails the whole request, as in SQS.
+    if settings.fifo {
+        // AWS answers InvalidParameterValue here (a single send says MissingParameter).
+        if input.entries.iter().any(|e| e.message_group_id.is_none()) {
+            return Err(SqsError::invalid_parameter(
+                "The request must contain the parameter MessageGroupId.",
+            ));
+        }
+        if !settings.content_based_dedup
+            && input
+                .entries
+                .iter()
+                .any(|e| e.message_deduplication_id.is_none())
+        {
+            return Err(SqsError::invalid_parameter(
+                "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A send that passed the rules: the body, its size, and (FIFO) the deduplication
+/// `(key, id)` (the key includes the group when deduplication is per group).
+pub(crate) struct CheckedSend {
+    pub body: String,
+    pub size: usize,
+    pub dedup: Option<(String, String)>,
+}
+
+/// The rules of one send, shared by both backends: body, attributes and size limits, delay,
+/// FIFO group and deduplication id (given, or the body's digest).
+pub(crate) fn check_send(
+    settings: &crate::queue::QueueSettings,
+    fields: &SendFields,
+) -> SqsResult<CheckedSend> {
+    let body = validate::message_body(fields.body.as_deref())?.to_string();
+    validate::message_attributes(&fields.attributes)?;
+    validate::message_system_attributes(&fields.system_attributes)?;
+    let size = validate::message_size(&body, &fields.attributes);
+    if size as i64 > settings.max_message_size {
+        return Err(SqsError::invalid_parameter(format!(
+            "One or more parameters are invalid. Reason: Message must be shorter than {} bytes.",
+            settings.max_message_size
+        )));
+    }
+    if let Some(d) = fields.delay_seconds
+        && !(0..=limits::MAX_DELAY_SECONDS).contains(&d)
+    {
+        return Err(SqsError::invalid_value(
+            "DelaySeconds",
+            d,
+            "DelaySeconds must be >= 0 and <= 900.",
+        ));
+    }
+    if let Some(g) = &fields.group_id {
+        validate::group_style_id("MessageGroupId", g)?;
+    }
+    if !settings.fifo {
+        if let Some(id) = &fields.dedup_id {
+            validate::group_style_id("MessageDeduplicationId", id)?;
+        }
+        return Ok(CheckedSend {
+            body,
+            size,
+            dedup: None,
+        });
+    }
+    let Some(group) = &fields.group_id else {
+        return Err(SqsError::missing_parameter("MessageGroupId"));
+    };
+    if let Some(d) = fields.delay_seconds.filter(|d| *d != 0) {
+        return Err(not_for_queue_type("DelaySeconds", d));
+    }
+    let id = match &fields.dedup_id {
+        Some(id) => {
+            validate::group_style_id("MessageDeduplicationId", id)?;
+            id.clone()
+        }
+        None if settings.content_based_dedup => sha256_hex(body.as_bytes()),
+        None => {
+            return Err(SqsError::invalid_parameter(
+                "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
+            ));
+        }
+    };
+    let key = if settings.dedup_per_group {
+        format!("{group}\u{0}{id}")
+    } else {
+        id.clone()
+    };
+    Ok(CheckedSend {
+        body,
+        size,
+        dedup: Some((key, id)),
+    })
+}
+
 impl Engine {
     /// Validates one send against the queue and enqueues it (or answers a FIFO duplicate).
     fn enqueue(
@@ -117,54 +373,14 @@ impl Engine {
         muts: &mut Vec<Mutation>,
         tally: &mut Tally,
     ) -> SqsResult<SendMessageOutput> {
-        let body = validate::message_body(fields.body.as_deref())?.to_string();
-        validate::message_attributes(&fields.attributes)?;
-        validate::message_system_attributes(&fields.system_attributes)?;
-        let size = validate::message_size(&body, &fields.attributes);
-        if size as i64 > st.settings.max_message_size {
-            return Err(SqsError::invalid_parameter(format!(
-                "One or more parameters are invalid. Reason: Message must be shorter than {} bytes.",
-                st.settings.max_message_size
-            )));
-        }
-        if let Some(d) = fields.delay_seconds
-            && !(0..=limits::MAX_DELAY_SECONDS).contains(&d)
-        {
-            return Err(SqsError::invalid_value(
-                "DelaySeconds",
-                d,
-                "DelaySeconds must be >= 0 and <= 900.",
-            ));
-        }
-        if let Some(g) = &fields.group_id {
-            validate::group_style_id("MessageGroupId", g)?;
-        }
+        let CheckedSend {
+            body,
+            size,
+            dedup: checked_dedup,
+        } = check_send(&st.settings, &fields)?;
         let mut sequence_number = None;
         let mut dedup_id = None;
-        if st.settings.fifo {
-            let Some(group) = &fields.group_id else {
-                return Err(SqsError::missing_parameter("MessageGroupId"));
-            };
-            if let Some(d) = fields.delay_seconds.filter(|d| *d != 0) {
-                return Err(not_for_queue_type("DelaySeconds", d));
-            }
-            let id = match &fields.dedup_id {
-                Some(id) => {
-                    validate::group_style_id("MessageDeduplicationId", id)?;
-                    id.clone()
-                }
-                None if st.settings.content_based_dedup => sha256_hex(body.as_bytes()),
-                None => {
-                    return Err(SqsError::invalid_parameter(
-                        "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
-                    ));
-                }
-            };
-            let key = if st.settings.dedup_per_group {
-                format!("{group}\u{0}{id}")
-            } else {
-                id.clone()
-            };
+        if let Some((key, id)) = checked_dedup.filter(|_| st.settings.fifo) {
             if let Some(e) = st.dedup.get(&key)
                 && e.expires_ms > now
             {
@@ -182,7 +398,6 @@ impl Engine {
             dedup_id = Some((key, id));
         } else if let Some(id) = &fields.dedup_id {
             // Accepted and returned on standard queues, without deduplication (as moto).
-            validate::group_style_id("MessageDeduplicationId", id)?;
             dedup_id = Some((String::new(), id.clone()));
         }
 
@@ -275,49 +490,7 @@ impl Engine {
     ) -> SqsResult<SendMessageBatchOutput> {
         let queue = self.resolve(ctx, &input.queue_url)?;
         self.admit_growth()?;
-        let ids: Vec<&str> = input.entries.iter().map(|e| e.id.as_str()).collect();
-        validate::batch_ids("SendMessageBatchRequestEntry", &ids)?;
-        let total: usize = input
-            .entries
-            .iter()
-            .map(|e| {
-                validate::message_size(
-                    e.message_body.as_deref().unwrap_or(""),
-                    &e.message_attributes,
-                )
-            })
-            .sum();
-        if total > limits::MAX_MESSAGE_SIZE {
-            return Err(SqsError::new(
-                ErrorCode::BatchRequestTooLong,
-                format!(
-                    "Batch requests cannot be longer than {} bytes. You have sent {total} bytes.",
-                    limits::MAX_MESSAGE_SIZE
-                ),
-            ));
-        }
-        {
-            // FIFO: a missing group id or dedup id fails the whole request, as in SQS.
-            let st = queue.state.lock();
-            if st.settings.fifo {
-                // AWS answers InvalidParameterValue here (a single send says MissingParameter).
-                if input.entries.iter().any(|e| e.message_group_id.is_none()) {
-                    return Err(SqsError::invalid_parameter(
-                        "The request must contain the parameter MessageGroupId.",
-                    ));
-                }
-                if !st.settings.content_based_dedup
-                    && input
-                        .entries
-                        .iter()
-                        .any(|e| e.message_deduplication_id.is_none())
-                {
-                    return Err(SqsError::invalid_parameter(
-                        "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
-                    ));
-                }
-            }
-        }
+        check_send_batch(&queue.state.lock().settings, &input)?;
         let now = self.now_ms();
         let mut muts = Vec::new();
         let mut output = SendMessageBatchOutput::default();
@@ -350,49 +523,7 @@ impl Engine {
         input: ReceiveMessageInput,
     ) -> SqsResult<ReceiveMessageOutput> {
         let queue = self.resolve(ctx, &input.queue_url)?;
-        let max = match input.max_number_of_messages {
-            None => 1,
-            Some(n) if (1..=limits::MAX_RECEIVE_MESSAGES).contains(&n) => n as usize,
-            Some(n) => {
-                return Err(SqsError::invalid_value(
-                    "MaxNumberOfMessages",
-                    n,
-                    "Must be between 1 and 10, if provided.",
-                ));
-            }
-        };
-        if let Some(v) = input.visibility_timeout
-            && !(0..=limits::MAX_VISIBILITY_TIMEOUT).contains(&v)
-        {
-            return Err(SqsError::invalid_value(
-                "VisibilityTimeout",
-                v,
-                "Must be between 0 and 43200, if provided.",
-            ));
-        }
-        if let Some(w) = input.wait_time_seconds
-            && !(0..=limits::MAX_WAIT_TIME_SECONDS).contains(&w)
-        {
-            return Err(SqsError::invalid_value(
-                "WaitTimeSeconds",
-                w,
-                "Must be >= 0 and <= 20, if provided.",
-            ));
-        }
-        let system_names: Vec<String> = input
-            .attribute_names
-            .iter()
-            .chain(&input.message_system_attribute_names)
-            .cloned()
-            .collect();
-        for n in &system_names {
-            if !VALID_SYSTEM_NAMES.contains(&n.as_str()) && !redrive_core::attributes::is_known(n) {
-                return Err(SqsError::invalid_attribute_name(n));
-            }
-        }
-        if let Some(id) = &input.receive_request_attempt_id {
-            validate::group_style_id("ReceiveRequestAttemptId", id)?;
-        }
+        let (max, system_names) = check_receive(&input)?;
         let wait_secs = {
             let st = queue.state.lock();
             input.wait_time_seconds.unwrap_or(st.settings.wait_secs)
@@ -712,56 +843,32 @@ impl Engine {
         system_names: &[String],
     ) -> ReceivedMessage {
         let m = &st.messages[&seq].rec;
-        let want = |n: &str| system_names.iter().any(|x| x == "All" || x == n);
-        let mut attrs = BTreeMap::new();
-        let mut put = |k: &str, v: Option<String>| {
-            if let Some(v) = v
-                && want(k)
-            {
-                attrs.insert(k.to_string(), v);
-            }
-        };
-        put("SenderId", Some(m.sender_id.to_string()));
-        put("SentTimestamp", Some(m.sent_ms.to_string()));
-        put("ApproximateReceiveCount", Some(m.receive_count.to_string()));
-        put(
-            "ApproximateFirstReceiveTimestamp",
-            m.first_receive_ms().map(|t| t.to_string()),
-        );
-        put("MessageGroupId", m.group_id.as_deref().map(str::to_string));
-        put("MessageDeduplicationId", m.dedup_id().map(str::to_string));
-        put("SequenceNumber", m.sequence_number().map(str::to_string));
-        put(
-            "AWSTraceHeader",
-            payload
-                .system_attributes
-                .get("AWSTraceHeader")
-                .and_then(|v| v.string_value.clone()),
-        );
-        put(
-            "DeadLetterQueueSourceArn",
-            m.dead_letter_source_arn().map(str::to_string),
-        );
-        let message_attributes: MessageAttributes = payload
-            .attributes
-            .iter()
-            .filter(|(k, _)| attribute_selected(&input.message_attribute_names, k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        ReceivedMessage {
-            message_id: m.message_id(),
+        let message_id = m.message_id();
+        let view = RenderView {
+            message_id: &message_id,
             receipt_handle: ReceiptHandle {
                 queue_uid: queue.uid,
                 seq,
                 receive_count: m.receive_count,
             }
             .encode(),
-            md5_of_body: md5_hex(payload.body.as_bytes()),
-            body: payload.body.clone(),
-            attributes: attrs,
-            md5_of_message_attributes: md5_of_attributes(&message_attributes),
-            message_attributes,
-        }
+            sender_id: &m.sender_id,
+            sent_ms: m.sent_ms,
+            receive_count: m.receive_count,
+            first_receive_ms: m.first_receive_ms(),
+            group_id: m.group_id.as_deref(),
+            dedup_id: m.dedup_id(),
+            sequence_number: m.sequence_number(),
+            dead_letter_source_arn: m.dead_letter_source_arn(),
+        };
+        render_message(
+            &view,
+            &payload.body,
+            &payload.attributes,
+            &payload.system_attributes,
+            input,
+            system_names,
+        )
     }
 
     fn decode_handle(queue: &Queue, handle: &str) -> SqsResult<ReceiptHandle> {
@@ -876,14 +983,7 @@ impl Engine {
         now: u64,
         muts: &mut Vec<Mutation>,
     ) -> SqsResult<()> {
-        let timeout = timeout.ok_or_else(|| SqsError::missing_parameter("VisibilityTimeout"))?;
-        if !(0..=limits::MAX_VISIBILITY_TIMEOUT).contains(&timeout) {
-            return Err(SqsError::invalid_value(
-                "VisibilityTimeout",
-                timeout,
-                "Must be between 0 and 43200, if provided.",
-            ));
-        }
+        let timeout = check_visibility_timeout(timeout)?;
         let h = Self::decode_handle(queue, handle)?;
         let unavailable = || {
             SqsError::invalid_value(
@@ -1008,7 +1108,7 @@ impl Engine {
     }
 }
 
-fn batch_error(id: String, e: &SqsError) -> BatchResultErrorEntry {
+pub(crate) fn batch_error(id: String, e: &SqsError) -> BatchResultErrorEntry {
     BatchResultErrorEntry {
         id,
         sender_fault: e.code.fault() == redrive_core::Fault::Sender,

@@ -35,6 +35,10 @@ impl RedrivePolicy {
     }
 }
 
+/// A dead-letter target's facts the redrive policy rules need, by ARN: `(fifo, its
+/// RedriveAllowPolicy)`; `None` when it does not exist.
+pub(crate) type DlqFacts<'a> = dyn Fn(&str) -> Option<(bool, Option<String>)> + 'a;
+
 fn redrive_error(policy: &str, reason: &str) -> SqsError {
     SqsError::invalid_parameter(format!(
         "Value {policy} for parameter RedrivePolicy is invalid. Reason: {reason}"
@@ -49,6 +53,7 @@ impl Engine {
         source_name: &str,
         fifo: bool,
         raw: &str,
+        dlq_facts: &DlqFacts<'_>,
     ) -> SqsResult<String> {
         let v: Value = serde_json::from_str(raw)
             .map_err(|_| redrive_error(raw, "Redrive policy is not a valid JSON map."))?;
@@ -96,10 +101,9 @@ impl Engine {
         if parsed.region != region || parsed.account != self.config.account_id {
             return Err(redrive_error(raw, "Dead letter target does not exist."));
         }
-        let dlq = self
-            .resolve_arn(&arn)
+        let (dlq_fifo, allow) = dlq_facts(&arn)
             .ok_or_else(|| redrive_error(raw, "Dead letter target does not exist."))?;
-        if dlq.state.lock().settings.fifo != fifo {
+        if dlq_fifo != fifo {
             // AWS's text, double period included (AWS-recorded).
             return Err(redrive_error(
                 raw,
@@ -109,13 +113,6 @@ impl Engine {
         // The DLQ's RedriveAllowPolicy decides which sources may use it (checked here, on the
         // DLQ, when a source sets its policy).
         let source_arn = QueueArn::new(region, &self.config.account_id, source_name).to_string();
-        let allow = dlq
-            .state
-            .lock()
-            .record
-            .attributes
-            .get("RedriveAllowPolicy")
-            .cloned();
         if let Some(allow) = allow.and_then(|a| serde_json::from_str::<Value>(&a).ok()) {
             let permitted = match allow.get("redrivePermission").and_then(Value::as_str) {
                 Some("denyAll") => false,
@@ -150,6 +147,28 @@ impl Engine {
         creating: bool,
         input: &BTreeMap<String, String>,
     ) -> SqsResult<BTreeMap<String, String>> {
+        let local = |arn: &str| {
+            let dlq = self.resolve_arn(arn)?;
+            let st = dlq.state.lock();
+            Some((
+                st.settings.fifo,
+                st.record.attributes.get("RedriveAllowPolicy").cloned(),
+            ))
+        };
+        self.normalize_attributes_with(region, queue_name, fifo, creating, input, &local)
+    }
+
+    /// [`Engine::normalize_attributes`] with the dead-letter target looked up by `dlq_facts`
+    /// (both backends).
+    pub(crate) fn normalize_attributes_with(
+        &self,
+        region: &str,
+        queue_name: &str,
+        fifo: bool,
+        creating: bool,
+        input: &BTreeMap<String, String>,
+        dlq_facts: &DlqFacts<'_>,
+    ) -> SqsResult<BTreeMap<String, String>> {
         let mut out = BTreeMap::new();
         for (name, value) in input {
             if !attributes::SETTABLE.contains(&name.as_str())
@@ -174,7 +193,7 @@ impl Engine {
             let v = match name.as_str() {
                 "RedrivePolicy" if value.is_empty() => String::new(),
                 "RedrivePolicy" => {
-                    self.normalize_redrive_policy(region, queue_name, fifo, value)?
+                    self.normalize_redrive_policy(region, queue_name, fifo, value, dlq_facts)?
                 }
                 "RedriveAllowPolicy" if value.is_empty() => String::new(),
                 "RedriveAllowPolicy" => normalize_redrive_allow_policy(value)?,
@@ -251,28 +270,10 @@ impl Engine {
         let mut reg = self.registry.write();
         if let Some(existing) = reg.queues.get(&key) {
             let st = existing.state.lock();
-            let differs = given.iter().any(|(k, v)| {
-                let current = st
-                    .record
-                    .attributes
-                    .get(k)
-                    .map(String::as_str)
-                    .unwrap_or("");
-                current != v
-            }) || (fifo != st.settings.fifo);
-            if differs {
-                return Err(SqsError::new(
-                    ErrorCode::QueueNameExists,
-                    format!(
-                        "A queue already exists with the same name and a different value for attribute {}",
-                        given
-                            .iter()
-                            .filter(|(k, v)| st.record.attributes.get(*k) != Some(*v))
-                            .map(|(k, _)| k.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
+            if let Some(e) =
+                exists_differently(&st.record.attributes, st.settings.fifo, fifo, &given)
+            {
+                return Err(e);
             }
             return Ok(None);
         }
@@ -289,19 +290,7 @@ impl Engine {
                 key: crate::deleted_queue_key(&key.0, &key.1),
             }]);
         }
-        let mut attrs = attributes::defaults(fifo);
-        for (k, v) in given {
-            if v.is_empty()
-                && matches!(
-                    k.as_str(),
-                    "RedrivePolicy" | "RedriveAllowPolicy" | "Policy"
-                )
-            {
-                attrs.remove(&k);
-            } else {
-                attrs.insert(k, v);
-            }
-        }
+        let attrs = initial_attributes(fifo, given);
         let uid = self.alloc_queue_uid();
         let secs = now_ms / 1000;
         let record = QueueRecord {
@@ -363,17 +352,7 @@ impl Engine {
         input: ListQueuesInput,
     ) -> SqsResult<ListQueuesOutput> {
         self.ensure_synced()?;
-        let max = match input.max_results {
-            None => None,
-            Some(n) if (1..=limits::MAX_LIST_RESULTS).contains(&n) => Some(n as usize),
-            Some(n) => {
-                return Err(SqsError::invalid_value(
-                    "MaxResults",
-                    n,
-                    "MaxResults must be an integer between 1 and 1000.",
-                ));
-            }
-        };
+        let max = page_size(input.max_results)?;
         let prefix = input.queue_name_prefix.unwrap_or_default();
         let after = match &input.next_token {
             Some(t) if !t.is_empty() => Some(decode_token(t)?),
@@ -426,52 +405,28 @@ impl Engine {
         input: GetQueueAttributesInput,
     ) -> SqsResult<GetQueueAttributesOutput> {
         let queue = self.resolve(ctx, &input.queue_url)?;
-        for n in &input.attribute_names {
-            if !attributes::is_known(n) && n != "ApproximateAgeOfOldestMessage" {
-                return Err(SqsError::invalid_attribute_name(n));
-            }
-        }
-        let all = input.attribute_names.iter().any(|n| n == "All");
-        let wants = |n: &str| all || input.attribute_names.iter().any(|x| x == n);
+        check_attribute_names(&input.attribute_names)?;
         let now = self.now_ms();
-        let mut out = BTreeMap::new();
         let mut muts = Vec::new();
         let mut st = queue.state.lock();
         st.tick(now, &mut muts);
         let (visible, in_flight, delayed) = st.counts();
-        let mut put = |k: &str, v: String| {
-            if wants(k) {
-                out.insert(k.to_string(), v);
-            }
-        };
-        put("ApproximateNumberOfMessages", visible.to_string());
-        put(
-            "ApproximateNumberOfMessagesNotVisible",
-            in_flight.to_string(),
+        let out = attributes_output(
+            &input.attribute_names,
+            &QueueFacts {
+                visible: visible as u64,
+                in_flight: in_flight as u64,
+                delayed: delayed as u64,
+                created_secs: st.record.created_secs,
+                last_modified_secs: st.record.last_modified_secs,
+                arn: &queue.arn,
+                attributes: &st.record.attributes,
+                oldest_age_secs: st
+                    .retention
+                    .first()
+                    .map_or(0, |(t, _)| now.saturating_sub(*t) / 1000),
+            },
         );
-        put("ApproximateNumberOfMessagesDelayed", delayed.to_string());
-        put("CreatedTimestamp", st.record.created_secs.to_string());
-        put(
-            "LastModifiedTimestamp",
-            st.record.last_modified_secs.to_string(),
-        );
-        put("QueueArn", queue.arn.clone());
-        for (k, v) in &st.record.attributes {
-            put(k, v.clone());
-        }
-        // Extension: not an SQS attribute (AWS has it as a CloudWatch metric); only returned
-        // when asked for by name.
-        if input
-            .attribute_names
-            .iter()
-            .any(|n| n == "ApproximateAgeOfOldestMessage")
-        {
-            let age = st
-                .retention
-                .first()
-                .map_or(0, |(t, _)| now.saturating_sub(*t) / 1000);
-            out.insert("ApproximateAgeOfOldestMessage".into(), age.to_string());
-        }
         if !muts.is_empty() {
             let _ = self.store.submit(muts);
         }
@@ -494,39 +449,7 @@ impl Engine {
         let given = self.normalize_attributes(&ctx.region, &queue.name, fifo, false, &attrs_in)?;
         let ticket = {
             let mut st = queue.state.lock();
-            let mut merged = st.record.attributes.clone();
-            for (k, v) in given {
-                if v.is_empty()
-                    && matches!(
-                        k.as_str(),
-                        "RedrivePolicy" | "RedriveAllowPolicy" | "Policy" | "KmsMasterKeyId"
-                    )
-                {
-                    merged.remove(&k);
-                } else {
-                    merged.insert(k, v);
-                }
-            }
-            if merged
-                .get("FifoThroughputLimit")
-                .is_some_and(|v| v == "perMessageGroupId")
-                && merged
-                    .get("DeduplicationScope")
-                    .is_some_and(|v| v == "queue")
-            {
-                return Err(SqsError::invalid_parameter(
-                    "The perMessageGroupId value is allowed only when the value for DeduplicationScope is messageGroup",
-                ));
-            }
-            // Without a KMS key, the default reuse period is not shown (AWS omits both once
-            // they are set back to their defaults).
-            if !merged.contains_key("KmsMasterKeyId")
-                && merged
-                    .get("KmsDataKeyReusePeriodSeconds")
-                    .is_some_and(|v| v == "300")
-            {
-                merged.remove("KmsDataKeyReusePeriodSeconds");
-            }
+            let merged = merge_attributes(&st.record.attributes, given)?;
             st.record.attributes = merged;
             st.record.last_modified_secs = self.now_ms() / 1000;
             st.refresh_settings();
@@ -592,15 +515,7 @@ impl Engine {
         }
         let ticket = {
             let mut st = queue.state.lock();
-            let mut merged = st.record.tags.clone();
-            merged.extend(input.tags);
-            if merged.len() > limits::MAX_TAGS {
-                return Err(SqsError::invalid_parameter(format!(
-                    "Too many tags added for queue {}.",
-                    queue.name
-                )));
-            }
-            st.record.tags = merged;
+            st.record.tags = merged_tags(&queue.name, &st.record.tags, input.tags)?;
             self.store
                 .submit(vec![Mutation::PutQueue(st.record.clone())])
         };
@@ -787,17 +702,7 @@ impl Engine {
         input: ListDeadLetterSourceQueuesInput,
     ) -> SqsResult<ListDeadLetterSourceQueuesOutput> {
         let dlq = self.resolve(ctx, &input.queue_url)?;
-        let max = match input.max_results {
-            None => None,
-            Some(n) if (1..=limits::MAX_LIST_RESULTS).contains(&n) => Some(n as usize),
-            Some(n) => {
-                return Err(SqsError::invalid_value(
-                    "MaxResults",
-                    n,
-                    "MaxResults must be an integer between 1 and 1000.",
-                ));
-            }
-        };
+        let max = page_size(input.max_results)?;
         let after = match &input.next_token {
             Some(t) if !t.is_empty() => Some(decode_token(t)?),
             _ => None,
@@ -819,7 +724,7 @@ impl Engine {
 impl Engine {
     /// One page of queue URLs from names sorted ascending: without `max` up to 1,000 and no
     /// token; with it, `max` and a token naming the last one when more follow.
-    fn page_of_urls(
+    pub(crate) fn page_of_urls(
         &self,
         ctx: &RequestContext,
         names: &[String],
@@ -837,6 +742,179 @@ impl Engine {
             .collect();
         (urls, next_token)
     }
+}
+
+/// `QueueNameExists` when an existing queue's attributes differ from those given.
+pub(crate) fn exists_differently(
+    current: &BTreeMap<String, String>,
+    current_fifo: bool,
+    fifo: bool,
+    given: &BTreeMap<String, String>,
+) -> Option<SqsError> {
+    let differs = given
+        .iter()
+        .any(|(k, v)| current.get(k).map(String::as_str).unwrap_or("") != v)
+        || (fifo != current_fifo);
+    differs.then(|| {
+        SqsError::new(
+            ErrorCode::QueueNameExists,
+            format!(
+                "A queue already exists with the same name and a different value for attribute {}",
+                given
+                    .iter()
+                    .filter(|(k, v)| current.get(*k) != Some(*v))
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })
+}
+
+/// A new queue's attributes: the defaults, overridden by the normalised ones given.
+pub(crate) fn initial_attributes(
+    fifo: bool,
+    given: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut attrs = attributes::defaults(fifo);
+    for (k, v) in given {
+        if v.is_empty()
+            && matches!(
+                k.as_str(),
+                "RedrivePolicy" | "RedriveAllowPolicy" | "Policy"
+            )
+        {
+            attrs.remove(&k);
+        } else {
+            attrs.insert(k, v);
+        }
+    }
+    attrs
+}
+
+/// `SetQueueAttributes`: the normalised attributes given, merged into the current ones.
+pub(crate) fn merge_attributes(
+    current: &BTreeMap<String, String>,
+    given: BTreeMap<String, String>,
+) -> SqsResult<BTreeMap<String, String>> {
+    let mut merged = current.clone();
+    for (k, v) in given {
+        if v.is_empty()
+            && matches!(
+                k.as_str(),
+                "RedrivePolicy" | "RedriveAllowPolicy" | "Policy" | "KmsMasterKeyId"
+            )
+        {
+            merged.remove(&k);
+        } else {
+            merged.insert(k, v);
+        }
+    }
+    if merged
+        .get("FifoThroughputLimit")
+        .is_some_and(|v| v == "perMessageGroupId")
+        && merged
+            .get("DeduplicationScope")
+            .is_some_and(|v| v == "queue")
+    {
+        return Err(SqsError::invalid_parameter(
+            "The perMessageGroupId value is allowed only when the value for DeduplicationScope is messageGroup",
+        ));
+    }
+    // Without a KMS key, the default reuse period is not shown (AWS omits both once
+    // they are set back to their defaults).
+    if !merged.contains_key("KmsMasterKeyId")
+        && merged
+            .get("KmsDataKeyReusePeriodSeconds")
+            .is_some_and(|v| v == "300")
+    {
+        merged.remove("KmsDataKeyReusePeriodSeconds");
+    }
+    Ok(merged)
+}
+
+/// A list action's `MaxResults` (1..=1000), `None` when not given.
+pub(crate) fn page_size(max_results: Option<i64>) -> SqsResult<Option<usize>> {
+    match max_results {
+        None => Ok(None),
+        Some(n) if (1..=limits::MAX_LIST_RESULTS).contains(&n) => Ok(Some(n as usize)),
+        Some(n) => Err(SqsError::invalid_value(
+            "MaxResults",
+            n,
+            "MaxResults must be an integer between 1 and 1000.",
+        )),
+    }
+}
+
+/// Every name asked for by `GetQueueAttributes` is known (both backends).
+pub(crate) fn check_attribute_names(names: &[String]) -> SqsResult<()> {
+    for n in names {
+        if !attributes::is_known(n) && n != "ApproximateAgeOfOldestMessage" {
+            return Err(SqsError::invalid_attribute_name(n));
+        }
+    }
+    Ok(())
+}
+
+/// What `GetQueueAttributes` reports of a queue (both backends).
+pub(crate) struct QueueFacts<'a> {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
+    pub created_secs: u64,
+    pub last_modified_secs: u64,
+    pub arn: &'a str,
+    pub attributes: &'a BTreeMap<String, String>,
+    pub oldest_age_secs: u64,
+}
+
+/// `GetQueueAttributes`' answer for the names asked for (`All` for every SQS attribute).
+pub(crate) fn attributes_output(names: &[String], q: &QueueFacts<'_>) -> BTreeMap<String, String> {
+    let all = names.iter().any(|n| n == "All");
+    let wants = |n: &str| all || names.iter().any(|x| x == n);
+    let mut out = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        if wants(k) {
+            out.insert(k.to_string(), v);
+        }
+    };
+    put("ApproximateNumberOfMessages", q.visible.to_string());
+    put(
+        "ApproximateNumberOfMessagesNotVisible",
+        q.in_flight.to_string(),
+    );
+    put("ApproximateNumberOfMessagesDelayed", q.delayed.to_string());
+    put("CreatedTimestamp", q.created_secs.to_string());
+    put("LastModifiedTimestamp", q.last_modified_secs.to_string());
+    put("QueueArn", q.arn.to_string());
+    for (k, v) in q.attributes {
+        put(k, v.clone());
+    }
+    // Extension: not an SQS attribute (AWS has it as a CloudWatch metric); only returned
+    // when asked for by name.
+    if names.iter().any(|n| n == "ApproximateAgeOfOldestMessage") {
+        out.insert(
+            "ApproximateAgeOfOldestMessage".into(),
+            q.oldest_age_secs.to_string(),
+        );
+    }
+    out
+}
+
+/// `TagQueue`: the tags given merged into the current ones, within the limit.
+pub(crate) fn merged_tags(
+    queue_name: &str,
+    current: &BTreeMap<String, String>,
+    add: BTreeMap<String, String>,
+) -> SqsResult<BTreeMap<String, String>> {
+    let mut merged = current.clone();
+    merged.extend(add);
+    if merged.len() > limits::MAX_TAGS {
+        return Err(SqsError::invalid_parameter(format!(
+            "Too many tags added for queue {queue_name}."
+        )));
+    }
+    Ok(merged)
 }
 
 fn normalize_redrive_allow_policy(raw: &str) -> SqsResult<String> {
@@ -890,7 +968,7 @@ fn normalize_redrive_allow_policy(raw: &str) -> SqsResult<String> {
     }
 }
 
-fn validate_tag(key: &str, value: &str) -> SqsResult<()> {
+pub(crate) fn validate_tag(key: &str, value: &str) -> SqsResult<()> {
     if key.is_empty() || key.len() > 128 {
         return Err(SqsError::invalid_parameter(format!(
             "Tag key must be between 1 and 128 characters: {key}"
@@ -909,7 +987,7 @@ fn encode_token(last: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.as_bytes())
 }
 
-fn decode_token(token: &str) -> SqsResult<String> {
+pub(crate) fn decode_token(token: &str) -> SqsResult<String> {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token.as_bytes())

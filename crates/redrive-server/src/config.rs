@@ -17,7 +17,28 @@ pub enum Storage {
         mode: DurabilityMode,
         reserve_bytes: u64,
     },
+    /// Queues and messages in a database several servers share (ADR 0002); the backend is
+    /// opened by the caller (`redrive serve --store postgres://…`).
+    Shared(SharedStore),
 }
+
+/// A shared backend handle (compared by identity).
+#[derive(Clone)]
+pub struct SharedStore(pub std::sync::Arc<dyn redrive_engine::backend::QueueBackend>);
+
+impl std::fmt::Debug for SharedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedStore")
+    }
+}
+
+impl PartialEq for SharedStore {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SharedStore {}
 
 impl Storage {
     pub fn is_durable(&self) -> bool {

@@ -11,6 +11,9 @@ pub async fn dispatch(
     ctx: &RequestContext,
     request: Request,
 ) -> SqsResult<Response> {
+    if let Some(shared) = engine.shared_backend() {
+        return engine.handle_shared(&**shared, ctx, request).await;
+    }
     // After a store write failure, memory is rebuilt from the disk before anything is served.
     engine.ensure_synced()?;
     Ok(match request {

@@ -79,6 +79,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         state.clone(),
         crate::auth::require,
     ));
+    // The extension API and the console read this process's state: not yet over a shared
+    // database, where they answer an error instead of an empty server.
+    let (extensions, console) = if state.engine.shared_backend().is_some() {
+        let layer = axum::middleware::from_fn(shared_unsupported);
+        (
+            extensions.route_layer(layer.clone()),
+            crate::console::routes(state.clone()).route_layer(layer),
+        )
+    } else {
+        (extensions, crate::console::routes(state.clone()))
+    };
     let router = Router::new()
         .route("/", any(handle_sqs))
         .route("/{account}/{queue}", any(handle_sqs))
@@ -87,7 +98,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/_localstack/health", get(crate::localstack::health))
         .route("/_localstack/init", get(crate::localstack::init))
         .route("/metrics", get(crate::metrics::handle))
-        .merge(crate::console::routes(state.clone()))
+        .merge(console)
         .merge(extensions);
     router
         .fallback(any(handle_sqs))
@@ -97,6 +108,18 @@ pub fn router(state: Arc<AppState>) -> Router {
             error_response(Protocol::Json, &err, &new_request_id())
         }))
         .with_state(state)
+}
+
+/// `UnsupportedOperation` for what a shared database store does not serve yet.
+async fn shared_unsupported(req: HttpRequest, _next: axum::middleware::Next) -> HttpResponse {
+    let err = SqsError::new(
+        ErrorCode::UnsupportedOperation,
+        format!(
+            "{} is not supported yet with a shared database store (--store postgres://); see docs/compatibility.md.",
+            req.uri().path()
+        ),
+    );
+    error_response(Protocol::Json, &err, &new_request_id())
 }
 
 async fn handle_reset(State(state): State<Arc<AppState>>) -> impl IntoResponse {

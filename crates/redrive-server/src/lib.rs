@@ -42,7 +42,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use auth::Auth;
-pub use config::{HttpLimits, ServerConfig, Storage};
+pub use config::{HttpLimits, ServerConfig, SharedStore, Storage};
 pub use redrive_engine::QueueUrlStyle;
 use redrive_engine::{Engine, EngineConfig};
 use tokio::net::TcpListener;
@@ -87,6 +87,9 @@ impl Server {
         };
         let mut durable = None;
         let engine = match &config.storage {
+            Storage::Shared(shared) => {
+                Arc::new(Engine::open_shared(engine_config, shared.0.clone(), clock))
+            }
             Storage::InMemory => Arc::new(Engine::open(
                 engine_config,
                 Arc::new(redrive_store::MemoryStore::new()),
@@ -151,6 +154,7 @@ impl Server {
         engine.resume_move_tasks();
         engine.resume_replays();
         engine.spawn_scheduler();
+        engine.spawn_shared_background();
         engine.set_history_retention_days(config.metrics_retention_days);
         if config.metrics_enabled {
             engine.spawn_history();

@@ -17,6 +17,7 @@
 //! First slice: not yet behind the engine's `QueueBackend` (ADR 0002, order of work 1); the
 //! AWS rules (validation, the DLQ decision, rendering) stay in the engine and are not here.
 
+mod backend;
 mod migrate;
 
 use std::collections::HashMap;
@@ -30,6 +31,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 use uuid::Uuid;
 
+pub use backend::PgBackend;
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
 
 /// Attempts of one transaction on serialization failures and deadlocks.
@@ -114,6 +116,8 @@ pub struct Sent {
     pub message_id: Uuid,
     /// `None` for a duplicate (the first message's id is `message_id`).
     pub seq: Option<i64>,
+    /// For a duplicate: the first message's sequence.
+    pub first_seq: Option<i64>,
 }
 
 /// Where a claimed message is and which claim it was: what a receipt handle encodes.
@@ -186,6 +190,8 @@ pub enum HandleCheck {
     Applied,
     /// The message is gone, or was received again since (another token).
     Stale,
+    /// (Visibility changes) another receive's token, and the message is visible now.
+    NotInFlight,
 }
 
 /// A small fixed pool: transactions need a connection to themselves.
@@ -404,16 +410,39 @@ impl PgStore {
         visibility_ms: i64,
         wait: Duration,
     ) -> Result<Vec<Claimed>, PgError> {
+        let deliver = |_: &Candidate| Decision::Deliver;
+        Ok(self
+            .receive_wait_with(q, max, visibility_ms, wait, &deliver)
+            .await?
+            .delivered)
+    }
+
+    /// [`PgStore::receive_with`] with long polling (see [`PgStore::receive_wait`]).
+    pub async fn receive_wait_with(
+        &self,
+        q: &QueueRow,
+        max: usize,
+        visibility_ms: i64,
+        wait: Duration,
+        decide: &(dyn Fn(&Candidate) -> Decision + Sync),
+    ) -> Result<Received, PgError> {
         let deadline = tokio::time::Instant::now() + wait;
-        let wake = self.subscribe(q.uid).await?;
+        let wake = if wait.is_zero() {
+            None
+        } else {
+            Some(self.subscribe(q.uid).await?)
+        };
         loop {
             // Registered before the receive: a send committed in between still wakes us.
+            let Some(wake) = &wake else {
+                return self.receive_with(q, max, visibility_ms, decide).await;
+            };
             let notified = wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let got = self.receive(q, max, visibility_ms).await?;
+            let got = self.receive_with(q, max, visibility_ms, decide).await?;
             let now = tokio::time::Instant::now();
-            if !got.is_empty() || now >= deadline {
+            if !got.delivered.is_empty() || now >= deadline {
                 return Ok(got);
             }
             let jitter = rand::rng().random_range(0..=self.poll.as_millis() as u64 / 4);
@@ -533,6 +562,25 @@ impl PgStore {
             == 1)
     }
 
+    /// [`PgStore::set_attributes`] only if the stored document's `version` is still
+    /// `version` (a compare-and-set: `false` when another server changed the queue meanwhile,
+    /// or it is gone).
+    pub async fn set_attributes_if(
+        &self,
+        q: &QueueRow,
+        attributes: &serde_json::Value,
+        version: i64,
+    ) -> Result<bool, PgError> {
+        let c = self.pool.get().await;
+        Ok(c.execute(
+            "UPDATE redrive_queues SET attributes = $2
+             WHERE uid = $1 AND coalesce((attributes->>'version')::bigint, 0) = $3",
+            &[&q.uid, attributes, &version],
+        )
+        .await?
+            == 1)
+    }
+
     /// Removes every message (and, for FIFO, the deduplication entries and groups), as
     /// `PurgeQueue`. Returns the number of messages removed.
     pub async fn purge(&self, q: &QueueRow) -> Result<u64, PgError> {
@@ -605,16 +653,16 @@ impl PgStore {
                     )
                     .await?;
                 if fresh.is_none() {
-                    let first: Uuid = tx
+                    let first = tx
                         .query_one(
-                            "SELECT message_id FROM redrive_dedup WHERE queue_uid = $1 AND dedup_key = $2",
+                            "SELECT message_id, seq FROM redrive_dedup WHERE queue_uid = $1 AND dedup_key = $2",
                             &[&q.uid, key],
                         )
-                        .await?
-                        .get(0);
+                        .await?;
                     out.push(Sent {
-                        message_id: first,
+                        message_id: first.get(0),
                         seq: None,
+                        first_seq: first.get(1),
                     });
                     continue;
                 }
@@ -648,9 +696,17 @@ impl PgStore {
                 )
                 .await?
                 .get(0);
+            if let Some((key, _)) = &m.dedup {
+                tx.execute(
+                    "UPDATE redrive_dedup SET seq = $3 WHERE queue_uid = $1 AND dedup_key = $2",
+                    &[&q.uid, key, &seq],
+                )
+                .await?;
+            }
             out.push(Sent {
                 message_id: id,
                 seq: Some(seq),
+                first_seq: None,
             });
         }
         if out.iter().any(|s| s.seq.is_some()) {
@@ -848,8 +904,8 @@ impl PgStore {
         let mut c = self.pool.get().await;
         let tx = c.transaction().await?;
         let now: i64 = tx.query_one(&format!("SELECT {NOW}"), &[]).await?.get(0);
-        // Free groups whose oldest message is visible; held ones are skipped, rows another
-        // receive is looking at are skipped without waiting.
+        // Free groups whose oldest message is visible, oldest first; held ones are skipped,
+        // rows another receive is looking at are skipped without waiting.
         let groups = tx
             .query(
                 "SELECT g.group_id FROM redrive_fifo_groups g
@@ -857,82 +913,109 @@ impl PgStore {
                    AND EXISTS (SELECT 1 FROM redrive_messages m
                                WHERE m.queue_uid = g.queue_uid AND m.group_id = g.group_id
                                  AND m.visible_at_ms <= $2)
-                 ORDER BY g.group_id
+                 ORDER BY (SELECT min(m.seq) FROM redrive_messages m
+                           WHERE m.queue_uid = g.queue_uid AND m.group_id = g.group_id)
                  LIMIT $3
                  FOR UPDATE OF g SKIP LOCKED",
-                &[&q.uid, &now, &FIFO_GROUP_SCAN],
+                &[&q.uid, &now, &FIFO_GROUP_SCAN.min(max as i64)],
             )
             .await?;
-        let mut out = Received::default();
+        // Each group's leading visible messages, in order (a message that is not visible
+        // stops its group: order is kept).
+        let mut queues: Vec<(String, std::collections::VecDeque<tokio_postgres::Row>)> = Vec::new();
         for g in groups {
-            if out.delivered.len() >= max {
-                break;
-            }
             let group: String = g.get(0);
-            // The group's messages in order; decide on the leading visible ones (a message that
-            // is not visible stops the group: order is kept). Moved ones do not count.
             let rows = tx
                 .query(
                     "SELECT part, seq, visible_at_ms, message_id, receive_count, sent_ms
                      FROM redrive_messages
                      WHERE queue_uid = $1 AND group_id = $2
                      ORDER BY seq LIMIT $3 FOR UPDATE",
-                    &[&q.uid, &group, &((2 * (max - out.delivered.len())) as i64)],
+                    &[&q.uid, &group, &((2 * max) as i64)],
                 )
                 .await?;
-            let mut claimed_here = 0;
-            for r in rows {
+            let leading = rows
+                .into_iter()
+                .take_while(|r| r.get::<_, i64>("visible_at_ms") <= now)
+                .collect();
+            queues.push((group, leading));
+        }
+        // Round-robin: one message per group per round, groups in order of their oldest
+        // message; a move to the DLQ does not count, the group's next message follows.
+        let mut out = Received::default();
+        let mut claimed: Vec<&str> = Vec::new();
+        let mut active: Vec<usize> = (0..queues.len()).collect();
+        while out.delivered.len() < max && !active.is_empty() {
+            let mut next_round = Vec::new();
+            for &i in &active {
                 if out.delivered.len() >= max {
                     break;
                 }
-                let visible_at: i64 = r.get("visible_at_ms");
-                if visible_at > now {
-                    break;
-                }
-                let part: i16 = r.get("part");
-                let seq: i64 = r.get("seq");
-                let candidate = Candidate {
-                    message_id: r.get("message_id"),
-                    group_id: Some(group.clone()),
-                    receive_count: r.get("receive_count"),
-                    sent_ms: r.get("sent_ms"),
-                };
-                match decide(&candidate) {
-                    // Skipping a FIFO message stops its group: the order is kept.
-                    Decision::Skip => break,
-                    Decision::Deliver => {
-                        let row = tx
-                            .query_one(
-                                "UPDATE redrive_messages SET
-                                    visible_at_ms = $4::bigint + $5::bigint,
-                                    receive_count = receive_count + 1,
-                                    receipt_token = receipt_token + 1,
-                                    first_received_ms = coalesce(first_received_ms, $4::bigint)
-                                 WHERE queue_uid = $1 AND part = $2 AND seq = $3
-                                 RETURNING *",
-                                &[&q.uid, &part, &seq, &now, &visibility_ms],
-                            )
-                            .await?;
-                        out.delivered.push(Self::row_to_claimed(&row));
-                        claimed_here += 1;
-                    }
-                    Decision::MoveTo { queue, source_arn } => {
-                        if move_to_dlq(&tx, q, part, seq, &candidate, &queue, &source_arn, now)
-                            .await?
-                        {
-                            out.moved.push((candidate.message_id, queue.uid));
+                let (group, rows) = &mut queues[i];
+                let mut gave = false;
+                while let Some(r) = rows.pop_front() {
+                    let part: i16 = r.get("part");
+                    let seq: i64 = r.get("seq");
+                    let candidate = Candidate {
+                        message_id: r.get("message_id"),
+                        group_id: Some(group.clone()),
+                        receive_count: r.get("receive_count"),
+                        sent_ms: r.get("sent_ms"),
+                    };
+                    match decide(&candidate) {
+                        // Skipping a FIFO message stops its group: the order is kept.
+                        Decision::Skip => {
+                            rows.clear();
+                            break;
+                        }
+                        Decision::Deliver => {
+                            let row = tx
+                                .query_one(
+                                    "UPDATE redrive_messages SET
+                                        visible_at_ms = $4::bigint + $5::bigint,
+                                        receive_count = receive_count + 1,
+                                        receipt_token = receipt_token + 1,
+                                        first_received_ms = coalesce(first_received_ms, $4::bigint)
+                                     WHERE queue_uid = $1 AND part = $2 AND seq = $3
+                                     RETURNING *",
+                                    &[&q.uid, &part, &seq, &now, &visibility_ms],
+                                )
+                                .await?;
+                            out.delivered.push(Self::row_to_claimed(&row));
+                            gave = true;
+                            break;
+                        }
+                        Decision::MoveTo { queue, source_arn } => {
+                            if move_to_dlq(&tx, q, part, seq, &candidate, &queue, &source_arn, now)
+                                .await?
+                            {
+                                out.moved.push((candidate.message_id, queue.uid));
+                            }
                         }
                     }
                 }
+                if gave {
+                    next_round.push(i);
+                }
             }
-            if claimed_here > 0 {
-                tx.execute(
-                    "UPDATE redrive_fifo_groups SET locked_until_ms = $3
-                     WHERE queue_uid = $1 AND group_id = $2",
-                    &[&q.uid, &group, &(now + visibility_ms)],
-                )
-                .await?;
+            active = next_round;
+        }
+        for (group, _) in &queues {
+            if out
+                .delivered
+                .iter()
+                .any(|m| m.group_id.as_deref() == Some(group.as_str()))
+            {
+                claimed.push(group);
             }
+        }
+        for group in claimed {
+            tx.execute(
+                "UPDATE redrive_fifo_groups SET locked_until_ms = $3
+                 WHERE queue_uid = $1 AND group_id = $2",
+                &[&q.uid, &group, &(now + visibility_ms)],
+            )
+            .await?;
         }
         notify_moved(&tx, &out.moved).await?;
         tx.commit().await?;
@@ -942,18 +1025,29 @@ impl PgStore {
     /// Deletes the message if `claim` is its latest receive; a FIFO group's hold is recomputed
     /// in the same transaction.
     pub async fn delete(&self, q: &QueueRow, claim: Claim) -> Result<HandleCheck, PgError> {
-        retry!(self.try_change(q, claim, None))
+        retry!(self.try_change(q, claim, None, false))
+    }
+
+    /// [`PgStore::delete`] only while the message is in flight under `claim` (FIFO: a handle
+    /// whose visibility ended no longer deletes).
+    pub async fn delete_in_flight(
+        &self,
+        q: &QueueRow,
+        claim: Claim,
+    ) -> Result<HandleCheck, PgError> {
+        retry!(self.try_change(q, claim, None, true))
     }
 
     /// Sets the message's visibility deadline to now + `visibility_ms` if `claim` is its latest
-    /// receive and it is in flight.
+    /// receive: in flight, or visible again and not received since (AWS accepts the latest
+    /// handle after its visibility ended; the message is hidden again, a FIFO group held again).
     pub async fn change_visibility(
         &self,
         q: &QueueRow,
         claim: Claim,
         visibility_ms: i64,
     ) -> Result<HandleCheck, PgError> {
-        retry!(self.try_change(q, claim, Some(visibility_ms)))
+        retry!(self.try_change(q, claim, Some(visibility_ms), false))
     }
 
     async fn try_change(
@@ -961,16 +1055,26 @@ impl PgStore {
         q: &QueueRow,
         claim: Claim,
         visibility_ms: Option<i64>,
+        in_flight_only: bool,
     ) -> Result<HandleCheck, PgError> {
         let mut c = self.pool.get().await;
         let tx = c.transaction().await?;
         let row = match visibility_ms {
             None => {
                 tx.query_opt(
-                    "DELETE FROM redrive_messages
-                     WHERE queue_uid = $1 AND part = $2 AND seq = $3 AND receipt_token = $4
-                     RETURNING group_id",
-                    &[&q.uid, &claim.part, &claim.seq, &claim.token],
+                    &format!(
+                        "DELETE FROM redrive_messages
+                         WHERE queue_uid = $1 AND part = $2 AND seq = $3 AND receipt_token = $4
+                           AND (NOT $5 OR visible_at_ms > {NOW})
+                         RETURNING group_id"
+                    ),
+                    &[
+                        &q.uid,
+                        &claim.part,
+                        &claim.seq,
+                        &claim.token,
+                        &in_flight_only,
+                    ],
                 )
                 .await?
             }
@@ -979,7 +1083,6 @@ impl PgStore {
                     &format!(
                         "UPDATE redrive_messages SET visible_at_ms = {NOW} + $5
                          WHERE queue_uid = $1 AND part = $2 AND seq = $3 AND receipt_token = $4
-                           AND visible_at_ms > {NOW}
                          RETURNING group_id"
                     ),
                     &[&q.uid, &claim.part, &claim.seq, &claim.token, &v],
@@ -988,6 +1091,21 @@ impl PgStore {
             }
         };
         let Some(row) = row else {
+            if visibility_ms.is_some()
+                && tx
+                    .query_opt(
+                        &format!(
+                            "SELECT 1 FROM redrive_messages
+                             WHERE queue_uid = $1 AND part = $2 AND seq = $3
+                               AND visible_at_ms <= {NOW}"
+                        ),
+                        &[&q.uid, &claim.part, &claim.seq],
+                    )
+                    .await?
+                    .is_some()
+            {
+                return Ok(HandleCheck::NotInFlight);
+            }
             return Ok(HandleCheck::Stale);
         };
         let group: Option<String> = row.get(0);
@@ -1118,6 +1236,58 @@ impl PgStore {
             )
             .await?;
         Ok((r.get(0), r.get(1)))
+    }
+
+    /// `(visible, in flight, delayed, oldest sent_ms)` at the database's now: a message not
+    /// visible counts in flight once received, delayed before.
+    pub async fn stats(&self, q: &QueueRow) -> Result<(i64, i64, i64, Option<i64>, i64), PgError> {
+        let c = self.pool.get().await;
+        let r = c
+            .query_one(
+                &format!(
+                    "WITH now AS MATERIALIZED (SELECT {NOW} AS t)
+                     SELECT count(*) FILTER (WHERE visible_at_ms <= (SELECT t FROM now)),
+                            count(*) FILTER (WHERE visible_at_ms > (SELECT t FROM now) AND receive_count > 0),
+                            count(*) FILTER (WHERE visible_at_ms > (SELECT t FROM now) AND receive_count = 0),
+                            min(sent_ms),
+                            (SELECT t FROM now)
+                     FROM redrive_messages WHERE queue_uid = $1"
+                ),
+                &[&q.uid],
+            )
+            .await?;
+        Ok((r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+    }
+
+    /// Every queue, every Region.
+    pub async fn all_queues(&self) -> Result<Vec<QueueRow>, PgError> {
+        let c = self.pool.get().await;
+        let rows = c
+            .query("SELECT * FROM redrive_queues ORDER BY uid", &[])
+            .await?;
+        Ok(rows.iter().map(Self::row_to_queue).collect())
+    }
+
+    /// Deletes the queue's messages sent `retention_ms` or longer ago (the retention sweep; by
+    /// the `(queue_uid, sent_ms)` index) and its expired deduplication entries. Returns the
+    /// number of messages deleted.
+    pub async fn expire(&self, q: &QueueRow, retention_ms: i64) -> Result<u64, PgError> {
+        let c = self.pool.get().await;
+        let n = c
+            .execute(
+                &format!(
+                    "DELETE FROM redrive_messages
+                     WHERE queue_uid = $1 AND sent_ms <= {NOW} - $2"
+                ),
+                &[&q.uid, &retention_ms],
+            )
+            .await?;
+        c.execute(
+            &format!("DELETE FROM redrive_dedup WHERE queue_uid = $1 AND expires_ms <= {NOW}"),
+            &[&q.uid],
+        )
+        .await?;
+        Ok(n)
     }
 
     /// Takes or renews the lease `name` for `holder` until now + `ttl_ms`: `true` when held.

@@ -8,9 +8,13 @@ use tokio_postgres::error::SqlState;
 use crate::PgError;
 
 /// `(version, SQL)`, in order. A migration is applied in one transaction with the version bump.
-pub const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_dedup_seq.sql")),
+    (3, include_str!("../migrations/0003_retention_index.sql")),
+];
 /// The newest version this build knows.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Errors two concurrent `CREATE … IF NOT EXISTS` can raise in PostgreSQL (the catalog's
 /// unique index is hit before `IF NOT EXISTS` sees the other's object).

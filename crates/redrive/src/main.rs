@@ -268,6 +268,13 @@ struct ServeArgs {
     /// Keep everything in memory instead (nothing survives a restart).
     #[arg(long, env = "REDRIVE_IN_MEMORY", conflicts_with = "durability")]
     in_memory: bool,
+    /// Keep queues and messages in a database several servers share instead of the embedded
+    /// store: a `postgres://USER@HOST:PORT/DB` URL (see docs/deploy.md for what works there).
+    #[arg(long, env = "REDRIVE_STORE", conflicts_with_all = ["in_memory", "durability"])]
+    store: Option<String>,
+    /// Database connections of this server with `--store postgres://…`.
+    #[arg(long, env = "REDRIVE_STORE_CONNECTIONS", default_value_t = 8)]
+    store_connections: usize,
     /// `strict`: a change is acknowledged once fsync'd (group commit). `relaxed[:MS]`:
     /// acknowledged at once and fsync'd every MS milliseconds (default 100); a crash can lose
     /// the last interval.
@@ -405,7 +412,25 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Auth::SigV4 { keys } = &auth {
         tracing::info!(keys = keys.len(), "SigV4 verification on");
     }
-    let storage = if args.in_memory {
+    let storage = if let Some(url) = &args.store {
+        if queue_config.is_some() {
+            anyhow::bail!(
+                "--config queue definitions are not applied with --store postgres:// yet: create the queues through the SQS API"
+            );
+        }
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            anyhow::bail!("--store: only postgres:// URLs are supported (got {url:?})");
+        }
+        let backend =
+            redrive_store_pg::PgBackend::connect(url, None, args.store_connections.max(1))
+                .await
+                .context("cannot open the shared database (--store)")?;
+        tracing::info!(
+            connections = args.store_connections,
+            "shared database storage (PostgreSQL)"
+        );
+        Storage::Shared(redrive_server::SharedStore(std::sync::Arc::new(backend)))
+    } else if args.in_memory {
         tracing::warn!("running in memory: nothing survives a restart");
         Storage::InMemory
     } else {

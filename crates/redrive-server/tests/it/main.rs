@@ -2,6 +2,9 @@
 //! it over HTTP, through the AWS SDK (JSON protocol) or raw requests (Query protocol, malformed
 //! input).
 
+// `services::blackbox` compiles some of these files a second time, against PostgreSQL.
+#![allow(clippy::duplicate_mod)]
+
 mod alerts;
 mod attribute_fidelity;
 mod attributes;
@@ -31,5 +34,6 @@ mod queue_urls;
 mod queues;
 mod receipts;
 mod replays;
+mod services;
 mod store_faults;
 mod texts;

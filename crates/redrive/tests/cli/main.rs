@@ -19,6 +19,8 @@
 //! - `console`: `redrive console` against moto_server, driven over HTTP (group-by, dry run,
 //!   confirmed client-side replay, CSRF refusal).
 //! - `verify`: `redrive verify` on a clean and on a damaged data directory.
+//! - `services`: `serve --store postgres://…` processes sharing one PostgreSQL (`services`
+//!   profile).
 
 mod alerts;
 mod checker;
@@ -32,4 +34,5 @@ mod metrics_cloudwatch;
 mod queue_config;
 mod replay;
 mod serve;
+mod services;
 mod verify;

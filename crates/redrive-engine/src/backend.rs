@@ -1,0 +1,236 @@
+//! The shared-state seam of ADR 0002: [`QueueBackend`], where queue and message state lives and
+//! how it is claimed, expressed as SQS state transitions (never rows or mutations). Every method
+//! is one atomic transition in the backend; the AWS rules (validation, attribute handling, the
+//! DLQ decision, rendering, receipt handles) stay in the engine and reach the backend as
+//! arguments ([`Decide`]) or as already-validated values.
+//!
+//! The embedded mode (in-memory indices written through [`crate::Store`]) is the engine's own
+//! path; an engine opened with [`crate::Engine::open_shared`] answers the SQS actions through a
+//! backend instead (`shared.rs`), e.g. `redrive_store_pg::PgBackend` on PostgreSQL.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use redrive_core::SqsResult;
+use redrive_core::api::MessageAttributes;
+
+/// A boxed `Send` future: the trait stays object-safe (`Arc<dyn QueueBackend>`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A queue as a shared backend keeps it: the catalog row plus what the rules keep with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedQueue {
+    /// Assigned by the backend (ignored by [`QueueBackend::create_queue`]).
+    pub uid: u64,
+    pub region: String,
+    pub name: String,
+    pub fifo: bool,
+    /// Normalised attributes, defaults included (as `QueueRecord::attributes`).
+    pub attributes: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+    pub created_secs: u64,
+    pub last_modified_secs: u64,
+    pub last_purge_ms: Option<u64>,
+    /// How many partitions the backend spreads the queue's messages over (set by the backend).
+    pub partitions: u16,
+    /// The catalog row's version as read (the backend's compare-and-set token for
+    /// [`QueueBackend::update_queue`]; not for the rules).
+    pub version: u64,
+}
+
+/// `create_queue`'s answer: for an existing queue the rules compare attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created(SharedQueue),
+    Existing(SharedQueue),
+}
+
+/// A message to store, already validated by the rules.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub body: String,
+    pub attributes: MessageAttributes,
+    pub system_attributes: MessageAttributes,
+    pub delay_ms: u64,
+    pub group_id: Option<String>,
+    /// FIFO only: the deduplication key (scope included), unique for the backend's
+    /// deduplication window (5 minutes).
+    pub dedup_key: Option<String>,
+    /// The `MessageDeduplicationId` shown on receive (standard queues keep it without
+    /// deduplicating).
+    pub dedup_id: Option<String>,
+}
+
+/// What a send did with one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub message_id: String,
+    /// The message's sequence (the FIFO `SequenceNumber`); for a duplicate, the first's.
+    pub seq: u64,
+    /// A FIFO duplicate within the window: nothing was stored.
+    pub duplicate: bool,
+}
+
+/// Which receive a receipt handle names: the message's sequence and its claim token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Claim {
+    pub seq: u64,
+    pub token: u64,
+}
+
+/// A message offered to [`Decide`], before this receive counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub message_id: String,
+    pub group_id: Option<String>,
+    pub receive_count: u32,
+    pub sent_ms: u64,
+}
+
+/// The rules' answer for one receive candidate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Deliver,
+    /// The DLQ move: to `queue`, with `source_arn` as `DeadLetterQueueSourceArn`.
+    MoveTo {
+        queue: Box<SharedQueue>,
+        source_arn: String,
+    },
+    /// Left as it is (a FIFO group stops there).
+    Skip,
+}
+
+/// The rules in a receive's loop: the backend iterates candidates in its own claim order and
+/// applies the answers in the transaction that holds them.
+pub trait Decide: Sync {
+    fn decide(&self, candidate: &Candidate) -> Decision;
+}
+
+/// A receive's parameters (validated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiveSpec {
+    pub max: usize,
+    pub visibility_ms: u64,
+    /// Long polling: how long to wait for a message when none is there.
+    pub wait_ms: u64,
+}
+
+/// A delivered message, in flight under `claim`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub claim: Claim,
+    pub message_id: String,
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
+    pub body: String,
+    pub attributes: MessageAttributes,
+    pub system_attributes: MessageAttributes,
+    pub receive_count: u32,
+    pub sent_ms: u64,
+    pub first_received_ms: u64,
+    pub dead_letter_source_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Received {
+    pub delivered: Vec<Delivered>,
+    /// `(message id, destination queue uid)` of the DLQ moves.
+    pub moved: Vec<(String, u64)>,
+}
+
+/// What a receipt-checked change found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandleCheck {
+    Applied,
+    /// The message is gone, was received again since, or (FIFO delete) its visibility ended.
+    Stale,
+    /// (Visibility changes) an older receive's handle, and the message is visible now.
+    NotInFlight,
+}
+
+/// Approximate counts at the backend's now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
+    /// Age of the oldest message, ms (0 when empty).
+    pub oldest_age_ms: u64,
+}
+
+/// Where queue and message state lives and how it is claimed (ADR 0002's table).
+pub trait QueueBackend: Send + Sync + 'static {
+    /// The backend's clock (epoch ms): the one every deadline compares against.
+    fn now_ms(&self) -> BoxFuture<'_, SqsResult<u64>>;
+    /// Creates the queue or returns the existing one of that name (atomic across servers).
+    fn create_queue<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<CreateOutcome>>;
+    /// When `name` was last deleted (for `QueueDeletedRecently`).
+    fn deleted_at_ms<'a>(
+        &'a self,
+        region: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, SqsResult<Option<u64>>>;
+    fn queue<'a>(
+        &'a self,
+        region: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, SqsResult<Option<SharedQueue>>>;
+    /// A Region's queues whose name starts with `prefix`, by name.
+    fn list_queues<'a>(
+        &'a self,
+        region: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, SqsResult<Vec<SharedQueue>>>;
+    /// Writes attributes, tags and the modification/purge times if the queue is still at
+    /// `q.version`: `false` when it changed since it was read or is gone (read it again).
+    fn update_queue<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<bool>>;
+    /// The queue and everything in it; the deletion time is kept for `deleted_at_ms`.
+    fn delete_queue<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<()>>;
+    /// A batch in one transaction; FIFO deduplication decided by the backend.
+    fn send<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        msgs: Vec<NewMessage>,
+    ) -> BoxFuture<'a, SqsResult<Vec<Sent>>>;
+    /// Claims up to `spec.max` messages (FIFO: free groups, in order), asking `decide` for each
+    /// candidate; waits up to `spec.wait_ms` for one when none is there.
+    fn receive<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        spec: ReceiveSpec,
+        decide: &'a dyn Decide,
+    ) -> BoxFuture<'a, SqsResult<Received>>;
+    /// Deletes the message if `claim` is its latest receive (a FIFO group may unlock); on a
+    /// FIFO queue only while it is in flight under `claim`.
+    fn delete<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        claim: Claim,
+    ) -> BoxFuture<'a, SqsResult<HandleCheck>>;
+    /// Sets the deadline to now + `visibility_ms` if `claim` is its latest receive (in flight,
+    /// or visible again and not received since: hidden again, a FIFO group held again).
+    fn change_visibility<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        claim: Claim,
+        visibility_ms: u64,
+    ) -> BoxFuture<'a, SqsResult<HandleCheck>>;
+    /// Removes every message and FIFO deduplication entry.
+    fn purge<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<u64>>;
+    fn counts<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<Counts>>;
+    /// Every queue, every Region (background work).
+    fn all_queues(&self) -> BoxFuture<'_, SqsResult<Vec<SharedQueue>>>;
+    /// Deletes the queue's messages sent `retention_ms` or longer ago, and its expired FIFO
+    /// deduplication entries (the retention sweep, run under a lease).
+    fn expire<'a>(&'a self, q: &'a SharedQueue, retention_ms: u64)
+    -> BoxFuture<'a, SqsResult<u64>>;
+    /// Takes or renews lease `name` for `holder` for `ttl_ms`: `true` when held.
+    fn lease<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a str,
+        ttl_ms: u64,
+    ) -> BoxFuture<'a, SqsResult<bool>>;
+    fn release<'a>(&'a self, name: &'a str, holder: &'a str) -> BoxFuture<'a, SqsResult<()>>;
+}

@@ -1,0 +1,121 @@
+//! A part of the black-box suite run again against two servers sharing one PostgreSQL (ADR
+//! 0002, issue 17): the same test files, compiled a second time here, where
+//! [`crate::common::TestServer::start`] starts two `--store postgres://` servers on a fresh
+//! schema and gives a client whose requests alternate between them, the `Host` kept as a load
+//! balancer keeps it (see [`shared_pair`]).
+//! Raw-HTTP requests (Query protocol, malformed input) go to the first server.
+//!
+//! Tests of behaviour the shared store does not have yet are excluded in
+//! `.config/nextest.toml` (profile `services`), each with its reason.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use aws_sdk_sqs::config::interceptors::BeforeTransmitInterceptorContextMut;
+use aws_sdk_sqs::config::{ConfigBag, Intercept, RuntimeComponents};
+use redrive_server::{Server, ServerConfig, SharedStore, Storage};
+use redrive_store_pg::PgBackend;
+
+use crate::common::TestServer;
+
+#[path = "../attribute_fidelity.rs"]
+mod attribute_fidelity;
+#[path = "../attributes.rs"]
+mod attributes;
+#[path = "../batches.rs"]
+mod batches;
+#[path = "../dlq.rs"]
+mod dlq;
+#[path = "../fifo.rs"]
+mod fifo;
+#[path = "../fifo_groups.rs"]
+mod fifo_groups;
+#[path = "../fifo_rules.rs"]
+mod fifo_rules;
+#[path = "../json_error_names.rs"]
+mod json_error_names;
+#[path = "../messages.rs"]
+mod messages;
+#[path = "../query_protocol.rs"]
+mod query_protocol;
+#[path = "../queues.rs"]
+mod queues;
+#[path = "../receipts.rs"]
+mod receipts;
+#[path = "../texts.rs"]
+mod texts;
+
+/// Sends every other request to the second server, keeping the first's `Host` (as a load
+/// balancer does), so queue URLs are the same whichever server answers.
+#[derive(Debug)]
+struct Alternate {
+    first: String,
+    second: String,
+    next: AtomicUsize,
+}
+
+impl Intercept for Alternate {
+    fn name(&self) -> &'static str {
+        "Alternate"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if self.next.fetch_add(1, Ordering::Relaxed) % 2 == 1 {
+            let req = context.request_mut();
+            let uri = req.uri().replacen(&self.first, &self.second, 1);
+            req.set_uri(uri)?;
+            req.headers_mut().insert("host", self.first.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Two shared-store servers and an alternating client, when the running test is one of this
+/// module's (libtest names each test's thread after the test); `None` otherwise.
+pub async fn shared_pair() -> Option<TestServer> {
+    let name = std::thread::current().name()?.to_string();
+    if !name.starts_with("services::blackbox::") {
+        return None;
+    }
+    let url = std::env::var("REDRIVE_TEST_POSTGRES_URL").expect(
+        "REDRIVE_TEST_POSTGRES_URL is not set: `source tests/services/start.sh` first (the `services` nextest profile)",
+    );
+    let schema = format!(
+        "bb_{}",
+        uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+    );
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let backend = PgBackend::connect(&url, Some(&schema), 3)
+            .await
+            .expect("connect to PostgreSQL");
+        let server = Server::bind(ServerConfig {
+            port: 0,
+            storage: Storage::Shared(SharedStore(Arc::new(backend))),
+            ..Default::default()
+        })
+        .await
+        .expect("bind");
+        servers.push(server);
+    }
+    let second = servers[1].local_addr().expect("addr").to_string();
+    tokio::spawn(servers.pop().expect("second").serve(std::future::pending()));
+    let mut first = TestServer::from_server(servers.pop().expect("first"));
+    let conf = first
+        .client
+        .config()
+        .to_builder()
+        .interceptor(Alternate {
+            first: first.addr.to_string(),
+            second,
+            next: AtomicUsize::new(0),
+        })
+        .build();
+    first.client = aws_sdk_sqs::Client::from_conf(conf);
+    Some(first)
+}

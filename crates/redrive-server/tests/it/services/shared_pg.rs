@@ -1,0 +1,522 @@
+//! Two Redrive servers on one PostgreSQL (`--store postgres://…`, ADR 0002), driven through the
+//! official SDK with requests alternating between them: whatever one server did, the other sees.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
+use redrive_server::{Server, ServerConfig, SharedStore, Storage};
+use redrive_store_pg::PgBackend;
+
+use crate::common::{TestServer, code, describe, md5_hex, sys_attr};
+
+fn url() -> String {
+    std::env::var("REDRIVE_TEST_POSTGRES_URL").expect(
+        "REDRIVE_TEST_POSTGRES_URL is not set: `source tests/services/start.sh` first (the `services` nextest profile)",
+    )
+}
+
+/// `n` servers on one fresh schema of the test database.
+async fn servers(n: usize) -> Vec<TestServer> {
+    servers_and_db(n).await.0
+}
+
+/// [`servers`], and a backend of the same schema for the test itself (to move its clock).
+async fn servers_and_db(n: usize) -> (Vec<TestServer>, PgBackend) {
+    let schema = format!(
+        "it_{}",
+        uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+    );
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let backend = PgBackend::connect(&url(), Some(&schema), 4)
+            .await
+            .expect("connect to PostgreSQL");
+        let server = Server::bind(ServerConfig {
+            port: 0,
+            storage: Storage::Shared(SharedStore(Arc::new(backend))),
+            ..Default::default()
+        })
+        .await
+        .expect("bind");
+        out.push(TestServer::from_server(server));
+    }
+    let db = PgBackend::connect(&url(), Some(&schema), 1)
+        .await
+        .expect("connect to PostgreSQL");
+    (out, db)
+}
+
+#[tokio::test]
+async fn a_queue_and_its_messages_are_the_same_on_every_server() {
+    let s = servers(2).await;
+    let (a, b) = (&s[0], &s[1]);
+    let url = a
+        .create_with("shared-std", &[("VisibilityTimeout", "30")])
+        .await;
+    // The other server knows the queue: URL, list, attributes.
+    let got = b
+        .client
+        .get_queue_url()
+        .queue_name("shared-std")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.queue_url(), Some(b.queue_url("shared-std").as_str()));
+    let listed = b.client.list_queues().send().await.unwrap();
+    assert_eq!(listed.queue_urls(), [b.queue_url("shared-std")]);
+    assert_eq!(
+        b.attrs(&url, &["VisibilityTimeout"]).await["VisibilityTimeout"],
+        "30"
+    );
+    // Creating it again on the other server with other attributes is refused there.
+    let e = b
+        .client
+        .create_queue()
+        .queue_name("shared-std")
+        .attributes(QueueAttributeName::VisibilityTimeout, "31")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "QueueAlreadyExists");
+
+    // Sent on one, received on the other, with its attributes and digests.
+    let sent = a
+        .client
+        .send_message()
+        .queue_url(&url)
+        .message_body("hello")
+        .message_attributes(
+            "colour",
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value("blue")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let got = b.receive(&url, 10, None).await;
+    assert_eq!(got.len(), 1);
+    let m = &got[0];
+    assert_eq!(m.message_id(), sent.message_id());
+    assert_eq!(m.body(), Some("hello"));
+    assert_eq!(m.md5_of_body(), Some(md5_hex(b"hello").as_str()));
+    assert_eq!(
+        m.md5_of_message_attributes(),
+        sent.md5_of_message_attributes()
+    );
+    assert_eq!(
+        m.message_attributes().unwrap()["colour"].string_value(),
+        Some("blue")
+    );
+    assert_eq!(sys_attr(m, "ApproximateReceiveCount").as_deref(), Some("1"));
+    // In flight on both servers.
+    assert!(a.receive(&url, 10, None).await.is_empty());
+    assert_eq!(a.counts(&url).await, (0, 1, 0));
+    // Deleted on the first with the second's handle: gone everywhere.
+    a.client
+        .delete_message()
+        .queue_url(&url)
+        .receipt_handle(m.receipt_handle().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(b.counts(&url).await, (0, 0, 0));
+
+    // Tags and attributes set on one are read on the other.
+    b.client
+        .tag_queue()
+        .queue_url(&url)
+        .tags("team", "payments")
+        .send()
+        .await
+        .unwrap();
+    let tags = a
+        .client
+        .list_queue_tags()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags.tags().unwrap()["team"], "payments");
+    a.client
+        .set_queue_attributes()
+        .queue_url(&url)
+        .attributes(QueueAttributeName::DelaySeconds, "5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(b.attrs(&url, &["DelaySeconds"]).await["DelaySeconds"], "5");
+    b.send(&url, "later").await;
+    assert_eq!(a.counts(&url).await, (0, 0, 1));
+
+    // Purged on one, empty and purge-limited on the other; deleted on one, gone on the other.
+    a.client.purge_queue().queue_url(&url).send().await.unwrap();
+    assert_eq!(b.counts(&url).await, (0, 0, 0));
+    let e = b
+        .client
+        .purge_queue()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "AWS.SimpleQueueService.PurgeQueueInProgress");
+    b.client
+        .delete_queue()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap();
+    let e = a
+        .client
+        .get_queue_url()
+        .queue_name("shared-std")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "AWS.SimpleQueueService.NonExistentQueue");
+    let e = a
+        .client
+        .create_queue()
+        .queue_name("shared-std")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "AWS.SimpleQueueService.QueueDeletedRecently");
+}
+
+#[tokio::test]
+async fn alternating_servers_hand_each_message_out_once() {
+    let s = servers(2).await;
+    let url = s[0].create("shared-alternating").await;
+    let mut bodies: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
+    for (i, body) in bodies.iter().enumerate() {
+        s[i % 2].send(&url, body).await;
+    }
+    let mut seen = Vec::new();
+    for round in 0..40 {
+        let got = s[round % 2].receive(&url, 10, Some(60)).await;
+        for m in &got {
+            seen.push(m.body().unwrap().to_string());
+            s[(round + 1) % 2]
+                .client
+                .delete_message()
+                .queue_url(&url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+        if seen.len() == bodies.len() {
+            break;
+        }
+    }
+    seen.sort();
+    bodies.sort();
+    assert_eq!(seen, bodies, "every message once, none twice");
+    assert_eq!(s[1].counts(&url).await, (0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_long_poll_on_one_server_wakes_on_a_send_to_the_other() {
+    let s = servers(2).await;
+    let url = s[0].create("shared-long-poll").await;
+    let client = s[1].client.clone();
+    let poll_url = url.clone();
+    let started = Instant::now();
+    let poll = tokio::spawn(async move {
+        client
+            .receive_message()
+            .queue_url(&poll_url)
+            .wait_time_seconds(10)
+            .send()
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s[0].send(&url, "wake up").await;
+    let got = poll.await.unwrap();
+    assert_eq!(got.messages()[0].body(), Some("wake up"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "woken by the send, not the timeout ({:?})",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn visibility_changes_and_stale_handles_across_servers() {
+    let s = servers(2).await;
+    let (a, b) = (&s[0], &s[1]);
+    let url = a.create("shared-visibility").await;
+    a.send(&url, "x").await;
+    let first = a.receive(&url, 1, Some(60)).await;
+    let old = first[0].receipt_handle().unwrap().to_string();
+    // Made visible again from the other server: received again, a second receive.
+    b.client
+        .change_message_visibility()
+        .queue_url(&url)
+        .receipt_handle(&old)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .unwrap();
+    let second = a.receive(&url, 1, Some(60)).await;
+    assert_eq!(second.len(), 1);
+    assert_eq!(
+        sys_attr(&second[0], "ApproximateReceiveCount").as_deref(),
+        Some("2")
+    );
+    // The first receive's handle no longer changes anything.
+    let e = b
+        .client
+        .change_message_visibility()
+        .queue_url(&url)
+        .receipt_handle(&old)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidParameterValue");
+    // A malformed handle is refused as on the embedded store.
+    let e = b
+        .client
+        .delete_message()
+        .queue_url(&url)
+        .receipt_handle("garbage")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "ReceiptHandleIsInvalid");
+    assert_eq!(b.counts(&url).await, (0, 1, 0));
+}
+
+#[tokio::test]
+async fn a_fifo_group_is_held_across_servers_and_deduplicated_across_them() {
+    let s = servers(2).await;
+    let (a, b) = (&s[0], &s[1]);
+    let url = a.create_with("shared.fifo", &[("FifoQueue", "true")]).await;
+    let send = |srv: &TestServer, group: &str, dedup: &str, body: &str| {
+        let req = srv
+            .client
+            .send_message()
+            .queue_url(&url)
+            .message_group_id(group)
+            .message_deduplication_id(dedup)
+            .message_body(body);
+        async move {
+            req.send()
+                .await
+                .unwrap_or_else(|e| panic!("{}", describe(&e)))
+        }
+    };
+    let m1 = send(a, "g1", "d1", "g1-first").await;
+    send(b, "g1", "d2", "g1-second").await;
+    send(a, "g2", "d3", "g2-first").await;
+    // The same deduplication id on the other server: the first message, not a new one.
+    let dup = send(b, "g1", "d1", "g1-first again").await;
+    assert_eq!(dup.message_id(), m1.message_id());
+    assert_eq!(dup.sequence_number(), m1.sequence_number());
+
+    let got = a.receive(&url, 1, Some(60)).await;
+    assert_eq!(got.len(), 1);
+    let held = got[0].clone();
+    let group = sys_attr(&held, "MessageGroupId").unwrap();
+    // The other server gets only the other group while this one is in flight.
+    let other = b.receive(&url, 10, Some(60)).await;
+    assert!(
+        other
+            .iter()
+            .all(|m| sys_attr(m, "MessageGroupId").unwrap() != group),
+        "a held group was handed out by the other server"
+    );
+    for m in &other {
+        a.client
+            .delete_message()
+            .queue_url(&url)
+            .receipt_handle(m.receipt_handle().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    // Deleting the held message on the other server frees its group, in order.
+    b.client
+        .delete_message()
+        .queue_url(&url)
+        .receipt_handle(held.receipt_handle().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    for i in 0..4 {
+        for m in s[i % 2].receive(&url, 10, Some(60)).await {
+            rest.push(m.body().unwrap().to_string());
+            s[(i + 1) % 2]
+                .client
+                .delete_message()
+                .queue_url(&url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let mut all: Vec<String> = std::iter::once(held.body().unwrap().to_string())
+        .chain(other.iter().map(|m| m.body().unwrap().to_string()))
+        .chain(rest)
+        .collect();
+    let g1: Vec<&String> = all.iter().filter(|b| b.starts_with("g1")).collect();
+    assert_eq!(g1, ["g1-first", "g1-second"], "group order kept");
+    all.sort();
+    assert_eq!(all, ["g1-first", "g1-second", "g2-first"]);
+}
+
+#[tokio::test]
+async fn a_message_received_too_often_moves_to_the_dlq_across_servers() {
+    let s = servers(2).await;
+    let (a, b) = (&s[0], &s[1]);
+    let dlq = a.create("shared-dlq").await;
+    let policy = format!(
+        r#"{{"deadLetterTargetArn":"{}","maxReceiveCount":"1"}}"#,
+        TestServer::arn("shared-dlq")
+    );
+    let src = b
+        .create_with("shared-src", &[("RedrivePolicy", &policy)])
+        .await;
+    a.send(&src, "poison").await;
+    let first = b.receive(&src, 1, Some(0)).await;
+    assert_eq!(first.len(), 1);
+    // Received once already: the next receive (on the other server) moves it.
+    assert!(a.receive(&src, 1, Some(0)).await.is_empty());
+    let moved = b.receive(&dlq, 1, Some(30)).await;
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].body(), Some("poison"));
+    assert_eq!(
+        sys_attr(&moved[0], "DeadLetterQueueSourceArn"),
+        Some(TestServer::arn("shared-src"))
+    );
+    let sources = a
+        .client
+        .list_dead_letter_source_queues()
+        .queue_url(&dlq)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sources.queue_urls(), [a.queue_url("shared-src")]);
+}
+
+#[tokio::test]
+async fn what_the_shared_store_does_not_do_yet_is_an_error() {
+    let s = servers(1).await;
+    let url = s[0].create("shared-unsupported").await;
+    let e = s[0]
+        .client
+        .start_message_move_task()
+        .source_arn(TestServer::arn("shared-unsupported"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "AWS.SimpleQueueService.UnsupportedOperation");
+    let e = s[0]
+        .client
+        .add_permission()
+        .queue_url(&url)
+        .label("l")
+        .aws_account_ids("111122223333")
+        .actions("SendMessage")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "AWS.SimpleQueueService.UnsupportedOperation");
+    // The extension API and the console read one process's state: an error, not an empty
+    // server.
+    for path in ["/_redrive/v1/queues/shared-unsupported", "/console"] {
+        let resp = s[0]
+            .http
+            .get(format!("{}{path}", s[0].base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        assert!(
+            resp.text().await.unwrap().contains("UnsupportedOperation"),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn messages_past_retention_are_deleted_once_for_every_server() {
+    let (s, db) = servers_and_db(2).await;
+    let url = s[0]
+        .create_with("shared-retention", &[("MessageRetentionPeriod", "60")])
+        .await;
+    s[1].send(&url, "old").await;
+    // The database's clock (every server's) moves past the old message's retention.
+    db.store().advance_clock(61_000).await.unwrap();
+    s[0].send(&url, "new").await;
+    // One of the servers holds the retention lease and sweeps within a few seconds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s[1].counts(&url).await != (1, 0, 0) {
+        assert!(Instant::now() < deadline, "the old message was not expired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let got = s[0].receive(&url, 10, None).await;
+    assert_eq!(
+        got.iter().map(|m| m.body().unwrap()).collect::<Vec<_>>(),
+        ["new"]
+    );
+}
+
+#[tokio::test]
+async fn concurrent_queue_changes_on_two_servers_are_all_kept() {
+    let s = servers(2).await;
+    let url = s[0].create("shared-concurrent-tags").await;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let client = s[i % 2].client.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .tag_queue()
+                .queue_url(&url)
+                .tags(format!("k{i}"), "v")
+                .send()
+                .await
+                .unwrap();
+        }));
+    }
+    let client = s[1].client.clone();
+    let set_url = url.clone();
+    tasks.push(tokio::spawn(async move {
+        client
+            .set_queue_attributes()
+            .queue_url(&set_url)
+            .attributes(QueueAttributeName::VisibilityTimeout, "42")
+            .send()
+            .await
+            .unwrap();
+    }));
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let tags = s[0]
+        .client
+        .list_queue_tags()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        tags.tags().unwrap().len(),
+        10,
+        "no tag lost: {:?}",
+        tags.tags()
+    );
+    assert_eq!(
+        s[0].attrs(&url, &["VisibilityTimeout"]).await["VisibilityTimeout"],
+        "42"
+    );
+}

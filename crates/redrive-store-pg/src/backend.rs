@@ -1,0 +1,423 @@
+//! [`PgBackend`]: the engine's [`QueueBackend`] over [`PgStore`] (ADR 0002, order of work 3).
+//! Only translation lives here: the engine's SQS-level values to rows and back, and database
+//! errors to `InternalError` (retryable by every SDK). The AWS rules stay in the engine.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use redrive_core::api::MessageAttributes;
+use redrive_core::{SqsError, SqsResult};
+use redrive_engine::backend::{
+    self as eb, BoxFuture, CreateOutcome, Decide, QueueBackend, ReceiveSpec, SharedQueue,
+};
+use serde_json::{Value, json};
+
+use crate::{Claim, Created, Decision, NewMessage, PgError, PgStore, QueueRow};
+
+/// Partitions of a new standard queue (ADR 0002: a receive starts at a random one).
+pub const STANDARD_PARTITIONS: i16 = 8;
+/// FIFO queues are claimed by group, not by partition.
+const FIFO_PARTITIONS: i16 = 1;
+/// The FIFO deduplication window.
+const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
+
+/// The shared-database backend of `redrive serve --store postgres://…`.
+pub struct PgBackend {
+    store: PgStore,
+}
+
+fn internal(e: PgError) -> SqsError {
+    tracing::warn!(error = %e, "a database transition failed");
+    SqsError::internal(format!("database failure: {e}"))
+}
+
+/// The message attributes, system attributes and shown deduplication id, as the opaque
+/// `attributes` column holds them.
+fn encode_attributes(m: &eb::NewMessage) -> Vec<u8> {
+    json!({"a": m.attributes, "s": m.system_attributes, "d": m.dedup_id})
+        .to_string()
+        .into_bytes()
+}
+
+fn decode_attributes(raw: &[u8]) -> (MessageAttributes, MessageAttributes, Option<String>) {
+    let v: Value = serde_json::from_slice(raw).unwrap_or(Value::Null);
+    let map = |k: &str| -> MessageAttributes {
+        v.get(k)
+            .and_then(|a| serde_json::from_value(a.clone()).ok())
+            .unwrap_or_default()
+    };
+    let dedup = v.get("d").and_then(Value::as_str).map(str::to_string);
+    (map("a"), map("s"), dedup)
+}
+
+fn to_shared(r: QueueRow) -> SharedQueue {
+    let doc = &r.attributes;
+    let strings = |k: &str| -> BTreeMap<String, String> {
+        doc.get(k)
+            .and_then(|a| serde_json::from_value(a.clone()).ok())
+            .unwrap_or_default()
+    };
+    SharedQueue {
+        uid: r.uid as u64,
+        attributes: strings("attributes"),
+        tags: strings("tags"),
+        created_secs: (r.created_ms / 1000) as u64,
+        last_modified_secs: doc
+            .get("modified")
+            .and_then(Value::as_u64)
+            .unwrap_or((r.created_ms / 1000) as u64),
+        last_purge_ms: doc.get("purged").and_then(Value::as_u64),
+        version: doc.get("version").and_then(Value::as_u64).unwrap_or(0),
+        partitions: r.partitions as u16,
+        region: r.region,
+        name: r.name,
+        fifo: r.fifo,
+    }
+}
+
+fn document(q: &SharedQueue) -> Value {
+    json!({
+        "attributes": q.attributes,
+        "tags": q.tags,
+        "modified": q.last_modified_secs,
+        "purged": q.last_purge_ms,
+        "version": q.version,
+    })
+}
+
+fn to_row(q: &SharedQueue) -> QueueRow {
+    QueueRow {
+        uid: q.uid as i64,
+        region: q.region.clone(),
+        name: q.name.clone(),
+        fifo: q.fifo,
+        partitions: q.partitions.max(1) as i16,
+        attributes: document(q),
+        created_ms: (q.created_secs * 1000) as i64,
+    }
+}
+
+fn claim_of(q: &SharedQueue, c: eb::Claim) -> Claim {
+    Claim {
+        part: (c.seq % u64::from(q.partitions.max(1))) as i16,
+        seq: c.seq as i64,
+        token: c.token as i64,
+    }
+}
+
+fn check(h: crate::HandleCheck) -> eb::HandleCheck {
+    match h {
+        crate::HandleCheck::Applied => eb::HandleCheck::Applied,
+        crate::HandleCheck::Stale => eb::HandleCheck::Stale,
+        crate::HandleCheck::NotInFlight => eb::HandleCheck::NotInFlight,
+    }
+}
+
+impl PgBackend {
+    /// Connects (see [`PgStore::connect`]) and applies the migrations.
+    pub async fn connect(
+        url: &str,
+        schema: Option<&str>,
+        connections: usize,
+    ) -> Result<PgBackend, PgError> {
+        Ok(PgBackend {
+            store: PgStore::connect(url, schema, connections).await?,
+        })
+    }
+
+    /// The store underneath (tests move its clock).
+    pub fn store(&self) -> &PgStore {
+        &self.store
+    }
+}
+
+impl QueueBackend for PgBackend {
+    fn now_ms(&self) -> BoxFuture<'_, SqsResult<u64>> {
+        Box::pin(async move { Ok(self.store.now_ms().await.map_err(internal)? as u64) })
+    }
+
+    fn create_queue<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<CreateOutcome>> {
+        Box::pin(async move {
+            let partitions = if q.fifo {
+                FIFO_PARTITIONS
+            } else {
+                STANDARD_PARTITIONS
+            };
+            Ok(
+                match self
+                    .store
+                    .create_queue(&q.region, &q.name, q.fifo, partitions, &document(q))
+                    .await
+                    .map_err(internal)?
+                {
+                    Created::Created(r) => CreateOutcome::Created(to_shared(r)),
+                    Created::Existing(r) => CreateOutcome::Existing(to_shared(r)),
+                },
+            )
+        })
+    }
+
+    fn deleted_at_ms<'a>(
+        &'a self,
+        region: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, SqsResult<Option<u64>>> {
+        Box::pin(async move {
+            Ok(self
+                .store
+                .document("deleted-queue", &format!("{region}\n{name}"))
+                .await
+                .map_err(internal)?
+                .and_then(|d| d.value.get("at").and_then(Value::as_u64)))
+        })
+    }
+
+    fn queue<'a>(
+        &'a self,
+        region: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, SqsResult<Option<SharedQueue>>> {
+        Box::pin(async move {
+            Ok(self
+                .store
+                .queue(region, name)
+                .await
+                .map_err(internal)?
+                .map(to_shared))
+        })
+    }
+
+    fn list_queues<'a>(
+        &'a self,
+        region: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, SqsResult<Vec<SharedQueue>>> {
+        Box::pin(async move {
+            Ok(self
+                .store
+                .list_queues(region, prefix)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(to_shared)
+                .collect())
+        })
+    }
+
+    fn update_queue<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<bool>> {
+        Box::pin(async move {
+            let next = SharedQueue {
+                version: q.version + 1,
+                ..q.clone()
+            };
+            self.store
+                .set_attributes_if(&to_row(q), &document(&next), q.version as i64)
+                .await
+                .map_err(internal)
+        })
+    }
+
+    fn delete_queue<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<()>> {
+        Box::pin(async move {
+            self.store
+                .delete_queue(&to_row(q))
+                .await
+                .map_err(internal)?;
+            Ok(())
+        })
+    }
+
+    fn send<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        msgs: Vec<eb::NewMessage>,
+    ) -> BoxFuture<'a, SqsResult<Vec<eb::Sent>>> {
+        Box::pin(async move {
+            let rows: Vec<NewMessage> = msgs
+                .iter()
+                .map(|m| NewMessage {
+                    body: m.body.as_bytes().to_vec(),
+                    attributes: encode_attributes(m),
+                    delay_ms: m.delay_ms as i64,
+                    group_id: m.group_id.clone(),
+                    // The key is the engine's (group and id); `text` cannot hold its NUL.
+                    dedup: m
+                        .dedup_key
+                        .as_ref()
+                        .map(|k| (k.replace('\0', "\u{1f}"), DEDUP_WINDOW_MS)),
+                })
+                .collect();
+            let sent = self.store.send(&to_row(q), &rows).await.map_err(internal)?;
+            Ok(sent
+                .into_iter()
+                .map(|s| eb::Sent {
+                    message_id: s.message_id.to_string(),
+                    seq: s.seq.or(s.first_seq).unwrap_or(0) as u64,
+                    duplicate: s.seq.is_none(),
+                })
+                .collect())
+        })
+    }
+
+    fn receive<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        spec: ReceiveSpec,
+        decide: &'a dyn Decide,
+    ) -> BoxFuture<'a, SqsResult<eb::Received>> {
+        Box::pin(async move {
+            let ask = |c: &crate::Candidate| -> Decision {
+                match decide.decide(&eb::Candidate {
+                    message_id: c.message_id.to_string(),
+                    group_id: c.group_id.clone(),
+                    receive_count: c.receive_count.max(0) as u32,
+                    sent_ms: c.sent_ms.max(0) as u64,
+                }) {
+                    eb::Decision::Deliver => Decision::Deliver,
+                    eb::Decision::Skip => Decision::Skip,
+                    eb::Decision::MoveTo { queue, source_arn } => Decision::MoveTo {
+                        queue: to_row(&queue),
+                        source_arn,
+                    },
+                }
+            };
+            let got = self
+                .store
+                .receive_wait_with(
+                    &to_row(q),
+                    spec.max,
+                    spec.visibility_ms as i64,
+                    Duration::from_millis(spec.wait_ms),
+                    &ask,
+                )
+                .await
+                .map_err(internal)?;
+            Ok(eb::Received {
+                delivered: got
+                    .delivered
+                    .into_iter()
+                    .map(|m| {
+                        let (attributes, system_attributes, dedup_id) =
+                            decode_attributes(&m.attributes);
+                        eb::Delivered {
+                            claim: eb::Claim {
+                                seq: m.claim.seq as u64,
+                                token: m.claim.token as u64,
+                            },
+                            message_id: m.message_id.to_string(),
+                            group_id: m.group_id,
+                            dedup_id,
+                            body: String::from_utf8_lossy(&m.body).into_owned(),
+                            attributes,
+                            system_attributes,
+                            receive_count: m.receive_count.max(0) as u32,
+                            sent_ms: m.sent_ms as u64,
+                            first_received_ms: m.first_received_ms as u64,
+                            dead_letter_source_arn: m.dead_letter_source,
+                        }
+                    })
+                    .collect(),
+                moved: got
+                    .moved
+                    .into_iter()
+                    .map(|(id, uid)| (id.to_string(), uid as u64))
+                    .collect(),
+            })
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        claim: eb::Claim,
+    ) -> BoxFuture<'a, SqsResult<eb::HandleCheck>> {
+        Box::pin(async move {
+            let row = to_row(q);
+            let claim = claim_of(q, claim);
+            let h = if q.fifo {
+                self.store.delete_in_flight(&row, claim).await
+            } else {
+                self.store.delete(&row, claim).await
+            }
+            .map_err(internal)?;
+            Ok(check(h))
+        })
+    }
+
+    fn change_visibility<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        claim: eb::Claim,
+        visibility_ms: u64,
+    ) -> BoxFuture<'a, SqsResult<eb::HandleCheck>> {
+        Box::pin(async move {
+            let h = self
+                .store
+                .change_visibility(&to_row(q), claim_of(q, claim), visibility_ms as i64)
+                .await
+                .map_err(internal)?;
+            Ok(check(h))
+        })
+    }
+
+    fn purge<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<u64>> {
+        Box::pin(async move { self.store.purge(&to_row(q)).await.map_err(internal) })
+    }
+
+    fn counts<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<eb::Counts>> {
+        Box::pin(async move {
+            let (visible, in_flight, delayed, oldest, now) =
+                self.store.stats(&to_row(q)).await.map_err(internal)?;
+            Ok(eb::Counts {
+                visible: visible as u64,
+                in_flight: in_flight as u64,
+                delayed: delayed as u64,
+                oldest_age_ms: oldest.map_or(0, |t| now.saturating_sub(t).max(0) as u64),
+            })
+        })
+    }
+
+    fn all_queues(&self) -> BoxFuture<'_, SqsResult<Vec<SharedQueue>>> {
+        Box::pin(async move {
+            Ok(self
+                .store
+                .all_queues()
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(to_shared)
+                .collect())
+        })
+    }
+
+    fn expire<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        retention_ms: u64,
+    ) -> BoxFuture<'a, SqsResult<u64>> {
+        Box::pin(async move {
+            self.store
+                .expire(&to_row(q), retention_ms as i64)
+                .await
+                .map_err(internal)
+        })
+    }
+
+    fn lease<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a str,
+        ttl_ms: u64,
+    ) -> BoxFuture<'a, SqsResult<bool>> {
+        Box::pin(async move {
+            self.store
+                .lease(name, holder, ttl_ms as i64)
+                .await
+                .map_err(internal)
+        })
+    }
+
+    fn release<'a>(&'a self, name: &'a str, holder: &'a str) -> BoxFuture<'a, SqsResult<()>> {
+        Box::pin(async move { self.store.release(name, holder).await.map_err(internal) })
+    }
+}
