@@ -412,12 +412,19 @@ impl Engine {
         url: &str,
         mut change: impl FnMut(&mut SharedQueue) -> SqsResult<()>,
     ) -> SqsResult<SharedQueue> {
-        for _ in 0..UPDATE_ATTEMPTS {
+        for attempt in 0..UPDATE_ATTEMPTS {
             let mut q = self.sh_resolve(b, ctx, url).await?;
             change(&mut q)?;
             if b.update_queue(&q).await? {
                 return Ok(q);
             }
+            // Lost the race: back off a jittered, growing while, so that many writers of one
+            // queue do not keep colliding (no livelock among concurrent TagQueue calls).
+            let cap_ms = 1u64 << attempt.min(6);
+            let jitter = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::from(d.subsec_nanos()));
+            tokio::time::sleep(std::time::Duration::from_millis(1 + jitter % cap_ms)).await;
         }
         Err(SqsError::internal(
             "the queue kept changing concurrently; try again",
@@ -661,7 +668,7 @@ impl Engine {
 }
 
 /// Read-modify-write attempts of one queue change (see [`Engine::sh_update`]).
-const UPDATE_ATTEMPTS: usize = 8;
+const UPDATE_ATTEMPTS: usize = 24;
 
 /// How often each server tries the retention sweep.
 pub const SWEEP_EVERY_MS: u64 = 2_000;
