@@ -1022,8 +1022,8 @@ impl PgStore {
         Ok(out)
     }
 
-    /// Deletes the message if `claim` is its latest receive; a FIFO group's hold is recomputed
-    /// in the same transaction.
+    /// Deletes the message if `claim` is its latest receive or an earlier one (SQS: a delete
+    /// with an older handle succeeds); a FIFO group's hold is recomputed in the same transaction.
     pub async fn delete(&self, q: &QueueRow, claim: Claim) -> Result<HandleCheck, PgError> {
         retry!(self.try_change(q, claim, None, false))
     }
@@ -1039,7 +1039,8 @@ impl PgStore {
     }
 
     /// Sets the message's visibility deadline to now + `visibility_ms` if `claim` is its latest
-    /// receive: in flight, or visible again and not received since (AWS accepts the latest
+    /// receive, or an earlier one while the message is in flight (as the embedded store does):
+    /// in flight, or visible again and not received since (AWS accepts the latest
     /// handle after its visibility ended; the message is hidden again, a FIFO group held again).
     pub async fn change_visibility(
         &self,
@@ -1064,7 +1065,8 @@ impl PgStore {
                 tx.query_opt(
                     &format!(
                         "DELETE FROM redrive_messages
-                         WHERE queue_uid = $1 AND part = $2 AND seq = $3 AND receipt_token = $4
+                         WHERE queue_uid = $1 AND part = $2 AND seq = $3
+                           AND (receipt_token = $4 OR (NOT $5 AND receipt_token > $4))
                            AND (NOT $5 OR visible_at_ms > {NOW})
                          RETURNING group_id"
                     ),
@@ -1082,7 +1084,9 @@ impl PgStore {
                 tx.query_opt(
                     &format!(
                         "UPDATE redrive_messages SET visible_at_ms = {NOW} + $5
-                         WHERE queue_uid = $1 AND part = $2 AND seq = $3 AND receipt_token = $4
+                         WHERE queue_uid = $1 AND part = $2 AND seq = $3
+                           AND (receipt_token = $4
+                                OR (receipt_token > $4 AND visible_at_ms > {NOW}))
                          RETURNING group_id"
                     ),
                     &[&q.uid, &claim.part, &claim.seq, &claim.token, &v],
