@@ -620,7 +620,7 @@ impl Engine {
                 source_arn,
             });
         }
-        let got = b
+        let mut got = b
             .receive(
                 q,
                 ReceiveSpec {
@@ -631,6 +631,12 @@ impl Engine {
                 &rule,
             )
             .await?;
+        // A standard receive visits partitions from a random one; within one answer, oldest
+        // first (SQS's best-effort order, and the embedded store's). FIFO answers keep the
+        // backend's per-group round-robin.
+        if !q.fifo {
+            got.delivered.sort_by_key(|m| m.claim.seq);
+        }
         let messages = got
             .delivered
             .iter()
