@@ -386,37 +386,9 @@ async fn a_restart_on_redb_keeps_state_and_outbox_and_sends_nothing_twice() {
         let engine = Arc::new(Engine::open(EngineConfig::default(), store.clone(), clock));
         (engine, store)
     };
-    /// Serves `engine` until the returned sender fires; its base URL.
-    async fn serve(
-        engine: Arc<Engine>,
-    ) -> (
-        String,
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<()>,
-    ) {
-        let server = Server::bind_with_engine(
-            ServerConfig {
-                port: 0,
-                ..Default::default()
-            },
-            engine,
-        )
-        .await
-        .unwrap();
-        let base = format!("http://{}", server.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(async move {
-            let _ = server
-                .serve(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-        (base, stop, handle)
-    }
 
     let (engine, store) = open(clock.clone());
-    let (base, stop, handle) = serve(engine.clone()).await;
+    let (base, stop, handle) = crate::common::serve_engine(engine.clone()).await;
     let resp = reqwest::Client::new()
         .post(format!("{base}/_redrive/v1/alerts/rules"))
         .body(
@@ -487,7 +459,7 @@ async fn a_restart_on_redb_keeps_state_and_outbox_and_sends_nothing_twice() {
     let pending = engine.pending_alert_notifications();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].attempts, 1);
-    let (_base2, _stop2, _handle2) = serve(engine.clone()).await;
+    let (_base2, _stop2, _handle2) = crate::common::serve_engine(engine.clone()).await;
     // The retry falls due on the new process and is delivered once.
     clock.advance_ms(1_000);
     let second = rcv.next().await;

@@ -29,6 +29,37 @@ pub struct TestServer {
     pub http: reqwest::Client,
 }
 
+/// Serves `engine` on `127.0.0.1:<ephemeral>` until the returned sender fires (or is dropped):
+/// its base URL, the stop sender and the server task (await it to know the server is gone,
+/// e.g. before reopening its redb file).
+pub async fn serve_engine(
+    engine: std::sync::Arc<redrive_engine::Engine>,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let server = Server::bind_with_engine(
+        ServerConfig {
+            port: 0,
+            ..Default::default()
+        },
+        engine,
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", server.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        let _ = server
+            .serve(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    (base, stop, handle)
+}
+
 impl TestServer {
     pub async fn start() -> TestServer {
         // `services::blackbox::…`: the same test against two servers on PostgreSQL.

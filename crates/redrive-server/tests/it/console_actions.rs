@@ -822,7 +822,6 @@ async fn console_audit_log_survives_a_redb_restart() {
     use std::sync::Arc;
 
     use redrive_engine::{Engine, EngineConfig, ManualClock};
-    use redrive_server::{Server, ServerConfig};
     use redrive_store::{DurabilityMode, RedbStore};
 
     let dir = tempfile::tempdir().unwrap();
@@ -832,33 +831,6 @@ async fn console_audit_log_survives_a_redb_restart() {
         let engine = Arc::new(Engine::open(EngineConfig::default(), store.clone(), clock));
         (engine, store)
     };
-    async fn serve(
-        engine: Arc<Engine>,
-    ) -> (
-        String,
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<()>,
-    ) {
-        let server = Server::bind_with_engine(
-            ServerConfig {
-                port: 0,
-                ..Default::default()
-            },
-            engine,
-        )
-        .await
-        .unwrap();
-        let base = format!("http://{}", server.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(async move {
-            let _ = server
-                .serve(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-        (base, stop, handle)
-    }
     let rule = |name: &str, token: &str| {
         pairs(&[
             ("csrf", token),
@@ -882,7 +854,7 @@ async fn console_audit_log_survives_a_redb_restart() {
     };
 
     let (engine, store) = open(Arc::new(ManualClock::new(t0)));
-    let (base, stop, handle) = serve(engine.clone()).await;
+    let (base, stop, handle) = crate::common::serve_engine(engine.clone()).await;
     let b = Browser::open_at(&base).await;
     let (_, page) = b.get("/console/alerts").await;
     let token = csrf_token(&page);
@@ -907,7 +879,7 @@ async fn console_audit_log_survives_a_redb_restart() {
     store.shutdown();
     drop(store);
     let (engine, _store) = open(Arc::new(ManualClock::new(t0 + 60_000)));
-    let (base, _stop, _handle) = serve(engine.clone()).await;
+    let (base, _stop, _handle) = crate::common::serve_engine(engine.clone()).await;
     let b = Browser::open_at(&base).await;
     let (_, after) = b.get("/console/audit").await;
     assert_eq!(audit_rows(&after), rows, "{after}");
