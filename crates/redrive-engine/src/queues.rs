@@ -227,20 +227,7 @@ impl Engine {
     ) -> SqsResult<QueueUrlOutput> {
         self.ensure_synced()?;
         self.admit_growth()?;
-        let name = input.queue_name;
-        // Attribute names are matched after trimming whitespace (moto and boto users rely on
-        // it; see docs/compatibility.md).
-        let attrs_in: BTreeMap<String, String> = input
-            .attributes
-            .into_iter()
-            .map(|(k, v)| (k.trim().to_string(), v))
-            .collect();
-        // Anything but "true" (any case) makes a standard queue, as moto and the CLI treat it.
-        let fifo_attr = attrs_in
-            .get("FifoQueue")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        validate::queue_name(&name, fifo_attr)?;
-        let fifo = fifo_attr;
+        let (name, attrs_in, fifo) = create_queue_request(input.queue_name, input.attributes)?;
         let given = self.normalize_attributes(&ctx.region, &name, fifo, true, &attrs_in)?;
         for (k, v) in &input.tags {
             validate_tag(k, v)?;
@@ -279,10 +266,7 @@ impl Engine {
         }
         if let Some(&deleted) = reg.deleted_at_ms.get(&key) {
             if now_ms < deleted + 60_000 {
-                return Err(SqsError::new(
-                    ErrorCode::QueueDeletedRecently,
-                    "You must wait 60 seconds after deleting a queue before you can create another with the same name.",
-                ));
+                return Err(queue_deleted_recently());
             }
             reg.deleted_at_ms.remove(&key);
             let _ = self.store.submit(vec![Mutation::DeleteDocument {
@@ -745,6 +729,33 @@ impl Engine {
 }
 
 /// `QueueNameExists` when an existing queue's attributes differ from those given.
+/// The front of `CreateQueue` shared by both stores: attribute names are matched after
+/// trimming whitespace (moto and boto users rely on it; see docs/compatibility.md), anything
+/// but `FifoQueue=true` (any case) makes a standard queue, as moto and the CLI treat it, and
+/// the name is checked for that kind. Returns (name, attributes, fifo).
+pub(crate) fn create_queue_request(
+    name: String,
+    attributes: BTreeMap<String, String>,
+) -> SqsResult<(String, BTreeMap<String, String>, bool)> {
+    let attrs: BTreeMap<String, String> = attributes
+        .into_iter()
+        .map(|(k, v)| (k.trim().to_string(), v))
+        .collect();
+    let fifo = attrs
+        .get("FifoQueue")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    validate::queue_name(&name, fifo)?;
+    Ok((name, attrs, fifo))
+}
+
+/// A create within 60 seconds of a delete of the same name.
+pub(crate) fn queue_deleted_recently() -> SqsError {
+    SqsError::new(
+        ErrorCode::QueueDeletedRecently,
+        "You must wait 60 seconds after deleting a queue before you can create another with the same name.",
+    )
+}
+
 pub(crate) fn exists_differently(
     current: &BTreeMap<String, String>,
     current_fifo: bool,

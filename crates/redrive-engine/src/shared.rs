@@ -25,8 +25,9 @@ use crate::messages::{
 };
 use crate::queue::QueueSettings;
 use crate::queues::{
-    QueueFacts, RedrivePolicy, attributes_output, check_attribute_names, decode_token,
-    exists_differently, initial_attributes, merge_attributes, merged_tags, page_size, validate_tag,
+    QueueFacts, RedrivePolicy, attributes_output, check_attribute_names, create_queue_request,
+    decode_token, exists_differently, initial_attributes, merge_attributes, merged_tags, page_size,
+    queue_deleted_recently, validate_tag,
 };
 use crate::receipt::ReceiptHandle;
 use crate::{Engine, EngineConfig, RequestContext};
@@ -472,16 +473,7 @@ impl Engine {
         ctx: &RequestContext,
         input: CreateQueueInput,
     ) -> SqsResult<QueueUrlOutput> {
-        let name = input.queue_name;
-        let attrs_in: BTreeMap<String, String> = input
-            .attributes
-            .into_iter()
-            .map(|(k, v)| (k.trim().to_string(), v))
-            .collect();
-        let fifo = attrs_in
-            .get("FifoQueue")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        validate::queue_name(&name, fifo)?;
+        let (name, attrs_in, fifo) = create_queue_request(input.queue_name, input.attributes)?;
         let facts = self.sh_dlq_facts(b, &attrs_in).await?;
         let given =
             self.normalize_attributes_with(&ctx.region, &name, fifo, true, &attrs_in, &|arn| {
@@ -508,10 +500,7 @@ impl Engine {
             && let Some(at) = b.deleted_at_ms(&ctx.region, &name).await?
             && now < at + 60_000
         {
-            return Err(SqsError::new(
-                ErrorCode::QueueDeletedRecently,
-                "You must wait 60 seconds after deleting a queue before you can create another with the same name.",
-            ));
+            return Err(queue_deleted_recently());
         }
         match b.create_queue(&spec).await? {
             CreateOutcome::Created(_) => {
