@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{CallError, ServerProcess, Sqs};
+use crate::harness::{CallError, Rng, ServerProcess, Sqs};
 
 /// Visibility timeout of every receive, seconds. Short, so messages whose receive answer was
 /// lost in a kill come back within the run.
@@ -221,21 +221,15 @@ pub async fn run(cluster: &mut Cluster, queue_prefix: &str, rounds: usize, seed:
         }));
     }
 
-    let mut rng = seed | 1;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut rng = Rng(seed | 1);
     let mut kills = 0;
     for round in 0..rounds {
-        let run_ms = 400 + next() % 1_200;
+        let run_ms = 400 + rng.next() % 1_200;
         tokio::time::sleep(Duration::from_millis(run_ms)).await;
-        let victim = (next() % cluster.len() as u64) as usize;
+        let victim = (rng.next() % cluster.len() as u64) as usize;
         cluster.kill(victim).await;
         kills += 1;
-        let down_ms = next() % 400;
+        let down_ms = rng.next() % 400;
         tokio::time::sleep(Duration::from_millis(down_ms)).await;
         cluster.restart(victim).await;
         println!(
@@ -482,7 +476,8 @@ fn check(h: &History) {
     assert!(fifo_delivered > 0, "no FIFO message was delivered");
 }
 
-fn seed() -> u64 {
+/// `REDRIVE_CHECKER_SEED`, or the clock.
+pub fn seed() -> u64 {
     std::env::var("REDRIVE_CHECKER_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

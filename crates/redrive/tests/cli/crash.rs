@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{ServerProcess, Sqs};
+use crate::harness::{Rng, ServerProcess, Sqs};
 
 const ROUNDS: usize = 4;
 const PRODUCERS: usize = 4;
@@ -24,17 +24,6 @@ struct Ledger {
     acked_deletes: HashSet<String>,
     /// Deletes sent whose answer was lost in the kill: the message may or may not be gone.
     unanswered_deletes: HashSet<String>,
-}
-
-/// A tiny deterministic PRNG (xorshift) so failures can be replayed from the printed seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 async fn load_until_killed(sqs: Sqs, url: String, ledger: Arc<Mutex<Ledger>>, round: usize) {

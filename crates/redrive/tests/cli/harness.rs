@@ -207,3 +207,15 @@ impl Sqs {
             .unwrap_or_default())
     }
 }
+
+/// A tiny deterministic PRNG (xorshift) so failures can be replayed from the printed seed.
+/// The seed must not be 0 (xorshift stays at 0).
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}

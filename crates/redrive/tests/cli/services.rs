@@ -99,10 +99,7 @@ async fn checker_three_servers_on_postgres_with_sigkills() {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let seed = std::env::var("REDRIVE_CHECKER_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(nanos as u64);
+    let seed = crate::checker::seed();
     println!("checker seed {seed} (REDRIVE_CHECKER_SEED to replay)");
     let mut cluster = crate::checker::Cluster::start(3, &["--store", &db]).await;
     let r = crate::checker::run(&mut cluster, &format!("chkpg-{nanos}"), 4, seed).await;
