@@ -624,7 +624,20 @@ impl Engine {
             return Err(SqsError::missing_parameter("QueueUrl"));
         }
         self.ensure_synced()?;
-        // SQS also accepts a bare queue name where a URL is expected.
+        let (region, name) = self.queue_key_of_url(ctx, url)?;
+        self.lookup(&region, &name)
+            .ok_or_else(SqsError::queue_does_not_exist)
+    }
+
+    /// The (Region, name) a queue URL names, for both stores: SQS also accepts a bare queue
+    /// name where a URL is expected; another account's URL names no queue here; a URL that
+    /// names its Region (`sqs.<region>.…` or `/queue/<region>/…`) is looked up there, others
+    /// in the caller's Region.
+    pub(crate) fn queue_key_of_url(
+        &self,
+        ctx: &RequestContext,
+        url: &str,
+    ) -> SqsResult<(String, String)> {
         let (account, name) = if !url.contains('/') {
             (self.config.account_id.clone(), url.to_string())
         } else {
@@ -633,11 +646,8 @@ impl Engine {
         if account != self.config.account_id {
             return Err(SqsError::queue_does_not_exist());
         }
-        // A URL that names its Region (`sqs.<region>.…` or `/queue/<region>/…`) is looked up
-        // there; others in the caller's Region.
         let region = redrive_core::arn::queue_url_region(url).unwrap_or_else(|| ctx.region.clone());
-        self.lookup(&region, &name)
-            .ok_or_else(SqsError::queue_does_not_exist)
+        Ok((region, name))
     }
 
     fn lookup(&self, region: &str, name: &str) -> Option<Arc<Queue>> {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use redrive_core::api::*;
-use redrive_core::arn::{QueueArn, parse_queue_url};
+use redrive_core::arn::QueueArn;
 use redrive_core::digest::{md5_hex, md5_of_attributes};
 use redrive_core::{ErrorCode, SqsError, SqsResult, limits, validate};
 use serde_json::Value;
@@ -389,15 +389,7 @@ impl Engine {
         if url.is_empty() {
             return Err(SqsError::missing_parameter("QueueUrl"));
         }
-        let (account, name) = if !url.contains('/') {
-            (self.config.account_id.clone(), url.to_string())
-        } else {
-            parse_queue_url(url).ok_or_else(SqsError::queue_does_not_exist)?
-        };
-        if account != self.config.account_id {
-            return Err(SqsError::queue_does_not_exist());
-        }
-        let region = redrive_core::arn::queue_url_region(url).unwrap_or_else(|| ctx.region.clone());
+        let (region, name) = self.queue_key_of_url(ctx, url)?;
         b.queue(&region, &name)
             .await?
             .ok_or_else(SqsError::queue_does_not_exist)
