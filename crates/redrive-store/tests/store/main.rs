@@ -8,6 +8,7 @@ mod crash;
 mod equivalence;
 mod fixture_v1;
 mod fixture_v2;
+mod fixture_v3;
 mod layout;
 mod migration;
 mod reopen;
