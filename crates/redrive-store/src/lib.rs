@@ -11,6 +11,7 @@
 
 mod cache;
 pub mod codec;
+pub mod journal;
 mod redb_store;
 mod verify;
 
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use redrive_core::api::MessageAttributes;
 
+pub use journal::JOURNAL_FILE_NAME;
 pub use redb_store::{
     DEFAULT_COMPACT_AT_OPEN_MAX_BYTES, DEFAULT_PAYLOAD_CACHE_BYTES, DEFAULT_RESERVE_BYTES,
     DurabilityMode, FILE_NAME, FORMAT_VERSION, LAZY_DOCUMENT_KINDS, MAX_GROUP_MUTATIONS,

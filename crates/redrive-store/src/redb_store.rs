@@ -33,6 +33,7 @@ use redb::{
 use tokio::sync::oneshot;
 
 use crate::codec::{self, CodecError, MessageState, QuarantineEntry, table};
+use crate::journal::{Journal, JournalFile};
 use crate::{Durable, Mutation, QuarantinedRecord, Snapshot, Store, StoreHealth};
 
 /// Name of the database file inside the store directory.
@@ -42,8 +43,19 @@ pub const FILE_NAME: &str = "redrive.redb";
 /// Version 2: every value sealed with a CRC32C, messages split into `messages` and
 /// `message_state`, byte-string keys, the `quarantine` table. Version 3: the message payload
 /// (body and attributes) in its own table `message_body`, so a load reads only the headers and
-/// states. Version 1 and 2 files are migrated at open.
-pub const FORMAT_VERSION: u64 = 3;
+/// states. Version 4: the write-ahead journal `redrive.journal` beside the file, whose entries of
+/// epoch `meta.journal_epoch` are applied at open (tables unchanged). Version 1, 2 and 3 files
+/// are migrated at open.
+pub const FORMAT_VERSION: u64 = 4;
+
+/// A journal this long (bytes) is checkpointed into redb after the group that reached it.
+pub const CHECKPOINT_BYTES: u64 = 32 << 20;
+
+/// So many mutations waiting in the journal are checkpointed after the group that reached it.
+pub const CHECKPOINT_MUTATIONS: usize = 200_000;
+
+/// Mutations wait in the journal at most about this long before a checkpoint.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1000);
 
 /// Default budget of the payload cache: 64 MiB of bodies and attributes.
 pub const DEFAULT_PAYLOAD_CACHE_BYTES: usize = 64 * 1024 * 1024;
@@ -134,6 +146,9 @@ pub(crate) const META_FORMAT_VERSION: &str = "format_version";
 pub(crate) const META_MAX_QUEUE_UID: &str = "max_queue_uid";
 /// `codec::meta_checksum(format_version, max_queue_uid)`.
 pub(crate) const META_CHECKSUM: &str = "checksum";
+/// Format 4: the journal epoch whose entries an open replays, and its check value.
+pub(crate) const META_JOURNAL_EPOCH: &str = "journal_epoch";
+pub(crate) const META_JOURNAL_EPOCH_CHECK: &str = "journal_epoch_check";
 
 /// Messages re-encoded per step of the version-1 migration (bounds its memory).
 const MIGRATION_CHUNK: usize = 1024;
@@ -205,6 +220,14 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("journal: {0}")]
+    Journal(String),
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Journal(e.to_string())
+    }
 }
 
 macro_rules! redb_error_from {
@@ -269,6 +292,8 @@ struct Shared {
     /// Payload reads answered by the cache or the pending map, and by the file.
     payload_hits: AtomicU64,
     payload_reads: AtomicU64,
+    /// Journal mode: checkpoint once this many mutations wait (0: [`CHECKPOINT_MUTATIONS`]).
+    checkpoint_mutations: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -365,7 +390,11 @@ impl RedbStore {
                 .create(&file)?)
         };
         let mut db = open()?;
-        let max_queue_uid = init_format(&db)?;
+        init_format(&db)?;
+        let mut journal = Journal::new(Box::new(JournalFile::open(
+            &dir.join(crate::journal::JOURNAL_FILE_NAME),
+        )?));
+        let (max_queue_uid, stored_max) = replay_journal(&db, &mut journal)?;
         // Nothing else uses the database yet: the cheapest moment to give freed space back, as
         // long as walking the file stays cheap.
         if len <= options.compact_at_open_max_bytes {
@@ -386,6 +415,7 @@ impl RedbStore {
             Box::new(open),
             reserve,
             options.mode,
+            Some((journal, stored_max)),
             max_queue_uid,
             options.payload_cache_bytes,
         )
@@ -429,9 +459,44 @@ impl RedbStore {
             Box::new(open),
             None,
             mode,
+            None,
             max_queue_uid,
             DEFAULT_PAYLOAD_CACHE_BYTES,
         )
+    }
+
+    /// [`RedbStore::with_backend_factory`] with format 4's journal over `journal` (the file
+    /// layout of [`RedbStore::open`]), checkpointed once `checkpoint_mutations` mutations wait
+    /// in it (0: the default): what the crash-consistency tests of the journal use.
+    pub fn with_backends<B: StorageBackend>(
+        mut factory: impl FnMut() -> Result<B, StoreError> + Send + 'static,
+        journal: impl StorageBackend,
+        mode: DurabilityMode,
+        checkpoint_mutations: usize,
+    ) -> Result<RedbStore, StoreError> {
+        let mut open = move || -> Result<Database, StoreError> {
+            Ok(Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create_with_backend(factory()?)?)
+        };
+        let db = open()?;
+        init_format(&db)?;
+        let mut journal = Journal::new(Box::new(journal));
+        let (max_queue_uid, stored_max) = replay_journal(&db, &mut journal)?;
+        let store = Self::spawn(
+            db,
+            Box::new(open),
+            None,
+            mode,
+            Some((journal, stored_max)),
+            max_queue_uid,
+            DEFAULT_PAYLOAD_CACHE_BYTES,
+        )?;
+        store
+            .shared
+            .checkpoint_mutations
+            .store(checkpoint_mutations, Ordering::Relaxed);
+        Ok(store)
     }
 
     fn spawn(
@@ -439,9 +504,14 @@ impl RedbStore {
         open: Opener,
         reserve: Option<Reserve>,
         mode: DurabilityMode,
+        journal: Option<(Journal, StoredMax)>,
         max_queue_uid: u64,
         payload_cache_bytes: usize,
     ) -> Result<RedbStore, StoreError> {
+        let (journal, stored_max) = match journal {
+            Some((j, m)) => (Some(j), m),
+            None => (None, StoredMax::default()),
+        };
         let db = Arc::new(db);
         let shared = Arc::new(Shared::default());
         shared.cache.lock().set_budget(payload_cache_bytes);
@@ -460,6 +530,10 @@ impl RedbStore {
             dirty_since: None,
             deferred: None,
             space_check_at: None,
+            journal,
+            unapplied: Vec::new(),
+            unapplied_since: None,
+            stored_max,
         };
         let handle = std::thread::Builder::new()
             .name("redrive-store-writer".into())
@@ -795,6 +869,14 @@ fn init_format(db: &Database) -> Result<u64, StoreError> {
                 set_max_queue_uid(&mut meta, 0)?;
             }
             Some(v) if v == FORMAT_VERSION => {}
+            Some(3) => {
+                // Format 4 adds the journal beside the file; the tables are unchanged. An
+                // absent `journal_epoch` is epoch 0.
+                meta.insert(META_FORMAT_VERSION, FORMAT_VERSION)?;
+                let max = meta.get(META_MAX_QUEUE_UID)?.map_or(0, |v| v.value());
+                set_max_queue_uid(&mut meta, max)?;
+                tracing::info!("migrated the store from format version 3 to {FORMAT_VERSION}");
+            }
             Some(2) => {
                 let started = Instant::now();
                 let migrated = migrate_v2(&txn)?;
@@ -843,6 +925,103 @@ fn init_format(db: &Database) -> Result<u64, StoreError> {
 }
 
 type Opener = Box<dyn FnMut() -> Result<Database, StoreError> + Send>;
+
+/// The check value stored beside `meta.journal_epoch`: a damaged epoch would make an open
+/// replay the wrong entries (or none), so it is verified like every other record.
+fn journal_epoch_check(epoch: u64) -> u64 {
+    u64::from(crc32c::crc32c_append(
+        crc32c::crc32c(META_JOURNAL_EPOCH.as_bytes()),
+        &epoch.to_le_bytes(),
+    ))
+}
+
+fn journal_epoch(meta: &impl ReadableTable<&'static str, u64>) -> Result<u64, StoreError> {
+    let epoch = meta.get(META_JOURNAL_EPOCH)?.map(|v| v.value());
+    let check = meta.get(META_JOURNAL_EPOCH_CHECK)?.map(|v| v.value());
+    match (epoch, check) {
+        (None, None) => Ok(0),
+        (Some(e), Some(c)) if c == journal_epoch_check(e) => Ok(e),
+        _ => Err(StoreError::Journal(
+            "meta.journal_epoch fails its check value; the journal cannot be replayed safely"
+                .into(),
+        )),
+    }
+}
+
+fn set_journal_epoch(
+    meta: &mut Table<'_, &'static str, u64>,
+    epoch: u64,
+) -> Result<(), StoreError> {
+    meta.insert(META_JOURNAL_EPOCH, epoch)?;
+    meta.insert(META_JOURNAL_EPOCH_CHECK, journal_epoch_check(epoch))?;
+    Ok(())
+}
+
+/// Applies the journal's entries of the current epoch to redb and starts the next epoch on an
+/// empty journal, in this order (see `journal.rs`, *Epochs*). Always moves to a new epoch, so
+/// no stale entry of an earlier run can ever follow a new one. Returns `max_queue_uid` and
+/// the per-queue bound of stored seqs.
+fn replay_journal(db: &Database, journal: &mut Journal) -> Result<(u64, StoredMax), StoreError> {
+    let started = Instant::now();
+    let epoch = journal_epoch(&db.begin_read()?.open_table(META)?)?;
+    let bytes = journal.read_all()?;
+    let replay = crate::journal::decode_entries(&bytes, epoch).map_err(|e| {
+        StoreError::Journal(format!(
+            "an entry passes its checksum but does not decode ({e}); refusing to open"
+        ))
+    })?;
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    let max_queue_uid;
+    {
+        let mut tables = Tables::open(&txn)?;
+        let mut max = tables
+            .meta
+            .get(META_MAX_QUEUE_UID)?
+            .map_or(0, |v| v.value());
+        let before = max;
+        for m in replay.mutations {
+            tables.apply(m, &mut max)?;
+        }
+        if max > before {
+            set_max_queue_uid(&mut tables.meta, max)?;
+        }
+        set_journal_epoch(&mut tables.meta, epoch + 1)?;
+        max_queue_uid = max;
+    }
+    txn.commit()?;
+    journal.restart(epoch + 1)?;
+    journal.sync()?;
+    if replay.entries > 0 {
+        tracing::info!(
+            entries = replay.entries,
+            bytes = replay.valid_bytes,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "applied the store journal"
+        );
+    }
+    Ok((max_queue_uid, stored_max(db, max_queue_uid)?))
+}
+
+/// For each queue, the seq of its last message in redb.
+fn stored_max(db: &Database, max_queue_uid: u64) -> Result<StoredMax, StoreError> {
+    let txn = db.begin_read()?;
+    let queues = txn.open_table(QUEUES)?;
+    let messages = txn.open_table(MESSAGES)?;
+    let mut out = StoredMax {
+        base_uid: max_queue_uid,
+        ..StoredMax::default()
+    };
+    for entry in queues.iter()? {
+        let uid = entry?.0.value();
+        let last = match messages.range((uid, 0)..=(uid, u64::MAX))?.next_back() {
+            Some(last) => last?.0.value().1,
+            None => 0,
+        };
+        out.per_queue.insert(uid, last);
+    }
+    Ok(out)
+}
 
 /// The space reserve: a file of `bytes` zeros, deleted when a write fails so that the writes
 /// that free space can still commit, recreated when there is room again.
@@ -1175,6 +1354,42 @@ struct Writer {
     deferred: Option<Request>,
     /// While space is short: when the free space is looked at next.
     space_check_at: Option<Instant>,
+    /// Format 4's journal (`None` for a store over a bare redb backend, which commits every
+    /// group to redb).
+    journal: Option<Journal>,
+    /// Mutations durable in the journal and not yet checkpointed into redb, in order.
+    unapplied: Vec<Mutation>,
+    /// When the oldest of `unapplied` was journaled.
+    unapplied_since: Option<Instant>,
+    /// Per queue uid, the highest message seq that can be in redb (see `journal::skippable`).
+    stored_max: StoredMax,
+}
+
+/// Per queue uid, an upper bound of the message seqs redb holds.
+#[derive(Debug, Default)]
+struct StoredMax {
+    per_queue: std::collections::HashMap<u64, u64>,
+    /// `max_queue_uid` when `per_queue` was read: a queue with a higher uid was created
+    /// since, so redb holds only what checkpoints raised; for an unlisted lower uid (a queue
+    /// whose record is gone) nothing is known.
+    base_uid: u64,
+}
+
+impl StoredMax {
+    fn bound(&self, uid: u64) -> u64 {
+        match self.per_queue.get(&uid) {
+            Some(max) => *max,
+            None if uid > self.base_uid => 0,
+            None => u64::MAX,
+        }
+    }
+
+    fn raise(&mut self, uid: u64, seq: u64) {
+        let bound = self.bound(uid);
+        if bound != u64::MAX && seq > bound {
+            self.per_queue.insert(uid, seq);
+        }
+    }
 }
 
 impl Writer {
@@ -1183,6 +1398,7 @@ impl Writer {
             match request {
                 Request::Batch(batch, ack) => self.group(&rx, batch, ack),
                 Request::Load(reply) => {
+                    self.checkpoint_or_fail();
                     let _ = reply.send(self.load());
                 }
                 Request::Recover(reply) => {
@@ -1192,18 +1408,22 @@ impl Writer {
                     let _ = reply.send(self.quarantined());
                 }
                 Request::Compact(reply) => {
+                    self.checkpoint_or_fail();
                     let _ = reply.send(self.compact());
                 }
                 Request::Flush(reply) => {
                     let _ = reply.send(self.sync());
                 }
                 Request::Documents(kind, from, to, reply) => {
+                    self.checkpoint_or_fail();
                     let _ = reply.send(self.documents(&kind, &from, &to));
                 }
                 Request::DocumentPrefixes(kind, depth, reply) => {
+                    self.checkpoint_or_fail();
                     let _ = reply.send(self.document_prefixes(&kind, depth));
                 }
                 Request::QuarantineMessage(uid, seq, reason) => {
+                    self.checkpoint_or_fail();
                     if let Err(e) = self.quarantine_message(uid, seq, &reason) {
                         tracing::error!(queue_uid = uid, seq, error = %e, "moving a damaged message to the quarantine failed; it stays in place");
                     }
@@ -1211,6 +1431,7 @@ impl Writer {
                 Request::Shutdown => break,
             }
         }
+        self.checkpoint_or_fail();
         if let Err(e) = self.sync() {
             tracing::error!(error = %e, "final store sync failed");
         }
@@ -1249,10 +1470,19 @@ impl Writer {
                 let _ = self.sync();
                 continue;
             }
-            let deadline = match (sync_due, self.space_check_at) {
-                (None, None) => return rx.recv().ok(),
-                (Some(a), Some(b)) => a.min(b),
-                (a, b) => a.or(b).unwrap_or(now),
+            let checkpoint_due = self
+                .unapplied_since
+                .map(|since| since + CHECKPOINT_INTERVAL);
+            if checkpoint_due.is_some_and(|due| now >= due) {
+                self.checkpoint_or_fail();
+                continue;
+            }
+            let deadline = [sync_due, self.space_check_at, checkpoint_due]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(deadline) = deadline else {
+                return rx.recv().ok();
             };
             match rx.recv_timeout(deadline.saturating_duration_since(now)) {
                 Ok(request) => return Some(request),
@@ -1304,7 +1534,9 @@ impl Writer {
         if result.is_err() {
             self.shared.cache.lock().clear();
         }
-        if !puts.is_empty() {
+        // With the journal, a put's payload stays pending until its checkpoint (redb does not
+        // have it before); a refused put's never will.
+        if !puts.is_empty() && (result.is_err() || self.journal.is_none()) {
             let mut pending = self.shared.pending.lock();
             for key in puts {
                 pending.remove(&key);
@@ -1312,6 +1544,14 @@ impl Writer {
         }
         for ack in acks {
             let _ = ack.send(result.clone());
+        }
+        if self
+            .journal
+            .as_ref()
+            .is_some_and(|j| j.len >= CHECKPOINT_BYTES)
+            || self.unapplied.len() >= self.checkpoint_mutations()
+        {
+            self.checkpoint_or_fail();
         }
 
         if let (DurabilityMode::Relaxed { interval_ms }, Some(since)) =
@@ -1330,6 +1570,9 @@ impl Writer {
         *self.shared.reader.write() = None;
         self.shared.cache.lock().clear();
         self.dirty_since = None;
+        // Durable in the journal: the recovery's replay applies them.
+        self.unapplied.clear();
+        self.unapplied_since = None;
         if let Some(reserve) = &self.reserve {
             reserve.release(&self.shared);
         }
@@ -1351,9 +1594,18 @@ impl Writer {
         if self.db.is_none() {
             let db = Arc::new((self.open)()?);
             self.max_queue_uid = init_format(&db)?;
+            if let Some(journal) = &mut self.journal {
+                let (max_queue_uid, stored_max) = replay_journal(&db, journal)?;
+                self.max_queue_uid = max_queue_uid;
+                self.stored_max = stored_max;
+                // Everything journaled is in redb now.
+                self.shared.pending.lock().clear();
+            }
             *self.shared.reader.write() = Some(db.clone());
             self.db = Some(db);
             tracing::info!("store reopened after a write failure");
+        } else {
+            self.checkpoint()?;
         }
         let failures = self.shared.failures.load(Ordering::SeqCst);
         let snapshot = self.load()?;
@@ -1365,6 +1617,20 @@ impl Writer {
     }
 
     fn commit_group(&mut self, batches: Vec<Vec<Mutation>>) -> Result<(), StoreError> {
+        if let Some(journal) = &mut self.journal {
+            let strict = self.mode == DurabilityMode::Strict;
+            journal.append(&batches)?;
+            if strict {
+                journal.sync()?;
+                self.shared.durable_commits.fetch_add(1, Ordering::Relaxed);
+            } else if self.dirty_since.is_none() {
+                self.dirty_since = Some(Instant::now());
+            }
+            self.shared.commits.fetch_add(1, Ordering::Relaxed);
+            self.unapplied.extend(batches.into_iter().flatten());
+            self.unapplied_since.get_or_insert_with(Instant::now);
+            return Ok(());
+        }
         let mut txn = self.db()?.begin_write()?;
         let strict = self.mode == DurabilityMode::Strict;
         txn.set_durability(if strict {
@@ -1404,6 +1670,9 @@ impl Writer {
             return Err(StoreError::Failed(reason));
         }
         let result = (|| {
+            if let Some(journal) = &self.journal {
+                return Ok(journal.sync()?);
+            }
             let mut txn = self.db()?.begin_write()?;
             txn.set_durability(Durability::Immediate)?;
             txn.commit()?;
@@ -1421,6 +1690,74 @@ impl Writer {
                 Err(e)
             }
         }
+    }
+
+    fn checkpoint_mutations(&self) -> usize {
+        match self.shared.checkpoint_mutations.load(Ordering::Relaxed) {
+            0 => CHECKPOINT_MUTATIONS,
+            n => n,
+        }
+    }
+
+    /// [`Writer::checkpoint`]; a failure fails the store (the journal still holds every
+    /// acknowledged mutation, and the recovery's replay applies them).
+    fn checkpoint_or_fail(&mut self) {
+        if let Err(e) = self.checkpoint() {
+            self.failed(format!("store checkpoint failed: {e}"));
+        }
+    }
+
+    /// Applies the journaled mutations to redb in one fsync'd transaction that also moves the
+    /// journal to the next epoch, then empties the journal (see `journal.rs`, *Epochs*).
+    /// Mutations that cannot change the result are skipped (`journal::skippable`).
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        if self.unapplied.is_empty() {
+            return Ok(());
+        }
+        let mutations = std::mem::take(&mut self.unapplied);
+        self.unapplied_since = None;
+        let skip = crate::journal::skippable(&mutations, |uid| self.stored_max.bound(uid));
+        let epoch = self.journal.as_ref().map_or(0, |j| j.epoch) + 1;
+        let mut txn = self.db()?.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        let mut max_queue_uid = self.max_queue_uid;
+        let mut puts = Vec::new();
+        {
+            let mut tables = Tables::open(&txn)?;
+            for (m, skip) in mutations.into_iter().zip(skip) {
+                match &m {
+                    Mutation::PutMessage(r) => {
+                        puts.push((r.queue_uid, r.seq));
+                        self.stored_max.raise(r.queue_uid, r.seq);
+                    }
+                    Mutation::DeleteQueue { uid } => {
+                        self.stored_max.per_queue.remove(uid);
+                    }
+                    _ => {}
+                }
+                if !skip {
+                    tables.apply(m, &mut max_queue_uid)?;
+                }
+            }
+            if max_queue_uid > self.max_queue_uid {
+                set_max_queue_uid(&mut tables.meta, max_queue_uid)?;
+            }
+            set_journal_epoch(&mut tables.meta, epoch)?;
+        }
+        txn.commit()?;
+        self.max_queue_uid = max_queue_uid;
+        self.shared.commits.fetch_add(1, Ordering::Relaxed);
+        self.shared.durable_commits.fetch_add(1, Ordering::Relaxed);
+        // Everything so far is durable in redb: relaxed mode owes no fsync any more.
+        self.dirty_since = None;
+        if let Some(journal) = &mut self.journal {
+            journal.restart(epoch)?;
+        }
+        let mut pending = self.shared.pending.lock();
+        for key in puts {
+            pending.remove(&key);
+        }
+        Ok(())
     }
 
     /// Compaction needs the database alone: payload readers wait on the reader lock (held
@@ -2318,8 +2655,8 @@ mod tests {
             matches!(
                 err,
                 StoreError::UnsupportedFormat {
-                    found: 4,
-                    supported: 3
+                    found: 5,
+                    supported: 4
                 }
             ),
             "{err}"

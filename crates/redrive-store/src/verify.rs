@@ -101,7 +101,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport, StoreError> {
         quarantined: Vec::new(),
     };
     match format_version {
-        2 | FORMAT_VERSION => {
+        2 | 3 | FORMAT_VERSION => {
             let Scan {
                 damaged, counts, ..
             } = redb_store::scan(&txn, true)?;

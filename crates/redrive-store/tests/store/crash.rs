@@ -38,44 +38,65 @@ impl Rng {
     }
 }
 
-#[derive(Debug, Default)]
-struct CrashState {
+/// One file's bytes.
+#[derive(Debug, Default, Clone)]
+struct FileImage {
     /// Current contents: every write lands here immediately.
     live: Vec<u8>,
     /// Contents as of the last completed sync.
     durable: Vec<u8>,
     /// Writes issued since the last completed sync, in order.
     unsynced: Vec<(usize, Vec<u8>)>,
-    /// Mutating operations (write, set_len, sync_data) seen while armed.
+}
+
+/// The files of one store (the redb file, and format 4's journal) and one crash point shared
+/// by them: a crash freezes every file at the same moment.
+#[derive(Debug)]
+struct CrashState {
+    files: Vec<FileImage>,
+    /// Mutating operations (write, set_len, sync_data) seen while armed, over all files.
     ops: u64,
     /// Crash when `ops` reaches this.
     crash_at: Option<u64>,
     /// Seed deciding how many unsynced writes survive and where the last one tears.
     seed: u64,
-    /// The post-crash image, once crashed.
-    image: Option<Vec<u8>>,
+    /// The post-crash image of each file, once crashed.
+    images: Option<Vec<Vec<u8>>>,
+}
+
+impl Default for CrashState {
+    fn default() -> Self {
+        CrashState {
+            files: vec![FileImage::default()],
+            ops: 0,
+            crash_at: None,
+            seed: 0,
+            images: None,
+        }
+    }
 }
 
 impl CrashState {
     /// Counts an operation; returns an error once the crash point is reached.
     fn tick(&mut self) -> Result<(), Error> {
-        if self.image.is_some() {
+        if self.images.is_some() {
             return Err(Error::other("crashed"));
         }
         self.ops += 1;
         if self.crash_at.is_some_and(|at| self.ops >= at) {
-            self.image = Some(self.crash_image());
+            self.images = Some((0..self.files.len()).map(|f| self.crash_image(f)).collect());
             return Err(Error::other("crashed"));
         }
         Ok(())
     }
 
-    fn crash_image(&self) -> Vec<u8> {
-        let mut rng = Rng(self.seed);
-        let mut image = self.durable.clone();
-        let survive = rng.below(self.unsynced.len() as u64 + 1) as usize;
+    fn crash_image(&self, file: usize) -> Vec<u8> {
+        let mut rng = Rng(self.seed ^ (file as u64).wrapping_mul(0x9E37_79B9));
+        let f = &self.files[file];
+        let mut image = f.durable.clone();
+        let survive = rng.below(f.unsynced.len() as u64 + 1) as usize;
         let tear = rng.below(2) == 0;
-        for (i, (offset, data)) in self.unsynced.iter().take(survive).enumerate() {
+        for (i, (offset, data)) in f.unsynced.iter().take(survive).enumerate() {
             let mut data = &data[..];
             if tear && i + 1 == survive {
                 data = &data[..rng.below(data.len() as u64 + 1) as usize];
@@ -92,9 +113,27 @@ impl CrashState {
 #[derive(Clone, Debug, Default)]
 struct CrashBackend {
     state: Arc<Mutex<CrashState>>,
+    file: usize,
 }
 
 impl CrashBackend {
+    /// Another file of the same store, crashing with this one.
+    fn second_file(&self) -> CrashBackend {
+        let mut s = self.state.lock().unwrap();
+        s.files.push(FileImage::default());
+        CrashBackend {
+            state: self.state.clone(),
+            file: s.files.len() - 1,
+        }
+    }
+
+    fn set_contents(&self, bytes: &[u8]) {
+        let mut s = self.state.lock().unwrap();
+        let f = &mut s.files[self.file];
+        f.live = bytes.to_vec();
+        f.durable = bytes.to_vec();
+    }
+
     fn arm(&self, crash_at: Option<u64>, seed: u64) {
         let mut s = self.state.lock().unwrap();
         s.ops = 0;
@@ -107,58 +146,68 @@ impl CrashBackend {
     }
 
     fn crashed(&self) -> bool {
-        self.state.lock().unwrap().image.is_some()
+        self.state.lock().unwrap().images.is_some()
     }
 
     /// What a restart finds: the crash image, or the durable bytes if it never crashed.
     fn surviving_bytes(&self) -> Vec<u8> {
         let s = self.state.lock().unwrap();
-        s.image.clone().unwrap_or_else(|| s.durable.clone())
+        s.images.as_ref().map_or_else(
+            || s.files[self.file].durable.clone(),
+            |images| images[self.file].clone(),
+        )
     }
 }
 
 impl StorageBackend for CrashBackend {
     fn len(&self) -> Result<u64, Error> {
-        Ok(self.state.lock().unwrap().live.len() as u64)
+        Ok(self.state.lock().unwrap().files[self.file].live.len() as u64)
     }
 
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), Error> {
         let s = self.state.lock().unwrap();
-        if s.image.is_some() {
+        if s.images.is_some() {
             return Err(Error::other("crashed"));
         }
+        let live = &s.files[self.file].live;
         let offset = usize::try_from(offset).unwrap();
-        if offset + out.len() > s.live.len() {
+        if offset + out.len() > live.len() {
             return Err(Error::from(ErrorKind::UnexpectedEof));
         }
-        out.copy_from_slice(&s.live[offset..offset + out.len()]);
+        out.copy_from_slice(&live[offset..offset + out.len()]);
         Ok(())
     }
 
     fn set_len(&self, len: u64) -> Result<(), Error> {
         let mut s = self.state.lock().unwrap();
         s.tick()?;
-        s.live.resize(usize::try_from(len).unwrap(), 0);
+        let f = &mut s.files[self.file];
+        let len = usize::try_from(len).unwrap();
+        f.live.resize(len, 0);
+        // A shrink that survives a crash only after a sync: until then the durable image may
+        // keep the old tail (as a file system may).
         Ok(())
     }
 
     fn sync_data(&self) -> Result<(), Error> {
         let mut s = self.state.lock().unwrap();
         s.tick()?;
-        s.durable = s.live.clone();
-        s.unsynced.clear();
+        let f = &mut s.files[self.file];
+        f.durable = f.live.clone();
+        f.unsynced.clear();
         Ok(())
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), Error> {
         let mut s = self.state.lock().unwrap();
         s.tick()?;
+        let f = &mut s.files[self.file];
         let offset = usize::try_from(offset).unwrap();
-        if s.live.len() < offset + data.len() {
-            s.live.resize(offset + data.len(), 0);
+        if f.live.len() < offset + data.len() {
+            f.live.resize(offset + data.len(), 0);
         }
-        s.live[offset..offset + data.len()].copy_from_slice(data);
-        s.unsynced.push((offset, data.to_vec()));
+        f.live[offset..offset + data.len()].copy_from_slice(data);
+        f.unsynced.push((offset, data.to_vec()));
         Ok(())
     }
 }
@@ -313,17 +362,45 @@ fn receive_workload(rng: &mut Rng) -> Vec<Vec<Mutation>> {
     out
 }
 
+/// Which store a crash scenario runs: a bare redb backend (every group a redb commit), or
+/// format 4's journal checkpointed every `n` mutations.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    Redb,
+    Journal(usize),
+}
+
 /// One crash scenario; returns whether the crash happened.
 fn crash_once_with(
     mode: DurabilityMode,
     seed: u64,
     crash_at: Option<u64>,
     workload: fn(&mut Rng) -> Vec<Vec<Mutation>>,
+    layout: Layout,
 ) -> (bool, u64) {
     let mut rng = Rng(seed);
     let batches = workload(&mut rng);
     let backend = CrashBackend::default();
-    let store = RedbStore::with_backend(backend.clone(), mode).unwrap();
+    let journal = match layout {
+        Layout::Redb => None,
+        Layout::Journal(_) => Some(backend.second_file()),
+    };
+    let store = match (layout, &journal) {
+        (Layout::Journal(every), Some(journal)) => {
+            let mut db = Some(backend.clone());
+            RedbStore::with_backends(
+                move || {
+                    db.take()
+                        .ok_or_else(|| redrive_store::StoreError::Failed("no reopen".into()))
+                },
+                journal.clone(),
+                mode,
+                every,
+            )
+            .unwrap()
+        }
+        _ => RedbStore::with_backend(backend.clone(), mode).unwrap(),
+    };
     backend.arm(crash_at, rng.next());
     let acked = run(&store, &batches, &mut rng);
     let crashed = backend.crashed();
@@ -353,8 +430,22 @@ fn crash_once_with(
         assert!(db.check_integrity().unwrap(), "seed {seed}: integrity");
     }
 
-    let reopened = RedbStore::with_backend(in_memory(&image), DurabilityMode::Strict)
-        .unwrap_or_else(|e| panic!("seed {seed} crash_at {crash_at:?}: reopen: {e}"));
+    let reopened = match &journal {
+        None => RedbStore::with_backend(in_memory(&image), DurabilityMode::Strict),
+        Some(journal) => {
+            let mut db = Some(in_memory(&image));
+            RedbStore::with_backends(
+                move || {
+                    db.take()
+                        .ok_or_else(|| redrive_store::StoreError::Failed("no reopen".into()))
+                },
+                in_memory(&journal.surviving_bytes()),
+                DurabilityMode::Strict,
+                0,
+            )
+        }
+    }
+    .unwrap_or_else(|e| panic!("seed {seed} crash_at {crash_at:?}: reopen: {e}"));
     // The full contents: every payload is read back from `message_body`.
     let recovered = sorted(reopened.try_load_full().expect("load after crash"));
     let present = recovered
@@ -396,11 +487,7 @@ fn a_crash_during_the_format_2_migration_leaves_a_readable_file() {
     let mut crashes = 0;
     for at in 1.. {
         let backend = CrashBackend::default();
-        {
-            let mut s = backend.state.lock().unwrap();
-            s.live = fixture.clone();
-            s.durable = fixture.clone();
-        }
+        backend.set_contents(&fixture);
         backend.arm(Some(at), at * 7919);
         let opened = RedbStore::with_backend(backend.clone(), DurabilityMode::Strict);
         let crashed = backend.crashed();
@@ -424,22 +511,23 @@ fn a_crash_during_the_format_2_migration_leaves_a_readable_file() {
 }
 
 fn crash_at_random_points(mode: DurabilityMode, scenarios: u64) {
-    crash_at_random_points_with(mode, scenarios, workload);
+    crash_at_random_points_with(mode, scenarios, workload, Layout::Redb);
 }
 
 fn crash_at_random_points_with(
     mode: DurabilityMode,
     scenarios: u64,
     workload: fn(&mut Rng) -> Vec<Vec<Mutation>>,
+    layout: Layout,
 ) {
     // A run without a crash tells how many operations the workload takes.
-    let (_, total_ops) = crash_once_with(mode, 0, None, workload);
+    let (_, total_ops) = crash_once_with(mode, 0, None, workload, layout);
     assert!(total_ops > 10);
     let mut crashes = 0;
     let mut pick = Rng(0xC0FFEE ^ total_ops);
     for seed in 1..=scenarios {
         let at = 1 + pick.below(total_ops);
-        let (crashed, _) = crash_once_with(mode, seed, Some(at), workload);
+        let (crashed, _) = crash_once_with(mode, seed, Some(at), workload, layout);
         crashes += u64::from(crashed);
     }
     assert!(
@@ -455,7 +543,42 @@ fn strict_mode_survives_crashes_at_random_points() {
 
 #[test]
 fn strict_mode_survives_crashes_in_receive_state_writes_and_deletes() {
-    crash_at_random_points_with(DurabilityMode::Strict, 40, receive_workload);
+    crash_at_random_points_with(DurabilityMode::Strict, 40, receive_workload, Layout::Redb);
+}
+
+/// Format 4: crashes in journal appends and fsyncs, in checkpoints (every 25 mutations, so
+/// a run holds several) and in the journal's truncation after them.
+#[test]
+fn the_journal_survives_crashes_at_random_points() {
+    crash_at_random_points_with(DurabilityMode::Strict, 80, workload, Layout::Journal(25));
+    crash_at_random_points_with(
+        DurabilityMode::Strict,
+        60,
+        receive_workload,
+        Layout::Journal(40),
+    );
+}
+
+/// Format 4 with every mutation left in the journal until shutdown: a crash anywhere must
+/// replay exactly the acknowledged prefix.
+#[test]
+fn the_journal_alone_survives_crashes_at_random_points() {
+    crash_at_random_points_with(
+        DurabilityMode::Strict,
+        60,
+        workload,
+        Layout::Journal(usize::MAX),
+    );
+}
+
+#[test]
+fn the_journal_in_relaxed_mode_recovers_a_prefix() {
+    crash_at_random_points_with(
+        DurabilityMode::Relaxed { interval_ms: 1 },
+        40,
+        workload,
+        Layout::Journal(30),
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! Files written by the last format-1 and format-2 builds (`tests/fixtures/format-v1.redb`,
-//! `format-v2.redb`, see `fixture_v1.rs`, `fixture_v2.rs`) open with this build: every record
+//! Files written by the last format-1, format-2 and format-3 builds
+//! (`tests/fixtures/format-v1.redb`, `format-v2.redb`, `format-v3.redb`, see `fixture_v1.rs`,
+//! `fixture_v2.rs`, `fixture_v3.rs`) open with this build: every record
 //! survives the migration exactly, the file is of this build's format afterwards and reopens as
 //! such; a migration that fails part-way leaves the old file readable.
 
@@ -124,6 +125,11 @@ fn a_format_1_file_migrates_and_keeps_every_record() {
 #[test]
 fn a_format_2_file_migrates_and_keeps_every_record() {
     migrates(crate::fixture_v2::FIXTURE, crate::fixture_v2::batches(), 2);
+}
+
+#[test]
+fn a_format_3_file_migrates_and_keeps_every_record() {
+    migrates(crate::fixture_v3::FIXTURE, crate::fixture_v3::batches(), 3);
 }
 
 #[test]

@@ -120,6 +120,9 @@ fn fill_and_purge(store: &RedbStore, messages: u64) {
         batch.push(Mutation::PutMessage(m));
     }
     block_on(store.submit(batch).wait()).unwrap();
+    // A load checkpoints the journal: the messages reach the redb file before the purge (in
+    // one checkpoint they would never be written at all).
+    store.try_load().unwrap();
     block_on(
         store
             .submit(vec![Mutation::Purge {
