@@ -38,13 +38,14 @@ const ENTRY_HEADER: usize = 4 + 4 + 8 + 8;
 /// The journal file and where the next entry goes.
 #[derive(Debug)]
 pub(crate) struct Journal {
-    backend: Box<dyn StorageBackend>,
+    backend: Arc<dyn StorageBackend>,
     pub(crate) epoch: u64,
     next_n: u64,
     pub(crate) len: u64,
-    /// The file's length: grown ahead of the entries in [`GROWTH`] steps, so that an append
-    /// rarely changes the file's size (an fsync then has no size to record); the zeros after
-    /// the last entry fail the next entry's checksum.
+    /// The file's length. The file is grown ahead of the entries with zeros, [`GROWTH`] at a
+    /// time, and reused in place after a checkpoint (not truncated), so that an append
+    /// overwrites allocated blocks and its fsync has no size or allocation to record. Bytes
+    /// after the last entry (zeros, or entries of an older epoch) fail the next entry's checks.
     allocated: u64,
     buf: Vec<u8>,
 }
@@ -52,16 +53,25 @@ pub(crate) struct Journal {
 /// How much the journal file grows at a time.
 const GROWTH: u64 = 4 << 20;
 
+/// A checkpoint shrinks a journal file larger than this (grown by a very large group) back to
+/// empty instead of reusing it.
+const KEEP_AT_MOST: u64 = 64 << 20;
+
 impl Journal {
     pub(crate) fn new(backend: Box<dyn StorageBackend>) -> Self {
         Journal {
-            backend,
+            backend: Arc::from(backend),
             epoch: 0,
             next_n: 0,
             len: 0,
             allocated: 0,
             buf: Vec::new(),
         }
+    }
+
+    /// The file, for the thread that fsyncs it while the next entries are written.
+    pub(crate) fn backend(&self) -> Arc<dyn StorageBackend> {
+        self.backend.clone()
     }
 
     /// The whole file.
@@ -82,7 +92,9 @@ impl Journal {
         let end = self.len + self.buf.len() as u64;
         if end > self.allocated {
             let allocated = end.next_multiple_of(GROWTH);
+            let zeros = vec![0; usize::try_from(allocated - self.allocated).expect("fits")];
             self.backend.set_len(allocated)?;
+            self.backend.write(self.allocated, &zeros)?;
             self.allocated = allocated;
         }
         self.backend.write(self.len, &self.buf)?;
@@ -99,13 +111,18 @@ impl Journal {
         self.backend.sync_data()
     }
 
-    /// Starts `epoch` on an empty journal (after a checkpoint committed `epoch` to redb).
+    /// Starts `epoch` at the start of the journal (after a checkpoint, or an open's replay,
+    /// committed `epoch` to redb): the entries there now belong to an older epoch.
     pub(crate) fn restart(&mut self, epoch: u64) -> io::Result<()> {
         self.epoch = epoch;
         self.next_n = 0;
         self.len = 0;
-        self.allocated = 0;
-        self.backend.set_len(0)
+        self.allocated = self.backend.len()?;
+        if self.allocated > KEEP_AT_MOST {
+            self.backend.set_len(0)?;
+            self.allocated = 0;
+        }
+        Ok(())
     }
 }
 

@@ -514,6 +514,18 @@ impl RedbStore {
         };
         let db = Arc::new(db);
         let shared = Arc::new(Shared::default());
+        let (syncer, syncer_thread) = match (&journal, mode) {
+            (Some(journal), DurabilityMode::Strict) => {
+                let (tx, rx) = mpsc::channel();
+                let (file, shared) = (journal.backend(), shared.clone());
+                let handle = std::thread::Builder::new()
+                    .name("redrive-store-syncer".into())
+                    .spawn(move || run_syncer(file, shared, rx))
+                    .map_err(|e| StoreError::Redb(redb::Error::Io(e)))?;
+                (Some(tx), Some(handle))
+            }
+            _ => (None, None),
+        };
         shared.cache.lock().set_budget(payload_cache_bytes);
         *shared.reader.write() = Some(db.clone());
         if let Some(reserve) = &reserve {
@@ -534,6 +546,8 @@ impl RedbStore {
             unapplied: Vec::new(),
             unapplied_since: None,
             stored_max,
+            syncer,
+            syncer_thread,
         };
         let handle = std::thread::Builder::new()
             .name("redrive-store-writer".into())
@@ -1363,6 +1377,54 @@ struct Writer {
     unapplied_since: Option<Instant>,
     /// Per queue uid, the highest message seq that can be in redb (see `journal::skippable`).
     stored_max: StoredMax,
+    /// Strict journal mode: the thread that fsyncs the journal and acknowledges the groups
+    /// written before each fsync, while this thread writes the next ones.
+    syncer: Option<mpsc::Sender<SyncJob>>,
+    syncer_thread: Option<JoinHandle<()>>,
+}
+
+/// Groups written to the journal and waiting for an fsync.
+struct SyncJob {
+    acks: Vec<Ack>,
+    /// Their `PutMessage` keys, dropped from the pending payloads if the fsync fails.
+    puts: Vec<(u64, u64)>,
+}
+
+/// Fsyncs the journal for every job that waits, in a loop: each fsync covers all the groups
+/// written before it started, so the disk is never idle while groups wait and the writer
+/// never waits for it.
+fn run_syncer(journal: Arc<dyn StorageBackend>, shared: Arc<Shared>, rx: mpsc::Receiver<SyncJob>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while let Ok(job) = rx.try_recv() {
+            jobs.push(job);
+        }
+        let result = match shared.failure() {
+            // Nothing is acknowledged after a failure until the store is recovered.
+            Some(reason) => Err(reason),
+            None => match journal.sync_data() {
+                Ok(()) => {
+                    shared.durable_commits.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+                Err(e) => {
+                    let reason = format!("store commit failed: journal fsync: {e}");
+                    shared.fail(reason.clone());
+                    Err(reason)
+                }
+            },
+        };
+        if result.is_err() {
+            shared.cache.lock().clear();
+            let mut pending = shared.pending.lock();
+            for key in jobs.iter().flat_map(|j| &j.puts) {
+                pending.remove(key);
+            }
+        }
+        for ack in jobs.into_iter().flat_map(|j| j.acks) {
+            let _ = ack.send(result.clone());
+        }
+    }
 }
 
 /// Per queue uid, an upper bound of the message seqs redb holds.
@@ -1434,6 +1496,13 @@ impl Writer {
         self.checkpoint_or_fail();
         if let Err(e) = self.sync() {
             tracing::error!(error = %e, "final store sync failed");
+        }
+        // Acknowledges what waits for an fsync, then stops.
+        self.syncer = None;
+        if let Some(handle) = self.syncer_thread.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("store syncer thread panicked");
         }
         // Payload readers let go of the database, so that dropping it closes the file.
         *self.shared.reader.write() = None;
@@ -1521,12 +1590,27 @@ impl Writer {
             })
             .collect();
         let result = match self.shared.failure() {
-            Some(reason) => Err(reason),
+            Some(reason) => {
+                // The syncer thread failed: close the database as after any failure.
+                if self.db.is_some() {
+                    self.failed(reason.clone());
+                }
+                Err(reason)
+            }
             None => self.commit_group(batches).map_err(|e| {
                 let reason = format!("store commit failed: {e}");
                 self.failed(reason.clone());
                 reason
             }),
+        };
+        // Strict journal mode: written, not yet fsync'd. The syncer thread acknowledges the
+        // group after an fsync that started after this write.
+        let (acks, puts) = match (&self.syncer, &result) {
+            (Some(syncer), Ok(())) => match syncer.send(SyncJob { acks, puts }) {
+                Ok(()) => (Vec::new(), Vec::new()),
+                Err(mpsc::SendError(job)) => (job.acks, job.puts),
+            },
+            _ => (acks, puts),
         };
         // Committed: readable from the file now. Refused: never readable, and the engine
         // rebuilds from the file, so a later message may get the same key: drop every cached
@@ -1591,6 +1675,13 @@ impl Writer {
     /// Reopens the database if a failure closed it, reads what is committed and accepts writes
     /// again. Batches queued before this request have already been refused.
     fn recover(&mut self) -> Result<(u64, Snapshot), StoreError> {
+        // A failure the writer has not handled yet (the syncer's fsync, a failed load): close
+        // the database first, so that recovery always reopens it and replays the journal.
+        if let Some(reason) = self.shared.failure()
+            && self.db.is_some()
+        {
+            self.failed(reason);
+        }
         if self.db.is_none() {
             let db = Arc::new((self.open)()?);
             self.max_queue_uid = init_format(&db)?;
@@ -1621,8 +1712,10 @@ impl Writer {
             let strict = self.mode == DurabilityMode::Strict;
             journal.append(&batches)?;
             if strict {
-                journal.sync()?;
-                self.shared.durable_commits.fetch_add(1, Ordering::Relaxed);
+                if self.syncer.is_none() {
+                    journal.sync()?;
+                    self.shared.durable_commits.fetch_add(1, Ordering::Relaxed);
+                }
             } else if self.dirty_since.is_none() {
                 self.dirty_since = Some(Instant::now());
             }

@@ -69,7 +69,14 @@ fn concurrent_submitters_share_commits() {
         commits * 4 <= total,
         "{commits} commits for {total} batches"
     );
-    assert_eq!(store.durable_commits(), commits);
+    // Every group was fsync'd, one fsync often covering several groups written meanwhile
+    // (format 4's syncer), plus the checkpoints' fsync'd redb commits.
+    assert!(store.durable_commits() > 0);
+    assert!(
+        store.durable_commits() <= commits,
+        "{} fsyncs",
+        store.durable_commits()
+    );
     let snapshot = store.load();
     assert_eq!(snapshot.messages.len() as u64, total);
     // Per queue, the batches were applied in submission order: seqs are all there.
