@@ -51,7 +51,7 @@ pub(crate) struct Journal {
 }
 
 /// How much the journal file grows at a time.
-const GROWTH: u64 = 4 << 20;
+const GROWTH: u64 = 1 << 20;
 
 /// A checkpoint shrinks a journal file larger than this (grown by a very large group) back to
 /// empty instead of reusing it.
@@ -119,10 +119,15 @@ impl Journal {
         self.len = 0;
         self.allocated = self.backend.len()?;
         if self.allocated > KEEP_AT_MOST {
-            self.backend.set_len(0)?;
-            self.allocated = 0;
+            self.truncate()?;
         }
         Ok(())
+    }
+
+    /// Gives the file's blocks back (it grows again with the next entries).
+    pub(crate) fn truncate(&mut self) -> io::Result<()> {
+        self.allocated = 0;
+        self.backend.set_len(0)
     }
 }
 

@@ -27,7 +27,7 @@ pub use redb_store::{
     DurabilityMode, FILE_NAME, FORMAT_VERSION, LAZY_DOCUMENT_KINDS, MAX_GROUP_MUTATIONS,
     RESERVE_FILE_NAME, RedbStore, StoreError, StoreOptions,
 };
-pub use verify::{TableReport, VerifyProblem, VerifyReport, verify};
+pub use verify::{JournalReport, TableReport, VerifyProblem, VerifyReport, verify};
 
 /// Queue metadata as persisted.
 #[derive(Debug, Clone, PartialEq)]

@@ -949,7 +949,9 @@ fn journal_epoch_check(epoch: u64) -> u64 {
     ))
 }
 
-fn journal_epoch(meta: &impl ReadableTable<&'static str, u64>) -> Result<u64, StoreError> {
+pub(crate) fn journal_epoch(
+    meta: &impl ReadableTable<&'static str, u64>,
+) -> Result<u64, StoreError> {
     let epoch = meta.get(META_JOURNAL_EPOCH)?.map(|v| v.value());
     let check = meta.get(META_JOURNAL_EPOCH_CHECK)?.map(|v| v.value());
     match (epoch, check) {
@@ -1005,6 +1007,8 @@ fn replay_journal(db: &Database, journal: &mut Journal) -> Result<(u64, StoredMa
     }
     txn.commit()?;
     journal.restart(epoch + 1)?;
+    // An open (or a recovery, maybe on a full disk) gives the journal's space back.
+    journal.truncate()?;
     journal.sync()?;
     if replay.entries > 0 {
         tracing::info!(
@@ -1632,7 +1636,7 @@ impl Writer {
         if self
             .journal
             .as_ref()
-            .is_some_and(|j| j.len >= CHECKPOINT_BYTES)
+            .is_some_and(|j| j.len >= self.checkpoint_bytes())
             || self.unapplied.len() >= self.checkpoint_mutations()
         {
             self.checkpoint_or_fail();
@@ -1782,6 +1786,16 @@ impl Writer {
                 self.failed(format!("store sync failed: {e}"));
                 Err(e)
             }
+        }
+    }
+
+    /// Journal bytes that trigger a checkpoint: [`CHECKPOINT_BYTES`], or a quarter of the space
+    /// reserve if that is less, so that what a recovery on a full disk must apply to redb fits
+    /// in the space the given-up reserve frees.
+    fn checkpoint_bytes(&self) -> u64 {
+        match &self.reserve {
+            Some(reserve) => CHECKPOINT_BYTES.min((reserve.bytes / 4).max(256 << 10)),
+            None => CHECKPOINT_BYTES,
         }
     }
 

@@ -24,6 +24,20 @@ pub struct VerifyReport {
     pub problems: Vec<VerifyProblem>,
     /// The quarantine's contents: records moved out at earlier loads (not counted as problems).
     pub quarantined: Vec<QuarantinedRecord>,
+    /// Format 4: the journal's entries that the next open applies (after a crash or a
+    /// SIGKILL; a clean shutdown leaves none). Their records are not in `tables`.
+    pub journal: Option<JournalReport>,
+}
+
+/// The journal beside a format-4 file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalReport {
+    /// Entries of the current epoch, i.e. not yet applied to the file.
+    pub entries: u64,
+    /// Mutations in them.
+    pub mutations: u64,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 impl VerifyReport {
@@ -99,9 +113,10 @@ pub fn verify(path: &Path) -> Result<VerifyReport, StoreError> {
         tables: Vec::new(),
         problems: Vec::new(),
         quarantined: Vec::new(),
+        journal: None,
     };
     match format_version {
-        2 | 3 | FORMAT_VERSION => {
+        2..=FORMAT_VERSION => {
             let Scan {
                 damaged, counts, ..
             } = redb_store::scan(&txn, true)?;
@@ -137,6 +152,32 @@ pub fn verify(path: &Path) -> Result<VerifyReport, StoreError> {
                 found: v,
                 supported: FORMAT_VERSION,
             });
+        }
+    }
+    if format_version >= 4 {
+        let journal = report
+            .path
+            .with_file_name(crate::journal::JOURNAL_FILE_NAME);
+        if journal.is_file() {
+            let bytes = std::fs::read(&journal).map_err(|e| {
+                StoreError::Verify(format!("cannot read {}: {e}", journal.display()))
+            })?;
+            let epoch = redb_store::journal_epoch(&txn.open_table(META)?)?;
+            match crate::journal::decode_entries(&bytes, epoch) {
+                Ok(replay) => {
+                    report.journal = Some(JournalReport {
+                        entries: replay.entries,
+                        mutations: replay.mutations.len() as u64,
+                        bytes: replay.valid_bytes,
+                    })
+                }
+                Err(e) => report.problems.push(VerifyProblem {
+                    table: crate::journal::JOURNAL_FILE_NAME.to_owned(),
+                    key: format!("epoch {epoch}"),
+                    reason: format!("an entry passes its checksum but does not decode: {e}"),
+                    failed_verification: true,
+                }),
+            }
         }
     }
     Ok(report)

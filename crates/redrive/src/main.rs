@@ -198,6 +198,9 @@ fn verify(args: &VerifyArgs) -> Result<u8> {
                 "table": q.table, "key": q.key, "reason": q.reason,
                 "quarantinedAt": q.quarantined_ms,
             })).collect::<Vec<_>>(),
+            "journal": report.journal.as_ref().map(|j| serde_json::json!({
+                "entries": j.entries, "mutations": j.mutations, "bytes": j.bytes,
+            })),
         });
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
@@ -219,6 +222,12 @@ fn verify(args: &VerifyArgs) -> Result<u8> {
                 "MOVED WITH IT"
             };
             println!("{tag} {} {}: {}", p.table, p.key, p.reason);
+        }
+        if let Some(j) = report.journal.as_ref().filter(|j| j.entries > 0) {
+            println!(
+                "journal: {} entries ({} changes, {} bytes) not yet in the file; the next start applies them",
+                j.entries, j.mutations, j.bytes
+            );
         }
         if !report.quarantined.is_empty() {
             println!(

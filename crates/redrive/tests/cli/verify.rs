@@ -81,7 +81,7 @@ async fn verify_reports_a_flipped_body_and_the_server_never_serves_it() {
     assert_eq!(out.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(report["ok"], false);
-    assert_eq!(report["formatVersion"], 3);
+    assert_eq!(report["formatVersion"], redrive_store::FORMAT_VERSION);
     assert_eq!(report["failed"][0]["table"], "message_body");
     assert_eq!(report["failedCount"], 1);
     assert_eq!(report["failed"][1]["table"], "messages");
