@@ -17,7 +17,7 @@ use redrive_core::SqsError;
 use redrive_core::api::{
     CancelMessageMoveTaskInput, ListMessageMoveTasksInput, QueueUrlInput, StartMessageMoveTaskInput,
 };
-use redrive_engine::alerts::{AlertRuleRequest, Condition, SilenceRequest};
+use redrive_engine::alerts::{AlertRuleRequest, Condition, SilenceRequest, Webhook, WebhookFormat};
 use redrive_engine::schedules::{ScheduleRequest, WindowField, WindowSpec};
 use redrive_engine::{Engine, RequestContext};
 
@@ -726,6 +726,10 @@ async fn alerts_page(
          <p><label for=\"r-n\">N</label><input id=\"r-n\" type=\"number\" name=\"n\" min=\"1\" required></p>\
          <p><label for=\"r-m\">M (minutes)</label><input id=\"r-m\" type=\"number\" name=\"m\" min=\"1\" max=\"1440\" value=\"5\"></p>\
          <p><label for=\"r-severity\">Severity</label><input id=\"r-severity\" type=\"text\" name=\"severity\" placeholder=\"warning\"></p>\
+         <p><label for=\"r-webhook\">Webhook URL</label><input id=\"r-webhook\" type=\"url\" name=\"webhook\" placeholder=\"https://hooks.slack.com/services/…\">\
+         <span class=\"hint\">optional; notified on every transition</span></p>\
+         <p><label for=\"r-webhook-format\">Webhook body</label><select id=\"r-webhook-format\" name=\"webhook_format\">\
+         <option value=\"json\">Redrive JSON</option><option value=\"slack\">Slack</option></select></p>\
          <p><button type=\"submit\">Add rule</button></p></form></details>",
         csrf_field(&visitor.csrf)
     );
@@ -832,7 +836,21 @@ async fn rule_add(
         queue: form.get("queue").unwrap_or_default().to_string(),
         condition,
         severity: form.get("severity").map(str::to_string),
-        webhooks: Vec::new(),
+        // One webhook from the form (the API and the CLI take up to five); the engine checks
+        // the URL as for any rule.
+        webhooks: form
+            .get("webhook")
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(|url| Webhook {
+                url: url.to_string(),
+                format: match form.get("webhook_format") {
+                    Some("slack") => WebhookFormat::Slack,
+                    _ => WebhookFormat::Json,
+                },
+            })
+            .into_iter()
+            .collect(),
     };
     match state.engine.add_alert_rule(&ctx, req).await {
         Ok(rule) => {

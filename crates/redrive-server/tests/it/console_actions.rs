@@ -566,6 +566,49 @@ async fn console_move_task_schedule_and_alert_pages() {
         )
         .await;
     assert_eq!(status, 303, "{text}");
+    // A rule with a webhook from the form; a URL that is not http(s) is refused.
+    let (status, _, text) = b
+        .post(
+            "/console/alerts/rules",
+            &pairs(&[
+                ("csrf", &token),
+                ("name", "dlq-slack"),
+                ("queue", "*-dlq"),
+                ("kind", "arrivals"),
+                ("n", "10"),
+                ("m", "60"),
+                ("webhook", "https://hooks.example.test/T000/B000"),
+                ("webhook_format", "slack"),
+            ]),
+        )
+        .await;
+    assert_eq!(status, 303, "{text}");
+    let (status, _, text) = b
+        .post(
+            "/console/alerts/rules",
+            &pairs(&[
+                ("csrf", &token),
+                ("name", "dlq-bad-hook"),
+                ("queue", "*-dlq"),
+                ("kind", "depth"),
+                ("n", "1"),
+                ("webhook", "ftp://hooks.example.test/x"),
+            ]),
+        )
+        .await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("http:// or https://"), "{text}");
+    let (_, _, rules) = ts
+        .raw("GET", "/_redrive/v1/alerts/rules", None, &[], Vec::new())
+        .await;
+    let rules: serde_json::Value = serde_json::from_str(&rules).unwrap();
+    let rules = rules["rules"].as_array().unwrap();
+    let slack = rules.iter().find(|r| r["name"] == "dlq-slack").unwrap();
+    assert_eq!(
+        slack["webhooks"],
+        serde_json::json!([{"url": "https://hooks.example.test/T000/B000", "format": "slack"}])
+    );
+    assert!(rules.iter().all(|r| r["name"] != "dlq-bad-hook"));
     let (_, alerts) = b.get("/console/alerts").await;
     assert!(alerts.contains("data-rule=\"dlq-depth\""));
     assert!(alerts.contains("depth ≥ 5 for 3 min"));
