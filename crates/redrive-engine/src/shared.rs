@@ -25,9 +25,10 @@ use crate::messages::{
 };
 use crate::queue::QueueSettings;
 use crate::queues::{
-    QueueFacts, RedrivePolicy, attributes_output, check_attribute_names, create_queue_request,
-    decode_token, exists_differently, initial_attributes, merge_attributes, merged_tags, page_size,
-    queue_deleted_recently, validate_tag,
+    QueueFacts, RedrivePolicy, add_permission_to, attributes_output, check_add_permission,
+    check_attribute_names, check_remove_permission, create_queue_request, decode_token,
+    exists_differently, initial_attributes, merge_attributes, merged_tags, page_size,
+    queue_deleted_recently, remove_permission_from, validate_tag,
 };
 use crate::receipt::ReceiptHandle;
 use crate::{Engine, EngineConfig, RequestContext};
@@ -367,9 +368,28 @@ impl Engine {
                     next_token,
                 })
             }
-            Request::AddPermission(_)
-            | Request::RemovePermission(_)
-            | Request::StartMessageMoveTask(_)
+            Request::AddPermission(i) => {
+                let q = self.sh_resolve(b, ctx, &i.queue_url).await?;
+                let url = i.queue_url.clone();
+                let permission = check_add_permission(i)?;
+                let arn = self.sh_arn(&q);
+                self.sh_update(b, ctx, &url, |q| {
+                    add_permission_to(&mut q.attributes, &arn, &permission)
+                })
+                .await?;
+                Response::Empty(action)
+            }
+            Request::RemovePermission(i) => {
+                self.sh_resolve(b, ctx, &i.queue_url).await?;
+                let url = i.queue_url.clone();
+                let label = check_remove_permission(i)?;
+                self.sh_update(b, ctx, &url, |q| {
+                    remove_permission_from(&mut q.attributes, &label)
+                })
+                .await?;
+                Response::Empty(action)
+            }
+            Request::StartMessageMoveTask(_)
             | Request::CancelMessageMoveTask(_)
             | Request::ListMessageMoveTasks(_) => return Err(unsupported(action)),
         })
