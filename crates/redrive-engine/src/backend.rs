@@ -15,6 +15,8 @@ use std::pin::Pin;
 use redrive_core::SqsResult;
 use redrive_core::api::MessageAttributes;
 
+use crate::store::MoveTaskRecord;
+
 /// A boxed `Send` future: the trait stays object-safe (`Arc<dyn QueueBackend>`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -159,6 +161,63 @@ pub struct Counts {
     pub oldest_age_ms: u64,
 }
 
+/// Where one message of a move task's source goes, and as what (the redrive rules: a new
+/// message there, receive state reset, body, attributes and group kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redriven {
+    pub queue: Box<SharedQueue>,
+    pub message_id: String,
+    /// The `MessageDeduplicationId` shown on receive (FIFO: the new message id).
+    pub dedup_id: Option<String>,
+    /// The destination's `DelaySeconds`.
+    pub delay_ms: u64,
+}
+
+/// The rules in a move step's loop: where the source's next message goes, given the queue it
+/// was dead-lettered from (`None`: the step stops before it, moving nothing more).
+pub trait Route: Sync {
+    fn route(&self, dead_letter_source_arn: Option<&str>) -> Option<Redriven>;
+}
+
+/// One step of a move task (ADR 0002's `transfer`), run by the holder of lease `lease`.
+#[derive(Debug, Clone, Copy)]
+pub struct MoveStep<'a> {
+    pub task_id: &'a str,
+    pub lease: &'a str,
+    pub holder: &'a str,
+    pub source: &'a SharedQueue,
+    pub max: usize,
+}
+
+/// What a move step found and did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepOutcome {
+    /// The lease is no longer this holder's: nothing was done (another server runs the task).
+    LeaseLost,
+    /// The task is gone (its source queue was deleted).
+    TaskGone,
+    /// The task is no longer RUNNING (as found): nothing was moved.
+    NotRunning(MoveTaskRecord),
+    /// `moved` messages moved, and the task (progress counted) as written with them.
+    Moved {
+        moved: u64,
+        task: MoveTaskRecord,
+        /// Why the step moved fewer than it could: the source had no visible message left
+        /// (`Empty`), or [`Route`] refused the next one, which came from this queue.
+        stop: Option<StepStop>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepStop {
+    Empty,
+    Unrouted(Option<String>),
+}
+
+/// A change to the move-task table made by the rules while the backend holds it (start,
+/// cancel, end, forget): the tasks in start order.
+pub type EditTasks<'a> = &'a (dyn Fn(&mut Vec<MoveTaskRecord>) -> SqsResult<()> + Sync);
+
 /// Where queue and message state lives and how it is claimed (ADR 0002's table).
 pub trait QueueBackend: Send + Sync + 'static {
     /// The backend's clock (epoch ms): the one every deadline compares against.
@@ -233,4 +292,18 @@ pub trait QueueBackend: Send + Sync + 'static {
         ttl_ms: u64,
     ) -> BoxFuture<'a, SqsResult<bool>>;
     fn release<'a>(&'a self, name: &'a str, holder: &'a str) -> BoxFuture<'a, SqsResult<()>>;
+    /// Every move task, in start order.
+    fn move_tasks(&self) -> BoxFuture<'_, SqsResult<Vec<MoveTaskRecord>>>;
+    /// Applies `edit` to the move-task table atomically across servers (one edit at a time);
+    /// an error from `edit` changes nothing and is returned.
+    fn edit_move_tasks<'a>(&'a self, edit: EditTasks<'a>) -> BoxFuture<'a, SqsResult<()>>;
+    /// One step of a move task in one transaction, fenced by its lease: up to `step.max` of the
+    /// source's visible messages (oldest first) move where `route` says, and the task's
+    /// `moved` counts them in the same transaction, so progress never disagrees with what
+    /// moved, and a message moves once.
+    fn move_step<'a>(
+        &'a self,
+        step: MoveStep<'a>,
+        route: &'a dyn Route,
+    ) -> BoxFuture<'a, SqsResult<StepOutcome>>;
 }

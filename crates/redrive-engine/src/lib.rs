@@ -30,6 +30,7 @@ pub mod receipt;
 pub mod replays;
 pub mod schedules;
 mod shared;
+mod shared_tasks;
 mod tasks;
 
 use std::collections::HashMap;
@@ -162,6 +163,8 @@ pub struct Engine {
     cw_alarms: tokio::sync::Mutex<()>,
     /// Queues and messages in a shared backend instead of this process (ADR 0002).
     shared: Option<Arc<dyn backend::QueueBackend>>,
+    /// Wakes the shared backend's move-task runner (a task was started or cancelled here).
+    shared_tasks_wake: Arc<tokio::sync::Notify>,
 }
 
 /// Everything [`Engine`] rebuilds from a [`store::Snapshot`].
@@ -277,6 +280,7 @@ impl Engine {
             alerts,
             cw_alarms: tokio::sync::Mutex::new(()),
             shared: None,
+            shared_tasks_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 

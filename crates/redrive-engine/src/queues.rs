@@ -544,94 +544,10 @@ impl Engine {
     ) -> SqsResult<()> {
         let queue = self.resolve(ctx, &input.queue_url)?;
         self.admit_growth()?;
-        let label = input
-            .label
-            .filter(|l| !l.is_empty())
-            .ok_or_else(|| SqsError::missing_parameter("Label"))?;
-        if input.aws_account_ids.is_empty() {
-            return Err(SqsError::invalid_parameter(
-                "Value [] for parameter PrincipalId is invalid. Reason: Unable to verify.",
-            ));
-        }
-        if input.actions.is_empty() {
-            return Err(SqsError::missing_parameter("Actions"));
-        }
-        if input.actions.len() > 7 {
-            return Err(SqsError::new(
-                ErrorCode::OverLimit,
-                format!(
-                    "{} Actions were found, maximum allowed is 7.",
-                    input.actions.len()
-                ),
-            ));
-        }
-        const ALLOWED: &[&str] = &[
-            "*",
-            "ChangeMessageVisibility",
-            "DeleteMessage",
-            "GetQueueAttributes",
-            "GetQueueUrl",
-            "ListDeadLetterSourceQueues",
-            "PurgeQueue",
-            "ReceiveMessage",
-            "SendMessage",
-            "ListQueueTags",
-            "ListMessageMoveTasks",
-            "StartMessageMoveTask",
-            "CancelMessageMoveTask",
-        ];
-        for a in &input.actions {
-            if !ALLOWED.contains(&a.as_str()) {
-                return Err(SqsError::invalid_parameter(format!(
-                    "Value SQS:{a} for parameter ActionName is invalid. Reason: Only the queue owner is allowed to invoke this action."
-                )));
-            }
-        }
+        let permission = check_add_permission(input)?;
         let ticket = {
             let mut st = queue.state.lock();
-            let mut policy: Value = st
-                .record
-                .attributes
-                .get("Policy")
-                .and_then(|p| serde_json::from_str(p).ok())
-                .unwrap_or_else(|| {
-                    json!({"Version": "2008-10-17", "Id": format!("{}/SQSDefaultPolicy", queue.arn), "Statement": []})
-                });
-            let statements = policy
-                .get_mut("Statement")
-                .and_then(Value::as_array_mut)
-                .ok_or_else(|| SqsError::internal("stored policy has no Statement list"))?;
-            if statements
-                .iter()
-                .any(|s| s.get("Sid").and_then(Value::as_str) == Some(&label))
-            {
-                return Err(SqsError::invalid_parameter(format!(
-                    "Value {label} for parameter Label is invalid. Reason: Already exists."
-                )));
-            }
-            let one_or_many = |v: Vec<String>| {
-                if v.len() == 1 {
-                    Value::String(v[0].clone())
-                } else {
-                    json!(v)
-                }
-            };
-            let principals: Vec<String> = input
-                .aws_account_ids
-                .iter()
-                .map(|a| format!("arn:aws:iam::{a}:root"))
-                .collect();
-            let actions: Vec<String> = input.actions.iter().map(|a| format!("SQS:{a}")).collect();
-            statements.push(json!({
-                "Sid": label,
-                "Effect": "Allow",
-                "Principal": {"AWS": one_or_many(principals)},
-                "Action": one_or_many(actions),
-                "Resource": queue.arn,
-            }));
-            st.record
-                .attributes
-                .insert("Policy".into(), policy.to_string());
+            add_permission_to(&mut st.record.attributes, &queue.arn, &permission)?;
             self.store
                 .submit(vec![Mutation::PutQueue(st.record.clone())])
         };
@@ -644,36 +560,10 @@ impl Engine {
         input: RemovePermissionInput,
     ) -> SqsResult<()> {
         let queue = self.resolve(ctx, &input.queue_url)?;
-        let label = input
-            .label
-            .filter(|l| !l.is_empty())
-            .ok_or_else(|| SqsError::missing_parameter("Label"))?;
-        let not_found = || {
-            SqsError::invalid_parameter(format!(
-                "Value {label} for parameter Label is invalid. Reason: can't find label on existing policy."
-            ))
-        };
+        let label = check_remove_permission(input)?;
         let ticket = {
             let mut st = queue.state.lock();
-            let mut policy: Value = st
-                .record
-                .attributes
-                .get("Policy")
-                .and_then(|p| serde_json::from_str(p).ok())
-                .ok_or_else(not_found)?;
-            let statements = policy
-                .get_mut("Statement")
-                .and_then(Value::as_array_mut)
-                .ok_or_else(not_found)?;
-            let before = statements.len();
-            statements.retain(|s| s.get("Sid").and_then(Value::as_str) != Some(&label));
-            if statements.len() == before {
-                return Err(not_found());
-            }
-            // AWS keeps the policy (Version 2008-10-17, its Id) with an empty statement list.
-            st.record
-                .attributes
-                .insert("Policy".into(), policy.to_string());
+            remove_permission_from(&mut st.record.attributes, &label)?;
             self.store
                 .submit(vec![Mutation::PutQueue(st.record.clone())])
         };
@@ -1005,4 +895,149 @@ pub(crate) fn decode_token(token: &str) -> SqsResult<String> {
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or_else(|| SqsError::invalid_parameter("Invalid NextToken value."))
+}
+
+/// An `AddPermission` request that passed validation.
+pub(crate) struct Permission {
+    label: String,
+    account_ids: Vec<String>,
+    actions: Vec<String>,
+}
+
+/// `AddPermission`'s validation (after the queue is resolved), with AWS's texts.
+pub(crate) fn check_add_permission(input: AddPermissionInput) -> SqsResult<Permission> {
+    let label = input
+        .label
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| SqsError::missing_parameter("Label"))?;
+    if input.aws_account_ids.is_empty() {
+        return Err(SqsError::invalid_parameter(
+            "Value [] for parameter PrincipalId is invalid. Reason: Unable to verify.",
+        ));
+    }
+    if input.actions.is_empty() {
+        return Err(SqsError::missing_parameter("Actions"));
+    }
+    if input.actions.len() > 7 {
+        return Err(SqsError::new(
+            ErrorCode::OverLimit,
+            format!(
+                "{} Actions were found, maximum allowed is 7.",
+                input.actions.len()
+            ),
+        ));
+    }
+    const ALLOWED: &[&str] = &[
+        "*",
+        "ChangeMessageVisibility",
+        "DeleteMessage",
+        "GetQueueAttributes",
+        "GetQueueUrl",
+        "ListDeadLetterSourceQueues",
+        "PurgeQueue",
+        "ReceiveMessage",
+        "SendMessage",
+        "ListQueueTags",
+        "ListMessageMoveTasks",
+        "StartMessageMoveTask",
+        "CancelMessageMoveTask",
+    ];
+    for a in &input.actions {
+        if !ALLOWED.contains(&a.as_str()) {
+            return Err(SqsError::invalid_parameter(format!(
+                "Value SQS:{a} for parameter ActionName is invalid. Reason: Only the queue owner is allowed to invoke this action."
+            )));
+        }
+    }
+    Ok(Permission {
+        label,
+        account_ids: input.aws_account_ids,
+        actions: input.actions,
+    })
+}
+
+/// Adds the permission's statement to the `Policy` among a queue's attributes (created with
+/// AWS's default `Version` and `Id` when there is none); a label already there is refused.
+pub(crate) fn add_permission_to(
+    attributes: &mut BTreeMap<String, String>,
+    queue_arn: &str,
+    p: &Permission,
+) -> SqsResult<()> {
+    let mut policy: Value = attributes
+        .get("Policy")
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_else(|| {
+            json!({"Version": "2008-10-17", "Id": format!("{queue_arn}/SQSDefaultPolicy"), "Statement": []})
+        });
+    let statements = policy
+        .get_mut("Statement")
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| SqsError::internal("stored policy has no Statement list"))?;
+    if statements
+        .iter()
+        .any(|s| s.get("Sid").and_then(Value::as_str) == Some(&p.label))
+    {
+        return Err(SqsError::invalid_parameter(format!(
+            "Value {} for parameter Label is invalid. Reason: Already exists.",
+            p.label
+        )));
+    }
+    let one_or_many = |v: Vec<String>| {
+        if v.len() == 1 {
+            Value::String(v[0].clone())
+        } else {
+            json!(v)
+        }
+    };
+    let principals: Vec<String> = p
+        .account_ids
+        .iter()
+        .map(|a| format!("arn:aws:iam::{a}:root"))
+        .collect();
+    let actions: Vec<String> = p.actions.iter().map(|a| format!("SQS:{a}")).collect();
+    statements.push(json!({
+        "Sid": p.label,
+        "Effect": "Allow",
+        "Principal": {"AWS": one_or_many(principals)},
+        "Action": one_or_many(actions),
+        "Resource": queue_arn,
+    }));
+    attributes.insert("Policy".into(), policy.to_string());
+    Ok(())
+}
+
+/// `RemovePermission`'s validation: the label.
+pub(crate) fn check_remove_permission(input: RemovePermissionInput) -> SqsResult<String> {
+    input
+        .label
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| SqsError::missing_parameter("Label"))
+}
+
+/// Removes the statement labelled `label` from the `Policy` among a queue's attributes.
+pub(crate) fn remove_permission_from(
+    attributes: &mut BTreeMap<String, String>,
+    label: &str,
+) -> SqsResult<()> {
+    let not_found = || {
+        SqsError::invalid_parameter(format!(
+            "Value {label} for parameter Label is invalid. Reason: can't find label on existing policy."
+        ))
+    };
+    let mut policy: Value = attributes
+        .get("Policy")
+        .and_then(|p| serde_json::from_str(p).ok())
+        .ok_or_else(not_found)?;
+    let statements = policy
+        .get_mut("Statement")
+        .and_then(Value::as_array_mut)
+        .ok_or_else(not_found)?;
+    let before = statements.len();
+    statements.retain(|s| s.get("Sid").and_then(Value::as_str) != Some(label));
+    if statements.len() == before {
+        return Err(not_found());
+    }
+    // AWS keeps the policy (Version 2008-10-17, its Id) with an empty statement list.
+    attributes.insert("Policy".into(), policy.to_string());
+    Ok(())
 }

@@ -3,8 +3,7 @@
 //! decision, rendering, receipt handles), with every state transition one backend call. Nothing
 //! about queues or messages is kept in this process.
 //!
-//! Actions the shared backend does not support yet answer `UnsupportedOperation`, never a
-//! silent no-op.
+//! Move tasks are in `shared_tasks.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,9 +24,10 @@ use crate::messages::{
 };
 use crate::queue::QueueSettings;
 use crate::queues::{
-    QueueFacts, RedrivePolicy, attributes_output, check_attribute_names, create_queue_request,
-    decode_token, exists_differently, initial_attributes, merge_attributes, merged_tags, page_size,
-    queue_deleted_recently, validate_tag,
+    QueueFacts, RedrivePolicy, add_permission_to, attributes_output, check_add_permission,
+    check_attribute_names, check_remove_permission, create_queue_request, decode_token,
+    exists_differently, initial_attributes, merge_attributes, merged_tags, page_size,
+    queue_deleted_recently, remove_permission_from, validate_tag,
 };
 use crate::receipt::ReceiptHandle;
 use crate::{Engine, EngineConfig, RequestContext};
@@ -36,16 +36,6 @@ use crate::{Engine, EngineConfig, RequestContext};
 /// with `seq`.
 fn sequence_number(seq: u64) -> String {
     (10_000_000_000_000_000_000_u128 + u128::from(seq)).to_string()
-}
-
-fn unsupported(action: Action) -> SqsError {
-    SqsError::new(
-        ErrorCode::UnsupportedOperation,
-        format!(
-            "{} is not supported yet with a shared database store (--store postgres://); see docs/compatibility.md.",
-            action.name()
-        ),
-    )
 }
 
 /// The DLQ rule in a shared receive's loop (the same rule as the embedded receive: a message
@@ -81,13 +71,14 @@ impl Engine {
         engine
     }
 
-    /// Starts the shared backend's background work (a no-op without one): the retention sweep,
-    /// run by whichever server holds the `retention` lease (taken over within
-    /// [`SWEEP_LEASE_MS`] when its holder dies).
+    /// Starts the shared backend's background work (a no-op without one): the move-task
+    /// runner (`shared_tasks.rs`) and the retention sweep, run by whichever server holds the
+    /// `retention` lease (taken over within [`SWEEP_LEASE_MS`] when its holder dies).
     pub fn spawn_shared_background(self: &Arc<Self>) {
         let Some(backend) = self.shared.clone() else {
             return;
         };
+        self.spawn_move_task_runner(Arc::clone(&backend));
         let holder = uuid::Uuid::new_v4().to_string();
         let engine = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -160,6 +151,7 @@ impl Engine {
             Request::DeleteQueue(i) => {
                 let q = self.sh_resolve(b, ctx, &i.queue_url).await?;
                 b.delete_queue(&q).await?;
+                self.sh_forget_move_tasks(b, &self.sh_arn(&q)).await?;
                 Response::Empty(action)
             }
             Request::GetQueueAttributes(i) => {
@@ -367,15 +359,40 @@ impl Engine {
                     next_token,
                 })
             }
-            Request::AddPermission(_)
-            | Request::RemovePermission(_)
-            | Request::StartMessageMoveTask(_)
-            | Request::CancelMessageMoveTask(_)
-            | Request::ListMessageMoveTasks(_) => return Err(unsupported(action)),
+            Request::AddPermission(i) => {
+                let q = self.sh_resolve(b, ctx, &i.queue_url).await?;
+                let url = i.queue_url.clone();
+                let permission = check_add_permission(i)?;
+                let arn = self.sh_arn(&q);
+                self.sh_update(b, ctx, &url, |q| {
+                    add_permission_to(&mut q.attributes, &arn, &permission)
+                })
+                .await?;
+                Response::Empty(action)
+            }
+            Request::RemovePermission(i) => {
+                self.sh_resolve(b, ctx, &i.queue_url).await?;
+                let url = i.queue_url.clone();
+                let label = check_remove_permission(i)?;
+                self.sh_update(b, ctx, &url, |q| {
+                    remove_permission_from(&mut q.attributes, &label)
+                })
+                .await?;
+                Response::Empty(action)
+            }
+            Request::StartMessageMoveTask(i) => {
+                Response::StartMessageMoveTask(self.sh_start_move_task(b, i).await?)
+            }
+            Request::CancelMessageMoveTask(i) => {
+                Response::CancelMessageMoveTask(self.sh_cancel_move_task(b, i).await?)
+            }
+            Request::ListMessageMoveTasks(i) => {
+                Response::ListMessageMoveTasks(self.sh_list_move_tasks(b, i).await?)
+            }
         })
     }
 
-    fn sh_arn(&self, q: &SharedQueue) -> String {
+    pub(crate) fn sh_arn(&self, q: &SharedQueue) -> String {
         QueueArn::new(&q.region, &self.config.account_id, &q.name).to_string()
     }
 
@@ -425,7 +442,7 @@ impl Engine {
     }
 
     /// The queue named by an ARN of this account, if it exists.
-    async fn sh_resolve_arn(
+    pub(crate) async fn sh_resolve_arn(
         &self,
         b: &dyn QueueBackend,
         arn: &str,

@@ -40,7 +40,7 @@ const MAX_ACTIVE_TASKS: usize = 100;
 const MAX_TASK_MS: u64 = 36 * 3600 * 1000;
 const NON_EXISTENT_QUEUE: &str = "AWS.SimpleQueueService.NonExistentQueue";
 
-fn not_found(param: &str) -> SqsError {
+pub(crate) fn not_found(param: &str) -> SqsError {
     SqsError::new(
         ErrorCode::ResourceNotFoundException,
         format!("The resource that you specified for the {param} parameter doesn't exist."),
@@ -114,37 +114,16 @@ impl Engine {
         input: StartMessageMoveTaskInput,
     ) -> SqsResult<StartMessageMoveTaskOutput> {
         self.ensure_synced()?;
-        if input.source_arn.is_empty() {
-            return Err(SqsError::missing_parameter("SourceArn"));
-        }
-        let source = self
-            .resolve_arn(&input.source_arn)
-            .ok_or_else(|| not_found("SourceArn"))?;
-        if !self.is_dead_letter_queue(&source) {
-            return Err(SqsError::invalid_parameter(
-                "Source queue must be configured as a Dead Letter Queue.",
-            ));
-        }
-        let source_fifo = source.state.lock().settings.fifo;
-        if let Some(dest_arn) = &input.destination_arn {
-            let dest = self
-                .resolve_arn(dest_arn)
-                .ok_or_else(|| not_found("DestinationArn"))?;
-            if dest.state.lock().settings.fifo != source_fifo {
-                return Err(SqsError::invalid_parameter(
-                    "The source queue and destination queue must be of the same queue type.",
-                ));
-            }
-        }
-        if let Some(rate) = input.max_number_of_messages_per_second
-            && !(1..=500).contains(&rate)
-        {
-            return Err(SqsError::invalid_value(
-                "MaxNumberOfMessagesPerSecond",
-                rate,
-                "Must be between 1 and 500.",
-            ));
-        }
+        let source = self.resolve_arn(&input.source_arn);
+        let source_facts = source
+            .as_ref()
+            .map(|s| (s.state.lock().settings.fifo, self.is_dead_letter_queue(s)));
+        let dest_fifo = input
+            .destination_arn
+            .as_ref()
+            .map(|arn| self.resolve_arn(arn).map(|d| d.state.lock().settings.fifo));
+        check_start(&input, source_facts, dest_fifo)?;
+        let source = source.ok_or_else(|| not_found("SourceArn"))?;
         let now = self.now_ms();
         let to_move = {
             let mut muts = Vec::new();
@@ -155,35 +134,16 @@ impl Engine {
             }
             st.ready.len() as u64
         };
-        let record = MoveTaskRecord {
-            task_id: uuid::Uuid::new_v4().to_string(),
-            source_arn: source.arn.clone(),
-            destination_arn: input.destination_arn.clone(),
-            max_per_second: input.max_number_of_messages_per_second,
-            status: MoveTaskStatus::Running,
-            moved: 0,
-            to_move,
-            started_ms: now,
-            failure_reason: None,
-        };
+        let record = new_task(&source.arn, &input, to_move, now);
         let ticket = {
             let mut tasks = self.move_tasks.lock();
-            if tasks
-                .iter()
-                .any(|t| t.source_arn == source.arn && t.status.is_active())
-            {
-                return Err(SqsError::invalid_parameter(
-                    "There is already a task running. Only one active task is allowed for a source queue arn at a given time.",
-                ));
-            }
-            if tasks.iter().filter(|t| t.status.is_active()).count() >= MAX_ACTIVE_TASKS {
-                return Err(SqsError::invalid_parameter(format!(
-                    "There are already {MAX_ACTIVE_TASKS} active message move tasks in this account."
-                )));
-            }
-            tasks.push(record.clone());
+            let pruned = admit_task(&mut tasks, record.clone())?;
             let mut muts = vec![Mutation::PutMoveTask(record.clone())];
-            muts.extend(prune(&mut tasks, &source.arn));
+            muts.extend(
+                pruned
+                    .into_iter()
+                    .map(|task_id| Mutation::DeleteMoveTask { task_id }),
+            );
             self.store.submit(muts)
         };
         self.durable(ticket).await?;
@@ -198,27 +158,13 @@ impl Engine {
         &self,
         input: CancelMessageMoveTaskInput,
     ) -> SqsResult<CancelMessageMoveTaskOutput> {
-        let (task_id, source_arn) = decode_task_handle(&input.task_handle).ok_or_else(|| {
-            SqsError::invalid_parameter("Value for parameter TaskHandle is invalid.")
-        })?;
+        let (task_id, source_arn) = task_of_handle(&input.task_handle)?;
         if self.resolve_arn(&source_arn).is_none() {
             return Err(not_found("SourceArn"));
         }
         let (moved, ticket) = {
             let mut tasks = self.move_tasks.lock();
-            let task = tasks
-                .iter_mut()
-                .find(|t| t.task_id == task_id && t.source_arn == source_arn)
-                .ok_or_else(|| {
-                    SqsError::new(ErrorCode::ResourceNotFoundException, "Task does not exist.")
-                })?;
-            if task.status != MoveTaskStatus::Running {
-                return Err(SqsError::invalid_parameter(format!(
-                    "Only a task with status RUNNING can be cancelled; this task is {}.",
-                    task.status.as_str()
-                )));
-            }
-            task.status = MoveTaskStatus::Cancelling;
+            let task = cancel_task(&mut tasks, &task_id, &source_arn)?;
             (
                 task.moved,
                 self.store.submit(vec![Mutation::PutMoveTask(task.clone())]),
@@ -234,43 +180,14 @@ impl Engine {
         &self,
         input: ListMessageMoveTasksInput,
     ) -> SqsResult<ListMessageMoveTasksOutput> {
-        if input.source_arn.is_empty() {
-            return Err(SqsError::missing_parameter("SourceArn"));
-        }
-        let max = match input.max_results {
-            None => 1,
-            Some(n) if (1..=10).contains(&n) => n as usize,
-            Some(n) => {
-                return Err(SqsError::invalid_value(
-                    "MaxResults",
-                    n,
-                    "You must enter a number that's between 1 and 10.",
-                ));
-            }
-        };
+        let max = check_list(&input)?;
         let source = self
             .resolve_arn(&input.source_arn)
             .ok_or_else(|| not_found("SourceArn"))?;
         let tasks = self.move_tasks.lock();
-        let results = tasks
-            .iter()
-            .rev()
-            .filter(|t| t.source_arn == source.arn)
-            .take(max)
-            .map(|t| ListMessageMoveTasksResultEntry {
-                task_handle: (t.status == MoveTaskStatus::Running)
-                    .then(|| encode_task_handle(&t.task_id, &t.source_arn)),
-                status: t.status.as_str().to_string(),
-                source_arn: t.source_arn.clone(),
-                destination_arn: t.destination_arn.clone(),
-                max_number_of_messages_per_second: t.max_per_second,
-                approximate_number_of_messages_moved: t.moved as i64,
-                approximate_number_of_messages_to_move: Some(t.to_move as i64),
-                failure_reason: t.failure_reason.clone(),
-                started_timestamp: t.started_ms as i64,
-            })
-            .collect();
-        Ok(ListMessageMoveTasksOutput { results })
+        Ok(ListMessageMoveTasksOutput {
+            results: list_entries(&tasks, &source.arn, max),
+        })
     }
 
     /// Restarts the runners of tasks that were active when the store was last written.
@@ -320,17 +237,8 @@ impl Engine {
             let Some(t) = tasks.iter_mut().find(|t| t.task_id == task_id) else {
                 return;
             };
-            if !t.status.is_active() {
+            if !end_task(t, status, reason) {
                 return; // already ended
-            }
-            // A cancel that arrived while the runner was finishing wins: CANCELLING always
-            // ends as CANCELLED.
-            if t.status == MoveTaskStatus::Cancelling {
-                t.status = MoveTaskStatus::Cancelled;
-                t.failure_reason = None;
-            } else {
-                t.status = status;
-                t.failure_reason = reason;
             }
             self.store.submit(vec![Mutation::PutMoveTask(t.clone())])
         };
@@ -351,27 +259,11 @@ impl Engine {
             let Some(task) = self.task(&task_id) else {
                 return;
             };
-            match task.status {
-                MoveTaskStatus::Running => {}
-                MoveTaskStatus::Cancelling => {
-                    self.finish_task(&task_id, MoveTaskStatus::Cancelled, None)
-                        .await;
-                    return;
-                }
-                _ => return,
-            }
-            if self.now_ms() >= task.started_ms + MAX_TASK_MS {
-                self.finish_task(
-                    &task_id,
-                    MoveTaskStatus::Failed,
-                    Some("The task exceeded its 36 hour limit.".to_string()),
-                )
-                .await;
+            if !task.status.is_active() {
                 return;
             }
-            if task.moved >= task.to_move {
-                self.finish_task(&task_id, MoveTaskStatus::Completed, None)
-                    .await;
+            if let Some((status, reason)) = ending(&task, self.now_ms()) {
+                self.finish_task(&task_id, status, reason).await;
                 return;
             }
             tokio::time::sleep_until(next_slot).await;
@@ -396,12 +288,7 @@ impl Engine {
             }
             if task.max_per_second.is_none() && window_start.elapsed() >= Duration::from_secs(1) {
                 window_start = tokio::time::Instant::now();
-                let backlog = self.destination_backlog(&task);
-                rate = if backlog > ADAPTIVE_BACKLOG {
-                    (rate / 2.0).max(ADAPTIVE_MIN)
-                } else {
-                    (rate * 2.0).min(ADAPTIVE_MAX)
-                };
+                rate = adapt_rate(rate, self.destination_backlog(&task));
             }
         }
     }
@@ -478,17 +365,16 @@ impl Engine {
     }
 }
 
-/// Keeps the newest [`TASKS_KEPT_PER_SOURCE`] tasks of a source (never dropping active ones).
-fn prune(tasks: &mut Vec<MoveTaskRecord>, source_arn: &str) -> Vec<Mutation> {
+/// Keeps the newest [`TASKS_KEPT_PER_SOURCE`] tasks of a source (never dropping active ones),
+/// returning the ids dropped.
+fn prune(tasks: &mut Vec<MoveTaskRecord>, source_arn: &str) -> Vec<String> {
     let of_source = tasks.iter().filter(|t| t.source_arn == source_arn).count();
     let mut excess = of_source.saturating_sub(TASKS_KEPT_PER_SOURCE);
     let mut removed = Vec::new();
     tasks.retain(|t| {
         if excess > 0 && t.source_arn == source_arn && !t.status.is_active() {
             excess -= 1;
-            removed.push(Mutation::DeleteMoveTask {
-                task_id: t.task_id.clone(),
-            });
+            removed.push(t.task_id.clone());
             false
         } else {
             true
@@ -496,6 +382,208 @@ fn prune(tasks: &mut Vec<MoveTaskRecord>, source_arn: &str) -> Vec<Mutation> {
     });
     removed
 }
+
+// The move-task rules below are shared by the embedded path and the shared store
+// (`shared_tasks.rs`); the caller looks up what they need and persists what they change.
+
+/// `StartMessageMoveTask`'s validation, in AWS's order: `source` is the source queue's
+/// `(fifo, is a dead-letter queue)` if it exists, `destination` the destination's FIFO-ness
+/// when a `DestinationArn` is given (`None` inside when it does not exist).
+pub(crate) fn check_start(
+    input: &StartMessageMoveTaskInput,
+    source: Option<(bool, bool)>,
+    destination: Option<Option<bool>>,
+) -> SqsResult<()> {
+    if input.source_arn.is_empty() {
+        return Err(SqsError::missing_parameter("SourceArn"));
+    }
+    let (source_fifo, is_dlq) = source.ok_or_else(|| not_found("SourceArn"))?;
+    if !is_dlq {
+        return Err(SqsError::invalid_parameter(
+            "Source queue must be configured as a Dead Letter Queue.",
+        ));
+    }
+    if let Some(dest) = destination {
+        let dest_fifo = dest.ok_or_else(|| not_found("DestinationArn"))?;
+        if dest_fifo != source_fifo {
+            return Err(SqsError::invalid_parameter(
+                "The source queue and destination queue must be of the same queue type.",
+            ));
+        }
+    }
+    if let Some(rate) = input.max_number_of_messages_per_second
+        && !(1..=500).contains(&rate)
+    {
+        return Err(SqsError::invalid_value(
+            "MaxNumberOfMessagesPerSecond",
+            rate,
+            "Must be between 1 and 500.",
+        ));
+    }
+    Ok(())
+}
+
+/// A new running task of `source_arn` with `to_move` visible messages.
+pub(crate) fn new_task(
+    source_arn: &str,
+    input: &StartMessageMoveTaskInput,
+    to_move: u64,
+    now: u64,
+) -> MoveTaskRecord {
+    MoveTaskRecord {
+        task_id: uuid::Uuid::new_v4().to_string(),
+        source_arn: source_arn.to_string(),
+        destination_arn: input.destination_arn.clone(),
+        max_per_second: input.max_number_of_messages_per_second,
+        status: MoveTaskStatus::Running,
+        moved: 0,
+        to_move,
+        started_ms: now,
+        failure_reason: None,
+    }
+}
+
+/// Adds a started task to the table (in start order) if its source has no active task and
+/// the account is under [`MAX_ACTIVE_TASKS`]; returns the ids of old tasks pruned.
+pub(crate) fn admit_task(
+    tasks: &mut Vec<MoveTaskRecord>,
+    record: MoveTaskRecord,
+) -> SqsResult<Vec<String>> {
+    if tasks
+        .iter()
+        .any(|t| t.source_arn == record.source_arn && t.status.is_active())
+    {
+        return Err(SqsError::invalid_parameter(
+            "There is already a task running. Only one active task is allowed for a source queue arn at a given time.",
+        ));
+    }
+    if tasks.iter().filter(|t| t.status.is_active()).count() >= MAX_ACTIVE_TASKS {
+        return Err(SqsError::invalid_parameter(format!(
+            "There are already {MAX_ACTIVE_TASKS} active message move tasks in this account."
+        )));
+    }
+    let source = record.source_arn.clone();
+    tasks.push(record);
+    Ok(prune(tasks, &source))
+}
+
+/// The task a `TaskHandle` names: `(task id, source ARN)`.
+pub(crate) fn task_of_handle(handle: &str) -> SqsResult<(String, String)> {
+    decode_task_handle(handle)
+        .ok_or_else(|| SqsError::invalid_parameter("Value for parameter TaskHandle is invalid."))
+}
+
+/// `CancelMessageMoveTask` on the table: a running task becomes CANCELLING (its runner ends it).
+pub(crate) fn cancel_task<'a>(
+    tasks: &'a mut [MoveTaskRecord],
+    task_id: &str,
+    source_arn: &str,
+) -> SqsResult<&'a MoveTaskRecord> {
+    let task = tasks
+        .iter_mut()
+        .find(|t| t.task_id == task_id && t.source_arn == source_arn)
+        .ok_or_else(|| {
+            SqsError::new(ErrorCode::ResourceNotFoundException, "Task does not exist.")
+        })?;
+    if task.status != MoveTaskStatus::Running {
+        return Err(SqsError::invalid_parameter(format!(
+            "Only a task with status RUNNING can be cancelled; this task is {}.",
+            task.status.as_str()
+        )));
+    }
+    task.status = MoveTaskStatus::Cancelling;
+    Ok(task)
+}
+
+/// `ListMessageMoveTasks`' validation: the `MaxResults` to answer with.
+pub(crate) fn check_list(input: &ListMessageMoveTasksInput) -> SqsResult<usize> {
+    if input.source_arn.is_empty() {
+        return Err(SqsError::missing_parameter("SourceArn"));
+    }
+    match input.max_results {
+        None => Ok(1),
+        Some(n) if (1..=10).contains(&n) => Ok(n as usize),
+        Some(n) => Err(SqsError::invalid_value(
+            "MaxResults",
+            n,
+            "You must enter a number that's between 1 and 10.",
+        )),
+    }
+}
+
+/// The newest `max` tasks of a source, newest first (`tasks` in start order).
+pub(crate) fn list_entries(
+    tasks: &[MoveTaskRecord],
+    source_arn: &str,
+    max: usize,
+) -> Vec<ListMessageMoveTasksResultEntry> {
+    tasks
+        .iter()
+        .rev()
+        .filter(|t| t.source_arn == source_arn)
+        .take(max)
+        .map(|t| ListMessageMoveTasksResultEntry {
+            task_handle: (t.status == MoveTaskStatus::Running)
+                .then(|| encode_task_handle(&t.task_id, &t.source_arn)),
+            status: t.status.as_str().to_string(),
+            source_arn: t.source_arn.clone(),
+            destination_arn: t.destination_arn.clone(),
+            max_number_of_messages_per_second: t.max_per_second,
+            approximate_number_of_messages_moved: t.moved as i64,
+            approximate_number_of_messages_to_move: Some(t.to_move as i64),
+            failure_reason: t.failure_reason.clone(),
+            started_timestamp: t.started_ms as i64,
+        })
+        .collect()
+}
+
+/// Whether an active task ends before its next step, and how: a cancel ends it CANCELLED,
+/// the 36-hour limit FAILED, everything counted moved COMPLETED.
+pub(crate) fn ending(task: &MoveTaskRecord, now: u64) -> Option<(MoveTaskStatus, Option<String>)> {
+    if task.status == MoveTaskStatus::Cancelling {
+        return Some((MoveTaskStatus::Cancelled, None));
+    }
+    if now >= task.started_ms + MAX_TASK_MS {
+        return Some((
+            MoveTaskStatus::Failed,
+            Some("The task exceeded its 36 hour limit.".to_string()),
+        ));
+    }
+    (task.moved >= task.to_move).then_some((MoveTaskStatus::Completed, None))
+}
+
+/// Ends an active task with `status` (`false` when it had already ended). A cancel that
+/// arrived while the runner was finishing wins: CANCELLING always ends as CANCELLED.
+pub(crate) fn end_task(
+    t: &mut MoveTaskRecord,
+    status: MoveTaskStatus,
+    reason: Option<String>,
+) -> bool {
+    if !t.status.is_active() {
+        return false;
+    }
+    if t.status == MoveTaskStatus::Cancelling {
+        t.status = MoveTaskStatus::Cancelled;
+        t.failure_reason = None;
+    } else {
+        t.status = status;
+        t.failure_reason = reason;
+    }
+    true
+}
+
+/// The adaptive rate's next value (messages per second) given the destination's visible
+/// backlog: halved above [`ADAPTIVE_BACKLOG`], doubled otherwise, within bounds.
+pub(crate) fn adapt_rate(rate: f64, backlog: usize) -> f64 {
+    if backlog > ADAPTIVE_BACKLOG {
+        (rate / 2.0).max(ADAPTIVE_MIN)
+    } else {
+        (rate * 2.0).min(ADAPTIVE_MAX)
+    }
+}
+
+/// The failure reason of a task whose destination is missing (AWS's code as the reason).
+pub(crate) const DESTINATION_MISSING: &str = NON_EXISTENT_QUEUE;
 
 #[cfg(test)]
 mod tests {

@@ -8,11 +8,19 @@ use std::time::Duration;
 use redrive_core::api::MessageAttributes;
 use redrive_core::{SqsError, SqsResult};
 use redrive_engine::backend::{
-    self as eb, BoxFuture, CreateOutcome, Decide, QueueBackend, ReceiveSpec, SharedQueue,
+    self as eb, BoxFuture, CreateOutcome, Decide, EditTasks, MoveStep, QueueBackend, ReceiveSpec,
+    Route, SharedQueue, StepOutcome,
 };
+use redrive_engine::{MoveTaskRecord, MoveTaskStatus};
 use serde_json::{Value, json};
 
-use crate::{Claim, Created, Decision, NewMessage, PgError, PgStore, QueueRow};
+use crate::{
+    Claim, Created, Decision, Document, DocumentEdit, NewMessage, PgError, PgStore, QueueRow,
+    StepMove, StepResult,
+};
+
+/// The document kind of move tasks (key: the task id).
+const MOVE_TASK: &str = "move-task";
 
 /// Partitions of a new standard queue (ADR 0002: a receive starts at a random one).
 pub const STANDARD_PARTITIONS: i16 = 8;
@@ -48,6 +56,59 @@ fn decode_attributes(raw: &[u8]) -> (MessageAttributes, MessageAttributes, Optio
     };
     let dedup = v.get("d").and_then(Value::as_str).map(str::to_string);
     (map("a"), map("s"), dedup)
+}
+
+fn task_document(t: &MoveTaskRecord) -> Value {
+    json!({
+        "task_id": t.task_id,
+        "source_arn": t.source_arn,
+        "destination_arn": t.destination_arn,
+        "max_per_second": t.max_per_second,
+        "status": t.status.as_str(),
+        "moved": t.moved,
+        "to_move": t.to_move,
+        "started_ms": t.started_ms,
+        "failure_reason": t.failure_reason,
+    })
+}
+
+fn task_of_document(v: &Value) -> Option<MoveTaskRecord> {
+    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let status = match v.get("status")?.as_str()? {
+        "RUNNING" => MoveTaskStatus::Running,
+        "COMPLETED" => MoveTaskStatus::Completed,
+        "CANCELLING" => MoveTaskStatus::Cancelling,
+        "CANCELLED" => MoveTaskStatus::Cancelled,
+        "FAILED" => MoveTaskStatus::Failed,
+        _ => return None,
+    };
+    Some(MoveTaskRecord {
+        task_id: text("task_id")?,
+        source_arn: text("source_arn")?,
+        destination_arn: text("destination_arn"),
+        max_per_second: v.get("max_per_second").and_then(Value::as_i64),
+        status,
+        moved: v.get("moved")?.as_u64()?,
+        to_move: v.get("to_move")?.as_u64()?,
+        started_ms: v.get("started_ms")?.as_u64()?,
+        failure_reason: text("failure_reason"),
+    })
+}
+
+/// Move tasks from their documents, in start order.
+fn tasks_of(docs: &[Document]) -> Vec<MoveTaskRecord> {
+    let mut tasks: Vec<MoveTaskRecord> = docs
+        .iter()
+        .filter_map(|d| {
+            let t = task_of_document(&d.value);
+            if t.is_none() {
+                tracing::warn!(key = %d.key, "an unreadable move-task document is ignored");
+            }
+            t
+        })
+        .collect();
+    tasks.sort_by(|a, b| (a.started_ms, &a.task_id).cmp(&(b.started_ms, &b.task_id)));
+    tasks
 }
 
 fn to_shared(r: QueueRow) -> SharedQueue {
@@ -419,5 +480,99 @@ impl QueueBackend for PgBackend {
 
     fn release<'a>(&'a self, name: &'a str, holder: &'a str) -> BoxFuture<'a, SqsResult<()>> {
         Box::pin(async move { self.store.release(name, holder).await.map_err(internal) })
+    }
+
+    fn move_tasks(&self) -> BoxFuture<'_, SqsResult<Vec<MoveTaskRecord>>> {
+        Box::pin(async move {
+            Ok(tasks_of(
+                &self.store.documents(MOVE_TASK).await.map_err(internal)?,
+            ))
+        })
+    }
+
+    fn edit_move_tasks<'a>(&'a self, edit: EditTasks<'a>) -> BoxFuture<'a, SqsResult<()>> {
+        Box::pin(async move {
+            let change = |docs: Vec<Document>| -> SqsResult<DocumentEdit> {
+                let before = tasks_of(&docs);
+                let mut after = before.clone();
+                edit(&mut after)?;
+                let mut change = DocumentEdit::default();
+                for t in &before {
+                    if !after.iter().any(|a| a.task_id == t.task_id) {
+                        change.delete.push(t.task_id.clone());
+                    }
+                }
+                for t in &after {
+                    if !before.contains(t) {
+                        change.put.push((t.task_id.clone(), task_document(t)));
+                    }
+                }
+                Ok(change)
+            };
+            self.store
+                .edit_documents(MOVE_TASK, &change)
+                .await
+                .map_err(internal)?
+        })
+    }
+
+    fn move_step<'a>(
+        &'a self,
+        step: MoveStep<'a>,
+        route: &'a dyn Route,
+    ) -> BoxFuture<'a, SqsResult<StepOutcome>> {
+        Box::pin(async move {
+            let running = |v: &Value| v.get("status").and_then(Value::as_str) == Some("RUNNING");
+            let to = |c: &crate::StepCandidate| -> Option<StepMove> {
+                let r = route.route(c.dead_letter_source.as_deref())?;
+                let (attributes, system_attributes, _) = decode_attributes(&c.attributes);
+                let message_id = uuid::Uuid::parse_str(&r.message_id).ok()?;
+                Some(StepMove {
+                    queue: to_row(&r.queue),
+                    message_id,
+                    attributes: json!({"a": attributes, "s": system_attributes, "d": r.dedup_id})
+                        .to_string()
+                        .into_bytes(),
+                    delay_ms: r.delay_ms as i64,
+                })
+            };
+            let progress = |v: &Value, moved: usize| -> Value {
+                let mut v = v.clone();
+                let before = v.get("moved").and_then(Value::as_u64).unwrap_or(0);
+                v["moved"] = json!(before + moved as u64);
+                v
+            };
+            let got = self
+                .store
+                .move_step(
+                    step.lease,
+                    step.holder,
+                    (MOVE_TASK, step.task_id),
+                    &to_row(step.source),
+                    step.max,
+                    &running,
+                    &to,
+                    &progress,
+                )
+                .await
+                .map_err(internal)?;
+            let task = |v: &Value| {
+                task_of_document(v)
+                    .ok_or_else(|| SqsError::internal("an unreadable move-task document"))
+            };
+            Ok(match got {
+                StepResult::LeaseLost => StepOutcome::LeaseLost,
+                StepResult::Gone => StepOutcome::TaskGone,
+                StepResult::NotRunning(v) => StepOutcome::NotRunning(task(&v)?),
+                StepResult::Moved { moved, doc, stop } => StepOutcome::Moved {
+                    moved: moved as u64,
+                    task: task(&doc)?,
+                    stop: stop.map(|s| match s {
+                        crate::StepStop::Empty => eb::StepStop::Empty,
+                        crate::StepStop::Unrouted(arn) => eb::StepStop::Unrouted(arn),
+                    }),
+                },
+            })
+        })
     }
 }

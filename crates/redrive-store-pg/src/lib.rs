@@ -184,6 +184,59 @@ pub struct Document {
     pub value: serde_json::Value,
 }
 
+/// A message a move step offers to its route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepCandidate {
+    pub message_id: Uuid,
+    pub group_id: Option<String>,
+    pub attributes: Vec<u8>,
+    pub dead_letter_source: Option<String>,
+}
+
+/// Where the route sends a step's message, and as what (a new message there).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepMove {
+    pub queue: QueueRow,
+    pub message_id: Uuid,
+    pub attributes: Vec<u8>,
+    pub delay_ms: i64,
+}
+
+/// Why a step moved fewer messages than it could.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepStop {
+    /// The source has no visible message.
+    Empty,
+    /// The route refused the next message (given its dead-letter source), or its destination
+    /// is gone.
+    Unrouted(Option<String>),
+}
+
+/// What [`PgStore::move_step`] found and did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepResult {
+    /// The lease is not (or no longer) the holder's.
+    LeaseLost,
+    /// The task's document is gone.
+    Gone,
+    /// The task's document says it is not running (as found).
+    NotRunning(serde_json::Value),
+    Moved {
+        moved: usize,
+        /// The task's document as written with the moves.
+        doc: serde_json::Value,
+        stop: Option<StepStop>,
+    },
+}
+
+/// A change to a kind of documents made by [`PgStore::edit_documents`]'s caller.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DocumentEdit {
+    /// Written (inserted or replaced): `(key, value)`.
+    pub put: Vec<(String, serde_json::Value)>,
+    pub delete: Vec<String>,
+}
+
 /// What a receipt-checked change found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandleCheck {
@@ -596,6 +649,13 @@ impl PgStore {
     async fn try_purge(&self, q: &QueueRow, drop_queue: bool) -> Result<u64, PgError> {
         let mut c = self.pool.get().await;
         let tx = c.transaction().await?;
+        // Locked first: a move step into this queue (which reads the row `FOR SHARE`) either
+        // commits before its messages are deleted here, or finds the queue gone.
+        tx.execute(
+            "SELECT 1 FROM redrive_queues WHERE uid = $1 FOR UPDATE",
+            &[&q.uid],
+        )
+        .await?;
         let n = tx
             .execute(
                 "DELETE FROM redrive_messages WHERE queue_uid = $1",
@@ -1208,6 +1268,282 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok(ids)
+    }
+
+    /// Every document of `kind`, by key.
+    pub async fn documents(&self, kind: &str) -> Result<Vec<Document>, PgError> {
+        let c = self.pool.get().await;
+        let rows = c
+            .query(
+                "SELECT key, value FROM redrive_documents WHERE kind = $1 ORDER BY key",
+                &[&kind],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Document {
+                kind: kind.to_string(),
+                key: r.get(0),
+                value: r.get(1),
+            })
+            .collect())
+    }
+
+    /// A read-modify-write of every document of `kind`, one at a time across servers (under
+    /// the lock row `('lock', kind)`): `edit` sees them all and answers what to write; an
+    /// `Err` from it writes nothing and is returned inside.
+    pub async fn edit_documents<E>(
+        &self,
+        kind: &str,
+        edit: &(dyn Fn(Vec<Document>) -> Result<DocumentEdit, E> + Sync),
+    ) -> Result<Result<(), E>, PgError> {
+        retry!(self.try_edit_documents(kind, edit))
+    }
+
+    async fn try_edit_documents<E>(
+        &self,
+        kind: &str,
+        edit: &(dyn Fn(Vec<Document>) -> Result<DocumentEdit, E> + Sync),
+    ) -> Result<Result<(), E>, PgError> {
+        let mut c = self.pool.get().await;
+        let tx = c.transaction().await?;
+        tx.execute(
+            "INSERT INTO redrive_documents (kind, key, value) VALUES ('lock', $1, '{}')
+             ON CONFLICT DO NOTHING",
+            &[&kind],
+        )
+        .await?;
+        tx.execute(
+            "SELECT 1 FROM redrive_documents WHERE kind = 'lock' AND key = $1 FOR UPDATE",
+            &[&kind],
+        )
+        .await?;
+        let rows = tx
+            .query(
+                "SELECT key, value FROM redrive_documents WHERE kind = $1 ORDER BY key",
+                &[&kind],
+            )
+            .await?;
+        let docs = rows
+            .iter()
+            .map(|r| Document {
+                kind: kind.to_string(),
+                key: r.get(0),
+                value: r.get(1),
+            })
+            .collect();
+        let change = match edit(docs) {
+            Ok(change) => change,
+            Err(e) => return Ok(Err(e)),
+        };
+        for (key, value) in &change.put {
+            tx.execute(
+                "INSERT INTO redrive_documents (kind, key, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value",
+                &[&kind, key, value],
+            )
+            .await?;
+        }
+        for key in &change.delete {
+            tx.execute(
+                "DELETE FROM redrive_documents WHERE kind = $1 AND key = $2",
+                &[&kind, key],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    /// One step of a move task, in one transaction fenced by the task's lease (`lease`, held by
+    /// `holder` and not expired: its row stays locked until commit, so nobody takes it over
+    /// mid-step): if the task's document (`kind`, `key`) is `running`, up to `max` visible
+    /// messages of `src` (oldest first) move where `route` says, each a new message there
+    /// (fresh sequence, receive state and dead-letter source cleared, visible after the
+    /// route's delay; group, body and system attributes kept), and the document becomes
+    /// `progress(document, moved)`. Messages another claim holds are skipped; the claim
+    /// condition is repeated in each `UPDATE`, so a message moves once.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn move_step(
+        &self,
+        lease: &str,
+        holder: &str,
+        (kind, key): (&str, &str),
+        src: &QueueRow,
+        max: usize,
+        running: &(dyn Fn(&serde_json::Value) -> bool + Sync),
+        route: &(dyn Fn(&StepCandidate) -> Option<StepMove> + Sync),
+        progress: &(dyn Fn(&serde_json::Value, usize) -> serde_json::Value + Sync),
+    ) -> Result<StepResult, PgError> {
+        retry!(self.try_move_step(
+            lease,
+            holder,
+            (kind, key),
+            src,
+            max,
+            running,
+            route,
+            progress
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn try_move_step(
+        &self,
+        lease: &str,
+        holder: &str,
+        (kind, key): (&str, &str),
+        src: &QueueRow,
+        max: usize,
+        running: &(dyn Fn(&serde_json::Value) -> bool + Sync),
+        route: &(dyn Fn(&StepCandidate) -> Option<StepMove> + Sync),
+        progress: &(dyn Fn(&serde_json::Value, usize) -> serde_json::Value + Sync),
+    ) -> Result<StepResult, PgError> {
+        let mut c = self.pool.get().await;
+        let tx = c.transaction().await?;
+        let now: i64 = tx.query_one(&format!("SELECT {NOW}"), &[]).await?.get(0);
+        if tx
+            .query_opt(
+                "SELECT 1 FROM redrive_leases
+                 WHERE name = $1 AND holder = $2 AND expires_ms > $3 FOR UPDATE",
+                &[&lease, &holder, &now],
+            )
+            .await?
+            .is_none()
+        {
+            return Ok(StepResult::LeaseLost);
+        }
+        let Some(doc) = tx
+            .query_opt(
+                "SELECT value FROM redrive_documents WHERE kind = $1 AND key = $2 FOR UPDATE",
+                &[&kind, &key],
+            )
+            .await?
+            .map(|r| r.get::<_, serde_json::Value>(0))
+        else {
+            return Ok(StepResult::Gone);
+        };
+        if !running(&doc) {
+            return Ok(StepResult::NotRunning(doc));
+        }
+        let rows = tx
+            .query(
+                "SELECT part, seq, message_id, group_id, attributes, dead_letter_source
+                 FROM redrive_messages
+                 WHERE queue_uid = $1 AND visible_at_ms <= $2
+                 ORDER BY seq LIMIT $3
+                 FOR UPDATE SKIP LOCKED",
+                &[&src.uid, &now, &(max as i64)],
+            )
+            .await?;
+        let mut stop = None;
+        if rows.is_empty() {
+            // SKIP LOCKED proves nothing: empty only if nothing visible is there at all.
+            let any = tx
+                .query_opt(
+                    "SELECT 1 FROM redrive_messages WHERE queue_uid = $1 AND visible_at_ms <= $2
+                     LIMIT 1",
+                    &[&src.uid, &now],
+                )
+                .await?;
+            if any.is_none() {
+                stop = Some(StepStop::Empty);
+            }
+        }
+        let mut moved = 0;
+        let mut live: HashMap<i64, bool> = HashMap::new();
+        let mut notify: Vec<i64> = Vec::new();
+        for r in &rows {
+            let part: i16 = r.get(0);
+            let seq: i64 = r.get(1);
+            let candidate = StepCandidate {
+                message_id: r.get(2),
+                group_id: r.get(3),
+                attributes: r.get(4),
+                dead_letter_source: r.get(5),
+            };
+            let Some(to) = route(&candidate) else {
+                stop = Some(StepStop::Unrouted(candidate.dead_letter_source));
+                break;
+            };
+            let dst = &to.queue;
+            let exists = match live.get(&dst.uid) {
+                Some(e) => *e,
+                None => {
+                    let e = tx
+                        .query_opt(
+                            "SELECT 1 FROM redrive_queues WHERE uid = $1 FOR SHARE",
+                            &[&dst.uid],
+                        )
+                        .await?
+                        .is_some();
+                    live.insert(dst.uid, e);
+                    e
+                }
+            };
+            if !exists {
+                stop = Some(StepStop::Unrouted(candidate.dead_letter_source));
+                break;
+            }
+            if let Some(g) = &candidate.group_id
+                && dst.fifo
+            {
+                tx.execute(
+                    "INSERT INTO redrive_fifo_groups (queue_uid, group_id) VALUES ($1, $2)
+                     ON CONFLICT DO NOTHING",
+                    &[&dst.uid, g],
+                )
+                .await?;
+            }
+            let n = tx
+                .execute(
+                    "UPDATE redrive_messages SET
+                        queue_uid = $4,
+                        seq = n.s,
+                        part = (n.s % $5)::smallint,
+                        visible_at_ms = $6 + $7,
+                        message_id = $8,
+                        attributes = $9,
+                        receive_count = 0,
+                        receipt_token = 0,
+                        first_received_ms = NULL,
+                        sent_ms = $6,
+                        dead_letter_source = NULL,
+                        dead_lettered_ms = NULL
+                     FROM (SELECT nextval('redrive_message_seq') AS s) n
+                     WHERE queue_uid = $1 AND part = $2 AND seq = $3 AND visible_at_ms <= $6",
+                    &[
+                        &src.uid,
+                        &part,
+                        &seq,
+                        &dst.uid,
+                        &i64::from(dst.partitions),
+                        &now,
+                        &to.delay_ms,
+                        &to.message_id,
+                        &to.attributes,
+                    ],
+                )
+                .await?;
+            if n == 1 {
+                moved += 1;
+                if !notify.contains(&dst.uid) {
+                    notify.push(dst.uid);
+                }
+            }
+        }
+        let doc = progress(&doc, moved);
+        tx.execute(
+            "UPDATE redrive_documents SET value = $3 WHERE kind = $1 AND key = $2",
+            &[&kind, &key, &doc],
+        )
+        .await?;
+        for uid in notify {
+            tx.execute("SELECT pg_notify($1, '')", &[&channel(uid)])
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(StepResult::Moved { moved, doc, stop })
     }
 
     /// A document, if stored.

@@ -108,3 +108,102 @@ async fn checker_three_servers_on_postgres_with_sigkills() {
         r.acked_sends, r.deliveries, r.kills
     );
 }
+
+/// A slow move task on one process, that process SIGKILLed mid-task: the other process takes
+/// the task's lease when it expires and finishes from the persisted progress, every message
+/// moved exactly once and the progress exact.
+#[tokio::test]
+async fn a_move_task_survives_the_sigkill_of_its_server() {
+    let db = url();
+    let mut a = ServerProcess::start(&["--store", &db], &[]).await;
+    let suffix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dlq_name = format!("mt-kill-dlq-{suffix}");
+    let dlq = a.client().create_queue(&dlq_name, json!({})).await;
+    let dlq_arn = a.client().attr(&dlq, "QueueArn").await;
+    let src = a
+        .client()
+        .create_queue(
+            &format!("mt-kill-src-{suffix}"),
+            json!({"RedrivePolicy": json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1}).to_string()}),
+        )
+        .await;
+    const N: usize = 30;
+    for i in 0..N {
+        a.client()
+            .call(
+                "SendMessage",
+                json!({"QueueUrl": src, "MessageBody": format!("m{i:02}")}),
+            )
+            .await
+            .expect("send");
+    }
+    for _ in 0..100 {
+        if a.client().attr(&src, "ApproximateNumberOfMessages").await == "0" {
+            break;
+        }
+        a.client().receive(&src, 10, 0, 0).await.expect("receive");
+    }
+    assert_eq!(
+        a.client().attr(&dlq, "ApproximateNumberOfMessages").await,
+        N.to_string()
+    );
+    // Started while A is the only server, so A runs it: 3 messages a second.
+    a.client()
+        .call(
+            "StartMessageMoveTask",
+            json!({"SourceArn": dlq_arn, "MaxNumberOfMessagesPerSecond": 3}),
+        )
+        .await
+        .expect("start");
+    let list = |s: crate::harness::Sqs| {
+        let arn = dlq_arn.clone();
+        async move {
+            s.call("ListMessageMoveTasks", json!({"SourceArn": arn}))
+                .await
+                .expect("list")["Results"][0]
+                .clone()
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let t = list(a.client()).await;
+        if t["ApproximateNumberOfMessagesMoved"].as_i64().unwrap_or(0) >= 4 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no progress: {t}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let b = ServerProcess::start(&[], &[("REDRIVE_STORE", &db)]).await;
+    a.kill();
+    let killed_at = list(b.client()).await;
+    assert_eq!(killed_at["Status"], "RUNNING", "{killed_at}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let done = loop {
+        let t = list(b.client()).await;
+        if t["Status"] != "RUNNING" {
+            break t;
+        }
+        assert!(std::time::Instant::now() < deadline, "never finished: {t}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(done["Status"], "COMPLETED", "{done}");
+    assert_eq!(done["ApproximateNumberOfMessagesMoved"], N, "{done}");
+    assert_eq!(
+        b.client().attr(&dlq, "ApproximateNumberOfMessages").await,
+        "0"
+    );
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        let batch = b.client().receive(&src, 10, 60, 0).await.expect("receive");
+        if batch.is_empty() {
+            break;
+        }
+        got.extend(batch.into_iter().map(|(body, _)| body));
+    }
+    got.sort();
+    let want: Vec<String> = (0..N).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(got, want, "every message moved exactly once");
+}

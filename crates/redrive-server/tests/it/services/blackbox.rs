@@ -36,6 +36,8 @@ mod fifo_rules;
 mod json_error_names;
 #[path = "../messages.rs"]
 mod messages;
+#[path = "../move_tasks.rs"]
+mod move_tasks;
 #[path = "../query_protocol.rs"]
 mod query_protocol;
 #[path = "../queues.rs"]

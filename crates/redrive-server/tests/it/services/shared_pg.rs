@@ -412,26 +412,7 @@ async fn a_message_received_too_often_moves_to_the_dlq_across_servers() {
 #[tokio::test]
 async fn what_the_shared_store_does_not_do_yet_is_an_error() {
     let s = servers(1).await;
-    let url = s[0].create("shared-unsupported").await;
-    let e = s[0]
-        .client
-        .start_message_move_task()
-        .source_arn(TestServer::arn("shared-unsupported"))
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(&e), "AWS.SimpleQueueService.UnsupportedOperation");
-    let e = s[0]
-        .client
-        .add_permission()
-        .queue_url(&url)
-        .label("l")
-        .aws_account_ids("111122223333")
-        .actions("SendMessage")
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(&e), "AWS.SimpleQueueService.UnsupportedOperation");
+    s[0].create("shared-unsupported").await;
     // The extension API and the console read one process's state: an error, not an empty
     // server.
     for path in ["/_redrive/v1/queues/shared-unsupported", "/console"] {
@@ -521,4 +502,317 @@ async fn concurrent_queue_changes_on_two_servers_are_all_kept() {
         s[0].attrs(&url, &["VisibilityTimeout"]).await["VisibilityTimeout"],
         "42"
     );
+}
+
+/// The newest move task of `source`, as `server` lists it.
+async fn latest_task(
+    server: &TestServer,
+    source: &str,
+) -> aws_sdk_sqs::types::ListMessageMoveTasksResultEntry {
+    let mut got = server
+        .client
+        .list_message_move_tasks()
+        .source_arn(TestServer::arn(source))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("list move tasks: {}", describe(&e)))
+        .results
+        .unwrap_or_default();
+    assert_eq!(got.len(), 1, "{got:?}");
+    got.remove(0)
+}
+
+/// Polls until `server` lists the newest task of `source` with a status in `want`.
+async fn task_ends(
+    server: &TestServer,
+    source: &str,
+    want: &[&str],
+    timeout: Duration,
+) -> aws_sdk_sqs::types::ListMessageMoveTasksResultEntry {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let t = latest_task(server, source).await;
+        if want.contains(&t.status().unwrap_or("")) {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "task never ended: {t:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A source queue dead-lettering into `dlq` after one receive, on `server`; returns its URL.
+async fn dlq_source(server: &TestServer, src: &str, dlq: &str) -> String {
+    let policy = format!(
+        r#"{{"deadLetterTargetArn":"{}","maxReceiveCount":"1"}}"#,
+        TestServer::arn(dlq)
+    );
+    server.create_with(src, &[("RedrivePolicy", &policy)]).await
+}
+
+/// Sends `bodies` to `src` (with a trace header and an attribute) and dead-letters them all.
+async fn dead_letter_all(server: &TestServer, src: &str, bodies: &[String]) {
+    for b in bodies {
+        server
+            .client
+            .send_message()
+            .queue_url(src)
+            .message_body(b)
+            .message_attributes(
+                "n",
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(b)
+                    .build()
+                    .unwrap(),
+            )
+            .message_system_attributes(
+                aws_sdk_sqs::types::MessageSystemAttributeNameForSends::AwsTraceHeader,
+                aws_sdk_sqs::types::MessageSystemAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(format!("Root=1-{b}"))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    for _ in 0..100 {
+        if server.counts(src).await == (0, 0, 0) {
+            return;
+        }
+        server.receive(src, 10, Some(0)).await;
+    }
+    panic!("{src} never drained into its DLQ");
+}
+
+#[tokio::test]
+async fn a_move_task_started_on_one_server_is_listed_cancelled_and_finished_on_another() {
+    let s = servers(2).await;
+    let (a, b) = (&s[0], &s[1]);
+    let dlq = a.create("mt-dlq").await;
+    let src = dlq_source(b, "mt-src", "mt-dlq").await;
+    let bodies: Vec<String> = (0..30).map(|i| format!("m{i:02}")).collect();
+    dead_letter_all(a, &src, &bodies).await;
+    assert_eq!(a.counts(&dlq).await, (30, 0, 0));
+
+    // Started on A, slowly; listed and cancelled from B.
+    let handle = a
+        .client
+        .start_message_move_task()
+        .source_arn(TestServer::arn("mt-dlq"))
+        .max_number_of_messages_per_second(5)
+        .send()
+        .await
+        .unwrap()
+        .task_handle
+        .unwrap();
+    let t = latest_task(b, "mt-dlq").await;
+    assert_eq!(t.status(), Some("RUNNING"));
+    assert_eq!(t.task_handle(), Some(handle.as_str()));
+    assert_eq!(t.approximate_number_of_messages_to_move(), Some(30));
+    assert_eq!(t.max_number_of_messages_per_second(), Some(5));
+    // One active task per source, whichever server is asked.
+    let e = b
+        .client
+        .start_message_move_task()
+        .source_arn(TestServer::arn("mt-dlq"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidParameterValue");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let cancelled = b
+        .client
+        .cancel_message_move_task()
+        .task_handle(&handle)
+        .send()
+        .await
+        .unwrap();
+    assert!(cancelled.approximate_number_of_messages_moved() >= 1);
+    let t = task_ends(a, "mt-dlq", &["CANCELLED"], Duration::from_secs(10)).await;
+    assert_eq!(t.task_handle(), None);
+    let moved = t.approximate_number_of_messages_moved();
+    assert!((1..30).contains(&moved), "{t:?}");
+    // A cancelled task cannot be cancelled again.
+    let e = a
+        .client
+        .cancel_message_move_task()
+        .task_handle(&handle)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidParameterValue");
+    // What moved is in the source, the rest still in the DLQ: nothing lost or doubled.
+    assert_eq!(b.counts(&src).await.0 as i64, moved);
+    assert_eq!(b.counts(&dlq).await.0 as i64, 30 - moved);
+
+    // A second task from B (no rate) finishes the rest; A lists it COMPLETED.
+    b.client
+        .start_message_move_task()
+        .source_arn(TestServer::arn("mt-dlq"))
+        .send()
+        .await
+        .unwrap();
+    let t = task_ends(a, "mt-dlq", &["COMPLETED"], Duration::from_secs(20)).await;
+    assert_eq!(t.approximate_number_of_messages_moved(), 30 - moved);
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        let batch = a.receive(&src, 10, Some(60)).await;
+        if batch.is_empty() {
+            break;
+        }
+        got.extend(batch);
+    }
+    let mut seen: Vec<String> = got.iter().map(|m| m.body().unwrap().to_string()).collect();
+    seen.sort();
+    assert_eq!(seen, bodies, "every message moved exactly once");
+    // Kept as the embedded redrive keeps them: attributes and trace header; a new message
+    // (receive count 1 now, no dead-letter source).
+    for m in &got {
+        let body = m.body().unwrap();
+        assert_eq!(
+            m.message_attributes().unwrap()["n"].string_value(),
+            Some(body)
+        );
+        assert_eq!(
+            sys_attr(m, "AWSTraceHeader").as_deref(),
+            Some(format!("Root=1-{body}").as_str())
+        );
+        assert_eq!(sys_attr(m, "ApproximateReceiveCount").as_deref(), Some("1"));
+        assert_eq!(sys_attr(m, "DeadLetterQueueSourceArn"), None);
+    }
+    assert_eq!(a.counts(&dlq).await, (0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_move_task_to_a_fifo_destination_keeps_groups_and_order_across_servers() {
+    let s = servers(2).await;
+    let (a, b) = (&s[0], &s[1]);
+    let fifo = [("FifoQueue", "true"), ("ContentBasedDeduplication", "true")];
+    let dlq = a.create_with("mt-dlq.fifo", &fifo).await;
+    let policy = format!(
+        r#"{{"deadLetterTargetArn":"{}","maxReceiveCount":"1"}}"#,
+        TestServer::arn("mt-dlq.fifo")
+    );
+    let mut attrs = fifo.to_vec();
+    attrs.push(("RedrivePolicy", &policy));
+    let src = b.create_with("mt-src.fifo", &attrs).await;
+    let dest = b.create_with("mt-dest.fifo", &fifo).await;
+    for i in 0..6 {
+        a.client
+            .send_message()
+            .queue_url(&src)
+            .message_body(format!("g{}-{i}", i % 2))
+            .message_group_id(format!("g{}", i % 2))
+            .send()
+            .await
+            .unwrap();
+    }
+    for _ in 0..100 {
+        if a.counts(&src).await == (0, 0, 0) {
+            break;
+        }
+        a.receive(&src, 10, Some(0)).await;
+    }
+    assert_eq!(b.counts(&dlq).await, (6, 0, 0));
+    a.client
+        .start_message_move_task()
+        .source_arn(TestServer::arn("mt-dlq.fifo"))
+        .destination_arn(TestServer::arn("mt-dest.fifo"))
+        .send()
+        .await
+        .unwrap();
+    let t = task_ends(b, "mt-dlq.fifo", &["COMPLETED"], Duration::from_secs(20)).await;
+    assert_eq!(t.approximate_number_of_messages_moved(), 6);
+    let mut by_group: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for _ in 0..20 {
+        let got = b.receive(&dest, 10, Some(60)).await;
+        if got.is_empty() {
+            break;
+        }
+        for m in got {
+            let g = sys_attr(&m, "MessageGroupId").unwrap();
+            assert_eq!(
+                sys_attr(&m, "MessageDeduplicationId").as_deref(),
+                m.message_id(),
+                "a redriven FIFO message is deduplicated by its new id"
+            );
+            by_group
+                .entry(g)
+                .or_default()
+                .push(m.body().unwrap().to_string());
+            b.client
+                .delete_message()
+                .queue_url(&dest)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(by_group["g0"], ["g0-0", "g0-2", "g0-4"]);
+    assert_eq!(by_group["g1"], ["g1-1", "g1-3", "g1-5"]);
+}
+
+#[tokio::test]
+async fn permissions_are_kept_in_the_catalog_for_every_server() {
+    let s = servers(2).await;
+    let (a, b) = (&s[0], &s[1]);
+    let url = a.create("shared-perm").await;
+    a.client
+        .add_permission()
+        .queue_url(&url)
+        .label("l1")
+        .aws_account_ids("111122223333")
+        .actions("SendMessage")
+        .send()
+        .await
+        .unwrap();
+    // The same label again, on the other server: refused there.
+    let e = b
+        .client
+        .add_permission()
+        .queue_url(&url)
+        .label("l1")
+        .aws_account_ids("111122223333")
+        .actions("ReceiveMessage")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidParameterValue");
+    b.client
+        .add_permission()
+        .queue_url(&url)
+        .label("l2")
+        .aws_account_ids("111122223333")
+        .actions("ReceiveMessage")
+        .send()
+        .await
+        .unwrap();
+    let policy: serde_json::Value =
+        serde_json::from_str(&a.attrs(&url, &["Policy"]).await["Policy"]).unwrap();
+    let sids: Vec<&str> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["Sid"].as_str().unwrap())
+        .collect();
+    assert_eq!(sids, ["l1", "l2"]);
+    a.client
+        .remove_permission()
+        .queue_url(&url)
+        .label("l1")
+        .send()
+        .await
+        .unwrap();
+    let e = b
+        .client
+        .remove_permission()
+        .queue_url(&url)
+        .label("l1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidParameterValue");
 }
