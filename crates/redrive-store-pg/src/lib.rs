@@ -18,6 +18,7 @@
 //! AWS rules (validation, the DLQ decision, rendering) stay in the engine and are not here.
 
 mod backend;
+mod conn;
 mod migrate;
 
 use std::collections::HashMap;
@@ -29,6 +30,8 @@ use rand::Rng;
 use tokio::sync::{Mutex, MutexGuard, Notify};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
+
+use conn::{Conn, Tx};
 use uuid::Uuid;
 
 pub use backend::PgBackend;
@@ -249,12 +252,12 @@ pub enum HandleCheck {
 
 /// A small fixed pool: transactions need a connection to themselves.
 struct Pool {
-    clients: Vec<Mutex<Client>>,
+    clients: Vec<Mutex<Conn>>,
     next: AtomicUsize,
 }
 
 impl Pool {
-    async fn get(&self) -> MutexGuard<'_, Client> {
+    async fn get(&self) -> MutexGuard<'_, Conn> {
         let n = self.clients.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..n {
@@ -284,7 +287,7 @@ fn channel(uid: i64) -> String {
 /// row another claim took meanwhile is not moved: `false`.
 #[allow(clippy::too_many_arguments)]
 async fn move_to_dlq(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Tx<'_>,
     q: &QueueRow,
     part: i16,
     seq: i64,
@@ -332,10 +335,7 @@ async fn move_to_dlq(
 }
 
 /// Wakes the long polls of every queue that received moved messages (once per queue).
-async fn notify_moved(
-    tx: &tokio_postgres::Transaction<'_>,
-    moved: &[(Uuid, i64)],
-) -> Result<(), PgError> {
+async fn notify_moved(tx: &Tx<'_>, moved: &[(Uuid, i64)]) -> Result<(), PgError> {
     let mut queues: Vec<i64> = moved.iter().map(|m| m.1).collect();
     queues.sort_unstable();
     queues.dedup();
@@ -389,7 +389,7 @@ impl PgStore {
                     .batch_execute(&format!("SET search_path TO {s}"))
                     .await?;
             }
-            clients.push(Mutex::new(client));
+            clients.push(Mutex::new(Conn::new(client)));
         }
         let (listen_client, mut listen_conn) = tokio_postgres::connect(url, NoTls).await?;
         let channels: Arc<parking_lot::Mutex<HashMap<String, Arc<Notify>>>> = Arc::default();
@@ -424,7 +424,7 @@ impl PgStore {
         };
         {
             let mut c = store.pool.get().await;
-            migrate::migrate(&mut c).await?;
+            migrate::migrate(c.client_mut()).await?;
         }
         Ok(store)
     }
@@ -502,6 +502,16 @@ impl PgStore {
             let nap = (self.poll + Duration::from_millis(jitter)).min(deadline - now);
             let _ = tokio::time::timeout(nap, notified).await;
         }
+    }
+
+    /// Statements held prepared, over every connection of the pool (each statement is
+    /// prepared once per connection: `conn.rs`).
+    pub async fn prepared_statements(&self) -> usize {
+        let mut n = 0;
+        for c in &self.pool.clients {
+            n += c.lock().await.prepared_count();
+        }
+        n
     }
 
     /// The schema version the database holds.

@@ -407,3 +407,36 @@ async fn catalog_purge_and_delete() {
         "other Region untouched"
     );
 }
+
+/// Every statement is prepared once per connection and then reused: repeating the same work
+/// (sends, duplicate FIFO sends, receives, deletes) prepares nothing new.
+#[tokio::test]
+async fn statements_are_prepared_once_per_connection() {
+    let s = servers("prepared", 1).await;
+    let q = super::create(&s[0], "q.fifo", true, 4).await;
+    let round = |i: usize| {
+        let (s, q) = (&s[0], &q);
+        async move {
+            s.send(q, &[fifo(&format!("m{i}"), "g", &format!("d{i}"))])
+                .await
+                .unwrap();
+            s.send(q, &[fifo("again", "g", &format!("d{i}"))])
+                .await
+                .unwrap();
+            for m in s.receive(q, 10, 30_000).await.unwrap() {
+                assert_eq!(s.delete(q, m.claim).await.unwrap(), HandleCheck::Applied);
+            }
+        }
+    };
+    // Enough rounds that every one of the pool's four connections ran each statement.
+    for i in 0..16 {
+        round(i).await;
+    }
+    let prepared = s[0].prepared_statements().await;
+    assert!(prepared > 0);
+    for i in 16..48 {
+        round(i).await;
+    }
+    assert_eq!(s[0].prepared_statements().await, prepared);
+    assert_eq!(s[0].counts(&q).await.unwrap(), (0, 0));
+}
