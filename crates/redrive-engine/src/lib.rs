@@ -256,7 +256,14 @@ impl Engine {
         let quarantined_total = snapshot.quarantined_total;
         let history = history::History::from_store(&*store, clock.now_ms());
         let alerts = alerts::AlertBook::from_documents(&snapshot.documents);
+        let started = std::time::Instant::now();
+        let messages = snapshot.messages.len();
         let built = Self::rebuild(snapshot, clock.now_ms());
+        tracing::info!(
+            messages,
+            rebuild_ms = started.elapsed().as_millis() as u64,
+            "indices rebuilt"
+        );
         if !built.stale.is_empty() {
             let _ = store.submit(built.stale);
         }

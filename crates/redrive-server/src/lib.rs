@@ -110,8 +110,17 @@ impl Server {
                 // startup here instead of serving an empty server. Records that fail their
                 // checksum are quarantined by the load (never served) and counted here.
                 let (store, snapshot) = tokio::task::spawn_blocking(move || {
+                    let started = std::time::Instant::now();
                     let store = redrive_store::RedbStore::open_with(&dir, options)?;
+                    let opened = started.elapsed();
                     let snapshot = store.try_load()?;
+                    tracing::info!(
+                        open_ms = opened.as_millis() as u64,
+                        read_ms = (started.elapsed() - opened).as_millis() as u64,
+                        queues = snapshot.queues.len(),
+                        messages = snapshot.messages.len(),
+                        "store read"
+                    );
                     Ok::<_, redrive_store::StoreError>((store, snapshot))
                 })
                 .await

@@ -2275,13 +2275,14 @@ pub(crate) fn scan(txn: &ReadTransaction, full: bool) -> Result<Scan, StoreError
     // messages and message_state share their keys: one merge pass over both.
     let states_table = txn.open_table(MESSAGE_STATE)?;
     let mut states = states_table.iter()?;
-    type RawState = ((u64, u64), Vec<u8>);
-    let mut next_state = || -> Result<Option<RawState>, StoreError> {
+    // The state's bytes stay in redb's page (no copy per message).
+    type RawState<'a> = ((u64, u64), redb::AccessGuard<'a, &'static [u8]>);
+    let mut next_state = || -> Result<Option<RawState<'_>>, StoreError> {
         Ok(match states.next() {
             None => None,
             Some(entry) => {
                 let (k, v) = entry?;
-                Some((k.value(), v.value().to_vec()))
+                Some((k.value(), v))
             }
         })
     };
@@ -2292,16 +2293,21 @@ pub(crate) fn scan(txn: &ReadTransaction, full: bool) -> Result<Scan, StoreError
         Err(redb::TableError::TableDoesNotExist(_)) => None,
         Err(e) => return Err(e.into()),
     };
-    let orphan = |damaged: &mut Vec<Damaged>, (uid, seq): (u64, u64), raw: Vec<u8>| {
+    let orphan = |damaged: &mut Vec<Damaged>, (uid, seq): (u64, u64), raw: &[u8]| {
         damaged.push(Damaged {
             loc: Loc::State(uid, seq),
-            raw,
+            raw: raw.to_vec(),
             reason: "message_state record without a message".into(),
             replacement: None,
             failed: true,
         });
     };
-    for entry in txn.open_table(MESSAGES)?.iter()? {
+    let messages_table = txn.open_table(MESSAGES)?;
+    // Sized once: growing a vector of millions of records copies it again and again.
+    snapshot
+        .messages
+        .reserve(usize::try_from(messages_table.len()?).unwrap_or(0));
+    for entry in messages_table.iter()? {
         let (k, v) = entry?;
         n_messages += 1;
         let (uid, seq) = k.value();
@@ -2309,7 +2315,7 @@ pub(crate) fn scan(txn: &ReadTransaction, full: bool) -> Result<Scan, StoreError
         let mut state_raw = None;
         while let Some((key, raw)) = pending.take() {
             if key < (uid, seq) {
-                orphan(&mut damaged, key, raw);
+                orphan(&mut damaged, key, raw.value());
                 pending = next_state()?;
             } else if key == (uid, seq) {
                 state_raw = Some(raw);
@@ -2321,8 +2327,8 @@ pub(crate) fn scan(txn: &ReadTransaction, full: bool) -> Result<Scan, StoreError
             }
         }
         let state = state_raw
-            .as_deref()
-            .map(|raw| codec::decode_message_state(uid, seq, raw));
+            .as_ref()
+            .map(|raw| codec::decode_message_state(uid, seq, raw.value()));
         // Decode with the state if it verified, else with the safe state.
         let with = match &state {
             Some(Ok(s)) => *s,
@@ -2336,7 +2342,7 @@ pub(crate) fn scan(txn: &ReadTransaction, full: bool) -> Result<Scan, StoreError
                     Some(Ok(_)) => {}
                     Some(Err(e)) => damaged.push(Damaged {
                         loc: Loc::State(uid, seq),
-                        raw: state_raw.unwrap_or_default(),
+                        raw: state_raw.map(|r| r.value().to_vec()).unwrap_or_default(),
                         reason: format!("{e}; {kept}"),
                         replacement: Some(codec::encode_message_state(uid, seq, &SAFE_STATE)),
                         failed: true,
@@ -2355,7 +2361,7 @@ pub(crate) fn scan(txn: &ReadTransaction, full: bool) -> Result<Scan, StoreError
                 if let Some(raw) = state_raw {
                     damaged.push(Damaged {
                         loc: Loc::State(uid, seq),
-                        raw,
+                        raw: raw.value().to_vec(),
                         reason: CONSEQUENCE.into(),
                         replacement: None,
                         failed: false,
@@ -2376,7 +2382,7 @@ pub(crate) fn scan(txn: &ReadTransaction, full: bool) -> Result<Scan, StoreError
         }
     }
     while let Some((key, raw)) = pending.take() {
-        orphan(&mut damaged, key, raw);
+        orphan(&mut damaged, key, raw.value());
         pending = next_state()?;
     }
     counts.push((table::MESSAGES, n_messages));
