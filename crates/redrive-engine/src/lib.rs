@@ -252,18 +252,24 @@ impl Engine {
         clock: Arc<dyn Clock>,
         snapshot: store::Snapshot,
     ) -> Self {
+        let rebuilder = Rebuilder::new(clock.now_ms());
+        Self::from_rebuilder(config, store, clock, rebuilder, snapshot)
+    }
+
+    /// Builds the engine from `rebuilder` (queues and messages the store streamed to it) and
+    /// the rest of the load, `snapshot`, which may still hold queues and messages too.
+    pub fn from_rebuilder(
+        config: EngineConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        rebuilder: Rebuilder,
+        snapshot: store::Snapshot,
+    ) -> Self {
         let synced_failures = store.write_failures();
         let quarantined_total = snapshot.quarantined_total;
         let history = history::History::from_store(&*store, clock.now_ms());
         let alerts = alerts::AlertBook::from_documents(&snapshot.documents);
-        let started = std::time::Instant::now();
-        let messages = snapshot.messages.len();
-        let built = Self::rebuild(snapshot, clock.now_ms());
-        tracing::info!(
-            messages,
-            rebuild_ms = started.elapsed().as_millis() as u64,
-            "indices rebuilt"
-        );
+        let built = rebuilder.finish(snapshot);
         if !built.stale.is_empty() {
             let _ = store.submit(built.stale);
         }
@@ -293,11 +299,53 @@ impl Engine {
 
     /// Builds every index from a snapshot: at startup, and after a write failure.
     fn rebuild(snapshot: store::Snapshot, now: u64) -> Rebuilt {
-        let mut registry = Registry::default();
-        let mut by_uid: HashMap<u64, Arc<Queue>> = HashMap::new();
-        let mut max_uid = snapshot.max_queue_uid;
-        for rec in snapshot.queues {
-            max_uid = max_uid.max(rec.uid);
+        Rebuilder::new(now).finish(snapshot)
+    }
+}
+
+/// Builds the engine's indices from a load in parts: queues first, then messages in batches
+/// (while the store is still reading the rest: a restart's read and indexing overlap), then
+/// the rest of the snapshot ([`Engine::from_rebuilder`]). Messages of a queue not added are
+/// dropped, as a whole-snapshot rebuild drops them.
+pub struct Rebuilder {
+    now: u64,
+    registry: Registry,
+    by_uid: HashMap<u64, Arc<Queue>>,
+    max_uid: u64,
+    max_sequence: u128,
+    messages: u64,
+}
+
+impl std::fmt::Debug for Rebuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rebuilder")
+            .field("queues", &self.by_uid.len())
+            .field("messages", &self.messages)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Rebuilder {
+    /// `now_ms`: the clock at the start (due delays and visibility timeouts).
+    pub fn new(now_ms: u64) -> Rebuilder {
+        Rebuilder {
+            now: now_ms,
+            registry: Registry::default(),
+            by_uid: HashMap::new(),
+            max_uid: 0,
+            max_sequence: 0,
+            messages: 0,
+        }
+    }
+
+    /// Messages indexed so far.
+    pub fn messages(&self) -> u64 {
+        self.messages
+    }
+
+    pub fn add_queues(&mut self, queues: Vec<store::QueueRecord>) {
+        for rec in queues {
+            self.max_uid = self.max_uid.max(rec.uid);
             let q = Arc::new(Queue {
                 uid: rec.uid,
                 region: rec.region.clone(),
@@ -307,42 +355,77 @@ impl Engine {
                 notify: Notify::new(),
                 counters: Default::default(),
             });
-            by_uid.insert(rec.uid, q.clone());
-            registry.queues.insert((rec.region, rec.name), q);
+            self.by_uid.insert(rec.uid, q.clone());
+            self.registry.queues.insert((rec.region, rec.name), q);
         }
-        let mut max_sequence: u128 = 0;
+    }
+
+    /// Indexes `batch` (in the store's `(queue, seq)` order, though any order works), locking
+    /// each queue once per run of its messages.
+    pub fn add_messages(&mut self, batch: Vec<store::MessageRecord>) {
+        let mut batch = batch.into_iter().peekable();
+        while let Some(first) = batch.next() {
+            let uid = first.queue_uid;
+            let queue = self.by_uid.get(&uid).cloned();
+            let mut state = queue.as_ref().map(|q| q.state.lock());
+            let mut m = first;
+            loop {
+                if let Some(sn) = m
+                    .sequence_number
+                    .as_deref()
+                    .and_then(|s| s.parse::<u128>().ok())
+                {
+                    self.max_sequence = self.max_sequence.max(sn);
+                }
+                if let Some(st) = state.as_mut() {
+                    st.insert(m, self.now);
+                    self.messages += 1;
+                }
+                match batch.next_if(|n| n.queue_uid == uid) {
+                    Some(next) => m = next,
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// Adds what `snapshot` still holds (queues, messages, then dedup entries, documents and
+    /// move tasks) and returns the indices.
+    fn finish(mut self, snapshot: store::Snapshot) -> Rebuilt {
+        let now = self.now;
+        self.max_uid = self.max_uid.max(snapshot.max_queue_uid);
+        self.add_queues(snapshot.queues);
         // Size each queue's message table once instead of growing it message by message.
         let mut per_queue: HashMap<u64, usize> = HashMap::new();
         for m in &snapshot.messages {
             *per_queue.entry(m.queue_uid).or_default() += 1;
         }
         for (uid, n) in per_queue {
-            if let Some(q) = by_uid.get(&uid) {
+            if let Some(q) = self.by_uid.get(&uid) {
                 q.state.lock().messages.reserve(n);
             }
         }
-        // Consumed from the end, giving the snapshot's buffer back as it empties: the indices
-        // of millions of messages are built while it shrinks, not beside all of it (issue 16:
-        // peak memory at restart). Insertion order does not matter to the indices.
+        // Consumed from the end in batches, giving the snapshot's buffer back as it empties:
+        // the indices of millions of messages are built while it shrinks, not beside all of
+        // it (issue 16: peak memory at restart).
         let mut messages = snapshot.messages;
         let mut since_shrink = 0usize;
-        while let Some(m) = messages.pop() {
+        while !messages.is_empty() {
+            let batch = messages.split_off(messages.len().saturating_sub(1 << 16));
+            self.add_messages(batch);
             since_shrink += 1;
-            if since_shrink == 1 << 18 {
+            if since_shrink == 4 {
                 messages.shrink_to_fit();
                 since_shrink = 0;
             }
-            if let Some(sn) = m
-                .sequence_number
-                .as_deref()
-                .and_then(|s| s.parse::<u128>().ok())
-            {
-                max_sequence = max_sequence.max(sn);
-            }
-            if let Some(q) = by_uid.get(&m.queue_uid) {
-                q.state.lock().insert(m, now);
-            }
         }
+        let Rebuilder {
+            mut registry,
+            by_uid,
+            max_uid,
+            mut max_sequence,
+            ..
+        } = self;
         // Message sequences never repeat across restarts (receipt handles name them): start
         // past any sequence an earlier run could have issued.
         for q in by_uid.values() {
@@ -411,7 +494,9 @@ impl Engine {
             stale,
         }
     }
+}
 
+impl Engine {
     /// Rebuilds memory from the store if a write failed since the last rebuild, so nothing is
     /// served that is not on disk. Cheap when nothing failed. Call with no lock held.
     pub fn ensure_synced(&self) -> SqsResult<()> {

@@ -109,19 +109,40 @@ impl Server {
                 // Open and read the whole file off the async threads; an unreadable file stops
                 // startup here instead of serving an empty server. Records that fail their
                 // checksum are quarantined by the load (never served) and counted here.
-                let (store, snapshot) = tokio::task::spawn_blocking(move || {
+                let load_clock = clock.clone();
+                // Read off the async threads: the store's thread reads and decodes while this
+                // one indexes what it has sent (a restart's read and rebuild overlap).
+                let (store, rebuilder, snapshot) = tokio::task::spawn_blocking(move || {
                     let started = std::time::Instant::now();
-                    let store = redrive_store::RedbStore::open_with(&dir, options)?;
+                    let store = Arc::new(redrive_store::RedbStore::open_with(&dir, options)?);
                     let opened = started.elapsed();
-                    let snapshot = store.try_load()?;
+                    let (parts_tx, parts) = std::sync::mpsc::sync_channel(2);
+                    let reader = {
+                        let store = store.clone();
+                        std::thread::Builder::new()
+                            .name("redrive-load".into())
+                            .spawn(move || store.try_load_streamed(parts_tx))
+                            .map_err(|_| {
+                                redrive_store::StoreError::LoadStopped("its thread did not start")
+                            })?
+                    };
+                    let mut rebuilder = redrive_engine::Rebuilder::new(load_clock.now_ms());
+                    for part in parts {
+                        match part {
+                            redrive_store::LoadPart::Queues(q) => rebuilder.add_queues(q),
+                            redrive_store::LoadPart::Messages(m) => rebuilder.add_messages(m),
+                        }
+                    }
+                    let snapshot = reader.join().map_err(|_| {
+                        redrive_store::StoreError::LoadStopped("its thread panicked")
+                    })??;
                     tracing::info!(
                         open_ms = opened.as_millis() as u64,
-                        read_ms = (started.elapsed() - opened).as_millis() as u64,
-                        queues = snapshot.queues.len(),
-                        messages = snapshot.messages.len(),
-                        "store read"
+                        read_and_index_ms = (started.elapsed() - opened).as_millis() as u64,
+                        messages = rebuilder.messages(),
+                        "store read and indexed"
                     );
-                    Ok::<_, redrive_store::StoreError>((store, snapshot))
+                    Ok::<_, redrive_store::StoreError>((store, rebuilder, snapshot))
                 })
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))??;
@@ -144,9 +165,14 @@ impl Server {
                          (`redrive verify` lists them)"
                     );
                 }
-                let store = Arc::new(store);
                 durable = Some(store.clone());
-                Arc::new(Engine::from_snapshot(engine_config, store, clock, snapshot))
+                Arc::new(Engine::from_rebuilder(
+                    engine_config,
+                    store,
+                    clock,
+                    rebuilder,
+                    snapshot,
+                ))
             }
         };
         let mut server = Self::bind_with_engine(config, engine).await?;

@@ -213,6 +213,14 @@ pub struct DedupRecord {
     pub sequence_number: String,
 }
 
+/// A part of a streamed load (`RedbStore::try_load_streamed`): every queue first, then
+/// messages in batches, in `(queue, seq)` order.
+#[derive(Debug)]
+pub enum LoadPart {
+    Queues(Vec<QueueRecord>),
+    Messages(Vec<MessageRecord>),
+}
+
 /// Everything needed to rebuild the engine's state.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {

@@ -34,7 +34,7 @@ use tokio::sync::oneshot;
 
 use crate::codec::{self, CodecError, MessageState, QuarantineEntry, table};
 use crate::journal::{Journal, JournalFile};
-use crate::{Durable, Mutation, QuarantinedRecord, Snapshot, Store, StoreHealth};
+use crate::{Durable, LoadPart, Mutation, QuarantinedRecord, Snapshot, Store, StoreHealth};
 
 /// Name of the database file inside the store directory.
 pub const FILE_NAME: &str = "redrive.redb";
@@ -211,6 +211,8 @@ pub enum StoreError {
     UnsupportedFormat { found: u64, supported: u64 },
     #[error("store writer has stopped")]
     WriterStopped,
+    #[error("the streamed load stopped: {0}")]
+    LoadStopped(&'static str),
     #[error("cannot verify: {0}")]
     Verify(String),
     #[error("store refuses writes after an earlier failure: {0}")]
@@ -254,7 +256,8 @@ type Reply<T> = mpsc::SyncSender<Result<T, StoreError>>;
 
 enum Request {
     Batch(Vec<Mutation>, Ack),
-    Load(Reply<Snapshot>),
+    /// With a stream, queues and messages go through it (not in the snapshot).
+    Load(Option<mpsc::SyncSender<LoadPart>>, Reply<Snapshot>),
     Recover(Reply<(u64, Snapshot)>),
     Quarantined(Reply<Vec<QuarantinedRecord>>),
     Compact(Reply<bool>),
@@ -348,7 +351,7 @@ impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Request::Batch(..) => "Batch",
-            Request::Load(_) => "Load",
+            Request::Load(..) => "Load",
             Request::Recover(_) => "Recover",
             Request::Quarantined(_) => "Quarantined",
             Request::Compact(_) => "Compact",
@@ -570,7 +573,18 @@ impl RedbStore {
     /// read), logged, and listed in [`Snapshot::quarantined`]. Unlike [`Store::load`] it reports
     /// an I/O error instead of failing the store. Sees every batch submitted before the call.
     pub fn try_load(&self) -> Result<Snapshot, StoreError> {
-        self.call(Request::Load)
+        self.call(|reply| Request::Load(None, reply))
+    }
+
+    /// [`RedbStore::try_load`] that sends the queues, then the messages in batches, through
+    /// `parts` as it reads them (so a caller can index them meanwhile, on another thread); the
+    /// snapshot returned holds the rest. Blocks until the read ends: `parts` must be consumed
+    /// by another thread. A receiver that hangs up fails the load.
+    pub fn try_load_streamed(
+        &self,
+        parts: mpsc::SyncSender<LoadPart>,
+    ) -> Result<Snapshot, StoreError> {
+        self.call(|reply| Request::Load(Some(parts), reply))
     }
 
     /// [`RedbStore::try_load`] with every message's payload read ([`crate::Payload::Loaded`])
@@ -1463,9 +1477,9 @@ impl Writer {
         while let Some(request) = self.next(&rx) {
             match request {
                 Request::Batch(batch, ack) => self.group(&rx, batch, ack),
-                Request::Load(reply) => {
+                Request::Load(stream, reply) => {
                     self.checkpoint_or_fail();
-                    let _ = reply.send(self.load());
+                    let _ = reply.send(self.load(stream.as_ref()));
                 }
                 Request::Recover(reply) => {
                     let _ = reply.send(self.recover());
@@ -1703,7 +1717,7 @@ impl Writer {
             self.checkpoint()?;
         }
         let failures = self.shared.failures.load(Ordering::SeqCst);
-        let snapshot = self.load()?;
+        let snapshot = self.load(None)?;
         self.shared.clear_failure();
         if let Some(reserve) = &self.reserve {
             reserve.refresh(&self.shared);
@@ -1961,13 +1975,16 @@ impl Writer {
     /// Reads and verifies every record ([`scan`]), then moves the records that failed to the
     /// quarantine in one write transaction. If that write fails the failures are still left out
     /// of the snapshot (and found again at the next load).
-    fn load(&mut self) -> Result<Snapshot, StoreError> {
+    fn load(
+        &mut self,
+        stream: Option<&mpsc::SyncSender<LoadPart>>,
+    ) -> Result<Snapshot, StoreError> {
         let Scan {
             mut snapshot,
             damaged,
             quarantine_len,
             ..
-        } = scan(&self.db()?.begin_read()?, false)?;
+        } = scan(&self.db()?.begin_read()?, false, stream)?;
         snapshot.quarantined_total = quarantine_len;
         if damaged.is_empty() {
             return Ok(snapshot);
@@ -2221,6 +2238,9 @@ impl Damaged {
     }
 }
 
+/// Messages per [`LoadPart::Messages`] of a streamed load.
+const STREAM_BATCH: usize = 1 << 12;
+
 /// What [`scan`] found.
 pub(crate) struct Scan {
     /// Every record that verified (plus the messages kept with a safe state).
@@ -2244,7 +2264,12 @@ const SAFE_STATE: MessageState = MessageState {
 /// Reads the tables of a format-3 (or format-2) file, verifying every record it reads. `full`
 /// (verify) also reads and verifies every payload in `message_body` and the lazily read
 /// documents ([`LAZY_DOCUMENT_KINDS`]); a load (`full = false`) reads neither.
-pub(crate) fn scan(txn: &ReadTransaction, full: bool) -> Result<Scan, StoreError> {
+pub(crate) fn scan(
+    txn: &ReadTransaction,
+    full: bool,
+    stream: Option<&mpsc::SyncSender<LoadPart>>,
+) -> Result<Scan, StoreError> {
+    let hung_up = || StoreError::LoadStopped("its receiver hung up");
     let mut damaged = Vec::new();
     let mut counts = Vec::new();
     let mut snapshot = Snapshot::default();
@@ -2271,6 +2296,12 @@ pub(crate) fn scan(txn: &ReadTransaction, full: bool) -> Result<Scan, StoreError
         }
     }
     counts.push((table::QUEUES, n));
+    if let Some(stream) = stream {
+        let queues = std::mem::take(&mut snapshot.queues);
+        stream
+            .send(LoadPart::Queues(queues))
+            .map_err(|_| hung_up())?;
+    }
 
     // messages and message_state share their keys: one merge pass over both.
     let states_table = txn.open_table(MESSAGE_STATE)?;
@@ -2304,9 +2335,12 @@ pub(crate) fn scan(txn: &ReadTransaction, full: bool) -> Result<Scan, StoreError
     };
     let messages_table = txn.open_table(MESSAGES)?;
     // Sized once: growing a vector of millions of records copies it again and again.
-    snapshot
-        .messages
-        .reserve(usize::try_from(messages_table.len()?).unwrap_or(0));
+    let batch_len = if stream.is_some() {
+        STREAM_BATCH
+    } else {
+        usize::try_from(messages_table.len()?).unwrap_or(0)
+    };
+    snapshot.messages.reserve(batch_len);
     for entry in messages_table.iter()? {
         let (k, v) = entry?;
         n_messages += 1;
@@ -2337,6 +2371,15 @@ pub(crate) fn scan(txn: &ReadTransaction, full: bool) -> Result<Scan, StoreError
         match codec::decode_message(uid, seq, v.value(), with) {
             Ok(m) => {
                 snapshot.messages.push(m);
+                if let Some(stream) = stream
+                    && snapshot.messages.len() == STREAM_BATCH
+                {
+                    let batch =
+                        std::mem::replace(&mut snapshot.messages, Vec::with_capacity(STREAM_BATCH));
+                    stream
+                        .send(LoadPart::Messages(batch))
+                        .map_err(|_| hung_up())?;
+                }
                 let kept = "message kept: visible now, receive count reset to 0";
                 match state {
                     Some(Ok(_)) => {}
@@ -2384,6 +2427,14 @@ pub(crate) fn scan(txn: &ReadTransaction, full: bool) -> Result<Scan, StoreError
     while let Some((key, raw)) = pending.take() {
         orphan(&mut damaged, key, raw.value());
         pending = next_state()?;
+    }
+    if let Some(stream) = stream
+        && !snapshot.messages.is_empty()
+    {
+        let batch = std::mem::take(&mut snapshot.messages);
+        stream
+            .send(LoadPart::Messages(batch))
+            .map_err(|_| hung_up())?;
     }
     counts.push((table::MESSAGES, n_messages));
     counts.push((table::MESSAGE_STATE, states_table.len()?));

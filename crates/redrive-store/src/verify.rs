@@ -119,7 +119,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport, StoreError> {
         2..=FORMAT_VERSION => {
             let Scan {
                 damaged, counts, ..
-            } = redb_store::scan(&txn, true)?;
+            } = redb_store::scan(&txn, true, None)?;
             for (name, records) in counts {
                 report.tables.push(TableReport {
                     table: name.to_owned(),

@@ -183,3 +183,67 @@ fn compaction_shrinks_the_file_and_keeps_the_data() {
     assert!(after < before / 2, "{before} -> {after}");
     assert_eq!(sorted(store.try_load_full().unwrap()), expected_after);
 }
+
+/// A streamed load (queues, then messages in batches, while the store reads) delivers exactly
+/// what a whole load does, in `(queue, seq)` order, with the rest in the returned snapshot:
+/// over random histories, and over more messages than one batch holds.
+#[test]
+fn a_streamed_load_delivers_what_a_whole_load_does() {
+    let mut runner = TestRunner::deterministic();
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
+    let queue = crate::common::queue_record()
+        .new_tree(&mut runner)
+        .unwrap()
+        .current();
+    let template = crate::common::message_record()
+        .new_tree(&mut runner)
+        .unwrap()
+        .current();
+    let mut bulk = vec![redrive_store::Mutation::PutQueue(queue.clone())];
+    for seq in 0..70_000u64 {
+        let mut m = template.clone();
+        m.queue_uid = queue.uid;
+        m.seq = seq;
+        bulk.push(redrive_store::Mutation::PutMessage(m));
+    }
+    block_on(store.submit(bulk).wait()).unwrap();
+    for round in 0..4 {
+        if round > 0 {
+            let batches = batches().new_tree(&mut runner).unwrap().current();
+            let pending: Vec<_> = batches.into_iter().map(|b| store.submit(b)).collect();
+            for d in pending {
+                let _ = block_on(d.wait());
+            }
+        }
+        let whole = store.try_load().unwrap();
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let consumer = std::thread::spawn(move || rx.into_iter().collect::<Vec<_>>());
+        let mut rest = store.try_load_streamed(tx).unwrap();
+        let parts = consumer.join().unwrap();
+        let mut parts = parts.into_iter();
+        let Some(redrive_store::LoadPart::Queues(queues)) = parts.next() else {
+            panic!("the queues come first");
+        };
+        let mut messages = Vec::new();
+        let mut batches_seen = 0;
+        for part in parts {
+            let redrive_store::LoadPart::Messages(batch) = part else {
+                panic!("queues sent twice");
+            };
+            assert!(!batch.is_empty());
+            batches_seen += 1;
+            messages.extend(batch);
+        }
+        assert!(batches_seen >= 2, "70,000 messages span batches");
+        assert!(
+            messages
+                .windows(2)
+                .all(|w| (w[0].queue_uid, w[0].seq) < (w[1].queue_uid, w[1].seq))
+        );
+        assert!(rest.queues.is_empty() && rest.messages.is_empty());
+        rest.queues = queues;
+        rest.messages = messages;
+        assert_eq!(sorted(rest), sorted(whole), "round {round}");
+    }
+}
