@@ -146,6 +146,45 @@ impl QueueState {
 }
 
 impl crate::Engine {
+    /// On a shared backend: every queue (all Regions) with its gauges read from the backend
+    /// now, sorted by Region and name; `None` on the embedded store (use
+    /// [`Engine::queue_metrics`](crate::Engine::queue_metrics)). One count query per queue.
+    /// Only the AWS depth and age gauges are filled (visible, in flight, delayed, age of the
+    /// oldest by send time); FIFO group and fair-queue gauges stay 0. A queue whose count
+    /// fails is left out (logged).
+    pub async fn shared_queue_metrics(
+        &self,
+    ) -> Option<Vec<(crate::backend::SharedQueue, QueueGauges)>> {
+        let backend = self.shared.as_ref()?;
+        let mut queues = match backend.all_queues().await {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "metrics: listing the shared store's queues failed");
+                return Some(Vec::new());
+            }
+        };
+        queues.sort_by(|a, b| (&a.region, &a.name).cmp(&(&b.region, &b.name)));
+        let mut out = Vec::with_capacity(queues.len());
+        for q in queues {
+            match backend.counts(&q).await {
+                Ok(c) => {
+                    let g = QueueGauges {
+                        visible: c.visible,
+                        not_visible: c.in_flight,
+                        delayed: c.delayed,
+                        oldest_age_secs: c.oldest_age_ms / 1000,
+                        ..QueueGauges::default()
+                    };
+                    out.push((q, g));
+                }
+                Err(e) => {
+                    tracing::warn!(queue = %q.name, error = %e.message, "metrics: counting a shared queue failed");
+                }
+            }
+        }
+        Some(out)
+    }
+
     /// Every live queue with its gauges now, sorted by Region and name.
     pub fn queue_metrics(&self) -> Vec<(std::sync::Arc<crate::Queue>, QueueGauges)> {
         let _ = self.ensure_synced();

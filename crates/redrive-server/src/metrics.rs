@@ -20,6 +20,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use redrive_engine::Engine;
+use redrive_engine::backend::SharedQueue;
 use redrive_engine::metrics::{QueueCounters, QueueGauges};
 
 use crate::AppState;
@@ -43,6 +44,9 @@ const LATENCY_BUCKETS: [f64; 14] = [
 /// The server's metrics registry.
 pub struct Metrics {
     registry: Registry,
+    queues: Arc<QueueCollector>,
+    /// One scrape at a time: a shared store's sample is set, then encoded.
+    scrape: tokio::sync::Mutex<()>,
     requests: Family<ActionLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     latency: Family<ActionLabels, Histogram>,
@@ -78,9 +82,15 @@ impl Metrics {
             Unit::Seconds,
             latency.clone(),
         );
-        registry.register_collector(Box::new(QueueCollector(engine)));
+        let queues = Arc::new(QueueCollector {
+            engine,
+            shared_sample: std::sync::Mutex::new(None),
+        });
+        registry.register_collector(Box::new(SharedCollector(queues.clone())));
         Metrics {
             registry,
+            queues,
+            scrape: tokio::sync::Mutex::new(()),
             requests,
             errors,
             latency,
@@ -119,9 +129,30 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics`.
+/// `GET /metrics`. On a shared store the queue gauges are read from the database first
+/// (the collector itself cannot wait).
 pub async fn handle(State(state): State<Arc<AppState>>) -> Response {
-    let body = state.metrics.render();
+    let body = {
+        let _one = state.metrics.scrape.lock().await;
+        let sample = state.engine.shared_queue_metrics().await;
+        let shared = sample.is_some();
+        *state
+            .metrics
+            .queues
+            .shared_sample
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = sample;
+        let body = state.metrics.render();
+        if shared {
+            *state
+                .metrics
+                .queues
+                .shared_sample
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        }
+        body
+    };
     (
         [(
             header::CONTENT_TYPE,
@@ -132,9 +163,24 @@ pub async fn handle(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// Reads every queue's gauges and counters at scrape time.
+/// Reads every queue's gauges and counters at scrape time (embedded store), or encodes the
+/// sample `handle` read from a shared store (gauges only: this process counts no queue's
+/// traffic there).
 #[derive(Debug)]
-struct QueueCollector(Arc<Engine>);
+struct QueueCollector {
+    engine: Arc<Engine>,
+    shared_sample: std::sync::Mutex<Option<Vec<(SharedQueue, QueueGauges)>>>,
+}
+
+/// The registry's handle on the [`QueueCollector`] that [`Metrics`] also keeps.
+#[derive(Debug)]
+struct SharedCollector(Arc<QueueCollector>);
+
+impl Collector for SharedCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+}
 
 type Gauge = fn(&QueueGauges) -> u64;
 type Count = fn(&QueueCounters) -> u64;
@@ -278,7 +324,28 @@ fn describe(help: &str) -> String {
 
 impl Collector for QueueCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let queues = self.0.queue_metrics();
+        if let Some(sample) = self
+            .shared_sample
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        {
+            for (name, help, unit, read) in GAUGES {
+                let mut family = encoder.encode_descriptor(
+                    name,
+                    &describe(help),
+                    unit.as_ref(),
+                    ConstGauge::new(0i64).metric_type(),
+                )?;
+                for (q, g) in sample {
+                    let labels = [("queue", q.name.as_str())];
+                    let value = i64::try_from(read(g)).unwrap_or(i64::MAX);
+                    ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+                }
+            }
+            return Ok(());
+        }
+        let queues = self.engine.queue_metrics();
         for (name, help, unit, read) in GAUGES {
             let mut family = encoder.encode_descriptor(
                 name,

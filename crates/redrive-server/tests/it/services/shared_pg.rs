@@ -816,3 +816,49 @@ async fn permissions_are_kept_in_the_catalog_for_every_server() {
         .unwrap_err();
     assert_eq!(code(&e), "InvalidParameterValue");
 }
+
+/// The value of `metric{queue="<queue>"}` in a `/metrics` answer.
+fn gauge(body: &str, metric: &str, queue: &str) -> Option<i64> {
+    let prefix = format!("{metric}{{queue=\"{queue}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+/// Every server's `/metrics` shows the shared queues' depth from the database: messages sent
+/// and received through one server are counted by the other.
+#[tokio::test]
+async fn every_server_reports_the_shared_queue_gauges() {
+    let s = servers(2).await;
+    let url = s[0].create("shared-metrics").await;
+    let other = s[0].create("shared-metrics-other").await;
+    for i in 0..3 {
+        s[0].send(&url, &format!("m{i}")).await;
+    }
+    s[0].send(&other, "x").await;
+    assert_eq!(s[1].receive(&url, 1, Some(60)).await.len(), 1);
+    for server in &s {
+        let body = server
+            .http
+            .get(format!("{}/metrics", server.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let q = "shared-metrics";
+        assert_eq!(
+            gauge(&body, "sqs_queue_messages_visible", q),
+            Some(2),
+            "{body}"
+        );
+        assert_eq!(gauge(&body, "sqs_queue_messages_not_visible", q), Some(1));
+        assert_eq!(gauge(&body, "sqs_queue_messages_delayed", q), Some(0));
+        assert_eq!(
+            gauge(&body, "sqs_queue_messages_visible", "shared-metrics-other"),
+            Some(1)
+        );
+        assert!(body.ends_with("# EOF\n"));
+    }
+}
