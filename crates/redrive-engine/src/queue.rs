@@ -178,16 +178,30 @@ impl MessageMeta {
 
 /// The distinct sender ids of a queue's messages, shared by them (one per principal that
 /// sent: in practice a handful). Never shrinks while the queue lives.
+/// The last id handed out is checked first (consecutive messages usually share a sender:
+/// a restart interns millions without hashing each).
 #[derive(Debug, Default)]
-pub struct SenderIds(std::collections::HashSet<std::sync::Arc<str>>);
+pub struct SenderIds {
+    ids: std::collections::HashSet<std::sync::Arc<str>>,
+    last: Option<std::sync::Arc<str>>,
+}
 
 impl SenderIds {
     fn get(&mut self, id: String) -> std::sync::Arc<str> {
-        if let Some(s) = self.0.get(id.as_str()) {
-            return s.clone();
+        if let Some(last) = &self.last
+            && **last == *id
+        {
+            return last.clone();
         }
-        let s: std::sync::Arc<str> = id.into();
-        self.0.insert(s.clone());
+        let s = match self.ids.get(id.as_str()) {
+            Some(s) => s.clone(),
+            None => {
+                let s: std::sync::Arc<str> = id.into();
+                self.ids.insert(s.clone());
+                s
+            }
+        };
+        self.last = Some(s.clone());
         s
     }
 }
