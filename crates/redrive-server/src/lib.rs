@@ -127,7 +127,13 @@ impl Server {
                             })?
                     };
                     let mut rebuilder = redrive_engine::Rebuilder::new(load_clock.now_ms());
-                    for part in parts {
+                    // Time this thread waited for the store (the read is the slower side
+                    // when it is most of the total).
+                    let mut waited = std::time::Duration::ZERO;
+                    loop {
+                        let before = std::time::Instant::now();
+                        let Ok(part) = parts.recv() else { break };
+                        waited += before.elapsed();
                         match part {
                             redrive_store::LoadPart::Queues(q) => rebuilder.add_queues(q),
                             redrive_store::LoadPart::Messages(m) => rebuilder.add_messages(m),
@@ -139,6 +145,7 @@ impl Server {
                     tracing::info!(
                         open_ms = opened.as_millis() as u64,
                         read_and_index_ms = (started.elapsed() - opened).as_millis() as u64,
+                        index_waited_ms = waited.as_millis() as u64,
                         messages = rebuilder.messages(),
                         "store read and indexed"
                     );
