@@ -94,10 +94,13 @@ pub struct Candidate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Deliver,
-    /// The DLQ move: to `queue`, with `source_arn` as `DeadLetterQueueSourceArn`.
+    /// The DLQ move: to `queue`, with `source_arn` as `DeadLetterQueueSourceArn` and, when
+    /// `dedup_id` is set, that deduplication id shown on the moved copy
+    /// ([`crate::messages::dead_letter_dedup_id`]).
     MoveTo {
         queue: Box<SharedQueue>,
         source_arn: String,
+        dedup_id: Option<String>,
     },
     /// Left as it is (a FIFO group stops there).
     Skip,

@@ -336,9 +336,14 @@ impl QueueBackend for PgBackend {
                 }) {
                     eb::Decision::Deliver => Decision::Deliver,
                     eb::Decision::Skip => Decision::Skip,
-                    eb::Decision::MoveTo { queue, source_arn } => Decision::MoveTo {
+                    eb::Decision::MoveTo {
+                        queue,
+                        source_arn,
+                        dedup_id,
+                    } => Decision::MoveTo {
                         queue: to_row(&queue),
                         source_arn,
+                        dedup_id,
                     },
                 }
             };

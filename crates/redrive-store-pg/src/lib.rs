@@ -150,10 +150,12 @@ pub enum Decision {
     Deliver,
     /// The DLQ move: the message leaves for `queue` (keeping its id, body, attributes and
     /// receive count), visible there at once, with `source_arn` as its
-    /// `DeadLetterQueueSourceArn`.
+    /// `DeadLetterQueueSourceArn`; with `dedup_id`, the copy's shown deduplication id becomes
+    /// that (key `d` of the `attributes` document `PgBackend` writes).
     MoveTo {
         queue: QueueRow,
         source_arn: String,
+        dedup_id: Option<String>,
     },
     /// Left as it is (still visible).
     Skip,
@@ -291,6 +293,7 @@ async fn move_to_dlq(
     candidate: &Candidate,
     dlq: &QueueRow,
     source_arn: &str,
+    dedup_id: Option<&str>,
     now: i64,
 ) -> Result<bool, PgError> {
     if let Some(g) = &candidate.group_id
@@ -313,7 +316,10 @@ async fn move_to_dlq(
                 receipt_token = 0,
                 group_id = CASE WHEN $8 THEN group_id ELSE NULL END,
                 dead_letter_source = $7,
-                dead_lettered_ms = $6
+                dead_lettered_ms = $6,
+                attributes = CASE WHEN $9::text IS NULL THEN attributes
+                    ELSE convert_to(jsonb_set(convert_from(attributes, 'UTF8')::jsonb,
+                                              '{d}', to_jsonb($9::text))::text, 'UTF8') END
              FROM (SELECT nextval('redrive_message_seq') AS s) n
              WHERE queue_uid = $1 AND part = $2 AND seq = $3 AND visible_at_ms <= $6",
             &[
@@ -325,6 +331,7 @@ async fn move_to_dlq(
                 &now,
                 &source_arn,
                 &dlq.fifo,
+                &dedup_id,
             ],
         )
         .await?;
@@ -906,8 +913,24 @@ impl PgStore {
                         out.delivered.push(Self::row_to_claimed(&row));
                     }
                 }
-                Decision::MoveTo { queue, source_arn } => {
-                    if move_to_dlq(&tx, q, part, seq, &candidate, &queue, &source_arn, now).await? {
+                Decision::MoveTo {
+                    queue,
+                    source_arn,
+                    dedup_id,
+                } => {
+                    if move_to_dlq(
+                        &tx,
+                        q,
+                        part,
+                        seq,
+                        &candidate,
+                        &queue,
+                        &source_arn,
+                        dedup_id.as_deref(),
+                        now,
+                    )
+                    .await?
+                    {
                         out.moved.push((candidate.message_id, queue.uid));
                     }
                 }
@@ -1045,9 +1068,23 @@ impl PgStore {
                             gave = true;
                             break;
                         }
-                        Decision::MoveTo { queue, source_arn } => {
-                            if move_to_dlq(&tx, q, part, seq, &candidate, &queue, &source_arn, now)
-                                .await?
+                        Decision::MoveTo {
+                            queue,
+                            source_arn,
+                            dedup_id,
+                        } => {
+                            if move_to_dlq(
+                                &tx,
+                                q,
+                                part,
+                                seq,
+                                &candidate,
+                                &queue,
+                                &source_arn,
+                                dedup_id.as_deref(),
+                                now,
+                            )
+                            .await?
                             {
                                 out.moved.push((candidate.message_id, queue.uid));
                             }

@@ -258,6 +258,7 @@ async fn the_dlq_move_happens_in_the_receive_that_decides_it() {
             Decision::MoveTo {
                 queue: dlq.clone(),
                 source_arn: arn.clone(),
+                dedup_id: None,
             }
         } else {
             Decision::Deliver
@@ -331,6 +332,7 @@ async fn a_fifo_dlq_move_keeps_the_group_and_the_next_message_follows() {
             Decision::MoveTo {
                 queue: dlq.clone(),
                 source_arn: "arn:aws:sqs:us-east-1:000000000000:src.fifo".into(),
+                dedup_id: None,
             }
         } else {
             Decision::Deliver
