@@ -113,12 +113,18 @@ pub trait Decide: Sync {
 }
 
 /// A receive's parameters (validated).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceiveSpec {
     pub max: usize,
     pub visibility_ms: u64,
     /// Long polling: how long to wait for a message when none is there.
     pub wait_ms: u64,
+    /// FIFO only: the `ReceiveRequestAttemptId`. A retry with it within the deduplication
+    /// interval (5 minutes), while every message it returned is still in flight from it
+    /// (receipt and visibility deadline unchanged), returns the same messages and receipt
+    /// handles and restarts their visibility timeout; otherwise it is a new receive, which
+    /// the id then names.
+    pub attempt_id: Option<String>,
 }
 
 /// A delivered message, in flight under `claim`.

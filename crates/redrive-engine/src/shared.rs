@@ -626,6 +626,10 @@ impl Engine {
                     max,
                     visibility_ms: visibility * 1000,
                     wait_ms: wait * 1000,
+                    attempt_id: q
+                        .fifo
+                        .then(|| input.receive_request_attempt_id.clone())
+                        .flatten(),
                 },
                 &rule,
             )

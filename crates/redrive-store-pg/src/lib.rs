@@ -161,6 +161,14 @@ pub enum Decision {
     Skip,
 }
 
+/// A FIFO receive's `ReceiveRequestAttemptId` and how long a retry of it is answered from what
+/// it handed out (see [`PgStore::receive_wait_attempt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt<'a> {
+    pub id: &'a str,
+    pub window_ms: i64,
+}
+
 /// A message offered to [`Decision`]-making, before this receive counts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
@@ -338,6 +346,31 @@ async fn move_to_dlq(
     Ok(moved == 1)
 }
 
+/// Records what a FIFO receive attempt handed out (replacing an earlier record of the id), in
+/// the transaction that claimed it: `[part, seq, receipt token, deadline]` per message.
+async fn record_attempt(
+    tx: &tokio_postgres::Transaction<'_>,
+    q: &QueueRow,
+    attempt: Attempt<'_>,
+    now: i64,
+    delivered: &[Claimed],
+) -> Result<(), PgError> {
+    let handed: Vec<(i16, i64, i64, i64)> = delivered
+        .iter()
+        .map(|m| (m.claim.part, m.claim.seq, m.claim.token, m.visible_at_ms))
+        .collect();
+    let messages = serde_json::to_string(&handed).unwrap_or_else(|_| "[]".into());
+    tx.execute(
+        "INSERT INTO redrive_receive_attempts (queue_uid, attempt_id, expires_ms, messages)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (queue_uid, attempt_id)
+         DO UPDATE SET expires_ms = EXCLUDED.expires_ms, messages = EXCLUDED.messages",
+        &[&q.uid, &attempt.id, &(now + attempt.window_ms), &messages],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Wakes the long polls of every queue that received moved messages (once per queue).
 async fn notify_moved(
     tx: &tokio_postgres::Transaction<'_>,
@@ -486,6 +519,35 @@ impl PgStore {
         wait: Duration,
         decide: &(dyn Fn(&Candidate) -> Decision + Sync),
     ) -> Result<Received, PgError> {
+        self.receive_wait_attempt(q, max, visibility_ms, wait, None, decide)
+            .await
+    }
+
+    /// [`PgStore::receive_wait_with`] with a FIFO queue's receive attempt: when `attempt` was
+    /// recorded less than its window ago and every message it handed out is still in flight
+    /// from it (receipt token and visibility deadline unchanged), the same messages come back
+    /// under the same claims, their visibility restarted (receive counts unchanged).
+    /// Otherwise the receive runs, and what it delivers is recorded under the attempt id in
+    /// its claiming transaction, so a retry reaching another server is answered the same.
+    /// Ignored for standard queues.
+    pub async fn receive_wait_attempt(
+        &self,
+        q: &QueueRow,
+        max: usize,
+        visibility_ms: i64,
+        wait: Duration,
+        attempt: Option<Attempt<'_>>,
+        decide: &(dyn Fn(&Candidate) -> Decision + Sync),
+    ) -> Result<Received, PgError> {
+        let attempt = attempt.filter(|_| q.fifo);
+        if let Some(a) = attempt
+            && let Some(delivered) = retry!(self.try_replay_attempt(q, a, visibility_ms))?
+        {
+            return Ok(Received {
+                delivered,
+                moved: Vec::new(),
+            });
+        }
         let deadline = tokio::time::Instant::now() + wait;
         let wake = if wait.is_zero() {
             None
@@ -495,12 +557,16 @@ impl PgStore {
         loop {
             // Registered before the receive: a send committed in between still wakes us.
             let Some(wake) = &wake else {
-                return self.receive_with(q, max, visibility_ms, decide).await;
+                return self
+                    .receive_attempt_with(q, max, visibility_ms, attempt, decide)
+                    .await;
             };
             let notified = wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let got = self.receive_with(q, max, visibility_ms, decide).await?;
+            let got = self
+                .receive_attempt_with(q, max, visibility_ms, attempt, decide)
+                .await?;
             let now = tokio::time::Instant::now();
             if !got.delivered.is_empty() || now >= deadline {
                 return Ok(got);
@@ -676,6 +742,11 @@ impl PgStore {
             &[&q.uid],
         )
         .await?;
+        tx.execute(
+            "DELETE FROM redrive_receive_attempts WHERE queue_uid = $1",
+            &[&q.uid],
+        )
+        .await?;
         if drop_queue {
             tx.execute("DELETE FROM redrive_queues WHERE uid = $1", &[&q.uid])
                 .await?;
@@ -814,7 +885,7 @@ impl PgStore {
     ) -> Result<Vec<Claimed>, PgError> {
         if q.fifo {
             let deliver = |_: &Candidate| Decision::Deliver;
-            return retry!(self.try_receive_fifo(q, max, visibility_ms, &deliver))
+            return retry!(self.try_receive_fifo(q, max, visibility_ms, None, &deliver))
                 .map(|r| r.delivered);
         }
         let mut got = Vec::new();
@@ -841,8 +912,21 @@ impl PgStore {
         visibility_ms: i64,
         decide: &(dyn Fn(&Candidate) -> Decision + Sync),
     ) -> Result<Received, PgError> {
+        self.receive_attempt_with(q, max, visibility_ms, None, decide)
+            .await
+    }
+
+    /// [`PgStore::receive_with`], a FIFO receive recording what it delivers under `attempt`.
+    async fn receive_attempt_with(
+        &self,
+        q: &QueueRow,
+        max: usize,
+        visibility_ms: i64,
+        attempt: Option<Attempt<'_>>,
+        decide: &(dyn Fn(&Candidate) -> Decision + Sync),
+    ) -> Result<Received, PgError> {
         if q.fifo {
-            return retry!(self.try_receive_fifo(q, max, visibility_ms, decide));
+            return retry!(self.try_receive_fifo(q, max, visibility_ms, attempt, decide));
         }
         let mut out = Received::default();
         let start = rand::rng().random_range(0..q.partitions.max(1));
@@ -977,11 +1061,93 @@ impl PgStore {
         Ok(rows.iter().map(Self::row_to_claimed).collect())
     }
 
+    /// Answers a retry of `attempt` from what it handed out, if that is still in flight from
+    /// it (see [`PgStore::receive_wait_attempt`]): `None` when the receive must run instead.
+    async fn try_replay_attempt(
+        &self,
+        q: &QueueRow,
+        attempt: Attempt<'_>,
+        visibility_ms: i64,
+    ) -> Result<Option<Vec<Claimed>>, PgError> {
+        let mut c = self.pool.get().await;
+        let tx = c.transaction().await?;
+        let now: i64 = tx.query_one(&format!("SELECT {NOW}"), &[]).await?.get(0);
+        let Some(row) = tx
+            .query_opt(
+                "SELECT messages FROM redrive_receive_attempts
+                 WHERE queue_uid = $1 AND attempt_id = $2 AND expires_ms > $3
+                 FOR UPDATE",
+                &[&q.uid, &attempt.id, &now],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Ok(handed) = serde_json::from_str::<Vec<(i16, i64, i64, i64)>>(row.get(0)) else {
+            return Ok(None);
+        };
+        if handed.is_empty() {
+            return Ok(None);
+        }
+        // Unchanged since: still in flight under the attempt's claim and deadline.
+        for (part, seq, token, deadline) in &handed {
+            let unchanged = tx
+                .query_opt(
+                    "SELECT 1 FROM redrive_messages
+                     WHERE queue_uid = $1 AND part = $2 AND seq = $3 AND receipt_token = $4
+                       AND visible_at_ms = $5 AND visible_at_ms > $6
+                     FOR UPDATE",
+                    &[&q.uid, part, seq, token, deadline, &now],
+                )
+                .await?
+                .is_some();
+            if !unchanged {
+                return Ok(None);
+            }
+        }
+        let deadline = now + visibility_ms;
+        let mut out = Vec::with_capacity(handed.len());
+        for (part, seq, _, _) in &handed {
+            let row = tx
+                .query_one(
+                    "UPDATE redrive_messages SET visible_at_ms = $4
+                     WHERE queue_uid = $1 AND part = $2 AND seq = $3
+                     RETURNING *",
+                    &[&q.uid, part, seq, &deadline],
+                )
+                .await?;
+            out.push(Self::row_to_claimed(&row));
+        }
+        let mut groups: Vec<&str> = out.iter().filter_map(|m| m.group_id.as_deref()).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        for g in groups {
+            // The hold lasts as long as the group's latest in-flight deadline.
+            tx.execute(
+                "UPDATE redrive_fifo_groups SET locked_until_ms = coalesce(
+                    (SELECT max(visible_at_ms) FROM redrive_messages
+                     WHERE queue_uid = $1 AND group_id = $2 AND receive_count > 0
+                       AND visible_at_ms > $3), 0)
+                 WHERE queue_uid = $1 AND group_id = $2",
+                &[&q.uid, &g, &now],
+            )
+            .await?;
+        }
+        if visibility_ms <= 0 {
+            tx.execute("SELECT pg_notify($1, '')", &[&channel(q.uid)])
+                .await?;
+        }
+        record_attempt(&tx, q, attempt, now, &out).await?;
+        tx.commit().await?;
+        Ok(Some(out))
+    }
+
     async fn try_receive_fifo(
         &self,
         q: &QueueRow,
         max: usize,
         visibility_ms: i64,
+        attempt: Option<Attempt<'_>>,
         decide: &(dyn Fn(&Candidate) -> Decision + Sync),
     ) -> Result<Received, PgError> {
         let mut c = self.pool.get().await;
@@ -1113,6 +1279,11 @@ impl PgStore {
                 &[&q.uid, &group, &(now + visibility_ms)],
             )
             .await?;
+        }
+        if let Some(a) = attempt
+            && !out.delivered.is_empty()
+        {
+            record_attempt(&tx, q, a, now, &out.delivered).await?;
         }
         notify_moved(&tx, &out.moved).await?;
         tx.commit().await?;
@@ -1661,6 +1832,13 @@ impl PgStore {
             .await?;
         c.execute(
             &format!("DELETE FROM redrive_dedup WHERE queue_uid = $1 AND expires_ms <= {NOW}"),
+            &[&q.uid],
+        )
+        .await?;
+        c.execute(
+            &format!(
+                "DELETE FROM redrive_receive_attempts WHERE queue_uid = $1 AND expires_ms <= {NOW}"
+            ),
             &[&q.uid],
         )
         .await?;
