@@ -396,7 +396,21 @@ pub struct PgStore {
     pool: Pool,
     listener: Listener,
     poll: Duration,
+    /// Whether a standard queue holds messages with a `MessageGroupId` (a fair queue), per
+    /// queue uid, and when that was looked at (see [`PgStore::noisy_tenants`]).
+    tenants: parking_lot::Mutex<HashMap<i64, (bool, std::time::Instant)>>,
 }
+
+/// A fair queue's tenant is noisy (served after the quiet ones) when it holds more than 10 %
+/// of the queue's in-flight messages and at least 30 of its own (AWS's published thresholds,
+/// as the embedded store's `queue::NOISY_*`).
+const NOISY_MIN_IN_FLIGHT: i64 = 30;
+const NOISY_SHARE_PERCENT: i64 = 10;
+/// In-flight messages counted for the noisy check at most (AWS's in-flight limit of a
+/// standard queue).
+const NOISY_SCAN_CAP: i64 = 120_000;
+/// How long a standard queue's "fair or not" is believed before it is looked at again.
+const TENANT_PROBE: Duration = Duration::from_secs(1);
 
 const NOW: &str = "redrive_now_ms()";
 
@@ -461,6 +475,7 @@ impl PgStore {
                 channels,
             },
             poll: Duration::from_millis(DEFAULT_POLL_MS),
+            tenants: parking_lot::Mutex::default(),
         };
         {
             let mut c = store.pool.get().await;
@@ -929,18 +944,94 @@ impl PgStore {
             return retry!(self.try_receive_fifo(q, max, visibility_ms, attempt, decide));
         }
         let mut out = Received::default();
-        let start = rand::rng().random_range(0..q.partitions.max(1));
-        for i in 0..q.partitions {
-            if out.delivered.len() >= max {
-                break;
+        // Fair queues: the quiet tenants' messages first, over every partition; then, if
+        // there is room, the noisy tenants'.
+        let noisy = self.noisy_tenants(q).await?;
+        let passes: &[&[String]] = if noisy.is_empty() {
+            &[&[]]
+        } else {
+            &[&noisy, &[]]
+        };
+        for avoid in passes {
+            let start = rand::rng().random_range(0..q.partitions.max(1));
+            for i in 0..q.partitions {
+                if out.delivered.len() >= max {
+                    break;
+                }
+                let part = (start + i) % q.partitions;
+                let want = max - out.delivered.len();
+                let mut got =
+                    retry!(self.try_decide_partition(q, part, want, visibility_ms, avoid, decide))?;
+                out.delivered.append(&mut got.delivered);
+                out.moved.append(&mut got.moved);
             }
-            let part = (start + i) % q.partitions;
-            let want = max - out.delivered.len();
-            let mut got = retry!(self.try_decide_partition(q, part, want, visibility_ms, decide))?;
-            out.delivered.append(&mut got.delivered);
-            out.moved.append(&mut got.moved);
         }
         Ok(out)
+    }
+
+    /// A standard queue's noisy tenants right now (fair queues; the embedded store's rule):
+    /// those holding at least 30 in-flight messages and more than 10 % of the queue's. Counted
+    /// on the in-flight rows (`visible_at_ms > now` and received), at most 120,000 of them,
+    /// per receive of a fair queue. Whether a queue is fair (holds a message with a
+    /// `MessageGroupId`) is one index probe, believed for a second per server: queues that
+    /// are not fair pay that probe, not the count; a queue that just became fair is served
+    /// oldest first for up to that second.
+    async fn noisy_tenants(&self, q: &QueueRow) -> Result<Vec<String>, PgError> {
+        if q.fifo {
+            return Ok(Vec::new());
+        }
+        let known = self
+            .tenants
+            .lock()
+            .get(&q.uid)
+            .filter(|(_, at)| at.elapsed() < TENANT_PROBE)
+            .map(|(fair, _)| *fair);
+        let c = self.pool.get().await;
+        let fair = match known {
+            Some(fair) => fair,
+            None => {
+                let fair: bool = c
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM redrive_messages
+                                        WHERE queue_uid = $1 AND group_id IS NOT NULL)",
+                        &[&q.uid],
+                    )
+                    .await?
+                    .get(0);
+                self.tenants
+                    .lock()
+                    .insert(q.uid, (fair, std::time::Instant::now()));
+                fair
+            }
+        };
+        if !fair {
+            return Ok(Vec::new());
+        }
+        let parts: Vec<i16> = (0..q.partitions).collect();
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT group_id, count(*) FROM (
+                        SELECT group_id FROM redrive_messages
+                        WHERE queue_uid = $1 AND part = ANY($2) AND visible_at_ms > {NOW}
+                          AND receive_count > 0
+                        LIMIT $3) t
+                     GROUP BY group_id"
+                ),
+                &[&q.uid, &parts, &NOISY_SCAN_CAP],
+            )
+            .await?;
+        let counts: Vec<(Option<String>, i64)> =
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let total: i64 = counts.iter().map(|(_, n)| n).sum();
+        Ok(counts
+            .into_iter()
+            .filter_map(|(g, n)| {
+                (n >= NOISY_MIN_IN_FLIGHT && n * 100 > total * NOISY_SHARE_PERCENT)
+                    .then_some(g)
+                    .flatten()
+            })
+            .collect())
     }
 
     async fn try_decide_partition(
@@ -949,22 +1040,37 @@ impl PgStore {
         part: i16,
         max: usize,
         visibility_ms: i64,
+        avoid: &[String],
         decide: &(dyn Fn(&Candidate) -> Decision + Sync),
     ) -> Result<Received, PgError> {
         let mut c = self.pool.get().await;
         let tx = c.transaction().await?;
         let now: i64 = tx.query_one(&format!("SELECT {NOW}"), &[]).await?.get(0);
         // Moved messages do not count toward `max`: look a little further.
-        let rows = tx
-            .query(
+        let limit = (max * 2) as i64;
+        let rows = if avoid.is_empty() {
+            tx.query(
                 "SELECT seq, message_id, group_id, receive_count, sent_ms FROM redrive_messages
                  WHERE queue_uid = $1 AND part = $2 AND visible_at_ms <= $3
                  ORDER BY visible_at_ms, seq
                  LIMIT $4
                  FOR UPDATE SKIP LOCKED",
-                &[&q.uid, &part, &now, &((max * 2) as i64)],
+                &[&q.uid, &part, &now, &limit],
             )
-            .await?;
+            .await?
+        } else {
+            // A fair queue's first pass: the noisy tenants' messages are left for the second.
+            tx.query(
+                "SELECT seq, message_id, group_id, receive_count, sent_ms FROM redrive_messages
+                 WHERE queue_uid = $1 AND part = $2 AND visible_at_ms <= $3
+                   AND (group_id IS NULL OR NOT (group_id = ANY($5)))
+                 ORDER BY visible_at_ms, seq
+                 LIMIT $4
+                 FOR UPDATE SKIP LOCKED",
+                &[&q.uid, &part, &now, &limit, &avoid],
+            )
+            .await?
+        };
         let mut out = Received::default();
         for r in rows {
             if out.delivered.len() >= max {
