@@ -94,10 +94,13 @@ pub struct Candidate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Deliver,
-    /// The DLQ move: to `queue`, with `source_arn` as `DeadLetterQueueSourceArn`.
+    /// The DLQ move: to `queue`, with `source_arn` as `DeadLetterQueueSourceArn` and, when
+    /// `dedup_id` is set, that deduplication id shown on the moved copy
+    /// ([`crate::messages::dead_letter_dedup_id`]).
     MoveTo {
         queue: Box<SharedQueue>,
         source_arn: String,
+        dedup_id: Option<String>,
     },
     /// Left as it is (a FIFO group stops there).
     Skip,
@@ -110,12 +113,18 @@ pub trait Decide: Sync {
 }
 
 /// A receive's parameters (validated).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceiveSpec {
     pub max: usize,
     pub visibility_ms: u64,
     /// Long polling: how long to wait for a message when none is there.
     pub wait_ms: u64,
+    /// FIFO only: the `ReceiveRequestAttemptId`. A retry with it within the deduplication
+    /// interval (5 minutes), while every message it returned is still in flight from it
+    /// (receipt and visibility deadline unchanged), returns the same messages and receipt
+    /// handles and restarts their visibility timeout; otherwise it is a new receive, which
+    /// the id then names.
+    pub attempt_id: Option<String>,
 }
 
 /// A delivered message, in flight under `claim`.

@@ -821,7 +821,9 @@ impl Engine {
         rec.dead_lettered_ms = Some(now);
         if dst.settings.fifo {
             rec.enqueued_ms = now;
-            rec.dedup_id = Some(rec.message_id.clone());
+        }
+        if let Some(d) = dead_letter_dedup_id(dst.settings.fifo, &rec.message_id) {
+            rec.dedup_id = Some(d);
         }
         muts.push(Mutation::PutMessage(rec.clone()));
         self.note_dead_letter(&rec, now);
@@ -1115,4 +1117,12 @@ pub(crate) fn batch_error(id: String, e: &SqsError) -> BatchResultErrorEntry {
         code: e.code.query_code().to_string(),
         message: Some(e.message.clone()),
     }
+}
+
+/// The deduplication id of a message's copy in its dead-letter queue (the DLQ move, embedded
+/// and shared stores alike): in a FIFO DLQ, the message's own id (AWS shows the MessageId as
+/// the dead-lettered copy's `MessageDeduplicationId`, whatever the source's was); in a standard
+/// DLQ, unchanged (`None`).
+pub fn dead_letter_dedup_id(dlq_fifo: bool, message_id: &str) -> Option<String> {
+    dlq_fifo.then(|| message_id.to_string())
 }

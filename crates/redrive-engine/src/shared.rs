@@ -52,6 +52,7 @@ impl Decide for Option<DlqRule> {
             Some(rule) if c.receive_count >= rule.max_receive_count => Decision::MoveTo {
                 queue: rule.dlq.clone(),
                 source_arn: rule.source_arn.clone(),
+                dedup_id: crate::messages::dead_letter_dedup_id(rule.dlq.fifo, &c.message_id),
             },
             _ => Decision::Deliver,
         }
@@ -625,6 +626,10 @@ impl Engine {
                     max,
                     visibility_ms: visibility * 1000,
                     wait_ms: wait * 1000,
+                    attempt_id: q
+                        .fifo
+                        .then(|| input.receive_request_attempt_id.clone())
+                        .flatten(),
                 },
                 &rule,
             )

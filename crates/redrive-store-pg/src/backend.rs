@@ -336,19 +336,29 @@ impl QueueBackend for PgBackend {
                 }) {
                     eb::Decision::Deliver => Decision::Deliver,
                     eb::Decision::Skip => Decision::Skip,
-                    eb::Decision::MoveTo { queue, source_arn } => Decision::MoveTo {
+                    eb::Decision::MoveTo {
+                        queue,
+                        source_arn,
+                        dedup_id,
+                    } => Decision::MoveTo {
                         queue: to_row(&queue),
                         source_arn,
+                        dedup_id,
                     },
                 }
             };
+            let attempt = spec.attempt_id.as_deref().map(|id| crate::Attempt {
+                id,
+                window_ms: redrive_core::limits::DEDUP_INTERVAL_MS as i64,
+            });
             let got = self
                 .store
-                .receive_wait_with(
+                .receive_wait_attempt(
                     &to_row(q),
                     spec.max,
                     spec.visibility_ms as i64,
                     Duration::from_millis(spec.wait_ms),
+                    attempt,
                     &ask,
                 )
                 .await

@@ -153,13 +153,23 @@ pub enum Decision {
     Deliver,
     /// The DLQ move: the message leaves for `queue` (keeping its id, body, attributes and
     /// receive count), visible there at once, with `source_arn` as its
-    /// `DeadLetterQueueSourceArn`.
+    /// `DeadLetterQueueSourceArn`; with `dedup_id`, the copy's shown deduplication id becomes
+    /// that (key `d` of the `attributes` document `PgBackend` writes).
     MoveTo {
         queue: QueueRow,
         source_arn: String,
+        dedup_id: Option<String>,
     },
     /// Left as it is (still visible).
     Skip,
+}
+
+/// A FIFO receive's `ReceiveRequestAttemptId` and how long a retry of it is answered from what
+/// it handed out (see [`PgStore::receive_wait_attempt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt<'a> {
+    pub id: &'a str,
+    pub window_ms: i64,
 }
 
 /// A message offered to [`Decision`]-making, before this receive counts.
@@ -294,6 +304,7 @@ async fn move_to_dlq(
     candidate: &Candidate,
     dlq: &QueueRow,
     source_arn: &str,
+    dedup_id: Option<&str>,
     now: i64,
 ) -> Result<bool, PgError> {
     if let Some(g) = &candidate.group_id
@@ -316,7 +327,10 @@ async fn move_to_dlq(
                 receipt_token = 0,
                 group_id = CASE WHEN $8 THEN group_id ELSE NULL END,
                 dead_letter_source = $7,
-                dead_lettered_ms = $6
+                dead_lettered_ms = $6,
+                attributes = CASE WHEN $9::text IS NULL THEN attributes
+                    ELSE convert_to(jsonb_set(convert_from(attributes, 'UTF8')::jsonb,
+                                              '{d}', to_jsonb($9::text))::text, 'UTF8') END
              FROM (SELECT nextval('redrive_message_seq') AS s) n
              WHERE queue_uid = $1 AND part = $2 AND seq = $3 AND visible_at_ms <= $6",
             &[
@@ -328,10 +342,36 @@ async fn move_to_dlq(
                 &now,
                 &source_arn,
                 &dlq.fifo,
+                &dedup_id,
             ],
         )
         .await?;
     Ok(moved == 1)
+}
+
+/// Records what a FIFO receive attempt handed out (replacing an earlier record of the id), in
+/// the transaction that claimed it: `[part, seq, receipt token, deadline]` per message.
+async fn record_attempt(
+    tx: &Tx<'_>,
+    q: &QueueRow,
+    attempt: Attempt<'_>,
+    now: i64,
+    delivered: &[Claimed],
+) -> Result<(), PgError> {
+    let handed: Vec<(i16, i64, i64, i64)> = delivered
+        .iter()
+        .map(|m| (m.claim.part, m.claim.seq, m.claim.token, m.visible_at_ms))
+        .collect();
+    let messages = serde_json::to_string(&handed).unwrap_or_else(|_| "[]".into());
+    tx.execute(
+        "INSERT INTO redrive_receive_attempts (queue_uid, attempt_id, expires_ms, messages)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (queue_uid, attempt_id)
+         DO UPDATE SET expires_ms = EXCLUDED.expires_ms, messages = EXCLUDED.messages",
+        &[&q.uid, &attempt.id, &(now + attempt.window_ms), &messages],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Wakes the long polls of every queue that received moved messages (once per queue).
@@ -356,7 +396,21 @@ pub struct PgStore {
     pool: Pool,
     listener: Listener,
     poll: Duration,
+    /// Whether a standard queue holds messages with a `MessageGroupId` (a fair queue), per
+    /// queue uid, and when that was looked at (see [`PgStore::noisy_tenants`]).
+    tenants: parking_lot::Mutex<HashMap<i64, (bool, std::time::Instant)>>,
 }
+
+/// A fair queue's tenant is noisy (served after the quiet ones) when it holds more than 10 %
+/// of the queue's in-flight messages and at least 30 of its own (AWS's published thresholds,
+/// as the embedded store's `queue::NOISY_*`).
+const NOISY_MIN_IN_FLIGHT: i64 = 30;
+const NOISY_SHARE_PERCENT: i64 = 10;
+/// In-flight messages counted for the noisy check at most (AWS's in-flight limit of a
+/// standard queue).
+const NOISY_SCAN_CAP: i64 = 120_000;
+/// How long a standard queue's "fair or not" is believed before it is looked at again.
+const TENANT_PROBE: Duration = Duration::from_secs(1);
 
 const NOW: &str = "redrive_now_ms()";
 
@@ -421,6 +475,7 @@ impl PgStore {
                 channels,
             },
             poll: Duration::from_millis(DEFAULT_POLL_MS),
+            tenants: parking_lot::Mutex::default(),
         };
         {
             let mut c = store.pool.get().await;
@@ -479,6 +534,35 @@ impl PgStore {
         wait: Duration,
         decide: &(dyn Fn(&Candidate) -> Decision + Sync),
     ) -> Result<Received, PgError> {
+        self.receive_wait_attempt(q, max, visibility_ms, wait, None, decide)
+            .await
+    }
+
+    /// [`PgStore::receive_wait_with`] with a FIFO queue's receive attempt: when `attempt` was
+    /// recorded less than its window ago and every message it handed out is still in flight
+    /// from it (receipt token and visibility deadline unchanged), the same messages come back
+    /// under the same claims, their visibility restarted (receive counts unchanged).
+    /// Otherwise the receive runs, and what it delivers is recorded under the attempt id in
+    /// its claiming transaction, so a retry reaching another server is answered the same.
+    /// Ignored for standard queues.
+    pub async fn receive_wait_attempt(
+        &self,
+        q: &QueueRow,
+        max: usize,
+        visibility_ms: i64,
+        wait: Duration,
+        attempt: Option<Attempt<'_>>,
+        decide: &(dyn Fn(&Candidate) -> Decision + Sync),
+    ) -> Result<Received, PgError> {
+        let attempt = attempt.filter(|_| q.fifo);
+        if let Some(a) = attempt
+            && let Some(delivered) = retry!(self.try_replay_attempt(q, a, visibility_ms))?
+        {
+            return Ok(Received {
+                delivered,
+                moved: Vec::new(),
+            });
+        }
         let deadline = tokio::time::Instant::now() + wait;
         let wake = if wait.is_zero() {
             None
@@ -488,12 +572,16 @@ impl PgStore {
         loop {
             // Registered before the receive: a send committed in between still wakes us.
             let Some(wake) = &wake else {
-                return self.receive_with(q, max, visibility_ms, decide).await;
+                return self
+                    .receive_attempt_with(q, max, visibility_ms, attempt, decide)
+                    .await;
             };
             let notified = wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let got = self.receive_with(q, max, visibility_ms, decide).await?;
+            let got = self
+                .receive_attempt_with(q, max, visibility_ms, attempt, decide)
+                .await?;
             let now = tokio::time::Instant::now();
             if !got.delivered.is_empty() || now >= deadline {
                 return Ok(got);
@@ -679,6 +767,11 @@ impl PgStore {
             &[&q.uid],
         )
         .await?;
+        tx.execute(
+            "DELETE FROM redrive_receive_attempts WHERE queue_uid = $1",
+            &[&q.uid],
+        )
+        .await?;
         if drop_queue {
             tx.execute("DELETE FROM redrive_queues WHERE uid = $1", &[&q.uid])
                 .await?;
@@ -817,7 +910,7 @@ impl PgStore {
     ) -> Result<Vec<Claimed>, PgError> {
         if q.fifo {
             let deliver = |_: &Candidate| Decision::Deliver;
-            return retry!(self.try_receive_fifo(q, max, visibility_ms, &deliver))
+            return retry!(self.try_receive_fifo(q, max, visibility_ms, None, &deliver))
                 .map(|r| r.delivered);
         }
         let mut got = Vec::new();
@@ -844,22 +937,111 @@ impl PgStore {
         visibility_ms: i64,
         decide: &(dyn Fn(&Candidate) -> Decision + Sync),
     ) -> Result<Received, PgError> {
+        self.receive_attempt_with(q, max, visibility_ms, None, decide)
+            .await
+    }
+
+    /// [`PgStore::receive_with`], a FIFO receive recording what it delivers under `attempt`.
+    async fn receive_attempt_with(
+        &self,
+        q: &QueueRow,
+        max: usize,
+        visibility_ms: i64,
+        attempt: Option<Attempt<'_>>,
+        decide: &(dyn Fn(&Candidate) -> Decision + Sync),
+    ) -> Result<Received, PgError> {
         if q.fifo {
-            return retry!(self.try_receive_fifo(q, max, visibility_ms, decide));
+            return retry!(self.try_receive_fifo(q, max, visibility_ms, attempt, decide));
         }
         let mut out = Received::default();
-        let start = rand::rng().random_range(0..q.partitions.max(1));
-        for i in 0..q.partitions {
-            if out.delivered.len() >= max {
-                break;
+        // Fair queues: the quiet tenants' messages first, over every partition; then, if
+        // there is room, the noisy tenants'.
+        let noisy = self.noisy_tenants(q).await?;
+        let passes: &[&[String]] = if noisy.is_empty() {
+            &[&[]]
+        } else {
+            &[&noisy, &[]]
+        };
+        for avoid in passes {
+            let start = rand::rng().random_range(0..q.partitions.max(1));
+            for i in 0..q.partitions {
+                if out.delivered.len() >= max {
+                    break;
+                }
+                let part = (start + i) % q.partitions;
+                let want = max - out.delivered.len();
+                let mut got =
+                    retry!(self.try_decide_partition(q, part, want, visibility_ms, avoid, decide))?;
+                out.delivered.append(&mut got.delivered);
+                out.moved.append(&mut got.moved);
             }
-            let part = (start + i) % q.partitions;
-            let want = max - out.delivered.len();
-            let mut got = retry!(self.try_decide_partition(q, part, want, visibility_ms, decide))?;
-            out.delivered.append(&mut got.delivered);
-            out.moved.append(&mut got.moved);
         }
         Ok(out)
+    }
+
+    /// A standard queue's noisy tenants right now (fair queues; the embedded store's rule):
+    /// those holding at least 30 in-flight messages and more than 10 % of the queue's. Counted
+    /// on the in-flight rows (`visible_at_ms > now` and received), at most 120,000 of them,
+    /// per receive of a fair queue. Whether a queue is fair (holds a message with a
+    /// `MessageGroupId`) is one index probe, believed for a second per server: queues that
+    /// are not fair pay that probe, not the count; a queue that just became fair is served
+    /// oldest first for up to that second.
+    async fn noisy_tenants(&self, q: &QueueRow) -> Result<Vec<String>, PgError> {
+        if q.fifo {
+            return Ok(Vec::new());
+        }
+        let known = self
+            .tenants
+            .lock()
+            .get(&q.uid)
+            .filter(|(_, at)| at.elapsed() < TENANT_PROBE)
+            .map(|(fair, _)| *fair);
+        let c = self.pool.get().await;
+        let fair = match known {
+            Some(fair) => fair,
+            None => {
+                let fair: bool = c
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM redrive_messages
+                                        WHERE queue_uid = $1 AND group_id IS NOT NULL)",
+                        &[&q.uid],
+                    )
+                    .await?
+                    .get(0);
+                self.tenants
+                    .lock()
+                    .insert(q.uid, (fair, std::time::Instant::now()));
+                fair
+            }
+        };
+        if !fair {
+            return Ok(Vec::new());
+        }
+        let parts: Vec<i16> = (0..q.partitions).collect();
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT group_id, count(*) FROM (
+                        SELECT group_id FROM redrive_messages
+                        WHERE queue_uid = $1 AND part = ANY($2) AND visible_at_ms > {NOW}
+                          AND receive_count > 0
+                        LIMIT $3) t
+                     GROUP BY group_id"
+                ),
+                &[&q.uid, &parts, &NOISY_SCAN_CAP],
+            )
+            .await?;
+        let counts: Vec<(Option<String>, i64)> =
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let total: i64 = counts.iter().map(|(_, n)| n).sum();
+        Ok(counts
+            .into_iter()
+            .filter_map(|(g, n)| {
+                (n >= NOISY_MIN_IN_FLIGHT && n * 100 > total * NOISY_SHARE_PERCENT)
+                    .then_some(g)
+                    .flatten()
+            })
+            .collect())
     }
 
     async fn try_decide_partition(
@@ -868,22 +1050,37 @@ impl PgStore {
         part: i16,
         max: usize,
         visibility_ms: i64,
+        avoid: &[String],
         decide: &(dyn Fn(&Candidate) -> Decision + Sync),
     ) -> Result<Received, PgError> {
         let mut c = self.pool.get().await;
         let tx = c.transaction().await?;
         let now: i64 = tx.query_one(&format!("SELECT {NOW}"), &[]).await?.get(0);
         // Moved messages do not count toward `max`: look a little further.
-        let rows = tx
-            .query(
+        let limit = (max * 2) as i64;
+        let rows = if avoid.is_empty() {
+            tx.query(
                 "SELECT seq, message_id, group_id, receive_count, sent_ms FROM redrive_messages
                  WHERE queue_uid = $1 AND part = $2 AND visible_at_ms <= $3
                  ORDER BY visible_at_ms, seq
                  LIMIT $4
                  FOR UPDATE SKIP LOCKED",
-                &[&q.uid, &part, &now, &((max * 2) as i64)],
+                &[&q.uid, &part, &now, &limit],
             )
-            .await?;
+            .await?
+        } else {
+            // A fair queue's first pass: the noisy tenants' messages are left for the second.
+            tx.query(
+                "SELECT seq, message_id, group_id, receive_count, sent_ms FROM redrive_messages
+                 WHERE queue_uid = $1 AND part = $2 AND visible_at_ms <= $3
+                   AND (group_id IS NULL OR NOT (group_id = ANY($5)))
+                 ORDER BY visible_at_ms, seq
+                 LIMIT $4
+                 FOR UPDATE SKIP LOCKED",
+                &[&q.uid, &part, &now, &limit, &avoid],
+            )
+            .await?
+        };
         let mut out = Received::default();
         for r in rows {
             if out.delivered.len() >= max {
@@ -916,8 +1113,24 @@ impl PgStore {
                         out.delivered.push(Self::row_to_claimed(&row));
                     }
                 }
-                Decision::MoveTo { queue, source_arn } => {
-                    if move_to_dlq(&tx, q, part, seq, &candidate, &queue, &source_arn, now).await? {
+                Decision::MoveTo {
+                    queue,
+                    source_arn,
+                    dedup_id,
+                } => {
+                    if move_to_dlq(
+                        &tx,
+                        q,
+                        part,
+                        seq,
+                        &candidate,
+                        &queue,
+                        &source_arn,
+                        dedup_id.as_deref(),
+                        now,
+                    )
+                    .await?
+                    {
                         out.moved.push((candidate.message_id, queue.uid));
                     }
                 }
@@ -964,11 +1177,93 @@ impl PgStore {
         Ok(rows.iter().map(Self::row_to_claimed).collect())
     }
 
+    /// Answers a retry of `attempt` from what it handed out, if that is still in flight from
+    /// it (see [`PgStore::receive_wait_attempt`]): `None` when the receive must run instead.
+    async fn try_replay_attempt(
+        &self,
+        q: &QueueRow,
+        attempt: Attempt<'_>,
+        visibility_ms: i64,
+    ) -> Result<Option<Vec<Claimed>>, PgError> {
+        let mut c = self.pool.get().await;
+        let tx = c.transaction().await?;
+        let now: i64 = tx.query_one(&format!("SELECT {NOW}"), &[]).await?.get(0);
+        let Some(row) = tx
+            .query_opt(
+                "SELECT messages FROM redrive_receive_attempts
+                 WHERE queue_uid = $1 AND attempt_id = $2 AND expires_ms > $3
+                 FOR UPDATE",
+                &[&q.uid, &attempt.id, &now],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Ok(handed) = serde_json::from_str::<Vec<(i16, i64, i64, i64)>>(row.get(0)) else {
+            return Ok(None);
+        };
+        if handed.is_empty() {
+            return Ok(None);
+        }
+        // Unchanged since: still in flight under the attempt's claim and deadline.
+        for (part, seq, token, deadline) in &handed {
+            let unchanged = tx
+                .query_opt(
+                    "SELECT 1 FROM redrive_messages
+                     WHERE queue_uid = $1 AND part = $2 AND seq = $3 AND receipt_token = $4
+                       AND visible_at_ms = $5 AND visible_at_ms > $6
+                     FOR UPDATE",
+                    &[&q.uid, part, seq, token, deadline, &now],
+                )
+                .await?
+                .is_some();
+            if !unchanged {
+                return Ok(None);
+            }
+        }
+        let deadline = now + visibility_ms;
+        let mut out = Vec::with_capacity(handed.len());
+        for (part, seq, _, _) in &handed {
+            let row = tx
+                .query_one(
+                    "UPDATE redrive_messages SET visible_at_ms = $4
+                     WHERE queue_uid = $1 AND part = $2 AND seq = $3
+                     RETURNING *",
+                    &[&q.uid, part, seq, &deadline],
+                )
+                .await?;
+            out.push(Self::row_to_claimed(&row));
+        }
+        let mut groups: Vec<&str> = out.iter().filter_map(|m| m.group_id.as_deref()).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        for g in groups {
+            // The hold lasts as long as the group's latest in-flight deadline.
+            tx.execute(
+                "UPDATE redrive_fifo_groups SET locked_until_ms = coalesce(
+                    (SELECT max(visible_at_ms) FROM redrive_messages
+                     WHERE queue_uid = $1 AND group_id = $2 AND receive_count > 0
+                       AND visible_at_ms > $3), 0)
+                 WHERE queue_uid = $1 AND group_id = $2",
+                &[&q.uid, &g, &now],
+            )
+            .await?;
+        }
+        if visibility_ms <= 0 {
+            tx.execute("SELECT pg_notify($1, '')", &[&channel(q.uid)])
+                .await?;
+        }
+        record_attempt(&tx, q, attempt, now, &out).await?;
+        tx.commit().await?;
+        Ok(Some(out))
+    }
+
     async fn try_receive_fifo(
         &self,
         q: &QueueRow,
         max: usize,
         visibility_ms: i64,
+        attempt: Option<Attempt<'_>>,
         decide: &(dyn Fn(&Candidate) -> Decision + Sync),
     ) -> Result<Received, PgError> {
         let mut c = self.pool.get().await;
@@ -1055,9 +1350,23 @@ impl PgStore {
                             gave = true;
                             break;
                         }
-                        Decision::MoveTo { queue, source_arn } => {
-                            if move_to_dlq(&tx, q, part, seq, &candidate, &queue, &source_arn, now)
-                                .await?
+                        Decision::MoveTo {
+                            queue,
+                            source_arn,
+                            dedup_id,
+                        } => {
+                            if move_to_dlq(
+                                &tx,
+                                q,
+                                part,
+                                seq,
+                                &candidate,
+                                &queue,
+                                &source_arn,
+                                dedup_id.as_deref(),
+                                now,
+                            )
+                            .await?
                             {
                                 out.moved.push((candidate.message_id, queue.uid));
                             }
@@ -1086,6 +1395,11 @@ impl PgStore {
                 &[&q.uid, &group, &(now + visibility_ms)],
             )
             .await?;
+        }
+        if let Some(a) = attempt
+            && !out.delivered.is_empty()
+        {
+            record_attempt(&tx, q, a, now, &out.delivered).await?;
         }
         notify_moved(&tx, &out.moved).await?;
         tx.commit().await?;
@@ -1634,6 +1948,13 @@ impl PgStore {
             .await?;
         c.execute(
             &format!("DELETE FROM redrive_dedup WHERE queue_uid = $1 AND expires_ms <= {NOW}"),
+            &[&q.uid],
+        )
+        .await?;
+        c.execute(
+            &format!(
+                "DELETE FROM redrive_receive_attempts WHERE queue_uid = $1 AND expires_ms <= {NOW}"
+            ),
             &[&q.uid],
         )
         .await?;

@@ -12,7 +12,7 @@ use aws_sigv4::http_request::{
     SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
 };
 use aws_sigv4::sign::v4::SigningParams;
-use redrive_server::{Auth, Server, ServerConfig};
+use redrive_server::{Auth, ServerConfig};
 
 use crate::common::*;
 
@@ -20,7 +20,7 @@ const AKID: &str = "AKIDREDRIVE";
 const SECRET: &str = "s3cr3t/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
 async fn auth_server() -> TestServer {
-    let server = Server::bind(ServerConfig {
+    TestServer::start_with(ServerConfig {
         port: 0,
         auth: Auth::SigV4 {
             keys: BTreeMap::from([(AKID.to_string(), SECRET.to_string())]),
@@ -28,12 +28,11 @@ async fn auth_server() -> TestServer {
         ..Default::default()
     })
     .await
-    .unwrap();
-    TestServer::from_server(server)
 }
 
 fn client(ts: &TestServer, akid: &str, secret: &str) -> Client {
-    let config = aws_sdk_sqs::Config::builder()
+    let config = ts
+        .sdk_config(aws_sdk_sqs::Config::builder())
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .endpoint_url(&ts.base)
@@ -214,25 +213,22 @@ async fn query_forms_and_presigned_urls_are_verified() {
     let forged = u.replace("hi%20there", "forged");
     let (status, body) = send(&ts, "GET", &forged, &h, b"").await;
     assert_eq!(status, 403, "{body}");
-    assert_eq!(ts.signed_counts("q1").await, 1);
+    assert_eq!(signed_counts(&ts, "q1").await, 1);
 }
 
-impl TestServer {
-    /// `counts` through a signed client (the harness client is unsigned-by-our-keys).
-    async fn signed_counts(&self, name: &str) -> usize {
-        let c = client(self, AKID, SECRET);
-        let a = c
-            .get_queue_attributes()
-            .queue_url(self.queue_url(name))
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .unwrap();
-        a.attributes().unwrap()
-            [&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages]
-            .parse()
-            .unwrap()
-    }
+/// `counts` through a signed client (the harness client is unsigned-by-our-keys).
+async fn signed_counts(ts: &TestServer, name: &str) -> usize {
+    let c = client(ts, AKID, SECRET);
+    let a = c
+        .get_queue_attributes()
+        .queue_url(ts.queue_url(name))
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap();
+    a.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages]
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -284,5 +280,5 @@ async fn extension_api_needs_a_signature_too() {
     let (status, body) = send(&ts, "POST", &u, &h, json).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"dryRun\":true"), "{body}");
-    assert_eq!(ts.signed_counts("x").await, 0);
+    assert_eq!(signed_counts(&ts, "x").await, 0);
 }

@@ -27,6 +27,10 @@ pub struct TestServer {
     pub base: String,
     pub client: Client,
     pub http: reqwest::Client,
+    /// `services::blackbox::…`: the second server's base URL; [`TestServer::raw`] requests
+    /// alternate between the two (the first's `Host` kept, as a load balancer keeps it).
+    pub second: Option<String>,
+    raw_turn: std::sync::atomic::AtomicUsize,
 }
 
 /// Serves `engine` on `127.0.0.1:<ephemeral>` until the returned sender fires (or is dropped):
@@ -62,17 +66,35 @@ pub async fn serve_engine(
 
 impl TestServer {
     pub async fn start() -> TestServer {
-        // `services::blackbox::…`: the same test against two servers on PostgreSQL.
-        if let Some(shared) = crate::services::blackbox::shared_pair().await {
-            return shared;
-        }
-        let server = Server::bind(ServerConfig {
+        Self::start_with(ServerConfig {
             port: 0,
             ..Default::default()
         })
         .await
-        .expect("bind test server");
+    }
+
+    /// A server with `config` (its storage aside, in `services::blackbox::…`: there, the same
+    /// test runs against two servers with `config` on PostgreSQL).
+    pub async fn start_with(config: ServerConfig) -> TestServer {
+        if let Some(shared) = crate::services::blackbox::shared_pair(config.clone()).await {
+            return shared;
+        }
+        let server = Server::bind(config).await.expect("bind test server");
         Self::from_server(server)
+    }
+
+    /// `builder` for an SDK client of this server: in `services::blackbox::…`, its requests
+    /// alternate between the two servers as [`TestServer::client`]'s do.
+    pub fn sdk_config(
+        &self,
+        builder: aws_sdk_sqs::config::Builder,
+    ) -> aws_sdk_sqs::config::Builder {
+        match &self.second {
+            Some(second) => {
+                crate::services::blackbox::alternate(builder, self.addr.to_string(), second)
+            }
+            None => builder,
+        }
     }
 
     /// Serves `server` on the test's runtime and connects clients to it.
@@ -97,6 +119,8 @@ impl TestServer {
                 .build()
                 .expect("reqwest client"),
             base,
+            second: None,
+            raw_turn: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -213,9 +237,17 @@ impl TestServer {
         body: Vec<u8>,
     ) -> (u16, HeaderMap, String) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self
-            .http
-            .request(method, format!("{}{path_and_query}", self.base));
+        let turn = self
+            .raw_turn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = match &self.second {
+            Some(second) if turn % 2 == 1 => second,
+            _ => &self.base,
+        };
+        let mut req = self.http.request(method, format!("{base}{path_and_query}"));
+        if base != &self.base && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            req = req.header("host", self.addr.to_string());
+        }
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }

@@ -25,14 +25,12 @@ fn short_limits() -> HttpLimits {
 }
 
 async fn start_with(limits: HttpLimits) -> TestServer {
-    let server = Server::bind(ServerConfig {
+    TestServer::start_with(ServerConfig {
         port: 0,
         http: limits,
         ..Default::default()
     })
     .await
-    .expect("bind test server");
-    TestServer::from_server(server)
 }
 
 /// How many slow and idle connections each the process can hold: every connection costs two
@@ -458,7 +456,7 @@ async fn json_requests_need_the_json_1_0_content_type() {
 #[tokio::test]
 async fn graceful_shutdown_finishes_a_long_poll_and_stops_accepting() {
     // Idle connections would close on their own only after 60 s.
-    let server = Server::bind(ServerConfig {
+    let config = crate::services::blackbox::shared_config(ServerConfig {
         port: 0,
         http: HttpLimits {
             idle_timeout: Duration::from_secs(60),
@@ -466,8 +464,8 @@ async fn graceful_shutdown_finishes_a_long_poll_and_stops_accepting() {
         },
         ..Default::default()
     })
-    .await
-    .unwrap();
+    .await;
+    let server = Server::bind(config).await.unwrap();
     let addr = server.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.serve(async {

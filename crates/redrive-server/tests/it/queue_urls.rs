@@ -5,23 +5,22 @@
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::retry::RetryConfig;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
-use redrive_server::{QueueUrlStyle, Server, ServerConfig};
+use redrive_server::{QueueUrlStyle, ServerConfig};
 
 use crate::common::*;
 
 async fn server(style: QueueUrlStyle) -> TestServer {
-    let server = Server::bind(ServerConfig {
+    TestServer::start_with(ServerConfig {
         port: 0,
         queue_url_style: style,
         ..Default::default()
     })
     .await
-    .unwrap();
-    TestServer::from_server(server)
 }
 
 fn client_in(ts: &TestServer, region: &str) -> Client {
-    let config = aws_sdk_sqs::Config::builder()
+    let config = ts
+        .sdk_config(aws_sdk_sqs::Config::builder())
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
         .endpoint_url(&ts.base)

@@ -3,7 +3,8 @@
 //! [`crate::common::TestServer::start`] starts two `--store postgres://` servers on a fresh
 //! schema and gives a client whose requests alternate between them, the `Host` kept as a load
 //! balancer keeps it (see [`shared_pair`]).
-//! Raw-HTTP requests (Query protocol, malformed input) go to the first server.
+//! Raw-HTTP requests (Query protocol, malformed input) alternate too, and so do the SDK clients
+//! a test builds itself through [`crate::common::TestServer::sdk_config`].
 //!
 //! Tests of behaviour the shared store does not have yet are excluded in
 //! `.config/nextest.toml` (profile `services`), each with its reason.
@@ -22,10 +23,14 @@ use crate::common::TestServer;
 mod attribute_fidelity;
 #[path = "../attributes.rs"]
 mod attributes;
+#[path = "../auth.rs"]
+mod auth;
 #[path = "../batches.rs"]
 mod batches;
 #[path = "../dlq.rs"]
 mod dlq;
+#[path = "../edge.rs"]
+mod edge;
 #[path = "../fifo.rs"]
 mod fifo;
 #[path = "../fifo_groups.rs"]
@@ -34,12 +39,18 @@ mod fifo_groups;
 mod fifo_rules;
 #[path = "../json_error_names.rs"]
 mod json_error_names;
+#[path = "../malformed.rs"]
+mod malformed;
 #[path = "../messages.rs"]
 mod messages;
 #[path = "../move_tasks.rs"]
 mod move_tasks;
+#[path = "../query_get.rs"]
+mod query_get;
 #[path = "../query_protocol.rs"]
 mod query_protocol;
+#[path = "../queue_urls.rs"]
+mod queue_urls;
 #[path = "../queues.rs"]
 mod queues;
 #[path = "../receipts.rs"]
@@ -77,29 +88,70 @@ impl Intercept for Alternate {
     }
 }
 
-/// Two shared-store servers and an alternating client, when the running test is one of this
-/// module's (libtest names each test's thread after the test); `None` otherwise.
-pub async fn shared_pair() -> Option<TestServer> {
-    let name = std::thread::current().name()?.to_string();
-    if !name.starts_with("services::blackbox::") {
-        return None;
-    }
+/// `builder` with requests alternating between `first` and `second` (`host:port` each).
+pub fn alternate(
+    builder: aws_sdk_sqs::config::Builder,
+    first: String,
+    second: &str,
+) -> aws_sdk_sqs::config::Builder {
+    builder.interceptor(Alternate {
+        first,
+        second: second.trim_start_matches("http://").to_string(),
+        next: AtomicUsize::new(0),
+    })
+}
+
+/// Whether the running test is one of this module's (libtest names each test's thread after
+/// the test).
+fn in_blackbox() -> bool {
+    std::thread::current()
+        .name()
+        .is_some_and(|name| name.starts_with("services::blackbox::"))
+}
+
+/// A shared-store backend on a fresh schema (each server of a test connects to the same one).
+async fn backend(schema: &str) -> Storage {
     let url = std::env::var("REDRIVE_TEST_POSTGRES_URL").expect(
         "REDRIVE_TEST_POSTGRES_URL is not set: `source tests/services/start.sh` first (the `services` nextest profile)",
     );
-    let schema = format!(
+    let backend = PgBackend::connect(&url, Some(schema), 3)
+        .await
+        .expect("connect to PostgreSQL");
+    Storage::Shared(SharedStore(Arc::new(backend)))
+}
+
+fn fresh_schema() -> String {
+    format!(
         "bb_{}",
         uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
-    );
+    )
+}
+
+/// `config` on a fresh PostgreSQL schema when the running test is one of this module's (for
+/// tests that start and stop one server themselves); `config` unchanged otherwise.
+pub async fn shared_config(config: ServerConfig) -> ServerConfig {
+    if !in_blackbox() {
+        return config;
+    }
+    ServerConfig {
+        storage: backend(&fresh_schema()).await,
+        ..config
+    }
+}
+
+/// Two shared-store servers with `config` (its storage replaced) and an alternating client,
+/// when the running test is one of this module's; `None` otherwise.
+pub async fn shared_pair(config: ServerConfig) -> Option<TestServer> {
+    if !in_blackbox() {
+        return None;
+    }
+    let schema = fresh_schema();
     let mut servers = Vec::new();
     for _ in 0..2 {
-        let backend = PgBackend::connect(&url, Some(&schema), 3)
-            .await
-            .expect("connect to PostgreSQL");
         let server = Server::bind(ServerConfig {
             port: 0,
-            storage: Storage::Shared(SharedStore(Arc::new(backend))),
-            ..Default::default()
+            storage: backend(&schema).await,
+            ..config.clone()
         })
         .await
         .expect("bind");
@@ -108,16 +160,13 @@ pub async fn shared_pair() -> Option<TestServer> {
     let second = servers[1].local_addr().expect("addr").to_string();
     tokio::spawn(servers.pop().expect("second").serve(std::future::pending()));
     let mut first = TestServer::from_server(servers.pop().expect("first"));
-    let conf = first
-        .client
-        .config()
-        .to_builder()
-        .interceptor(Alternate {
-            first: first.addr.to_string(),
-            second,
-            next: AtomicUsize::new(0),
-        })
-        .build();
+    let conf = alternate(
+        first.client.config().to_builder(),
+        first.addr.to_string(),
+        &second,
+    )
+    .build();
     first.client = aws_sdk_sqs::Client::from_conf(conf);
+    first.second = Some(format!("http://{second}"));
     Some(first)
 }

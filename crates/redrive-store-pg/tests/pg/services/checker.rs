@@ -201,6 +201,7 @@ async fn dlq_moves_race_across_three_servers_and_each_message_moves_once() {
                     Decision::MoveTo {
                         queue: dlq.clone(),
                         source_arn: "arn:aws:sqs:us-east-1:000000000000:src".into(),
+                        dedup_id: None,
                     }
                 } else {
                     Decision::Deliver

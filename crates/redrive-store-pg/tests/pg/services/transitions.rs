@@ -258,6 +258,7 @@ async fn the_dlq_move_happens_in_the_receive_that_decides_it() {
             Decision::MoveTo {
                 queue: dlq.clone(),
                 source_arn: arn.clone(),
+                dedup_id: None,
             }
         } else {
             Decision::Deliver
@@ -331,6 +332,7 @@ async fn a_fifo_dlq_move_keeps_the_group_and_the_next_message_follows() {
             Decision::MoveTo {
                 queue: dlq.clone(),
                 source_arn: "arn:aws:sqs:us-east-1:000000000000:src.fifo".into(),
+                dedup_id: None,
             }
         } else {
             Decision::Deliver
@@ -439,4 +441,87 @@ async fn statements_are_prepared_once_per_connection() {
     }
     assert_eq!(s[0].prepared_statements().await, prepared);
     assert_eq!(s[0].counts(&q).await.unwrap(), (0, 0));
+}
+
+#[tokio::test]
+async fn a_fifo_dlq_move_can_set_the_copys_deduplication_id() {
+    use redrive_store_pg::{Candidate, Decision};
+    let s = servers("fifo_dlq_dedup", 1).await;
+    let src = super::create(&s[0], "src.fifo", true, 1).await;
+    let dlq = super::create(&s[0], "dlq.fifo", true, 1).await;
+    let doc = json!({"a": {}, "s": {}, "d": "given"}).to_string();
+    s[0].send(
+        &src,
+        &[NewMessage {
+            attributes: doc.into_bytes(),
+            ..fifo("g1", "g", "given")
+        }],
+    )
+    .await
+    .unwrap();
+    let rule = |c: &Candidate| Decision::MoveTo {
+        queue: dlq.clone(),
+        source_arn: "arn:aws:sqs:us-east-1:000000000000:src.fifo".into(),
+        dedup_id: Some(c.message_id.to_string()),
+    };
+    let got = s[0].receive_with(&src, 10, 1_000, &rule).await.unwrap();
+    assert_eq!(got.moved.len(), 1);
+    let dead = s[0].receive(&dlq, 10, 30_000).await.unwrap();
+    let attrs: serde_json::Value = serde_json::from_slice(&dead[0].attributes).unwrap();
+    assert_eq!(attrs["d"], json!(dead[0].message_id.to_string()));
+    assert_eq!(attrs["a"], json!({}));
+}
+
+#[tokio::test]
+async fn a_fifo_receive_attempt_is_replayed_on_another_server_within_its_window() {
+    use redrive_store_pg::{Attempt, Candidate, Decision};
+    use std::time::Duration;
+    let s = servers("attempt", 2).await;
+    let q = super::create(&s[0], "att.fifo", true, 1).await;
+    s[0].send(&q, &[fifo("g1", "g", "g1"), fifo("h1", "h", "h1")])
+        .await
+        .unwrap();
+    let deliver = |_: &Candidate| Decision::Deliver;
+    let x = Attempt {
+        id: "x",
+        window_ms: 300_000,
+    };
+    let attempt = Some(x);
+    // Ten minutes of visibility: only the attempt's window runs out below.
+    let vis = 600_000;
+    let first = s[0]
+        .receive_wait_attempt(&q, 10, vis, Duration::ZERO, attempt, &deliver)
+        .await
+        .unwrap()
+        .delivered;
+    assert_eq!(first.len(), 2);
+    let again = s[1]
+        .receive_wait_attempt(&q, 10, vis, Duration::ZERO, attempt, &deliver)
+        .await
+        .unwrap()
+        .delivered;
+    let key = |v: &[redrive_store_pg::Claimed]| -> Vec<_> {
+        v.iter()
+            .map(|m| (m.claim.part, m.claim.seq, m.claim.token, m.receive_count))
+            .collect()
+    };
+    assert_eq!(key(&again), key(&first));
+    // Another attempt id is a new receive: both groups are held.
+    let other = Attempt { id: "y", ..x };
+    assert!(
+        s[1].receive_wait_attempt(&q, 10, vis, Duration::ZERO, Some(other), &deliver)
+            .await
+            .unwrap()
+            .delivered
+            .is_empty()
+    );
+    // Past the window (counted from the last replay), a retry is a new receive too.
+    s[0].advance_clock(300_001).await.unwrap();
+    assert!(
+        s[0].receive_wait_attempt(&q, 10, vis, Duration::ZERO, attempt, &deliver)
+            .await
+            .unwrap()
+            .delivered
+            .is_empty()
+    );
 }
