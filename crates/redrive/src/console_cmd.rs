@@ -45,7 +45,7 @@ use redrive_server::console::html::{
 use redrive_server::console::message_view;
 use redrive_server::console::session;
 use redrive_server::console::stats_view::{self, StatsQuery};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::investigate::ConnArgs;
 
@@ -183,6 +183,10 @@ pub async fn run_console(a: ConsoleArgs) -> Result<u8> {
             "/console/queues/{name}/replay",
             get(replay_form).post(replay_post),
         )
+        .route(
+            "/console/queues/{name}/purge",
+            get(purge_form).post(purge_post),
+        )
         .route("/console/replays", get(runs_page))
         .route("/console/audit", get(audit_page))
         .route("/console/replays/{id}", get(run_page))
@@ -265,6 +269,7 @@ async fn check_post(c: &Console, req: Request) -> Result<Request, Response> {
     let path = parts.uri.path().to_string();
     let refused = |reason: &str| {
         tracing::warn!(%path, reason, "console POST refused");
+        record_action(json!({"event": "refused", "path": path, "reason": reason}));
         error_page(
             StatusCode::FORBIDDEN,
             &format!("Refused: {reason}. Nothing was changed."),
@@ -588,7 +593,8 @@ async fn queue_page(
         ));
     }
     body.push_str(&format!(
-        "<p><a class=\"button\" href=\"/console/queues/{}/replay\">Replay messages…</a></p>",
+        "<p><a class=\"button\" href=\"/console/queues/{0}/replay\">Replay messages…</a> \
+         <a class=\"button\" href=\"/console/queues/{0}/purge\" id=\"purge\">Purge…</a></p>",
         url_part(&queue.name)
     ));
     body.push_str("<h2>Last hour</h2>");
@@ -1351,6 +1357,25 @@ fn audit_runs(dir: &std::path::Path) -> Vec<AuditRun> {
                     }
                     a.detail = d.join("; ");
                 }
+                "purge" => {
+                    a.kind = "purge";
+                    a.who = r["who"].as_str().unwrap_or_default().to_string();
+                    a.detail = format!(
+                        "queue {}; about {} visible before",
+                        r["queue"].as_str().unwrap_or_default(),
+                        r["visible"]
+                    );
+                    a.outcome = r["outcome"].as_str().unwrap_or_default().to_string();
+                }
+                "refused" => {
+                    a.kind = "refused POST";
+                    a.detail = format!(
+                        "{}: {}",
+                        r["path"].as_str().unwrap_or_default(),
+                        r["reason"].as_str().unwrap_or_default()
+                    );
+                    a.outcome = "refused".to_string();
+                }
                 "sent" => a.sent += 1,
                 "deleted" => a.deleted += 1,
                 "failed" => a.failed += 1,
@@ -1378,7 +1403,8 @@ async fn audit_page() -> Response {
     let mut body = format!(
         "<h1>Audit log</h1><p class=\"note\">The CLI's audit logs in <code>{}</code> (where \
          <code>redrive replay</code> and this console write each run's journal), one row per run, \
-         newest first. Refused POSTs are logged on the console's standard error.</p>",
+         newest first; purges and refused POSTs from this console are in \
+         <code>console.actions.ndjson</code>.</p>",
         esc(&std::env::current_dir()
             .map(|d| d.join(AUDIT_DIR).display().to_string())
             .unwrap_or_else(|_| AUDIT_DIR.to_string()))
@@ -1412,6 +1438,126 @@ async fn audit_page() -> Response {
     }
     body.push_str("</tbody></table>");
     page("Audit log", &body)
+}
+
+/// The journal of this console's own actions (purges, refused POSTs) in [`AUDIT_DIR`]; a dot
+/// cannot be in an SQS queue name, so no queue's replay journal has this name.
+const ACTIONS_LOG: &str = "console.actions.ndjson";
+
+/// Appends one record (with `run`, `at` and `who` added) to [`ACTIONS_LOG`]; a failure to
+/// write is logged on standard error, never fatal.
+fn record_action(mut record: Value) {
+    let at = now_ms();
+    record["run"] = json!(format!(
+        "console-{at}-{}",
+        session::new_token().get(..8).unwrap_or("")
+    ));
+    record["at"] = json!(at);
+    record["who"] = json!(format!("{} (redrive console)", replay::whoami()));
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        std::fs::create_dir_all(AUDIT_DIR)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(std::path::Path::new(AUDIT_DIR).join(ACTIONS_LOG))?;
+        writeln!(f, "{record}")
+    };
+    if let Err(e) = write() {
+        tracing::warn!(error = %e, "cannot write the console's audit log");
+    }
+}
+
+fn purge_form_html(c: &Console, name: &str, info: &QueueInfo, error: Option<&str>) -> String {
+    format!(
+        "<p><a href=\"/console/queues/{q}\">← {n}</a></p><h1>Purge {n}?</h1>{}\
+         <form class=\"confirm\" id=\"confirm-purge-form\" method=\"post\" action=\"/console/queues/{q}/purge\">{}\
+         <p><strong>Every message</strong> of <code>{n}</code> is deleted: about {} visible, \
+         {} in flight, {} delayed now. This is SQS's <code>PurgeQueue</code> on {} and \
+         cannot be undone (once per 60 seconds per queue).</p>\
+         <p><label for=\"confirm-name\">Type the queue name to confirm</label> \
+         <input id=\"confirm-name\" type=\"text\" name=\"confirm_name\" autocomplete=\"off\" required></p>\
+         <div class=\"actions\"><button type=\"submit\" class=\"danger\" id=\"confirm-purge\">Purge the queue</button>\
+         <a href=\"/console/queues/{q}\">No, back</a></div></form>",
+        error.map_or(String::new(), |e| format!(
+            "<p class=\"error\" id=\"form-error\">{}</p>",
+            esc(e)
+        )),
+        csrf_field(&c.csrf),
+        info.visible,
+        info.in_flight,
+        info.delayed,
+        endpoint_text(&c.conn),
+        q = url_part(name),
+        n = esc(name),
+    )
+}
+
+/// `GET /console/queues/{name}/purge`: the confirmation (the queue's name must be typed).
+async fn purge_form(State(c): State<Arc<Console>>, Path(name): Path<String>) -> Response {
+    let queue = match c.conn.resolve(&name).await {
+        Ok(q) => q,
+        Err(e) => return error_page(StatusCode::NOT_FOUND, &format!("{e:#}")),
+    };
+    match describe(&c.conn, &queue.url).await {
+        Ok(info) => page(
+            &format!("Purge {}", queue.name),
+            &purge_form_html(&c, &queue.name, &info, None),
+        ),
+        Err(e) => failure(&e),
+    }
+}
+
+/// `POST /console/queues/{name}/purge`: `PurgeQueue` once the name is typed, written to
+/// [`ACTIONS_LOG`] with the counts seen just before.
+async fn purge_post(
+    State(c): State<Arc<Console>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&body);
+    let queue = match c.conn.resolve(&name).await {
+        Ok(q) => q,
+        Err(e) => return error_page(StatusCode::NOT_FOUND, &format!("{e:#}")),
+    };
+    let info = match describe(&c.conn, &queue.url).await {
+        Ok(i) => i,
+        Err(e) => return failure(&e),
+    };
+    if field(&form, "confirm_name") != Some(queue.name.as_str()) {
+        return html(
+            StatusCode::BAD_REQUEST,
+            page_with_nav(
+                &format!("Purge {}", queue.name),
+                &purge_form_html(
+                    &c,
+                    &queue.name,
+                    &info,
+                    Some("The name typed is not the queue's: nothing was purged."),
+                ),
+                None,
+                NAV,
+            ),
+        );
+    }
+    let result = c.conn.sqs.purge_queue().queue_url(&queue.url).send().await;
+    let outcome = match &result {
+        Ok(_) => "purged".to_string(),
+        Err(e) => format!("failed: {}", aws_sdk_sqs::error::DisplayErrorContext(e)),
+    };
+    record_action(
+        json!({"event": "purge", "queue": queue.name, "url": queue.url,
+        "visible": info.visible, "inFlight": info.in_flight, "delayed": info.delayed,
+        "outcome": outcome}),
+    );
+    tracing::info!(queue = %queue.name, %outcome, "console purge");
+    match result {
+        Ok(_) => redirect(&format!("/console/queues/{}", url_part(&queue.name))),
+        Err(_) => error_page(
+            StatusCode::BAD_GATEWAY,
+            &format!("PurgeQueue on {} {outcome}", queue.name),
+        ),
+    }
 }
 
 async fn runs_page(State(c): State<Arc<Console>>) -> Response {

@@ -438,3 +438,118 @@ fn console_refuses_a_non_loopback_address() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("loopback"), "{err}");
 }
+
+/// Purge from the console: a confirmation that needs the queue's name typed, `PurgeQueue`,
+/// and the console's audit journal; a forged POST (no CSRF token, another origin) is refused
+/// and shows on the audit page.
+#[tokio::test]
+async fn console_purge_and_refused_posts_audited_against_moto() {
+    let moto = Moto::start().await.expect("moto_server is not on PATH: the moto tests run only in `cargo nextest run --profile moto` (.ci/run installs it)");
+    let e = moto.endpoint.clone();
+    let sqs = Sqs::with_scope(&e, "us-east-1");
+    let junk = sqs.create_queue("junk-dlq", json!({})).await;
+    for i in 0..5 {
+        send(&sqs, &junk, &json!({"n": i}).to_string(), json!({}), None).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let console = start_console(&e, dir.path());
+    let base = console.url.trim_end_matches("/console").to_string();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let q = format!("{base}/console/queues/junk-dlq");
+    let page = get(&http, &q).await;
+    assert!(
+        page.contains("href=\"/console/queues/junk-dlq/purge\""),
+        "{page}"
+    );
+    let purge_url = format!("{q}/purge");
+    let confirm = get(&http, &purge_url).await;
+    assert!(confirm.contains("Purge junk-dlq?"), "{confirm}");
+    assert!(confirm.contains("about 5 visible"), "{confirm}");
+    let fields = hidden_fields(&confirm, "confirm");
+    let csrf = fields
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.clone())
+        .expect("the confirm form carries the CSRF token");
+
+    // Forged: no token; another origin with the right token. Refused, nothing purged.
+    let r = http
+        .post(&purge_url)
+        .form(&[("confirm_name", "junk-dlq")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .post(&purge_url)
+        .header("origin", "https://evil.example")
+        .form(&[("csrf", csrf.as_str()), ("confirm_name", "junk-dlq")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // The wrong name typed: nothing purged either.
+    let r = http
+        .post(&purge_url)
+        .header("origin", &base)
+        .form(&[("csrf", csrf.as_str()), ("confirm_name", "junk")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("nothing was purged"), "{text}");
+    assert_eq!(count(&sqs, &junk).await, 5);
+
+    // Confirmed: the queue is empty.
+    let r = http
+        .post(&purge_url)
+        .header("origin", &base)
+        .form(&[("csrf", csrf.as_str()), ("confirm_name", "junk-dlq")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        "/console/queues/junk-dlq"
+    );
+    assert_eq!(count(&sqs, &junk).await, 0);
+    assert!(drain(&sqs, &junk).await.is_empty());
+
+    // The audit page: the purge (with the count before) and both refused POSTs.
+    let audit = get(&http, &format!("{base}/console/audit")).await;
+    let rows: Vec<&str> = audit.split("<tr data-run=").skip(1).collect();
+    let purge = rows
+        .iter()
+        .find(|r| r.contains("<td>purge</td>"))
+        .unwrap_or_else(|| panic!("no purge row: {audit}"));
+    assert!(
+        purge.contains("queue junk-dlq; about 5 visible before"),
+        "{purge}"
+    );
+    assert!(purge.contains("data-field=\"outcome\">purged<"), "{purge}");
+    assert!(purge.contains("redrive console"), "{purge}");
+    let refused: Vec<&&str> = rows
+        .iter()
+        .filter(|r| r.contains("<td>refused POST</td>"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{audit}");
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.contains("/console/queues/junk-dlq/purge: CSRF token missing or wrong")),
+        "{audit}"
+    );
+    assert!(
+        refused.iter().any(|r| r.contains("cross-site request")),
+        "{audit}"
+    );
+    let journal =
+        std::fs::read_to_string(dir.path().join("redrive-audit/console.actions.ndjson")).unwrap();
+    assert_eq!(journal.lines().count(), 3, "{journal}");
+}
