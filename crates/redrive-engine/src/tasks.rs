@@ -115,9 +115,12 @@ impl Engine {
     ) -> SqsResult<StartMessageMoveTaskOutput> {
         self.ensure_synced()?;
         let source = self.resolve_arn(&input.source_arn);
-        let source_facts = source
-            .as_ref()
-            .map(|s| (s.state.lock().settings.fifo, self.is_dead_letter_queue(s)));
+        // The fifo flag read (and its lock released) before `is_dead_letter_queue`, which locks
+        // every queue of the region, this one included: a guard held across it deadlocks.
+        let source_facts = source.as_ref().map(|s| {
+            let fifo = s.state.lock().settings.fifo;
+            (fifo, self.is_dead_letter_queue(s))
+        });
         let dest_fifo = input
             .destination_arn
             .as_ref()

@@ -30,6 +30,7 @@ use clap::Args;
 use http::{HeaderValue, StatusCode, header};
 use redrive_cli::client::{Conn, QueueRef};
 use redrive_cli::metrics::{MetricsPlan, MetricsSource, MetricsTable};
+use redrive_cli::movetask;
 use redrive_cli::replay::{self, Interrupt, ReplayPlan, ReplayResult, Summary};
 use redrive_cli::source::{Message, Source, approximate_count};
 use redrive_cli::stats::sample;
@@ -186,6 +187,14 @@ pub async fn run_console(a: ConsoleArgs) -> Result<u8> {
         .route(
             "/console/queues/{name}/purge",
             get(purge_form).post(purge_post),
+        )
+        .route(
+            "/console/queues/{name}/moves",
+            get(moves_page).post(move_start),
+        )
+        .route(
+            "/console/queues/{name}/moves/cancel",
+            get(move_cancel_form).post(move_cancel_post),
         )
         .route("/console/replays", get(runs_page))
         .route("/console/audit", get(audit_page))
@@ -594,6 +603,7 @@ async fn queue_page(
     }
     body.push_str(&format!(
         "<p><a class=\"button\" href=\"/console/queues/{0}/replay\">Replay messages…</a> \
+         <a class=\"button\" href=\"/console/queues/{0}/moves\" id=\"moves\">Move tasks</a> \
          <a class=\"button\" href=\"/console/queues/{0}/purge\" id=\"purge\">Purge…</a></p>",
         url_part(&queue.name)
     ));
@@ -1367,6 +1377,23 @@ fn audit_runs(dir: &std::path::Path) -> Vec<AuditRun> {
                     );
                     a.outcome = r["outcome"].as_str().unwrap_or_default().to_string();
                 }
+                ev @ ("moveStart" | "moveCancel") => {
+                    a.kind = if ev == "moveStart" {
+                        "move task"
+                    } else {
+                        "move cancel"
+                    };
+                    a.who = r["who"].as_str().unwrap_or_default().to_string();
+                    a.detail = format!(
+                        "queue {}; to {}; rate {}",
+                        r["queue"].as_str().unwrap_or_default(),
+                        r["destination"].as_str().unwrap_or("each source"),
+                        r["rate"]
+                            .as_i64()
+                            .map_or("adaptive".to_string(), |n| format!("{n}/s"))
+                    );
+                    a.outcome = r["outcome"].as_str().unwrap_or_default().to_string();
+                }
                 "refused" => {
                     a.kind = "refused POST";
                     a.detail = format!(
@@ -1556,6 +1583,198 @@ async fn purge_post(
         Err(_) => error_page(
             StatusCode::BAD_GATEWAY,
             &format!("PurgeQueue on {} {outcome}", queue.name),
+        ),
+    }
+}
+
+/// `GET /console/queues/{dlq}/moves`: the DLQ's native move tasks (`ListMessageMoveTasks`,
+/// newest 10, through `redrive move --list`'s function) and a form to start one. Reloads every
+/// 2 s while one runs.
+async fn moves_page(State(c): State<Arc<Console>>, Path(name): Path<String>) -> Response {
+    moves_html(&c, &name, None).await
+}
+
+async fn moves_html(c: &Console, name: &str, error: Option<&str>) -> Response {
+    let tasks = match movetask::list(&c.conn, name).await {
+        Ok(t) => t,
+        Err(e) => return failure(&e),
+    };
+    let q = url_part(name);
+    let mut body = format!(
+        "<p><a href=\"/console/queues/{q}\">← {n}</a></p><h1>Move tasks of {n}</h1>\
+         <p class=\"note\">Native SQS message move tasks (<code>StartMessageMoveTask</code>, as \
+         <code>redrive move</code>): every visible message of the DLQ back to its source (or to \
+         one destination), on {}. The newest 10.</p>{}",
+        endpoint_text(&c.conn),
+        error.map_or(String::new(), |e| format!(
+            "<p class=\"error\" id=\"form-error\">{}</p>",
+            esc(e)
+        )),
+        n = esc(name),
+    );
+    let running = tasks.iter().any(|t| t.status == "RUNNING");
+    if tasks.is_empty() {
+        body.push_str("<p class=\"note\" id=\"no-moves\">No move tasks.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"move-table\"><thead><tr><th>Status</th><th class=\"num\">Moved</th>\
+             <th class=\"num\">To move</th><th>Progress</th><th>Destination</th><th>Rate</th>\
+             <th>Started</th><th>Failure</th><th></th></tr></thead><tbody>",
+        );
+        for t in &tasks {
+            let to_move = t.approximate_number_of_messages_to_move.unwrap_or(0);
+            let action = if t.status == "RUNNING" {
+                format!(
+                    "<a href=\"/console/queues/{q}/moves/cancel\" id=\"cancel-move\">Cancel…</a>"
+                )
+            } else {
+                String::new()
+            };
+            body.push_str(&format!(
+                "<tr data-status=\"{}\"><td>{}</td><td class=\"num\" data-field=\"moved\">{}</td>\
+                 <td class=\"num\">{to_move}</td><td><progress max=\"{}\" value=\"{}\"></progress></td>\
+                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+                esc(&t.status),
+                esc(&t.status),
+                t.approximate_number_of_messages_moved,
+                to_move.max(1),
+                t.approximate_number_of_messages_moved,
+                esc(t.destination_arn.as_deref().unwrap_or("(each source)")),
+                t.max_number_of_messages_per_second
+                    .map_or("adaptive".to_string(), |n| format!("{n}/s")),
+                esc(&time_text(t.started_timestamp.max(0) as u64)),
+                esc(t.failure_reason.as_deref().unwrap_or("")),
+            ));
+        }
+        body.push_str("</tbody></table>");
+    }
+    if !running {
+        body.push_str(&format!(
+            "<h2 id=\"start\">Start a move task</h2>\
+             <form class=\"start-move\" method=\"post\" action=\"/console/queues/{q}/moves\">{}\
+             <p><label for=\"move-destination\">Destination queue</label> <input id=\"move-destination\" \
+             name=\"destination\" placeholder=\"each message's source\"></p>\
+             <p><label for=\"move-rate\">Messages per second</label> <input id=\"move-rate\" type=\"number\" \
+             name=\"rate\" min=\"{}\" max=\"{}\" placeholder=\"adaptive\"></p>\
+             <p><button type=\"submit\" id=\"start-move\">Start moving</button></p></form>",
+            csrf_field(&c.csrf),
+            movetask::MIN_MOVE_RATE,
+            movetask::MAX_MOVE_RATE,
+        ));
+    }
+    let mut out = page(&format!("Move tasks {name}"), &body);
+    if running {
+        out.headers_mut()
+            .insert(header::REFRESH, HeaderValue::from_static("2"));
+    }
+    out
+}
+
+/// `POST /console/queues/{dlq}/moves`: `StartMessageMoveTask` (as `redrive move --no-follow`),
+/// written to [`ACTIONS_LOG`].
+async fn move_start(
+    State(c): State<Arc<Console>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&body);
+    let rate = match field(&form, "rate").map(str::parse::<i32>) {
+        None => None,
+        Some(Ok(r)) => match movetask::check_move_rate(r) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                return with_status(
+                    StatusCode::BAD_REQUEST,
+                    moves_html(&c, &name, Some(&e)).await,
+                );
+            }
+        },
+        Some(Err(_)) => {
+            return with_status(
+                StatusCode::BAD_REQUEST,
+                moves_html(
+                    &c,
+                    &name,
+                    Some("rate: a whole number of messages per second"),
+                )
+                .await,
+            );
+        }
+    };
+    let destination = field(&form, "destination").map(str::to_string);
+    let plan = movetask::MovePlan {
+        source: name.clone(),
+        destination: destination.clone(),
+        rate,
+        cancel_on_interrupt: false,
+        no_follow: true,
+    };
+    let (interrupt, _tx) = Interrupt::manual();
+    let result = movetask::start(&c.conn, &plan, &interrupt).await;
+    let outcome = match &result {
+        Ok(r) => format!(
+            "started {}",
+            r.task.task_handle.as_deref().unwrap_or_default()
+        ),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    record_action(
+        json!({"event": "moveStart", "queue": name, "destination": destination,
+        "rate": rate, "outcome": outcome}),
+    );
+    tracing::info!(queue = %name, %outcome, "console move task");
+    match result {
+        Ok(_) => redirect(&format!("/console/queues/{}/moves", url_part(&name))),
+        Err(e) => with_status(
+            StatusCode::BAD_GATEWAY,
+            moves_html(&c, &name, Some(&format!("{e:#}"))).await,
+        ),
+    }
+}
+
+fn with_status(status: StatusCode, mut r: Response) -> Response {
+    *r.status_mut() = status;
+    r
+}
+
+/// `GET /console/queues/{dlq}/moves/cancel`: the confirmation.
+async fn move_cancel_form(State(c): State<Arc<Console>>, Path(name): Path<String>) -> Response {
+    let q = url_part(&name);
+    page(
+        &format!("Cancel move task {name}"),
+        &format!(
+            "<p><a href=\"/console/queues/{q}/moves\">← Move tasks of {n}</a></p>\
+             <h1>Cancel the move task of {n}?</h1>\
+             <form class=\"confirm\" id=\"confirm-cancel-form\" method=\"post\" action=\"/console/queues/{q}/moves/cancel\">{}\
+             <p>The running task stops (<code>CancelMessageMoveTask</code>); the messages moved so \
+             far stay moved, the others stay in <code>{n}</code>.</p>\
+             <div class=\"actions\"><button type=\"submit\" class=\"danger\" id=\"confirm-cancel\">Cancel the task</button>\
+             <a href=\"/console/queues/{q}/moves\">No, back</a></div></form>",
+            csrf_field(&c.csrf),
+            n = esc(&name),
+        ),
+    )
+}
+
+/// `POST /console/queues/{dlq}/moves/cancel`: cancels the running task (as `redrive move
+/// --cancel`), written to [`ACTIONS_LOG`].
+async fn move_cancel_post(State(c): State<Arc<Console>>, Path(name): Path<String>) -> Response {
+    let result = movetask::cancel(&c.conn, &name).await;
+    let outcome = match &result {
+        Ok(t) => format!("cancelled {}", t.task_handle.as_deref().unwrap_or_default()),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    let task = result.as_ref().ok();
+    record_action(json!({"event": "moveCancel", "queue": name,
+        "destination": task.and_then(|t| t.destination_arn.clone()),
+        "rate": task.and_then(|t| t.max_number_of_messages_per_second),
+        "outcome": outcome}));
+    tracing::info!(queue = %name, %outcome, "console move task cancel");
+    match result {
+        Ok(_) => redirect(&format!("/console/queues/{}/moves", url_part(&name))),
+        Err(e) => with_status(
+            StatusCode::CONFLICT,
+            moves_html(&c, &name, Some(&format!("{e:#}"))).await,
         ),
     }
 }

@@ -553,3 +553,147 @@ async fn console_purge_and_refused_posts_audited_against_moto() {
         std::fs::read_to_string(dir.path().join("redrive-audit/console.actions.ndjson")).unwrap();
     assert_eq!(journal.lines().count(), 3, "{journal}");
 }
+
+/// Native move tasks from `redrive console`, against a real `redrive serve` (moto_server does
+/// not implement StartMessageMoveTask): a task started from the page moves the DLQ back to its
+/// source and shows in the list; a slow one is cancelled through its confirmation page; both
+/// actions are on the audit page.
+#[tokio::test]
+async fn console_move_tasks_against_redrive_serve() {
+    let server = crate::harness::ServerProcess::start(&["--in-memory"], &[]).await;
+    let e = server.endpoint();
+    let sqs = server.client();
+    let dlq = sqs.create_queue("pay-dlq", json!({})).await;
+    let dlq_arn = sqs.attr(&dlq, "QueueArn").await;
+    let src = sqs
+        .create_queue(
+            "pay",
+            json!({"RedrivePolicy": json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "1"}).to_string()}),
+        )
+        .await;
+    for i in 0..4 {
+        send(&sqs, &dlq, &json!({"n": i}).to_string(), json!({}), None).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let console = start_console(&e, dir.path());
+    let base = console.url.trim_end_matches("/console").to_string();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let moves = format!("{base}/console/queues/pay-dlq/moves");
+    let page = get(&http, &moves).await;
+    assert!(page.contains("id=\"no-moves\""), "{page}");
+    let csrf = hidden_fields(&page, "start-move")
+        .into_iter()
+        .find(|(k, _)| k == "csrf")
+        .unwrap()
+        .1;
+    // A rate out of SQS's range is refused in the CLI's words.
+    let r = http
+        .post(&moves)
+        .header("origin", &base)
+        .form(&[("csrf", csrf.as_str()), ("rate", "501")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("between 1 and 500"));
+    // Without the token: refused, nothing moves.
+    let r = http
+        .post(&moves)
+        .form(&[("rate", "10")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(count(&sqs, &dlq).await, 4);
+
+    // Started from the page: the DLQ goes back to its source; the list shows it completed.
+    let r = http
+        .post(&moves)
+        .header("origin", &base)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("rate", "100"),
+            ("destination", "pay"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        let p = get(&http, &moves).await;
+        if p.contains("data-status=\"COMPLETED\"") {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the task did not complete: {p}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(page.contains("data-field=\"moved\">4<"), "{page}");
+    assert!(page.contains("100/s"), "{page}");
+    assert_eq!(count(&sqs, &dlq).await, 0);
+    assert_eq!(count(&sqs, &src).await, 4);
+
+    // A slow task (1/s over 30 messages), cancelled through its confirmation page.
+    for i in 0..30 {
+        send(&sqs, &dlq, &json!({"n": i}).to_string(), json!({}), None).await;
+    }
+    let r = http
+        .post(&moves)
+        .header("origin", &base)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("rate", "1"),
+            ("destination", "pay"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let page = get(&http, &moves).await;
+    assert!(page.contains("data-status=\"RUNNING\""), "{page}");
+    assert!(
+        page.contains("/console/queues/pay-dlq/moves/cancel"),
+        "{page}"
+    );
+    let confirm = get(&http, &format!("{moves}/cancel")).await;
+    assert!(
+        confirm.contains("Cancel the move task of pay-dlq?"),
+        "{confirm}"
+    );
+    let fields = hidden_fields(&confirm, "confirm");
+    let r = http
+        .post(format!("{moves}/cancel"))
+        .header("origin", &base)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    // CANCELLING, then CANCELLED once the runner stops.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        let p = get(&http, &moves).await;
+        if p.contains("data-status=\"CANCELLED\"") {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the task was not cancelled: {p}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(!page.contains("data-status=\"RUNNING\""), "{page}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let left = count(&sqs, &dlq).await;
+    assert!(left > 20, "the cancelled task kept moving: {left} left");
+
+    let audit = get(&http, &format!("{base}/console/audit")).await;
+    assert_eq!(audit.matches("<td>move task</td>").count(), 2, "{audit}");
+    assert_eq!(audit.matches("<td>move cancel</td>").count(), 1, "{audit}");
+    assert!(
+        audit.contains("data-field=\"outcome\">cancelled "),
+        "{audit}"
+    );
+    assert!(audit.contains("<td>refused POST</td>"), "{audit}");
+}
