@@ -32,6 +32,7 @@ use redrive_cli::client::{Conn, QueueRef};
 use redrive_cli::metrics::{MetricsPlan, MetricsSource, MetricsTable};
 use redrive_cli::movetask;
 use redrive_cli::replay::{self, Interrupt, ReplayPlan, ReplayResult, Summary};
+use redrive_cli::schedule;
 use redrive_cli::source::{Message, Source, approximate_count};
 use redrive_cli::stats::sample;
 use redrive_cli::util::now_ms;
@@ -79,6 +80,7 @@ const CHART_MINUTES: u64 = 60;
 
 const NAV: &str = "<a href=\"/console\">Queues</a>\
                    <a href=\"/console/replays\" accesskey=\"r\">Replays</a>\
+                   <a href=\"/console/schedules\">Schedules</a>\
                    <a href=\"/console/audit\">Audit log</a>";
 /// The CLI's audit logs (`redrive replay`'s default directory, relative to where the console
 /// was started).
@@ -195,6 +197,12 @@ pub async fn run_console(a: ConsoleArgs) -> Result<u8> {
         .route(
             "/console/queues/{name}/moves/cancel",
             get(move_cancel_form).post(move_cancel_post),
+        )
+        .route("/console/schedules", get(schedules_page).post(schedule_add))
+        .route("/console/schedules/{id}", get(schedule_runs_page))
+        .route(
+            "/console/schedules/{id}/remove",
+            get(schedule_remove_form).post(schedule_remove_post),
         )
         .route("/console/replays", get(runs_page))
         .route("/console/audit", get(audit_page))
@@ -1394,6 +1402,16 @@ fn audit_runs(dir: &std::path::Path) -> Vec<AuditRun> {
                     );
                     a.outcome = r["outcome"].as_str().unwrap_or_default().to_string();
                 }
+                ev @ ("scheduleAdd" | "scheduleRemove") => {
+                    a.kind = if ev == "scheduleAdd" {
+                        "schedule add"
+                    } else {
+                        "schedule remove"
+                    };
+                    a.who = r["who"].as_str().unwrap_or_default().to_string();
+                    a.detail = format!("schedule {}", r["schedule"].as_str().unwrap_or_default());
+                    a.outcome = r["outcome"].as_str().unwrap_or_default().to_string();
+                }
                 "refused" => {
                     a.kind = "refused POST";
                     a.detail = format!(
@@ -1776,6 +1794,167 @@ async fn move_cancel_post(State(c): State<Arc<Console>>, Path(name): Path<String
             StatusCode::CONFLICT,
             moves_html(&c, &name, Some(&format!("{e:#}"))).await,
         ),
+    }
+}
+
+/// `GET /console/schedules`: the endpoint's scheduled redrives (`redrive schedule list`'s
+/// function; a Redrive server keeps them, AWS has none and the page says the CLI's words) and
+/// a form to add one.
+async fn schedules_page(State(c): State<Arc<Console>>) -> Response {
+    schedules_html(&c, None, StatusCode::OK).await
+}
+
+async fn schedules_html(c: &Console, error: Option<&str>, status: StatusCode) -> Response {
+    let mut body = format!(
+        "<h1>Schedules</h1><p class=\"note\">Scheduled redrives kept by the endpoint \
+         (<code>redrive schedule</code>), on {}.</p>{}",
+        endpoint_text(&c.conn),
+        error.map_or(String::new(), |e| format!(
+            "<p class=\"error\" id=\"form-error\">{}</p>",
+            esc(e)
+        )),
+    );
+    let list = match schedule::list(&c.conn).await {
+        Ok(l) => l,
+        Err(e) => {
+            body.push_str(&format!(
+                "<p class=\"note\" id=\"no-schedules-api\">{}</p>",
+                esc(&format!("{e:#}"))
+            ));
+            return with_status(status, page("Schedules", &body));
+        }
+    };
+    if list.is_empty() {
+        body.push_str("<p class=\"note\" id=\"no-schedules\">No schedules.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"schedule-table\"><thead><tr><th>Name</th><th>Cron</th><th>Source</th>\
+             <th>Filter</th><th>Enabled</th><th>Next</th><th>Last</th><th></th></tr></thead><tbody>",
+        );
+        for s in &list {
+            let id = s["id"].as_str().unwrap_or_default();
+            let t = |v: &Value| {
+                v.as_i64()
+                    .map_or(String::new(), |n| time_text(n.max(0) as u64))
+            };
+            body.push_str(&format!(
+                "<tr data-schedule=\"{}\"><td><a href=\"/console/schedules/{}\">{}</a></td>\
+                 <td><code>{} {}</code></td><td>{}</td><td><code>{}</code></td><td>{}</td>\
+                 <td>{}</td><td>{}</td><td><a href=\"/console/schedules/{}/remove\">Remove…</a></td></tr>",
+                esc(s["name"].as_str().unwrap_or_default()),
+                url_part(id),
+                esc(s["name"].as_str().unwrap_or_default()),
+                esc(s["cron"].as_str().unwrap_or_default()),
+                esc(s["timezone"].as_str().unwrap_or_default()),
+                esc(s["source"].as_str().unwrap_or_default()),
+                esc(s["selection"]["filter"].as_str().unwrap_or_default()),
+                if s["enabled"] == false { "no" } else { "yes" },
+                esc(&t(&s["nextRunAt"])),
+                esc(&t(&s["lastRunAt"])),
+                url_part(id),
+            ));
+        }
+        body.push_str("</tbody></table>");
+    }
+    body.push_str(&format!(
+        "<h2>Add a schedule</h2><form class=\"add-schedule\" method=\"post\" action=\"/console/schedules\">{}\
+         <p><label for=\"s-name\">Name</label> <input id=\"s-name\" name=\"name\" required></p>\
+         <p><label for=\"s-cron\">Cron</label> <input id=\"s-cron\" name=\"cron\" placeholder=\"0 3 * * *\" required></p>\
+         <p><label for=\"s-tz\">Time zone</label> <input id=\"s-tz\" name=\"timezone\" value=\"UTC\"></p>\
+         <p><label for=\"s-source\">DLQ</label> <input id=\"s-source\" name=\"source\" required></p>\
+         <p><label for=\"s-dest\">Destination</label> <input id=\"s-dest\" name=\"destination\" placeholder=\"each message's source\"></p>\
+         <p><label for=\"s-filter\">Filter (jq)</label> <input id=\"s-filter\" name=\"filter\"></p>\
+         <p><button type=\"submit\" id=\"add-schedule\">Add</button></p></form>",
+        csrf_field(&c.csrf)
+    ));
+    with_status(status, page("Schedules", &body))
+}
+
+/// `POST /console/schedules`: `redrive schedule add`'s request (the endpoint validates it).
+async fn schedule_add(State(c): State<Arc<Console>>, body: Bytes) -> Response {
+    let form = parse_form(&body);
+    let spec = schedule::ScheduleSpec {
+        name: field(&form, "name").unwrap_or_default().to_string(),
+        cron: field(&form, "cron").unwrap_or_default().to_string(),
+        timezone: field(&form, "timezone").unwrap_or("UTC").to_string(),
+        source: field(&form, "source").unwrap_or_default().to_string(),
+        destination: field(&form, "destination").map(str::to_string),
+        filter: field(&form, "filter").map(str::to_string),
+        enabled: true,
+        ..schedule::ScheduleSpec::default()
+    };
+    let result = schedule::add(&c.conn, &spec.to_request()).await;
+    let outcome = match &result {
+        Ok(_) => "added".to_string(),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    record_action(json!({"event": "scheduleAdd", "schedule": spec.name, "outcome": outcome}));
+    match result {
+        Ok(_) => redirect("/console/schedules"),
+        Err(e) => schedules_html(&c, Some(&format!("{e:#}")), StatusCode::BAD_REQUEST).await,
+    }
+}
+
+/// `GET /console/schedules/{id}`: a schedule's runs (`redrive schedule runs`).
+async fn schedule_runs_page(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+    let runs = match schedule::runs(&c.conn, &id).await {
+        Ok(r) => r,
+        Err(e) => return error_page(StatusCode::NOT_FOUND, &format!("{e:#}")),
+    };
+    let mut body = format!(
+        "<p><a href=\"/console/schedules\">← Schedules</a></p><h1>Runs of {}</h1>",
+        esc(&id)
+    );
+    if runs.is_empty() {
+        body.push_str("<p class=\"note\" id=\"no-runs\">No runs yet.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"run-table\"><thead><tr><th>At</th><th>Outcome</th>\
+             <th class=\"num\">Selected</th><th>Replay</th><th>Message</th></tr></thead><tbody>",
+        );
+        for r in &runs {
+            body.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                esc(&r["at"].as_i64().map_or(String::new(), |n| time_text(n.max(0) as u64))),
+                esc(r["outcome"].as_str().unwrap_or_default()),
+                r["selected"].as_u64().map_or(String::new(), |n| n.to_string()),
+                esc(r["replayId"].as_str().unwrap_or_default()),
+                esc(r["message"].as_str().unwrap_or_default()),
+            ));
+        }
+        body.push_str("</tbody></table>");
+    }
+    page(&format!("Schedule {id}"), &body)
+}
+
+/// `GET /console/schedules/{id}/remove`: the confirmation.
+async fn schedule_remove_form(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+    page(
+        &format!("Remove schedule {id}"),
+        &format!(
+            "<p><a href=\"/console/schedules\">← Schedules</a></p><h1>Remove schedule {n}?</h1>\
+             <form class=\"confirm\" id=\"confirm-remove-form\" method=\"post\" action=\"/console/schedules/{q}/remove\">{}\
+             <p>The schedule stops; its past runs' replays stay in the audit log.</p>\
+             <div class=\"actions\"><button type=\"submit\" class=\"danger\" id=\"confirm-remove\">Remove</button>\
+             <a href=\"/console/schedules\">No, back</a></div></form>",
+            csrf_field(&c.csrf),
+            n = esc(&id),
+            q = url_part(&id),
+        ),
+    )
+}
+
+/// `POST /console/schedules/{id}/remove`: `redrive schedule remove`.
+async fn schedule_remove_post(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+    let result = schedule::remove(&c.conn, &id).await;
+    let outcome = match &result {
+        Ok(()) => "removed".to_string(),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    record_action(json!({"event": "scheduleRemove", "schedule": id, "outcome": outcome}));
+    match result {
+        Ok(()) => redirect("/console/schedules"),
+        Err(e) => schedules_html(&c, Some(&format!("{e:#}")), StatusCode::BAD_REQUEST).await,
     }
 }
 

@@ -697,3 +697,101 @@ async fn console_move_tasks_against_redrive_serve() {
     );
     assert!(audit.contains("<td>refused POST</td>"), "{audit}");
 }
+
+/// Schedules from `redrive console` against a real `redrive serve` (moto_server has no
+/// schedules API): one added through the form is in the server's API and the list, its runs
+/// page answers, and it is removed through its confirmation page.
+#[tokio::test]
+async fn console_schedules_against_redrive_serve() {
+    let server = crate::harness::ServerProcess::start(&["--in-memory"], &[]).await;
+    let e = server.endpoint();
+    let sqs = server.client();
+    let dlq = sqs.create_queue("bill-dlq", json!({})).await;
+    let dlq_arn = sqs.attr(&dlq, "QueueArn").await;
+    sqs.create_queue(
+        "bill",
+        json!({"RedrivePolicy": json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}).to_string()}),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let console = start_console(&e, dir.path());
+    let base = console.url.trim_end_matches("/console").to_string();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let api = format!("{e}_redrive/v1/schedules");
+    let schedules = format!("{base}/console/schedules");
+    let page = get(&http, &schedules).await;
+    assert!(page.contains("id=\"no-schedules\""), "{page}");
+    let csrf = hidden_fields(&page, "add-schedule")
+        .into_iter()
+        .find(|(k, _)| k == "csrf")
+        .unwrap()
+        .1;
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("name", "nightly"),
+        ("cron", "0 3 * * *"),
+        ("timezone", "UTC"),
+        ("source", "bill-dlq"),
+        ("filter", ".tenant == \"t-1\""),
+    ];
+    // Without the token: refused, nothing added.
+    let r = http.post(&schedules).form(&form[1..]).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = serde_json::from_str(&get(&http, &api).await).unwrap();
+    assert_eq!(v["schedules"].as_array().unwrap().len(), 0, "{v}");
+    // A bad cron: the server's refusal on the page.
+    let mut bad = form.to_vec();
+    bad[2] = ("cron", "not a cron");
+    let r = http
+        .post(&schedules)
+        .header("origin", &base)
+        .form(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("id=\"form-error\""));
+
+    let r = http
+        .post(&schedules)
+        .header("origin", &base)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let v: Value = serde_json::from_str(&get(&http, &api).await).unwrap();
+    let list = v["schedules"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{v}");
+    assert_eq!(list[0]["name"], "nightly");
+    assert_eq!(list[0]["selection"]["filter"], ".tenant == \"t-1\"");
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    let page = get(&http, &schedules).await;
+    assert!(page.contains("data-schedule=\"nightly\""), "{page}");
+    assert!(page.contains("0 3 * * * UTC"), "{page}");
+    let runs = get(&http, &format!("{schedules}/{id}")).await;
+    assert!(runs.contains("id=\"no-runs\""), "{runs}");
+
+    let confirm = get(&http, &format!("{schedules}/{id}/remove")).await;
+    let fields = hidden_fields(&confirm, "confirm");
+    let r = http
+        .post(format!("{schedules}/{id}/remove"))
+        .header("origin", &base)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let v: Value = serde_json::from_str(&get(&http, &api).await).unwrap();
+    assert_eq!(v["schedules"].as_array().unwrap().len(), 0, "{v}");
+    let page = get(&http, &schedules).await;
+    assert!(page.contains("id=\"no-schedules\""), "{page}");
+
+    let audit = get(&http, &format!("{base}/console/audit")).await;
+    assert!(audit.contains("<td>schedule add</td>"), "{audit}");
+    assert!(audit.contains("<td>schedule remove</td>"), "{audit}");
+}
