@@ -29,6 +29,7 @@ use axum::routing::{get, post};
 use clap::Args;
 use http::{HeaderValue, StatusCode, header};
 use redrive_cli::client::{Conn, QueueRef};
+use redrive_cli::cloudwatch;
 use redrive_cli::metrics::{MetricsPlan, MetricsSource, MetricsTable};
 use redrive_cli::movetask;
 use redrive_cli::replay::{self, Interrupt, ReplayPlan, ReplayResult, Summary};
@@ -203,6 +204,14 @@ pub async fn run_console(a: ConsoleArgs) -> Result<u8> {
         .route(
             "/console/schedules/{id}/remove",
             get(schedule_remove_form).post(schedule_remove_post),
+        )
+        .route(
+            "/console/queues/{name}/alarms",
+            get(alarms_page).post(alarm_add),
+        )
+        .route(
+            "/console/queues/{name}/alarms/{alarm}/delete",
+            get(alarm_delete_form).post(alarm_delete_post),
         )
         .route("/console/replays", get(runs_page))
         .route("/console/audit", get(audit_page))
@@ -612,6 +621,7 @@ async fn queue_page(
     body.push_str(&format!(
         "<p><a class=\"button\" href=\"/console/queues/{0}/replay\">Replay messages…</a> \
          <a class=\"button\" href=\"/console/queues/{0}/moves\" id=\"moves\">Move tasks</a> \
+         <a class=\"button\" href=\"/console/queues/{0}/alarms\" id=\"alarms\">Alarms</a> \
          <a class=\"button\" href=\"/console/queues/{0}/purge\" id=\"purge\">Purge…</a></p>",
         url_part(&queue.name)
     ));
@@ -1412,6 +1422,20 @@ fn audit_runs(dir: &std::path::Path) -> Vec<AuditRun> {
                     a.detail = format!("schedule {}", r["schedule"].as_str().unwrap_or_default());
                     a.outcome = r["outcome"].as_str().unwrap_or_default().to_string();
                 }
+                ev @ ("alarmAdd" | "alarmDelete") => {
+                    a.kind = if ev == "alarmAdd" {
+                        "alarm add"
+                    } else {
+                        "alarm delete"
+                    };
+                    a.who = r["who"].as_str().unwrap_or_default().to_string();
+                    a.detail = format!(
+                        "queue {}; alarm {}",
+                        r["queue"].as_str().unwrap_or_default(),
+                        r["alarm"].as_str().unwrap_or_default()
+                    );
+                    a.outcome = r["outcome"].as_str().unwrap_or_default().to_string();
+                }
                 "refused" => {
                     a.kind = "refused POST";
                     a.detail = format!(
@@ -1955,6 +1979,189 @@ async fn schedule_remove_post(State(c): State<Arc<Console>>, Path(id): Path<Stri
     match result {
         Ok(()) => redirect("/console/schedules"),
         Err(e) => schedules_html(&c, Some(&format!("{e:#}")), StatusCode::BAD_REQUEST).await,
+    }
+}
+
+/// The queue metrics an alarm can be put on from the page.
+const ALARM_METRICS: [&str; 3] = [
+    "ApproximateNumberOfMessagesVisible",
+    "ApproximateAgeOfOldestMessage",
+    "NumberOfMessagesSent",
+];
+
+/// `GET /console/queues/{name}/alarms`: the CloudWatch alarms on the queue's metrics
+/// (`DescribeAlarms`, as `redrive status` finds them) with state and history
+/// (`DescribeAlarmHistory`), and a form to add one (`PutMetricAlarm`).
+async fn alarms_page(State(c): State<Arc<Console>>, Path(name): Path<String>) -> Response {
+    alarms_html(&c, &name, None, StatusCode::OK).await
+}
+
+async fn alarms_html(c: &Console, name: &str, error: Option<&str>, status: StatusCode) -> Response {
+    let q = url_part(name);
+    let mut body = format!(
+        "<p><a href=\"/console/queues/{q}\">← {n}</a></p><h1>Alarms of {n}</h1>\
+         <p class=\"note\">CloudWatch alarms on <code>AWS/SQS</code> metrics with dimension \
+         <code>QueueName</code> = <code>{n}</code>, on {}.</p>{}",
+        endpoint_text(&c.conn),
+        error.map_or(String::new(), |e| format!(
+            "<p class=\"error\" id=\"form-error\">{}</p>",
+            esc(e)
+        )),
+        n = esc(name),
+    );
+    match cloudwatch::queue_alarms(&c.conn, name).await {
+        Err(e) => body.push_str(&format!(
+            "<p class=\"error\" id=\"alarms-error\">{}</p>",
+            esc(&format!("{e:#}"))
+        )),
+        Ok(alarms) if alarms.is_empty() => {
+            body.push_str("<p class=\"note\" id=\"no-alarms\">No alarms.</p>")
+        }
+        Ok(alarms) => {
+            body.push_str(
+                "<table id=\"alarm-table\"><thead><tr><th>Alarm</th><th>State</th><th>Metric</th>\
+                 <th>Condition</th><th>Reason</th><th></th></tr></thead><tbody>",
+            );
+            for a in &alarms {
+                body.push_str(&format!(
+                    "<tr data-alarm=\"{}\"><td>{}</td><td data-field=\"state\">{}</td><td>{}</td>\
+                     <td>{} {} over {} s</td><td>{}</td>\
+                     <td><a href=\"/console/queues/{q}/alarms/{}/delete\">Delete…</a></td></tr>",
+                    esc(&a.name),
+                    esc(&a.name),
+                    esc(&a.state),
+                    esc(&a.metric),
+                    esc(&a.comparison),
+                    a.threshold,
+                    a.period,
+                    esc(&a.reason),
+                    url_part(&a.name),
+                ));
+            }
+            body.push_str("</tbody></table><h2>History</h2>");
+            for a in &alarms {
+                match cloudwatch::alarm_history(&c.conn, &a.name).await {
+                    Ok(h) if h.is_empty() => body.push_str(&format!(
+                        "<p class=\"note\">{}: no history.</p>",
+                        esc(&a.name)
+                    )),
+                    Ok(h) => {
+                        body.push_str(&format!("<h3>{}</h3><ul class=\"history\">", esc(&a.name)));
+                        for (at, summary) in h {
+                            body.push_str(&format!(
+                                "<li>{} {}</li>",
+                                esc(&time_text(at.max(0) as u64)),
+                                esc(&summary)
+                            ));
+                        }
+                        body.push_str("</ul>");
+                    }
+                    Err(e) => body.push_str(&format!(
+                        "<p class=\"note\">{}: history not available ({}).</p>",
+                        esc(&a.name),
+                        esc(&format!("{e:#}"))
+                    )),
+                }
+            }
+        }
+    }
+    body.push_str(&format!(
+        "<h2>Add an alarm</h2><form class=\"add-alarm\" method=\"post\" action=\"/console/queues/{q}/alarms\">{}\
+         <p><label for=\"a-name\">Name</label> <input id=\"a-name\" name=\"alarm\" required></p>\
+         <p><label for=\"a-metric\">Metric (maximum ≥ threshold)</label> <select id=\"a-metric\" name=\"metric\">{}</select></p>\
+         <p><label for=\"a-threshold\">Threshold</label> <input id=\"a-threshold\" type=\"number\" step=\"any\" name=\"threshold\" required></p>\
+         <p><label for=\"a-period\">Period (seconds)</label> <input id=\"a-period\" type=\"number\" name=\"period\" value=\"60\" min=\"10\"></p>\
+         <p><button type=\"submit\" id=\"add-alarm\">Add</button></p></form>",
+        csrf_field(&c.csrf),
+        ALARM_METRICS
+            .iter()
+            .map(|m| format!("<option>{m}</option>"))
+            .collect::<String>(),
+    ));
+    with_status(status, page(&format!("Alarms {name}"), &body))
+}
+
+/// `POST /console/queues/{name}/alarms`: `PutMetricAlarm`, written to [`ACTIONS_LOG`].
+async fn alarm_add(
+    State(c): State<Arc<Console>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&body);
+    let alarm = field(&form, "alarm").unwrap_or_default().to_string();
+    let metric = field(&form, "metric").unwrap_or_default();
+    let threshold = field(&form, "threshold").and_then(|t| t.parse::<f64>().ok());
+    let period = field(&form, "period").map_or(Some(60), |p| p.parse::<i32>().ok());
+    let (Some(threshold), Some(period)) = (threshold, period) else {
+        return alarms_html(
+            &c,
+            &name,
+            Some("threshold and period: numbers"),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    };
+    if alarm.is_empty() || !ALARM_METRICS.contains(&metric) || period < 10 {
+        return alarms_html(
+            &c,
+            &name,
+            Some("a name, one of the listed metrics and a period of at least 10 s"),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+    let result =
+        cloudwatch::put_queue_alarm(&c.conn, &name, &alarm, metric, threshold, period).await;
+    let outcome = match &result {
+        Ok(()) => "added".to_string(),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    record_action(json!({"event": "alarmAdd", "queue": name, "alarm": alarm, "outcome": outcome}));
+    match result {
+        Ok(()) => redirect(&format!("/console/queues/{}/alarms", url_part(&name))),
+        Err(e) => alarms_html(&c, &name, Some(&format!("{e:#}")), StatusCode::BAD_GATEWAY).await,
+    }
+}
+
+/// `GET /console/queues/{name}/alarms/{alarm}/delete`: the confirmation.
+async fn alarm_delete_form(
+    State(c): State<Arc<Console>>,
+    Path((name, alarm)): Path<(String, String)>,
+) -> Response {
+    let q = url_part(&name);
+    page(
+        &format!("Delete alarm {alarm}"),
+        &format!(
+            "<p><a href=\"/console/queues/{q}/alarms\">← Alarms of {n}</a></p><h1>Delete alarm {a}?</h1>\
+             <form class=\"confirm\" id=\"confirm-delete-form\" method=\"post\" action=\"/console/queues/{q}/alarms/{ap}/delete\">{}\
+             <p>CloudWatch's <code>DeleteAlarms</code>: the alarm and its actions are gone.</p>\
+             <div class=\"actions\"><button type=\"submit\" class=\"danger\" id=\"confirm-delete\">Delete</button>\
+             <a href=\"/console/queues/{q}/alarms\">No, back</a></div></form>",
+            csrf_field(&c.csrf),
+            n = esc(&name),
+            a = esc(&alarm),
+            ap = url_part(&alarm),
+        ),
+    )
+}
+
+/// `POST /console/queues/{name}/alarms/{alarm}/delete`: `DeleteAlarms`, written to
+/// [`ACTIONS_LOG`].
+async fn alarm_delete_post(
+    State(c): State<Arc<Console>>,
+    Path((name, alarm)): Path<(String, String)>,
+) -> Response {
+    let result = cloudwatch::delete_alarm(&c.conn, &alarm).await;
+    let outcome = match &result {
+        Ok(()) => "deleted".to_string(),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    record_action(
+        json!({"event": "alarmDelete", "queue": name, "alarm": alarm, "outcome": outcome}),
+    );
+    match result {
+        Ok(()) => redirect(&format!("/console/queues/{}/alarms", url_part(&name))),
+        Err(e) => alarms_html(&c, &name, Some(&format!("{e:#}")), StatusCode::BAD_GATEWAY).await,
     }
 }
 

@@ -795,3 +795,106 @@ async fn console_schedules_against_redrive_serve() {
     assert!(audit.contains("<td>schedule add</td>"), "{audit}");
     assert!(audit.contains("<td>schedule remove</td>"), "{audit}");
 }
+
+/// CloudWatch's `DescribeAlarms` in the Query protocol: the alarm names.
+async fn cloudwatch_alarm_names(endpoint: &str) -> Vec<String> {
+    let r = reqwest::Client::new()
+        .post(endpoint)
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/monitoring/aws4_request, \
+             SignedHeaders=host, Signature=0",
+        )
+        .form(&[("Action", "DescribeAlarms"), ("Version", "2010-08-01")])
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    text.split("<AlarmName>")
+        .skip(1)
+        .map(|s| s.split('<').next().unwrap().to_string())
+        .collect()
+}
+
+/// CloudWatch alarms from `redrive console` against a real `redrive serve` (moto_server does
+/// not speak CloudWatch's RPC v2 CBOR protocol, which aws-sdk-cloudwatch uses): one added
+/// through the page is visible through CloudWatch's API and on the page with its state and
+/// history; deleted through its confirmation page it is gone; both on the audit page.
+#[tokio::test]
+async fn console_alarms_against_redrive_serve() {
+    let server = crate::harness::ServerProcess::start(&["--in-memory"], &[]).await;
+    let e = server.endpoint();
+    let sqs = server.client();
+    sqs.create_queue("ship-dlq", json!({})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let console = start_console(&e, dir.path());
+    let base = console.url.trim_end_matches("/console").to_string();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let alarms = format!("{base}/console/queues/ship-dlq/alarms");
+    let page = get(&http, &alarms).await;
+    assert!(page.contains("id=\"no-alarms\""), "{page}");
+    let csrf = hidden_fields(&page, "add-alarm")
+        .into_iter()
+        .find(|(k, _)| k == "csrf")
+        .unwrap()
+        .1;
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("alarm", "ship-dlq-depth"),
+        ("metric", "ApproximateNumberOfMessagesVisible"),
+        ("threshold", "5"),
+        ("period", "60"),
+    ];
+    let r = http.post(&alarms).form(&form[1..]).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(cloudwatch_alarm_names(&e).await.is_empty());
+    let r = http
+        .post(&alarms)
+        .header("origin", &base)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(cloudwatch_alarm_names(&e).await, vec!["ship-dlq-depth"]);
+    let page = get(&http, &alarms).await;
+    let row = page
+        .split("<tr data-alarm=\"ship-dlq-depth\">")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no alarm row: {page}"));
+    assert!(row.contains("ApproximateNumberOfMessagesVisible"), "{row}");
+    assert!(
+        row.contains("GreaterThanOrEqualToThreshold 5 over 60 s"),
+        "{row}"
+    );
+    assert!(row.contains("data-field=\"state\">"), "{row}");
+    // DescribeAlarmHistory: the alarm's creation.
+    let history = page.split("<h2>History</h2>").nth(1).unwrap();
+    assert!(history.contains("<li>"), "{history}");
+
+    let delete = format!("{alarms}/ship-dlq-depth/delete");
+    let confirm = get(&http, &delete).await;
+    assert!(
+        confirm.contains("Delete alarm ship-dlq-depth?"),
+        "{confirm}"
+    );
+    let r = http
+        .post(&delete)
+        .header("origin", &base)
+        .form(&hidden_fields(&confirm, "confirm"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(cloudwatch_alarm_names(&e).await.is_empty());
+    let page = get(&http, &alarms).await;
+    assert!(page.contains("id=\"no-alarms\""), "{page}");
+    let audit = get(&http, &format!("{base}/console/audit")).await;
+    assert!(audit.contains("<td>alarm add</td>"), "{audit}");
+    assert!(audit.contains("<td>alarm delete</td>"), "{audit}");
+    assert!(audit.contains("<td>refused POST</td>"), "{audit}");
+}
