@@ -1472,7 +1472,7 @@ async fn audit_page() -> Response {
     let mut body = format!(
         "<h1>Audit log</h1><p class=\"note\">The CLI's audit logs in <code>{}</code> (where \
          <code>redrive replay</code> and this console write each run's journal), one row per run, \
-         newest first; purges and refused POSTs from this console are in \
+         newest first; this console's own actions (purges, move tasks, schedules, alarms) and refused POSTs are in \
          <code>console.actions.ndjson</code>.</p>",
         esc(&std::env::current_dir()
             .map(|d| d.join(AUDIT_DIR).display().to_string())
@@ -1509,8 +1509,9 @@ async fn audit_page() -> Response {
     page("Audit log", &body)
 }
 
-/// The journal of this console's own actions (purges, refused POSTs) in [`AUDIT_DIR`]; a dot
-/// cannot be in an SQS queue name, so no queue's replay journal has this name.
+/// The journal of this console's own actions (purges, move tasks, schedules, alarms, refused
+/// POSTs) in [`AUDIT_DIR`]; a dot cannot be in an SQS queue name, so no queue's replay journal
+/// has this name.
 const ACTIONS_LOG: &str = "console.actions.ndjson";
 
 /// Appends one record (with `run`, `at` and `who` added) to [`ACTIONS_LOG`]; a failure to
