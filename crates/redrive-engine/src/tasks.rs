@@ -115,8 +115,8 @@ impl Engine {
     ) -> SqsResult<StartMessageMoveTaskOutput> {
         self.ensure_synced()?;
         let source = self.resolve_arn(&input.source_arn);
-        // The fifo flag read (and its lock released) before `is_dead_letter_queue`, which locks
-        // every queue of the region, this one included: a guard held across it deadlocks.
+        // The state's guard must be gone before `is_dead_letter_queue`, which locks every
+        // queue's state (this one included).
         let source_facts = source.as_ref().map(|s| {
             let fifo = s.state.lock().settings.fifo;
             (fifo, self.is_dead_letter_queue(s))
