@@ -186,15 +186,11 @@ pub struct AlarmCheck {
 /// Minutes before an alarm's creation searched for the DLQ's depth.
 const BEFORE_CREATION_MINUTES: i64 = 5;
 
-/// The DLQ's alarms (namespace `AWS/SQS`, dimension `QueueName` = the DLQ) and, for each, its
-/// creation and first ALARM from `DescribeAlarmHistory`, compared with the DLQ's depth then.
-/// `oldest_ms` (when the oldest message still in the DLQ arrived, if known) decides when
-/// CloudWatch has no depth for the minutes before creation.
-pub async fn dlq_alarm_checks(
+/// The alarms on a queue's metrics (namespace `AWS/SQS`, dimension `QueueName` = `queue`).
+async fn queue_alarms_raw(
     conn: &Conn,
-    dlq: &str,
-    oldest_ms: Option<i64>,
-) -> Result<Vec<AlarmCheck>> {
+    queue: &str,
+) -> Result<Vec<aws_sdk_cloudwatch::types::MetricAlarm>> {
     let endpoint = conn.endpoint_url.as_deref();
     let mut alarms = Vec::new();
     let mut token = None;
@@ -214,7 +210,7 @@ pub async fn dlq_alarm_checks(
                     a.namespace() == Some("AWS/SQS")
                         && a.dimensions()
                             .iter()
-                            .any(|d| d.name() == Some("QueueName") && d.value() == Some(dlq))
+                            .any(|d| d.name() == Some("QueueName") && d.value() == Some(queue))
                 })
                 .cloned(),
         );
@@ -223,6 +219,117 @@ pub async fn dlq_alarm_checks(
             _ => break,
         }
     }
+    Ok(alarms)
+}
+
+/// One alarm on a queue's metric, for the console.
+#[derive(Debug, Clone)]
+pub struct QueueAlarm {
+    pub name: String,
+    pub metric: String,
+    pub comparison: String,
+    pub threshold: f64,
+    pub period: i32,
+    pub state: String,
+    pub reason: String,
+}
+
+/// The alarms on a queue's metrics with their state.
+pub async fn queue_alarms(conn: &Conn, queue: &str) -> Result<Vec<QueueAlarm>> {
+    Ok(queue_alarms_raw(conn, queue)
+        .await?
+        .into_iter()
+        .map(|a| QueueAlarm {
+            name: a.alarm_name().unwrap_or_default().to_string(),
+            metric: a.metric_name().unwrap_or_default().to_string(),
+            comparison: a
+                .comparison_operator()
+                .map(|c| c.as_str().to_string())
+                .unwrap_or_default(),
+            threshold: a.threshold().unwrap_or_default(),
+            period: a.period().unwrap_or_default(),
+            state: a
+                .state_value()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            reason: a.state_reason().unwrap_or_default().to_string(),
+        })
+        .collect())
+}
+
+/// `PutMetricAlarm`: `metric` of `queue` (Maximum over `period` seconds, one period)
+/// greater than or equal to `threshold`.
+pub async fn put_queue_alarm(
+    conn: &Conn,
+    queue: &str,
+    name: &str,
+    metric: &str,
+    threshold: f64,
+    period: i32,
+) -> Result<()> {
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, Statistic};
+    conn.cloudwatch
+        .put_metric_alarm()
+        .alarm_name(name)
+        .namespace("AWS/SQS")
+        .metric_name(metric)
+        .dimensions(Dimension::builder().name("QueueName").value(queue).build())
+        .statistic(Statistic::Maximum)
+        .period(period)
+        .evaluation_periods(1)
+        .threshold(threshold)
+        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+        .send()
+        .await
+        .map_err(|e| cloudwatch_error(e, conn.endpoint_url.as_deref()))?;
+    Ok(())
+}
+
+/// `DeleteAlarms` of one alarm.
+pub async fn delete_alarm(conn: &Conn, name: &str) -> Result<()> {
+    conn.cloudwatch
+        .delete_alarms()
+        .alarm_names(name)
+        .send()
+        .await
+        .map_err(|e| cloudwatch_error(e, conn.endpoint_url.as_deref()))?;
+    Ok(())
+}
+
+/// `DescribeAlarmHistory` of one alarm, newest first: (epoch ms, summary).
+pub async fn alarm_history(conn: &Conn, name: &str) -> Result<Vec<(i64, String)>> {
+    let out = conn
+        .cloudwatch
+        .describe_alarm_history()
+        .alarm_name(name)
+        .scan_by(ScanBy::TimestampDescending)
+        .max_records(50)
+        .send()
+        .await
+        .map_err(|e| cloudwatch_error(e, conn.endpoint_url.as_deref()))?;
+    Ok(out
+        .alarm_history_items()
+        .iter()
+        .map(|i| {
+            (
+                i.timestamp().and_then(|t| t.to_millis().ok()).unwrap_or(0),
+                i.history_summary().unwrap_or_default().to_string(),
+            )
+        })
+        .collect())
+}
+
+/// The DLQ's alarms (namespace `AWS/SQS`, dimension `QueueName` = the DLQ) and, for each, its
+/// creation and first ALARM from `DescribeAlarmHistory`, compared with the DLQ's depth then.
+/// `oldest_ms` (when the oldest message still in the DLQ arrived, if known) decides when
+/// CloudWatch has no depth for the minutes before creation.
+pub async fn dlq_alarm_checks(
+    conn: &Conn,
+    dlq: &str,
+    oldest_ms: Option<i64>,
+) -> Result<Vec<AlarmCheck>> {
+    let endpoint = conn.endpoint_url.as_deref();
+    let alarms = queue_alarms_raw(conn, dlq).await?;
     let mut checks = Vec::new();
     for a in alarms {
         let name = a.alarm_name().unwrap_or_default().to_string();

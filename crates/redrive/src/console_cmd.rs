@@ -29,8 +29,11 @@ use axum::routing::{get, post};
 use clap::Args;
 use http::{HeaderValue, StatusCode, header};
 use redrive_cli::client::{Conn, QueueRef};
+use redrive_cli::cloudwatch;
 use redrive_cli::metrics::{MetricsPlan, MetricsSource, MetricsTable};
+use redrive_cli::movetask;
 use redrive_cli::replay::{self, Interrupt, ReplayPlan, ReplayResult, Summary};
+use redrive_cli::schedule;
 use redrive_cli::source::{Message, Source, approximate_count};
 use redrive_cli::stats::sample;
 use redrive_cli::util::now_ms;
@@ -45,7 +48,7 @@ use redrive_server::console::html::{
 use redrive_server::console::message_view;
 use redrive_server::console::session;
 use redrive_server::console::stats_view::{self, StatsQuery};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::investigate::ConnArgs;
 
@@ -78,6 +81,7 @@ const CHART_MINUTES: u64 = 60;
 
 const NAV: &str = "<a href=\"/console\">Queues</a>\
                    <a href=\"/console/replays\" accesskey=\"r\">Replays</a>\
+                   <a href=\"/console/schedules\">Schedules</a>\
                    <a href=\"/console/audit\">Audit log</a>";
 /// The CLI's audit logs (`redrive replay`'s default directory, relative to where the console
 /// was started).
@@ -183,6 +187,32 @@ pub async fn run_console(a: ConsoleArgs) -> Result<u8> {
             "/console/queues/{name}/replay",
             get(replay_form).post(replay_post),
         )
+        .route(
+            "/console/queues/{name}/purge",
+            get(purge_form).post(purge_post),
+        )
+        .route(
+            "/console/queues/{name}/moves",
+            get(moves_page).post(move_start),
+        )
+        .route(
+            "/console/queues/{name}/moves/cancel",
+            get(move_cancel_form).post(move_cancel_post),
+        )
+        .route("/console/schedules", get(schedules_page).post(schedule_add))
+        .route("/console/schedules/{id}", get(schedule_runs_page))
+        .route(
+            "/console/schedules/{id}/remove",
+            get(schedule_remove_form).post(schedule_remove_post),
+        )
+        .route(
+            "/console/queues/{name}/alarms",
+            get(alarms_page).post(alarm_add),
+        )
+        .route(
+            "/console/queues/{name}/alarms/{alarm}/delete",
+            get(alarm_delete_form).post(alarm_delete_post),
+        )
         .route("/console/replays", get(runs_page))
         .route("/console/audit", get(audit_page))
         .route("/console/replays/{id}", get(run_page))
@@ -265,6 +295,7 @@ async fn check_post(c: &Console, req: Request) -> Result<Request, Response> {
     let path = parts.uri.path().to_string();
     let refused = |reason: &str| {
         tracing::warn!(%path, reason, "console POST refused");
+        record_action(json!({"event": "refused", "path": path, "reason": reason}));
         error_page(
             StatusCode::FORBIDDEN,
             &format!("Refused: {reason}. Nothing was changed."),
@@ -588,7 +619,10 @@ async fn queue_page(
         ));
     }
     body.push_str(&format!(
-        "<p><a class=\"button\" href=\"/console/queues/{}/replay\">Replay messages…</a></p>",
+        "<p><a class=\"button\" href=\"/console/queues/{0}/replay\">Replay messages…</a> \
+         <a class=\"button\" href=\"/console/queues/{0}/moves\" id=\"moves\">Move tasks</a> \
+         <a class=\"button\" href=\"/console/queues/{0}/alarms\" id=\"alarms\">Alarms</a> \
+         <a class=\"button\" href=\"/console/queues/{0}/purge\" id=\"purge\">Purge…</a></p>",
         url_part(&queue.name)
     ));
     body.push_str("<h2>Last hour</h2>");
@@ -1351,6 +1385,66 @@ fn audit_runs(dir: &std::path::Path) -> Vec<AuditRun> {
                     }
                     a.detail = d.join("; ");
                 }
+                "purge" => {
+                    a.kind = "purge";
+                    a.who = r["who"].as_str().unwrap_or_default().to_string();
+                    a.detail = format!(
+                        "queue {}; about {} visible before",
+                        r["queue"].as_str().unwrap_or_default(),
+                        r["visible"]
+                    );
+                    a.outcome = r["outcome"].as_str().unwrap_or_default().to_string();
+                }
+                ev @ ("moveStart" | "moveCancel") => {
+                    a.kind = if ev == "moveStart" {
+                        "move task"
+                    } else {
+                        "move cancel"
+                    };
+                    a.who = r["who"].as_str().unwrap_or_default().to_string();
+                    a.detail = format!(
+                        "queue {}; to {}; rate {}",
+                        r["queue"].as_str().unwrap_or_default(),
+                        r["destination"].as_str().unwrap_or("each source"),
+                        r["rate"]
+                            .as_i64()
+                            .map_or("adaptive".to_string(), |n| format!("{n}/s"))
+                    );
+                    a.outcome = r["outcome"].as_str().unwrap_or_default().to_string();
+                }
+                ev @ ("scheduleAdd" | "scheduleRemove") => {
+                    a.kind = if ev == "scheduleAdd" {
+                        "schedule add"
+                    } else {
+                        "schedule remove"
+                    };
+                    a.who = r["who"].as_str().unwrap_or_default().to_string();
+                    a.detail = format!("schedule {}", r["schedule"].as_str().unwrap_or_default());
+                    a.outcome = r["outcome"].as_str().unwrap_or_default().to_string();
+                }
+                ev @ ("alarmAdd" | "alarmDelete") => {
+                    a.kind = if ev == "alarmAdd" {
+                        "alarm add"
+                    } else {
+                        "alarm delete"
+                    };
+                    a.who = r["who"].as_str().unwrap_or_default().to_string();
+                    a.detail = format!(
+                        "queue {}; alarm {}",
+                        r["queue"].as_str().unwrap_or_default(),
+                        r["alarm"].as_str().unwrap_or_default()
+                    );
+                    a.outcome = r["outcome"].as_str().unwrap_or_default().to_string();
+                }
+                "refused" => {
+                    a.kind = "refused POST";
+                    a.detail = format!(
+                        "{}: {}",
+                        r["path"].as_str().unwrap_or_default(),
+                        r["reason"].as_str().unwrap_or_default()
+                    );
+                    a.outcome = "refused".to_string();
+                }
                 "sent" => a.sent += 1,
                 "deleted" => a.deleted += 1,
                 "failed" => a.failed += 1,
@@ -1378,7 +1472,8 @@ async fn audit_page() -> Response {
     let mut body = format!(
         "<h1>Audit log</h1><p class=\"note\">The CLI's audit logs in <code>{}</code> (where \
          <code>redrive replay</code> and this console write each run's journal), one row per run, \
-         newest first. Refused POSTs are logged on the console's standard error.</p>",
+         newest first; this console's own actions (purges, move tasks, schedules, alarms) and refused POSTs are in \
+         <code>console.actions.ndjson</code>.</p>",
         esc(&std::env::current_dir()
             .map(|d| d.join(AUDIT_DIR).display().to_string())
             .unwrap_or_else(|_| AUDIT_DIR.to_string()))
@@ -1412,6 +1507,663 @@ async fn audit_page() -> Response {
     }
     body.push_str("</tbody></table>");
     page("Audit log", &body)
+}
+
+/// The journal of this console's own actions (purges, move tasks, schedules, alarms, refused
+/// POSTs) in [`AUDIT_DIR`]; a dot cannot be in an SQS queue name, so no queue's replay journal
+/// has this name.
+const ACTIONS_LOG: &str = "console.actions.ndjson";
+
+/// Appends one record (with `run`, `at` and `who` added) to [`ACTIONS_LOG`]; a failure to
+/// write is logged on standard error, never fatal.
+fn record_action(mut record: Value) {
+    let at = now_ms();
+    record["run"] = json!(format!(
+        "console-{at}-{}",
+        session::new_token().get(..8).unwrap_or("")
+    ));
+    record["at"] = json!(at);
+    record["who"] = json!(format!("{} (redrive console)", replay::whoami()));
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        std::fs::create_dir_all(AUDIT_DIR)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(std::path::Path::new(AUDIT_DIR).join(ACTIONS_LOG))?;
+        writeln!(f, "{record}")
+    };
+    if let Err(e) = write() {
+        tracing::warn!(error = %e, "cannot write the console's audit log");
+    }
+}
+
+fn purge_form_html(c: &Console, name: &str, info: &QueueInfo, error: Option<&str>) -> String {
+    format!(
+        "<p><a href=\"/console/queues/{q}\">← {n}</a></p><h1>Purge {n}?</h1>{}\
+         <form class=\"confirm\" id=\"confirm-purge-form\" method=\"post\" action=\"/console/queues/{q}/purge\">{}\
+         <p><strong>Every message</strong> of <code>{n}</code> is deleted: about {} visible, \
+         {} in flight, {} delayed now. This is SQS's <code>PurgeQueue</code> on {} and \
+         cannot be undone (once per 60 seconds per queue).</p>\
+         <p><label for=\"confirm-name\">Type the queue name to confirm</label> \
+         <input id=\"confirm-name\" type=\"text\" name=\"confirm_name\" autocomplete=\"off\" required></p>\
+         <div class=\"actions\"><button type=\"submit\" class=\"danger\" id=\"confirm-purge\">Purge the queue</button>\
+         <a href=\"/console/queues/{q}\">No, back</a></div></form>",
+        error.map_or(String::new(), |e| format!(
+            "<p class=\"error\" id=\"form-error\">{}</p>",
+            esc(e)
+        )),
+        csrf_field(&c.csrf),
+        info.visible,
+        info.in_flight,
+        info.delayed,
+        endpoint_text(&c.conn),
+        q = url_part(name),
+        n = esc(name),
+    )
+}
+
+/// `GET /console/queues/{name}/purge`: the confirmation (the queue's name must be typed).
+async fn purge_form(State(c): State<Arc<Console>>, Path(name): Path<String>) -> Response {
+    let queue = match c.conn.resolve(&name).await {
+        Ok(q) => q,
+        Err(e) => return error_page(StatusCode::NOT_FOUND, &format!("{e:#}")),
+    };
+    match describe(&c.conn, &queue.url).await {
+        Ok(info) => page(
+            &format!("Purge {}", queue.name),
+            &purge_form_html(&c, &queue.name, &info, None),
+        ),
+        Err(e) => failure(&e),
+    }
+}
+
+/// `POST /console/queues/{name}/purge`: `PurgeQueue` once the name is typed, written to
+/// [`ACTIONS_LOG`] with the counts seen just before.
+async fn purge_post(
+    State(c): State<Arc<Console>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&body);
+    let queue = match c.conn.resolve(&name).await {
+        Ok(q) => q,
+        Err(e) => return error_page(StatusCode::NOT_FOUND, &format!("{e:#}")),
+    };
+    let info = match describe(&c.conn, &queue.url).await {
+        Ok(i) => i,
+        Err(e) => return failure(&e),
+    };
+    if field(&form, "confirm_name") != Some(queue.name.as_str()) {
+        return html(
+            StatusCode::BAD_REQUEST,
+            page_with_nav(
+                &format!("Purge {}", queue.name),
+                &purge_form_html(
+                    &c,
+                    &queue.name,
+                    &info,
+                    Some("The name typed is not the queue's: nothing was purged."),
+                ),
+                None,
+                NAV,
+            ),
+        );
+    }
+    let result = c.conn.sqs.purge_queue().queue_url(&queue.url).send().await;
+    let outcome = match &result {
+        Ok(_) => "purged".to_string(),
+        Err(e) => format!("failed: {}", aws_sdk_sqs::error::DisplayErrorContext(e)),
+    };
+    record_action(
+        json!({"event": "purge", "queue": queue.name, "url": queue.url,
+        "visible": info.visible, "inFlight": info.in_flight, "delayed": info.delayed,
+        "outcome": outcome}),
+    );
+    tracing::info!(queue = %queue.name, %outcome, "console purge");
+    match result {
+        Ok(_) => redirect(&format!("/console/queues/{}", url_part(&queue.name))),
+        Err(_) => error_page(
+            StatusCode::BAD_GATEWAY,
+            &format!("PurgeQueue on {} {outcome}", queue.name),
+        ),
+    }
+}
+
+/// `GET /console/queues/{dlq}/moves`: the DLQ's native move tasks (`ListMessageMoveTasks`,
+/// newest 10, through `redrive move --list`'s function) and a form to start one. Reloads every
+/// 2 s while one runs.
+async fn moves_page(State(c): State<Arc<Console>>, Path(name): Path<String>) -> Response {
+    moves_html(&c, &name, None).await
+}
+
+async fn moves_html(c: &Console, name: &str, error: Option<&str>) -> Response {
+    let tasks = match movetask::list(&c.conn, name).await {
+        Ok(t) => t,
+        Err(e) => return failure(&e),
+    };
+    let q = url_part(name);
+    let mut body = format!(
+        "<p><a href=\"/console/queues/{q}\">← {n}</a></p><h1>Move tasks of {n}</h1>\
+         <p class=\"note\">Native SQS message move tasks (<code>StartMessageMoveTask</code>, as \
+         <code>redrive move</code>): every visible message of the DLQ back to its source (or to \
+         one destination), on {}. The newest 10.</p>{}",
+        endpoint_text(&c.conn),
+        error.map_or(String::new(), |e| format!(
+            "<p class=\"error\" id=\"form-error\">{}</p>",
+            esc(e)
+        )),
+        n = esc(name),
+    );
+    let running = tasks.iter().any(|t| t.status == "RUNNING");
+    if tasks.is_empty() {
+        body.push_str("<p class=\"note\" id=\"no-moves\">No move tasks.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"move-table\"><thead><tr><th>Status</th><th class=\"num\">Moved</th>\
+             <th class=\"num\">To move</th><th>Progress</th><th>Destination</th><th>Rate</th>\
+             <th>Started</th><th>Failure</th><th></th></tr></thead><tbody>",
+        );
+        for t in &tasks {
+            let to_move = t.approximate_number_of_messages_to_move.unwrap_or(0);
+            let action = if t.status == "RUNNING" {
+                format!(
+                    "<a href=\"/console/queues/{q}/moves/cancel\" id=\"cancel-move\">Cancel…</a>"
+                )
+            } else {
+                String::new()
+            };
+            body.push_str(&format!(
+                "<tr data-status=\"{}\"><td>{}</td><td class=\"num\" data-field=\"moved\">{}</td>\
+                 <td class=\"num\">{to_move}</td><td><progress max=\"{}\" value=\"{}\"></progress></td>\
+                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+                esc(&t.status),
+                esc(&t.status),
+                t.approximate_number_of_messages_moved,
+                to_move.max(1),
+                t.approximate_number_of_messages_moved,
+                esc(t.destination_arn.as_deref().unwrap_or("(each source)")),
+                t.max_number_of_messages_per_second
+                    .map_or("adaptive".to_string(), |n| format!("{n}/s")),
+                esc(&time_text(t.started_timestamp.max(0) as u64)),
+                esc(t.failure_reason.as_deref().unwrap_or("")),
+            ));
+        }
+        body.push_str("</tbody></table>");
+    }
+    if !running {
+        body.push_str(&format!(
+            "<h2 id=\"start\">Start a move task</h2>\
+             <form class=\"start-move\" method=\"post\" action=\"/console/queues/{q}/moves\">{}\
+             <p><label for=\"move-destination\">Destination queue</label> <input id=\"move-destination\" \
+             name=\"destination\" placeholder=\"each message's source\"></p>\
+             <p><label for=\"move-rate\">Messages per second</label> <input id=\"move-rate\" type=\"number\" \
+             name=\"rate\" min=\"{}\" max=\"{}\" placeholder=\"adaptive\"></p>\
+             <p><button type=\"submit\" id=\"start-move\">Start moving</button></p></form>",
+            csrf_field(&c.csrf),
+            movetask::MIN_MOVE_RATE,
+            movetask::MAX_MOVE_RATE,
+        ));
+    }
+    let mut out = page(&format!("Move tasks {name}"), &body);
+    if running {
+        out.headers_mut()
+            .insert(header::REFRESH, HeaderValue::from_static("2"));
+    }
+    out
+}
+
+/// `POST /console/queues/{dlq}/moves`: `StartMessageMoveTask` (as `redrive move --no-follow`),
+/// written to [`ACTIONS_LOG`].
+async fn move_start(
+    State(c): State<Arc<Console>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&body);
+    let rate = match field(&form, "rate").map(str::parse::<i32>) {
+        None => None,
+        Some(Ok(r)) => match movetask::check_move_rate(r) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                return with_status(
+                    StatusCode::BAD_REQUEST,
+                    moves_html(&c, &name, Some(&e)).await,
+                );
+            }
+        },
+        Some(Err(_)) => {
+            return with_status(
+                StatusCode::BAD_REQUEST,
+                moves_html(
+                    &c,
+                    &name,
+                    Some("rate: a whole number of messages per second"),
+                )
+                .await,
+            );
+        }
+    };
+    let destination = field(&form, "destination").map(str::to_string);
+    let plan = movetask::MovePlan {
+        source: name.clone(),
+        destination: destination.clone(),
+        rate,
+        cancel_on_interrupt: false,
+        no_follow: true,
+    };
+    let (interrupt, _tx) = Interrupt::manual();
+    let result = movetask::start(&c.conn, &plan, &interrupt).await;
+    let outcome = match &result {
+        Ok(r) => format!(
+            "started {}",
+            r.task.task_handle.as_deref().unwrap_or_default()
+        ),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    record_action(
+        json!({"event": "moveStart", "queue": name, "destination": destination,
+        "rate": rate, "outcome": outcome}),
+    );
+    tracing::info!(queue = %name, %outcome, "console move task");
+    match result {
+        Ok(_) => redirect(&format!("/console/queues/{}/moves", url_part(&name))),
+        Err(e) => with_status(
+            StatusCode::BAD_GATEWAY,
+            moves_html(&c, &name, Some(&format!("{e:#}"))).await,
+        ),
+    }
+}
+
+fn with_status(status: StatusCode, mut r: Response) -> Response {
+    *r.status_mut() = status;
+    r
+}
+
+/// `GET /console/queues/{dlq}/moves/cancel`: the confirmation.
+async fn move_cancel_form(State(c): State<Arc<Console>>, Path(name): Path<String>) -> Response {
+    let q = url_part(&name);
+    page(
+        &format!("Cancel move task {name}"),
+        &format!(
+            "<p><a href=\"/console/queues/{q}/moves\">← Move tasks of {n}</a></p>\
+             <h1>Cancel the move task of {n}?</h1>\
+             <form class=\"confirm\" id=\"confirm-cancel-form\" method=\"post\" action=\"/console/queues/{q}/moves/cancel\">{}\
+             <p>The running task stops (<code>CancelMessageMoveTask</code>); the messages moved so \
+             far stay moved, the others stay in <code>{n}</code>.</p>\
+             <div class=\"actions\"><button type=\"submit\" class=\"danger\" id=\"confirm-cancel\">Cancel the task</button>\
+             <a href=\"/console/queues/{q}/moves\">No, back</a></div></form>",
+            csrf_field(&c.csrf),
+            n = esc(&name),
+        ),
+    )
+}
+
+/// `POST /console/queues/{dlq}/moves/cancel`: cancels the running task (as `redrive move
+/// --cancel`), written to [`ACTIONS_LOG`].
+async fn move_cancel_post(State(c): State<Arc<Console>>, Path(name): Path<String>) -> Response {
+    let result = movetask::cancel(&c.conn, &name).await;
+    let outcome = match &result {
+        Ok(t) => format!("cancelled {}", t.task_handle.as_deref().unwrap_or_default()),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    let task = result.as_ref().ok();
+    record_action(json!({"event": "moveCancel", "queue": name,
+        "destination": task.and_then(|t| t.destination_arn.clone()),
+        "rate": task.and_then(|t| t.max_number_of_messages_per_second),
+        "outcome": outcome}));
+    tracing::info!(queue = %name, %outcome, "console move task cancel");
+    match result {
+        Ok(_) => redirect(&format!("/console/queues/{}/moves", url_part(&name))),
+        Err(e) => with_status(
+            StatusCode::CONFLICT,
+            moves_html(&c, &name, Some(&format!("{e:#}"))).await,
+        ),
+    }
+}
+
+/// `GET /console/schedules`: the endpoint's scheduled redrives (`redrive schedule list`'s
+/// function; a Redrive server keeps them, AWS has none and the page says the CLI's words) and
+/// a form to add one.
+async fn schedules_page(State(c): State<Arc<Console>>) -> Response {
+    schedules_html(&c, None, StatusCode::OK).await
+}
+
+async fn schedules_html(c: &Console, error: Option<&str>, status: StatusCode) -> Response {
+    let mut body = format!(
+        "<h1>Schedules</h1><p class=\"note\">Scheduled redrives kept by the endpoint \
+         (<code>redrive schedule</code>), on {}.</p>{}",
+        endpoint_text(&c.conn),
+        error.map_or(String::new(), |e| format!(
+            "<p class=\"error\" id=\"form-error\">{}</p>",
+            esc(e)
+        )),
+    );
+    let list = match schedule::list(&c.conn).await {
+        Ok(l) => l,
+        Err(e) => {
+            body.push_str(&format!(
+                "<p class=\"note\" id=\"no-schedules-api\">{}</p>",
+                esc(&format!("{e:#}"))
+            ));
+            return with_status(status, page("Schedules", &body));
+        }
+    };
+    if list.is_empty() {
+        body.push_str("<p class=\"note\" id=\"no-schedules\">No schedules.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"schedule-table\"><thead><tr><th>Name</th><th>Cron</th><th>Source</th>\
+             <th>Filter</th><th>Enabled</th><th>Next</th><th>Last</th><th></th></tr></thead><tbody>",
+        );
+        for s in &list {
+            let id = s["id"].as_str().unwrap_or_default();
+            let t = |v: &Value| {
+                v.as_i64()
+                    .map_or(String::new(), |n| time_text(n.max(0) as u64))
+            };
+            body.push_str(&format!(
+                "<tr data-schedule=\"{}\"><td><a href=\"/console/schedules/{}\">{}</a></td>\
+                 <td><code>{} {}</code></td><td>{}</td><td><code>{}</code></td><td>{}</td>\
+                 <td>{}</td><td>{}</td><td><a href=\"/console/schedules/{}/remove\">Remove…</a></td></tr>",
+                esc(s["name"].as_str().unwrap_or_default()),
+                url_part(id),
+                esc(s["name"].as_str().unwrap_or_default()),
+                esc(s["cron"].as_str().unwrap_or_default()),
+                esc(s["timezone"].as_str().unwrap_or_default()),
+                esc(s["source"].as_str().unwrap_or_default()),
+                esc(s["selection"]["filter"].as_str().unwrap_or_default()),
+                if s["enabled"] == false { "no" } else { "yes" },
+                esc(&t(&s["nextRunAt"])),
+                esc(&t(&s["lastRunAt"])),
+                url_part(id),
+            ));
+        }
+        body.push_str("</tbody></table>");
+    }
+    body.push_str(&format!(
+        "<h2>Add a schedule</h2><form class=\"add-schedule\" method=\"post\" action=\"/console/schedules\">{}\
+         <p><label for=\"s-name\">Name</label> <input id=\"s-name\" name=\"name\" required></p>\
+         <p><label for=\"s-cron\">Cron</label> <input id=\"s-cron\" name=\"cron\" placeholder=\"0 3 * * *\" required></p>\
+         <p><label for=\"s-tz\">Time zone</label> <input id=\"s-tz\" name=\"timezone\" value=\"UTC\"></p>\
+         <p><label for=\"s-source\">DLQ</label> <input id=\"s-source\" name=\"source\" required></p>\
+         <p><label for=\"s-dest\">Destination</label> <input id=\"s-dest\" name=\"destination\" placeholder=\"each message's source\"></p>\
+         <p><label for=\"s-filter\">Filter (jq)</label> <input id=\"s-filter\" name=\"filter\"></p>\
+         <p><button type=\"submit\" id=\"add-schedule\">Add</button></p></form>",
+        csrf_field(&c.csrf)
+    ));
+    with_status(status, page("Schedules", &body))
+}
+
+/// `POST /console/schedules`: `redrive schedule add`'s request (the endpoint validates it).
+async fn schedule_add(State(c): State<Arc<Console>>, body: Bytes) -> Response {
+    let form = parse_form(&body);
+    let spec = schedule::ScheduleSpec {
+        name: field(&form, "name").unwrap_or_default().to_string(),
+        cron: field(&form, "cron").unwrap_or_default().to_string(),
+        timezone: field(&form, "timezone").unwrap_or("UTC").to_string(),
+        source: field(&form, "source").unwrap_or_default().to_string(),
+        destination: field(&form, "destination").map(str::to_string),
+        filter: field(&form, "filter").map(str::to_string),
+        enabled: true,
+        ..schedule::ScheduleSpec::default()
+    };
+    let result = schedule::add(&c.conn, &spec.to_request()).await;
+    let outcome = match &result {
+        Ok(_) => "added".to_string(),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    record_action(json!({"event": "scheduleAdd", "schedule": spec.name, "outcome": outcome}));
+    match result {
+        Ok(_) => redirect("/console/schedules"),
+        Err(e) => schedules_html(&c, Some(&format!("{e:#}")), StatusCode::BAD_REQUEST).await,
+    }
+}
+
+/// `GET /console/schedules/{id}`: a schedule's runs (`redrive schedule runs`).
+async fn schedule_runs_page(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+    let runs = match schedule::runs(&c.conn, &id).await {
+        Ok(r) => r,
+        Err(e) => return error_page(StatusCode::NOT_FOUND, &format!("{e:#}")),
+    };
+    let mut body = format!(
+        "<p><a href=\"/console/schedules\">← Schedules</a></p><h1>Runs of {}</h1>",
+        esc(&id)
+    );
+    if runs.is_empty() {
+        body.push_str("<p class=\"note\" id=\"no-runs\">No runs yet.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"run-table\"><thead><tr><th>At</th><th>Outcome</th>\
+             <th class=\"num\">Selected</th><th>Replay</th><th>Message</th></tr></thead><tbody>",
+        );
+        for r in &runs {
+            body.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                esc(&r["at"].as_i64().map_or(String::new(), |n| time_text(n.max(0) as u64))),
+                esc(r["outcome"].as_str().unwrap_or_default()),
+                r["selected"].as_u64().map_or(String::new(), |n| n.to_string()),
+                esc(r["replayId"].as_str().unwrap_or_default()),
+                esc(r["message"].as_str().unwrap_or_default()),
+            ));
+        }
+        body.push_str("</tbody></table>");
+    }
+    page(&format!("Schedule {id}"), &body)
+}
+
+/// `GET /console/schedules/{id}/remove`: the confirmation.
+async fn schedule_remove_form(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+    page(
+        &format!("Remove schedule {id}"),
+        &format!(
+            "<p><a href=\"/console/schedules\">← Schedules</a></p><h1>Remove schedule {n}?</h1>\
+             <form class=\"confirm\" id=\"confirm-remove-form\" method=\"post\" action=\"/console/schedules/{q}/remove\">{}\
+             <p>The schedule stops; its past runs' replays stay in the audit log.</p>\
+             <div class=\"actions\"><button type=\"submit\" class=\"danger\" id=\"confirm-remove\">Remove</button>\
+             <a href=\"/console/schedules\">No, back</a></div></form>",
+            csrf_field(&c.csrf),
+            n = esc(&id),
+            q = url_part(&id),
+        ),
+    )
+}
+
+/// `POST /console/schedules/{id}/remove`: `redrive schedule remove`.
+async fn schedule_remove_post(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+    let result = schedule::remove(&c.conn, &id).await;
+    let outcome = match &result {
+        Ok(()) => "removed".to_string(),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    record_action(json!({"event": "scheduleRemove", "schedule": id, "outcome": outcome}));
+    match result {
+        Ok(()) => redirect("/console/schedules"),
+        Err(e) => schedules_html(&c, Some(&format!("{e:#}")), StatusCode::BAD_REQUEST).await,
+    }
+}
+
+/// The queue metrics an alarm can be put on from the page.
+const ALARM_METRICS: [&str; 3] = [
+    "ApproximateNumberOfMessagesVisible",
+    "ApproximateAgeOfOldestMessage",
+    "NumberOfMessagesSent",
+];
+
+/// `GET /console/queues/{name}/alarms`: the CloudWatch alarms on the queue's metrics
+/// (`DescribeAlarms`, as `redrive status` finds them) with state and history
+/// (`DescribeAlarmHistory`), and a form to add one (`PutMetricAlarm`).
+async fn alarms_page(State(c): State<Arc<Console>>, Path(name): Path<String>) -> Response {
+    alarms_html(&c, &name, None, StatusCode::OK).await
+}
+
+async fn alarms_html(c: &Console, name: &str, error: Option<&str>, status: StatusCode) -> Response {
+    let q = url_part(name);
+    let mut body = format!(
+        "<p><a href=\"/console/queues/{q}\">← {n}</a></p><h1>Alarms of {n}</h1>\
+         <p class=\"note\">CloudWatch alarms on <code>AWS/SQS</code> metrics with dimension \
+         <code>QueueName</code> = <code>{n}</code>, on {}.</p>{}",
+        endpoint_text(&c.conn),
+        error.map_or(String::new(), |e| format!(
+            "<p class=\"error\" id=\"form-error\">{}</p>",
+            esc(e)
+        )),
+        n = esc(name),
+    );
+    match cloudwatch::queue_alarms(&c.conn, name).await {
+        Err(e) => body.push_str(&format!(
+            "<p class=\"error\" id=\"alarms-error\">{}</p>",
+            esc(&format!("{e:#}"))
+        )),
+        Ok(alarms) if alarms.is_empty() => {
+            body.push_str("<p class=\"note\" id=\"no-alarms\">No alarms.</p>")
+        }
+        Ok(alarms) => {
+            body.push_str(
+                "<table id=\"alarm-table\"><thead><tr><th>Alarm</th><th>State</th><th>Metric</th>\
+                 <th>Condition</th><th>Reason</th><th></th></tr></thead><tbody>",
+            );
+            for a in &alarms {
+                body.push_str(&format!(
+                    "<tr data-alarm=\"{}\"><td>{}</td><td data-field=\"state\">{}</td><td>{}</td>\
+                     <td>{} {} over {} s</td><td>{}</td>\
+                     <td><a href=\"/console/queues/{q}/alarms/{}/delete\">Delete…</a></td></tr>",
+                    esc(&a.name),
+                    esc(&a.name),
+                    esc(&a.state),
+                    esc(&a.metric),
+                    esc(&a.comparison),
+                    a.threshold,
+                    a.period,
+                    esc(&a.reason),
+                    url_part(&a.name),
+                ));
+            }
+            body.push_str("</tbody></table><h2>History</h2>");
+            for a in &alarms {
+                match cloudwatch::alarm_history(&c.conn, &a.name).await {
+                    Ok(h) if h.is_empty() => body.push_str(&format!(
+                        "<p class=\"note\">{}: no history.</p>",
+                        esc(&a.name)
+                    )),
+                    Ok(h) => {
+                        body.push_str(&format!("<h3>{}</h3><ul class=\"history\">", esc(&a.name)));
+                        for (at, summary) in h {
+                            body.push_str(&format!(
+                                "<li>{} {}</li>",
+                                esc(&time_text(at.max(0) as u64)),
+                                esc(&summary)
+                            ));
+                        }
+                        body.push_str("</ul>");
+                    }
+                    Err(e) => body.push_str(&format!(
+                        "<p class=\"note\">{}: history not available ({}).</p>",
+                        esc(&a.name),
+                        esc(&format!("{e:#}"))
+                    )),
+                }
+            }
+        }
+    }
+    body.push_str(&format!(
+        "<h2>Add an alarm</h2><form class=\"add-alarm\" method=\"post\" action=\"/console/queues/{q}/alarms\">{}\
+         <p><label for=\"a-name\">Name</label> <input id=\"a-name\" name=\"alarm\" required></p>\
+         <p><label for=\"a-metric\">Metric (maximum ≥ threshold)</label> <select id=\"a-metric\" name=\"metric\">{}</select></p>\
+         <p><label for=\"a-threshold\">Threshold</label> <input id=\"a-threshold\" type=\"number\" step=\"any\" name=\"threshold\" required></p>\
+         <p><label for=\"a-period\">Period (seconds)</label> <input id=\"a-period\" type=\"number\" name=\"period\" value=\"60\" min=\"10\"></p>\
+         <p><button type=\"submit\" id=\"add-alarm\">Add</button></p></form>",
+        csrf_field(&c.csrf),
+        ALARM_METRICS
+            .iter()
+            .map(|m| format!("<option>{m}</option>"))
+            .collect::<String>(),
+    ));
+    with_status(status, page(&format!("Alarms {name}"), &body))
+}
+
+/// `POST /console/queues/{name}/alarms`: `PutMetricAlarm`, written to [`ACTIONS_LOG`].
+async fn alarm_add(
+    State(c): State<Arc<Console>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&body);
+    let alarm = field(&form, "alarm").unwrap_or_default().to_string();
+    let metric = field(&form, "metric").unwrap_or_default();
+    let threshold = field(&form, "threshold").and_then(|t| t.parse::<f64>().ok());
+    let period = field(&form, "period").map_or(Some(60), |p| p.parse::<i32>().ok());
+    let (Some(threshold), Some(period)) = (threshold, period) else {
+        return alarms_html(
+            &c,
+            &name,
+            Some("threshold and period: numbers"),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    };
+    if alarm.is_empty() || !ALARM_METRICS.contains(&metric) || period < 10 {
+        return alarms_html(
+            &c,
+            &name,
+            Some("a name, one of the listed metrics and a period of at least 10 s"),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+    let result =
+        cloudwatch::put_queue_alarm(&c.conn, &name, &alarm, metric, threshold, period).await;
+    let outcome = match &result {
+        Ok(()) => "added".to_string(),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    record_action(json!({"event": "alarmAdd", "queue": name, "alarm": alarm, "outcome": outcome}));
+    match result {
+        Ok(()) => redirect(&format!("/console/queues/{}/alarms", url_part(&name))),
+        Err(e) => alarms_html(&c, &name, Some(&format!("{e:#}")), StatusCode::BAD_GATEWAY).await,
+    }
+}
+
+/// `GET /console/queues/{name}/alarms/{alarm}/delete`: the confirmation.
+async fn alarm_delete_form(
+    State(c): State<Arc<Console>>,
+    Path((name, alarm)): Path<(String, String)>,
+) -> Response {
+    let q = url_part(&name);
+    page(
+        &format!("Delete alarm {alarm}"),
+        &format!(
+            "<p><a href=\"/console/queues/{q}/alarms\">← Alarms of {n}</a></p><h1>Delete alarm {a}?</h1>\
+             <form class=\"confirm\" id=\"confirm-delete-form\" method=\"post\" action=\"/console/queues/{q}/alarms/{ap}/delete\">{}\
+             <p>CloudWatch's <code>DeleteAlarms</code>: the alarm and its actions are gone.</p>\
+             <div class=\"actions\"><button type=\"submit\" class=\"danger\" id=\"confirm-delete\">Delete</button>\
+             <a href=\"/console/queues/{q}/alarms\">No, back</a></div></form>",
+            csrf_field(&c.csrf),
+            n = esc(&name),
+            a = esc(&alarm),
+            ap = url_part(&alarm),
+        ),
+    )
+}
+
+/// `POST /console/queues/{name}/alarms/{alarm}/delete`: `DeleteAlarms`, written to
+/// [`ACTIONS_LOG`].
+async fn alarm_delete_post(
+    State(c): State<Arc<Console>>,
+    Path((name, alarm)): Path<(String, String)>,
+) -> Response {
+    let result = cloudwatch::delete_alarm(&c.conn, &alarm).await;
+    let outcome = match &result {
+        Ok(()) => "deleted".to_string(),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    record_action(
+        json!({"event": "alarmDelete", "queue": name, "alarm": alarm, "outcome": outcome}),
+    );
+    match result {
+        Ok(()) => redirect(&format!("/console/queues/{}/alarms", url_part(&name))),
+        Err(e) => alarms_html(&c, &name, Some(&format!("{e:#}")), StatusCode::BAD_GATEWAY).await,
+    }
 }
 
 async fn runs_page(State(c): State<Arc<Console>>) -> Response {

@@ -438,3 +438,463 @@ fn console_refuses_a_non_loopback_address() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("loopback"), "{err}");
 }
+
+/// Purge from the console: a confirmation that needs the queue's name typed, `PurgeQueue`,
+/// and the console's audit journal; a forged POST (no CSRF token, another origin) is refused
+/// and shows on the audit page.
+#[tokio::test]
+async fn console_purge_and_refused_posts_audited_against_moto() {
+    let moto = Moto::start().await.expect("moto_server is not on PATH: the moto tests run only in `cargo nextest run --profile moto` (.ci/run installs it)");
+    let e = moto.endpoint.clone();
+    let sqs = Sqs::with_scope(&e, "us-east-1");
+    let junk = sqs.create_queue("junk-dlq", json!({})).await;
+    for i in 0..5 {
+        send(&sqs, &junk, &json!({"n": i}).to_string(), json!({}), None).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let console = start_console(&e, dir.path());
+    let base = console.url.trim_end_matches("/console").to_string();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let q = format!("{base}/console/queues/junk-dlq");
+    let page = get(&http, &q).await;
+    assert!(
+        page.contains("href=\"/console/queues/junk-dlq/purge\""),
+        "{page}"
+    );
+    let purge_url = format!("{q}/purge");
+    let confirm = get(&http, &purge_url).await;
+    assert!(confirm.contains("Purge junk-dlq?"), "{confirm}");
+    assert!(confirm.contains("about 5 visible"), "{confirm}");
+    let fields = hidden_fields(&confirm, "confirm");
+    let csrf = fields
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.clone())
+        .expect("the confirm form carries the CSRF token");
+
+    // Forged: no token; another origin with the right token. Refused, nothing purged.
+    let r = http
+        .post(&purge_url)
+        .form(&[("confirm_name", "junk-dlq")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .post(&purge_url)
+        .header("origin", "https://evil.example")
+        .form(&[("csrf", csrf.as_str()), ("confirm_name", "junk-dlq")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // The wrong name typed: nothing purged either.
+    let r = http
+        .post(&purge_url)
+        .header("origin", &base)
+        .form(&[("csrf", csrf.as_str()), ("confirm_name", "junk")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("nothing was purged"), "{text}");
+    assert_eq!(count(&sqs, &junk).await, 5);
+
+    // Confirmed: the queue is empty.
+    let r = http
+        .post(&purge_url)
+        .header("origin", &base)
+        .form(&[("csrf", csrf.as_str()), ("confirm_name", "junk-dlq")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        "/console/queues/junk-dlq"
+    );
+    assert_eq!(count(&sqs, &junk).await, 0);
+    assert!(drain(&sqs, &junk).await.is_empty());
+
+    // The audit page: the purge (with the count before) and both refused POSTs.
+    let audit = get(&http, &format!("{base}/console/audit")).await;
+    let rows: Vec<&str> = audit.split("<tr data-run=").skip(1).collect();
+    let purge = rows
+        .iter()
+        .find(|r| r.contains("<td>purge</td>"))
+        .unwrap_or_else(|| panic!("no purge row: {audit}"));
+    assert!(
+        purge.contains("queue junk-dlq; about 5 visible before"),
+        "{purge}"
+    );
+    assert!(purge.contains("data-field=\"outcome\">purged<"), "{purge}");
+    assert!(purge.contains("redrive console"), "{purge}");
+    let refused: Vec<&&str> = rows
+        .iter()
+        .filter(|r| r.contains("<td>refused POST</td>"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{audit}");
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.contains("/console/queues/junk-dlq/purge: CSRF token missing or wrong")),
+        "{audit}"
+    );
+    assert!(
+        refused.iter().any(|r| r.contains("cross-site request")),
+        "{audit}"
+    );
+    let journal =
+        std::fs::read_to_string(dir.path().join("redrive-audit/console.actions.ndjson")).unwrap();
+    assert_eq!(journal.lines().count(), 3, "{journal}");
+}
+
+/// Native move tasks from `redrive console`, against a real `redrive serve` (moto_server does
+/// not implement StartMessageMoveTask): a task started from the page moves the DLQ back to its
+/// source and shows in the list; a slow one is cancelled through its confirmation page; both
+/// actions are on the audit page.
+#[tokio::test]
+async fn console_move_tasks_against_redrive_serve() {
+    let server = crate::harness::ServerProcess::start(&["--in-memory"], &[]).await;
+    let e = server.endpoint();
+    let sqs = server.client();
+    let dlq = sqs.create_queue("pay-dlq", json!({})).await;
+    let dlq_arn = sqs.attr(&dlq, "QueueArn").await;
+    let src = sqs
+        .create_queue(
+            "pay",
+            json!({"RedrivePolicy": json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "1"}).to_string()}),
+        )
+        .await;
+    for i in 0..4 {
+        send(&sqs, &dlq, &json!({"n": i}).to_string(), json!({}), None).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let console = start_console(&e, dir.path());
+    let base = console.url.trim_end_matches("/console").to_string();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let moves = format!("{base}/console/queues/pay-dlq/moves");
+    let page = get(&http, &moves).await;
+    assert!(page.contains("id=\"no-moves\""), "{page}");
+    let csrf = hidden_fields(&page, "start-move")
+        .into_iter()
+        .find(|(k, _)| k == "csrf")
+        .unwrap()
+        .1;
+    // A rate out of SQS's range is refused in the CLI's words.
+    let r = http
+        .post(&moves)
+        .header("origin", &base)
+        .form(&[("csrf", csrf.as_str()), ("rate", "501")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("between 1 and 500"));
+    // Without the token: refused, nothing moves.
+    let r = http
+        .post(&moves)
+        .form(&[("rate", "10")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(count(&sqs, &dlq).await, 4);
+
+    // Started from the page: the DLQ goes back to its source; the list shows it completed.
+    let r = http
+        .post(&moves)
+        .header("origin", &base)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("rate", "100"),
+            ("destination", "pay"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        let p = get(&http, &moves).await;
+        if p.contains("data-status=\"COMPLETED\"") {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the task did not complete: {p}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(page.contains("data-field=\"moved\">4<"), "{page}");
+    assert!(page.contains("100/s"), "{page}");
+    assert_eq!(count(&sqs, &dlq).await, 0);
+    assert_eq!(count(&sqs, &src).await, 4);
+
+    // A slow task (1/s over 30 messages), cancelled through its confirmation page.
+    for i in 0..30 {
+        send(&sqs, &dlq, &json!({"n": i}).to_string(), json!({}), None).await;
+    }
+    let r = http
+        .post(&moves)
+        .header("origin", &base)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("rate", "1"),
+            ("destination", "pay"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let page = get(&http, &moves).await;
+    assert!(page.contains("data-status=\"RUNNING\""), "{page}");
+    assert!(
+        page.contains("/console/queues/pay-dlq/moves/cancel"),
+        "{page}"
+    );
+    let confirm = get(&http, &format!("{moves}/cancel")).await;
+    assert!(
+        confirm.contains("Cancel the move task of pay-dlq?"),
+        "{confirm}"
+    );
+    let fields = hidden_fields(&confirm, "confirm");
+    let r = http
+        .post(format!("{moves}/cancel"))
+        .header("origin", &base)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    // CANCELLING, then CANCELLED once the runner stops.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        let p = get(&http, &moves).await;
+        if p.contains("data-status=\"CANCELLED\"") {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the task was not cancelled: {p}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(!page.contains("data-status=\"RUNNING\""), "{page}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let left = count(&sqs, &dlq).await;
+    assert!(left > 20, "the cancelled task kept moving: {left} left");
+
+    let audit = get(&http, &format!("{base}/console/audit")).await;
+    assert_eq!(audit.matches("<td>move task</td>").count(), 2, "{audit}");
+    assert_eq!(audit.matches("<td>move cancel</td>").count(), 1, "{audit}");
+    assert!(
+        audit.contains("data-field=\"outcome\">cancelled "),
+        "{audit}"
+    );
+    assert!(audit.contains("<td>refused POST</td>"), "{audit}");
+}
+
+/// Schedules from `redrive console` against a real `redrive serve` (moto_server has no
+/// schedules API): one added through the form is in the server's API and the list, its runs
+/// page answers, and it is removed through its confirmation page.
+#[tokio::test]
+async fn console_schedules_against_redrive_serve() {
+    let server = crate::harness::ServerProcess::start(&["--in-memory"], &[]).await;
+    let e = server.endpoint();
+    let sqs = server.client();
+    let dlq = sqs.create_queue("bill-dlq", json!({})).await;
+    let dlq_arn = sqs.attr(&dlq, "QueueArn").await;
+    sqs.create_queue(
+        "bill",
+        json!({"RedrivePolicy": json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}).to_string()}),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let console = start_console(&e, dir.path());
+    let base = console.url.trim_end_matches("/console").to_string();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let api = format!("{e}_redrive/v1/schedules");
+    let schedules = format!("{base}/console/schedules");
+    let page = get(&http, &schedules).await;
+    assert!(page.contains("id=\"no-schedules\""), "{page}");
+    let csrf = hidden_fields(&page, "add-schedule")
+        .into_iter()
+        .find(|(k, _)| k == "csrf")
+        .unwrap()
+        .1;
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("name", "nightly"),
+        ("cron", "0 3 * * *"),
+        ("timezone", "UTC"),
+        ("source", "bill-dlq"),
+        ("filter", ".tenant == \"t-1\""),
+    ];
+    // Without the token: refused, nothing added.
+    let r = http.post(&schedules).form(&form[1..]).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = serde_json::from_str(&get(&http, &api).await).unwrap();
+    assert_eq!(v["schedules"].as_array().unwrap().len(), 0, "{v}");
+    // A bad cron: the server's refusal on the page.
+    let mut bad = form.to_vec();
+    bad[2] = ("cron", "not a cron");
+    let r = http
+        .post(&schedules)
+        .header("origin", &base)
+        .form(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("id=\"form-error\""));
+
+    let r = http
+        .post(&schedules)
+        .header("origin", &base)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let v: Value = serde_json::from_str(&get(&http, &api).await).unwrap();
+    let list = v["schedules"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{v}");
+    assert_eq!(list[0]["name"], "nightly");
+    assert_eq!(list[0]["selection"]["filter"], ".tenant == \"t-1\"");
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    let page = get(&http, &schedules).await;
+    assert!(page.contains("data-schedule=\"nightly\""), "{page}");
+    assert!(page.contains("0 3 * * * UTC"), "{page}");
+    let runs = get(&http, &format!("{schedules}/{id}")).await;
+    assert!(runs.contains("id=\"no-runs\""), "{runs}");
+
+    let confirm = get(&http, &format!("{schedules}/{id}/remove")).await;
+    let fields = hidden_fields(&confirm, "confirm");
+    let r = http
+        .post(format!("{schedules}/{id}/remove"))
+        .header("origin", &base)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let v: Value = serde_json::from_str(&get(&http, &api).await).unwrap();
+    assert_eq!(v["schedules"].as_array().unwrap().len(), 0, "{v}");
+    let page = get(&http, &schedules).await;
+    assert!(page.contains("id=\"no-schedules\""), "{page}");
+
+    let audit = get(&http, &format!("{base}/console/audit")).await;
+    assert!(audit.contains("<td>schedule add</td>"), "{audit}");
+    assert!(audit.contains("<td>schedule remove</td>"), "{audit}");
+}
+
+/// CloudWatch's `DescribeAlarms` in the Query protocol: the alarm names.
+async fn cloudwatch_alarm_names(endpoint: &str) -> Vec<String> {
+    let r = reqwest::Client::new()
+        .post(endpoint)
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/monitoring/aws4_request, \
+             SignedHeaders=host, Signature=0",
+        )
+        .form(&[("Action", "DescribeAlarms"), ("Version", "2010-08-01")])
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    text.split("<AlarmName>")
+        .skip(1)
+        .map(|s| s.split('<').next().unwrap().to_string())
+        .collect()
+}
+
+/// CloudWatch alarms from `redrive console` against a real `redrive serve` (moto_server does
+/// not speak CloudWatch's RPC v2 CBOR protocol, which aws-sdk-cloudwatch uses): one added
+/// through the page is visible through CloudWatch's API and on the page with its state and
+/// history; deleted through its confirmation page it is gone; both on the audit page.
+#[tokio::test]
+async fn console_alarms_against_redrive_serve() {
+    let server = crate::harness::ServerProcess::start(&["--in-memory"], &[]).await;
+    let e = server.endpoint();
+    let sqs = server.client();
+    sqs.create_queue("ship-dlq", json!({})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let console = start_console(&e, dir.path());
+    let base = console.url.trim_end_matches("/console").to_string();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let alarms = format!("{base}/console/queues/ship-dlq/alarms");
+    let page = get(&http, &alarms).await;
+    assert!(page.contains("id=\"no-alarms\""), "{page}");
+    let csrf = hidden_fields(&page, "add-alarm")
+        .into_iter()
+        .find(|(k, _)| k == "csrf")
+        .unwrap()
+        .1;
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("alarm", "ship-dlq-depth"),
+        ("metric", "ApproximateNumberOfMessagesVisible"),
+        ("threshold", "5"),
+        ("period", "60"),
+    ];
+    let r = http.post(&alarms).form(&form[1..]).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(cloudwatch_alarm_names(&e).await.is_empty());
+    let r = http
+        .post(&alarms)
+        .header("origin", &base)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(cloudwatch_alarm_names(&e).await, vec!["ship-dlq-depth"]);
+    let page = get(&http, &alarms).await;
+    let row = page
+        .split("<tr data-alarm=\"ship-dlq-depth\">")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no alarm row: {page}"));
+    assert!(row.contains("ApproximateNumberOfMessagesVisible"), "{row}");
+    assert!(
+        row.contains("GreaterThanOrEqualToThreshold 5 over 60 s"),
+        "{row}"
+    );
+    assert!(row.contains("data-field=\"state\">"), "{row}");
+    // DescribeAlarmHistory: the alarm's creation.
+    let history = page.split("<h2>History</h2>").nth(1).unwrap();
+    assert!(history.contains("<li>"), "{history}");
+
+    let delete = format!("{alarms}/ship-dlq-depth/delete");
+    let confirm = get(&http, &delete).await;
+    assert!(
+        confirm.contains("Delete alarm ship-dlq-depth?"),
+        "{confirm}"
+    );
+    let r = http
+        .post(&delete)
+        .header("origin", &base)
+        .form(&hidden_fields(&confirm, "confirm"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(cloudwatch_alarm_names(&e).await.is_empty());
+    let page = get(&http, &alarms).await;
+    assert!(page.contains("id=\"no-alarms\""), "{page}");
+    let audit = get(&http, &format!("{base}/console/audit")).await;
+    assert!(audit.contains("<td>alarm add</td>"), "{audit}");
+    assert!(audit.contains("<td>alarm delete</td>"), "{audit}");
+    assert!(audit.contains("<td>refused POST</td>"), "{audit}");
+}
