@@ -116,7 +116,9 @@ impl Server {
                     let started = std::time::Instant::now();
                     let store = Arc::new(redrive_store::RedbStore::open_with(&dir, options)?);
                     let opened = started.elapsed();
-                    let (parts_tx, parts) = std::sync::mpsc::sync_channel(2);
+                    // Up to 64 batches (~256k messages) in flight: the reader does not wait
+                    // on a momentarily slower indexer.
+                    let (parts_tx, parts) = std::sync::mpsc::sync_channel(64);
                     let reader = {
                         let store = store.clone();
                         std::thread::Builder::new()
