@@ -322,6 +322,26 @@ fn describe(help: &str) -> String {
     }
 }
 
+/// Every gauge family over `queues` (name, gauges), in [`GAUGES`] order.
+fn encode_gauges<'a>(
+    encoder: &mut DescriptorEncoder,
+    queues: impl Iterator<Item = (&'a str, &'a QueueGauges)> + Clone,
+) -> Result<(), std::fmt::Error> {
+    for (name, help, unit, read) in GAUGES {
+        let mut family = encoder.encode_descriptor(
+            name,
+            &describe(help),
+            unit.as_ref(),
+            ConstGauge::new(0i64).metric_type(),
+        )?;
+        for (queue, g) in queues.clone() {
+            let value = i64::try_from(read(g)).unwrap_or(i64::MAX);
+            ConstGauge::new(value).encode(family.encode_family(&[("queue", queue)])?)?;
+        }
+    }
+    Ok(())
+}
+
 impl Collector for QueueCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         if let Some(sample) = self
@@ -330,35 +350,16 @@ impl Collector for QueueCollector {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
         {
-            for (name, help, unit, read) in GAUGES {
-                let mut family = encoder.encode_descriptor(
-                    name,
-                    &describe(help),
-                    unit.as_ref(),
-                    ConstGauge::new(0i64).metric_type(),
-                )?;
-                for (q, g) in sample {
-                    let labels = [("queue", q.name.as_str())];
-                    let value = i64::try_from(read(g)).unwrap_or(i64::MAX);
-                    ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
-                }
-            }
-            return Ok(());
+            return encode_gauges(
+                &mut encoder,
+                sample.iter().map(|(q, g)| (q.name.as_str(), g)),
+            );
         }
         let queues = self.engine.queue_metrics();
-        for (name, help, unit, read) in GAUGES {
-            let mut family = encoder.encode_descriptor(
-                name,
-                &describe(help),
-                unit.as_ref(),
-                ConstGauge::new(0i64).metric_type(),
-            )?;
-            for (q, g) in &queues {
-                let labels = [("queue", q.name.as_str())];
-                let value = i64::try_from(read(g)).unwrap_or(i64::MAX);
-                ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
-            }
-        }
+        encode_gauges(
+            &mut encoder,
+            queues.iter().map(|(q, g)| (q.name.as_str(), g)),
+        )?;
         for (name, help, unit, read) in COUNTERS {
             let mut family = encoder.encode_descriptor(
                 name,
