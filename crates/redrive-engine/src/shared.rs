@@ -340,17 +340,10 @@ impl Engine {
                     Some(t) if !t.is_empty() => Some(decode_token(t)?),
                     _ => None,
                 };
-                let arn = self.sh_arn(&dlq);
-                let names: Vec<String> = b
-                    .list_queues(&dlq.region, "")
+                let names: Vec<String> = self
+                    .sh_dead_letter_sources(b, &dlq)
                     .await?
                     .into_iter()
-                    .filter(|q| {
-                        q.attributes
-                            .get("RedrivePolicy")
-                            .and_then(|p| RedrivePolicy::parse_stored(p))
-                            .is_some_and(|p| p.dead_letter_target_arn == arn)
-                    })
                     .map(|q| q.name)
                     .filter(|n| after.as_ref().is_none_or(|a| n > a))
                     .collect();
