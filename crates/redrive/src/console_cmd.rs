@@ -1539,27 +1539,15 @@ fn record_action(mut record: Value) {
 }
 
 fn purge_form_html(c: &Console, name: &str, info: &QueueInfo, error: Option<&str>) -> String {
-    format!(
-        "<p><a href=\"/console/queues/{q}\">← {n}</a></p><h1>Purge {n}?</h1>{}\
-         <form class=\"confirm\" id=\"confirm-purge-form\" method=\"post\" action=\"/console/queues/{q}/purge\">{}\
-         <p><strong>Every message</strong> of <code>{n}</code> is deleted: about {} visible, \
-         {} in flight, {} delayed now. This is SQS's <code>PurgeQueue</code> on {} and \
-         cannot be undone (once per 60 seconds per queue).</p>\
-         <p><label for=\"confirm-name\">Type the queue name to confirm</label> \
-         <input id=\"confirm-name\" type=\"text\" name=\"confirm_name\" autocomplete=\"off\" required></p>\
-         <div class=\"actions\"><button type=\"submit\" class=\"danger\" id=\"confirm-purge\">Purge the queue</button>\
-         <a href=\"/console/queues/{q}\">No, back</a></div></form>",
-        error.map_or(String::new(), |e| format!(
-            "<p class=\"error\" id=\"form-error\">{}</p>",
-            esc(e)
-        )),
-        csrf_field(&c.csrf),
-        info.visible,
-        info.in_flight,
-        info.delayed,
-        endpoint_text(&c.conn),
-        q = url_part(name),
-        n = esc(name),
+    redrive_server::console::html::purge_confirm(
+        name,
+        &c.csrf,
+        &format!(
+            "about {} visible, {} in flight, {} delayed",
+            info.visible, info.in_flight, info.delayed
+        ),
+        &format!(" on {}", endpoint_text(&c.conn)),
+        error,
     )
 }
 

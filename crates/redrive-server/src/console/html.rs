@@ -126,6 +126,36 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// The purge confirmation page's body, shared by the server console and `redrive console`:
+/// `counts` describes the queue's messages now (HTML), `target` where the purge goes (HTML,
+/// empty for this server), and the queue's name must be typed to confirm.
+pub fn purge_confirm(
+    name: &str,
+    csrf: &str,
+    counts: &str,
+    target: &str,
+    error: Option<&str>,
+) -> String {
+    format!(
+        "<p><a href=\"/console/queues/{q}\">← {n}</a></p><h1>Purge {n}?</h1>{}\
+         <form class=\"confirm\" id=\"confirm-purge-form\" method=\"post\" action=\"/console/queues/{q}/purge\">{}\
+         <p><strong>Every message</strong> of <code>{n}</code> is deleted: {counts} now. \
+         This is SQS's <code>PurgeQueue</code>{target} and \
+         cannot be undone (once per 60 seconds per queue).</p>\
+         <p><label for=\"confirm-name\">Type the queue name to confirm</label> \
+         <input id=\"confirm-name\" type=\"text\" name=\"confirm_name\" autocomplete=\"off\" required></p>\
+         <div class=\"actions\"><button type=\"submit\" class=\"danger\" id=\"confirm-purge\">Purge the queue</button>\
+         <a href=\"/console/queues/{q}\">No, back</a></div></form>",
+        error.map_or(String::new(), |e| format!(
+            "<p class=\"error\" id=\"form-error\">{}</p>",
+            esc(e)
+        )),
+        csrf_field(csrf),
+        q = url_part(name),
+        n = esc(name),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

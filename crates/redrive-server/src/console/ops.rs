@@ -1005,23 +1005,12 @@ fn purge_form(
     error: Option<&str>,
 ) -> String {
     let (visible, in_flight, delayed) = counts;
-    format!(
-        "<p><a href=\"/console/queues/{q}\">← {n}</a></p><h1>Purge {n}?</h1>{}\
-         <form class=\"confirm\" id=\"confirm-purge-form\" method=\"post\" action=\"/console/queues/{q}/purge\">{}\
-         <p><strong>Every message</strong> of <code>{n}</code> is deleted: {visible} visible, \
-         {in_flight} in flight, {delayed} delayed now. This is SQS's <code>PurgeQueue</code> and \
-         cannot be undone (once per 60 seconds per queue).</p>\
-         <p><label for=\"confirm-name\">Type the queue name to confirm</label> \
-         <input id=\"confirm-name\" type=\"text\" name=\"confirm_name\" autocomplete=\"off\" required></p>\
-         <div class=\"actions\"><button type=\"submit\" class=\"danger\" id=\"confirm-purge\">Purge the queue</button>\
-         <a href=\"/console/queues/{q}\">No, back</a></div></form>",
-        error.map_or(String::new(), |e| format!(
-            "<p class=\"error\" id=\"form-error\">{}</p>",
-            esc(e)
-        )),
-        csrf_field(&visitor.csrf),
-        q = url_part(name),
-        n = esc(name),
+    super::html::purge_confirm(
+        name,
+        &visitor.csrf,
+        &format!("{visible} visible, {in_flight} in flight, {delayed} delayed"),
+        "",
+        error,
     )
 }
 
