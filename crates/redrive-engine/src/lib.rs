@@ -314,6 +314,8 @@ pub struct Rebuilder {
     max_uid: u64,
     max_sequence: u128,
     messages: u64,
+    /// Per queue uid: index entries built at once when the load ends.
+    bulk: HashMap<u64, queue::BulkIndex>,
 }
 
 impl std::fmt::Debug for Rebuilder {
@@ -335,6 +337,7 @@ impl Rebuilder {
             max_uid: 0,
             max_sequence: 0,
             messages: 0,
+            bulk: HashMap::new(),
         }
     }
 
@@ -368,6 +371,7 @@ impl Rebuilder {
             let uid = first.queue_uid;
             let queue = self.by_uid.get(&uid).cloned();
             let mut state = queue.as_ref().map(|q| q.state.lock());
+            let bulk = self.bulk.entry(uid).or_default();
             let mut m = first;
             loop {
                 if let Some(sn) = m
@@ -378,7 +382,7 @@ impl Rebuilder {
                     self.max_sequence = self.max_sequence.max(sn);
                 }
                 if let Some(st) = state.as_mut() {
-                    st.insert(m, self.now);
+                    st.insert_bulk(m, self.now, bulk);
                     self.messages += 1;
                 }
                 match batch.next_if(|n| n.queue_uid == uid) {
@@ -417,6 +421,11 @@ impl Rebuilder {
             if since_shrink == 4 {
                 messages.shrink_to_fit();
                 since_shrink = 0;
+            }
+        }
+        for (uid, bulk) in std::mem::take(&mut self.bulk) {
+            if let Some(q) = self.by_uid.get(&uid) {
+                q.state.lock().finish_bulk(bulk);
             }
         }
         let Rebuilder {

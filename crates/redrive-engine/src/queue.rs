@@ -257,6 +257,14 @@ pub struct DedupEntry {
     pub sequence_number: String,
 }
 
+/// Index entries collected by [`QueueState::insert_bulk`] during a restart.
+#[derive(Debug, Default)]
+pub struct BulkIndex {
+    ready: Vec<u64>,
+    solo: Vec<u64>,
+    retention: Vec<(u64, u64)>,
+}
+
 /// Scheduling key of a ready message: its `MessageGroupId` (a FIFO group, or a fair-queue
 /// tenant on a standard queue). A message without one is its own tenant (as in SQS fair
 /// queues): such messages are kept in `solo` (one set for all of them) instead of a key each,
@@ -486,13 +494,28 @@ impl QueueState {
         self.settings.fifo && self.in_flight_by_key.get(key).is_some_and(|n| *n > 0)
     }
 
-    /// Adds a visible message to `ready` and the scheduling index.
-    fn ready_insert(&mut self, seq: u64, key: Option<&str>) {
-        self.ready.insert(seq);
+    /// Adds a visible message to `ready` and the scheduling index (`ready` and `solo` through
+    /// `bulk` when a restart collects them).
+    fn ready_insert(&mut self, seq: u64, key: Option<&str>, bulk: Option<&mut BulkIndex>) {
         let Some(key) = key else {
-            self.solo.insert(seq);
+            match bulk {
+                Some(b) => {
+                    b.ready.push(seq);
+                    b.solo.push(seq);
+                }
+                None => {
+                    self.ready.insert(seq);
+                    self.solo.insert(seq);
+                }
+            }
             return;
         };
+        match bulk {
+            Some(b) => b.ready.push(seq),
+            None => {
+                self.ready.insert(seq);
+            }
+        }
         let key = key.to_string();
         let locked = self.key_locked(&key);
         let set = self.ready_by_key.entry(key.clone()).or_default();
@@ -562,6 +585,36 @@ impl QueueState {
 
     /// Inserts a message record (new, or recovered from the store) into the right index.
     pub fn insert(&mut self, rec: MessageRecord, now_ms: u64) {
+        self.insert_indexed(rec, now_ms, None);
+    }
+
+    /// [`QueueState::insert`] for a restart: the entries of `ready`, `solo` and `retention`
+    /// go to `bulk`, and the sets are built from it at once by [`QueueState::finish_bulk`].
+    /// Until then those sets are incomplete: nothing may schedule from this queue.
+    pub fn insert_bulk(&mut self, rec: MessageRecord, now_ms: u64, bulk: &mut BulkIndex) {
+        self.insert_indexed(rec, now_ms, Some(bulk));
+    }
+
+    /// Builds `ready`, `solo` and `retention` from what [`QueueState::insert_bulk`] collected:
+    /// sorting mostly sorted vectors and building each set from sorted input is linear, where
+    /// inserting entry by entry walks the tree every time (a sixth of a 10M-message restart's
+    /// CPU, issue 16).
+    pub fn finish_bulk(&mut self, bulk: BulkIndex) {
+        fn merge<T: Ord>(set: &mut BTreeSet<T>, items: Vec<T>) {
+            if items.is_empty() {
+                return;
+            }
+            // `collect` sorts (runs already in order cost one pass) and builds in bulk;
+            // `append` to an empty set is a swap.
+            let mut built: BTreeSet<T> = items.into_iter().collect();
+            set.append(&mut built);
+        }
+        merge(&mut self.ready, bulk.ready);
+        merge(&mut self.solo, bulk.solo);
+        merge(&mut self.retention, bulk.retention);
+    }
+
+    fn insert_indexed(&mut self, rec: MessageRecord, now_ms: u64, mut bulk: Option<&mut BulkIndex>) {
         let rec = MessageMeta::from_record(rec, &mut self.senders);
         let seq = rec.seq;
         self.next_seq = self.next_seq.max(seq + 1);
@@ -574,13 +627,18 @@ impl QueueState {
         } else {
             MessageState::Ready
         };
-        self.retention.insert((rec.enqueued_ms, seq));
+        match bulk.as_deref_mut() {
+            Some(b) => b.retention.push((rec.enqueued_ms, seq)),
+            None => {
+                self.retention.insert((rec.enqueued_ms, seq));
+            }
+        }
         match state {
             MessageState::Ready => {
                 let group = rec.group_id.clone();
                 self.messages
                     .insert(seq, Box::new(StoredMessage { rec, state }));
-                self.ready_insert(seq, group.as_deref());
+                self.ready_insert(seq, group.as_deref(), bulk);
             }
             MessageState::Delayed => {
                 self.delayed.insert((rec.visible_at_ms, seq));
@@ -624,7 +682,7 @@ impl QueueState {
             if let Some(m) = self.messages.get_mut(&seq) {
                 m.state = MessageState::Ready;
                 let group = m.rec.group_id.clone();
-                self.ready_insert(seq, group.as_deref());
+                self.ready_insert(seq, group.as_deref(), None);
             }
         }
         while let Some(&(due, seq)) = self.in_flight.first() {
@@ -636,7 +694,7 @@ impl QueueState {
                 m.state = MessageState::Ready;
                 let group = m.rec.group_id.clone();
                 // Make it visible first, then unlock, so the group's head is this message.
-                self.ready_insert(seq, group.as_deref());
+                self.ready_insert(seq, group.as_deref(), None);
                 self.in_flight_leave(group.as_deref());
             }
         }
@@ -1008,6 +1066,70 @@ mod tests {
             let meta = MessageMeta::from_record(rec.clone(), &mut senders);
             assert_eq!(meta.to_record(), rec);
             assert_eq!(meta.extra.as_ref().unwrap().text_id.is_none(), id == uuid);
+        }
+    }
+
+    /// A restart's bulk-built indices equal those of inserting message by message, for
+    /// ready, delayed and in-flight messages, with and without groups, in any arrival order.
+    #[test]
+    fn bulk_insert_builds_the_same_indices() {
+        let record = |fifo: bool| QueueRecord {
+            uid: 1,
+            region: "us-east-1".into(),
+            account: "000000000000".into(),
+            name: if fifo { "q.fifo" } else { "q" }.into(),
+            attributes: if fifo {
+                [("FifoQueue".to_string(), "true".to_string())].into()
+            } else {
+                Default::default()
+            },
+            tags: Default::default(),
+            created_secs: 0,
+            last_modified_secs: 0,
+            last_purge_ms: None,
+        };
+        let now = 1_000_000;
+        let message = |seq: u64| MessageRecord {
+            queue_uid: 1,
+            seq,
+            message_id: format!("m{seq}"),
+            payload: crate::store::Payload::Stored,
+            sender_id: "s".into(),
+            sent_ms: seq,
+            // Not in sequence order (a standard DLQ move keeps the retention clock).
+            enqueued_ms: (seq * 7919) % 1000,
+            visible_at_ms: match seq % 5 {
+                0 => now + seq,
+                _ => 0,
+            },
+            receive_count: (seq % 3) as u32,
+            first_receive_ms: None,
+            last_receive_ms: None,
+            group_id: (seq % 4 != 0).then(|| format!("g{}", seq % 3)),
+            dedup_id: None,
+            sequence_number: None,
+            dead_letter_source_arn: None,
+            dead_lettered_ms: None,
+        };
+        for fifo in [false, true] {
+            for order in [(1..200).collect::<Vec<u64>>(), (1..200).rev().collect()] {
+                let mut one_by_one = QueueState::new(record(fifo));
+                let mut bulk_built = QueueState::new(record(fifo));
+                let mut bulk = BulkIndex::default();
+                for &seq in &order {
+                    one_by_one.insert(message(seq), now);
+                    bulk_built.insert_bulk(message(seq), now, &mut bulk);
+                }
+                bulk_built.finish_bulk(bulk);
+                assert_eq!(one_by_one.ready, bulk_built.ready);
+                assert_eq!(one_by_one.solo, bulk_built.solo);
+                assert_eq!(one_by_one.retention, bulk_built.retention);
+                assert_eq!(one_by_one.delayed, bulk_built.delayed);
+                assert_eq!(one_by_one.in_flight, bulk_built.in_flight);
+                assert_eq!(one_by_one.heads, bulk_built.heads);
+                assert_eq!(one_by_one.ready_by_key, bulk_built.ready_by_key);
+                assert!(!bulk_built.ready.is_empty() && !bulk_built.solo.is_empty());
+            }
         }
     }
 }
