@@ -363,7 +363,7 @@ impl Rebuilder {
         }
     }
 
-    /// Indexes `batch` (in the store's `(queue, seq)` order, though any order works), locking
+    /// Indexes `batch` (in any order: a streamed load reads from both ends), locking
     /// each queue once per run of its messages.
     pub fn add_messages(&mut self, batch: Vec<store::MessageRecord>) {
         let mut batch = batch.into_iter().peekable();

@@ -614,7 +614,12 @@ impl QueueState {
         merge(&mut self.retention, bulk.retention);
     }
 
-    fn insert_indexed(&mut self, rec: MessageRecord, now_ms: u64, mut bulk: Option<&mut BulkIndex>) {
+    fn insert_indexed(
+        &mut self,
+        rec: MessageRecord,
+        now_ms: u64,
+        mut bulk: Option<&mut BulkIndex>,
+    ) {
         let rec = MessageMeta::from_record(rec, &mut self.senders);
         let seq = rec.seq;
         self.next_seq = self.next_seq.max(seq + 1);

@@ -214,7 +214,8 @@ pub struct DedupRecord {
 }
 
 /// A part of a streamed load (`RedbStore::try_load_streamed`): every queue first, then
-/// messages in batches, in `(queue, seq)` order.
+/// messages in batches. Each message comes once, in no set order (two threads read the
+/// message table from its two ends).
 #[derive(Debug)]
 pub enum LoadPart {
     Queues(Vec<QueueRecord>),

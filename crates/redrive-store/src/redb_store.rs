@@ -34,7 +34,9 @@ use tokio::sync::oneshot;
 
 use crate::codec::{self, CodecError, MessageState, QuarantineEntry, table};
 use crate::journal::{Journal, JournalFile};
-use crate::{Durable, LoadPart, Mutation, QuarantinedRecord, Snapshot, Store, StoreHealth};
+use crate::{
+    Durable, LoadPart, MessageRecord, Mutation, QuarantinedRecord, Snapshot, Store, StoreHealth,
+};
 
 /// Name of the database file inside the store directory.
 pub const FILE_NAME: &str = "redrive.redb";
@@ -2241,6 +2243,374 @@ impl Damaged {
 /// Messages per [`LoadPart::Messages`] of a streamed load.
 const STREAM_BATCH: usize = 1 << 12;
 
+type MessageTable = redb::ReadOnlyTable<(u64, u64), &'static [u8]>;
+/// A message state record's key and bytes, left in redb's page (no copy per message).
+type RawState<'a> = ((u64, u64), redb::AccessGuard<'a, &'static [u8]>);
+/// `(forward's highest claimed key, backward's lowest)` of [`scan_messages_parallel`].
+type Claims = Mutex<(Option<(u64, u64)>, Option<(u64, u64)>)>;
+
+fn open_bodies(txn: &ReadTransaction) -> Result<Option<MessageTable>, StoreError> {
+    match txn.open_table(MESSAGE_BODY) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn orphan_state(damaged: &mut Vec<Damaged>, (uid, seq): (u64, u64), raw: &[u8]) {
+    damaged.push(Damaged {
+        loc: Loc::State(uid, seq),
+        raw: raw.to_vec(),
+        reason: "message_state record without a message".into(),
+        replacement: None,
+        failed: true,
+    });
+}
+
+/// Verifies one message's header with its state record (`state_raw`, `None` when it has
+/// none): the record to load if the header verified (with the safe state if the state
+/// record did not), and what failed into `damaged`.
+fn verify_message(
+    (uid, seq): (u64, u64),
+    raw: &[u8],
+    state_raw: Option<&[u8]>,
+    bodies: Option<&MessageTable>,
+    damaged: &mut Vec<Damaged>,
+) -> Result<Option<MessageRecord>, StoreError> {
+    let state = state_raw.map(|raw| codec::decode_message_state(uid, seq, raw));
+    // Decode with the state if it verified, else with the safe state.
+    let with = match &state {
+        Some(Ok(s)) => *s,
+        _ => SAFE_STATE,
+    };
+    match codec::decode_message(uid, seq, raw, with) {
+        Ok(m) => {
+            let kept = "message kept: visible now, receive count reset to 0";
+            match state {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => damaged.push(Damaged {
+                    loc: Loc::State(uid, seq),
+                    raw: state_raw.map(<[u8]>::to_vec).unwrap_or_default(),
+                    reason: format!("{e}; {kept}"),
+                    replacement: Some(codec::encode_message_state(uid, seq, &SAFE_STATE)),
+                    failed: true,
+                }),
+                None => damaged.push(Damaged {
+                    loc: Loc::State(uid, seq),
+                    raw: Vec::new(),
+                    reason: format!("message_state record missing; {kept}"),
+                    replacement: Some(codec::encode_message_state(uid, seq, &SAFE_STATE)),
+                    failed: true,
+                }),
+            }
+            Ok(Some(m))
+        }
+        Err(e) => {
+            damaged.push(Damaged {
+                loc: Loc::Message(uid, seq),
+                raw: raw.to_vec(),
+                reason: e.to_string(),
+                replacement: None,
+                failed: true,
+            });
+            if let Some(raw) = state_raw {
+                damaged.push(Damaged {
+                    loc: Loc::State(uid, seq),
+                    raw: raw.to_vec(),
+                    reason: CONSEQUENCE.into(),
+                    replacement: None,
+                    failed: false,
+                });
+            }
+            if let Some(bodies) = bodies
+                && let Some(raw) = bodies.get((uid, seq))?
+            {
+                damaged.push(Damaged {
+                    loc: Loc::Body(uid, seq),
+                    raw: raw.value().to_vec(),
+                    reason: CONSEQUENCE.into(),
+                    replacement: None,
+                    failed: false,
+                });
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// The message pass of [`scan`] on one thread: `messages` and `message_state` share their
+/// keys, so one merge pass over both. Returns `(messages read, state records)`.
+fn scan_messages(
+    txn: &ReadTransaction,
+    stream: Option<&mpsc::SyncSender<LoadPart>>,
+    snapshot: &mut Snapshot,
+    damaged: &mut Vec<Damaged>,
+    highest_uid: &mut u64,
+) -> Result<(u64, u64), StoreError> {
+    let hung_up = || StoreError::LoadStopped("its receiver hung up");
+    let states_table = txn.open_table(MESSAGE_STATE)?;
+    let mut states = states_table.iter()?;
+    let mut next_state = || -> Result<Option<RawState<'_>>, StoreError> {
+        Ok(match states.next() {
+            None => None,
+            Some(entry) => {
+                let (k, v) = entry?;
+                Some((k.value(), v))
+            }
+        })
+    };
+    let mut pending = next_state()?;
+    let mut n_messages = 0;
+    let bodies = open_bodies(txn)?;
+    let messages_table = txn.open_table(MESSAGES)?;
+    // Sized once: growing a vector of millions of records copies it again and again.
+    let batch_len = if stream.is_some() {
+        STREAM_BATCH
+    } else {
+        usize::try_from(messages_table.len()?).unwrap_or(0)
+    };
+    snapshot.messages.reserve(batch_len);
+    for entry in messages_table.iter()? {
+        let (k, v) = entry?;
+        n_messages += 1;
+        let key = k.value();
+        *highest_uid = (*highest_uid).max(key.0);
+        let mut state_raw = None;
+        while let Some((at, raw)) = pending.take() {
+            if at < key {
+                orphan_state(damaged, at, raw.value());
+                pending = next_state()?;
+            } else if at == key {
+                state_raw = Some(raw);
+                pending = next_state()?;
+                break;
+            } else {
+                pending = Some((at, raw));
+                break;
+            }
+        }
+        let state = state_raw.as_ref().map(|r| r.value());
+        if let Some(m) = verify_message(key, v.value(), state, bodies.as_ref(), damaged)? {
+            snapshot.messages.push(m);
+            if let Some(stream) = stream
+                && snapshot.messages.len() == STREAM_BATCH
+            {
+                let batch =
+                    std::mem::replace(&mut snapshot.messages, Vec::with_capacity(STREAM_BATCH));
+                stream
+                    .send(LoadPart::Messages(batch))
+                    .map_err(|_| hung_up())?;
+            }
+        }
+    }
+    while let Some((at, raw)) = pending.take() {
+        orphan_state(damaged, at, raw.value());
+        pending = next_state()?;
+    }
+    if let Some(stream) = stream
+        && !snapshot.messages.is_empty()
+    {
+        let batch = std::mem::take(&mut snapshot.messages);
+        stream
+            .send(LoadPart::Messages(batch))
+            .map_err(|_| hung_up())?;
+    }
+    Ok((n_messages, states_table.len()?))
+}
+
+/// Messages one half of [`scan_messages_parallel`] reads before it claims them.
+const CLAIM_CHUNK: usize = 512;
+
+/// What one half of [`scan_messages_parallel`] found.
+#[derive(Default)]
+struct HalfScan {
+    messages: u64,
+    states_matched: u64,
+    highest_uid: u64,
+    damaged: Vec<Damaged>,
+}
+
+/// [`scan_messages`] for a streamed load, on two threads (issue 16: the read is most of a
+/// restart): one reads `messages` (merged with `message_state`) forward from the first key,
+/// the other backward from the last, and they stop where they meet. Each reads a chunk, then
+/// claims, under one lock, the part of it before what the other has claimed, and stops at
+/// the first key it could not claim: the claimed ranges are disjoint, and together they
+/// cover every key, so each message is loaded (and each failure reported) exactly once.
+/// State records without a message are looked for afterwards, only when the counts show
+/// some. Returns `(messages read, state records)`.
+fn scan_messages_parallel(
+    txn: &ReadTransaction,
+    stream: &mpsc::SyncSender<LoadPart>,
+    damaged: &mut Vec<Damaged>,
+    highest_uid: &mut u64,
+) -> Result<(u64, u64), StoreError> {
+    // (forward's highest claimed key, backward's lowest claimed key)
+    let claims: Claims = Mutex::new((None, None));
+    let half = |forward: bool| -> Result<HalfScan, StoreError> {
+        let hung_up = || StoreError::LoadStopped("its receiver hung up");
+        let messages_table = txn.open_table(MESSAGES)?;
+        let states_table = txn.open_table(MESSAGE_STATE)?;
+        let bodies = open_bodies(txn)?;
+        type Entries<'a> = Box<
+            dyn Iterator<
+                    Item = Result<
+                        (
+                            redb::AccessGuard<'a, (u64, u64)>,
+                            redb::AccessGuard<'a, &'static [u8]>,
+                        ),
+                        redb::StorageError,
+                    >,
+                > + 'a,
+        >;
+        let (mut messages, mut states): (Entries<'_>, Entries<'_>) = if forward {
+            (
+                Box::new(messages_table.iter()?),
+                Box::new(states_table.iter()?),
+            )
+        } else {
+            (
+                Box::new(messages_table.iter()?.rev()),
+                Box::new(states_table.iter()?.rev()),
+            )
+        };
+        // `a` comes before `b` in this half's direction.
+        let before = |a: (u64, u64), b: (u64, u64)| if forward { a < b } else { a > b };
+        let mut next_state = || -> Result<Option<RawState<'_>>, StoreError> {
+            Ok(match states.next() {
+                None => None,
+                Some(entry) => {
+                    let (k, v) = entry?;
+                    Some((k.value(), v))
+                }
+            })
+        };
+        let mut pending = next_state()?;
+        let mut found = HalfScan::default();
+        let mut out = Vec::with_capacity(STREAM_BATCH);
+        // This chunk's keys (with whether a state matched) and loaded records, in order.
+        let mut keys: Vec<((u64, u64), bool)> = Vec::with_capacity(CLAIM_CHUNK);
+        let mut records: Vec<MessageRecord> = Vec::with_capacity(CLAIM_CHUNK);
+        let mut chunk_damaged = Vec::new();
+        loop {
+            keys.clear();
+            records.clear();
+            chunk_damaged.clear();
+            while keys.len() < CLAIM_CHUNK {
+                let Some(entry) = messages.next() else { break };
+                let (k, v) = entry?;
+                let key = k.value();
+                let mut state_raw = None;
+                while let Some((at, raw)) = pending.take() {
+                    if before(at, key) {
+                        // An orphan: found by the pass after the scan.
+                        pending = next_state()?;
+                    } else if at == key {
+                        state_raw = Some(raw);
+                        pending = next_state()?;
+                        break;
+                    } else {
+                        pending = Some((at, raw));
+                        break;
+                    }
+                }
+                keys.push((key, state_raw.is_some()));
+                let state = state_raw.as_ref().map(|r| r.value());
+                if let Some(m) =
+                    verify_message(key, v.value(), state, bodies.as_ref(), &mut chunk_damaged)?
+                {
+                    records.push(m);
+                }
+            }
+            if keys.is_empty() {
+                break;
+            }
+            let claimed = {
+                let mut c = claims.lock();
+                let limit = if forward { c.1 } else { c.0 };
+                let n = keys
+                    .iter()
+                    .take_while(|(k, _)| limit.is_none_or(|l| before(*k, l)))
+                    .count();
+                if n > 0 {
+                    let last = Some(keys[n - 1].0);
+                    if forward { c.0 = last } else { c.1 = last }
+                }
+                n
+            };
+            let Some(&(last, _)) = keys[..claimed].last() else {
+                break;
+            };
+            let mine = |key: (u64, u64)| !before(last, key);
+            found.messages += claimed as u64;
+            found.states_matched += keys[..claimed].iter().filter(|(_, s)| *s).count() as u64;
+            found.highest_uid = found
+                .highest_uid
+                .max(keys[..claimed].iter().map(|(k, _)| k.0).max().unwrap_or(0));
+            found
+                .damaged
+                .extend(chunk_damaged.drain(..).filter(|d| match d.loc {
+                    Loc::Message(u, s) | Loc::State(u, s) | Loc::Body(u, s) => mine((u, s)),
+                    _ => true,
+                }));
+            for m in records.drain(..) {
+                if !mine((m.queue_uid, m.seq)) {
+                    break;
+                }
+                out.push(m);
+                if out.len() == STREAM_BATCH {
+                    let batch = std::mem::replace(&mut out, Vec::with_capacity(STREAM_BATCH));
+                    stream
+                        .send(LoadPart::Messages(batch))
+                        .map_err(|_| hung_up())?;
+                }
+            }
+            if claimed < keys.len() {
+                break;
+            }
+        }
+        if !out.is_empty() {
+            stream
+                .send(LoadPart::Messages(out))
+                .map_err(|_| hung_up())?;
+        }
+        Ok(found)
+    };
+    let (forward, backward) = std::thread::scope(|scope| {
+        let backward = std::thread::Builder::new()
+            .name("redrive-load".into())
+            .spawn_scoped(scope, || half(false))
+            .map_err(|e| StoreError::Failed(format!("starting a load thread: {e}")));
+        let forward = half(true);
+        let backward = match backward {
+            Ok(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(StoreError::Failed("a load thread panicked".into()))),
+            Err(e) => Err(e),
+        };
+        (forward, backward)
+    });
+    let (forward, backward) = (forward?, backward?);
+    let states_table = txn.open_table(MESSAGE_STATE)?;
+    let states_len = states_table.len()?;
+    let messages = forward.messages + backward.messages;
+    let states_matched = forward.states_matched + backward.states_matched;
+    for mut half in [forward, backward] {
+        *highest_uid = (*highest_uid).max(half.highest_uid);
+        damaged.append(&mut half.damaged);
+    }
+    if states_matched != states_len {
+        // Some state records have no message (rare: damage).
+        let messages_table = txn.open_table(MESSAGES)?;
+        for entry in states_table.iter()? {
+            let (k, v) = entry?;
+            if messages_table.get(k.value())?.is_none() {
+                orphan_state(damaged, k.value(), v.value());
+            }
+        }
+    }
+    Ok((messages, states_len))
+}
+
 /// What [`scan`] found.
 pub(crate) struct Scan {
     /// Every record that verified (plus the messages kept with a safe state).
@@ -2303,141 +2673,21 @@ pub(crate) fn scan(
             .map_err(|_| hung_up())?;
     }
 
-    // messages and message_state share their keys: one merge pass over both.
-    let states_table = txn.open_table(MESSAGE_STATE)?;
-    let mut states = states_table.iter()?;
-    // The state's bytes stay in redb's page (no copy per message).
-    type RawState<'a> = ((u64, u64), redb::AccessGuard<'a, &'static [u8]>);
-    let mut next_state = || -> Result<Option<RawState<'_>>, StoreError> {
-        Ok(match states.next() {
-            None => None,
-            Some(entry) => {
-                let (k, v) = entry?;
-                Some((k.value(), v))
-            }
-        })
+    let (n_messages, states_len) = match stream {
+        // A load's message pass, the bulk of a restart, runs on two threads.
+        Some(stream) if !full => {
+            scan_messages_parallel(txn, stream, &mut damaged, &mut highest_uid)?
+        }
+        _ => scan_messages(txn, stream, &mut snapshot, &mut damaged, &mut highest_uid)?,
     };
-    let mut pending = next_state()?;
-    let mut n_messages = 0;
     let bodies = match txn.open_table(MESSAGE_BODY) {
         Ok(t) => Some(t),
         Err(redb::TableError::TableDoesNotExist(_)) => None,
         Err(e) => return Err(e.into()),
     };
-    let orphan = |damaged: &mut Vec<Damaged>, (uid, seq): (u64, u64), raw: &[u8]| {
-        damaged.push(Damaged {
-            loc: Loc::State(uid, seq),
-            raw: raw.to_vec(),
-            reason: "message_state record without a message".into(),
-            replacement: None,
-            failed: true,
-        });
-    };
-    let messages_table = txn.open_table(MESSAGES)?;
-    // Sized once: growing a vector of millions of records copies it again and again.
-    let batch_len = if stream.is_some() {
-        STREAM_BATCH
-    } else {
-        usize::try_from(messages_table.len()?).unwrap_or(0)
-    };
-    snapshot.messages.reserve(batch_len);
-    for entry in messages_table.iter()? {
-        let (k, v) = entry?;
-        n_messages += 1;
-        let (uid, seq) = k.value();
-        highest_uid = highest_uid.max(uid);
-        let mut state_raw = None;
-        while let Some((key, raw)) = pending.take() {
-            if key < (uid, seq) {
-                orphan(&mut damaged, key, raw.value());
-                pending = next_state()?;
-            } else if key == (uid, seq) {
-                state_raw = Some(raw);
-                pending = next_state()?;
-                break;
-            } else {
-                pending = Some((key, raw));
-                break;
-            }
-        }
-        let state = state_raw
-            .as_ref()
-            .map(|raw| codec::decode_message_state(uid, seq, raw.value()));
-        // Decode with the state if it verified, else with the safe state.
-        let with = match &state {
-            Some(Ok(s)) => *s,
-            _ => SAFE_STATE,
-        };
-        match codec::decode_message(uid, seq, v.value(), with) {
-            Ok(m) => {
-                snapshot.messages.push(m);
-                if let Some(stream) = stream
-                    && snapshot.messages.len() == STREAM_BATCH
-                {
-                    let batch =
-                        std::mem::replace(&mut snapshot.messages, Vec::with_capacity(STREAM_BATCH));
-                    stream
-                        .send(LoadPart::Messages(batch))
-                        .map_err(|_| hung_up())?;
-                }
-                let kept = "message kept: visible now, receive count reset to 0";
-                match state {
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => damaged.push(Damaged {
-                        loc: Loc::State(uid, seq),
-                        raw: state_raw.map(|r| r.value().to_vec()).unwrap_or_default(),
-                        reason: format!("{e}; {kept}"),
-                        replacement: Some(codec::encode_message_state(uid, seq, &SAFE_STATE)),
-                        failed: true,
-                    }),
-                    None => damaged.push(Damaged {
-                        loc: Loc::State(uid, seq),
-                        raw: Vec::new(),
-                        reason: format!("message_state record missing; {kept}"),
-                        replacement: Some(codec::encode_message_state(uid, seq, &SAFE_STATE)),
-                        failed: true,
-                    }),
-                }
-            }
-            Err(e) => {
-                fail(&mut damaged, Loc::Message(uid, seq), v.value(), e);
-                if let Some(raw) = state_raw {
-                    damaged.push(Damaged {
-                        loc: Loc::State(uid, seq),
-                        raw: raw.value().to_vec(),
-                        reason: CONSEQUENCE.into(),
-                        replacement: None,
-                        failed: false,
-                    });
-                }
-                if let Some(bodies) = &bodies
-                    && let Some(raw) = bodies.get((uid, seq))?
-                {
-                    damaged.push(Damaged {
-                        loc: Loc::Body(uid, seq),
-                        raw: raw.value().to_vec(),
-                        reason: CONSEQUENCE.into(),
-                        replacement: None,
-                        failed: false,
-                    });
-                }
-            }
-        }
-    }
-    while let Some((key, raw)) = pending.take() {
-        orphan(&mut damaged, key, raw.value());
-        pending = next_state()?;
-    }
-    if let Some(stream) = stream
-        && !snapshot.messages.is_empty()
-    {
-        let batch = std::mem::take(&mut snapshot.messages);
-        stream
-            .send(LoadPart::Messages(batch))
-            .map_err(|_| hung_up())?;
-    }
+    let states_table = txn.open_table(MESSAGE_STATE)?;
     counts.push((table::MESSAGES, n_messages));
-    counts.push((table::MESSAGE_STATE, states_table.len()?));
+    counts.push((table::MESSAGE_STATE, states_len));
     if full {
         // Every payload verifies and belongs to a message that loaded.
         let mut n = 0;

@@ -319,3 +319,129 @@ fn a_damaged_queue_document_or_dedup_record_is_quarantined_too() {
     assert_eq!(snapshot.documents[0].key, "r2");
     assert_eq!(snapshot.quarantined.len(), 2);
 }
+
+/// A streamed load reads messages on two threads that meet in the middle (issue 16): with
+/// damaged headers and states spread over the key range (at the ends, and around the middle
+/// where the threads meet) and state records without a message, it loads and quarantines
+/// exactly what a whole load of the same file does, each record once.
+#[test]
+fn a_streamed_load_quarantines_what_a_whole_load_does() {
+    const N: u64 = 6_000;
+    let whole_dir = tempfile::tempdir().unwrap();
+    {
+        let store = RedbStore::open(whole_dir.path(), DurabilityMode::Strict).unwrap();
+        let queue = QueueRecord {
+            uid: 1,
+            region: "us-east-1".into(),
+            account: "000000000000".into(),
+            name: "q".into(),
+            attributes: BTreeMap::new(),
+            tags: BTreeMap::new(),
+            created_secs: 1,
+            last_modified_secs: 1,
+            last_purge_ms: None,
+        };
+        let mut batch = vec![Mutation::PutQueue(queue)];
+        batch.extend((0..N).map(|seq| {
+            let mut m = message(seq);
+            m.message_id = format!("hdr-marker-{seq:05}");
+            Mutation::PutMessage(m)
+        }));
+        let received = [3, 2_999, 3_000, 3_001, 5_998];
+        batch.extend(received.iter().map(|&seq| Mutation::UpdateMessage {
+            queue_uid: 1,
+            seq,
+            visible_at_ms: RECEIVED.visible_at_ms,
+            receive_count: RECEIVED.receive_count,
+            first_receive_ms: RECEIVED.first_receive_ms,
+            last_receive_ms: RECEIVED.last_receive_ms,
+        }));
+        block_on(store.submit(batch).wait()).unwrap();
+        store.shutdown();
+    }
+    // State records without a message: before the first, between two, after the last.
+    {
+        let db = redb::Database::create(whole_dir.path().join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let def = redb::TableDefinition::<(u64, u64), &[u8]>::new(codec::table::MESSAGE_STATE);
+            let mut states = txn.open_table(def).unwrap();
+            for (uid, seq) in [(0, 5), (1, N + 10), (2, 1)] {
+                let raw = codec::encode_message_state(uid, seq, &RECEIVED);
+                states.insert((uid, seq), raw.as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    let file = whole_dir.path().join(FILE_NAME);
+    for seq in [0, 1, 2_998, 2_999, 3_000, 3_002, 4_500, N - 1] {
+        assert_eq!(
+            flip(&file, format!("hdr-marker-{seq:05}").as_bytes(), 13),
+            1
+        );
+    }
+    for seq in [3, 3_001, 5_998] {
+        let state = codec::encode_message_state(1, seq, &RECEIVED);
+        assert_eq!(flip(&file, &state, 10), 1, "state of {seq}");
+    }
+    let streamed_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&file, streamed_dir.path().join(FILE_NAME)).unwrap();
+
+    let whole = {
+        let store = RedbStore::open(whole_dir.path(), DurabilityMode::Strict).unwrap();
+        let s = store.try_load().unwrap();
+        store.shutdown();
+        s
+    };
+    let streamed = {
+        let store = RedbStore::open(streamed_dir.path(), DurabilityMode::Strict).unwrap();
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let consumer = std::thread::spawn(move || rx.into_iter().collect::<Vec<_>>());
+        let mut rest = store.try_load_streamed(tx).unwrap();
+        for part in consumer.join().unwrap() {
+            match part {
+                redrive_store::LoadPart::Queues(q) => rest.queues.extend(q),
+                redrive_store::LoadPart::Messages(m) => rest.messages.extend(m),
+            }
+        }
+        store.shutdown();
+        rest
+    };
+    let keys = |s: &redrive_store::Snapshot| {
+        let mut k: Vec<(u64, u64)> = s.messages.iter().map(|m| (m.queue_uid, m.seq)).collect();
+        k.sort_unstable();
+        k
+    };
+    let streamed_keys = keys(&streamed);
+    assert_eq!(streamed_keys.len() as u64, N - 8, "each message once");
+    assert!(
+        streamed_keys.windows(2).all(|w| w[0] < w[1]),
+        "no message twice"
+    );
+    assert_eq!(streamed_keys, keys(&whole));
+    let mut by_key = |s: &redrive_store::Snapshot| {
+        let mut m = s.messages.clone();
+        m.sort_by_key(|m| (m.queue_uid, m.seq));
+        m
+    };
+    assert_eq!(by_key(&streamed), by_key(&whole));
+    let quarantined = |s: &redrive_store::Snapshot| {
+        let mut q: Vec<(String, String, String)> = s
+            .quarantined
+            .iter()
+            .map(|r| (r.table.clone(), r.key.clone(), r.reason.clone()))
+            .collect();
+        q.sort();
+        q
+    };
+    let q = quarantined(&streamed);
+    assert_eq!(q, quarantined(&whole));
+    let count = |table: &str, reason: &str| {
+        q.iter()
+            .filter(|(t, _, r)| t == table && r.contains(reason))
+            .count()
+    };
+    assert_eq!(count("messages", ""), 8, "{q:#?}");
+    assert_eq!(count("message_state", "without a message"), 3, "{q:#?}");
+    assert_eq!(count("message_state", "receive count reset"), 3, "{q:#?}");
+}
