@@ -314,8 +314,9 @@ pub struct Rebuilder {
     max_uid: u64,
     max_sequence: u128,
     messages: u64,
-    /// Per queue uid: index entries built at once when the load ends.
-    bulk: HashMap<u64, queue::BulkIndex>,
+    /// Per queue uid: index entries built at once when the load ends, from batches in
+    /// ascending and in descending order.
+    bulk: HashMap<u64, [queue::BulkIndex; 2]>,
 }
 
 impl std::fmt::Debug for Rebuilder {
@@ -366,12 +367,17 @@ impl Rebuilder {
     /// Indexes `batch` (in any order: a streamed load reads from both ends), locking
     /// each queue once per run of its messages.
     pub fn add_messages(&mut self, batch: Vec<store::MessageRecord>) {
+        let key = |m: &store::MessageRecord| (m.queue_uid, m.seq);
+        let descending = match (batch.first(), batch.last()) {
+            (Some(first), Some(last)) => key(first) > key(last),
+            _ => false,
+        };
         let mut batch = batch.into_iter().peekable();
         while let Some(first) = batch.next() {
             let uid = first.queue_uid;
             let queue = self.by_uid.get(&uid).cloned();
             let mut state = queue.as_ref().map(|q| q.state.lock());
-            let bulk = self.bulk.entry(uid).or_default();
+            let bulk = &mut self.bulk.entry(uid).or_default()[usize::from(descending)];
             let mut m = first;
             loop {
                 if let Some(sn) = m
@@ -423,9 +429,10 @@ impl Rebuilder {
                 since_shrink = 0;
             }
         }
-        for (uid, bulk) in std::mem::take(&mut self.bulk) {
+        for (uid, [mut ascending, descending]) in std::mem::take(&mut self.bulk) {
             if let Some(q) = self.by_uid.get(&uid) {
-                q.state.lock().finish_bulk(bulk);
+                ascending.extend_reversed(descending);
+                q.state.lock().finish_bulk(ascending);
             }
         }
         let Rebuilder {
