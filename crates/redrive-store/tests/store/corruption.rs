@@ -419,7 +419,7 @@ fn a_streamed_load_quarantines_what_a_whole_load_does() {
         "no message twice"
     );
     assert_eq!(streamed_keys, keys(&whole));
-    let mut by_key = |s: &redrive_store::Snapshot| {
+    let by_key = |s: &redrive_store::Snapshot| {
         let mut m = s.messages.clone();
         m.sort_by_key(|m| (m.queue_uid, m.seq));
         m
