@@ -41,6 +41,7 @@ use redrive_select::breaker::BreakerSpec;
 use redrive_select::jq::GroupBy;
 use redrive_select::pacing::parse_rate;
 use redrive_select::selection::{Candidate, Selection, SelectionSpec, Transform, Verdict};
+use redrive_server::console::alerts_view;
 use redrive_server::console::chart::{ChartData, render_data};
 use redrive_server::console::html::{
     age_text, csrf_field, esc, hidden, page_with_nav, time_text, url_part,
@@ -82,6 +83,7 @@ const CHART_MINUTES: u64 = 60;
 const NAV: &str = "<a href=\"/console\">Queues</a>\
                    <a href=\"/console/replays\" accesskey=\"r\">Replays</a>\
                    <a href=\"/console/schedules\">Schedules</a>\
+                   <a href=\"/console/alerts\" accesskey=\"a\">Alerts</a>\
                    <a href=\"/console/audit\">Audit log</a>";
 /// The CLI's audit logs (`redrive replay`'s default directory, relative to where the console
 /// was started).
@@ -212,6 +214,17 @@ pub async fn run_console(a: ConsoleArgs) -> Result<u8> {
         .route(
             "/console/queues/{name}/alarms/{alarm}/delete",
             get(alarm_delete_form).post(alarm_delete_post),
+        )
+        .route("/console/alerts", get(alerts_page))
+        .route("/console/alerts/rules", post(rule_add))
+        .route(
+            "/console/alerts/rules/{id}/remove",
+            get(rule_remove_form).post(rule_remove_post),
+        )
+        .route("/console/alerts/silences", post(silence_add))
+        .route(
+            "/console/alerts/silences/{id}/remove",
+            post(silence_remove_post),
         )
         .route("/console/replays", get(runs_page))
         .route("/console/audit", get(audit_page))
@@ -1436,6 +1449,17 @@ fn audit_runs(dir: &std::path::Path) -> Vec<AuditRun> {
                     );
                     a.outcome = r["outcome"].as_str().unwrap_or_default().to_string();
                 }
+                ev @ ("alertRuleAdd" | "alertRuleRemove" | "silenceAdd" | "silenceRemove") => {
+                    a.kind = match ev {
+                        "alertRuleAdd" => "alert rule add",
+                        "alertRuleRemove" => "alert rule remove",
+                        "silenceAdd" => "silence add",
+                        _ => "silence remove",
+                    };
+                    a.who = r["who"].as_str().unwrap_or_default().to_string();
+                    a.detail = r["detail"].as_str().unwrap_or_default().to_string();
+                    a.outcome = r["outcome"].as_str().unwrap_or_default().to_string();
+                }
                 "refused" => {
                     a.kind = "refused POST";
                     a.detail = format!(
@@ -1472,7 +1496,7 @@ async fn audit_page() -> Response {
     let mut body = format!(
         "<h1>Audit log</h1><p class=\"note\">The CLI's audit logs in <code>{}</code> (where \
          <code>redrive replay</code> and this console write each run's journal), one row per run, \
-         newest first; this console's own actions (purges, move tasks, schedules, alarms) and refused POSTs are in \
+         newest first; this console's own actions (purges, move tasks, schedules, alarms, alert rules and silences) and refused POSTs are in \
          <code>console.actions.ndjson</code>.</p>",
         esc(&std::env::current_dir()
             .map(|d| d.join(AUDIT_DIR).display().to_string())
@@ -2151,6 +2175,178 @@ async fn alarm_delete_post(
     match result {
         Ok(()) => redirect(&format!("/console/queues/{}/alarms", url_part(&name))),
         Err(e) => alarms_html(&c, &name, Some(&format!("{e:#}")), StatusCode::BAD_GATEWAY).await,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alerts: a Redrive server's own rules (`/_redrive/v1/alerts/…`), on the server console's page.
+
+/// `GET /console/alerts`: the endpoint's alert rules with their state per queue, the newest
+/// transitions and the silences, with the forms (the server console's page,
+/// `redrive_server::console::alerts_view`); elsewhere (AWS, moto) the CLI's words and a
+/// pointer to each queue's CloudWatch alarms page.
+async fn alerts_page(State(c): State<Arc<Console>>) -> Response {
+    alerts_html(&c, None, StatusCode::OK).await
+}
+
+async fn alerts_html(c: &Console, error: Option<&str>, status: StatusCode) -> Response {
+    let intro = format!(
+        "<p class=\"note\">Alert rules kept and evaluated every minute by the Redrive server at \
+         {} (<code>redrive alerts</code>; see docs/alerts.md). CloudWatch alarms are on each \
+         queue's Alarms page.</p>",
+        endpoint_text(&c.conn)
+    );
+    let listed = async {
+        let (rules, silences) = redrive_cli::alerts::list(&c.conn).await?;
+        let history =
+            redrive_cli::alerts::history(&c.conn, None, None, alerts_view::HISTORY_SHOWN as u32)
+                .await?;
+        anyhow::Ok((rules, history, silences))
+    };
+    match listed.await {
+        Ok((rules, history, silences)) => with_status(
+            status,
+            page(
+                "Alerts",
+                &alerts_view::alerts_body(
+                    &intro,
+                    error,
+                    &rules,
+                    &history,
+                    &silences,
+                    now_ms().max(0) as u64,
+                    &c.csrf,
+                ),
+            ),
+        ),
+        Err(e) => with_status(
+            status,
+            page(
+                "Alerts",
+                &format!(
+                    "<h1>Alerts</h1>{intro}{}<p class=\"note\" id=\"no-alerts-api\">{}</p>",
+                    error.map_or(String::new(), |e| format!(
+                        "<p class=\"error\" id=\"form-error\">{}</p>",
+                        esc(e)
+                    )),
+                    esc(&format!("{e:#}"))
+                ),
+            ),
+        ),
+    }
+}
+
+/// `POST /console/alerts/rules`: the form checked by the server console's rules, then the
+/// API; written to [`ACTIONS_LOG`].
+async fn rule_add(State(c): State<Arc<Console>>, body: Bytes) -> Response {
+    let form = parse_form(&body);
+    let request = match alerts_view::rule_request(&form) {
+        Ok(r) => r,
+        Err(e) => return alerts_html(&c, Some(&e), StatusCode::BAD_REQUEST).await,
+    };
+    let name = request["name"].as_str().unwrap_or_default().to_string();
+    let result = redrive_cli::alerts::add_request(&c.conn, &request).await;
+    let outcome = match &result {
+        Ok(_) => "added".to_string(),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    record_action(json!({
+        "event": "alertRuleAdd",
+        "detail": format!("rule {name} on {}", request["queue"].as_str().unwrap_or_default()),
+        "outcome": outcome,
+    }));
+    match result {
+        Ok(_) => redirect("/console/alerts#rules"),
+        Err(e) => alerts_html(&c, Some(&format!("{e:#}")), StatusCode::BAD_REQUEST).await,
+    }
+}
+
+/// `GET /console/alerts/rules/{id}/remove`: the confirmation.
+async fn rule_remove_form(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+    match redrive_cli::alerts::rule(&c.conn, &id).await {
+        Ok(rule) => page(
+            "Remove alert rule",
+            &alerts_view::rule_remove_confirm(&rule, &c.csrf),
+        ),
+        Err(e) => error_page(StatusCode::NOT_FOUND, &format!("{e:#}")),
+    }
+}
+
+/// `POST /console/alerts/rules/{id}/remove`: `DELETE …/alerts/rules/{id}`, written to
+/// [`ACTIONS_LOG`].
+async fn rule_remove_post(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+    let name = redrive_cli::alerts::rule(&c.conn, &id)
+        .await
+        .ok()
+        .and_then(|r| r["name"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let result = redrive_cli::alerts::remove(&c.conn, &id).await;
+    let outcome = match &result {
+        Ok(()) => "removed".to_string(),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    record_action(json!({
+        "event": "alertRuleRemove",
+        "detail": format!("rule {name} ({id})"),
+        "outcome": outcome,
+    }));
+    match result {
+        Ok(()) => redirect("/console/alerts#rules"),
+        Err(e) => alerts_html(&c, Some(&format!("{e:#}")), StatusCode::BAD_REQUEST).await,
+    }
+}
+
+/// `POST /console/alerts/silences`: written to [`ACTIONS_LOG`].
+async fn silence_add(State(c): State<Arc<Console>>, body: Bytes) -> Response {
+    let form = parse_form(&body);
+    let request = match alerts_view::silence_request(&form) {
+        Ok(r) => r,
+        Err(e) => return alerts_html(&c, Some(&e), StatusCode::BAD_REQUEST).await,
+    };
+    let result = redrive_cli::alerts::silence_request(&c.conn, &request).await;
+    let (outcome, detail) = match &result {
+        Ok(s) => (
+            "added".to_string(),
+            format!(
+                "silence {} of rule {} on {} until {}",
+                s["id"].as_str().unwrap_or_default(),
+                s["rule"].as_str().unwrap_or("any"),
+                s["queue"].as_str().unwrap_or("*"),
+                time_text(s["untilMs"].as_u64().unwrap_or(0))
+            ),
+        ),
+        Err(e) => (
+            format!("failed: {e:#}"),
+            format!(
+                "silence of rule {} on {}",
+                request["rule"].as_str().unwrap_or("any"),
+                request["queue"].as_str().unwrap_or("*")
+            ),
+        ),
+    };
+    record_action(json!({"event": "silenceAdd", "detail": detail, "outcome": outcome}));
+    match result {
+        Ok(_) => redirect("/console/alerts#silences"),
+        Err(e) => alerts_html(&c, Some(&format!("{e:#}")), StatusCode::BAD_REQUEST).await,
+    }
+}
+
+/// `POST /console/alerts/silences/{id}/remove`: ends a silence early (written to
+/// [`ACTIONS_LOG`]).
+async fn silence_remove_post(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+    let result = redrive_cli::alerts::unsilence(&c.conn, &id).await;
+    let outcome = match &result {
+        Ok(()) => "removed".to_string(),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    record_action(json!({
+        "event": "silenceRemove",
+        "detail": format!("silence {id}"),
+        "outcome": outcome,
+    }));
+    match result {
+        Ok(()) => redirect("/console/alerts#silences"),
+        Err(e) => alerts_html(&c, Some(&format!("{e:#}")), StatusCode::BAD_REQUEST).await,
     }
 }
 

@@ -24,6 +24,15 @@ pub fn url_part(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
+/// A link to a queue's page.
+pub fn queue_link(name: &str) -> String {
+    format!(
+        "<a href=\"/console/queues/{}\">{}</a>",
+        url_part(name),
+        esc(name)
+    )
+}
+
 /// The page frame: `title` and `body_html` (already escaped by the caller).
 pub fn page(title: &str, body_html: &str) -> String {
     page_refreshing(title, body_html, None)

@@ -898,3 +898,154 @@ async fn console_alarms_against_redrive_serve() {
     assert!(audit.contains("<td>alarm delete</td>"), "{audit}");
     assert!(audit.contains("<td>refused POST</td>"), "{audit}");
 }
+
+async fn alert_rules(http: &reqwest::Client, api: &str) -> Vec<Value> {
+    let v: Value = serde_json::from_str(&get(http, &format!("{api}/rules")).await).unwrap();
+    v["rules"].as_array().unwrap().clone()
+}
+
+/// A Redrive server's own alert rules from `redrive console` (moto_server has no alerts API):
+/// a rule added through the form is in the server's API and on the page with its state;
+/// a silence is added and removed; the rule is removed through its confirmation page; a bad
+/// form says what is wrong; a forged cross-site POST is refused and changes nothing; every
+/// action is on the audit page.
+#[tokio::test]
+async fn console_alerts_against_redrive_serve() {
+    let server = crate::harness::ServerProcess::start(&["--in-memory"], &[]).await;
+    let e = server.endpoint();
+    let sqs = server.client();
+    sqs.create_queue("pay-dlq", json!({})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let console = start_console(&e, dir.path());
+    let base = console.url.trim_end_matches("/console").to_string();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let api = format!("{e}_redrive/v1/alerts");
+    let alerts = format!("{base}/console/alerts");
+    let page = get(&http, &alerts).await;
+    assert!(page.contains("id=\"no-rules\""), "{page}");
+    assert!(page.contains("id=\"no-silences\""), "{page}");
+    let csrf = hidden_fields(&page, "stack add-rule")
+        .into_iter()
+        .find(|(k, _)| k == "csrf")
+        .unwrap()
+        .1;
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("name", "pay-deep"),
+        ("queue", "*-dlq"),
+        ("kind", "depth"),
+        ("n", "5"),
+        ("m", "3"),
+    ];
+    // Forged: from another site (even with the token), and without the token.
+    let r = http
+        .post(format!("{alerts}/rules"))
+        .header("origin", "http://evil.example")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .post(format!("{alerts}/rules"))
+        .form(&form[1..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(alert_rules(&http, &api).await.is_empty());
+    // A bad form: the reason on the page, nothing added.
+    let mut bad = form.to_vec();
+    bad[4] = ("n", "zero");
+    let r = http
+        .post(format!("{alerts}/rules"))
+        .header("origin", &base)
+        .form(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("id=\"form-error\">N: `zero`"), "{text}");
+    assert!(alert_rules(&http, &api).await.is_empty());
+
+    let r = http
+        .post(format!("{alerts}/rules"))
+        .header("origin", &base)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let list = alert_rules(&http, &api).await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        list[0]["condition"],
+        json!({"kind": "depth", "threshold": 5, "minutes": 3})
+    );
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    let page = get(&http, &alerts).await;
+    assert!(page.contains("data-rule=\"pay-deep\""), "{page}");
+    assert!(page.contains("depth ≥ 5 for 3 min"), "{page}");
+
+    // A silence of the rule, then its removal.
+    let r = http
+        .post(format!("{alerts}/silences"))
+        .header("origin", &base)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("rule", "pay-deep"),
+            ("duration", "2h"),
+            ("comment", "incident 000"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let v: Value = serde_json::from_str(&get(&http, &format!("{api}/silences")).await).unwrap();
+    let sil = v["silences"][0]["id"].as_str().unwrap().to_string();
+    let page = get(&http, &alerts).await;
+    assert!(page.contains(&format!("data-silence=\"{sil}\"")), "{page}");
+    assert!(page.contains("incident 000"), "{page}");
+    let r = http
+        .post(format!("{alerts}/silences/{sil}/remove"))
+        .header("origin", &base)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let page = get(&http, &alerts).await;
+    assert!(page.contains("id=\"no-silences\""), "{page}");
+
+    // Removal: confirmed on a page of its own.
+    let confirm = get(&http, &format!("{alerts}/rules/{id}/remove")).await;
+    assert!(confirm.contains("Remove alert rule pay-deep?"), "{confirm}");
+    let r = http
+        .post(format!("{alerts}/rules/{id}/remove"))
+        .header("origin", &base)
+        .form(&hidden_fields(&confirm, "confirm"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(alert_rules(&http, &api).await.is_empty());
+
+    let audit = get(&http, &format!("{base}/console/audit")).await;
+    for kind in [
+        "alert rule add",
+        "alert rule remove",
+        "silence add",
+        "silence remove",
+        "refused POST",
+    ] {
+        assert!(
+            audit.contains(&format!("<td>{kind}</td>")),
+            "{kind}: {audit}"
+        );
+    }
+}
