@@ -47,6 +47,7 @@ use redrive_server::console::html::{
     age_text, csrf_field, esc, hidden, page_with_nav, time_text, url_part,
 };
 use redrive_server::console::message_view;
+use redrive_server::console::schedule_form;
 use redrive_server::console::session;
 use redrive_server::console::stats_view::{self, StatsQuery};
 use serde_json::{Value, json};
@@ -1838,10 +1839,17 @@ async fn move_cancel_post(State(c): State<Arc<Console>>, Path(name): Path<String
 /// function; a Redrive server keeps them, AWS has none and the page says the CLI's words) and
 /// a form to add one.
 async fn schedules_page(State(c): State<Arc<Console>>) -> Response {
-    schedules_html(&c, None, StatusCode::OK).await
+    schedules_html(&c, None, StatusCode::OK, &HashMap::new()).await
 }
 
-async fn schedules_html(c: &Console, error: Option<&str>, status: StatusCode) -> Response {
+/// The schedules and the add form (the server console's, `schedule_form`); a refused form
+/// comes back with its `values` and the reason.
+async fn schedules_html(
+    c: &Console,
+    error: Option<&str>,
+    status: StatusCode,
+    values: &HashMap<String, String>,
+) -> Response {
     let mut body = format!(
         "<h1>Schedules</h1><p class=\"note\">Scheduled redrives kept by the endpoint \
          (<code>redrive schedule</code>), on {}.</p>{}",
@@ -1866,7 +1874,7 @@ async fn schedules_html(c: &Console, error: Option<&str>, status: StatusCode) ->
     } else {
         body.push_str(
             "<table id=\"schedule-table\"><thead><tr><th>Name</th><th>Cron</th><th>Source</th>\
-             <th>Filter</th><th>Enabled</th><th>Next</th><th>Last</th><th></th></tr></thead><tbody>",
+             <th>Window</th><th>Filter</th><th>Enabled</th><th>Next</th><th>Last</th><th></th></tr></thead><tbody>",
         );
         for s in &list {
             let id = s["id"].as_str().unwrap_or_default();
@@ -1876,7 +1884,7 @@ async fn schedules_html(c: &Console, error: Option<&str>, status: StatusCode) ->
             };
             body.push_str(&format!(
                 "<tr data-schedule=\"{}\"><td><a href=\"/console/schedules/{}\">{}</a></td>\
-                 <td><code>{} {}</code></td><td>{}</td><td><code>{}</code></td><td>{}</td>\
+                 <td><code>{} {}</code></td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td>\
                  <td>{}</td><td>{}</td><td><a href=\"/console/schedules/{}/remove\">Remove…</a></td></tr>",
                 esc(s["name"].as_str().unwrap_or_default()),
                 url_part(id),
@@ -1884,6 +1892,11 @@ async fn schedules_html(c: &Console, error: Option<&str>, status: StatusCode) ->
                 esc(s["cron"].as_str().unwrap_or_default()),
                 esc(s["timezone"].as_str().unwrap_or_default()),
                 esc(s["source"].as_str().unwrap_or_default()),
+                esc(&format!(
+                    "{} {}",
+                    s["window"]["field"].as_str().unwrap_or_default(),
+                    s["window"]["range"].as_str().unwrap_or_default()
+                )),
                 esc(s["selection"]["filter"].as_str().unwrap_or_default()),
                 if s["enabled"] == false { "no" } else { "yes" },
                 esc(&t(&s["nextRunAt"])),
@@ -1893,16 +1906,14 @@ async fn schedules_html(c: &Console, error: Option<&str>, status: StatusCode) ->
         }
         body.push_str("</tbody></table>");
     }
-    body.push_str(&format!(
-        "<h2>Add a schedule</h2><form class=\"add-schedule\" method=\"post\" action=\"/console/schedules\">{}\
-         <p><label for=\"s-name\">Name</label> <input id=\"s-name\" name=\"name\" required></p>\
-         <p><label for=\"s-cron\">Cron</label> <input id=\"s-cron\" name=\"cron\" placeholder=\"0 3 * * *\" required></p>\
-         <p><label for=\"s-tz\">Time zone</label> <input id=\"s-tz\" name=\"timezone\" value=\"UTC\"></p>\
-         <p><label for=\"s-source\">DLQ</label> <input id=\"s-source\" name=\"source\" required></p>\
-         <p><label for=\"s-dest\">Destination</label> <input id=\"s-dest\" name=\"destination\" placeholder=\"each message's source\"></p>\
-         <p><label for=\"s-filter\">Filter (jq)</label> <input id=\"s-filter\" name=\"filter\"></p>\
-         <p><button type=\"submit\" id=\"add-schedule\">Add</button></p></form>",
-        csrf_field(&c.csrf)
+    body.push_str(&schedule_form::form_html(
+        &c.csrf,
+        &format!(
+            "<input id=\"s-source\" type=\"text\" name=\"source\" value=\"{}\" required>",
+            esc(field(values, "source").unwrap_or_default())
+        ),
+        values,
+        None,
     ));
     with_status(status, page("Schedules", &body))
 }
@@ -1910,25 +1921,20 @@ async fn schedules_html(c: &Console, error: Option<&str>, status: StatusCode) ->
 /// `POST /console/schedules`: `redrive schedule add`'s request (the endpoint validates it).
 async fn schedule_add(State(c): State<Arc<Console>>, body: Bytes) -> Response {
     let form = parse_form(&body);
-    let spec = schedule::ScheduleSpec {
-        name: field(&form, "name").unwrap_or_default().to_string(),
-        cron: field(&form, "cron").unwrap_or_default().to_string(),
-        timezone: field(&form, "timezone").unwrap_or("UTC").to_string(),
-        source: field(&form, "source").unwrap_or_default().to_string(),
-        destination: field(&form, "destination").map(str::to_string),
-        filter: field(&form, "filter").map(str::to_string),
-        enabled: true,
-        ..schedule::ScheduleSpec::default()
+    let request = match schedule_form::request_json(&form) {
+        Ok(r) => r,
+        Err(e) => return schedules_html(&c, Some(&e), StatusCode::BAD_REQUEST, &form).await,
     };
-    let result = schedule::add(&c.conn, &spec.to_request()).await;
+    let name = request["name"].as_str().unwrap_or_default().to_string();
+    let result = schedule::add(&c.conn, &request).await;
     let outcome = match &result {
         Ok(_) => "added".to_string(),
         Err(e) => format!("failed: {e:#}"),
     };
-    record_action(json!({"event": "scheduleAdd", "schedule": spec.name, "outcome": outcome}));
+    record_action(json!({"event": "scheduleAdd", "schedule": name, "outcome": outcome}));
     match result {
         Ok(_) => redirect("/console/schedules"),
-        Err(e) => schedules_html(&c, Some(&format!("{e:#}")), StatusCode::BAD_REQUEST).await,
+        Err(e) => schedules_html(&c, Some(&format!("{e:#}")), StatusCode::BAD_REQUEST, &form).await,
     }
 }
 
@@ -1991,7 +1997,15 @@ async fn schedule_remove_post(State(c): State<Arc<Console>>, Path(id): Path<Stri
     record_action(json!({"event": "scheduleRemove", "schedule": id, "outcome": outcome}));
     match result {
         Ok(()) => redirect("/console/schedules"),
-        Err(e) => schedules_html(&c, Some(&format!("{e:#}")), StatusCode::BAD_REQUEST).await,
+        Err(e) => {
+            schedules_html(
+                &c,
+                Some(&format!("{e:#}")),
+                StatusCode::BAD_REQUEST,
+                &HashMap::new(),
+            )
+            .await
+        }
     }
 }
 

@@ -25,6 +25,7 @@ pub mod html;
 pub mod message_view;
 mod ops;
 mod replay;
+pub mod schedule_form;
 pub mod session;
 pub mod stats_view;
 

@@ -18,15 +18,15 @@ use redrive_core::api::{
     CancelMessageMoveTaskInput, ListMessageMoveTasksInput, QueueUrlInput, StartMessageMoveTaskInput,
 };
 use redrive_engine::alerts::{AlertRuleRequest, SilenceRequest};
-use redrive_engine::schedules::{ScheduleRequest, WindowField, WindowSpec};
+use redrive_engine::schedules::{WindowField, WindowSpec};
 use redrive_engine::{Engine, RequestContext};
 
-use super::alerts_view;
 use super::html::{csrf_field, esc, hidden, page, page_refreshing, time_text, url_part};
-use super::replay::{ReplayForm, rate_text, see_other};
+use super::replay::{rate_text, see_other};
 use super::{
     PostForm, Visitor, arn_name, context, html_response, queue_link, queue_names, sqs_error_page,
 };
+use super::{alerts_view, schedule_form};
 use crate::AppState;
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -383,7 +383,19 @@ async fn schedules_page(
     Extension(visitor): Extension<Visitor>,
     headers: HeaderMap,
 ) -> Response {
-    let ctx = context(&state, &headers);
+    schedules_html(&state, &visitor, &headers, &HashMap::new(), None)
+}
+
+/// The schedules and the add form; a refused form comes back with its values and the reason
+/// (400).
+fn schedules_html(
+    state: &AppState,
+    visitor: &Visitor,
+    headers: &HeaderMap,
+    values: &HashMap<String, String>,
+    error: Option<&str>,
+) -> Response {
+    let ctx = context(state, headers);
     let mut body = String::from(
         "<h1>Schedules</h1><p class=\"muted\">Replays that start on a cron schedule \
          (<code>redrive schedule</code>, <code>/_redrive/v1/schedules</code>).</p>",
@@ -422,44 +434,23 @@ async fn schedules_page(
         .into_iter()
         .map(|(n, _, _)| n)
         .collect();
-    let text = |id: &str, label: &str, placeholder: &str, hint: &str| {
-        format!(
-            "<p><label for=\"s-{id}\">{label}</label><input id=\"s-{id}\" type=\"text\" name=\"{id}\" \
-             placeholder=\"{}\"><span class=\"hint\">{}</span></p>",
-            esc(placeholder),
-            esc(hint)
-        )
-    };
-    let _ = write!(
-        body,
-        "<h2 id=\"add\">Add a schedule</h2><form class=\"stack\" method=\"post\" action=\"/console/schedules\">{}\
-         {}{}{}<p><label for=\"s-source\">DLQ</label><select id=\"s-source\" name=\"source\">{}</select></p>\
-         <p><label for=\"s-window-field\">Window</label><select id=\"s-window-field\" name=\"window_field\">\
-         <option value=\"\">none</option><option value=\"deadLettered\">dead-lettered</option>\
-         <option value=\"sent\">sent</option></select> <input id=\"s-window-range\" type=\"text\" \
-         name=\"window_range\" placeholder=\"yesterday, today or last:24h\" aria-label=\"Window range\"></p>\
-         {}{}{}{}{}{}{}{}\
-         <p><button type=\"submit\" class=\"primary\">Add schedule</button></p></form>",
-        csrf_field(&visitor.csrf),
-        text("name", "Name", "morning-redrive", "unique"),
-        text("cron", "Cron", "0 6 * * *", "minute hour day month weekday"),
-        text("timezone", "Time zone", "UTC", "IANA, e.g. Asia/Seoul"),
-        options(&dlqs, None),
-        text("filter", "Filter (jq)", ".mall == \"alpha\"", "optional"),
-        text("transform", "Transform (jq)", "", "optional"),
-        text(
-            "destination",
-            "Destination queue",
-            "each message's source queue",
-            "optional"
+    body.push_str(&schedule_form::form_html(
+        &visitor.csrf,
+        &format!(
+            "<select id=\"s-source\" name=\"source\">{}</select>",
+            options(&dlqs, values.get("source").map(String::as_str))
         ),
-        text("rate_key", "Per-key rate: key", ".mall", "optional"),
-        text("rate_per", "Per-key rate", "2/s", "optional"),
-        text("rate", "Global rate", "adaptive", "optional"),
-        text("breaker", "Circuit breaker", "20%/5m/10", "optional"),
-        text("max_count", "Most messages per run", "no limit", "optional"),
-    );
-    html_response(StatusCode::OK, page("Schedules", &body))
+        values,
+        error,
+    ));
+    html_response(
+        if error.is_some() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        },
+        page("Schedules", &body),
+    )
 }
 
 fn window_text(w: Option<&WindowSpec>) -> String {
@@ -482,39 +473,9 @@ async fn schedule_add(
     headers: HeaderMap,
 ) -> Response {
     let ctx = context(&state, &headers);
-    let back = "/console/schedules#add";
-    let source = form.get("source").unwrap_or_default().to_string();
-    let mut replay = match ReplayForm::from_map(&form.0).request(&source) {
+    let req = match schedule_form::request(&form.0) {
         Ok(r) => r,
-        Err(e) => return bad_request("Add a schedule", &e, back),
-    };
-    replay.selection.limit = None;
-    let window = match (form.get("window_field"), form.get("window_range")) {
-        (None, _) => None,
-        (Some(f), range) => Some(WindowSpec {
-            field: if f == "sent" {
-                WindowField::Sent
-            } else {
-                WindowField::DeadLettered
-            },
-            range: range.unwrap_or("yesterday").to_string(),
-        }),
-    };
-    let max_count = match form.get("max_count").map(|m| m.parse::<u64>()) {
-        None => None,
-        Some(Ok(n)) => Some(n),
-        Some(Err(_)) => {
-            return bad_request("Add a schedule", "Most messages per run: a number.", back);
-        }
-    };
-    let req = ScheduleRequest {
-        name: form.get("name").unwrap_or_default().to_string(),
-        cron: form.get("cron").unwrap_or_default().to_string(),
-        timezone: form.get("timezone").unwrap_or("UTC").to_string(),
-        window,
-        max_count,
-        enabled: true,
-        replay,
+        Err(e) => return schedules_html(&state, &visitor, &headers, &form.0, Some(&e)),
     };
     match state.engine.add_schedule(&ctx, req).await {
         Ok(s) => {
@@ -528,7 +489,7 @@ async fn schedule_add(
             .await;
             see_other(&format!("/console/schedules/{}", url_part(&s.id)))
         }
-        Err(e) => bad_request("Add a schedule", &e.message, back),
+        Err(e) => schedules_html(&state, &visitor, &headers, &form.0, Some(&e.message)),
     }
 }
 
@@ -565,7 +526,18 @@ async fn schedule_page(State(state): State<Arc<AppState>>, Path(id): Path<String
         ),
         ("Global rate", r.rate.map_or("adaptive".into(), rate_text)),
         (
-            "Most per run",
+            "Breaker",
+            r.breaker.as_ref().map_or("–".into(), |b| {
+                format!(
+                    "{}% returned within {}s (after {})",
+                    b.max_return_share * 100.0,
+                    b.window_secs,
+                    b.min_replayed
+                )
+            }),
+        ),
+        (
+            "Limit per run",
             s.spec.max_count.map_or("–".into(), |m| m.to_string()),
         ),
         ("Next run", s.next_run_at.map_or("–".into(), time_text)),

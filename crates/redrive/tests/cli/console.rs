@@ -725,7 +725,7 @@ async fn console_schedules_against_redrive_serve() {
     let schedules = format!("{base}/console/schedules");
     let page = get(&http, &schedules).await;
     assert!(page.contains("id=\"no-schedules\""), "{page}");
-    let csrf = hidden_fields(&page, "add-schedule")
+    let csrf = hidden_fields(&page, "stack add-schedule")
         .into_iter()
         .find(|(k, _)| k == "csrf")
         .unwrap()
@@ -737,6 +737,14 @@ async fn console_schedules_against_redrive_serve() {
         ("timezone", "UTC"),
         ("source", "bill-dlq"),
         ("filter", ".tenant == \"t-1\""),
+        ("window_field", "deadLettered"),
+        ("window_range", "last:24h"),
+        ("transform", ".v = 2 | tojson"),
+        ("rate_key", ".tenant"),
+        ("rate_per", "2/s"),
+        ("rate", "10/s"),
+        ("breaker", "20%/5m/10"),
+        ("max_count", "100"),
     ];
     // Without the token: refused, nothing added.
     let r = http.post(&schedules).form(&form[1..]).send().await.unwrap();
@@ -755,6 +763,31 @@ async fn console_schedules_against_redrive_serve() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("id=\"form-error\""));
+    // Each replay option is checked before anything is sent, the reason named and the form
+    // kept.
+    for (k, v, says) in [
+        ("window_range", "last week", "Window: invalid window"),
+        ("rate_per", "fast", "Per-key rate:"),
+        ("breaker", "150%", "Breaker:"),
+        ("max_count", "0", "Limit per run:"),
+        ("transform", "tojson |", "Transform:"),
+    ] {
+        let mut bad = form.to_vec();
+        bad.iter_mut().find(|(f, _)| *f == k).unwrap().1 = v;
+        let r = http
+            .post(&schedules)
+            .header("origin", &base)
+            .form(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{k}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(says), "{k}: {text}");
+        assert!(text.contains("value=\"nightly\""), "{text}");
+    }
+    let v: Value = serde_json::from_str(&get(&http, &api).await).unwrap();
+    assert_eq!(v["schedules"].as_array().unwrap().len(), 0, "{v}");
 
     let r = http
         .post(&schedules)
@@ -769,6 +802,15 @@ async fn console_schedules_against_redrive_serve() {
     assert_eq!(list.len(), 1, "{v}");
     assert_eq!(list[0]["name"], "nightly");
     assert_eq!(list[0]["selection"]["filter"], ".tenant == \"t-1\"");
+    assert_eq!(
+        list[0]["window"],
+        json!({"field": "deadLettered", "range": "last:24h"})
+    );
+    assert_eq!(list[0]["transform"], ".v = 2 | tojson");
+    assert_eq!(list[0]["ratePer"], json!({"key": ".tenant", "rate": 2.0}));
+    assert_eq!(list[0]["rate"], 10.0);
+    assert_eq!(list[0]["maxCount"], 100);
+    assert!(list[0]["breaker"].is_object(), "{v}");
     let id = list[0]["id"].as_str().unwrap().to_string();
     let page = get(&http, &schedules).await;
     assert!(page.contains("data-schedule=\"nightly\""), "{page}");
