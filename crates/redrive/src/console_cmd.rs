@@ -44,7 +44,7 @@ use redrive_select::selection::{Candidate, Selection, SelectionSpec, Transform, 
 use redrive_server::console::alerts_view;
 use redrive_server::console::chart::{ChartData, render_data};
 use redrive_server::console::html::{
-    age_text, csrf_field, esc, hidden, page_with_nav, time_text, url_part,
+    MoveRow, age_text, csrf_field, esc, hidden, page_with_nav, time_text, url_part,
 };
 use redrive_server::console::message_view;
 use redrive_server::console::schedule_form;
@@ -2420,14 +2420,21 @@ async fn run_page(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Resp
         time_text(started.max(0) as u64),
         esc(&id)
     );
+    let (moved, recent) = {
+        let (journal, start, _) = &progress;
+        let (journal, start) = (journal.clone(), *start);
+        tokio::task::spawn_blocking(move || moves_since(&journal, start))
+            .await
+            .unwrap_or_default()
+    };
+    let running = state.is_none();
     let refresh = match state {
         None => {
             let left = match c.conn.resolve(&dlq).await {
                 Ok(q) => approximate_count(&c.conn, &q).await.ok(),
                 Err(_) => None,
             };
-            let (journal, start, selected) = progress;
-            let moved = moved_since(&journal, start);
+            let (_, _, selected) = progress;
             body.push_str(&format!(
                 "<p id=\"progress\">Moved {moved}{} (from the run's journal).</p>",
                 selected.map_or(String::new(), |n| format!(" of {n} selected"))
@@ -2470,6 +2477,14 @@ async fn run_page(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Resp
             None
         }
     };
+    body.push_str(&redrive_server::console::html::recent_moves(
+        &format!(
+            "(newest {} messages, newest first{}; from the run's journal)",
+            recent.len(),
+            if running { ", live" } else { "" }
+        ),
+        &recent,
+    ));
     if !preview.is_empty() {
         body.push_str(&format!(
             "<h2>The confirmed dry run</h2><pre>{}</pre>",
@@ -2482,17 +2497,66 @@ async fn run_page(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Resp
     )
 }
 
-/// `deleted` records appended to the journal after byte `start` (this run's moves).
-fn moved_since(journal: &std::path::Path, start: u64) -> u64 {
+/// Messages listed at most under a run's progress.
+const MOVES_SHOWN: usize = 50;
+
+/// This run's moves from its journal after byte `start`: the number moved (`deleted`
+/// records: copied, then deleted from the DLQ) and each message's latest state, newest first
+/// (at most [`MOVES_SHOWN`]): `sent` (copied, delete not yet confirmed), `moved`, or
+/// `failed: reason`.
+fn moves_since(journal: &std::path::Path, start: u64) -> (u64, Vec<MoveRow>) {
     let Ok(bytes) = std::fs::read(journal) else {
-        return 0;
+        return (0, Vec::new());
     };
     let tail = bytes.get(start as usize..).unwrap_or_default();
-    String::from_utf8_lossy(tail)
+    let mut moved = 0;
+    let mut rows: Vec<MoveRow> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for r in String::from_utf8_lossy(tail)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|r| r["event"] == "deleted")
-        .count() as u64
+    {
+        let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+        let id = s("messageId");
+        let at = r["at"].as_u64().unwrap_or(0);
+        let row = |rows: &mut Vec<MoveRow>, index: &mut HashMap<String, usize>| {
+            let i = *index.entry(id.clone()).or_insert_with(|| {
+                rows.push(MoveRow {
+                    message_id: id.clone(),
+                    ..MoveRow::default()
+                });
+                rows.len() - 1
+            });
+            i
+        };
+        match r["event"].as_str().unwrap_or_default() {
+            "sent" => {
+                let i = row(&mut rows, &mut index);
+                let m = &mut rows[i];
+                m.new_id = s("newMessageId");
+                m.key = s("key");
+                m.destination = s("destination");
+                m.at_ms = at;
+                m.outcome = "sent".into();
+            }
+            "deleted" => {
+                moved += 1;
+                let i = row(&mut rows, &mut index);
+                rows[i].outcome = "moved".into();
+                rows[i].at_ms = rows[i].at_ms.max(at);
+            }
+            "failed" => {
+                let i = row(&mut rows, &mut index);
+                let m = &mut rows[i];
+                m.destination = s("destination");
+                m.at_ms = at;
+                m.outcome = format!("failed: {}", s("reason"));
+            }
+            _ => {}
+        }
+    }
+    let newest: Vec<MoveRow> = rows.into_iter().rev().take(MOVES_SHOWN).collect();
+    (moved, newest)
 }
 
 async fn cancel_post(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {

@@ -393,6 +393,13 @@ async fn console_replay_dry_run_confirm_progress_summary_and_cancel() {
         }
         assert!(page.contains("<meta http-equiv=\"refresh\" content=\"1\">"));
         assert!(page.contains("id=\"cancel-replay\""));
+        // The recent moves, live (reloaded with the page): only alpha's.
+        assert!(page.contains("id=\"recent-moves\""), "{page}");
+        assert_eq!(
+            page.matches("data-outcome=\"moved\"").count(),
+            page.matches("<td>alpha</td>").count(),
+            "{page}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(replay_status(&page), "COMPLETED", "{page}");
@@ -401,11 +408,13 @@ async fn console_replay_dry_run_confirm_progress_summary_and_cancel() {
     assert_eq!(field(&page, "remaining"), "0");
     assert_eq!(field(&page, "dlqVisible"), MALL_B.to_string());
     assert!(page.contains(&format!("COMPLETED: moved {MALL_A} of {MALL_A} selected")));
+    // The move log: each message with its id, new id, key (mall) and outcome.
     assert_eq!(
-        page.matches("<tr><td class=\"num\">").count(),
+        page.matches("data-outcome=\"moved\"").count(),
         MALL_A,
-        "the move log"
+        "the move log: {page}"
     );
+    assert_eq!(page.matches("<td>alpha</td>").count(), MALL_A, "{page}");
     // The server agrees: only mall beta is left in the DLQ, alpha is back in the source.
     assert_eq!(ts.counts(&dlq).await, (MALL_B as u64, 0, 0));
     assert_eq!(

@@ -354,6 +354,12 @@ async fn console_against_moto() {
             break p;
         }
         assert!(p.contains(" of 6 selected"), "{p}");
+        // The recent moves, live: every message listed is mall m-1's, newest first.
+        assert!(p.contains("id=\"recent-moves\""), "{p}");
+        assert!(
+            p.matches("<tr data-message=").count() == p.matches("<td>m-1</td>").count(),
+            "{p}"
+        );
         seen_running = true;
         assert!(Instant::now() < deadline, "the replay did not end: {p}");
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -364,6 +370,9 @@ async fn console_against_moto() {
     );
     assert!(done.contains("data-status=\"completed\""), "{done}");
     assert!(done.contains("6 moved"), "{done}");
+    // Each message moved, with its id, new id, key and outcome, from the run's journal.
+    assert_eq!(done.matches("data-outcome=\"moved\"").count(), 6, "{done}");
+    assert_eq!(done.matches("<td>m-1</td>").count(), 6, "{done}");
 
     // The DLQ holds only the other mall; the source got the replayed ones.
     let moved = drain(&sqs, &src).await;
