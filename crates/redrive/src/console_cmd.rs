@@ -2479,9 +2479,9 @@ async fn run_page(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Resp
     };
     body.push_str(&redrive_server::console::html::recent_moves(
         &format!(
-            "(newest {} messages, newest first{}; from the run's journal)",
+            "(the newest {} messages, newest first, from the run's journal{})",
             recent.len(),
-            if running { ", live" } else { "" }
+            if running { "; live" } else { "" }
         ),
         &recent,
     ));

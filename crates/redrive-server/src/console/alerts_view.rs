@@ -169,7 +169,12 @@ pub fn alerts_body(
     }
     let rule_options: String = rules
         .iter()
-        .map(|r| format!("<option>{}</option>", esc(text(r, "name"))))
+        .map(|r| {
+            format!(
+                "<option value=\"{n}\">{n}</option>",
+                n = esc(text(r, "name"))
+            )
+        })
         .collect();
     let _ = write!(
         body,

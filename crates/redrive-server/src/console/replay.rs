@@ -829,15 +829,6 @@ pub async fn replay_progress(
             st = status_text(t.status),
         );
     }
-    body.push_str("<h2>Options</h2>");
-    body.push_str(&options_table(&spec_rows(&t)));
-    let _ = write!(
-        body,
-        "<p class=\"muted\">Started {}{}.</p>",
-        esc(&time_text(t.started_at)),
-        t.ended_at
-            .map_or(String::new(), |e| format!(", ended {}", time_text(e)))
-    );
     // The newest moves, newest first (the move log's `n` counts the moves, so the newest N
     // are the ones after moved − N); with the page's reload, a live list.
     let after = t.moved.saturating_sub(MOVES_SHOWN as u64);
@@ -856,15 +847,23 @@ pub async fn replay_progress(
             .collect();
         body.push_str(&super::html::recent_moves(
             &format!(
-                "(newest {} of {}, newest first{}; the whole log: <code>GET /_redrive/v1/replays/{}/moves</code>)",
+                "(the newest {} of {} moved, newest first{})",
                 rows.len(),
                 t.moved,
-                if active { ", live" } else { "" },
-                esc(&t.id)
+                if active { "; live" } else { "" },
             ),
             &rows,
         ));
     }
+    body.push_str("<h2>Options</h2>");
+    body.push_str(&options_table(&spec_rows(&t)));
+    let _ = write!(
+        body,
+        "<p class=\"muted\">Started {}{}.</p>",
+        esc(&time_text(t.started_at)),
+        t.ended_at
+            .map_or(String::new(), |e| format!(", ended {}", time_text(e)))
+    );
     html_response(
         StatusCode::OK,
         page_refreshing(
