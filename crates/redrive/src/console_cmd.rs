@@ -2205,7 +2205,7 @@ async fn alerts_page(State(c): State<Arc<Console>>) -> Response {
 
 async fn alerts_html(c: &Console, error: Option<&str>, status: StatusCode) -> Response {
     let intro = format!(
-        "<p class=\"note\">Alert rules kept and evaluated every minute by the Redrive server at \
+        "<p class=\"note\">Alert rules kept and evaluated every minute by the Redrive server, on \
          {} (<code>redrive alerts</code>; see docs/alerts.md). CloudWatch alarms are on each \
          queue's Alarms page.</p>",
         endpoint_text(&c.conn)

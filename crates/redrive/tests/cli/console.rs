@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use crate::harness::Sqs;
 use crate::replay::{Moto, body, command, count, drain, send};
 
-struct Console {
+pub(crate) struct Console {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Console {
@@ -25,7 +25,7 @@ impl Drop for Console {
     }
 }
 
-fn start_console(endpoint: &str, dir: &std::path::Path) -> Console {
+pub(crate) fn start_console(endpoint: &str, dir: &std::path::Path) -> Console {
     let mut child = command(
         endpoint,
         &["console", "--port", "0", "--visibility-timeout", "2"],
