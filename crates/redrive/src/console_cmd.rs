@@ -2520,14 +2520,13 @@ fn moves_since(journal: &std::path::Path, start: u64) -> (u64, Vec<MoveRow>) {
         let id = s("messageId");
         let at = r["at"].as_u64().unwrap_or(0);
         let row = |rows: &mut Vec<MoveRow>, index: &mut HashMap<String, usize>| {
-            let i = *index.entry(id.clone()).or_insert_with(|| {
+            *index.entry(id.clone()).or_insert_with(|| {
                 rows.push(MoveRow {
                     message_id: id.clone(),
                     ..MoveRow::default()
                 });
                 rows.len() - 1
-            });
-            i
+            })
         };
         match r["event"].as_str().unwrap_or_default() {
             "sent" => {
