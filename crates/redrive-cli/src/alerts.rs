@@ -129,6 +129,42 @@ pub async fn add(conn: &Conn, spec: &RuleSpec) -> Result<Value> {
     .await
 }
 
+/// A rule from a request body already in the API's shape (the consoles' forms).
+pub async fn add_request(conn: &Conn, request: &Value) -> Result<Value> {
+    let base = base(conn).await?;
+    call(
+        conn,
+        reqwest::Method::POST,
+        &format!("{base}/_redrive/v1/alerts/rules"),
+        Some(request),
+    )
+    .await
+}
+
+/// One rule (name or id) with its states.
+pub async fn rule(conn: &Conn, rule: &str) -> Result<Value> {
+    let base = base(conn).await?;
+    call(
+        conn,
+        reqwest::Method::GET,
+        &format!("{base}/_redrive/v1/alerts/rules/{}", escape(rule)),
+        None,
+    )
+    .await
+}
+
+/// A silence from a request body already in the API's shape (the consoles' forms).
+pub async fn silence_request(conn: &Conn, request: &Value) -> Result<Value> {
+    let base = base(conn).await?;
+    call(
+        conn,
+        reqwest::Method::POST,
+        &format!("{base}/_redrive/v1/alerts/silences"),
+        Some(request),
+    )
+    .await
+}
+
 /// Rules (each with the state of every queue it matches) and active silences.
 pub async fn list(conn: &Conn) -> Result<(Vec<Value>, Vec<Value>)> {
     let base = base(conn).await?;

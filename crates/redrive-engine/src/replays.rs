@@ -148,6 +148,9 @@ pub struct ReplayMove {
     pub to: String,
     pub destination: String,
     pub at: u64,
+    /// The message's value of the per-key rate's key (none without a per-key rate).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
 }
 
 /// A selected message as persisted with the replay: its place in the DLQ and its rate key.
@@ -1053,7 +1056,7 @@ impl Engine {
             let Some(seq) = by_key.get_mut(&key).and_then(VecDeque::pop_front) else {
                 continue;
             };
-            let outcome = self.replay_one(&task, &compiled, &source, seq).await;
+            let outcome = self.replay_one(&task, &compiled, &source, seq, &key).await;
             let mut requeue = false;
             match outcome {
                 MoveOutcome::Moved(m, ticket) => {
@@ -1141,6 +1144,7 @@ impl Engine {
         compiled: &Compiled,
         source: &Arc<Queue>,
         seq: u64,
+        key: &str,
     ) -> MoveOutcome {
         let moved = self.move_message(
             source,
@@ -1178,6 +1182,7 @@ impl Engine {
                     to: moved.to_id,
                     destination,
                     at,
+                    key: key.to_string(),
                 };
                 muts.push(Mutation::PutDocument(DocumentRecord {
                     kind: DOC_REPLAY_MOVE.into(),

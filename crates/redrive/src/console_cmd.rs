@@ -41,11 +41,13 @@ use redrive_select::breaker::BreakerSpec;
 use redrive_select::jq::GroupBy;
 use redrive_select::pacing::parse_rate;
 use redrive_select::selection::{Candidate, Selection, SelectionSpec, Transform, Verdict};
+use redrive_server::console::alerts_view;
 use redrive_server::console::chart::{ChartData, render_data};
 use redrive_server::console::html::{
-    age_text, csrf_field, esc, hidden, page_with_nav, time_text, url_part,
+    MoveRow, age_text, csrf_field, esc, hidden, page_with_nav, time_text, url_part,
 };
 use redrive_server::console::message_view;
+use redrive_server::console::schedule_form;
 use redrive_server::console::session;
 use redrive_server::console::stats_view::{self, StatsQuery};
 use serde_json::{Value, json};
@@ -82,6 +84,7 @@ const CHART_MINUTES: u64 = 60;
 const NAV: &str = "<a href=\"/console\">Queues</a>\
                    <a href=\"/console/replays\" accesskey=\"r\">Replays</a>\
                    <a href=\"/console/schedules\">Schedules</a>\
+                   <a href=\"/console/alerts\" accesskey=\"a\">Alerts</a>\
                    <a href=\"/console/audit\">Audit log</a>";
 /// The CLI's audit logs (`redrive replay`'s default directory, relative to where the console
 /// was started).
@@ -212,6 +215,17 @@ pub async fn run_console(a: ConsoleArgs) -> Result<u8> {
         .route(
             "/console/queues/{name}/alarms/{alarm}/delete",
             get(alarm_delete_form).post(alarm_delete_post),
+        )
+        .route("/console/alerts", get(alerts_page))
+        .route("/console/alerts/rules", post(rule_add))
+        .route(
+            "/console/alerts/rules/{id}/remove",
+            get(rule_remove_form).post(rule_remove_post),
+        )
+        .route("/console/alerts/silences", post(silence_add))
+        .route(
+            "/console/alerts/silences/{id}/remove",
+            post(silence_remove_post),
         )
         .route("/console/replays", get(runs_page))
         .route("/console/audit", get(audit_page))
@@ -1436,6 +1450,17 @@ fn audit_runs(dir: &std::path::Path) -> Vec<AuditRun> {
                     );
                     a.outcome = r["outcome"].as_str().unwrap_or_default().to_string();
                 }
+                ev @ ("alertRuleAdd" | "alertRuleRemove" | "silenceAdd" | "silenceRemove") => {
+                    a.kind = match ev {
+                        "alertRuleAdd" => "alert rule add",
+                        "alertRuleRemove" => "alert rule remove",
+                        "silenceAdd" => "silence add",
+                        _ => "silence remove",
+                    };
+                    a.who = r["who"].as_str().unwrap_or_default().to_string();
+                    a.detail = r["detail"].as_str().unwrap_or_default().to_string();
+                    a.outcome = r["outcome"].as_str().unwrap_or_default().to_string();
+                }
                 "refused" => {
                     a.kind = "refused POST";
                     a.detail = format!(
@@ -1472,7 +1497,7 @@ async fn audit_page() -> Response {
     let mut body = format!(
         "<h1>Audit log</h1><p class=\"note\">The CLI's audit logs in <code>{}</code> (where \
          <code>redrive replay</code> and this console write each run's journal), one row per run, \
-         newest first; this console's own actions (purges, move tasks, schedules, alarms) and refused POSTs are in \
+         newest first; this console's own actions (purges, move tasks, schedules, alarms, alert rules and silences) and refused POSTs are in \
          <code>console.actions.ndjson</code>.</p>",
         esc(&std::env::current_dir()
             .map(|d| d.join(AUDIT_DIR).display().to_string())
@@ -1814,10 +1839,17 @@ async fn move_cancel_post(State(c): State<Arc<Console>>, Path(name): Path<String
 /// function; a Redrive server keeps them, AWS has none and the page says the CLI's words) and
 /// a form to add one.
 async fn schedules_page(State(c): State<Arc<Console>>) -> Response {
-    schedules_html(&c, None, StatusCode::OK).await
+    schedules_html(&c, None, StatusCode::OK, &HashMap::new()).await
 }
 
-async fn schedules_html(c: &Console, error: Option<&str>, status: StatusCode) -> Response {
+/// The schedules and the add form (the server console's, `schedule_form`); a refused form
+/// comes back with its `values` and the reason.
+async fn schedules_html(
+    c: &Console,
+    error: Option<&str>,
+    status: StatusCode,
+    values: &HashMap<String, String>,
+) -> Response {
     let mut body = format!(
         "<h1>Schedules</h1><p class=\"note\">Scheduled redrives kept by the endpoint \
          (<code>redrive schedule</code>), on {}.</p>{}",
@@ -1842,7 +1874,7 @@ async fn schedules_html(c: &Console, error: Option<&str>, status: StatusCode) ->
     } else {
         body.push_str(
             "<table id=\"schedule-table\"><thead><tr><th>Name</th><th>Cron</th><th>Source</th>\
-             <th>Filter</th><th>Enabled</th><th>Next</th><th>Last</th><th></th></tr></thead><tbody>",
+             <th>Window</th><th>Filter</th><th>Enabled</th><th>Next</th><th>Last</th><th></th></tr></thead><tbody>",
         );
         for s in &list {
             let id = s["id"].as_str().unwrap_or_default();
@@ -1852,7 +1884,7 @@ async fn schedules_html(c: &Console, error: Option<&str>, status: StatusCode) ->
             };
             body.push_str(&format!(
                 "<tr data-schedule=\"{}\"><td><a href=\"/console/schedules/{}\">{}</a></td>\
-                 <td><code>{} {}</code></td><td>{}</td><td><code>{}</code></td><td>{}</td>\
+                 <td><code>{} {}</code></td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td>\
                  <td>{}</td><td>{}</td><td><a href=\"/console/schedules/{}/remove\">Remove…</a></td></tr>",
                 esc(s["name"].as_str().unwrap_or_default()),
                 url_part(id),
@@ -1860,6 +1892,11 @@ async fn schedules_html(c: &Console, error: Option<&str>, status: StatusCode) ->
                 esc(s["cron"].as_str().unwrap_or_default()),
                 esc(s["timezone"].as_str().unwrap_or_default()),
                 esc(s["source"].as_str().unwrap_or_default()),
+                esc(&format!(
+                    "{} {}",
+                    s["window"]["field"].as_str().unwrap_or_default(),
+                    s["window"]["range"].as_str().unwrap_or_default()
+                )),
                 esc(s["selection"]["filter"].as_str().unwrap_or_default()),
                 if s["enabled"] == false { "no" } else { "yes" },
                 esc(&t(&s["nextRunAt"])),
@@ -1869,16 +1906,14 @@ async fn schedules_html(c: &Console, error: Option<&str>, status: StatusCode) ->
         }
         body.push_str("</tbody></table>");
     }
-    body.push_str(&format!(
-        "<h2>Add a schedule</h2><form class=\"add-schedule\" method=\"post\" action=\"/console/schedules\">{}\
-         <p><label for=\"s-name\">Name</label> <input id=\"s-name\" name=\"name\" required></p>\
-         <p><label for=\"s-cron\">Cron</label> <input id=\"s-cron\" name=\"cron\" placeholder=\"0 3 * * *\" required></p>\
-         <p><label for=\"s-tz\">Time zone</label> <input id=\"s-tz\" name=\"timezone\" value=\"UTC\"></p>\
-         <p><label for=\"s-source\">DLQ</label> <input id=\"s-source\" name=\"source\" required></p>\
-         <p><label for=\"s-dest\">Destination</label> <input id=\"s-dest\" name=\"destination\" placeholder=\"each message's source\"></p>\
-         <p><label for=\"s-filter\">Filter (jq)</label> <input id=\"s-filter\" name=\"filter\"></p>\
-         <p><button type=\"submit\" id=\"add-schedule\">Add</button></p></form>",
-        csrf_field(&c.csrf)
+    body.push_str(&schedule_form::form_html(
+        &c.csrf,
+        &format!(
+            "<input id=\"s-source\" type=\"text\" name=\"source\" value=\"{}\" required>",
+            esc(field(values, "source").unwrap_or_default())
+        ),
+        values,
+        None,
     ));
     with_status(status, page("Schedules", &body))
 }
@@ -1886,25 +1921,20 @@ async fn schedules_html(c: &Console, error: Option<&str>, status: StatusCode) ->
 /// `POST /console/schedules`: `redrive schedule add`'s request (the endpoint validates it).
 async fn schedule_add(State(c): State<Arc<Console>>, body: Bytes) -> Response {
     let form = parse_form(&body);
-    let spec = schedule::ScheduleSpec {
-        name: field(&form, "name").unwrap_or_default().to_string(),
-        cron: field(&form, "cron").unwrap_or_default().to_string(),
-        timezone: field(&form, "timezone").unwrap_or("UTC").to_string(),
-        source: field(&form, "source").unwrap_or_default().to_string(),
-        destination: field(&form, "destination").map(str::to_string),
-        filter: field(&form, "filter").map(str::to_string),
-        enabled: true,
-        ..schedule::ScheduleSpec::default()
+    let request = match schedule_form::request_json(&form) {
+        Ok(r) => r,
+        Err(e) => return schedules_html(&c, Some(&e), StatusCode::BAD_REQUEST, &form).await,
     };
-    let result = schedule::add(&c.conn, &spec.to_request()).await;
+    let name = request["name"].as_str().unwrap_or_default().to_string();
+    let result = schedule::add(&c.conn, &request).await;
     let outcome = match &result {
         Ok(_) => "added".to_string(),
         Err(e) => format!("failed: {e:#}"),
     };
-    record_action(json!({"event": "scheduleAdd", "schedule": spec.name, "outcome": outcome}));
+    record_action(json!({"event": "scheduleAdd", "schedule": name, "outcome": outcome}));
     match result {
         Ok(_) => redirect("/console/schedules"),
-        Err(e) => schedules_html(&c, Some(&format!("{e:#}")), StatusCode::BAD_REQUEST).await,
+        Err(e) => schedules_html(&c, Some(&format!("{e:#}")), StatusCode::BAD_REQUEST, &form).await,
     }
 }
 
@@ -1967,7 +1997,15 @@ async fn schedule_remove_post(State(c): State<Arc<Console>>, Path(id): Path<Stri
     record_action(json!({"event": "scheduleRemove", "schedule": id, "outcome": outcome}));
     match result {
         Ok(()) => redirect("/console/schedules"),
-        Err(e) => schedules_html(&c, Some(&format!("{e:#}")), StatusCode::BAD_REQUEST).await,
+        Err(e) => {
+            schedules_html(
+                &c,
+                Some(&format!("{e:#}")),
+                StatusCode::BAD_REQUEST,
+                &HashMap::new(),
+            )
+            .await
+        }
     }
 }
 
@@ -2154,6 +2192,178 @@ async fn alarm_delete_post(
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Alerts: a Redrive server's own rules (`/_redrive/v1/alerts/…`), on the server console's page.
+
+/// `GET /console/alerts`: the endpoint's alert rules with their state per queue, the newest
+/// transitions and the silences, with the forms (the server console's page,
+/// `redrive_server::console::alerts_view`); elsewhere (AWS, moto) the CLI's words and a
+/// pointer to each queue's CloudWatch alarms page.
+async fn alerts_page(State(c): State<Arc<Console>>) -> Response {
+    alerts_html(&c, None, StatusCode::OK).await
+}
+
+async fn alerts_html(c: &Console, error: Option<&str>, status: StatusCode) -> Response {
+    let intro = format!(
+        "<p class=\"note\">Alert rules kept and evaluated every minute by the Redrive server, on \
+         {} (<code>redrive alerts</code>; see docs/alerts.md). CloudWatch alarms are on each \
+         queue's Alarms page.</p>",
+        endpoint_text(&c.conn)
+    );
+    let listed = async {
+        let (rules, silences) = redrive_cli::alerts::list(&c.conn).await?;
+        let history =
+            redrive_cli::alerts::history(&c.conn, None, None, alerts_view::HISTORY_SHOWN as u32)
+                .await?;
+        anyhow::Ok((rules, history, silences))
+    };
+    match listed.await {
+        Ok((rules, history, silences)) => with_status(
+            status,
+            page(
+                "Alerts",
+                &alerts_view::alerts_body(
+                    &intro,
+                    error,
+                    &rules,
+                    &history,
+                    &silences,
+                    now_ms().max(0) as u64,
+                    &c.csrf,
+                ),
+            ),
+        ),
+        Err(e) => with_status(
+            status,
+            page(
+                "Alerts",
+                &format!(
+                    "<h1>Alerts</h1>{intro}{}<p class=\"note\" id=\"no-alerts-api\">{}</p>",
+                    error.map_or(String::new(), |e| format!(
+                        "<p class=\"error\" id=\"form-error\">{}</p>",
+                        esc(e)
+                    )),
+                    esc(&format!("{e:#}"))
+                ),
+            ),
+        ),
+    }
+}
+
+/// `POST /console/alerts/rules`: the form checked by the server console's rules, then the
+/// API; written to [`ACTIONS_LOG`].
+async fn rule_add(State(c): State<Arc<Console>>, body: Bytes) -> Response {
+    let form = parse_form(&body);
+    let request = match alerts_view::rule_request(&form) {
+        Ok(r) => r,
+        Err(e) => return alerts_html(&c, Some(&e), StatusCode::BAD_REQUEST).await,
+    };
+    let name = request["name"].as_str().unwrap_or_default().to_string();
+    let result = redrive_cli::alerts::add_request(&c.conn, &request).await;
+    let outcome = match &result {
+        Ok(_) => "added".to_string(),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    record_action(json!({
+        "event": "alertRuleAdd",
+        "detail": format!("rule {name} on {}", request["queue"].as_str().unwrap_or_default()),
+        "outcome": outcome,
+    }));
+    match result {
+        Ok(_) => redirect("/console/alerts#rules"),
+        Err(e) => alerts_html(&c, Some(&format!("{e:#}")), StatusCode::BAD_REQUEST).await,
+    }
+}
+
+/// `GET /console/alerts/rules/{id}/remove`: the confirmation.
+async fn rule_remove_form(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+    match redrive_cli::alerts::rule(&c.conn, &id).await {
+        Ok(rule) => page(
+            "Remove alert rule",
+            &alerts_view::rule_remove_confirm(&rule, &c.csrf),
+        ),
+        Err(e) => error_page(StatusCode::NOT_FOUND, &format!("{e:#}")),
+    }
+}
+
+/// `POST /console/alerts/rules/{id}/remove`: `DELETE …/alerts/rules/{id}`, written to
+/// [`ACTIONS_LOG`].
+async fn rule_remove_post(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+    let name = redrive_cli::alerts::rule(&c.conn, &id)
+        .await
+        .ok()
+        .and_then(|r| r["name"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let result = redrive_cli::alerts::remove(&c.conn, &id).await;
+    let outcome = match &result {
+        Ok(()) => "removed".to_string(),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    record_action(json!({
+        "event": "alertRuleRemove",
+        "detail": format!("rule {name} ({id})"),
+        "outcome": outcome,
+    }));
+    match result {
+        Ok(()) => redirect("/console/alerts#rules"),
+        Err(e) => alerts_html(&c, Some(&format!("{e:#}")), StatusCode::BAD_REQUEST).await,
+    }
+}
+
+/// `POST /console/alerts/silences`: written to [`ACTIONS_LOG`].
+async fn silence_add(State(c): State<Arc<Console>>, body: Bytes) -> Response {
+    let form = parse_form(&body);
+    let request = match alerts_view::silence_request(&form) {
+        Ok(r) => r,
+        Err(e) => return alerts_html(&c, Some(&e), StatusCode::BAD_REQUEST).await,
+    };
+    let result = redrive_cli::alerts::silence_request(&c.conn, &request).await;
+    let (outcome, detail) = match &result {
+        Ok(s) => (
+            "added".to_string(),
+            format!(
+                "silence {} of rule {} on {} until {}",
+                s["id"].as_str().unwrap_or_default(),
+                s["rule"].as_str().unwrap_or("any"),
+                s["queue"].as_str().unwrap_or("*"),
+                time_text(s["untilMs"].as_u64().unwrap_or(0))
+            ),
+        ),
+        Err(e) => (
+            format!("failed: {e:#}"),
+            format!(
+                "silence of rule {} on {}",
+                request["rule"].as_str().unwrap_or("any"),
+                request["queue"].as_str().unwrap_or("*")
+            ),
+        ),
+    };
+    record_action(json!({"event": "silenceAdd", "detail": detail, "outcome": outcome}));
+    match result {
+        Ok(_) => redirect("/console/alerts#silences"),
+        Err(e) => alerts_html(&c, Some(&format!("{e:#}")), StatusCode::BAD_REQUEST).await,
+    }
+}
+
+/// `POST /console/alerts/silences/{id}/remove`: ends a silence early (written to
+/// [`ACTIONS_LOG`]).
+async fn silence_remove_post(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+    let result = redrive_cli::alerts::unsilence(&c.conn, &id).await;
+    let outcome = match &result {
+        Ok(()) => "removed".to_string(),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    record_action(json!({
+        "event": "silenceRemove",
+        "detail": format!("silence {id}"),
+        "outcome": outcome,
+    }));
+    match result {
+        Ok(()) => redirect("/console/alerts#silences"),
+        Err(e) => alerts_html(&c, Some(&format!("{e:#}")), StatusCode::BAD_REQUEST).await,
+    }
+}
+
 async fn runs_page(State(c): State<Arc<Console>>) -> Response {
     let runs = c.runs.lock().unwrap_or_else(|e| e.into_inner());
     let mut body = String::from(
@@ -2210,14 +2420,21 @@ async fn run_page(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Resp
         time_text(started.max(0) as u64),
         esc(&id)
     );
+    let (moved, recent) = {
+        let (journal, start, _) = &progress;
+        let (journal, start) = (journal.clone(), *start);
+        tokio::task::spawn_blocking(move || moves_since(&journal, start))
+            .await
+            .unwrap_or_default()
+    };
+    let running = state.is_none();
     let refresh = match state {
         None => {
             let left = match c.conn.resolve(&dlq).await {
                 Ok(q) => approximate_count(&c.conn, &q).await.ok(),
                 Err(_) => None,
             };
-            let (journal, start, selected) = progress;
-            let moved = moved_since(&journal, start);
+            let (_, _, selected) = progress;
             body.push_str(&format!(
                 "<p id=\"progress\">Moved {moved}{} (from the run's journal).</p>",
                 selected.map_or(String::new(), |n| format!(" of {n} selected"))
@@ -2260,6 +2477,14 @@ async fn run_page(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Resp
             None
         }
     };
+    body.push_str(&redrive_server::console::html::recent_moves(
+        &format!(
+            "(the newest {} messages, newest first, from the run's journal{})",
+            recent.len(),
+            if running { "; live" } else { "" }
+        ),
+        &recent,
+    ));
     if !preview.is_empty() {
         body.push_str(&format!(
             "<h2>The confirmed dry run</h2><pre>{}</pre>",
@@ -2272,17 +2497,65 @@ async fn run_page(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Resp
     )
 }
 
-/// `deleted` records appended to the journal after byte `start` (this run's moves).
-fn moved_since(journal: &std::path::Path, start: u64) -> u64 {
+/// Messages listed at most under a run's progress.
+const MOVES_SHOWN: usize = 50;
+
+/// This run's moves from its journal after byte `start`: the number moved (`deleted`
+/// records: copied, then deleted from the DLQ) and each message's latest state, newest first
+/// (at most [`MOVES_SHOWN`]): `sent` (copied, delete not yet confirmed), `moved`, or
+/// `failed: reason`.
+fn moves_since(journal: &std::path::Path, start: u64) -> (u64, Vec<MoveRow>) {
     let Ok(bytes) = std::fs::read(journal) else {
-        return 0;
+        return (0, Vec::new());
     };
     let tail = bytes.get(start as usize..).unwrap_or_default();
-    String::from_utf8_lossy(tail)
+    let mut moved = 0;
+    let mut rows: Vec<MoveRow> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for r in String::from_utf8_lossy(tail)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|r| r["event"] == "deleted")
-        .count() as u64
+    {
+        let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+        let id = s("messageId");
+        let at = r["at"].as_u64().unwrap_or(0);
+        let row = |rows: &mut Vec<MoveRow>, index: &mut HashMap<String, usize>| {
+            *index.entry(id.clone()).or_insert_with(|| {
+                rows.push(MoveRow {
+                    message_id: id.clone(),
+                    ..MoveRow::default()
+                });
+                rows.len() - 1
+            })
+        };
+        match r["event"].as_str().unwrap_or_default() {
+            "sent" => {
+                let i = row(&mut rows, &mut index);
+                let m = &mut rows[i];
+                m.new_id = s("newMessageId");
+                m.key = s("key");
+                m.destination = s("destination");
+                m.at_ms = at;
+                m.outcome = "sent".into();
+            }
+            "deleted" => {
+                moved += 1;
+                let i = row(&mut rows, &mut index);
+                rows[i].outcome = "moved".into();
+                rows[i].at_ms = rows[i].at_ms.max(at);
+            }
+            "failed" => {
+                let i = row(&mut rows, &mut index);
+                let m = &mut rows[i];
+                m.destination = s("destination");
+                m.at_ms = at;
+                m.outcome = format!("failed: {}", s("reason"));
+            }
+            _ => {}
+        }
+    }
+    let newest: Vec<MoveRow> = rows.into_iter().rev().take(MOVES_SHOWN).collect();
+    (moved, newest)
 }
 
 async fn cancel_post(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {

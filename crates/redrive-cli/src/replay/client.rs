@@ -917,7 +917,7 @@ impl Run<'_> {
             sent_recs.push(self.record(
                 "sent",
                 json!({"messageId": x.held.msg.message_id, "newMessageId": ok.message_id(),
-                       "receipt": x.held.receipt, "destination": dest.arn}),
+                       "receipt": x.held.receipt, "destination": dest.arn, "key": x.key}),
             ));
             sent_items.push((x.held.msg.message_id.clone(), x.held.receipt.clone()));
         }

@@ -212,7 +212,7 @@ async fn finish(
                     "moved",
                     &task.id,
                     json!({"n": m["n"], "messageId": m["from"], "newMessageId": m["to"],
-                           "destination": m["destination"], "movedAt": m["at"]}),
+                           "destination": m["destination"], "movedAt": m["at"], "key": m["key"]}),
                 )
             })
             .collect();

@@ -24,6 +24,15 @@ pub fn url_part(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
+/// A link to a queue's page.
+pub fn queue_link(name: &str) -> String {
+    format!(
+        "<a href=\"/console/queues/{}\">{}</a>",
+        url_part(name),
+        esc(name)
+    )
+}
+
 /// The page frame: `title` and `body_html` (already escaped by the caller).
 pub fn page(title: &str, body_html: &str) -> String {
     page_refreshing(title, body_html, None)
@@ -154,6 +163,55 @@ pub fn purge_confirm(
         q = url_part(name),
         n = esc(name),
     )
+}
+
+/// One row of a replay's recent moves (both consoles' progress pages).
+#[derive(Debug, Clone, Default)]
+pub struct MoveRow {
+    /// The message's id in the DLQ.
+    pub message_id: String,
+    /// Its id in the destination (empty when it was not sent).
+    pub new_id: String,
+    /// Its value of the per-key rate's key (empty without one).
+    pub key: String,
+    pub destination: String,
+    pub at_ms: u64,
+    /// `moved`, `sent` (the copy is sent, the DLQ's delete not yet confirmed), `failed: …`.
+    pub outcome: String,
+}
+
+/// The recent moves table (`id="replay-moves"`), rows as given (newest first); `caption`
+/// (trusted HTML) says what they are.
+pub fn recent_moves(caption: &str, rows: &[MoveRow]) -> String {
+    let mut out =
+        format!("<h2 id=\"recent-moves\">Recent moves <span class=\"muted\">{caption}</span></h2>");
+    if rows.is_empty() {
+        out.push_str("<p class=\"muted\" id=\"no-moves-yet\">None yet.</p>");
+        return out;
+    }
+    out.push_str(
+        "<table id=\"replay-moves\"><thead><tr><th>At</th><th>Message</th><th>New id</th>\
+         <th>Key</th><th>Destination</th><th>Outcome</th></tr></thead><tbody>",
+    );
+    for m in rows {
+        let outcome_class = m.outcome.split(':').next().unwrap_or_default();
+        let _ = write!(
+            out,
+            "<tr data-message=\"{}\" data-outcome=\"{}\"><td>{}</td><td><code>{}</code></td>\
+             <td><code>{}</code></td><td>{}</td><td>{}</td><td><span class=\"status-{}\">{}</span></td></tr>",
+            esc(&m.message_id),
+            esc(outcome_class),
+            esc(&time_text(m.at_ms)),
+            esc(&m.message_id),
+            esc(&m.new_id),
+            esc(&m.key),
+            esc(m.destination.rsplit(':').next().unwrap_or_default()),
+            esc(outcome_class),
+            esc(&m.outcome),
+        );
+    }
+    out.push_str("</tbody></table>");
+    out
 }
 
 #[cfg(test)]

@@ -18,12 +18,14 @@
 //! `--console-public`. Every POST but the login must come from the console's origin and carry
 //! the browser's CSRF token (`check_post`); actions are audited ([`audit`]).
 
+pub mod alerts_view;
 pub mod audit;
 pub mod chart;
 pub mod html;
 pub mod message_view;
 mod ops;
 mod replay;
+pub mod schedule_form;
 pub mod session;
 pub mod stats_view;
 
@@ -421,11 +423,7 @@ fn context(state: &AppState, headers: &HeaderMap) -> RequestContext {
 }
 
 fn queue_link(name: &str) -> String {
-    format!(
-        "<a href=\"/console/queues/{}\">{}</a>",
-        url_part(name),
-        esc(name)
-    )
+    html::queue_link(name)
 }
 
 /// The queue name at the end of an ARN.

@@ -17,15 +17,16 @@ use redrive_core::SqsError;
 use redrive_core::api::{
     CancelMessageMoveTaskInput, ListMessageMoveTasksInput, QueueUrlInput, StartMessageMoveTaskInput,
 };
-use redrive_engine::alerts::{AlertRuleRequest, Condition, SilenceRequest, Webhook, WebhookFormat};
-use redrive_engine::schedules::{ScheduleRequest, WindowField, WindowSpec};
+use redrive_engine::alerts::{AlertRuleRequest, SilenceRequest};
+use redrive_engine::schedules::{WindowField, WindowSpec};
 use redrive_engine::{Engine, RequestContext};
 
 use super::html::{csrf_field, esc, hidden, page, page_refreshing, time_text, url_part};
-use super::replay::{ReplayForm, rate_text, see_other};
+use super::replay::{rate_text, see_other};
 use super::{
     PostForm, Visitor, arn_name, context, html_response, queue_link, queue_names, sqs_error_page,
 };
+use super::{alerts_view, schedule_form};
 use crate::AppState;
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -382,7 +383,19 @@ async fn schedules_page(
     Extension(visitor): Extension<Visitor>,
     headers: HeaderMap,
 ) -> Response {
-    let ctx = context(&state, &headers);
+    schedules_html(&state, &visitor, &headers, &HashMap::new(), None)
+}
+
+/// The schedules and the add form; a refused form comes back with its values and the reason
+/// (400).
+fn schedules_html(
+    state: &AppState,
+    visitor: &Visitor,
+    headers: &HeaderMap,
+    values: &HashMap<String, String>,
+    error: Option<&str>,
+) -> Response {
+    let ctx = context(state, headers);
     let mut body = String::from(
         "<h1>Schedules</h1><p class=\"muted\">Replays that start on a cron schedule \
          (<code>redrive schedule</code>, <code>/_redrive/v1/schedules</code>).</p>",
@@ -421,44 +434,23 @@ async fn schedules_page(
         .into_iter()
         .map(|(n, _, _)| n)
         .collect();
-    let text = |id: &str, label: &str, placeholder: &str, hint: &str| {
-        format!(
-            "<p><label for=\"s-{id}\">{label}</label><input id=\"s-{id}\" type=\"text\" name=\"{id}\" \
-             placeholder=\"{}\"><span class=\"hint\">{}</span></p>",
-            esc(placeholder),
-            esc(hint)
-        )
-    };
-    let _ = write!(
-        body,
-        "<h2 id=\"add\">Add a schedule</h2><form class=\"stack\" method=\"post\" action=\"/console/schedules\">{}\
-         {}{}{}<p><label for=\"s-source\">DLQ</label><select id=\"s-source\" name=\"source\">{}</select></p>\
-         <p><label for=\"s-window-field\">Window</label><select id=\"s-window-field\" name=\"window_field\">\
-         <option value=\"\">none</option><option value=\"deadLettered\">dead-lettered</option>\
-         <option value=\"sent\">sent</option></select> <input id=\"s-window-range\" type=\"text\" \
-         name=\"window_range\" placeholder=\"yesterday, today or last:24h\" aria-label=\"Window range\"></p>\
-         {}{}{}{}{}{}{}{}\
-         <p><button type=\"submit\" class=\"primary\">Add schedule</button></p></form>",
-        csrf_field(&visitor.csrf),
-        text("name", "Name", "morning-redrive", "unique"),
-        text("cron", "Cron", "0 6 * * *", "minute hour day month weekday"),
-        text("timezone", "Time zone", "UTC", "IANA, e.g. Asia/Seoul"),
-        options(&dlqs, None),
-        text("filter", "Filter (jq)", ".mall == \"alpha\"", "optional"),
-        text("transform", "Transform (jq)", "", "optional"),
-        text(
-            "destination",
-            "Destination queue",
-            "each message's source queue",
-            "optional"
+    body.push_str(&schedule_form::form_html(
+        &visitor.csrf,
+        &format!(
+            "<select id=\"s-source\" name=\"source\">{}</select>",
+            options(&dlqs, values.get("source").map(String::as_str))
         ),
-        text("rate_key", "Per-key rate: key", ".mall", "optional"),
-        text("rate_per", "Per-key rate", "2/s", "optional"),
-        text("rate", "Global rate", "adaptive", "optional"),
-        text("breaker", "Circuit breaker", "20%/5m/10", "optional"),
-        text("max_count", "Most messages per run", "no limit", "optional"),
-    );
-    html_response(StatusCode::OK, page("Schedules", &body))
+        values,
+        error,
+    ));
+    html_response(
+        if error.is_some() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        },
+        page("Schedules", &body),
+    )
 }
 
 fn window_text(w: Option<&WindowSpec>) -> String {
@@ -481,39 +473,9 @@ async fn schedule_add(
     headers: HeaderMap,
 ) -> Response {
     let ctx = context(&state, &headers);
-    let back = "/console/schedules#add";
-    let source = form.get("source").unwrap_or_default().to_string();
-    let mut replay = match ReplayForm::from_map(&form.0).request(&source) {
+    let req = match schedule_form::request(&form.0) {
         Ok(r) => r,
-        Err(e) => return bad_request("Add a schedule", &e, back),
-    };
-    replay.selection.limit = None;
-    let window = match (form.get("window_field"), form.get("window_range")) {
-        (None, _) => None,
-        (Some(f), range) => Some(WindowSpec {
-            field: if f == "sent" {
-                WindowField::Sent
-            } else {
-                WindowField::DeadLettered
-            },
-            range: range.unwrap_or("yesterday").to_string(),
-        }),
-    };
-    let max_count = match form.get("max_count").map(|m| m.parse::<u64>()) {
-        None => None,
-        Some(Ok(n)) => Some(n),
-        Some(Err(_)) => {
-            return bad_request("Add a schedule", "Most messages per run: a number.", back);
-        }
-    };
-    let req = ScheduleRequest {
-        name: form.get("name").unwrap_or_default().to_string(),
-        cron: form.get("cron").unwrap_or_default().to_string(),
-        timezone: form.get("timezone").unwrap_or("UTC").to_string(),
-        window,
-        max_count,
-        enabled: true,
-        replay,
+        Err(e) => return schedules_html(&state, &visitor, &headers, &form.0, Some(&e)),
     };
     match state.engine.add_schedule(&ctx, req).await {
         Ok(s) => {
@@ -527,7 +489,7 @@ async fn schedule_add(
             .await;
             see_other(&format!("/console/schedules/{}", url_part(&s.id)))
         }
-        Err(e) => bad_request("Add a schedule", &e.message, back),
+        Err(e) => schedules_html(&state, &visitor, &headers, &form.0, Some(&e.message)),
     }
 }
 
@@ -564,7 +526,18 @@ async fn schedule_page(State(state): State<Arc<AppState>>, Path(id): Path<String
         ),
         ("Global rate", r.rate.map_or("adaptive".into(), rate_text)),
         (
-            "Most per run",
+            "Breaker",
+            r.breaker.as_ref().map_or("–".into(), |b| {
+                format!(
+                    "{}% returned within {}s (after {})",
+                    b.max_return_share * 100.0,
+                    b.window_secs,
+                    b.min_replayed
+                )
+            }),
+        ),
+        (
+            "Limit per run",
             s.spec.max_count.map_or("–".into(), |m| m.to_string()),
         ),
         ("Next run", s.next_run_at.map_or("–".into(), time_text)),
@@ -664,144 +637,43 @@ async fn schedule_remove(
 
 // ---- Alerts -------------------------------------------------------------------------------
 
+fn json_of<T: serde::Serialize>(v: &T) -> Vec<serde_json::Value> {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::Array(a)) => a,
+        _ => Vec::new(),
+    }
+}
+
+fn alerts_html(state: &AppState, visitor: &Visitor, error: Option<&str>) -> String {
+    let engine = &state.engine;
+    alerts_view::alerts_body(
+        "<p class=\"muted\">Rules over the minute history, their states per queue, transitions \
+         and silences (<code>redrive alerts</code>, <code>/_redrive/v1/alerts</code>; see \
+         docs/alerts.md).</p>",
+        error,
+        &json_of(&engine.alert_rules()),
+        &json_of(&engine.alert_history(None, None, alerts_view::HISTORY_SHOWN)),
+        &json_of(&engine.silences()),
+        engine.clock_now_ms(),
+        &visitor.csrf,
+    )
+}
+
 async fn alerts_page(
     State(state): State<Arc<AppState>>,
     Extension(visitor): Extension<Visitor>,
 ) -> Response {
-    let engine = &state.engine;
-    let rules = engine.alert_rules();
-    let mut body = String::from(
-        "<h1>Alerts</h1><p class=\"muted\">Rules over the minute history, their states per \
-         queue, transitions and silences (<code>redrive alerts</code>, \
-         <code>/_redrive/v1/alerts</code>; see docs/alerts.md).</p><h2 id=\"rules\">Rules</h2>",
-    );
-    if rules.is_empty() {
-        body.push_str("<p class=\"muted\">No rules.</p>");
-    } else {
-        body.push_str(
-            "<table id=\"rule-table\"><thead><tr><th>Rule</th><th>Queues</th><th>Condition</th>\
-             <th>Severity</th><th>States</th><th>Webhooks</th><th></th></tr></thead><tbody>",
-        );
-        for r in &rules {
-            let states: Vec<String> = r
-                .states
-                .iter()
-                .map(|s| {
-                    format!(
-                        "{} <span class=\"state-{st}\">{st}</span>",
-                        queue_link(&s.queue),
-                        st = s.state.as_str()
-                    )
-                })
-                .collect();
-            let _ = write!(
-                body,
-                "<tr data-rule=\"{}\"><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td>\
-                 <td class=\"num\">{}</td><td><a href=\"/console/alerts/rules/{}/remove\">Remove…</a></td></tr>",
-                esc(&r.rule.name),
-                esc(&r.rule.name),
-                esc(&r.rule.queue),
-                esc(&r.rule.condition.describe()),
-                esc(&r.rule.severity),
-                if states.is_empty() {
-                    "<span class=\"muted\">not evaluated yet (once a minute)</span>".into()
-                } else {
-                    states.join("<br>")
-                },
-                r.rule.webhooks.len(),
-                url_part(&r.rule.id),
-            );
-        }
-        body.push_str("</tbody></table>");
-    }
-    let _ = write!(
-        body,
-        "<details><summary>Add a rule</summary><form class=\"stack\" method=\"post\" action=\"/console/alerts/rules\">{}\
-         <p><label for=\"r-name\">Name</label><input id=\"r-name\" type=\"text\" name=\"name\" required></p>\
-         <p><label for=\"r-queue\">Queue or glob</label><input id=\"r-queue\" type=\"text\" name=\"queue\" placeholder=\"*-dlq\" required></p>\
-         <p><label for=\"r-kind\">Condition</label><select id=\"r-kind\" name=\"kind\">\
-         <option value=\"depth\">depth ≥ N for M minutes</option><option value=\"age\">age of oldest ≥ N seconds</option>\
-         <option value=\"arrivals\">arrivals ≥ N in M minutes</option><option value=\"growth\">growth ≥ N over M minutes</option>\
-         </select></p>\
-         <p><label for=\"r-n\">N</label><input id=\"r-n\" type=\"number\" name=\"n\" min=\"1\" required></p>\
-         <p><label for=\"r-m\">M (minutes)</label><input id=\"r-m\" type=\"number\" name=\"m\" min=\"1\" max=\"1440\" value=\"5\"></p>\
-         <p><label for=\"r-severity\">Severity</label><input id=\"r-severity\" type=\"text\" name=\"severity\" placeholder=\"warning\"></p>\
-         <p><label for=\"r-webhook\">Webhook URL</label><input id=\"r-webhook\" type=\"url\" name=\"webhook\" placeholder=\"https://hooks.slack.com/services/…\">\
-         <span class=\"hint\">optional; notified on every transition</span></p>\
-         <p><label for=\"r-webhook-format\">Webhook body</label><select id=\"r-webhook-format\" name=\"webhook_format\">\
-         <option value=\"json\">Redrive JSON</option><option value=\"slack\">Slack</option></select></p>\
-         <p><button type=\"submit\">Add rule</button></p></form></details>",
-        csrf_field(&visitor.csrf)
-    );
+    html_response(
+        StatusCode::OK,
+        page("Alerts", &alerts_html(&state, &visitor, None)),
+    )
+}
 
-    body.push_str("<h2 id=\"history\">History <span class=\"muted\">(newest 50)</span></h2>");
-    let history = engine.alert_history(None, None, 50);
-    if history.is_empty() {
-        body.push_str("<p class=\"muted\">No transitions yet.</p>");
-    } else {
-        body.push_str(
-            "<table id=\"alert-history\"><thead><tr><th>At</th><th>Rule</th><th>Queue</th>\
-             <th>From</th><th>To</th><th>Reason</th><th>Silenced by</th></tr></thead><tbody>",
-        );
-        for h in &history {
-            let _ = write!(
-                body,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><span class=\"state-{to}\">{to}</span></td>\
-                 <td>{}</td><td>{}</td></tr>",
-                esc(&time_text(h.at_ms)),
-                esc(&h.rule),
-                queue_link(&h.queue),
-                h.old_state.as_str(),
-                esc(&h.reason),
-                esc(h.silenced_by.as_deref().unwrap_or("")),
-                to = h.new_state.as_str(),
-            );
-        }
-        body.push_str("</tbody></table>");
-    }
-
-    body.push_str("<h2 id=\"silences\">Silences</h2>");
-    let now = engine.clock_now_ms();
-    let silences = engine.silences();
-    if silences.is_empty() {
-        body.push_str("<p class=\"muted\" id=\"no-silences\">No silences.</p>");
-    } else {
-        body.push_str(
-            "<table id=\"silence-table\"><thead><tr><th>Rule</th><th>Queue</th><th>Until</th>\
-             <th>Comment</th><th></th></tr></thead><tbody>",
-        );
-        for s in &silences {
-            let _ = write!(
-                body,
-                "<tr data-silence=\"{}\"><td>{}</td><td><code>{}</code></td><td>{}{}</td><td>{}</td>\
-                 <td><form method=\"post\" action=\"/console/alerts/silences/{}/remove\">{}\
-                 <button type=\"submit\">Remove</button></form></td></tr>",
-                esc(&s.id),
-                esc(s.rule.as_deref().unwrap_or("any")),
-                esc(s.queue.as_deref().unwrap_or("*")),
-                esc(&time_text(s.until_ms)),
-                if s.until_ms <= now { " (ended)" } else { "" },
-                esc(s.comment.as_deref().unwrap_or("")),
-                url_part(&s.id),
-                csrf_field(&visitor.csrf),
-            );
-        }
-        body.push_str("</tbody></table>");
-    }
-    let rule_names: Vec<String> = rules.iter().map(|r| r.rule.name.clone()).collect();
-    let _ = write!(
-        body,
-        "<h3>Silence notifications</h3><form class=\"stack\" method=\"post\" action=\"/console/alerts/silences\">{}\
-         <p><label for=\"sil-rule\">Rule</label><select id=\"sil-rule\" name=\"rule\"><option value=\"\">any rule</option>{}</select></p>\
-         <p><label for=\"sil-queue\">Queue or glob</label><input id=\"sil-queue\" type=\"text\" name=\"queue\" placeholder=\"any queue\"></p>\
-         <p><label for=\"sil-duration\">For</label><input id=\"sil-duration\" type=\"text\" name=\"duration\" value=\"2h\">\
-         <span class=\"hint\">30m, 2h, 1d</span></p>\
-         <p><label for=\"sil-comment\">Comment</label><input id=\"sil-comment\" type=\"text\" name=\"comment\"></p>\
-         <p><button type=\"submit\" id=\"add-silence\">Silence</button></p></form>",
-        csrf_field(&visitor.csrf),
-        options(&rule_names, None),
-    );
-    html_response(StatusCode::OK, page("Alerts", &body))
+fn alerts_error(state: &AppState, visitor: &Visitor, e: &str) -> Response {
+    html_response(
+        StatusCode::BAD_REQUEST,
+        page("Alerts", &alerts_html(state, visitor, Some(e))),
+    )
 }
 
 async fn rule_add(
@@ -811,46 +683,11 @@ async fn rule_add(
     headers: HeaderMap,
 ) -> Response {
     let ctx = context(&state, &headers);
-    let back = "/console/alerts#rules";
-    let num = |k: &str| form.get(k).and_then(|v| v.parse::<u64>().ok());
-    let (Some(n), m) = (num("n"), num("m").unwrap_or(5) as u32) else {
-        return bad_request("Add a rule", "N must be a whole number.", back);
-    };
-    let condition = match form.get("kind").unwrap_or("depth") {
-        "age" => Condition::Age { seconds: n },
-        "arrivals" => Condition::Arrivals {
-            count: n,
-            window_minutes: m,
-        },
-        "growth" => Condition::Growth {
-            increase: n,
-            window_minutes: m,
-        },
-        _ => Condition::Depth {
-            threshold: n,
-            minutes: m,
-        },
-    };
-    let req = AlertRuleRequest {
-        name: form.get("name").unwrap_or_default().to_string(),
-        queue: form.get("queue").unwrap_or_default().to_string(),
-        condition,
-        severity: form.get("severity").map(str::to_string),
-        // One webhook from the form (the API and the CLI take up to five); the engine checks
-        // the URL as for any rule.
-        webhooks: form
-            .get("webhook")
-            .map(str::trim)
-            .filter(|url| !url.is_empty())
-            .map(|url| Webhook {
-                url: url.to_string(),
-                format: match form.get("webhook_format") {
-                    Some("slack") => WebhookFormat::Slack,
-                    _ => WebhookFormat::Json,
-                },
-            })
-            .into_iter()
-            .collect(),
+    let req = alerts_view::rule_request(&form.0)
+        .and_then(|v| serde_json::from_value::<AlertRuleRequest>(v).map_err(|e| e.to_string()));
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => return alerts_error(&state, &visitor, &e),
     };
     match state.engine.add_alert_rule(&ctx, req).await {
         Ok(rule) => {
@@ -864,7 +701,7 @@ async fn rule_add(
             .await;
             see_other("/console/alerts#rules")
         }
-        Err(e) => bad_request("Add a rule", &e.message, back),
+        Err(e) => alerts_error(&state, &visitor, &e.message),
     }
 }
 
@@ -877,18 +714,14 @@ async fn rule_remove_confirm(
         Ok(r) => r,
         Err(e) => return sqs_error_page(&e),
     };
-    let body = format!(
-        "<h1>Remove alert rule {}?</h1><form class=\"confirm\" method=\"post\" action=\"/console/alerts/rules/{}/remove\">{}\
-         <p>Its states and pending notifications go with it (<code>{}</code> on <code>{}</code>).</p>\
-         <div class=\"actions\"><button type=\"submit\" class=\"danger\">Yes, remove it</button>\
-         <a href=\"/console/alerts\">No, back</a></div></form>",
-        esc(&r.rule.name),
-        url_part(&r.rule.id),
-        csrf_field(&visitor.csrf),
-        esc(&r.rule.condition.describe()),
-        esc(&r.rule.queue),
-    );
-    html_response(StatusCode::OK, page("Remove alert rule", &body))
+    let rule = serde_json::to_value(&r).unwrap_or_default();
+    html_response(
+        StatusCode::OK,
+        page(
+            "Remove alert rule",
+            &alerts_view::rule_remove_confirm(&rule, &visitor.csrf),
+        ),
+    )
 }
 
 async fn rule_remove(
@@ -896,9 +729,21 @@ async fn rule_remove(
     Extension(visitor): Extension<Visitor>,
     Path(id): Path<String>,
 ) -> Response {
+    let name = state
+        .engine
+        .alert_rule(&id)
+        .map(|r| r.rule.name)
+        .unwrap_or_default();
     match state.engine.remove_alert_rule(&id).await {
         Ok(()) => {
-            audit(&state, &visitor, "rule.remove", "", &format!("rule {id}")).await;
+            audit(
+                &state,
+                &visitor,
+                "rule.remove",
+                "",
+                &format!("rule {name} ({id})"),
+            )
+            .await;
             see_other("/console/alerts#rules")
         }
         Err(e) => sqs_error_page(&e),
@@ -910,12 +755,11 @@ async fn silence_add(
     Extension(visitor): Extension<Visitor>,
     Extension(form): Extension<PostForm>,
 ) -> Response {
-    let req = SilenceRequest {
-        rule: form.get("rule").map(str::to_string),
-        queue: form.get("queue").map(str::to_string),
-        until: None,
-        duration: form.get("duration").map(str::to_string),
-        comment: form.get("comment").map(str::to_string),
+    let req = alerts_view::silence_request(&form.0)
+        .and_then(|v| serde_json::from_value::<SilenceRequest>(v).map_err(|e| e.to_string()));
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => return alerts_error(&state, &visitor, &e),
     };
     match state.engine.add_silence(req).await {
         Ok(s) => {
@@ -934,7 +778,7 @@ async fn silence_add(
             .await;
             see_other("/console/alerts#silences")
         }
-        Err(e) => bad_request("Silence", &e.message, "/console/alerts#silences"),
+        Err(e) => alerts_error(&state, &visitor, &e.message),
     }
 }
 

@@ -20,7 +20,7 @@ use redrive_select::jq::GroupBy;
 use redrive_select::pacing::parse_rate;
 use redrive_select::selection::SelectionSpec;
 
-use super::html::{csrf_field, esc, hidden, page, page_refreshing, time_text, url_part};
+use super::html::{MoveRow, csrf_field, esc, hidden, page, page_refreshing, time_text, url_part};
 use super::{
     PostForm, Visitor, arn_name, body_preview, context, error_page, html_response, queue_link,
     sqs_error_page,
@@ -829,6 +829,32 @@ pub async fn replay_progress(
             st = status_text(t.status),
         );
     }
+    // The newest moves, newest first (the move log's `n` counts the moves, so the newest N
+    // are the ones after moved − N); with the page's reload, a live list.
+    let after = t.moved.saturating_sub(MOVES_SHOWN as u64);
+    if let Ok((moves, _)) = state.engine.replay_moves(&t.id, after, MOVES_SHOWN) {
+        let rows: Vec<MoveRow> = moves
+            .iter()
+            .rev()
+            .map(|m| MoveRow {
+                message_id: m.from.clone(),
+                new_id: m.to.clone(),
+                key: m.key.clone(),
+                destination: m.destination.clone(),
+                at_ms: m.at,
+                outcome: "moved".into(),
+            })
+            .collect();
+        body.push_str(&super::html::recent_moves(
+            &format!(
+                "(the newest {} of {} moved, newest first{})",
+                rows.len(),
+                t.moved,
+                if active { "; live" } else { "" },
+            ),
+            &rows,
+        ));
+    }
     body.push_str("<h2>Options</h2>");
     body.push_str(&options_table(&spec_rows(&t)));
     let _ = write!(
@@ -838,33 +864,6 @@ pub async fn replay_progress(
         t.ended_at
             .map_or(String::new(), |e| format!(", ended {}", time_text(e)))
     );
-    if let Ok((moves, next)) = state.engine.replay_moves(&t.id, 0, MOVES_SHOWN)
-        && !moves.is_empty()
-    {
-        let _ = write!(
-            body,
-            "<h2>Moves <span class=\"muted\">(the audit trail: old id → new id{})</span></h2>\
-                 <table id=\"replay-moves\"><thead><tr><th class=\"num\">#</th><th>From</th><th>To</th>\
-                 <th>Destination</th><th>At</th></tr></thead><tbody>",
-            if next.is_some() {
-                format!(", first {MOVES_SHOWN}")
-            } else {
-                String::new()
-            }
-        );
-        for m in &moves {
-            let _ = write!(
-                body,
-                "<tr><td class=\"num\">{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-                m.n,
-                esc(&m.from),
-                esc(&m.to),
-                esc(arn_name(&m.destination)),
-                esc(&time_text(m.at))
-            );
-        }
-        body.push_str("</tbody></table>");
-    }
     html_response(
         StatusCode::OK,
         page_refreshing(

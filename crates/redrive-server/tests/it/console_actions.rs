@@ -193,6 +193,19 @@ fn pairs(fields: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+async fn schedule_names(ts: &TestServer) -> Vec<String> {
+    let (_, _, v) = ts
+        .raw("GET", "/_redrive/v1/schedules", None, &[], Vec::new())
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+    v["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
 #[tokio::test]
 async fn console_csrf_refuses_forged_posts_and_changes_nothing() {
     let ts = TestServer::start().await;
@@ -380,6 +393,13 @@ async fn console_replay_dry_run_confirm_progress_summary_and_cancel() {
         }
         assert!(page.contains("<meta http-equiv=\"refresh\" content=\"1\">"));
         assert!(page.contains("id=\"cancel-replay\""));
+        // The recent moves, live (reloaded with the page): only alpha's.
+        assert!(page.contains("id=\"recent-moves\""), "{page}");
+        assert_eq!(
+            page.matches("data-outcome=\"moved\"").count(),
+            page.matches("<td>alpha</td>").count(),
+            "{page}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(replay_status(&page), "COMPLETED", "{page}");
@@ -388,11 +408,13 @@ async fn console_replay_dry_run_confirm_progress_summary_and_cancel() {
     assert_eq!(field(&page, "remaining"), "0");
     assert_eq!(field(&page, "dlqVisible"), MALL_B.to_string());
     assert!(page.contains(&format!("COMPLETED: moved {MALL_A} of {MALL_A} selected")));
+    // The move log: each message with its id, new id, key (mall) and outcome.
     assert_eq!(
-        page.matches("<tr><td class=\"num\">").count(),
+        page.matches("data-outcome=\"moved\"").count(),
         MALL_A,
-        "the move log"
+        "the move log: {page}"
     );
+    assert_eq!(page.matches("<td>alpha</td>").count(), MALL_A, "{page}");
     // The server agrees: only mall beta is left in the DLQ, alpha is back in the source.
     assert_eq!(ts.counts(&dlq).await, (MALL_B as u64, 0, 0));
     assert_eq!(
@@ -528,6 +550,68 @@ async fn console_move_task_schedule_and_alert_pages() {
         .await;
     assert_eq!(status, 400);
     assert!(text.contains("id=\"form-error\""));
+    // The replay options a schedule carries: each checked with its field named, the form kept;
+    // a forged cross-site POST of a good form is refused; a good one keeps every option.
+    let full = |extra: &[(&'static str, &'static str)]| {
+        let mut f = vec![
+            ("csrf", token.as_str()),
+            ("name", "nightly"),
+            ("cron", "0 3 * * *"),
+            ("source", DLQ),
+            ("window_field", "sent"),
+            ("window_range", "last:24h"),
+            ("transform", ".v = 2 | tojson"),
+            ("rate_key", ".mall"),
+            ("rate_per", "2/s"),
+            ("rate", "10/s"),
+            ("breaker", "20%/5m/10"),
+            ("max_count", "100"),
+        ];
+        for &(k, v) in extra {
+            f.retain(|(f, _)| *f != k);
+            f.push((k, v));
+        }
+        pairs(&f)
+    };
+    for (k, v, says) in [
+        ("window_range", "last week", "Window: invalid window"),
+        ("window_field", "", "Window: choose"),
+        ("rate_per", "fast", "Per-key rate:"),
+        ("breaker", "150%", "Breaker:"),
+        ("max_count", "0", "Limit per run:"),
+        ("transform", "tojson |", "Transform:"),
+    ] {
+        let (status, _, text) = b.post("/console/schedules", &full(&[(k, v)])).await;
+        assert_eq!(status, 400, "{k}: {text}");
+        assert!(text.contains(says), "{k}: {text}");
+        assert!(text.contains("value=\"nightly\""), "{k}: the form is kept");
+    }
+    let (status, _, text) = b
+        .post_as(
+            "/console/schedules",
+            &full(&[]),
+            Some("https://evil.example"),
+            true,
+        )
+        .await;
+    assert_eq!(status, 403, "{text}");
+    assert!(schedule_names(&ts).await == vec!["morning".to_string()]);
+    let (status, location2, text) = b.post("/console/schedules", &full(&[])).await;
+    assert_eq!(status, 303, "{text}");
+    let (_, nightly) = b.get(&location2.unwrap()).await;
+    for shown in [
+        "sent last:24h",
+        ".v = 2 | tojson",
+        "2/s per .mall",
+        "10/s",
+        "20% returned within 300s (after 10)",
+        "<code>100</code>",
+    ] {
+        assert!(
+            nightly.contains(&shown.replace('"', "&quot;")),
+            "{shown}: {nightly}"
+        );
+    }
     let (_, confirm) = b.get(&format!("{location}/remove")).await;
     let (status, _, _) = b
         .post(
@@ -537,7 +621,7 @@ async fn console_move_task_schedule_and_alert_pages() {
         .await;
     assert_eq!(status, 303);
     let (_, list) = b.get("/console/schedules").await;
-    assert!(list.contains("id=\"no-schedules\""));
+    assert!(!list.contains("data-schedule=\"morning\""));
 
     // Alerts: a rule, a silence, its removal.
     let (status, _, text) = b

@@ -736,6 +736,17 @@ async fn browser_console_replays_one_mall_end_to_end() {
         MALL_A.to_string()
     );
     assert_eq!(text(&client, "div[data-field='remaining'] .v").await, "0");
+    // The recent moves: every message of mall alpha, with its key and outcome.
+    let moves = text(&client, "#replay-moves tbody").await;
+    assert_eq!(moves.matches("alpha").count(), MALL_A, "{moves}");
+    assert_eq!(
+        client
+            .find_all(Locator::Css("#replay-moves tr[data-outcome='moved']"))
+            .await
+            .unwrap()
+            .len(),
+        MALL_A
+    );
     screenshot(&client, "replay-summary.png").await;
 
     // The DLQ holds only the other mall, by the SQS API and by the inspection API; the
@@ -822,12 +833,53 @@ async fn browser_console_replays_one_mall_end_to_end() {
     type_into(&client, "s-filter", ".mall == \"beta\"").await;
     type_into(&client, "s-rate_key", ".mall").await;
     type_into(&client, "s-rate_per", "2/s").await;
+    client
+        .find(Locator::Id("s-window-field"))
+        .await
+        .unwrap()
+        .select_by_value("deadLettered")
+        .await
+        .unwrap();
+    type_into(&client, "s-window-range", "yesterday").await;
+    type_into(&client, "s-transform", ". + {replayed: true} | tojson").await;
+    type_into(&client, "s-max_count", "500").await;
+    // A bad breaker: the form comes back with the reason and what was typed.
+    type_into(&client, "s-breaker", "150%").await;
+    click(&client, "form[action='/console/schedules'] button").await;
+    client
+        .wait()
+        .for_element(Locator::Id("form-error"))
+        .await
+        .unwrap();
+    let error = text(&client, "#form-error").await;
+    assert!(error.starts_with("Breaker:"), "{error}");
+    let kept = client
+        .find(Locator::Id("s-transform"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some(". + {replayed: true} | tojson"));
+    screenshot(&client, "schedule-form-error.png").await;
+    type_into(&client, "s-breaker", "20%/5m/10").await;
     click(&client, "form[action='/console/schedules'] button").await;
     client
         .wait()
         .for_element(Locator::Id("schedule-facts"))
         .await
         .unwrap();
+    let facts = text(&client, "#schedule-facts").await;
+    for shown in [
+        "dead-lettered yesterday",
+        ". + {replayed: true} | tojson",
+        "2/s per .mall",
+        "20% returned within 300s (after 10)",
+        "500",
+    ] {
+        assert!(facts.contains(shown), "{shown}: {facts}");
+    }
+    screenshot(&client, "schedule.png").await;
     client
         .goto(&format!("{}/console/schedules", ts.base))
         .await

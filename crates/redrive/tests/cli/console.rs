@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use crate::harness::Sqs;
 use crate::replay::{Moto, body, command, count, drain, send};
 
-struct Console {
+pub(crate) struct Console {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Console {
@@ -25,7 +25,7 @@ impl Drop for Console {
     }
 }
 
-fn start_console(endpoint: &str, dir: &std::path::Path) -> Console {
+pub(crate) fn start_console(endpoint: &str, dir: &std::path::Path) -> Console {
     let mut child = command(
         endpoint,
         &["console", "--port", "0", "--visibility-timeout", "2"],
@@ -354,6 +354,12 @@ async fn console_against_moto() {
             break p;
         }
         assert!(p.contains(" of 6 selected"), "{p}");
+        // The recent moves, live: every message listed is mall m-1's, newest first.
+        assert!(p.contains("id=\"recent-moves\""), "{p}");
+        assert!(
+            p.matches("<tr data-message=").count() == p.matches("<td>m-1</td>").count(),
+            "{p}"
+        );
         seen_running = true;
         assert!(Instant::now() < deadline, "the replay did not end: {p}");
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -364,6 +370,9 @@ async fn console_against_moto() {
     );
     assert!(done.contains("data-status=\"completed\""), "{done}");
     assert!(done.contains("6 moved"), "{done}");
+    // Each message moved, with its id, new id, key and outcome, from the run's journal.
+    assert_eq!(done.matches("data-outcome=\"moved\"").count(), 6, "{done}");
+    assert_eq!(done.matches("<td>m-1</td>").count(), 6, "{done}");
 
     // The DLQ holds only the other mall; the source got the replayed ones.
     let moved = drain(&sqs, &src).await;
@@ -725,7 +734,7 @@ async fn console_schedules_against_redrive_serve() {
     let schedules = format!("{base}/console/schedules");
     let page = get(&http, &schedules).await;
     assert!(page.contains("id=\"no-schedules\""), "{page}");
-    let csrf = hidden_fields(&page, "add-schedule")
+    let csrf = hidden_fields(&page, "stack add-schedule")
         .into_iter()
         .find(|(k, _)| k == "csrf")
         .unwrap()
@@ -737,6 +746,14 @@ async fn console_schedules_against_redrive_serve() {
         ("timezone", "UTC"),
         ("source", "bill-dlq"),
         ("filter", ".tenant == \"t-1\""),
+        ("window_field", "deadLettered"),
+        ("window_range", "last:24h"),
+        ("transform", ".v = 2 | tojson"),
+        ("rate_key", ".tenant"),
+        ("rate_per", "2/s"),
+        ("rate", "10/s"),
+        ("breaker", "20%/5m/10"),
+        ("max_count", "100"),
     ];
     // Without the token: refused, nothing added.
     let r = http.post(&schedules).form(&form[1..]).send().await.unwrap();
@@ -755,6 +772,31 @@ async fn console_schedules_against_redrive_serve() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("id=\"form-error\""));
+    // Each replay option is checked before anything is sent, the reason named and the form
+    // kept.
+    for (k, v, says) in [
+        ("window_range", "last week", "Window: invalid window"),
+        ("rate_per", "fast", "Per-key rate:"),
+        ("breaker", "150%", "Breaker:"),
+        ("max_count", "0", "Limit per run:"),
+        ("transform", "tojson |", "Transform:"),
+    ] {
+        let mut bad = form.to_vec();
+        bad.iter_mut().find(|(f, _)| *f == k).unwrap().1 = v;
+        let r = http
+            .post(&schedules)
+            .header("origin", &base)
+            .form(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{k}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(says), "{k}: {text}");
+        assert!(text.contains("value=\"nightly\""), "{text}");
+    }
+    let v: Value = serde_json::from_str(&get(&http, &api).await).unwrap();
+    assert_eq!(v["schedules"].as_array().unwrap().len(), 0, "{v}");
 
     let r = http
         .post(&schedules)
@@ -769,6 +811,15 @@ async fn console_schedules_against_redrive_serve() {
     assert_eq!(list.len(), 1, "{v}");
     assert_eq!(list[0]["name"], "nightly");
     assert_eq!(list[0]["selection"]["filter"], ".tenant == \"t-1\"");
+    assert_eq!(
+        list[0]["window"],
+        json!({"field": "deadLettered", "range": "last:24h"})
+    );
+    assert_eq!(list[0]["transform"], ".v = 2 | tojson");
+    assert_eq!(list[0]["ratePer"], json!({"key": ".tenant", "rate": 2.0}));
+    assert_eq!(list[0]["rate"], 10.0);
+    assert_eq!(list[0]["maxCount"], 100);
+    assert!(list[0]["breaker"].is_object(), "{v}");
     let id = list[0]["id"].as_str().unwrap().to_string();
     let page = get(&http, &schedules).await;
     assert!(page.contains("data-schedule=\"nightly\""), "{page}");
@@ -897,4 +948,155 @@ async fn console_alarms_against_redrive_serve() {
     assert!(audit.contains("<td>alarm add</td>"), "{audit}");
     assert!(audit.contains("<td>alarm delete</td>"), "{audit}");
     assert!(audit.contains("<td>refused POST</td>"), "{audit}");
+}
+
+async fn alert_rules(http: &reqwest::Client, api: &str) -> Vec<Value> {
+    let v: Value = serde_json::from_str(&get(http, &format!("{api}/rules")).await).unwrap();
+    v["rules"].as_array().unwrap().clone()
+}
+
+/// A Redrive server's own alert rules from `redrive console` (moto_server has no alerts API):
+/// a rule added through the form is in the server's API and on the page with its state;
+/// a silence is added and removed; the rule is removed through its confirmation page; a bad
+/// form says what is wrong; a forged cross-site POST is refused and changes nothing; every
+/// action is on the audit page.
+#[tokio::test]
+async fn console_alerts_against_redrive_serve() {
+    let server = crate::harness::ServerProcess::start(&["--in-memory"], &[]).await;
+    let e = server.endpoint();
+    let sqs = server.client();
+    sqs.create_queue("pay-dlq", json!({})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let console = start_console(&e, dir.path());
+    let base = console.url.trim_end_matches("/console").to_string();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let api = format!("{e}_redrive/v1/alerts");
+    let alerts = format!("{base}/console/alerts");
+    let page = get(&http, &alerts).await;
+    assert!(page.contains("id=\"no-rules\""), "{page}");
+    assert!(page.contains("id=\"no-silences\""), "{page}");
+    let csrf = hidden_fields(&page, "stack add-rule")
+        .into_iter()
+        .find(|(k, _)| k == "csrf")
+        .unwrap()
+        .1;
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("name", "pay-deep"),
+        ("queue", "*-dlq"),
+        ("kind", "depth"),
+        ("n", "5"),
+        ("m", "3"),
+    ];
+    // Forged: from another site (even with the token), and without the token.
+    let r = http
+        .post(format!("{alerts}/rules"))
+        .header("origin", "http://evil.example")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .post(format!("{alerts}/rules"))
+        .form(&form[1..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(alert_rules(&http, &api).await.is_empty());
+    // A bad form: the reason on the page, nothing added.
+    let mut bad = form.to_vec();
+    bad[4] = ("n", "zero");
+    let r = http
+        .post(format!("{alerts}/rules"))
+        .header("origin", &base)
+        .form(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("id=\"form-error\">N: `zero`"), "{text}");
+    assert!(alert_rules(&http, &api).await.is_empty());
+
+    let r = http
+        .post(format!("{alerts}/rules"))
+        .header("origin", &base)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let list = alert_rules(&http, &api).await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        list[0]["condition"],
+        json!({"kind": "depth", "threshold": 5, "minutes": 3})
+    );
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    let page = get(&http, &alerts).await;
+    assert!(page.contains("data-rule=\"pay-deep\""), "{page}");
+    assert!(page.contains("depth ≥ 5 for 3 min"), "{page}");
+
+    // A silence of the rule, then its removal.
+    let r = http
+        .post(format!("{alerts}/silences"))
+        .header("origin", &base)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("rule", "pay-deep"),
+            ("duration", "2h"),
+            ("comment", "incident 000"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let v: Value = serde_json::from_str(&get(&http, &format!("{api}/silences")).await).unwrap();
+    let sil = v["silences"][0]["id"].as_str().unwrap().to_string();
+    let page = get(&http, &alerts).await;
+    assert!(page.contains(&format!("data-silence=\"{sil}\"")), "{page}");
+    assert!(page.contains("incident 000"), "{page}");
+    let r = http
+        .post(format!("{alerts}/silences/{sil}/remove"))
+        .header("origin", &base)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let page = get(&http, &alerts).await;
+    assert!(page.contains("id=\"no-silences\""), "{page}");
+
+    // Removal: confirmed on a page of its own.
+    let confirm = get(&http, &format!("{alerts}/rules/{id}/remove")).await;
+    assert!(confirm.contains("Remove alert rule pay-deep?"), "{confirm}");
+    let r = http
+        .post(format!("{alerts}/rules/{id}/remove"))
+        .header("origin", &base)
+        .form(&hidden_fields(&confirm, "confirm"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(alert_rules(&http, &api).await.is_empty());
+
+    let audit = get(&http, &format!("{base}/console/audit")).await;
+    for kind in [
+        "alert rule add",
+        "alert rule remove",
+        "silence add",
+        "silence remove",
+        "refused POST",
+    ] {
+        assert!(
+            audit.contains(&format!("<td>{kind}</td>")),
+            "{kind}: {audit}"
+        );
+    }
 }

@@ -18,6 +18,8 @@
 //! - `replay`: `replay` (client-side and server-side paths, moto), `move`, `schedule`.
 //! - `console`: `redrive console` against moto_server, driven over HTTP (group-by, dry run,
 //!   confirmed client-side replay, CSRF refusal).
+//! - `console_browser`: `redrive console` against `redrive serve` in a headless Chromium
+//!   (alerts, schedules, a replay's live progress; `browser` profile).
 //! - `verify`: `redrive verify` on a clean and on a damaged data directory.
 //! - `services`: `serve --store postgres://…` processes sharing one PostgreSQL (`services`
 //!   profile).
@@ -25,6 +27,7 @@
 mod alerts;
 mod checker;
 mod console;
+mod console_browser;
 mod crash;
 mod full_disk;
 mod harness;
