@@ -2486,15 +2486,17 @@ fn scan_messages_parallel(
         };
         let mut pending = next_state()?;
         let mut found = HalfScan::default();
-        let mut out = Vec::with_capacity(STREAM_BATCH);
-        // This chunk's keys (with whether a state matched) and loaded records, in order.
+        // Records are decoded straight into the batch to send (a record is a few hundred
+        // bytes: moving each once more showed in the profile); what a chunk loaded beyond its
+        // claim is cut off again.
+        let mut out: Vec<MessageRecord> = Vec::with_capacity(STREAM_BATCH + CLAIM_CHUNK);
+        // This chunk's keys (with whether a state matched), in order.
         let mut keys: Vec<((u64, u64), bool)> = Vec::with_capacity(CLAIM_CHUNK);
-        let mut records: Vec<MessageRecord> = Vec::with_capacity(CLAIM_CHUNK);
         let mut chunk_damaged = Vec::new();
         loop {
             keys.clear();
-            records.clear();
             chunk_damaged.clear();
+            let chunk_start = out.len();
             while keys.len() < CLAIM_CHUNK {
                 let Some(entry) = messages.next() else { break };
                 let (k, v) = entry?;
@@ -2518,7 +2520,7 @@ fn scan_messages_parallel(
                 if let Some(m) =
                     verify_message(key, v.value(), state, bodies.as_ref(), &mut chunk_damaged)?
                 {
-                    records.push(m);
+                    out.push(m);
                 }
             }
             if keys.is_empty() {
@@ -2538,6 +2540,7 @@ fn scan_messages_parallel(
                 n
             };
             let Some(&(last, _)) = keys[..claimed].last() else {
+                out.truncate(chunk_start);
                 break;
             };
             let mine = |key: (u64, u64)| !before(last, key);
@@ -2552,17 +2555,17 @@ fn scan_messages_parallel(
                     Loc::Message(u, s) | Loc::State(u, s) | Loc::Body(u, s) => mine((u, s)),
                     _ => true,
                 }));
-            for m in records.drain(..) {
-                if !mine((m.queue_uid, m.seq)) {
-                    break;
-                }
-                out.push(m);
-                if out.len() == STREAM_BATCH {
-                    let batch = std::mem::replace(&mut out, Vec::with_capacity(STREAM_BATCH));
-                    stream
-                        .send(LoadPart::Messages(batch))
-                        .map_err(|_| hung_up())?;
-                }
+            let kept = out[chunk_start..]
+                .iter()
+                .take_while(|m| mine((m.queue_uid, m.seq)))
+                .count();
+            out.truncate(chunk_start + kept);
+            if out.len() >= STREAM_BATCH {
+                let batch =
+                    std::mem::replace(&mut out, Vec::with_capacity(STREAM_BATCH + CLAIM_CHUNK));
+                stream
+                    .send(LoadPart::Messages(batch))
+                    .map_err(|_| hung_up())?;
             }
             if claimed < keys.len() {
                 break;
