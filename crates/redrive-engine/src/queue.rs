@@ -622,18 +622,37 @@ impl QueueState {
     /// inserting entry by entry walks the tree every time (a sixth of a 10M-message restart's
     /// CPU, issue 16).
     pub fn finish_bulk(&mut self, bulk: BulkIndex) {
-        fn merge<T: Ord>(set: &mut BTreeSet<T>, items: Vec<T>) {
-            if items.is_empty() {
-                return;
-            }
-            // `collect` sorts (runs already in order cost one pass) and builds in bulk;
+        fn build<T: Ord>(items: Vec<T>) -> BTreeSet<T> {
+            // `collect` sorts (runs already in order cost one pass) and builds in bulk.
+            items.into_iter().collect()
+        }
+        fn merge<T: Ord>(set: &mut BTreeSet<T>, mut built: BTreeSet<T>) {
             // `append` to an empty set is a swap.
-            let mut built: BTreeSet<T> = items.into_iter().collect();
             set.append(&mut built);
         }
-        merge(&mut self.ready, bulk.ready);
-        merge(&mut self.solo, bulk.solo);
-        merge(&mut self.retention, bulk.retention);
+        let BulkIndex {
+            ready,
+            solo,
+            retention,
+        } = bulk;
+        // The three sets are independent: a large restart builds them side by side (this
+        // runs after the read, on the path to being ready).
+        let (ready, solo, retention) = if ready.len() + retention.len() > 1 << 18 {
+            std::thread::scope(|scope| {
+                let solo = scope.spawn(move || build(solo));
+                let retention = scope.spawn(move || build(retention));
+                let ready = build(ready);
+                fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+                    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+                }
+                (ready, join(solo), join(retention))
+            })
+        } else {
+            (build(ready), build(solo), build(retention))
+        };
+        merge(&mut self.ready, ready);
+        merge(&mut self.solo, solo);
+        merge(&mut self.retention, retention);
     }
 
     fn insert_indexed(
