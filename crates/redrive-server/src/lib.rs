@@ -175,13 +175,14 @@ impl Server {
                     );
                 }
                 durable = Some(store.clone());
-                Arc::new(Engine::from_rebuilder(
-                    engine_config,
-                    store,
-                    clock,
-                    rebuilder,
-                    snapshot,
-                ))
+                let finish_started = std::time::Instant::now();
+                let engine =
+                    Engine::from_rebuilder(engine_config, store, clock, rebuilder, snapshot);
+                tracing::info!(
+                    finish_ms = finish_started.elapsed().as_millis() as u64,
+                    "engine ready (bulk-built indices, history, alerts)"
+                );
+                Arc::new(engine)
             }
         };
         let mut server = Self::bind_with_engine(config, engine).await?;
