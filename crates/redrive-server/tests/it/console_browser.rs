@@ -7,145 +7,14 @@
 //! `REDRIVE_CONSOLE_SCREENSHOTS=DIR` it writes a 1280×800 screenshot of each page into `DIR`.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::wd::WebDriverCompatibleCommand;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 
+use crate::browser_kit::*;
 use crate::common::*;
 use crate::console::{DLQ, MALL_A, MALL_B, SCRIPT_BODY, group_rows, seed_incident};
-
-/// A chromedriver child process, killed on drop.
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_driver() -> Driver {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver is not installed (apt-get install chromium chromium-driver)");
-    let driver = Driver {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    // Readiness: the driver listens once it can take a session.
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return driver;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("chromedriver did not start listening on port {port}");
-}
-
-async fn browser(driver: &Driver) -> Client {
-    let mut chrome = json!({
-        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1280,800", "--hide-scrollbars"],
-    });
-    if std::path::Path::new("/usr/bin/chromium").exists() {
-        chrome["binary"] = json!("/usr/bin/chromium");
-    }
-    let caps = json!({
-        "browserName": "chrome",
-        "goog:chromeOptions": chrome,
-        "goog:loggingPrefs": { "browser": "ALL" },
-    });
-    let Value::Object(caps) = caps else {
-        unreachable!()
-    };
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let client = ClientBuilder::new(connector)
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .expect("start a Chromium session");
-    // A 1280×800 viewport: the window is the viewport plus the browser's own frame.
-    client.goto("about:blank").await.unwrap();
-    let inner = client
-        .execute("return [window.innerWidth, window.innerHeight]", vec![])
-        .await
-        .unwrap();
-    let (w, h) = (inner[0].as_u64().unwrap(), inner[1].as_u64().unwrap());
-    let (_, _, outer_w, outer_h) = client.get_window_rect().await.unwrap();
-    client
-        .set_window_size((outer_w + 1280 - w) as u32, (outer_h + 800 - h) as u32)
-        .await
-        .unwrap();
-    let inner = client
-        .execute("return [window.innerWidth, window.innerHeight]", vec![])
-        .await
-        .unwrap();
-    assert_eq!(inner, json!([1280, 800]));
-    client
-}
-
-/// chromedriver's browser log (`POST /session/{id}/se/log`, outside W3C WebDriver).
-#[derive(Debug)]
-struct BrowserLog;
-
-impl WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(
-        &self,
-        base_url: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!(
-            "session/{}/se/log",
-            session_id.unwrap_or_default()
-        ))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
-    }
-}
-
-async fn severe_log_entries(client: &Client) -> Vec<Value> {
-    let log = client
-        .issue_cmd(BrowserLog)
-        .await
-        .expect("read the browser log");
-    log.as_array()
-        .expect("log entries")
-        .iter()
-        .filter(|e| e["level"] == "SEVERE")
-        .cloned()
-        .collect()
-}
-
-async fn screenshot(client: &Client, name: &str) {
-    if let Ok(dir) = std::env::var("REDRIVE_CONSOLE_SCREENSHOTS") {
-        // A relative directory is taken from the workspace root (tests run in the crate's).
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../..")
-            .join(dir);
-        let png = client.screenshot().await.expect("screenshot");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(std::path::Path::new(&dir).join(name), png).unwrap();
-    }
-}
 
 /// Waits (up to 10 s) until the browser's URL path satisfies `want`: a click on a link or a
 /// form's button returns before the navigation it starts has committed.
@@ -392,7 +261,7 @@ async fn browser_console_walkthrough() {
     );
     screenshot(&client, "message-envelope.png").await;
 
-    let severe = severe_log_entries(&client).await;
+    let severe = severe_log_entries(&client, &[]).await;
     assert!(severe.is_empty(), "browser errors: {severe:?}");
     client.close().await.unwrap();
 
@@ -469,7 +338,7 @@ async fn browser_console_login_under_sigv4() {
     assert_eq!(cookies, json!(""));
 
     // The browser logs the failed login's 401 as a resource error; nothing else may be there.
-    let severe: Vec<Value> = severe_log_entries(&client)
+    let severe: Vec<Value> = severe_log_entries(&client, &[])
         .await
         .into_iter()
         .filter(|e| !e["message"].as_str().unwrap_or("").contains("401"))
@@ -527,38 +396,13 @@ async fn click(client: &Client, css: &str) {
         .unwrap();
 }
 
-/// A page on another site (`localhost` is not the console's `127.0.0.1`) with a form that
-/// posts a replay of the whole DLQ to the console, as a forged cross-site request would.
+/// A page on another site with a form that posts a replay of the whole DLQ to the console.
 async fn evil_site(console_base: &str) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let html = format!(
-        "<!DOCTYPE html><html><body><h1>Free coupons</h1>\
-         <form method=\"post\" action=\"{console_base}/console/queues/{DLQ}/replay\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <input type=\"hidden\" name=\"expected\" value=\"{MALL_B}\">\
-         <button id=\"claim\" type=\"submit\">Claim</button></form></body></html>",
-        "0".repeat(64)
-    );
-    tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let html = html.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = sock.read(&mut buf).await;
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{html}",
-                    html.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    format!("http://localhost:{port}/")
+    forged_form_site(
+        &format!("{console_base}/console/queues/{DLQ}/replay"),
+        &[("expected", &MALL_B.to_string())],
+    )
+    .await
 }
 
 /// The judged scenario: find the DLQ of a seeded two-mall incident, group it by mall and
@@ -771,7 +615,7 @@ async fn browser_console_replays_one_mall_end_to_end() {
         .await,
         visible.to_string()
     );
-    let severe = severe_log_entries(&client).await;
+    let severe = severe_log_entries(&client, &[]).await;
     assert!(severe.is_empty(), "browser errors: {severe:?}");
 
     // A forged cross-site POST from another site's page: refused, nothing moves.
@@ -944,7 +788,7 @@ async fn browser_console_replays_one_mall_end_to_end() {
     screenshot(&client, "purge-confirm.png").await;
     assert_eq!(ts.counts(&src_url).await.0, (MALL_A + MALL_B + 1) as u64);
 
-    let severe: Vec<Value> = severe_log_entries(&client)
+    let severe: Vec<Value> = severe_log_entries(&client, &[])
         .await
         .into_iter()
         .filter(|e| {

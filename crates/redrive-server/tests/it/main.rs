@@ -10,6 +10,7 @@ mod attribute_fidelity;
 mod attributes;
 mod auth;
 mod batches;
+mod browser_kit;
 mod cloudwatch;
 mod cloudwatch_alarms;
 mod common;

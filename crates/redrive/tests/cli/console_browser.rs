@@ -8,131 +8,17 @@
 //! Named `*browser*`: run by the `browser` nextest profile only. With
 //! `REDRIVE_CONSOLE_SCREENSHOTS=DIR` it writes 1280×800 screenshots (`redrive-console-*.png`).
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::wd::WebDriverCompatibleCommand;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
+
+#[path = "../../../redrive-server/tests/it/browser_kit.rs"]
+mod browser_kit;
+use browser_kit::*;
 
 use crate::console::start_console;
 use crate::replay::{count, send};
-
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_driver() -> Driver {
-    let port = crate::harness::free_port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver is not installed (apt-get install chromium chromium-driver)");
-    let driver = Driver {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return driver;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("chromedriver did not start listening on port {port}");
-}
-
-async fn browser(driver: &Driver) -> Client {
-    let mut chrome = json!({
-        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1280,800", "--hide-scrollbars"],
-    });
-    if std::path::Path::new("/usr/bin/chromium").exists() {
-        chrome["binary"] = json!("/usr/bin/chromium");
-    }
-    let Value::Object(caps) = json!({
-        "browserName": "chrome",
-        "goog:chromeOptions": chrome,
-        "goog:loggingPrefs": { "browser": "ALL" },
-    }) else {
-        unreachable!()
-    };
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .expect("start a Chromium session");
-    // A 1280×800 viewport: the window is the viewport plus the browser's own frame.
-    client.goto("about:blank").await.unwrap();
-    let inner = client
-        .execute("return [window.innerWidth, window.innerHeight]", vec![])
-        .await
-        .unwrap();
-    let (w, h) = (inner[0].as_u64().unwrap(), inner[1].as_u64().unwrap());
-    let (_, _, outer_w, outer_h) = client.get_window_rect().await.unwrap();
-    client
-        .set_window_size((outer_w + 1280 - w) as u32, (outer_h + 800 - h) as u32)
-        .await
-        .unwrap();
-    client
-}
-
-/// chromedriver's browser log (`POST /session/{id}/se/log`, outside W3C WebDriver).
-#[derive(Debug)]
-struct BrowserLog;
-
-impl WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(
-        &self,
-        base_url: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!(
-            "session/{}/se/log",
-            session_id.unwrap_or_default()
-        ))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
-    }
-}
-
-/// The browser log's SEVERE entries, except the 403 of the forged POST (the refusal itself).
-async fn severe_log_entries(client: &Client) -> Vec<Value> {
-    let log = client.issue_cmd(BrowserLog).await.expect("the browser log");
-    log.as_array()
-        .expect("log entries")
-        .iter()
-        .filter(|e| e["level"] == "SEVERE")
-        .filter(|e| !e["message"].as_str().unwrap_or_default().contains("403"))
-        .cloned()
-        .collect()
-}
-
-async fn screenshot(client: &Client, name: &str) {
-    if let Ok(dir) = std::env::var("REDRIVE_CONSOLE_SCREENSHOTS") {
-        // A relative directory is taken from the workspace root (tests run in the crate's).
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../..")
-            .join(dir);
-        let png = client.screenshot().await.expect("screenshot");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(name), png).unwrap();
-    }
-}
 
 async fn find(client: &Client, css: &str) -> fantoccini::elements::Element {
     client
@@ -157,37 +43,13 @@ async fn text(client: &Client, css: &str) -> String {
     find(client, css).await.text().await.unwrap()
 }
 
-/// A page on another site (`localhost:OTHER` is not the console's origin) whose form posts an
-/// alert rule to the console, as a forged cross-site request would.
+/// A page on another site with a form that posts an alert rule to the console.
 async fn evil_site(console_base: &str) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let html = format!(
-        "<!DOCTYPE html><html><body><h1>Free coupons</h1>\
-         <form method=\"post\" action=\"{console_base}/console/alerts/rules\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <input type=\"hidden\" name=\"name\" value=\"forged\">\
-         <input type=\"hidden\" name=\"queue\" value=\"*\">\
-         <input type=\"hidden\" name=\"n\" value=\"1\">\
-         <button id=\"claim\" type=\"submit\">Claim</button></form></body></html>",
-        "0".repeat(64)
-    );
-    tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let html = html.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = sock.read(&mut buf).await;
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{html}",
-                    html.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    format!("http://localhost:{port}/")
+    forged_form_site(
+        &format!("{console_base}/console/alerts/rules"),
+        &[("name", "forged"), ("queue", "*"), ("n", "1")],
+    )
+    .await
 }
 
 async fn api(endpoint: &str, path: &str) -> Value {
@@ -374,7 +236,7 @@ async fn browser_redrive_console_alerts_schedules_and_replay_progress() {
     ] {
         assert!(audit.contains(kind), "{kind}: {audit}");
     }
-    let severe = severe_log_entries(&client).await;
+    let severe = severe_log_entries(&client, &["403"]).await;
     assert!(severe.is_empty(), "browser errors: {severe:?}");
     client.close().await.unwrap();
 }
