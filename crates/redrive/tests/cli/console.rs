@@ -83,6 +83,24 @@ fn hidden_fields(page: &str, class: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The CSRF token in the form whose class is `class`.
+fn csrf_of(page: &str, class: &str) -> String {
+    hidden_fields(page, class)
+        .into_iter()
+        .find(|(k, _)| k == "csrf")
+        .unwrap_or_else(|| panic!("no CSRF token in form .{class}"))
+        .1
+}
+
+/// An HTTP client that shows redirects instead of following them (a form's answer is a 303).
+fn console_http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
 async fn get(http: &reqwest::Client, url: &str) -> String {
     let r = http.get(url).send().await.expect("GET");
     assert_eq!(r.status(), 200, "GET {url}");
@@ -129,11 +147,7 @@ async fn console_against_moto() {
     let console = start_console(&e, dir.path());
     let base = console.url.trim_end_matches("/console").to_string();
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let http = console_http();
 
     // Queues: counts and DLQ ⇄ source links.
     let queues = get(&http, &console.url).await;
@@ -463,11 +477,7 @@ async fn console_purge_and_refused_posts_audited_against_moto() {
     let dir = tempfile::tempdir().unwrap();
     let console = start_console(&e, dir.path());
     let base = console.url.trim_end_matches("/console").to_string();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let http = console_http();
     let q = format!("{base}/console/queues/junk-dlq");
     let page = get(&http, &q).await;
     assert!(
@@ -586,19 +596,11 @@ async fn console_move_tasks_against_redrive_serve() {
     let dir = tempfile::tempdir().unwrap();
     let console = start_console(&e, dir.path());
     let base = console.url.trim_end_matches("/console").to_string();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let http = console_http();
     let moves = format!("{base}/console/queues/pay-dlq/moves");
     let page = get(&http, &moves).await;
     assert!(page.contains("id=\"no-moves\""), "{page}");
-    let csrf = hidden_fields(&page, "start-move")
-        .into_iter()
-        .find(|(k, _)| k == "csrf")
-        .unwrap()
-        .1;
+    let csrf = csrf_of(&page, "start-move");
     // A rate out of SQS's range is refused in the CLI's words.
     let r = http
         .post(&moves)
@@ -725,20 +727,12 @@ async fn console_schedules_against_redrive_serve() {
     let dir = tempfile::tempdir().unwrap();
     let console = start_console(&e, dir.path());
     let base = console.url.trim_end_matches("/console").to_string();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let http = console_http();
     let api = format!("{e}_redrive/v1/schedules");
     let schedules = format!("{base}/console/schedules");
     let page = get(&http, &schedules).await;
     assert!(page.contains("id=\"no-schedules\""), "{page}");
-    let csrf = hidden_fields(&page, "stack add-schedule")
-        .into_iter()
-        .find(|(k, _)| k == "csrf")
-        .unwrap()
-        .1;
+    let csrf = csrf_of(&page, "stack add-schedule");
     let form = [
         ("csrf", csrf.as_str()),
         ("name", "nightly"),
@@ -880,19 +874,11 @@ async fn console_alarms_against_redrive_serve() {
     let dir = tempfile::tempdir().unwrap();
     let console = start_console(&e, dir.path());
     let base = console.url.trim_end_matches("/console").to_string();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let http = console_http();
     let alarms = format!("{base}/console/queues/ship-dlq/alarms");
     let page = get(&http, &alarms).await;
     assert!(page.contains("id=\"no-alarms\""), "{page}");
-    let csrf = hidden_fields(&page, "add-alarm")
-        .into_iter()
-        .find(|(k, _)| k == "csrf")
-        .unwrap()
-        .1;
+    let csrf = csrf_of(&page, "add-alarm");
     let form = [
         ("csrf", csrf.as_str()),
         ("alarm", "ship-dlq-depth"),
@@ -969,21 +955,13 @@ async fn console_alerts_against_redrive_serve() {
     let dir = tempfile::tempdir().unwrap();
     let console = start_console(&e, dir.path());
     let base = console.url.trim_end_matches("/console").to_string();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let http = console_http();
     let api = format!("{e}_redrive/v1/alerts");
     let alerts = format!("{base}/console/alerts");
     let page = get(&http, &alerts).await;
     assert!(page.contains("id=\"no-rules\""), "{page}");
     assert!(page.contains("id=\"no-silences\""), "{page}");
-    let csrf = hidden_fields(&page, "stack add-rule")
-        .into_iter()
-        .find(|(k, _)| k == "csrf")
-        .unwrap()
-        .1;
+    let csrf = csrf_of(&page, "stack add-rule");
     let form = [
         ("csrf", csrf.as_str()),
         ("name", "pay-deep"),
