@@ -15,6 +15,7 @@ use std::pin::Pin;
 use redrive_core::SqsResult;
 use redrive_core::api::MessageAttributes;
 
+use crate::queue::MessageState;
 use crate::store::MoveTaskRecord;
 
 /// A boxed `Send` future: the trait stays object-safe (`Arc<dyn QueueBackend>`).
@@ -170,6 +171,50 @@ pub struct Counts {
     pub oldest_age_ms: u64,
 }
 
+/// A stored message as inspection reads it: nothing about it changes by being read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub seq: u64,
+    pub message_id: String,
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
+    pub body: String,
+    pub attributes: MessageAttributes,
+    pub system_attributes: MessageAttributes,
+    pub receive_count: u32,
+    pub sent_ms: u64,
+    pub first_received_ms: Option<u64>,
+    pub visible_at_ms: u64,
+    pub dead_letter_source_arn: Option<String>,
+    pub dead_lettered_ms: Option<u64>,
+    /// At the backend's now.
+    pub state: MessageState,
+    /// FIFO: visible, but an earlier message of its group is in flight.
+    pub group_blocked: bool,
+}
+
+/// Which of a queue's messages [`QueueBackend::browse`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrowseRange {
+    /// Only messages with a greater sequence.
+    pub after_seq: u64,
+    pub state: Option<MessageState>,
+    pub limit: usize,
+}
+
+/// A queue's counts for inspection, at the backend's now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Inspection {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
+    /// Visible messages received at least `maxReceiveCount` times (the next receive moves
+    /// them to the DLQ).
+    pub pending_dead_letter: u64,
+    /// When the oldest message was enqueued (sent, or dead-lettered into this queue).
+    pub oldest_enqueued_ms: Option<u64>,
+}
+
 /// Where one message of a move task's source goes, and as what (the redrive rules: a new
 /// message there, receive state reset, body, attributes and group kept).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,6 +332,20 @@ pub trait QueueBackend: Send + Sync + 'static {
     /// Removes every message and FIFO deduplication entry.
     fn purge<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<u64>>;
     fn counts<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<Counts>>;
+    /// Up to `range.limit` of the queue's messages after `range.after_seq`, in sequence order
+    /// (the order they were enqueued in), read without claiming or changing them.
+    fn browse<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        range: BrowseRange,
+    ) -> BoxFuture<'a, SqsResult<Vec<Stored>>>;
+    /// The queue's counts for inspection; `max_receive_count` (the redrive policy's) decides
+    /// which visible messages are pending a DLQ move.
+    fn inspect<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        max_receive_count: Option<u32>,
+    ) -> BoxFuture<'a, SqsResult<Inspection>>;
     /// Every queue, every Region (background work).
     fn all_queues(&self) -> BoxFuture<'_, SqsResult<Vec<SharedQueue>>>;
     /// Deletes the queue's messages sent `retention_ms` or longer ago, and its expired FIFO

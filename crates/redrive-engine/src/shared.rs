@@ -34,7 +34,7 @@ use crate::{Engine, EngineConfig, RequestContext};
 
 /// The FIFO `SequenceNumber` of a message stored at `seq`: 20 digits like AWS's, growing
 /// with `seq`.
-fn sequence_number(seq: u64) -> String {
+pub(crate) fn sequence_number(seq: u64) -> String {
     (10_000_000_000_000_000_000_u128 + u128::from(seq)).to_string()
 }
 

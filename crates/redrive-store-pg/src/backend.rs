@@ -11,7 +11,7 @@ use redrive_engine::backend::{
     self as eb, BoxFuture, CreateOutcome, Decide, EditTasks, MoveStep, QueueBackend, ReceiveSpec,
     Route, SharedQueue, StepOutcome,
 };
-use redrive_engine::{MoveTaskRecord, MoveTaskStatus};
+use redrive_engine::{MessageState, MoveTaskRecord, MoveTaskStatus};
 use serde_json::{Value, json};
 
 use crate::{
@@ -444,6 +444,76 @@ impl QueueBackend for PgBackend {
                 in_flight: in_flight as u64,
                 delayed: delayed as u64,
                 oldest_age_ms: oldest.map_or(0, |t| now.saturating_sub(t).max(0) as u64),
+            })
+        })
+    }
+
+    fn browse<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        range: eb::BrowseRange,
+    ) -> BoxFuture<'a, SqsResult<Vec<eb::Stored>>> {
+        Box::pin(async move {
+            let state = range.state.map(|s| match s {
+                MessageState::Ready => 0i16,
+                MessageState::Delayed => 1,
+                MessageState::InFlight => 2,
+            });
+            let after = i64::try_from(range.after_seq).unwrap_or(i64::MAX);
+            let (rows, _) = self
+                .store
+                .browse(&to_row(q), after, state, range.limit)
+                .await
+                .map_err(internal)?;
+            Ok(rows
+                .into_iter()
+                .map(|m| {
+                    let (attributes, system_attributes, dedup_id) =
+                        decode_attributes(&m.attributes);
+                    eb::Stored {
+                        seq: m.seq as u64,
+                        message_id: m.message_id.to_string(),
+                        group_id: m.group_id,
+                        dedup_id,
+                        body: String::from_utf8_lossy(&m.body).into_owned(),
+                        attributes,
+                        system_attributes,
+                        receive_count: m.receive_count.max(0) as u32,
+                        sent_ms: m.sent_ms.max(0) as u64,
+                        first_received_ms: m.first_received_ms.map(|t| t.max(0) as u64),
+                        visible_at_ms: m.visible_at_ms.max(0) as u64,
+                        dead_letter_source_arn: m.dead_letter_source,
+                        dead_lettered_ms: m.dead_lettered_ms.map(|t| t.max(0) as u64),
+                        state: match m.state {
+                            0 => MessageState::Ready,
+                            1 => MessageState::Delayed,
+                            _ => MessageState::InFlight,
+                        },
+                        group_blocked: m.state == 0 && m.group_blocked,
+                    }
+                })
+                .collect())
+        })
+    }
+
+    fn inspect<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        max_receive_count: Option<u32>,
+    ) -> BoxFuture<'a, SqsResult<eb::Inspection>> {
+        Box::pin(async move {
+            let max = max_receive_count.map(|m| i32::try_from(m).unwrap_or(i32::MAX));
+            let (visible, in_flight, delayed, pending, oldest) = self
+                .store
+                .inspect(&to_row(q), max)
+                .await
+                .map_err(internal)?;
+            Ok(eb::Inspection {
+                visible: visible as u64,
+                in_flight: in_flight as u64,
+                delayed: delayed as u64,
+                pending_dead_letter: pending as u64,
+                oldest_enqueued_ms: oldest.map(|t| t.max(0) as u64),
             })
         })
     }

@@ -242,6 +242,26 @@ pub enum StepResult {
     },
 }
 
+/// A message as [`PgStore::browse`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrowseRow {
+    pub seq: i64,
+    pub message_id: Uuid,
+    pub group_id: Option<String>,
+    pub body: Vec<u8>,
+    pub attributes: Vec<u8>,
+    pub receive_count: i32,
+    pub sent_ms: i64,
+    pub first_received_ms: Option<i64>,
+    pub visible_at_ms: i64,
+    pub dead_letter_source: Option<String>,
+    pub dead_lettered_ms: Option<i64>,
+    /// 0 visible, 1 delayed, 2 in flight.
+    pub state: i16,
+    /// FIFO: the message's group is held by an in-flight message.
+    pub group_blocked: bool,
+}
+
 /// A change to a kind of documents made by [`PgStore::edit_documents`]'s caller.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DocumentEdit {
@@ -1918,6 +1938,87 @@ impl PgStore {
                      FROM redrive_messages WHERE queue_uid = $1"
                 ),
                 &[&q.uid],
+            )
+            .await?;
+        Ok((r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+    }
+
+    /// Up to `limit` of the queue's messages with `seq > after`, in sequence order, as they
+    /// are: read without a lock and without changing anything (no receive is counted, no
+    /// visibility changes). `state`: only messages visible (0), delayed (1) or in flight (2)
+    /// at the database's now. Also answers that now.
+    pub async fn browse(
+        &self,
+        q: &QueueRow,
+        after: i64,
+        state: Option<i16>,
+        limit: usize,
+    ) -> Result<(Vec<BrowseRow>, i64), PgError> {
+        let c = self.pool.get().await;
+        let now: i64 = c.query_one(&format!("SELECT {NOW}"), &[]).await?.get(0);
+        let state_of = "CASE WHEN m.visible_at_ms <= $2 THEN 0::smallint
+                             WHEN m.receive_count > 0 THEN 2::smallint ELSE 1::smallint END";
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT m.seq, m.message_id, m.group_id, m.body, m.attributes,
+                            m.receive_count, m.sent_ms, m.first_received_ms, m.visible_at_ms,
+                            m.dead_letter_source, m.dead_lettered_ms, {state_of},
+                            COALESCE((SELECT g.locked_until_ms > $2 FROM redrive_fifo_groups g
+                                      WHERE $5 AND g.queue_uid = m.queue_uid
+                                        AND g.group_id = m.group_id), false)
+                     FROM redrive_messages m
+                     WHERE m.queue_uid = $1 AND m.seq > $3
+                       AND ($4::smallint IS NULL OR {state_of} = $4)
+                     ORDER BY m.seq LIMIT $6"
+                ),
+                &[&q.uid, &now, &after, &state, &q.fifo, &(limit as i64)],
+            )
+            .await?;
+        Ok((
+            rows.iter()
+                .map(|r| BrowseRow {
+                    seq: r.get(0),
+                    message_id: r.get(1),
+                    group_id: r.get(2),
+                    body: r.get(3),
+                    attributes: r.get(4),
+                    receive_count: r.get(5),
+                    sent_ms: r.get(6),
+                    first_received_ms: r.get(7),
+                    visible_at_ms: r.get(8),
+                    dead_letter_source: r.get(9),
+                    dead_lettered_ms: r.get(10),
+                    state: r.get(11),
+                    group_blocked: r.get(12),
+                })
+                .collect(),
+            now,
+        ))
+    }
+
+    /// `(visible, in flight, delayed, visible with a receive count of at least
+    /// `max_receive_count`, oldest enqueue time)` at the database's now; the enqueue time of a
+    /// dead-lettered message is when it was dead-lettered.
+    pub async fn inspect(
+        &self,
+        q: &QueueRow,
+        max_receive_count: Option<i32>,
+    ) -> Result<(i64, i64, i64, i64, Option<i64>), PgError> {
+        let c = self.pool.get().await;
+        let r = c
+            .query_one(
+                &format!(
+                    "WITH now AS MATERIALIZED (SELECT {NOW} AS t)
+                     SELECT count(*) FILTER (WHERE visible_at_ms <= (SELECT t FROM now)),
+                            count(*) FILTER (WHERE visible_at_ms > (SELECT t FROM now) AND receive_count > 0),
+                            count(*) FILTER (WHERE visible_at_ms > (SELECT t FROM now) AND receive_count = 0),
+                            count(*) FILTER (WHERE visible_at_ms <= (SELECT t FROM now)
+                                               AND $2::int IS NOT NULL AND receive_count >= $2),
+                            min(COALESCE(dead_lettered_ms, sent_ms))
+                     FROM redrive_messages WHERE queue_uid = $1"
+                ),
+                &[&q.uid, &max_receive_count],
             )
             .await?;
         Ok((r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))

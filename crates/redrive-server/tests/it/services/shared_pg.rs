@@ -413,9 +413,9 @@ async fn a_message_received_too_often_moves_to_the_dlq_across_servers() {
 async fn what_the_shared_store_does_not_do_yet_is_an_error() {
     let s = servers(1).await;
     s[0].create("shared-unsupported").await;
-    // The extension API and the console read one process's state: an error, not an empty
-    // server.
-    for path in ["/_redrive/v1/queues/shared-unsupported", "/console"] {
+    // What of the extension API and the console reads one process's state: an error, not an
+    // empty server.
+    for path in ["/_redrive/v1/schedules", "/console"] {
         let resp = s[0]
             .http
             .get(format!("{}{path}", s[0].base))
@@ -861,4 +861,129 @@ async fn every_server_reports_the_shared_queue_gauges() {
         );
         assert!(body.ends_with("# EOF\n"));
     }
+}
+
+async fn inspect_json(server: &TestServer, path: &str) -> serde_json::Value {
+    let resp = server
+        .http
+        .get(format!("{}{path}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{path}");
+    serde_json::from_str(&resp.text().await.unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn inspection_reads_the_database_without_changing_it_on_every_server() {
+    let s = servers(2).await;
+    let q = s[0]
+        .create_with(
+            "peek.fifo",
+            &[("FifoQueue", "true"), ("ContentBasedDeduplication", "true")],
+        )
+        .await;
+    for (body, group) in [("a1", "a"), ("a2", "a"), ("b1", "b")] {
+        s[1].client
+            .send_message()
+            .queue_url(&q)
+            .message_body(body)
+            .message_group_id(group)
+            .send()
+            .await
+            .unwrap();
+    }
+    let plain = s[1].create("peek-std").await;
+    s[0].client
+        .send_message()
+        .queue_url(&plain)
+        .message_body("later")
+        .delay_seconds(600)
+        .send()
+        .await
+        .unwrap();
+    // One of group a is in flight: a2 waits behind it.
+    let got = s[0].receive(&q, 1, Some(600)).await;
+    assert_eq!(got[0].body(), Some("a1"));
+
+    let a = inspect_json(&s[0], "/_redrive/v1/queues/peek.fifo/messages").await;
+    let b = inspect_json(&s[1], "/_redrive/v1/queues/peek.fifo/messages").await;
+    assert_eq!(a, b, "every server reads the same rows");
+    let msgs = a["messages"].as_array().unwrap();
+    let view: Vec<(&str, &str, u64)> = msgs
+        .iter()
+        .map(|m| {
+            (
+                m["body"].as_str().unwrap(),
+                m["state"].as_str().unwrap(),
+                m["receiveCount"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        view,
+        [
+            ("a1", "inflight", 1),
+            ("a2", "visible", 0),
+            ("b1", "visible", 0)
+        ]
+    );
+    assert!(msgs[0]["visibleAt"].as_u64().is_some(), "{a}");
+    assert!(msgs[1]["visibleAt"].is_null(), "{a}");
+    assert_eq!(msgs[0]["messageGroupId"], "a");
+    assert_eq!(msgs[0]["sequenceNumber"].as_str().map(str::len), Some(20));
+    assert!(msgs[0]["firstReceiveTimestamp"].as_u64().is_some(), "{a}");
+    assert!(msgs[1]["firstReceiveTimestamp"].is_null(), "{a}");
+    // Pages of one across the two servers, by the cursor.
+    let mut seen = Vec::new();
+    let mut path = "/_redrive/v1/queues/peek.fifo/messages?limit=1".to_string();
+    for i in 0..10 {
+        let v = inspect_json(&s[i % 2], &path).await;
+        seen.extend(
+            v["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["body"].as_str().unwrap().to_string()),
+        );
+        match v["next"].as_str() {
+            Some(next) => {
+                path = format!("/_redrive/v1/queues/peek.fifo/messages?limit=1&after={next}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["a1", "a2", "b1"]);
+    let v = inspect_json(
+        &s[1],
+        "/_redrive/v1/queues/peek.fifo/messages?state=visible",
+    )
+    .await;
+    assert_eq!(v["messages"].as_array().unwrap().len(), 2, "{v}");
+    let v = inspect_json(&s[0], "/_redrive/v1/queues/peek-std/messages?state=delayed").await;
+    assert_eq!(v["messages"][0]["body"], "later", "{v}");
+    assert_eq!(v["messages"][0]["state"], "delayed", "{v}");
+
+    let sum = inspect_json(&s[1], "/_redrive/v1/queues/peek.fifo").await;
+    assert_eq!(
+        (&sum["visible"], &sum["inFlight"], &sum["delayed"]),
+        (
+            &serde_json::json!(2),
+            &serde_json::json!(1),
+            &serde_json::json!(0)
+        ),
+        "{sum}"
+    );
+    assert_eq!(sum["fifo"], true);
+    assert!(sum["oldestEnqueuedAt"].as_u64().is_some(), "{sum}");
+    let sum = inspect_json(&s[0], "/_redrive/v1/queues/peek-std").await;
+    assert_eq!(sum["delayed"], 1, "{sum}");
+    // Nothing was received by reading: b1 is still the next, first receive of group b.
+    let got = s[1].receive(&q, 10, Some(600)).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body(), Some("b1"));
+    assert_eq!(
+        sys_attr(&got[0], "ApproximateReceiveCount").as_deref(),
+        Some("1")
+    );
 }
