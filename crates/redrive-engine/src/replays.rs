@@ -132,7 +132,7 @@ pub struct ReplayTask {
 }
 
 impl ReplayTask {
-    fn refresh_remaining(&mut self) {
+    pub(crate) fn refresh_remaining(&mut self) {
         self.remaining = self
             .selected
             .saturating_sub(self.moved + self.failed + self.skipped);
@@ -152,15 +152,15 @@ pub struct ReplayMove {
 
 /// A selected message as persisted with the replay: its place in the DLQ and its rate key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Selected {
-    seq: u64,
-    key: String,
+pub(crate) struct Selected {
+    pub seq: u64,
+    pub key: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct SelectionDoc {
-    v: u32,
-    selected: Vec<Selected>,
+pub(crate) struct SelectionDoc {
+    pub v: u32,
+    pub selected: Vec<Selected>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -281,14 +281,14 @@ struct Plan {
 }
 
 /// Compiled expressions of a request.
-struct Compiled {
+pub(crate) struct Compiled {
     selection: Selection,
     transform: Option<Transform>,
     key: Option<GroupBy>,
 }
 
 impl Compiled {
-    fn new(req: &ReplayRequest) -> Result<Compiled, ReplayError> {
+    pub(crate) fn new(req: &ReplayRequest) -> Result<Compiled, ReplayError> {
         let selection = Selection::compile(&req.selection).map_err(|e| invalid(e.to_string()))?;
         let transform = req
             .transform
@@ -311,7 +311,7 @@ impl Compiled {
 }
 
 /// `$meta` of a stored message (the same shape as the CLI's).
-fn message_meta(m: &MessageRecord) -> Value {
+pub(crate) fn message_meta(m: &MessageRecord) -> Value {
     let mut attributes = serde_json::Map::new();
     attributes.insert("SentTimestamp".into(), m.sent_ms.to_string().into());
     attributes.insert(
@@ -360,7 +360,7 @@ fn candidate<'a>(m: &'a MessageRecord, meta: &'a Value) -> Candidate<'a> {
     }
 }
 
-fn rate_key(key: &Option<GroupBy>, m: &MessageRecord, meta: &Value) -> String {
+pub(crate) fn rate_key(key: &Option<GroupBy>, m: &MessageRecord, meta: &Value) -> String {
     match key {
         None => String::new(),
         Some(k) => match k.first(
@@ -375,7 +375,7 @@ fn rate_key(key: &Option<GroupBy>, m: &MessageRecord, meta: &Value) -> String {
 }
 
 /// The body and attributes a selected message is replayed with.
-fn rewrite(
+pub(crate) fn rewrite(
     compiled: &Compiled,
     req: &ReplayRequest,
     m: &MessageRecord,
@@ -408,6 +408,178 @@ fn rewrite(
         );
     }
     Ok((body, attributes))
+}
+
+/// A dead-letter source as [`select`] needs it, however the backend looks queues up.
+pub(crate) struct DeadLetterSource {
+    pub arn: String,
+    /// It is the replay's source queue itself.
+    pub is_source: bool,
+    pub fifo: bool,
+}
+
+/// The queues a selection is made against.
+pub(crate) struct SelectOn<'a> {
+    pub source_arn: &'a str,
+    pub source_fifo: bool,
+    pub destination_arn: Option<&'a str>,
+    /// A message's dead-letter source ARN → that queue, if it exists.
+    pub lookup: &'a dyn Fn(&str) -> Option<DeadLetterSource>,
+}
+
+/// A replay request's checks that need no queue (both stores).
+pub(crate) fn check_request(req: &ReplayRequest) -> Result<(), ReplayError> {
+    if req.source.is_empty() {
+        return Err(SqsError::missing_parameter("source").into());
+    }
+    if let Some(r) = req.rate {
+        check_rate("rate", r).map_err(invalid)?;
+    }
+    if let Some(r) = &req.rate_per {
+        check_rate("ratePer.rate", r.rate).map_err(invalid)?;
+    }
+    if let Some(b) = &req.breaker {
+        b.check().map_err(invalid)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn check_same_type(
+    source_fifo: bool,
+    destination_fifo: bool,
+) -> Result<(), ReplayError> {
+    if source_fifo != destination_fifo {
+        return Err(invalid(
+            "The source queue and destination queue must be of the same queue type.",
+        ));
+    }
+    Ok(())
+}
+
+/// The selection of a replay (both stores): the DLQ's messages in sequence order, each with
+/// whether it is visible, judged by the filter, checked (destination, transform, provenance
+/// room) and keyed for the per-key rate. Any selected message that cannot be replayed refuses
+/// the whole replay.
+pub(crate) fn select(
+    req: &ReplayRequest,
+    compiled: &Compiled,
+    run: &str,
+    now: u64,
+    messages: &[(MessageRecord, bool)],
+    on: &SelectOn<'_>,
+) -> Result<(Vec<Selected>, DryRun), ReplayError> {
+    let sample_n = req.sample.unwrap_or(5).min(MAX_SAMPLE);
+    let mut dry = DryRun {
+        dry_run: true,
+        scanned: messages.len() as u64,
+        selected: 0,
+        filter_errors: 0,
+        not_visible: 0,
+        destinations: Vec::new(),
+        sample: Vec::new(),
+    };
+    let mut selected = Vec::new();
+    let mut by_dest: BTreeMap<String, u64> = BTreeMap::new();
+    let mut problems: Vec<String> = Vec::new();
+    let mut problem_count = 0u64;
+    let limit = req.selection.limit.unwrap_or(u64::MAX);
+    for (m, visible) in messages {
+        if selected.len() as u64 >= limit {
+            break;
+        }
+        let meta = message_meta(m);
+        match compiled.selection.judge(&candidate(m, &meta)) {
+            Verdict::Selected => {}
+            Verdict::NotSelected => continue,
+            Verdict::FilterError(_) => {
+                dry.filter_errors += 1;
+                continue;
+            }
+        }
+        if !visible {
+            dry.not_visible += 1;
+            continue;
+        }
+        let mut problem = |text: String| {
+            problem_count += 1;
+            if problems.len() < 5 {
+                problems.push(format!("{}: {text}", m.message_id));
+            }
+        };
+        let dest_arn = match on.destination_arn {
+            Some(d) => d.to_string(),
+            None => match &m.dead_letter_source_arn {
+                None => {
+                    problem(
+                        "it has no source queue (it was not dead-lettered); use a destination"
+                            .into(),
+                    );
+                    continue;
+                }
+                Some(arn) => match (on.lookup)(arn) {
+                    None => {
+                        problem(format!(
+                            "its source queue {arn} no longer exists; use a destination"
+                        ));
+                        continue;
+                    }
+                    Some(q) if q.is_source => {
+                        problem("its source is this queue itself".into());
+                        continue;
+                    }
+                    Some(q) => {
+                        if q.fifo != on.source_fifo {
+                            problem(format!("its source queue {arn} is of another queue type"));
+                            continue;
+                        }
+                        q.arn
+                    }
+                },
+            },
+        };
+        let (body, _) = match rewrite(compiled, req, m, &meta, run, on.source_arn, now) {
+            Ok(r) => r,
+            Err(e) => {
+                problem(e);
+                continue;
+            }
+        };
+        *by_dest.entry(dest_arn.clone()).or_default() += 1;
+        if dry.sample.len() < sample_n {
+            dry.sample.push(SampleMessage {
+                message_id: m.message_id.clone(),
+                destination: dest_arn,
+                body: body.to_string(),
+                sent_timestamp: m.sent_ms,
+                dead_lettered_at: m.dead_lettered_ms,
+            });
+        }
+        selected.push(Selected {
+            seq: m.seq,
+            key: rate_key(&compiled.key, m, &meta),
+        });
+    }
+    if problem_count > 0 {
+        return Err(invalid(format!(
+            "{problem_count} selected message(s) cannot be replayed, nothing was moved: {}{}",
+            problems.join("; "),
+            if problem_count > problems.len() as u64 {
+                "; …"
+            } else {
+                ""
+            }
+        )));
+    }
+    dry.selected = selected.len() as u64;
+    dry.destinations = by_dest
+        .into_iter()
+        .map(|(arn, count)| DestinationCount {
+            name: arn.rsplit(':').next().unwrap_or_default().to_string(),
+            arn,
+            count,
+        })
+        .collect();
+    Ok((selected, dry))
 }
 
 /// What one move of a selected message did.
@@ -449,18 +621,7 @@ impl Engine {
         compiled: &Compiled,
         run: &str,
     ) -> Result<Plan, ReplayError> {
-        if req.source.is_empty() {
-            return Err(SqsError::missing_parameter("source").into());
-        }
-        if let Some(r) = req.rate {
-            check_rate("rate", r).map_err(invalid)?;
-        }
-        if let Some(r) = &req.rate_per {
-            check_rate("ratePer.rate", r.rate).map_err(invalid)?;
-        }
-        if let Some(b) = &req.breaker {
-            b.check().map_err(invalid)?;
-        }
+        check_request(req)?;
         let source = self.resolve_any(ctx, &req.source)?;
         let source_fifo = source.state.lock().settings.fifo;
         let destination = match &req.destination {
@@ -472,11 +633,7 @@ impl Engine {
                         "The destination must differ from the source queue.",
                     ));
                 }
-                if d.state.lock().settings.fifo != source_fifo {
-                    return Err(invalid(
-                        "The source queue and destination queue must be of the same queue type.",
-                    ));
-                }
+                check_same_type(source_fifo, d.state.lock().settings.fifo)?;
                 Some(d)
             }
         };
@@ -498,117 +655,20 @@ impl Engine {
             v.sort_by_key(|(m, _)| m.seq);
             v
         };
-        let sample_n = req.sample.unwrap_or(5).min(MAX_SAMPLE);
-        let mut dry = DryRun {
-            dry_run: true,
-            scanned: messages.len() as u64,
-            selected: 0,
-            filter_errors: 0,
-            not_visible: 0,
-            destinations: Vec::new(),
-            sample: Vec::new(),
-        };
-        let mut selected = Vec::new();
-        let mut by_dest: BTreeMap<String, u64> = BTreeMap::new();
-        let mut problems: Vec<String> = Vec::new();
-        let mut problem_count = 0u64;
-        let limit = req.selection.limit.unwrap_or(u64::MAX);
-        for (m, visible) in &messages {
-            if selected.len() as u64 >= limit {
-                break;
-            }
-            let meta = message_meta(m);
-            match compiled.selection.judge(&candidate(m, &meta)) {
-                Verdict::Selected => {}
-                Verdict::NotSelected => continue,
-                Verdict::FilterError(_) => {
-                    dry.filter_errors += 1;
-                    continue;
-                }
-            }
-            if !visible {
-                dry.not_visible += 1;
-                continue;
-            }
-            let mut problem = |text: String| {
-                problem_count += 1;
-                if problems.len() < 5 {
-                    problems.push(format!("{}: {text}", m.message_id));
-                }
-            };
-            let dest_arn = match &destination {
-                Some(d) => d.arn.clone(),
-                None => match &m.dead_letter_source_arn {
-                    None => {
-                        problem(
-                            "it has no source queue (it was not dead-lettered); use a destination"
-                                .into(),
-                        );
-                        continue;
-                    }
-                    Some(arn) => match self.resolve_arn(arn) {
-                        None => {
-                            problem(format!(
-                                "its source queue {arn} no longer exists; use a destination"
-                            ));
-                            continue;
-                        }
-                        Some(q) if Arc::ptr_eq(&q, &source) => {
-                            problem("its source is this queue itself".into());
-                            continue;
-                        }
-                        Some(q) => {
-                            if q.state.lock().settings.fifo != source_fifo {
-                                problem(format!("its source queue {arn} is of another queue type"));
-                                continue;
-                            }
-                            q.arn.clone()
-                        }
-                    },
-                },
-            };
-            let (body, _) = match rewrite(compiled, req, m, &meta, run, &source.arn, now) {
-                Ok(r) => r,
-                Err(e) => {
-                    problem(e);
-                    continue;
-                }
-            };
-            *by_dest.entry(dest_arn.clone()).or_default() += 1;
-            if dry.sample.len() < sample_n {
-                dry.sample.push(SampleMessage {
-                    message_id: m.message_id.clone(),
-                    destination: dest_arn,
-                    body: body.to_string(),
-                    sent_timestamp: m.sent_ms,
-                    dead_lettered_at: m.dead_lettered_ms,
-                });
-            }
-            selected.push(Selected {
-                seq: m.seq,
-                key: rate_key(&compiled.key, m, &meta),
-            });
-        }
-        if problem_count > 0 {
-            return Err(invalid(format!(
-                "{problem_count} selected message(s) cannot be replayed, nothing was moved: {}{}",
-                problems.join("; "),
-                if problem_count > problems.len() as u64 {
-                    "; …"
-                } else {
-                    ""
-                }
-            )));
-        }
-        dry.selected = selected.len() as u64;
-        dry.destinations = by_dest
-            .into_iter()
-            .map(|(arn, count)| DestinationCount {
-                name: arn.rsplit(':').next().unwrap_or_default().to_string(),
-                arn,
-                count,
+        let lookup = |arn: &str| {
+            self.resolve_arn(arn).map(|q| DeadLetterSource {
+                is_source: Arc::ptr_eq(&q, &source),
+                fifo: q.state.lock().settings.fifo,
+                arn: q.arn.clone(),
             })
-            .collect();
+        };
+        let on = SelectOn {
+            source_arn: &source.arn,
+            source_fifo,
+            destination_arn: destination.as_ref().map(|d| d.arn.as_str()),
+            lookup: &lookup,
+        };
+        let (selected, dry) = select(req, compiled, run, now, &messages, &on)?;
         Ok(Plan {
             source,
             destination,
@@ -629,7 +689,7 @@ impl Engine {
     pub(crate) async fn start_replay_for(
         self: &Arc<Self>,
         ctx: &RequestContext,
-        mut req: ReplayRequest,
+        req: ReplayRequest,
         schedule_id: Option<String>,
     ) -> Result<ReplayStart, ReplayError> {
         let compiled = Compiled::new(&req)?;
@@ -641,31 +701,15 @@ impl Engine {
         if let Some(running) = self.running_replay(&plan.source.arn) {
             return Err(ReplayError::Running { replay_id: running });
         }
-        req.dry_run = false;
-        let now = self.now_ms();
-        let mut task = ReplayTask {
-            id: id.clone(),
-            status: ReplayStatus::Running,
-            source: plan.source.arn.clone(),
-            destination: plan.destination.as_ref().map(|d| d.arn.clone()),
-            requested_by: req.requested_by.clone(),
-            spec: req,
-            selected: plan.selected.len() as u64,
-            moved: 0,
-            failed: 0,
-            skipped: 0,
-            returned: 0,
-            remaining: 0,
-            started_at: now,
-            ended_at: None,
-            failure_reason: None,
+        let task = new_task(
+            &id,
+            req,
+            &plan.source.arn,
+            plan.destination.as_ref().map(|d| d.arn.clone()),
+            plan.selected.len() as u64,
+            self.now_ms(),
             schedule_id,
-        };
-        task.refresh_remaining();
-        if task.selected == 0 {
-            task.status = ReplayStatus::Completed;
-            task.ended_at = Some(now);
-        }
+        );
         let ticket = {
             let mut r = self.replays.lock();
             // Checked again under the lock: two starts must not both win.
@@ -768,16 +812,7 @@ impl Engine {
                 .iter_mut()
                 .find(|t| t.id == id)
                 .ok_or_else(replay_not_found)?;
-            if t.status != ReplayStatus::Running {
-                return Err(SqsError::invalid_parameter(format!(
-                    "Only a running replay can be cancelled; this one is {}.",
-                    serde_json::to_value(t.status)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default()
-                )));
-            }
-            t.status = ReplayStatus::Cancelling;
+            cancel(t)?;
             (t.clone(), self.store.submit(vec![task_doc(t)]))
         };
         self.durable(ticket).await?;
@@ -873,17 +908,9 @@ impl Engine {
             let Some(t) = r.tasks.iter_mut().find(|t| t.id == id) else {
                 return;
             };
-            if !t.status.is_active() {
+            if !end_replay(t, status, reason, now) {
                 return;
             }
-            if t.status == ReplayStatus::Cancelling {
-                t.status = ReplayStatus::Cancelled;
-            } else {
-                t.status = status;
-                t.failure_reason = reason;
-            }
-            t.ended_at = Some(now);
-            t.refresh_remaining();
             let doc = task_doc(t);
             r.returns.remove(id);
             self.store.submit(vec![doc])
@@ -1207,7 +1234,7 @@ impl Engine {
     }
 }
 
-fn replay_not_found() -> SqsError {
+pub(crate) fn replay_not_found() -> SqsError {
     SqsError::new(
         ErrorCode::ResourceNotFoundException,
         "Replay does not exist.",
@@ -1217,18 +1244,7 @@ fn replay_not_found() -> SqsError {
 /// Keeps the newest [`REPLAYS_KEPT_PER_SOURCE`] replays of a source (never active ones), with
 /// their selections and move logs.
 fn prune_replays(r: &mut Replays, source: &str) -> Vec<Mutation> {
-    let of_source = r.tasks.iter().filter(|t| t.source == source).count();
-    let mut excess = of_source.saturating_sub(REPLAYS_KEPT_PER_SOURCE);
-    let mut removed = Vec::new();
-    r.tasks.retain(|t| {
-        if excess > 0 && t.source == source && !t.status.is_active() {
-            excess -= 1;
-            removed.push(t.id.clone());
-            false
-        } else {
-            true
-        }
-    });
+    let removed = prune_tasks(&mut r.tasks, source);
     let mut muts = Vec::new();
     for id in removed {
         r.selections.remove(&id);
@@ -1247,4 +1263,98 @@ fn prune_replays(r: &mut Replays, source: &str) -> Vec<Mutation> {
         });
     }
     muts
+}
+
+/// The replays of `source` past the newest [`REPLAYS_KEPT_PER_SOURCE`] (never active ones)
+/// leave `tasks` (oldest first): their ids, whose selections and move logs go with them.
+pub(crate) fn prune_tasks(tasks: &mut Vec<ReplayTask>, source: &str) -> Vec<String> {
+    let of_source = tasks.iter().filter(|t| t.source == source).count();
+    let mut excess = of_source.saturating_sub(REPLAYS_KEPT_PER_SOURCE);
+    let mut removed = Vec::new();
+    tasks.retain(|t| {
+        if excess > 0 && t.source == source && !t.status.is_active() {
+            excess -= 1;
+            removed.push(t.id.clone());
+            false
+        } else {
+            true
+        }
+    });
+    removed
+}
+
+/// A started replay's task (both stores): running, or completed at once when nothing was
+/// selected.
+pub(crate) fn new_task(
+    id: &str,
+    mut req: ReplayRequest,
+    source_arn: &str,
+    destination_arn: Option<String>,
+    selected: u64,
+    now: u64,
+    schedule_id: Option<String>,
+) -> ReplayTask {
+    req.dry_run = false;
+    let mut task = ReplayTask {
+        id: id.to_string(),
+        status: ReplayStatus::Running,
+        source: source_arn.to_string(),
+        destination: destination_arn,
+        requested_by: req.requested_by.clone(),
+        spec: req,
+        selected,
+        moved: 0,
+        failed: 0,
+        skipped: 0,
+        returned: 0,
+        remaining: 0,
+        started_at: now,
+        ended_at: None,
+        failure_reason: None,
+        schedule_id,
+    };
+    task.refresh_remaining();
+    if task.selected == 0 {
+        task.status = ReplayStatus::Completed;
+        task.ended_at = Some(now);
+    }
+    task
+}
+
+/// A cancel request (both stores): only a running replay, which becomes CANCELLING (its
+/// runner ends it CANCELLED).
+pub(crate) fn cancel(t: &mut ReplayTask) -> Result<(), SqsError> {
+    if t.status != ReplayStatus::Running {
+        return Err(SqsError::invalid_parameter(format!(
+            "Only a running replay can be cancelled; this one is {}.",
+            serde_json::to_value(t.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        )));
+    }
+    t.status = ReplayStatus::Cancelling;
+    Ok(())
+}
+
+/// Ends an active replay (both stores): a CANCELLING one as CANCELLED, else as `status` with
+/// `reason`. `false` when it had already ended.
+pub(crate) fn end_replay(
+    t: &mut ReplayTask,
+    status: ReplayStatus,
+    reason: Option<String>,
+    now: u64,
+) -> bool {
+    if !t.status.is_active() {
+        return false;
+    }
+    if t.status == ReplayStatus::Cancelling {
+        t.status = ReplayStatus::Cancelled;
+    } else {
+        t.status = status;
+        t.failure_reason = reason;
+    }
+    t.ended_at = Some(now);
+    t.refresh_remaining();
+    true
 }
