@@ -44,9 +44,9 @@ const REPLAYS_KEPT_PER_SOURCE: usize = 20;
 const MAX_SAMPLE: usize = 100;
 /// How long selected messages that are in flight (someone is reading the DLQ) are waited for
 /// at the end before they are counted as skipped.
-const IN_FLIGHT_GRACE: Duration = Duration::from_secs(30);
+pub(crate) const IN_FLIGHT_GRACE: Duration = Duration::from_secs(30);
 /// How far ahead of its schedule a replay may send (ms).
-const PACING_SLACK_MS: f64 = 3.0;
+pub(crate) const PACING_SLACK_MS: f64 = 3.0;
 /// Moves a runner may have submitted but not yet seen durable.
 const MAX_UNSYNCED_MOVES: usize = 256;
 

@@ -33,16 +33,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/_redrive/v1/queues/{name}/messages",
             get(crate::inspect::queue_messages),
         )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::auth::require,
-        ));
-    let mut extensions = Router::new()
-        .route("/_redrive/v1/quarantine", get(crate::inspect::quarantine))
-        .route(
-            "/_redrive/v1/queues/{name}/metrics",
-            get(crate::history_api::queue_metrics),
-        )
         .route(
             "/_redrive/v1/replays",
             post(replay_api::start_replay).get(replay_api::list_replays),
@@ -55,6 +45,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/_redrive/v1/replays/{id}/cancel",
             post(replay_api::cancel_replay),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require,
+        ));
+    let mut extensions = Router::new()
+        .route("/_redrive/v1/quarantine", get(crate::inspect::quarantine))
+        .route(
+            "/_redrive/v1/queues/{name}/metrics",
+            get(crate::history_api::queue_metrics),
         )
         .route(
             "/_redrive/v1/schedules",

@@ -987,3 +987,183 @@ async fn inspection_reads_the_database_without_changing_it_on_every_server() {
         Some("1")
     );
 }
+
+async fn post_json(
+    server: &TestServer,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let resp = server
+        .http
+        .post(format!("{}{path}", server.base))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")),
+    )
+}
+
+/// Polls replay `id` on `server` until its status is not active.
+async fn replay_ends(server: &TestServer, id: &str, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let v = inspect_json(server, &format!("/_redrive/v1/replays/{id}")).await;
+        let status = v["status"].as_str().unwrap().to_string();
+        if status != "RUNNING" && status != "CANCELLING" {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "replay {id} still {status}: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_replay_started_on_one_server_is_listed_cancelled_and_finished_on_another() {
+    let s = servers(2).await;
+    let dlq = s[0].create("rp-dlq").await;
+    let src = dlq_source(&s[0], "rp-src", "rp-dlq").await;
+    let bodies: Vec<String> = (0..10)
+        .map(|i| format!(r#"{{"n":{i},"k":{}}}"#, i % 2))
+        .collect();
+    dead_letter_all(&s[1], &src, &bodies).await;
+    assert_eq!(s[0].counts(&dlq).await, (10, 0, 0));
+
+    // A dry run on either server: nothing moves.
+    let (status, dry) = post_json(
+        &s[1],
+        "/_redrive/v1/replays",
+        serde_json::json!({"source": "rp-dlq", "selection": {"filter": ".k == 0"}, "transform": ".n += 100 | tojson", "sample": 10}),
+    )
+    .await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(dry["selected"], 5, "{dry}");
+    assert_eq!(dry["scanned"], 10, "{dry}");
+    assert_eq!(dry["destinations"][0]["name"], "rp-src", "{dry}");
+    assert_eq!(dry["sample"].as_array().unwrap().len(), 5, "{dry}");
+    assert!(
+        dry["sample"][0]["body"].as_str().unwrap().contains("10"),
+        "{dry}"
+    );
+    assert_eq!(s[1].counts(&dlq).await, (10, 0, 0));
+
+    // Started on one server, slowly; listed, followed and cancelled on the other.
+    let (status, t) = post_json(
+        &s[0],
+        "/_redrive/v1/replays",
+        serde_json::json!({"source": "rp-dlq", "selection": {"filter": ".k == 0"}, "dryRun": false, "rate": 2}),
+    )
+    .await;
+    assert_eq!(status, 201, "{t}");
+    let id = t["id"].as_str().unwrap().to_string();
+    assert_eq!(t["status"], "RUNNING");
+    assert_eq!(t["selected"], 5);
+    // A second start on the same DLQ, through the other server: 409.
+    let (status, v) = post_json(
+        &s[1],
+        "/_redrive/v1/replays",
+        serde_json::json!({"source": "rp-dlq", "dryRun": false}),
+    )
+    .await;
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["replayId"], id.as_str());
+    let listed = inspect_json(&s[1], "/_redrive/v1/replays?source=rp-dlq").await;
+    assert_eq!(listed["replays"][0]["id"], id.as_str(), "{listed}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = inspect_json(&s[1], &format!("/_redrive/v1/replays/{id}")).await;
+        if v["moved"].as_u64().unwrap() >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, v) = post_json(
+        &s[1],
+        &format!("/_redrive/v1/replays/{id}/cancel"),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "CANCELLING", "{v}");
+    let done = replay_ends(&s[0], &id, Duration::from_secs(20)).await;
+    assert_eq!(done["status"], "CANCELLED", "{done}");
+    let moved = done["moved"].as_u64().unwrap();
+    assert!((1..5).contains(&moved), "{done}");
+    // Counts exact: what moved is in the source once, the rest in the DLQ, the log agrees.
+    assert_eq!(s[0].counts(&src).await.0, moved, "{done}");
+    assert_eq!(s[1].counts(&dlq).await.0, 10 - moved, "{done}");
+    let log = inspect_json(&s[1], &format!("/_redrive/v1/replays/{id}/moves")).await;
+    assert_eq!(
+        log["moves"].as_array().unwrap().len() as u64,
+        moved,
+        "{log}"
+    );
+    assert_eq!(log["moves"][0]["n"], 1, "{log}");
+    assert_eq!(
+        log["moves"][0]["destination"],
+        TestServer::arn("rp-src").as_str(),
+        "{log}"
+    );
+    let (status, v) = post_json(
+        &s[0],
+        &format!("/_redrive/v1/replays/{id}/cancel"),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("CANCELLED"), "{v}");
+    // Drain what moved.
+    for m in s[0].receive(&src, 10, Some(600)).await {
+        s[0].client
+            .delete_message()
+            .queue_url(&src)
+            .receipt_handle(m.receipt_handle().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    // Another one, to the end, with a transform: started on the second server.
+    let (status, t) = post_json(
+        &s[1],
+        "/_redrive/v1/replays",
+        serde_json::json!({"source": "rp-dlq", "selection": {"filter": ".k == 0"}, "transform": ".n += 100 | tojson", "dryRun": false}),
+    )
+    .await;
+    assert_eq!(status, 201, "{t}");
+    let id2 = t["id"].as_str().unwrap().to_string();
+    assert_eq!(t["selected"], 5 - moved, "{t}");
+    let done = replay_ends(&s[0], &id2, Duration::from_secs(20)).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["moved"], 5 - moved, "{done}");
+    assert_eq!(done["remaining"], 0, "{done}");
+    let got = s[1].receive(&src, 10, Some(600)).await;
+    assert_eq!(got.len() as u64, 5 - moved);
+    for m in &got {
+        let v: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
+        assert!(v["n"].as_u64().unwrap() >= 100, "{v}");
+        assert_eq!(v["k"], 0, "{v}");
+    }
+    // The unselected stay in the DLQ, untouched.
+    let left = inspect_json(&s[0], "/_redrive/v1/queues/rp-dlq/messages").await;
+    let left = left["messages"].as_array().unwrap();
+    assert_eq!(left.len(), 5);
+    for m in left {
+        assert!(m["body"].as_str().unwrap().contains(r#""k":1"#), "{m}");
+        assert_eq!(m["receiveCount"], 1, "{m}");
+    }
+    let listed = inspect_json(&s[0], "/_redrive/v1/replays").await;
+    let ids: Vec<&str> = listed["replays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id2.as_str(), id.as_str()], "newest first");
+}
