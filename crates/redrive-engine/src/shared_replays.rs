@@ -813,7 +813,18 @@ impl Runner {
                         }
                     }
                     ReplayFound::NotVisible => deferred.push((seq, key.clone())),
-                    ReplayFound::Gone => {}
+                    ReplayFound::Gone => {
+                        // Counted as skipped; the DLQ itself gone fails the replay.
+                        if e.sh_resolve_arn(b, &task.source)
+                            .await?
+                            .is_none_or(|q| q.uid != source.uid)
+                        {
+                            return Ok(Stop::End(
+                                ReplayStatus::Failed,
+                                Some("the source queue no longer exists".into()),
+                            ));
+                        }
+                    }
                     ReplayFound::Failed(reason) => {
                         tracing::warn!(replay = %id, %reason, "a selected message could not be replayed");
                     }
