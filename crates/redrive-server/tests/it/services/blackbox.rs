@@ -55,6 +55,8 @@ mod queue_urls;
 mod queues;
 #[path = "../receipts.rs"]
 mod receipts;
+#[path = "../replays.rs"]
+mod replays;
 #[path = "../texts.rs"]
 mod texts;
 
