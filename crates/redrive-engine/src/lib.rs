@@ -31,6 +31,7 @@ pub mod replays;
 pub mod schedules;
 mod shared;
 mod shared_replays;
+mod shared_schedules;
 mod shared_tasks;
 mod tasks;
 

@@ -81,6 +81,7 @@ impl Engine {
         };
         self.spawn_move_task_runner(Arc::clone(&backend));
         self.spawn_replay_runner(Arc::clone(&backend));
+        self.spawn_shared_scheduler(Arc::clone(&backend));
         let holder = uuid::Uuid::new_v4().to_string();
         let engine = Arc::downgrade(self);
         tokio::spawn(async move {

@@ -130,7 +130,7 @@ async fn all_messages(b: &dyn QueueBackend, q: &SharedQueue, after: u64) -> SqsR
 
 impl Engine {
     /// A queue by name, URL or ARN (as [`Engine::resolve_any`]).
-    async fn sh_resolve_any(
+    pub(crate) async fn sh_resolve_any(
         &self,
         b: &dyn QueueBackend,
         ctx: &RequestContext,
@@ -155,6 +155,7 @@ impl Engine {
         b: &dyn QueueBackend,
         ctx: &RequestContext,
         req: ReplayRequest,
+        schedule_id: Option<String>,
     ) -> Result<ReplayStart, ReplayError> {
         let compiled = Compiled::new(&req)?;
         check_request(&req)?;
@@ -230,7 +231,7 @@ impl Engine {
             destination_arn,
             selected.len() as u64,
             now,
-            None,
+            schedule_id,
         );
         let selection = Doc {
             kind: DOC_REPLAY_SELECTION.into(),

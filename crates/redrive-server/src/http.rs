@@ -46,16 +46,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/_redrive/v1/replays/{id}/cancel",
             post(replay_api::cancel_replay),
         )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::auth::require,
-        ));
-    let mut extensions = Router::new()
-        .route("/_redrive/v1/quarantine", get(crate::inspect::quarantine))
-        .route(
-            "/_redrive/v1/queues/{name}/metrics",
-            get(crate::history_api::queue_metrics),
-        )
         .route(
             "/_redrive/v1/schedules",
             post(replay_api::add_schedule).get(replay_api::list_schedules),
@@ -67,6 +57,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/_redrive/v1/schedules/{id}/runs",
             get(replay_api::schedule_runs),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require,
+        ));
+    let mut extensions = Router::new()
+        .route("/_redrive/v1/quarantine", get(crate::inspect::quarantine))
+        .route(
+            "/_redrive/v1/queues/{name}/metrics",
+            get(crate::history_api::queue_metrics),
         )
         .route(
             "/_aws/sqs/messages",

@@ -1,7 +1,7 @@
 //! The selective-redrive and schedules API (a Redrive extension under `/_redrive/v1/`; the
 //! contract is docs/replay-api.md). Errors: `{"__type": SHAPE, "message"}` with the status
-//! of the error table, plus `409 ReplayRunning` with `replayId`. Replays also serve a shared
-//! database store (`Engine::sh_*_replay*`); schedules do not yet.
+//! of the error table, plus `409 ReplayRunning` with `replayId`. Replays and schedules also
+//! serve a shared database store (`Engine::sh_*`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -79,7 +79,7 @@ pub async fn start_replay(
         Err(e) => return error(e),
     };
     let started = match state.engine.shared_backend() {
-        Some(b) => state.engine.sh_start_replay(&**b, &ctx, req).await,
+        Some(b) => state.engine.sh_start_replay(&**b, &ctx, req, None).await,
         None => state.engine.start_replay(&ctx, req).await,
     };
     match started {
@@ -175,21 +175,33 @@ pub async fn add_schedule(
         Ok(r) => r,
         Err(e) => return error(e),
     };
-    match state.engine.add_schedule(&ctx, req).await {
+    let added = match state.engine.shared_backend() {
+        Some(b) => state.engine.sh_add_schedule(&**b, &ctx, req).await,
+        None => state.engine.add_schedule(&ctx, req).await,
+    };
+    match added {
         Ok(s) => ok(StatusCode::CREATED, to_json(&s)),
         Err(e) => error(e),
     }
 }
 
 pub async fn list_schedules(State(state): State<Arc<AppState>>) -> Response {
-    ok(
-        StatusCode::OK,
-        json!({ "schedules": to_json(&state.engine.list_schedules()) }),
-    )
+    let listed = match state.engine.shared_backend() {
+        Some(b) => state.engine.sh_list_schedules(&**b).await,
+        None => Ok(state.engine.list_schedules()),
+    };
+    match listed {
+        Ok(l) => ok(StatusCode::OK, json!({ "schedules": to_json(&l) })),
+        Err(e) => error(e),
+    }
 }
 
 pub async fn get_schedule(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match state.engine.schedule(&id) {
+    let found = match state.engine.shared_backend() {
+        Some(b) => state.engine.sh_schedule(&**b, &id).await,
+        None => state.engine.schedule(&id),
+    };
+    match found {
         Ok(s) => ok(StatusCode::OK, to_json(&s)),
         Err(e) => error(e),
     }
@@ -199,14 +211,22 @@ pub async fn remove_schedule(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Response {
-    match state.engine.remove_schedule(&id).await {
+    let removed = match state.engine.shared_backend() {
+        Some(b) => state.engine.sh_remove_schedule(&**b, &id).await,
+        None => state.engine.remove_schedule(&id).await,
+    };
+    match removed {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => error(e),
     }
 }
 
 pub async fn schedule_runs(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match state.engine.schedule_runs(&id) {
+    let runs = match state.engine.shared_backend() {
+        Some(b) => state.engine.sh_schedule_runs(&**b, &id).await,
+        None => state.engine.schedule_runs(&id),
+    };
+    match runs {
         Ok(r) => ok(StatusCode::OK, json!({ "runs": to_json(&r) })),
         Err(e) => error(e),
     }

@@ -415,7 +415,7 @@ async fn what_the_shared_store_does_not_do_yet_is_an_error() {
     s[0].create("shared-unsupported").await;
     // What of the extension API and the console reads one process's state: an error, not an
     // empty server.
-    for path in ["/_redrive/v1/schedules", "/console"] {
+    for path in ["/_redrive/v1/quarantine", "/console"] {
         let resp = s[0]
             .http
             .get(format!("{}{path}", s[0].base))
@@ -1166,4 +1166,104 @@ async fn a_replay_started_on_one_server_is_listed_cancelled_and_finished_on_anot
         .map(|r| r["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, [id2.as_str(), id.as_str()], "newest first");
+}
+
+#[tokio::test]
+async fn a_schedule_added_on_one_server_fires_once_for_both() {
+    let (s, db) = servers_and_db(2).await;
+    let dlq = s[0].create("sc-dlq").await;
+    let src = dlq_source(&s[0], "sc-src", "sc-dlq").await;
+    let bodies: Vec<String> = (0..4).map(|i| format!(r#"{{"n":{i}}}"#)).collect();
+    dead_letter_all(&s[1], &src, &bodies).await;
+    // Refused as embedded: a bad cron, an unknown queue, a taken name.
+    let (status, v) = post_json(
+        &s[0],
+        "/_redrive/v1/schedules",
+        serde_json::json!({"name": "bad", "cron": "nope", "source": "sc-dlq"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = post_json(
+        &s[0],
+        "/_redrive/v1/schedules",
+        serde_json::json!({"name": "bad", "cron": "* * * * *", "source": "nope"}),
+    )
+    .await;
+    assert_eq!(v["__type"], "QueueDoesNotExist", "{status} {v}");
+    let (status, added) = post_json(
+        &s[0],
+        "/_redrive/v1/schedules",
+        serde_json::json!({"name": "every-minute", "cron": "* * * * *", "source": "sc-dlq", "selection": {"filter": ".n < 3"}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{added}");
+    let id = added["id"].as_str().unwrap().to_string();
+    assert_eq!(added["sourceArn"], TestServer::arn("sc-dlq").as_str());
+    let (status, v) = post_json(
+        &s[1],
+        "/_redrive/v1/schedules",
+        serde_json::json!({"name": "every-minute", "cron": "0 * * * *", "source": "sc-dlq"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    let listed = inspect_json(&s[1], "/_redrive/v1/schedules").await;
+    assert_eq!(listed["schedules"].as_array().unwrap().len(), 1, "{listed}");
+    let by_name = inspect_json(&s[1], "/_redrive/v1/schedules/every-minute").await;
+    assert_eq!(by_name["id"], id.as_str());
+    assert!(
+        inspect_json(&s[0], &format!("/_redrive/v1/schedules/{id}/runs")).await["runs"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // The database's clock past the next minute: one fire, whichever server holds the lease.
+    db.store().advance_clock(61_000).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let run = loop {
+        let runs = inspect_json(&s[1], &format!("/_redrive/v1/schedules/{id}/runs")).await;
+        if let Some(r) = runs["runs"].as_array().unwrap().first() {
+            break r.clone();
+        }
+        assert!(Instant::now() < deadline, "never fired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(run["outcome"], "STARTED", "{run}");
+    assert_eq!(run["selected"], 3, "{run}");
+    let replay = replay_ends(
+        &s[0],
+        run["replayId"].as_str().unwrap(),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(replay["status"], "COMPLETED", "{replay}");
+    assert_eq!(replay["moved"], 3, "{replay}");
+    assert_eq!(replay["scheduleId"], id.as_str(), "{replay}");
+    assert_eq!(replay["requestedBy"], "schedule:every-minute", "{replay}");
+    assert_eq!(s[0].counts(&src).await.0, 3);
+    assert_eq!(s[1].counts(&dlq).await.0, 1);
+    // Both servers check every second: still one run for that due time.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let runs = inspect_json(&s[0], &format!("/_redrive/v1/schedules/{id}/runs")).await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
+
+    let resp = s[1]
+        .http
+        .delete(format!("{}/_redrive/v1/schedules/every-minute", s[1].base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let listed = inspect_json(&s[0], "/_redrive/v1/schedules").await;
+    assert!(
+        listed["schedules"].as_array().unwrap().is_empty(),
+        "{listed}"
+    );
+    let resp = s[0]
+        .http
+        .get(format!("{}/_redrive/v1/schedules/{id}", s[0].base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
 }
