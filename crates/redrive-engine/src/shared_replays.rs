@@ -599,6 +599,37 @@ impl Runner {
         Ok(())
     }
 
+    /// Every message of `q` after `after` (as [`all_messages`]), renewing the lease between
+    /// pages (a large DLQ takes a while to read): `None` once another server has it.
+    async fn read_all(&self, q: &SharedQueue, after: u64) -> SqsResult<Option<Vec<Stored>>> {
+        let mut out: Vec<Stored> = Vec::new();
+        let mut after = after;
+        loop {
+            if !self.keep_lease().await? {
+                return Ok(None);
+            }
+            let page = self
+                .b
+                .browse(
+                    q,
+                    BrowseRange {
+                        after_seq: after,
+                        state: None,
+                        limit: PAGE,
+                    },
+                )
+                .await?;
+            let n = page.len();
+            if let Some(last) = page.last() {
+                after = last.seq;
+            }
+            out.extend(page);
+            if n < PAGE {
+                return Ok(Some(out));
+            }
+        }
+    }
+
     /// Renews the lease every third of its lifetime: `false` once another server has it.
     async fn keep_lease(&self) -> SqsResult<bool> {
         if self.renewed.lock().elapsed() < Duration::from_millis(REPLAY_LEASE_MS / 3) {
@@ -644,7 +675,9 @@ impl Runner {
         // Returned messages arrive after every selected one.
         let mut watermark = selection.iter().map(|s| s.seq).max().unwrap_or(0);
         // What is left: selected messages still in the DLQ (a moved one is gone, atomically).
-        let there = all_messages(b, &source, 0).await?;
+        let Some(there) = self.read_all(&source, 0).await? else {
+            return Ok(Stop::Leave);
+        };
         let mut by_arn: BTreeMap<String, SharedQueue> = BTreeMap::new();
         let present: HashMap<u64, &Stored> = there.iter().map(|m| (m.seq, m)).collect();
         let pending: Vec<Selected> = selection
@@ -695,7 +728,10 @@ impl Runner {
             // Returns: replayed messages of this run dead-lettered again since the last look.
             if returns_read.elapsed() >= Duration::from_secs(1) {
                 returns_read = tokio::time::Instant::now();
-                for m in all_messages(b, &source, watermark).await? {
+                let Some(arrived) = self.read_all(&source, watermark).await? else {
+                    return Ok(Stop::Leave);
+                };
+                for m in arrived {
                     watermark = watermark.max(m.seq);
                     let run = m
                         .attributes
