@@ -58,6 +58,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/_redrive/v1/schedules/{id}/runs",
             get(replay_api::schedule_runs),
         )
+        .route(
+            "/_aws/sqs/messages",
+            get(crate::localstack::messages).post(crate::localstack::messages),
+        )
+        .route(
+            "/_aws/sqs/messages/{region}/{account}/{queue}",
+            get(crate::localstack::messages_of),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::require,
@@ -67,14 +75,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/_redrive/v1/queues/{name}/metrics",
             get(crate::history_api::queue_metrics),
-        )
-        .route(
-            "/_aws/sqs/messages",
-            get(crate::localstack::messages).post(crate::localstack::messages),
-        )
-        .route(
-            "/_aws/sqs/messages/{region}/{account}/{queue}",
-            get(crate::localstack::messages_of),
         )
         .merge(crate::alerts_api::routes());
     if state.config.enable_reset_api {

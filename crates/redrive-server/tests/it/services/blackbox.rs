@@ -39,6 +39,8 @@ mod fifo_groups;
 mod fifo_rules;
 #[path = "../json_error_names.rs"]
 mod json_error_names;
+#[path = "../localstack.rs"]
+mod localstack;
 #[path = "../malformed.rs"]
 mod malformed;
 #[path = "../messages.rs"]
