@@ -1676,7 +1676,9 @@ impl PgStore {
 
     /// A read-modify-write of every document of `kind`, one at a time across servers (under
     /// the lock row `('lock', kind)`): `edit` sees them all and answers what to write; an
-    /// `Err` from it writes nothing and is returned inside.
+    /// `Err` from it writes nothing and is returned inside. The documents are read `FOR
+    /// UPDATE`: a step holding one (writing its progress) commits first and the edit sees that
+    /// progress, never writing back a stale copy over it (a cancel racing a step).
     pub async fn edit_documents<E>(
         &self,
         kind: &str,
@@ -1705,7 +1707,7 @@ impl PgStore {
         .await?;
         let rows = tx
             .query(
-                "SELECT key, value FROM redrive_documents WHERE kind = $1 ORDER BY key",
+                "SELECT key, value FROM redrive_documents WHERE kind = $1 ORDER BY key FOR UPDATE",
                 &[&kind],
             )
             .await?;
@@ -1985,7 +1987,7 @@ impl PgStore {
         .await?;
         let rows = tx
             .query(
-                "SELECT key, value FROM redrive_documents WHERE kind = $1 ORDER BY key",
+                "SELECT key, value FROM redrive_documents WHERE kind = $1 ORDER BY key FOR UPDATE",
                 &[&kind],
             )
             .await?;
