@@ -1193,7 +1193,7 @@ async fn a_schedule_added_on_one_server_fires_once_for_both() {
     let (status, added) = post_json(
         &s[0],
         "/_redrive/v1/schedules",
-        serde_json::json!({"name": "every-minute", "cron": "* * * * *", "source": "sc-dlq", "selection": {"filter": ".n < 3"}}),
+        serde_json::json!({"name": "hourly", "cron": "0 * * * *", "source": "sc-dlq", "selection": {"filter": ".n < 3"}}),
     )
     .await;
     assert_eq!(status, 201, "{added}");
@@ -1202,13 +1202,13 @@ async fn a_schedule_added_on_one_server_fires_once_for_both() {
     let (status, v) = post_json(
         &s[1],
         "/_redrive/v1/schedules",
-        serde_json::json!({"name": "every-minute", "cron": "0 * * * *", "source": "sc-dlq"}),
+        serde_json::json!({"name": "hourly", "cron": "* * * * *", "source": "sc-dlq"}),
     )
     .await;
     assert_eq!(status, 400, "{v}");
     let listed = inspect_json(&s[1], "/_redrive/v1/schedules").await;
     assert_eq!(listed["schedules"].as_array().unwrap().len(), 1, "{listed}");
-    let by_name = inspect_json(&s[1], "/_redrive/v1/schedules/every-minute").await;
+    let by_name = inspect_json(&s[1], "/_redrive/v1/schedules/hourly").await;
     assert_eq!(by_name["id"], id.as_str());
     assert!(
         inspect_json(&s[0], &format!("/_redrive/v1/schedules/{id}/runs")).await["runs"]
@@ -1217,8 +1217,13 @@ async fn a_schedule_added_on_one_server_fires_once_for_both() {
             .is_empty()
     );
 
-    // The database's clock past the next minute: one fire, whichever server holds the lease.
-    db.store().advance_clock(61_000).await.unwrap();
+    // The database's clock past the next hour: one fire, whichever server holds the lease.
+    let next = added["nextRunAt"].as_i64().unwrap();
+    let created = added["createdAt"].as_i64().unwrap();
+    db.store()
+        .advance_clock(next - created + 1_000)
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     let run = loop {
         let runs = inspect_json(&s[1], &format!("/_redrive/v1/schedules/{id}/runs")).await;
@@ -1239,7 +1244,7 @@ async fn a_schedule_added_on_one_server_fires_once_for_both() {
     assert_eq!(replay["status"], "COMPLETED", "{replay}");
     assert_eq!(replay["moved"], 3, "{replay}");
     assert_eq!(replay["scheduleId"], id.as_str(), "{replay}");
-    assert_eq!(replay["requestedBy"], "schedule:every-minute", "{replay}");
+    assert_eq!(replay["requestedBy"], "schedule:hourly", "{replay}");
     assert_eq!(s[0].counts(&src).await.0, 3);
     assert_eq!(s[1].counts(&dlq).await.0, 1);
     // Both servers check every second: still one run for that due time.
@@ -1249,7 +1254,7 @@ async fn a_schedule_added_on_one_server_fires_once_for_both() {
 
     let resp = s[1]
         .http
-        .delete(format!("{}/_redrive/v1/schedules/every-minute", s[1].base))
+        .delete(format!("{}/_redrive/v1/schedules/hourly", s[1].base))
         .send()
         .await
         .unwrap();
