@@ -352,3 +352,73 @@ async fn a_replay_survives_the_sigkill_of_its_server() {
         "every message replayed exactly once"
     );
 }
+
+/// `redrive replay` against one of two servers on a shared store takes the server-side path
+/// (the replay API is there) and follows the replay to its end, whichever server runs it.
+#[tokio::test]
+async fn the_replay_command_runs_server_side_against_a_shared_store() {
+    let db = url();
+    let a = ServerProcess::start(&["--store", &db], &[]).await;
+    let b = ServerProcess::start(&[], &[("REDRIVE_STORE", &db)]).await;
+    let suffix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dlq_name = format!("rp-cli-dlq-{suffix}");
+    let dlq = a.client().create_queue(&dlq_name, json!({})).await;
+    let dlq_arn = a.client().attr(&dlq, "QueueArn").await;
+    let src = a
+        .client()
+        .create_queue(
+            &format!("rp-cli-src-{suffix}"),
+            json!({"RedrivePolicy": json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1}).to_string()}),
+        )
+        .await;
+    for i in 0..6 {
+        a.client()
+            .call(
+                "SendMessage",
+                json!({"QueueUrl": src, "MessageBody": json!({"i": i}).to_string()}),
+            )
+            .await
+            .expect("send");
+    }
+    for _ in 0..100 {
+        if a.client().attr(&src, "ApproximateNumberOfMessages").await == "0" {
+            break;
+        }
+        a.client().receive(&src, 10, 0, 0).await.expect("receive");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.ndjson");
+    let out = crate::replay::command(
+        &b.endpoint(),
+        &[
+            "replay",
+            &dlq_name,
+            "--filter",
+            ".i % 2 == 0",
+            "--yes",
+            "--audit-log",
+            log.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .expect("run redrive");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let journal = std::fs::read_to_string(&log).unwrap();
+    assert!(journal.contains(r#""path":"server""#), "{journal}");
+    assert_eq!(
+        a.client().attr(&src, "ApproximateNumberOfMessages").await,
+        "3"
+    );
+    assert_eq!(
+        b.client().attr(&dlq, "ApproximateNumberOfMessages").await,
+        "3"
+    );
+}
