@@ -962,23 +962,10 @@ impl Engine {
             let done = t.moved + t.failed + t.skipped;
             t.skipped += t.selected.saturating_sub(done + still_there);
         });
-        let mut by_key: HashMap<String, VecDeque<u64>> = HashMap::new();
-        for s in pending {
-            by_key.entry(s.key).or_default().push_back(s.seq);
-        }
-        let start = tokio::time::Instant::now();
-        let now_f = |start: tokio::time::Instant| start.elapsed().as_secs_f64() * 1000.0;
         let adaptive = task.spec.rate.is_none();
         let mut rate = task.spec.rate.unwrap_or(ADAPTIVE_START);
-        let mut pacer = Pacer::new(Some(rate), task.spec.rate_per.as_ref().map(|r| r.rate));
-        let mut heap: BinaryHeap<Reverse<(u64, u64, String)>> = by_key
-            .iter()
-            .filter_map(|(k, q)| q.front().map(|&seq| Reverse((0, seq, k.clone()))))
-            .collect();
+        let mut pacing = Pacing::new(pending, rate, task.spec.rate_per.as_ref().map(|r| r.rate));
         let mut breaker = task.spec.breaker.map(Breaker::new);
-        // Selected messages found in flight, with their rate keys: retried at the end.
-        let mut deferred: Vec<(u64, String)> = Vec::new();
-        let mut deferred_since: Option<tokio::time::Instant> = None;
         let mut window_start = tokio::time::Instant::now();
         // Moves not yet known durable: awaited in a window, so a durable store group-commits
         // many moves per fsync (a crash loses a suffix of moves, each atomically: those
@@ -1031,57 +1018,24 @@ impl Engine {
                 } else {
                     (rate * 2.0).min(ADAPTIVE_MAX)
                 };
-                pacer.set_global_rate(Some(rate));
+                pacing.set_global_rate(rate);
             }
-            let Some(Reverse((_, _, key))) = heap.pop() else {
-                // Everything went once; wait a while for in-flight ones, then give up on them.
-                if deferred.is_empty() {
-                    self.finish_replay_after(&mut inflight, &id, ReplayStatus::Completed, None)
-                        .await;
-                    return;
+            let (seq, key) = match pacing.turn() {
+                Turn::Move { seq, key } => (seq, key),
+                Turn::Sleep(d) => {
+                    tokio::time::sleep(d).await;
+                    continue;
                 }
-                let since = *deferred_since.get_or_insert_with(tokio::time::Instant::now);
-                if since.elapsed() >= IN_FLIGHT_GRACE {
-                    let n = deferred.len() as u64;
-                    self.bump_replay(&id, |t| t.skipped += n);
-                    self.finish_replay_after(&mut inflight, &id, ReplayStatus::Completed, None)
-                        .await;
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                for (seq, key) in deferred.drain(..) {
-                    by_key.entry(key).or_default().push_back(seq);
-                }
-                for (key, q) in &by_key {
-                    if let Some(&first) = q.front() {
-                        heap.push(Reverse((
-                            pacer.ready_at(Some(key)) as u64,
-                            first,
-                            key.clone(),
-                        )));
+                Turn::Finished { given_up } => {
+                    if given_up > 0 {
+                        self.bump_replay(&id, |t| t.skipped += given_up);
                     }
+                    self.finish_replay_after(&mut inflight, &id, ReplayStatus::Completed, None)
+                        .await;
+                    return;
                 }
-                continue;
-            };
-            let ready = pacer.ready_at(Some(&key));
-            let now = now_f(start);
-            // Timers are millisecond-grained: go a little early and let the schedule run
-            // ahead by at most PACING_SLACK_MS (a tiny burst), so high rates are reachable.
-            if ready > now + PACING_SLACK_MS {
-                tokio::time::sleep(
-                    Duration::from_secs_f64((ready - now) / 1000.0).min(Duration::from_millis(250)),
-                )
-                .await;
-                if let Some(&seq) = by_key.get(&key).and_then(|q| q.front()) {
-                    heap.push(Reverse((ready as u64, seq, key)));
-                }
-                continue;
-            }
-            let Some(seq) = by_key.get_mut(&key).and_then(VecDeque::pop_front) else {
-                continue;
             };
             let outcome = self.replay_one(&task, &compiled, &source, seq).await;
-            let mut requeue = false;
             match outcome {
                 MoveOutcome::Moved(m, ticket) => {
                     // Counted when submitted (its durability is awaited a few moves later).
@@ -1104,17 +1058,24 @@ impl Engine {
                         return;
                     }
                     tracing::debug!(replay = %id, from = %m.from, to = %m.to, "replayed");
-                    pacer.record(Some(&key), now_f(start));
+                    pacing.moved(&key);
                     if let Some(b) = breaker.as_mut() {
                         b.replayed(self.now_ms());
                     }
                 }
-                MoveOutcome::Gone => self.bump_replay(&id, |t| t.skipped += 1),
-                MoveOutcome::NotVisible => deferred.push((seq, key.clone())),
-                MoveOutcome::Retry => requeue = true,
+                MoveOutcome::Gone => {
+                    self.bump_replay(&id, |t| t.skipped += 1);
+                    pacing.passed(&key);
+                }
+                MoveOutcome::NotVisible => pacing.defer(seq, &key),
+                MoveOutcome::Retry => {
+                    pacing.retry(seq, &key);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
                 MoveOutcome::Failed(reason) => {
                     tracing::warn!(replay = %id, %reason, "a selected message could not be replayed");
                     self.bump_replay(&id, |t| t.failed += 1);
+                    pacing.passed(&key);
                 }
                 MoveOutcome::SourceGone => {
                     self.finish_replay(
@@ -1125,14 +1086,6 @@ impl Engine {
                     .await;
                     return;
                 }
-            }
-            let q = by_key.entry(key.clone()).or_default();
-            if requeue {
-                q.push_front(seq);
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            if let Some(&next) = q.front() {
-                heap.push(Reverse((pacer.ready_at(Some(&key)) as u64, next, key)));
             }
         }
     }
@@ -1357,4 +1310,140 @@ pub(crate) fn end_replay(
     t.ended_at = Some(now);
     t.refresh_remaining();
     true
+}
+
+/// What a replay runner does next (both stores): [`Pacing::turn`].
+#[derive(Debug, PartialEq)]
+pub(crate) enum Turn {
+    /// Move this selected message now; then report with `moved`, `passed`, `defer` or `retry`.
+    Move { seq: u64, key: String },
+    /// Nothing is due yet: sleep, then ask again.
+    Sleep(Duration),
+    /// Every selected message went once; `given_up` were still in flight after the grace.
+    Finished { given_up: u64 },
+}
+
+/// A replay's order and pacing (both stores): the selected messages queued per rate key, a
+/// heap of keys by when each may send next (global and per-key rate), and the messages found in
+/// flight, tried again at the end for up to [`IN_FLIGHT_GRACE`].
+pub(crate) struct Pacing {
+    by_key: HashMap<String, VecDeque<u64>>,
+    heap: BinaryHeap<Reverse<(u64, u64, String)>>,
+    pacer: Pacer,
+    start: tokio::time::Instant,
+    deferred: Vec<(u64, String)>,
+    deferred_since: Option<tokio::time::Instant>,
+}
+
+impl Pacing {
+    pub(crate) fn new(pending: Vec<Selected>, rate: f64, per_key: Option<f64>) -> Pacing {
+        let mut by_key: HashMap<String, VecDeque<u64>> = HashMap::new();
+        for s in pending {
+            by_key.entry(s.key).or_default().push_back(s.seq);
+        }
+        let heap = by_key
+            .iter()
+            .filter_map(|(k, q)| q.front().map(|&seq| Reverse((0, seq, k.clone()))))
+            .collect();
+        Pacing {
+            by_key,
+            heap,
+            pacer: Pacer::new(Some(rate), per_key),
+            start: tokio::time::Instant::now(),
+            deferred: Vec::new(),
+            deferred_since: None,
+        }
+    }
+
+    fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() * 1000.0
+    }
+
+    pub(crate) fn set_global_rate(&mut self, rate: f64) {
+        self.pacer.set_global_rate(Some(rate));
+    }
+
+    pub(crate) fn turn(&mut self) -> Turn {
+        let Some(Reverse((_, _, key))) = self.heap.pop() else {
+            // Everything went once; wait a while for in-flight ones, then give up on them.
+            if self.deferred.is_empty() {
+                return Turn::Finished { given_up: 0 };
+            }
+            let since = *self
+                .deferred_since
+                .get_or_insert_with(tokio::time::Instant::now);
+            if since.elapsed() >= IN_FLIGHT_GRACE {
+                return Turn::Finished {
+                    given_up: self.deferred.len() as u64,
+                };
+            }
+            for (seq, key) in self.deferred.drain(..) {
+                self.by_key.entry(key).or_default().push_back(seq);
+            }
+            for (key, q) in &self.by_key {
+                if let Some(&first) = q.front() {
+                    self.heap.push(Reverse((
+                        self.pacer.ready_at(Some(key)) as u64,
+                        first,
+                        key.clone(),
+                    )));
+                }
+            }
+            return Turn::Sleep(Duration::from_millis(200));
+        };
+        let ready = self.pacer.ready_at(Some(&key));
+        let now = self.now();
+        // Timers are millisecond-grained: go a little early and let the schedule run ahead by
+        // at most PACING_SLACK_MS (a tiny burst), so high rates are reachable.
+        if ready > now + PACING_SLACK_MS {
+            if let Some(&seq) = self.by_key.get(&key).and_then(|q| q.front()) {
+                self.heap.push(Reverse((ready as u64, seq, key)));
+            }
+            return Turn::Sleep(
+                Duration::from_secs_f64((ready - now) / 1000.0).min(Duration::from_millis(250)),
+            );
+        }
+        match self.by_key.get_mut(&key).and_then(VecDeque::pop_front) {
+            Some(seq) => Turn::Move { seq, key },
+            None => Turn::Sleep(Duration::ZERO),
+        }
+    }
+
+    /// The key's next message, onto the heap.
+    fn next_of(&mut self, key: &str) {
+        if let Some(&next) = self.by_key.get(key).and_then(|q| q.front()) {
+            self.heap.push(Reverse((
+                self.pacer.ready_at(Some(key)) as u64,
+                next,
+                key.to_string(),
+            )));
+        }
+    }
+
+    /// The message moved: it counts against the rates.
+    pub(crate) fn moved(&mut self, key: &str) {
+        let now = self.now();
+        self.pacer.record(Some(key), now);
+        self.next_of(key);
+    }
+
+    /// The message did not move and will not (gone, failed).
+    pub(crate) fn passed(&mut self, key: &str) {
+        self.next_of(key);
+    }
+
+    /// The message is in flight: tried again at the end.
+    pub(crate) fn defer(&mut self, seq: u64, key: &str) {
+        self.deferred.push((seq, key.to_string()));
+        self.next_of(key);
+    }
+
+    /// Try the message again next (lock contention).
+    pub(crate) fn retry(&mut self, seq: u64, key: &str) {
+        self.by_key
+            .entry(key.to_string())
+            .or_default()
+            .push_front(seq);
+        self.next_of(key);
+    }
 }

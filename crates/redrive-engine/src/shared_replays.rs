@@ -1,7 +1,7 @@
 //! Selective redrives ("replays") over a shared [`QueueBackend`] (issue 17, ADR 0002): the same
 //! rules as the embedded path (`replays.rs`: request checks, the selection, transforms and
-//! provenance, the task's states and texts, pruning, the per-key and adaptive rates, the
-//! breaker), with the replay table, selections and move logs as documents in the backend and
+//! provenance, the task's states and texts, pruning, the order and pacing (`Pacing`), the
+//! adaptive rate, the breaker), with the replay table, selections and move logs as documents in the backend and
 //! each replay run by whichever server holds its lease.
 //!
 //! **Invariants:**
@@ -16,15 +16,13 @@
 //! - Returns (replayed messages dead-lettered again) are counted from the DLQ itself: the
 //!   messages past the selection whose provenance names the replay.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use redrive_core::{SqsError, SqsResult};
 use redrive_select::breaker::Breaker;
-use redrive_select::pacing::Pacer;
 use redrive_select::provenance::{self, Provenance};
 use serde_json::Value;
 
@@ -34,10 +32,10 @@ use crate::backend::{
 };
 use crate::queue::QueueSettings;
 use crate::replays::{
-    Compiled, DOC_REPLAY, DOC_REPLAY_MOVE, DOC_REPLAY_SELECTION, DeadLetterSource, IN_FLIGHT_GRACE,
-    PACING_SLACK_MS, ReplayError, ReplayMove, ReplayRequest, ReplayStart, ReplayStatus, ReplayTask,
-    SelectOn, Selected, SelectionDoc, cancel, check_request, check_same_type, end_replay,
-    message_meta, new_task, prune_tasks, replay_not_found, rewrite, select,
+    Compiled, DOC_REPLAY, DOC_REPLAY_MOVE, DOC_REPLAY_SELECTION, DeadLetterSource, Pacing,
+    ReplayError, ReplayMove, ReplayRequest, ReplayStart, ReplayStatus, ReplayTask, SelectOn,
+    Selected, SelectionDoc, Turn, cancel, check_request, check_same_type, end_replay, message_meta,
+    new_task, prune_tasks, replay_not_found, rewrite, select,
 };
 use crate::shared_tasks::{DISCOVER_EVERY_MS, FAILURE_PAUSE, MOVE_TASK_LEASE_MS};
 use crate::store::{MessagePayload, MessageRecord, Payload};
@@ -701,24 +699,12 @@ impl Runner {
         }
         drop(present);
         drop(there);
-        let mut by_key: HashMap<String, VecDeque<u64>> = HashMap::new();
-        for s in pending {
-            by_key.entry(s.key).or_default().push_back(s.seq);
-        }
-        let start = tokio::time::Instant::now();
-        let now_f = |start: tokio::time::Instant| start.elapsed().as_secs_f64() * 1000.0;
         let adaptive = task.spec.rate.is_none();
         let mut rate = task.spec.rate.unwrap_or(ADAPTIVE_START);
-        let mut pacer = Pacer::new(Some(rate), task.spec.rate_per.as_ref().map(|r| r.rate));
-        let mut heap: BinaryHeap<Reverse<(u64, u64, String)>> = by_key
-            .iter()
-            .filter_map(|(k, q)| q.front().map(|&seq| Reverse((0, seq, k.clone()))))
-            .collect();
+        let mut pacing = Pacing::new(pending, rate, task.spec.rate_per.as_ref().map(|r| r.rate));
         let mut breaker = task.spec.breaker.map(Breaker::new);
         let mut returned = task.returned;
         let mut seen_returns = 0u64;
-        let mut deferred: Vec<(u64, String)> = Vec::new();
-        let mut deferred_since: Option<tokio::time::Instant> = None;
         let mut window_start = tokio::time::Instant::now();
         let mut returns_read = tokio::time::Instant::now() - Duration::from_secs(1);
         loop {
@@ -758,55 +744,27 @@ impl Runner {
                 window_start = tokio::time::Instant::now();
                 let backlog = self.backlog(&task, &source).await?;
                 rate = adapt_rate(rate, backlog as usize);
-                pacer.set_global_rate(Some(rate));
+                pacing.set_global_rate(rate);
             }
-            let Some(Reverse((_, _, key))) = heap.pop() else {
-                // Everything went once; wait a while for in-flight ones, then give up on them.
-                if deferred.is_empty() {
-                    return Ok(Stop::End(ReplayStatus::Completed, None));
-                }
-                let since = *deferred_since.get_or_insert_with(tokio::time::Instant::now);
-                if since.elapsed() >= IN_FLIGHT_GRACE {
-                    return Ok(Stop::End(ReplayStatus::Completed, None));
-                }
-                // Still looking at the replay: a cancel ends it while it waits.
-                if b.document(DOC_REPLAY, &id)
-                    .await?
-                    .as_ref()
-                    .and_then(task_of)
-                    .is_none_or(|t| t.status != ReplayStatus::Running)
-                {
-                    return Ok(Stop::End(ReplayStatus::Cancelled, None));
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                for (seq, key) in deferred.drain(..) {
-                    by_key.entry(key).or_default().push_back(seq);
-                }
-                for (key, q) in &by_key {
-                    if let Some(&first) = q.front() {
-                        heap.push(Reverse((
-                            pacer.ready_at(Some(key)) as u64,
-                            first,
-                            key.clone(),
-                        )));
+            let (seq, key) = match pacing.turn() {
+                Turn::Move { seq, key } => (seq, key),
+                Turn::Sleep(d) => {
+                    // Waiting (for in-flight messages, or the rate): a cancel ends it meanwhile.
+                    if d >= Duration::from_millis(100)
+                        && b.document(DOC_REPLAY, &id)
+                            .await?
+                            .as_ref()
+                            .and_then(task_of)
+                            .is_none_or(|t| t.status != ReplayStatus::Running)
+                    {
+                        return Ok(Stop::End(ReplayStatus::Cancelled, None));
                     }
+                    tokio::time::sleep(d).await;
+                    continue;
                 }
-                continue;
-            };
-            let ready = pacer.ready_at(Some(&key));
-            let now = now_f(start);
-            if ready > now + PACING_SLACK_MS {
-                tokio::time::sleep(
-                    Duration::from_secs_f64((ready - now) / 1000.0).min(Duration::from_millis(250)),
-                )
-                .await;
-                if let Some(&seq) = by_key.get(&key).and_then(|q| q.front()) {
-                    heap.push(Reverse((ready as u64, seq, key)));
-                }
-                continue;
-            }
-            let Some(seq) = by_key.get_mut(&key).and_then(VecDeque::pop_front) else {
-                continue;
+                // What is left (gone before a takeover, in flight past the grace) is counted
+                // skipped by the end.
+                Turn::Finished { .. } => return Ok(Stop::End(ReplayStatus::Completed, None)),
             };
             let rules = Rules {
                 engine: e,
@@ -825,12 +783,11 @@ impl Runner {
                 source: &source,
                 seq,
             };
-            let mut requeue = false;
             match b.replay_step(step, &rules).await {
                 Err(err) => {
                     tracing::warn!(replay = %id, error = %err.message, "replay paused by a database failure");
+                    pacing.retry(seq, &key);
                     tokio::time::sleep(FAILURE_PAUSE).await;
-                    requeue = true;
                 }
                 Ok(ReplayStepOutcome::LeaseLost) | Ok(ReplayStepOutcome::TaskGone) => {
                     return Ok(Stop::Leave);
@@ -844,13 +801,14 @@ impl Runner {
                 Ok(ReplayStepOutcome::Done { found, .. }) => match found {
                     ReplayFound::Moved { from_id, to_id, .. } => {
                         tracing::debug!(replay = %id, from = %from_id, to = %to_id, "replayed");
-                        pacer.record(Some(&key), now_f(start));
+                        pacing.moved(&key);
                         if let Some(br) = breaker.as_mut() {
                             br.replayed(b.now_ms().await?);
                         }
                     }
-                    ReplayFound::NotVisible => deferred.push((seq, key.clone())),
+                    ReplayFound::NotVisible => pacing.defer(seq, &key),
                     ReplayFound::Gone => {
+                        pacing.passed(&key);
                         // Counted as skipped; the DLQ itself gone fails the replay.
                         if e.sh_resolve_arn(b, &task.source)
                             .await?
@@ -864,15 +822,9 @@ impl Runner {
                     }
                     ReplayFound::Failed(reason) => {
                         tracing::warn!(replay = %id, %reason, "a selected message could not be replayed");
+                        pacing.passed(&key);
                     }
                 },
-            }
-            let q = by_key.entry(key.clone()).or_default();
-            if requeue {
-                q.push_front(seq);
-            }
-            if let Some(&next) = q.front() {
-                heap.push(Reverse((pacer.ready_at(Some(&key)) as u64, next, key)));
             }
         }
     }
