@@ -14,7 +14,9 @@ use std::pin::Pin;
 
 use redrive_core::SqsResult;
 use redrive_core::api::MessageAttributes;
+use serde_json::Value;
 
+use crate::queue::MessageState;
 use crate::store::MoveTaskRecord;
 
 /// A boxed `Send` future: the trait stays object-safe (`Arc<dyn QueueBackend>`).
@@ -170,6 +172,50 @@ pub struct Counts {
     pub oldest_age_ms: u64,
 }
 
+/// A stored message as inspection reads it: nothing about it changes by being read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub seq: u64,
+    pub message_id: String,
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
+    pub body: String,
+    pub attributes: MessageAttributes,
+    pub system_attributes: MessageAttributes,
+    pub receive_count: u32,
+    pub sent_ms: u64,
+    pub first_received_ms: Option<u64>,
+    pub visible_at_ms: u64,
+    pub dead_letter_source_arn: Option<String>,
+    pub dead_lettered_ms: Option<u64>,
+    /// At the backend's now.
+    pub state: MessageState,
+    /// FIFO: visible, but an earlier message of its group is in flight.
+    pub group_blocked: bool,
+}
+
+/// Which of a queue's messages [`QueueBackend::browse`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrowseRange {
+    /// Only messages with a greater sequence.
+    pub after_seq: u64,
+    pub state: Option<MessageState>,
+    pub limit: usize,
+}
+
+/// A queue's counts for inspection, at the backend's now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Inspection {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
+    /// Visible messages received at least `maxReceiveCount` times (the next receive moves
+    /// them to the DLQ).
+    pub pending_dead_letter: u64,
+    /// When the oldest message was enqueued (sent, or dead-lettered into this queue).
+    pub oldest_enqueued_ms: Option<u64>,
+}
+
 /// Where one message of a move task's source goes, and as what (the redrive rules: a new
 /// message there, receive state reset, body, attributes and group kept).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,6 +272,93 @@ pub enum StepStop {
 /// A change to the move-task table made by the rules while the backend holds it (start,
 /// cancel, end, forget): the tasks in start order.
 pub type EditTasks<'a> = &'a (dyn Fn(&mut Vec<MoveTaskRecord>) -> SqsResult<()> + Sync);
+
+/// A document of extension state (replays, their selections and move logs) in a shared
+/// backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Doc {
+    pub kind: String,
+    pub key: String,
+    pub value: Value,
+}
+
+/// What an [`EditDocs`] writes, in the transaction that read the documents.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DocsEdit {
+    /// Written (inserted or replaced), any kind.
+    pub put: Vec<Doc>,
+    /// `(kind, key prefix)`: deleted.
+    pub delete_prefixed: Vec<(String, String)>,
+}
+
+/// A change made by the rules to every document of one kind (`(key, value)`, by key) while the
+/// backend holds that kind's lock; an error writes nothing and is returned.
+pub type EditDocs<'a> = &'a (dyn Fn(Vec<(String, Value)>) -> SqsResult<DocsEdit> + Sync);
+
+/// Where a replayed message goes, and as what (a new message there; group and system
+/// attributes kept, receive state and dead-letter source cleared).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    pub queue: Box<SharedQueue>,
+    pub message_id: String,
+    pub dedup_id: Option<String>,
+    pub delay_ms: u64,
+    pub body: String,
+    pub attributes: MessageAttributes,
+    pub system_attributes: MessageAttributes,
+}
+
+/// What a replay step found for its selected message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayFound {
+    Moved {
+        from_id: String,
+        to_id: String,
+        destination_uid: u64,
+    },
+    /// No longer in the DLQ (deleted, expired, purged).
+    Gone,
+    /// In flight or delayed.
+    NotVisible,
+    /// It cannot be replayed (the rewrite refused it, or its destination is gone).
+    Failed(String),
+}
+
+/// The replay rules inside a replay step's transaction.
+pub trait ReplayRules: Sync {
+    /// Whether the replay (its document as locked) still runs.
+    fn running(&self, task: &Value) -> bool;
+    /// Where the message goes, as what (or why it cannot be replayed).
+    fn rewrite(&self, m: &Stored, now_ms: u64) -> Result<Replayed, String>;
+    /// The documents to write for what the step found: the replay's own (its key, its
+    /// progress), then its move log entry.
+    fn record(&self, task: &Value, found: &ReplayFound, now_ms: u64) -> Vec<Doc>;
+}
+
+/// One step of a replay: one selected message, run by the holder of lease `lease`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayStep<'a> {
+    pub kind: &'a str,
+    pub replay_id: &'a str,
+    pub lease: &'a str,
+    pub holder: &'a str,
+    pub source: &'a SharedQueue,
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplayStepOutcome {
+    LeaseLost,
+    /// The replay's document is gone.
+    TaskGone,
+    /// Not running (its document as found): nothing was done.
+    NotRunning(Value),
+    Done {
+        found: ReplayFound,
+        /// The replay's document as written with it.
+        task: Value,
+    },
+}
 
 /// Where queue and message state lives and how it is claimed (ADR 0002's table).
 pub trait QueueBackend: Send + Sync + 'static {
@@ -287,6 +420,20 @@ pub trait QueueBackend: Send + Sync + 'static {
     /// Removes every message and FIFO deduplication entry.
     fn purge<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<u64>>;
     fn counts<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<Counts>>;
+    /// Up to `range.limit` of the queue's messages after `range.after_seq`, in sequence order
+    /// (the order they were enqueued in), read without claiming or changing them.
+    fn browse<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        range: BrowseRange,
+    ) -> BoxFuture<'a, SqsResult<Vec<Stored>>>;
+    /// The queue's counts for inspection; `max_receive_count` (the redrive policy's) decides
+    /// which visible messages are pending a DLQ move.
+    fn inspect<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        max_receive_count: Option<u32>,
+    ) -> BoxFuture<'a, SqsResult<Inspection>>;
     /// Every queue, every Region (background work).
     fn all_queues(&self) -> BoxFuture<'_, SqsResult<Vec<SharedQueue>>>;
     /// Deletes the queue's messages sent `retention_ms` or longer ago, and its expired FIFO
@@ -306,6 +453,33 @@ pub trait QueueBackend: Send + Sync + 'static {
     /// Applies `edit` to the move-task table atomically across servers (one edit at a time);
     /// an error from `edit` changes nothing and is returned.
     fn edit_move_tasks<'a>(&'a self, edit: EditTasks<'a>) -> BoxFuture<'a, SqsResult<()>>;
+    /// The documents of `kind` whose key starts with `prefix`, by key.
+    fn documents<'a>(
+        &'a self,
+        kind: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, SqsResult<Vec<(String, Value)>>>;
+    fn document<'a>(
+        &'a self,
+        kind: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, SqsResult<Option<Value>>>;
+    /// Applies `edit` to the documents of `kind` atomically across servers (one edit of a kind
+    /// at a time).
+    fn edit_documents<'a>(
+        &'a self,
+        kind: &'a str,
+        edit: EditDocs<'a>,
+    ) -> BoxFuture<'a, SqsResult<()>>;
+    /// One step of a replay in one transaction, fenced by its lease: the selected message
+    /// (`step.seq` in the source), if there and visible, moves where `rules` says, and the
+    /// replay's progress and move log are written with it, so progress never disagrees with
+    /// what moved, and a message moves once.
+    fn replay_step<'a>(
+        &'a self,
+        step: ReplayStep<'a>,
+        rules: &'a dyn ReplayRules,
+    ) -> BoxFuture<'a, SqsResult<ReplayStepOutcome>>;
     /// One step of a move task in one transaction, fenced by its lease: up to `step.max` of the
     /// source's visible messages (oldest first) move where `route` says, and the task's
     /// `moved` counts them in the same transaction, so progress never disagrees with what

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use redrive_core::api::MessageAttributes;
 use redrive_core::{SqsError, SqsResult};
 
+use crate::backend::{BrowseRange, QueueBackend, SharedQueue, Stored};
 use crate::queue::MessageState;
+use crate::queues::RedrivePolicy;
 use crate::{Engine, RequestContext};
 
 /// Which messages to list.
@@ -103,6 +105,17 @@ impl MessageState {
     }
 }
 
+fn check_limit(query: &BrowseQuery) -> SqsResult<()> {
+    if !(1..=1000).contains(&query.limit) {
+        return Err(SqsError::invalid_value(
+            "limit",
+            query.limit,
+            "Must be between 1 and 1000.",
+        ));
+    }
+    Ok(())
+}
+
 impl Engine {
     fn lookup_named(
         &self,
@@ -120,13 +133,7 @@ impl Engine {
         queue_name: &str,
         query: &BrowseQuery,
     ) -> SqsResult<BrowsePage> {
-        if !(1..=1000).contains(&query.limit) {
-            return Err(SqsError::invalid_value(
-                "limit",
-                query.limit,
-                "Must be between 1 and 1000.",
-            ));
-        }
+        check_limit(query)?;
         let queue = self.lookup_named(ctx, queue_name)?;
         let now = self.now_ms();
         let mut muts = Vec::new();
@@ -230,6 +237,105 @@ impl Engine {
             pending_dead_letter,
             oldest_enqueued_ms: st.retention.first().map(|(t, _)| *t),
             attributes: st.record.attributes.clone(),
+            dead_letter_sources: sources,
+        })
+    }
+}
+
+/// The same inspection over a shared backend (ADR 0002): rows read from the database as they
+/// are, in sequence order (a dead-lettered or redriven message gets a new sequence when it
+/// arrives, so this is the order of arrival, as on the embedded store).
+impl Engine {
+    async fn sh_named(
+        &self,
+        b: &dyn QueueBackend,
+        ctx: &RequestContext,
+        name: &str,
+    ) -> SqsResult<SharedQueue> {
+        b.queue(&ctx.region, name)
+            .await?
+            .ok_or_else(SqsError::queue_does_not_exist)
+    }
+
+    /// [`Engine::browse_messages`] on a shared store.
+    pub async fn sh_browse_messages(
+        &self,
+        b: &dyn QueueBackend,
+        ctx: &RequestContext,
+        queue_name: &str,
+        query: &BrowseQuery,
+    ) -> SqsResult<BrowsePage> {
+        check_limit(query)?;
+        let q = self.sh_named(b, ctx, queue_name).await?;
+        let mut rows = b
+            .browse(
+                &q,
+                BrowseRange {
+                    after_seq: query.after.map_or(0, |c| c.1),
+                    state: query.state,
+                    limit: query.limit + 1,
+                },
+            )
+            .await?;
+        let more = rows.len() > query.limit;
+        rows.truncate(query.limit);
+        let cursor = |m: &Stored| BrowseCursor(m.dead_lettered_ms.unwrap_or(m.sent_ms), m.seq);
+        let next = if more { rows.last().map(cursor) } else { None };
+        let messages = rows
+            .into_iter()
+            .map(|m| BrowsedMessage {
+                enqueued_ms: m.dead_lettered_ms.unwrap_or(m.sent_ms),
+                sequence_number: q.fifo.then(|| crate::shared::sequence_number(m.seq)),
+                visible_at_ms: (m.state != MessageState::Ready).then_some(m.visible_at_ms),
+                message_id: m.message_id,
+                body: m.body,
+                state: m.state,
+                sent_ms: m.sent_ms,
+                receive_count: m.receive_count,
+                first_receive_ms: m.first_received_ms,
+                group_id: m.group_id,
+                dedup_id: m.dedup_id,
+                dead_letter_source_arn: m.dead_letter_source_arn,
+                dead_lettered_ms: m.dead_lettered_ms,
+                message_attributes: m.attributes,
+                system_attributes: m.system_attributes,
+                sender_id: self.config.account_id.clone(),
+                group_blocked: m.group_blocked,
+            })
+            .collect();
+        Ok(BrowsePage { messages, next })
+    }
+
+    /// [`Engine::queue_summary`] on a shared store.
+    pub async fn sh_queue_summary(
+        &self,
+        b: &dyn QueueBackend,
+        ctx: &RequestContext,
+        queue_name: &str,
+    ) -> SqsResult<QueueSummary> {
+        let q = self.sh_named(b, ctx, queue_name).await?;
+        let sources = self
+            .sh_dead_letter_sources(b, &q)
+            .await?
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        let max_receive = q
+            .attributes
+            .get("RedrivePolicy")
+            .and_then(|p| RedrivePolicy::parse_stored(p))
+            .map(|p| p.max_receive_count);
+        let i = b.inspect(&q, max_receive).await?;
+        Ok(QueueSummary {
+            arn: self.sh_arn(&q),
+            name: q.name,
+            fifo: q.fifo,
+            visible: i.visible as usize,
+            in_flight: i.in_flight as usize,
+            delayed: i.delayed as usize,
+            pending_dead_letter: i.pending_dead_letter as usize,
+            oldest_enqueued_ms: i.oldest_enqueued_ms,
+            attributes: q.attributes,
             dead_letter_sources: sources,
         })
     }

@@ -30,6 +30,8 @@ pub mod receipt;
 pub mod replays;
 pub mod schedules;
 mod shared;
+mod shared_replays;
+mod shared_schedules;
 mod shared_tasks;
 mod tasks;
 
@@ -165,6 +167,8 @@ pub struct Engine {
     shared: Option<Arc<dyn backend::QueueBackend>>,
     /// Wakes the shared backend's move-task runner (a task was started or cancelled here).
     shared_tasks_wake: Arc<tokio::sync::Notify>,
+    /// Wakes the shared backend's replay runner (a replay was started or cancelled here).
+    shared_replays_wake: Arc<tokio::sync::Notify>,
 }
 
 /// Everything [`Engine`] rebuilds from a [`store::Snapshot`].
@@ -294,6 +298,7 @@ impl Engine {
             cw_alarms: tokio::sync::Mutex::new(()),
             shared: None,
             shared_tasks_wake: Arc::new(tokio::sync::Notify::new()),
+            shared_replays_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 

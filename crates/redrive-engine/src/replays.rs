@@ -44,9 +44,9 @@ const REPLAYS_KEPT_PER_SOURCE: usize = 20;
 const MAX_SAMPLE: usize = 100;
 /// How long selected messages that are in flight (someone is reading the DLQ) are waited for
 /// at the end before they are counted as skipped.
-const IN_FLIGHT_GRACE: Duration = Duration::from_secs(30);
+pub(crate) const IN_FLIGHT_GRACE: Duration = Duration::from_secs(30);
 /// How far ahead of its schedule a replay may send (ms).
-const PACING_SLACK_MS: f64 = 3.0;
+pub(crate) const PACING_SLACK_MS: f64 = 3.0;
 /// Moves a runner may have submitted but not yet seen durable.
 const MAX_UNSYNCED_MOVES: usize = 256;
 
@@ -132,7 +132,7 @@ pub struct ReplayTask {
 }
 
 impl ReplayTask {
-    fn refresh_remaining(&mut self) {
+    pub(crate) fn refresh_remaining(&mut self) {
         self.remaining = self
             .selected
             .saturating_sub(self.moved + self.failed + self.skipped);
@@ -155,15 +155,15 @@ pub struct ReplayMove {
 
 /// A selected message as persisted with the replay: its place in the DLQ and its rate key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Selected {
-    seq: u64,
-    key: String,
+pub(crate) struct Selected {
+    pub seq: u64,
+    pub key: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct SelectionDoc {
-    v: u32,
-    selected: Vec<Selected>,
+pub(crate) struct SelectionDoc {
+    pub v: u32,
+    pub selected: Vec<Selected>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -284,14 +284,14 @@ struct Plan {
 }
 
 /// Compiled expressions of a request.
-struct Compiled {
+pub(crate) struct Compiled {
     selection: Selection,
     transform: Option<Transform>,
     key: Option<GroupBy>,
 }
 
 impl Compiled {
-    fn new(req: &ReplayRequest) -> Result<Compiled, ReplayError> {
+    pub(crate) fn new(req: &ReplayRequest) -> Result<Compiled, ReplayError> {
         let selection = Selection::compile(&req.selection).map_err(|e| invalid(e.to_string()))?;
         let transform = req
             .transform
@@ -314,7 +314,7 @@ impl Compiled {
 }
 
 /// `$meta` of a stored message (the same shape as the CLI's).
-fn message_meta(m: &MessageRecord) -> Value {
+pub(crate) fn message_meta(m: &MessageRecord) -> Value {
     let mut attributes = serde_json::Map::new();
     attributes.insert("SentTimestamp".into(), m.sent_ms.to_string().into());
     attributes.insert(
@@ -363,7 +363,7 @@ fn candidate<'a>(m: &'a MessageRecord, meta: &'a Value) -> Candidate<'a> {
     }
 }
 
-fn rate_key(key: &Option<GroupBy>, m: &MessageRecord, meta: &Value) -> String {
+pub(crate) fn rate_key(key: &Option<GroupBy>, m: &MessageRecord, meta: &Value) -> String {
     match key {
         None => String::new(),
         Some(k) => match k.first(
@@ -378,7 +378,7 @@ fn rate_key(key: &Option<GroupBy>, m: &MessageRecord, meta: &Value) -> String {
 }
 
 /// The body and attributes a selected message is replayed with.
-fn rewrite(
+pub(crate) fn rewrite(
     compiled: &Compiled,
     req: &ReplayRequest,
     m: &MessageRecord,
@@ -411,6 +411,178 @@ fn rewrite(
         );
     }
     Ok((body, attributes))
+}
+
+/// A dead-letter source as [`select`] needs it, however the backend looks queues up.
+pub(crate) struct DeadLetterSource {
+    pub arn: String,
+    /// It is the replay's source queue itself.
+    pub is_source: bool,
+    pub fifo: bool,
+}
+
+/// The queues a selection is made against.
+pub(crate) struct SelectOn<'a> {
+    pub source_arn: &'a str,
+    pub source_fifo: bool,
+    pub destination_arn: Option<&'a str>,
+    /// A message's dead-letter source ARN → that queue, if it exists.
+    pub lookup: &'a dyn Fn(&str) -> Option<DeadLetterSource>,
+}
+
+/// A replay request's checks that need no queue (both stores).
+pub(crate) fn check_request(req: &ReplayRequest) -> Result<(), ReplayError> {
+    if req.source.is_empty() {
+        return Err(SqsError::missing_parameter("source").into());
+    }
+    if let Some(r) = req.rate {
+        check_rate("rate", r).map_err(invalid)?;
+    }
+    if let Some(r) = &req.rate_per {
+        check_rate("ratePer.rate", r.rate).map_err(invalid)?;
+    }
+    if let Some(b) = &req.breaker {
+        b.check().map_err(invalid)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn check_same_type(
+    source_fifo: bool,
+    destination_fifo: bool,
+) -> Result<(), ReplayError> {
+    if source_fifo != destination_fifo {
+        return Err(invalid(
+            "The source queue and destination queue must be of the same queue type.",
+        ));
+    }
+    Ok(())
+}
+
+/// The selection of a replay (both stores): the DLQ's messages in sequence order, each with
+/// whether it is visible, judged by the filter, checked (destination, transform, provenance
+/// room) and keyed for the per-key rate. Any selected message that cannot be replayed refuses
+/// the whole replay.
+pub(crate) fn select(
+    req: &ReplayRequest,
+    compiled: &Compiled,
+    run: &str,
+    now: u64,
+    messages: &[(MessageRecord, bool)],
+    on: &SelectOn<'_>,
+) -> Result<(Vec<Selected>, DryRun), ReplayError> {
+    let sample_n = req.sample.unwrap_or(5).min(MAX_SAMPLE);
+    let mut dry = DryRun {
+        dry_run: true,
+        scanned: messages.len() as u64,
+        selected: 0,
+        filter_errors: 0,
+        not_visible: 0,
+        destinations: Vec::new(),
+        sample: Vec::new(),
+    };
+    let mut selected = Vec::new();
+    let mut by_dest: BTreeMap<String, u64> = BTreeMap::new();
+    let mut problems: Vec<String> = Vec::new();
+    let mut problem_count = 0u64;
+    let limit = req.selection.limit.unwrap_or(u64::MAX);
+    for (m, visible) in messages {
+        if selected.len() as u64 >= limit {
+            break;
+        }
+        let meta = message_meta(m);
+        match compiled.selection.judge(&candidate(m, &meta)) {
+            Verdict::Selected => {}
+            Verdict::NotSelected => continue,
+            Verdict::FilterError(_) => {
+                dry.filter_errors += 1;
+                continue;
+            }
+        }
+        if !visible {
+            dry.not_visible += 1;
+            continue;
+        }
+        let mut problem = |text: String| {
+            problem_count += 1;
+            if problems.len() < 5 {
+                problems.push(format!("{}: {text}", m.message_id));
+            }
+        };
+        let dest_arn = match on.destination_arn {
+            Some(d) => d.to_string(),
+            None => match &m.dead_letter_source_arn {
+                None => {
+                    problem(
+                        "it has no source queue (it was not dead-lettered); use a destination"
+                            .into(),
+                    );
+                    continue;
+                }
+                Some(arn) => match (on.lookup)(arn) {
+                    None => {
+                        problem(format!(
+                            "its source queue {arn} no longer exists; use a destination"
+                        ));
+                        continue;
+                    }
+                    Some(q) if q.is_source => {
+                        problem("its source is this queue itself".into());
+                        continue;
+                    }
+                    Some(q) => {
+                        if q.fifo != on.source_fifo {
+                            problem(format!("its source queue {arn} is of another queue type"));
+                            continue;
+                        }
+                        q.arn
+                    }
+                },
+            },
+        };
+        let (body, _) = match rewrite(compiled, req, m, &meta, run, on.source_arn, now) {
+            Ok(r) => r,
+            Err(e) => {
+                problem(e);
+                continue;
+            }
+        };
+        *by_dest.entry(dest_arn.clone()).or_default() += 1;
+        if dry.sample.len() < sample_n {
+            dry.sample.push(SampleMessage {
+                message_id: m.message_id.clone(),
+                destination: dest_arn,
+                body: body.to_string(),
+                sent_timestamp: m.sent_ms,
+                dead_lettered_at: m.dead_lettered_ms,
+            });
+        }
+        selected.push(Selected {
+            seq: m.seq,
+            key: rate_key(&compiled.key, m, &meta),
+        });
+    }
+    if problem_count > 0 {
+        return Err(invalid(format!(
+            "{problem_count} selected message(s) cannot be replayed, nothing was moved: {}{}",
+            problems.join("; "),
+            if problem_count > problems.len() as u64 {
+                "; …"
+            } else {
+                ""
+            }
+        )));
+    }
+    dry.selected = selected.len() as u64;
+    dry.destinations = by_dest
+        .into_iter()
+        .map(|(arn, count)| DestinationCount {
+            name: arn.rsplit(':').next().unwrap_or_default().to_string(),
+            arn,
+            count,
+        })
+        .collect();
+    Ok((selected, dry))
 }
 
 /// What one move of a selected message did.
@@ -452,18 +624,7 @@ impl Engine {
         compiled: &Compiled,
         run: &str,
     ) -> Result<Plan, ReplayError> {
-        if req.source.is_empty() {
-            return Err(SqsError::missing_parameter("source").into());
-        }
-        if let Some(r) = req.rate {
-            check_rate("rate", r).map_err(invalid)?;
-        }
-        if let Some(r) = &req.rate_per {
-            check_rate("ratePer.rate", r.rate).map_err(invalid)?;
-        }
-        if let Some(b) = &req.breaker {
-            b.check().map_err(invalid)?;
-        }
+        check_request(req)?;
         let source = self.resolve_any(ctx, &req.source)?;
         let source_fifo = source.state.lock().settings.fifo;
         let destination = match &req.destination {
@@ -475,11 +636,7 @@ impl Engine {
                         "The destination must differ from the source queue.",
                     ));
                 }
-                if d.state.lock().settings.fifo != source_fifo {
-                    return Err(invalid(
-                        "The source queue and destination queue must be of the same queue type.",
-                    ));
-                }
+                check_same_type(source_fifo, d.state.lock().settings.fifo)?;
                 Some(d)
             }
         };
@@ -501,117 +658,20 @@ impl Engine {
             v.sort_by_key(|(m, _)| m.seq);
             v
         };
-        let sample_n = req.sample.unwrap_or(5).min(MAX_SAMPLE);
-        let mut dry = DryRun {
-            dry_run: true,
-            scanned: messages.len() as u64,
-            selected: 0,
-            filter_errors: 0,
-            not_visible: 0,
-            destinations: Vec::new(),
-            sample: Vec::new(),
-        };
-        let mut selected = Vec::new();
-        let mut by_dest: BTreeMap<String, u64> = BTreeMap::new();
-        let mut problems: Vec<String> = Vec::new();
-        let mut problem_count = 0u64;
-        let limit = req.selection.limit.unwrap_or(u64::MAX);
-        for (m, visible) in &messages {
-            if selected.len() as u64 >= limit {
-                break;
-            }
-            let meta = message_meta(m);
-            match compiled.selection.judge(&candidate(m, &meta)) {
-                Verdict::Selected => {}
-                Verdict::NotSelected => continue,
-                Verdict::FilterError(_) => {
-                    dry.filter_errors += 1;
-                    continue;
-                }
-            }
-            if !visible {
-                dry.not_visible += 1;
-                continue;
-            }
-            let mut problem = |text: String| {
-                problem_count += 1;
-                if problems.len() < 5 {
-                    problems.push(format!("{}: {text}", m.message_id));
-                }
-            };
-            let dest_arn = match &destination {
-                Some(d) => d.arn.clone(),
-                None => match &m.dead_letter_source_arn {
-                    None => {
-                        problem(
-                            "it has no source queue (it was not dead-lettered); use a destination"
-                                .into(),
-                        );
-                        continue;
-                    }
-                    Some(arn) => match self.resolve_arn(arn) {
-                        None => {
-                            problem(format!(
-                                "its source queue {arn} no longer exists; use a destination"
-                            ));
-                            continue;
-                        }
-                        Some(q) if Arc::ptr_eq(&q, &source) => {
-                            problem("its source is this queue itself".into());
-                            continue;
-                        }
-                        Some(q) => {
-                            if q.state.lock().settings.fifo != source_fifo {
-                                problem(format!("its source queue {arn} is of another queue type"));
-                                continue;
-                            }
-                            q.arn.clone()
-                        }
-                    },
-                },
-            };
-            let (body, _) = match rewrite(compiled, req, m, &meta, run, &source.arn, now) {
-                Ok(r) => r,
-                Err(e) => {
-                    problem(e);
-                    continue;
-                }
-            };
-            *by_dest.entry(dest_arn.clone()).or_default() += 1;
-            if dry.sample.len() < sample_n {
-                dry.sample.push(SampleMessage {
-                    message_id: m.message_id.clone(),
-                    destination: dest_arn,
-                    body: body.to_string(),
-                    sent_timestamp: m.sent_ms,
-                    dead_lettered_at: m.dead_lettered_ms,
-                });
-            }
-            selected.push(Selected {
-                seq: m.seq,
-                key: rate_key(&compiled.key, m, &meta),
-            });
-        }
-        if problem_count > 0 {
-            return Err(invalid(format!(
-                "{problem_count} selected message(s) cannot be replayed, nothing was moved: {}{}",
-                problems.join("; "),
-                if problem_count > problems.len() as u64 {
-                    "; …"
-                } else {
-                    ""
-                }
-            )));
-        }
-        dry.selected = selected.len() as u64;
-        dry.destinations = by_dest
-            .into_iter()
-            .map(|(arn, count)| DestinationCount {
-                name: arn.rsplit(':').next().unwrap_or_default().to_string(),
-                arn,
-                count,
+        let lookup = |arn: &str| {
+            self.resolve_arn(arn).map(|q| DeadLetterSource {
+                is_source: Arc::ptr_eq(&q, &source),
+                fifo: q.state.lock().settings.fifo,
+                arn: q.arn.clone(),
             })
-            .collect();
+        };
+        let on = SelectOn {
+            source_arn: &source.arn,
+            source_fifo,
+            destination_arn: destination.as_ref().map(|d| d.arn.as_str()),
+            lookup: &lookup,
+        };
+        let (selected, dry) = select(req, compiled, run, now, &messages, &on)?;
         Ok(Plan {
             source,
             destination,
@@ -632,7 +692,7 @@ impl Engine {
     pub(crate) async fn start_replay_for(
         self: &Arc<Self>,
         ctx: &RequestContext,
-        mut req: ReplayRequest,
+        req: ReplayRequest,
         schedule_id: Option<String>,
     ) -> Result<ReplayStart, ReplayError> {
         let compiled = Compiled::new(&req)?;
@@ -644,31 +704,15 @@ impl Engine {
         if let Some(running) = self.running_replay(&plan.source.arn) {
             return Err(ReplayError::Running { replay_id: running });
         }
-        req.dry_run = false;
-        let now = self.now_ms();
-        let mut task = ReplayTask {
-            id: id.clone(),
-            status: ReplayStatus::Running,
-            source: plan.source.arn.clone(),
-            destination: plan.destination.as_ref().map(|d| d.arn.clone()),
-            requested_by: req.requested_by.clone(),
-            spec: req,
-            selected: plan.selected.len() as u64,
-            moved: 0,
-            failed: 0,
-            skipped: 0,
-            returned: 0,
-            remaining: 0,
-            started_at: now,
-            ended_at: None,
-            failure_reason: None,
+        let task = new_task(
+            &id,
+            req,
+            &plan.source.arn,
+            plan.destination.as_ref().map(|d| d.arn.clone()),
+            plan.selected.len() as u64,
+            self.now_ms(),
             schedule_id,
-        };
-        task.refresh_remaining();
-        if task.selected == 0 {
-            task.status = ReplayStatus::Completed;
-            task.ended_at = Some(now);
-        }
+        );
         let ticket = {
             let mut r = self.replays.lock();
             // Checked again under the lock: two starts must not both win.
@@ -771,16 +815,7 @@ impl Engine {
                 .iter_mut()
                 .find(|t| t.id == id)
                 .ok_or_else(replay_not_found)?;
-            if t.status != ReplayStatus::Running {
-                return Err(SqsError::invalid_parameter(format!(
-                    "Only a running replay can be cancelled; this one is {}.",
-                    serde_json::to_value(t.status)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default()
-                )));
-            }
-            t.status = ReplayStatus::Cancelling;
+            cancel(t)?;
             (t.clone(), self.store.submit(vec![task_doc(t)]))
         };
         self.durable(ticket).await?;
@@ -876,17 +911,9 @@ impl Engine {
             let Some(t) = r.tasks.iter_mut().find(|t| t.id == id) else {
                 return;
             };
-            if !t.status.is_active() {
+            if !end_replay(t, status, reason, now) {
                 return;
             }
-            if t.status == ReplayStatus::Cancelling {
-                t.status = ReplayStatus::Cancelled;
-            } else {
-                t.status = status;
-                t.failure_reason = reason;
-            }
-            t.ended_at = Some(now);
-            t.refresh_remaining();
             let doc = task_doc(t);
             r.returns.remove(id);
             self.store.submit(vec![doc])
@@ -938,23 +965,10 @@ impl Engine {
             let done = t.moved + t.failed + t.skipped;
             t.skipped += t.selected.saturating_sub(done + still_there);
         });
-        let mut by_key: HashMap<String, VecDeque<u64>> = HashMap::new();
-        for s in pending {
-            by_key.entry(s.key).or_default().push_back(s.seq);
-        }
-        let start = tokio::time::Instant::now();
-        let now_f = |start: tokio::time::Instant| start.elapsed().as_secs_f64() * 1000.0;
         let adaptive = task.spec.rate.is_none();
         let mut rate = task.spec.rate.unwrap_or(ADAPTIVE_START);
-        let mut pacer = Pacer::new(Some(rate), task.spec.rate_per.as_ref().map(|r| r.rate));
-        let mut heap: BinaryHeap<Reverse<(u64, u64, String)>> = by_key
-            .iter()
-            .filter_map(|(k, q)| q.front().map(|&seq| Reverse((0, seq, k.clone()))))
-            .collect();
+        let mut pacing = Pacing::new(pending, rate, task.spec.rate_per.as_ref().map(|r| r.rate));
         let mut breaker = task.spec.breaker.map(Breaker::new);
-        // Selected messages found in flight, with their rate keys: retried at the end.
-        let mut deferred: Vec<(u64, String)> = Vec::new();
-        let mut deferred_since: Option<tokio::time::Instant> = None;
         let mut window_start = tokio::time::Instant::now();
         // Moves not yet known durable: awaited in a window, so a durable store group-commits
         // many moves per fsync (a crash loses a suffix of moves, each atomically: those
@@ -1007,57 +1021,24 @@ impl Engine {
                 } else {
                     (rate * 2.0).min(ADAPTIVE_MAX)
                 };
-                pacer.set_global_rate(Some(rate));
+                pacing.set_global_rate(rate);
             }
-            let Some(Reverse((_, _, key))) = heap.pop() else {
-                // Everything went once; wait a while for in-flight ones, then give up on them.
-                if deferred.is_empty() {
-                    self.finish_replay_after(&mut inflight, &id, ReplayStatus::Completed, None)
-                        .await;
-                    return;
+            let (seq, key) = match pacing.turn() {
+                Turn::Move { seq, key } => (seq, key),
+                Turn::Sleep(d) => {
+                    tokio::time::sleep(d).await;
+                    continue;
                 }
-                let since = *deferred_since.get_or_insert_with(tokio::time::Instant::now);
-                if since.elapsed() >= IN_FLIGHT_GRACE {
-                    let n = deferred.len() as u64;
-                    self.bump_replay(&id, |t| t.skipped += n);
-                    self.finish_replay_after(&mut inflight, &id, ReplayStatus::Completed, None)
-                        .await;
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                for (seq, key) in deferred.drain(..) {
-                    by_key.entry(key).or_default().push_back(seq);
-                }
-                for (key, q) in &by_key {
-                    if let Some(&first) = q.front() {
-                        heap.push(Reverse((
-                            pacer.ready_at(Some(key)) as u64,
-                            first,
-                            key.clone(),
-                        )));
+                Turn::Finished { given_up } => {
+                    if given_up > 0 {
+                        self.bump_replay(&id, |t| t.skipped += given_up);
                     }
+                    self.finish_replay_after(&mut inflight, &id, ReplayStatus::Completed, None)
+                        .await;
+                    return;
                 }
-                continue;
-            };
-            let ready = pacer.ready_at(Some(&key));
-            let now = now_f(start);
-            // Timers are millisecond-grained: go a little early and let the schedule run
-            // ahead by at most PACING_SLACK_MS (a tiny burst), so high rates are reachable.
-            if ready > now + PACING_SLACK_MS {
-                tokio::time::sleep(
-                    Duration::from_secs_f64((ready - now) / 1000.0).min(Duration::from_millis(250)),
-                )
-                .await;
-                if let Some(&seq) = by_key.get(&key).and_then(|q| q.front()) {
-                    heap.push(Reverse((ready as u64, seq, key)));
-                }
-                continue;
-            }
-            let Some(seq) = by_key.get_mut(&key).and_then(VecDeque::pop_front) else {
-                continue;
             };
             let outcome = self.replay_one(&task, &compiled, &source, seq, &key).await;
-            let mut requeue = false;
             match outcome {
                 MoveOutcome::Moved(m, ticket) => {
                     // Counted when submitted (its durability is awaited a few moves later).
@@ -1080,17 +1061,24 @@ impl Engine {
                         return;
                     }
                     tracing::debug!(replay = %id, from = %m.from, to = %m.to, "replayed");
-                    pacer.record(Some(&key), now_f(start));
+                    pacing.moved(&key);
                     if let Some(b) = breaker.as_mut() {
                         b.replayed(self.now_ms());
                     }
                 }
-                MoveOutcome::Gone => self.bump_replay(&id, |t| t.skipped += 1),
-                MoveOutcome::NotVisible => deferred.push((seq, key.clone())),
-                MoveOutcome::Retry => requeue = true,
+                MoveOutcome::Gone => {
+                    self.bump_replay(&id, |t| t.skipped += 1);
+                    pacing.passed(&key);
+                }
+                MoveOutcome::NotVisible => pacing.defer(seq, &key),
+                MoveOutcome::Retry => {
+                    pacing.retry(seq, &key);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
                 MoveOutcome::Failed(reason) => {
                     tracing::warn!(replay = %id, %reason, "a selected message could not be replayed");
                     self.bump_replay(&id, |t| t.failed += 1);
+                    pacing.passed(&key);
                 }
                 MoveOutcome::SourceGone => {
                     self.finish_replay(
@@ -1101,14 +1089,6 @@ impl Engine {
                     .await;
                     return;
                 }
-            }
-            let q = by_key.entry(key.clone()).or_default();
-            if requeue {
-                q.push_front(seq);
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            if let Some(&next) = q.front() {
-                heap.push(Reverse((pacer.ready_at(Some(&key)) as u64, next, key)));
             }
         }
     }
@@ -1212,7 +1192,7 @@ impl Engine {
     }
 }
 
-fn replay_not_found() -> SqsError {
+pub(crate) fn replay_not_found() -> SqsError {
     SqsError::new(
         ErrorCode::ResourceNotFoundException,
         "Replay does not exist.",
@@ -1222,18 +1202,7 @@ fn replay_not_found() -> SqsError {
 /// Keeps the newest [`REPLAYS_KEPT_PER_SOURCE`] replays of a source (never active ones), with
 /// their selections and move logs.
 fn prune_replays(r: &mut Replays, source: &str) -> Vec<Mutation> {
-    let of_source = r.tasks.iter().filter(|t| t.source == source).count();
-    let mut excess = of_source.saturating_sub(REPLAYS_KEPT_PER_SOURCE);
-    let mut removed = Vec::new();
-    r.tasks.retain(|t| {
-        if excess > 0 && t.source == source && !t.status.is_active() {
-            excess -= 1;
-            removed.push(t.id.clone());
-            false
-        } else {
-            true
-        }
-    });
+    let removed = prune_tasks(&mut r.tasks, source);
     let mut muts = Vec::new();
     for id in removed {
         r.selections.remove(&id);
@@ -1252,4 +1221,234 @@ fn prune_replays(r: &mut Replays, source: &str) -> Vec<Mutation> {
         });
     }
     muts
+}
+
+/// The replays of `source` past the newest [`REPLAYS_KEPT_PER_SOURCE`] (never active ones)
+/// leave `tasks` (oldest first): their ids, whose selections and move logs go with them.
+pub(crate) fn prune_tasks(tasks: &mut Vec<ReplayTask>, source: &str) -> Vec<String> {
+    let of_source = tasks.iter().filter(|t| t.source == source).count();
+    let mut excess = of_source.saturating_sub(REPLAYS_KEPT_PER_SOURCE);
+    let mut removed = Vec::new();
+    tasks.retain(|t| {
+        if excess > 0 && t.source == source && !t.status.is_active() {
+            excess -= 1;
+            removed.push(t.id.clone());
+            false
+        } else {
+            true
+        }
+    });
+    removed
+}
+
+/// A started replay's task (both stores): running, or completed at once when nothing was
+/// selected.
+pub(crate) fn new_task(
+    id: &str,
+    mut req: ReplayRequest,
+    source_arn: &str,
+    destination_arn: Option<String>,
+    selected: u64,
+    now: u64,
+    schedule_id: Option<String>,
+) -> ReplayTask {
+    req.dry_run = false;
+    let mut task = ReplayTask {
+        id: id.to_string(),
+        status: ReplayStatus::Running,
+        source: source_arn.to_string(),
+        destination: destination_arn,
+        requested_by: req.requested_by.clone(),
+        spec: req,
+        selected,
+        moved: 0,
+        failed: 0,
+        skipped: 0,
+        returned: 0,
+        remaining: 0,
+        started_at: now,
+        ended_at: None,
+        failure_reason: None,
+        schedule_id,
+    };
+    task.refresh_remaining();
+    if task.selected == 0 {
+        task.status = ReplayStatus::Completed;
+        task.ended_at = Some(now);
+    }
+    task
+}
+
+/// A cancel request (both stores): only a running replay, which becomes CANCELLING (its
+/// runner ends it CANCELLED).
+pub(crate) fn cancel(t: &mut ReplayTask) -> Result<(), SqsError> {
+    if t.status != ReplayStatus::Running {
+        return Err(SqsError::invalid_parameter(format!(
+            "Only a running replay can be cancelled; this one is {}.",
+            serde_json::to_value(t.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        )));
+    }
+    t.status = ReplayStatus::Cancelling;
+    Ok(())
+}
+
+/// Ends an active replay (both stores): a CANCELLING one as CANCELLED, else as `status` with
+/// `reason`. `false` when it had already ended.
+pub(crate) fn end_replay(
+    t: &mut ReplayTask,
+    status: ReplayStatus,
+    reason: Option<String>,
+    now: u64,
+) -> bool {
+    if !t.status.is_active() {
+        return false;
+    }
+    if t.status == ReplayStatus::Cancelling {
+        t.status = ReplayStatus::Cancelled;
+    } else {
+        t.status = status;
+        t.failure_reason = reason;
+    }
+    t.ended_at = Some(now);
+    t.refresh_remaining();
+    true
+}
+
+/// What a replay runner does next (both stores): [`Pacing::turn`].
+#[derive(Debug, PartialEq)]
+pub(crate) enum Turn {
+    /// Move this selected message now; then report with `moved`, `passed`, `defer` or `retry`.
+    Move { seq: u64, key: String },
+    /// Nothing is due yet: sleep, then ask again.
+    Sleep(Duration),
+    /// Every selected message went once; `given_up` were still in flight after the grace.
+    Finished { given_up: u64 },
+}
+
+/// A replay's order and pacing (both stores): the selected messages queued per rate key, a
+/// heap of keys by when each may send next (global and per-key rate), and the messages found in
+/// flight, tried again at the end for up to [`IN_FLIGHT_GRACE`].
+pub(crate) struct Pacing {
+    by_key: HashMap<String, VecDeque<u64>>,
+    heap: BinaryHeap<Reverse<(u64, u64, String)>>,
+    pacer: Pacer,
+    start: tokio::time::Instant,
+    deferred: Vec<(u64, String)>,
+    deferred_since: Option<tokio::time::Instant>,
+}
+
+impl Pacing {
+    pub(crate) fn new(pending: Vec<Selected>, rate: f64, per_key: Option<f64>) -> Pacing {
+        let mut by_key: HashMap<String, VecDeque<u64>> = HashMap::new();
+        for s in pending {
+            by_key.entry(s.key).or_default().push_back(s.seq);
+        }
+        let heap = by_key
+            .iter()
+            .filter_map(|(k, q)| q.front().map(|&seq| Reverse((0, seq, k.clone()))))
+            .collect();
+        Pacing {
+            by_key,
+            heap,
+            pacer: Pacer::new(Some(rate), per_key),
+            start: tokio::time::Instant::now(),
+            deferred: Vec::new(),
+            deferred_since: None,
+        }
+    }
+
+    fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() * 1000.0
+    }
+
+    pub(crate) fn set_global_rate(&mut self, rate: f64) {
+        self.pacer.set_global_rate(Some(rate));
+    }
+
+    pub(crate) fn turn(&mut self) -> Turn {
+        let Some(Reverse((_, _, key))) = self.heap.pop() else {
+            // Everything went once; wait a while for in-flight ones, then give up on them.
+            if self.deferred.is_empty() {
+                return Turn::Finished { given_up: 0 };
+            }
+            let since = *self
+                .deferred_since
+                .get_or_insert_with(tokio::time::Instant::now);
+            if since.elapsed() >= IN_FLIGHT_GRACE {
+                return Turn::Finished {
+                    given_up: self.deferred.len() as u64,
+                };
+            }
+            for (seq, key) in self.deferred.drain(..) {
+                self.by_key.entry(key).or_default().push_back(seq);
+            }
+            for (key, q) in &self.by_key {
+                if let Some(&first) = q.front() {
+                    self.heap.push(Reverse((
+                        self.pacer.ready_at(Some(key)) as u64,
+                        first,
+                        key.clone(),
+                    )));
+                }
+            }
+            return Turn::Sleep(Duration::from_millis(200));
+        };
+        let ready = self.pacer.ready_at(Some(&key));
+        let now = self.now();
+        // Timers are millisecond-grained: go a little early and let the schedule run ahead by
+        // at most PACING_SLACK_MS (a tiny burst), so high rates are reachable.
+        if ready > now + PACING_SLACK_MS {
+            if let Some(&seq) = self.by_key.get(&key).and_then(|q| q.front()) {
+                self.heap.push(Reverse((ready as u64, seq, key)));
+            }
+            return Turn::Sleep(
+                Duration::from_secs_f64((ready - now) / 1000.0).min(Duration::from_millis(250)),
+            );
+        }
+        match self.by_key.get_mut(&key).and_then(VecDeque::pop_front) {
+            Some(seq) => Turn::Move { seq, key },
+            None => Turn::Sleep(Duration::ZERO),
+        }
+    }
+
+    /// The key's next message, onto the heap.
+    fn next_of(&mut self, key: &str) {
+        if let Some(&next) = self.by_key.get(key).and_then(|q| q.front()) {
+            self.heap.push(Reverse((
+                self.pacer.ready_at(Some(key)) as u64,
+                next,
+                key.to_string(),
+            )));
+        }
+    }
+
+    /// The message moved: it counts against the rates.
+    pub(crate) fn moved(&mut self, key: &str) {
+        let now = self.now();
+        self.pacer.record(Some(key), now);
+        self.next_of(key);
+    }
+
+    /// The message did not move and will not (gone, failed).
+    pub(crate) fn passed(&mut self, key: &str) {
+        self.next_of(key);
+    }
+
+    /// The message is in flight: tried again at the end.
+    pub(crate) fn defer(&mut self, seq: u64, key: &str) {
+        self.deferred.push((seq, key.to_string()));
+        self.next_of(key);
+    }
+
+    /// Try the message again next (lock contention).
+    pub(crate) fn retry(&mut self, seq: u64, key: &str) {
+        self.by_key
+            .entry(key.to_string())
+            .or_default()
+            .push_front(seq);
+        self.next_of(key);
+    }
 }

@@ -20,7 +20,7 @@ pub const DOC_SCHEDULE: &str = "schedule";
 pub const DOC_SCHEDULE_RUN: &str = "schedule-run";
 pub const MISSED_AFTER_MS: u64 = 3_600_000;
 /// Runs kept per schedule (the newest).
-const RUNS_KEPT: usize = 100;
+pub(crate) const RUNS_KEPT: usize = 100;
 
 fn yes() -> bool {
     true
@@ -139,11 +139,11 @@ fn schedule_doc(s: &Schedule) -> Mutation {
     })
 }
 
-fn run_key(r: &ScheduleRun) -> String {
+pub(crate) fn run_key(r: &ScheduleRun) -> String {
     format!("{}/{:020}", r.schedule_id, r.ran_at)
 }
 
-fn not_found() -> SqsError {
+pub(crate) fn not_found() -> SqsError {
     SqsError::new(
         ErrorCode::ResourceNotFoundException,
         "Schedule does not exist.",
@@ -163,51 +163,20 @@ impl Engine {
     ) -> Result<Schedule, SqsError> {
         self.ensure_synced()?;
         self.admit_growth()?;
-        if spec.name.trim().is_empty() {
-            return Err(SqsError::missing_parameter("name"));
-        }
-        if spec.cron.trim().is_empty() {
-            return Err(SqsError::missing_parameter("cron"));
-        }
-        let cron = CronSchedule::parse(&spec.cron, &spec.timezone).map_err(invalid)?;
-        if let Some(w) = &spec.window {
-            RelativeWindow::parse(&w.range).map_err(invalid)?;
-        }
-        if spec.max_count == Some(0) {
-            return Err(invalid("maxCount must be at least 1"));
-        }
+        let cron = check_schedule(&spec)?;
         // Validate everything a fire would need now (a dry run of the replay it would start).
         let source = self.resolve_any(ctx, &spec.replay.source)?;
         // Fires run without a request: keep ARNs, not names.
         if let Some(d) = &spec.replay.destination {
             spec.replay.destination = Some(self.resolve_any(ctx, d)?.arn.clone());
         }
-        spec.replay.dry_run = false;
-        spec.replay.sample = None;
-        spec.replay.requested_by = Some(format!("schedule:{}", spec.name));
-        let probe = self.schedule_request(&spec, &source.arn, self.now_ms(), &cron, true);
-        match self.start_replay_for(ctx, probe, None).await {
-            Ok(_) => {}
-            Err(ReplayError::Sqs(e)) => return Err(e),
-            Err(ReplayError::Running { .. }) => {}
-        }
-        let now = self.now_ms();
-        let schedule = Schedule {
-            id: uuid::Uuid::new_v4().to_string(),
-            next_run_at: cron.next_after(now as i64).map(|t| t as u64),
-            source_arn: source.arn.clone(),
-            spec,
-            created_at: now,
-            last_run_at: None,
-        };
+        normalise(&mut spec);
+        let probe = schedule_request(&spec, &source.arn, self.now_ms(), &cron, true);
+        probe_result(self.start_replay_for(ctx, probe, None).await)?;
+        let schedule = new_schedule(spec, &source.arn, &cron, self.now_ms());
         let ticket = {
             let mut s = self.schedules.lock();
-            if s.list.iter().any(|x| x.spec.name == schedule.spec.name) {
-                return Err(invalid(format!(
-                    "A schedule named `{}` already exists.",
-                    schedule.spec.name
-                )));
-            }
+            check_unique(&s.list, &schedule)?;
             s.list.push(schedule.clone());
             self.store.submit(vec![schedule_doc(&schedule)])
         };
@@ -269,44 +238,6 @@ impl Engine {
             .collect())
     }
 
-    /// The replay a fire at `at_ms` starts.
-    fn schedule_request(
-        &self,
-        spec: &ScheduleRequest,
-        source_arn: &str,
-        at_ms: u64,
-        cron: &CronSchedule,
-        dry_run: bool,
-    ) -> ReplayRequest {
-        let mut selection = spec.replay.selection.clone();
-        if let Some(w) = &spec.window
-            && let Ok(range) = RelativeWindow::parse(&w.range)
-        {
-            let (after, before) = range.resolve(at_ms as i64, cron.tz);
-            match w.field {
-                WindowField::DeadLettered => {
-                    selection.dead_lettered_after = Some(after);
-                    selection.dead_lettered_before = Some(before);
-                }
-                WindowField::Sent => {
-                    selection.sent_after = Some(after);
-                    selection.sent_before = Some(before);
-                }
-            }
-        }
-        if let Some(m) = spec.max_count {
-            selection.limit = Some(selection.limit.map_or(m, |l| l.min(m)));
-        }
-        ReplayRequest {
-            source: source_arn.to_string(),
-            selection,
-            dry_run,
-            sample: Some(0),
-            requested_by: Some(format!("schedule:{}", spec.name)),
-            ..spec.replay.clone()
-        }
-    }
-
     /// Fires every enabled schedule that is due; returns how many fired.
     pub async fn run_due_schedules(self: &Arc<Self>) -> usize {
         let now = self.now_ms();
@@ -324,44 +255,17 @@ impl Engine {
                 continue;
             };
             let at = s.next_run_at.unwrap_or(now);
-            let mut run = ScheduleRun {
-                schedule_id: s.id.clone(),
-                at,
-                ran_at: now,
-                replay_id: None,
-                outcome: String::new(),
-                selected: 0,
-                message: None,
-            };
-            if now.saturating_sub(at) > MISSED_AFTER_MS {
-                run.outcome = "MISSED".into();
-                run.message = Some("the server was not running at the due time".into());
-            } else {
+            let mut run = new_run(&s.id, at, now);
+            if run.outcome.is_empty() {
                 let ctx = RequestContext {
                     region: String::new(),
                     base_url: String::new(),
                 };
-                let req = self.schedule_request(&s.spec, &s.source_arn, at, &cron, false);
-                match self.start_replay_for(&ctx, req, Some(s.id.clone())).await {
-                    Ok(ReplayStart::Started(t)) => {
-                        run.selected = t.selected;
-                        if t.selected == 0 {
-                            run.outcome = "NOTHING_SELECTED".into();
-                        } else {
-                            run.outcome = "STARTED".into();
-                            run.replay_id = Some(t.id.clone());
-                        }
-                    }
-                    Ok(ReplayStart::DryRun(_)) => run.outcome = "ERROR".into(),
-                    Err(ReplayError::Running { replay_id }) => {
-                        run.outcome = "SKIPPED_RUNNING".into();
-                        run.message = Some(format!("replay {replay_id} is still running"));
-                    }
-                    Err(ReplayError::Sqs(e)) => {
-                        run.outcome = "ERROR".into();
-                        run.message = Some(e.message);
-                    }
-                }
+                let req = schedule_request(&s.spec, &s.source_arn, at, &cron, false);
+                record_outcome(
+                    &mut run,
+                    self.start_replay_for(&ctx, req, Some(s.id.clone())).await,
+                );
             }
             tracing::info!(schedule = %s.spec.name, outcome = %run.outcome, "scheduled redrive fired");
             let ticket = {
@@ -420,6 +324,146 @@ impl Engine {
                 wake.await;
             }
         });
+    }
+}
+
+/// The replay a fire at `at_ms` starts.
+pub(crate) fn schedule_request(
+    spec: &ScheduleRequest,
+    source_arn: &str,
+    at_ms: u64,
+    cron: &CronSchedule,
+    dry_run: bool,
+) -> ReplayRequest {
+    let mut selection = spec.replay.selection.clone();
+    if let Some(w) = &spec.window
+        && let Ok(range) = RelativeWindow::parse(&w.range)
+    {
+        let (after, before) = range.resolve(at_ms as i64, cron.tz);
+        match w.field {
+            WindowField::DeadLettered => {
+                selection.dead_lettered_after = Some(after);
+                selection.dead_lettered_before = Some(before);
+            }
+            WindowField::Sent => {
+                selection.sent_after = Some(after);
+                selection.sent_before = Some(before);
+            }
+        }
+    }
+    if let Some(m) = spec.max_count {
+        selection.limit = Some(selection.limit.map_or(m, |l| l.min(m)));
+    }
+    ReplayRequest {
+        source: source_arn.to_string(),
+        selection,
+        dry_run,
+        sample: Some(0),
+        requested_by: Some(format!("schedule:{}", spec.name)),
+        ..spec.replay.clone()
+    }
+}
+
+/// A schedule's checks that need no queue (both stores): the cron expression and time zone.
+pub(crate) fn check_schedule(spec: &ScheduleRequest) -> Result<CronSchedule, SqsError> {
+    if spec.name.trim().is_empty() {
+        return Err(SqsError::missing_parameter("name"));
+    }
+    if spec.cron.trim().is_empty() {
+        return Err(SqsError::missing_parameter("cron"));
+    }
+    let cron = CronSchedule::parse(&spec.cron, &spec.timezone).map_err(invalid)?;
+    if let Some(w) = &spec.window {
+        RelativeWindow::parse(&w.range).map_err(invalid)?;
+    }
+    if spec.max_count == Some(0) {
+        return Err(invalid("maxCount must be at least 1"));
+    }
+    Ok(cron)
+}
+
+/// A fire is never a dry run, samples nothing and is requested by the schedule.
+pub(crate) fn normalise(spec: &mut ScheduleRequest) {
+    spec.replay.dry_run = false;
+    spec.replay.sample = None;
+    spec.replay.requested_by = Some(format!("schedule:{}", spec.name));
+}
+
+/// The probe's answer (a dry run of the replay a fire would start): its errors refuse the
+/// schedule; a running replay does not.
+pub(crate) fn probe_result(r: Result<ReplayStart, ReplayError>) -> Result<(), SqsError> {
+    match r {
+        Ok(_) | Err(ReplayError::Running { .. }) => Ok(()),
+        Err(ReplayError::Sqs(e)) => Err(e),
+    }
+}
+
+pub(crate) fn new_schedule(
+    spec: ScheduleRequest,
+    source_arn: &str,
+    cron: &CronSchedule,
+    now: u64,
+) -> Schedule {
+    Schedule {
+        id: uuid::Uuid::new_v4().to_string(),
+        next_run_at: cron.next_after(now as i64).map(|t| t as u64),
+        source_arn: source_arn.to_string(),
+        spec,
+        created_at: now,
+        last_run_at: None,
+    }
+}
+
+pub(crate) fn check_unique(list: &[Schedule], schedule: &Schedule) -> Result<(), SqsError> {
+    if list.iter().any(|x| x.spec.name == schedule.spec.name) {
+        return Err(invalid(format!(
+            "A schedule named `{}` already exists.",
+            schedule.spec.name
+        )));
+    }
+    Ok(())
+}
+
+/// A fire due at `at`, run at `now`: `MISSED` when too late, else to be recorded by
+/// [`record_outcome`].
+pub(crate) fn new_run(schedule_id: &str, at: u64, now: u64) -> ScheduleRun {
+    let mut run = ScheduleRun {
+        schedule_id: schedule_id.to_string(),
+        at,
+        ran_at: now,
+        replay_id: None,
+        outcome: String::new(),
+        selected: 0,
+        message: None,
+    };
+    if now.saturating_sub(at) > MISSED_AFTER_MS {
+        run.outcome = "MISSED".into();
+        run.message = Some("the server was not running at the due time".into());
+    }
+    run
+}
+
+/// What a fire's replay start means for its run.
+pub(crate) fn record_outcome(run: &mut ScheduleRun, r: Result<ReplayStart, ReplayError>) {
+    match r {
+        Ok(ReplayStart::Started(t)) => {
+            run.selected = t.selected;
+            if t.selected == 0 {
+                run.outcome = "NOTHING_SELECTED".into();
+            } else {
+                run.outcome = "STARTED".into();
+                run.replay_id = Some(t.id.clone());
+            }
+        }
+        Ok(ReplayStart::DryRun(_)) => run.outcome = "ERROR".into(),
+        Err(ReplayError::Running { replay_id }) => {
+            run.outcome = "SKIPPED_RUNNING".into();
+            run.message = Some(format!("replay {replay_id} is still running"));
+        }
+        Err(ReplayError::Sqs(e)) => {
+            run.outcome = "ERROR".into();
+            run.message = Some(e.message);
+        }
     }
 }
 

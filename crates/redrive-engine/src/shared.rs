@@ -34,7 +34,7 @@ use crate::{Engine, EngineConfig, RequestContext};
 
 /// The FIFO `SequenceNumber` of a message stored at `seq`: 20 digits like AWS's, growing
 /// with `seq`.
-fn sequence_number(seq: u64) -> String {
+pub(crate) fn sequence_number(seq: u64) -> String {
     (10_000_000_000_000_000_000_u128 + u128::from(seq)).to_string()
 }
 
@@ -80,6 +80,8 @@ impl Engine {
             return;
         };
         self.spawn_move_task_runner(Arc::clone(&backend));
+        self.spawn_replay_runner(Arc::clone(&backend));
+        self.spawn_shared_scheduler(Arc::clone(&backend));
         let holder = uuid::Uuid::new_v4().to_string();
         let engine = Arc::downgrade(self);
         tokio::spawn(async move {

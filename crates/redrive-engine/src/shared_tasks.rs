@@ -32,9 +32,9 @@ use crate::{Engine, queue::QueueSettings};
 /// A move task's lease lifetime: a dead runner's task is taken over within it.
 pub const MOVE_TASK_LEASE_MS: u64 = 6_000;
 /// How often each server looks for active tasks nobody runs.
-const DISCOVER_EVERY_MS: u64 = 1_000;
+pub(crate) const DISCOVER_EVERY_MS: u64 = 1_000;
 /// Pause after a database failure before a runner tries again.
-const FAILURE_PAUSE: Duration = Duration::from_secs(1);
+pub(crate) const FAILURE_PAUSE: Duration = Duration::from_secs(1);
 
 fn lease_name(task_id: &str) -> String {
     format!("move-task/{task_id}")

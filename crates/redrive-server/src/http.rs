@@ -23,7 +23,8 @@ use crate::replay_api;
 
 pub fn router(state: Arc<AppState>) -> Router {
     // The extension API (and the reset hook) sit behind the same authentication as SQS.
-    let mut extensions = Router::new()
+    // What also serves a shared database store.
+    let shared_ready = Router::new()
         .route(
             "/_redrive/v1/queues/{name}",
             get(crate::inspect::queue_summary),
@@ -31,11 +32,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/_redrive/v1/queues/{name}/messages",
             get(crate::inspect::queue_messages),
-        )
-        .route("/_redrive/v1/quarantine", get(crate::inspect::quarantine))
-        .route(
-            "/_redrive/v1/queues/{name}/metrics",
-            get(crate::history_api::queue_metrics),
         )
         .route(
             "/_redrive/v1/replays",
@@ -70,6 +66,16 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/_aws/sqs/messages/{region}/{account}/{queue}",
             get(crate::localstack::messages_of),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require,
+        ));
+    let mut extensions = Router::new()
+        .route("/_redrive/v1/quarantine", get(crate::inspect::quarantine))
+        .route(
+            "/_redrive/v1/queues/{name}/metrics",
+            get(crate::history_api::queue_metrics),
+        )
         .merge(crate::alerts_api::routes());
     if state.config.enable_reset_api {
         extensions = extensions.route("/moto-api/reset", post(handle_reset));
@@ -79,8 +85,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         state.clone(),
         crate::auth::require,
     ));
-    // The extension API and the console read this process's state: not yet over a shared
-    // database, where they answer an error instead of an empty server.
+    // The rest of the extension API and the console read this process's state: not yet over a
+    // shared database, where they answer an error instead of an empty server.
     let (extensions, console) = if state.engine.shared_backend().is_some() {
         let layer = axum::middleware::from_fn(shared_unsupported);
         (
@@ -99,6 +105,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/_localstack/init", get(crate::localstack::init))
         .route("/metrics", get(crate::metrics::handle))
         .merge(console)
+        .merge(shared_ready)
         .merge(extensions);
     router
         .fallback(any(handle_sqs))

@@ -5,6 +5,8 @@
 //!   messages with body, attributes, state and `deadLetteredAt`, oldest first, without
 //!   receiving them (receive counts and visibility never change).
 //!
+//! Both also serve a shared database store (`--store postgres://`), reading its rows.
+//!
 //! The Region is the `region` query parameter, else the SigV4 scope, else the server's.
 //! Errors use the JSON protocol's shape.
 
@@ -54,7 +56,11 @@ pub async fn queue_summary(
     headers: HeaderMap,
 ) -> Response {
     let ctx = context(&state, &headers, &params);
-    json_response(state.engine.queue_summary(&ctx, &name).map(|s| {
+    let summary = match state.engine.shared_backend() {
+        Some(b) => state.engine.sh_queue_summary(&**b, &ctx, &name).await,
+        None => state.engine.queue_summary(&ctx, &name),
+    };
+    json_response(summary.map(|s| {
         json!({
             "name": s.name,
             "arn": s.arn,
@@ -144,16 +150,17 @@ pub async fn queue_messages(
             after,
         })
     })();
-    json_response(
-        query
-            .and_then(|q| state.engine.browse_messages(&ctx, &name, &q))
-            .map(|page| {
-                json!({
-                    "messages": page.messages.into_iter().map(message_json).collect::<Vec<_>>(),
-                    "next": page.next.map(|c| c.encode()),
-                })
-            }),
-    )
+    let page = match (query, state.engine.shared_backend()) {
+        (Err(e), _) => Err(e),
+        (Ok(q), Some(b)) => state.engine.sh_browse_messages(&**b, &ctx, &name, &q).await,
+        (Ok(q), None) => state.engine.browse_messages(&ctx, &name, &q),
+    };
+    json_response(page.map(|page| {
+        json!({
+            "messages": page.messages.into_iter().map(message_json).collect::<Vec<_>>(),
+            "next": page.next.map(|c| c.encode()),
+        })
+    }))
 }
 
 /// `GET /_redrive/v1/health`: whether the server can serve and write. 200 while it serves

@@ -128,6 +128,7 @@ pub async fn messages(State(state): State<Arc<AppState>>, req: HttpRequest) -> H
         &name,
         &request_id,
     )
+    .await
 }
 
 /// `/_aws/sqs/messages/{region}/{account}/{queue}`.
@@ -148,9 +149,10 @@ pub async fn messages_of(
         &name,
         &request_id,
     )
+    .await
 }
 
-fn peek(
+async fn peek(
     state: &AppState,
     format: Format,
     params: &BTreeMap<String, String>,
@@ -179,7 +181,16 @@ fn peek(
         after: None,
     };
     loop {
-        let page = match state.engine.browse_messages(&ctx, name, &query) {
+        let page = match state.engine.shared_backend() {
+            Some(b) => {
+                state
+                    .engine
+                    .sh_browse_messages(&**b, &ctx, name, &query)
+                    .await
+            }
+            None => state.engine.browse_messages(&ctx, name, &query),
+        };
+        let page = match page {
             Ok(p) => p,
             Err(e) => return format.error(&e, request_id),
         };

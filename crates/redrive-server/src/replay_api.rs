@@ -1,6 +1,7 @@
 //! The selective-redrive and schedules API (a Redrive extension under `/_redrive/v1/`; the
 //! contract is docs/replay-api.md). Errors: `{"__type": SHAPE, "message"}` with the status
-//! of the error table, plus `409 ReplayRunning` with `replayId`.
+//! of the error table, plus `409 ReplayRunning` with `replayId`. Replays and schedules also
+//! serve a shared database store (`Engine::sh_*`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -77,7 +78,11 @@ pub async fn start_replay(
         Ok(r) => r,
         Err(e) => return error(e),
     };
-    match state.engine.start_replay(&ctx, req).await {
+    let started = match state.engine.shared_backend() {
+        Some(b) => state.engine.sh_start_replay(&**b, &ctx, req, None).await,
+        None => state.engine.start_replay(&ctx, req).await,
+    };
+    match started {
         Ok(ReplayStart::DryRun(d)) => ok(StatusCode::OK, to_json(&d)),
         Ok(ReplayStart::Started(t)) => ok(StatusCode::CREATED, to_json(&t)),
         Err(e) => replay_error(e),
@@ -90,17 +95,23 @@ pub async fn list_replays(
     headers: HeaderMap,
 ) -> Response {
     let ctx = context(&state, &headers, &params);
-    match state
-        .engine
-        .list_replays(&ctx, params.get("source").map(String::as_str))
-    {
+    let source = params.get("source").map(String::as_str);
+    let listed = match state.engine.shared_backend() {
+        Some(b) => state.engine.sh_list_replays(&**b, &ctx, source).await,
+        None => state.engine.list_replays(&ctx, source),
+    };
+    match listed {
         Ok(v) => ok(StatusCode::OK, json!({ "replays": to_json(&v) })),
         Err(e) => error(e),
     }
 }
 
 pub async fn get_replay(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match state.engine.replay(&id) {
+    let found = match state.engine.shared_backend() {
+        Some(b) => state.engine.sh_replay(&**b, &id).await,
+        None => state.engine.replay(&id),
+    };
+    match found {
         Ok(t) => ok(StatusCode::OK, to_json(&t)),
         Err(e) => error(e),
     }
@@ -124,7 +135,16 @@ pub async fn replay_moves(
         (Ok(a), Ok(l)) => (a, l.max(1)),
         (Err(e), _) | (_, Err(e)) => return error(e),
     };
-    match state.engine.replay_moves(&id, after, limit as usize) {
+    let page = match state.engine.shared_backend() {
+        Some(b) => {
+            state
+                .engine
+                .sh_replay_moves(&**b, &id, after, limit as usize)
+                .await
+        }
+        None => state.engine.replay_moves(&id, after, limit as usize),
+    };
+    match page {
         Ok((moves, next)) => ok(
             StatusCode::OK,
             json!({"moves": to_json(&moves), "next": next}),
@@ -134,7 +154,11 @@ pub async fn replay_moves(
 }
 
 pub async fn cancel_replay(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match state.engine.cancel_replay(&id).await {
+    let cancelled = match state.engine.shared_backend() {
+        Some(b) => state.engine.sh_cancel_replay(&**b, &id).await,
+        None => state.engine.cancel_replay(&id).await,
+    };
+    match cancelled {
         Ok(t) => ok(StatusCode::OK, to_json(&t)),
         Err(e) => error(e),
     }
@@ -151,21 +175,33 @@ pub async fn add_schedule(
         Ok(r) => r,
         Err(e) => return error(e),
     };
-    match state.engine.add_schedule(&ctx, req).await {
+    let added = match state.engine.shared_backend() {
+        Some(b) => state.engine.sh_add_schedule(&**b, &ctx, req).await,
+        None => state.engine.add_schedule(&ctx, req).await,
+    };
+    match added {
         Ok(s) => ok(StatusCode::CREATED, to_json(&s)),
         Err(e) => error(e),
     }
 }
 
 pub async fn list_schedules(State(state): State<Arc<AppState>>) -> Response {
-    ok(
-        StatusCode::OK,
-        json!({ "schedules": to_json(&state.engine.list_schedules()) }),
-    )
+    let listed = match state.engine.shared_backend() {
+        Some(b) => state.engine.sh_list_schedules(&**b).await,
+        None => Ok(state.engine.list_schedules()),
+    };
+    match listed {
+        Ok(l) => ok(StatusCode::OK, json!({ "schedules": to_json(&l) })),
+        Err(e) => error(e),
+    }
 }
 
 pub async fn get_schedule(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match state.engine.schedule(&id) {
+    let found = match state.engine.shared_backend() {
+        Some(b) => state.engine.sh_schedule(&**b, &id).await,
+        None => state.engine.schedule(&id),
+    };
+    match found {
         Ok(s) => ok(StatusCode::OK, to_json(&s)),
         Err(e) => error(e),
     }
@@ -175,14 +211,22 @@ pub async fn remove_schedule(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Response {
-    match state.engine.remove_schedule(&id).await {
+    let removed = match state.engine.shared_backend() {
+        Some(b) => state.engine.sh_remove_schedule(&**b, &id).await,
+        None => state.engine.remove_schedule(&id).await,
+    };
+    match removed {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => error(e),
     }
 }
 
 pub async fn schedule_runs(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match state.engine.schedule_runs(&id) {
+    let runs = match state.engine.shared_backend() {
+        Some(b) => state.engine.sh_schedule_runs(&**b, &id).await,
+        None => state.engine.schedule_runs(&id),
+    };
+    match runs {
         Ok(r) => ok(StatusCode::OK, json!({ "runs": to_json(&r) })),
         Err(e) => error(e),
     }

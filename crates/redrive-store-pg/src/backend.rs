@@ -11,7 +11,7 @@ use redrive_engine::backend::{
     self as eb, BoxFuture, CreateOutcome, Decide, EditTasks, MoveStep, QueueBackend, ReceiveSpec,
     Route, SharedQueue, StepOutcome,
 };
-use redrive_engine::{MoveTaskRecord, MoveTaskStatus};
+use redrive_engine::{MessageState, MoveTaskRecord, MoveTaskStatus};
 use serde_json::{Value, json};
 
 use crate::{
@@ -171,6 +171,40 @@ fn check(h: crate::HandleCheck) -> eb::HandleCheck {
         crate::HandleCheck::Applied => eb::HandleCheck::Applied,
         crate::HandleCheck::Stale => eb::HandleCheck::Stale,
         crate::HandleCheck::NotInFlight => eb::HandleCheck::NotInFlight,
+    }
+}
+
+/// A message row as the engine's inspection and replay rules read it.
+fn stored_of(m: crate::BrowseRow) -> eb::Stored {
+    let (attributes, system_attributes, dedup_id) = decode_attributes(&m.attributes);
+    eb::Stored {
+        seq: m.seq as u64,
+        message_id: m.message_id.to_string(),
+        group_id: m.group_id,
+        dedup_id,
+        body: String::from_utf8_lossy(&m.body).into_owned(),
+        attributes,
+        system_attributes,
+        receive_count: m.receive_count.max(0) as u32,
+        sent_ms: m.sent_ms.max(0) as u64,
+        first_received_ms: m.first_received_ms.map(|t| t.max(0) as u64),
+        visible_at_ms: m.visible_at_ms.max(0) as u64,
+        dead_letter_source_arn: m.dead_letter_source,
+        dead_lettered_ms: m.dead_lettered_ms.map(|t| t.max(0) as u64),
+        state: match m.state {
+            0 => MessageState::Ready,
+            1 => MessageState::Delayed,
+            _ => MessageState::InFlight,
+        },
+        group_blocked: m.state == 0 && m.group_blocked,
+    }
+}
+
+fn doc_of(d: &eb::Doc) -> Document {
+    Document {
+        kind: d.kind.clone(),
+        key: d.key.clone(),
+        value: d.value.clone(),
     }
 }
 
@@ -448,6 +482,49 @@ impl QueueBackend for PgBackend {
         })
     }
 
+    fn browse<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        range: eb::BrowseRange,
+    ) -> BoxFuture<'a, SqsResult<Vec<eb::Stored>>> {
+        Box::pin(async move {
+            let state = range.state.map(|s| match s {
+                MessageState::Ready => 0i16,
+                MessageState::Delayed => 1,
+                MessageState::InFlight => 2,
+            });
+            let after = i64::try_from(range.after_seq).unwrap_or(i64::MAX);
+            let (rows, _) = self
+                .store
+                .browse(&to_row(q), after, state, range.limit)
+                .await
+                .map_err(internal)?;
+            Ok(rows.into_iter().map(stored_of).collect())
+        })
+    }
+
+    fn inspect<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        max_receive_count: Option<u32>,
+    ) -> BoxFuture<'a, SqsResult<eb::Inspection>> {
+        Box::pin(async move {
+            let max = max_receive_count.map(|m| i32::try_from(m).unwrap_or(i32::MAX));
+            let (visible, in_flight, delayed, pending, oldest) = self
+                .store
+                .inspect(&to_row(q), max)
+                .await
+                .map_err(internal)?;
+            Ok(eb::Inspection {
+                visible: visible as u64,
+                in_flight: in_flight as u64,
+                delayed: delayed as u64,
+                pending_dead_letter: pending as u64,
+                oldest_enqueued_ms: oldest.map(|t| t.max(0) as u64),
+            })
+        })
+    }
+
     fn all_queues(&self) -> BoxFuture<'_, SqsResult<Vec<SharedQueue>>> {
         Box::pin(async move {
             Ok(self
@@ -526,6 +603,126 @@ impl QueueBackend for PgBackend {
         })
     }
 
+    fn documents<'a>(
+        &'a self,
+        kind: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, SqsResult<Vec<(String, Value)>>> {
+        Box::pin(async move {
+            Ok(self
+                .store
+                .documents_with_prefix(kind, prefix)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(|d| (d.key, d.value))
+                .collect())
+        })
+    }
+
+    fn document<'a>(
+        &'a self,
+        kind: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, SqsResult<Option<Value>>> {
+        Box::pin(async move {
+            Ok(self
+                .store
+                .document(kind, key)
+                .await
+                .map_err(internal)?
+                .map(|d| d.value))
+        })
+    }
+
+    fn edit_documents<'a>(
+        &'a self,
+        kind: &'a str,
+        edit: eb::EditDocs<'a>,
+    ) -> BoxFuture<'a, SqsResult<()>> {
+        Box::pin(async move {
+            let change = |docs: Vec<Document>| -> SqsResult<crate::DocumentsEdit> {
+                let e = edit(docs.into_iter().map(|d| (d.key, d.value)).collect())?;
+                Ok(crate::DocumentsEdit {
+                    put: e.put.iter().map(doc_of).collect(),
+                    delete_prefixed: e.delete_prefixed,
+                })
+            };
+            self.store
+                .edit_documents_with(kind, &change)
+                .await
+                .map_err(internal)?
+        })
+    }
+
+    fn replay_step<'a>(
+        &'a self,
+        step: eb::ReplayStep<'a>,
+        rules: &'a dyn eb::ReplayRules,
+    ) -> BoxFuture<'a, SqsResult<eb::ReplayStepOutcome>> {
+        Box::pin(async move {
+            let running = |v: &Value| rules.running(v);
+            let rewrite = |m: &crate::BrowseRow, now: i64| -> Result<StepMove, String> {
+                let r = rules.rewrite(&stored_of(m.clone()), now.max(0) as u64)?;
+                let message_id = uuid::Uuid::parse_str(&r.message_id).map_err(|e| e.to_string())?;
+                Ok(StepMove {
+                    queue: to_row(&r.queue),
+                    message_id,
+                    attributes:
+                        json!({"a": r.attributes, "s": r.system_attributes, "d": r.dedup_id})
+                            .to_string()
+                            .into_bytes(),
+                    delay_ms: r.delay_ms as i64,
+                    body: Some(r.body.into_bytes()),
+                })
+            };
+            let found_of = |f: &crate::ReplayFound| match f {
+                crate::ReplayFound::Moved {
+                    from_id,
+                    to_id,
+                    destination_uid,
+                } => eb::ReplayFound::Moved {
+                    from_id: from_id.to_string(),
+                    to_id: to_id.to_string(),
+                    destination_uid: *destination_uid as u64,
+                },
+                crate::ReplayFound::Gone => eb::ReplayFound::Gone,
+                crate::ReplayFound::NotVisible => eb::ReplayFound::NotVisible,
+                crate::ReplayFound::Failed(r) => eb::ReplayFound::Failed(r.clone()),
+            };
+            let record = |v: &Value, f: &crate::ReplayFound, now: i64| -> Vec<Document> {
+                rules
+                    .record(v, &found_of(f), now.max(0) as u64)
+                    .iter()
+                    .map(doc_of)
+                    .collect()
+            };
+            let got = self
+                .store
+                .replay_step(
+                    step.lease,
+                    step.holder,
+                    (step.kind, step.replay_id),
+                    &to_row(step.source),
+                    i64::try_from(step.seq).unwrap_or(i64::MAX),
+                    &running,
+                    &rewrite,
+                    &record,
+                )
+                .await
+                .map_err(internal)?;
+            Ok(match got {
+                crate::ReplayStepResult::LeaseLost => eb::ReplayStepOutcome::LeaseLost,
+                crate::ReplayStepResult::Gone => eb::ReplayStepOutcome::TaskGone,
+                crate::ReplayStepResult::NotRunning(v) => eb::ReplayStepOutcome::NotRunning(v),
+                crate::ReplayStepResult::Done { found, doc } => eb::ReplayStepOutcome::Done {
+                    found: found_of(&found),
+                    task: doc,
+                },
+            })
+        })
+    }
+
     fn move_step<'a>(
         &'a self,
         step: MoveStep<'a>,
@@ -544,6 +741,7 @@ impl QueueBackend for PgBackend {
                         .to_string()
                         .into_bytes(),
                     delay_ms: r.delay_ms as i64,
+                    body: None,
                 })
             };
             let progress = |v: &Value, moved: usize| -> Value {

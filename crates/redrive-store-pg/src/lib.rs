@@ -213,6 +213,8 @@ pub struct StepMove {
     pub message_id: Uuid,
     pub attributes: Vec<u8>,
     pub delay_ms: i64,
+    /// (Replays) the new body; a move task keeps the message's.
+    pub body: Option<Vec<u8>>,
 }
 
 /// Why a step moved fewer messages than it could.
@@ -240,6 +242,65 @@ pub enum StepResult {
         doc: serde_json::Value,
         stop: Option<StepStop>,
     },
+}
+
+/// What [`PgStore::edit_documents_with`]'s caller writes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DocumentsEdit {
+    /// Written (inserted or replaced), any kind.
+    pub put: Vec<Document>,
+    /// `(kind, key prefix)`: deleted (before the puts).
+    pub delete_prefixed: Vec<(String, String)>,
+}
+
+/// What a replay step found for its message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplayFound {
+    Moved {
+        from_id: Uuid,
+        to_id: Uuid,
+        destination_uid: i64,
+    },
+    /// No longer in the queue (deleted, expired, purged, moved).
+    Gone,
+    /// In flight or delayed.
+    NotVisible,
+    /// It cannot be replayed (the rewrite refused it, or its destination is gone).
+    Failed(String),
+}
+
+/// What [`PgStore::replay_step`] found and did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplayStepResult {
+    LeaseLost,
+    /// The replay's document is gone.
+    Gone,
+    NotRunning(serde_json::Value),
+    Done {
+        found: ReplayFound,
+        /// The replay's document as written.
+        doc: serde_json::Value,
+    },
+}
+
+/// A message as [`PgStore::browse`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrowseRow {
+    pub seq: i64,
+    pub message_id: Uuid,
+    pub group_id: Option<String>,
+    pub body: Vec<u8>,
+    pub attributes: Vec<u8>,
+    pub receive_count: i32,
+    pub sent_ms: i64,
+    pub first_received_ms: Option<i64>,
+    pub visible_at_ms: i64,
+    pub dead_letter_source: Option<String>,
+    pub dead_lettered_ms: Option<i64>,
+    /// 0 visible, 1 delayed, 2 in flight.
+    pub state: i16,
+    /// FIFO: the message's group is held by an in-flight message.
+    pub group_blocked: bool,
 }
 
 /// A change to a kind of documents made by [`PgStore::edit_documents`]'s caller.
@@ -1615,7 +1676,9 @@ impl PgStore {
 
     /// A read-modify-write of every document of `kind`, one at a time across servers (under
     /// the lock row `('lock', kind)`): `edit` sees them all and answers what to write; an
-    /// `Err` from it writes nothing and is returned inside.
+    /// `Err` from it writes nothing and is returned inside. The documents are read `FOR
+    /// UPDATE`: a step holding one (writing its progress) commits first and the edit sees that
+    /// progress, never writing back a stale copy over it (a cancel racing a step).
     pub async fn edit_documents<E>(
         &self,
         kind: &str,
@@ -1644,7 +1707,7 @@ impl PgStore {
         .await?;
         let rows = tx
             .query(
-                "SELECT key, value FROM redrive_documents WHERE kind = $1 ORDER BY key",
+                "SELECT key, value FROM redrive_documents WHERE kind = $1 ORDER BY key FOR UPDATE",
                 &[&kind],
             )
             .await?;
@@ -1870,6 +1933,284 @@ impl PgStore {
         Ok(StepResult::Moved { moved, doc, stop })
     }
 
+    /// The documents of `kind` whose key starts with `prefix`, by key.
+    pub async fn documents_with_prefix(
+        &self,
+        kind: &str,
+        prefix: &str,
+    ) -> Result<Vec<Document>, PgError> {
+        let c = self.pool.get().await;
+        let rows = c
+            .query(
+                "SELECT key, value FROM redrive_documents
+                 WHERE kind = $1 AND left(key, length($2)) = $2 ORDER BY key",
+                &[&kind, &prefix],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Document {
+                kind: kind.to_string(),
+                key: r.get(0),
+                value: r.get(1),
+            })
+            .collect())
+    }
+
+    /// [`PgStore::edit_documents`] whose answer may write documents of any kind, and delete
+    /// them by key prefix, in the same transaction.
+    pub async fn edit_documents_with<E>(
+        &self,
+        kind: &str,
+        edit: &(dyn Fn(Vec<Document>) -> Result<DocumentsEdit, E> + Sync),
+    ) -> Result<Result<(), E>, PgError> {
+        retry!(self.try_edit_documents_with(kind, edit))
+    }
+
+    async fn try_edit_documents_with<E>(
+        &self,
+        kind: &str,
+        edit: &(dyn Fn(Vec<Document>) -> Result<DocumentsEdit, E> + Sync),
+    ) -> Result<Result<(), E>, PgError> {
+        let mut c = self.pool.get().await;
+        let tx = c.transaction().await?;
+        tx.execute(
+            "INSERT INTO redrive_documents (kind, key, value) VALUES ('lock', $1, '{}')
+             ON CONFLICT DO NOTHING",
+            &[&kind],
+        )
+        .await?;
+        tx.execute(
+            "SELECT 1 FROM redrive_documents WHERE kind = 'lock' AND key = $1 FOR UPDATE",
+            &[&kind],
+        )
+        .await?;
+        let rows = tx
+            .query(
+                "SELECT key, value FROM redrive_documents WHERE kind = $1 ORDER BY key FOR UPDATE",
+                &[&kind],
+            )
+            .await?;
+        let docs = rows
+            .iter()
+            .map(|r| Document {
+                kind: kind.to_string(),
+                key: r.get(0),
+                value: r.get(1),
+            })
+            .collect();
+        let change = match edit(docs) {
+            Ok(change) => change,
+            Err(e) => return Ok(Err(e)),
+        };
+        for (kind, prefix) in &change.delete_prefixed {
+            tx.execute(
+                "DELETE FROM redrive_documents WHERE kind = $1 AND left(key, length($2)) = $2",
+                &[kind, prefix],
+            )
+            .await?;
+        }
+        for d in &change.put {
+            tx.execute(
+                "INSERT INTO redrive_documents (kind, key, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value",
+                &[&d.kind, &d.key, &d.value],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    /// One step of a replay: one selected message, in one transaction fenced by the replay's
+    /// lease (as [`PgStore::move_step`]). If the replay's document (`kind`, `key`) is `running`
+    /// and the message (`seq` in `src`) is there and visible, `rewrite` says where it goes and
+    /// as what (new id, body and attributes; group kept, receive state and dead-letter source
+    /// cleared) and it moves; `record` answers the documents to write for what was found
+    /// (the replay's own first: progress, move log), written in the same transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn replay_step(
+        &self,
+        lease: &str,
+        holder: &str,
+        (kind, key): (&str, &str),
+        src: &QueueRow,
+        seq: i64,
+        running: &(dyn Fn(&serde_json::Value) -> bool + Sync),
+        rewrite: &(dyn Fn(&BrowseRow, i64) -> Result<StepMove, String> + Sync),
+        record: &(dyn Fn(&serde_json::Value, &ReplayFound, i64) -> Vec<Document> + Sync),
+    ) -> Result<ReplayStepResult, PgError> {
+        retry!(self.try_replay_step(
+            lease,
+            holder,
+            (kind, key),
+            src,
+            seq,
+            running,
+            rewrite,
+            record
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn try_replay_step(
+        &self,
+        lease: &str,
+        holder: &str,
+        (kind, key): (&str, &str),
+        src: &QueueRow,
+        seq: i64,
+        running: &(dyn Fn(&serde_json::Value) -> bool + Sync),
+        rewrite: &(dyn Fn(&BrowseRow, i64) -> Result<StepMove, String> + Sync),
+        record: &(dyn Fn(&serde_json::Value, &ReplayFound, i64) -> Vec<Document> + Sync),
+    ) -> Result<ReplayStepResult, PgError> {
+        let mut c = self.pool.get().await;
+        let tx = c.transaction().await?;
+        let now: i64 = tx.query_one(&format!("SELECT {NOW}"), &[]).await?.get(0);
+        if tx
+            .query_opt(
+                "SELECT 1 FROM redrive_leases
+                 WHERE name = $1 AND holder = $2 AND expires_ms > $3 FOR UPDATE",
+                &[&lease, &holder, &now],
+            )
+            .await?
+            .is_none()
+        {
+            return Ok(ReplayStepResult::LeaseLost);
+        }
+        let Some(doc) = tx
+            .query_opt(
+                "SELECT value FROM redrive_documents WHERE kind = $1 AND key = $2 FOR UPDATE",
+                &[&kind, &key],
+            )
+            .await?
+            .map(|r| r.get::<_, serde_json::Value>(0))
+        else {
+            return Ok(ReplayStepResult::Gone);
+        };
+        if !running(&doc) {
+            return Ok(ReplayStepResult::NotRunning(doc));
+        }
+        let part = (seq % i64::from(src.partitions.max(1))) as i16;
+        let row = tx
+            .query_opt(
+                "SELECT m.seq, m.message_id, m.group_id, m.body, m.attributes,
+                        m.receive_count, m.sent_ms, m.first_received_ms, m.visible_at_ms,
+                        m.dead_letter_source, m.dead_lettered_ms
+                 FROM redrive_messages m
+                 WHERE m.queue_uid = $1 AND m.part = $2 AND m.seq = $3
+                 FOR UPDATE",
+                &[&src.uid, &part, &seq],
+            )
+            .await?
+            .map(|r| BrowseRow {
+                seq: r.get(0),
+                message_id: r.get(1),
+                group_id: r.get(2),
+                body: r.get(3),
+                attributes: r.get(4),
+                receive_count: r.get(5),
+                sent_ms: r.get(6),
+                first_received_ms: r.get(7),
+                visible_at_ms: r.get(8),
+                dead_letter_source: r.get(9),
+                dead_lettered_ms: r.get(10),
+                state: 0,
+                group_blocked: false,
+            });
+        let mut notify = None;
+        let found = match row {
+            None => ReplayFound::Gone,
+            Some(m) if m.visible_at_ms > now => ReplayFound::NotVisible,
+            Some(m) => match rewrite(&m, now) {
+                Err(reason) => ReplayFound::Failed(reason),
+                Ok(to) => {
+                    let dst = &to.queue;
+                    let exists = tx
+                        .query_opt(
+                            "SELECT 1 FROM redrive_queues WHERE uid = $1 FOR SHARE",
+                            &[&dst.uid],
+                        )
+                        .await?
+                        .is_some();
+                    if !exists {
+                        ReplayFound::Failed(format!("destination {} no longer exists", dst.name))
+                    } else {
+                        if let Some(g) = &m.group_id
+                            && dst.fifo
+                        {
+                            tx.execute(
+                                "INSERT INTO redrive_fifo_groups (queue_uid, group_id)
+                                 VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                                &[&dst.uid, g],
+                            )
+                            .await?;
+                        }
+                        tx.execute(
+                            "UPDATE redrive_messages SET
+                                queue_uid = $4,
+                                seq = n.s,
+                                part = (n.s % $5)::smallint,
+                                visible_at_ms = $6::bigint + $7::bigint,
+                                message_id = $8,
+                                attributes = $9,
+                                body = $10,
+                                receive_count = 0,
+                                receipt_token = 0,
+                                first_received_ms = NULL,
+                                sent_ms = $6,
+                                dead_letter_source = NULL,
+                                dead_lettered_ms = NULL
+                             FROM (SELECT nextval('redrive_message_seq') AS s) n
+                             WHERE queue_uid = $1 AND part = $2 AND seq = $3",
+                            &[
+                                &src.uid,
+                                &part,
+                                &seq,
+                                &dst.uid,
+                                &i64::from(dst.partitions),
+                                &now,
+                                &to.delay_ms,
+                                &to.message_id,
+                                &to.attributes,
+                                &to.body.as_ref().unwrap_or(&m.body),
+                            ],
+                        )
+                        .await?;
+                        notify = Some(dst.uid);
+                        ReplayFound::Moved {
+                            from_id: m.message_id,
+                            to_id: to.message_id,
+                            destination_uid: dst.uid,
+                        }
+                    }
+                }
+            },
+        };
+        let docs = record(&doc, &found, now);
+        let mut written = doc;
+        for d in &docs {
+            tx.execute(
+                "INSERT INTO redrive_documents (kind, key, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value",
+                &[&d.kind, &d.key, &d.value],
+            )
+            .await?;
+            if d.kind == kind && d.key == key {
+                written = d.value.clone();
+            }
+        }
+        if let Some(uid) = notify {
+            tx.execute("SELECT pg_notify($1, '')", &[&channel(uid)])
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(ReplayStepResult::Done {
+            found,
+            doc: written,
+        })
+    }
+
     /// A document, if stored.
     pub async fn document(&self, kind: &str, key: &str) -> Result<Option<Document>, PgError> {
         let c = self.pool.get().await;
@@ -1918,6 +2259,87 @@ impl PgStore {
                      FROM redrive_messages WHERE queue_uid = $1"
                 ),
                 &[&q.uid],
+            )
+            .await?;
+        Ok((r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+    }
+
+    /// Up to `limit` of the queue's messages with `seq > after`, in sequence order, as they
+    /// are: read without a lock and without changing anything (no receive is counted, no
+    /// visibility changes). `state`: only messages visible (0), delayed (1) or in flight (2)
+    /// at the database's now. Also answers that now.
+    pub async fn browse(
+        &self,
+        q: &QueueRow,
+        after: i64,
+        state: Option<i16>,
+        limit: usize,
+    ) -> Result<(Vec<BrowseRow>, i64), PgError> {
+        let c = self.pool.get().await;
+        let now: i64 = c.query_one(&format!("SELECT {NOW}"), &[]).await?.get(0);
+        let state_of = "CASE WHEN m.visible_at_ms <= $2 THEN 0::smallint
+                             WHEN m.receive_count > 0 THEN 2::smallint ELSE 1::smallint END";
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT m.seq, m.message_id, m.group_id, m.body, m.attributes,
+                            m.receive_count, m.sent_ms, m.first_received_ms, m.visible_at_ms,
+                            m.dead_letter_source, m.dead_lettered_ms, {state_of},
+                            COALESCE((SELECT g.locked_until_ms > $2 FROM redrive_fifo_groups g
+                                      WHERE $5 AND g.queue_uid = m.queue_uid
+                                        AND g.group_id = m.group_id), false)
+                     FROM redrive_messages m
+                     WHERE m.queue_uid = $1 AND m.seq > $3
+                       AND ($4::smallint IS NULL OR {state_of} = $4)
+                     ORDER BY m.seq LIMIT $6"
+                ),
+                &[&q.uid, &now, &after, &state, &q.fifo, &(limit as i64)],
+            )
+            .await?;
+        Ok((
+            rows.iter()
+                .map(|r| BrowseRow {
+                    seq: r.get(0),
+                    message_id: r.get(1),
+                    group_id: r.get(2),
+                    body: r.get(3),
+                    attributes: r.get(4),
+                    receive_count: r.get(5),
+                    sent_ms: r.get(6),
+                    first_received_ms: r.get(7),
+                    visible_at_ms: r.get(8),
+                    dead_letter_source: r.get(9),
+                    dead_lettered_ms: r.get(10),
+                    state: r.get(11),
+                    group_blocked: r.get(12),
+                })
+                .collect(),
+            now,
+        ))
+    }
+
+    /// `(visible, in flight, delayed, visible with a receive count of at least
+    /// `max_receive_count`, oldest enqueue time)` at the database's now; the enqueue time of a
+    /// dead-lettered message is when it was dead-lettered.
+    pub async fn inspect(
+        &self,
+        q: &QueueRow,
+        max_receive_count: Option<i32>,
+    ) -> Result<(i64, i64, i64, i64, Option<i64>), PgError> {
+        let c = self.pool.get().await;
+        let r = c
+            .query_one(
+                &format!(
+                    "WITH now AS MATERIALIZED (SELECT {NOW} AS t)
+                     SELECT count(*) FILTER (WHERE visible_at_ms <= (SELECT t FROM now)),
+                            count(*) FILTER (WHERE visible_at_ms > (SELECT t FROM now) AND receive_count > 0),
+                            count(*) FILTER (WHERE visible_at_ms > (SELECT t FROM now) AND receive_count = 0),
+                            count(*) FILTER (WHERE visible_at_ms <= (SELECT t FROM now)
+                                               AND $2::int IS NOT NULL AND receive_count >= $2),
+                            min(COALESCE(dead_lettered_ms, sent_ms))
+                     FROM redrive_messages WHERE queue_uid = $1"
+                ),
+                &[&q.uid, &max_receive_count],
             )
             .await?;
         Ok((r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))

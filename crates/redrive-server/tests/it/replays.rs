@@ -19,7 +19,23 @@ fn policy(dlq: &str, max: u32) -> String {
     )
 }
 
-impl TestServer {
+/// The helpers of this file (a trait, not an inherent impl, so the file can be compiled a
+/// second time for the shared-store suite).
+trait ReplayApi {
+    async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value);
+    async fn send_with(
+        &self,
+        url: &str,
+        body: &str,
+        attrs: &[(&str, &str)],
+        group: Option<&str>,
+    ) -> String;
+    async fn drain_to_dlq(&self, src: &str);
+    async fn take_all(&self, url: &str) -> Vec<aws_sdk_sqs::types::Message>;
+    async fn wait_replay(&self, id: &str) -> Value;
+}
+
+impl ReplayApi for TestServer {
     async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let url = format!("{}{path}", self.base);
         let req = match method {

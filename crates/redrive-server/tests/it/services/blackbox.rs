@@ -39,6 +39,8 @@ mod fifo_groups;
 mod fifo_rules;
 #[path = "../json_error_names.rs"]
 mod json_error_names;
+#[path = "../localstack.rs"]
+mod localstack;
 #[path = "../malformed.rs"]
 mod malformed;
 #[path = "../messages.rs"]
@@ -55,6 +57,8 @@ mod queue_urls;
 mod queues;
 #[path = "../receipts.rs"]
 mod receipts;
+#[path = "../replays.rs"]
+mod replays;
 #[path = "../texts.rs"]
 mod texts;
 

@@ -413,9 +413,9 @@ async fn a_message_received_too_often_moves_to_the_dlq_across_servers() {
 async fn what_the_shared_store_does_not_do_yet_is_an_error() {
     let s = servers(1).await;
     s[0].create("shared-unsupported").await;
-    // The extension API and the console read one process's state: an error, not an empty
-    // server.
-    for path in ["/_redrive/v1/queues/shared-unsupported", "/console"] {
+    // What of the extension API and the console reads one process's state: an error, not an
+    // empty server.
+    for path in ["/_redrive/v1/quarantine", "/console"] {
         let resp = s[0]
             .http
             .get(format!("{}{path}", s[0].base))
@@ -861,4 +861,414 @@ async fn every_server_reports_the_shared_queue_gauges() {
         );
         assert!(body.ends_with("# EOF\n"));
     }
+}
+
+async fn inspect_json(server: &TestServer, path: &str) -> serde_json::Value {
+    let resp = server
+        .http
+        .get(format!("{}{path}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{path}");
+    serde_json::from_str(&resp.text().await.unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn inspection_reads_the_database_without_changing_it_on_every_server() {
+    let s = servers(2).await;
+    let q = s[0]
+        .create_with(
+            "peek.fifo",
+            &[("FifoQueue", "true"), ("ContentBasedDeduplication", "true")],
+        )
+        .await;
+    for (body, group) in [("a1", "a"), ("a2", "a"), ("b1", "b")] {
+        s[1].client
+            .send_message()
+            .queue_url(&q)
+            .message_body(body)
+            .message_group_id(group)
+            .send()
+            .await
+            .unwrap();
+    }
+    let plain = s[1].create("peek-std").await;
+    s[0].client
+        .send_message()
+        .queue_url(&plain)
+        .message_body("later")
+        .delay_seconds(600)
+        .send()
+        .await
+        .unwrap();
+    // One of group a is in flight: a2 waits behind it.
+    let got = s[0].receive(&q, 1, Some(600)).await;
+    assert_eq!(got[0].body(), Some("a1"));
+
+    let a = inspect_json(&s[0], "/_redrive/v1/queues/peek.fifo/messages").await;
+    let b = inspect_json(&s[1], "/_redrive/v1/queues/peek.fifo/messages").await;
+    assert_eq!(a, b, "every server reads the same rows");
+    let msgs = a["messages"].as_array().unwrap();
+    let view: Vec<(&str, &str, u64)> = msgs
+        .iter()
+        .map(|m| {
+            (
+                m["body"].as_str().unwrap(),
+                m["state"].as_str().unwrap(),
+                m["receiveCount"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        view,
+        [
+            ("a1", "inflight", 1),
+            ("a2", "visible", 0),
+            ("b1", "visible", 0)
+        ]
+    );
+    assert!(msgs[0]["visibleAt"].as_u64().is_some(), "{a}");
+    assert!(msgs[1]["visibleAt"].is_null(), "{a}");
+    assert_eq!(msgs[0]["messageGroupId"], "a");
+    assert_eq!(msgs[0]["sequenceNumber"].as_str().map(str::len), Some(20));
+    assert!(msgs[0]["firstReceiveTimestamp"].as_u64().is_some(), "{a}");
+    assert!(msgs[1]["firstReceiveTimestamp"].is_null(), "{a}");
+    // Pages of one across the two servers, by the cursor.
+    let mut seen = Vec::new();
+    let mut path = "/_redrive/v1/queues/peek.fifo/messages?limit=1".to_string();
+    for i in 0..10 {
+        let v = inspect_json(&s[i % 2], &path).await;
+        seen.extend(
+            v["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["body"].as_str().unwrap().to_string()),
+        );
+        match v["next"].as_str() {
+            Some(next) => {
+                path = format!("/_redrive/v1/queues/peek.fifo/messages?limit=1&after={next}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["a1", "a2", "b1"]);
+    let v = inspect_json(
+        &s[1],
+        "/_redrive/v1/queues/peek.fifo/messages?state=visible",
+    )
+    .await;
+    assert_eq!(v["messages"].as_array().unwrap().len(), 2, "{v}");
+    let v = inspect_json(&s[0], "/_redrive/v1/queues/peek-std/messages?state=delayed").await;
+    assert_eq!(v["messages"][0]["body"], "later", "{v}");
+    assert_eq!(v["messages"][0]["state"], "delayed", "{v}");
+
+    let sum = inspect_json(&s[1], "/_redrive/v1/queues/peek.fifo").await;
+    assert_eq!(
+        (&sum["visible"], &sum["inFlight"], &sum["delayed"]),
+        (
+            &serde_json::json!(2),
+            &serde_json::json!(1),
+            &serde_json::json!(0)
+        ),
+        "{sum}"
+    );
+    assert_eq!(sum["fifo"], true);
+    assert!(sum["oldestEnqueuedAt"].as_u64().is_some(), "{sum}");
+    let sum = inspect_json(&s[0], "/_redrive/v1/queues/peek-std").await;
+    assert_eq!(sum["delayed"], 1, "{sum}");
+    // Nothing was received by reading: b1 is still the next, first receive of group b.
+    let got = s[1].receive(&q, 10, Some(600)).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body(), Some("b1"));
+    assert_eq!(
+        sys_attr(&got[0], "ApproximateReceiveCount").as_deref(),
+        Some("1")
+    );
+}
+
+async fn post_json(
+    server: &TestServer,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let resp = server
+        .http
+        .post(format!("{}{path}", server.base))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")),
+    )
+}
+
+/// Polls replay `id` on `server` until its status is not active.
+async fn replay_ends(server: &TestServer, id: &str, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let v = inspect_json(server, &format!("/_redrive/v1/replays/{id}")).await;
+        let status = v["status"].as_str().unwrap().to_string();
+        if status != "RUNNING" && status != "CANCELLING" {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "replay {id} still {status}: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_replay_started_on_one_server_is_listed_cancelled_and_finished_on_another() {
+    let s = servers(2).await;
+    let dlq = s[0].create("rp-dlq").await;
+    let src = dlq_source(&s[0], "rp-src", "rp-dlq").await;
+    let bodies: Vec<String> = (0..10)
+        .map(|i| format!(r#"{{"n":{i},"k":{}}}"#, i % 2))
+        .collect();
+    dead_letter_all(&s[1], &src, &bodies).await;
+    assert_eq!(s[0].counts(&dlq).await, (10, 0, 0));
+
+    // A dry run on either server: nothing moves.
+    let (status, dry) = post_json(
+        &s[1],
+        "/_redrive/v1/replays",
+        serde_json::json!({"source": "rp-dlq", "selection": {"filter": ".k == 0"}, "transform": ".n += 100 | tojson", "sample": 10}),
+    )
+    .await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(dry["selected"], 5, "{dry}");
+    assert_eq!(dry["scanned"], 10, "{dry}");
+    assert_eq!(dry["destinations"][0]["name"], "rp-src", "{dry}");
+    assert_eq!(dry["sample"].as_array().unwrap().len(), 5, "{dry}");
+    assert!(
+        dry["sample"][0]["body"].as_str().unwrap().contains("10"),
+        "{dry}"
+    );
+    assert_eq!(s[1].counts(&dlq).await, (10, 0, 0));
+
+    // Started on one server, slowly; listed, followed and cancelled on the other.
+    let (status, t) = post_json(
+        &s[0],
+        "/_redrive/v1/replays",
+        serde_json::json!({"source": "rp-dlq", "selection": {"filter": ".k == 0"}, "dryRun": false, "rate": 2}),
+    )
+    .await;
+    assert_eq!(status, 201, "{t}");
+    let id = t["id"].as_str().unwrap().to_string();
+    assert_eq!(t["status"], "RUNNING");
+    assert_eq!(t["selected"], 5);
+    // A second start on the same DLQ, through the other server: 409.
+    let (status, v) = post_json(
+        &s[1],
+        "/_redrive/v1/replays",
+        serde_json::json!({"source": "rp-dlq", "dryRun": false}),
+    )
+    .await;
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["replayId"], id.as_str());
+    let listed = inspect_json(&s[1], "/_redrive/v1/replays?source=rp-dlq").await;
+    assert_eq!(listed["replays"][0]["id"], id.as_str(), "{listed}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = inspect_json(&s[1], &format!("/_redrive/v1/replays/{id}")).await;
+        if v["moved"].as_u64().unwrap() >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, v) = post_json(
+        &s[1],
+        &format!("/_redrive/v1/replays/{id}/cancel"),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "CANCELLING", "{v}");
+    let done = replay_ends(&s[0], &id, Duration::from_secs(20)).await;
+    assert_eq!(done["status"], "CANCELLED", "{done}");
+    let moved = done["moved"].as_u64().unwrap();
+    assert!((1..5).contains(&moved), "{done}");
+    // Counts exact: what moved is in the source once, the rest in the DLQ, the log agrees.
+    assert_eq!(s[0].counts(&src).await.0, moved, "{done}");
+    assert_eq!(s[1].counts(&dlq).await.0, 10 - moved, "{done}");
+    let log = inspect_json(&s[1], &format!("/_redrive/v1/replays/{id}/moves")).await;
+    assert_eq!(
+        log["moves"].as_array().unwrap().len() as u64,
+        moved,
+        "{log}"
+    );
+    assert_eq!(log["moves"][0]["n"], 1, "{log}");
+    assert_eq!(
+        log["moves"][0]["destination"],
+        TestServer::arn("rp-src").as_str(),
+        "{log}"
+    );
+    let (status, v) = post_json(
+        &s[0],
+        &format!("/_redrive/v1/replays/{id}/cancel"),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("CANCELLED"), "{v}");
+    // Drain what moved.
+    for m in s[0].receive(&src, 10, Some(600)).await {
+        s[0].client
+            .delete_message()
+            .queue_url(&src)
+            .receipt_handle(m.receipt_handle().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    // Another one, to the end, with a transform: started on the second server.
+    let (status, t) = post_json(
+        &s[1],
+        "/_redrive/v1/replays",
+        serde_json::json!({"source": "rp-dlq", "selection": {"filter": ".k == 0"}, "transform": ".n += 100 | tojson", "dryRun": false}),
+    )
+    .await;
+    assert_eq!(status, 201, "{t}");
+    let id2 = t["id"].as_str().unwrap().to_string();
+    assert_eq!(t["selected"], 5 - moved, "{t}");
+    let done = replay_ends(&s[0], &id2, Duration::from_secs(20)).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["moved"], 5 - moved, "{done}");
+    assert_eq!(done["remaining"], 0, "{done}");
+    let got = s[1].receive(&src, 10, Some(600)).await;
+    assert_eq!(got.len() as u64, 5 - moved);
+    for m in &got {
+        let v: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
+        assert!(v["n"].as_u64().unwrap() >= 100, "{v}");
+        assert_eq!(v["k"], 0, "{v}");
+    }
+    // The unselected stay in the DLQ, untouched.
+    let left = inspect_json(&s[0], "/_redrive/v1/queues/rp-dlq/messages").await;
+    let left = left["messages"].as_array().unwrap();
+    assert_eq!(left.len(), 5);
+    for m in left {
+        assert!(m["body"].as_str().unwrap().contains(r#""k":1"#), "{m}");
+        assert_eq!(m["receiveCount"], 1, "{m}");
+    }
+    let listed = inspect_json(&s[0], "/_redrive/v1/replays").await;
+    let ids: Vec<&str> = listed["replays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id2.as_str(), id.as_str()], "newest first");
+}
+
+#[tokio::test]
+async fn a_schedule_added_on_one_server_fires_once_for_both() {
+    let (s, db) = servers_and_db(2).await;
+    let dlq = s[0].create("sc-dlq").await;
+    let src = dlq_source(&s[0], "sc-src", "sc-dlq").await;
+    let bodies: Vec<String> = (0..4).map(|i| format!(r#"{{"n":{i}}}"#)).collect();
+    dead_letter_all(&s[1], &src, &bodies).await;
+    // Refused as embedded: a bad cron, an unknown queue, a taken name.
+    let (status, v) = post_json(
+        &s[0],
+        "/_redrive/v1/schedules",
+        serde_json::json!({"name": "bad", "cron": "nope", "source": "sc-dlq"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = post_json(
+        &s[0],
+        "/_redrive/v1/schedules",
+        serde_json::json!({"name": "bad", "cron": "* * * * *", "source": "nope"}),
+    )
+    .await;
+    assert_eq!(v["__type"], "QueueDoesNotExist", "{status} {v}");
+    let (status, added) = post_json(
+        &s[0],
+        "/_redrive/v1/schedules",
+        serde_json::json!({"name": "hourly", "cron": "0 * * * *", "source": "sc-dlq", "selection": {"filter": ".n < 3"}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{added}");
+    let id = added["id"].as_str().unwrap().to_string();
+    assert_eq!(added["sourceArn"], TestServer::arn("sc-dlq").as_str());
+    let (status, v) = post_json(
+        &s[1],
+        "/_redrive/v1/schedules",
+        serde_json::json!({"name": "hourly", "cron": "* * * * *", "source": "sc-dlq"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    let listed = inspect_json(&s[1], "/_redrive/v1/schedules").await;
+    assert_eq!(listed["schedules"].as_array().unwrap().len(), 1, "{listed}");
+    let by_name = inspect_json(&s[1], "/_redrive/v1/schedules/hourly").await;
+    assert_eq!(by_name["id"], id.as_str());
+    assert!(
+        inspect_json(&s[0], &format!("/_redrive/v1/schedules/{id}/runs")).await["runs"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // The database's clock past the next hour: one fire, whichever server holds the lease.
+    let next = added["nextRunAt"].as_i64().unwrap();
+    let created = added["createdAt"].as_i64().unwrap();
+    db.store()
+        .advance_clock(next - created + 1_000)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let run = loop {
+        let runs = inspect_json(&s[1], &format!("/_redrive/v1/schedules/{id}/runs")).await;
+        if let Some(r) = runs["runs"].as_array().unwrap().first() {
+            break r.clone();
+        }
+        assert!(Instant::now() < deadline, "never fired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(run["outcome"], "STARTED", "{run}");
+    assert_eq!(run["selected"], 3, "{run}");
+    let replay = replay_ends(
+        &s[0],
+        run["replayId"].as_str().unwrap(),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(replay["status"], "COMPLETED", "{replay}");
+    assert_eq!(replay["moved"], 3, "{replay}");
+    assert_eq!(replay["scheduleId"], id.as_str(), "{replay}");
+    assert_eq!(replay["requestedBy"], "schedule:hourly", "{replay}");
+    assert_eq!(s[0].counts(&src).await.0, 3);
+    assert_eq!(s[1].counts(&dlq).await.0, 1);
+    // Both servers check every second: still one run for that due time.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let runs = inspect_json(&s[0], &format!("/_redrive/v1/schedules/{id}/runs")).await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
+
+    let resp = s[1]
+        .http
+        .delete(format!("{}/_redrive/v1/schedules/hourly", s[1].base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let listed = inspect_json(&s[0], "/_redrive/v1/schedules").await;
+    assert!(
+        listed["schedules"].as_array().unwrap().is_empty(),
+        "{listed}"
+    );
+    let resp = s[0]
+        .http
+        .get(format!("{}/_redrive/v1/schedules/{id}", s[0].base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
 }

@@ -525,3 +525,135 @@ async fn a_fifo_receive_attempt_is_replayed_on_another_server_within_its_window(
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn browse_reads_without_changing_and_a_replay_step_is_fenced_by_its_lease() {
+    use redrive_store_pg::{Document, DocumentsEdit, ReplayFound, ReplayStepResult, StepMove};
+    let s = servers("replay_step", 2).await;
+    let src = super::create(&s[0], "dlq", false, 8).await;
+    let dst = super::create(&s[0], "orders", false, 8).await;
+    let sent = s[0].send(&src, &[msg("one"), msg("two")]).await.unwrap();
+    let first = sent[0].seq.unwrap();
+    // Browsing twice, from either store: the same rows, nothing claimed.
+    let (rows, _) = s[1].browse(&src, 0, None, 10).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.state == 0 && r.receive_count == 0));
+    let (again, _) = s[0].browse(&src, 0, None, 10).await.unwrap();
+    assert_eq!(rows, again);
+    let (after, _) = s[0].browse(&src, first, None, 10).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].body, b"two");
+    let (inflight, _) = s[0].browse(&src, 0, Some(2), 10).await.unwrap();
+    assert!(inflight.is_empty());
+    assert_eq!(
+        s[0].inspect(&src, Some(1)).await.unwrap(),
+        (2, 0, 0, 0, rows.iter().map(|r| r.sent_ms).min())
+    );
+
+    s[0].edit_documents_with("replay", &|_: Vec<Document>| -> Result<DocumentsEdit, ()> {
+        Ok(DocumentsEdit {
+            put: vec![Document {
+                kind: "replay".into(),
+                key: "r1".into(),
+                value: json!({"status": "RUNNING", "moved": 0}),
+            }],
+            delete_prefixed: Vec::new(),
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(s[0].lease("replay/r1", "a", 10_000).await.unwrap());
+    let running = |v: &serde_json::Value| v["status"] == "RUNNING";
+    let dst_row = dst.clone();
+    let rewrite = move |m: &redrive_store_pg::BrowseRow, _now: i64| -> Result<StepMove, String> {
+        Ok(StepMove {
+            queue: dst_row.clone(),
+            message_id: uuid::Uuid::new_v4(),
+            attributes: m.attributes.clone(),
+            delay_ms: 0,
+            body: Some(format!("re-{}", String::from_utf8_lossy(&m.body)).into_bytes()),
+        })
+    };
+    let record = |v: &serde_json::Value, found: &ReplayFound, _now: i64| -> Vec<Document> {
+        let mut v = v.clone();
+        if matches!(found, ReplayFound::Moved { .. }) {
+            v["moved"] = json!(v["moved"].as_u64().unwrap() + 1);
+        }
+        vec![Document {
+            kind: "replay".into(),
+            key: "r1".into(),
+            value: v,
+        }]
+    };
+    // Not the holder: nothing moves.
+    let got = s[1]
+        .replay_step(
+            "replay/r1",
+            "b",
+            ("replay", "r1"),
+            &src,
+            first,
+            &running,
+            &rewrite,
+            &record,
+        )
+        .await
+        .unwrap();
+    assert_eq!(got, ReplayStepResult::LeaseLost);
+    assert_eq!(s[1].counts(&src).await.unwrap(), (2, 0));
+    // The holder: the message moves, rewritten, with its progress.
+    let got = s[0]
+        .replay_step(
+            "replay/r1",
+            "a",
+            ("replay", "r1"),
+            &src,
+            first,
+            &running,
+            &rewrite,
+            &record,
+        )
+        .await
+        .unwrap();
+    let ReplayStepResult::Done {
+        found: ReplayFound::Moved { from_id, .. },
+        doc,
+    } = got
+    else {
+        panic!("{got:?}");
+    };
+    assert_eq!(from_id, sent[0].message_id);
+    assert_eq!(doc["moved"], 1);
+    assert_eq!(s[1].counts(&src).await.unwrap(), (1, 0));
+    let (moved, _) = s[1].browse(&dst, 0, None, 10).await.unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].body, b"re-one");
+    assert_eq!(moved[0].receive_count, 0);
+    // Again: it is gone, and counted once.
+    let got = s[0]
+        .replay_step(
+            "replay/r1",
+            "a",
+            ("replay", "r1"),
+            &src,
+            first,
+            &running,
+            &rewrite,
+            &record,
+        )
+        .await
+        .unwrap();
+    let ReplayStepResult::Done {
+        found: ReplayFound::Gone,
+        doc,
+    } = got
+    else {
+        panic!("{got:?}");
+    };
+    assert_eq!(doc["moved"], 1);
+    assert_eq!(
+        s[0].document("replay", "r1").await.unwrap().unwrap().value["moved"],
+        1
+    );
+}
