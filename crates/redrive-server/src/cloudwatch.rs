@@ -91,6 +91,16 @@ async fn answer(
     crate::auth::authenticate_for(&state.config.auth, parts, body, cw::SIGNING_NAME)
         .map_err(from_sqs_error)?;
     let request = cw::decode(protocol, operation, parts.uri.query(), body)?;
+    // The minute history and the alarms live in one process's store: on a shared database
+    // store they would differ per server (and the history is not kept there yet).
+    if state.engine.shared_backend().is_some() {
+        return Err(CwError::new(
+            CwErrorCode::InvalidAction,
+            format!(
+                "{operation} is not supported yet with a shared database store (--store postgres://); see docs/compatibility.md."
+            ),
+        ));
+    }
     state.engine.ensure_synced().map_err(from_sqs_error)?;
     let ctx = RequestContext {
         region: region_from_headers(&parts.headers).unwrap_or_else(|| state.config.region.clone()),

@@ -428,6 +428,21 @@ async fn what_the_shared_store_does_not_do_yet_is_an_error() {
             "{path}"
         );
     }
+    // The CloudWatch API (minute history, alarms) would answer from one process's empty
+    // history: refused in CloudWatch's own error shape instead, as an operation this server
+    // does not serve (JSON: `UnknownOperationException`, 404; Query: `InvalidAction`, 400).
+    let (status, _, text) = s[0]
+        .raw_json("GraniteServiceVersion20100801.ListMetrics", "{}")
+        .await;
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("UnknownOperationException"), "{text}");
+    assert!(text.contains("shared database store"), "{text}");
+    let (status, _, xml) = s[0]
+        .query(&[("Action", "ListMetrics"), ("Version", "2010-08-01")])
+        .await;
+    assert_eq!(status, 400, "{xml}");
+    assert!(xml.contains("<Code>InvalidAction</Code>"), "{xml}");
+    assert!(xml.contains("shared database store"), "{xml}");
 }
 
 #[tokio::test]
