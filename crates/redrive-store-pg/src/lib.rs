@@ -44,9 +44,12 @@ const FIFO_GROUP_SCAN: i64 = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe(.0))]
     Db(#[from] tokio_postgres::Error),
-    #[error("the transaction was retried {MAX_ATTEMPTS} times (serialization failures): {0}")]
+    #[error(
+        "the transaction was retried {MAX_ATTEMPTS} times (serialization failures): {}",
+        describe(.0)
+    )]
     Retries(tokio_postgres::Error),
     #[error(
         "the database schema is version {found}, newer than this build's {SCHEMA_VERSION}: upgrade Redrive"
@@ -54,6 +57,24 @@ pub enum PgError {
     SchemaTooNew { found: i32 },
     #[error("invalid store URL: {0}")]
     Url(String),
+}
+
+/// A driver error with the database's own words: tokio-postgres displays a server error only
+/// as "db error", keeping PostgreSQL's severity, SQLSTATE and message in its source.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!(
+            "{} {}: {}{}",
+            db.severity(),
+            db.code().code(),
+            db.message(),
+            db.detail().map(|d| format!(" ({d})")).unwrap_or_default()
+        ),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
 }
 
 fn retryable(e: &PgError) -> bool {

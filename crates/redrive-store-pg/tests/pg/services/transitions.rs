@@ -657,3 +657,19 @@ async fn browse_reads_without_changing_and_a_replay_step_is_fenced_by_its_lease(
         1
     );
 }
+
+/// A database error says what PostgreSQL said (severity, SQLSTATE, message), not only the
+/// driver's "db error": a missing database when connecting.
+#[tokio::test]
+async fn a_database_error_carries_postgresqls_words() {
+    let base = super::url();
+    let (prefix, _) = base.rsplit_once('/').expect("a URL with a database");
+    let missing = format!("{prefix}/redrive_no_such_database");
+    let Err(e) = PgStore::connect(&missing, None, 1).await else {
+        panic!("connected to a database that does not exist");
+    };
+    let text = e.to_string();
+    assert!(text.contains("3D000"), "{text}");
+    assert!(text.contains("redrive_no_such_database"), "{text}");
+    assert!(text.contains("does not exist"), "{text}");
+}
