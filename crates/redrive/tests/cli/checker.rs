@@ -63,6 +63,11 @@ impl Cluster {
         self.servers.len()
     }
 
+    /// The servers' endpoints now (a killed server's stays listed until it is back).
+    pub fn endpoints(&self) -> Vec<String> {
+        self.endpoints.read().unwrap().clone()
+    }
+
     /// SIGKILL server `i` (its endpoint stays listed: requests to it fail until it is back).
     pub async fn kill(&mut self, i: usize) {
         if let Some(mut s) = self.servers[i].take() {

@@ -7,12 +7,84 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use crate::harness::ServerProcess;
+use crate::harness::{ServerProcess, Sqs};
 
 fn url() -> String {
     std::env::var("REDRIVE_TEST_POSTGRES_URL").expect(
         "REDRIVE_TEST_POSTGRES_URL is not set: `source tests/services/start.sh` first (the `services` nextest profile)",
     )
+}
+
+fn nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// A source queue and its DLQ, holding `n` dead letters.
+struct DeadLettered {
+    dlq_name: String,
+    dlq: String,
+    dlq_arn: String,
+    src: String,
+}
+
+/// Creates `{prefix}-src` with `{prefix}-dlq` (`maxReceiveCount` 1) and sends `n` messages
+/// (`body(i)`), receiving each once so that it moves to the DLQ.
+async fn dead_lettered(
+    s: &Sqs,
+    prefix: &str,
+    n: usize,
+    body: impl Fn(usize) -> String,
+) -> DeadLettered {
+    let dlq_name = format!("{prefix}-dlq");
+    let dlq = s.create_queue(&dlq_name, json!({})).await;
+    let dlq_arn = s.attr(&dlq, "QueueArn").await;
+    let src = s
+        .create_queue(
+            &format!("{prefix}-src"),
+            json!({"RedrivePolicy": json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1}).to_string()}),
+        )
+        .await;
+    for i in 0..n {
+        s.call(
+            "SendMessage",
+            json!({"QueueUrl": src, "MessageBody": body(i)}),
+        )
+        .await
+        .expect("send");
+    }
+    for _ in 0..100 {
+        if s.attr(&src, "ApproximateNumberOfMessages").await == "0" {
+            break;
+        }
+        s.receive(&src, 10, 0, 0).await.expect("receive");
+    }
+    assert_eq!(
+        s.attr(&dlq, "ApproximateNumberOfMessages").await,
+        n.to_string()
+    );
+    DeadLettered {
+        dlq_name,
+        dlq,
+        dlq_arn,
+        src,
+    }
+}
+
+/// Every body in `url`, received with a long visibility timeout (so each at most once).
+async fn drain_bodies(s: &Sqs, url: &str) -> Vec<String> {
+    let mut got = Vec::new();
+    for _ in 0..40 {
+        let batch = s.receive(url, 10, 60, 0).await.expect("receive");
+        if batch.is_empty() {
+            break;
+        }
+        got.extend(batch.into_iter().map(|(body, _)| body));
+    }
+    got.sort();
+    got
 }
 
 #[tokio::test]
@@ -91,21 +163,110 @@ async fn a_store_url_that_is_not_postgres_is_refused() {
 
 /// The checker (`checker.rs`) over three servers on one PostgreSQL, one of them SIGKILLed and
 /// restarted at random during the load: no acknowledged send lost, no acknowledged delete
-/// resurrected, no double delivery within a visibility timeout, FIFO order per group.
+/// resurrected, no double delivery within a visibility timeout, FIFO order per group. A
+/// message move task and a replay run through the same chaos (whichever server holds one's
+/// lease may be killed, and another takes it over from the persisted progress): each ends
+/// COMPLETED with every message moved exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn checker_three_servers_on_postgres_with_sigkills() {
     let db = url();
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let n = nanos();
     let seed = crate::checker::seed();
     println!("checker seed {seed} (REDRIVE_CHECKER_SEED to replay)");
     let mut cluster = crate::checker::Cluster::start(3, &["--store", &db]).await;
-    let r = crate::checker::run(&mut cluster, &format!("chkpg-{nanos}"), 4, seed).await;
+    let endpoints = cluster.endpoints();
+    let first = Sqs::new(&endpoints[0]);
+    const N: usize = 40;
+    let moving = dead_lettered(&first, &format!("chkmt-{n}"), N, |i| format!("mt-{i:02}")).await;
+    let replaying = dead_lettered(&first, &format!("chkrp-{n}"), N, |i| {
+        json!({"i": i}).to_string()
+    })
+    .await;
+    // 5 messages a second each: both are still running when the chaos starts.
+    first
+        .call(
+            "StartMessageMoveTask",
+            json!({"SourceArn": moving.dlq_arn, "MaxNumberOfMessagesPerSecond": 5}),
+        )
+        .await
+        .expect("start the move task");
+    let (status, t) = replay_api(
+        &endpoints[1],
+        "POST",
+        "/_redrive/v1/replays",
+        json!({"source": replaying.dlq_name, "dryRun": false, "rate": 5}),
+    )
+    .await;
+    assert_eq!(status, 201, "{t}");
+    let replay = format!("/_redrive/v1/replays/{}", t["id"].as_str().unwrap());
+
+    let r = crate::checker::run(&mut cluster, &format!("chkpg-{n}"), 4, seed).await;
     println!(
         "{} acknowledged sends, {} deliveries, {} kills over 3 servers on PostgreSQL: no loss, no resurrection, no overlap, FIFO order kept",
         r.acked_sends, r.deliveries, r.kills
+    );
+
+    // Every server is back: ask any of them until both have ended.
+    let endpoints = cluster.endpoints();
+    let s = Sqs::new(&endpoints[2]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let task = loop {
+        let t = s
+            .call("ListMessageMoveTasks", json!({"SourceArn": moving.dlq_arn}))
+            .await
+            .expect("list")["Results"][0]
+            .clone();
+        if t["Status"] != "RUNNING" {
+            break t;
+        }
+        assert!(std::time::Instant::now() < deadline, "never finished: {t}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(task["Status"], "COMPLETED", "{task}");
+    assert_eq!(task["ApproximateNumberOfMessagesMoved"], N, "{task}");
+    let done = loop {
+        let (_, t) = replay_api(&endpoints[0], "GET", &replay, json!({})).await;
+        if t["status"] != "RUNNING" {
+            break t;
+        }
+        assert!(std::time::Instant::now() < deadline, "never finished: {t}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["moved"], N, "{done}");
+    assert_eq!(done["skipped"], 0, "{done}");
+    assert_eq!(done["failed"], 0, "{done}");
+    let (_, log) = replay_api(&endpoints[1], "GET", &format!("{replay}/moves"), json!({})).await;
+    let ns: Vec<u64> = log["moves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, (1..=N as u64).collect::<Vec<_>>(), "{log}");
+    for dl in [&moving, &replaying] {
+        assert_eq!(s.attr(&dl.dlq, "ApproximateNumberOfMessages").await, "0");
+    }
+    let want: Vec<String> = (0..N).map(|i| format!("mt-{i:02}")).collect();
+    assert_eq!(
+        drain_bodies(&s, &moving.src).await,
+        want,
+        "moved exactly once"
+    );
+    let mut seen: Vec<u64> = drain_bodies(&s, &replaying.src)
+        .await
+        .iter()
+        .map(|b| {
+            serde_json::from_str::<serde_json::Value>(b).unwrap()["i"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        (0..N as u64).collect::<Vec<_>>(),
+        "replayed exactly once"
     );
 }
 
@@ -116,40 +277,13 @@ async fn checker_three_servers_on_postgres_with_sigkills() {
 async fn a_move_task_survives_the_sigkill_of_its_server() {
     let db = url();
     let mut a = ServerProcess::start(&["--store", &db], &[]).await;
-    let suffix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dlq_name = format!("mt-kill-dlq-{suffix}");
-    let dlq = a.client().create_queue(&dlq_name, json!({})).await;
-    let dlq_arn = a.client().attr(&dlq, "QueueArn").await;
-    let src = a
-        .client()
-        .create_queue(
-            &format!("mt-kill-src-{suffix}"),
-            json!({"RedrivePolicy": json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1}).to_string()}),
-        )
-        .await;
     const N: usize = 30;
-    for i in 0..N {
-        a.client()
-            .call(
-                "SendMessage",
-                json!({"QueueUrl": src, "MessageBody": format!("m{i:02}")}),
-            )
-            .await
-            .expect("send");
-    }
-    for _ in 0..100 {
-        if a.client().attr(&src, "ApproximateNumberOfMessages").await == "0" {
-            break;
-        }
-        a.client().receive(&src, 10, 0, 0).await.expect("receive");
-    }
-    assert_eq!(
-        a.client().attr(&dlq, "ApproximateNumberOfMessages").await,
-        N.to_string()
-    );
+    let DeadLettered {
+        dlq, dlq_arn, src, ..
+    } = dead_lettered(&a.client(), &format!("mt-kill-{}", nanos()), N, |i| {
+        format!("m{i:02}")
+    })
+    .await;
     // Started while A is the only server, so A runs it: 3 messages a second.
     a.client()
         .call(
@@ -195,28 +329,20 @@ async fn a_move_task_survives_the_sigkill_of_its_server() {
         b.client().attr(&dlq, "ApproximateNumberOfMessages").await,
         "0"
     );
-    let mut got = Vec::new();
-    for _ in 0..20 {
-        let batch = b.client().receive(&src, 10, 60, 0).await.expect("receive");
-        if batch.is_empty() {
-            break;
-        }
-        got.extend(batch.into_iter().map(|(body, _)| body));
-    }
-    got.sort();
+    let got = drain_bodies(&b.client(), &src).await;
     let want: Vec<String> = (0..N).map(|i| format!("m{i:02}")).collect();
     assert_eq!(got, want, "every message moved exactly once");
 }
 
 /// `POST`/`GET` on a server's replay API: (status, JSON body).
 async fn replay_api(
-    s: &ServerProcess,
+    endpoint: &str,
     method: &str,
     path: &str,
     body: serde_json::Value,
 ) -> (u16, serde_json::Value) {
     let http = reqwest::Client::new();
-    let url = format!("{}{path}", s.endpoint().trim_end_matches('/'));
+    let url = format!("{}{path}", endpoint.trim_end_matches('/'));
     let req = match method {
         "POST" => http
             .post(url)
@@ -241,43 +367,15 @@ async fn replay_api(
 async fn a_replay_survives_the_sigkill_of_its_server() {
     let db = url();
     let mut a = ServerProcess::start(&["--store", &db], &[]).await;
-    let suffix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dlq_name = format!("rp-kill-dlq-{suffix}");
-    let dlq = a.client().create_queue(&dlq_name, json!({})).await;
-    let dlq_arn = a.client().attr(&dlq, "QueueArn").await;
-    let src = a
-        .client()
-        .create_queue(
-            &format!("rp-kill-src-{suffix}"),
-            json!({"RedrivePolicy": json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1}).to_string()}),
-        )
-        .await;
     const N: usize = 30;
-    for i in 0..N {
-        a.client()
-            .call(
-                "SendMessage",
-                json!({"QueueUrl": src, "MessageBody": json!({"i": i}).to_string()}),
-            )
-            .await
-            .expect("send");
-    }
-    for _ in 0..100 {
-        if a.client().attr(&src, "ApproximateNumberOfMessages").await == "0" {
-            break;
-        }
-        a.client().receive(&src, 10, 0, 0).await.expect("receive");
-    }
-    assert_eq!(
-        a.client().attr(&dlq, "ApproximateNumberOfMessages").await,
-        N.to_string()
-    );
+    let DeadLettered {
+        dlq_name, dlq, src, ..
+    } = dead_lettered(&a.client(), &format!("rp-kill-{}", nanos()), N, |i| {
+        json!({"i": i}).to_string()
+    })
+    .await;
     // Started while A is the only server, so A runs it: 3 messages a second.
-    let (status, t) = replay_api(
-        &a,
+    let (status, t) = replay_api(&a.endpoint(),
         "POST",
         "/_redrive/v1/replays",
         json!({"source": dlq_name, "dryRun": false, "rate": 3, "transform": ".replayed = true | tojson"}),
@@ -288,7 +386,7 @@ async fn a_replay_survives_the_sigkill_of_its_server() {
     let path = format!("/_redrive/v1/replays/{id}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let (_, t) = replay_api(&a, "GET", &path, json!({})).await;
+        let (_, t) = replay_api(&a.endpoint(), "GET", &path, json!({})).await;
         if t["moved"].as_u64().unwrap_or(0) >= 4 {
             break;
         }
@@ -297,7 +395,7 @@ async fn a_replay_survives_the_sigkill_of_its_server() {
     }
     let b = ServerProcess::start(&[], &[("REDRIVE_STORE", &db)]).await;
     a.kill();
-    let (_, killed_at) = replay_api(&b, "GET", &path, json!({})).await;
+    let (_, killed_at) = replay_api(&b.endpoint(), "GET", &path, json!({})).await;
     assert_eq!(killed_at["status"], "RUNNING", "{killed_at}");
     assert!(
         killed_at["moved"].as_u64().unwrap() < N as u64,
@@ -305,7 +403,7 @@ async fn a_replay_survives_the_sigkill_of_its_server() {
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let done = loop {
-        let (_, t) = replay_api(&b, "GET", &path, json!({})).await;
+        let (_, t) = replay_api(&b.endpoint(), "GET", &path, json!({})).await;
         if t["status"] != "RUNNING" {
             break t;
         }
@@ -317,7 +415,7 @@ async fn a_replay_survives_the_sigkill_of_its_server() {
     assert_eq!(done["skipped"], 0, "{done}");
     assert_eq!(done["failed"], 0, "{done}");
     assert_eq!(done["remaining"], 0, "{done}");
-    let (_, log) = replay_api(&b, "GET", &format!("{path}/moves"), json!({})).await;
+    let (_, log) = replay_api(&b.endpoint(), "GET", &format!("{path}/moves"), json!({})).await;
     let ns: Vec<u64> = log["moves"]
         .as_array()
         .unwrap()
@@ -329,14 +427,7 @@ async fn a_replay_survives_the_sigkill_of_its_server() {
         b.client().attr(&dlq, "ApproximateNumberOfMessages").await,
         "0"
     );
-    let mut got = Vec::new();
-    for _ in 0..20 {
-        let batch = b.client().receive(&src, 10, 60, 0).await.expect("receive");
-        if batch.is_empty() {
-            break;
-        }
-        got.extend(batch.into_iter().map(|(body, _)| body));
-    }
+    let got = drain_bodies(&b.client(), &src).await;
     let mut seen: Vec<u64> = got
         .iter()
         .map(|body| {
@@ -360,35 +451,12 @@ async fn the_replay_command_runs_server_side_against_a_shared_store() {
     let db = url();
     let a = ServerProcess::start(&["--store", &db], &[]).await;
     let b = ServerProcess::start(&[], &[("REDRIVE_STORE", &db)]).await;
-    let suffix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dlq_name = format!("rp-cli-dlq-{suffix}");
-    let dlq = a.client().create_queue(&dlq_name, json!({})).await;
-    let dlq_arn = a.client().attr(&dlq, "QueueArn").await;
-    let src = a
-        .client()
-        .create_queue(
-            &format!("rp-cli-src-{suffix}"),
-            json!({"RedrivePolicy": json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1}).to_string()}),
-        )
-        .await;
-    for i in 0..6 {
-        a.client()
-            .call(
-                "SendMessage",
-                json!({"QueueUrl": src, "MessageBody": json!({"i": i}).to_string()}),
-            )
-            .await
-            .expect("send");
-    }
-    for _ in 0..100 {
-        if a.client().attr(&src, "ApproximateNumberOfMessages").await == "0" {
-            break;
-        }
-        a.client().receive(&src, 10, 0, 0).await.expect("receive");
-    }
+    let DeadLettered {
+        dlq_name, dlq, src, ..
+    } = dead_lettered(&a.client(), &format!("rp-cli-{}", nanos()), 6, |i| {
+        json!({"i": i}).to_string()
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.ndjson");
     let out = crate::replay::command(
