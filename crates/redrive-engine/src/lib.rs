@@ -165,6 +165,9 @@ pub struct Engine {
     cw_alarms: tokio::sync::Mutex<()>,
     /// Queues and messages in a shared backend instead of this process (ADR 0002).
     shared: Option<Arc<dyn backend::QueueBackend>>,
+    /// On a shared backend: this process's counts of each queue's traffic, by queue uid (each
+    /// server counts what it served, as Prometheus adds up counters across instances).
+    shared_counters: Mutex<HashMap<u64, Arc<metrics::QueueCounters>>>,
     /// Wakes the shared backend's move-task runner (a task was started or cancelled here).
     shared_tasks_wake: Arc<tokio::sync::Notify>,
     /// Wakes the shared backend's replay runner (a replay was started or cancelled here).
@@ -297,6 +300,7 @@ impl Engine {
             alerts,
             cw_alarms: tokio::sync::Mutex::new(()),
             shared: None,
+            shared_counters: Mutex::new(HashMap::new()),
             shared_tasks_wake: Arc::new(tokio::sync::Notify::new()),
             shared_replays_wake: Arc::new(tokio::sync::Notify::new()),
         }

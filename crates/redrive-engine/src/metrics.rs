@@ -154,7 +154,13 @@ impl crate::Engine {
     /// fails is left out (logged).
     pub async fn shared_queue_metrics(
         &self,
-    ) -> Option<Vec<(crate::backend::SharedQueue, QueueGauges)>> {
+    ) -> Option<
+        Vec<(
+            crate::backend::SharedQueue,
+            QueueGauges,
+            std::sync::Arc<QueueCounters>,
+        )>,
+    > {
         let backend = self.shared.as_ref()?;
         let mut queues = match backend.all_queues().await {
             Ok(q) => q,
@@ -175,7 +181,8 @@ impl crate::Engine {
                         oldest_age_secs: c.oldest_age_ms / 1000,
                         ..QueueGauges::default()
                     };
-                    out.push((q, g));
+                    let counters = self.sh_counters(&q);
+                    out.push((q, g, counters));
                 }
                 Err(e) => {
                     tracing::warn!(queue = %q.name, error = %e.message, "metrics: counting a shared queue failed");

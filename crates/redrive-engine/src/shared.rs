@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use redrive_core::api::*;
 use redrive_core::arn::QueueArn;
@@ -70,6 +71,15 @@ impl Engine {
         let mut engine = Engine::open(config, Arc::new(crate::MemoryStore::new()), clock);
         engine.shared = Some(backend);
         engine
+    }
+
+    /// This process's counters of a shared queue (created at its first use here).
+    pub(crate) fn sh_counters(&self, q: &SharedQueue) -> Arc<crate::metrics::QueueCounters> {
+        self.shared_counters
+            .lock()
+            .entry(q.uid)
+            .or_default()
+            .clone()
     }
 
     /// Starts the shared backend's background work (a no-op without one): the move-task
@@ -154,6 +164,7 @@ impl Engine {
             Request::DeleteQueue(i) => {
                 let q = self.sh_resolve(b, ctx, &i.queue_url).await?;
                 b.delete_queue(&q).await?;
+                self.shared_counters.lock().remove(&q.uid);
                 self.sh_forget_move_tasks(b, &self.sh_arn(&q)).await?;
                 Response::Empty(action)
             }
@@ -236,6 +247,7 @@ impl Engine {
                     .receipt_handle
                     .ok_or_else(|| SqsError::missing_parameter("ReceiptHandle"))?;
                 sh_delete(b, &q, &handle).await?;
+                self.sh_counters(&q).deleted.fetch_add(1, Relaxed);
                 Response::Empty(action)
             }
             Request::DeleteMessageBatch(i) => {
@@ -245,7 +257,10 @@ impl Engine {
                 let mut out = BatchOutput::default();
                 for e in i.entries {
                     match sh_delete(b, &q, &e.receipt_handle).await {
-                        Ok(()) => out.successful.push(BatchSuccessEntry { id: e.id }),
+                        Ok(()) => {
+                            self.sh_counters(&q).deleted.fetch_add(1, Relaxed);
+                            out.successful.push(BatchSuccessEntry { id: e.id })
+                        }
                         Err(err) if err.code == ErrorCode::InternalError => return Err(err),
                         Err(err) => out.failed.push(batch_error(e.id, &err)),
                     }
@@ -564,7 +579,7 @@ impl Engine {
                         dedup_key,
                         dedup_id,
                     });
-                    slots.push(results.len());
+                    slots.push((results.len(), checked.size));
                     results.push(Ok(out));
                 }
             }
@@ -573,7 +588,14 @@ impl Engine {
             return Ok(results);
         }
         let sent = b.send(q, batch).await?;
-        for (slot, s) in slots.into_iter().zip(sent) {
+        let counters = self.sh_counters(q);
+        for ((slot, size), s) in slots.into_iter().zip(sent) {
+            if s.duplicate {
+                counters.deduplicated.fetch_add(1, Relaxed);
+            } else {
+                counters.sent.fetch_add(1, Relaxed);
+                counters.sent_bytes.fetch_add(size as u64, Relaxed);
+            }
             if let Ok(out) = &mut results[slot] {
                 out.message_id = s.message_id;
                 if settings.fifo {
@@ -634,6 +656,21 @@ impl Engine {
         // backend's per-group round-robin.
         if !q.fifo {
             got.delivered.sort_by_key(|m| m.claim.seq);
+        }
+        let counters = self.sh_counters(q);
+        match got.delivered.len() {
+            0 => counters.empty_receives.fetch_add(1, Relaxed),
+            n => counters.received.fetch_add(n as u64, Relaxed),
+        };
+        if !got.moved.is_empty() {
+            counters
+                .moved_to_dlq
+                .fetch_add(got.moved.len() as u64, Relaxed);
+            if let Some(rule) = &rule {
+                let dlq = self.sh_counters(&rule.dlq);
+                dlq.dead_letter_arrivals
+                    .fetch_add(got.moved.len() as u64, Relaxed);
+            }
         }
         let messages = got
             .delivered

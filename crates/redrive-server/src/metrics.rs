@@ -163,13 +163,16 @@ pub async fn handle(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+/// A shared store's queues with their gauges (from the database) and this process's counters.
+type SharedSample = Vec<(SharedQueue, QueueGauges, Arc<QueueCounters>)>;
+
 /// Reads every queue's gauges and counters at scrape time (embedded store), or encodes the
-/// sample `handle` read from a shared store (gauges only: this process counts no queue's
-/// traffic there).
+/// sample `handle` read from a shared store (the gauges are the database's, the same on every
+/// server; the counters are this process's, to be added up across servers).
 #[derive(Debug)]
 struct QueueCollector {
     engine: Arc<Engine>,
-    shared_sample: std::sync::Mutex<Option<Vec<(SharedQueue, QueueGauges)>>>,
+    shared_sample: std::sync::Mutex<Option<SharedSample>>,
 }
 
 /// The registry's handle on the [`QueueCollector`] that [`Metrics`] also keeps.
@@ -342,6 +345,25 @@ fn encode_gauges<'a>(
     Ok(())
 }
 
+/// Every counter family over `queues` (name, counters), in [`COUNTERS`] order.
+fn encode_counters<'a>(
+    encoder: &mut DescriptorEncoder,
+    queues: impl Iterator<Item = (&'a str, &'a QueueCounters)> + Clone,
+) -> Result<(), std::fmt::Error> {
+    for (name, help, unit, read) in COUNTERS {
+        let mut family = encoder.encode_descriptor(
+            name,
+            &describe(help),
+            unit.as_ref(),
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for (queue, c) in queues.clone() {
+            ConstCounter::new(read(c)).encode(family.encode_family(&[("queue", queue)])?)?;
+        }
+    }
+    Ok(())
+}
+
 impl Collector for QueueCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         if let Some(sample) = self
@@ -350,9 +372,13 @@ impl Collector for QueueCollector {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
         {
-            return encode_gauges(
+            encode_gauges(
                 &mut encoder,
-                sample.iter().map(|(q, g)| (q.name.as_str(), g)),
+                sample.iter().map(|(q, g, _)| (q.name.as_str(), g)),
+            )?;
+            return encode_counters(
+                &mut encoder,
+                sample.iter().map(|(q, _, c)| (q.name.as_str(), &**c)),
             );
         }
         let queues = self.engine.queue_metrics();
@@ -360,18 +386,9 @@ impl Collector for QueueCollector {
             &mut encoder,
             queues.iter().map(|(q, g)| (q.name.as_str(), g)),
         )?;
-        for (name, help, unit, read) in COUNTERS {
-            let mut family = encoder.encode_descriptor(
-                name,
-                &describe(help),
-                unit.as_ref(),
-                ConstCounter::new(0u64).metric_type(),
-            )?;
-            for (q, _) in &queues {
-                let labels = [("queue", q.name.as_str())];
-                ConstCounter::new(read(&q.counters)).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        Ok(())
+        encode_counters(
+            &mut encoder,
+            queues.iter().map(|(q, _)| (q.name.as_str(), &q.counters)),
+        )
     }
 }

@@ -878,6 +878,103 @@ async fn every_server_reports_the_shared_queue_gauges() {
     }
 }
 
+/// The queue counters on a shared store are each process's own: a server counts the sends,
+/// receives, empty receives and deletes it served (Prometheus adds counters up across
+/// instances), next to the database's gauges.
+#[tokio::test]
+async fn each_server_counts_the_traffic_it_served() {
+    let s = servers(2).await;
+    let q = "shared-counters";
+    let url = s[0].create(q).await;
+    for i in 0..3 {
+        s[0].send(&url, &format!("m{i}")).await;
+    }
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        got.extend(s[1].receive(&url, 10, Some(60)).await);
+        if got.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(got.len(), 3);
+    // Everything is in flight: an empty receive.
+    assert!(s[1].receive(&url, 10, Some(60)).await.is_empty());
+    for m in &got {
+        s[0].client
+            .delete_message()
+            .queue_url(&url)
+            .receipt_handle(m.receipt_handle().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    let scrape = |server: &TestServer| {
+        let (http, base) = (server.http.clone(), server.base.clone());
+        async move {
+            http.get(format!("{base}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let a = scrape(&s[0]).await;
+    assert_eq!(
+        gauge(&a, "sqs_queue_messages_sent_total", q),
+        Some(3),
+        "{a}"
+    );
+    assert_eq!(
+        gauge(&a, "sqs_queue_messages_deleted_total", q),
+        Some(3),
+        "{a}"
+    );
+    assert_eq!(
+        gauge(&a, "sqs_queue_messages_received_total", q),
+        Some(0),
+        "{a}"
+    );
+    assert!(
+        gauge(&a, "sqs_queue_sent_message_bytes_total", q).unwrap() >= 6,
+        "{a}"
+    );
+    let b = scrape(&s[1]).await;
+    assert_eq!(
+        gauge(&b, "sqs_queue_messages_received_total", q),
+        Some(3),
+        "{b}"
+    );
+    assert!(
+        gauge(&b, "sqs_queue_empty_receives_total", q).unwrap() >= 1,
+        "{b}"
+    );
+    assert_eq!(
+        gauge(&b, "sqs_queue_messages_sent_total", q),
+        Some(0),
+        "{b}"
+    );
+    assert_eq!(
+        gauge(&b, "sqs_queue_messages_deleted_total", q),
+        Some(0),
+        "{b}"
+    );
+    // The gauges are the database's, the same on both.
+    for body in [&a, &b] {
+        assert_eq!(
+            gauge(body, "sqs_queue_messages_visible", q),
+            Some(0),
+            "{body}"
+        );
+        assert_eq!(
+            gauge(body, "sqs_queue_messages_not_visible", q),
+            Some(0),
+            "{body}"
+        );
+    }
+}
+
 async fn inspect_json(server: &TestServer, path: &str) -> serde_json::Value {
     let resp = server
         .http
