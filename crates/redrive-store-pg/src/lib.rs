@@ -496,6 +496,37 @@ const TENANT_PROBE: Duration = Duration::from_secs(1);
 
 const NOW: &str = "redrive_now_ms()";
 
+/// Takes the lock row `('lock', kind)` (created if needed) and reads every document of `kind`
+/// `FOR UPDATE`, inside `tx`: the start of a read-modify-write of a kind's documents, one at a
+/// time across servers.
+async fn lock_documents(tx: &Tx<'_>, kind: &str) -> Result<Vec<Document>, PgError> {
+    tx.execute(
+        "INSERT INTO redrive_documents (kind, key, value) VALUES ('lock', $1, '{}')
+         ON CONFLICT DO NOTHING",
+        &[&kind],
+    )
+    .await?;
+    tx.execute(
+        "SELECT 1 FROM redrive_documents WHERE kind = 'lock' AND key = $1 FOR UPDATE",
+        &[&kind],
+    )
+    .await?;
+    let rows = tx
+        .query(
+            "SELECT key, value FROM redrive_documents WHERE kind = $1 ORDER BY key FOR UPDATE",
+            &[&kind],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Document {
+            kind: kind.to_string(),
+            key: r.get(0),
+            value: r.get(1),
+        })
+        .collect())
+}
+
 impl PgStore {
     /// Connects `connections` clients to `url` (a `postgres://` URL), optionally inside
     /// `schema` (created if needed; tests use one per test), and applies the migrations.
@@ -1715,31 +1746,7 @@ impl PgStore {
     ) -> Result<Result<(), E>, PgError> {
         let mut c = self.pool.get().await;
         let tx = c.transaction().await?;
-        tx.execute(
-            "INSERT INTO redrive_documents (kind, key, value) VALUES ('lock', $1, '{}')
-             ON CONFLICT DO NOTHING",
-            &[&kind],
-        )
-        .await?;
-        tx.execute(
-            "SELECT 1 FROM redrive_documents WHERE kind = 'lock' AND key = $1 FOR UPDATE",
-            &[&kind],
-        )
-        .await?;
-        let rows = tx
-            .query(
-                "SELECT key, value FROM redrive_documents WHERE kind = $1 ORDER BY key FOR UPDATE",
-                &[&kind],
-            )
-            .await?;
-        let docs = rows
-            .iter()
-            .map(|r| Document {
-                kind: kind.to_string(),
-                key: r.get(0),
-                value: r.get(1),
-            })
-            .collect();
+        let docs = lock_documents(&tx, kind).await?;
         let change = match edit(docs) {
             Ok(change) => change,
             Err(e) => return Ok(Err(e)),
@@ -1995,31 +2002,7 @@ impl PgStore {
     ) -> Result<Result<(), E>, PgError> {
         let mut c = self.pool.get().await;
         let tx = c.transaction().await?;
-        tx.execute(
-            "INSERT INTO redrive_documents (kind, key, value) VALUES ('lock', $1, '{}')
-             ON CONFLICT DO NOTHING",
-            &[&kind],
-        )
-        .await?;
-        tx.execute(
-            "SELECT 1 FROM redrive_documents WHERE kind = 'lock' AND key = $1 FOR UPDATE",
-            &[&kind],
-        )
-        .await?;
-        let rows = tx
-            .query(
-                "SELECT key, value FROM redrive_documents WHERE kind = $1 ORDER BY key FOR UPDATE",
-                &[&kind],
-            )
-            .await?;
-        let docs = rows
-            .iter()
-            .map(|r| Document {
-                kind: kind.to_string(),
-                key: r.get(0),
-                value: r.get(1),
-            })
-            .collect();
+        let docs = lock_documents(&tx, kind).await?;
         let change = match edit(docs) {
             Ok(change) => change,
             Err(e) => return Ok(Err(e)),
