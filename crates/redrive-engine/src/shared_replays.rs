@@ -805,6 +805,9 @@ impl Runner {
                 Ok(ReplayStepOutcome::Done { found, .. }) => match found {
                     ReplayFound::Moved { from_id, to_id, .. } => {
                         tracing::debug!(replay = %id, from = %from_id, to = %to_id, "replayed");
+                        e.sh_counters(&source)
+                            .redriven_by_replays
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         pacing.moved(&key);
                         if let Some(br) = breaker.as_mut() {
                             br.replayed(b.now_ms().await?);

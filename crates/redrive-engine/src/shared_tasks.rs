@@ -354,6 +354,9 @@ impl Runner {
                     stop,
                 } => {
                     task = t;
+                    e.sh_counters(&source)
+                        .redriven_by_move_tasks
+                        .fetch_add(moved, std::sync::atomic::Ordering::Relaxed);
                     next_slot = next_slot.max(tokio::time::Instant::now())
                         + Duration::from_secs_f64(moved as f64 / rate);
                     match stop {

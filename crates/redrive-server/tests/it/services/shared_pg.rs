@@ -698,6 +698,26 @@ async fn a_move_task_started_on_one_server_is_listed_cancelled_and_finished_on_a
         assert_eq!(sys_attr(m, "DeadLetterQueueSourceArn"), None);
     }
     assert_eq!(a.counts(&dlq).await, (0, 0, 0));
+    // Whichever servers ran the steps counted them: the sum over both is every move.
+    let mut counted = 0;
+    for server in [a, b] {
+        let body = server
+            .http
+            .get(format!("{}/metrics", server.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        counted += gauge(
+            &body,
+            "sqs_queue_messages_redriven_by_move_tasks_total",
+            "mt-dlq",
+        )
+        .unwrap_or(0);
+    }
+    assert_eq!(counted, 30);
 }
 
 #[tokio::test]
