@@ -517,14 +517,18 @@ async fn lock_documents(tx: &Tx<'_>, kind: &str) -> Result<Vec<Document>, PgErro
             &[&kind],
         )
         .await?;
-    Ok(rows
-        .iter()
+    Ok(documents_of(kind, &rows))
+}
+
+/// `(key, value)` rows of `kind` as documents.
+fn documents_of(kind: &str, rows: &[tokio_postgres::Row]) -> Vec<Document> {
+    rows.iter()
         .map(|r| Document {
             kind: kind.to_string(),
             key: r.get(0),
             value: r.get(1),
         })
-        .collect())
+        .collect()
 }
 
 impl PgStore {
@@ -1716,14 +1720,7 @@ impl PgStore {
                 &[&kind],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Document {
-                kind: kind.to_string(),
-                key: r.get(0),
-                value: r.get(1),
-            })
-            .collect())
+        Ok(documents_of(kind, &rows))
     }
 
     /// A read-modify-write of every document of `kind`, one at a time across servers (under
@@ -1975,14 +1972,7 @@ impl PgStore {
                 &[&kind, &prefix],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Document {
-                kind: kind.to_string(),
-                key: r.get(0),
-                value: r.get(1),
-            })
-            .collect())
+        Ok(documents_of(kind, &rows))
     }
 
     /// [`PgStore::edit_documents`] whose answer may write documents of any kind, and delete

@@ -73,6 +73,45 @@ async fn dead_lettered(
     }
 }
 
+/// Reads `read()` until `done` holds for what it answers, and returns that; panics with
+/// `what` and the last answer once `deadline` has passed.
+async fn wait_until<F, Fut>(
+    deadline: std::time::Instant,
+    what: &str,
+    read: F,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = serde_json::Value>,
+{
+    loop {
+        let v = read().await;
+        if done(&v) {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn in_secs(secs: u64) -> std::time::Instant {
+    std::time::Instant::now() + std::time::Duration::from_secs(secs)
+}
+
+/// The move task of the DLQ `dlq_arn`, as `ListMessageMoveTasks` shows it.
+async fn move_task_of(s: &Sqs, dlq_arn: &str) -> serde_json::Value {
+    s.call("ListMessageMoveTasks", json!({"SourceArn": dlq_arn}))
+        .await
+        .expect("list")["Results"][0]
+        .clone()
+}
+
+/// A replay as `GET {path}` on `endpoint` shows it.
+async fn replay_of(endpoint: &str, path: &str) -> serde_json::Value {
+    replay_api(endpoint, "GET", path, json!({})).await.1
+}
+
 /// Every body in `url`, received with a long visibility timeout (so each at most once).
 async fn drain_bodies(s: &Sqs, url: &str) -> Vec<String> {
     let mut got = Vec::new();
@@ -209,29 +248,23 @@ async fn checker_three_servers_on_postgres_with_sigkills() {
     // Every server is back: ask any of them until both have ended.
     let endpoints = cluster.endpoints();
     let s = Sqs::new(&endpoints[2]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    let task = loop {
-        let t = s
-            .call("ListMessageMoveTasks", json!({"SourceArn": moving.dlq_arn}))
-            .await
-            .expect("list")["Results"][0]
-            .clone();
-        if t["Status"] != "RUNNING" {
-            break t;
-        }
-        assert!(std::time::Instant::now() < deadline, "never finished: {t}");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    let deadline = in_secs(90);
+    let task = wait_until(
+        deadline,
+        "never finished",
+        || move_task_of(&s, &moving.dlq_arn),
+        |t| t["Status"] != "RUNNING",
+    )
+    .await;
     assert_eq!(task["Status"], "COMPLETED", "{task}");
     assert_eq!(task["ApproximateNumberOfMessagesMoved"], N, "{task}");
-    let done = loop {
-        let (_, t) = replay_api(&endpoints[0], "GET", &replay, json!({})).await;
-        if t["status"] != "RUNNING" {
-            break t;
-        }
-        assert!(std::time::Instant::now() < deadline, "never finished: {t}");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    let done = wait_until(
+        deadline,
+        "never finished",
+        || replay_of(&endpoints[0], &replay),
+        |t| t["status"] != "RUNNING",
+    )
+    .await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     assert_eq!(done["moved"], N, "{done}");
     assert_eq!(done["skipped"], 0, "{done}");
@@ -292,37 +325,26 @@ async fn a_move_task_survives_the_sigkill_of_its_server() {
         )
         .await
         .expect("start");
-    let list = |s: crate::harness::Sqs| {
-        let arn = dlq_arn.clone();
-        async move {
-            s.call("ListMessageMoveTasks", json!({"SourceArn": arn}))
-                .await
-                .expect("list")["Results"][0]
-                .clone()
-        }
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let t = list(a.client()).await;
-        if t["ApproximateNumberOfMessagesMoved"].as_i64().unwrap_or(0) >= 4 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no progress: {t}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let (a_sqs, arn) = (a.client(), dlq_arn.as_str());
+    wait_until(
+        in_secs(30),
+        "no progress",
+        || move_task_of(&a_sqs, arn),
+        |t| t["ApproximateNumberOfMessagesMoved"].as_i64().unwrap_or(0) >= 4,
+    )
+    .await;
     let b = ServerProcess::start(&[], &[("REDRIVE_STORE", &db)]).await;
     a.kill();
-    let killed_at = list(b.client()).await;
+    let b_sqs = b.client();
+    let killed_at = move_task_of(&b_sqs, arn).await;
     assert_eq!(killed_at["Status"], "RUNNING", "{killed_at}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let done = loop {
-        let t = list(b.client()).await;
-        if t["Status"] != "RUNNING" {
-            break t;
-        }
-        assert!(std::time::Instant::now() < deadline, "never finished: {t}");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    let done = wait_until(
+        in_secs(60),
+        "never finished",
+        || move_task_of(&b_sqs, arn),
+        |t| t["Status"] != "RUNNING",
+    )
+    .await;
     assert_eq!(done["Status"], "COMPLETED", "{done}");
     assert_eq!(done["ApproximateNumberOfMessagesMoved"], N, "{done}");
     assert_eq!(
@@ -384,32 +406,30 @@ async fn a_replay_survives_the_sigkill_of_its_server() {
     assert_eq!(status, 201, "{t}");
     let id = t["id"].as_str().unwrap().to_string();
     let path = format!("/_redrive/v1/replays/{id}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let (_, t) = replay_api(&a.endpoint(), "GET", &path, json!({})).await;
-        if t["moved"].as_u64().unwrap_or(0) >= 4 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no progress: {t}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let a_endpoint = a.endpoint();
+    wait_until(
+        in_secs(30),
+        "no progress",
+        || replay_of(&a_endpoint, &path),
+        |t| t["moved"].as_u64().unwrap_or(0) >= 4,
+    )
+    .await;
     let b = ServerProcess::start(&[], &[("REDRIVE_STORE", &db)]).await;
     a.kill();
-    let (_, killed_at) = replay_api(&b.endpoint(), "GET", &path, json!({})).await;
+    let b_endpoint = b.endpoint();
+    let killed_at = replay_of(&b_endpoint, &path).await;
     assert_eq!(killed_at["status"], "RUNNING", "{killed_at}");
     assert!(
         killed_at["moved"].as_u64().unwrap() < N as u64,
         "{killed_at}"
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let done = loop {
-        let (_, t) = replay_api(&b.endpoint(), "GET", &path, json!({})).await;
-        if t["status"] != "RUNNING" {
-            break t;
-        }
-        assert!(std::time::Instant::now() < deadline, "never finished: {t}");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    let done = wait_until(
+        in_secs(60),
+        "never finished",
+        || replay_of(&b_endpoint, &path),
+        |t| t["status"] != "RUNNING",
+    )
+    .await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     assert_eq!(done["moved"], N, "{done}");
     assert_eq!(done["skipped"], 0, "{done}");

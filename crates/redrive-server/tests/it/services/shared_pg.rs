@@ -701,15 +701,7 @@ async fn a_move_task_started_on_one_server_is_listed_cancelled_and_finished_on_a
     // Whichever servers ran the steps counted them: the sum over both is every move.
     let mut counted = 0;
     for server in [a, b] {
-        let body = server
-            .http
-            .get(format!("{}/metrics", server.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = metrics_text(server).await;
         counted += gauge(
             &body,
             "sqs_queue_messages_redriven_by_move_tasks_total",
@@ -853,6 +845,19 @@ async fn permissions_are_kept_in_the_catalog_for_every_server() {
 }
 
 /// The value of `metric{queue="<queue>"}` in a `/metrics` answer.
+/// A server's `/metrics` page.
+async fn metrics_text(server: &TestServer) -> String {
+    server
+        .http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 fn gauge(body: &str, metric: &str, queue: &str) -> Option<i64> {
     let prefix = format!("{metric}{{queue=\"{queue}\"}} ");
     body.lines()
@@ -873,15 +878,7 @@ async fn every_server_reports_the_shared_queue_gauges() {
     s[0].send(&other, "x").await;
     assert_eq!(s[1].receive(&url, 1, Some(60)).await.len(), 1);
     for server in &s {
-        let body = server
-            .http
-            .get(format!("{}/metrics", server.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = metrics_text(server).await;
         let q = "shared-metrics";
         assert_eq!(
             gauge(&body, "sqs_queue_messages_visible", q),
@@ -928,19 +925,7 @@ async fn each_server_counts_the_traffic_it_served() {
             .await
             .unwrap();
     }
-    let scrape = |server: &TestServer| {
-        let (http, base) = (server.http.clone(), server.base.clone());
-        async move {
-            http.get(format!("{base}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
-    };
-    let a = scrape(&s[0]).await;
+    let a = metrics_text(&s[0]).await;
     assert_eq!(
         gauge(&a, "sqs_queue_messages_sent_total", q),
         Some(3),
@@ -960,7 +945,7 @@ async fn each_server_counts_the_traffic_it_served() {
         gauge(&a, "sqs_queue_sent_message_bytes_total", q).unwrap() >= 6,
         "{a}"
     );
-    let b = scrape(&s[1]).await;
+    let b = metrics_text(&s[1]).await;
     assert_eq!(
         gauge(&b, "sqs_queue_messages_received_total", q),
         Some(3),
