@@ -1539,6 +1539,14 @@ async fn audit_page() -> Response {
 /// has this name.
 const ACTIONS_LOG: &str = "console.actions.ndjson";
 
+/// The audit journal's `outcome` of an action: `done` if it succeeded, else why it failed.
+fn outcome_of<T>(result: &anyhow::Result<T>, done: &str) -> String {
+    match result {
+        Ok(_) => done.to_string(),
+        Err(e) => format!("failed: {e:#}"),
+    }
+}
+
 /// Appends one record (with `run`, `at` and `who` added) to [`ACTIONS_LOG`]; a failure to
 /// write is logged on standard error, never fatal.
 fn record_action(mut record: Value) {
@@ -1927,10 +1935,7 @@ async fn schedule_add(State(c): State<Arc<Console>>, body: Bytes) -> Response {
     };
     let name = request["name"].as_str().unwrap_or_default().to_string();
     let result = schedule::add(&c.conn, &request).await;
-    let outcome = match &result {
-        Ok(_) => "added".to_string(),
-        Err(e) => format!("failed: {e:#}"),
-    };
+    let outcome = outcome_of(&result, "added");
     record_action(json!({"event": "scheduleAdd", "schedule": name, "outcome": outcome}));
     match result {
         Ok(_) => redirect("/console/schedules"),
@@ -1990,10 +1995,7 @@ async fn schedule_remove_form(State(c): State<Arc<Console>>, Path(id): Path<Stri
 /// `POST /console/schedules/{id}/remove`: `redrive schedule remove`.
 async fn schedule_remove_post(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
     let result = schedule::remove(&c.conn, &id).await;
-    let outcome = match &result {
-        Ok(()) => "removed".to_string(),
-        Err(e) => format!("failed: {e:#}"),
-    };
+    let outcome = outcome_of(&result, "removed");
     record_action(json!({"event": "scheduleRemove", "schedule": id, "outcome": outcome}));
     match result {
         Ok(()) => redirect("/console/schedules"),
@@ -2139,10 +2141,7 @@ async fn alarm_add(
     }
     let result =
         cloudwatch::put_queue_alarm(&c.conn, &name, &alarm, metric, threshold, period).await;
-    let outcome = match &result {
-        Ok(()) => "added".to_string(),
-        Err(e) => format!("failed: {e:#}"),
-    };
+    let outcome = outcome_of(&result, "added");
     record_action(json!({"event": "alarmAdd", "queue": name, "alarm": alarm, "outcome": outcome}));
     match result {
         Ok(()) => redirect(&format!("/console/queues/{}/alarms", url_part(&name))),
@@ -2179,10 +2178,7 @@ async fn alarm_delete_post(
     Path((name, alarm)): Path<(String, String)>,
 ) -> Response {
     let result = cloudwatch::delete_alarm(&c.conn, &alarm).await;
-    let outcome = match &result {
-        Ok(()) => "deleted".to_string(),
-        Err(e) => format!("failed: {e:#}"),
-    };
+    let outcome = outcome_of(&result, "deleted");
     record_action(
         json!({"event": "alarmDelete", "queue": name, "alarm": alarm, "outcome": outcome}),
     );
@@ -2260,10 +2256,7 @@ async fn rule_add(State(c): State<Arc<Console>>, body: Bytes) -> Response {
     };
     let name = request["name"].as_str().unwrap_or_default().to_string();
     let result = redrive_cli::alerts::add_request(&c.conn, &request).await;
-    let outcome = match &result {
-        Ok(_) => "added".to_string(),
-        Err(e) => format!("failed: {e:#}"),
-    };
+    let outcome = outcome_of(&result, "added");
     record_action(json!({
         "event": "alertRuleAdd",
         "detail": format!("rule {name} on {}", request["queue"].as_str().unwrap_or_default()),
@@ -2295,10 +2288,7 @@ async fn rule_remove_post(State(c): State<Arc<Console>>, Path(id): Path<String>)
         .and_then(|r| r["name"].as_str().map(str::to_string))
         .unwrap_or_default();
     let result = redrive_cli::alerts::remove(&c.conn, &id).await;
-    let outcome = match &result {
-        Ok(()) => "removed".to_string(),
-        Err(e) => format!("failed: {e:#}"),
-    };
+    let outcome = outcome_of(&result, "removed");
     record_action(json!({
         "event": "alertRuleRemove",
         "detail": format!("rule {name} ({id})"),
@@ -2349,10 +2339,7 @@ async fn silence_add(State(c): State<Arc<Console>>, body: Bytes) -> Response {
 /// [`ACTIONS_LOG`]).
 async fn silence_remove_post(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
     let result = redrive_cli::alerts::unsilence(&c.conn, &id).await;
-    let outcome = match &result {
-        Ok(()) => "removed".to_string(),
-        Err(e) => format!("failed: {e:#}"),
-    };
+    let outcome = outcome_of(&result, "removed");
     record_action(json!({
         "event": "silenceRemove",
         "detail": format!("silence {id}"),
