@@ -9,6 +9,7 @@ mod equivalence;
 mod fixture_v1;
 mod fixture_v2;
 mod fixture_v3;
+mod fixture_v4;
 mod layout;
 mod migration;
 mod reopen;

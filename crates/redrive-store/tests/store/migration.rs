@@ -133,6 +133,11 @@ fn a_format_3_file_migrates_and_keeps_every_record() {
 }
 
 #[test]
+fn a_format_4_file_migrates_and_keeps_every_record() {
+    migrates(crate::fixture_v4::FIXTURE, crate::fixture_v4::batches(), 4);
+}
+
+#[test]
 fn a_newer_format_is_still_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     drop(RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap());
