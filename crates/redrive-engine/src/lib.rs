@@ -316,6 +316,22 @@ impl Engine {
 /// (while the store is still reading the rest: a restart's read and indexing overlap), then
 /// the rest of the snapshot ([`Engine::from_rebuilder`]). Messages of a queue not added are
 /// dropped, as a whole-snapshot rebuild drops them.
+/// Loaded messages in the engine's compact form ([`Rebuilder::prepare`]).
+pub struct PreparedMessages {
+    messages: Vec<queue::MessageMeta>,
+    max_sequence: u128,
+    /// Read from the end of the table (a streamed load's second reader).
+    descending: bool,
+}
+
+impl std::fmt::Debug for PreparedMessages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedMessages")
+            .field("messages", &self.messages.len())
+            .finish_non_exhaustive()
+    }
+}
+
 pub struct Rebuilder {
     now: u64,
     registry: Registry,
@@ -376,12 +392,53 @@ impl Rebuilder {
     /// Indexes `batch` (in any order: a streamed load reads from both ends), locking
     /// each queue once per run of its messages.
     pub fn add_messages(&mut self, batch: Vec<store::MessageRecord>) {
+        let prepared = Self::prepare(batch, &mut queue::SenderIds::default());
+        self.add_prepared(prepared);
+    }
+
+    /// Converts a batch of loaded records to the engine's compact form. Runs on any thread, so
+    /// that a restart converts on one thread while [`Rebuilder::add_prepared`] indexes on
+    /// another; `senders` shares sender ids across the batches it converts.
+    pub fn prepare(
+        batch: Vec<store::MessageRecord>,
+        senders: &mut queue::SenderIds,
+    ) -> PreparedMessages {
         let key = |m: &store::MessageRecord| (m.queue_uid, m.seq);
         let descending = match (batch.first(), batch.last()) {
             (Some(first), Some(last)) => key(first) > key(last),
             _ => false,
         };
-        let mut batch = batch.into_iter().peekable();
+        let mut max_sequence = 0u128;
+        let messages = batch
+            .into_iter()
+            .map(|m| {
+                if let Some(sn) = m
+                    .sequence_number
+                    .as_deref()
+                    .and_then(|s| s.parse::<u128>().ok())
+                {
+                    max_sequence = max_sequence.max(sn);
+                }
+                queue::MessageMeta::from_record(m, senders)
+            })
+            .collect();
+        PreparedMessages {
+            messages,
+            max_sequence,
+            descending,
+        }
+    }
+
+    /// Indexes a [`Rebuilder::prepare`]d batch, locking each queue once per run of its
+    /// messages.
+    pub fn add_prepared(&mut self, prepared: PreparedMessages) {
+        let PreparedMessages {
+            messages,
+            max_sequence,
+            descending,
+        } = prepared;
+        self.max_sequence = self.max_sequence.max(max_sequence);
+        let mut batch = messages.into_iter().peekable();
         while let Some(first) = batch.next() {
             let uid = first.queue_uid;
             let queue = self.by_uid.get(&uid).cloned();
@@ -389,15 +446,8 @@ impl Rebuilder {
             let bulk = &mut self.bulk.entry(uid).or_default()[usize::from(descending)];
             let mut m = first;
             loop {
-                if let Some(sn) = m
-                    .sequence_number
-                    .as_deref()
-                    .and_then(|s| s.parse::<u128>().ok())
-                {
-                    self.max_sequence = self.max_sequence.max(sn);
-                }
                 if let Some(st) = state.as_mut() {
-                    st.insert_bulk(m, self.now, bulk);
+                    st.insert_bulk_meta(m, self.now, bulk);
                     self.messages += 1;
                 }
                 match batch.next_if(|n| n.queue_uid == uid) {

@@ -187,7 +187,7 @@ pub struct SenderIds {
 }
 
 impl SenderIds {
-    fn get(&mut self, id: String) -> std::sync::Arc<str> {
+    pub(crate) fn get(&mut self, id: String) -> std::sync::Arc<str> {
         if let Some(last) = &self.last
             && **last == *id
         {
@@ -614,7 +614,14 @@ impl QueueState {
     /// go to `bulk`, and the sets are built from it at once by [`QueueState::finish_bulk`].
     /// Until then those sets are incomplete: nothing may schedule from this queue.
     pub fn insert_bulk(&mut self, rec: MessageRecord, now_ms: u64, bulk: &mut BulkIndex) {
-        self.insert_indexed(rec, now_ms, Some(bulk));
+        let rec = MessageMeta::from_record(rec, &mut self.senders);
+        self.insert_meta(rec, now_ms, Some(bulk));
+    }
+
+    /// [`QueueState::insert_bulk`] of a message already in the compact form (a restart
+    /// converts records on another thread: [`crate::Rebuilder::prepare`]).
+    pub fn insert_bulk_meta(&mut self, rec: MessageMeta, now_ms: u64, bulk: &mut BulkIndex) {
+        self.insert_meta(rec, now_ms, Some(bulk));
     }
 
     /// Builds `ready`, `solo` and `retention` from what [`QueueState::insert_bulk`] collected:
@@ -655,13 +662,12 @@ impl QueueState {
         merge(&mut self.retention, retention);
     }
 
-    fn insert_indexed(
-        &mut self,
-        rec: MessageRecord,
-        now_ms: u64,
-        mut bulk: Option<&mut BulkIndex>,
-    ) {
+    fn insert_indexed(&mut self, rec: MessageRecord, now_ms: u64, bulk: Option<&mut BulkIndex>) {
         let rec = MessageMeta::from_record(rec, &mut self.senders);
+        self.insert_meta(rec, now_ms, bulk);
+    }
+
+    fn insert_meta(&mut self, rec: MessageMeta, now_ms: u64, mut bulk: Option<&mut BulkIndex>) {
         let seq = rec.seq;
         self.next_seq = self.next_seq.max(seq + 1);
         let state = if rec.visible_at_ms > now_ms {

@@ -74,6 +74,12 @@ pub enum StartError {
     Listen(#[from] std::io::Error),
 }
 
+/// A restart's load, past the stage that converts records to the engine's compact form.
+enum Prepared {
+    Queues(Vec<redrive_store::QueueRecord>),
+    Messages(redrive_engine::PreparedMessages),
+}
+
 impl Server {
     /// Opens the configured storage, rebuilds the engine from it, and binds the listener.
     pub async fn bind(config: ServerConfig) -> Result<Server, StartError> {
@@ -128,22 +134,48 @@ impl Server {
                                 redrive_store::StoreError::LoadStopped("its thread did not start")
                             })?
                     };
+                    // A third stage between the readers and this thread converts records to
+                    // the engine's compact form (the indexing is the longer step once the
+                    // two readers keep up).
+                    let (prepared_tx, prepared) = std::sync::mpsc::sync_channel(16);
+                    let preparer = std::thread::Builder::new()
+                        .name("redrive-prepare".into())
+                        .spawn(move || {
+                            let mut senders = redrive_engine::queue::SenderIds::default();
+                            for part in parts {
+                                let part = match part {
+                                    redrive_store::LoadPart::Queues(q) => Prepared::Queues(q),
+                                    redrive_store::LoadPart::Messages(m) => Prepared::Messages(
+                                        redrive_engine::Rebuilder::prepare(m, &mut senders),
+                                    ),
+                                };
+                                if prepared_tx.send(part).is_err() {
+                                    break;
+                                }
+                            }
+                        })
+                        .map_err(|_| {
+                            redrive_store::StoreError::LoadStopped("its thread did not start")
+                        })?;
                     let mut rebuilder = redrive_engine::Rebuilder::new(load_clock.now_ms());
                     // Time this thread waited for the store (the read is the slower side
                     // when it is most of the total).
                     let mut waited = std::time::Duration::ZERO;
                     loop {
                         let before = std::time::Instant::now();
-                        let Ok(part) = parts.recv() else { break };
+                        let Ok(part) = prepared.recv() else { break };
                         waited += before.elapsed();
                         match part {
-                            redrive_store::LoadPart::Queues(q) => rebuilder.add_queues(q),
-                            redrive_store::LoadPart::Messages(m) => rebuilder.add_messages(m),
+                            Prepared::Queues(queues) => rebuilder.add_queues(queues),
+                            Prepared::Messages(messages) => rebuilder.add_prepared(messages),
                         }
                     }
                     let snapshot = reader.join().map_err(|_| {
                         redrive_store::StoreError::LoadStopped("its thread panicked")
                     })??;
+                    preparer.join().map_err(|_| {
+                        redrive_store::StoreError::LoadStopped("its thread panicked")
+                    })?;
                     tracing::info!(
                         open_ms = opened.as_millis() as u64,
                         read_and_index_ms = (started.elapsed() - opened).as_millis() as u64,

@@ -627,6 +627,23 @@ impl MessageState {
             last_receive_ms: m.last_receive_ms,
         }
     }
+
+    /// The state of a message enqueued at `enqueued_ms`, never received and not delayed:
+    /// visible since it was enqueued. Format 5 stores no `message_state` record for a message
+    /// in this state; a message without one is in it.
+    pub fn implied(enqueued_ms: u64) -> Self {
+        MessageState {
+            visible_at_ms: enqueued_ms,
+            receive_count: 0,
+            first_receive_ms: None,
+            last_receive_ms: None,
+        }
+    }
+
+    /// Whether `m`'s state is [`MessageState::implied`] by its header (no record is stored).
+    pub fn is_implied(m: &MessageRecord) -> bool {
+        Self::of(m) == Self::implied(m.enqueued_ms)
+    }
 }
 
 /// Encodes the header of a message: its immutable part without the payload (queue uid and seq

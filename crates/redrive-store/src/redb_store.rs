@@ -48,7 +48,7 @@ pub const FILE_NAME: &str = "redrive.redb";
 /// states. Version 4: the write-ahead journal `redrive.journal` beside the file, whose entries of
 /// epoch `meta.journal_epoch` are applied at open (tables unchanged). Version 1, 2 and 3 files
 /// are migrated at open.
-pub const FORMAT_VERSION: u64 = 4;
+pub const FORMAT_VERSION: u64 = 5;
 
 /// A journal this long (bytes) is checkpointed into redb after the group that reached it.
 pub const CHECKPOINT_BYTES: u64 = 32 << 20;
@@ -899,17 +899,24 @@ fn init_format(db: &Database) -> Result<u64, StoreError> {
                 set_max_queue_uid(&mut meta, 0)?;
             }
             Some(v) if v == FORMAT_VERSION => {}
-            Some(3) => {
-                // Format 4 adds the journal beside the file; the tables are unchanged. An
-                // absent `journal_epoch` is epoch 0.
+            Some(v @ (3 | 4)) => {
+                // Format 4 added the journal beside the file (an absent `journal_epoch` is
+                // epoch 0); format 5 drops the state records its messages' headers imply.
+                let started = Instant::now();
+                let dropped = drop_implied_states(&txn)?;
                 meta.insert(META_FORMAT_VERSION, FORMAT_VERSION)?;
                 let max = meta.get(META_MAX_QUEUE_UID)?.map_or(0, |v| v.value());
                 set_max_queue_uid(&mut meta, max)?;
-                tracing::info!("migrated the store from format version 3 to {FORMAT_VERSION}");
+                tracing::info!(
+                    implied_states_dropped = dropped,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "migrated the store from format version {v} to {FORMAT_VERSION}"
+                );
             }
             Some(2) => {
                 let started = Instant::now();
                 let migrated = migrate_v2(&txn)?;
+                drop_implied_states(&txn)?;
                 meta.insert(META_FORMAT_VERSION, FORMAT_VERSION)?;
                 let max = meta.get(META_MAX_QUEUE_UID)?.map_or(0, |v| v.value());
                 set_max_queue_uid(&mut meta, max)?;
@@ -923,6 +930,7 @@ fn init_format(db: &Database) -> Result<u64, StoreError> {
             Some(1) => {
                 let started = Instant::now();
                 let migrated = migrate_v1(&txn)?;
+                drop_implied_states(&txn)?;
                 meta.insert(META_FORMAT_VERSION, FORMAT_VERSION)?;
                 let max = meta.get(META_MAX_QUEUE_UID)?.map_or(0, |v| v.value());
                 set_max_queue_uid(&mut meta, max)?;
@@ -952,6 +960,40 @@ fn init_format(db: &Database) -> Result<u64, StoreError> {
     }
     txn.commit()?;
     Ok(max_queue_uid)
+}
+
+/// Removes the `message_state` records that format 5 does not keep: those equal to the state
+/// their message's header implies ([`MessageState::implied`]). A record whose message is
+/// missing or does not verify is left for the load to judge. Returns how many were removed.
+fn drop_implied_states(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    let mut implied = Vec::new();
+    {
+        let states = txn.open_table(MESSAGE_STATE)?;
+        let messages = txn.open_table(MESSAGES)?;
+        for entry in states.iter()? {
+            let (k, v) = entry?;
+            let (uid, seq) = k.value();
+            let Ok(state) = codec::decode_message_state(uid, seq, v.value()) else {
+                continue;
+            };
+            if state.receive_count != 0 || state.first_receive_ms.is_some() {
+                continue;
+            }
+            let Some(raw) = messages.get((uid, seq))? else {
+                continue;
+            };
+            if let Ok(m) = codec::decode_message(uid, seq, raw.value(), state)
+                && MessageState::is_implied(&m)
+            {
+                implied.push((uid, seq));
+            }
+        }
+    }
+    let mut states = txn.open_table(MESSAGE_STATE)?;
+    for key in &implied {
+        states.remove(*key)?;
+    }
+    Ok(implied.len() as u64)
 }
 
 type Opener = Box<dyn FnMut() -> Result<Database, StoreError> + Send>;
@@ -2284,24 +2326,18 @@ fn verify_message(
         _ => SAFE_STATE,
     };
     match codec::decode_message(uid, seq, raw, with) {
-        Ok(m) => {
-            let kept = "message kept: visible now, receive count reset to 0";
+        Ok(mut m) => {
             match state {
                 Some(Ok(_)) => {}
                 Some(Err(e)) => damaged.push(Damaged {
                     loc: Loc::State(uid, seq),
                     raw: state_raw.map(<[u8]>::to_vec).unwrap_or_default(),
-                    reason: format!("{e}; {kept}"),
+                    reason: format!("{e}; message kept: visible now, receive count reset to 0"),
                     replacement: Some(codec::encode_message_state(uid, seq, &SAFE_STATE)),
                     failed: true,
                 }),
-                None => damaged.push(Damaged {
-                    loc: Loc::State(uid, seq),
-                    raw: Vec::new(),
-                    reason: format!("message_state record missing; {kept}"),
-                    replacement: Some(codec::encode_message_state(uid, seq, &SAFE_STATE)),
-                    failed: true,
-                }),
+                // No record: the state its header implies (format 5).
+                None => m.visible_at_ms = MessageState::implied(m.enqueued_ms).visible_at_ms,
             }
             Ok(Some(m))
         }
@@ -2902,13 +2938,19 @@ impl<'t> Tables<'t> {
             }
             Mutation::PutMessage(r) => {
                 let key = (r.queue_uid, r.seq);
-                let state = MessageState::of(&r);
                 self.messages
                     .insert(key, codec::encode_message(&r).as_slice())?;
-                self.message_state.insert(
-                    key,
-                    codec::encode_message_state(r.queue_uid, r.seq, &state).as_slice(),
-                )?;
+                // A state the header implies is not stored (format 5); a put over a message
+                // that had one (received before) drops it.
+                if MessageState::is_implied(&r) {
+                    self.message_state.remove(key)?;
+                } else {
+                    self.message_state.insert(
+                        key,
+                        codec::encode_message_state(r.queue_uid, r.seq, &MessageState::of(&r))
+                            .as_slice(),
+                    )?;
+                }
                 // `Payload::Stored`: the payload already under this key is kept.
                 if let Some(p) = r.payload.loaded() {
                     self.message_body.insert(
@@ -2925,9 +2967,9 @@ impl<'t> Tables<'t> {
                 first_receive_ms,
                 last_receive_ms,
             } => {
-                // Only the small state record is written. Every message has a state record,
-                // so replacing one tells whether the message exists (no lookup in `messages`);
-                // the rare update of a message already deleted takes its insert back.
+                // Only the small state record is written. A replaced record means the message
+                // exists; otherwise (its first receive, or an update of a message already
+                // deleted) the header is looked up, and the insert taken back if it is gone.
                 let state = MessageState {
                     visible_at_ms,
                     receive_count,
@@ -2941,7 +2983,7 @@ impl<'t> Tables<'t> {
                         codec::encode_message_state(queue_uid, seq, &state).as_slice(),
                     )?
                     .is_some();
-                if !replaced {
+                if !replaced && self.messages.get((queue_uid, seq))?.is_none() {
                     self.message_state.remove((queue_uid, seq))?;
                 }
             }
@@ -3072,8 +3114,8 @@ mod tests {
             matches!(
                 err,
                 StoreError::UnsupportedFormat {
-                    found: 5,
-                    supported: 4
+                    found: 6,
+                    supported: 5
                 }
             ),
             "{err}"
@@ -3119,17 +3161,23 @@ mod tests {
     }
 
     #[test]
-    fn missing_and_orphaned_state_records_and_a_bad_meta_checksum_are_repaired() {
+    fn orphaned_state_records_and_a_bad_meta_checksum_are_repaired() {
         let dir = tempfile::tempdir().unwrap();
+        let mut fresh = message(3, 3);
+        (fresh.visible_at_ms, fresh.receive_count) = (fresh.enqueued_ms, 0);
+        (fresh.first_receive_ms, fresh.last_receive_ms) = (None, None);
         {
             let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
             wait(store.submit(vec![
                 Mutation::PutMessage(message(3, 1)),
                 Mutation::PutMessage(message(3, 2)),
+                Mutation::PutMessage(fresh),
             ]));
         }
         edit(dir.path(), |txn| {
             let mut states = txn.open_table(MESSAGE_STATE).unwrap();
+            // Format 5 keeps no state record for a message never received.
+            assert!(states.get((3, 3)).unwrap().is_none());
             states.remove((3, 1)).unwrap();
             let orphan = codec::encode_message_state(3, 9, &MessageState::default());
             states.insert((3, 9), orphan.as_slice()).unwrap();
@@ -3147,27 +3195,16 @@ mod tests {
             .map(|q| (q.table.as_str(), q.key.as_str()))
             .collect();
         found.sort_unstable();
-        assert_eq!(
-            found,
-            [
-                ("message_state", "3/1"),
-                ("message_state", "3/9"),
-                ("meta", "max_queue_uid")
-            ]
-        );
-        // The message whose state was missing is kept, visible now, never received.
-        assert_eq!(snapshot.messages.len(), 2);
-        let first = &snapshot.messages[0];
-        assert_eq!(
-            (
-                first.seq,
-                first.visible_at_ms,
-                first.receive_count,
-                first.first_receive_ms
-            ),
-            (1, 0, 0, None)
-        );
-        assert_eq!(snapshot.messages[1].receive_count, 2);
+        assert_eq!(found, [("message_state", "3/9"), ("meta", "max_queue_uid")]);
+        // A message without a state record is in the state its header implies: visible
+        // since it was enqueued, never received (a lost record cannot be told from that).
+        assert_eq!(snapshot.messages.len(), 3);
+        let state = |m: &crate::MessageRecord| {
+            (m.seq, m.visible_at_ms, m.receive_count, m.first_receive_ms)
+        };
+        assert_eq!(state(&snapshot.messages[0]), (1, 1, 0, None));
+        assert_eq!(state(&snapshot.messages[1]), (2, 50, 2, Some(3)));
+        assert_eq!(state(&snapshot.messages[2]), (3, 1, 0, None));
         // The highest uid in use wins over the damaged value.
         assert_eq!(snapshot.max_queue_uid, 3);
         drop(store);
@@ -3176,7 +3213,67 @@ mod tests {
         assert!(again.quarantined.is_empty(), "{:?}", again.quarantined);
         assert_eq!(again.max_queue_uid, 3);
         assert_eq!(again.messages, snapshot.messages);
-        assert_eq!(again.quarantined_total, 3);
+        assert_eq!(again.quarantined_total, 2);
+    }
+
+    /// A receive's first state record, and a put in the implied state over a received message,
+    /// keep `message_state` holding exactly the states headers do not imply.
+    #[test]
+    fn state_records_exist_only_for_states_the_header_does_not_imply() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fresh = message(3, 1);
+        (fresh.visible_at_ms, fresh.receive_count) = (fresh.enqueued_ms, 0);
+        (fresh.first_receive_ms, fresh.last_receive_ms) = (None, None);
+        let received = Mutation::UpdateMessage {
+            queue_uid: 3,
+            seq: 1,
+            visible_at_ms: 70,
+            receive_count: 1,
+            first_receive_ms: Some(60),
+            last_receive_ms: Some(60),
+        };
+        let states = |dir: &Path| {
+            let db = Database::create(dir.join(FILE_NAME)).unwrap();
+            let txn = db.begin_read().unwrap();
+            let table = txn.open_table(MESSAGE_STATE).unwrap();
+            table
+                .iter()
+                .unwrap()
+                .map(|e| e.unwrap().0.value())
+                .collect::<Vec<_>>()
+        };
+        let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
+        wait(store.submit(vec![Mutation::PutMessage(fresh.clone())]));
+        store.shutdown();
+        drop(store);
+        assert_eq!(states(dir.path()), []);
+
+        let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
+        // An update of a message that does not exist leaves no orphan.
+        let mut ghost = received.clone();
+        if let Mutation::UpdateMessage { seq, .. } = &mut ghost {
+            *seq = 2;
+        }
+        wait(store.submit(vec![received, ghost]));
+        store.shutdown();
+        drop(store);
+        assert_eq!(states(dir.path()), [(3, 1)]);
+
+        let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
+        let loaded = store.try_load().unwrap();
+        assert_eq!(
+            (
+                loaded.messages[0].receive_count,
+                loaded.messages[0].visible_at_ms
+            ),
+            (1, 70)
+        );
+        assert!(loaded.quarantined.is_empty());
+        // Put back in the implied state (as a redrive does): the record goes.
+        wait(store.submit(vec![Mutation::PutMessage(fresh)]));
+        store.shutdown();
+        drop(store);
+        assert_eq!(states(dir.path()), []);
     }
 
     #[test]
