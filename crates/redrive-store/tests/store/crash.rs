@@ -476,14 +476,12 @@ fn crash_once_with(
     (crashed, ops)
 }
 
-/// Format 3's migration at open (format 2 → 3 over `tests/fixtures/format-v2.redb`) crashes at
-/// every operation in turn: what survives must open (migrating again if the crash came before
-/// the commit) with every message, payload, state and document of the fixture, and nothing
-/// quarantined.
-#[test]
-fn a_crash_during_the_format_2_migration_leaves_a_readable_file() {
-    let fixture = std::fs::read(crate::fixture_v2::FIXTURE).unwrap();
-    let expected = crate::migration::expected(crate::fixture_v2::batches());
+/// A migration at open crashes at every operation in turn: what survives must open
+/// (migrating again if the crash came before the commit) with every message, payload, state
+/// and document of the fixture, and nothing quarantined.
+fn a_crash_during_the_migration_of(fixture: &str, batches: Vec<Vec<Mutation>>) {
+    let fixture = std::fs::read(fixture).unwrap();
+    let expected = crate::migration::expected(batches);
     let mut crashes = 0;
     for at in 1.. {
         let backend = CrashBackend::default();
@@ -508,6 +506,20 @@ fn a_crash_during_the_format_2_migration_leaves_a_readable_file() {
         assert!(at < 5_000, "the migration never completed");
     }
     assert!(crashes > 3, "only {crashes} crash points");
+}
+
+/// Format 2 → 5 over `tests/fixtures/format-v2.redb` (payloads split off, implied states
+/// dropped).
+#[test]
+fn a_crash_during_the_format_2_migration_leaves_a_readable_file() {
+    a_crash_during_the_migration_of(crate::fixture_v2::FIXTURE, crate::fixture_v2::batches());
+}
+
+/// Format 4 → 5 over `tests/fixtures/format-v4.redb` (the state records headers imply are
+/// deleted).
+#[test]
+fn a_crash_during_the_format_4_migration_leaves_a_readable_file() {
+    a_crash_during_the_migration_of(crate::fixture_v4::FIXTURE, crate::fixture_v4::batches());
 }
 
 fn crash_at_random_points(mode: DurabilityMode, scenarios: u64) {
