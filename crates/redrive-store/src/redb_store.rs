@@ -46,8 +46,9 @@ pub const FILE_NAME: &str = "redrive.redb";
 /// `message_state`, byte-string keys, the `quarantine` table. Version 3: the message payload
 /// (body and attributes) in its own table `message_body`, so a load reads only the headers and
 /// states. Version 4: the write-ahead journal `redrive.journal` beside the file, whose entries of
-/// epoch `meta.journal_epoch` are applied at open (tables unchanged). Version 1, 2 and 3 files
-/// are migrated at open.
+/// epoch `meta.journal_epoch` are applied at open (tables unchanged). Version 5: no
+/// `message_state` record for a message in the state its header implies
+/// ([`MessageState::implied`]). Version 1 to 4 files are migrated at open.
 pub const FORMAT_VERSION: u64 = 5;
 
 /// A journal this long (bytes) is checkpointed into redb after the group that reached it.
