@@ -312,10 +312,6 @@ impl Engine {
     }
 }
 
-/// Builds the engine's indices from a load in parts: queues first, then messages in batches
-/// (while the store is still reading the rest: a restart's read and indexing overlap), then
-/// the rest of the snapshot ([`Engine::from_rebuilder`]). Messages of a queue not added are
-/// dropped, as a whole-snapshot rebuild drops them.
 /// Loaded messages in the engine's compact form ([`Rebuilder::prepare`]).
 pub struct PreparedMessages {
     messages: Vec<queue::MessageMeta>,
@@ -332,6 +328,10 @@ impl std::fmt::Debug for PreparedMessages {
     }
 }
 
+/// Builds the engine's indices from a load in parts: queues first, then messages in batches
+/// (while the store is still reading the rest: a restart's read and indexing overlap), then
+/// the rest of the snapshot ([`Engine::from_rebuilder`]). Messages of a queue not added are
+/// dropped, as a whole-snapshot rebuild drops them.
 pub struct Rebuilder {
     now: u64,
     registry: Registry,
@@ -342,6 +342,8 @@ pub struct Rebuilder {
     /// Per queue uid: index entries built at once when the load ends, from batches in
     /// ascending and in descending order.
     bulk: HashMap<u64, [queue::BulkIndex; 2]>,
+    /// Sender ids shared by the messages [`Rebuilder::add_messages`] converts.
+    senders: queue::SenderIds,
 }
 
 impl std::fmt::Debug for Rebuilder {
@@ -364,6 +366,7 @@ impl Rebuilder {
             max_sequence: 0,
             messages: 0,
             bulk: HashMap::new(),
+            senders: queue::SenderIds::default(),
         }
     }
 
@@ -392,7 +395,7 @@ impl Rebuilder {
     /// Indexes `batch` (in any order: a streamed load reads from both ends), locking
     /// each queue once per run of its messages.
     pub fn add_messages(&mut self, batch: Vec<store::MessageRecord>) {
-        let prepared = Self::prepare(batch, &mut queue::SenderIds::default());
+        let prepared = Self::prepare(batch, &mut self.senders);
         self.add_prepared(prepared);
     }
 
@@ -447,7 +450,7 @@ impl Rebuilder {
             let mut m = first;
             loop {
                 if let Some(st) = state.as_mut() {
-                    st.insert_bulk_meta(m, self.now, bulk);
+                    st.insert_bulk(m, self.now, bulk);
                     self.messages += 1;
                 }
                 match batch.next_if(|n| n.queue_uid == uid) {

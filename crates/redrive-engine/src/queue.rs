@@ -187,7 +187,7 @@ pub struct SenderIds {
 }
 
 impl SenderIds {
-    pub(crate) fn get(&mut self, id: String) -> std::sync::Arc<str> {
+    fn get(&mut self, id: String) -> std::sync::Arc<str> {
         if let Some(last) = &self.last
             && **last == *id
         {
@@ -613,14 +613,9 @@ impl QueueState {
     /// [`QueueState::insert`] for a restart: the entries of `ready`, `solo` and `retention`
     /// go to `bulk`, and the sets are built from it at once by [`QueueState::finish_bulk`].
     /// Until then those sets are incomplete: nothing may schedule from this queue.
-    pub fn insert_bulk(&mut self, rec: MessageRecord, now_ms: u64, bulk: &mut BulkIndex) {
-        let rec = MessageMeta::from_record(rec, &mut self.senders);
-        self.insert_meta(rec, now_ms, Some(bulk));
-    }
-
-    /// [`QueueState::insert_bulk`] of a message already in the compact form (a restart
-    /// converts records on another thread: [`crate::Rebuilder::prepare`]).
-    pub fn insert_bulk_meta(&mut self, rec: MessageMeta, now_ms: u64, bulk: &mut BulkIndex) {
+    /// The message comes in the compact form (a restart converts records on another thread:
+    /// [`crate::Rebuilder::prepare`]).
+    pub fn insert_bulk(&mut self, rec: MessageMeta, now_ms: u64, bulk: &mut BulkIndex) {
         self.insert_meta(rec, now_ms, Some(bulk));
     }
 
@@ -1168,9 +1163,11 @@ mod tests {
                 let mut one_by_one = QueueState::new(record(fifo));
                 let mut bulk_built = QueueState::new(record(fifo));
                 let mut bulk = BulkIndex::default();
+                let mut senders = SenderIds::default();
                 for &seq in &order {
                     one_by_one.insert(message(seq), now);
-                    bulk_built.insert_bulk(message(seq), now, &mut bulk);
+                    let meta = MessageMeta::from_record(message(seq), &mut senders);
+                    bulk_built.insert_bulk(meta, now, &mut bulk);
                 }
                 bulk_built.finish_bulk(bulk);
                 assert_eq!(one_by_one.ready, bulk_built.ready);
