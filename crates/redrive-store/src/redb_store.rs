@@ -977,7 +977,8 @@ fn drop_implied_states(txn: &WriteTransaction) -> Result<u64, StoreError> {
             let Ok(state) = codec::decode_message_state(uid, seq, v.value()) else {
                 continue;
             };
-            if state.receive_count != 0 || state.first_receive_ms.is_some() {
+            // Only a state that could be implied needs its header looked up.
+            if state != MessageState::implied(state.visible_at_ms) {
                 continue;
             }
             let Some(raw) = messages.get((uid, seq))? else {
@@ -3124,6 +3125,19 @@ mod tests {
         assert!(err.to_string().contains("newer than this build supports"));
     }
 
+    /// [`message`] in the state its header implies (format 5 stores no state record).
+    fn never_received(uid: u64, seq: u64) -> crate::MessageRecord {
+        let m = message(uid, seq);
+        let implied = MessageState::implied(m.enqueued_ms);
+        crate::MessageRecord {
+            visible_at_ms: implied.visible_at_ms,
+            receive_count: implied.receive_count,
+            first_receive_ms: implied.first_receive_ms,
+            last_receive_ms: implied.last_receive_ms,
+            ..m
+        }
+    }
+
     fn message(uid: u64, seq: u64) -> crate::MessageRecord {
         crate::MessageRecord {
             queue_uid: uid,
@@ -3164,9 +3178,7 @@ mod tests {
     #[test]
     fn orphaned_state_records_and_a_bad_meta_checksum_are_repaired() {
         let dir = tempfile::tempdir().unwrap();
-        let mut fresh = message(3, 3);
-        (fresh.visible_at_ms, fresh.receive_count) = (fresh.enqueued_ms, 0);
-        (fresh.first_receive_ms, fresh.last_receive_ms) = (None, None);
+        let fresh = never_received(3, 3);
         {
             let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
             wait(store.submit(vec![
@@ -3222,9 +3234,7 @@ mod tests {
     #[test]
     fn state_records_exist_only_for_states_the_header_does_not_imply() {
         let dir = tempfile::tempdir().unwrap();
-        let mut fresh = message(3, 1);
-        (fresh.visible_at_ms, fresh.receive_count) = (fresh.enqueued_ms, 0);
-        (fresh.first_receive_ms, fresh.last_receive_ms) = (None, None);
+        let fresh = never_received(3, 1);
         let received = Mutation::UpdateMessage {
             queue_uid: 3,
             seq: 1,

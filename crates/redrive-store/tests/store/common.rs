@@ -33,6 +33,26 @@ pub struct Sorted {
     pub quarantined_total: u64,
 }
 
+/// Writes a fixture file of this build's format (`tests/fixtures/format-vN.redb`): `batches`
+/// submitted to a fresh store, closed, reopened once so the file is compacted, copied to
+/// `path`. Refuses unless this build writes format `version`: each fixture must be made by the
+/// last build of its format.
+pub fn write_fixture(version: u64, batches: Vec<Vec<redrive_store::Mutation>>, path: &str) {
+    use redrive_store::{DurabilityMode, FILE_NAME, FORMAT_VERSION, RedbStore, Store};
+    assert_eq!(
+        FORMAT_VERSION, version,
+        "the fixture must be written by a v{version} build"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
+    for batch in batches {
+        block_on(store.submit(batch).wait()).unwrap();
+    }
+    store.shutdown();
+    drop(RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap());
+    std::fs::copy(dir.path().join(FILE_NAME), path).unwrap();
+}
+
 pub fn sorted(mut s: Snapshot) -> Sorted {
     s.queues.sort_by_key(|q| q.uid);
     s.messages.sort_by_key(|m| (m.queue_uid, m.seq));

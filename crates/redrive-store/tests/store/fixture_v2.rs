@@ -67,18 +67,5 @@ pub fn batches() -> Vec<Vec<Mutation>> {
 #[test]
 #[ignore = "writes tests/fixtures/format-v2.redb; run only with a format-v2 build"]
 fn write_format_v2_fixture() {
-    use redrive_store::{DurabilityMode, FILE_NAME, FORMAT_VERSION, RedbStore, Store};
-    assert_eq!(
-        FORMAT_VERSION, 2,
-        "the fixture must be written by a v2 build"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
-    for batch in batches() {
-        crate::common::block_on(store.submit(batch).wait()).unwrap();
-    }
-    store.shutdown();
-    // Reopen once so the file is compacted.
-    drop(RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap());
-    std::fs::copy(dir.path().join(FILE_NAME), FIXTURE).unwrap();
+    crate::common::write_fixture(2, batches(), FIXTURE);
 }

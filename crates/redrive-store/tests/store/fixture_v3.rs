@@ -22,18 +22,5 @@ pub fn batches() -> Vec<Vec<Mutation>> {
 #[test]
 #[ignore = "writes tests/fixtures/format-v3.redb; run only with a format-v3 build"]
 fn write_format_v3_fixture() {
-    use redrive_store::{DurabilityMode, FILE_NAME, FORMAT_VERSION, RedbStore, Store};
-    assert_eq!(
-        FORMAT_VERSION, 3,
-        "the fixture must be written by a v3 build"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap();
-    for batch in batches() {
-        crate::common::block_on(store.submit(batch).wait()).unwrap();
-    }
-    store.shutdown();
-    // Reopen once so the file is compacted.
-    drop(RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap());
-    std::fs::copy(dir.path().join(FILE_NAME), FIXTURE).unwrap();
+    crate::common::write_fixture(3, batches(), FIXTURE);
 }
