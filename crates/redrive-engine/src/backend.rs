@@ -172,6 +172,19 @@ pub struct Counts {
     pub oldest_age_ms: u64,
 }
 
+/// One queue-minute of the minute history (`history.rs`) in a shared backend: what one server
+/// adds (its counters' deltas; the gauges when it sampled them), or the sum stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedMinute {
+    pub queue_uid: u64,
+    /// Epoch minute.
+    pub minute: u64,
+    /// In the order of [`COUNTERS`](crate::history::COUNTERS).
+    pub counters: [u64; 10],
+    /// In the order of [`GAUGES`](crate::history::GAUGES); `None`: not sampled.
+    pub gauges: Option<[u64; 5]>,
+}
+
 /// A stored message as inspection reads it: nothing about it changes by being read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
@@ -434,6 +447,20 @@ pub trait QueueBackend: Send + Sync + 'static {
         q: &'a SharedQueue,
         max_receive_count: Option<u32>,
     ) -> BoxFuture<'a, SqsResult<Inspection>>;
+    /// FIFO: the queue's message groups with a message in flight now.
+    fn groups_in_flight<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<u64>>;
+    /// Adds each row's counters to its queue-minute and sets its gauges where given (servers
+    /// add to the same minute; none overwrites another's counts).
+    fn add_minutes(&self, rows: Vec<SharedMinute>) -> BoxFuture<'_, SqsResult<()>>;
+    /// A queue's minutes in `[from, to)` (epoch minutes), oldest first.
+    fn minutes(
+        &self,
+        queue_uid: u64,
+        from: u64,
+        to: u64,
+    ) -> BoxFuture<'_, SqsResult<Vec<SharedMinute>>>;
+    /// Drops minutes before epoch minute `before` and those of deleted queues.
+    fn drop_minutes(&self, before: u64) -> BoxFuture<'_, SqsResult<u64>>;
     /// Every queue, every Region (background work).
     fn all_queues(&self) -> BoxFuture<'_, SqsResult<Vec<SharedQueue>>>;
     /// Deletes the queue's messages sent `retention_ms` or longer ago, and its expired FIFO

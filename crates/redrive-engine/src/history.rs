@@ -37,8 +37,8 @@ pub const DOC_METRICS_MINUTE: &str = "metrics-minute";
 /// Days of history kept unless configured otherwise.
 pub const DEFAULT_RETENTION_DAYS: u32 = 15;
 
-const MINUTE_MS: u64 = 60_000;
-const DAY_MS: u64 = 86_400_000;
+pub(crate) const MINUTE_MS: u64 = 60_000;
+pub(crate) const DAY_MS: u64 = 86_400_000;
 const MINUTES_PER_DAY: u64 = 1440;
 
 /// How a stored number aggregates and what unit it has.
@@ -146,7 +146,7 @@ pub struct MinutePoint {
     pub record: MinuteRecord,
 }
 
-fn read_counters(c: &QueueCounters) -> [u64; 10] {
+pub(crate) fn read_counters(c: &QueueCounters) -> [u64; 10] {
     let g = QueueCounters::get;
     [
         g(&c.sent),
@@ -213,14 +213,14 @@ fn parse_key(key: &str) -> Option<(u64, u64)> {
 /// The engine's history bookkeeping (a leaf lock).
 #[derive(Debug)]
 pub(crate) struct History {
-    retention_days: u32,
+    pub(crate) retention_days: u32,
     /// Counter values as of the last write, per queue uid (absent: zero, a fresh process).
-    base: HashMap<u64, [u64; 10]>,
+    pub(crate) base: HashMap<u64, [u64; 10]>,
     /// The last epoch minute written (minutes before the engine opened belong to earlier
     /// processes).
-    written_through: u64,
+    pub(crate) written_through: u64,
     /// Whether `written_through` was written before its end (at shutdown).
-    partial: bool,
+    pub(crate) partial: bool,
     /// Counter deltas already stored in the document of minute `carry_minute`, per queue: the
     /// next write of that minute adds to them. Set from the store for the minute the engine
     /// opened in (an earlier process may have written part of it at shutdown), and after a
@@ -298,6 +298,32 @@ pub struct HistoryQuery {
     pub until_ms: Option<u64>,
     /// A multiple of 60.
     pub period_secs: u64,
+}
+
+impl HistoryQuery {
+    /// `(since, until)` in epoch ms, the defaults filled in; the period checked.
+    pub(crate) fn range(&self, now_ms: u64) -> SqsResult<(u64, u64)> {
+        if self.period_secs < 60 || !self.period_secs.is_multiple_of(60) {
+            return Err(SqsError::invalid_value(
+                "period",
+                self.period_secs,
+                "Must be a multiple of 60.",
+            ));
+        }
+        // Keys spell years with 4 digits: times past 9999 sort wrong, and no history is there.
+        const LAST_MS: u64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+        let until = self.until_ms.unwrap_or(now_ms).min(LAST_MS);
+        let since = self
+            .since_ms
+            .unwrap_or_else(|| until.saturating_sub(3 * 3_600_000))
+            .min(LAST_MS);
+        if until <= since {
+            return Err(SqsError::invalid_parameter(format!(
+                "The parameter since ({since}) must be less than the parameter until ({until})."
+            )));
+        }
+        Ok((since, until))
+    }
 }
 
 /// The statistics of one metric over one period, as CloudWatch computes them over the minute
@@ -438,6 +464,9 @@ impl Engine {
     }
 
     async fn write_history(&self, minute: u64, now: u64, partial: bool) -> FlushReport {
+        if let Some(backend) = self.shared.clone() {
+            return self.write_shared_history(&*backend, minute, partial).await;
+        }
         let mut report = FlushReport::default();
         if self.ensure_synced().is_err() {
             return report;
@@ -593,25 +622,7 @@ impl Engine {
         queue_name: &str,
         query: &HistoryQuery,
     ) -> SqsResult<MetricHistory> {
-        if query.period_secs < 60 || !query.period_secs.is_multiple_of(60) {
-            return Err(SqsError::invalid_value(
-                "period",
-                query.period_secs,
-                "Must be a multiple of 60.",
-            ));
-        }
-        // Keys spell years with 4 digits: times past 9999 sort wrong, and no history is there.
-        const LAST_MS: u64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
-        let until = query.until_ms.unwrap_or_else(|| self.now_ms()).min(LAST_MS);
-        let since = query
-            .since_ms
-            .unwrap_or_else(|| until.saturating_sub(3 * 3_600_000))
-            .min(LAST_MS);
-        if until <= since {
-            return Err(SqsError::invalid_parameter(format!(
-                "The parameter since ({since}) must be less than the parameter until ({until})."
-            )));
-        }
+        let (since, until) = query.range(self.now_ms())?;
         self.ensure_synced()?;
         let queue = self
             .lookup(&ctx.region, queue_name)

@@ -30,6 +30,7 @@ pub mod receipt;
 pub mod replays;
 pub mod schedules;
 mod shared;
+mod shared_history;
 mod shared_replays;
 mod shared_schedules;
 mod shared_tasks;
@@ -168,6 +169,8 @@ pub struct Engine {
     /// On a shared backend: this process's counts of each queue's traffic, by queue uid (each
     /// server counts what it served, as Prometheus adds up counters across instances).
     shared_counters: Mutex<HashMap<u64, Arc<metrics::QueueCounters>>>,
+    /// On a shared backend: this process's name in lease rows (minute history, alerts).
+    shared_holder: String,
     /// Wakes the shared backend's move-task runner (a task was started or cancelled here).
     shared_tasks_wake: Arc<tokio::sync::Notify>,
     /// Wakes the shared backend's replay runner (a replay was started or cancelled here).
@@ -301,6 +304,7 @@ impl Engine {
             cw_alarms: tokio::sync::Mutex::new(()),
             shared: None,
             shared_counters: Mutex::new(HashMap::new()),
+            shared_holder: uuid::Uuid::new_v4().to_string(),
             shared_tasks_wake: Arc::new(tokio::sync::Notify::new()),
             shared_replays_wake: Arc::new(tokio::sync::Notify::new()),
         }

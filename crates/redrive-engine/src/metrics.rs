@@ -148,10 +148,10 @@ impl QueueState {
 impl crate::Engine {
     /// On a shared backend: every queue (all Regions) with its gauges read from the backend
     /// now, sorted by Region and name; `None` on the embedded store (use
-    /// [`Engine::queue_metrics`](crate::Engine::queue_metrics)). One count query per queue.
-    /// Only the AWS depth and age gauges are filled (visible, in flight, delayed, age of the
-    /// oldest by send time); FIFO group and fair-queue gauges stay 0. A queue whose count
-    /// fails is left out (logged).
+    /// [`Engine::queue_metrics`](crate::Engine::queue_metrics)). One count query per queue
+    /// (two for a FIFO queue). The AWS depth and age gauges and the FIFO groups in flight are
+    /// filled; the fair-queue gauges stay 0 (a shared backend does not track noisy groups). A
+    /// queue whose count fails is left out (logged).
     pub async fn shared_queue_metrics(
         &self,
     ) -> Option<
@@ -172,13 +172,19 @@ impl crate::Engine {
         queues.sort_by(|a, b| (&a.region, &a.name).cmp(&(&b.region, &b.name)));
         let mut out = Vec::with_capacity(queues.len());
         for q in queues {
-            match backend.counts(&q).await {
-                Ok(c) => {
+            let groups = if q.fifo {
+                backend.groups_in_flight(&q).await
+            } else {
+                Ok(0)
+            };
+            match backend.counts(&q).await.and_then(|c| Ok((c, groups?))) {
+                Ok((c, groups_with_inflight)) => {
                     let g = QueueGauges {
                         visible: c.visible,
                         not_visible: c.in_flight,
                         delayed: c.delayed,
                         oldest_age_secs: c.oldest_age_ms / 1000,
+                        groups_with_inflight,
                         ..QueueGauges::default()
                     };
                     let counters = self.sh_counters(&q);

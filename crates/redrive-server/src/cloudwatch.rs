@@ -91,9 +91,13 @@ async fn answer(
     crate::auth::authenticate_for(&state.config.auth, parts, body, cw::SIGNING_NAME)
         .map_err(from_sqs_error)?;
     let request = cw::decode(protocol, operation, parts.uri.query(), body)?;
-    // The minute history and the alarms live in one process's store: on a shared database
-    // store they would differ per server (and the history is not kept there yet).
-    if state.engine.shared_backend().is_some() {
+    // The alarms live in one process's store: on a shared database store they would differ
+    // per server. The metric reads serve both stores.
+    let metric_read = matches!(
+        request,
+        CwRequest::GetMetricData(_) | CwRequest::GetMetricStatistics(_) | CwRequest::ListMetrics(_)
+    );
+    if state.engine.shared_backend().is_some() && !metric_read {
         return Err(CwError::new(
             CwErrorCode::InvalidAction,
             format!(
@@ -135,31 +139,25 @@ async fn answer(
         }
         _ => {}
     }
-    // History reads go to the store: off the async threads.
-    tokio::task::spawn_blocking(move || execute(&engine, &ctx, request))
-        .await
-        .unwrap_or_else(|e| {
-            Err(CwError::new(
-                CwErrorCode::InternalServiceError,
-                format!("The request failed: {e}."),
-            ))
-        })
+    execute(&engine, &ctx, request).await
 }
 
 /// A typed request → its answer from the minute history.
-pub fn execute(
-    engine: &Engine,
+pub async fn execute(
+    engine: &Arc<Engine>,
     ctx: &RequestContext,
     request: CwRequest,
 ) -> Result<CwResponse, CwError> {
     match request {
-        CwRequest::GetMetricData(i) => {
-            get_metric_data(engine, ctx, i).map(CwResponse::GetMetricData)
-        }
-        CwRequest::GetMetricStatistics(i) => {
-            get_metric_statistics(engine, ctx, i).map(CwResponse::GetMetricStatistics)
-        }
-        CwRequest::ListMetrics(i) => list_metrics(engine, ctx, i).map(CwResponse::ListMetrics),
+        CwRequest::GetMetricData(i) => get_metric_data(engine, ctx, i)
+            .await
+            .map(CwResponse::GetMetricData),
+        CwRequest::GetMetricStatistics(i) => get_metric_statistics(engine, ctx, i)
+            .await
+            .map(CwResponse::GetMetricStatistics),
+        CwRequest::ListMetrics(i) => list_metrics(engine, ctx, i)
+            .await
+            .map(CwResponse::ListMetrics),
         CwRequest::DescribeAlarms(i) => {
             describe_alarms(engine, ctx, i).map(CwResponse::DescribeAlarms)
         }
@@ -300,7 +298,7 @@ fn our_queue(metric: &MetricId) -> Option<(&str, &'static MetricDef)> {
 
 /// Histories read once per (queue, period) of a request.
 struct Histories<'a> {
-    engine: &'a Engine,
+    engine: &'a Arc<Engine>,
     ctx: &'a RequestContext,
     start_ms: i64,
     end_ms: i64,
@@ -309,7 +307,7 @@ struct Histories<'a> {
 
 impl Histories<'_> {
     /// `(timestamp, value)` of one statistic, oldest first; empty when nothing is stored.
-    fn points(
+    async fn points(
         &mut self,
         metric: &MetricId,
         period: u64,
@@ -329,7 +327,11 @@ impl Histories<'_> {
                 until_ms: Some(self.end_ms as u64),
                 period_secs: period,
             };
-            let history = match self.engine.metric_history(self.ctx, queue, &query) {
+            let history = match self
+                .engine
+                .queue_metric_history(self.ctx, queue, &query)
+                .await
+            {
                 Ok(h) => Some(h),
                 Err(e) if e.code == ErrorCode::QueueDoesNotExist => None,
                 Err(e) => {
@@ -383,8 +385,8 @@ fn invalid_token() -> CwError {
     )
 }
 
-fn get_metric_data(
-    engine: &Engine,
+async fn get_metric_data(
+    engine: &Arc<Engine>,
     ctx: &RequestContext,
     input: GetMetricDataInput,
 ) -> Result<GetMetricDataOutput, CwError> {
@@ -397,7 +399,9 @@ fn get_metric_data(
     };
     let mut full = Vec::new();
     for q in input.queries.iter().filter(|q| q.return_data) {
-        let mut points = histories.points(&q.metric, q.period, q.stat, q.unit.as_deref())?;
+        let mut points = histories
+            .points(&q.metric, q.period, q.stat, q.unit.as_deref())
+            .await?;
         if input.scan_by == ScanBy::TimestampDescending {
             points.reverse();
         }
@@ -447,8 +451,8 @@ fn get_metric_data(
     Ok(output)
 }
 
-fn get_metric_statistics(
-    engine: &Engine,
+async fn get_metric_statistics(
+    engine: &Arc<Engine>,
     ctx: &RequestContext,
     input: GetMetricStatisticsInput,
 ) -> Result<GetMetricStatisticsOutput, CwError> {
@@ -463,7 +467,10 @@ fn get_metric_statistics(
     let mut by_time: std::collections::BTreeMap<i64, Vec<(Statistic, f64)>> =
         std::collections::BTreeMap::new();
     for stat in &input.statistics {
-        for (t, v) in histories.points(&input.metric, input.period, *stat, input.unit.as_deref())? {
+        for (t, v) in histories
+            .points(&input.metric, input.period, *stat, input.unit.as_deref())
+            .await?
+        {
             by_time.entry(t).or_default().push((*stat, v));
         }
     }
@@ -480,7 +487,17 @@ fn get_metric_statistics(
     })
 }
 
-fn queue_names(engine: &Engine, ctx: &RequestContext) -> Result<Vec<String>, CwError> {
+/// The Region's queue names, sorted, from either store.
+async fn queue_names(engine: &Engine, ctx: &RequestContext) -> Result<Vec<String>, CwError> {
+    if let Some(b) = engine.shared_backend() {
+        let queues = b
+            .list_queues(&ctx.region, "")
+            .await
+            .map_err(from_sqs_error)?;
+        let mut names: Vec<String> = queues.into_iter().map(|q| q.name).collect();
+        names.sort();
+        return Ok(names);
+    }
     let mut names = Vec::new();
     let mut next_token = None;
     loop {
@@ -508,8 +525,8 @@ fn queue_names(engine: &Engine, ctx: &RequestContext) -> Result<Vec<String>, CwE
     Ok(names)
 }
 
-fn list_metrics(
-    engine: &Engine,
+async fn list_metrics(
+    engine: &Arc<Engine>,
     ctx: &RequestContext,
     input: ListMetricsInput,
 ) -> Result<ListMetricsOutput, CwError> {
@@ -532,7 +549,7 @@ fn list_metrics(
         return Ok(ListMetricsOutput::default());
     }
     let mut all = Vec::new();
-    for queue in queue_names(engine, ctx)? {
+    for queue in queue_names(engine, ctx).await? {
         if input
             .dimensions
             .iter()

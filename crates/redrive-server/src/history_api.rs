@@ -84,10 +84,7 @@ pub async fn queue_metrics(
     let engine = state.engine.clone();
     let now = engine.clock_now_ms();
     let result = match query(&params, now) {
-        // The read goes to the store: off the async threads.
-        Ok(q) => tokio::task::spawn_blocking(move || engine.metric_history(&ctx, &name, &q))
-            .await
-            .unwrap_or_else(|e| Err(SqsError::internal(format!("history read failed: {e}")))),
+        Ok(q) => engine.queue_metric_history(&ctx, &name, &q).await,
         Err(e) => Err(e),
     };
     json_response(result.map(history_json))

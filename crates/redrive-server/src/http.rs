@@ -66,20 +66,24 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/_aws/sqs/messages/{region}/{account}/{queue}",
             get(crate::localstack::messages_of),
         )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::auth::require,
-        ));
-    let mut extensions = Router::new()
-        .route("/_redrive/v1/quarantine", get(crate::inspect::quarantine))
         .route(
             "/_redrive/v1/queues/{name}/metrics",
             get(crate::history_api::queue_metrics),
-        )
+        );
+    let shared_ready = if state.config.enable_reset_api {
+        crate::test_api::routes(shared_ready, &state)
+    } else {
+        shared_ready
+    };
+    let shared_ready = shared_ready.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::auth::require,
+    ));
+    let mut extensions = Router::new()
+        .route("/_redrive/v1/quarantine", get(crate::inspect::quarantine))
         .merge(crate::alerts_api::routes());
     if state.config.enable_reset_api {
         extensions = extensions.route("/moto-api/reset", post(handle_reset));
-        extensions = crate::test_api::routes(extensions, &state);
     }
     let extensions = extensions.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),

@@ -525,6 +525,68 @@ impl QueueBackend for PgBackend {
         })
     }
 
+    fn groups_in_flight<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<u64>> {
+        Box::pin(async move {
+            let n = self
+                .store
+                .groups_in_flight(&to_row(q))
+                .await
+                .map_err(internal)?;
+            Ok(n.max(0) as u64)
+        })
+    }
+
+    fn add_minutes(&self, rows: Vec<eb::SharedMinute>) -> BoxFuture<'_, SqsResult<()>> {
+        Box::pin(async move {
+            let big = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            let rows: Vec<crate::MinuteRow> = rows
+                .iter()
+                .map(|r| crate::MinuteRow {
+                    queue_uid: big(r.queue_uid),
+                    minute: big(r.minute),
+                    counters: r.counters.map(big),
+                    gauges: r.gauges.map(|g| g.map(big)),
+                })
+                .collect();
+            self.store.add_minutes(&rows).await.map_err(internal)
+        })
+    }
+
+    fn minutes(
+        &self,
+        queue_uid: u64,
+        from: u64,
+        to: u64,
+    ) -> BoxFuture<'_, SqsResult<Vec<eb::SharedMinute>>> {
+        Box::pin(async move {
+            let big = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            let small = |v: i64| v.max(0) as u64;
+            let rows = self
+                .store
+                .minutes(big(queue_uid), big(from), big(to))
+                .await
+                .map_err(internal)?;
+            Ok(rows
+                .into_iter()
+                .map(|r| eb::SharedMinute {
+                    queue_uid,
+                    minute: small(r.minute),
+                    counters: r.counters.map(small),
+                    gauges: r.gauges.map(|g| g.map(small)),
+                })
+                .collect())
+        })
+    }
+
+    fn drop_minutes(&self, before: u64) -> BoxFuture<'_, SqsResult<u64>> {
+        Box::pin(async move {
+            self.store
+                .drop_minutes(i64::try_from(before).unwrap_or(i64::MAX))
+                .await
+                .map_err(internal)
+        })
+    }
+
     fn all_queues(&self) -> BoxFuture<'_, SqsResult<Vec<SharedQueue>>> {
         Box::pin(async move {
             Ok(self

@@ -103,6 +103,40 @@ macro_rules! retry {
     }};
 }
 
+/// Counter columns of `redrive_minute_history`, in the order of the engine's
+/// `history::COUNTERS`.
+pub const MINUTE_COUNTERS: [&str; 10] = [
+    "sent",
+    "sent_bytes",
+    "received",
+    "deleted",
+    "empty_receives",
+    "deduplicated",
+    "moved_to_dlq",
+    "dead_letter_arrivals",
+    "redriven_by_move_tasks",
+    "redriven_by_replays",
+];
+/// Gauge columns, in the order of `history::GAUGES`.
+pub const MINUTE_GAUGES: [&str; 5] = [
+    "visible",
+    "not_visible",
+    "delayed",
+    "oldest_age_secs",
+    "groups_with_inflight",
+];
+
+/// One queue-minute of the minute history: what a server adds (its counters' deltas, and the
+/// gauges when it sampled them), or what is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MinuteRow {
+    pub queue_uid: i64,
+    /// Epoch minute.
+    pub minute: i64,
+    pub counters: [i64; 10],
+    pub gauges: Option<[i64; 5]>,
+}
+
 /// A queue's catalog row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueRow {
@@ -892,6 +926,11 @@ impl PgStore {
         if drop_queue {
             tx.execute("DELETE FROM redrive_queues WHERE uid = $1", &[&q.uid])
                 .await?;
+            tx.execute(
+                "DELETE FROM redrive_minute_history WHERE queue_uid = $1",
+                &[&q.uid],
+            )
+            .await?;
             tx.execute(
                 &format!(
                     "INSERT INTO redrive_documents (kind, key, value)
@@ -2237,8 +2276,11 @@ impl PgStore {
         Ok((r.get(0), r.get(1)))
     }
 
-    /// `(visible, in flight, delayed, oldest sent_ms)` at the database's now: a message not
-    /// visible counts in flight once received, delayed before.
+    /// `(visible, in flight, delayed, oldest, now)` at the database's now: a message not
+    /// visible counts in flight once received, delayed before. `oldest` is when the oldest
+    /// message counted for `ApproximateAgeOfOldestMessage` was sent (dead-lettered, in a DLQ),
+    /// by AWS's rules as the embedded store applies them: delayed messages are not counted,
+    /// nor, on a standard queue, messages received 3 or more times.
     pub async fn stats(&self, q: &QueueRow) -> Result<(i64, i64, i64, Option<i64>, i64), PgError> {
         let c = self.pool.get().await;
         let r = c
@@ -2248,14 +2290,151 @@ impl PgStore {
                      SELECT count(*) FILTER (WHERE visible_at_ms <= (SELECT t FROM now)),
                             count(*) FILTER (WHERE visible_at_ms > (SELECT t FROM now) AND receive_count > 0),
                             count(*) FILTER (WHERE visible_at_ms > (SELECT t FROM now) AND receive_count = 0),
-                            min(sent_ms),
+                            min(COALESCE(dead_lettered_ms, sent_ms)) FILTER (
+                                WHERE (visible_at_ms <= (SELECT t FROM now) OR receive_count > 0)
+                                  AND ($2 OR receive_count < 3)),
                             (SELECT t FROM now)
                      FROM redrive_messages WHERE queue_uid = $1"
+                ),
+                &[&q.uid, &q.fifo],
+            )
+            .await?;
+        Ok((r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+    }
+
+    /// The FIFO groups of a queue holding a message in flight at the database's now.
+    pub async fn groups_in_flight(&self, q: &QueueRow) -> Result<i64, PgError> {
+        let c = self.pool.get().await;
+        let r = c
+            .query_one(
+                &format!(
+                    "SELECT count(DISTINCT group_id) FROM redrive_messages
+                     WHERE queue_uid = $1 AND group_id IS NOT NULL
+                       AND receive_count > 0 AND visible_at_ms > {NOW}"
                 ),
                 &[&q.uid],
             )
             .await?;
-        Ok((r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        Ok(r.get(0))
+    }
+
+    /// Adds each row's counters to its queue-minute (created if needed) and, where given,
+    /// sets its gauges: one transaction, rows in key order (two servers adding to the same
+    /// minutes never deadlock).
+    pub async fn add_minutes(&self, rows: &[MinuteRow]) -> Result<(), PgError> {
+        let mut rows = rows.to_vec();
+        rows.sort_by_key(|r| (r.queue_uid, r.minute));
+        retry!(self.try_add_minutes(&rows))
+    }
+
+    async fn try_add_minutes(&self, rows: &[MinuteRow]) -> Result<(), PgError> {
+        let cols: Vec<&str> = MINUTE_COUNTERS
+            .iter()
+            .chain(&MINUTE_GAUGES)
+            .copied()
+            .collect();
+        let params: Vec<String> = (3..3 + cols.len()).map(|i| format!("${i}")).collect();
+        let adds: Vec<String> = MINUTE_COUNTERS
+            .iter()
+            .map(|c| format!("{c} = h.{c} + EXCLUDED.{c}"))
+            .chain(
+                MINUTE_GAUGES
+                    .iter()
+                    .map(|g| format!("{g} = COALESCE(EXCLUDED.{g}, h.{g})")),
+            )
+            .collect();
+        let sql = format!(
+            "INSERT INTO redrive_minute_history AS h (queue_uid, minute, {})
+             VALUES ($1, $2, {})
+             ON CONFLICT (queue_uid, minute) DO UPDATE SET {}",
+            cols.join(", "),
+            params.join(", "),
+            adds.join(", ")
+        );
+        let mut c = self.pool.get().await;
+        let tx = c.transaction().await?;
+        for r in rows {
+            let gauges: [Option<i64>; 5] = match r.gauges {
+                Some(g) => g.map(Some),
+                None => [None; 5],
+            };
+            type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+            let mut p: Vec<Param> = vec![&r.queue_uid, &r.minute];
+            p.extend(r.counters.iter().map(|v| v as Param));
+            p.extend(gauges.iter().map(|v| v as Param));
+            tx.execute(&sql, &p).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A queue's minutes in `[from, to)` (epoch minutes), oldest first.
+    pub async fn minutes(
+        &self,
+        queue_uid: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<MinuteRow>, PgError> {
+        let c = self.pool.get().await;
+        let cols: Vec<&str> = MINUTE_COUNTERS
+            .iter()
+            .chain(&MINUTE_GAUGES)
+            .copied()
+            .collect();
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT minute, {} FROM redrive_minute_history
+                     WHERE queue_uid = $1 AND minute >= $2 AND minute < $3 ORDER BY minute",
+                    cols.join(", ")
+                ),
+                &[&queue_uid, &from, &to],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let counters: [i64; 10] = std::array::from_fn(|i| r.get(1 + i));
+                let gauges: [Option<i64>; 5] = std::array::from_fn(|i| r.get(11 + i));
+                MinuteRow {
+                    queue_uid,
+                    minute: r.get(0),
+                    counters,
+                    // Sampled together: one NULL means the minute had no sample.
+                    gauges: gauges
+                        .iter()
+                        .all(Option::is_some)
+                        .then(|| gauges.map(Option::unwrap_or_default)),
+                }
+            })
+            .collect())
+    }
+
+    /// Drops the minute history before epoch minute `before`, queue by queue (by the primary
+    /// key), and every minute of queues that no longer exist. Returns the rows dropped.
+    pub async fn drop_minutes(&self, before: i64) -> Result<u64, PgError> {
+        let c = self.pool.get().await;
+        let mut n = 0;
+        for q in c
+            .query("SELECT uid FROM redrive_queues ORDER BY uid", &[])
+            .await?
+        {
+            let uid: i64 = q.get(0);
+            n += c
+                .execute(
+                    "DELETE FROM redrive_minute_history WHERE queue_uid = $1 AND minute < $2",
+                    &[&uid, &before],
+                )
+                .await?;
+        }
+        n += c
+            .execute(
+                "DELETE FROM redrive_minute_history h
+                 WHERE NOT EXISTS (SELECT 1 FROM redrive_queues q WHERE q.uid = h.queue_uid)",
+                &[],
+            )
+            .await?;
+        Ok(n)
     }
 
     /// Up to `limit` of the queue's messages with `seq > after`, in sequence order, as they

@@ -13,9 +13,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("../migrations/0002_dedup_seq.sql")),
     (3, include_str!("../migrations/0003_retention_index.sql")),
     (4, include_str!("../migrations/0004_receive_attempts.sql")),
+    (5, include_str!("../migrations/0005_minute_history.sql")),
 ];
 /// The newest version this build knows.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Errors two concurrent `CREATE … IF NOT EXISTS` can raise in PostgreSQL (the catalog's
 /// unique index is hit before `IF NOT EXISTS` sees the other's object).

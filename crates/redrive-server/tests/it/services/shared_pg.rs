@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
+use redrive_engine::backend::QueueBackend;
+use redrive_engine::{Engine, EngineConfig, ManualClock};
 use redrive_server::{Server, ServerConfig, SharedStore, Storage};
 use redrive_store_pg::PgBackend;
 
@@ -428,21 +430,226 @@ async fn what_the_shared_store_does_not_do_yet_is_an_error() {
             "{path}"
         );
     }
-    // The CloudWatch API (minute history, alarms) would answer from one process's empty
-    // history: refused in CloudWatch's own error shape instead, as an operation this server
-    // does not serve (JSON: `UnknownOperationException`, 404; Query: `InvalidAction`, 400).
+    // CloudWatch alarms would live in one process: refused in CloudWatch's own error shape,
+    // as an operation this server does not serve (JSON: `UnknownOperationException`, 404;
+    // Query: `InvalidAction`, 400).
     let (status, _, text) = s[0]
-        .raw_json("GraniteServiceVersion20100801.ListMetrics", "{}")
+        .raw_json("GraniteServiceVersion20100801.DescribeAlarms", "{}")
         .await;
     assert_eq!(status, 404, "{text}");
     assert!(text.contains("UnknownOperationException"), "{text}");
     assert!(text.contains("shared database store"), "{text}");
     let (status, _, xml) = s[0]
-        .query(&[("Action", "ListMetrics"), ("Version", "2010-08-01")])
+        .query(&[("Action", "DescribeAlarms"), ("Version", "2010-08-01")])
         .await;
     assert_eq!(status, 400, "{xml}");
     assert!(xml.contains("<Code>InvalidAction</Code>"), "{xml}");
     assert!(xml.contains("shared database store"), "{xml}");
+}
+
+/// `n` servers on one fresh schema, each on its own manual clock at `start_ms` (the tests move
+/// them together), with their engines.
+async fn servers_on_clocks(
+    n: usize,
+    start_ms: u64,
+) -> (Vec<(TestServer, Arc<Engine>, Arc<ManualClock>)>, PgBackend) {
+    let schema = format!(
+        "it_{}",
+        uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+    );
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let backend = PgBackend::connect(&url(), Some(&schema), 4)
+            .await
+            .expect("connect to PostgreSQL");
+        let clock = Arc::new(ManualClock::new(start_ms));
+        let engine = Arc::new(Engine::open_shared(
+            EngineConfig::default(),
+            Arc::new(backend),
+            clock.clone(),
+        ));
+        let server = Server::bind_with_engine(
+            ServerConfig {
+                port: 0,
+                ..Default::default()
+            },
+            engine.clone(),
+        )
+        .await
+        .expect("bind");
+        out.push((TestServer::from_server(server), engine, clock));
+    }
+    let db = PgBackend::connect(&url(), Some(&schema), 1)
+        .await
+        .expect("connect to PostgreSQL");
+    (out, db)
+}
+
+async fn get_json(ts: &TestServer, path: &str) -> (u16, serde_json::Value) {
+    let (status, _, body) = ts.raw("GET", path, None, &[], Vec::new()).await;
+    let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    (status, v)
+}
+
+fn series<'a>(v: &'a serde_json::Value, name: &str) -> &'a Vec<serde_json::Value> {
+    v["metrics"]
+        .as_array()
+        .expect("metrics")
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {v}"))["points"]
+        .as_array()
+        .expect("points")
+}
+
+#[tokio::test]
+async fn the_minute_history_adds_up_what_every_server_served() {
+    const M0: u64 = 1_776_716_400_000; // 2026-04-20T20:20:00Z, a minute boundary
+    let (s, db) = servers_on_clocks(2, M0).await;
+    let ((a, ea, ca), (b, eb, cb)) = (&s[0], &s[1]);
+    let advance = |ms: u64| {
+        ca.advance_ms(ms);
+        cb.advance_ms(ms);
+    };
+    let url = a.create("hist-shared").await;
+    let fifo = a
+        .create_with("hist-shared.fifo", &[("FifoQueue", "true")])
+        .await;
+    // Minute 0: 3 sent on A, 2 on B; B receives 4 for ten minutes and deletes one.
+    advance(1_000);
+    for i in 0..3 {
+        a.send(&url, &format!("a{i}")).await;
+    }
+    for i in 0..2 {
+        b.send(&url, &format!("b{i}")).await;
+    }
+    let got = b.receive(&url, 4, Some(600)).await;
+    assert_eq!(got.len(), 4);
+    b.client
+        .delete_message()
+        .queue_url(&url)
+        .receipt_handle(got[0].receipt_handle().unwrap())
+        .send()
+        .await
+        .unwrap();
+    // Two FIFO groups, one held by an in-flight message.
+    for g in ["g1", "g2"] {
+        a.client
+            .send_message()
+            .queue_url(&fifo)
+            .message_body(g)
+            .message_group_id(g)
+            .message_deduplication_id(g)
+            .send()
+            .await
+            .unwrap();
+    }
+    let held = a.receive(&fifo, 1, Some(600)).await;
+    assert_eq!(held.len(), 1);
+    // A writes part of minute 0 early (a shutdown, say), then both write it whole.
+    advance(58_000);
+    ea.flush_history_partial().await;
+    a.send(&url, "late").await;
+    advance(1_000);
+    let ra = ea.flush_history().await;
+    let rb = eb.flush_history().await;
+    assert_eq!(ra.minute_ms, Some(M0));
+    assert_eq!(rb.minute_ms, Some(M0));
+    // Minute 1: B sends one more.
+    advance(1_000);
+    b.send(&url, "m1").await;
+    advance(59_000);
+    ea.flush_history().await;
+    eb.flush_history().await;
+
+    let since = M0 / 1000;
+    for ts in [a, b] {
+        let (status, v) = get_json(
+            ts,
+            &format!(
+                "/_redrive/v1/queues/hist-shared/metrics?since={since}&until={}",
+                since + 180
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{v}");
+        let sent = series(&v, "NumberOfMessagesSent");
+        assert_eq!(sent.len(), 2, "{v}");
+        assert_eq!(sent[0]["timestamp"], M0);
+        assert_eq!(sent[0]["Sum"], 6.0, "3 + 2 + the late one, none twice");
+        assert_eq!(sent[1]["Sum"], 1.0);
+        assert_eq!(series(&v, "NumberOfMessagesReceived")[0]["Sum"], 4.0);
+        assert_eq!(series(&v, "NumberOfMessagesDeleted")[0]["Sum"], 1.0);
+        // Gauges are sampled from the database by one server.
+        let nv = series(&v, "ApproximateNumberOfMessagesNotVisible");
+        assert_eq!(nv[0]["Maximum"], 3.0, "{v}");
+        let vis = series(&v, "ApproximateNumberOfMessagesVisible");
+        assert_eq!(vis[0]["Maximum"], 2.0, "{v}");
+        assert_eq!(vis[1]["Maximum"], 3.0, "{v}");
+        let (status, f) = get_json(
+            ts,
+            &format!(
+                "/_redrive/v1/queues/hist-shared.fifo/metrics?since={since}&until={}",
+                since + 120
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{f}");
+        assert_eq!(
+            series(&f, "ApproximateNumberOfGroupsWithInflightMessages")[0]["Maximum"],
+            1.0,
+            "{f}"
+        );
+        // The CloudWatch API reads the same history.
+        let body = serde_json::json!({
+            "Namespace": "AWS/SQS",
+            "MetricName": "NumberOfMessagesSent",
+            "Dimensions": [{"Name": "QueueName", "Value": "hist-shared"}],
+            "StartTime": since,
+            "EndTime": since + 180,
+            "Period": 120,
+            "Statistics": ["Sum"],
+        });
+        let (status, _, text) = ts
+            .raw(
+                "POST",
+                "/",
+                Some("application/x-amz-json-1.0"),
+                &[(
+                    "x-amz-target",
+                    "GraniteServiceVersion20100801.GetMetricStatistics",
+                )],
+                body.to_string().into_bytes(),
+            )
+            .await;
+        assert_eq!(status, 200, "{text}");
+        let cw: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(cw["Datapoints"][0]["Sum"], 7.0, "{cw}");
+        let (status, _, text) = ts
+            .raw_json("GraniteServiceVersion20100801.ListMetrics", "{}")
+            .await;
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains("hist-shared.fifo"), "{text}");
+    }
+
+    // A deleted queue's history goes with it.
+    let uid = db
+        .queue("us-east-1", "hist-shared")
+        .await
+        .unwrap()
+        .expect("queue")
+        .uid;
+    assert_eq!(db.minutes(uid, 0, u64::MAX / 2).await.unwrap().len(), 2);
+    a.client
+        .delete_queue()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap();
+    let (status, v) = get_json(b, "/_redrive/v1/queues/hist-shared/metrics").await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["__type"], "QueueDoesNotExist", "{v}");
+    assert!(db.minutes(uid, 0, u64::MAX / 2).await.unwrap().is_empty());
 }
 
 #[tokio::test]

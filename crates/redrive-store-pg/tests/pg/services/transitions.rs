@@ -673,3 +673,51 @@ async fn a_database_error_carries_postgresqls_words() {
     assert!(text.contains("redrive_no_such_database"), "{text}");
     assert!(text.contains("does not exist"), "{text}");
 }
+
+#[tokio::test]
+async fn minute_history_rows_add_up_across_servers_and_are_dropped_by_age_and_with_their_queue() {
+    use redrive_store_pg::MinuteRow;
+    let s = servers("minutes", 2).await;
+    let q = super::create(&s[0], "hist", false, 1).await;
+    let other = super::create(&s[0], "other", false, 1).await;
+    let row = |uid: i64, minute: i64, sent: i64, gauges: Option<[i64; 5]>| MinuteRow {
+        queue_uid: uid,
+        minute,
+        counters: [sent, sent * 10, 0, 0, 0, 0, 0, 0, 0, 1],
+        gauges,
+    };
+    // Two servers add to the same minute, concurrently; only one samples the gauges.
+    let first = [row(q.uid, 100, 3, None), row(q.uid, 101, 1, None)];
+    let second = [
+        row(q.uid, 101, 2, Some([5, 4, 3, 2, 1])),
+        row(q.uid, 100, 4, None),
+    ];
+    let (a, b) = tokio::join!(s[0].add_minutes(&first), s[1].add_minutes(&second));
+    a.unwrap();
+    b.unwrap();
+    // A later write without gauges keeps the sampled ones.
+    s[0].add_minutes(&[row(q.uid, 101, 1, None), row(other.uid, 100, 9, None)])
+        .await
+        .unwrap();
+    let got = s[1].minutes(q.uid, 0, 1000).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        (got[0].minute, got[0].counters[0], got[0].counters[1]),
+        (100, 7, 70)
+    );
+    assert_eq!(got[0].gauges, None, "minute 100 was never sampled");
+    assert_eq!(
+        (got[1].minute, got[1].counters[0], got[1].counters[9]),
+        (101, 4, 3)
+    );
+    assert_eq!(got[1].gauges, Some([5, 4, 3, 2, 1]));
+    assert_eq!(s[0].minutes(q.uid, 101, 102).await.unwrap().len(), 1);
+    // Retention drops what is older, queue by queue; a deleted queue's minutes go with it.
+    assert_eq!(s[0].drop_minutes(101).await.unwrap(), 2);
+    assert_eq!(s[0].minutes(q.uid, 0, 1000).await.unwrap().len(), 1);
+    s[0].add_minutes(&[row(other.uid, 200, 1, None)])
+        .await
+        .unwrap();
+    s[1].delete_queue(&other).await.unwrap();
+    assert!(s[0].minutes(other.uid, 0, 1000).await.unwrap().is_empty());
+}
