@@ -350,8 +350,10 @@ pub struct EvaluationReport {
 }
 
 type StateKey = (String, String, String);
+/// (rule id, queue name, judgement, burst classification when in ALARM).
+type Judged = (String, String, Judgement, Option<String>);
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct AlertTables {
     rules: BTreeMap<String, AlertRule>,
     states: BTreeMap<StateKey, AlertStatus>,
@@ -362,6 +364,8 @@ struct AlertTables {
     /// Ids handed to the deliverer and not yet reported back.
     in_delivery: std::collections::BTreeSet<String>,
     seq: u64,
+    /// On a shared backend: the revision these tables were read at (`None`: read again).
+    rev: Option<u64>,
 }
 
 impl AlertTables {
@@ -495,6 +499,8 @@ pub(crate) struct AlertBook {
     /// One evaluation at a time (held across its store reads).
     evaluating: tokio::sync::Mutex<()>,
     outbox_changed: Notify,
+    /// On a shared backend: this server's last look at the alerts lease (a leaf lock).
+    pub(crate) lease_check: Mutex<crate::shared_alerts::LeaseCheck>,
 }
 
 impl AlertBook {
@@ -503,7 +509,24 @@ impl AlertBook {
             tables: Mutex::new(AlertTables::from_documents(docs)),
             evaluating: tokio::sync::Mutex::new(()),
             outbox_changed: Notify::new(),
+            lease_check: Mutex::default(),
         }
+    }
+
+    /// The shared backend's revision the tables were read at.
+    pub(crate) fn loaded_rev(&self) -> Option<u64> {
+        self.tables.lock().rev
+    }
+
+    /// Replaces memory with the shared backend's documents at revision `rev`, keeping which
+    /// notifications this server is delivering.
+    pub(crate) fn replace(&self, docs: &[DocumentRecord], rev: u64) {
+        let mut fresh = AlertTables::from_documents(docs);
+        let mut t = self.tables.lock();
+        fresh.in_delivery = std::mem::take(&mut t.in_delivery);
+        fresh.in_delivery.retain(|id| fresh.outbox.contains_key(id));
+        fresh.rev = Some(rev);
+        *t = fresh;
     }
 
     /// Replaces memory with the store's documents (after a write failure).
@@ -765,6 +788,63 @@ fn valid_pattern(p: &str) -> bool {
 }
 
 impl Engine {
+    /// Applies `change` to the alert tables and makes what it wrote durable: on the embedded
+    /// store as one store batch submitted under the tables' lock; on a shared backend as one
+    /// optimistic transaction (`shared_alerts.rs`) over a copy of freshly read tables, which
+    /// replaces memory only once written, re-applied when another server wrote in between.
+    /// An error from `change` writes nothing.
+    async fn edit_alerts<T>(
+        &self,
+        mut change: impl FnMut(&mut AlertTables) -> SqsResult<(T, Vec<Mutation>)>,
+    ) -> SqsResult<T> {
+        let Some(b) = self.shared.clone() else {
+            self.ensure_synced()?;
+            let (value, ticket) = {
+                let mut t = self.alerts.tables.lock();
+                let (value, muts) = change(&mut t)?;
+                (value, (!muts.is_empty()).then(|| self.store.submit(muts)))
+            };
+            if let Some(ticket) = ticket {
+                self.durable(ticket).await?;
+            }
+            return Ok(value);
+        };
+        let mut attempt = 0;
+        loop {
+            if let Some(e) = Self::alert_conflicts_exhausted(attempt) {
+                return Err(e);
+            }
+            attempt += 1;
+            self.sync_alerts().await?;
+            let mut copy = self.alerts.tables.lock().clone();
+            let Some(read) = copy.rev else {
+                continue; // another change on this server failed meanwhile: read again
+            };
+            let (value, muts) = change(&mut copy)?;
+            if muts.is_empty() {
+                return Ok(value);
+            }
+            match self.commit_shared_alerts(&*b, read, muts).await {
+                Ok(true) => {
+                    let mut t = self.alerts.tables.lock();
+                    if t.rev == Some(read) {
+                        copy.in_delivery = std::mem::take(&mut t.in_delivery);
+                        copy.rev = Some(read + 1);
+                        *t = copy;
+                    } else {
+                        t.rev = None;
+                    }
+                    return Ok(value);
+                }
+                Ok(false) => self.alerts.tables.lock().rev = None,
+                Err(e) => {
+                    self.alerts.tables.lock().rev = None;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
     /// Adds a rule (names are unique). The visible depth of every queue it matches now is kept
     /// with it, so that an ALARM on a backlog that predates the rule says so.
     pub async fn add_alert_rule(
@@ -822,19 +902,30 @@ impl Engine {
                 ));
             }
         }
-        self.ensure_synced()?;
         let now = self.now_ms();
-        let matching: Vec<Arc<crate::Queue>> = self
-            .queues_in(&ctx.region)
-            .into_iter()
-            .filter(|q| glob_match(&req.queue, &q.name))
-            .collect();
         let mut backlog = BTreeMap::new();
-        for q in matching {
-            if let Some(g) = self.sample_gauges(&q, now)
-                && g.visible > 0
-            {
-                backlog.insert(q.name.clone(), g.visible);
+        if let Some(b) = &self.shared {
+            for q in b.all_queues().await? {
+                if q.region == ctx.region && glob_match(&req.queue, &q.name) {
+                    let visible = b.counts(&q).await?.visible;
+                    if visible > 0 {
+                        backlog.insert(q.name.clone(), visible);
+                    }
+                }
+            }
+        } else {
+            self.ensure_synced()?;
+            let matching: Vec<Arc<crate::Queue>> = self
+                .queues_in(&ctx.region)
+                .into_iter()
+                .filter(|q| glob_match(&req.queue, &q.name))
+                .collect();
+            for q in matching {
+                if let Some(g) = self.sample_gauges(&q, now)
+                    && g.visible > 0
+                {
+                    backlog.insert(q.name.clone(), g.visible);
+                }
             }
         }
         let rule = AlertRule {
@@ -848,8 +939,7 @@ impl Engine {
             created_ms: now,
             backlog_at_creation: backlog,
         };
-        let ticket = {
-            let mut t = self.alerts.tables.lock();
+        self.edit_alerts(|t| {
             if t.rules.values().any(|r| r.name == rule.name) {
                 return Err(SqsError::invalid_parameter(format!(
                     "An alert rule named {} already exists.",
@@ -857,11 +947,9 @@ impl Engine {
                 )));
             }
             t.rules.insert(rule.id.clone(), rule.clone());
-            self.store
-                .submit(vec![put_doc(DOC_ALERT_RULE, &rule.id, &rule)])
-        };
-        self.durable(ticket).await?;
-        Ok(rule)
+            Ok((rule.clone(), vec![put_doc(DOC_ALERT_RULE, &rule.id, &rule)]))
+        })
+        .await
     }
 
     /// Every rule with the states of its queues, by name.
@@ -894,9 +982,7 @@ impl Engine {
 
     /// Removes a rule, its states and its undelivered notifications (its history stays).
     pub async fn remove_alert_rule(&self, id_or_name: &str) -> SqsResult<()> {
-        self.ensure_synced()?;
-        let ticket = {
-            let mut t = self.alerts.tables.lock();
+        self.edit_alerts(|t| {
             let id = t
                 .find_rule(id_or_name)
                 .map(|r| r.id.clone())
@@ -926,9 +1012,9 @@ impl Engine {
                     key: n,
                 });
             }
-            self.store.submit(muts)
-        };
-        self.durable(ticket).await
+            Ok(((), muts))
+        })
+        .await
     }
 
     /// Transitions, newest first, optionally of one rule (id or name) and/or one queue.
@@ -1006,30 +1092,27 @@ impl Engine {
                 "Must be in the future.",
             ));
         }
-        self.ensure_synced()?;
-        let (silence, ticket) = {
-            let mut t = self.alerts.tables.lock();
-            if let Some(r) = &rule
+        let silence = Silence {
+            id: uuid::Uuid::new_v4().to_string(),
+            rule,
+            queue,
+            until_ms,
+            created_ms: now,
+            comment: req.comment,
+        };
+        self.edit_alerts(|t| {
+            if let Some(r) = &silence.rule
                 && t.find_rule(r).is_none()
             {
                 return Err(not_found("alert rule", r));
             }
-            let silence = Silence {
-                id: uuid::Uuid::new_v4().to_string(),
-                rule,
-                queue,
-                until_ms,
-                created_ms: now,
-                comment: req.comment,
-            };
             t.silences.insert(silence.id.clone(), silence.clone());
-            let ticket = self
-                .store
-                .submit(vec![put_doc(DOC_ALERT_SILENCE, &silence.id, &silence)]);
-            (silence, ticket)
-        };
-        self.durable(ticket).await?;
-        Ok(silence)
+            Ok((
+                silence.clone(),
+                vec![put_doc(DOC_ALERT_SILENCE, &silence.id, &silence)],
+            ))
+        })
+        .await
     }
 
     /// Silences not yet ended.
@@ -1044,18 +1127,80 @@ impl Engine {
     }
 
     pub async fn remove_silence(&self, id: &str) -> SqsResult<()> {
-        self.ensure_synced()?;
-        let ticket = {
-            let mut t = self.alerts.tables.lock();
+        self.edit_alerts(|t| {
             t.silences
                 .remove(id)
                 .ok_or_else(|| not_found("silence", id))?;
-            self.store.submit(vec![Mutation::DeleteDocument {
-                kind: DOC_ALERT_SILENCE.into(),
-                key: id.into(),
-            }])
+            Ok((
+                (),
+                vec![Mutation::DeleteDocument {
+                    kind: DOC_ALERT_SILENCE.into(),
+                    key: id.into(),
+                }],
+            ))
+        })
+        .await
+    }
+
+    /// Judges every rule on every queue of its Region it matches at minute `last`, from the
+    /// minute history (the embedded store's documents or the shared backend's rows).
+    async fn judge_rules(&self, rules: &[AlertRule], last: u64) -> SqsResult<Vec<Judged>> {
+        let longest = rules
+            .iter()
+            .map(|r| r.condition.window().max(CLASSIFY_MINUTES))
+            .max()
+            .unwrap_or(CLASSIFY_MINUTES);
+        let since = (last + 1).saturating_sub(u64::from(longest) + 1) * MINUTE_MS;
+        let until = (last + 1) * MINUTE_MS;
+        // (region, name, uid, the embedded queue)
+        let queues: Vec<(String, String, u64, Option<Arc<crate::Queue>>)> = match &self.shared {
+            Some(b) => b
+                .all_queues()
+                .await?
+                .into_iter()
+                .map(|q| (q.region, q.name, q.uid, None))
+                .collect(),
+            None => {
+                let regions: std::collections::BTreeSet<&str> =
+                    rules.iter().map(|r| r.region.as_str()).collect();
+                regions
+                    .into_iter()
+                    .flat_map(|region| self.queues_in(region))
+                    .map(|q| (q.region.clone(), q.name.clone(), q.uid, Some(q)))
+                    .collect()
+            }
         };
-        self.durable(ticket).await
+        let mut judged = Vec::new();
+        let mut history_cache: BTreeMap<u64, BTreeMap<u64, MinuteRecord>> = BTreeMap::new();
+        for rule in rules {
+            for (region, name, uid, local) in &queues {
+                if *region != rule.region || !glob_match(&rule.queue, name) {
+                    continue;
+                }
+                if !history_cache.contains_key(uid) {
+                    let points = match (local, &self.shared) {
+                        (Some(q), _) => self.minute_points(q, since, until),
+                        (None, Some(b)) => {
+                            self.shared_minute_points(&**b, *uid, since, until).await?
+                        }
+                        (None, None) => Vec::new(),
+                    };
+                    history_cache.insert(
+                        *uid,
+                        points
+                            .into_iter()
+                            .map(|p| (p.minute_ms / MINUTE_MS, p.record))
+                            .collect(),
+                    );
+                }
+                let points = &history_cache[uid];
+                let j = judge(&rule.condition, points, last);
+                let class = (j.state == AlarmState::Alarm)
+                    .then(|| classify(points, last, rule.condition.window().max(CLASSIFY_MINUTES)));
+                judged.push((rule.id.clone(), name.clone(), j, class));
+            }
+        }
+        Ok(judged)
     }
 
     /// Evaluates every rule on every queue it matches at the minute that ended last (whose
@@ -1070,7 +1215,16 @@ impl Engine {
             minute_ms: last * MINUTE_MS,
             ..Default::default()
         };
-        if self.ensure_synced().is_err() {
+        if self.shared.is_some() {
+            // One server judges each minute: the holder of the alerts lease.
+            if !self.hold_alerts_lease(true).await {
+                return report;
+            }
+            if let Err(e) = self.sync_alerts().await {
+                tracing::warn!(error = %e.message, "alert rules not read");
+                return report;
+            }
+        } else if self.ensure_synced().is_err() {
             return report;
         }
         let rules: Vec<AlertRule> = self.alerts.tables.lock().rules.values().cloned().collect();
@@ -1078,37 +1232,20 @@ impl Engine {
             return report;
         }
         // Judge off the lock: history reads go to the store.
-        let mut judged = Vec::new();
-        let mut history_cache: BTreeMap<u64, BTreeMap<u64, MinuteRecord>> = BTreeMap::new();
-        let longest = rules
-            .iter()
-            .map(|r| r.condition.window().max(CLASSIFY_MINUTES))
-            .max()
-            .unwrap_or(CLASSIFY_MINUTES);
-        for rule in &rules {
-            for q in self.queues_in(&rule.region) {
-                if !glob_match(&rule.queue, &q.name) {
-                    continue;
-                }
-                let points = history_cache.entry(q.uid).or_insert_with(|| {
-                    let since = (last + 1).saturating_sub(u64::from(longest) + 1) * MINUTE_MS;
-                    self.minute_points(&q, since, (last + 1) * MINUTE_MS)
-                        .into_iter()
-                        .map(|p| (p.minute_ms / MINUTE_MS, p.record))
-                        .collect()
-                });
-                let j = judge(&rule.condition, points, last);
-                let class = (j.state == AlarmState::Alarm)
-                    .then(|| classify(points, last, rule.condition.window().max(CLASSIFY_MINUTES)));
-                judged.push((rule.id.clone(), q.name.clone(), j, class));
+        let judged = match self.judge_rules(&rules, last).await {
+            Ok(judged) => judged,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "alert history not read");
+                return report;
             }
-        }
+        };
         report.evaluated = judged.len();
-        let ticket = {
-            let mut t = self.alerts.tables.lock();
+        let recorded = self.edit_alerts(|t| {
+            let mut transitions = Vec::new();
+            let mut notifications = 0;
             let mut muts = Vec::new();
             let mut live = std::collections::BTreeSet::new();
-            for (rule_id, queue, j, class) in judged {
+            for (rule_id, queue, j, class) in judged.iter().cloned() {
                 let Some(rule) = t.rules.get(&rule_id).cloned() else {
                     continue; // removed meanwhile
                 };
@@ -1190,12 +1327,12 @@ impl Engine {
                             .clone()
                             .filter(|_| matches!(j.state, AlarmState::Alarm | AlarmState::Ok)),
                     };
-                    report.notifications += queued;
+                    notifications += queued;
                     status.state = j.state;
                     status.since_ms = now;
                     status.reason = reason;
                     t.record(transition.clone(), &mut muts);
-                    report.transitions.push(transition);
+                    transitions.push(transition);
                 } else if status.state == AlarmState::Alarm
                     && status.episode_open
                     && !status.notified
@@ -1204,7 +1341,7 @@ impl Engine {
                 {
                     // A silence held this episode's ALARM back and has ended.
                     let reason = format!("{} (still in ALARM after a silence)", status.reason);
-                    report.notifications += t.enqueue(
+                    notifications += t.enqueue(
                         &rule,
                         &queue,
                         NotificationEvent::Alarm,
@@ -1252,22 +1389,26 @@ impl Engine {
                     key: id,
                 });
             }
-            (!muts.is_empty()).then(|| self.store.submit(muts))
-        };
-        if let Some(ticket) = ticket {
-            if let Err(e) = self.durable(ticket).await {
+            Ok(((transitions, notifications), muts))
+        });
+        match recorded.await {
+            Ok((transitions, notifications)) => {
+                report.transitions = transitions;
+                report.notifications = notifications;
+            }
+            Err(e) => {
                 tracing::warn!(error = %e.message, "alert evaluation not recorded");
                 return EvaluationReport {
                     minute_ms: report.minute_ms,
                     ..Default::default()
                 };
             }
-            for tr in &report.transitions {
-                tracing::info!(
-                    rule = %tr.rule, queue = %tr.queue, from = tr.old_state.as_str(),
-                    to = tr.new_state.as_str(), "alert state changed"
-                );
-            }
+        }
+        for tr in &report.transitions {
+            tracing::info!(
+                rule = %tr.rule, queue = %tr.queue, from = tr.old_state.as_str(),
+                to = tr.new_state.as_str(), "alert state changed"
+            );
         }
         if report.notifications > 0 {
             self.alerts.outbox_changed.notify_waiters();
@@ -1317,40 +1458,42 @@ impl Engine {
     /// after 1 s doubling up to 5 min, and dropped after [`MAX_ATTEMPTS`].
     pub async fn alert_notification_result(&self, id: &str, result: Result<(), String>) {
         let now = self.now_ms();
-        let ticket = {
-            let mut t = self.alerts.tables.lock();
-            t.in_delivery.remove(id);
-            let Some(mut n) = t.outbox.remove(id) else {
-                return;
-            };
-            let remove = Mutation::DeleteDocument {
-                kind: DOC_ALERT_OUTBOX.into(),
-                key: n.id.clone(),
-            };
-            match result {
-                Ok(()) => self.store.submit(vec![remove]),
-                Err(e) => {
-                    n.attempts += 1;
-                    if n.attempts >= MAX_ATTEMPTS {
-                        tracing::warn!(
-                            rule = %n.rule, queue = %n.queue, attempts = n.attempts, error = %e,
-                            "alert notification dropped after its last attempt"
-                        );
-                        self.store.submit(vec![remove])
-                    } else {
-                        let backoff = FIRST_BACKOFF_MS
-                            .saturating_mul(1 << (n.attempts - 1).min(20))
-                            .min(MAX_BACKOFF_MS);
-                        n.next_attempt_ms = now + backoff;
-                        n.last_error = Some(e);
-                        let doc = put_doc(DOC_ALERT_OUTBOX, &n.id, &n);
-                        t.outbox.insert(n.id.clone(), n);
-                        self.store.submit(vec![doc])
+        let written = self
+            .edit_alerts(|t| {
+                let Some(mut n) = t.outbox.remove(id) else {
+                    return Ok(((), Vec::new()));
+                };
+                let remove = Mutation::DeleteDocument {
+                    kind: DOC_ALERT_OUTBOX.into(),
+                    key: n.id.clone(),
+                };
+                match &result {
+                    Ok(()) => Ok(((), vec![remove])),
+                    Err(e) => {
+                        n.attempts += 1;
+                        if n.attempts >= MAX_ATTEMPTS {
+                            tracing::warn!(
+                                rule = %n.rule, queue = %n.queue, attempts = n.attempts, error = %e,
+                                "alert notification dropped after its last attempt"
+                            );
+                            Ok(((), vec![remove]))
+                        } else {
+                            let backoff = FIRST_BACKOFF_MS
+                                .saturating_mul(1 << (n.attempts - 1).min(20))
+                                .min(MAX_BACKOFF_MS);
+                            n.next_attempt_ms = now + backoff;
+                            n.last_error = Some(e.clone());
+                            let doc = put_doc(DOC_ALERT_OUTBOX, &n.id, &n);
+                            t.outbox.insert(n.id.clone(), n);
+                            Ok(((), vec![doc]))
+                        }
                     }
                 }
-            }
-        };
-        if let Err(e) = self.durable(ticket).await {
+            })
+            .await;
+        // Handed out again once memory shows the outcome (or the old entry, if not written).
+        self.alerts.tables.lock().in_delivery.remove(id);
+        if let Err(e) = written {
             tracing::warn!(error = %e.message, "alert outbox not updated");
         }
     }

@@ -302,6 +302,8 @@ pub struct DocsEdit {
     pub put: Vec<Doc>,
     /// `(kind, key prefix)`: deleted.
     pub delete_prefixed: Vec<(String, String)>,
+    /// `(kind, key)`: deleted (exactly that key).
+    pub delete: Vec<(String, String)>,
 }
 
 /// A change made by the rules to every document of one kind (`(key, value)`, by key) while the

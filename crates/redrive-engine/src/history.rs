@@ -37,6 +37,8 @@ pub const DOC_METRICS_MINUTE: &str = "metrics-minute";
 /// Days of history kept unless configured otherwise.
 pub const DEFAULT_RETENTION_DAYS: u32 = 15;
 
+/// On a shared store: how long after the minute's flush the rules are judged.
+const SHARED_JUDGE_DELAY: Duration = Duration::from_secs(5);
 pub(crate) const MINUTE_MS: u64 = 60_000;
 pub(crate) const DAY_MS: u64 = 86_400_000;
 const MINUTES_PER_DAY: u64 = 1440;
@@ -608,6 +610,18 @@ impl Engine {
                 tokio::time::sleep(Duration::from_millis(wait + 50)).await;
                 let Some(e) = engine.upgrade() else { return };
                 e.flush_history().await;
+                if e.shared.is_some() {
+                    // Judge once every server has added its counts of the minute (each
+                    // flushes within about a second of the boundary).
+                    drop(e);
+                    tokio::time::sleep(SHARED_JUDGE_DELAY).await;
+                    let Some(again) = engine.upgrade() else {
+                        return;
+                    };
+                    again.evaluate_alerts().await;
+                    again.evaluate_cw_alarms().await;
+                    continue;
+                }
                 e.evaluate_alerts().await;
                 e.evaluate_cw_alarms().await;
             }

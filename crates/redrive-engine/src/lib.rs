@@ -30,6 +30,7 @@ pub mod receipt;
 pub mod replays;
 pub mod schedules;
 mod shared;
+mod shared_alerts;
 mod shared_history;
 mod shared_replays;
 mod shared_schedules;

@@ -252,10 +252,11 @@ impl Engine {
                 let mut edit = DocsEdit {
                     put: vec![task_doc(&task), selection.clone()],
                     delete_prefixed: Vec::new(),
+                    delete: Vec::new(),
                 };
                 for gone in prune_tasks(&mut tasks, &task.source) {
-                    edit.delete_prefixed.push((DOC_REPLAY.into(), gone.clone()));
-                    edit.delete_prefixed
+                    edit.delete.push((DOC_REPLAY.into(), gone.clone()));
+                    edit.delete
                         .push((DOC_REPLAY_SELECTION.into(), gone.clone()));
                     edit.delete_prefixed
                         .push((DOC_REPLAY_MOVE.into(), format!("{gone}/")));
@@ -336,6 +337,7 @@ impl Engine {
             Ok(DocsEdit {
                 put: vec![task_doc(&t)],
                 delete_prefixed: Vec::new(),
+                delete: Vec::new(),
             })
         })
         .await?;
@@ -593,6 +595,7 @@ impl Runner {
                 Ok(DocsEdit {
                     put: vec![task_doc(&t)],
                     delete_prefixed: Vec::new(),
+                    delete: Vec::new(),
                 })
             })
             .await?;

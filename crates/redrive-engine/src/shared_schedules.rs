@@ -78,6 +78,7 @@ impl Engine {
             Ok(DocsEdit {
                 put: vec![schedule_doc(&schedule)],
                 delete_prefixed: Vec::new(),
+                delete: Vec::new(),
             })
         })
         .await?;
@@ -113,10 +114,8 @@ impl Engine {
                 .ok_or_else(not_found)?;
             Ok(DocsEdit {
                 put: Vec::new(),
-                delete_prefixed: vec![
-                    (DOC_SCHEDULE.into(), s.id.clone()),
-                    (DOC_SCHEDULE_RUN.into(), format!("{}/", s.id)),
-                ],
+                delete_prefixed: vec![(DOC_SCHEDULE_RUN.into(), format!("{}/", s.id))],
+                delete: vec![(DOC_SCHEDULE.into(), s.id.clone())],
             })
         })
         .await
@@ -179,6 +178,7 @@ impl Engine {
                 Ok(DocsEdit {
                     put: vec![schedule_doc(&x)],
                     delete_prefixed: Vec::new(),
+                    delete: Vec::new(),
                 })
             })
             .await?;
@@ -213,12 +213,12 @@ impl Engine {
                         value: to_value(&run),
                     }],
                     delete_prefixed: Vec::new(),
+                    delete: Vec::new(),
                 };
                 // Keys sort by run time: the oldest beyond the kept ones go.
                 let excess = (of_this.len() + 1).saturating_sub(RUNS_KEPT);
                 for k in of_this.into_iter().take(excess) {
-                    edit.delete_prefixed
-                        .push((DOC_SCHEDULE_RUN.into(), k.clone()));
+                    edit.delete.push((DOC_SCHEDULE_RUN.into(), k.clone()));
                 }
                 Ok(edit)
             })

@@ -59,7 +59,13 @@ pub fn spawn(engine: &Arc<Engine>) {
         }
         loop {
             let Some(e) = engine.upgrade() else { return };
-            for n in e.due_alert_notifications(BATCH) {
+            // On a shared store only the holder of the alerts lease delivers.
+            let due = if e.alert_delivery_turn().await {
+                e.due_alert_notifications(BATCH)
+            } else {
+                Vec::new()
+            };
+            for n in due {
                 let (e, client) = (e.clone(), client.clone());
                 tokio::spawn(async move {
                     let result = match &client {

@@ -84,6 +84,9 @@ async fn add_rule(
 }
 
 async fn list_rules(State(state): State<Arc<AppState>>) -> Response {
+    if let Err(e) = state.engine.sync_alerts().await {
+        return error(e);
+    }
     reply(
         StatusCode::OK,
         json!({ "rules": to_json(&state.engine.alert_rules()) }),
@@ -91,6 +94,9 @@ async fn list_rules(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn get_rule(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    if let Err(e) = state.engine.sync_alerts().await {
+        return error(e);
+    }
     match state.engine.alert_rule(&id) {
         Ok(v) => reply(StatusCode::OK, to_json(&v)),
         Err(e) => error(e),
@@ -121,6 +127,9 @@ async fn history(
             }
         },
     };
+    if let Err(e) = state.engine.sync_alerts().await {
+        return error(e);
+    }
     let h = state.engine.alert_history(
         params.get("rule").map(String::as_str),
         params.get("queue").map(String::as_str),
@@ -141,6 +150,9 @@ async fn add_silence(State(state): State<Arc<AppState>>, body: Bytes) -> Respons
 }
 
 async fn list_silences(State(state): State<Arc<AppState>>) -> Response {
+    if let Err(e) = state.engine.sync_alerts().await {
+        return error(e);
+    }
     reply(
         StatusCode::OK,
         json!({ "silences": to_json(&state.engine.silences()) }),
@@ -155,6 +167,9 @@ async fn remove_silence(State(state): State<Arc<AppState>>, Path(id): Path<Strin
 }
 
 async fn outbox(State(state): State<Arc<AppState>>) -> Response {
+    if let Err(e) = state.engine.sync_alerts().await {
+        return error(e);
+    }
     reply(
         StatusCode::OK,
         json!({ "notifications": to_json(&state.engine.pending_alert_notifications()) }),

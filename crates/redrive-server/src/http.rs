@@ -69,7 +69,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/_redrive/v1/queues/{name}/metrics",
             get(crate::history_api::queue_metrics),
-        );
+        )
+        .merge(crate::alerts_api::routes());
     let shared_ready = if state.config.enable_reset_api {
         crate::test_api::routes(shared_ready, &state)
     } else {
@@ -79,9 +80,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         state.clone(),
         crate::auth::require,
     ));
-    let mut extensions = Router::new()
-        .route("/_redrive/v1/quarantine", get(crate::inspect::quarantine))
-        .merge(crate::alerts_api::routes());
+    let mut extensions =
+        Router::new().route("/_redrive/v1/quarantine", get(crate::inspect::quarantine));
     if state.config.enable_reset_api {
         extensions = extensions.route("/moto-api/reset", post(handle_reset));
     }

@@ -708,6 +708,7 @@ impl QueueBackend for PgBackend {
                 Ok(crate::DocumentsEdit {
                     put: e.put.iter().map(doc_of).collect(),
                     delete_prefixed: e.delete_prefixed,
+                    delete: e.delete,
                 })
             };
             self.store

@@ -306,6 +306,8 @@ pub struct DocumentsEdit {
     pub put: Vec<Document>,
     /// `(kind, key prefix)`: deleted (before the puts).
     pub delete_prefixed: Vec<(String, String)>,
+    /// `(kind, key)`: deleted (before the puts).
+    pub delete: Vec<(String, String)>,
 }
 
 /// What a replay step found for its message.
@@ -2040,6 +2042,13 @@ impl PgStore {
             tx.execute(
                 "DELETE FROM redrive_documents WHERE kind = $1 AND left(key, length($2)) = $2",
                 &[kind, prefix],
+            )
+            .await?;
+        }
+        for (kind, key) in &change.delete {
+            tx.execute(
+                "DELETE FROM redrive_documents WHERE kind = $1 AND key = $2",
+                &[kind, key],
             )
             .await?;
         }

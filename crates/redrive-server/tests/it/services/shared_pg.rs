@@ -1596,3 +1596,172 @@ async fn a_schedule_added_on_one_server_fires_once_for_both() {
         .unwrap();
     assert_eq!(resp.status(), 404);
 }
+
+/// A webhook receiver: the notification id and event of every request, answered 200.
+async fn alert_receiver() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(String, serde_json::Value)>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: http::HeaderMap, body: axum::body::Bytes| {
+            let tx = tx.clone();
+            async move {
+                let id = headers
+                    .get("x-redrive-notification-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let _ = tx.send((
+                    id,
+                    serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+                ));
+                http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, rx)
+}
+
+async fn delete_path(server: &TestServer, path: &str) -> u16 {
+    let (status, _, _) = server.raw("DELETE", path, None, &[], Vec::new()).await;
+    status
+}
+
+#[tokio::test]
+async fn alert_rules_are_shared_judged_once_and_notify_once() {
+    const M0: u64 = 1_776_716_400_000;
+    let (s, _db) = servers_on_clocks(2, M0).await;
+    let ((a, ea, ca), (b, eb, cb)) = (&s[0], &s[1]);
+    let advance = |ms: u64| {
+        ca.advance_ms(ms);
+        cb.advance_ms(ms);
+    };
+    let (hook, mut deliveries) = alert_receiver().await;
+    let dlq = a.create("orders-dlq").await;
+    let (status, rule) = post_json(
+        a,
+        "/_redrive/v1/alerts/rules",
+        serde_json::json!({
+            "name": "dlq-any",
+            "queue": "*-dlq",
+            "condition": {"kind": "depth", "threshold": 1, "minutes": 1},
+            "webhooks": [{"url": hook}],
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{rule}");
+    // Every server sees the rule, and names stay unique across servers.
+    let (_, rules) = get_json(b, "/_redrive/v1/alerts/rules").await;
+    assert_eq!(rules["rules"][0]["id"], rule["id"], "{rules}");
+    let (status, dup) = post_json(
+        b,
+        "/_redrive/v1/alerts/rules",
+        serde_json::json!({
+            "name": "dlq-any",
+            "queue": "x",
+            "condition": {"kind": "depth", "threshold": 1, "minutes": 1},
+        }),
+    )
+    .await;
+    assert_eq!(status, 400, "{dup}");
+    assert!(
+        dup["message"].as_str().unwrap().contains("already exists"),
+        "{dup}"
+    );
+
+    // A dead letter arrives through B; the minute ends and both servers flush and evaluate.
+    advance(1_000);
+    b.send(&dlq, "boom").await;
+    advance(60_000);
+    let (fa, fb) = tokio::join!(ea.flush_history(), eb.flush_history());
+    assert_eq!((fa.minute_ms, fb.minute_ms), (Some(M0), Some(M0)));
+    let (ra, rb) = tokio::join!(ea.evaluate_alerts(), eb.evaluate_alerts());
+    assert_eq!(
+        ra.transitions.len() + rb.transitions.len(),
+        1,
+        "one server judges the minute: {ra:?} {rb:?}"
+    );
+    assert_eq!(ra.notifications + rb.notifications, 1);
+    // Judged again by either server: no second transition.
+    let (ra, rb) = tokio::join!(ea.evaluate_alerts(), eb.evaluate_alerts());
+    assert!(ra.transitions.is_empty() && rb.transitions.is_empty());
+
+    // One ALARM reaches the webhook, from one server, and leaves every outbox.
+    let (id, body) = tokio::time::timeout(Duration::from_secs(30), deliveries.recv())
+        .await
+        .expect("a delivery")
+        .expect("receiver open");
+    assert_eq!(body["event"], "ALARM", "{body}");
+    assert_eq!(body["queue"], "orders-dlq", "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for server in [a, b] {
+        loop {
+            let (_, outbox) = get_json(server, "/_redrive/v1/alerts/outbox").await;
+            if outbox["notifications"].as_array().unwrap().is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "outbox not drained: {outbox}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(
+        deliveries.try_recv().is_err(),
+        "notification {id} delivered once"
+    );
+    for server in [a, b] {
+        let (_, h) = get_json(server, "/_redrive/v1/alerts/history").await;
+        let h = h["history"].as_array().unwrap();
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h[0]["newState"], "ALARM", "{h:?}");
+        let (_, rules) = get_json(server, "/_redrive/v1/alerts/rules").await;
+        assert_eq!(rules["rules"][0]["states"][0]["state"], "ALARM", "{rules}");
+    }
+
+    // Silences added on both servers at once are all kept (each change re-applied when the
+    // other server wrote first), and removed from the other server.
+    let add = |i: usize| {
+        let server = if i.is_multiple_of(2) { a } else { b };
+        post_json(
+            server,
+            "/_redrive/v1/alerts/silences",
+            serde_json::json!({"queue": format!("q{i}-*"), "duration": "1h"}),
+        )
+    };
+    let (s0, s1, s2, s3, s4, s5) = tokio::join!(add(0), add(1), add(2), add(3), add(4), add(5));
+    let added = [s0, s1, s2, s3, s4, s5];
+    assert!(added.iter().all(|(status, _)| *status == 201), "{added:?}");
+    let (_, silences) = get_json(b, "/_redrive/v1/alerts/silences").await;
+    assert_eq!(
+        silences["silences"].as_array().unwrap().len(),
+        6,
+        "{silences}"
+    );
+    for (_, sil) in &added {
+        let id = sil["id"].as_str().unwrap();
+        assert_eq!(
+            delete_path(a, &format!("/_redrive/v1/alerts/silences/{id}")).await,
+            204
+        );
+    }
+    let (_, silences) = get_json(b, "/_redrive/v1/alerts/silences").await;
+    assert!(
+        silences["silences"].as_array().unwrap().is_empty(),
+        "{silences}"
+    );
+
+    // The rule removed on B is gone on A, with its states.
+    assert_eq!(
+        delete_path(b, "/_redrive/v1/alerts/rules/dlq-any").await,
+        204
+    );
+    let (_, rules) = get_json(a, "/_redrive/v1/alerts/rules").await;
+    assert!(rules["rules"].as_array().unwrap().is_empty(), "{rules}");
+    let (status, v) = get_json(a, "/_redrive/v1/alerts/rules/dlq-any").await;
+    assert_eq!(v["__type"], "ResourceNotFoundException", "{status} {v}");
+}

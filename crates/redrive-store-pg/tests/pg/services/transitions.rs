@@ -558,6 +558,7 @@ async fn browse_reads_without_changing_and_a_replay_step_is_fenced_by_its_lease(
                 value: json!({"status": "RUNNING", "moved": 0}),
             }],
             delete_prefixed: Vec::new(),
+            delete: Vec::new(),
         })
     })
     .await
