@@ -9,6 +9,12 @@
 //! (and made durable) before it is answered, under one lock, so nothing in memory can be ahead
 //! of the disk. History items older than [`HISTORY_RETENTION_MS`] (CloudWatch keeps 30 days)
 //! are dropped by the evaluation.
+//!
+//! On a shared backend the same documents are the backend's: every write goes through
+//! `edit_documents` of [`DOC_CW_ALARM`] (one writer at a time across servers) and checks that
+//! the alarms it read are unchanged, so an evaluation never overwrites a definition another
+//! server changed meanwhile (the change is re-applied, or the evaluation waits for the next
+//! minute). Only the holder of the alerts lease evaluates.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -49,8 +55,12 @@ impl From<SqsError> for AlarmError {
     }
 }
 
-/// Keeps history keys unique within a millisecond.
+/// Keeps history keys unique within a millisecond (from a random start per process, so that
+/// servers sharing a store do not collide).
 static HISTORY_SEQ: AtomicU64 = AtomicU64::new(0);
+static HISTORY_SEQ_BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+/// Times a change is re-applied after another server changed the alarms it read.
+const MAX_CONFLICTS: usize = 16;
 
 fn alarm_key(region: &str, name: &str) -> String {
     format!("{region}/{name}")
@@ -62,7 +72,8 @@ fn region_range(region: &str) -> (String, String) {
 }
 
 fn history_key(region: &str, at_ms: u64) -> String {
-    let seq = HISTORY_SEQ.fetch_add(1, Ordering::Relaxed) % 1_000_000;
+    let base = *HISTORY_SEQ_BASE.get_or_init(|| u64::from(uuid::Uuid::new_v4().as_u128() as u32));
+    let seq = base.wrapping_add(HISTORY_SEQ.fetch_add(1, Ordering::Relaxed)) % 1_000_000;
     format!("{region}/{at_ms:015}/{seq:06}")
 }
 
@@ -126,6 +137,16 @@ fn stat_of(p: &crate::history::Datapoint, statistic: &str) -> Option<f64> {
     }
 }
 
+fn limit_exceeded() -> AlarmError {
+    AlarmError::LimitExceeded(format!(
+        "The maximum number of alarms ({MAX_ALARMS}) in this region has been reached."
+    ))
+}
+
+fn conflicts_exhausted() -> AlarmError {
+    AlarmError::Internal("the alarms kept changing under this change; try again".into())
+}
+
 impl Engine {
     fn alarm_arn(&self, region: &str, name: &str) -> String {
         format!(
@@ -134,44 +155,111 @@ impl Engine {
         )
     }
 
-    fn read_alarms(&self, region: &str) -> Result<Vec<AlarmRecord>, AlarmError> {
-        let (from, to) = region_range(region);
-        let docs = self
-            .store
-            .documents(DOC_CW_ALARM, &from, &to)
-            .map_err(|e| AlarmError::Internal(format!("cannot read the alarms: {e}")))?;
+    /// The documents of `kind` whose keys are in `[from, to)`, on either store.
+    async fn alarm_documents(
+        &self,
+        kind: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, AlarmError> {
+        let Some(b) = &self.shared else {
+            let docs = self
+                .store
+                .documents(kind, from, to)
+                .map_err(|e| AlarmError::Internal(format!("cannot read the alarms: {e}")))?;
+            return Ok(docs.into_iter().map(|d| (d.key, d.value)).collect());
+        };
+        // The backend reads by prefix: the longest common prefix of the bounds, then the range.
+        let common = from
+            .char_indices()
+            .zip(to.chars())
+            .find(|((_, a), b)| a != b)
+            .map_or(from.len().min(to.len()), |((i, _), _)| i);
+        let docs = b.documents(kind, &from[..common]).await?;
         Ok(docs
-            .iter()
-            .filter_map(|d| serde_json::from_slice::<AlarmRecord>(&d.value).ok())
+            .into_iter()
+            .filter(|(k, _)| k.as_str() >= from && k.as_str() < to)
+            .map(|(k, v)| (k, serde_json::to_vec(&v).unwrap_or_default()))
             .collect())
     }
 
-    fn read_alarm(&self, region: &str, name: &str) -> Result<Option<AlarmRecord>, AlarmError> {
+    async fn read_alarms(&self, region: &str) -> Result<Vec<AlarmRecord>, AlarmError> {
+        let (from, to) = region_range(region);
+        Ok(self
+            .alarm_documents(DOC_CW_ALARM, &from, &to)
+            .await?
+            .iter()
+            .filter_map(|(_, v)| serde_json::from_slice::<AlarmRecord>(v).ok())
+            .collect())
+    }
+
+    async fn read_alarm(
+        &self,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<AlarmRecord>, AlarmError> {
         let key = alarm_key(region, name);
         let mut end = key.clone();
         end.push('\0');
-        let docs = self
-            .store
-            .documents(DOC_CW_ALARM, &key, &end)
-            .map_err(|e| AlarmError::Internal(format!("cannot read the alarm: {e}")))?;
-        Ok(docs
+        Ok(self
+            .alarm_documents(DOC_CW_ALARM, &key, &end)
+            .await?
             .iter()
-            .find(|d| d.key == key)
-            .and_then(|d| serde_json::from_slice(&d.value).ok()))
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| serde_json::from_slice(v).ok()))
     }
 
-    async fn write_alarm_batch(&self, muts: Vec<Mutation>) -> Result<(), AlarmError> {
+    /// Writes `muts`. On a shared backend only if every alarm in `read` (key, as read) is still
+    /// as read: `Ok(false)` (nothing written) when another server changed one. `max_alarms`
+    /// (region, the count not to reach) is checked in the same transaction.
+    async fn write_alarm_batch(
+        &self,
+        muts: Vec<Mutation>,
+        read: &[(String, Option<AlarmRecord>)],
+        max_alarms: Option<&str>,
+    ) -> Result<bool, AlarmError> {
         if muts.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
-        let ticket = self.store.submit(muts);
-        self.durable(ticket).await.map_err(AlarmError::from)
+        let Some(b) = &self.shared else {
+            let ticket = self.store.submit(muts);
+            self.durable(ticket).await.map_err(AlarmError::from)?;
+            return Ok(true);
+        };
+        let edit = crate::shared_alerts::docs_edit(muts)?;
+        let outcome = parking_lot::Mutex::new(None);
+        let result = b
+            .edit_documents(DOC_CW_ALARM, &|docs| {
+                let current = |key: &str| {
+                    docs.iter()
+                        .find(|(k, _)| k == key)
+                        .and_then(|(_, v)| serde_json::from_value::<AlarmRecord>(v.clone()).ok())
+                };
+                if read.iter().any(|(key, was)| current(key) != *was) {
+                    *outcome.lock() = Some(Ok(false));
+                    return Err(SqsError::internal("the alarms changed"));
+                }
+                if let Some(region) = max_alarms {
+                    let prefix = format!("{region}/");
+                    if docs.iter().filter(|(k, _)| k.starts_with(&prefix)).count() >= MAX_ALARMS {
+                        *outcome.lock() = Some(Err(limit_exceeded()));
+                        return Err(SqsError::internal("too many alarms"));
+                    }
+                }
+                Ok(edit.clone())
+            })
+            .await;
+        match (result, outcome.into_inner()) {
+            (Ok(()), _) => Ok(true),
+            (Err(_), Some(decided)) => decided,
+            (Err(e), None) => Err(e.into()),
+        }
     }
 
     /// The alarm's last `EvaluationPeriods` periods, oldest first, each with its value when
     /// the history has one. Only `AWS/SQS` metrics with the one dimension `QueueName` of an
     /// existing queue have data.
-    fn alarm_points(
+    async fn alarm_points(
         &self,
         region: &str,
         def: &AlarmDefinition,
@@ -203,7 +291,11 @@ impl Engine {
                     until_ms: Some(end),
                     period_secs: def.period,
                 };
-                self.metric_history(&ctx, q, &query)
+                let history = match &self.shared {
+                    Some(b) => self.shared_metric_history(&**b, &ctx, q, &query).await,
+                    None => self.metric_history(&ctx, q, &query),
+                };
+                history
                     .ok()
                     .and_then(|h| h.series.into_iter().find(|s| s.def.name == def.metric_name))
             }
@@ -224,13 +316,13 @@ impl Engine {
     }
 
     /// Applies an evaluation to `alarm`; the history item when its state changed.
-    fn judge_alarm(
+    async fn judge_alarm(
         &self,
         region: &str,
         alarm: &mut AlarmRecord,
         now_ms: u64,
     ) -> Option<AlarmHistoryRecord> {
-        let points = self.alarm_points(region, &alarm.definition, now_ms);
+        let points = self.alarm_points(region, &alarm.definition, now_ms).await;
         let verdict = evaluate(&alarm.definition, &points, now_ms as i64)?;
         let now = now_ms as i64;
         if verdict.state == alarm.state {
@@ -253,13 +345,30 @@ impl Engine {
         def: AlarmDefinition,
     ) -> Result<(), AlarmError> {
         let _one = self.cw_alarms.lock().await;
+        for _ in 0..MAX_CONFLICTS {
+            if self.try_put_metric_alarm(ctx, &def).await? {
+                return Ok(());
+            }
+        }
+        Err(conflicts_exhausted())
+    }
+
+    /// One attempt of [`Engine::put_metric_alarm`]: `false` when another server changed the
+    /// alarm meanwhile (nothing written).
+    async fn try_put_metric_alarm(
+        &self,
+        ctx: &RequestContext,
+        def: &AlarmDefinition,
+    ) -> Result<bool, AlarmError> {
+        let def = def.clone();
         let now = self.now_ms();
         let region = &ctx.region;
-        let existing = self.read_alarm(region, &def.alarm_name)?;
-        if existing.is_none() && self.read_alarms(region)?.len() >= MAX_ALARMS {
-            return Err(AlarmError::LimitExceeded(format!(
-                "The maximum number of alarms ({MAX_ALARMS}) in this region has been reached."
-            )));
+        let existing = self.read_alarm(region, &def.alarm_name).await?;
+        let read = vec![(alarm_key(region, &def.alarm_name), existing.clone())];
+        let creating = existing.is_none();
+        if creating && self.shared.is_none() && self.read_alarms(region).await?.len() >= MAX_ALARMS
+        {
+            return Err(limit_exceeded());
         }
         let name = def.alarm_name.clone();
         let (mut alarm, item) = match existing {
@@ -313,15 +422,16 @@ impl Engine {
                 history_data: item.1.to_string(),
             },
         )];
-        if let Some(change) = self.judge_alarm(region, &mut alarm, now) {
+        if let Some(change) = self.judge_alarm(region, &mut alarm, now).await {
             muts.push(history_doc(region, &change));
         }
         muts.push(alarm_doc(region, &alarm));
-        self.write_alarm_batch(muts).await
+        self.write_alarm_batch(muts, &read, creating.then_some(region.as_str()))
+            .await
     }
 
     /// `DescribeAlarms` (by name, prefix, state, action prefix), sorted by name.
-    pub fn describe_alarms(
+    pub async fn describe_alarms(
         &self,
         ctx: &RequestContext,
         names: &[String],
@@ -329,7 +439,7 @@ impl Engine {
         state: Option<AlarmStateValue>,
         action_prefix: Option<&str>,
     ) -> Result<Vec<AlarmRecord>, AlarmError> {
-        let mut all = self.read_alarms(&ctx.region)?;
+        let mut all = self.read_alarms(&ctx.region).await?;
         all.retain(|a| {
             let d = &a.definition;
             (names.is_empty() || names.contains(&d.alarm_name))
@@ -348,7 +458,7 @@ impl Engine {
     }
 
     /// `DescribeAlarmHistory`, oldest first (the caller orders and pages).
-    pub fn describe_alarm_history(
+    pub async fn describe_alarm_history(
         &self,
         ctx: &RequestContext,
         alarm_name: Option<&str>,
@@ -363,12 +473,11 @@ impl Engine {
             None => region_range(region).1,
         };
         let docs = self
-            .store
-            .documents(DOC_CW_ALARM_HISTORY, &from, &to)
-            .map_err(|e| AlarmError::Internal(format!("cannot read the alarm history: {e}")))?;
+            .alarm_documents(DOC_CW_ALARM_HISTORY, &from, &to)
+            .await?;
         Ok(docs
             .iter()
-            .filter_map(|d| serde_json::from_slice::<AlarmHistoryRecord>(&d.value).ok())
+            .filter_map(|(_, v)| serde_json::from_slice::<AlarmHistoryRecord>(v).ok())
             .filter(|h| {
                 alarm_name.is_none_or(|n| h.alarm_name == n)
                     && item_type.is_none_or(|t| h.history_item_type == t)
@@ -383,15 +492,30 @@ impl Engine {
         names: &[String],
     ) -> Result<(), AlarmError> {
         let _one = self.cw_alarms.lock().await;
+        for _ in 0..MAX_CONFLICTS {
+            if self.try_delete_alarms(ctx, names).await? {
+                return Ok(());
+            }
+        }
+        Err(conflicts_exhausted())
+    }
+
+    async fn try_delete_alarms(
+        &self,
+        ctx: &RequestContext,
+        names: &[String],
+    ) -> Result<bool, AlarmError> {
         let region = &ctx.region;
         let now = self.now_ms() as i64;
         let mut muts = Vec::new();
+        let mut read = Vec::new();
         for name in names {
-            let Some(alarm) = self.read_alarm(region, name)? else {
+            let Some(alarm) = self.read_alarm(region, name).await? else {
                 return Err(AlarmError::NotFound(format!(
                     "An alarm named {name} does not exist."
                 )));
             };
+            read.push((alarm_key(region, name), Some(alarm.clone())));
             muts.push(Mutation::DeleteDocument {
                 kind: DOC_CW_ALARM.into(),
                 key: alarm_key(region, name),
@@ -413,7 +537,7 @@ impl Engine {
                 },
             ));
         }
-        self.write_alarm_batch(muts).await
+        self.write_alarm_batch(muts, &read, None).await
     }
 
     /// `SetAlarmState`: sets the state until the next evaluation, as CloudWatch does.
@@ -427,56 +551,80 @@ impl Engine {
     ) -> Result<(), AlarmError> {
         let _one = self.cw_alarms.lock().await;
         let region = &ctx.region;
-        let Some(mut alarm) = self.read_alarm(region, name)? else {
-            return Err(AlarmError::NotFound(format!(
-                "An alarm named {name} does not exist."
-            )));
-        };
-        let now = self.now_ms() as i64;
-        let old = alarm.clone();
-        alarm.state = state;
-        alarm.state_reason = reason;
-        alarm.state_reason_data = reason_data;
-        alarm.state_updated_ms = now;
-        let mut muts = Vec::new();
-        if old.state != state {
-            alarm.state_transitioned_ms = now;
-            muts.push(history_doc(region, &state_item(&alarm, &old, now)));
+        for _ in 0..MAX_CONFLICTS {
+            let Some(mut alarm) = self.read_alarm(region, name).await? else {
+                return Err(AlarmError::NotFound(format!(
+                    "An alarm named {name} does not exist."
+                )));
+            };
+            let now = self.now_ms() as i64;
+            let old = alarm.clone();
+            alarm.state = state;
+            alarm.state_reason = reason.clone();
+            alarm.state_reason_data = reason_data.clone();
+            alarm.state_updated_ms = now;
+            let mut muts = Vec::new();
+            if old.state != state {
+                alarm.state_transitioned_ms = now;
+                muts.push(history_doc(region, &state_item(&alarm, &old, now)));
+            }
+            muts.push(alarm_doc(region, &alarm));
+            let read = [(alarm_key(region, name), Some(old))];
+            if self.write_alarm_batch(muts, &read, None).await? {
+                return Ok(());
+            }
         }
-        muts.push(alarm_doc(region, &alarm));
-        self.write_alarm_batch(muts).await
+        Err(conflicts_exhausted())
     }
 
     /// Evaluates every alarm of every region (after the minute's history is written) and drops
     /// expired history. Returns the number of state changes.
     pub async fn evaluate_cw_alarms(&self) -> usize {
         let _one = self.cw_alarms.lock().await;
-        if self.ensure_synced().is_err() {
-            return 0;
-        }
-        let now = self.now_ms();
-        let docs = match self.store.documents(DOC_CW_ALARM, "", "\u{10FFFF}") {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "alarms not evaluated");
+        if self.shared.is_some() {
+            // One server evaluates: the holder of the alerts lease.
+            if !self.hold_alerts_lease(false).await {
                 return 0;
             }
-        };
+        } else if self.ensure_synced().is_err() {
+            return 0;
+        }
+        for _ in 0..3 {
+            match self.try_evaluate_cw_alarms().await {
+                Ok(Some(changes)) => return changes,
+                Ok(None) => continue, // an alarm changed meanwhile: judge it again
+                Err(e) => {
+                    tracing::warn!(error = ?e, "alarm states not written");
+                    return 0;
+                }
+            }
+        }
+        0
+    }
+
+    /// One evaluation: the number of state changes, or `None` when another server changed an
+    /// alarm it judged (nothing written).
+    async fn try_evaluate_cw_alarms(&self) -> Result<Option<usize>, AlarmError> {
+        let now = self.now_ms();
+        let docs = self.alarm_documents(DOC_CW_ALARM, "", "\u{10FFFF}").await?;
         let mut muts = Vec::new();
+        let mut read = Vec::new();
         let mut changes = 0;
         let mut regions = Vec::new();
-        for d in docs {
-            let Some((region, _)) = d.key.split_once('/') else {
+        for (key, value) in docs {
+            let Some((region, _)) = key.split_once('/') else {
                 continue;
             };
             regions.push(region.to_string());
-            let Ok(mut alarm) = serde_json::from_slice::<AlarmRecord>(&d.value) else {
+            let Ok(mut alarm) = serde_json::from_slice::<AlarmRecord>(&value) else {
                 continue;
             };
-            if let Some(item) = self.judge_alarm(region, &mut alarm, now) {
+            let before = alarm.clone();
+            if let Some(item) = self.judge_alarm(region, &mut alarm, now).await {
                 changes += 1;
                 muts.push(history_doc(region, &item));
                 muts.push(alarm_doc(region, &alarm));
+                read.push((key.clone(), Some(before)));
             }
         }
         // Expired history, per region of a stored alarm (a key range up to the cutoff).
@@ -485,21 +633,18 @@ impl Engine {
         for region in regions {
             let (from, _) = region_range(&region);
             let to = format!("{region}/{cutoff:015}");
-            if let Ok(old) = self.store.documents(DOC_CW_ALARM_HISTORY, &from, &to) {
-                muts.extend(
-                    old.into_iter()
-                        .take(PRUNE_BATCH)
-                        .map(|h| Mutation::DeleteDocument {
-                            kind: DOC_CW_ALARM_HISTORY.into(),
-                            key: h.key,
-                        }),
-                );
+            if let Ok(old) = self.alarm_documents(DOC_CW_ALARM_HISTORY, &from, &to).await {
+                muts.extend(old.into_iter().take(PRUNE_BATCH).map(|(key, _)| {
+                    Mutation::DeleteDocument {
+                        kind: DOC_CW_ALARM_HISTORY.into(),
+                        key,
+                    }
+                }));
             }
         }
-        if let Err(e) = self.write_alarm_batch(muts).await {
-            tracing::warn!(error = ?e, "alarm states not written");
-            return 0;
-        }
-        changes
+        Ok(self
+            .write_alarm_batch(muts, &read, None)
+            .await?
+            .then_some(changes))
     }
 }

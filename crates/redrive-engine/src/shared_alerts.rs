@@ -62,7 +62,7 @@ fn rev_of(docs: &[(String, Value)]) -> u64 {
 
 /// The alert store mutations as one backend edit, the last change of a key winning (the
 /// backend applies prefix deletes, then key deletes, then puts).
-fn docs_edit(muts: Vec<Mutation>) -> SqsResult<DocsEdit> {
+pub(crate) fn docs_edit(muts: Vec<Mutation>) -> SqsResult<DocsEdit> {
     let mut edit = DocsEdit::default();
     for m in muts {
         match m {

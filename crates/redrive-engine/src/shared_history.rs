@@ -189,12 +189,24 @@ impl Engine {
                     )))
                 });
         };
+        self.shared_metric_history(&*b, ctx, queue_name, query)
+            .await
+    }
+
+    /// [`Engine::metric_history`] over the shared backend's rows.
+    pub(crate) async fn shared_metric_history(
+        &self,
+        b: &dyn QueueBackend,
+        ctx: &RequestContext,
+        queue_name: &str,
+        query: &HistoryQuery,
+    ) -> SqsResult<MetricHistory> {
         let (since, until) = query.range(self.now_ms())?;
         let q = b
             .queue(&ctx.region, queue_name)
             .await?
             .ok_or_else(redrive_core::SqsError::queue_does_not_exist)?;
-        let points = self.shared_minute_points(&*b, q.uid, since, until).await?;
+        let points = self.shared_minute_points(b, q.uid, since, until).await?;
         Ok(MetricHistory {
             queue: q.name.clone(),
             arn: self.sh_arn(&q),

@@ -91,20 +91,6 @@ async fn answer(
     crate::auth::authenticate_for(&state.config.auth, parts, body, cw::SIGNING_NAME)
         .map_err(from_sqs_error)?;
     let request = cw::decode(protocol, operation, parts.uri.query(), body)?;
-    // The alarms live in one process's store: on a shared database store they would differ
-    // per server. The metric reads serve both stores.
-    let metric_read = matches!(
-        request,
-        CwRequest::GetMetricData(_) | CwRequest::GetMetricStatistics(_) | CwRequest::ListMetrics(_)
-    );
-    if state.engine.shared_backend().is_some() && !metric_read {
-        return Err(CwError::new(
-            CwErrorCode::InvalidAction,
-            format!(
-                "{operation} is not supported yet with a shared database store (--store postgres://); see docs/compatibility.md."
-            ),
-        ));
-    }
     state.engine.ensure_synced().map_err(from_sqs_error)?;
     let ctx = RequestContext {
         region: region_from_headers(&parts.headers).unwrap_or_else(|| state.config.region.clone()),
@@ -158,15 +144,15 @@ pub async fn execute(
         CwRequest::ListMetrics(i) => list_metrics(engine, ctx, i)
             .await
             .map(CwResponse::ListMetrics),
-        CwRequest::DescribeAlarms(i) => {
-            describe_alarms(engine, ctx, i).map(CwResponse::DescribeAlarms)
-        }
-        CwRequest::DescribeAlarmsForMetric(i) => {
-            describe_alarms_for_metric(engine, ctx, i).map(CwResponse::DescribeAlarmsForMetric)
-        }
-        CwRequest::DescribeAlarmHistory(i) => {
-            describe_alarm_history(engine, ctx, i).map(CwResponse::DescribeAlarmHistory)
-        }
+        CwRequest::DescribeAlarms(i) => describe_alarms(engine, ctx, i)
+            .await
+            .map(CwResponse::DescribeAlarms),
+        CwRequest::DescribeAlarmsForMetric(i) => describe_alarms_for_metric(engine, ctx, i)
+            .await
+            .map(CwResponse::DescribeAlarmsForMetric),
+        CwRequest::DescribeAlarmHistory(i) => describe_alarm_history(engine, ctx, i)
+            .await
+            .map(CwResponse::DescribeAlarmHistory),
         CwRequest::PutMetricAlarm(_) | CwRequest::DeleteAlarms(_) | CwRequest::SetAlarmState(_) => {
             Err(CwError::new(
                 CwErrorCode::InternalServiceError,
@@ -203,7 +189,7 @@ fn page<T>(
     Ok((all.drain(start..end).collect(), next))
 }
 
-fn describe_alarms(
+async fn describe_alarms(
     engine: &Engine,
     ctx: &RequestContext,
     i: cw::DescribeAlarmsInput,
@@ -219,18 +205,20 @@ fn describe_alarms(
             i.state_value,
             i.action_prefix.as_deref(),
         )
+        .await
         .map_err(from_alarm_error)?;
     let (alarms, next_token) = page(all, i.next_token.as_deref(), i.max_records)?;
     Ok(cw::DescribeAlarmsOutput { alarms, next_token })
 }
 
-fn describe_alarms_for_metric(
+async fn describe_alarms_for_metric(
     engine: &Engine,
     ctx: &RequestContext,
     i: cw::DescribeAlarmsForMetricInput,
 ) -> Result<Vec<redrive_core::alarm::AlarmRecord>, CwError> {
     let mut all = engine
         .describe_alarms(ctx, &[], None, None, None)
+        .await
         .map_err(from_alarm_error)?;
     all.retain(|a| {
         let d = &a.definition;
@@ -252,7 +240,7 @@ fn describe_alarms_for_metric(
     Ok(all)
 }
 
-fn describe_alarm_history(
+async fn describe_alarm_history(
     engine: &Engine,
     ctx: &RequestContext,
     i: cw::DescribeAlarmHistoryInput,
@@ -268,6 +256,7 @@ fn describe_alarm_history(
             i.start_ms,
             i.end_ms,
         )
+        .await
         .map_err(from_alarm_error)?;
     if i.scan_by == ScanBy::TimestampDescending {
         all.reverse();

@@ -512,13 +512,17 @@ async fn alarms_and_their_history_survive_a_restart_on_redb() {
     }
     let store = Arc::new(RedbStore::open(dir.path(), DurabilityMode::Strict).unwrap());
     let engine = Engine::open(EngineConfig::default(), store, clock.clone());
-    let alarms = engine.describe_alarms(&ctx, &[], None, None, None).unwrap();
+    let alarms = engine
+        .describe_alarms(&ctx, &[], None, None, None)
+        .await
+        .unwrap();
     assert_eq!(alarms.len(), 1);
     assert_eq!(alarms[0].definition, def);
     // No such queue: no data.
     assert_eq!(alarms[0].state, AlarmStateValue::InsufficientData);
     let history = engine
         .describe_alarm_history(&ctx, Some(ALARM), None, None, None)
+        .await
         .unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].history_item_type, "ConfigurationUpdate");

@@ -430,21 +430,6 @@ async fn what_the_shared_store_does_not_do_yet_is_an_error() {
             "{path}"
         );
     }
-    // CloudWatch alarms would live in one process: refused in CloudWatch's own error shape,
-    // as an operation this server does not serve (JSON: `UnknownOperationException`, 404;
-    // Query: `InvalidAction`, 400).
-    let (status, _, text) = s[0]
-        .raw_json("GraniteServiceVersion20100801.DescribeAlarms", "{}")
-        .await;
-    assert_eq!(status, 404, "{text}");
-    assert!(text.contains("UnknownOperationException"), "{text}");
-    assert!(text.contains("shared database store"), "{text}");
-    let (status, _, xml) = s[0]
-        .query(&[("Action", "DescribeAlarms"), ("Version", "2010-08-01")])
-        .await;
-    assert_eq!(status, 400, "{xml}");
-    assert!(xml.contains("<Code>InvalidAction</Code>"), "{xml}");
-    assert!(xml.contains("shared database store"), "{xml}");
 }
 
 /// `n` servers on one fresh schema, each on its own manual clock at `start_ms` (the tests move
@@ -1764,4 +1749,118 @@ async fn alert_rules_are_shared_judged_once_and_notify_once() {
     assert!(rules["rules"].as_array().unwrap().is_empty(), "{rules}");
     let (status, v) = get_json(a, "/_redrive/v1/alerts/rules/dlq-any").await;
     assert_eq!(v["__type"], "ResourceNotFoundException", "{status} {v}");
+}
+
+#[tokio::test]
+async fn cloudwatch_alarms_are_shared_and_judged_once() {
+    use aws_sdk_cloudwatch::types::{
+        ComparisonOperator, Dimension, HistoryItemType, StateValue, Statistic,
+    };
+    const M0: u64 = 1_776_716_400_000;
+    let (s, _db) = servers_on_clocks(2, M0).await;
+    let ((a, ea, ca), (b, eb, cb)) = (&s[0], &s[1]);
+    let advance = |ms: u64| {
+        ca.advance_ms(ms);
+        cb.advance_ms(ms);
+    };
+    let (cwa, cwb) = (
+        crate::cloudwatch::cloudwatch_client(&a.base),
+        crate::cloudwatch::cloudwatch_client(&b.base),
+    );
+    let dlq = a.create("orders-dlq").await;
+    let put = |cw: &aws_sdk_cloudwatch::Client, threshold: f64| {
+        cw.put_metric_alarm()
+            .alarm_name("orders-dlq-not-empty")
+            .namespace("AWS/SQS")
+            .metric_name("ApproximateNumberOfMessagesVisible")
+            .dimensions(
+                Dimension::builder()
+                    .name("QueueName")
+                    .value("orders-dlq")
+                    .build(),
+            )
+            .statistic(Statistic::Maximum)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(threshold)
+            .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+            .send()
+    };
+    // Created on both servers at once: one alarm, both changes in its history.
+    let (pa, pb) = tokio::join!(put(&cwa, 0.0), put(&cwb, 0.0));
+    pa.unwrap();
+    pb.unwrap();
+    let alarms = cwb.describe_alarms().send().await.unwrap();
+    assert_eq!(alarms.metric_alarms().len(), 1);
+    let configs = cwa
+        .describe_alarm_history()
+        .history_item_type(HistoryItemType::ConfigurationUpdate)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(configs.alarm_history_items().len(), 2, "{configs:?}");
+
+    // A dead letter through B; both servers flush the minute and evaluate: one change.
+    advance(1_000);
+    b.send(&dlq, "boom").await;
+    advance(60_000);
+    tokio::join!(ea.flush_history(), eb.flush_history());
+    let (na, nb) = tokio::join!(ea.evaluate_cw_alarms(), eb.evaluate_cw_alarms());
+    assert_eq!(na + nb, 1, "one server judges the alarms: {na} + {nb}");
+    let (na, nb) = tokio::join!(ea.evaluate_cw_alarms(), eb.evaluate_cw_alarms());
+    assert_eq!(na + nb, 0);
+    for cw in [&cwa, &cwb] {
+        let alarms = cw.describe_alarms().send().await.unwrap();
+        assert_eq!(
+            alarms.metric_alarms()[0].state_value(),
+            Some(&StateValue::Alarm)
+        );
+        let states = cw
+            .describe_alarm_history()
+            .history_item_type(HistoryItemType::StateUpdate)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(states.alarm_history_items().len(), 1, "{states:?}");
+    }
+
+    // SetAlarmState on B, seen on A; an update on A keeps that state.
+    cwb.set_alarm_state()
+        .alarm_name("orders-dlq-not-empty")
+        .state_value(StateValue::Ok)
+        .state_reason("silenced by hand")
+        .send()
+        .await
+        .unwrap();
+    put(&cwa, 5.0).await.unwrap();
+    let alarms = cwa.describe_alarms().send().await.unwrap();
+    let alarm = &alarms.metric_alarms()[0];
+    assert_eq!(alarm.state_value(), Some(&StateValue::Ok));
+    assert_eq!(alarm.threshold(), Some(5.0));
+
+    // Deleted on A: gone on B; deleting again is CloudWatch's ResourceNotFound.
+    cwa.delete_alarms()
+        .alarm_names("orders-dlq-not-empty")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        cwb.describe_alarms()
+            .send()
+            .await
+            .unwrap()
+            .metric_alarms()
+            .is_empty()
+    );
+    let err = cwb
+        .delete_alarms()
+        .alarm_names("orders-dlq-not-empty")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_cloudwatch::error::ProvideErrorMetadata::code(&err),
+        Some("ResourceNotFound"),
+        "{err:?}"
+    );
 }
