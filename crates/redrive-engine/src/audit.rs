@@ -10,6 +10,7 @@ use redrive_core::{SqsError, SqsResult};
 use serde::{Deserialize, Serialize};
 
 use crate::Engine;
+use crate::backend::{Doc, DocsEdit, QueueBackend};
 use crate::store::{DocumentRecord, Mutation};
 
 pub const DOC_CONSOLE_AUDIT: &str = "console-audit";
@@ -18,8 +19,16 @@ pub const AUDIT_RETENTION_MS: u64 = 90 * 86_400_000;
 /// Expired entries dropped per write at most.
 const PRUNE_BATCH: usize = 100;
 
-/// Keeps keys unique within a millisecond.
+/// Keeps keys unique within a millisecond (from a random start per process, so that servers
+/// sharing a store do not collide).
 static SEQ: AtomicU64 = AtomicU64::new(0);
+static SEQ_BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+fn audit_key(at_ms: u64) -> String {
+    let base = *SEQ_BASE.get_or_init(|| u64::from(uuid::Uuid::new_v4().as_u128() as u32));
+    let seq = base.wrapping_add(SEQ.fetch_add(1, Ordering::Relaxed)) % 1_000_000;
+    format!("{at_ms:015}/{seq:06}")
+}
 
 /// One console action (see the server's `console::audit`). Never a message body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,11 +45,13 @@ impl Engine {
     /// Writes one audit entry and waits until it is durable; drops a batch of expired ones in
     /// the same commit.
     pub async fn record_audit(&self, rec: &AuditRecord) -> SqsResult<()> {
+        if let Some(b) = self.shared.clone() {
+            return self.sh_record_audit(&*b, rec).await;
+        }
         self.ensure_synced()?;
-        let seq = SEQ.fetch_add(1, Ordering::Relaxed) % 1_000_000;
         let mut muts = vec![Mutation::PutDocument(DocumentRecord {
             kind: DOC_CONSOLE_AUDIT.into(),
-            key: format!("{:015}/{seq:06}", rec.at_ms),
+            key: audit_key(rec.at_ms),
             value: serde_json::to_vec(rec)
                 .map_err(|e| SqsError::internal(format!("audit entry: {e}")))?,
         })];
@@ -72,6 +83,52 @@ impl Engine {
             .iter()
             .rev()
             .filter_map(|d| serde_json::from_slice(&d.value).ok())
+            .take(limit)
+            .collect())
+    }
+}
+
+impl Engine {
+    /// [`Engine::record_audit`] on a shared backend: the entry and a batch of expired ones
+    /// dropped, in one transaction.
+    async fn sh_record_audit(&self, b: &dyn QueueBackend, rec: &AuditRecord) -> SqsResult<()> {
+        let value = serde_json::to_value(rec)
+            .map_err(|e| SqsError::internal(format!("audit entry: {e}")))?;
+        let key = audit_key(rec.at_ms);
+        let cutoff = format!("{:015}", rec.at_ms.saturating_sub(AUDIT_RETENTION_MS));
+        b.edit_documents(DOC_CONSOLE_AUDIT, &|docs| {
+            Ok(DocsEdit {
+                put: vec![Doc {
+                    kind: DOC_CONSOLE_AUDIT.into(),
+                    key: key.clone(),
+                    value: value.clone(),
+                }],
+                delete: docs
+                    .iter()
+                    .filter(|(k, _)| *k < cutoff)
+                    .take(PRUNE_BATCH)
+                    .map(|(k, _)| (DOC_CONSOLE_AUDIT.to_string(), k.clone()))
+                    .collect(),
+                ..DocsEdit::default()
+            })
+        })
+        .await
+    }
+
+    /// [`Engine::audit_entries`] on a shared backend.
+    pub(crate) async fn sh_audit_entries(
+        &self,
+        b: &dyn QueueBackend,
+        since_ms: u64,
+        limit: usize,
+    ) -> SqsResult<Vec<AuditRecord>> {
+        let since = format!("{since_ms:015}");
+        let docs = b.documents(DOC_CONSOLE_AUDIT, "").await?;
+        Ok(docs
+            .iter()
+            .rev()
+            .filter(|(k, _)| *k >= since)
+            .filter_map(|(_, v)| serde_json::from_value(v.clone()).ok())
             .take(limit)
             .collect())
     }

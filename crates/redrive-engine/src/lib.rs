@@ -20,6 +20,7 @@ pub mod backend;
 pub mod browse;
 pub mod clock;
 pub mod cw_alarms;
+mod either_store;
 pub mod history;
 mod messages;
 pub mod metrics;

@@ -447,6 +447,12 @@ impl Engine {
     }
 
     pub async fn purge_queue(&self, ctx: &RequestContext, input: QueueUrlInput) -> SqsResult<()> {
+        if let Some(b) = self.shared.clone() {
+            return self
+                .handle_shared(&*b, ctx, Request::PurgeQueue(input))
+                .await
+                .map(|_| ());
+        }
         let queue = self.resolve(ctx, &input.queue_url)?;
         let now = self.now_ms();
         let ticket = {

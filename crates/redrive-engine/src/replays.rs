@@ -686,6 +686,9 @@ impl Engine {
         ctx: &RequestContext,
         req: ReplayRequest,
     ) -> Result<ReplayStart, ReplayError> {
+        if let Some(b) = self.shared.clone() {
+            return self.sh_start_replay(&*b, ctx, req, None).await;
+        }
         self.start_replay_for(ctx, req, None).await
     }
 
@@ -808,6 +811,9 @@ impl Engine {
     }
 
     pub async fn cancel_replay(&self, id: &str) -> Result<ReplayTask, SqsError> {
+        if let Some(b) = self.shared.clone() {
+            return self.sh_cancel_replay(&*b, id).await;
+        }
         let (task, ticket) = {
             let mut r = self.replays.lock();
             let t = r

@@ -161,6 +161,9 @@ impl Engine {
         ctx: &RequestContext,
         mut spec: ScheduleRequest,
     ) -> Result<Schedule, SqsError> {
+        if let Some(b) = self.shared.clone() {
+            return self.sh_add_schedule(&*b, ctx, spec).await;
+        }
         self.ensure_synced()?;
         self.admit_growth()?;
         let cron = check_schedule(&spec)?;
@@ -201,6 +204,9 @@ impl Engine {
     }
 
     pub async fn remove_schedule(&self, id_or_name: &str) -> Result<(), SqsError> {
+        if let Some(b) = self.shared.clone() {
+            return self.sh_remove_schedule(&*b, id_or_name).await;
+        }
         let ticket = {
             let mut s = self.schedules.lock();
             let pos = s

@@ -113,6 +113,9 @@ impl Engine {
         self: &Arc<Self>,
         input: StartMessageMoveTaskInput,
     ) -> SqsResult<StartMessageMoveTaskOutput> {
+        if let Some(b) = self.shared.clone() {
+            return self.sh_start_move_task(&*b, input).await;
+        }
         self.ensure_synced()?;
         let source = self.resolve_arn(&input.source_arn);
         // The state's guard must be gone before `is_dead_letter_queue`, which locks every
@@ -161,6 +164,9 @@ impl Engine {
         &self,
         input: CancelMessageMoveTaskInput,
     ) -> SqsResult<CancelMessageMoveTaskOutput> {
+        if let Some(b) = self.shared.clone() {
+            return self.sh_cancel_move_task(&*b, input).await;
+        }
         let (task_id, source_arn) = task_of_handle(&input.task_handle)?;
         if self.resolve_arn(&source_arn).is_none() {
             return Err(not_found("SourceArn"));

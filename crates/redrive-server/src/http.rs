@@ -89,17 +89,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         state.clone(),
         crate::auth::require,
     ));
-    // The rest of the extension API and the console read this process's state: not yet over a
-    // shared database, where they answer an error instead of an empty server.
-    let (extensions, console) = if state.engine.shared_backend().is_some() {
-        let layer = axum::middleware::from_fn(shared_unsupported);
-        (
-            extensions.route_layer(layer.clone()),
-            crate::console::routes(state.clone()).route_layer(layer),
-        )
+    // The quarantine (of the embedded store's unreadable records) and the reset hook read or
+    // clear this process's state: over a shared database they answer an error instead.
+    let extensions = if state.engine.shared_backend().is_some() {
+        extensions.route_layer(axum::middleware::from_fn(shared_unsupported))
     } else {
-        (extensions, crate::console::routes(state.clone()))
+        extensions
     };
+    let console = crate::console::routes(state.clone());
     let router = Router::new()
         .route("/", any(handle_sqs))
         .route("/{account}/{queue}", any(handle_sqs))

@@ -40,9 +40,9 @@ pub async fn record(engine: &Engine, actor: &str, action: &str, target: &str, de
 }
 
 /// The newest entries of the last [`SHOWN_DAYS`], newest first, at most [`SHOWN`].
-pub fn entries(engine: &Engine) -> Result<Vec<AuditEntry>, redrive_core::SqsError> {
+pub async fn entries(engine: &Engine) -> Result<Vec<AuditEntry>, redrive_core::SqsError> {
     let since = engine
         .clock_now_ms()
         .saturating_sub(SHOWN_DAYS * 86_400_000);
-    engine.audit_entries(since, SHOWN)
+    engine.load_audit(since, SHOWN).await
 }

@@ -41,7 +41,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use redrive_core::SqsError;
-use redrive_core::api::ListQueuesInput;
 use redrive_engine::history::HistoryQuery;
 use redrive_engine::{BrowseCursor, BrowseQuery, BrowsedMessage, Engine, RequestContext};
 use redrive_select::selection::{Candidate, MetaFields, Selection, SelectionSpec, Verdict, meta};
@@ -446,30 +445,6 @@ fn alert_state(engine: &Engine, region: &str, queue: &str) -> Option<&'static st
         })
 }
 
-fn queue_names(engine: &Engine, ctx: &RequestContext) -> Result<Vec<String>, SqsError> {
-    let mut names = Vec::new();
-    let mut next_token = None;
-    loop {
-        let out = engine.list_queues(
-            ctx,
-            ListQueuesInput {
-                queue_name_prefix: None,
-                max_results: Some(1000),
-                next_token,
-            },
-        )?;
-        names.extend(
-            out.queue_urls
-                .iter()
-                .map(|u| u.rsplit('/').next().unwrap_or(u).to_string()),
-        );
-        match out.next_token {
-            Some(t) => next_token = Some(t),
-            None => return Ok(names),
-        }
-    }
-}
-
 async fn queues_page(
     State(state): State<Arc<AppState>>,
     Extension(visitor): Extension<Visitor>,
@@ -477,15 +452,18 @@ async fn queues_page(
 ) -> Response {
     let ctx = context(&state, &headers);
     let engine = &state.engine;
-    let names = match queue_names(engine, &ctx) {
+    let names = match engine.load_queue_names(&ctx).await {
         Ok(n) => n,
         Err(e) => return sqs_error_page(&e),
     };
+    if let Err(e) = engine.sync_alerts().await {
+        return sqs_error_page(&e);
+    }
     let now = engine.clock_now_ms();
     let mut rows = String::new();
     for name in &names {
         // A queue deleted since the listing is skipped.
-        let Ok(s) = engine.queue_summary(&ctx, name) else {
+        let Ok(s) = engine.load_queue_summary(&ctx, name).await else {
             continue;
         };
         let dlq = s
@@ -585,8 +563,8 @@ fn message_meta(m: &BrowsedMessage) -> serde_json::Value {
 /// The DLQ page's aggregation (the one `redrive stats` computes) over a queue's messages,
 /// read through the browse (so no receive count changes), at most [`GROUP_SCAN_LIMIT`]; and
 /// whether it stopped early.
-fn aggregate(
-    engine: &Engine,
+async fn aggregate(
+    engine: &Arc<Engine>,
     ctx: &RequestContext,
     queue: &str,
     agg: &mut Aggregate,
@@ -594,15 +572,17 @@ fn aggregate(
     let mut after = None;
     let mut scanned = 0;
     loop {
-        let page = engine.browse_messages(
-            ctx,
-            queue,
-            &BrowseQuery {
-                state: None,
-                limit: 1000,
-                after,
-            },
-        )?;
+        let page = engine
+            .load_messages(
+                ctx,
+                queue,
+                &BrowseQuery {
+                    state: None,
+                    limit: 1000,
+                    after,
+                },
+            )
+            .await?;
         for m in &page.messages {
             agg.add(
                 &Sample {
@@ -629,8 +609,8 @@ const FILTER_SCAN_LIMIT: usize = 10_000;
 /// One page of the browser under a filter: browse pages of [`PAGE_SIZE`] from `after`, keeping
 /// the messages the filter selects (a failing filter does not select), until a page's worth
 /// is found or [`FILTER_SCAN_LIMIT`] were looked at; `next` continues after the last page read.
-fn filtered_page(
-    engine: &Engine,
+async fn filtered_page(
+    engine: &Arc<Engine>,
     ctx: &RequestContext,
     queue: &str,
     sel: &Selection,
@@ -639,15 +619,17 @@ fn filtered_page(
     let mut messages = Vec::new();
     let mut looked = 0;
     loop {
-        let page = engine.browse_messages(
-            ctx,
-            queue,
-            &BrowseQuery {
-                state: None,
-                limit: PAGE_SIZE,
-                after,
-            },
-        )?;
+        let page = engine
+            .load_messages(
+                ctx,
+                queue,
+                &BrowseQuery {
+                    state: None,
+                    limit: PAGE_SIZE,
+                    after,
+                },
+            )
+            .await?;
         looked += page.messages.len();
         for m in page.messages {
             let meta = message_meta(&m);
@@ -689,10 +671,13 @@ async fn queue_page(
 ) -> Response {
     let ctx = context(&state, &headers);
     let engine = state.engine.clone();
-    let summary = match engine.queue_summary(&ctx, &name) {
+    let summary = match engine.load_queue_summary(&ctx, &name).await {
         Ok(s) => s,
         Err(e) => return sqs_error_page(&e),
     };
+    if let Err(e) = engine.sync_alerts().await {
+        return sqs_error_page(&e);
+    }
     let now = engine.clock_now_ms();
     let mut body = String::new();
     let _ = write!(
@@ -747,43 +732,8 @@ async fn queue_page(
     // hours, as `redrive status` finds it (in a chart of its own when older than the hour).
     body.push_str("<h2 id=\"history\">Last hour, per minute</h2>");
     let is_dlq = !summary.dead_letter_sources.is_empty();
-    let charts = {
-        let engine = engine.clone();
-        let ctx = ctx.clone();
-        let name = name.clone();
-        let since = (now / 60_000).saturating_sub(CHART_MINUTES - 1) * 60_000;
-        tokio::task::spawn_blocking(move || {
-            let read = |since_ms: u64, until_ms: u64| {
-                engine.metric_history(
-                    &ctx,
-                    &name,
-                    &HistoryQuery {
-                        since_ms: Some(since_ms),
-                        until_ms: Some(until_ms),
-                        period_secs: 60,
-                    },
-                )
-            };
-            let until = since + CHART_MINUTES * 60_000;
-            let burst = if is_dlq {
-                let day = read(until.saturating_sub(BURST_SEARCH_MINUTES * 60_000), until)?;
-                chart::dominant_dead_letter_minute(&day)
-            } else {
-                None
-            };
-            let hour = chart::ChartData::from_history(&read(since, until)?).with_burst(burst);
-            let window = match burst {
-                Some((minute, _)) if minute < since => {
-                    let (start, end) = redrive_select::stats::burst_window(minute);
-                    Some(chart::ChartData::from_history(&read(start, end)?).with_burst(burst))
-                }
-                _ => None,
-            };
-            Ok::<_, SqsError>((hour, window))
-        })
-        .await
-        .unwrap_or_else(|e| Err(SqsError::internal(format!("history read failed: {e}"))))
-    };
+    let since = (now / 60_000).saturating_sub(CHART_MINUTES - 1) * 60_000;
+    let charts = charts(&engine, &ctx, &name, since, is_dlq).await;
     match charts {
         Ok((hour, window)) => {
             body.push_str(&chart::render_data(&hour));
@@ -813,16 +763,9 @@ async fn queue_page(
                 let _ = write!(body, "<p class=\"error\">{}</p>", esc(&e));
             }
             Ok((mut agg, mapping)) => {
-                let result = {
-                    let engine = engine.clone();
-                    let ctx = ctx.clone();
-                    let name = name.clone();
-                    tokio::task::spawn_blocking(move || {
-                        aggregate(&engine, &ctx, &name, &mut agg).map(|t| (agg, t))
-                    })
+                let result = aggregate(&engine, &ctx, &name, &mut agg)
                     .await
-                    .unwrap_or_else(|e| Err(SqsError::internal(format!("group-by failed: {e}"))))
-                };
+                    .map(|t| (agg, t));
                 match result {
                     Err(e) => {
                         let _ = write!(body, "<p class=\"error\">{}</p>", esc(&e.message));
@@ -857,29 +800,25 @@ async fn queue_page(
         esc(filter.as_deref().unwrap_or(""))
     );
     let listed = match &filter {
-        None => engine.browse_messages(
-            &ctx,
-            &name,
-            &BrowseQuery {
-                state: None,
-                limit: PAGE_SIZE,
-                after,
-            },
-        ),
+        None => {
+            engine
+                .load_messages(
+                    &ctx,
+                    &name,
+                    &BrowseQuery {
+                        state: None,
+                        limit: PAGE_SIZE,
+                        after,
+                    },
+                )
+                .await
+        }
         Some(f) => match Selection::compile(&SelectionSpec {
             filter: Some(f.clone()),
             ..SelectionSpec::default()
         }) {
             Err(e) => Err(SqsError::invalid_value("filter", f, &e.to_string())),
-            Ok(sel) => {
-                let engine = engine.clone();
-                let (ctx, name) = (ctx.clone(), name.clone());
-                tokio::task::spawn_blocking(move || {
-                    filtered_page(&engine, &ctx, &name, &sel, after)
-                })
-                .await
-                .unwrap_or_else(|e| Err(SqsError::internal(format!("browse failed: {e}"))))
-            }
+            Ok(sel) => filtered_page(&engine, &ctx, &name, &sel, after).await,
         },
     };
     match listed {
@@ -946,23 +885,60 @@ async fn queue_page(
     html_response(StatusCode::OK, page(&name, &body))
 }
 
-fn find_message(
-    engine: &Engine,
+/// The chart of the last hour from `since`, and on a DLQ the burst window's own chart when its
+/// dominant dead-letter minute (of the last day) is older than the hour.
+async fn charts(
+    engine: &Arc<Engine>,
+    ctx: &RequestContext,
+    name: &str,
+    since: u64,
+    is_dlq: bool,
+) -> Result<(chart::ChartData, Option<chart::ChartData>), SqsError> {
+    let read = |since_ms: u64, until_ms: u64| async move {
+        let query = HistoryQuery {
+            since_ms: Some(since_ms),
+            until_ms: Some(until_ms),
+            period_secs: 60,
+        };
+        engine.queue_metric_history(ctx, name, &query).await
+    };
+    let until = since + CHART_MINUTES * 60_000;
+    let burst = if is_dlq {
+        let day = read(until.saturating_sub(BURST_SEARCH_MINUTES * 60_000), until).await?;
+        chart::dominant_dead_letter_minute(&day)
+    } else {
+        None
+    };
+    let hour = chart::ChartData::from_history(&read(since, until).await?).with_burst(burst);
+    let window = match burst {
+        Some((minute, _)) if minute < since => {
+            let (start, end) = redrive_select::stats::burst_window(minute);
+            Some(chart::ChartData::from_history(&read(start, end).await?).with_burst(burst))
+        }
+        _ => None,
+    };
+    Ok((hour, window))
+}
+
+async fn find_message(
+    engine: &Arc<Engine>,
     ctx: &RequestContext,
     queue: &str,
     id: &str,
 ) -> Result<Option<BrowsedMessage>, SqsError> {
     let mut after = None;
     loop {
-        let page = engine.browse_messages(
-            ctx,
-            queue,
-            &BrowseQuery {
-                state: None,
-                limit: 1000,
-                after,
-            },
-        )?;
+        let page = engine
+            .load_messages(
+                ctx,
+                queue,
+                &BrowseQuery {
+                    state: None,
+                    limit: 1000,
+                    after,
+                },
+            )
+            .await?;
         if let Some(m) = page.messages.into_iter().find(|m| m.message_id == id) {
             return Ok(Some(m));
         }
@@ -979,13 +955,7 @@ async fn message_page(
     headers: HeaderMap,
 ) -> Response {
     let ctx = context(&state, &headers);
-    let found = {
-        let engine = state.engine.clone();
-        let (name, id, ctx) = (name.clone(), id.clone(), ctx.clone());
-        tokio::task::spawn_blocking(move || find_message(&engine, &ctx, &name, &id))
-            .await
-            .unwrap_or_else(|e| Err(SqsError::internal(format!("browse failed: {e}"))))
-    };
+    let found = find_message(&state.engine, &ctx, &name, &id).await;
     let m = match found {
         Err(e) => return sqs_error_page(&e),
         Ok(None) => {

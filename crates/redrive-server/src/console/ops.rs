@@ -23,9 +23,7 @@ use redrive_engine::{Engine, RequestContext};
 
 use super::html::{csrf_field, esc, hidden, page, page_refreshing, time_text, url_part};
 use super::replay::{rate_text, see_other};
-use super::{
-    PostForm, Visitor, arn_name, context, html_response, queue_link, queue_names, sqs_error_page,
-};
+use super::{PostForm, Visitor, arn_name, context, html_response, queue_link, sqs_error_page};
 use super::{alerts_view, schedule_form};
 use crate::AppState;
 
@@ -66,14 +64,15 @@ async fn audit(state: &AppState, visitor: &Visitor, action: &str, target: &str, 
 }
 
 /// DLQs of the caller's Region: (name, ARN, visible), by name.
-fn dead_letter_queues(engine: &Engine, ctx: &RequestContext) -> Vec<(String, String, u64)> {
-    let mut out: Vec<(String, String, u64)> = queue_names(engine, ctx)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|n| engine.queue_summary(ctx, &n).ok())
-        .filter(|s| !s.dead_letter_sources.is_empty())
-        .map(|s| (s.name, s.arn, s.visible as u64))
-        .collect();
+async fn dead_letter_queues(engine: &Engine, ctx: &RequestContext) -> Vec<(String, String, u64)> {
+    let mut out = Vec::new();
+    for n in engine.load_queue_names(ctx).await.unwrap_or_default() {
+        if let Ok(s) = engine.load_queue_summary(ctx, &n).await
+            && !s.dead_letter_sources.is_empty()
+        {
+            out.push((s.name, s.arn, s.visible as u64));
+        }
+    }
     out.sort();
     out
 }
@@ -125,7 +124,7 @@ async fn moves_page(
     headers: HeaderMap,
 ) -> Response {
     let ctx = context(&state, &headers);
-    let dlqs = dead_letter_queues(&state.engine, &ctx);
+    let dlqs = dead_letter_queues(&state.engine, &ctx).await;
     let mut body = String::from(
         "<h1>Move tasks</h1><p class=\"muted\">Native SQS message move tasks \
          (<code>StartMessageMoveTask</code>): every visible message of a DLQ back to its source \
@@ -136,10 +135,11 @@ async fn moves_page(
     for (name, arn, _) in &dlqs {
         let Ok(out) = state
             .engine
-            .list_message_move_tasks(ListMessageMoveTasksInput {
+            .load_move_tasks(ListMessageMoveTasksInput {
                 source_arn: arn.clone(),
                 max_results: Some(10),
             })
+            .await
         else {
             continue;
         };
@@ -209,7 +209,7 @@ async fn moves_page(
 }
 
 /// The move task a form describes: source and destination ARNs, rate.
-fn move_input(
+async fn move_input(
     state: &AppState,
     ctx: &RequestContext,
     f: &HashMap<String, String>,
@@ -220,10 +220,11 @@ fn move_input(
             .filter(|v| !v.is_empty())
     };
     let source = get("source").ok_or_else(|| SqsError::missing_parameter("source"))?;
-    let s = state.engine.queue_summary(ctx, &source)?;
-    let destination = get("destination")
-        .map(|d| state.engine.queue_summary(ctx, &d).map(|q| q.arn))
-        .transpose()?;
+    let s = state.engine.load_queue_summary(ctx, &source).await?;
+    let destination = match get("destination") {
+        Some(d) => Some(state.engine.load_queue_summary(ctx, &d).await?.arn),
+        None => None,
+    };
     let rate = get("rate")
         .map(|r| {
             r.parse::<i64>().map_err(|_| {
@@ -250,7 +251,7 @@ async fn move_confirm(
     headers: HeaderMap,
 ) -> Response {
     let ctx = context(&state, &headers);
-    let (input, name, visible) = match move_input(&state, &ctx, &params) {
+    let (input, name, visible) = match move_input(&state, &ctx, &params).await {
         Ok(v) => v,
         Err(e) => return bad_request("Move task", &e.message, "/console/moves"),
     };
@@ -291,7 +292,7 @@ async fn move_start(
     headers: HeaderMap,
 ) -> Response {
     let ctx = context(&state, &headers);
-    let (input, name, _) = match move_input(&state, &ctx, &form.0) {
+    let (input, name, _) = match move_input(&state, &ctx, &form.0).await {
         Ok(v) => v,
         Err(e) => return bad_request("Move task", &e.message, "/console/moves"),
     };
@@ -383,12 +384,12 @@ async fn schedules_page(
     Extension(visitor): Extension<Visitor>,
     headers: HeaderMap,
 ) -> Response {
-    schedules_html(&state, &visitor, &headers, &HashMap::new(), None)
+    schedules_html(&state, &visitor, &headers, &HashMap::new(), None).await
 }
 
 /// The schedules and the add form; a refused form comes back with its values and the reason
 /// (400).
-fn schedules_html(
+async fn schedules_html(
     state: &AppState,
     visitor: &Visitor,
     headers: &HeaderMap,
@@ -400,7 +401,10 @@ fn schedules_html(
         "<h1>Schedules</h1><p class=\"muted\">Replays that start on a cron schedule \
          (<code>redrive schedule</code>, <code>/_redrive/v1/schedules</code>).</p>",
     );
-    let list = state.engine.list_schedules();
+    let list = match state.engine.load_schedules().await {
+        Ok(list) => list,
+        Err(e) => return sqs_error_page(&e),
+    };
     if list.is_empty() {
         body.push_str("<p class=\"muted\" id=\"no-schedules\">No schedules.</p>");
     } else {
@@ -431,6 +435,7 @@ fn schedules_html(
         body.push_str("</tbody></table>");
     }
     let dlqs: Vec<String> = dead_letter_queues(&state.engine, &ctx)
+        .await
         .into_iter()
         .map(|(n, _, _)| n)
         .collect();
@@ -475,7 +480,7 @@ async fn schedule_add(
     let ctx = context(&state, &headers);
     let req = match schedule_form::request(&form.0) {
         Ok(r) => r,
-        Err(e) => return schedules_html(&state, &visitor, &headers, &form.0, Some(&e)),
+        Err(e) => return schedules_html(&state, &visitor, &headers, &form.0, Some(&e)).await,
     };
     match state.engine.add_schedule(&ctx, req).await {
         Ok(s) => {
@@ -489,16 +494,20 @@ async fn schedule_add(
             .await;
             see_other(&format!("/console/schedules/{}", url_part(&s.id)))
         }
-        Err(e) => schedules_html(&state, &visitor, &headers, &form.0, Some(&e.message)),
+        Err(e) => schedules_html(&state, &visitor, &headers, &form.0, Some(&e.message)).await,
     }
 }
 
 async fn schedule_page(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    let s = match state.engine.schedule(&id) {
+    let s = match state.engine.load_schedule(&id).await {
         Ok(s) => s,
         Err(e) => return sqs_error_page(&e),
     };
-    let runs = state.engine.schedule_runs(&id).unwrap_or_default();
+    let runs = state
+        .engine
+        .load_schedule_runs(&id)
+        .await
+        .unwrap_or_default();
     let r = &s.spec.replay;
     let mut body = format!(
         "<p><a href=\"/console/schedules\">← Schedules</a></p><h1>Schedule {}</h1>\
@@ -592,7 +601,7 @@ async fn schedule_remove_confirm(
     Extension(visitor): Extension<Visitor>,
     Path(id): Path<String>,
 ) -> Response {
-    let s = match state.engine.schedule(&id) {
+    let s = match state.engine.load_schedule(&id).await {
         Ok(s) => s,
         Err(e) => return sqs_error_page(&e),
     };
@@ -616,7 +625,8 @@ async fn schedule_remove(
 ) -> Response {
     let source = state
         .engine
-        .schedule(&id)
+        .load_schedule(&id)
+        .await
         .map(|s| arn_name(&s.source_arn).to_string())
         .unwrap_or_default();
     match state.engine.remove_schedule(&id).await {
@@ -644,8 +654,13 @@ fn json_of<T: serde::Serialize>(v: &T) -> Vec<serde_json::Value> {
     }
 }
 
-fn alerts_html(state: &AppState, visitor: &Visitor, error: Option<&str>) -> String {
+async fn alerts_html(state: &AppState, visitor: &Visitor, error: Option<&str>) -> String {
     let engine = &state.engine;
+    let mut error = error.map(str::to_string);
+    if let Err(e) = engine.sync_alerts().await {
+        error.get_or_insert(e.message);
+    }
+    let error = error.as_deref();
     alerts_view::alerts_body(
         "<p class=\"muted\">Rules over the minute history, their states per queue, transitions \
          and silences (<code>redrive alerts</code>, <code>/_redrive/v1/alerts</code>; see \
@@ -665,14 +680,14 @@ async fn alerts_page(
 ) -> Response {
     html_response(
         StatusCode::OK,
-        page("Alerts", &alerts_html(&state, &visitor, None)),
+        page("Alerts", &alerts_html(&state, &visitor, None).await),
     )
 }
 
-fn alerts_error(state: &AppState, visitor: &Visitor, e: &str) -> Response {
+async fn alerts_error(state: &AppState, visitor: &Visitor, e: &str) -> Response {
     html_response(
         StatusCode::BAD_REQUEST,
-        page("Alerts", &alerts_html(state, visitor, Some(e))),
+        page("Alerts", &alerts_html(state, visitor, Some(e)).await),
     )
 }
 
@@ -687,7 +702,7 @@ async fn rule_add(
         .and_then(|v| serde_json::from_value::<AlertRuleRequest>(v).map_err(|e| e.to_string()));
     let req = match req {
         Ok(r) => r,
-        Err(e) => return alerts_error(&state, &visitor, &e),
+        Err(e) => return alerts_error(&state, &visitor, &e).await,
     };
     match state.engine.add_alert_rule(&ctx, req).await {
         Ok(rule) => {
@@ -701,7 +716,7 @@ async fn rule_add(
             .await;
             see_other("/console/alerts#rules")
         }
-        Err(e) => alerts_error(&state, &visitor, &e.message),
+        Err(e) => alerts_error(&state, &visitor, &e.message).await,
     }
 }
 
@@ -710,6 +725,9 @@ async fn rule_remove_confirm(
     Extension(visitor): Extension<Visitor>,
     Path(id): Path<String>,
 ) -> Response {
+    if let Err(e) = state.engine.sync_alerts().await {
+        return sqs_error_page(&e);
+    }
     let r = match state.engine.alert_rule(&id) {
         Ok(r) => r,
         Err(e) => return sqs_error_page(&e),
@@ -729,6 +747,7 @@ async fn rule_remove(
     Extension(visitor): Extension<Visitor>,
     Path(id): Path<String>,
 ) -> Response {
+    let _ = state.engine.sync_alerts().await;
     let name = state
         .engine
         .alert_rule(&id)
@@ -759,7 +778,7 @@ async fn silence_add(
         .and_then(|v| serde_json::from_value::<SilenceRequest>(v).map_err(|e| e.to_string()));
     let req = match req {
         Ok(r) => r,
-        Err(e) => return alerts_error(&state, &visitor, &e),
+        Err(e) => return alerts_error(&state, &visitor, &e).await,
     };
     match state.engine.add_silence(req).await {
         Ok(s) => {
@@ -778,7 +797,7 @@ async fn silence_add(
             .await;
             see_other("/console/alerts#silences")
         }
-        Err(e) => alerts_error(&state, &visitor, &e.message),
+        Err(e) => alerts_error(&state, &visitor, &e.message).await,
     }
 }
 
@@ -806,7 +825,7 @@ async fn silence_remove(
 // ---- Audit --------------------------------------------------------------------------------
 
 async fn audit_page(State(state): State<Arc<AppState>>) -> Response {
-    let entries = match super::audit::entries(&state.engine) {
+    let entries = match super::audit::entries(&state.engine).await {
         Ok(e) => e,
         Err(e) => return sqs_error_page(&e),
     };
@@ -866,7 +885,7 @@ async fn purge_confirm(
     headers: HeaderMap,
 ) -> Response {
     let ctx = context(&state, &headers);
-    match state.engine.queue_summary(&ctx, &name) {
+    match state.engine.load_queue_summary(&ctx, &name).await {
         Ok(s) => html_response(
             StatusCode::OK,
             page(
@@ -887,7 +906,7 @@ async fn purge(
     headers: HeaderMap,
 ) -> Response {
     let ctx = context(&state, &headers);
-    let s = match state.engine.queue_summary(&ctx, &name) {
+    let s = match state.engine.load_queue_summary(&ctx, &name).await {
         Ok(s) => s,
         Err(e) => return sqs_error_page(&e),
     };

@@ -287,7 +287,7 @@ pub async fn replay_page(
     headers: HeaderMap,
 ) -> Response {
     let ctx = context(&state, &headers);
-    let summary = match state.engine.queue_summary(&ctx, &queue) {
+    let summary = match state.engine.load_queue_summary(&ctx, &queue).await {
         Ok(s) => s,
         Err(e) => return sqs_error_page(&e),
     };
@@ -660,7 +660,11 @@ pub async fn replays_page(
 ) -> Response {
     let ctx = context(&state, &headers);
     let source = params.get("source").filter(|s| !s.is_empty());
-    let tasks = match state.engine.list_replays(&ctx, source.map(String::as_str)) {
+    let tasks = match state
+        .engine
+        .load_replays(&ctx, source.map(String::as_str))
+        .await
+    {
         Ok(t) => t,
         Err(e) => return sqs_error_page(&e),
     };
@@ -750,7 +754,7 @@ pub async fn replay_progress(
     headers: HeaderMap,
 ) -> Response {
     let ctx = context(&state, &headers);
-    let t = match state.engine.replay(&id) {
+    let t = match state.engine.load_replay(&id).await {
         Ok(t) => t,
         Err(e) => return sqs_error_page(&e),
     };
@@ -832,7 +836,11 @@ pub async fn replay_progress(
     // The newest moves, newest first (the move log's `n` counts the moves, so the newest N
     // are the ones after moved − N); with the page's reload, a live list.
     let after = t.moved.saturating_sub(MOVES_SHOWN as u64);
-    if let Ok((moves, _)) = state.engine.replay_moves(&t.id, after, MOVES_SHOWN) {
+    if let Ok((moves, _)) = state
+        .engine
+        .load_replay_moves(&t.id, after, MOVES_SHOWN)
+        .await
+    {
         let rows: Vec<MoveRow> = moves
             .iter()
             .rev()
@@ -880,7 +888,7 @@ pub async fn cancel_confirm(
     Extension(visitor): Extension<Visitor>,
     Path(id): Path<String>,
 ) -> Response {
-    let t = match state.engine.replay(&id) {
+    let t = match state.engine.load_replay(&id).await {
         Ok(t) => t,
         Err(e) => return sqs_error_page(&e),
     };

@@ -417,7 +417,7 @@ async fn what_the_shared_store_does_not_do_yet_is_an_error() {
     s[0].create("shared-unsupported").await;
     // What of the extension API and the console reads one process's state: an error, not an
     // empty server.
-    for path in ["/_redrive/v1/quarantine", "/console"] {
+    for path in ["/_redrive/v1/quarantine"] {
         let resp = s[0]
             .http
             .get(format!("{}{path}", s[0].base))
@@ -1863,4 +1863,94 @@ async fn cloudwatch_alarms_are_shared_and_judged_once() {
         Some("ResourceNotFound"),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn the_console_works_on_any_server_of_a_shared_store() {
+    use crate::console::{DLQ, MALL_A, MALL_B, SOURCE, seed_incident};
+    use crate::console_actions::{Browser, hidden_fields, preview_selected};
+    let s = servers(2).await;
+    let (a, b) = (&s[0], &s[1]);
+    let (src, dlq) = seed_incident(a).await;
+    let (ba, bb) = (Browser::open(a).await, Browser::open(b).await);
+    let dead = MALL_A + MALL_B;
+
+    // The queue list and a DLQ's page, read from the database by either server.
+    let (status, list) = bb.get("/console").await;
+    assert_eq!(status, 200, "{list}");
+    let row = &list[list
+        .find(&format!("<tr data-queue=\"{DLQ}\">"))
+        .expect("the DLQ row")..];
+    assert!(
+        row.contains(&format!("data-field=\"visible\">{dead}<")),
+        "{row}"
+    );
+    let (status, page) = ba.get(&format!("/console/queues/{DLQ}?group=.mall")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(!page.contains("class=\"error\""), "{page}");
+    assert!(page.contains("id=\"history\""), "the chart is drawn");
+    assert!(page.contains("alpha") && page.contains("beta"), "{page}");
+    // A message's page on one server; its one-message replay previewed on the other.
+    let marker = format!("href=\"/console/queues/{DLQ}/messages/");
+    let id_start = page.find(&marker).expect("a message link") + marker.len();
+    let id = &page[id_start..id_start + page[id_start..].find('"').unwrap()];
+    let (status, msg) = ba
+        .get(&format!("/console/queues/{DLQ}/messages/{id}"))
+        .await;
+    assert_eq!(status, 200, "{msg}");
+    let end = msg.find("\" id=\"replay-one\"").expect("a replay link");
+    let start = msg[..end].rfind("href=\"").unwrap() + 6;
+    let link = msg[start..end].replace("&amp;", "&");
+    let (status, preview) = bb.get(&link).await;
+    assert_eq!(status, 200, "{link}: {preview}");
+    assert_eq!(preview_selected(&preview), 1);
+
+    // A move task started on B's console runs (on whichever server holds its lease) and is
+    // watched on A's; the audit entry B wrote is on A's audit page.
+    let (status, confirm) = bb
+        .get(&format!("/console/moves/start?source={DLQ}&rate=100"))
+        .await;
+    assert_eq!(status, 200, "{confirm}");
+    assert!(confirm.contains(&format!("({dead} now)")), "{confirm}");
+    let (status, location, text) = bb
+        .post(
+            "/console/moves/start",
+            &hidden_fields(&confirm, "confirm-move-form"),
+        )
+        .await;
+    assert_eq!(status, 303, "{text}");
+    let location = location.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, page) = ba.get(&location).await;
+        if page.contains("status-COMPLETED") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(a.counts(&dlq).await.0, 0);
+    assert_eq!(b.counts(&src).await.0, (dead + 1) as u64);
+    let (_, audit) = ba.get("/console/audit").await;
+    assert!(audit.contains("data-action=\"move.start\""), "{audit}");
+
+    // Purge on A's console (the name typed); the other pages answer on both.
+    let (status, confirm) = ba.get(&format!("/console/queues/{SOURCE}/purge")).await;
+    assert_eq!(status, 200, "{confirm}");
+    let mut fields = hidden_fields(&confirm, "confirm-purge-form");
+    fields.push(("confirm_name".into(), SOURCE.into()));
+    let (status, _, text) = ba
+        .post(&format!("/console/queues/{SOURCE}/purge"), &fields)
+        .await;
+    assert_eq!(status, 303, "{text}");
+    assert_eq!(b.counts(&src).await, (0, 0, 0));
+    let (_, audit) = bb.get("/console/audit").await;
+    assert!(audit.contains("data-action=\"queue.purge\""), "{audit}");
+    for path in ["/console/alerts", "/console/schedules", "/console/replays"] {
+        for browser in [&ba, &bb] {
+            let (status, html) = browser.get(path).await;
+            assert_eq!(status, 200, "{path}: {html}");
+            assert!(!html.contains("class=\"error\""), "{path}: {html}");
+        }
+    }
 }
