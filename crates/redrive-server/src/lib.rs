@@ -241,9 +241,9 @@ impl Server {
             listener,
             state: Arc::new(AppState {
                 metrics: metrics::Metrics::new(engine.clone()),
+                console_sessions: console::session::Sessions::new(engine.shared_backend().cloned()),
                 engine,
                 config,
-                console_sessions: Default::default(),
             }),
             durable: None,
         })

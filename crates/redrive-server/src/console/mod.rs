@@ -138,8 +138,10 @@ async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     let visitor = match &state.config.auth {
         Auth::SigV4 { .. } => {
             let open = path == LOGIN_PATH || path == CSS_PATH;
-            let session =
-                session::token(req.headers()).and_then(|t| state.console_sessions.check(&t));
+            let session = match session::token(req.headers()) {
+                Some(t) => state.console_sessions.check(&t).await,
+                None => None,
+            };
             match session {
                 Some(s) => Visitor {
                     actor: s.access_key,
@@ -330,7 +332,10 @@ async fn login(
     }
     tracing::info!(access_key, "console login");
     audit::record(&state.engine, access_key, "login", "", "").await;
-    let token = state.console_sessions.open(access_key);
+    let token = match state.console_sessions.open(access_key).await {
+        Ok(token) => token,
+        Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e),
+    };
     (
         StatusCode::SEE_OTHER,
         [
@@ -346,10 +351,10 @@ async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
         return refuse("Cross-site request refused.");
     }
     if let Some(t) = session::token(&headers) {
-        if let Some(s) = state.console_sessions.check(&t) {
+        if let Some(s) = state.console_sessions.check(&t).await {
             audit::record(&state.engine, &s.access_key, "logout", "", "").await;
         }
-        state.console_sessions.close(&t);
+        state.console_sessions.close(&t).await;
     }
     (
         StatusCode::SEE_OTHER,

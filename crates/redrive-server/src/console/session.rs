@@ -1,6 +1,8 @@
 //! Console login under `--auth sigv4`: an access key and its secret, checked against the
-//! configured keys, open a session held in memory; the browser keeps only a random token in a
-//! `HttpOnly; SameSite=Strict` cookie scoped to `/console`.
+//! configured keys, open a session held in memory (on a shared store: a document of kind
+//! [`DOC_CONSOLE_SESSION`] keyed by the token's SHA-256, so that every server knows it); the
+//! browser keeps only a random token in a `HttpOnly; SameSite=Strict` cookie scoped to
+//! `/console`.
 //!
 //! CSRF: every state-changing form carries a token that the guard compares with the one it
 //! expects: the session's own (under `--auth sigv4`) or, without a login, a random per-browser
@@ -8,10 +10,17 @@
 //! cross-site page can neither read that cookie nor make the browser send it).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
+use redrive_core::digest::sha256_hex;
+use redrive_engine::backend::{Doc, DocsEdit, QueueBackend};
+use serde_json::json;
+
+/// Sessions on a shared store: key = SHA-256 of the token (the token itself is never stored),
+/// value = `{"accessKey", "csrf", "expiresMs"}`.
+pub const DOC_CONSOLE_SESSION: &str = "console-session";
 
 /// The cookie carrying the session token.
 pub const COOKIE: &str = "redrive_console";
@@ -29,10 +38,24 @@ pub struct Session {
     pub csrf: String,
 }
 
-/// Open console sessions: token → (session, expiry).
-#[derive(Debug, Default)]
+/// Open console sessions: token → (session, expiry); or, on a shared store, its documents.
+#[derive(Default)]
 pub struct Sessions {
     open: Mutex<HashMap<String, (Session, SystemTime)>>,
+    shared: Option<Arc<dyn QueueBackend>>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("shared", &self.shared.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A random token: two random UUIDs (244 bits), 64 hex digits.
@@ -50,29 +73,102 @@ pub fn is_token(t: &str) -> bool {
 }
 
 impl Sessions {
-    /// Opens a session for `access_key` and returns its token (two random UUIDs: 244 bits).
-    pub fn open(&self, access_key: &str) -> String {
+    /// Sessions kept in `shared` when given (a shared store), else in this process.
+    pub fn new(shared: Option<Arc<dyn QueueBackend>>) -> Sessions {
+        Sessions {
+            open: Mutex::default(),
+            shared,
+        }
+    }
+
+    /// Opens a session for `access_key` and returns its token (two random UUIDs: 244 bits);
+    /// an error when a shared store could not record it.
+    pub async fn open(&self, access_key: &str) -> Result<String, String> {
         let token = new_token();
         let session = Session {
             access_key: access_key.to_string(),
             csrf: new_token(),
         };
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let now = SystemTime::now();
+        if let Some(b) = &self.shared {
+            let now_ms = epoch_ms(now);
+            let value = json!({
+                "accessKey": session.access_key,
+                "csrf": session.csrf,
+                "expiresMs": epoch_ms(now + LIFETIME),
+            });
+            let key = sha256_hex(token.as_bytes());
+            b.edit_documents(DOC_CONSOLE_SESSION, &|docs| {
+                Ok(DocsEdit {
+                    put: vec![Doc {
+                        kind: DOC_CONSOLE_SESSION.into(),
+                        key: key.clone(),
+                        value: value.clone(),
+                    }],
+                    delete: docs
+                        .iter()
+                        .filter(|(_, v)| v["expiresMs"].as_u64().is_none_or(|e| e <= now_ms))
+                        .map(|(k, _)| (DOC_CONSOLE_SESSION.to_string(), k.clone()))
+                        .collect(),
+                    ..DocsEdit::default()
+                })
+            })
+            .await
+            .map_err(|e| e.message)?;
+            return Ok(token);
+        }
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         open.retain(|_, (_, expires)| *expires > now);
         open.insert(token.clone(), (session, now + LIFETIME));
-        token
+        Ok(token)
     }
 
     /// The live session `token` opens, if any.
-    pub fn check(&self, token: &str) -> Option<Session> {
+    pub async fn check(&self, token: &str) -> Option<Session> {
+        if let Some(b) = &self.shared {
+            if !is_token(token) {
+                return None;
+            }
+            let found = b
+                .document(DOC_CONSOLE_SESSION, &sha256_hex(token.as_bytes()))
+                .await;
+            let v = match found {
+                Ok(v) => v?,
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "console session not read");
+                    return None;
+                }
+            };
+            let live = v["expiresMs"]
+                .as_u64()
+                .is_some_and(|e| e > epoch_ms(SystemTime::now()));
+            return live.then(|| Session {
+                access_key: v["accessKey"].as_str().unwrap_or_default().to_string(),
+                csrf: v["csrf"].as_str().unwrap_or_default().to_string(),
+            });
+        }
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         open.get(token)
             .filter(|(_, expires)| *expires > SystemTime::now())
             .map(|(session, _)| session.clone())
     }
 
-    pub fn close(&self, token: &str) {
+    pub async fn close(&self, token: &str) {
+        if let Some(b) = &self.shared {
+            let key = sha256_hex(token.as_bytes());
+            let closed = b
+                .edit_documents(DOC_CONSOLE_SESSION, &|_| {
+                    Ok(DocsEdit {
+                        delete: vec![(DOC_CONSOLE_SESSION.to_string(), key.clone())],
+                        ..DocsEdit::default()
+                    })
+                })
+                .await;
+            if let Err(e) = closed {
+                tracing::warn!(error = %e.message, "console session not closed");
+            }
+            return;
+        }
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         open.remove(token);
     }
@@ -140,18 +236,18 @@ pub fn secrets_equal(a: &str, b: &str) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sessions_open_check_and_close() {
+    #[tokio::test]
+    async fn sessions_open_check_and_close() {
         let s = Sessions::default();
-        let t = s.open("AKID");
+        let t = s.open("AKID").await.unwrap();
         assert_eq!(t.len(), 64);
-        let session = s.check(&t).unwrap();
+        let session = s.check(&t).await.unwrap();
         assert_eq!(session.access_key, "AKID");
         assert!(is_token(&session.csrf));
         assert_ne!(session.csrf, t);
-        assert_eq!(s.check("forged"), None);
-        s.close(&t);
-        assert_eq!(s.check(&t), None);
+        assert_eq!(s.check("forged").await, None);
+        s.close(&t).await;
+        assert_eq!(s.check(&t).await, None);
     }
 
     #[test]

@@ -25,6 +25,11 @@ async fn servers(n: usize) -> Vec<TestServer> {
 
 /// [`servers`], and a backend of the same schema for the test itself (to move its clock).
 async fn servers_and_db(n: usize) -> (Vec<TestServer>, PgBackend) {
+    servers_with_auth(n, redrive_server::Auth::default()).await
+}
+
+/// [`servers_and_db`] with `auth` on every server.
+async fn servers_with_auth(n: usize, auth: redrive_server::Auth) -> (Vec<TestServer>, PgBackend) {
     let schema = format!(
         "it_{}",
         uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
@@ -37,6 +42,7 @@ async fn servers_and_db(n: usize) -> (Vec<TestServer>, PgBackend) {
         let server = Server::bind(ServerConfig {
             port: 0,
             storage: Storage::Shared(SharedStore(Arc::new(backend))),
+            auth: auth.clone(),
             ..Default::default()
         })
         .await
@@ -1953,4 +1959,71 @@ async fn the_console_works_on_any_server_of_a_shared_store() {
             assert!(!html.contains("class=\"error\""), "{path}: {html}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_console_login_holds_on_every_server_until_logout() {
+    let keys =
+        std::collections::BTreeMap::from([("AKIDALICE".to_string(), "alice-secret".to_string())]);
+    let (s, _db) = servers_with_auth(2, redrive_server::Auth::SigV4 { keys }).await;
+    let (a, b) = (&s[0], &s[1]);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = http
+        .post(format!("{}/console/login", a.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", &a.base)
+        .body("access_key=AKIDALICE&secret=alice-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303);
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let get = |base: &str| {
+        http.get(format!("{base}/console/alerts"))
+            .header("cookie", &cookie)
+            .send()
+    };
+    // The session opened on A opens B's console, with the same CSRF token.
+    let on_a = get(&a.base).await.unwrap().text().await.unwrap();
+    let on_b = get(&b.base).await.unwrap();
+    assert_eq!(on_b.status().as_u16(), 200);
+    let on_b = on_b.text().await.unwrap();
+    assert_eq!(
+        crate::console::csrf_token(&on_a),
+        crate::console::csrf_token(&on_b)
+    );
+    // A forged cookie opens nothing.
+    let forged = http
+        .get(format!("{}/console/alerts", b.base))
+        .header("cookie", format!("redrive_console={}", "ab".repeat(32)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 303);
+    // Logged out on B: A refuses the cookie too.
+    let out = http
+        .post(format!("{}/console/logout", b.base))
+        .header("cookie", &cookie)
+        .header("origin", &b.base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={}", crate::console::csrf_token(&on_b)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status().as_u16(), 303);
+    let after = get(&a.base).await.unwrap();
+    assert_eq!(after.status().as_u16(), 303, "the session ended everywhere");
+    assert_eq!(after.headers().get("location").unwrap(), "/console/login");
 }
