@@ -258,7 +258,7 @@ impl Engine {
     }
 
     /// [`Engine::browse_messages`] on a shared store.
-    pub async fn sh_browse_messages(
+    pub(crate) async fn sh_browse_messages(
         &self,
         b: &dyn QueueBackend,
         ctx: &RequestContext,
@@ -307,7 +307,7 @@ impl Engine {
     }
 
     /// [`Engine::queue_summary`] on a shared store.
-    pub async fn sh_queue_summary(
+    pub(crate) async fn sh_queue_summary(
         &self,
         b: &dyn QueueBackend,
         ctx: &RequestContext,

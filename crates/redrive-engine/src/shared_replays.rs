@@ -148,7 +148,7 @@ impl Engine {
 
     /// `POST /_redrive/v1/replays` on a shared store: a dry run, or a started replay (run by
     /// whichever server takes its lease).
-    pub async fn sh_start_replay(
+    pub(crate) async fn sh_start_replay(
         &self,
         b: &dyn QueueBackend,
         ctx: &RequestContext,
@@ -276,7 +276,7 @@ impl Engine {
     }
 
     /// Replays, newest first; only those of `source` when given.
-    pub async fn sh_list_replays(
+    pub(crate) async fn sh_list_replays(
         &self,
         b: &dyn QueueBackend,
         ctx: &RequestContext,
@@ -294,7 +294,7 @@ impl Engine {
             .collect())
     }
 
-    pub async fn sh_replay(&self, b: &dyn QueueBackend, id: &str) -> SqsResult<ReplayTask> {
+    pub(crate) async fn sh_replay(&self, b: &dyn QueueBackend, id: &str) -> SqsResult<ReplayTask> {
         b.document(DOC_REPLAY, id)
             .await?
             .as_ref()
@@ -303,7 +303,7 @@ impl Engine {
     }
 
     /// A page of a replay's move log: entries with `n > after`.
-    pub async fn sh_replay_moves(
+    pub(crate) async fn sh_replay_moves(
         &self,
         b: &dyn QueueBackend,
         id: &str,
@@ -324,7 +324,11 @@ impl Engine {
         Ok((page, next))
     }
 
-    pub async fn sh_cancel_replay(&self, b: &dyn QueueBackend, id: &str) -> SqsResult<ReplayTask> {
+    pub(crate) async fn sh_cancel_replay(
+        &self,
+        b: &dyn QueueBackend,
+        id: &str,
+    ) -> SqsResult<ReplayTask> {
         let out: Mutex<Option<ReplayTask>> = Mutex::new(None);
         b.edit_documents(DOC_REPLAY, &|docs| {
             let mut t = docs

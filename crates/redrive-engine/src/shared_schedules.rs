@@ -54,7 +54,7 @@ fn schedules_of(docs: &[(String, Value)]) -> Vec<Schedule> {
 
 impl Engine {
     /// `POST /_redrive/v1/schedules` on a shared store.
-    pub async fn sh_add_schedule(
+    pub(crate) async fn sh_add_schedule(
         &self,
         b: &dyn QueueBackend,
         ctx: &RequestContext,
@@ -85,12 +85,15 @@ impl Engine {
         Ok(schedule)
     }
 
-    pub async fn sh_list_schedules(&self, b: &dyn QueueBackend) -> Result<Vec<Schedule>, SqsError> {
+    pub(crate) async fn sh_list_schedules(
+        &self,
+        b: &dyn QueueBackend,
+    ) -> Result<Vec<Schedule>, SqsError> {
         Ok(schedules_of(&b.documents(DOC_SCHEDULE, "").await?))
     }
 
     /// A schedule by id or name.
-    pub async fn sh_schedule(
+    pub(crate) async fn sh_schedule(
         &self,
         b: &dyn QueueBackend,
         id_or_name: &str,
@@ -102,7 +105,7 @@ impl Engine {
             .ok_or_else(not_found)
     }
 
-    pub async fn sh_remove_schedule(
+    pub(crate) async fn sh_remove_schedule(
         &self,
         b: &dyn QueueBackend,
         id_or_name: &str,
@@ -122,7 +125,7 @@ impl Engine {
     }
 
     /// Runs of a schedule, newest first.
-    pub async fn sh_schedule_runs(
+    pub(crate) async fn sh_schedule_runs(
         &self,
         b: &dyn QueueBackend,
         id_or_name: &str,

@@ -56,10 +56,7 @@ pub async fn queue_summary(
     headers: HeaderMap,
 ) -> Response {
     let ctx = context(&state, &headers, &params);
-    let summary = match state.engine.shared_backend() {
-        Some(b) => state.engine.sh_queue_summary(&**b, &ctx, &name).await,
-        None => state.engine.queue_summary(&ctx, &name),
-    };
+    let summary = state.engine.load_queue_summary(&ctx, &name).await;
     json_response(summary.map(|s| {
         json!({
             "name": s.name,
@@ -150,10 +147,9 @@ pub async fn queue_messages(
             after,
         })
     })();
-    let page = match (query, state.engine.shared_backend()) {
-        (Err(e), _) => Err(e),
-        (Ok(q), Some(b)) => state.engine.sh_browse_messages(&**b, &ctx, &name, &q).await,
-        (Ok(q), None) => state.engine.browse_messages(&ctx, &name, &q),
+    let page = match query {
+        Err(e) => Err(e),
+        Ok(q) => state.engine.load_messages(&ctx, &name, &q).await,
     };
     json_response(page.map(|page| {
         json!({

@@ -181,15 +181,7 @@ async fn peek(
         after: None,
     };
     loop {
-        let page = match state.engine.shared_backend() {
-            Some(b) => {
-                state
-                    .engine
-                    .sh_browse_messages(&**b, &ctx, name, &query)
-                    .await
-            }
-            None => state.engine.browse_messages(&ctx, name, &query),
-        };
+        let page = state.engine.load_messages(&ctx, name, &query).await;
         let page = match page {
             Ok(p) => p,
             Err(e) => return format.error(&e, request_id),

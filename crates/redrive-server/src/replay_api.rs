@@ -1,7 +1,7 @@
 //! The selective-redrive and schedules API (a Redrive extension under `/_redrive/v1/`; the
 //! contract is docs/replay-api.md). Errors: `{"__type": SHAPE, "message"}` with the status
 //! of the error table, plus `409 ReplayRunning` with `replayId`. Replays and schedules also
-//! serve a shared database store (`Engine::sh_*`).
+//! serve a shared database store (the engine dispatches: `Engine::load_*`, `start_replay`, …).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -78,10 +78,7 @@ pub async fn start_replay(
         Ok(r) => r,
         Err(e) => return error(e),
     };
-    let started = match state.engine.shared_backend() {
-        Some(b) => state.engine.sh_start_replay(&**b, &ctx, req, None).await,
-        None => state.engine.start_replay(&ctx, req).await,
-    };
+    let started = state.engine.start_replay(&ctx, req).await;
     match started {
         Ok(ReplayStart::DryRun(d)) => ok(StatusCode::OK, to_json(&d)),
         Ok(ReplayStart::Started(t)) => ok(StatusCode::CREATED, to_json(&t)),
@@ -96,10 +93,7 @@ pub async fn list_replays(
 ) -> Response {
     let ctx = context(&state, &headers, &params);
     let source = params.get("source").map(String::as_str);
-    let listed = match state.engine.shared_backend() {
-        Some(b) => state.engine.sh_list_replays(&**b, &ctx, source).await,
-        None => state.engine.list_replays(&ctx, source),
-    };
+    let listed = state.engine.load_replays(&ctx, source).await;
     match listed {
         Ok(v) => ok(StatusCode::OK, json!({ "replays": to_json(&v) })),
         Err(e) => error(e),
@@ -107,10 +101,7 @@ pub async fn list_replays(
 }
 
 pub async fn get_replay(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    let found = match state.engine.shared_backend() {
-        Some(b) => state.engine.sh_replay(&**b, &id).await,
-        None => state.engine.replay(&id),
-    };
+    let found = state.engine.load_replay(&id).await;
     match found {
         Ok(t) => ok(StatusCode::OK, to_json(&t)),
         Err(e) => error(e),
@@ -135,15 +126,10 @@ pub async fn replay_moves(
         (Ok(a), Ok(l)) => (a, l.max(1)),
         (Err(e), _) | (_, Err(e)) => return error(e),
     };
-    let page = match state.engine.shared_backend() {
-        Some(b) => {
-            state
-                .engine
-                .sh_replay_moves(&**b, &id, after, limit as usize)
-                .await
-        }
-        None => state.engine.replay_moves(&id, after, limit as usize),
-    };
+    let page = state
+        .engine
+        .load_replay_moves(&id, after, limit as usize)
+        .await;
     match page {
         Ok((moves, next)) => ok(
             StatusCode::OK,
@@ -154,10 +140,7 @@ pub async fn replay_moves(
 }
 
 pub async fn cancel_replay(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    let cancelled = match state.engine.shared_backend() {
-        Some(b) => state.engine.sh_cancel_replay(&**b, &id).await,
-        None => state.engine.cancel_replay(&id).await,
-    };
+    let cancelled = state.engine.cancel_replay(&id).await;
     match cancelled {
         Ok(t) => ok(StatusCode::OK, to_json(&t)),
         Err(e) => error(e),
@@ -175,10 +158,7 @@ pub async fn add_schedule(
         Ok(r) => r,
         Err(e) => return error(e),
     };
-    let added = match state.engine.shared_backend() {
-        Some(b) => state.engine.sh_add_schedule(&**b, &ctx, req).await,
-        None => state.engine.add_schedule(&ctx, req).await,
-    };
+    let added = state.engine.add_schedule(&ctx, req).await;
     match added {
         Ok(s) => ok(StatusCode::CREATED, to_json(&s)),
         Err(e) => error(e),
@@ -186,10 +166,7 @@ pub async fn add_schedule(
 }
 
 pub async fn list_schedules(State(state): State<Arc<AppState>>) -> Response {
-    let listed = match state.engine.shared_backend() {
-        Some(b) => state.engine.sh_list_schedules(&**b).await,
-        None => Ok(state.engine.list_schedules()),
-    };
+    let listed = state.engine.load_schedules().await;
     match listed {
         Ok(l) => ok(StatusCode::OK, json!({ "schedules": to_json(&l) })),
         Err(e) => error(e),
@@ -197,10 +174,7 @@ pub async fn list_schedules(State(state): State<Arc<AppState>>) -> Response {
 }
 
 pub async fn get_schedule(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    let found = match state.engine.shared_backend() {
-        Some(b) => state.engine.sh_schedule(&**b, &id).await,
-        None => state.engine.schedule(&id),
-    };
+    let found = state.engine.load_schedule(&id).await;
     match found {
         Ok(s) => ok(StatusCode::OK, to_json(&s)),
         Err(e) => error(e),
@@ -211,10 +185,7 @@ pub async fn remove_schedule(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Response {
-    let removed = match state.engine.shared_backend() {
-        Some(b) => state.engine.sh_remove_schedule(&**b, &id).await,
-        None => state.engine.remove_schedule(&id).await,
-    };
+    let removed = state.engine.remove_schedule(&id).await;
     match removed {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => error(e),
@@ -222,10 +193,7 @@ pub async fn remove_schedule(
 }
 
 pub async fn schedule_runs(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    let runs = match state.engine.shared_backend() {
-        Some(b) => state.engine.sh_schedule_runs(&**b, &id).await,
-        None => state.engine.schedule_runs(&id),
-    };
+    let runs = state.engine.load_schedule_runs(&id).await;
     match runs {
         Ok(r) => ok(StatusCode::OK, json!({ "runs": to_json(&r) })),
         Err(e) => error(e),
