@@ -577,17 +577,7 @@ async fn aggregate(
     let mut after = None;
     let mut scanned = 0;
     loop {
-        let page = engine
-            .load_messages(
-                ctx,
-                queue,
-                &BrowseQuery {
-                    state: None,
-                    limit: 1000,
-                    after,
-                },
-            )
-            .await?;
+        let page = browse_from(engine, ctx, queue, 1000, after).await?;
         for m in &page.messages {
             agg.add(
                 &Sample {
@@ -608,6 +598,22 @@ async fn aggregate(
     Ok(after.is_some())
 }
 
+/// One page of a queue's messages (every state) from `after`, on either store.
+async fn browse_from(
+    engine: &Arc<Engine>,
+    ctx: &RequestContext,
+    queue: &str,
+    limit: usize,
+    after: Option<BrowseCursor>,
+) -> Result<redrive_engine::BrowsePage, SqsError> {
+    let query = BrowseQuery {
+        state: None,
+        limit,
+        after,
+    };
+    engine.load_messages(ctx, queue, &query).await
+}
+
 /// Messages browsed past at most to find one page of matches of a filter.
 const FILTER_SCAN_LIMIT: usize = 10_000;
 
@@ -624,17 +630,7 @@ async fn filtered_page(
     let mut messages = Vec::new();
     let mut looked = 0;
     loop {
-        let page = engine
-            .load_messages(
-                ctx,
-                queue,
-                &BrowseQuery {
-                    state: None,
-                    limit: PAGE_SIZE,
-                    after,
-                },
-            )
-            .await?;
+        let page = browse_from(engine, ctx, queue, PAGE_SIZE, after).await?;
         looked += page.messages.len();
         for m in page.messages {
             let meta = message_meta(&m);
@@ -805,19 +801,7 @@ async fn queue_page(
         esc(filter.as_deref().unwrap_or(""))
     );
     let listed = match &filter {
-        None => {
-            engine
-                .load_messages(
-                    &ctx,
-                    &name,
-                    &BrowseQuery {
-                        state: None,
-                        limit: PAGE_SIZE,
-                        after,
-                    },
-                )
-                .await
-        }
+        None => browse_from(&engine, &ctx, &name, PAGE_SIZE, after).await,
         Some(f) => match Selection::compile(&SelectionSpec {
             filter: Some(f.clone()),
             ..SelectionSpec::default()
@@ -933,17 +917,7 @@ async fn find_message(
 ) -> Result<Option<BrowsedMessage>, SqsError> {
     let mut after = None;
     loop {
-        let page = engine
-            .load_messages(
-                ctx,
-                queue,
-                &BrowseQuery {
-                    state: None,
-                    limit: 1000,
-                    after,
-                },
-            )
-            .await?;
+        let page = browse_from(engine, ctx, queue, 1000, after).await?;
         if let Some(m) = page.messages.into_iter().find(|m| m.message_id == id) {
             return Ok(Some(m));
         }

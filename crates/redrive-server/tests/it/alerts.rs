@@ -14,7 +14,6 @@ use axum::extract::{Path as AxPath, State as AxState};
 use axum::routing::post;
 use http::{HeaderMap, StatusCode};
 use redrive_engine::{Engine, EngineConfig, ManualClock, MemoryStore};
-use redrive_server::{Server, ServerConfig};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -100,16 +99,7 @@ async fn start() -> (TestServer, Arc<Engine>, Arc<ManualClock>) {
         Arc::new(MemoryStore::new()),
         clock.clone(),
     ));
-    let server = Server::bind_with_engine(
-        ServerConfig {
-            port: 0,
-            ..Default::default()
-        },
-        engine.clone(),
-    )
-    .await
-    .unwrap();
-    (TestServer::from_server(server), engine, clock)
+    (TestServer::with_engine(engine.clone()).await, engine, clock)
 }
 
 async fn call(ts: &TestServer, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {

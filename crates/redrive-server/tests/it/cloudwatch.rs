@@ -50,16 +50,7 @@ async fn burst() -> Fixture {
         Arc::new(MemoryStore::new()),
         clock.clone(),
     ));
-    let server = Server::bind_with_engine(
-        ServerConfig {
-            port: 0,
-            ..Default::default()
-        },
-        engine.clone(),
-    )
-    .await
-    .unwrap();
-    let ts = TestServer::from_server(server);
+    let ts = TestServer::with_engine(engine.clone()).await;
     let url = ts.create(QUEUE).await;
     ts.create("other").await;
 

@@ -12,7 +12,6 @@ use aws_sdk_cloudwatch::types::{
     ComparisonOperator, Dimension, HistoryItemType, ScanBy, StateValue, Statistic,
 };
 use redrive_engine::{Clock, Engine, EngineConfig, ManualClock, MemoryStore, RequestContext};
-use redrive_server::{Server, ServerConfig};
 
 use crate::cloudwatch::cloudwatch_client;
 use crate::common::*;
@@ -51,16 +50,7 @@ async fn backlog() -> Fixture {
         Arc::new(MemoryStore::new()),
         clock.clone(),
     ));
-    let server = Server::bind_with_engine(
-        ServerConfig {
-            port: 0,
-            ..Default::default()
-        },
-        engine.clone(),
-    )
-    .await
-    .unwrap();
-    let ts = TestServer::from_server(server);
+    let ts = TestServer::with_engine(engine.clone()).await;
     let dlq_url = ts.create(DLQ).await;
     for i in 0..5 {
         ts.send(&dlq_url, &format!("{{\"mall\":\"m{i}\"}}")).await;

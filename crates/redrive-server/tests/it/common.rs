@@ -97,6 +97,20 @@ impl TestServer {
         }
     }
 
+    /// Serves `engine` with the default configuration on an ephemeral port.
+    pub async fn with_engine(engine: std::sync::Arc<redrive_engine::Engine>) -> TestServer {
+        let server = Server::bind_with_engine(
+            ServerConfig {
+                port: 0,
+                ..Default::default()
+            },
+            engine,
+        )
+        .await
+        .expect("bind");
+        TestServer::from_server(server)
+    }
+
     /// Serves `server` on the test's runtime and connects clients to it.
     pub fn from_server(server: Server) -> TestServer {
         let addr = server.local_addr().expect("local addr");

@@ -601,16 +601,7 @@ async fn console_chart_draws_the_minute_history() {
         std::sync::Arc::new(redrive_engine::MemoryStore::new()),
         clock.clone(),
     ));
-    let server = Server::bind_with_engine(
-        ServerConfig {
-            port: 0,
-            ..Default::default()
-        },
-        engine.clone(),
-    )
-    .await
-    .unwrap();
-    let ts = TestServer::from_server(server);
+    let ts = TestServer::with_engine(engine.clone()).await;
     seed_incident(&ts).await;
     // Before any minute is written the chart is empty but drawn.
     let (_, html, _) = get(&ts, &format!("/console/queues/{SOURCE}")).await;

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use redrive_engine::{Engine, EngineConfig, ManualClock, MemoryStore};
-use redrive_server::{Server, ServerConfig};
 use serde_json::Value;
 
 use crate::common::*;
@@ -21,16 +20,7 @@ async fn start() -> (TestServer, Arc<Engine>, Arc<ManualClock>) {
         Arc::new(MemoryStore::new()),
         clock.clone(),
     ));
-    let server = Server::bind_with_engine(
-        ServerConfig {
-            port: 0,
-            ..Default::default()
-        },
-        engine.clone(),
-    )
-    .await
-    .unwrap();
-    (TestServer::from_server(server), engine, clock)
+    (TestServer::with_engine(engine.clone()).await, engine, clock)
 }
 
 async fn get(ts: &TestServer, path: &str) -> (u16, Value) {

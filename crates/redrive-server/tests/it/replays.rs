@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::MessageAttributeValue;
 use redrive_engine::{Engine, EngineConfig, ManualClock, MemoryStore};
-use redrive_server::{Server, ServerConfig};
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -701,16 +700,7 @@ async fn server_at(clock: Arc<ManualClock>) -> TestServer {
         Arc::new(MemoryStore::new()),
         clock,
     ));
-    let server = Server::bind_with_engine(
-        ServerConfig {
-            port: 0,
-            ..Default::default()
-        },
-        engine,
-    )
-    .await
-    .unwrap();
-    TestServer::from_server(server)
+    TestServer::with_engine(engine).await
 }
 
 #[tokio::test]

@@ -18,6 +18,14 @@ fn url() -> String {
     )
 }
 
+/// A schema name of its own for one test's servers.
+fn fresh_schema() -> String {
+    format!(
+        "it_{}",
+        uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+    )
+}
+
 /// `n` servers on one fresh schema of the test database.
 async fn servers(n: usize) -> Vec<TestServer> {
     servers_and_db(n).await.0
@@ -30,10 +38,7 @@ async fn servers_and_db(n: usize) -> (Vec<TestServer>, PgBackend) {
 
 /// [`servers_and_db`] with `auth` on every server.
 async fn servers_with_auth(n: usize, auth: redrive_server::Auth) -> (Vec<TestServer>, PgBackend) {
-    let schema = format!(
-        "it_{}",
-        uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
-    );
+    let schema = fresh_schema();
     let mut out = Vec::new();
     for _ in 0..n {
         let backend = PgBackend::connect(&url(), Some(&schema), 4)
@@ -444,10 +449,7 @@ async fn servers_on_clocks(
     n: usize,
     start_ms: u64,
 ) -> (Vec<(TestServer, Arc<Engine>, Arc<ManualClock>)>, PgBackend) {
-    let schema = format!(
-        "it_{}",
-        uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
-    );
+    let schema = fresh_schema();
     let mut out = Vec::new();
     for _ in 0..n {
         let backend = PgBackend::connect(&url(), Some(&schema), 4)
@@ -459,16 +461,7 @@ async fn servers_on_clocks(
             Arc::new(backend),
             clock.clone(),
         ));
-        let server = Server::bind_with_engine(
-            ServerConfig {
-                port: 0,
-                ..Default::default()
-            },
-            engine.clone(),
-        )
-        .await
-        .expect("bind");
-        out.push((TestServer::from_server(server), engine, clock));
+        out.push((TestServer::with_engine(engine.clone()).await, engine, clock));
     }
     let db = PgBackend::connect(&url(), Some(&schema), 1)
         .await
