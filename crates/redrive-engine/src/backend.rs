@@ -295,6 +295,17 @@ pub struct Doc {
     pub value: Value,
 }
 
+/// A fair queue's tenant gauges ([`QueueBackend::quiet_groups`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuietGroups {
+    pub noisy_groups: u64,
+    pub visible: u64,
+    pub not_visible: u64,
+    pub delayed: u64,
+    /// Age of the oldest quiet-group message that is not delayed (0 without one).
+    pub oldest_age_ms: u64,
+}
+
 /// What an [`EditDocs`] writes, in the transaction that read the documents.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DocsEdit {
@@ -451,6 +462,9 @@ pub trait QueueBackend: Send + Sync + 'static {
     ) -> BoxFuture<'a, SqsResult<Inspection>>;
     /// FIFO: the queue's message groups with a message in flight now.
     fn groups_in_flight<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<u64>>;
+    /// Fair queues: the noisy tenants now, and the messages of the quiet ones (the embedded
+    /// store's `QueueState::gauges` rules).
+    fn quiet_groups<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<QuietGroups>>;
     /// Adds each row's counters to its queue-minute and sets its gauges where given (servers
     /// add to the same minute; none overwrites another's counts).
     fn add_minutes(&self, rows: Vec<SharedMinute>) -> BoxFuture<'_, SqsResult<()>>;

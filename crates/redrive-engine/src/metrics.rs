@@ -149,9 +149,8 @@ impl crate::Engine {
     /// On a shared backend: every queue (all Regions) with its gauges read from the backend
     /// now, sorted by Region and name; `None` on the embedded store (use
     /// [`Engine::queue_metrics`](crate::Engine::queue_metrics)). One count query per queue
-    /// (two for a FIFO queue). The AWS depth and age gauges and the FIFO groups in flight are
-    /// filled; the fair-queue gauges stay 0 (a shared backend does not track noisy groups). A
-    /// queue whose count fails is left out (logged).
+    /// (two for a FIFO queue, three for a standard one: its quiet-group gauges). A queue whose
+    /// count fails is left out (logged).
     pub async fn shared_queue_metrics(
         &self,
     ) -> Option<
@@ -177,15 +176,28 @@ impl crate::Engine {
             } else {
                 Ok(0)
             };
-            match backend.counts(&q).await.and_then(|c| Ok((c, groups?))) {
-                Ok((c, groups_with_inflight)) => {
+            let quiet = if q.fifo {
+                Ok(crate::backend::QuietGroups::default())
+            } else {
+                backend.quiet_groups(&q).await
+            };
+            match backend
+                .counts(&q)
+                .await
+                .and_then(|c| Ok((c, groups?, quiet?)))
+            {
+                Ok((c, groups_with_inflight, quiet)) => {
                     let g = QueueGauges {
                         visible: c.visible,
                         not_visible: c.in_flight,
                         delayed: c.delayed,
                         oldest_age_secs: c.oldest_age_ms / 1000,
                         groups_with_inflight,
-                        ..QueueGauges::default()
+                        noisy_groups: quiet.noisy_groups,
+                        visible_in_quiet_groups: quiet.visible,
+                        not_visible_in_quiet_groups: quiet.not_visible,
+                        delayed_in_quiet_groups: quiet.delayed,
+                        oldest_age_in_quiet_groups_secs: quiet.oldest_age_ms / 1000,
                     };
                     let counters = self.sh_counters(&q);
                     out.push((q, g, counters));

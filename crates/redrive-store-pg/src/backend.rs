@@ -525,6 +525,24 @@ impl QueueBackend for PgBackend {
         })
     }
 
+    fn quiet_groups<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<eb::QuietGroups>> {
+        Box::pin(async move {
+            let (noisy, visible, not_visible, delayed, oldest, now) = self
+                .store
+                .quiet_group_stats(&to_row(q))
+                .await
+                .map_err(internal)?;
+            let n = |v: i64| v.max(0) as u64;
+            Ok(eb::QuietGroups {
+                noisy_groups: n(noisy),
+                visible: n(visible),
+                not_visible: n(not_visible),
+                delayed: n(delayed),
+                oldest_age_ms: oldest.map_or(0, |t| n(now - t)),
+            })
+        })
+    }
+
     fn groups_in_flight<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<u64>> {
         Box::pin(async move {
             let n = self

@@ -2311,6 +2311,45 @@ impl PgStore {
         Ok((r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
     }
 
+    /// A fair queue's tenant gauges at the database's now: the noisy tenants (the receive's
+    /// rule, [`PgStore::noisy_tenants`]) and, over the messages of the other tenants (a
+    /// `MessageGroupId`, not noisy), the visible, in-flight and delayed counts and the send (or
+    /// dead-letter) time of the oldest one that is not delayed. Zeros on a FIFO queue or a
+    /// standard queue without groups.
+    pub async fn quiet_group_stats(
+        &self,
+        q: &QueueRow,
+    ) -> Result<(i64, i64, i64, i64, Option<i64>, i64), PgError> {
+        let noisy = self.noisy_tenants(q).await?;
+        let c = self.pool.get().await;
+        let r = c
+            .query_one(
+                &format!(
+                    "WITH now AS MATERIALIZED (SELECT {NOW} AS t)
+                     SELECT count(*) FILTER (WHERE visible_at_ms <= (SELECT t FROM now)),
+                            count(*) FILTER (WHERE visible_at_ms > (SELECT t FROM now) AND receive_count > 0),
+                            count(*) FILTER (WHERE visible_at_ms > (SELECT t FROM now) AND receive_count = 0),
+                            min(COALESCE(dead_lettered_ms, sent_ms)) FILTER (
+                                WHERE (visible_at_ms <= (SELECT t FROM now) OR receive_count > 0)
+                                  AND receive_count < 3),
+                            (SELECT t FROM now)
+                     FROM redrive_messages
+                     WHERE queue_uid = $1 AND NOT $2 AND group_id IS NOT NULL
+                       AND NOT (group_id = ANY($3))"
+                ),
+                &[&q.uid, &q.fifo, &noisy],
+            )
+            .await?;
+        Ok((
+            noisy.len() as i64,
+            r.get(0),
+            r.get(1),
+            r.get(2),
+            r.get(3),
+            r.get(4),
+        ))
+    }
+
     /// The FIFO groups of a queue holding a message in flight at the database's now.
     pub async fn groups_in_flight(&self, q: &QueueRow) -> Result<i64, PgError> {
         let c = self.pool.get().await;

@@ -1086,6 +1086,73 @@ async fn every_server_reports_the_shared_queue_gauges() {
     }
 }
 
+/// A fair queue's tenant gauges on a shared store: one tenant with 40 messages in flight (over
+/// 30 and over 10 % of the queue's) is noisy; the quiet tenants' messages are counted by
+/// state, on every server.
+#[tokio::test]
+async fn every_server_reports_a_fair_queues_noisy_and_quiet_tenants() {
+    let s = servers(2).await;
+    let url = s[0].create("shared-fair").await;
+    let send = |tenant: &'static str, n: usize, delay: Option<i32>| {
+        let (server, url) = (&s[0], url.clone());
+        async move {
+            for i in 0..n {
+                server
+                    .client
+                    .send_message()
+                    .queue_url(&url)
+                    .message_body(format!("{tenant}-{i}"))
+                    .message_group_id(tenant)
+                    .set_delay_seconds(delay)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    send("big", 40, None).await;
+    // Every message in flight: the big tenant's 40, then the quiet ones arrive.
+    let mut got = 0;
+    while got < 40 {
+        let n = s[1].receive(&url, 10, Some(600)).await.len();
+        assert!(n > 0, "received {got} of 40");
+        got += n;
+    }
+    send("small", 3, None).await;
+    send("late", 2, Some(600)).await;
+    assert_eq!(
+        s[0].receive(&url, 1, Some(600)).await.len(),
+        1,
+        "a quiet one"
+    );
+    for server in &s {
+        let body = metrics_text(server).await;
+        let q = "shared-fair";
+        assert_eq!(gauge(&body, "sqs_queue_noisy_groups", q), Some(1), "{body}");
+        assert_eq!(
+            gauge(&body, "sqs_queue_messages_visible_in_quiet_groups", q),
+            Some(2)
+        );
+        assert_eq!(
+            gauge(&body, "sqs_queue_messages_not_visible_in_quiet_groups", q),
+            Some(1)
+        );
+        assert_eq!(
+            gauge(&body, "sqs_queue_messages_delayed_in_quiet_groups", q),
+            Some(2)
+        );
+        assert!(
+            gauge(
+                &body,
+                "sqs_queue_oldest_message_age_in_quiet_groups_seconds",
+                q
+            )
+            .is_some()
+        );
+        assert_eq!(gauge(&body, "sqs_queue_messages_not_visible", q), Some(41));
+    }
+}
+
 /// The queue counters on a shared store are each process's own: a server counts the sends,
 /// receives, empty receives and deletes it served (Prometheus adds counters up across
 /// instances), next to the database's gauges.
