@@ -22,6 +22,7 @@ pub mod clock;
 pub mod cw_alarms;
 mod either_store;
 pub mod history;
+mod leased_jobs;
 mod messages;
 pub mod metrics;
 mod moves;

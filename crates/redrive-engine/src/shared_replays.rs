@@ -26,10 +26,12 @@ use redrive_select::breaker::Breaker;
 use redrive_select::provenance::{self, Provenance};
 use serde_json::Value;
 
+use crate::backend::BoxFuture;
 use crate::backend::{
     BrowseRange, Doc, DocsEdit, QueueBackend, ReplayFound, ReplayRules, ReplayStep,
     ReplayStepOutcome, Replayed, SharedQueue, Stored,
 };
+use crate::leased_jobs::{JobKind, Lease};
 use crate::queue::QueueSettings;
 use crate::replays::{
     Compiled, DOC_REPLAY, DOC_REPLAY_MOVE, DOC_REPLAY_SELECTION, DeadLetterSource, Pacing,
@@ -37,7 +39,7 @@ use crate::replays::{
     Selected, SelectionDoc, Turn, cancel, check_request, check_same_type, end_replay, message_meta,
     new_task, prune_tasks, replay_not_found, rewrite, select,
 };
-use crate::shared_tasks::{DISCOVER_EVERY_MS, FAILURE_PAUSE, MOVE_TASK_LEASE_MS};
+use crate::shared_tasks::{FAILURE_PAUSE, MOVE_TASK_LEASE_MS};
 use crate::store::{MessagePayload, MessageRecord, Payload};
 use crate::tasks::{ADAPTIVE_START, adapt_rate};
 use crate::{Engine, RequestContext};
@@ -349,64 +351,45 @@ impl Engine {
         out.lock().take().ok_or_else(replay_not_found)
     }
 
-    /// Starts the replay runner of this server: every [`DISCOVER_EVERY_MS`] (or at once after a
-    /// start or cancel here) it takes the lease of each active replay nobody holds and runs it.
+    /// Starts the replay runner of this server (`leased_jobs.rs`): each active replay is run
+    /// by the holder of its lease `replay/{id}`.
     pub(crate) fn spawn_replay_runner(self: &Arc<Self>, backend: Arc<dyn QueueBackend>) {
-        let holder = uuid::Uuid::new_v4().to_string();
-        let running: Arc<Mutex<HashSet<String>>> = Arc::default();
         let wake = Arc::clone(&self.shared_replays_wake);
-        let engine = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(DISCOVER_EVERY_MS)) => {}
-                    () = wake.notified() => {}
-                }
-                let Some(e) = engine.upgrade() else {
-                    break;
-                };
-                let tasks = match backend.documents(DOC_REPLAY, "").await {
-                    Ok(d) => tasks_of(&d),
-                    Err(err) => {
-                        tracing::warn!(error = %err.message, "could not read the replays");
-                        continue;
-                    }
-                };
-                for t in tasks.into_iter().filter(|t| t.status.is_active()) {
-                    if running.lock().contains(&t.id) {
-                        continue;
-                    }
-                    match backend
-                        .lease(&lease_name(&t.id), &holder, REPLAY_LEASE_MS)
-                        .await
-                    {
-                        Ok(true) => {}
-                        Ok(false) => continue,
-                        Err(err) => {
-                            tracing::warn!(error = %err.message, "could not take a replay's lease");
-                            continue;
-                        }
-                    }
-                    running.lock().insert(t.id.clone());
-                    tracing::info!(replay = %t.id, "running replay");
-                    let runner = Runner {
-                        engine: Arc::clone(&e),
-                        b: Arc::clone(&backend),
-                        holder: holder.clone(),
-                        lease: lease_name(&t.id),
-                        renewed: Mutex::new(tokio::time::Instant::now()),
-                        returned: Mutex::new(0),
-                    };
-                    let running = Arc::clone(&running);
-                    tokio::spawn(async move {
-                        let id = t.id.clone();
-                        runner.run(t).await;
-                        running.lock().remove(&id);
-                    });
-                }
-            }
-        });
+        self.spawn_leased_jobs(
+            backend,
+            wake,
+            JobKind {
+                what: "replay",
+                lease_ms: REPLAY_LEASE_MS,
+                active: active_replays,
+                id: |t: &ReplayTask| t.id.clone(),
+                lease_name,
+                run: run_replay,
+            },
+        );
     }
+}
+
+fn active_replays(b: &dyn QueueBackend) -> BoxFuture<'_, SqsResult<Vec<ReplayTask>>> {
+    Box::pin(async move {
+        let mut tasks = tasks_of(&b.documents(DOC_REPLAY, "").await?);
+        tasks.retain(|t| t.status.is_active());
+        Ok(tasks)
+    })
+}
+
+fn run_replay(lease: Lease, task: ReplayTask) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let runner = Runner {
+            engine: lease.engine,
+            b: lease.b,
+            holder: lease.holder,
+            lease: lease.name,
+            renewed: Mutex::new(tokio::time::Instant::now()),
+            returned: Mutex::new(0),
+        };
+        runner.run(task).await;
+    })
 }
 
 /// The replay rules inside one step's transaction.

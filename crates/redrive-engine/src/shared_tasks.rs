@@ -11,7 +11,7 @@
 //!   a server killed mid-task leaves progress that agrees with what moved; whoever takes the
 //!   expired lease resumes from it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +19,10 @@ use parking_lot::Mutex;
 use redrive_core::SqsResult;
 use redrive_core::api::*;
 
-use crate::backend::{MoveStep, QueueBackend, Redriven, Route, SharedQueue, StepOutcome, StepStop};
+use crate::backend::{
+    BoxFuture, MoveStep, QueueBackend, Redriven, Route, SharedQueue, StepOutcome, StepStop,
+};
+use crate::leased_jobs::{JobKind, Lease};
 use crate::queues::RedrivePolicy;
 use crate::store::{MoveTaskRecord, MoveTaskStatus};
 use crate::tasks::{
@@ -31,8 +34,6 @@ use crate::{Engine, queue::QueueSettings};
 
 /// A move task's lease lifetime: a dead runner's task is taken over within it.
 pub const MOVE_TASK_LEASE_MS: u64 = 6_000;
-/// How often each server looks for active tasks nobody runs.
-pub(crate) const DISCOVER_EVERY_MS: u64 = 1_000;
 /// Pause after a database failure before a runner tries again.
 pub(crate) const FAILURE_PAUSE: Duration = Duration::from_secs(1);
 
@@ -139,63 +140,43 @@ impl Engine {
             .collect())
     }
 
-    /// Starts the move-task runner of this server: every [`DISCOVER_EVERY_MS`] (or at once
-    /// after a start or cancel here) it takes the lease of each active task nobody holds and
-    /// runs it.
+    /// Starts the move-task runner of this server (`leased_jobs.rs`): each active task is run
+    /// by the holder of its lease `move-task/{id}`.
     pub(crate) fn spawn_move_task_runner(self: &Arc<Self>, backend: Arc<dyn QueueBackend>) {
-        let holder = uuid::Uuid::new_v4().to_string();
-        let running: Arc<Mutex<HashSet<String>>> = Arc::default();
         let wake = Arc::clone(&self.shared_tasks_wake);
-        let engine = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(DISCOVER_EVERY_MS)) => {}
-                    () = wake.notified() => {}
-                }
-                let Some(e) = engine.upgrade() else {
-                    break;
-                };
-                let tasks = match backend.move_tasks().await {
-                    Ok(t) => t,
-                    Err(err) => {
-                        tracing::warn!(error = %err.message, "could not read the move tasks");
-                        continue;
-                    }
-                };
-                for t in tasks.into_iter().filter(|t| t.status.is_active()) {
-                    if running.lock().contains(&t.task_id) {
-                        continue;
-                    }
-                    match backend
-                        .lease(&lease_name(&t.task_id), &holder, MOVE_TASK_LEASE_MS)
-                        .await
-                    {
-                        Ok(true) => {}
-                        Ok(false) => continue,
-                        Err(err) => {
-                            tracing::warn!(error = %err.message, "could not take a move task's lease");
-                            continue;
-                        }
-                    }
-                    running.lock().insert(t.task_id.clone());
-                    tracing::info!(task = %t.task_id, "running message move task");
-                    let runner = Runner {
-                        engine: Arc::clone(&e),
-                        b: Arc::clone(&backend),
-                        holder: holder.clone(),
-                        lease: lease_name(&t.task_id),
-                    };
-                    let running = Arc::clone(&running);
-                    tokio::spawn(async move {
-                        let id = t.task_id.clone();
-                        runner.run(t).await;
-                        running.lock().remove(&id);
-                    });
-                }
-            }
-        });
+        self.spawn_leased_jobs(
+            backend,
+            wake,
+            JobKind {
+                what: "message move task",
+                lease_ms: MOVE_TASK_LEASE_MS,
+                active: active_tasks,
+                id: |t: &MoveTaskRecord| t.task_id.clone(),
+                lease_name,
+                run: run_task,
+            },
+        );
     }
+}
+
+fn active_tasks(b: &dyn QueueBackend) -> BoxFuture<'_, SqsResult<Vec<MoveTaskRecord>>> {
+    Box::pin(async move {
+        let mut tasks = b.move_tasks().await?;
+        tasks.retain(|t| t.status.is_active());
+        Ok(tasks)
+    })
+}
+
+fn run_task(lease: Lease, task: MoveTaskRecord) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let runner = Runner {
+            engine: lease.engine,
+            b: lease.b,
+            holder: lease.holder,
+            lease: lease.name,
+        };
+        runner.run(task).await;
+    })
 }
 
 /// Destinations a step may route to: the task's fixed one, or the queues messages were
