@@ -879,6 +879,17 @@ impl Engine {
     }
 
     /// Drops every queue and message (dev-only reset, as moto's `/moto-api/reset`).
+    /// [`Engine::reset`] on either store (on a shared one, for every server).
+    pub async fn reset_all(&self) -> SqsResult<()> {
+        match self.shared.clone() {
+            Some(b) => self.sh_reset(&*b).await,
+            None => {
+                self.reset();
+                Ok(())
+            }
+        }
+    }
+
     pub fn reset(&self) {
         let _ = self.ensure_synced();
         let queues: Vec<Arc<Queue>> = {

@@ -121,6 +121,28 @@ impl Engine {
         .await
     }
 
+    /// `/moto-api/reset` on a shared store: every queue (with its messages and history), every
+    /// move task, and the deletion times that hold a name for 60 s, for every server.
+    pub(crate) async fn sh_reset(&self, b: &dyn QueueBackend) -> SqsResult<()> {
+        for q in b.all_queues().await? {
+            b.delete_queue(&q).await?;
+        }
+        b.edit_move_tasks(&|tasks| {
+            tasks.clear();
+            Ok(())
+        })
+        .await?;
+        b.edit_documents(crate::DOC_DELETED_QUEUE, &|_| {
+            Ok(crate::backend::DocsEdit {
+                delete_prefixed: vec![(crate::DOC_DELETED_QUEUE.into(), String::new())],
+                ..Default::default()
+            })
+        })
+        .await?;
+        self.shared_tasks_wake.notify_one();
+        Ok(())
+    }
+
     /// The queues whose `RedrivePolicy` names `dlq` as their dead-letter queue, by name.
     pub(crate) async fn sh_dead_letter_sources(
         &self,

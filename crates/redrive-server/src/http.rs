@@ -72,7 +72,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .merge(crate::alerts_api::routes());
     let shared_ready = if state.config.enable_reset_api {
-        crate::test_api::routes(shared_ready, &state)
+        crate::test_api::routes(shared_ready, &state).route("/moto-api/reset", post(handle_reset))
     } else {
         shared_ready
     };
@@ -80,17 +80,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         state.clone(),
         crate::auth::require,
     ));
-    let mut extensions =
+    let extensions =
         Router::new().route("/_redrive/v1/quarantine", get(crate::inspect::quarantine));
-    if state.config.enable_reset_api {
-        extensions = extensions.route("/moto-api/reset", post(handle_reset));
-    }
     let extensions = extensions.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
         crate::auth::require,
     ));
-    // The quarantine (of the embedded store's unreadable records) and the reset hook read or
-    // clear this process's state: over a shared database they answer an error instead.
+    // The quarantine holds the embedded store's unreadable records: a database has none, so
+    // over one it answers an error instead of an empty list.
     let extensions = if state.engine.shared_backend().is_some() {
         extensions.route_layer(axum::middleware::from_fn(shared_unsupported))
     } else {
@@ -130,13 +127,16 @@ async fn shared_unsupported(req: HttpRequest, _next: axum::middleware::Next) -> 
     error_response(Protocol::Json, &err, &new_request_id())
 }
 
-async fn handle_reset(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    state.engine.reset();
+async fn handle_reset(State(state): State<Arc<AppState>>) -> HttpResponse {
+    if let Err(e) = state.engine.reset_all().await {
+        return error_response(Protocol::Json, &e, &new_request_id());
+    }
     tracing::info!("state reset through /moto-api/reset");
     (
         [(header::CONTENT_TYPE, "application/json")],
         "{\"status\":\"ok\"}",
     )
+        .into_response()
 }
 
 fn new_request_id() -> String {

@@ -38,6 +38,15 @@ async fn servers_and_db(n: usize) -> (Vec<TestServer>, PgBackend) {
 
 /// [`servers_and_db`] with `auth` on every server.
 async fn servers_with_auth(n: usize, auth: redrive_server::Auth) -> (Vec<TestServer>, PgBackend) {
+    servers_with(n, || ServerConfig {
+        auth: auth.clone(),
+        ..Default::default()
+    })
+    .await
+}
+
+/// [`servers_and_db`], each server configured by `config` (its port and store are set here).
+async fn servers_with(n: usize, config: impl Fn() -> ServerConfig) -> (Vec<TestServer>, PgBackend) {
     let schema = fresh_schema();
     let mut out = Vec::new();
     for _ in 0..n {
@@ -47,8 +56,7 @@ async fn servers_with_auth(n: usize, auth: redrive_server::Auth) -> (Vec<TestSer
         let server = Server::bind(ServerConfig {
             port: 0,
             storage: Storage::Shared(SharedStore(Arc::new(backend))),
-            auth: auth.clone(),
-            ..Default::default()
+            ..config()
         })
         .await
         .expect("bind");
@@ -2086,4 +2094,30 @@ async fn a_console_login_holds_on_every_server_until_logout() {
     let after = get(&a.base).await.unwrap();
     assert_eq!(after.status().as_u16(), 303, "the session ended everywhere");
     assert_eq!(after.headers().get("location").unwrap(), "/console/login");
+}
+
+#[tokio::test]
+async fn the_reset_hook_clears_the_shared_store_for_every_server() {
+    let (s, _db) = servers_with(2, || ServerConfig {
+        enable_reset_api: true,
+        ..Default::default()
+    })
+    .await;
+    let (a, b) = (&s[0], &s[1]);
+    let url = a.create("reset-me").await;
+    a.send(&url, "x").await;
+    a.create_with("reset-me-too.fifo", &[("FifoQueue", "true")])
+        .await;
+    let (status, _, text) = b
+        .raw("POST", "/moto-api/reset", None, &[], Vec::new())
+        .await;
+    assert_eq!(status, 200, "{text}");
+    for server in [a, b] {
+        let listed = server.client.list_queues().send().await.unwrap();
+        assert!(listed.queue_urls().is_empty(), "{listed:?}");
+    }
+    // A reset frees the names at once (no 60-second wait after a delete).
+    let again = a.create("reset-me").await;
+    assert_eq!(again, url);
+    assert_eq!(b.counts(&again).await, (0, 0, 0));
 }
