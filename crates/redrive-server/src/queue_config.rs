@@ -13,13 +13,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use redrive_core::api::{
-    CreateQueueInput, GetQueueUrlInput, MessageAttributeValue, SendMessageInput,
+    CreateQueueInput, GetQueueUrlInput, MessageAttributeValue, Request, Response, SendMessageInput,
 };
 use redrive_core::arn::QueueArn;
 use redrive_core::{ErrorCode, SqsError};
 use redrive_engine::{Engine, EngineConfig, RequestContext};
 use serde::Deserialize;
 use toml::Spanned;
+
+use crate::dispatch::dispatch;
+
+/// On a shared store: the lease under which one server at a time applies a queue file.
+pub const CONFIG_LEASE: &str = "queue-config";
+const CONFIG_LEASE_MS: u64 = 30_000;
+/// How long a starting server waits for another one's apply.
+const CONFIG_LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// One problem in a queue file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,10 +218,10 @@ impl QueueConfig {
         default_region: &str,
         existing: impl Fn(&str, &str) -> bool,
     ) -> Result<ApplyReport, ConfigErrors> {
-        let scratch = Engine::in_memory(EngineConfig {
+        let scratch = Arc::new(Engine::in_memory(EngineConfig {
             account_id: account_id.to_string(),
             ..EngineConfig::default()
-        });
+        }));
         let plan = self.plan(account_id, default_region)?;
         // DLQs declared elsewhere must exist; in the scratch engine they are stand-ins.
         let mut errors = Vec::new();
@@ -257,15 +265,60 @@ impl QueueConfig {
 
     /// Creates every declared queue that does not exist yet (and sends its messages); leaves
     /// existing queues as they are. Checks the whole file first: a bad file changes nothing.
+    /// On a shared store, servers starting together apply the file one at a time (under the
+    /// [`CONFIG_LEASE`]), so a queue's messages are sent once, by the server that created it.
     pub async fn apply(
         &self,
         engine: &Arc<Engine>,
         account_id: &str,
         default_region: &str,
     ) -> Result<ApplyReport, ConfigErrors> {
-        let exists = |region: &str, name: &str| queue_exists(engine, region, name);
-        self.check(account_id, default_region, exists).await?;
+        let Some(b) = engine.shared_backend().cloned() else {
+            return self.apply_checked(engine, account_id, default_region).await;
+        };
+        let holder = uuid::Uuid::new_v4().to_string();
+        let deadline = std::time::Instant::now() + CONFIG_LEASE_WAIT;
+        loop {
+            match b.lease(CONFIG_LEASE, &holder, CONFIG_LEASE_MS).await {
+                Ok(true) => break,
+                Ok(false) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Ok(false) => {
+                    return Err(self.file_error(format!(
+                        "another server has been applying queue files for over {} s",
+                        CONFIG_LEASE_WAIT.as_secs()
+                    )));
+                }
+                Err(e) => return Err(self.file_error(e.message)),
+            }
+        }
+        let applied = self.apply_checked(engine, account_id, default_region).await;
+        if let Err(e) = b.release(CONFIG_LEASE, &holder).await {
+            tracing::warn!(error = %e.message, "queue-file lease not released (it expires)");
+        }
+        applied
+    }
+
+    async fn apply_checked(
+        &self,
+        engine: &Arc<Engine>,
+        account_id: &str,
+        default_region: &str,
+    ) -> Result<ApplyReport, ConfigErrors> {
         let plan = self.plan(account_id, default_region)?;
+        // Which DLQs the file names but does not declare exist now (read before the check).
+        let mut existing = HashSet::new();
+        for q in &plan {
+            if let Some((dlq, _)) = &q.external_dlq
+                && queue_exists(engine, &q.region, dlq).await
+            {
+                existing.insert((q.region.clone(), dlq.clone()));
+            }
+        }
+        let exists =
+            |region: &str, name: &str| existing.contains(&(region.to_string(), name.to_string()));
+        self.check(account_id, default_region, exists).await?;
         self.apply_plan(engine, &plan, true).await
     }
 
@@ -425,7 +478,7 @@ impl QueueConfig {
 
     async fn apply_plan(
         &self,
-        engine: &Engine,
+        engine: &Arc<Engine>,
         plan: &[Planned],
         log: bool,
     ) -> Result<ApplyReport, ConfigErrors> {
@@ -440,7 +493,7 @@ impl QueueConfig {
             let spec = self.queues[q.index].get_ref();
             let ctx = ctx_for(&q.region);
             let label = format!("{}/{}", q.region, q.name);
-            let existed = queue_exists(engine, &q.region, &q.name);
+            let existed = queue_exists(engine, &q.region, &q.name).await;
             let input = CreateQueueInput {
                 queue_name: q.name.clone(),
                 attributes: q
@@ -454,7 +507,7 @@ impl QueueConfig {
                     .map(|t| t.get_ref().clone())
                     .unwrap_or_default(),
             };
-            match engine.create_queue(&ctx, input).await {
+            match dispatch(engine, &ctx, Request::CreateQueue(input)).await {
                 Ok(_) if existed => report.existing.push(label),
                 Ok(_) => report.created.push(label),
                 Err(e) if existed && e.code == ErrorCode::QueueNameExists => {
@@ -475,15 +528,8 @@ impl QueueConfig {
             for m in &spec.messages {
                 let msg = m.get_ref();
                 let input = SendMessageInput {
-                    queue_url: engine
-                        .get_queue_url(
-                            &ctx,
-                            GetQueueUrlInput {
-                                queue_name: q.name.clone(),
-                                queue_owner_aws_account_id: None,
-                            },
-                        )
-                        .map(|o| o.queue_url)
+                    queue_url: queue_url(engine, &q.region, &q.name)
+                        .await
                         .unwrap_or_default(),
                     message_body: Some(msg.body.clone()),
                     delay_seconds: msg.delay,
@@ -505,7 +551,7 @@ impl QueueConfig {
                     message_deduplication_id: msg.deduplication_id.clone(),
                     message_group_id: msg.group_id.clone(),
                 };
-                match engine.send_message(&ctx, input).await {
+                match dispatch(engine, &ctx, Request::SendMessage(input)).await {
                     Ok(_) => report.messages_sent += 1,
                     Err(e) => errors.push(self.error(
                         m.span().start,
@@ -553,6 +599,16 @@ impl QueueConfig {
             }
             None => self.error(spec.name.span().start, &q.name, "name", e.message.clone()),
         }
+    }
+
+    /// A problem of the whole file (line 1, no place).
+    fn file_error(&self, message: String) -> ConfigErrors {
+        ConfigErrors(vec![ConfigError {
+            file: self.file.clone(),
+            line: 1,
+            place: String::new(),
+            message,
+        }])
     }
 
     fn error(&self, offset: usize, queue: &str, field: &str, message: String) -> ConfigError {
@@ -604,16 +660,20 @@ fn ctx_for(region: &str) -> RequestContext {
     }
 }
 
-fn queue_exists(engine: &Engine, region: &str, name: &str) -> bool {
-    engine
-        .get_queue_url(
-            &ctx_for(region),
-            GetQueueUrlInput {
-                queue_name: name.to_string(),
-                queue_owner_aws_account_id: None,
-            },
-        )
-        .is_ok()
+/// A queue's URL on either store (as `GetQueueUrl` answers it).
+async fn queue_url(engine: &Arc<Engine>, region: &str, name: &str) -> Option<String> {
+    let request = Request::GetQueueUrl(GetQueueUrlInput {
+        queue_name: name.to_string(),
+        queue_owner_aws_account_id: None,
+    });
+    match dispatch(engine, &ctx_for(region), request).await {
+        Ok(Response::GetQueueUrl(o)) => Some(o.queue_url),
+        _ => None,
+    }
+}
+
+async fn queue_exists(engine: &Arc<Engine>, region: &str, name: &str) -> bool {
+    queue_url(engine, region, name).await.is_some()
 }
 
 /// 1-based line of a byte offset.

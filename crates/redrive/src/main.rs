@@ -428,11 +428,6 @@ async fn serve(args: ServeArgs) -> Result<()> {
         tracing::info!(keys = keys.len(), "SigV4 verification on");
     }
     let storage = if let Some(url) = &args.store {
-        if queue_config.is_some() {
-            anyhow::bail!(
-                "--config queue definitions are not applied with --store postgres:// yet: create the queues through the SQS API"
-            );
-        }
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             anyhow::bail!("--store: only postgres:// URLs are supported (got {url:?})");
         }

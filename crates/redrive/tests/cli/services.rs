@@ -510,3 +510,61 @@ async fn the_replay_command_runs_server_side_against_a_shared_store() {
         "3"
     );
 }
+
+/// Two servers started together with one queue file on one PostgreSQL: the queues are created
+/// once and their seed messages sent once (the servers apply the file one at a time), and a
+/// third server started later finds them and sends nothing.
+#[tokio::test]
+async fn a_queue_file_applied_by_servers_starting_together_seeds_once() {
+    let db = url();
+    let prefix = format!("cfg-{}", nanos());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("queues.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[[queue]]
+name = "{prefix}-orders"
+dead_letter_queue = {{ name = "{prefix}-orders-dlq", max_receive_count = 3 }}
+
+[[queue.message]]
+body = "seed-1"
+
+[[queue.message]]
+body = "seed-2"
+
+[[queue]]
+name = "{prefix}-orders-dlq"
+"#
+        ),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let args = ["--store", db.as_str(), "--config", file];
+    let (a, b) = tokio::join!(
+        ServerProcess::start(&args, &[]),
+        ServerProcess::start(&args, &[]),
+    );
+    let c = ServerProcess::start(&args, &[]).await;
+    let q = b
+        .client()
+        .call(
+            "GetQueueUrl",
+            json!({"QueueName": format!("{prefix}-orders")}),
+        )
+        .await
+        .expect("the queue exists")["QueueUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        c.client().attr(&q, "ApproximateNumberOfMessages").await,
+        "2"
+    );
+    let policy = a.client().attr(&q, "RedrivePolicy").await;
+    assert!(policy.contains(&format!("{prefix}-orders-dlq")), "{policy}");
+    let mut bodies = drain_bodies(&a.client(), &q).await;
+    bodies.sort();
+    assert_eq!(bodies, ["seed-1", "seed-2"]);
+}
