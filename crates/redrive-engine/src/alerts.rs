@@ -811,8 +811,8 @@ impl Engine {
         };
         let mut attempt = 0;
         loop {
-            if let Some(e) = Self::alert_conflicts_exhausted(attempt) {
-                return Err(e);
+            if attempt >= crate::shared_alerts::MAX_CONFLICTS {
+                return Err(crate::shared_alerts::conflicts_exhausted());
             }
             attempt += 1;
             self.sync_alerts().await?;

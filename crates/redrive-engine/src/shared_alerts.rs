@@ -37,7 +37,7 @@ const ALERTS_LEASE_MS: u64 = 30_000;
 /// How often a server renews (or tries to take) the lease when asked more often.
 const LEASE_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// Changes re-applied after another server's write before giving up.
-const MAX_CONFLICTS: usize = 16;
+pub(crate) const MAX_CONFLICTS: usize = 16;
 const KINDS: [&str; 5] = [
     DOC_ALERT_RULE,
     DOC_ALERT_STATE,
@@ -62,6 +62,11 @@ fn rev_of(docs: &[(String, Value)]) -> u64 {
 
 /// The alert store mutations as one backend edit, the last change of a key winning (the
 /// backend applies prefix deletes, then key deletes, then puts).
+/// A change re-applied [`MAX_CONFLICTS`] times, another server writing first each time.
+pub(crate) fn conflicts_exhausted() -> SqsError {
+    SqsError::internal("the alert documents kept changing under this change; try again")
+}
+
 pub(crate) fn docs_edit(muts: Vec<Mutation>) -> SqsResult<DocsEdit> {
     let mut edit = DocsEdit::default();
     for m in muts {
@@ -153,13 +158,6 @@ impl Engine {
             Err(_) if moved.load(Ordering::Relaxed) => Ok(false),
             Err(e) => Err(e),
         }
-    }
-
-    /// Re-applies a change after a conflict, up to [`MAX_CONFLICTS`] times.
-    pub(crate) fn alert_conflicts_exhausted(attempt: usize) -> Option<SqsError> {
-        (attempt >= MAX_CONFLICTS).then(|| {
-            SqsError::internal("the alert documents kept changing under this change; try again")
-        })
     }
 
     /// Whether this server holds the alerts lease (always on the embedded store). Asks the
