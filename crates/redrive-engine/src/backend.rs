@@ -160,6 +160,8 @@ pub enum HandleCheck {
     Stale,
     /// (Visibility changes) an older receive's handle, and the message is visible now.
     NotInFlight,
+    /// (Visibility changes) the new deadline is over 12 hours after the current receive.
+    BeyondLimit,
 }
 
 /// Approximate counts at the backend's now.

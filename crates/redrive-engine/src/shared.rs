@@ -749,12 +749,10 @@ async fn sh_delete(b: &dyn QueueBackend, q: &SharedQueue, handle: &str) -> SqsRe
     let claim = claim_of(q, handle)?;
     match b.delete(q, claim).await? {
         HandleCheck::Applied => Ok(()),
-        HandleCheck::Stale | HandleCheck::NotInFlight if q.fifo => Err(SqsError::invalid_value(
-            "ReceiptHandle",
-            handle,
-            "The receipt handle has expired.",
-        )),
-        HandleCheck::Stale | HandleCheck::NotInFlight => Ok(()),
+        HandleCheck::Stale | HandleCheck::NotInFlight | HandleCheck::BeyondLimit if q.fifo => Err(
+            SqsError::invalid_value("ReceiptHandle", handle, "The receipt handle has expired."),
+        ),
+        HandleCheck::Stale | HandleCheck::NotInFlight | HandleCheck::BeyondLimit => Ok(()),
     }
 }
 
@@ -779,6 +777,11 @@ async fn sh_change_visibility(
             "ReceiptHandle",
             handle,
             "Message does not exist or is not available for visibility timeout change.",
+        )),
+        HandleCheck::BeyondLimit => Err(SqsError::invalid_value(
+            "VisibilityTimeout",
+            timeout,
+            "Total VisibilityTimeout for the message is beyond the limit [43200 seconds]",
         )),
     }
 }

@@ -171,6 +171,7 @@ fn check(h: crate::HandleCheck) -> eb::HandleCheck {
         crate::HandleCheck::Applied => eb::HandleCheck::Applied,
         crate::HandleCheck::Stale => eb::HandleCheck::Stale,
         crate::HandleCheck::NotInFlight => eb::HandleCheck::NotInFlight,
+        crate::HandleCheck::BeyondLimit => eb::HandleCheck::BeyondLimit,
     }
 }
 

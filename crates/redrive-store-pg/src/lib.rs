@@ -376,6 +376,9 @@ pub enum HandleCheck {
     Stale,
     /// (Visibility changes) another receive's token, and the message is visible now.
     NotInFlight,
+    /// (Visibility changes) the new deadline is over 12 hours after the current receive
+    /// (counted in whole seconds since it, as AWS does).
+    BeyondLimit,
 }
 
 /// A small fixed pool: transactions need a connection to themselves.
@@ -518,6 +521,9 @@ pub struct PgStore {
     /// queue uid, and when that was looked at (see [`PgStore::noisy_tenants`]).
     tenants: parking_lot::Mutex<HashMap<i64, (bool, std::time::Instant)>>,
 }
+
+/// The most a message's visibility may reach past its current receive (AWS: 12 hours).
+const MAX_VISIBILITY_MS: i64 = 43_200_000;
 
 /// A fair queue's tenant is noisy (served after the quiet ones) when it holds more than 10 %
 /// of the queue's in-flight messages and at least 30 of its own (AWS's published thresholds,
@@ -1261,6 +1267,7 @@ impl PgStore {
                                 visible_at_ms = $4::bigint + $5::bigint,
                                 receive_count = receive_count + 1,
                                 receipt_token = receipt_token + 1,
+                                received_ms = $4::bigint,
                                 first_received_ms = coalesce(first_received_ms, $4::bigint)
                              WHERE queue_uid = $1 AND part = $2 AND seq = $3 AND visible_at_ms <= $4
                              RETURNING *",
@@ -1323,6 +1330,7 @@ impl PgStore {
                         visible_at_ms = (SELECT t FROM now) + $4,
                         receive_count = m.receive_count + 1,
                         receipt_token = m.receipt_token + 1,
+                        received_ms = (SELECT t FROM now),
                         first_received_ms = coalesce(m.first_received_ms, (SELECT t FROM now))
                      FROM c
                      WHERE m.queue_uid = $1 AND m.part = c.part AND m.seq = c.seq
@@ -1498,6 +1506,7 @@ impl PgStore {
                                         visible_at_ms = $4::bigint + $5::bigint,
                                         receive_count = receive_count + 1,
                                         receipt_token = receipt_token + 1,
+                                        received_ms = $4::bigint,
                                         first_received_ms = coalesce(first_received_ms, $4::bigint)
                                      WHERE queue_uid = $1 AND part = $2 AND seq = $3
                                      RETURNING *",
@@ -1629,6 +1638,8 @@ impl PgStore {
                          WHERE queue_uid = $1 AND part = $2 AND seq = $3
                            AND (receipt_token = $4
                                 OR (receipt_token > $4 AND visible_at_ms > {NOW}))
+                           AND (received_ms IS NULL
+                                OR $5 + ({NOW} - received_ms) / 1000 * 1000 <= {MAX_VISIBILITY_MS})
                          RETURNING group_id"
                     ),
                     &[&q.uid, &claim.part, &claim.seq, &claim.token, &v],
@@ -1637,6 +1648,24 @@ impl PgStore {
             }
         };
         let Some(row) = row else {
+            // The handle's own condition without the limit: met, so the limit refused it.
+            if let Some(v) = visibility_ms
+                && tx
+                    .query_opt(
+                        &format!(
+                            "SELECT 1 FROM redrive_messages
+                             WHERE queue_uid = $1 AND part = $2 AND seq = $3
+                               AND (receipt_token = $4
+                                    OR (receipt_token > $4 AND visible_at_ms > {NOW}))
+                               AND $5 + ({NOW} - received_ms) / 1000 * 1000 > {MAX_VISIBILITY_MS}"
+                        ),
+                        &[&q.uid, &claim.part, &claim.seq, &claim.token, &v],
+                    )
+                    .await?
+                    .is_some()
+            {
+                return Ok(HandleCheck::BeyondLimit);
+            }
             if visibility_ms.is_some()
                 && tx
                     .query_opt(
@@ -1722,6 +1751,7 @@ impl PgStore {
                         receive_count = 0,
                         receipt_token = 0,
                         first_received_ms = NULL,
+                        received_ms = NULL,
                         sent_ms = (SELECT t FROM now)
                      FROM n
                      WHERE m.queue_uid = $1 AND m.part = n.part AND m.seq = n.seq
@@ -1960,6 +1990,7 @@ impl PgStore {
                         receive_count = 0,
                         receipt_token = 0,
                         first_received_ms = NULL,
+                        received_ms = NULL,
                         sent_ms = $6,
                         dead_letter_source = NULL,
                         dead_lettered_ms = NULL
@@ -2200,6 +2231,7 @@ impl PgStore {
                                 receive_count = 0,
                                 receipt_token = 0,
                                 first_received_ms = NULL,
+                                received_ms = NULL,
                                 sent_ms = $6,
                                 dead_letter_source = NULL,
                                 dead_lettered_ms = NULL

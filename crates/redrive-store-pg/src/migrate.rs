@@ -14,9 +14,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (3, include_str!("../migrations/0003_retention_index.sql")),
     (4, include_str!("../migrations/0004_receive_attempts.sql")),
     (5, include_str!("../migrations/0005_minute_history.sql")),
+    (6, include_str!("../migrations/0006_received_ms.sql")),
 ];
 /// The newest version this build knows.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// Errors two concurrent `CREATE … IF NOT EXISTS` can raise in PostgreSQL (the catalog's
 /// unique index is hit before `IF NOT EXISTS` sees the other's object).

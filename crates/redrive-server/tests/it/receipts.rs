@@ -205,3 +205,33 @@ async fn handles_are_aws_sized_and_distinct_per_receive() {
         .await
         .expect("delete with a long handle");
 }
+
+/// The total visibility counts from the current receive, in whole seconds since it (AWS:
+/// "Total VisibilityTimeout for the message is beyond the limit [43200 seconds]"): 43200 is
+/// accepted right after a receive, refused a second later, when 43199 still fits; the refused
+/// change leaves the message as it was. Runs on both stores (the shared one checks it in SQL).
+#[tokio::test]
+async fn the_total_visibility_counts_from_the_current_receive() {
+    let ts = TestServer::start().await;
+    let url = ts.create("rh-total-visibility").await;
+    ts.send(&url, "m1").await;
+    let got = ts.receive(&url, 1, Some(30)).await;
+    assert_eq!(got.len(), 1);
+    let h = handle(&got[0]).to_string();
+    cmv(&ts, &url, &h, 43_200)
+        .await
+        .expect("43200 right after the receive");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (code, status, message) = cmv(&ts, &url, &h, 43_200).await.unwrap_err();
+    assert_eq!((code.as_str(), status), ("InvalidParameterValue", 400));
+    assert!(
+        message.contains(
+            "Total VisibilityTimeout for the message is beyond the limit [43200 seconds]"
+        ),
+        "{message}"
+    );
+    cmv(&ts, &url, &h, 43_198)
+        .await
+        .expect("still within 12 hours");
+    assert_eq!(ts.counts(&url).await, (0, 1, 0));
+}
