@@ -10,7 +10,7 @@ use redrive_core::{SqsError, SqsResult};
 use serde::{Deserialize, Serialize};
 
 use crate::Engine;
-use crate::backend::{Doc, DocsEdit, QueueBackend};
+use crate::backend::{Doc, QueueBackend};
 use crate::store::{DocumentRecord, Mutation};
 
 pub const DOC_CONSOLE_AUDIT: &str = "console-audit";
@@ -89,30 +89,18 @@ impl Engine {
 }
 
 impl Engine {
-    /// [`Engine::record_audit`] on a shared backend: the entry and a batch of expired ones
-    /// dropped, in one transaction.
+    /// [`Engine::record_audit`] on a shared backend: the entry (its key is this server's own)
+    /// and the expired ones dropped, in one transaction.
     async fn sh_record_audit(&self, b: &dyn QueueBackend, rec: &AuditRecord) -> SqsResult<()> {
-        let value = serde_json::to_value(rec)
-            .map_err(|e| SqsError::internal(format!("audit entry: {e}")))?;
-        let key = audit_key(rec.at_ms);
+        let doc = Doc {
+            kind: DOC_CONSOLE_AUDIT.into(),
+            // This server's name after the key: no two servers write one key.
+            key: format!("{}/{}", audit_key(rec.at_ms), self.shared_holder),
+            value: serde_json::to_value(rec)
+                .map_err(|e| SqsError::internal(format!("audit entry: {e}")))?,
+        };
         let cutoff = format!("{:015}", rec.at_ms.saturating_sub(AUDIT_RETENTION_MS));
-        b.edit_documents(DOC_CONSOLE_AUDIT, &|docs| {
-            Ok(DocsEdit {
-                put: vec![Doc {
-                    kind: DOC_CONSOLE_AUDIT.into(),
-                    key: key.clone(),
-                    value: value.clone(),
-                }],
-                delete: docs
-                    .iter()
-                    .filter(|(k, _)| *k < cutoff)
-                    .take(PRUNE_BATCH)
-                    .map(|(k, _)| (DOC_CONSOLE_AUDIT.to_string(), k.clone()))
-                    .collect(),
-                ..DocsEdit::default()
-            })
-        })
-        .await
+        b.append_document(&doc, &cutoff).await
     }
 
     /// [`Engine::audit_entries`] on a shared backend.

@@ -509,6 +509,13 @@ pub trait QueueBackend: Send + Sync + 'static {
         kind: &'a str,
         key: &'a str,
     ) -> BoxFuture<'a, SqsResult<Option<Value>>>;
+    /// Writes `doc`, whose key nobody else writes (a log entry), without the kind's lock, and
+    /// deletes the documents of its kind whose keys sort before `drop_before`.
+    fn append_document<'a>(
+        &'a self,
+        doc: &'a Doc,
+        drop_before: &'a str,
+    ) -> BoxFuture<'a, SqsResult<()>>;
     /// Applies `edit` to the documents of `kind` atomically across servers (one edit of a kind
     /// at a time).
     fn edit_documents<'a>(

@@ -716,6 +716,19 @@ impl QueueBackend for PgBackend {
         })
     }
 
+    fn append_document<'a>(
+        &'a self,
+        doc: &'a eb::Doc,
+        drop_before: &'a str,
+    ) -> BoxFuture<'a, SqsResult<()>> {
+        Box::pin(async move {
+            self.store
+                .append_document(&doc_of(doc), drop_before)
+                .await
+                .map_err(internal)
+        })
+    }
+
     fn edit_documents<'a>(
         &'a self,
         kind: &'a str,

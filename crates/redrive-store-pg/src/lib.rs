@@ -2300,6 +2300,30 @@ impl PgStore {
         }))
     }
 
+    /// Appends `doc` (a key of its own: written without the kind's lock) and deletes the
+    /// documents of its kind whose keys sort before `drop_before`, in one transaction.
+    pub async fn append_document(&self, doc: &Document, drop_before: &str) -> Result<(), PgError> {
+        retry!(self.try_append_document(doc, drop_before))
+    }
+
+    async fn try_append_document(&self, doc: &Document, drop_before: &str) -> Result<(), PgError> {
+        let mut c = self.pool.get().await;
+        let tx = c.transaction().await?;
+        tx.execute(
+            "INSERT INTO redrive_documents (kind, key, value) VALUES ($1, $2, $3)
+             ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value",
+            &[&doc.kind, &doc.key, &doc.value],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM redrive_documents WHERE kind = $1 AND key < $2",
+            &[&doc.kind, &drop_before],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// (visible, in flight or delayed) at the database's now.
     pub async fn counts(&self, q: &QueueRow) -> Result<(i64, i64), PgError> {
         let c = self.pool.get().await;

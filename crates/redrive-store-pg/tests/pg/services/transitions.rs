@@ -722,3 +722,30 @@ async fn minute_history_rows_add_up_across_servers_and_are_dropped_by_age_and_wi
     s[1].delete_queue(&other).await.unwrap();
     assert!(s[0].minutes(other.uid, 0, 1000).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn appended_documents_drop_the_ones_before_the_cutoff() {
+    let s = servers("append", 2).await;
+    let doc = |key: &str| redrive_store_pg::Document {
+        kind: "log".into(),
+        key: key.into(),
+        value: json!({"k": key}),
+    };
+    // Two servers append at once without waiting on each other's lock.
+    let (da, db) = (doc("001/a"), doc("001/b"));
+    let (a, b) = tokio::join!(
+        s[0].append_document(&da, "000"),
+        s[1].append_document(&db, "000"),
+    );
+    a.unwrap();
+    b.unwrap();
+    s[0].append_document(&doc("005/a"), "002").await.unwrap();
+    let keys: Vec<String> = s[1]
+        .documents("log")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.key)
+        .collect();
+    assert_eq!(keys, ["005/a"], "the entries before 002 are gone");
+}
