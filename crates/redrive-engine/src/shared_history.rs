@@ -50,7 +50,7 @@ impl Engine {
             for (uid, counts) in &counted {
                 let base = h.base.get(uid).copied().unwrap_or_default();
                 let delta: [u64; 10] = std::array::from_fn(|i| counts[i].saturating_sub(base[i]));
-                taken.push((*uid, base));
+                taken.push((*uid, delta));
                 h.base.insert(*uid, *counts);
                 if delta.iter().any(|d| *d > 0) {
                     rows.push(SharedMinute {
@@ -96,10 +96,15 @@ impl Engine {
             && let Err(e) = b.add_minutes(rows).await
         {
             tracing::warn!(error = %e.message, "minute history not written");
-            // Give the deltas back: the next write adds them.
+            // Give the deltas back (taken off the base, whatever another flush took meanwhile):
+            // the next write adds them.
             let mut h = self.history.lock();
-            for (uid, base) in taken {
-                h.base.insert(uid, base);
+            for (uid, delta) in taken {
+                if let Some(base) = h.base.get_mut(&uid) {
+                    for (b, d) in base.iter_mut().zip(delta) {
+                        *b = b.saturating_sub(d);
+                    }
+                }
             }
             return report;
         }
