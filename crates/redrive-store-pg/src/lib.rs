@@ -522,6 +522,17 @@ pub struct PgStore {
     tenants: parking_lot::Mutex<HashMap<i64, (bool, std::time::Instant)>>,
 }
 
+/// The depth and age columns of [`PgStore::stats`] (`$2`: the queue is FIFO): visible, in
+/// flight, delayed, the oldest send (or dead-letter) time counted for the age, and now.
+const STATS_SELECT: &str = "WITH now AS MATERIALIZED (SELECT redrive_now_ms() AS t)
+     SELECT count(*) FILTER (WHERE visible_at_ms <= (SELECT t FROM now)),
+            count(*) FILTER (WHERE visible_at_ms > (SELECT t FROM now) AND receive_count > 0),
+            count(*) FILTER (WHERE visible_at_ms > (SELECT t FROM now) AND receive_count = 0),
+            min(COALESCE(dead_lettered_ms, sent_ms)) FILTER (
+                WHERE (visible_at_ms <= (SELECT t FROM now) OR receive_count > 0)
+                  AND ($2 OR receive_count < 3)),
+            (SELECT t FROM now)";
+
 /// The most a message's visibility may reach past its current receive (AWS: 12 hours).
 const MAX_VISIBILITY_MS: i64 = 43_200_000;
 
@@ -2350,17 +2361,7 @@ impl PgStore {
         let c = self.pool.get().await;
         let r = c
             .query_one(
-                &format!(
-                    "WITH now AS MATERIALIZED (SELECT {NOW} AS t)
-                     SELECT count(*) FILTER (WHERE visible_at_ms <= (SELECT t FROM now)),
-                            count(*) FILTER (WHERE visible_at_ms > (SELECT t FROM now) AND receive_count > 0),
-                            count(*) FILTER (WHERE visible_at_ms > (SELECT t FROM now) AND receive_count = 0),
-                            min(COALESCE(dead_lettered_ms, sent_ms)) FILTER (
-                                WHERE (visible_at_ms <= (SELECT t FROM now) OR receive_count > 0)
-                                  AND ($2 OR receive_count < 3)),
-                            (SELECT t FROM now)
-                     FROM redrive_messages WHERE queue_uid = $1"
-                ),
+                &format!("{STATS_SELECT} FROM redrive_messages WHERE queue_uid = $1"),
                 &[&q.uid, &q.fifo],
             )
             .await?;
@@ -2381,15 +2382,7 @@ impl PgStore {
         let r = c
             .query_one(
                 &format!(
-                    "WITH now AS MATERIALIZED (SELECT {NOW} AS t)
-                     SELECT count(*) FILTER (WHERE visible_at_ms <= (SELECT t FROM now)),
-                            count(*) FILTER (WHERE visible_at_ms > (SELECT t FROM now) AND receive_count > 0),
-                            count(*) FILTER (WHERE visible_at_ms > (SELECT t FROM now) AND receive_count = 0),
-                            min(COALESCE(dead_lettered_ms, sent_ms)) FILTER (
-                                WHERE (visible_at_ms <= (SELECT t FROM now) OR receive_count > 0)
-                                  AND receive_count < 3),
-                            (SELECT t FROM now)
-                     FROM redrive_messages
+                    "{STATS_SELECT} FROM redrive_messages
                      WHERE queue_uid = $1 AND NOT $2 AND group_id IS NOT NULL
                        AND NOT (group_id = ANY($3))"
                 ),
