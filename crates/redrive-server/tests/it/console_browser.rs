@@ -16,39 +16,6 @@ use crate::browser_kit::*;
 use crate::common::*;
 use crate::console::{DLQ, MALL_A, MALL_B, SCRIPT_BODY, group_rows, seed_incident};
 
-/// Waits (up to 10 s) until the browser's URL path satisfies `want`: a click on a link or a
-/// form's button returns before the navigation it starts has committed.
-async fn wait_for_path(client: &Client, want: impl Fn(&str) -> bool) -> String {
-    let mut path = String::new();
-    for _ in 0..100 {
-        if let Ok(url) = client.current_url().await {
-            path = url.path().to_string();
-            if want(&path) {
-                return path;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the browser stayed at {path}")
-}
-
-/// The text of the element `css`; retried while a reload (a progress page's meta refresh)
-/// replaces the document under the driver.
-async fn text(client: &Client, css: &str) -> String {
-    let mut last = String::new();
-    for _ in 0..50 {
-        match client.find(Locator::Css(css)).await {
-            Ok(e) => match e.text().await {
-                Ok(t) => return t,
-                Err(err) => last = err.to_string(),
-            },
-            Err(err) => last = err.to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("`{css}`: {last}")
-}
-
 /// Counts per `.mall` straight from the inspection API (the server's own answer).
 async fn server_mall_counts(ts: &TestServer) -> BTreeMap<String, u64> {
     let text = ts

@@ -39,10 +39,6 @@ async fn click(client: &Client, css: &str) {
     find(client, css).await.click().await.unwrap();
 }
 
-async fn text(client: &Client, css: &str) -> String {
-    find(client, css).await.text().await.unwrap()
-}
-
 /// A page on another site with a form that posts an alert rule to the console.
 async fn evil_site(console_base: &str) -> String {
     forged_form_site(
@@ -128,6 +124,7 @@ async fn browser_redrive_console_alerts_schedules_and_replay_progress() {
     // A forged cross-site POST: refused, nothing added.
     client.goto(&evil_site(&base).await).await.unwrap();
     click(&client, "#claim").await;
+    wait_for_path(&client, |p| p.ends_with("/alerts/rules")).await;
     let refused = text(&client, "body").await;
     assert!(refused.contains("Refused"), "{refused}");
     let rules = api(&e, "alerts/rules").await;
