@@ -174,6 +174,15 @@ pub struct Counts {
     pub oldest_age_ms: u64,
 }
 
+/// What the in-flight limit looks at (`limits::MAX_INFLIGHT_STANDARD`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InFlight {
+    /// Received messages not yet visible again, up to the cap asked for.
+    pub count: u64,
+    /// Whether a message is waiting to be received.
+    pub any_visible: bool,
+}
+
 /// One queue-minute of the minute history (`history.rs`) in a shared backend: what one server
 /// adds (its counters' deltas; the gauges when it sampled them), or the sum stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -462,6 +471,9 @@ pub trait QueueBackend: Send + Sync + 'static {
         q: &'a SharedQueue,
         max_receive_count: Option<u32>,
     ) -> BoxFuture<'a, SqsResult<Inspection>>;
+    /// The queue's in-flight messages now, counted up to `cap`, and whether any message is
+    /// visible (the in-flight limit's inputs: [`InFlight`]).
+    fn in_flight<'a>(&'a self, q: &'a SharedQueue, cap: u64) -> BoxFuture<'a, SqsResult<InFlight>>;
     /// FIFO: the queue's message groups with a message in flight now.
     fn groups_in_flight<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<u64>>;
     /// Fair queues: the noisy tenants now, and the messages of the quiet ones (the embedded

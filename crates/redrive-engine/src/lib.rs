@@ -172,6 +172,9 @@ pub struct Engine {
     /// On a shared backend: this process's counts of each queue's traffic, by queue uid (each
     /// server counts what it served, as Prometheus adds up counters across instances).
     shared_counters: Mutex<HashMap<u64, Arc<metrics::QueueCounters>>>,
+    /// On a shared backend: each queue's in-flight count as last read here, with this
+    /// server's deliveries since added, and when it was read (see [`Engine::sh_in_flight`]).
+    shared_in_flight: Mutex<HashMap<u64, (backend::InFlight, std::time::Instant)>>,
     /// On a shared backend: this process's name in lease rows (minute history, alerts).
     shared_holder: String,
     /// Wakes the shared backend's move-task runner (a task was started or cancelled here).
@@ -307,6 +310,7 @@ impl Engine {
             cw_alarms: tokio::sync::Mutex::new(()),
             shared: None,
             shared_counters: Mutex::new(HashMap::new()),
+            shared_in_flight: Mutex::new(HashMap::new()),
             shared_holder: uuid::Uuid::new_v4().to_string(),
             shared_tasks_wake: Arc::new(tokio::sync::Notify::new()),
             shared_replays_wake: Arc::new(tokio::sync::Notify::new()),

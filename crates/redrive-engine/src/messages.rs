@@ -722,13 +722,7 @@ impl Engine {
             let wake = st.take_wake();
             if over_limit {
                 drop(ticket);
-                return Err(SqsError::new(
-                    ErrorCode::OverLimit,
-                    format!(
-                        "Too many messages in flight: the limit of {} in-flight messages per queue is reached.",
-                        limits::MAX_INFLIGHT_STANDARD
-                    ),
-                ));
+                return Err(in_flight_over_limit());
             }
             (next, ticket, wake)
         };
@@ -1125,4 +1119,16 @@ pub(crate) fn batch_error(id: String, e: &SqsError) -> BatchResultErrorEntry {
 /// DLQ, unchanged (`None`).
 pub fn dead_letter_dedup_id(dlq_fifo: bool, message_id: &str) -> Option<String> {
     dlq_fifo.then(|| message_id.to_string())
+}
+
+/// A standard queue's receive while [`limits::MAX_INFLIGHT_STANDARD`] messages are in flight
+/// and more are waiting (sqs-semantics.md §3; a FIFO queue returns nothing more instead).
+pub(crate) fn in_flight_over_limit() -> SqsError {
+    SqsError::new(
+        ErrorCode::OverLimit,
+        format!(
+            "Too many messages in flight: the limit of {} in-flight messages per queue is reached.",
+            limits::MAX_INFLIGHT_STANDARD
+        ),
+    )
 }

@@ -82,6 +82,28 @@ impl Engine {
             .clone()
     }
 
+    /// A shared queue's in-flight count for the in-flight limit: read from the backend at
+    /// most once per [`IN_FLIGHT_RECOUNT`] per server, this server's own deliveries added in
+    /// between. Other servers' deliveries in that second are not seen, so the queue can pass
+    /// the limit by up to what they receive in a second (AWS states the limit, not how
+    /// exactly it is counted).
+    async fn sh_in_flight(
+        &self,
+        b: &dyn QueueBackend,
+        q: &SharedQueue,
+    ) -> SqsResult<crate::backend::InFlight> {
+        if let Some((f, at)) = self.shared_in_flight.lock().get(&q.uid)
+            && at.elapsed() < IN_FLIGHT_RECOUNT
+        {
+            return Ok(*f);
+        }
+        let f = b.in_flight(q, limits::MAX_INFLIGHT_STANDARD as u64).await?;
+        self.shared_in_flight
+            .lock()
+            .insert(q.uid, (f, std::time::Instant::now()));
+        Ok(f)
+    }
+
     /// Starts the shared backend's background work (a no-op without one): the move-task
     /// runner (`shared_tasks.rs`) and the retention sweep, run by whichever server holds the
     /// `retention` lease (taken over within [`SWEEP_LEASE_MS`] when its holder dies).
@@ -165,6 +187,7 @@ impl Engine {
                 let q = self.sh_resolve(b, ctx, &i.queue_url).await?;
                 b.delete_queue(&q).await?;
                 self.shared_counters.lock().remove(&q.uid);
+                self.shared_in_flight.lock().remove(&q.uid);
                 self.sh_forget_move_tasks(b, &self.sh_arn(&q)).await?;
                 Response::Empty(action)
             }
@@ -636,13 +659,35 @@ impl Engine {
                 source_arn,
             });
         }
-        let mut got = b
-            .receive(
+        // The in-flight limit, by the embedded rule: at the limit a standard queue with
+        // messages waiting answers OverLimit; otherwise (a FIFO queue, or nothing waiting)
+        // the receive gets nothing more, a long poll re-checking each second.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+        let room = loop {
+            let f = self.sh_in_flight(b, q).await?;
+            let room = (limits::MAX_INFLIGHT_STANDARD as u64).saturating_sub(f.count);
+            if room > 0 {
+                break room as usize;
+            }
+            if !q.fifo && f.any_visible {
+                return Err(crate::messages::in_flight_over_limit());
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break 0;
+            }
+            tokio::time::sleep(left.min(IN_FLIGHT_RECOUNT)).await;
+        };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut got = if room == 0 {
+            crate::backend::Received::default()
+        } else {
+            b.receive(
                 q,
                 ReceiveSpec {
-                    max,
+                    max: max.min(room),
                     visibility_ms: visibility * 1000,
-                    wait_ms: wait * 1000,
+                    wait_ms: left.as_millis() as u64,
                     attempt_id: q
                         .fifo
                         .then(|| input.receive_request_attempt_id.clone())
@@ -650,7 +695,11 @@ impl Engine {
                 },
                 &rule,
             )
-            .await?;
+            .await?
+        };
+        if let Some((f, _)) = self.shared_in_flight.lock().get_mut(&q.uid) {
+            f.count += got.delivered.len() as u64;
+        }
         // A standard receive visits partitions from a random one; within one answer, oldest
         // first (SQS's best-effort order, and the embedded store's). FIFO answers keep the
         // backend's per-group round-robin.
@@ -710,6 +759,9 @@ impl Engine {
 
 /// Read-modify-write attempts of one queue change (see [`Engine::sh_update`]).
 const UPDATE_ATTEMPTS: usize = 24;
+
+/// How long a server believes a shared queue's in-flight count (the in-flight limit).
+const IN_FLIGHT_RECOUNT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How often each server tries the retention sweep.
 pub const SWEEP_EVERY_MS: u64 = 2_000;

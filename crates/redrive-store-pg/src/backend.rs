@@ -544,6 +544,25 @@ impl QueueBackend for PgBackend {
         })
     }
 
+    fn in_flight<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        cap: u64,
+    ) -> BoxFuture<'a, SqsResult<eb::InFlight>> {
+        Box::pin(async move {
+            let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+            let (count, any_visible) = self
+                .store
+                .in_flight(&to_row(q), cap)
+                .await
+                .map_err(internal)?;
+            Ok(eb::InFlight {
+                count: count.max(0) as u64,
+                any_visible,
+            })
+        })
+    }
+
     fn groups_in_flight<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<u64>> {
         Box::pin(async move {
             let n = self

@@ -16,6 +16,8 @@
 //!   when a group unlocks, and a model test predicting every FIFO receive exactly.
 //! - `history`: minute history (manual clock): exact per-minute sums and gauge samples,
 //!   retention by whole days, a reopen that keeps history without double counting.
+//! - `in_flight_limit`: the 120,000 in-flight messages reached for real: `OverLimit` on a
+//!   standard queue with messages waiting, nothing more from a FIFO queue.
 //! - `long_poll`: `WaitTimeSeconds` with the real runtime and the system clock.
 //! - `alerts`: alert rules over the minute history (manual clock): each rule kind,
 //!   INSUFFICIENT_DATA before data, residue/growth and pre-existing-backlog texts, one ALARM and
@@ -29,6 +31,7 @@ mod fairness;
 mod faults;
 mod fifo;
 mod history;
+mod in_flight_limit;
 mod long_poll;
 mod model;
 mod model_replays;

@@ -430,6 +430,69 @@ async fn a_message_received_too_often_moves_to_the_dlq_across_servers() {
     assert_eq!(sources.queue_urls(), [a.queue_url("shared-src")]);
 }
 
+/// The in-flight limit (120,000) counted in the database: a server that never served the
+/// queue sees the other's in-flight messages; at the limit a receive with messages waiting is
+/// `OverLimit` (403); a deleted message makes room once the count is read again (each server
+/// re-reads it at most once a second).
+#[tokio::test]
+async fn the_in_flight_limit_holds_across_servers() {
+    const LIMIT: usize = 120_000;
+    let (s, db) = servers_and_db(2).await;
+    let (a, b) = (&s[0], &s[1]);
+    let url = a.create("busy").await;
+    let q = db
+        .store()
+        .queue("us-east-1", "busy")
+        .await
+        .unwrap()
+        .unwrap();
+    let message = redrive_store_pg::NewMessage {
+        body: b"filler".to_vec(),
+        attributes: b"{}".to_vec(),
+        delay_ms: 0,
+        group_id: None,
+        dedup: None,
+    };
+    for _ in 0..(LIMIT + 2) / 1000 {
+        db.store()
+            .send(&q, &vec![message.clone(); 1000])
+            .await
+            .unwrap();
+    }
+    db.store().send(&q, &vec![message; 2]).await.unwrap();
+    let held = db.store().receive(&q, LIMIT - 1, 3_600_000).await.unwrap();
+    assert_eq!(held.len(), LIMIT - 1);
+
+    // Room for one, whatever is asked for.
+    let got = a.receive(&url, 10, Some(3600)).await;
+    assert_eq!(got.len(), 1);
+    for server in [b, a] {
+        let e = server
+            .client
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap_err();
+        let (code, status, message) = crate::common::err_parts(&e);
+        assert_eq!((code.as_str(), status), ("OverLimit", 403), "{message}");
+        assert_eq!(
+            message,
+            "Too many messages in flight: the limit of 120000 in-flight messages per queue is reached."
+        );
+    }
+    a.client
+        .delete_message()
+        .queue_url(&url)
+        .receipt_handle(got[0].receipt_handle().unwrap())
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(b.receive(&url, 10, Some(3600)).await.len(), 1);
+}
+
 #[tokio::test]
 async fn what_the_shared_store_does_not_do_yet_is_an_error() {
     let s = servers(1).await;
