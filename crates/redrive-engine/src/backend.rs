@@ -446,6 +446,13 @@ pub trait QueueBackend: Send + Sync + 'static {
         q: &'a SharedQueue,
         claim: Claim,
     ) -> BoxFuture<'a, SqsResult<HandleCheck>>;
+    /// [`QueueBackend::delete`] of each claim, answered in the same order (a standard queue's
+    /// batch in one statement).
+    fn delete_many<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        claims: Vec<Claim>,
+    ) -> BoxFuture<'a, SqsResult<Vec<HandleCheck>>>;
     /// Sets the deadline to now + `visibility_ms` if `claim` is its latest receive (in flight,
     /// or visible again and not received since: hidden again, a FIFO group held again).
     fn change_visibility<'a>(

@@ -277,14 +277,37 @@ impl Engine {
                 let q = self.sh_resolve(b, ctx, &i.queue_url).await?;
                 let ids: Vec<&str> = i.entries.iter().map(|e| e.id.as_str()).collect();
                 validate::batch_ids("DeleteMessageBatchRequestEntry", &ids)?;
+                // Handles checked first; the valid ones deleted in one backend call, each
+                // answered as a single DeleteMessage would be.
+                let mut claims = Vec::new();
+                let mut valid = Vec::new();
+                let mut outcome: Vec<Option<SqsResult<()>>> = Vec::new();
+                for e in &i.entries {
+                    match claim_of(&q, &e.receipt_handle) {
+                        Ok(claim) => {
+                            claims.push(claim);
+                            valid.push(outcome.len());
+                            outcome.push(None);
+                        }
+                        Err(err) => outcome.push(Some(Err(err))),
+                    }
+                }
+                let checks = if claims.is_empty() {
+                    Vec::new()
+                } else {
+                    b.delete_many(&q, claims).await?
+                };
+                for (slot, check) in valid.into_iter().zip(checks) {
+                    outcome[slot] =
+                        Some(delete_outcome(&q, check, &i.entries[slot].receipt_handle));
+                }
                 let mut out = BatchOutput::default();
-                for e in i.entries {
-                    match sh_delete(b, &q, &e.receipt_handle).await {
+                for (e, result) in i.entries.into_iter().zip(outcome) {
+                    match result.expect("every entry answered") {
                         Ok(()) => {
                             self.sh_counters(&q).deleted.fetch_add(1, Relaxed);
                             out.successful.push(BatchSuccessEntry { id: e.id })
                         }
-                        Err(err) if err.code == ErrorCode::InternalError => return Err(err),
                         Err(err) => out.failed.push(batch_error(e.id, &err)),
                     }
                 }
@@ -799,7 +822,13 @@ fn claim_of(q: &SharedQueue, handle: &str) -> SqsResult<Claim> {
 /// request succeeds, but the message might not be deleted"); FIFO says it has expired.
 async fn sh_delete(b: &dyn QueueBackend, q: &SharedQueue, handle: &str) -> SqsResult<()> {
     let claim = claim_of(q, handle)?;
-    match b.delete(q, claim).await? {
+    let check = b.delete(q, claim).await?;
+    delete_outcome(q, check, handle)
+}
+
+/// What a delete by `handle` answers, given what the backend found.
+fn delete_outcome(q: &SharedQueue, check: HandleCheck, handle: &str) -> SqsResult<()> {
+    match check {
         HandleCheck::Applied => Ok(()),
         HandleCheck::Stale | HandleCheck::NotInFlight | HandleCheck::BeyondLimit if q.fifo => Err(
             SqsError::invalid_value("ReceiptHandle", handle, "The receipt handle has expired."),

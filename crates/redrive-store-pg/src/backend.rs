@@ -450,6 +450,29 @@ impl QueueBackend for PgBackend {
         })
     }
 
+    fn delete_many<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        claims: Vec<eb::Claim>,
+    ) -> BoxFuture<'a, SqsResult<Vec<eb::HandleCheck>>> {
+        Box::pin(async move {
+            if q.fifo {
+                let mut out = Vec::with_capacity(claims.len());
+                for claim in claims {
+                    out.push(self.delete(q, claim).await?);
+                }
+                return Ok(out);
+            }
+            let claims: Vec<Claim> = claims.into_iter().map(|c| claim_of(q, c)).collect();
+            let checks = self
+                .store
+                .delete_many(&to_row(q), &claims)
+                .await
+                .map_err(internal)?;
+            Ok(checks.into_iter().map(check).collect())
+        })
+    }
+
     fn change_visibility<'a>(
         &'a self,
         q: &'a SharedQueue,

@@ -1652,6 +1652,49 @@ impl PgStore {
         retry!(self.try_change(q, claim, None, false))
     }
 
+    /// A standard queue's batch of deletes in one statement: each message is deleted if its
+    /// claim is its latest receive or an earlier one (as [`PgStore::delete`]); the others are
+    /// `Stale`. No FIFO group is touched (use [`PgStore::delete_in_flight`] per message there).
+    pub async fn delete_many(
+        &self,
+        q: &QueueRow,
+        claims: &[Claim],
+    ) -> Result<Vec<HandleCheck>, PgError> {
+        retry!(self.try_delete_many(q, claims))
+    }
+
+    async fn try_delete_many(
+        &self,
+        q: &QueueRow,
+        claims: &[Claim],
+    ) -> Result<Vec<HandleCheck>, PgError> {
+        let parts: Vec<i16> = claims.iter().map(|c| c.part).collect();
+        let seqs: Vec<i64> = claims.iter().map(|c| c.seq).collect();
+        let tokens: Vec<i64> = claims.iter().map(|c| c.token).collect();
+        let c = self.pool.get().await;
+        let rows = c
+            .query(
+                "DELETE FROM redrive_messages m
+                 USING unnest($2::smallint[], $3::bigint[], $4::bigint[]) AS c(part, seq, token)
+                 WHERE m.queue_uid = $1 AND m.part = c.part AND m.seq = c.seq
+                   AND m.receipt_token >= c.token
+                 RETURNING m.seq",
+                &[&q.uid, &parts, &seqs, &tokens],
+            )
+            .await?;
+        let deleted: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+        Ok(claims
+            .iter()
+            .map(|c| {
+                if deleted.contains(&c.seq) {
+                    HandleCheck::Applied
+                } else {
+                    HandleCheck::Stale
+                }
+            })
+            .collect())
+    }
+
     /// [`PgStore::delete`] only while the message is in flight under `claim` (FIFO: a handle
     /// whose visibility ended no longer deletes).
     pub async fn delete_in_flight(

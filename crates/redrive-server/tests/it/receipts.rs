@@ -177,6 +177,54 @@ async fn standard_delete_with_expired_handle_still_deletes() {
     assert_eq!(ts.counts(&url).await, (0, 0, 0));
 }
 
+/// A standard queue's batch: an expired handle still deletes, a handle of a message already
+/// deleted succeeds, a malformed one fails alone; each entry as its single delete would.
+#[tokio::test]
+async fn standard_delete_batch_answers_each_handle_as_a_single_delete() {
+    let ts = TestServer::start().await;
+    let url = ts.create("rh-std-delb").await;
+    for body in ["expired", "current", "gone"] {
+        ts.send(&url, body).await;
+    }
+    let first = ts.receive(&url, 10, Some(1)).await;
+    assert_eq!(first.len(), 3);
+    let by_body = |ms: &[Message], b: &str| {
+        handle(ms.iter().find(|m| m.body() == Some(b)).unwrap()).to_string()
+    };
+    let gone = by_body(&first, "gone");
+    delete(&ts, &url, &gone).await.unwrap();
+    tokio::time::sleep(PAST_TIMEOUT).await;
+    let expired = by_body(&first, "expired");
+    let again = ts.receive(&url, 10, Some(60)).await;
+    assert_eq!(again.len(), 2);
+    let current = by_body(&again, "current");
+    let entry = |id: &str, h: &str| {
+        aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+            .id(id)
+            .receipt_handle(h)
+            .build()
+            .unwrap()
+    };
+    let out = ts
+        .client
+        .delete_message_batch()
+        .queue_url(&url)
+        .entries(entry("expired", &expired))
+        .entries(entry("current", &current))
+        .entries(entry("gone", &gone))
+        .entries(entry("junk", "not-a-handle"))
+        .send()
+        .await
+        .unwrap();
+    let mut ok: Vec<&str> = out.successful().iter().map(|e| e.id()).collect();
+    ok.sort();
+    assert_eq!(ok, ["current", "expired", "gone"]);
+    assert_eq!(out.failed().len(), 1);
+    assert_eq!(out.failed()[0].id(), "junk");
+    assert_eq!(out.failed()[0].code(), "ReceiptHandleIsInvalid");
+    assert_eq!(ts.counts(&url).await, (0, 0, 0));
+}
+
 #[tokio::test]
 async fn handles_are_aws_sized_and_distinct_per_receive() {
     let ts = TestServer::start().await;
