@@ -495,9 +495,10 @@ async fn record_attempt(
     Ok(())
 }
 
-/// A batch without groups or deduplication (a standard queue's): one `INSERT` of every
-/// message, their sequence numbers drawn in the batch's order (`unnest … WITH ORDINALITY`
-/// scanned in order), instead of one round trip per message.
+/// A standard queue's batch: one `INSERT` of every message, their sequence numbers drawn in
+/// the batch's order (`unnest … WITH ORDINALITY` scanned in order), instead of one round trip
+/// per message. A fair queue's group ids are kept on the rows; no `redrive_fifo_groups` row
+/// is made (only FIFO receives read that table).
 async fn insert_plain(
     tx: &Tx<'_>,
     q: &QueueRow,
@@ -507,15 +508,17 @@ async fn insert_plain(
     let bodies: Vec<&[u8]> = msgs.iter().map(|m| m.body.as_slice()).collect();
     let attributes: Vec<&[u8]> = msgs.iter().map(|m| m.attributes.as_slice()).collect();
     let delays: Vec<i64> = msgs.iter().map(|m| m.delay_ms).collect();
+    let groups: Vec<Option<&str>> = msgs.iter().map(|m| m.group_id.as_deref()).collect();
     let rows = tx
         .query(
             &format!(
                 "INSERT INTO redrive_messages
-                    (queue_uid, part, seq, visible_at_ms, message_id, body, attributes, sent_ms)
-                 SELECT $1, (s % $2)::smallint, s, {NOW} + delay, id, body, attrs, {NOW}
+                    (queue_uid, part, seq, visible_at_ms, message_id, group_id, body, attributes,
+                     sent_ms)
+                 SELECT $1, (s % $2)::smallint, s, {NOW} + delay, id, grp, body, attrs, {NOW}
                  FROM (SELECT u.*, nextval('redrive_message_seq') AS s
-                       FROM unnest($3::uuid[], $4::bytea[], $5::bytea[], $6::bigint[])
-                            WITH ORDINALITY AS u(id, body, attrs, delay, ord)
+                       FROM unnest($3::uuid[], $4::bytea[], $5::bytea[], $6::bigint[], $7::text[])
+                            WITH ORDINALITY AS u(id, body, attrs, delay, grp, ord)
                        ORDER BY ord) n
                  RETURNING message_id, seq"
             ),
@@ -526,6 +529,7 @@ async fn insert_plain(
                 &bodies,
                 &attributes,
                 &delays,
+                &groups,
             ],
         )
         .await?;
@@ -1018,10 +1022,7 @@ impl PgStore {
     async fn try_send(&self, q: &QueueRow, msgs: &[NewMessage]) -> Result<Vec<Sent>, PgError> {
         let mut c = self.pool.get().await;
         let tx = c.transaction().await?;
-        if msgs
-            .iter()
-            .all(|m| m.dedup.is_none() && m.group_id.is_none())
-        {
+        if !q.fifo && msgs.iter().all(|m| m.dedup.is_none()) {
             let out = insert_plain(&tx, q, msgs).await?;
             if !out.is_empty() {
                 tx.execute("SELECT pg_notify($1, '')", &[&channel(q.uid)])
