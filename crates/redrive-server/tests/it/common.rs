@@ -31,6 +31,8 @@ pub struct TestServer {
     /// alternate between the two (the first's `Host` kept, as a load balancer keeps it).
     pub second: Option<String>,
     raw_turn: std::sync::atomic::AtomicUsize,
+    /// The task serving this server ([`TestServer::kill`] aborts it).
+    serving: tokio::task::AbortHandle,
 }
 
 /// Serves `engine` on `127.0.0.1:<ephemeral>` until the returned sender fires (or is dropped):
@@ -114,7 +116,7 @@ impl TestServer {
     /// Serves `server` on the test's runtime and connects clients to it.
     pub fn from_server(server: Server) -> TestServer {
         let addr = server.local_addr().expect("local addr");
-        tokio::spawn(server.serve(std::future::pending()));
+        let serving = tokio::spawn(server.serve(std::future::pending())).abort_handle();
         let base = format!("http://{addr}");
         let http_client = aws_smithy_http_client::Builder::new().build_http();
         let config = aws_sdk_sqs::Config::builder()
@@ -135,7 +137,14 @@ impl TestServer {
             base,
             second: None,
             raw_turn: std::sync::atomic::AtomicUsize::new(0),
+            serving,
         }
+    }
+
+    /// Stops serving at once, as a killed process would: nothing is released or flushed. Its
+    /// engine's background work ends once the test drops its own handles to the engine.
+    pub fn kill(&self) {
+        self.serving.abort();
     }
 
     /// The URL this server hands out for queue `name`.

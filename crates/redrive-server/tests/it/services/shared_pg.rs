@@ -1888,6 +1888,91 @@ async fn alert_rules_are_shared_judged_once_and_notify_once() {
     assert_eq!(v["__type"], "ResourceNotFoundException", "{status} {v}");
 }
 
+/// The alerts lease outlives a killed holder by its TTL (the database's clock, moved here),
+/// then the other server judges and notifies, resuming from the rule's stored state: the
+/// alarm the dead server raised ends with one OK, not a second ALARM.
+#[tokio::test]
+async fn the_alerts_pass_to_another_server_when_their_holder_dies() {
+    const M0: u64 = 1_776_716_400_000;
+    let (mut s, db) = servers_on_clocks(2, M0).await;
+    let clocks: Vec<Arc<ManualClock>> = s.iter().map(|(_, _, c)| c.clone()).collect();
+    let advance = |ms: u64| clocks.iter().for_each(|c| c.advance_ms(ms));
+    let (hook, mut deliveries) = alert_receiver().await;
+    let dlq = s[0].0.create("orders-dlq").await;
+    let (status, rule) = post_json(
+        &s[0].0,
+        "/_redrive/v1/alerts/rules",
+        serde_json::json!({
+            "name": "dlq-any",
+            "queue": "*-dlq",
+            "condition": {"kind": "depth", "threshold": 1, "minutes": 1},
+            "webhooks": [{"url": hook}],
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{rule}");
+    advance(1_000);
+    s[1].0.send(&dlq, "boom").await;
+    advance(60_000);
+    let (fa, fb) = tokio::join!(s[0].1.flush_history(), s[1].1.flush_history());
+    assert_eq!((fa.minute_ms, fb.minute_ms), (Some(M0), Some(M0)));
+    let (ra, rb) = tokio::join!(s[0].1.evaluate_alerts(), s[1].1.evaluate_alerts());
+    assert_eq!(
+        ra.transitions.len() + rb.transitions.len(),
+        1,
+        "{ra:?} {rb:?}"
+    );
+    let holder = if ra.transitions.is_empty() { 1 } else { 0 };
+    let (_, alarm) = tokio::time::timeout(Duration::from_secs(30), deliveries.recv())
+        .await
+        .expect("the ALARM delivered")
+        .expect("receiver open");
+    assert_eq!(alarm["event"], "ALARM", "{alarm}");
+
+    // The holder dies without releasing anything.
+    let (dead, dead_engine, _) = s.remove(holder);
+    dead.kill();
+    drop((dead, dead_engine));
+    let (survivor, engine, _) = &s[0];
+    let got = survivor.receive(&dlq, 1, Some(60)).await;
+    survivor
+        .client
+        .delete_message()
+        .queue_url(&dlq)
+        .receipt_handle(got[0].receipt_handle().unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    // Within the lease's lifetime the survivor does not judge.
+    advance(60_000);
+    engine.flush_history().await;
+    let r = engine.evaluate_alerts().await;
+    assert!(r.transitions.is_empty(), "{r:?}");
+
+    // Past it (the history lease's 150 s too), the survivor samples, judges and notifies.
+    db.store().advance_clock(151_000).await.unwrap();
+    advance(60_000);
+    engine.flush_history().await;
+    let r = engine.evaluate_alerts().await;
+    assert_eq!(r.transitions.len(), 1, "{r:?}");
+    let (_, ok) = tokio::time::timeout(Duration::from_secs(30), deliveries.recv())
+        .await
+        .expect("the OK delivered")
+        .expect("receiver open");
+    assert_eq!(ok["event"], "OK", "{ok}");
+    let (_, h) = get_json(survivor, "/_redrive/v1/alerts/history").await;
+    let states: Vec<&str> = h["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["newState"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["OK", "ALARM"], "{h}");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(deliveries.try_recv().is_err(), "one notification each");
+}
+
 #[tokio::test]
 async fn cloudwatch_alarms_are_shared_and_judged_once() {
     use aws_sdk_cloudwatch::types::{
