@@ -615,6 +615,11 @@ pub struct Judgement {
 
 /// Judges `condition` at minute `last` (epoch minutes) over `points` (epoch minute → record).
 pub fn judge(condition: &Condition, points: &BTreeMap<u64, MinuteRecord>, last: u64) -> Judgement {
+    // Conditions on gauges judge only the minutes whose gauges were sampled: an unsampled
+    // minute is missing data, not an empty queue.
+    if !matches!(condition, Condition::Arrivals { .. }) && points.values().any(|r| r.no_gauges) {
+        return judge(condition, &sampled(points), last);
+    }
     let j = |state, reason: String| Judgement { state, reason };
     let window = |minutes: u32| {
         let first = last + 1 - u64::from(minutes).min(last + 1);
@@ -735,16 +740,34 @@ pub fn judge(condition: &Condition, points: &BTreeMap<u64, MinuteRecord>, last: 
     }
 }
 
+/// The minutes of `points` whose gauges were sampled ([`MinuteRecord::no_gauges`]).
+fn sampled(points: &BTreeMap<u64, MinuteRecord>) -> BTreeMap<u64, MinuteRecord> {
+    points
+        .iter()
+        .filter(|(_, r)| !r.no_gauges)
+        .map(|(m, r)| (*m, r.clone()))
+        .collect()
+}
+
 /// "residue" or "growth": whether anything arrived over the last `minutes` of history, and how
 /// fast depth moved.
 pub fn classify(points: &BTreeMap<u64, MinuteRecord>, last: u64, minutes: u32) -> String {
     let first = last + 1 - u64::from(minutes).min(last + 1);
     let recs: Vec<(&u64, &MinuteRecord)> = points.range(first..=last).collect();
-    let (Some((first_m, first_r)), Some((last_m, last_r))) = (recs.first(), recs.last()) else {
+    // Arrivals over every minute; depth from the sampled ones.
+    let mut with_gauges = recs.iter().filter(|(_, r)| !r.no_gauges);
+    let (Some((first_m, first_r)), Some((last_m, last_r))) = (
+        with_gauges.next(),
+        recs.iter().rev().find(|(_, r)| !r.no_gauges),
+    ) else {
         return "no minute history to tell residue from growth".into();
     };
     let span = **last_m - **first_m + 1;
-    let came: u64 = recs.iter().map(|(_, r)| arrivals(r)).sum();
+    let came: u64 = recs
+        .iter()
+        .filter(|(m, _)| (**first_m..=**last_m).contains(*m))
+        .map(|(_, r)| arrivals(r))
+        .sum();
     let visible = last_r.g[VISIBLE];
     if came == 0 {
         return format!(
@@ -1549,6 +1572,43 @@ mod tests {
         assert_eq!(judge(&c, &p, 10).state, AlarmState::Alarm);
         p.insert(9, rec(0, 0, 0, 0));
         assert_eq!(judge(&c, &p, 10).state, AlarmState::Ok);
+    }
+
+    /// A shared store's minute nobody sampled (its `history` lease holder died) is missing
+    /// data: an alarm is not ended by its zero depth, and arrivals still count.
+    #[test]
+    fn unsampled_minutes_are_missing_gauges_not_zeros() {
+        let unsampled = |sent: u64, dla: u64| MinuteRecord {
+            no_gauges: true,
+            ..rec(0, 0, sent, dla)
+        };
+        let depth = Condition::Depth {
+            threshold: 1,
+            minutes: 2,
+        };
+        let mut p = BTreeMap::new();
+        p.insert(8, rec(5, 600, 0, 0));
+        p.insert(9, rec(5, 600, 0, 0));
+        assert_eq!(judge(&depth, &p, 9).state, AlarmState::Alarm);
+        p.insert(10, unsampled(0, 3));
+        assert_eq!(judge(&depth, &p, 10).state, AlarmState::InsufficientData);
+        let age = Condition::Age { seconds: 300 };
+        assert_eq!(judge(&age, &p, 10).state, AlarmState::InsufficientData);
+        let growth = Condition::Growth {
+            increase: 1,
+            window_minutes: 1,
+        };
+        assert_eq!(judge(&growth, &p, 10).state, AlarmState::InsufficientData);
+        let arrivals = Condition::Arrivals {
+            count: 3,
+            window_minutes: 1,
+        };
+        assert_eq!(judge(&arrivals, &p, 10).state, AlarmState::Alarm);
+        p.insert(11, rec(8, 600, 0, 0));
+        assert_eq!(
+            classify(&p, 11, 60),
+            "growing by 0.8/min (3 arrived in the last 4 min)"
+        );
     }
 
     #[test]

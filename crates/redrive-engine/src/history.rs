@@ -112,6 +112,10 @@ pub struct MinuteRecord {
     pub c: [u64; 10],
     /// Gauge samples at the minute's end, in the order of [`GAUGES`].
     pub g: [u64; 5],
+    /// The minute's gauges were never sampled (`g` is zeros, not a reading): on a shared
+    /// store, a minute that ended while no server held the `history` lease (its holder had
+    /// died). Gauge readers skip such a minute; its counters count. Never stored.
+    pub no_gauges: bool,
 }
 
 impl MinuteRecord {
@@ -421,11 +425,16 @@ pub fn aggregate(points: &[MinutePoint], since_ms: u64, period_secs: u64) -> Vec
         series.push(Series { def: *def, points });
     }
     for (i, def) in GAUGES.iter().enumerate() {
+        // A period whose minutes were none of them sampled has no gauge datapoint.
         let points = groups
             .iter()
-            .map(|(ts, recs)| {
-                let values: Vec<u64> = recs.iter().map(|r| r.g[i]).collect();
-                stats(*ts, &values)
+            .filter_map(|(ts, recs)| {
+                let values: Vec<u64> = recs
+                    .iter()
+                    .filter(|r| !r.no_gauges)
+                    .map(|r| r.g[i])
+                    .collect();
+                (!values.is_empty()).then(|| stats(*ts, &values))
             })
             .collect();
         series.push(Series { def: *def, points });
@@ -531,7 +540,15 @@ impl Engine {
                     }
                 }
                 h.days.insert((uid, minute / MINUTES_PER_DAY));
-                records.push((uid, MinuteRecord { v: 1, c, g: gauges }));
+                records.push((
+                    uid,
+                    MinuteRecord {
+                        v: 1,
+                        c,
+                        g: gauges,
+                        no_gauges: false,
+                    },
+                ));
             }
             h.base.retain(|uid, _| live.contains(uid));
             h.written_through = minute;
@@ -716,6 +733,7 @@ mod tests {
             v: 1,
             c: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
             g: [11, 12, 13, 14, 15],
+            no_gauges: false,
         };
         assert_eq!(
             String::from_utf8(r.encode()).unwrap(),
@@ -736,6 +754,7 @@ mod tests {
             v: 1,
             c: [sent, bytes, 0, 0, 0, 0, 0, 0, 0, 0],
             g: [vis, 0, 0, 0, 0],
+            no_gauges: false,
         };
         let pts = vec![
             MinutePoint {
@@ -764,5 +783,34 @@ mod tests {
         let vis = &s[COUNTERS.len()].points;
         assert_eq!(vis[0].minimum, Some(1.0));
         assert_eq!(vis[0].average, Some(2.0));
+    }
+
+    /// Minutes whose gauges nobody sampled (a shared store between two `history` lease
+    /// holders) give no gauge datapoint; their counters count.
+    #[test]
+    fn unsampled_minutes_have_no_gauge_datapoints() {
+        let rec = |sent: u64, vis: u64, no_gauges: bool| MinuteRecord {
+            v: 1,
+            c: [sent, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            g: [vis, 0, 0, 0, 0],
+            no_gauges,
+        };
+        let pts: Vec<MinutePoint> = [rec(1, 4, false), rec(2, 0, true), rec(3, 0, true)]
+            .into_iter()
+            .enumerate()
+            .map(|(i, record)| MinutePoint {
+                minute_ms: i as u64 * 60_000,
+                record,
+            })
+            .collect();
+        let s = aggregate(&pts, 0, 60);
+        assert_eq!(s[0].points.len(), 3);
+        assert_eq!(s[0].points[2].sum, 3.0);
+        let vis = &s[COUNTERS.len()].points;
+        assert_eq!(vis.len(), 1);
+        assert_eq!((vis[0].timestamp_ms, vis[0].maximum), (0, Some(4.0)));
+        let s = aggregate(&pts, 0, 180);
+        let vis = &s[COUNTERS.len()].points;
+        assert_eq!((vis[0].sample_count, vis[0].average), (1.0, Some(4.0)));
     }
 }

@@ -189,6 +189,25 @@ impl Engine {
         held
     }
 
+    /// At shutdown, after the last history write: gives up the `alerts` and `history` leases
+    /// if this server holds them, so another server takes them at its next try instead of
+    /// after their lifetimes (30 s and 150 s, during which no minute's gauges are sampled).
+    /// A no-op on the embedded store.
+    pub async fn release_shared_leases(&self) {
+        let Some(b) = self.shared.clone() else {
+            return;
+        };
+        *self.alerts.lease_check.lock() = LeaseCheck {
+            at: Some(Instant::now()),
+            held: false,
+        };
+        for lease in [ALERTS_LEASE, crate::shared_history::HISTORY_LEASE] {
+            if let Err(e) = b.release(lease, &self.shared_holder).await {
+                tracing::warn!(lease, error = %e.message, "lease not released at shutdown");
+            }
+        }
+    }
+
     /// Whether this server delivers alert notifications now: always on the embedded store; on
     /// a shared one only the holder of the alerts lease, with its outbox read first.
     pub async fn alert_delivery_turn(&self) -> bool {

@@ -170,6 +170,7 @@ impl Engine {
                     v: 1,
                     c: r.counters,
                     g: r.gauges.unwrap_or_default(),
+                    no_gauges: r.gauges.is_none(),
                 },
             })
             .collect())

@@ -513,6 +513,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .context("server failed")?;
     // The minute in progress, so a restart within it keeps what was counted before.
     engine.flush_history_partial().await;
+    // On a shared store, the next server takes over the alerts and the gauges at once.
+    engine.release_shared_leases().await;
     drop(engine);
     tracing::info!("stopped");
     Ok(())

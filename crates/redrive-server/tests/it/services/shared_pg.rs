@@ -1888,9 +1888,11 @@ async fn alert_rules_are_shared_judged_once_and_notify_once() {
     assert_eq!(v["__type"], "ResourceNotFoundException", "{status} {v}");
 }
 
-/// The alerts lease outlives a killed holder by its TTL (the database's clock, moved here),
-/// then the other server judges and notifies, resuming from the rule's stored state: the
-/// alarm the dead server raised ends with one OK, not a second ALARM.
+/// A killed server held both background leases: the alerts lease (30 s) passes first, and
+/// the new holder judges the minutes nobody sampled as missing data, not as an empty queue
+/// (no false OK); once the `history` lease (150 s) has passed too, the fresh gauges end the
+/// alarm the dead server raised with one OK. Lease lifetimes run on the database's clock,
+/// moved here.
 #[tokio::test]
 async fn the_alerts_pass_to_another_server_when_their_holder_dies() {
     const M0: u64 = 1_776_716_400_000;
@@ -1914,23 +1916,19 @@ async fn the_alerts_pass_to_another_server_when_their_holder_dies() {
     advance(1_000);
     s[1].0.send(&dlq, "boom").await;
     advance(60_000);
-    let (fa, fb) = tokio::join!(s[0].1.flush_history(), s[1].1.flush_history());
-    assert_eq!((fa.minute_ms, fb.minute_ms), (Some(M0), Some(M0)));
-    let (ra, rb) = tokio::join!(s[0].1.evaluate_alerts(), s[1].1.evaluate_alerts());
-    assert_eq!(
-        ra.transitions.len() + rb.transitions.len(),
-        1,
-        "{ra:?} {rb:?}"
-    );
-    let holder = if ra.transitions.is_empty() { 1 } else { 0 };
+    // Server 0 flushes and judges first: it takes both leases.
+    assert_eq!(s[0].1.flush_history().await.minute_ms, Some(M0));
+    assert_eq!(s[1].1.flush_history().await.minute_ms, Some(M0));
+    assert_eq!(s[0].1.evaluate_alerts().await.transitions.len(), 1);
+    assert!(s[1].1.evaluate_alerts().await.transitions.is_empty());
     let (_, alarm) = tokio::time::timeout(Duration::from_secs(30), deliveries.recv())
         .await
         .expect("the ALARM delivered")
         .expect("receiver open");
     assert_eq!(alarm["event"], "ALARM", "{alarm}");
 
-    // The holder dies without releasing anything.
-    let (dead, dead_engine, _) = s.remove(holder);
+    // Server 0 dies without releasing anything; the DLQ is emptied through server 1.
+    let (dead, dead_engine, _) = s.remove(0);
     dead.kill();
     drop((dead, dead_engine));
     let (survivor, engine, _) = &s[0];
@@ -1944,18 +1942,35 @@ async fn the_alerts_pass_to_another_server_when_their_holder_dies() {
         .await
         .unwrap();
 
-    // Within the lease's lifetime the survivor does not judge.
+    // Within the alerts lease's lifetime the survivor does not judge.
     advance(60_000);
     engine.flush_history().await;
-    let r = engine.evaluate_alerts().await;
-    assert!(r.transitions.is_empty(), "{r:?}");
+    assert!(engine.evaluate_alerts().await.transitions.is_empty());
 
-    // Past it (the history lease's 150 s too), the survivor samples, judges and notifies.
-    db.store().advance_clock(151_000).await.unwrap();
+    // Past it, the survivor judges, but the minute's gauges were never sampled (its row holds
+    // only the survivor's counts, here an empty receive): no OK.
+    db.store().advance_clock(31_000).await.unwrap();
+    assert!(survivor.receive(&dlq, 1, Some(60)).await.is_empty());
     advance(60_000);
     engine.flush_history().await;
     let r = engine.evaluate_alerts().await;
-    assert_eq!(r.transitions.len(), 1, "{r:?}");
+    assert!(
+        r.transitions
+            .iter()
+            .all(|t| t.new_state != redrive_engine::alerts::AlarmState::Ok),
+        "an unsampled minute is not an empty queue: {r:?}"
+    );
+    // Past the history lease too: sampled, judged, one OK.
+    db.store().advance_clock(120_000).await.unwrap();
+    advance(60_000);
+    engine.flush_history().await;
+    let r = engine.evaluate_alerts().await;
+    assert!(
+        r.transitions
+            .iter()
+            .any(|t| t.new_state == redrive_engine::alerts::AlarmState::Ok),
+        "{r:?}"
+    );
     let (_, ok) = tokio::time::timeout(Duration::from_secs(30), deliveries.recv())
         .await
         .expect("the OK delivered")
@@ -1968,9 +1983,63 @@ async fn the_alerts_pass_to_another_server_when_their_holder_dies() {
         .iter()
         .map(|t| t["newState"].as_str().unwrap())
         .collect();
-    assert_eq!(states, ["OK", "ALARM"], "{h}");
+    assert_eq!(states.first(), Some(&"OK"), "{h}");
+    assert_eq!(states.last(), Some(&"ALARM"), "{h}");
+    assert_eq!(states.iter().filter(|s| **s == "OK").count(), 1, "{h}");
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert!(deliveries.try_recv().is_err(), "one notification each");
+}
+
+/// A server stopping gracefully gives up its background leases: the other server samples
+/// the gauges and judges the very next minute (no 30 s or 150 s wait).
+#[tokio::test]
+async fn a_server_stopping_hands_its_background_leases_over_at_once() {
+    const M0: u64 = 1_776_716_400_000;
+    let (s, _db) = servers_on_clocks(2, M0).await;
+    let ((a, ea, ca), (b, eb, cb)) = (&s[0], &s[1]);
+    let advance = |ms: u64| {
+        ca.advance_ms(ms);
+        cb.advance_ms(ms);
+    };
+    let dlq = a.create("stock-dlq").await;
+    let (status, rule) = post_json(
+        a,
+        "/_redrive/v1/alerts/rules",
+        serde_json::json!({
+            "name": "stock-any",
+            "queue": "*-dlq",
+            "condition": {"kind": "depth", "threshold": 1, "minutes": 1},
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{rule}");
+    advance(1_000);
+    a.send(&dlq, "one").await;
+    advance(60_000);
+    ea.flush_history().await;
+    assert_eq!(ea.evaluate_alerts().await.transitions.len(), 1);
+    eb.flush_history().await;
+    assert!(eb.evaluate_alerts().await.transitions.is_empty());
+
+    ea.release_shared_leases().await;
+    a.kill();
+    b.send(&dlq, "two").await;
+    advance(60_000);
+    eb.flush_history().await;
+    let r = eb.evaluate_alerts().await;
+    assert_eq!(r.evaluated, 1, "B judges at once: {r:?}");
+    let since = M0 / 1000;
+    let (_, v) = get_json(
+        b,
+        &format!(
+            "/_redrive/v1/queues/stock-dlq/metrics?since={since}&until={}",
+            since + 180
+        ),
+    )
+    .await;
+    let visible = series(&v, "ApproximateNumberOfMessagesVisible");
+    assert_eq!(visible.len(), 2, "{v}");
+    assert_eq!(visible[1]["Maximum"], 2.0, "B sampled the gauges: {v}");
 }
 
 #[tokio::test]
