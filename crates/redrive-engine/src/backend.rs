@@ -461,6 +461,13 @@ pub trait QueueBackend: Send + Sync + 'static {
         claim: Claim,
         visibility_ms: u64,
     ) -> BoxFuture<'a, SqsResult<HandleCheck>>;
+    /// [`QueueBackend::change_visibility`] of each `(claim, visibility_ms)`, answered in the
+    /// same order (a standard queue's batch in one transaction).
+    fn change_visibility_many<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        changes: Vec<(Claim, u64)>,
+    ) -> BoxFuture<'a, SqsResult<Vec<HandleCheck>>>;
     /// Removes every message and FIFO deduplication entry.
     fn purge<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<u64>>;
     fn counts<'a>(&'a self, q: &'a SharedQueue) -> BoxFuture<'a, SqsResult<Counts>>;

@@ -325,12 +325,36 @@ impl Engine {
                 let q = self.sh_resolve(b, ctx, &i.queue_url).await?;
                 let ids: Vec<&str> = i.entries.iter().map(|e| e.id.as_str()).collect();
                 validate::batch_ids("ChangeMessageVisibilityBatchRequestEntry", &ids)?;
+                // Entries checked first; the valid ones changed in one backend call, each
+                // answered as a single ChangeMessageVisibility would be.
+                let mut changes = Vec::new();
+                let mut valid = Vec::new();
+                let mut outcome: Vec<Option<SqsResult<()>>> = Vec::new();
+                for e in &i.entries {
+                    let checked = check_visibility_timeout(e.visibility_timeout)
+                        .and_then(|t| Ok((claim_of(&q, &e.receipt_handle)?, t)));
+                    match checked {
+                        Ok((claim, timeout)) => {
+                            changes.push((claim, (timeout as u64) * 1000));
+                            valid.push((outcome.len(), timeout));
+                            outcome.push(None);
+                        }
+                        Err(err) => outcome.push(Some(Err(err))),
+                    }
+                }
+                let checks = if changes.is_empty() {
+                    Vec::new()
+                } else {
+                    b.change_visibility_many(&q, changes).await?
+                };
+                for ((slot, timeout), check) in valid.into_iter().zip(checks) {
+                    let handle = &i.entries[slot].receipt_handle;
+                    outcome[slot] = Some(visibility_outcome(check, handle, timeout));
+                }
                 let mut out = BatchOutput::default();
-                for e in i.entries {
-                    match sh_change_visibility(b, &q, &e.receipt_handle, e.visibility_timeout).await
-                    {
+                for (e, result) in i.entries.into_iter().zip(outcome) {
+                    match result.expect("every entry answered") {
                         Ok(()) => out.successful.push(BatchSuccessEntry { id: e.id }),
-                        Err(err) if err.code == ErrorCode::InternalError => return Err(err),
                         Err(err) => out.failed.push(batch_error(e.id, &err)),
                     }
                 }
@@ -845,10 +869,15 @@ async fn sh_change_visibility(
 ) -> SqsResult<()> {
     let timeout = check_visibility_timeout(timeout)?;
     let claim = claim_of(q, handle)?;
-    match b
+    let check = b
         .change_visibility(q, claim, (timeout as u64) * 1000)
-        .await?
-    {
+        .await?;
+    visibility_outcome(check, handle, timeout)
+}
+
+/// What a visibility change by `handle` to `timeout` answers, given what the backend found.
+fn visibility_outcome(check: HandleCheck, handle: &str, timeout: i64) -> SqsResult<()> {
+    match check {
         HandleCheck::Applied => Ok(()),
         HandleCheck::NotInFlight => Err(SqsError::new(
             ErrorCode::MessageNotInflight,

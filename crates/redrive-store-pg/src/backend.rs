@@ -473,6 +473,32 @@ impl QueueBackend for PgBackend {
         })
     }
 
+    fn change_visibility_many<'a>(
+        &'a self,
+        q: &'a SharedQueue,
+        changes: Vec<(eb::Claim, u64)>,
+    ) -> BoxFuture<'a, SqsResult<Vec<eb::HandleCheck>>> {
+        Box::pin(async move {
+            if q.fifo {
+                let mut out = Vec::with_capacity(changes.len());
+                for (claim, v) in changes {
+                    out.push(self.change_visibility(q, claim, v).await?);
+                }
+                return Ok(out);
+            }
+            let changes: Vec<(Claim, i64)> = changes
+                .into_iter()
+                .map(|(c, v)| (claim_of(q, c), v as i64))
+                .collect();
+            let checks = self
+                .store
+                .change_visibility_many(&to_row(q), &changes)
+                .await
+                .map_err(internal)?;
+            Ok(checks.into_iter().map(check).collect())
+        })
+    }
+
     fn change_visibility<'a>(
         &'a self,
         q: &'a SharedQueue,

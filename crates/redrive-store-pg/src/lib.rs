@@ -1696,6 +1696,112 @@ impl PgStore {
             .collect())
     }
 
+    /// A standard queue's batch of visibility changes (`(claim, visibility_ms)`) in one
+    /// transaction: one `UPDATE` for all of them, under the conditions of
+    /// [`PgStore::change_visibility`], and one read to tell why the others were refused.
+    /// A batch naming one message twice is applied entry by entry instead (in order, as
+    /// separate calls would). No FIFO group is touched.
+    pub async fn change_visibility_many(
+        &self,
+        q: &QueueRow,
+        changes: &[(Claim, i64)],
+    ) -> Result<Vec<HandleCheck>, PgError> {
+        let mut seqs: Vec<i64> = changes.iter().map(|(c, _)| c.seq).collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        if seqs.len() < changes.len() {
+            let mut out = Vec::with_capacity(changes.len());
+            for (claim, v) in changes {
+                out.push(self.change_visibility(q, *claim, *v).await?);
+            }
+            return Ok(out);
+        }
+        retry!(self.try_change_visibility_many(q, changes))
+    }
+
+    async fn try_change_visibility_many(
+        &self,
+        q: &QueueRow,
+        changes: &[(Claim, i64)],
+    ) -> Result<Vec<HandleCheck>, PgError> {
+        let parts: Vec<i16> = changes.iter().map(|(c, _)| c.part).collect();
+        let seqs: Vec<i64> = changes.iter().map(|(c, _)| c.seq).collect();
+        let tokens: Vec<i64> = changes.iter().map(|(c, _)| c.token).collect();
+        let visibilities: Vec<i64> = changes.iter().map(|(_, v)| *v).collect();
+        let mut c = self.pool.get().await;
+        let tx = c.transaction().await?;
+        let now: i64 = tx.query_one(&format!("SELECT {NOW}"), &[]).await?.get(0);
+        let applied: std::collections::HashSet<i64> = tx
+            .query(
+                &format!(
+                    "UPDATE redrive_messages m SET visible_at_ms = $6::bigint + c.vis
+                     FROM unnest($2::smallint[], $3::bigint[], $4::bigint[], $5::bigint[])
+                          AS c(part, seq, token, vis)
+                     WHERE m.queue_uid = $1 AND m.part = c.part AND m.seq = c.seq
+                       AND (m.receipt_token = c.token
+                            OR (m.receipt_token > c.token AND m.visible_at_ms > $6))
+                       AND (m.received_ms IS NULL
+                            OR c.vis + ($6 - m.received_ms) / 1000 * 1000 <= {MAX_VISIBILITY_MS})
+                     RETURNING m.seq"
+                ),
+                &[&q.uid, &parts, &seqs, &tokens, &visibilities, &now],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        // The refused ones: why, from the rows as they are in this transaction.
+        let refused: Vec<usize> = (0..changes.len())
+            .filter(|i| !applied.contains(&seqs[*i]))
+            .collect();
+        let mut found: HashMap<i64, (i64, i64, Option<i64>)> = HashMap::new();
+        if !refused.is_empty() {
+            let ask_parts: Vec<i16> = refused.iter().map(|i| parts[*i]).collect();
+            let ask_seqs: Vec<i64> = refused.iter().map(|i| seqs[*i]).collect();
+            for r in tx
+                .query(
+                    "SELECT m.seq, m.receipt_token, m.visible_at_ms, m.received_ms
+                     FROM redrive_messages m
+                     JOIN unnest($2::smallint[], $3::bigint[]) AS c(part, seq)
+                       ON m.part = c.part AND m.seq = c.seq
+                     WHERE m.queue_uid = $1",
+                    &[&q.uid, &ask_parts, &ask_seqs],
+                )
+                .await?
+            {
+                found.insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
+            }
+        }
+        if changes.iter().any(|(_, v)| *v == 0) {
+            // A message made visible: wake the long polls.
+            tx.execute("SELECT pg_notify($1, '')", &[&channel(q.uid)])
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(changes
+            .iter()
+            .map(|(claim, v)| {
+                if applied.contains(&claim.seq) {
+                    return HandleCheck::Applied;
+                }
+                let Some(&(token, visible_at, received)) = found.get(&claim.seq) else {
+                    return HandleCheck::Stale;
+                };
+                let handle_holds =
+                    token == claim.token || (token > claim.token && visible_at > now);
+                if handle_holds
+                    && received.is_some_and(|r| v + (now - r) / 1000 * 1000 > MAX_VISIBILITY_MS)
+                {
+                    HandleCheck::BeyondLimit
+                } else if visible_at <= now {
+                    HandleCheck::NotInFlight
+                } else {
+                    HandleCheck::Stale
+                }
+            })
+            .collect())
+    }
+
     /// [`PgStore::delete`] only while the message is in flight under `claim` (FIFO: a handle
     /// whose visibility ended no longer deletes).
     pub async fn delete_in_flight(

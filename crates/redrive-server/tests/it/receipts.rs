@@ -225,6 +225,87 @@ async fn standard_delete_batch_answers_each_handle_as_a_single_delete() {
     assert_eq!(ts.counts(&url).await, (0, 0, 0));
 }
 
+/// A standard queue's visibility batch: each entry answered as its single change would be
+/// (applied; an older handle of a visible message: not in flight; a deleted message; beyond
+/// the 12-hour total; a malformed handle; a bad timeout), in one request.
+#[tokio::test]
+async fn standard_visibility_batch_answers_each_entry_as_a_single_change() {
+    let ts = TestServer::start().await;
+    let url = ts.create("rh-std-cmvb").await;
+    for body in ["applied", "visible", "gone", "long"] {
+        ts.send(&url, body).await;
+    }
+    let first = ts.receive(&url, 10, Some(60)).await;
+    assert_eq!(first.len(), 4);
+    let by_body = |ms: &[Message], b: &str| {
+        handle(ms.iter().find(|m| m.body() == Some(b)).unwrap()).to_string()
+    };
+    // "visible": received again, then visible: its first handle is not the latest.
+    let old_visible = by_body(&first, "visible");
+    cmv(&ts, &url, &old_visible, 0).await.unwrap();
+    let again = ts.receive(&url, 1, Some(60)).await;
+    assert_eq!(again[0].body(), Some("visible"));
+    cmv(&ts, &url, handle(&again[0]), 0).await.unwrap();
+    let gone = by_body(&first, "gone");
+    delete(&ts, &url, &gone).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let entry = |id: &str, h: &str, secs: i32| {
+        aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
+            .id(id)
+            .receipt_handle(h)
+            .visibility_timeout(secs)
+            .build()
+            .unwrap()
+    };
+    let out = ts
+        .client
+        .change_message_visibility_batch()
+        .queue_url(&url)
+        .entries(entry("applied", &by_body(&first, "applied"), 120))
+        .entries(entry("visible", &old_visible, 30))
+        .entries(entry("gone", &gone, 30))
+        .entries(entry("long", &by_body(&first, "long"), 43_200))
+        .entries(entry("junk", "not-a-handle", 30))
+        .entries(entry("too-long", &by_body(&first, "long"), 43_201))
+        .send()
+        .await
+        .unwrap();
+    let ok: Vec<&str> = out.successful().iter().map(|e| e.id()).collect();
+    assert_eq!(ok, ["applied"]);
+    let mut failed: Vec<(&str, &str)> = out.failed().iter().map(|e| (e.id(), e.code())).collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        [
+            ("gone", "InvalidParameterValue"),
+            ("junk", "ReceiptHandleIsInvalid"),
+            ("long", "InvalidParameterValue"),
+            ("too-long", "InvalidParameterValue"),
+            ("visible", "AWS.SimpleQueueService.MessageNotInflight"),
+        ]
+    );
+    let message = |id: &str| {
+        out.failed()
+            .iter()
+            .find(|e| e.id() == id)
+            .and_then(|e| e.message())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        message("gone").contains("Message does not exist or is not available"),
+        "{}",
+        message("gone")
+    );
+    assert!(
+        message("long").contains("Total VisibilityTimeout for the message is beyond the limit"),
+        "{}",
+        message("long")
+    );
+    // Only "applied" changed: still in flight with "long"; "visible" is visible.
+    assert_eq!(ts.counts(&url).await, (1, 2, 0));
+}
+
 #[tokio::test]
 async fn handles_are_aws_sized_and_distinct_per_receive() {
     let ts = TestServer::start().await;
