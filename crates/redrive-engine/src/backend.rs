@@ -179,7 +179,8 @@ pub struct Counts {
 pub struct InFlight {
     /// Received messages not yet visible again, up to the cap asked for.
     pub count: u64,
-    /// Whether a message is waiting to be received.
+    /// Whether a message is waiting to be received (looked at only when `count` reached the
+    /// cap asked for; `false` otherwise).
     pub any_visible: bool,
 }
 

@@ -174,7 +174,7 @@ pub struct Engine {
     shared_counters: Mutex<HashMap<u64, Arc<metrics::QueueCounters>>>,
     /// On a shared backend: each queue's in-flight count as last read here, with this
     /// server's deliveries since added, and when it was read (see [`Engine::sh_in_flight`]).
-    shared_in_flight: Mutex<HashMap<u64, (backend::InFlight, std::time::Instant)>>,
+    shared_in_flight: Mutex<HashMap<u64, (shared::CountedInFlight, std::time::Instant)>>,
     /// On a shared backend: this process's name in lease rows (minute history, alerts).
     shared_holder: String,
     /// Wakes the shared backend's move-task runner (a task was started or cancelled here).

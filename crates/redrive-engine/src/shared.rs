@@ -92,15 +92,23 @@ impl Engine {
         b: &dyn QueueBackend,
         q: &SharedQueue,
     ) -> SqsResult<crate::backend::InFlight> {
+        let cap = limits::MAX_INFLIGHT_STANDARD as u64;
+        // A count that reached the cap by this server's own additions is read again: only a
+        // read at the cap says whether messages are waiting (`OverLimit` or nothing more).
         if let Some((f, at)) = self.shared_in_flight.lock().get(&q.uid)
             && at.elapsed() < IN_FLIGHT_RECOUNT
+            && (f.in_flight.count < cap || f.read_at_cap)
         {
-            return Ok(*f);
+            return Ok(f.in_flight);
         }
-        let f = b.in_flight(q, limits::MAX_INFLIGHT_STANDARD as u64).await?;
+        let f = b.in_flight(q, cap).await?;
+        let counted = CountedInFlight {
+            in_flight: f,
+            read_at_cap: f.count >= cap,
+        };
         self.shared_in_flight
             .lock()
-            .insert(q.uid, (f, std::time::Instant::now()));
+            .insert(q.uid, (counted, std::time::Instant::now()));
         Ok(f)
     }
 
@@ -745,7 +753,7 @@ impl Engine {
             .await?
         };
         if let Some((f, _)) = self.shared_in_flight.lock().get_mut(&q.uid) {
-            f.count += got.delivered.len() as u64;
+            f.in_flight.count += got.delivered.len() as u64;
         }
         // A standard receive visits partitions from a random one; within one answer, oldest
         // first (SQS's best-effort order, and the embedded store's). FIFO answers keep the
@@ -806,6 +814,15 @@ impl Engine {
 
 /// Read-modify-write attempts of one queue change (see [`Engine::sh_update`]).
 const UPDATE_ATTEMPTS: usize = 24;
+
+/// A shared queue's in-flight count as this server knows it (see [`Engine::sh_in_flight`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CountedInFlight {
+    /// As read, plus this server's deliveries since.
+    pub(crate) in_flight: crate::backend::InFlight,
+    /// The read itself reached the cap (so `any_visible` was looked at).
+    pub(crate) read_at_cap: bool,
+}
 
 /// How long a server believes a shared queue's in-flight count (the in-flight limit).
 const IN_FLIGHT_RECOUNT: std::time::Duration = std::time::Duration::from_secs(1);
