@@ -285,41 +285,21 @@ impl Engine {
                 let q = self.sh_resolve(b, ctx, &i.queue_url).await?;
                 let ids: Vec<&str> = i.entries.iter().map(|e| e.id.as_str()).collect();
                 validate::batch_ids("DeleteMessageBatchRequestEntry", &ids)?;
-                // Handles checked first; the valid ones deleted in one backend call, each
-                // answered as a single DeleteMessage would be.
-                let mut claims = Vec::new();
-                let mut valid = Vec::new();
-                let mut outcome: Vec<Option<SqsResult<()>>> = Vec::new();
-                for e in &i.entries {
-                    match claim_of(&q, &e.receipt_handle) {
-                        Ok(claim) => {
-                            claims.push(claim);
-                            valid.push(outcome.len());
-                            outcome.push(None);
-                        }
-                        Err(err) => outcome.push(Some(Err(err))),
-                    }
+                // Each entry answered as a single DeleteMessage would be.
+                let mut batch =
+                    CheckedBatch::new(i.entries.iter().map(|e| claim_of(&q, &e.receipt_handle)));
+                let claims = batch.values();
+                if !claims.is_empty() {
+                    let checks = b.delete_many(&q, claims).await?;
+                    batch.found(checks, |slot, _, check| {
+                        delete_outcome(&q, check, &i.entries[slot].receipt_handle)
+                    });
                 }
-                let checks = if claims.is_empty() {
-                    Vec::new()
-                } else {
-                    b.delete_many(&q, claims).await?
-                };
-                for (slot, check) in valid.into_iter().zip(checks) {
-                    outcome[slot] =
-                        Some(delete_outcome(&q, check, &i.entries[slot].receipt_handle));
-                }
-                let mut out = BatchOutput::default();
-                for (e, result) in i.entries.into_iter().zip(outcome) {
-                    match result.expect("every entry answered") {
-                        Ok(()) => {
-                            self.sh_counters(&q).deleted.fetch_add(1, Relaxed);
-                            out.successful.push(BatchSuccessEntry { id: e.id })
-                        }
-                        Err(err) => out.failed.push(batch_error(e.id, &err)),
-                    }
-                }
-                Response::DeleteMessageBatch(out)
+                let counters = self.sh_counters(&q);
+                let ids = i.entries.into_iter().map(|e| e.id);
+                Response::DeleteMessageBatch(batch.output(ids, || {
+                    counters.deleted.fetch_add(1, Relaxed);
+                }))
             }
             Request::ChangeMessageVisibility(i) => {
                 let q = self.sh_resolve(b, ctx, &i.queue_url).await?;
@@ -333,40 +313,24 @@ impl Engine {
                 let q = self.sh_resolve(b, ctx, &i.queue_url).await?;
                 let ids: Vec<&str> = i.entries.iter().map(|e| e.id.as_str()).collect();
                 validate::batch_ids("ChangeMessageVisibilityBatchRequestEntry", &ids)?;
-                // Entries checked first; the valid ones changed in one backend call, each
-                // answered as a single ChangeMessageVisibility would be.
-                let mut changes = Vec::new();
-                let mut valid = Vec::new();
-                let mut outcome: Vec<Option<SqsResult<()>>> = Vec::new();
-                for e in &i.entries {
-                    let checked = check_visibility_timeout(e.visibility_timeout)
-                        .and_then(|t| Ok((claim_of(&q, &e.receipt_handle)?, t)));
-                    match checked {
-                        Ok((claim, timeout)) => {
-                            changes.push((claim, (timeout as u64) * 1000));
-                            valid.push((outcome.len(), timeout));
-                            outcome.push(None);
-                        }
-                        Err(err) => outcome.push(Some(Err(err))),
-                    }
+                // Each entry answered as a single ChangeMessageVisibility would be.
+                let mut batch = CheckedBatch::new(i.entries.iter().map(|e| {
+                    let timeout = check_visibility_timeout(e.visibility_timeout)?;
+                    Ok((claim_of(&q, &e.receipt_handle)?, timeout))
+                }));
+                let changes: Vec<(Claim, u64)> = batch
+                    .values()
+                    .into_iter()
+                    .map(|(claim, timeout)| (claim, (timeout as u64) * 1000))
+                    .collect();
+                if !changes.is_empty() {
+                    let checks = b.change_visibility_many(&q, changes).await?;
+                    batch.found(checks, |slot, (_, timeout), check| {
+                        visibility_outcome(check, &i.entries[slot].receipt_handle, timeout)
+                    });
                 }
-                let checks = if changes.is_empty() {
-                    Vec::new()
-                } else {
-                    b.change_visibility_many(&q, changes).await?
-                };
-                for ((slot, timeout), check) in valid.into_iter().zip(checks) {
-                    let handle = &i.entries[slot].receipt_handle;
-                    outcome[slot] = Some(visibility_outcome(check, handle, timeout));
-                }
-                let mut out = BatchOutput::default();
-                for (e, result) in i.entries.into_iter().zip(outcome) {
-                    match result.expect("every entry answered") {
-                        Ok(()) => out.successful.push(BatchSuccessEntry { id: e.id }),
-                        Err(err) => out.failed.push(batch_error(e.id, &err)),
-                    }
-                }
-                Response::ChangeMessageVisibilityBatch(out)
+                let ids = i.entries.into_iter().map(|e| e.id);
+                Response::ChangeMessageVisibilityBatch(batch.output(ids, || {}))
             }
             Request::PurgeQueue(i) => {
                 let now = b.now_ms().await?;
@@ -814,6 +778,68 @@ impl Engine {
 
 /// Read-modify-write attempts of one queue change (see [`Engine::sh_update`]).
 const UPDATE_ATTEMPTS: usize = 24;
+
+/// A batch whose entries are checked one by one, the valid ones applied together in one
+/// backend call: each entry's answer, in request order.
+struct CheckedBatch<T> {
+    /// `(entry index, what to apply)` of the entries that passed their checks.
+    valid: Vec<(usize, T)>,
+    answers: Vec<Option<SqsResult<()>>>,
+}
+
+impl<T: Copy> CheckedBatch<T> {
+    fn new(checked: impl IntoIterator<Item = SqsResult<T>>) -> Self {
+        let mut batch = CheckedBatch {
+            valid: Vec::new(),
+            answers: Vec::new(),
+        };
+        for (slot, c) in checked.into_iter().enumerate() {
+            match c {
+                Ok(v) => {
+                    batch.valid.push((slot, v));
+                    batch.answers.push(None);
+                }
+                Err(e) => batch.answers.push(Some(Err(e))),
+            }
+        }
+        batch
+    }
+
+    /// What the valid entries apply, in order.
+    fn values(&self) -> Vec<T> {
+        self.valid.iter().map(|(_, v)| *v).collect()
+    }
+
+    /// The backend's findings for the valid entries (in order), answered by `answer`.
+    fn found(
+        &mut self,
+        checks: Vec<HandleCheck>,
+        answer: impl Fn(usize, T, HandleCheck) -> SqsResult<()>,
+    ) {
+        for (&(slot, v), check) in self.valid.iter().zip(checks) {
+            self.answers[slot] = Some(answer(slot, v, check));
+        }
+    }
+
+    /// The batch's answer, entry ids in request order; `on_success` once per success.
+    fn output(
+        self,
+        ids: impl IntoIterator<Item = String>,
+        mut on_success: impl FnMut(),
+    ) -> BatchOutput {
+        let mut out = BatchOutput::default();
+        for (id, answer) in ids.into_iter().zip(self.answers) {
+            match answer.expect("every entry answered") {
+                Ok(()) => {
+                    on_success();
+                    out.successful.push(BatchSuccessEntry { id });
+                }
+                Err(err) => out.failed.push(batch_error(id, &err)),
+            }
+        }
+        out
+    }
+}
 
 /// A shared queue's in-flight count as this server knows it (see [`Engine::sh_in_flight`]).
 #[derive(Debug, Clone, Copy)]
