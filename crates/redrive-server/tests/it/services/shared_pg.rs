@@ -1749,6 +1749,26 @@ async fn alert_receiver() -> (
     (base, rx)
 }
 
+/// Adds (through `server`) a rule `name`: any `*-dlq` queue with at least one message for a
+/// minute, notifying `webhook` if given. Returns the rule as created.
+async fn add_dlq_depth_rule(
+    server: &TestServer,
+    name: &str,
+    webhook: Option<&str>,
+) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "name": name,
+        "queue": "*-dlq",
+        "condition": {"kind": "depth", "threshold": 1, "minutes": 1},
+    });
+    if let Some(url) = webhook {
+        body["webhooks"] = serde_json::json!([{ "url": url }]);
+    }
+    let (status, rule) = post_json(server, "/_redrive/v1/alerts/rules", body).await;
+    assert_eq!(status, 201, "{rule}");
+    rule
+}
+
 async fn delete_path(server: &TestServer, path: &str) -> u16 {
     let (status, _, _) = server.raw("DELETE", path, None, &[], Vec::new()).await;
     status
@@ -1765,18 +1785,7 @@ async fn alert_rules_are_shared_judged_once_and_notify_once() {
     };
     let (hook, mut deliveries) = alert_receiver().await;
     let dlq = a.create("orders-dlq").await;
-    let (status, rule) = post_json(
-        a,
-        "/_redrive/v1/alerts/rules",
-        serde_json::json!({
-            "name": "dlq-any",
-            "queue": "*-dlq",
-            "condition": {"kind": "depth", "threshold": 1, "minutes": 1},
-            "webhooks": [{"url": hook}],
-        }),
-    )
-    .await;
-    assert_eq!(status, 201, "{rule}");
+    let rule = add_dlq_depth_rule(a, "dlq-any", Some(&hook)).await;
     // Every server sees the rule, and names stay unique across servers.
     let (_, rules) = get_json(b, "/_redrive/v1/alerts/rules").await;
     assert_eq!(rules["rules"][0]["id"], rule["id"], "{rules}");
@@ -1901,18 +1910,7 @@ async fn the_alerts_pass_to_another_server_when_their_holder_dies() {
     let advance = |ms: u64| clocks.iter().for_each(|c| c.advance_ms(ms));
     let (hook, mut deliveries) = alert_receiver().await;
     let dlq = s[0].0.create("orders-dlq").await;
-    let (status, rule) = post_json(
-        &s[0].0,
-        "/_redrive/v1/alerts/rules",
-        serde_json::json!({
-            "name": "dlq-any",
-            "queue": "*-dlq",
-            "condition": {"kind": "depth", "threshold": 1, "minutes": 1},
-            "webhooks": [{"url": hook}],
-        }),
-    )
-    .await;
-    assert_eq!(status, 201, "{rule}");
+    add_dlq_depth_rule(&s[0].0, "dlq-any", Some(&hook)).await;
     advance(1_000);
     s[1].0.send(&dlq, "boom").await;
     advance(60_000);
@@ -2002,17 +2000,7 @@ async fn a_server_stopping_hands_its_background_leases_over_at_once() {
         cb.advance_ms(ms);
     };
     let dlq = a.create("stock-dlq").await;
-    let (status, rule) = post_json(
-        a,
-        "/_redrive/v1/alerts/rules",
-        serde_json::json!({
-            "name": "stock-any",
-            "queue": "*-dlq",
-            "condition": {"kind": "depth", "threshold": 1, "minutes": 1},
-        }),
-    )
-    .await;
-    assert_eq!(status, 201, "{rule}");
+    add_dlq_depth_rule(a, "stock-any", None).await;
     advance(1_000);
     a.send(&dlq, "one").await;
     advance(60_000);
